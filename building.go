@@ -1,0 +1,131 @@
+package doorledger
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Building is a property whose front doors Doorledger watches over.
+type Building struct {
+	ID        int64
+	Name      string
+	Address   string
+	Timezone  string // IANA name, e.g. America/New_York
+	CreatedAt time.Time
+	Signers   []*Signer // the roster of authorized signers (active ones)
+}
+
+// Location returns the building's time zone (UTC if the name does not load).
+func (b *Building) Location() *time.Location {
+	if loc, err := time.LoadLocation(b.Timezone); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
+// BuildingInput is what a form creates or edits.
+type BuildingInput struct {
+	Name     string
+	Address  string
+	Timezone string
+}
+
+// Validate checks and normalizes the fields.
+func (in *BuildingInput) Validate() error {
+	v := Validation{}
+	in.Name = strings.TrimSpace(in.Name)
+	in.Address = strings.TrimSpace(in.Address)
+	in.Timezone = strings.TrimSpace(in.Timezone)
+	if in.Name == "" {
+		v.Add("name", "Enter the building's name.")
+	} else if len(in.Name) > 200 {
+		v.Add("name", "Keep the name under 200 characters.")
+	}
+	if in.Address == "" {
+		v.Add("address", "Enter the street address.")
+	} else if len(in.Address) > 500 {
+		v.Add("address", "Keep the address under 500 characters.")
+	}
+	if in.Timezone == "" {
+		v.Add("timezone", "Choose the building's time zone.")
+	} else if _, err := time.LoadLocation(in.Timezone); err != nil || in.Timezone == "Local" {
+		v.Add("timezone", "Use a time zone name such as America/New_York.")
+	}
+	return v.Err()
+}
+
+// Signer is an authorized signer on a building's roster: an owner or a board
+// officer who may consent to a device. Signers have no account; they are reached
+// only through the address on the roster, which installers can never change.
+type Signer struct {
+	ID         int64
+	BuildingID int64
+	Name       string
+	Title      string // e.g. "Board president"
+	Email      string
+	Active     bool // removed signers stay for the record but can no longer be asked
+}
+
+// SignerInput is what the roster form adds.
+type SignerInput struct {
+	Name  string
+	Title string
+	Email string
+}
+
+// Validate checks and normalizes the fields.
+func (in *SignerInput) Validate() error {
+	v := Validation{}
+	in.Name = strings.TrimSpace(in.Name)
+	in.Title = strings.TrimSpace(in.Title)
+	in.Email = strings.TrimSpace(strings.ToLower(in.Email))
+	if in.Name == "" {
+		v.Add("signer_name", "Enter the signer's full name.")
+	} else if len(in.Name) > 200 {
+		v.Add("signer_name", "Keep the name under 200 characters.")
+	}
+	if in.Title == "" {
+		v.Add("signer_title", "Enter the signer's title, e.g. Board president.")
+	} else if len(in.Title) > 200 {
+		v.Add("signer_title", "Keep the title under 200 characters.")
+	}
+	ValidateEmail(v, "signer_email", in.Email)
+	return v.Err()
+}
+
+// Grant gives a user access to a building in their role.
+type Grant struct {
+	BuildingID int64
+	User       *User
+	CreatedAt  time.Time
+}
+
+// BuildingService stores buildings, rosters and grants. Every method reads the
+// signed-in user from ctx: a user without a grant on a building gets ENOTFOUND for
+// it and everything under it; a grant without the right role gets EFORBIDDEN.
+type BuildingService interface {
+	// FindBuildingByID returns the building with its active roster.
+	FindBuildingByID(ctx context.Context, id int64) (*Building, error)
+	// FindBuildings lists the buildings the caller may see.
+	FindBuildings(ctx context.Context) ([]*Building, error)
+	// CreateBuilding (admins). EINVALID.
+	CreateBuilding(ctx context.Context, in BuildingInput) (*Building, error)
+	// UpdateBuilding (admins, the building's managers). EINVALID.
+	UpdateBuilding(ctx context.Context, id int64, in BuildingInput) (*Building, error)
+	// AddSigner adds to the roster (admins, managers). EINVALID, ECONFLICT for a duplicate email.
+	AddSigner(ctx context.Context, buildingID int64, in SignerInput) (*Signer, error)
+	// RemoveSigner takes a signer off the roster (admins, managers).
+	RemoveSigner(ctx context.Context, buildingID, signerID int64) error
+	// FindGrants lists who has access (admins, managers).
+	FindGrants(ctx context.Context, buildingID int64) ([]*Grant, error)
+	// GrantAccess gives a user access (admins). ECONFLICT if granted already.
+	GrantAccess(ctx context.Context, buildingID, userID int64) error
+	// RevokeAccess removes a grant (admins).
+	RevokeAccess(ctx context.Context, buildingID, userID int64) error
+}
+
+// CanManage reports whether u may change the building (given u sees it at all).
+func CanManage(u *User) bool {
+	return u != nil && (u.Role == RoleAdmin || u.Role == RoleManager)
+}

@@ -1,0 +1,159 @@
+package doorledger
+
+import (
+	"context"
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// Role is what a user account may do. Signers have no account.
+type Role string
+
+const (
+	RoleAdmin     Role = "admin"     // the management company's operator: everything
+	RoleManager   Role = "manager"   // the buildings granted to them: devices, consents, revoke, reports
+	RoleBoard     Role = "board"     // read-only view of their buildings; audit reports
+	RoleInstaller Role = "installer" // submits consent requests for buildings they were invited to
+)
+
+// Roles lists every role, in the order forms show them.
+var Roles = []Role{RoleAdmin, RoleManager, RoleBoard, RoleInstaller}
+
+// Valid reports whether r is one of Roles.
+func (r Role) Valid() bool {
+	for _, x := range Roles {
+		if r == x {
+			return true
+		}
+	}
+	return false
+}
+
+// User is a person with an account.
+type User struct {
+	ID        int64
+	Email     string
+	Name      string
+	Role      Role
+	Company   string // installers: the vendor or contractor they work for
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// IsAdmin reports whether u may do everything.
+func (u *User) IsAdmin() bool { return u != nil && u.Role == RoleAdmin }
+
+// NewUser is the input for creating an account.
+type NewUser struct {
+	Email    string
+	Name     string
+	Role     Role
+	Company  string
+	Password string
+}
+
+// MinPasswordLen is the shortest password accepted.
+const MinPasswordLen = 12
+
+// Validate checks the fields of a new account.
+func (n *NewUser) Validate() error {
+	v := Validation{}
+	n.Email = strings.TrimSpace(strings.ToLower(n.Email))
+	n.Name = strings.TrimSpace(n.Name)
+	n.Company = strings.TrimSpace(n.Company)
+	ValidateEmail(v, "email", n.Email)
+	if n.Name == "" {
+		v.Add("name", "Enter the person's name.")
+	} else if len(n.Name) > 200 {
+		v.Add("name", "Keep the name under 200 characters.")
+	}
+	if !n.Role.Valid() {
+		v.Add("role", "Choose a role.")
+	}
+	ValidatePassword(v, "password", n.Password)
+	return v.Err()
+}
+
+// ValidateEmail adds a message to v when s is not a single plain address.
+func ValidateEmail(v Validation, field, s string) {
+	if s == "" {
+		v.Add(field, "Enter an email address.")
+		return
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || len(s) > 254 {
+		v.Add(field, "Enter a plain email address, like name@example.com.")
+	}
+}
+
+// ValidatePassword adds a message to v when p is too weak to accept.
+func ValidatePassword(v Validation, field, p string) {
+	switch {
+	case len(p) < MinPasswordLen:
+		v.Add(field, "Use at least 12 characters.")
+	case len(p) > 256:
+		v.Add(field, "Use at most 256 characters.")
+	}
+}
+
+// UserUpdate changes an account; nil fields are left alone.
+type UserUpdate struct {
+	Name     *string
+	Role     *Role
+	Company  *string
+	Disabled *bool
+}
+
+// Session is a signed-in browser. Its ID travels in an encrypted cookie; the row
+// is the server's word that it is still valid, so deleting it signs the browser out.
+type Session struct {
+	ID         string
+	UserID     int64
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	IP         string
+	UserAgent  string
+}
+
+// UserService manages accounts, passwords and sessions.
+type UserService interface {
+	// FindUserByID returns ENOTFOUND when there is no such user or the caller is
+	// not an admin looking at someone else.
+	FindUserByID(ctx context.Context, id int64) (*User, error)
+	// FindUsers lists accounts (admins only; EFORBIDDEN otherwise).
+	FindUsers(ctx context.Context) ([]*User, error)
+	// CreateUser adds an account (admins, or the system). EINVALID, ECONFLICT for a taken email.
+	CreateUser(ctx context.Context, n NewUser) (*User, error)
+	// UpdateUser changes an account (admins). Disabling it ends its sessions.
+	UpdateUser(ctx context.Context, id int64, upd UserUpdate) (*User, error)
+	// SetPassword replaces the password and ends every session of the user.
+	// Admins may set anyone's; others only their own, proving the current one.
+	SetPassword(ctx context.Context, id int64, current, next string) error
+
+	// Authenticate checks email and password and records the attempt. It returns
+	// ETOOMANY (with the retry time in the message) when the account or the IP has
+	// failed too often, and EUNAUTHORIZED for a wrong email or password.
+	Authenticate(ctx context.Context, email, password, ip string) (*User, error)
+	// CreateSession starts a new session for u, ending the session replaced (if any).
+	CreateSession(ctx context.Context, u *User, replaces, ip, userAgent string) (*Session, error)
+	// SessionUser returns the user of a live session and marks it seen;
+	// EUNAUTHORIZED when it expired, was ended, or the user was disabled.
+	SessionUser(ctx context.Context, sessionID string) (*User, *Session, error)
+	// EndSession signs one browser out.
+	EndSession(ctx context.Context, sessionID string) error
+	// EndAllSessions signs every browser of the user out (logout everywhere).
+	EndAllSessions(ctx context.Context, userID int64) error
+	// CountUsers returns how many accounts exist (to know a first start).
+	CountUsers(ctx context.Context) (int, error)
+	// FindUserByEmail is for operators' CLI use (admins or the system).
+	FindUserByEmail(ctx context.Context, email string) (*User, error)
+}
+
+// Session lifetime limits.
+const (
+	SessionMaxAge      = 12 * time.Hour   // absolute lifetime from sign-in
+	SessionIdleTimeout = 2 * time.Hour    // ended after this long unused
+	LoginFailureLimit  = 10               // failures per account or IP in LoginWindow
+	LoginWindow        = 15 * time.Minute // window in which failures count
+)
