@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+)
+
+// config is everything serve needs, from flags with environment defaults.
+type config struct {
+	Addr       string
+	DataDir    string
+	Demo       bool
+	TLSCert    string
+	TLSKey     string
+	TrustProxy bool
+	LogLevel   slog.Level
+	AdminEmail string
+	AdminPass  string // from the environment only: flags show up in ps
+}
+
+// envOr returns getenv(key) or def.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(getenv func(string) string, key string) bool {
+	b, _ := strconv.ParseBool(getenv(key))
+	return b
+}
+
+// parseServe reads serve's flags; each defaults to its environment variable.
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "DOORLEDGER_ADDR", "127.0.0.1:8080"), "HTTP listen address (env DOORLEDGER_ADDR)")
+	fs.StringVar(&cfg.DataDir, "data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory: database, keys (env DOORLEDGER_DATA)")
+	fs.BoolVar(&cfg.Demo, "demo", envBool(getenv, "DOORLEDGER_DEMO"), "seed a demo building and its users (env DOORLEDGER_DEMO)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("DOORLEDGER_TLS_CERT"), "TLS certificate file; with -tls-key serves HTTPS and marks cookies Secure (env DOORLEDGER_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")
+	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", envBool(getenv, "DOORLEDGER_TRUST_PROXY"), "take client IPs from X-Forwarded-For (only behind a reverse proxy) (env DOORLEDGER_TRUST_PROXY)")
+	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
+	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
+	}
+	cfg.AdminPass = getenv("DOORLEDGER_ADMIN_PASSWORD")
+	var err error
+	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}

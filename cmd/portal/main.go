@@ -1,0 +1,49 @@
+// Command portal runs Doorledger: the web portal, its embedded SQLite database
+// and (from issue 4) its embedded MQTT broker, on one machine.
+//
+//	portal [serve] [flags]                 start the portal (default)
+//	portal user add|disable|reset-password operators' account recovery
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "portal:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main and the end-to-end tests call it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			return serve(ctx, args[1:], getenv, stdout, stderr)
+		case "user":
+			return userCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+	}
+	return serve(ctx, args, getenv, stdout, stderr)
+}
+
+const usage = `Doorledger portal.
+
+Usage:
+  portal [serve] [flags]                       start the portal (see 'portal serve -h')
+  portal user add -email E -name N -role R     create an account (prints a generated password)
+  portal user disable -email E                 disable an account and end its sessions
+  portal user reset-password -email E          set a new generated password, end its sessions
+`

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/web"
+)
+
+// app is the wired portal: the database, its services and the web server.
+type app struct {
+	cfg       *config
+	log       *slog.Logger
+	db        *db.DB
+	users     *db.UserService
+	buildings *db.BuildingService
+	audit     *db.AuditService
+	web       *web.Server
+}
+
+// openApp opens the data directory and database and builds the services.
+func openApp(cfg *config, stderr io.Writer) (*app, error) {
+	a := &app{cfg: cfg}
+	a.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	a.db = db.NewDB(filepath.Join(cfg.DataDir, "doorledger.db"))
+	if err := a.db.Open(); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	a.users = db.NewUserService(a.db)
+	a.buildings = db.NewBuildingService(a.db)
+	a.audit = db.NewAuditService(a.db)
+	return a, nil
+}
+
+func (a *app) Close() error { return a.db.Close() }
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	sysctx := doorledger.NewSystemContext(ctx, "system")
+	if err := a.firstStart(sysctx, stdout); err != nil {
+		return err
+	}
+	if cfg.Demo {
+		if err := seedDemo(sysctx, a, stdout); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	keys, err := sessionKeys(filepath.Join(cfg.DataDir, "session.keys"))
+	if err != nil {
+		return err
+	}
+	a.web = web.NewServer(web.Config{
+		Users: a.users, Buildings: a.buildings, Audit: a.audit,
+		Health: func(ctx context.Context) error {
+			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
+			return err
+		},
+		SessionKeys: keys,
+		Secure:      cfg.TLSCert != "",
+		TrustProxy:  cfg.TrustProxy,
+		Logger:      a.log,
+	})
+	if err := a.web.Listen(cfg.Addr); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
+	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
+
+	errc := make(chan error, 1)
+	go func() { errc <- a.web.Serve(cfg.TLSCert, cfg.TLSKey) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.web.Shutdown(shutdown); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return <-errc
+}
+
+// firstStart creates the first admin when there is no account yet, and says once
+// how to sign in.
+func (a *app) firstStart(ctx context.Context, stdout io.Writer) error {
+	n, err := a.users.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pass, generated := a.cfg.AdminPass, false
+	if pass == "" {
+		pass, generated = newPassword(), true
+	}
+	u, err := a.users.CreateUser(ctx, doorledger.NewUser{Email: a.cfg.AdminEmail, Name: "Administrator", Role: doorledger.RoleAdmin, Password: pass})
+	if err != nil {
+		return fmt.Errorf("create first admin: %w", err)
+	}
+	fmt.Fprintf(stdout, "\nFirst start: created the administrator account.\n  email:    %s\n", u.Email)
+	if generated {
+		fmt.Fprintf(stdout, "  password: %s\n  (shown once; change it under Account after signing in)\n\n", pass)
+	} else {
+		fmt.Fprintf(stdout, "  password: the one in DOORLEDGER_ADMIN_PASSWORD\n\n")
+	}
+	return nil
+}
+
+// newPassword returns a random 20-character password.
+func newPassword() string {
+	b := make([]byte, 15)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// sessionKeys loads the cookie keys from path, creating them on first start, so
+// that a restart keeps people signed in. The file holds a 64-byte hash key and a
+// 32-byte block key (signed and encrypted cookies).
+func sessionKeys(path string) ([][]byte, error) {
+	buf, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		buf = make([]byte, 96)
+		if _, err := rand.Read(buf); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, buf, 0o600); err != nil {
+			return nil, fmt.Errorf("write session keys: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read session keys: %w", err)
+	} else if len(buf) != 96 {
+		return nil, fmt.Errorf("session keys %s: want 96 bytes, have %d (delete it to make new keys; everyone signs in again)", path, len(buf))
+	}
+	return [][]byte{buf[:64], buf[64:]}, nil
+}

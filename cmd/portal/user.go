@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/doorledger/doorledger"
+)
+
+// userCommand is `portal user add|disable|reset-password`: account recovery for
+// operators without SQL. It works on the data directory directly (the portal may
+// be running; SQLite's locking keeps both consistent) and is audited as "cli".
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("user: want add, disable or reset-password\n%s", usage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	email := fs.String("email", "", "the account's email")
+	name := fs.String("name", "", "full name (add)")
+	role := fs.String("role", "", "admin, manager, board or installer (add)")
+	company := fs.String("company", "", "company (add, installers)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg := &config{DataDir: *dataDir}
+	a, err := openApp(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx = doorledger.NewSystemContext(ctx, "cli")
+
+	switch sub {
+	case "add":
+		pass := newPassword()
+		u, err := a.users.CreateUser(ctx, doorledger.NewUser{Email: *email, Name: *name, Role: doorledger.Role(*role), Company: *company, Password: pass})
+		if err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(stdout, "Created %s (%s). Password: %s\n", u.Email, u.Role, pass)
+	case "disable":
+		u, err := a.users.FindUserByEmail(ctx, *email)
+		if err != nil {
+			return userError(err)
+		}
+		yes := true
+		if _, err := a.users.UpdateUser(ctx, u.ID, doorledger.UserUpdate{Disabled: &yes}); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(stdout, "Disabled %s; every session ended.\n", u.Email)
+	case "reset-password":
+		u, err := a.users.FindUserByEmail(ctx, *email)
+		if err != nil {
+			return userError(err)
+		}
+		pass := newPassword()
+		if err := a.users.SetPassword(ctx, u.ID, "", pass); err != nil {
+			return userError(err)
+		}
+		// A locked-out admin may also be disabled: enable the account again.
+		no := false
+		if _, err := a.users.UpdateUser(ctx, u.ID, doorledger.UserUpdate{Disabled: &no}); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(stdout, "New password for %s: %s (every session ended; the account is enabled)\n", u.Email, pass)
+	default:
+		return fmt.Errorf("user: unknown command %q\n%s", sub, usage)
+	}
+	return nil
+}
+
+// userError turns a coded error into a plain message for the terminal.
+func userError(err error) error {
+	if fields := doorledger.ErrorFields(err); len(fields) > 0 {
+		msg := doorledger.ErrorMessage(err)
+		for k, v := range fields {
+			msg += fmt.Sprintf("\n  -%s: %s", k, v)
+		}
+		return fmt.Errorf("%s", msg)
+	}
+	if doorledger.ErrorCode(err) != doorledger.EINTERNAL {
+		return fmt.Errorf("%s", doorledger.ErrorMessage(err))
+	}
+	return err
+}

@@ -1,0 +1,129 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/views"
+	"github.com/labstack/echo/v4"
+)
+
+func handleHealth(check func(ctx context.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if check != nil {
+			if err := check(c.Request().Context()); err != nil {
+				return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			}
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+// safeNext keeps a post-login redirect on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/buildings"
+	}
+	return next
+}
+
+func (s *Server) handleLoginPage(c echo.Context) error {
+	if doorledger.UserFromContext(c.Request().Context()) != nil {
+		return c.Redirect(http.StatusSeeOther, "/buildings")
+	}
+	return render(c, http.StatusOK, views.LoginPage(s.page(c, "Sign in", ""), views.Form{}, safeNext(c.QueryParam("next"))))
+}
+
+func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		f := formOf(c, "email")
+		next := safeNext(c.FormValue("next"))
+		ctx := c.Request().Context()
+		u, err := users.Authenticate(ctx, c.FormValue("email"), c.FormValue("password"), c.RealIP())
+		if err != nil {
+			if !formError(&f, err) {
+				return err
+			}
+			if doorledger.ErrorCode(err) == doorledger.ETOOMANY {
+				c.Response().Header().Set("Retry-After", "900")
+			}
+			return render(c, formStatus(err), views.LoginPage(s.page(c, "Sign in", ""), f, next))
+		}
+		// A new session every sign-in: the session this browser had (if any) is
+		// ended, so a cookie planted or copied before sign-in is worth nothing.
+		old, _ := c.Get("sid").(string)
+		if old == "" {
+			sess, _ := s.sessions.Get(c.Request(), sessionCookie)
+			old, _ = sess.Values["sid"].(string)
+		}
+		created, err := users.CreateSession(ctx, u, old, c.RealIP(), c.Request().UserAgent())
+		if err != nil {
+			return err
+		}
+		sess, _ := s.sessions.New(c.Request(), sessionCookie)
+		sess.Values["sid"] = created.ID
+		if err := sess.Save(c.Request(), c.Response()); err != nil {
+			return err
+		}
+		s.clearCSRF(c) // and a new CSRF token
+		return c.Redirect(http.StatusSeeOther, next)
+	}
+}
+
+// clearCSRF drops the CSRF cookie so the next page issues a new token.
+func (s *Server) clearCSRF(c echo.Context) {
+	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
+}
+
+// signOut forgets the session in this browser and shows the sign-in page.
+func (s *Server) signOut(c echo.Context, msg string) error {
+	sess, _ := s.sessions.New(c.Request(), sessionCookie)
+	sess.AddFlash(msg, "ok")
+	if err := sess.Save(c.Request(), c.Response()); err != nil {
+		return err
+	}
+	s.clearCSRF(c)
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+func (s *Server) handleLogout(users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if sid, _ := c.Get("sid").(string); sid != "" {
+			if err := users.EndSession(c.Request().Context(), sid); err != nil {
+				return err
+			}
+		}
+		return s.signOut(c, "You are signed out.")
+	}
+}
+
+func (s *Server) handleLogoutEverywhere(users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := doorledger.UserFromContext(c.Request().Context())
+		if err := users.EndAllSessions(c.Request().Context(), u.ID); err != nil {
+			return err
+		}
+		return s.signOut(c, "You are signed out on every device.")
+	}
+}
+
+func (s *Server) handleAccount(c echo.Context) error {
+	return render(c, http.StatusOK, views.AccountPage(s.page(c, "Your account", "account"), views.Form{}))
+}
+
+func (s *Server) handleAccountPassword(users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := doorledger.UserFromContext(c.Request().Context())
+		err := users.SetPassword(c.Request().Context(), u.ID, c.FormValue("current"), c.FormValue("password"))
+		if err != nil {
+			f := views.Form{}
+			if !formError(&f, err) {
+				return err
+			}
+			return render(c, formStatus(err), views.AccountPage(s.page(c, "Your account", "account"), f))
+		}
+		return s.signOut(c, "Your password is changed and every session ended. Sign in with the new password.")
+	}
+}

@@ -1,0 +1,253 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/views"
+	"github.com/labstack/echo/v4"
+)
+
+// pathID parses a numeric path parameter; a malformed id is simply not found.
+func pathID(c echo.Context, name string) (int64, error) {
+	id, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, doorledger.Errorf(doorledger.ENOTFOUND, "There is no such page, or you do not have access to it.")
+	}
+	return id, nil
+}
+
+func (s *Server) handleBuildings(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		list, err := buildings.FindBuildings(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.BuildingsPage(s.page(c, "Buildings", "buildings"), list))
+	}
+}
+
+func (s *Server) handleBuildingNew(c echo.Context) error {
+	return render(c, http.StatusOK, views.BuildingFormPage(s.page(c, "New building", "buildings"), 0, views.Form{}))
+}
+
+func buildingInput(c echo.Context) (doorledger.BuildingInput, views.Form) {
+	f := formOf(c, "name", "address", "timezone")
+	return doorledger.BuildingInput{Name: f.Value("name"), Address: f.Value("address"), Timezone: f.Value("timezone")}, f
+}
+
+func (s *Server) handleBuildingCreate(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		in, f := buildingInput(c)
+		b, err := buildings.CreateBuilding(c.Request().Context(), in)
+		if err != nil {
+			if !formError(&f, err) {
+				return err
+			}
+			return render(c, formStatus(err), views.BuildingFormPage(s.page(c, "New building", "buildings"), 0, f))
+		}
+		return s.redirect(c, pathf("/buildings/%d", b.ID), "Building created. Add its authorized signers below.")
+	}
+}
+
+// buildingView loads what the building page shows for this user.
+func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingService, users doorledger.UserService, id int64) (views.BuildingView, error) {
+	ctx := c.Request().Context()
+	u := doorledger.UserFromContext(ctx)
+	b, err := buildings.FindBuildingByID(ctx, id)
+	if err != nil {
+		return views.BuildingView{}, err
+	}
+	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u)}
+	if v.CanManage {
+		if v.Grants, err = buildings.FindGrants(ctx, id); err != nil {
+			return v, err
+		}
+		if v.Grants == nil {
+			v.Grants = []*doorledger.Grant{}
+		}
+	}
+	if u.IsAdmin() {
+		all, err := users.FindUsers(ctx)
+		if err != nil {
+			return v, err
+		}
+		granted := map[int64]bool{}
+		for _, g := range v.Grants {
+			granted[g.User.ID] = true
+		}
+		for _, x := range all {
+			if !granted[x.ID] && x.Role != doorledger.RoleAdmin && !x.Disabled {
+				v.Users = append(v.Users, x)
+			}
+		}
+	}
+	return v, nil
+}
+
+func (s *Server) handleBuilding(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		v, err := s.buildingView(c, buildings, users, id)
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+	}
+}
+
+func (s *Server) handleBuildingEdit(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		b, err := buildings.FindBuildingByID(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		f := views.Form{Values: map[string]string{"name": b.Name, "address": b.Address, "timezone": b.Timezone}}
+		return render(c, http.StatusOK, views.BuildingFormPage(s.page(c, "Edit "+b.Name, "buildings"), id, f))
+	}
+}
+
+func (s *Server) handleBuildingUpdate(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		in, f := buildingInput(c)
+		if _, err := buildings.UpdateBuilding(c.Request().Context(), id, in); err != nil {
+			if !formError(&f, err) {
+				return err
+			}
+			return render(c, formStatus(err), views.BuildingFormPage(s.page(c, "Edit building", "buildings"), id, f))
+		}
+		return s.redirect(c, pathf("/buildings/%d", id), "Building saved.")
+	}
+}
+
+func (s *Server) handleSignerAdd(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		f := formOf(c, "signer_name", "signer_title", "signer_email")
+		in := doorledger.SignerInput{Name: f.Value("signer_name"), Title: f.Value("signer_title"), Email: f.Value("signer_email")}
+		if _, err := buildings.AddSigner(c.Request().Context(), id, in); err != nil {
+			if !formError(&f, err) {
+				return err
+			}
+			v, verr := s.buildingView(c, buildings, users, id)
+			if verr != nil {
+				return verr
+			}
+			v.SignerForm = f
+			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+		}
+		return s.redirect(c, pathf("/buildings/%d#roster", id), "Signer added to the roster.")
+	}
+}
+
+func (s *Server) handleSignerRemove(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		signer, err := pathID(c, "signer")
+		if err != nil {
+			return err
+		}
+		if err := buildings.RemoveSigner(c.Request().Context(), id, signer); err != nil {
+			return err
+		}
+		return s.redirect(c, pathf("/buildings/%d#roster", id), "Signer removed from the roster.")
+	}
+}
+
+func (s *Server) handleGrantAdd(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		f := formOf(c, "user_id")
+		uid, perr := strconv.ParseInt(f.Value("user_id"), 10, 64)
+		if perr != nil {
+			err = &doorledger.Error{Code: doorledger.EINVALID, Message: "Choose a user.", Fields: map[string]string{"user_id": "Choose a user."}}
+		} else {
+			err = buildings.GrantAccess(c.Request().Context(), id, uid)
+		}
+		if err != nil {
+			if doorledger.ErrorCode(err) == doorledger.ENOTFOUND && perr == nil {
+				if _, berr := buildings.FindBuildingByID(c.Request().Context(), id); berr != nil {
+					return berr // the building itself is not there
+				}
+				err = &doorledger.Error{Code: doorledger.EINVALID, Message: "Choose a user.", Fields: map[string]string{"user_id": "That user does not exist."}}
+			}
+			if !formError(&f, err) {
+				return err
+			}
+			v, verr := s.buildingView(c, buildings, users, id)
+			if verr != nil {
+				return verr
+			}
+			v.GrantForm = f
+			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+		}
+		return s.redirect(c, pathf("/buildings/%d#access", id), "Access granted.")
+	}
+}
+
+func (s *Server) handleGrantRemove(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		uid, err := pathID(c, "user")
+		if err != nil {
+			return err
+		}
+		if err := buildings.RevokeAccess(c.Request().Context(), id, uid); err != nil {
+			return err
+		}
+		return s.redirect(c, pathf("/buildings/%d#access", id), "Access removed.")
+	}
+}
+
+func (s *Server) handleBuildingAudit(buildings doorledger.BuildingService, audit doorledger.AuditService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		b, err := buildings.FindBuildingByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		entries, err := audit.FindAuditEntries(ctx, doorledger.AuditFilter{BuildingID: id})
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit journal", "buildings"), "Audit journal: "+b.Name, entries))
+	}
+}
+
+func (s *Server) handleAudit(audit doorledger.AuditService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		entries, err := audit.FindAuditEntries(c.Request().Context(), doorledger.AuditFilter{})
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit log", "audit"), "Audit log", entries))
+	}
+}

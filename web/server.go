@@ -1,0 +1,125 @@
+// Package web serves Doorledger over HTTP with Echo: the routes (all listed in
+// routes.go), the middleware that signs people in and guards every state change,
+// and the one error handler that turns domain error codes into pages.
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/gorilla/sessions"
+	"github.com/labstack/echo/v4"
+)
+
+// Config wires the server to the domain services and its settings.
+type Config struct {
+	Users     doorledger.UserService
+	Buildings doorledger.BuildingService
+	Audit     doorledger.AuditService
+
+	// Health reports readiness for /healthz (the database answers).
+	Health func(ctx context.Context) error
+
+	// SessionKeys are the gorilla/securecookie key pairs (hash key 64 bytes,
+	// block key 32 bytes), newest first; older pairs still decode during rotation.
+	SessionKeys [][]byte
+	// Secure marks cookies Secure: set when the portal is served over TLS.
+	Secure bool
+	// TrustProxy takes the client IP from X-Forwarded-For (behind a reverse
+	// proxy); otherwise the socket address is used, so the header cannot be forged.
+	TrustProxy bool
+	Logger     *slog.Logger
+}
+
+// Server is the portal's HTTP server.
+type Server struct {
+	echo     *echo.Echo
+	http     *http.Server
+	ln       net.Listener
+	sessions *sessions.CookieStore
+	cfg      Config
+	log      *slog.Logger
+
+	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
+}
+
+// NewServer builds the Echo instance with every route and middleware.
+func NewServer(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}}
+	s.sessions = sessions.NewCookieStore(cfg.SessionKeys...)
+	s.sessions.Options = &sessions.Options{
+		Path:     "/",
+		MaxAge:   int(doorledger.SessionMaxAge / time.Second),
+		HttpOnly: true,
+		Secure:   cfg.Secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+	s.sessions.MaxAge(s.sessions.Options.MaxAge)
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	if cfg.TrustProxy {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	s.routes()
+	s.http = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // uploads from phones on slow links
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler returns the HTTP handler (for tests with httptest).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Echo returns the router, for tests that list its routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Listen binds addr (":0" picks a free port).
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address, after Listen.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves until Shutdown, over TLS when certFile and keyFile are given;
+// it returns nil after a clean shutdown.
+func (s *Server) Serve(certFile, keyFile string) error {
+	var err error
+	if certFile != "" {
+		err = s.http.ServeTLS(s.ln, certFile, keyFile)
+	} else {
+		err = s.http.Serve(s.ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting and waits for requests in flight, up to ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
