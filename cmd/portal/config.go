@@ -20,6 +20,7 @@ type config struct {
 	LogLevel   slog.Level
 	AdminEmail string
 	AdminPass  string // from the environment only: flags show up in ps
+	BcryptCost int    // from DOORLEDGER_BCRYPT_COST; tests lower it
 }
 
 // envOr returns getenv(key) or def.
@@ -61,6 +62,13 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
 	}
 	cfg.AdminPass = getenv("DOORLEDGER_ADMIN_PASSWORD")
+	if v := getenv("DOORLEDGER_BCRYPT_COST"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 4 || n > 31 {
+			return nil, fmt.Errorf("DOORLEDGER_BCRYPT_COST: want 4 to 31, have %q", v)
+		}
+		cfg.BcryptCost = n
+	}
 	var err error
 	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return nil, err

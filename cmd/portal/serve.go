@@ -36,6 +36,9 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	a.db = db.NewDB(filepath.Join(cfg.DataDir, "doorledger.db"))
+	if cfg.BcryptCost != 0 {
+		a.db.PasswordCost = cfg.BcryptCost
+	}
 	if err := a.db.Open(); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
