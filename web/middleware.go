@@ -160,11 +160,11 @@ func requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		if strings.HasPrefix(c.Path(), "/api/") || r.Header.Get("HX-Request") != "" && r.Method != http.MethodGet {
 			return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Please sign in.")
 		}
-		target := "/login"
+		next := "/"
 		if r.Method == http.MethodGet {
-			target += "?next=" + url.QueryEscape(r.URL.RequestURI())
+			next = r.URL.RequestURI()
 		}
-		return c.Redirect(http.StatusSeeOther, target)
+		return c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(next))
 	}
 }
 

@@ -1,0 +1,176 @@
+package web_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/doorledger/doorledger"
+)
+
+// Outcomes of a request in the access matrix.
+const (
+	ok    = "ok"    // served (2xx, a redirect elsewhere than sign-in, or a form re-rendered with errors)
+	login = "login" // redirected to sign in
+	nf    = "404"   // not found: the object, or the page, does not exist for this user
+)
+
+// roles are the callers of the matrix, each against building A's objects.
+var roles = []string{"anonymous", "admin", "manager A", "manager B", "board A", "installer A"}
+
+// accessRow is one route and what each role gets from it.
+type accessRow struct {
+	method, path string
+	want         [6]string // in the order of roles
+}
+
+// matrix has one row per route. A route added without a row fails
+// TestAccessMatrixCoversEveryRoute.
+var matrix = []accessRow{
+	{"GET", "/healthz", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/static*", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/logout", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/", [6]string{login, ok, ok, ok, ok, ok}},
+	{"POST", "/logout/everywhere", [6]string{login, ok, ok, ok, ok, ok}},
+	{"GET", "/account", [6]string{login, ok, ok, ok, ok, ok}},
+	{"POST", "/account/password", [6]string{login, ok, ok, ok, ok, ok}},
+	{"GET", "/buildings", [6]string{login, ok, ok, ok, ok, ok}},
+	{"GET", "/buildings/new", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/buildings", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/buildings/:id", [6]string{login, ok, ok, nf, ok, ok}},
+	{"GET", "/buildings/:id/edit", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/signers", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/signers/:signer/remove", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/grants", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/buildings/:id/grants/:user/remove", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/buildings/:id/audit", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/users", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/users/new", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/users", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/users/:user", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/users/:user", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/users/:user/password", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
+}
+
+func TestAccessMatrixCoversEveryRoute(t *testing.T) {
+	f := newFixture(t)
+	have := map[string]bool{}
+	for _, r := range matrix {
+		have[r.method+" "+r.path] = true
+	}
+	var missing []string
+	for _, r := range f.server.Echo().Routes() {
+		key := r.Method + " " + r.Path
+		if !have[key] {
+			missing = append(missing, key)
+		}
+		delete(have, key)
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("routes without a row in the access matrix:\n  %s", strings.Join(missing, "\n  "))
+	}
+	for k := range have {
+		t.Errorf("matrix row for a route that does not exist: %s", k)
+	}
+}
+
+// concrete fills a route's parameters with building A's objects, made fresh
+// for each request so that one role's change cannot decide another's outcome.
+func (f *fixture) concrete(t *testing.T, path string) string {
+	t.Helper()
+	ctx := sys()
+	r := strings.NewReplacer(":id", fmt.Sprint(f.A.ID), "/static*", "/static/app.css")
+	if strings.Contains(path, ":signer") {
+		s := must(f.buildings.AddSigner(ctx, f.A.ID, doorledger.SignerInput{
+			Name: "Fresh Signer", Title: "Owner", Email: fmt.Sprintf("s%d@example.com", len(path)+int(nextID()))}))(t)
+		path = strings.Replace(path, ":signer", fmt.Sprint(s.ID), 1)
+	}
+	if strings.Contains(path, "/grants/:user") {
+		u := must(f.users.CreateUser(ctx, doorledger.NewUser{Email: fmt.Sprintf("g%d@example.com", nextID()), Name: "G", Role: doorledger.RoleBoard, Password: testPassword}))(t)
+		if err := f.buildings.GrantAccess(ctx, f.A.ID, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":user", fmt.Sprint(u.ID), 1)
+	}
+	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
+	return r.Replace(path)
+}
+
+var idSeq int64
+
+func nextID() int64 { idSeq++; return idSeq }
+
+func outcome(resp *http.Response) string {
+	loc := resp.Header.Get("Location")
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nf
+	case resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(loc, "/login?"):
+		return login
+	case resp.StatusCode >= 500:
+		return fmt.Sprintf("server error %d", resp.StatusCode)
+	case resp.StatusCode == http.StatusForbidden:
+		return "403"
+	}
+	return ok
+}
+
+func TestAccessMatrix(t *testing.T) {
+	f := newFixture(t)
+	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
+	for _, row := range matrix {
+		for i, role := range roles {
+			t.Run(fmt.Sprintf("%s %s as %s", row.method, row.path, role), func(t *testing.T) {
+				c := f.client()
+				c.tb = t
+				if emails[i] != "" {
+					c.login(emails[i])
+				}
+				path := f.concrete(t, row.path)
+				var resp *http.Response
+				var body string
+				if row.method == http.MethodGet {
+					resp, body = c.get(path)
+				} else {
+					resp, body = c.post(path, url.Values{}, "")
+				}
+				if got := outcome(resp); got != row.want[i] {
+					t.Errorf("%s %s as %s: got %s (status %d, location %q), want %s\n%.400s",
+						row.method, path, role, got, resp.StatusCode, resp.Header.Get("Location"), row.want[i], body)
+				}
+			})
+		}
+	}
+}
+
+// Another building's objects are 404 for everything under them, whatever the id.
+func TestOtherBuildingIsNotFound(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(f.managerA.Email)
+	for _, path := range []string{
+		fmt.Sprintf("/buildings/%d", f.B.ID),
+		fmt.Sprintf("/buildings/%d/edit", f.B.ID),
+		fmt.Sprintf("/buildings/%d/audit", f.B.ID),
+		"/buildings/999999",
+	} {
+		if resp, _ := c.get(path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if resp, _ := c.post(fmt.Sprintf("/buildings/%d/signers", f.B.ID), url.Values{"signer_name": {"X"}, "signer_title": {"Y"}, "signer_email": {"x@example.com"}}, ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST signer to B: %d, want 404", resp.StatusCode)
+	}
+	b, err := f.buildings.FindBuildingByID(sys(), f.B.ID)
+	if err != nil || len(b.Signers) != 0 {
+		t.Fatalf("building B's roster changed: %v %v", b, err)
+	}
+}

@@ -1,0 +1,167 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/web"
+)
+
+const testPassword = "correct horse battery"
+
+// fixture is a portal on a real SQLite file with two buildings and a user of
+// each kind: the cast of the access tests.
+type fixture struct {
+	tb        testing.TB
+	db        *db.DB
+	users     *db.UserService
+	buildings *db.BuildingService
+	server    *web.Server
+	http      *httptest.Server
+
+	A, B                                      *doorledger.Building
+	admin, managerA, managerB, boardA, instA *doorledger.User
+}
+
+func sys() context.Context { return doorledger.NewSystemContext(context.Background(), "test") }
+
+// must turns a (value, error) result into the value, failing tb on error:
+// must(f())(tb).
+func must[T any](v T, err error) func(testing.TB) T {
+	return func(tb testing.TB) T {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return v
+	}
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	d := db.NewDB(filepath.Join(tb.TempDir(), "test.db"))
+	d.PasswordCost = 4
+	if err := d.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d)}
+	f.server = web.NewServer(web.Config{
+		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
+		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	f.http = httptest.NewServer(f.server.Handler())
+	tb.Cleanup(f.http.Close)
+
+	ctx := sys()
+	f.A = must(f.buildings.CreateBuilding(ctx, doorledger.BuildingInput{Name: "Building A", Address: "1 A St", Timezone: "America/New_York"}))(tb)
+	f.B = must(f.buildings.CreateBuilding(ctx, doorledger.BuildingInput{Name: "Building B", Address: "2 B St", Timezone: "Europe/Warsaw"}))(tb)
+	user := func(email string, role doorledger.Role, grants ...*doorledger.Building) *doorledger.User {
+		u := must(f.users.CreateUser(ctx, doorledger.NewUser{Email: email, Name: email, Role: role, Password: testPassword}))(tb)
+		for _, b := range grants {
+			if err := f.buildings.GrantAccess(ctx, b.ID, u.ID); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		return u
+	}
+	f.admin = user("admin@example.com", doorledger.RoleAdmin)
+	f.managerA = user("manager.a@example.com", doorledger.RoleManager, f.A)
+	f.managerB = user("manager.b@example.com", doorledger.RoleManager, f.B)
+	f.boardA = user("board.a@example.com", doorledger.RoleBoard, f.A)
+	f.instA = user("installer.a@example.com", doorledger.RoleInstaller, f.A)
+	return f
+}
+
+// client is a browser-like client: a cookie jar, no redirect following.
+type client struct {
+	tb   testing.TB
+	base *url.URL
+	http *http.Client
+}
+
+func (f *fixture) client() *client {
+	jar, _ := cookiejar.New(nil)
+	u, _ := url.Parse(f.http.URL)
+	return &client{tb: f.tb, base: u, http: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(req *http.Request) (*http.Response, string) {
+	c.tb.Helper()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (c *client) get(path string) (*http.Response, string) {
+	c.tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.base.String()+path, nil)
+	return c.do(req)
+}
+
+// cookie returns the value of the named cookie in the jar.
+func (c *client) cookie(name string) string {
+	for _, ck := range c.http.Jar.Cookies(c.base) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// csrf makes sure the jar holds a CSRF cookie and returns its token.
+func (c *client) csrf() string {
+	c.tb.Helper()
+	if tok := c.cookie("dl_csrf"); tok != "" {
+		return tok
+	}
+	c.get("/login")
+	tok := c.cookie("dl_csrf")
+	if tok == "" {
+		c.tb.Fatal("no CSRF cookie after GET /login")
+	}
+	return tok
+}
+
+// post submits a form with the CSRF token (unless token is "-": none).
+func (c *client) post(path string, form url.Values, token string) (*http.Response, string) {
+	c.tb.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	if token == "" {
+		token = c.csrf()
+	}
+	if token != "-" {
+		form.Set("_csrf", token)
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.base.String()+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+func (c *client) login(email string) {
+	c.tb.Helper()
+	resp, body := c.post("/login", url.Values{"email": {email}, "password": {testPassword}}, "")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/buildings" {
+		c.tb.Fatalf("login %s: %d %q\n%s", email, resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+}
+
+func (f *fixture) audit() *db.AuditService { return db.NewAuditService(f.db) }
