@@ -129,3 +129,49 @@ type BuildingService interface {
 func CanManage(u *User) bool {
 	return u != nil && (u.Role == RoleAdmin || u.Role == RoleManager)
 }
+
+// Invitation asks an installer to work on a building: they set a password
+// through a one-time link (or, with an account already, accept it) and get access.
+type Invitation struct {
+	ID         int64
+	BuildingID int64
+	Email      string
+	Name       string
+	Company    string
+	InvitedBy  int64
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	AcceptedAt time.Time
+	Withdrawn  time.Time
+}
+
+// Status is "pending", "accepted", "withdrawn" or "expired" at now.
+func (i *Invitation) Status(now time.Time) string {
+	switch {
+	case !i.AcceptedAt.IsZero():
+		return "accepted"
+	case !i.Withdrawn.IsZero():
+		return "withdrawn"
+	case now.After(i.ExpiresAt):
+		return "expired"
+	}
+	return "pending"
+}
+
+// InvitationTTL is how long an invitation link works.
+const InvitationTTL = 7 * 24 * time.Hour
+
+// InvitationService invites installers to buildings.
+type InvitationService interface {
+	// Invite mails an installer a one-time link (managers). EINVALID.
+	Invite(ctx context.Context, buildingID int64, email, name, company string) (*Invitation, error)
+	// FindInvitations lists a building's invitations (managers).
+	FindInvitations(ctx context.Context, buildingID int64) ([]*Invitation, error)
+	// Withdraw cancels a pending invitation (managers).
+	WithdrawInvitation(ctx context.Context, buildingID, id int64) error
+	// OpenInvitation resolves a link: ENOTFOUND when unknown, used, withdrawn or expired.
+	OpenInvitation(ctx context.Context, token string) (*Invitation, *Building, bool, error)
+	// AcceptInvitation sets the new installer's password (or accepts for an existing
+	// installer account with its password) and grants access; returns the user.
+	AcceptInvitation(ctx context.Context, token, password string) (*User, error)
+}

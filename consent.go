@@ -1,6 +1,11 @@
 package doorledger
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // ConsentStatus is where a consent stands. Signed consents are immutable; the
 // later facts (withdrawal, dispute, lapse) are recorded beside them.
@@ -72,4 +77,128 @@ type ConsentSignature struct {
 	UserAgent    string
 	Method       VerificationMethod
 	SignerID     int64
+}
+
+// ConsentRequest is what an installer submits for a building.
+type ConsentRequest struct {
+	Device   DeviceDetails
+	SignerID int64   // chosen from the roster; never an address typed by the installer
+	InPerson bool    // sign on the installer's screen with a mailed 6-digit code
+	Photos   []Photo // validated and re-encoded by the caller
+}
+
+// Photo is an installation photo.
+type Photo struct {
+	ID          int64
+	ContentType string // image/jpeg or image/png
+	Data        []byte
+	SHA256      string
+}
+
+// Validate checks and normalizes the request's fields.
+func (r *ConsentRequest) Validate() error {
+	v := Validation{}
+	d := &r.Device
+	for _, f := range []struct {
+		name, label string
+		val         *string
+	}{
+		{"vendor", "the vendor", &d.Vendor}, {"model", "the model", &d.Model}, {"serial", "the serial number", &d.Serial},
+		{"location", "where it is installed", &d.Location}, {"opens", "which door it opens, and for whom", &d.Opens},
+	} {
+		*f.val = strings.TrimSpace(*f.val)
+		if *f.val == "" {
+			v.Add(f.name, "Enter "+f.label+".")
+		} else if len(*f.val) > 300 {
+			v.Add(f.name, "Keep this under 300 characters.")
+		}
+	}
+	if r.SignerID <= 0 {
+		v.Add("signer_id", "Choose who is asked to sign.")
+	}
+	if len(r.Photos) > MaxPhotos {
+		v.Add("photos", fmt.Sprintf("Attach at most %d photos.", MaxPhotos))
+	}
+	return v.Err()
+}
+
+// MaxPhotos bounds the photos of one request.
+const MaxPhotos = 6
+
+// SignInput is what the signer submits on the signing page.
+type SignInput struct {
+	TypedName    string
+	AgreeESign   bool   // "I agree to sign electronically"
+	SignaturePNG []byte // validated and re-encoded by the caller
+	IP           string
+	UserAgent    string
+}
+
+// ConsentEvent is one fact on a consent's timeline.
+type ConsentEvent struct {
+	At   time.Time
+	Kind string // requested, mailed, opened, code_sent, code_failed, signed, declined, withdrawn, disputed, lapsed
+	Note string
+}
+
+// ConsentFilter selects consents of one building (and optionally one installer).
+type ConsentFilter struct {
+	BuildingID  int64
+	InstallerID int64
+}
+
+// SigningSession is what the signing page shows: the consent, its building, and
+// the exact terms the signer will sign.
+type SigningSession struct {
+	Consent  *Consent
+	Building *Building
+	Terms    string
+}
+
+// ConsentService runs the consent flow. Installer methods read the signed-in
+// installer from ctx; signer methods take the one-time token (signers have no
+// account) and answer ENOTFOUND for any token that is unknown, used or expired,
+// alike, so a guessed token learns nothing.
+type ConsentService interface {
+	// RequestConsent records the request, registers its device as awaiting
+	// consent, and mails the signer a one-time link (or, in person, a code).
+	// Installers only, for buildings they were invited to (ENOTFOUND otherwise).
+	RequestConsent(ctx context.Context, buildingID int64, r ConsentRequest) (*Consent, error)
+	// FindConsentByID: the building's managers, board and admins; an installer only their own.
+	FindConsentByID(ctx context.Context, id int64) (*Consent, error)
+	// FindConsents lists a building's consents (installers: only their own).
+	FindConsents(ctx context.Context, f ConsentFilter) ([]*Consent, error)
+	// FindMySubmissions lists the signed-in installer's requests in every building.
+	FindMySubmissions(ctx context.Context) ([]*Consent, error)
+	// ConsentTimeline returns the consent's facts in order.
+	ConsentTimeline(ctx context.Context, id int64) ([]ConsentEvent, error)
+	// ConsentPhotos returns the installation photos.
+	ConsentPhotos(ctx context.Context, id int64) ([]Photo, error)
+
+	// OpenSigning resolves a signing link and records that it was opened.
+	OpenSigning(ctx context.Context, token string) (*SigningSession, error)
+	// Sign signs by link. EINVALID for a missing name, agreement or signature.
+	Sign(ctx context.Context, token string, in SignInput) (*Consent, error)
+	// Decline refuses by link; the managers are told.
+	Decline(ctx context.Context, token, reason string) error
+
+	// SendCode mails the signer a 6-digit code for signing in person (installer).
+	SendCode(ctx context.Context, consentID int64) error
+	// SignInPerson signs on the installer's screen with the mailed code: 5 tries,
+	// 10 minutes; ETOOMANY after that, EINVALID for a wrong code.
+	SignInPerson(ctx context.Context, consentID int64, code string, in SignInput) (*Consent, error)
+	// InPersonSession is the signing page's content for the installer's screen.
+	InPersonSession(ctx context.Context, consentID int64) (*SigningSession, error)
+
+	// OpenAfterSigning resolves a withdraw or dispute link from the confirmation mail.
+	OpenAfterSigning(ctx context.Context, token string) (*SigningSession, string, error)
+	// EndByToken withdraws or disputes ("I did not sign this") by link: every
+	// device under the consent is disabled at once and the managers are alerted.
+	EndByToken(ctx context.Context, token, reason string) (*Consent, error)
+	// LapseDue lapses signed consents whose period ran out (as withdrawal), and
+	// returns how many.
+	LapseDue(ctx context.Context) (int, error)
+	// RequestRenewal asks the signer of a consent to sign it again before it
+	// lapses (managers): a new consent for the same device.
+	RequestRenewal(ctx context.Context, consentID int64) (*Consent, error)
 }

@@ -109,3 +109,40 @@ type DeviceReports interface {
 	// ReportState records what the device applied and confirms matching commands.
 	ReportState(ctx context.Context, r ReportedState) error
 }
+
+// DeviceFilter selects devices the caller may see.
+type DeviceFilter struct {
+	BuildingID  int64  // 0: every building the caller manages
+	InstallerID int64  // 0: any
+	Vendor      string // "": any
+	ConsentID   int64  // 0: any
+}
+
+// CommandFilter selects commands.
+type CommandFilter struct {
+	DeviceID   int64
+	BuildingID int64
+	Open       bool // only pending, sent or not confirmed
+	Limit      int
+}
+
+// DeviceService keeps the registry of devices and their desired state. It reads
+// the caller from ctx like BuildingService. Enabling a device without an active
+// consent is ECONFLICT here and refused by the database as well.
+type DeviceService interface {
+	FindDeviceByID(ctx context.Context, id int64) (*Device, error)
+	FindDevices(ctx context.Context, f DeviceFilter) ([]*Device, error)
+	// RecordFoundDevice registers a device found in a panel without consent
+	// (managers): it is flagged unconsented and disabled.
+	RecordFoundDevice(ctx context.Context, buildingID int64, d DeviceDetails) (*Device, error)
+	// IssueCredential creates or rotates the device's secret (managers); the
+	// secret is returned once and stored hashed.
+	IssueCredential(ctx context.Context, deviceID int64) (string, error)
+	// SetDesiredState enables or disables one device (managers) and records the command.
+	SetDesiredState(ctx context.Context, deviceID int64, state DeviceState, reason string) (*Command, error)
+	// DisableDevices disables every device matching f in the caller's buildings
+	// (a building lockdown, or all of one installer's or vendor's devices).
+	DisableDevices(ctx context.Context, f DeviceFilter, reason string) ([]*Command, error)
+	// FindCommands lists commands, newest first.
+	FindCommands(ctx context.Context, f CommandFilter) ([]*Command, error)
+}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorledger/doorledger"
 	"golang.org/x/crypto/bcrypt"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -36,6 +37,13 @@ type DB struct {
 	Now func() time.Time
 	// PasswordCost is the bcrypt cost; tests lower it.
 	PasswordCost int
+	// OnDesired is called after a commit that changed devices' desired state,
+	// with the states to push; the device controller sets it. It must not block.
+	OnDesired func([]doorledger.DesiredState)
+	// OnMail is called after a commit that queued mail, so the dispatcher can
+	// send it at once rather than at its next poll. It must not block.
+	OnMail func()
+
 	// Login throttling: failures allowed within LoginWindow per account and per IP.
 	LoginAccountLimit int
 	LoginIPLimit      int
@@ -164,6 +172,24 @@ type Tx struct {
 	*sql.Tx
 	db  *DB
 	now time.Time
+
+	pushes []doorledger.DesiredState // desired states to push after commit
+	mailed bool                      // mail was queued
+}
+
+// Commit commits, then hands what the transaction decided to the device
+// controller and the mail dispatcher: only committed facts leave the process.
+func (tx *Tx) Commit() error {
+	if err := tx.Tx.Commit(); err != nil {
+		return err
+	}
+	if len(tx.pushes) > 0 && tx.db.OnDesired != nil {
+		tx.db.OnDesired(tx.pushes)
+	}
+	if tx.mailed && tx.db.OnMail != nil {
+		tx.db.OnMail()
+	}
+	return nil
 }
 
 // BeginTx starts a write transaction.
