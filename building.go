@@ -8,12 +8,14 @@ import (
 
 // Building is a property whose front doors Doorledger watches over.
 type Building struct {
-	ID        int64
-	Name      string
-	Address   string
-	Timezone  string // IANA name, e.g. America/New_York
-	CreatedAt time.Time
-	Signers   []*Signer // the roster of authorized signers (active ones)
+	ID       int64
+	Name     string
+	Address  string
+	Timezone string // IANA name, e.g. America/New_York
+	// ConsentMonths is how long a signed consent lasts before it lapses unless renewed.
+	ConsentMonths int
+	CreatedAt     time.Time
+	Signers       []*Signer // the roster of authorized signers (active ones)
 }
 
 // Location returns the building's time zone (UTC if the name does not load).
@@ -26,9 +28,10 @@ func (b *Building) Location() *time.Location {
 
 // BuildingInput is what a form creates or edits.
 type BuildingInput struct {
-	Name     string
-	Address  string
-	Timezone string
+	Name          string
+	Address       string
+	Timezone      string
+	ConsentMonths int // 0: the default, 12
 }
 
 // Validate checks and normalizes the fields.
@@ -52,8 +55,16 @@ func (in *BuildingInput) Validate() error {
 	} else if _, err := time.LoadLocation(in.Timezone); err != nil || in.Timezone == "Local" {
 		v.Add("timezone", "Use a time zone name such as America/New_York.")
 	}
+	if in.ConsentMonths == 0 {
+		in.ConsentMonths = DefaultConsentMonths
+	} else if in.ConsentMonths < 1 || in.ConsentMonths > 120 {
+		v.Add("consent_months", "Use a period from 1 to 120 months.")
+	}
 	return v.Err()
 }
+
+// DefaultConsentMonths is how long a consent lasts unless the building says otherwise.
+const DefaultConsentMonths = 12
 
 // Signer is an authorized signer on a building's roster: an owner or a board
 // officer who may consent to a device. Signers have no account; they are reached

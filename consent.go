@@ -46,18 +46,21 @@ type DeviceDetails struct {
 // Consent is a request to an authorized signer and, once signed, the signer's
 // consent with its evidence.
 type Consent struct {
-	ID          int64
-	BuildingID  int64
-	Device      DeviceDetails
-	DeviceID    int64
-	InstallerID int64
-	Installer   string // name
-	Company     string // installer's company
-	SignerID    int64
-	Signer      Signer // the roster entry asked (as it was)
-	Status      ConsentStatus
-	RequestedAt time.Time
-	ExpiresAt   time.Time // lapse time once signed
+	ID           int64
+	BuildingID   int64
+	BuildingName string
+	Device       DeviceDetails
+	DeviceID     int64
+	InstallerID  int64
+	Installer    string // name
+	Company      string // installer's company
+	SignerID     int64
+	Signer       Signer // the roster entry asked (as it was)
+	Status       ConsentStatus
+	InPerson     bool // signed on the installer's screen with a mailed code
+	RequestedAt  time.Time
+	ExpiresAt    time.Time // lapse time once signed
+	RenewalOf    int64     // the consent this one renews, if any
 
 	// Evidence, set once at signing and never changed.
 	Signature  *ConsentSignature
@@ -130,6 +133,7 @@ type SignInput struct {
 	TypedName    string
 	AgreeESign   bool   // "I agree to sign electronically"
 	SignaturePNG []byte // validated and re-encoded by the caller
+	TermsSHA256  string // hash of the terms the page showed; signing refuses if they changed
 	IP           string
 	UserAgent    string
 }
@@ -202,3 +206,13 @@ type ConsentService interface {
 	// lapses (managers): a new consent for the same device.
 	RequestRenewal(ctx context.Context, consentID int64) (*Consent, error)
 }
+
+// Consent flow limits.
+const (
+	SigningLinkTTL   = 7 * 24 * time.Hour // a signing link works this long, once
+	CodeTTL          = 10 * time.Minute   // an in-person code works this long
+	CodeMaxAttempts  = 5                  // wrong codes allowed per code
+	CodesPerHour     = 3                  // codes mailed per consent per hour
+	MaxSignatureSize = 1 << 20            // bytes of the drawn signature PNG
+	MaxPhotoSize     = 10 << 20           // bytes of one installation photo
+)

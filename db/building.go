@@ -26,8 +26,8 @@ func (s *BuildingService) FindBuildingByID(ctx context.Context, id int64) (*door
 func findBuilding(ctx context.Context, q querier, id int64) (*doorledger.Building, error) {
 	var b doorledger.Building
 	var created string
-	err := q.QueryRowContext(ctx, `SELECT id, name, address, timezone, created_at FROM buildings WHERE id = ?`, id).
-		Scan(&b.ID, &b.Name, &b.Address, &b.Timezone, &created)
+	err := q.QueryRowContext(ctx, `SELECT id, name, address, timezone, consent_months, created_at FROM buildings WHERE id = ?`, id).
+		Scan(&b.ID, &b.Name, &b.Address, &b.Timezone, &b.ConsentMonths, &created)
 	if err != nil {
 		return nil, notFound(err, "Building not found.")
 	}
@@ -52,9 +52,9 @@ func (s *BuildingService) FindBuildings(ctx context.Context) ([]*doorledger.Buil
 	if err := c.requireSignedIn(); err != nil {
 		return nil, err
 	}
-	query, args := `SELECT id, name, address, timezone, created_at FROM buildings ORDER BY name, id`, []any{}
+	query, args := `SELECT id, name, address, timezone, consent_months, created_at FROM buildings ORDER BY name, id`, []any{}
 	if !c.allBuildings() {
-		query = `SELECT b.id, b.name, b.address, b.timezone, b.created_at FROM buildings b
+		query = `SELECT b.id, b.name, b.address, b.timezone, b.consent_months, b.created_at FROM buildings b
 			JOIN grants g ON g.building_id = b.id AND g.user_id = ? ORDER BY b.name, b.id`
 		args = append(args, c.user.ID)
 	}
@@ -67,7 +67,7 @@ func (s *BuildingService) FindBuildings(ctx context.Context) ([]*doorledger.Buil
 	for rows.Next() {
 		var b doorledger.Building
 		var created string
-		if err := rows.Scan(&b.ID, &b.Name, &b.Address, &b.Timezone, &created); err != nil {
+		if err := rows.Scan(&b.ID, &b.Name, &b.Address, &b.Timezone, &b.ConsentMonths, &created); err != nil {
 			return nil, err
 		}
 		b.CreatedAt = parseTime(created)
@@ -88,8 +88,8 @@ func (s *BuildingService) CreateBuilding(ctx context.Context, in doorledger.Buil
 		return nil, err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO buildings (name, address, timezone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		in.Name, in.Address, in.Timezone, formatTime(tx.now), formatTime(tx.now))
+	res, err := tx.ExecContext(ctx, `INSERT INTO buildings (name, address, timezone, consent_months, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		in.Name, in.Address, in.Timezone, in.ConsentMonths, formatTime(tx.now), formatTime(tx.now))
 	if err != nil {
 		return nil, fmt.Errorf("insert building: %w", err)
 	}
@@ -100,7 +100,7 @@ func (s *BuildingService) CreateBuilding(ctx context.Context, in doorledger.Buil
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	return &doorledger.Building{ID: id, Name: in.Name, Address: in.Address, Timezone: in.Timezone, CreatedAt: tx.now}, nil
+	return &doorledger.Building{ID: id, Name: in.Name, Address: in.Address, Timezone: in.Timezone, ConsentMonths: in.ConsentMonths, CreatedAt: tx.now}, nil
 }
 
 func (s *BuildingService) UpdateBuilding(ctx context.Context, id int64, in doorledger.BuildingInput) (*doorledger.Building, error) {
@@ -115,8 +115,8 @@ func (s *BuildingService) UpdateBuilding(ctx context.Context, id int64, in doorl
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE buildings SET name = ?, address = ?, timezone = ?, updated_at = ? WHERE id = ?`,
-		in.Name, in.Address, in.Timezone, formatTime(tx.now), id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE buildings SET name = ?, address = ?, timezone = ?, consent_months = ?, updated_at = ? WHERE id = ?`,
+		in.Name, in.Address, in.Timezone, in.ConsentMonths, formatTime(tx.now), id); err != nil {
 		return nil, fmt.Errorf("update building %d: %w", id, err)
 	}
 	if err := tx.audit(ctx, "building.update", id, "building", id, in); err != nil {

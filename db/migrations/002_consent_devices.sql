@@ -44,6 +44,7 @@ CREATE TABLE consents (
 	installer_id  INTEGER NOT NULL REFERENCES users (id),
 	signer_id     INTEGER NOT NULL REFERENCES signers (id),
 	device_id     INTEGER,              -- set right after the device row is made
+	renewal_of    INTEGER REFERENCES consents (id),
 	vendor        TEXT NOT NULL,
 	model         TEXT NOT NULL,
 	serial        TEXT NOT NULL,
@@ -83,7 +84,7 @@ WHEN OLD.signed_at IS NOT NULL AND (
 	OR NEW.expires_at IS NOT OLD.expires_at OR NEW.signer_id IS NOT OLD.signer_id OR NEW.building_id IS NOT OLD.building_id
 	OR NEW.installer_id IS NOT OLD.installer_id OR NEW.vendor IS NOT OLD.vendor OR NEW.model IS NOT OLD.model
 	OR NEW.serial IS NOT OLD.serial OR NEW.location IS NOT OLD.location OR NEW.opens IS NOT OLD.opens
-	OR NEW.requested_at IS NOT OLD.requested_at)
+	OR NEW.requested_at IS NOT OLD.requested_at OR NEW.device_id IS NOT OLD.device_id)
 BEGIN
 	SELECT RAISE(ABORT, 'signed consents are immutable');
 END;
