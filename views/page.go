@@ -117,3 +117,63 @@ func statusTitle(status int) string {
 
 // ErrorTitle is the title of the error page for status.
 func ErrorTitle(status int) string { return statusTitle(status) }
+
+// ConsentStatusLabel is how a status reads on a page.
+func ConsentStatusLabel(s doorledger.ConsentStatus) string {
+	switch s {
+	case doorledger.ConsentAwaiting:
+		return "Awaiting signature"
+	case doorledger.ConsentSigned:
+		return "Signed"
+	case doorledger.ConsentDeclined:
+		return "Declined"
+	case doorledger.ConsentWithdrawn:
+		return "Withdrawn"
+	case doorledger.ConsentDisputed:
+		return "Disputed"
+	case doorledger.ConsentLapsed:
+		return "Lapsed"
+	}
+	return string(s)
+}
+
+func consentBadgeClass(s doorledger.ConsentStatus) string {
+	switch s {
+	case doorledger.ConsentSigned:
+		return "badge-ok"
+	case doorledger.ConsentAwaiting:
+		return "badge-warn"
+	case doorledger.ConsentDisputed:
+		return "badge-danger"
+	}
+	return ""
+}
+
+func consentsWith(list []*doorledger.Consent, s doorledger.ConsentStatus) []*doorledger.Consent {
+	var out []*doorledger.Consent
+	for _, c := range list {
+		if c.Status == s {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func methodLabel(m doorledger.VerificationMethod) string {
+	if m == doorledger.VerifyCode {
+		return "6-digit code mailed to the registered address, typed on the installer's screen"
+	}
+	return "one-time link mailed to the registered address"
+}
+
+func timelineLabel(kind string) string {
+	labels := map[string]string{
+		"requested": "Requested by the installer", "mailed": "Mailed", "opened": "Signing link opened",
+		"code_sent": "Code mailed", "code_failed": "Wrong code entered", "signed": "Signed",
+		"declined": "Declined", "withdrawn": "Withdrawn", "disputed": "Disputed: signer says they did not sign", "lapsed": "Lapsed",
+	}
+	if l, ok := labels[kind]; ok {
+		return l
+	}
+	return kind
+}

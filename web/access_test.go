@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -57,6 +58,30 @@ var matrix = []accessRow{
 	{"POST", "/users/:user", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/users/:user/password", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/invitations/:invitation/withdraw", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/consents/new", [6]string{login, nf, nf, nf, nf, ok}},
+	{"POST", "/buildings/:id/consents", [6]string{login, nf, nf, nf, nf, ok}},
+	{"GET", "/submissions", [6]string{login, nf, nf, nf, nf, ok}},
+	{"GET", "/consents/:consent", [6]string{login, ok, ok, nf, ok, ok}},
+	{"GET", "/consents/:consent/photos/:photo", [6]string{login, ok, ok, nf, ok, ok}},
+	{"GET", "/consents/:consent/signature.png", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/consents/:consent/certificate.pdf", [6]string{login, ok, ok, nf, ok, nf}},
+	{"POST", "/consents/:consent/renew", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
+	{"POST", "/consents/:consent/code", [6]string{login, nf, nf, nf, nf, ok}},
+	{"POST", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
+	// Reached by one-time links: the token is the credential, whoever holds it.
+	{"GET", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/sign/:token/decline", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 }
 
 func TestAccessMatrixCoversEveryRoute(t *testing.T) {
@@ -101,6 +126,31 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":user", fmt.Sprint(u.ID), 1)
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
+	switch {
+	case strings.HasPrefix(path, "/consents/:consent/in-person"), strings.HasPrefix(path, "/consents/:consent/code"):
+		c := f.requestConsent(t, true)
+		path = strings.Replace(path, ":consent", fmt.Sprint(c.ID), 1)
+	case strings.Contains(path, ":consent"):
+		c, _ := f.signedConsent(t)
+		path = strings.Replace(path, ":consent", fmt.Sprint(c.ID), 1)
+		photos, err := f.consents.ConsentPhotos(doorledger.NewContextWithUser(context.Background(), f.admin), c.ID)
+		if err != nil || len(photos) == 0 {
+			t.Fatalf("photos: %v", err)
+		}
+		path = strings.Replace(path, ":photo", fmt.Sprint(photos[0].ID), 1)
+	case strings.HasPrefix(path, "/sign/:token"):
+		f.requestConsent(t, false)
+		path = strings.Replace(path, ":token", f.lastToken(t, "/sign/"), 1)
+	case strings.HasPrefix(path, "/consent/withdraw/"), strings.HasPrefix(path, "/consent/dispute/"):
+		f.signedConsent(t)
+		path = strings.Replace(path, ":token", f.lastToken(t, strings.TrimSuffix(path, ":token")), 1)
+	case strings.HasPrefix(path, "/invite/"):
+		f.invite(t)
+		path = strings.Replace(path, ":token", f.lastToken(t, "/invite/"), 1)
+	case strings.Contains(path, ":invitation"):
+		inv := f.invite(t)
+		path = strings.Replace(path, ":invitation", fmt.Sprint(inv.ID), 1)
+	}
 	return r.Replace(path)
 }
 

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
@@ -59,8 +60,14 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if err != nil {
 		return views.BuildingView{}, err
 	}
-	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u)}
+	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now()}
+	if v.Consents, err = s.cfg.Consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
+		return v, err
+	}
 	if v.CanManage {
+		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
+			return v, err
+		}
 		if v.Grants, err = buildings.FindGrants(ctx, id); err != nil {
 			return v, err
 		}

@@ -23,11 +23,12 @@ func (s *Server) routes() {
 		s.csrf(),
 		s.loadSession,
 	)
-	users, buildings, audit := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit
+	users, buildings, audit, consents := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents
 	signedIn := requireUser
 	admin := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin)}
 	managers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager)}
 	readers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleBoard)}
+	installers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleInstaller)}
 
 	// Public.
 	e.GET("/healthz", handleHealth(s.cfg.Health))
@@ -54,6 +55,34 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/grants", s.handleGrantAdd(buildings, users), admin...)
 	e.POST("/buildings/:id/grants/:user/remove", s.handleGrantRemove(buildings), admin...)
 	e.GET("/buildings/:id/audit", s.handleBuildingAudit(buildings, audit), readers...)
+	e.POST("/buildings/:id/invitations", s.handleInvite(buildings, users), managers...)
+	e.POST("/buildings/:id/invitations/:invitation/withdraw", s.handleInviteWithdraw, managers...)
+
+	// Consents: installers request; signers sign by link or on the installer's
+	// screen; the building's people read; managers renew. The service answers 404
+	// for another building's consent and for another installer's submission.
+	e.GET("/buildings/:id/consents/new", s.handleConsentNew(buildings), installers...)
+	s.upload(http.MethodPost, "/buildings/:id/consents", consentRequestBodyLimit, s.handleConsentCreate(buildings, consents), installers...)
+	e.GET("/submissions", s.handleSubmissions(consents), installers...)
+	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn)
+	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn)
+	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
+	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings), readers...)
+	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents), managers...)
+	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
+	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
+	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
+
+	// Signers (no account) and invited installers, by one-time link.
+	e.GET("/sign/:token", s.handleSignPage(consents))
+	s.upload(http.MethodPost, "/sign/:token", signBodyLimit, s.handleSign(consents))
+	e.POST("/sign/:token/decline", s.handleDecline(consents))
+	e.GET("/consent/withdraw/:token", s.handleAfterSigningPage(consents, "withdraw"))
+	e.POST("/consent/withdraw/:token", s.handleAfterSigning(consents, "withdraw"))
+	e.GET("/consent/dispute/:token", s.handleAfterSigningPage(consents, "dispute"))
+	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"))
+	e.GET("/invite/:token", s.handleInvitationPage)
+	e.POST("/invite/:token", s.handleInvitationAccept(users))
 
 	// Administration.
 	e.GET("/users", s.handleUsers(users), admin...)
@@ -63,4 +92,11 @@ func (s *Server) routes() {
 	e.POST("/users/:user", s.handleUserUpdate(users), admin...)
 	e.POST("/users/:user/password", s.handleUserPassword(users), admin...)
 	e.GET("/audit", s.handleAudit(audit), admin...)
+	e.GET("/outbox", s.handleOutbox, admin...)
+}
+
+// upload registers a route that takes a larger body than DefaultBodyLimit.
+func (s *Server) upload(method, path string, limit int64, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	s.bodyLimits[path] = limit
+	s.echo.Add(method, path, h, mw...)
 }

@@ -20,7 +20,10 @@ import (
 type Config struct {
 	Users     doorledger.UserService
 	Buildings doorledger.BuildingService
-	Audit     doorledger.AuditService
+	Audit       doorledger.AuditService
+	Consents    doorledger.ConsentService
+	Invitations doorledger.InvitationService
+	Outbox      doorledger.OutboxService
 
 	// Health reports readiness for /healthz (the database answers).
 	Health func(ctx context.Context) error

@@ -1,7 +1,13 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"regexp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +32,9 @@ type fixture struct {
 	db        *db.DB
 	users     *db.UserService
 	buildings *db.BuildingService
+	consents  *db.ConsentService
+	outbox    *db.OutboxService
+	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
 
@@ -55,9 +64,11 @@ func newFixture(tb testing.TB) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d)}
+	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d),
+		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d)}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
+		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -81,7 +92,67 @@ func newFixture(tb testing.TB) *fixture {
 	f.managerB = user("manager.b@example.com", doorledger.RoleManager, f.B)
 	f.boardA = user("board.a@example.com", doorledger.RoleBoard, f.A)
 	f.instA = user("installer.a@example.com", doorledger.RoleInstaller, f.A)
+	f.signer = must(f.buildings.AddSigner(ctx, f.A.ID, doorledger.SignerInput{Name: "Zoë Nuñez", Title: "Board president", Email: "zoe@example.com"}))(tb)
 	return f
+}
+
+var serial int
+
+// requestConsent submits a consent request as installer A, with one photo.
+func (f *fixture) requestConsent(tb testing.TB, inPerson bool) *doorledger.Consent {
+	tb.Helper()
+	serial++
+	ctx := doorledger.NewContextWithUser(context.Background(), f.instA)
+	return must(f.consents.RequestConsent(ctx, f.A.ID, doorledger.ConsentRequest{
+		SignerID: f.signer.ID, InPerson: inPerson,
+		Device: doorledger.DeviceDetails{Vendor: "Acme", Model: "K2", Serial: fmt.Sprintf("SN-%d", serial), Location: "lobby panel", Opens: "lobby door"},
+		Photos: []doorledger.Photo{{ContentType: "image/png", Data: signaturePNG(tb)}},
+	}))(tb)
+}
+
+// signedConsent requests a consent and signs it by its link.
+func (f *fixture) signedConsent(tb testing.TB) (*doorledger.Consent, string) {
+	tb.Helper()
+	f.requestConsent(tb, false)
+	token := f.lastToken(tb, "/sign/")
+	sess := must(f.consents.OpenSigning(context.Background(), token))(tb)
+	c := must(f.consents.Sign(context.Background(), token, doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true,
+		SignaturePNG: signaturePNG(tb), TermsSHA256: doorledger.TermsSHA256(sess.Terms), IP: "127.0.0.1", UserAgent: "test"}))(tb)
+	return c, token
+}
+
+func (f *fixture) invite(tb testing.TB) *doorledger.Invitation {
+	tb.Helper()
+	serial++
+	ctx := doorledger.NewContextWithUser(context.Background(), f.managerA)
+	return must(db.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.A.ID, fmt.Sprintf("new%d@example.com", serial), "New Installer", "FastKey"))(tb)
+}
+
+// lastToken returns the token of the newest mailed link with the path prefix.
+func (f *fixture) lastToken(tb testing.TB, prefix string) string {
+	tb.Helper()
+	msgs := must(f.outbox.PendingMessages(context.Background(), 100, 10000))(tb)
+	re := regexp.MustCompile(regexp.QuoteMeta("http://portal.test"+prefix) + `([A-Za-z0-9_-]+)`)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if m := re.FindStringSubmatch(msgs[i].Body); m != nil {
+			return m[1]
+		}
+	}
+	tb.Fatalf("no %s link in the outbox", prefix)
+	return ""
+}
+
+// signaturePNG draws a small signature-like stroke.
+func signaturePNG(tb testing.TB) []byte {
+	img := image.NewNRGBA(image.Rect(0, 0, 200, 80))
+	for x := 20; x < 180; x++ {
+		img.Set(x, 40+(x%20)-10, color.NRGBA{0, 0, 80, 255})
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // client is a browser-like client: a cookie jar, no redirect following.

@@ -21,6 +21,7 @@ type config struct {
 	AdminEmail string
 	AdminPass  string // from the environment only: flags show up in ps
 	BcryptCost int    // from DOORLEDGER_BCRYPT_COST; tests lower it
+	PublicURL  string // the address people reach the portal at, for links in mail
 }
 
 // envOr returns getenv(key) or def.
@@ -47,6 +48,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("DOORLEDGER_TLS_CERT"), "TLS certificate file; with -tls-key serves HTTPS and marks cookies Secure (env DOORLEDGER_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", envBool(getenv, "DOORLEDGER_TRUST_PROXY"), "take client IPs from X-Forwarded-For (only behind a reverse proxy) (env DOORLEDGER_TRUST_PROXY)")
+	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>) (env DOORLEDGER_PUBLIC_URL)")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
 	if err := fs.Parse(args); err != nil {

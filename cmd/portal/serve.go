@@ -24,8 +24,11 @@ type app struct {
 	db        *db.DB
 	users     *db.UserService
 	buildings *db.BuildingService
-	audit     *db.AuditService
-	web       *web.Server
+	audit       *db.AuditService
+	consents    *db.ConsentService
+	invitations *db.InvitationService
+	outbox      *db.OutboxService
+	web         *web.Server
 }
 
 // openApp opens the data directory and database and builds the services.
@@ -45,6 +48,9 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.users = db.NewUserService(a.db)
 	a.buildings = db.NewBuildingService(a.db)
 	a.audit = db.NewAuditService(a.db)
+	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
+	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
+	a.outbox = db.NewOutboxService(a.db)
 	return a, nil
 }
 
@@ -76,6 +82,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
+		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -91,6 +98,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
+	}
+	if cfg.PublicURL == "" {
+		a.consents.BaseURL = scheme + "://" + a.web.Addr()
+		a.invitations.BaseURL = a.consents.BaseURL
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)

@@ -1,0 +1,258 @@
+package web
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/imagecheck"
+	"github.com/doorledger/doorledger/reports"
+	"github.com/doorledger/doorledger/views"
+	"github.com/labstack/echo/v4"
+)
+
+// Upload limits of the consent routes: up to MaxPhotos photos of MaxPhotoSize,
+// and a signature data URL (base64 of at most 1 MB).
+const (
+	consentRequestBodyLimit = doorledger.MaxPhotos*doorledger.MaxPhotoSize + 1<<20
+	signBodyLimit           = 2 << 20
+)
+
+var consentFields = []string{"vendor", "model", "serial", "location", "opens", "signer_id", "mode"}
+
+func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		b, err := buildings.FindBuildingByID(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: views.Form{}}))
+	}
+}
+
+// readPhotos validates each uploaded photo by its bytes and re-encodes it.
+func readPhotos(c echo.Context) ([]doorledger.Photo, error) {
+	form, err := c.MultipartForm()
+	if err != nil {
+		if err == http.ErrNotMultipart {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read upload: %w", err)
+	}
+	files := form.File["photos"]
+	if len(files) > doorledger.MaxPhotos {
+		return nil, fmt.Errorf("attach at most %d photos", doorledger.MaxPhotos)
+	}
+	var photos []doorledger.Photo
+	for _, fh := range files {
+		if fh.Size == 0 && fh.Filename == "" {
+			continue // the empty file field of a form sent without photos
+		}
+		if fh.Size > doorledger.MaxPhotoSize {
+			return nil, fmt.Errorf("%s is larger than 10 MB", fh.Filename)
+		}
+		f, err := fh.Open()
+		if err != nil {
+			return nil, err
+		}
+		buf, err := io.ReadAll(io.LimitReader(f, doorledger.MaxPhotoSize+1))
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		data, ct, err := imagecheck.Photo(buf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s", fh.Filename, doorledger.ErrorMessage(err))
+		}
+		photos = append(photos, doorledger.Photo{ContentType: ct, Data: data})
+	}
+	return photos, nil
+}
+
+func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		b, err := buildings.FindBuildingByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		f := formOf(c, consentFields...)
+		signerID, _ := strconv.ParseInt(f.Value("signer_id"), 10, 64)
+		req := doorledger.ConsentRequest{
+			Device:   doorledger.DeviceDetails{Vendor: f.Value("vendor"), Model: f.Value("model"), Serial: f.Value("serial"), Location: f.Value("location"), Opens: f.Value("opens")},
+			SignerID: signerID, InPerson: f.Value("mode") == "in_person",
+		}
+		photos, perr := readPhotos(c)
+		if perr == nil {
+			req.Photos = photos
+			var created *doorledger.Consent
+			if created, err = consents.RequestConsent(ctx, id, req); err == nil {
+				if created.InPerson {
+					return s.redirect(c, pathf("/consents/%d/in-person", created.ID), "Request recorded. Now mail the signer their code.")
+				}
+				return s.redirect(c, pathf("/consents/%d", created.ID), fmt.Sprintf("Request sent: %s will get a one-time signing link at their registered address.", created.Signer.Name))
+			}
+		} else {
+			// Check the other fields too, so every problem shows at once.
+			err = req.Validate()
+			if err == nil {
+				err = &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields."}
+			}
+			e := err.(*doorledger.Error)
+			if e.Fields == nil {
+				e.Fields = map[string]string{}
+			}
+			e.Fields["photos"] = perr.Error() + "."
+		}
+		if !formError(&f, err) {
+			return err
+		}
+		if f.Errors["photos"] == "" {
+			f.Values["photos_note"] = "Please choose the photos again: a browser does not keep files after an error."
+		}
+		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: f}))
+	}
+}
+
+func (s *Server) handleSubmissions(consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		list, err := consents.FindMySubmissions(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.SubmissionsPage(s.page(c, "My submissions", "submissions"), list))
+	}
+}
+
+// consentAndBuilding loads a consent the caller may see, and its building.
+func consentAndBuilding(c echo.Context, consents doorledger.ConsentService, buildings doorledger.BuildingService) (*doorledger.Consent, *doorledger.Building, error) {
+	id, err := pathID(c, "consent")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx := c.Request().Context()
+	con, err := consents.FindConsentByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := buildings.FindBuildingByID(ctx, con.BuildingID)
+	return con, b, err
+}
+
+func (s *Server) handleConsent(consents doorledger.ConsentService, buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		con, b, err := consentAndBuilding(c, consents, buildings)
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		u := doorledger.UserFromContext(ctx)
+		v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
+			CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller}
+		if con.Signature != nil {
+			v.Terms = con.Signature.Terms
+		} else {
+			v.Terms = doorledger.ConsentTerms(con, b)
+		}
+		if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
+			return err
+		}
+		if v.Photos, err = consents.ConsentPhotos(ctx, con.ID); err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.ConsentPage(s.page(c, fmt.Sprintf("Consent #%d", con.ID), "buildings"), v))
+	}
+}
+
+// serveImage answers stored image bytes; they were re-encoded at upload, and
+// nosniff (set for every response) keeps the browser to the declared type.
+func serveImage(c echo.Context, contentType string, data []byte) error {
+	c.Response().Header().Set("Cache-Control", "private, max-age=3600")
+	c.Response().Header().Set("Content-Security-Policy", "default-src 'none'")
+	return c.Blob(http.StatusOK, contentType, data)
+}
+
+func (s *Server) handleConsentPhoto(consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "consent")
+		if err != nil {
+			return err
+		}
+		photoID, err := pathID(c, "photo")
+		if err != nil {
+			return err
+		}
+		photos, err := consents.ConsentPhotos(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		for _, p := range photos {
+			if p.ID == photoID {
+				return serveImage(c, p.ContentType, p.Data)
+			}
+		}
+		return doorledger.Errorf(doorledger.ENOTFOUND, "Photo not found.")
+	}
+}
+
+func (s *Server) handleConsentSignature(consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "consent")
+		if err != nil {
+			return err
+		}
+		con, err := consents.FindConsentByID(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		if con.Signature == nil {
+			return doorledger.Errorf(doorledger.ENOTFOUND, "This consent is not signed.")
+		}
+		return serveImage(c, "image/png", con.Signature.SignaturePNG)
+	}
+}
+
+func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, buildings doorledger.BuildingService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		con, b, err := consentAndBuilding(c, consents, buildings)
+		if err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := reports.ConsentCertificate(&buf, con, b, time.Now().UTC()); err != nil {
+			return fmt.Errorf("certificate for consent %d: %w", con.ID, err)
+		}
+		c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consent-%d-certificate.pdf"`, con.ID))
+		return c.Blob(http.StatusOK, "application/pdf", buf.Bytes())
+	}
+}
+
+func (s *Server) handleConsentRenew(consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "consent")
+		if err != nil {
+			return err
+		}
+		renewal, err := consents.RequestRenewal(c.Request().Context(), id)
+		if err != nil {
+			if code := doorledger.ErrorCode(err); code == doorledger.ECONFLICT {
+				s.flash(c, "error", doorledger.ErrorMessage(err))
+				return c.Redirect(http.StatusSeeOther, pathf("/consents/%d", id))
+			}
+			return err
+		}
+		return s.redirect(c, pathf("/consents/%d", renewal.ID), "Renewal requested: the signer gets a new one-time link.")
+	}
+}

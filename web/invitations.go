@@ -1,0 +1,95 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/views"
+	"github.com/labstack/echo/v4"
+)
+
+func (s *Server) handleInvite(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		f := formOf(c, "invite_name", "invite_company", "invite_email")
+		if _, err := s.cfg.Invitations.Invite(c.Request().Context(), id, f.Value("invite_email"), f.Value("invite_name"), f.Value("invite_company")); err != nil {
+			if !formError(&f, err) {
+				return err
+			}
+			v, verr := s.buildingView(c, buildings, users, id)
+			if verr != nil {
+				return verr
+			}
+			v.InviteForm = f
+			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+		}
+		return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation mailed to "+f.Value("invite_email")+".")
+	}
+}
+
+func (s *Server) handleInviteWithdraw(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	inv, err := pathID(c, "invitation")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Invitations.WithdrawInvitation(c.Request().Context(), id, inv); err != nil {
+		return err
+	}
+	return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation withdrawn: its link no longer works.")
+}
+
+func (s *Server) handleInvitationPage(c echo.Context) error {
+	token := c.Param("token")
+	inv, b, existing, err := s.cfg.Invitations.OpenInvitation(c.Request().Context(), token)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.InvitePage(s.page(c, "Invitation", ""), inv, b, existing, "/invite/"+token, views.Form{}))
+}
+
+func (s *Server) handleInvitationAccept(users doorledger.UserService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token := c.Param("token")
+		ctx := c.Request().Context()
+		u, err := s.cfg.Invitations.AcceptInvitation(ctx, token, c.FormValue("password"))
+		if err != nil {
+			f := views.Form{}
+			if !formError(&f, err) {
+				return err
+			}
+			inv, b, existing, oerr := s.cfg.Invitations.OpenInvitation(ctx, token)
+			if oerr != nil {
+				return oerr
+			}
+			return render(c, formStatus(err), views.InvitePage(s.page(c, "Invitation", ""), inv, b, existing, "/invite/"+token, f))
+		}
+		// Sign the installer in, with a new session.
+		sess, err := users.CreateSession(ctx, u, "", c.RealIP(), c.Request().UserAgent())
+		if err != nil {
+			return err
+		}
+		cookie, _ := s.sessions.New(c.Request(), sessionCookie)
+		cookie.Values["sid"] = sess.ID
+		cookie.AddFlash("Welcome. You can now submit consent requests for this building.", "ok")
+		if err := cookie.Save(c.Request(), c.Response()); err != nil {
+			return err
+		}
+		s.clearCSRF(c)
+		return c.Redirect(http.StatusSeeOther, "/buildings")
+	}
+}
+
+func (s *Server) handleOutbox(c echo.Context) error {
+	msgs, err := s.cfg.Outbox.FindMessages(c.Request().Context(), 100)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs))
+}
