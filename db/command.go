@@ -71,9 +71,10 @@ func (tx *Tx) setDesiredState(ctx context.Context, deviceID int64, state doorled
 }
 
 // disableConsentDevices disables every device under a consent (withdrawal,
-// dispute, lapse) in tx.
+// dispute, lapse) in tx. A retired device is skipped unless it is somehow still
+// enabled: the database refuses to end the consent while any device under it is.
 func (tx *Tx) disableConsentDevices(ctx context.Context, consentID int64, reason string) ([]*doorledger.Command, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM devices WHERE consent_id = ? AND retired = 0`, consentID)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM devices WHERE consent_id = ? AND (retired = 0 OR desired_state = 'enabled')`, consentID)
 	if err != nil {
 		return nil, err
 	}

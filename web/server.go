@@ -18,8 +18,8 @@ import (
 
 // Config wires the server to the domain services and its settings.
 type Config struct {
-	Users     doorledger.UserService
-	Buildings doorledger.BuildingService
+	Users       doorledger.UserService
+	Buildings   doorledger.BuildingService
 	Audit       doorledger.AuditService
 	Consents    doorledger.ConsentService
 	Invitations doorledger.InvitationService

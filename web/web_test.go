@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"regexp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -38,7 +38,7 @@ type fixture struct {
 	server    *web.Server
 	http      *httptest.Server
 
-	A, B                                      *doorledger.Building
+	A, B                                     *doorledger.Building
 	admin, managerA, managerB, boardA, instA *doorledger.User
 }
 

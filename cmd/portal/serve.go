@@ -19,11 +19,11 @@ import (
 
 // app is the wired portal: the database, its services and the web server.
 type app struct {
-	cfg       *config
-	log       *slog.Logger
-	db        *db.DB
-	users     *db.UserService
-	buildings *db.BuildingService
+	cfg         *config
+	log         *slog.Logger
+	db          *db.DB
+	users       *db.UserService
+	buildings   *db.BuildingService
 	audit       *db.AuditService
 	consents    *db.ConsentService
 	invitations *db.InvitationService
