@@ -106,6 +106,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
 
+	jobs, stopJobs := context.WithCancel(sysctx)
+	defer stopJobs()
+	runJobs(jobs, a.log,
+		job{name: "consent lapse", every: 10 * time.Minute, run: func(ctx context.Context) error {
+			n, err := a.consents.LapseDue(ctx)
+			if n > 0 {
+				a.log.Info("consents lapsed", "count", n)
+			}
+			return err
+		}},
+	)
+
 	errc := make(chan error, 1)
 	go func() { errc <- a.web.Serve(cfg.TLSCert, cfg.TLSKey) }()
 	select {
