@@ -18,7 +18,9 @@ func MustOpenDB(tb testing.TB) (*db.DB, *time.Time) {
 	tb.Helper()
 	d := db.NewDB(filepath.Join(tb.TempDir(), "test.db"))
 	d.PasswordCost = 4
-	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	// Start from the real time: the database's triggers compare consent expiry
+	// with SQLite's own clock.
+	now := time.Now().UTC().Truncate(time.Second)
 	d.Now = func() time.Time { return now }
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)

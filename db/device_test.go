@@ -740,8 +740,8 @@ func TestDeviceUnconsentedReportingEnabled(t *testing.T) {
 }
 
 // A consent that runs out while its device is enabled (before the lapse job
-// runs): the database then refuses any change to the device row but
-// disabling, so the device paths disable it first.
+// runs): the database refuses to (re-)enable the device on it, bookkeeping on
+// the row goes on, and a report from the device disables it at once.
 func TestDeviceConsentRunsOutWhileEnabled(t *testing.T) {
 	w := newDeviceWorld(t)
 	expires := time.Now().Add(1200 * time.Millisecond)
@@ -756,21 +756,27 @@ func TestDeviceConsentRunsOutWhileEnabled(t *testing.T) {
 	time.Sleep(time.Until(expires) + 100*time.Millisecond)
 	*w.now = time.Now().UTC().Truncate(time.Microsecond)
 
-	_, err := w.d.Writer().Exec(`UPDATE devices SET last_seen_at = ? WHERE id = ?`, dbTime(*w.now), d1)
-	wantRefused(t, "touch an enabled device whose consent ran out", err, ruleMsg)
+	if _, err := w.d.Writer().Exec(`UPDATE devices SET last_seen_at = ? WHERE id = ?`, dbTime(*w.now), d1); err != nil {
+		t.Fatalf("bookkeeping on a device whose consent ran out: %v", err)
+	}
+	_, err := w.d.Writer().Exec(`UPDATE devices SET desired_state = 'enabled', desired_version = desired_version + 1 WHERE id = ?`, d1)
+	wantRefused(t, "enable a device whose consent ran out", err, ruleMsg)
+	if _, err := w.svc.SetDesiredState(w.ctx(w.mgrA), d1, enabled, ""); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
+		t.Fatalf("service enable on an expired consent: %v", err)
+	}
 
-	if err := w.svc.DeviceSeen(context.Background(), d1, time.Time{}); err != nil {
-		t.Fatalf("DeviceSeen: %v", err)
-	}
-	if dev := w.mustDevice(t, d1); dev.DesiredState != disabled || dev.DesiredVersion != 2 || !dev.LastSeenAt.Equal(*w.now) || dev.ConsentState != doorledger.ConsentLapsed {
-		t.Errorf("d1 after DeviceSeen: %+v", dev)
-	}
 	w.report(t, d2, enabled, 1)
 	if dev := w.mustDevice(t, d2); dev.DesiredState != disabled || dev.DesiredVersion != 2 || dev.Unconsented || dev.ReportedVersion != 1 {
 		t.Errorf("d2 after its report: %+v", dev)
 	}
 	if c := w.mustCommand(t, d2, 2); c.RequestedBy != "system" || c.Reason != "its consent is no longer active" {
 		t.Errorf("d2 disable = %+v", c)
+	}
+	if _, err := w.d.Writer().Exec(`UPDATE consents SET status = 'lapsed' WHERE id = ?`, consent); err == nil {
+		t.Error("lapsed a consent whose device d1 is still enabled")
+	}
+	if _, err := w.svc.SetDesiredState(w.ctx(w.mgrA), d1, disabled, "consent ran out"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := w.d.Writer().Exec(`UPDATE consents SET status = 'lapsed' WHERE id = ?`, consent); err != nil {
 		t.Errorf("lapse after the devices were disabled: %v", err)

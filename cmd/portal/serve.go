@@ -109,7 +109,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	jobs, stopJobs := context.WithCancel(sysctx)
 	defer stopJobs()
 	runJobs(jobs, a.log,
-		job{name: "consent lapse", every: 10 * time.Minute, run: func(ctx context.Context) error {
+		job{name: "consent lapse", every: time.Minute, run: func(ctx context.Context) error {
 			n, err := a.consents.LapseDue(ctx)
 			if n > 0 {
 				a.log.Info("consents lapsed", "count", n)

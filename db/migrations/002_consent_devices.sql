@@ -183,7 +183,7 @@ CREATE TABLE devices (
 );
 CREATE INDEX devices_building ON devices (building_id, id);
 CREATE INDEX devices_consent ON devices (consent_id);
-CREATE UNIQUE INDEX devices_serial ON devices (building_id, vendor, serial) WHERE retired = 0;
+CREATE UNIQUE INDEX devices_serial ON devices (building_id, vendor COLLATE NOCASE, serial COLLATE NOCASE) WHERE retired = 0;
 
 -- THE CORE RULE. A device may be enabled only while it has an active consent of
 -- its own building: signed, not withdrawn, disputed or lapsed, not past expiry.
@@ -194,7 +194,7 @@ WHEN NEW.desired_state = 'enabled' AND NOT EXISTS (
 BEGIN
 	SELECT RAISE(ABORT, 'no device is enabled without an active consent');
 END;
-CREATE TRIGGER devices_enable_needs_consent_update BEFORE UPDATE ON devices
+CREATE TRIGGER devices_enable_needs_consent_update BEFORE UPDATE OF desired_state, consent_id, building_id ON devices
 WHEN NEW.desired_state = 'enabled' AND NOT EXISTS (
 	SELECT 1 FROM consents c WHERE c.id = NEW.consent_id AND c.building_id = NEW.building_id
 	AND c.status = 'signed' AND c.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
