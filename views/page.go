@@ -177,3 +177,43 @@ func timelineLabel(kind string) string {
 	}
 	return kind
 }
+
+func stateClass(s doorledger.DeviceState) string {
+	if s == doorledger.StateEnabled {
+		return "badge-warn"
+	}
+	return "badge-ok"
+}
+
+func commandClass(s doorledger.CommandStatus) string {
+	switch s {
+	case doorledger.CommandConfirmed:
+		return "badge-ok"
+	case doorledger.CommandNotConfirmed:
+		return "badge-danger"
+	case doorledger.CommandPending, doorledger.CommandSent:
+		return "badge-warn"
+	}
+	return ""
+}
+
+func commandLabel(s doorledger.CommandStatus) string {
+	switch s {
+	case doorledger.CommandNotConfirmed:
+		return "not confirmed"
+	case doorledger.CommandSent:
+		return "sent, waiting"
+	}
+	return string(s)
+}
+
+func latency(c *doorledger.Command) string {
+	if c.ConfirmedAt.IsZero() {
+		return "—"
+	}
+	d := c.Latency()
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return d.Round(10 * time.Millisecond).String()
+}

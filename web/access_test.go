@@ -72,6 +72,11 @@ var matrix = []accessRow{
 	{"GET", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/consents/:consent/code", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
+	{"POST", "/buildings/:id/devices/found", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/devices/:device", [6]string{login, ok, ok, nf, ok, nf}},
+	{"POST", "/devices/:device/revoke", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/devices/:device/enable", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/devices/:device/credential", [6]string{login, ok, ok, nf, nf, nf}},
 	// Reached by one-time links: the token is the credential, whoever holds it.
 	{"GET", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -147,6 +152,9 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.HasPrefix(path, "/invite/"):
 		f.invite(t)
 		path = strings.Replace(path, ":token", f.lastToken(t, "/invite/"), 1)
+	case strings.Contains(path, ":device"):
+		c, _ := f.signedConsent(t)
+		path = strings.Replace(path, ":device", fmt.Sprint(c.DeviceID), 1)
 	case strings.Contains(path, ":invitation"):
 		inv := f.invite(t)
 		path = strings.Replace(path, ":invitation", fmt.Sprint(inv.ID), 1)

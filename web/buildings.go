@@ -64,6 +64,9 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Consents, err = s.cfg.Consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
+	if v.Devices, err = s.cfg.Devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
+		return v, err
+	}
 	if v.CanManage {
 		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
 			return v, err

@@ -23,7 +23,7 @@ func (s *Server) routes() {
 		s.csrf(),
 		s.loadSession,
 	)
-	users, buildings, audit, consents := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents
+	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
 	signedIn := requireUser
 	admin := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin)}
 	managers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager)}
@@ -72,6 +72,14 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
+
+	// Devices: the registry, revocation and command history. Another building's
+	// device is 404 from the service.
+	e.POST("/buildings/:id/devices/found", s.handleFoundDevice(buildings, users, devices), managers...)
+	e.GET("/devices/:device", s.handleDevice(devices, buildings), readers...)
+	e.POST("/devices/:device/revoke", s.handleSetState(devices, doorledger.StateDisabled), managers...)
+	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
+	e.POST("/devices/:device/credential", s.handleCredential(devices, buildings), managers...)
 
 	// Signers (no account) and invited installers, by one-time link.
 	e.GET("/sign/:token", s.handleSignPage(consents))

@@ -24,6 +24,7 @@ type Config struct {
 	Consents    doorledger.ConsentService
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
+	Devices     doorledger.DeviceService
 
 	// Health reports readiness for /healthz (the database answers).
 	Health func(ctx context.Context) error

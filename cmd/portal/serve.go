@@ -28,6 +28,7 @@ type app struct {
 	consents    *db.ConsentService
 	invitations *db.InvitationService
 	outbox      *db.OutboxService
+	devices     *db.DeviceService
 	web         *web.Server
 }
 
@@ -51,6 +52,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
+	a.devices = db.NewDeviceService(a.db)
 	return a, nil
 }
 
@@ -82,7 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
-		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox,
+		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
