@@ -7,5 +7,5 @@ import "embed"
 
 // FS holds every asset, served under /static/.
 //
-//go:embed app.css app.js sign.js vendor
+//go:embed app.css app.js sign.js favicon.svg vendor
 var FS embed.FS
