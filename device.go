@@ -22,6 +22,9 @@ type Device struct {
 	BuildingID int64
 	DeviceDetails
 	InstallerID  int64
+	Installer    string // the installer's name, "" for a found device
+	Company      string // the installer's company
+	BuildingName string
 	ConsentID    int64         // 0: none
 	ConsentState ConsentStatus // of ConsentID, "" when none
 	Transport    string        // "mqtt" (default) or "webhook"
@@ -34,6 +37,9 @@ type Device struct {
 	ReportedVersion int64
 	LastSeenAt      time.Time
 	CreatedAt       time.Time
+
+	CommandAt     time.Time     // when the current desired state was requested
+	CommandStatus CommandStatus // of that command: pending, sent, confirmed, not confirmed
 }
 
 // Pending reports whether the device has not yet confirmed its desired state.

@@ -42,9 +42,14 @@ const maxReasonLen = 500
 const deviceColumns = `d.id, d.building_id, d.vendor, d.model, d.serial, d.location, d.opens,
 	COALESCE(d.installer_id, 0), COALESCE(d.consent_id, 0), COALESCE(c.status, ''), c.expires_at,
 	d.transport, d.unconsented, d.retired, d.desired_state, d.desired_version, COALESCE(d.reported_state, ''),
-	d.reported_version, d.last_seen_at, d.created_at`
+	d.reported_version, d.last_seen_at, d.created_at, COALESCE(iu.name, ''), COALESCE(iu.company, ''), b.name,
+	lc.requested_at, COALESCE(lc.status, '')`
 
-const deviceFrom = ` FROM devices d LEFT JOIN consents c ON c.id = d.consent_id`
+// deviceFrom joins the consent, the installer, the building and the device's
+// latest command (for "pending for 12 s" and "not confirmed").
+const deviceFrom = ` FROM devices d LEFT JOIN consents c ON c.id = d.consent_id
+	LEFT JOIN users iu ON iu.id = d.installer_id JOIN buildings b ON b.id = d.building_id
+	LEFT JOIN commands lc ON lc.device_id = d.id AND lc.version = d.desired_version`
 
 // scanDevice reads deviceColumns. A signed consent past its expiry is shown as
 // lapsed even before the lapse job records it: it no longer permits enabling.
@@ -54,7 +59,8 @@ func scanDevice(row interface{ Scan(...any) error }, now time.Time) (*doorledger
 	if err := row.Scan(&d.ID, &d.BuildingID, &d.Vendor, &d.Model, &d.Serial, &d.Location, &d.Opens,
 		&d.InstallerID, &d.ConsentID, &d.ConsentState, nullTime{&expires},
 		&d.Transport, &d.Unconsented, &d.Retired, &d.DesiredState, &d.DesiredVersion, &d.ReportedState,
-		&d.ReportedVersion, nullTime{&d.LastSeenAt}, nullTime{&created}); err != nil {
+		&d.ReportedVersion, nullTime{&d.LastSeenAt}, nullTime{&created}, &d.Installer, &d.Company, &d.BuildingName,
+		nullTime{&d.CommandAt}, &d.CommandStatus); err != nil {
 		return nil, err
 	}
 	d.CreatedAt = created

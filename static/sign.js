@@ -25,6 +25,13 @@
 	if (hidden.value) {
 		pad.fromDataURL(hidden.value, { width: canvas.offsetWidth, height: canvas.offsetHeight });
 	}
+	// Once the signer draws, an earlier "draw your signature" message is stale.
+	pad.addEventListener("beginStroke", function () {
+		var err = document.getElementById("signature-error");
+		if (err) {
+			err.hidden = true;
+		}
+	});
 	document.getElementById("signature-clear").addEventListener("click", function () {
 		pad.clear();
 		hidden.value = "";

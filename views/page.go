@@ -4,6 +4,8 @@ package views
 
 import (
 	"fmt"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -216,4 +218,25 @@ func latency(c *doorledger.Command) string {
 		return fmt.Sprintf("%d ms", d.Milliseconds())
 	}
 	return d.Round(10 * time.Millisecond).String()
+}
+
+func elapsed(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	if d < time.Minute {
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	}
+	return d.Round(time.Second).String()
+}
+
+func devicesEventsURL(vendor string, installer int64) string {
+	q := url.Values{}
+	if vendor != "" {
+		q.Set("vendor", vendor)
+	}
+	if installer != 0 {
+		q.Set("installer", strconv.FormatInt(installer, 10))
+	}
+	return "/devices/events?" + q.Encode()
 }

@@ -77,6 +77,13 @@ var matrix = []accessRow{
 	{"POST", "/devices/:device/revoke", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/devices/:device/enable", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/devices/:device/credential", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/devices", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/devices/disable", [6]string{login, ok, ok, ok, nf, nf}},
+	{"GET", "/devices/events", [6]string{login, ok, ok, ok, nf, nf}},
+	{"GET", "/buildings/:id/lockdown", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/lockdown", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/lockdown/events", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/devices/:device/events", [6]string{login, ok, ok, nf, ok, nf}},
 	// Reached by one-time links: the token is the credential, whoever holds it.
 	{"GET", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -195,7 +202,9 @@ func TestAccessMatrix(t *testing.T) {
 				path := f.concrete(t, row.path)
 				var resp *http.Response
 				var body string
-				if row.method == http.MethodGet {
+				if strings.HasSuffix(row.path, "/events") {
+					resp = c.stream(path)
+				} else if row.method == http.MethodGet {
 					resp, body = c.get(path)
 				} else {
 					resp, body = c.post(path, url.Values{}, "")

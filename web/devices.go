@@ -1,9 +1,16 @@
 package web
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
 	"github.com/labstack/echo/v4"
@@ -52,7 +59,7 @@ func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, bu
 	if err != nil {
 		return views.DeviceView{}, err
 	}
-	return views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(),
+	return views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
 		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}, nil
 }
 
@@ -77,11 +84,18 @@ func (s *Server) handleSetState(devices doorledger.DeviceService, state doorledg
 			reason = "enabled by a manager"
 		}
 		if _, err := devices.SetDesiredState(c.Request().Context(), id, state, reason); err != nil {
-			if doorledger.ErrorCode(err) == doorledger.ECONFLICT {
+			if doorledger.ErrorCode(err) == doorledger.ECONFLICT && c.Request().Header.Get("HX-Request") == "" {
 				s.flash(c, "error", doorledger.ErrorMessage(err))
 				return c.Redirect(http.StatusSeeOther, pathf("/devices/%d", id))
 			}
 			return err
+		}
+		if c.Request().Header.Get("HX-Request") != "" {
+			v, err := s.deviceView(c, devices, s.cfg.Buildings)
+			if err != nil {
+				return err
+			}
+			return render(c, http.StatusOK, views.DeviceControls(s.page(c, "", "buildings"), v))
 		}
 		msg := "Revoked: the device is told to disable. This page shows when it confirms."
 		if state == doorledger.StateEnabled {
@@ -108,5 +122,189 @@ func (s *Server) handleCredential(devices doorledger.DeviceService, buildings do
 		}
 		v.Secret = secret
 		return render(c, http.StatusOK, views.DevicePage(s.page(c, v.Device.Vendor+" "+v.Device.Serial, "buildings"), v))
+	}
+}
+
+// deviceLive renders the device's live state for its stream.
+func (s *Server) handleDeviceEvents(devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "device")
+		if err != nil {
+			return err
+		}
+		d, err := devices.FindDeviceByID(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		loc := buildingLocation(c, s.cfg.Buildings, d.BuildingID)
+		return s.stream(c, "state", []string{DeviceKey(id)}, func(ctx context.Context) (templ.Component, bool, error) {
+			d, err := devices.FindDeviceByID(ctx, id)
+			if err != nil {
+				return nil, true, err
+			}
+			return views.DeviceStatus(d, loc, time.Now(), s.cfg.CommandTimeout), false, nil
+		})
+	}
+}
+
+func buildingLocation(c echo.Context, buildings doorledger.BuildingService, id int64) *time.Location {
+	if b, err := buildings.FindBuildingByID(c.Request().Context(), id); err == nil {
+		return b.Location()
+	}
+	return time.UTC
+}
+
+// progress loads the devices a lockdown or revoke-all covers.
+func progress(ctx context.Context, devices doorledger.DeviceService, f doorledger.DeviceFilter, timeout time.Duration) (views.ProgressView, error) {
+	list, err := devices.FindDevices(ctx, f)
+	if err != nil {
+		return views.ProgressView{}, err
+	}
+	var live []*doorledger.Device
+	for _, d := range list {
+		if !d.Retired {
+			live = append(live, d)
+		}
+	}
+	return views.ProgressView{Devices: live, Now: time.Now(), Timeout: timeout}, nil
+}
+
+func (s *Server) handleLockdownPage(buildings doorledger.BuildingService, devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		b, err := buildings.FindBuildingByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		v := views.LockdownView{Building: b, Started: c.QueryParam("started") != ""}
+		if v.Progress, err = progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout); err != nil {
+			return err
+		}
+		for _, d := range v.Progress.Devices {
+			if d.DesiredState == doorledger.StateEnabled {
+				v.Enabled++
+			}
+		}
+		return render(c, http.StatusOK, views.LockdownPage(s.page(c, "Disable all devices", "buildings"), v))
+	}
+}
+
+func (s *Server) handleLockdown(devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		reason := "building lockdown"
+		if r := strings.TrimSpace(c.FormValue("reason")); r != "" {
+			reason += ": " + r
+		}
+		cmds, err := devices.DisableDevices(c.Request().Context(), doorledger.DeviceFilter{BuildingID: id}, reason)
+		if err != nil && doorledger.ErrorCode(err) != doorledger.EINVALID {
+			return err
+		}
+		return s.redirect(c, pathf("/buildings/%d/lockdown?started=1", id), fmt.Sprintf("%d devices told to disable.", len(cmds)))
+	}
+}
+
+func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		if _, err := buildings.FindBuildingByID(c.Request().Context(), id); err != nil {
+			return err
+		}
+		return s.stream(c, "progress", []string{BuildingKey(id)}, func(ctx context.Context) (templ.Component, bool, error) {
+			v, err := progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout)
+			return views.Progress(v), false, err
+		})
+	}
+}
+
+// devicesFilter reads the vendor and installer filter of the devices index.
+func devicesFilter(c echo.Context, get func(string) string) (doorledger.DeviceFilter, error) {
+	f := doorledger.DeviceFilter{Vendor: strings.TrimSpace(get("vendor"))}
+	if s := get("installer"); s != "" {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id <= 0 {
+			return f, doorledger.Errorf(doorledger.EINVALID, "Choose an installer from the list.")
+		}
+		f.InstallerID = id
+	}
+	return f, nil
+}
+
+func (s *Server) handleDevicesIndex(devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		f, err := devicesFilter(c, c.QueryParam)
+		if err != nil {
+			return err
+		}
+		all, err := devices.FindDevices(ctx, doorledger.DeviceFilter{})
+		if err != nil {
+			return err
+		}
+		v := views.DevicesIndexView{Vendor: f.Vendor, Installer: f.InstallerID, Installers: map[int64]string{}, Now: time.Now(),
+			Started: c.QueryParam("started") != "", CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
+		seen := map[string]bool{}
+		for _, d := range all {
+			if !seen[d.Vendor] {
+				seen[d.Vendor] = true
+				v.Vendors = append(v.Vendors, d.Vendor)
+			}
+			if d.InstallerID != 0 {
+				v.Installers[d.InstallerID] = d.Installer + " (" + d.Company + ")"
+			}
+		}
+		sort.Strings(v.Vendors)
+		if v.Progress, err = progress(ctx, devices, f, s.cfg.CommandTimeout); err != nil {
+			return err
+		}
+		v.Devices = v.Progress.Devices
+		return render(c, http.StatusOK, views.DevicesIndexPage(s.page(c, "Devices", "devices"), v))
+	}
+}
+
+func (s *Server) handleDisableMany(devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		f, err := devicesFilter(c, c.FormValue)
+		if err != nil {
+			return err
+		}
+		if f.Vendor == "" && f.InstallerID == 0 {
+			return doorledger.Errorf(doorledger.EINVALID, "Choose a vendor or an installer first.")
+		}
+		cmds, err := devices.DisableDevices(c.Request().Context(), f, "revoked by vendor/installer")
+		if err != nil {
+			return err
+		}
+		q := url.Values{"started": {"1"}}
+		if f.Vendor != "" {
+			q.Set("vendor", f.Vendor)
+		}
+		if f.InstallerID != 0 {
+			q.Set("installer", strconv.FormatInt(f.InstallerID, 10))
+		}
+		return s.redirect(c, "/devices?"+q.Encode(), fmt.Sprintf("%d devices told to disable.", len(cmds)))
+	}
+}
+
+func (s *Server) handleDevicesEvents(devices doorledger.DeviceService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		f, err := devicesFilter(c, c.QueryParam)
+		if err != nil {
+			return err
+		}
+		return s.stream(c, "progress", []string{"devices"}, func(ctx context.Context) (templ.Component, bool, error) {
+			v, err := progress(ctx, devices, f, s.cfg.CommandTimeout)
+			return views.Progress(v), false, err
+		})
 	}
 }

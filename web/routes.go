@@ -76,7 +76,14 @@ func (s *Server) routes() {
 	// Devices: the registry, revocation and command history. Another building's
 	// device is 404 from the service.
 	e.POST("/buildings/:id/devices/found", s.handleFoundDevice(buildings, users, devices), managers...)
+	e.GET("/devices", s.handleDevicesIndex(devices), managers...)
+	e.POST("/devices/disable", s.handleDisableMany(devices), managers...)
+	e.GET("/devices/events", s.handleDevicesEvents(devices), managers...)
+	e.GET("/buildings/:id/lockdown", s.handleLockdownPage(buildings, devices), managers...)
+	e.POST("/buildings/:id/lockdown", s.handleLockdown(devices), managers...)
+	e.GET("/buildings/:id/lockdown/events", s.handleLockdownEvents(buildings, devices), managers...)
 	e.GET("/devices/:device", s.handleDevice(devices, buildings), readers...)
+	e.GET("/devices/:device/events", s.handleDeviceEvents(devices), readers...)
 	e.POST("/devices/:device/revoke", s.handleSetState(devices, doorledger.StateDisabled), managers...)
 	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
 	e.POST("/devices/:device/credential", s.handleCredential(devices, buildings), managers...)

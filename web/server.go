@@ -38,6 +38,11 @@ type Config struct {
 	// proxy); otherwise the socket address is used, so the header cannot be forged.
 	TrustProxy bool
 	Logger     *slog.Logger
+	// Hub wakes live pages; NewServer makes one when nil.
+	Hub *Hub
+	// CommandTimeout is how long a command may wait for the device before the
+	// page calls it "not confirmed" (the controller retries and alerts).
+	CommandTimeout time.Duration
 }
 
 // Server is the portal's HTTP server.
@@ -50,6 +55,7 @@ type Server struct {
 	log      *slog.Logger
 
 	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
+	hub        *Hub
 }
 
 // NewServer builds the Echo instance with every route and middleware.
@@ -57,7 +63,13 @@ func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}}
+	if cfg.Hub == nil {
+		cfg.Hub = NewHub()
+	}
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 30 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub}
 	s.sessions = sessions.NewCookieStore(cfg.SessionKeys...)
 	s.sessions.Options = &sessions.Options{
 		Path:     "/",

@@ -237,3 +237,18 @@ func (c *client) login(email string) {
 }
 
 func (f *fixture) audit() *db.AuditService { return db.NewAuditService(f.db) }
+
+// stream opens a server-sent event stream and returns its response as soon as
+// the headers arrive, closing the stream.
+func (c *client) stream(path string) *http.Response {
+	c.tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
