@@ -863,3 +863,25 @@ func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Dura
 	}
 	return retries, tx.Commit()
 }
+
+// MarkSentMany records that the transport took these commands, in one
+// transaction (a lockdown pushes hundreds at once).
+func (s *DeviceService) MarkSentMany(ctx context.Context, commandIDs []int64) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE commands SET attempts = attempts + 1, sent_at = ?, last_error = '',
+		status = CASE status WHEN 'pending' THEN 'sent' ELSE status END WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, id := range commandIDs {
+		if _, err := stmt.ExecContext(ctx, formatTime(tx.now), id); err != nil {
+			return fmt.Errorf("mark command %d sent: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
