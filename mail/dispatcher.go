@@ -1,0 +1,232 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// Dispatcher defaults.
+const (
+	DefaultInterval    = 5 * time.Second
+	DefaultMaxAttempts = 8
+	DefaultRetryDelay  = 30 * time.Second
+	maxRetryDelay      = time.Hour
+	batchSize          = 50
+)
+
+// Dispatcher sends the outbox. Mail is written to the outbox in the same
+// transaction as the fact it reports; the Dispatcher delivers it afterwards, at
+// least once: a message whose delivery succeeded but could not be marked sent is
+// sent again on the next pass.
+//
+// A failed message is retried on later passes, after RetryDelay and then twice
+// as long after each further failure (at most an hour), until it has been tried
+// MaxAttempts times; it then stays in the outbox with its last error for an
+// admin to see. The wait between retries is kept in memory, so after a restart
+// every pending message is tried at once.
+type Dispatcher struct {
+	Outbox      doorledger.OutboxService
+	Mailer      doorledger.Mailer
+	Logger      *slog.Logger  // nil: slog.Default()
+	Interval    time.Duration // between polls of the outbox; 0: DefaultInterval
+	MaxAttempts int           // 0: DefaultMaxAttempts
+	RetryDelay  time.Duration // wait after the first failure; 0: DefaultRetryDelay
+
+	once sync.Once
+	wake chan struct{}
+
+	mu      sync.Mutex          // one pass at a time, whether from Run or Flush
+	retryAt map[int64]time.Time // failed messages: not before this time
+}
+
+// Notify wakes Run so that mail just committed goes out now rather than at the
+// next poll. It never blocks, so it can be DB.OnMail; it may be called before
+// Run starts.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wakeChan() <- struct{}{}:
+	default: // a wake-up is already due
+	}
+}
+
+func (d *Dispatcher) wakeChan() chan struct{} {
+	d.once.Do(func() { d.wake = make(chan struct{}, 1) })
+	return d.wake
+}
+
+// Run sends pending mail until ctx is done, then returns nil. It polls every
+// Interval, when Notify is called, and when a failed message is due again.
+// A message being sent when ctx ends is not counted as a failed attempt.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.Outbox == nil || d.Mailer == nil {
+		return errors.New("mail dispatcher: Outbox and Mailer required")
+	}
+	wake := d.wakeChan()
+	for {
+		d.pass(ctx, false)
+		wait := d.interval()
+		if next, ok := d.nextRetry(); ok {
+			wait = min(wait, max(time.Until(next), 0))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// Flush tries every pending message once, ignoring the wait between retries,
+// and returns the errors of those that failed (for the CLI and tests).
+func (d *Dispatcher) Flush(ctx context.Context) error {
+	if d.Outbox == nil || d.Mailer == nil {
+		return errors.New("mail dispatcher: Outbox and Mailer required")
+	}
+	return d.pass(ctx, true)
+}
+
+// pass sends what is pending. With all set it ignores retry times.
+func (d *Dispatcher) pass(ctx context.Context, all bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.retryAt == nil {
+		d.retryAt = make(map[int64]time.Time)
+	}
+	var errs []error
+	tried := make(map[int64]bool)
+	for {
+		// Ask for enough rows to get past the ones still waiting to be retried.
+		limit := batchSize + len(d.retryAt)
+		msgs, err := d.Outbox.PendingMessages(ctx, d.maxAttempts(), limit)
+		if err != nil {
+			if ctx.Err() != nil {
+				return errors.Join(errs...)
+			}
+			err = fmt.Errorf("pending mail: %w", err)
+			d.logger().Error("mail dispatcher", "err", err)
+			return errors.Join(append(errs, err)...)
+		}
+		now := time.Now()
+		pending := make(map[int64]bool, len(msgs))
+		attempted := 0
+		for _, m := range msgs {
+			pending[m.ID] = true
+			if tried[m.ID] || (!all && now.Before(d.retryAt[m.ID])) {
+				continue
+			}
+			tried[m.ID] = true
+			attempted++
+			if err := d.send(ctx, m); err != nil {
+				errs = append(errs, err)
+			}
+			if ctx.Err() != nil {
+				return errors.Join(errs...)
+			}
+		}
+		if len(msgs) < limit {
+			// The whole backlog was seen: forget retry times of messages that
+			// are no longer pending (sent by another pass, or given up).
+			for id := range d.retryAt {
+				if !pending[id] {
+					delete(d.retryAt, id)
+				}
+			}
+			return errors.Join(errs...)
+		}
+		if attempted == 0 {
+			return errors.Join(errs...)
+		}
+	}
+}
+
+// send delivers one message and records the outcome.
+func (d *Dispatcher) send(ctx context.Context, m *doorledger.Message) error {
+	log := d.logger().With("id", m.ID, "kind", m.Kind)
+	sendErr := d.Mailer.Send(ctx, m)
+	if sendErr == nil {
+		delete(d.retryAt, m.ID)
+		// Record the delivery even if shutdown has begun, or it would be sent twice.
+		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := d.Outbox.MarkSent(markCtx, m.ID); err != nil {
+			err = fmt.Errorf("mark mail %d sent: %w", m.ID, err)
+			log.Error("mail sent but not marked; it will be sent again", "err", err)
+			return err
+		}
+		log.Debug("mail sent")
+		return nil
+	}
+	if ctx.Err() != nil {
+		return nil // shutting down: this attempt does not count
+	}
+	sendErr = fmt.Errorf("send mail %d: %w", m.ID, sendErr)
+	if err := d.Outbox.MarkFailed(ctx, m.ID, sendErr.Error()); err != nil {
+		log.Error("mail failed and not marked", "err", sendErr, "mark_err", err)
+		return errors.Join(sendErr, err)
+	}
+	attempts := m.Attempts + 1
+	if attempts >= d.maxAttempts() {
+		delete(d.retryAt, m.ID)
+		log.Error("mail failed; giving up", "attempts", attempts, "err", sendErr)
+		return sendErr
+	}
+	delay := d.retryDelay(attempts)
+	d.retryAt[m.ID] = time.Now().Add(delay)
+	log.Warn("mail failed; will retry", "attempts", attempts, "retry_in", delay, "err", sendErr)
+	return sendErr
+}
+
+// retryDelay is the wait after the given number of failed attempts.
+func (d *Dispatcher) retryDelay(attempts int) time.Duration {
+	delay := d.RetryDelay
+	if delay <= 0 {
+		delay = DefaultRetryDelay
+	}
+	for i := 1; i < attempts && delay < maxRetryDelay; i++ {
+		delay *= 2
+	}
+	return min(delay, maxRetryDelay)
+}
+
+func (d *Dispatcher) nextRetry() (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next time.Time
+	for _, t := range d.retryAt {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next, !next.IsZero()
+}
+
+func (d *Dispatcher) interval() time.Duration {
+	if d.Interval > 0 {
+		return d.Interval
+	}
+	return DefaultInterval
+}
+
+func (d *Dispatcher) maxAttempts() int {
+	if d.MaxAttempts > 0 {
+		return d.MaxAttempts
+	}
+	return DefaultMaxAttempts
+}
+
+func (d *Dispatcher) logger() *slog.Logger {
+	if d.Logger != nil {
+		return d.Logger
+	}
+	return slog.Default()
+}

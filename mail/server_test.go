@@ -1,0 +1,234 @@
+package mail
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// received is one message accepted by the test server.
+type received struct {
+	User string // authenticated as
+	From string
+	To   []string
+	Data []byte
+}
+
+// testServer is an in-process SMTP server on 127.0.0.1 that keeps what it is sent.
+type testServer struct {
+	Host    string
+	Port    int
+	RootCAs *x509.CertPool // trusts the server's certificate, if it has one
+
+	user, pass string
+
+	mu       sync.Mutex
+	sessions int
+	msgs     []received
+}
+
+// MustTestServer starts an SMTP server that requires AUTH PLAIN as user/pass.
+// tlsMode is TLSNone (plain, insecure auth allowed on loopback), TLSStartTLS
+// (STARTTLS offered) or TLSImplicit (TLS listener).
+func MustTestServer(tb testing.TB, tlsMode, user, pass string) *testServer {
+	tb.Helper()
+	ts := &testServer{user: user, pass: pass}
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		ts.mu.Lock()
+		ts.sessions++
+		ts.mu.Unlock()
+		return &testSession{srv: ts}, nil
+	}))
+	s.Domain = "localhost"
+	s.ReadTimeout = 10 * time.Second
+	s.WriteTimeout = 10 * time.Second
+	logger := &testLogger{tb: tb}
+	s.ErrorLog = logger
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	switch tlsMode {
+	case TLSNone:
+		s.AllowInsecureAuth = true // loopback only
+	case TLSStartTLS:
+		s.TLSConfig, ts.RootCAs = mustTLS(tb)
+	case TLSImplicit:
+		var cfg *tls.Config
+		cfg, ts.RootCAs = mustTLS(tb)
+		l = tls.NewListener(l, cfg)
+	default:
+		tb.Fatalf("tls mode %q", tlsMode)
+	}
+	addr := l.Addr().(*net.TCPAddr)
+	ts.Host, ts.Port = addr.IP.String(), addr.Port
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(l)
+	}()
+	tb.Cleanup(func() {
+		logger.stop()
+		s.Close()
+		l.Close() // in case Close ran before Serve registered the listener
+		<-done
+	})
+	return ts
+}
+
+// Config returns a mailer configuration for this server.
+func (ts *testServer) Config(tlsMode string) SMTPConfig {
+	return SMTPConfig{
+		Host: ts.Host, Port: ts.Port, TLS: tlsMode,
+		Username: ts.user, Password: ts.pass,
+		From:    "Doorledger <portal@example.com>",
+		Timeout: 10 * time.Second,
+	}
+}
+
+// MustMailer returns an SMTPMailer for cfg that trusts the server's certificate.
+func (ts *testServer) MustMailer(tb testing.TB, cfg SMTPConfig) *SMTPMailer {
+	tb.Helper()
+	m, err := NewSMTPMailer(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.rootCAs = ts.RootCAs
+	return m
+}
+
+func (ts *testServer) Messages() []received {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]received(nil), ts.msgs...)
+}
+
+func (ts *testServer) Sessions() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.sessions
+}
+
+type testSession struct {
+	srv  *testServer
+	user string
+	msg  received
+}
+
+func (s *testSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *testSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if username != s.srv.user || password != s.srv.pass {
+			return errors.New("invalid username or password")
+		}
+		s.user = username
+		return nil
+	}), nil
+}
+
+func (s *testSession) Mail(from string, opts *smtp.MailOptions) error {
+	if s.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	s.msg = received{User: s.user, From: from}
+	return nil
+}
+
+func (s *testSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.msg.To = append(s.msg.To, to)
+	return nil
+}
+
+func (s *testSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.msg.Data = b
+	s.srv.mu.Lock()
+	s.srv.msgs = append(s.srv.msgs, s.msg)
+	s.srv.mu.Unlock()
+	return nil
+}
+
+func (s *testSession) Reset()        { s.msg = received{} }
+func (s *testSession) Logout() error { return nil }
+
+// mustTLS returns a server configuration with a fresh self-signed certificate
+// for 127.0.0.1, and a pool that trusts it.
+func mustTLS(tb testing.TB) (*tls.Config, *x509.CertPool) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "doorledger test smtp"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// testLogger sends the SMTP server's error log to the test log until the test
+// ends (connection goroutines may outlive it by a moment).
+type testLogger struct {
+	tb   testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (l *testLogger) Printf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.tb.Logf("smtp server: "+format, v...)
+	}
+}
+
+func (l *testLogger) Println(v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.tb.Log(append([]any{"smtp server:"}, v...)...)
+	}
+}
+
+func (l *testLogger) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+}
