@@ -91,5 +91,5 @@ func (s *Server) handleOutbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs))
+	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs, s.cfg.SMTP))
 }

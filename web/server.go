@@ -38,6 +38,9 @@ type Config struct {
 	// proxy); otherwise the socket address is used, so the header cannot be forged.
 	TrustProxy bool
 	Logger     *slog.Logger
+	// SMTP says whether mail is really sent; without it the outbox page says
+	// "logged" where the dispatcher recorded a message as done.
+	SMTP bool
 	// Hub wakes live pages; NewServer makes one when nil.
 	Hub *Hub
 	// CommandTimeout is how long a command may wait for the device before the

@@ -22,6 +22,7 @@ type config struct {
 	AdminPass  string // from the environment only: flags show up in ps
 	BcryptCost int    // from DOORLEDGER_BCRYPT_COST; tests lower it
 	PublicURL  string // the address people reach the portal at, for links in mail
+	SMTPURL    string // from DOORLEDGER_SMTP_URL only: it may hold a password
 }
 
 // envOr returns getenv(key) or def.
@@ -64,6 +65,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
 	}
 	cfg.AdminPass = getenv("DOORLEDGER_ADMIN_PASSWORD")
+	cfg.SMTPURL = getenv("DOORLEDGER_SMTP_URL")
 	if v := getenv("DOORLEDGER_BCRYPT_COST"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 4 || n > 31 {

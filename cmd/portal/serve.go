@@ -14,6 +14,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -90,6 +91,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		},
 		SessionKeys: keys,
+		SMTP:        cfg.SMTPURL != "",
 		Secure:      cfg.TLSCert != "",
 		TrustProxy:  cfg.TrustProxy,
 		Logger:      a.log,
@@ -107,6 +109,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
+
+	// Mail: the dispatcher sends what the outbox holds (or logs it without SMTP);
+	// the database wakes it after each commit that queued mail.
+	var mailer doorledger.Mailer = mail.LogMailer{Logger: a.log}
+	if cfg.SMTPURL != "" {
+		smtpCfg, err := mail.ParseSMTPURL(cfg.SMTPURL)
+		if err != nil {
+			return fmt.Errorf("DOORLEDGER_SMTP_URL: %w", err)
+		}
+		if mailer, err = mail.NewSMTPMailer(smtpCfg); err != nil {
+			return fmt.Errorf("DOORLEDGER_SMTP_URL: %w", err)
+		}
+	}
+	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log}
+	a.db.OnMail = disp.Notify
+	mailCtx, stopMail := context.WithCancel(sysctx)
+	mailDone := make(chan error, 1)
+	go func() { mailDone <- disp.Run(mailCtx) }()
+	defer func() { stopMail(); <-mailDone }()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
 	defer stopJobs()
