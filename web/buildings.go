@@ -96,6 +96,17 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	return v, nil
 }
 
+// rerenderBuilding shows the building page again after a form on it failed,
+// with the form's messages and input put back by set.
+func (s *Server) rerenderBuilding(c echo.Context, buildings doorledger.BuildingService, users doorledger.UserService, id int64, err error, set func(*views.BuildingView)) error {
+	v, verr := s.buildingView(c, buildings, users, id)
+	if verr != nil {
+		return verr
+	}
+	set(&v)
+	return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+}
+
 func (s *Server) handleBuilding(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
@@ -154,12 +165,7 @@ func (s *Server) handleSignerAdd(buildings doorledger.BuildingService, users doo
 			if !formError(&f, err) {
 				return err
 			}
-			v, verr := s.buildingView(c, buildings, users, id)
-			if verr != nil {
-				return verr
-			}
-			v.SignerForm = f
-			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.SignerForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#roster", id), "Signer added to the roster.")
 	}
@@ -205,12 +211,7 @@ func (s *Server) handleGrantAdd(buildings doorledger.BuildingService, users door
 			if !formError(&f, err) {
 				return err
 			}
-			v, verr := s.buildingView(c, buildings, users, id)
-			if verr != nil {
-				return verr
-			}
-			v.GrantForm = f
-			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.GrantForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#access", id), "Access granted.")
 	}

@@ -29,12 +29,7 @@ func (s *Server) handleFoundDevice(buildings doorledger.BuildingService, users d
 			if !formError(&f, err) {
 				return err
 			}
-			v, verr := s.buildingView(c, buildings, users, id)
-			if verr != nil {
-				return verr
-			}
-			v.FoundForm = f
-			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.FoundForm = f })
 		}
 		return s.redirect(c, pathf("/devices/%d", d.ID), "Device recorded as unconsented and kept disabled. The building's managers have been alerted.")
 	}

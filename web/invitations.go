@@ -19,12 +19,7 @@ func (s *Server) handleInvite(buildings doorledger.BuildingService, users doorle
 			if !formError(&f, err) {
 				return err
 			}
-			v, verr := s.buildingView(c, buildings, users, id)
-			if verr != nil {
-				return verr
-			}
-			v.InviteForm = f
-			return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
+			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.InviteForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation mailed to "+f.Value("invite_email")+".")
 	}
