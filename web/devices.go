@@ -215,7 +215,7 @@ func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devi
 		if _, err := buildings.FindBuildingByID(c.Request().Context(), id); err != nil {
 			return err
 		}
-		return s.stream(c, "progress", []string{BuildingKey(id)}, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.stream(c, "progress", []string{DevicesKey}, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})
@@ -297,7 +297,7 @@ func (s *Server) handleDevicesEvents(devices doorledger.DeviceService) echo.Hand
 		if err != nil {
 			return err
 		}
-		return s.stream(c, "progress", []string{"devices"}, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.stream(c, "progress", []string{DevicesKey}, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, f, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})

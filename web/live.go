@@ -62,9 +62,12 @@ func (h *Hub) Notify(key string) {
 	}
 }
 
-// DeviceKey and BuildingKey name what a page watches.
-func DeviceKey(id int64) string   { return fmt.Sprintf("device:%d", id) }
-func BuildingKey(id int64) string { return fmt.Sprintf("building:%d", id) }
+// DeviceKey names one device's page; DevicesKey wakes every page that shows
+// many devices (lockdown and revoke-all progress).
+func DeviceKey(id int64) string { return fmt.Sprintf("device:%d", id) }
+
+// DevicesKey is notified whenever any device changes.
+const DevicesKey = "devices"
 
 // Stream limits: a stream re-reads at least every streamTick and ends after
 // streamMax (the browser's EventSource reconnects by itself).
