@@ -90,7 +90,8 @@ func (s *Server) handleSetState(devices doorledger.DeviceService, state doorledg
 			if err != nil {
 				return err
 			}
-			return render(c, http.StatusOK, views.DeviceControls(s.page(c, "", "buildings"), v))
+			s.hub.Notify(DeviceKey(id)) // the stream shows "pending" at once
+			return render(c, http.StatusOK, views.DeviceActions(s.page(c, "", "buildings"), v))
 		}
 		msg := "Revoked: the device is told to disable. This page shows when it confirms."
 		if state == doorledger.StateEnabled {
