@@ -2,7 +2,14 @@ package doorledger
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // UnlockResult is whether the device opened the door.
@@ -13,23 +20,523 @@ const (
 	UnlockDenied  UnlockResult = "denied"
 )
 
+// Where an unlock event came from.
+const (
+	SourceMQTT = "mqtt" // a device on its events topic
+	SourceHTTP = "http" // a vendor cloud's signed batch
+	SourceCSV  = "csv"  // a vendor's export uploaded by a manager
+)
+
+// Usual unlock methods. Others are accepted (a vendor may have its own), as a
+// lower-case word of letters, digits and underscores; see NormalizeMethod.
+const (
+	MethodCourierApp = "courier_app"
+	MethodKeypad     = "keypad"
+	MethodRemote     = "remote"
+	MethodUnknown    = "unknown" // the source did not say
+)
+
+// Anomaly kinds flagged on an unlock event when it is recorded.
+const (
+	AnomalyAfterRevocation = "after_revocation" // granted by a device that was disabled, or whose disable was pending
+	AnomalyWithoutConsent  = "without_consent"  // granted by a device with no active consent at the time
+	AnomalyUnknownDevice   = "unknown_device"   // from a device the portal does not know
+	AnomalyOutsideHours    = "outside_hours"    // granted outside the building's delivery hours
+	AnomalyBurst           = "burst"            // more granted unlocks in the building than its burst setting allows
+	AnomalyClockSkew       = "clock_skew"       // the device's time is far from the portal's
+)
+
+// AnomalyKinds lists every anomaly kind, in display order.
+var AnomalyKinds = []string{AnomalyAfterRevocation, AnomalyWithoutConsent, AnomalyUnknownDevice,
+	AnomalyOutsideHours, AnomalyBurst, AnomalyClockSkew}
+
+// AnomalyDescription explains an anomaly kind to a manager ("" for an unknown kind).
+func AnomalyDescription(kind string) string {
+	switch kind {
+	case AnomalyAfterRevocation:
+		return "opened the door while disabled, or after a disable was sent but before the device confirmed it"
+	case AnomalyWithoutConsent:
+		return "opened the door with no active consent from an authorized signer"
+	case AnomalyUnknownDevice:
+		return "came from a device that is not registered in this building"
+	case AnomalyOutsideHours:
+		return "opened the door outside the building's delivery hours"
+	case AnomalyBurst:
+		return "was one of more door openings in a short time than the building allows"
+	case AnomalyClockSkew:
+		return "carries a device time far from the portal's clock; the time received is used instead"
+	}
+	return ""
+}
+
+// Limits on the fields of an unlock event, and the clock sanity window.
+const (
+	MaxEventIDLen   = 128
+	MaxMethodLen    = 64
+	MaxActorRefLen  = 256
+	MaxDeviceRefLen = 128
+
+	// An event whose device time is more than ClockSkewAhead after, or more than
+	// ClockSkewBehind before, the time it was received is kept but flagged
+	// clock_skew. CSV imports are history: only the first limit applies to them.
+	ClockSkewAhead  = 24 * time.Hour
+	ClockSkewBehind = 30 * 24 * time.Hour
+)
+
 // UnlockEvent is one door opening (or refusal) reported by a device or a vendor.
 type UnlockEvent struct {
 	ID         int64
-	DeviceID   int64
-	BuildingID int64
+	DeviceID   int64 // 0: a device the portal does not know (DeviceRef says what the source called it)
+	DeviceRef  string
+	BuildingID int64        // set from the device; required with DeviceRef alone
 	EventID    string       // device-generated; (DeviceID, EventID) is unique, re-delivery is a no-op
 	OccurredAt time.Time    // device clock
-	ReceivedAt time.Time    // portal clock, always recorded
+	ReceivedAt time.Time    // portal clock, always recorded (the time of recording when zero)
 	Method     string       // e.g. "courier_app", "keypad", "remote"
 	ActorRef   string       // opaque courier / package reference
 	Result     UnlockResult //
-	Anomalies  []string     // e.g. "after_revocation", "without_consent", "outside_hours", "clock_skew"
+	Anomalies  []string     // kinds from AnomalyKinds, flagged when recorded
+	Source     string       // SourceMQTT (when empty), SourceHTTP or SourceCSV
+}
+
+// HasAnomaly reports whether the event is flagged with kind.
+func (e *UnlockEvent) HasAnomaly(kind string) bool { return slices.Contains(e.Anomalies, kind) }
+
+// Validate checks and normalizes an event as a source delivered it (trimmed
+// text, method normalized). Its EINVALID message names the field, as in
+// "occurred_at: missing"; decoders prefix where the event was ("event 3: ").
+func (e *UnlockEvent) Validate() error {
+	bad := func(format string, args ...any) error { return Errorf(EINVALID, format, args...) }
+	e.EventID = strings.TrimSpace(e.EventID)
+	e.DeviceRef = strings.TrimSpace(e.DeviceRef)
+	e.ActorRef = strings.TrimSpace(e.ActorRef)
+	e.Method = NormalizeMethod(e.Method)
+	switch {
+	case e.DeviceID < 0:
+		return bad("device_id: must be positive")
+	case e.DeviceID == 0 && e.DeviceRef == "":
+		return bad("device: missing (give device_id or device)")
+	case e.BuildingID < 0:
+		return bad("building_id: must be positive")
+	case e.DeviceID == 0 && e.BuildingID == 0:
+		return bad("building_id: missing (needed for a device named only by its reference)")
+	}
+	if err := checkText(e.DeviceRef, MaxDeviceRefLen); err != nil {
+		return bad("device: %s", err)
+	}
+	if e.EventID == "" {
+		return bad("event_id: missing")
+	} else if err := checkText(e.EventID, MaxEventIDLen); err != nil {
+		return bad("event_id: %s", err)
+	}
+	if e.OccurredAt.IsZero() {
+		return bad("occurred_at: missing")
+	} else if y := e.OccurredAt.UTC().Year(); y < 1 || y > 9999 {
+		return bad("occurred_at: year %d is out of range", y)
+	}
+	if y := e.ReceivedAt.UTC().Year(); !e.ReceivedAt.IsZero() && (y < 1 || y > 9999) {
+		return bad("received_at: year %d is out of range", y)
+	}
+	if e.Method == "" {
+		return bad("method: missing")
+	} else if len(e.Method) > MaxMethodLen {
+		return bad("method: longer than %d bytes", MaxMethodLen)
+	} else if strings.IndexFunc(e.Method, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') }) >= 0 {
+		return bad("method: %q is not a word of letters, digits and underscores", e.Method)
+	}
+	if err := checkText(e.ActorRef, MaxActorRefLen); err != nil {
+		return bad("actor_ref: %s", err)
+	}
+	switch e.Result {
+	case UnlockGranted, UnlockDenied:
+	case "":
+		return bad("result: missing")
+	default:
+		return bad("result: must be granted or denied, not %q", truncate(string(e.Result), 40))
+	}
+	switch e.Source {
+	case "", SourceMQTT, SourceHTTP, SourceCSV:
+	default:
+		return bad("source: must be mqtt, http or csv, not %q", truncate(e.Source, 40))
+	}
+	return nil
+}
+
+// checkText refuses text that is too long, not UTF-8, or has control characters.
+func checkText(s string, max int) error {
+	switch {
+	case len(s) > max:
+		return fmt.Errorf("longer than %d bytes", max)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("not UTF-8 text")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return fmt.Errorf("contains control characters")
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// NormalizeMethod trims and lower-cases a method and joins its words with
+// underscores: "Courier App" and "courier-app" become "courier_app".
+func NormalizeMethod(m string) string {
+	f := strings.FieldsFunc(strings.ToLower(strings.TrimSpace(m)), func(r rune) bool {
+		return r == ' ' || r == '-' || r == '_' || r == '.' || r == '/'
+	})
+	return strings.Join(f, "_")
 }
 
 // EventSink durably records unlock events. It returns only after they are
 // committed, so a transport may then acknowledge them; repeated (device, event
-// id) pairs are accepted and ignored.
+// id) pairs are accepted and ignored. A call is all or nothing. EINVALID names
+// the offending event ("event 3: occurred_at: missing"), counting from 0.
 type EventSink interface {
 	RecordUnlocks(ctx context.Context, events []UnlockEvent) error
+}
+
+// UnlockImport is a vendor's export, parsed, that a manager imports into a building.
+type UnlockImport struct {
+	BuildingID int64
+	Events     []UnlockEvent
+	Lines      []int  // the file line of each event, for messages (optional)
+	FileName   string // for the audit journal
+	SHA256     string // of the uploaded file, for the audit journal
+}
+
+// ImportResult counts what a recording did.
+type ImportResult struct {
+	Events     int // received
+	Inserted   int // new
+	Duplicates int // already recorded: ignored
+	Anomalous  int // new and flagged
+}
+
+// DeliveryWindow is a span of local time within a day, in minutes from midnight:
+// 0 <= Start < End <= 1440.
+type DeliveryWindow struct{ Start, End int }
+
+// DeliverySchedule is when couriers may open a building's door, week by week in
+// the building's time zone. The zero value is unrestricted (any time).
+type DeliverySchedule struct {
+	Restricted bool
+	Days       [7][]DeliveryWindow // by time.Weekday; sorted, not overlapping
+}
+
+var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// ParseDeliverySchedule reads a schedule such as
+// "mon-fri 08:00-20:00; sat 09:00-12:00,14:00-17:00". Days are sun … sat,
+// as ranges (mon-fri, fri-mon) or lists (mon,wed); entries are separated by ";"
+// or new lines; "24:00" ends a day; days not named allow no deliveries. ""
+// means any time, "never" no time at all. Errors are EINVALID.
+func ParseDeliverySchedule(s string) (DeliverySchedule, error) {
+	var sch DeliverySchedule
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return sch, nil
+	}
+	sch.Restricted = true
+	if strings.EqualFold(s, "never") {
+		return sch, nil
+	}
+	entries := strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == '\n' || r == '\r' })
+	for _, entry := range entries {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		daysPart, timesPart, ok := strings.Cut(entry, " ")
+		if !ok {
+			return sch, Errorf(EINVALID, "%q: write days then hours, as in \"mon-fri 08:00-20:00\".", truncate(entry, 60))
+		}
+		days, err := parseDays(daysPart)
+		if err != nil {
+			return sch, err
+		}
+		var windows []DeliveryWindow
+		for _, w := range strings.Split(strings.ReplaceAll(timesPart, " ", ""), ",") {
+			start, end, ok := strings.Cut(w, "-")
+			if !ok {
+				return sch, Errorf(EINVALID, "%q: write hours as 08:00-20:00.", truncate(w, 40))
+			}
+			a, err1 := parseClock(start)
+			b, err2 := parseClock(end)
+			if err1 != nil || err2 != nil {
+				return sch, Errorf(EINVALID, "%q: write hours as 08:00-20:00 (00:00 to 24:00).", truncate(w, 40))
+			}
+			if a >= b {
+				return sch, Errorf(EINVALID, "%q: the end must be after the start; split a night across two days.", truncate(w, 40))
+			}
+			windows = append(windows, DeliveryWindow{a, b})
+		}
+		for _, d := range days {
+			sch.Days[d] = mergeWindows(append(sch.Days[d], windows...))
+		}
+	}
+	return sch, nil
+}
+
+func parseDays(s string) ([]time.Weekday, error) {
+	var days []time.Weekday
+	for _, part := range strings.Split(strings.ToLower(s), ",") {
+		from, to, isRange := strings.Cut(part, "-")
+		a, err := parseDay(from)
+		if err != nil {
+			return nil, err
+		}
+		if !isRange {
+			days = append(days, a)
+			continue
+		}
+		b, err := parseDay(to)
+		if err != nil {
+			return nil, err
+		}
+		for d := a; ; d = (d + 1) % 7 {
+			days = append(days, d)
+			if d == b {
+				break
+			}
+		}
+	}
+	return days, nil
+}
+
+func parseDay(s string) (time.Weekday, error) {
+	s = strings.TrimSpace(s)
+	for i, n := range dayNames {
+		if s == n {
+			return time.Weekday(i), nil
+		}
+	}
+	return 0, Errorf(EINVALID, "Unknown day %q: use sun, mon, tue, wed, thu, fri or sat.", truncate(s, 20))
+}
+
+func parseClock(s string) (int, error) {
+	h, m, ok := strings.Cut(s, ":")
+	if !ok || len(h) < 1 || len(h) > 2 || len(m) != 2 {
+		return 0, fmt.Errorf("bad time")
+	}
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || hh == 24 && mm != 0 || h[0] == '+' || m[0] == '+' {
+		return 0, fmt.Errorf("bad time")
+	}
+	return hh*60 + mm, nil
+}
+
+func mergeWindows(ws []DeliveryWindow) []DeliveryWindow {
+	slices.SortFunc(ws, func(a, b DeliveryWindow) int { return a.Start - b.Start })
+	var out []DeliveryWindow
+	for _, w := range ws {
+		if n := len(out); n > 0 && w.Start <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, w.End)
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// String writes the schedule in the form ParseDeliverySchedule reads, days
+// from Monday, consecutive days with the same hours joined: "" for any time.
+func (s DeliverySchedule) String() string {
+	if !s.Restricted {
+		return ""
+	}
+	week := []time.Weekday{1, 2, 3, 4, 5, 6, 0}
+	var parts []string
+	for i := 0; i < len(week); {
+		d := week[i]
+		j := i + 1
+		for j < len(week) && slices.Equal(s.Days[week[j]], s.Days[d]) {
+			j++
+		}
+		if len(s.Days[d]) > 0 {
+			days := dayNames[d]
+			if j-i > 1 {
+				days += "-" + dayNames[week[j-1]]
+			}
+			var ws []string
+			for _, w := range s.Days[d] {
+				ws = append(ws, fmt.Sprintf("%02d:%02d-%02d:%02d", w.Start/60, w.Start%60, w.End/60, w.End%60))
+			}
+			parts = append(parts, days+" "+strings.Join(ws, ","))
+		}
+		i = j
+	}
+	if len(parts) == 0 {
+		return "never"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Allows reports whether t, read in loc, falls in the schedule.
+func (s DeliverySchedule) Allows(t time.Time, loc *time.Location) bool {
+	if !s.Restricted {
+		return true
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
+	m := t.Hour()*60 + t.Minute()
+	for _, w := range s.Days[t.Weekday()] {
+		if m >= w.Start && m < w.End {
+			return true
+		}
+	}
+	return false
+}
+
+// Unlock settings of a building, and their defaults.
+const (
+	DefaultRetentionDays = 1095 // three years
+	MinRetentionDays     = 30
+	MaxRetentionDays     = 36500
+	DefaultBurstCount    = 20
+	DefaultBurstMinutes  = 10
+)
+
+// UnlockSettings are a building's rules for unlock events.
+type UnlockSettings struct {
+	BuildingID    int64
+	RetentionDays int              // events older than this are purged daily
+	DeliveryHours DeliverySchedule // granted unlocks outside it are flagged outside_hours
+	// More than BurstCount granted unlocks in the building within BurstMinutes
+	// flags each further one as a burst. 0 turns burst detection off.
+	BurstCount   int
+	BurstMinutes int
+	// AlertBoard sends anomaly alerts to the building's board as well as its managers.
+	AlertBoard bool
+	// HeartbeatSeconds is how long a device of the building may stay silent
+	// before it is reported offline, unless the device has its own; 0: not watched.
+	HeartbeatSeconds int
+}
+
+// Validate checks the numbers.
+func (s *UnlockSettings) Validate() error {
+	v := Validation{}
+	if s.RetentionDays < MinRetentionDays || s.RetentionDays > MaxRetentionDays {
+		v.Add("retention_days", fmt.Sprintf("Keep events from %d to %d days.", MinRetentionDays, MaxRetentionDays))
+	}
+	if s.BurstCount < 0 || s.BurstCount > 100000 {
+		v.Add("burst_count", "Use a number from 0 (off) to 100000.")
+	}
+	if s.BurstMinutes < 1 || s.BurstMinutes > 1440 {
+		v.Add("burst_minutes", "Use from 1 to 1440 minutes.")
+	}
+	if s.HeartbeatSeconds < 0 || s.HeartbeatSeconds > 30*86400 {
+		v.Add("heartbeat_seconds", "Use from 0 (not watched) to 30 days.")
+	}
+	return v.Err()
+}
+
+// UnlockCursor is where a page of history ends: the (occurred at, id) of its
+// last event. The next page starts strictly after it.
+type UnlockCursor struct {
+	OccurredAt time.Time
+	ID         int64
+}
+
+// IsZero reports whether c is no cursor (the first page).
+func (c UnlockCursor) IsZero() bool { return c.ID == 0 && c.OccurredAt.IsZero() }
+
+// String encodes the cursor for a URL ("" for none).
+func (c UnlockCursor) String() string {
+	if c.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(c.OccurredAt.UnixMicro(), 10) + "." + strconv.FormatInt(c.ID, 10)
+}
+
+// ParseUnlockCursor decodes String's output; "" is the zero cursor. EINVALID otherwise.
+func ParseUnlockCursor(s string) (UnlockCursor, error) {
+	if s == "" {
+		return UnlockCursor{}, nil
+	}
+	at, id, ok := strings.Cut(s, ".")
+	us, err1 := strconv.ParseInt(at, 10, 64)
+	n, err2 := strconv.ParseInt(id, 10, 64)
+	if !ok || err1 != nil || err2 != nil || n <= 0 || us < -62135596800000000 || us > 253402300799999999 {
+		return UnlockCursor{}, Errorf(EINVALID, "This page link is not valid; start from the first page.")
+	}
+	return UnlockCursor{OccurredAt: time.UnixMicro(us).UTC(), ID: n}, nil
+}
+
+// UnlockFilter selects a building's unlock history.
+type UnlockFilter struct {
+	BuildingID    int64        // required
+	DeviceID      int64        // 0: any
+	DeviceRef     string       // an unknown device's reference; "": any
+	From, To      string       // dates (2006-01-02) in the building's time zone, both included; "": open
+	Method        string       // "": any
+	Result        UnlockResult // "": any
+	AnomaliesOnly bool
+	Anomaly       string       // one kind; implies AnomaliesOnly
+	After         UnlockCursor // zero: the newest events
+	Limit         int          // 0: 50; at most 500
+}
+
+// UnlockPage is a page of history, newest first.
+type UnlockPage struct {
+	Events   []*UnlockEvent
+	Next     UnlockCursor // zero on the last page
+	Timezone string       // the building's, to show times in
+}
+
+// UnlockDay counts a day's events (a date in the building's time zone).
+type UnlockDay struct {
+	Date      string // 2006-01-02
+	Granted   int
+	Denied    int
+	Anomalous int
+}
+
+// OfflineDevice is a device silent for longer than its heartbeat.
+type OfflineDevice struct {
+	DeviceID   int64
+	BuildingID int64
+	Since      time.Time // last seen (or registered, if never seen)
+	Heartbeat  time.Duration
+	Alerted    bool // this silence was reported just now (false: reported already)
+}
+
+// UnlockService records and reads unlock events. Reads are for a building's
+// admins, managers and board; installers get ENOTFOUND like anyone without a
+// grant. Writes of settings are for managers (EFORBIDDEN for the board).
+type UnlockService interface {
+	EventSink
+	// ImportUnlocks records a vendor's CSV export into a building (managers): all
+	// or nothing; EINVALID lists what could not be matched by line.
+	ImportUnlocks(ctx context.Context, imp UnlockImport) (*ImportResult, error)
+	// History returns a page of the building's events, newest first. EINVALID for a bad filter.
+	History(ctx context.Context, f UnlockFilter) (*UnlockPage, error)
+	// DailyCounts counts the last days of events of a building (or of one of its
+	// devices when deviceID is not 0), by date in the building's time zone, oldest first.
+	DailyCounts(ctx context.Context, buildingID, deviceID int64, days int) ([]UnlockDay, error)
+	// ExportCSV streams every event matching f (f.After and f.Limit ignored) as
+	// CSV to w, in constant memory, and returns how many rows it wrote.
+	ExportCSV(ctx context.Context, f UnlockFilter, w io.Writer) (int64, error)
+	// UnlockSettings returns the building's rules.
+	UnlockSettings(ctx context.Context, buildingID int64) (*UnlockSettings, error)
+	// UpdateUnlockSettings changes them (managers). EINVALID.
+	UpdateUnlockSettings(ctx context.Context, buildingID int64, s UnlockSettings) (*UnlockSettings, error)
+	// SetDeviceHeartbeat sets a device's own heartbeat in seconds (managers);
+	// a negative value returns it to the building's.
+	SetDeviceHeartbeat(ctx context.Context, deviceID int64, seconds int) error
+	// Purge deletes the events older than each building's retention at now and
+	// records how many in the audit journal (the system's daily job).
+	Purge(ctx context.Context, now time.Time) (int64, error)
+	// OfflineDevices returns the devices silent for longer than their heartbeat
+	// at now, alerting once per silence (the system's job).
+	OfflineDevices(ctx context.Context, now time.Time) ([]*OfflineDevice, error)
 }
