@@ -1,0 +1,189 @@
+package devicectl
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/doorledger/doorledger"
+)
+
+// TopicPrefix starts every Doorledger topic.
+const TopicPrefix = "doorledger/devices/"
+
+// Topic kinds: the last level of a device topic.
+const (
+	KindDesired  = "desired"  // portal → device, retained
+	KindReported = "reported" // device → portal
+	KindEvents   = "events"   // device → portal
+)
+
+// Limits on what a device may send in one message.
+const (
+	MaxEventsPerMessage = 500
+	maxEventIDLen       = 128
+	maxMethodLen        = 64
+	maxActorRefLen      = 256
+)
+
+// DesiredTopic returns the topic the portal publishes device id's desired state on.
+func DesiredTopic(id int64) string { return deviceTopic(id, KindDesired) }
+
+// ReportedTopic returns the topic device id publishes its reported state on.
+func ReportedTopic(id int64) string { return deviceTopic(id, KindReported) }
+
+// EventsTopic returns the topic device id publishes its unlock events on.
+func EventsTopic(id int64) string { return deviceTopic(id, KindEvents) }
+
+func deviceTopic(id int64, kind string) string {
+	return TopicPrefix + strconv.FormatInt(id, 10) + "/" + kind
+}
+
+// ParseTopic splits a device topic into the device id and kind. ok is false for
+// anything that is not exactly doorledger/devices/{id}/{kind} with a canonical
+// decimal id > 0 and a known kind.
+func ParseTopic(topic string) (id int64, kind string, ok bool) {
+	rest, found := strings.CutPrefix(topic, TopicPrefix)
+	if !found {
+		return 0, "", false
+	}
+	idPart, kind, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, "", false
+	}
+	switch kind {
+	case KindDesired, KindReported, KindEvents:
+	default:
+		return 0, "", false
+	}
+	if id, ok = parseDeviceID(idPart); !ok {
+		return 0, "", false
+	}
+	return id, kind, true
+}
+
+// parseDeviceID parses a canonical decimal device id (no sign, no leading zero).
+func parseDeviceID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != s {
+		return 0, false
+	}
+	return id, true
+}
+
+// ClientID is the MQTT client identifier device id must connect with.
+func ClientID(id int64) string { return "device-" + strconv.FormatInt(id, 10) }
+
+// EventMessage is one unlock event as a device sends it on its events topic
+// (or a vendor posts it to the ingest endpoint).
+type EventMessage struct {
+	EventID    string                  `json:"event_id"`
+	OccurredAt time.Time               `json:"occurred_at"` // RFC 3339, device clock
+	Method     string                  `json:"method"`
+	ActorRef   string                  `json:"actor_ref,omitempty"`
+	Result     doorledger.UnlockResult `json:"result"`
+}
+
+// MarshalDesired encodes d as the payload of a desired-state message. It
+// returns EINVALID when d is not something a device could apply.
+func MarshalDesired(d doorledger.DesiredState) ([]byte, error) {
+	switch {
+	case d.DeviceID <= 0:
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Desired state has no device id.")
+	case !d.State.Valid():
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Desired state %q is neither enabled nor disabled.", d.State)
+	case d.Version <= 0:
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Desired state version must be positive, not %d.", d.Version)
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode desired state: %w", err)
+	}
+	return b, nil
+}
+
+// ParseReport decodes a reported-state payload from device id. The device id
+// comes from the authenticated connection (or the topic the broker's ACL
+// confined the device to); a device_id in the payload must match it or be
+// absent. Errors are EINVALID.
+func ParseReport(id int64, payload []byte) (doorledger.ReportedState, error) {
+	var r doorledger.ReportedState
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return r, doorledger.Errorf(doorledger.EINVALID, "Reported state is not valid JSON: %v.", err)
+	}
+	switch {
+	case r.DeviceID != 0 && r.DeviceID != id:
+		return r, doorledger.Errorf(doorledger.EINVALID, "Reported state names device %d on device %d's topic.", r.DeviceID, id)
+	case !r.State.Valid():
+		return r, doorledger.Errorf(doorledger.EINVALID, "Reported state %q is neither enabled nor disabled.", r.State)
+	case r.Version < 0:
+		return r, doorledger.Errorf(doorledger.EINVALID, "Reported version %d is negative.", r.Version)
+	}
+	r.DeviceID = id
+	return r, nil
+}
+
+// ParseEvents decodes an events payload from device id: one JSON object or an
+// array of them (at most MaxEventsPerMessage). receivedAt is the portal's clock.
+// Errors are EINVALID and name the offending event.
+func ParseEvents(id int64, payload []byte, receivedAt time.Time) ([]doorledger.UnlockEvent, error) {
+	payload = bytes.TrimSpace(payload)
+	var msgs []EventMessage
+	if len(payload) > 0 && payload[0] == '[' {
+		if err := json.Unmarshal(payload, &msgs); err != nil {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Events are not valid JSON: %v.", err)
+		}
+	} else {
+		var m EventMessage
+		if err := json.Unmarshal(payload, &m); err != nil {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Event is not valid JSON: %v.", err)
+		}
+		msgs = []EventMessage{m}
+	}
+	switch {
+	case len(msgs) == 0:
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Events message holds no event.")
+	case len(msgs) > MaxEventsPerMessage:
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Events message holds %d events; at most %d are allowed.", len(msgs), MaxEventsPerMessage)
+	}
+	events := make([]doorledger.UnlockEvent, len(msgs))
+	for i, m := range msgs {
+		if err := m.validate(); err != nil {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Event %d: %s", i, doorledger.ErrorMessage(err))
+		}
+		events[i] = doorledger.UnlockEvent{
+			DeviceID:   id,
+			EventID:    m.EventID,
+			OccurredAt: m.OccurredAt,
+			ReceivedAt: receivedAt,
+			Method:     m.Method,
+			ActorRef:   m.ActorRef,
+			Result:     m.Result,
+		}
+	}
+	return events, nil
+}
+
+func (m *EventMessage) validate() error {
+	switch {
+	case m.EventID == "":
+		return doorledger.Errorf(doorledger.EINVALID, "event_id is missing.")
+	case len(m.EventID) > maxEventIDLen || !utf8.ValidString(m.EventID):
+		return doorledger.Errorf(doorledger.EINVALID, "event_id is longer than %d bytes or not UTF-8.", maxEventIDLen)
+	case m.OccurredAt.IsZero():
+		return doorledger.Errorf(doorledger.EINVALID, "occurred_at is missing.")
+	case m.Method == "":
+		return doorledger.Errorf(doorledger.EINVALID, "method is missing.")
+	case len(m.Method) > maxMethodLen || !utf8.ValidString(m.Method):
+		return doorledger.Errorf(doorledger.EINVALID, "method is longer than %d bytes or not UTF-8.", maxMethodLen)
+	case len(m.ActorRef) > maxActorRefLen || !utf8.ValidString(m.ActorRef):
+		return doorledger.Errorf(doorledger.EINVALID, "actor_ref is longer than %d bytes or not UTF-8.", maxActorRefLen)
+	case m.Result != doorledger.UnlockGranted && m.Result != doorledger.UnlockDenied:
+		return doorledger.Errorf(doorledger.EINVALID, "result %q is neither granted nor denied.", m.Result)
+	}
+	return nil
+}
