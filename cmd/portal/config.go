@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // config is everything serve needs, from flags with environment defaults.
@@ -23,12 +24,27 @@ type config struct {
 	BcryptCost int    // from DOORLEDGER_BCRYPT_COST; tests lower it
 	PublicURL  string // the address people reach the portal at, for links in mail
 	SMTPURL    string // from DOORLEDGER_SMTP_URL only: it may hold a password
+
+	MQTTAddr       string        // the embedded broker's listen address
+	MQTTTLSAddr    string        // and its TLS listener (with -tls-cert/-tls-key)
+	MQTTURL        string        // an external broker instead of the embedded one
+	MQTTUser       string        // the portal's account on the external broker
+	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
+	CommandTimeout time.Duration // how long a device may take to confirm
+	DemoDevices    int           // simulated devices started with -demo
 }
 
 // envOr returns getenv(key) or def.
 func envOr(getenv func(string) string, key, def string) string {
 	if v := getenv(key); v != "" {
 		return v
+	}
+	return def
+}
+
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
+		return d
 	}
 	return def
 }
@@ -50,6 +66,12 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", envBool(getenv, "DOORLEDGER_TRUST_PROXY"), "take client IPs from X-Forwarded-For (only behind a reverse proxy) (env DOORLEDGER_TRUST_PROXY)")
 	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>) (env DOORLEDGER_PUBLIC_URL)")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(getenv, "DOORLEDGER_MQTT_ADDR", "127.0.0.1:1883"), "embedded MQTT broker listen address (env DOORLEDGER_MQTT_ADDR)")
+	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", getenv("DOORLEDGER_MQTT_TLS_ADDR"), "embedded MQTT broker TLS listen address, with -tls-cert/-tls-key (env DOORLEDGER_MQTT_TLS_ADDR)")
+	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")
+	fs.StringVar(&cfg.MQTTUser, "mqtt-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's username on the external broker (env DOORLEDGER_MQTT_USER)")
+	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", envDuration(getenv, "DOORLEDGER_COMMAND_TIMEOUT", 30*time.Second), "how long a device may take to confirm a command before it is retried and the managers alerted (env DOORLEDGER_COMMAND_TIMEOUT)")
+	fs.IntVar(&cfg.DemoDevices, "demo-devices", 3, "simulated devices to start with -demo")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +88,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	cfg.AdminPass = getenv("DOORLEDGER_ADMIN_PASSWORD")
 	cfg.SMTPURL = getenv("DOORLEDGER_SMTP_URL")
+	cfg.MQTTPassword = getenv("DOORLEDGER_MQTT_PASSWORD")
 	if v := getenv("DOORLEDGER_BCRYPT_COST"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 4 || n > 31 {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ type Portal struct {
 	Stdout    *syncBuffer
 	Stderr    *syncBuffer
 	AdminPass string
+	MQTT      string // the embedded broker's URL
 	stop      context.CancelFunc
 	done      chan error
 }
@@ -56,7 +58,7 @@ func MustStartPortal(tb testing.TB, dataDir string, extraArgs ...string) *Portal
 	p := &Portal{DataDir: dataDir, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4"}
 	getenv := func(k string) string { return env[k] }
-	args := append([]string{"serve", "-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", "warn"}, extraArgs...)
+	args := append([]string{"serve", "-addr", "127.0.0.1:0", "-mqtt-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", envOr(os.Getenv, "DOORLEDGER_TEST_LOG_LEVEL", "warn")}, extraArgs...)
 	go func() { p.done <- run(ctx, args, getenv, p.Stdout, p.Stderr) }()
 	tb.Cleanup(func() { p.Stop(tb) })
 
@@ -91,6 +93,9 @@ func MustStartPortal(tb testing.TB, dataDir string, extraArgs ...string) *Portal
 	}
 	if m := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(p.Stdout.String()); m != nil {
 		p.AdminPass = m[1]
+	}
+	if m := regexp.MustCompile(`embedded MQTT broker on (mqtt://\S+)`).FindStringSubmatch(p.Stdout.String()); m != nil {
+		p.MQTT = m[1]
 	}
 	return p
 }

@@ -30,6 +30,7 @@ type app struct {
 	invitations *db.InvitationService
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
+	unlocks     *db.UnlockService
 	web         *web.Server
 }
 
@@ -54,6 +55,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
+	a.unlocks = db.NewUnlockService(a.db)
 	return a, nil
 }
 
@@ -79,6 +81,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
+	hub := web.NewHub()
+	devctx, stopDevices := context.WithCancel(sysctx)
+	dc, err := startDeviceControl(devctx, a, hub, stdout)
+	if err != nil {
+		stopDevices()
+		return err
+	}
+	defer func() { stopDevices(); dc.Close(a.log) }()
+
 	keys, err := sessionKeys(filepath.Join(cfg.DataDir, "session.keys"))
 	if err != nil {
 		return err
@@ -92,9 +103,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		},
 		SessionKeys: keys,
 		SMTP:        cfg.SMTPURL != "",
-		Secure:      cfg.TLSCert != "",
-		TrustProxy:  cfg.TrustProxy,
-		Logger:      a.log,
+		Hub:         hub, CommandTimeout: cfg.CommandTimeout,
+		Secure:     cfg.TLSCert != "",
+		TrustProxy: cfg.TrustProxy,
+		Logger:     a.log,
 	})
 	if err := a.web.Listen(cfg.Addr); err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/devicectl"
+	"github.com/doorledger/doorledger/web"
+)
+
+// liveReports passes device reports to the database and, once committed, wakes
+// the pages that show them.
+type liveReports struct {
+	devices doorledger.DeviceReports
+	hub     *web.Hub
+}
+
+func (r liveReports) AuthenticateDevice(ctx context.Context, id int64, secret string) error {
+	return r.devices.AuthenticateDevice(ctx, id, secret)
+}
+
+func (r liveReports) ReportState(ctx context.Context, rep doorledger.ReportedState) error {
+	if err := r.devices.ReportState(ctx, rep); err != nil {
+		return err
+	}
+	r.hub.Notify(web.DeviceKey(rep.DeviceID))
+	r.hub.Notify(web.DevicesKey)
+	return nil
+}
+
+// deviceControl is the running device-control module: a transport (the embedded
+// broker, or a client of an external one) and the controller that pushes desired
+// state through it.
+type deviceControl struct {
+	broker *devicectl.Broker // nil with an external broker
+	client *devicectl.Client // nil with the embedded broker
+	ctl    *devicectl.Controller
+	done   chan error
+}
+
+// startDeviceControl starts the transport and the controller; desired state
+// committed from now on is pushed after each commit.
+func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interface{ Write([]byte) (int, error) }) (*deviceControl, error) {
+	cfg := a.cfg
+	reports := liveReports{devices: a.devices, hub: hub}
+	dc := &deviceControl{done: make(chan error, 1)}
+	var transport doorledger.Transport
+	if cfg.MQTTURL != "" {
+		client, err := devicectl.NewClient(devicectl.ClientConfig{
+			URL: cfg.MQTTURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
+			Devices: reports, Events: a.unlocks, Logger: a.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("external MQTT broker: %w", err)
+		}
+		dc.client, transport = client, client
+		fmt.Fprintf(stdout, "Devices: connecting to the MQTT broker at %s\n", cfg.MQTTURL)
+	} else {
+		seen := func(id int64, connected bool) {
+			// Off the broker's connection goroutine: a write must not delay other devices.
+			go func() {
+				sctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "broker"), 5*time.Second)
+				defer cancel()
+				if err := a.devices.DeviceSeen(sctx, id, time.Now()); err != nil {
+					a.log.Debug("device seen", "device", id, "err", err)
+				}
+				hub.Notify(web.DeviceKey(id))
+			}()
+		}
+		broker, err := devicectl.NewBroker(devicectl.BrokerConfig{
+			Addr: cfg.MQTTAddr, TLSAddr: cfg.MQTTTLSAddr, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey,
+			Devices: reports, Events: a.unlocks, OnConnection: seen, Logger: a.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded MQTT broker: %w", err)
+		}
+		dc.broker, transport = broker, broker
+		fmt.Fprintf(stdout, "Devices: embedded MQTT broker on mqtt://%s\n", broker.Addr())
+	}
+	dc.ctl = &devicectl.Controller{
+		Store: a.devices, Transport: transport, Logger: a.log, Timeout: cfg.CommandTimeout,
+		OnPushed: func(ids []int64) {
+			for _, id := range ids {
+				hub.Notify(web.DeviceKey(id))
+			}
+			hub.Notify(web.DevicesKey)
+		},
+	}
+	a.db.OnDesired = dc.ctl.Enqueue
+	go func() { dc.done <- dc.ctl.Run(ctx) }()
+	return dc, nil
+}
+
+// Close stops the transport after the controller has stopped (its context ended).
+func (dc *deviceControl) Close(log *slog.Logger) {
+	if err := <-dc.done; err != nil {
+		log.Error("device controller", "err", err)
+	}
+	if dc.broker != nil {
+		dc.broker.Close()
+	}
+	if dc.client != nil {
+		dc.client.Close()
+	}
+}
