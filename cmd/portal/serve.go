@@ -151,6 +151,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return err
 		}},
+		job{name: "unlock retention purge", every: 24 * time.Hour, run: func(ctx context.Context) error {
+			n, err := a.unlocks.Purge(ctx, time.Now())
+			if n > 0 {
+				a.log.Info("unlock events purged", "count", n)
+			}
+			return err
+		}},
+		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {
+			_, err := a.unlocks.OfflineDevices(ctx, time.Now())
+			return err
+		}},
 	)
 
 	errc := make(chan error, 1)
