@@ -89,6 +89,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer func() { stopDevices(); dc.Close(a.log) }()
+	if cfg.Demo {
+		sims, err := startDemoDevices(devctx, a, dc, stdout)
+		if err != nil {
+			return fmt.Errorf("demo devices: %w", err)
+		}
+		defer func() {
+			for _, sim := range sims {
+				sim.Stop(context.Background())
+			}
+		}()
+	}
 
 	keys, err := sessionKeys(filepath.Join(cfg.DataDir, "session.keys"))
 	if err != nil {
