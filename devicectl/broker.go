@@ -221,12 +221,25 @@ func (b *Broker) Close() error {
 		for _, id := range []string{"tcp", "tls"} {
 			b.server.Listeners.Close(id, func(string) {})
 		}
-		for _, cl := range b.server.Clients.GetAll() {
-			if !cl.Net.Inline && !cl.Closed() {
-				_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		// A connection accepted just before may join the client table after
+		// a sweep (OnConnect refuses new ones now), so sweep until none is left.
+		gone := make(chan struct{})
+		go func() {
+			b.server.Listeners.ClientsWg.Wait()
+			close(gone)
+		}()
+		for swept := false; !swept; {
+			for _, cl := range b.server.Clients.GetAll() {
+				if !cl.Net.Inline && !cl.Closed() {
+					_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+				}
+			}
+			select {
+			case <-gone:
+				swept = true
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		b.server.Listeners.ClientsWg.Wait()
 		err = b.server.Close()
 	})
 	return err
@@ -267,6 +280,9 @@ func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.b.log.Warn("device will dropped", "client", cl.ID, "will_topic", pk.Connect.WillTopic)
 	}
 
+	if h.b.closed.Load() {
+		return h.refuse(cl, packets.ErrServerShuttingDown)
+	}
 	id, ok := parseDeviceID(string(pk.Connect.Username))
 	if !ok {
 		h.b.stats.refusedUsername.Add(1)
