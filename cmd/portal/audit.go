@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/db"
+)
+
+const auditUsage = `Usage:
+  portal audit verify [-data DIR] [-key KEY]   recompute the audit log from the database and check
+                                               every signed head; exits non-zero naming the first
+                                               entry that does not match
+  portal audit head [-data DIR]                print the latest signed head and the verifier key
+`
+
+// auditCommand is `portal audit verify|head`: the verifiable log from the
+// command line. verify works on the data directory directly (the portal may
+// be running: it reads one consistent snapshot) and writes nothing to the
+// log, so it can be run on a copy kept as evidence. -key checks the heads
+// with a verifier key printed in an earlier report instead of the key in the
+// data directory, which whoever could rewrite the database could replace too.
+func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("audit: want verify or head\n%s", auditUsage)
+	}
+	sub := args[0]
+	flags := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	dataDir := flags.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	vkey := flags.String("key", "", "verifier key to check the heads with, as printed in a report (default: the data directory's)")
+	if err := flags.Parse(args[1:]); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("audit %s: unexpected argument %q", sub, flags.Arg(0))
+	}
+	if sub != "verify" && sub != "head" {
+		return fmt.Errorf("audit: unknown command %q\n%s", sub, auditUsage)
+	}
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil {
+		return fmt.Errorf("audit: no database in %s (use -data)", dir)
+	}
+	key, err := auditlog.LoadKey(filepath.Join(dir, auditlog.KeyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("audit: %w", err)
+	}
+	a, err := openApp(&config{DataDir: dir}, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	logs := db.NewLogService(a.db, key)
+	if *vkey != "" {
+		if err := logs.UseVerifierKey(*vkey); err != nil {
+			return fmt.Errorf("audit: -key: %s", doorledger.ErrorMessage(err))
+		}
+	}
+	ctx = doorledger.NewSystemContext(ctx, "cli")
+
+	keyLine := logs.VerifierKey()
+	if keyLine == "" {
+		keyLine = "none (the portal creates " + auditlog.KeyFile + " on its first start; or give -key)"
+	}
+	if sub == "head" {
+		fmt.Fprintf(stdout, "Verifier key: %s\n", keyLine)
+		h, err := logs.Head(ctx, 0)
+		if doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
+			fmt.Fprintln(stdout, "No signed head yet.")
+			return nil
+		} else if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Latest head: %d entries, root %s, signed %s\n\n%s", h.Size, h.Root, h.At.Format(time.RFC3339), h.Note)
+		return nil
+	}
+
+	v, err := logs.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Audit log in %s\n", dir)
+	fmt.Fprintf(stdout, "Verifier key: %s\n", keyLine)
+	fmt.Fprintf(stdout, "Entries:      %d", v.Entries)
+	if v.Purged > 0 {
+		fmt.Fprintf(stdout, " (%d unlock events among them deleted by logged retention purges)", v.Purged)
+	}
+	fmt.Fprintln(stdout)
+	if v.Pending > 0 {
+		fmt.Fprintf(stdout, "Not yet logged: %d rows committed since the sequencer's last run (not checked)\n", v.Pending)
+	}
+	if v.Head != nil {
+		fmt.Fprintf(stdout, "Signed heads: %d checked; latest: %d entries, root %s, signed %s\n", v.Heads, v.Head.Size, v.Head.Root, v.Head.At.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(stdout, "Signed heads: none yet")
+	}
+	if v.Problem != nil {
+		fmt.Fprintf(stdout, "FAILED: %s\n", v.Problem)
+		return fmt.Errorf("audit log does not verify: %s", v.Problem)
+	}
+	fmt.Fprintln(stdout, "OK: every entry matches the database, and every head its entries and signature.")
+	return nil
+}

@@ -1,0 +1,177 @@
+package doorledger
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// The verifiable log. Every audit entry, every unlock event and every retention
+// purge is appended, in order, as a leaf of a Merkle tree in the style of
+// Certificate Transparency (RFC 6962). The tree's head (its size and root hash)
+// is signed with the portal's Ed25519 key, so that anyone holding a signed head
+// (printed in every report) can check that an entry is in the log (an inclusion
+// proof) and that a later log only appended to it (a consistency proof), and
+// `portal audit verify` can recompute the log from the database and name the
+// first entry that no longer matches.
+
+// Kinds of log entries: the table a leaf's row lives in.
+const (
+	LogKindAudit  = "audit"  // audit_entries
+	LogKindUnlock = "unlock" // unlock_events
+	LogKindPurge  = "purge"  // a retention purge's record (LogPurge)
+)
+
+// LogHash is a SHA-256 hash in the log: a leaf, an inner node or a tree's root.
+type LogHash [32]byte
+
+// String returns the hash in lower-case hex.
+func (h LogHash) String() string { return hex.EncodeToString(h[:]) }
+
+// LogHead is a signed head of the log: the tree of its first Size entries.
+type LogHead struct {
+	Size int64
+	Root LogHash
+	// Note is the signed note (golang.org/x/mod/sumdb/note) of the tree's
+	// text, as any note verifier reads it with the portal's verifier key.
+	Note string
+	At   time.Time // when it was signed (UTC)
+}
+
+// IDRange is the ids From to To, both included.
+type IDRange struct{ From, To int64 }
+
+// LogPurge records that the retention purge deleted rows whose leaves are in
+// the log. The leaves stay; only the rows go, and verify accepts exactly the
+// rows named by a logged purge being absent.
+type LogPurge struct {
+	ID         int64
+	At         time.Time // UTC
+	Actor      string    // who ran the purge ("system" for the daily job)
+	Of         string    // the kind of rows purged (LogKindUnlock)
+	BuildingID int64
+	Before     time.Time // the cutoff: rows older than this were purged
+	IDs        []IDRange // the purged rows' ids, sorted, neither overlapping nor adjacent
+	// LeavesHash is the SHA-256 of the purged rows' leaves, in log order, each
+	// as its 8-byte big-endian position followed by its 32-byte leaf hash.
+	LeavesHash LogHash
+}
+
+// Count is how many ids the purge names.
+func (p *LogPurge) Count() int64 {
+	var n int64
+	for _, r := range p.IDs {
+		n += r.To - r.From + 1
+	}
+	return n
+}
+
+// What a verification found wrong (LogProblem.What).
+const (
+	LogChanged       = "changed"                            // the row no longer encodes to its leaf
+	LogMissing       = "missing"                            // the row is gone (and no logged purge names it)
+	LogOutOfOrder    = "out of order"                       // rows (or log entries) were swapped or moved
+	LogNotInLog      = "not in the log"                     // a row sits among logged ones but was never logged
+	LogAltered       = "log altered"                        // the log's own tables (leaves, tree hashes) were altered
+	LogPurgeMismatch = "purge mismatch"                     // a purge record does not match the leaves it names
+	LogBadHead       = "signature does not verify"          // a signed head's signature, or its stored copy, does not verify
+	LogHeadMismatch  = "root does not match the entries"    // a signed head does not match the entries
+	LogTruncated     = "entries missing from the log's end" // a signed head covers entries the log no longer has
+)
+
+// LogProblem is the first thing a verification found wrong.
+type LogProblem struct {
+	What   string
+	Index  int64  // the entry's position in the log; for a head, its size - 1
+	Kind   string // the entry's kind ("" for a head)
+	RefID  int64  // the entry's row id
+	Size   int64  // for a head: its size
+	Detail string // more, for people
+}
+
+// String says where and what, as in "entry 1234 (audit #567): changed".
+func (p *LogProblem) String() string {
+	var s string
+	switch p.What {
+	case LogOutOfOrder:
+		s = fmt.Sprintf("entries out of order at %d", p.Index)
+	case LogNotInLog:
+		s = fmt.Sprintf("%s #%d: not in the log (found before entry %d)", p.Kind, p.RefID, p.Index)
+	case LogBadHead, LogHeadMismatch, LogTruncated:
+		s = fmt.Sprintf("signed head at size %d: %s", p.Size, p.What)
+	default:
+		if p.Kind == "" {
+			s = fmt.Sprintf("entry %d: %s", p.Index, p.What)
+		} else {
+			s = fmt.Sprintf("entry %d (%s #%d): %s", p.Index, p.Kind, p.RefID, p.What)
+		}
+	}
+	if p.Detail != "" {
+		s += " (" + p.Detail + ")"
+	}
+	return s
+}
+
+// LogVerification is what verifying the log found.
+type LogVerification struct {
+	Entries     int64       // entries checked: the log's size
+	Purged      int64       // of them, unlock events deleted by a logged retention purge
+	Pending     int64       // rows committed but not yet in the log (the sequencer is behind)
+	Heads       int         // signed heads checked
+	Head        *LogHead    // the latest signed head; nil when none yet
+	VerifierKey string      // the key the heads were checked with
+	Problem     *LogProblem // the first mismatch; nil when the log is intact
+}
+
+// OK reports whether the log is intact.
+func (v *LogVerification) OK() bool { return v.Problem == nil }
+
+// LogInclusionProof proves that the entry at Index, whose leaf hash is
+// LeafHash, is in the tree of the first Size entries.
+type LogInclusionProof struct {
+	Index    int64
+	Size     int64
+	LeafHash LogHash
+	Hashes   []LogHash
+}
+
+// LogConsistencyProof proves that the tree of the first NewSize entries
+// extends the tree of the first OldSize: the log only appended in between.
+type LogConsistencyProof struct {
+	OldSize int64
+	NewSize int64
+	Hashes  []LogHash
+}
+
+// LogService keeps the verifiable log. Sequencing and signing take any
+// signed-in caller (or the system); reading heads and proofs, one other than
+// an installer (proofs hold only hashes); Verify and EntryIndex, an admin.
+// Other callers get EUNAUTHORIZED or EFORBIDDEN.
+type LogService interface {
+	// Sequence appends to the log, in order and in batches, every audit entry,
+	// unlock event and purge record committed since the last one it appended,
+	// and signs a head for the new size when the latest head is older than the
+	// service's head interval. The background job calls it every second.
+	Sequence(ctx context.Context) (appended int64, err error)
+	// SignHead is Sequence, then signs a head for the log's size now if it has
+	// none yet, and returns that head: reports call it to print a current head.
+	SignHead(ctx context.Context) (*LogHead, error)
+	// Head returns the signed head of the given size (0: the latest). ENOTFOUND.
+	Head(ctx context.Context, size int64) (*LogHead, error)
+	// Verify recomputes the log from the rows and reports the first mismatch.
+	Verify(ctx context.Context) (*LogVerification, error)
+	// EntryIndex returns the position of a row in the log. ENOTFOUND when it is
+	// not (yet) in the log.
+	EntryIndex(ctx context.Context, kind string, refID int64) (int64, error)
+	// ProveInclusion proves that entry index is in the tree of size (0: the
+	// latest signed head's). EINVALID for an index or size out of range.
+	ProveInclusion(ctx context.Context, index, size int64) (*LogInclusionProof, error)
+	// ProveConsistency proves that the tree of newSize extends that of oldSize.
+	// EINVALID for sizes out of range.
+	ProveConsistency(ctx context.Context, oldSize, newSize int64) (*LogConsistencyProof, error)
+	// VerifierKey returns the key that verifies the heads' signatures, as
+	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note): shown in the admin
+	// pages and printed in every report.
+	VerifierKey() string
+}
