@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/web"
@@ -31,6 +32,7 @@ type app struct {
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
 	unlocks     *db.UnlockService
+	logs        *db.LogService
 	web         *web.Server
 }
 
@@ -71,6 +73,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+
+	key, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	if err != nil {
+		return fmt.Errorf("log signing key: %w", err)
+	}
+	a.logs = db.NewLogService(a.db, key)
 
 	sysctx := doorledger.NewSystemContext(ctx, "system")
 	if err := a.firstStart(sysctx, stdout); err != nil {
@@ -160,6 +168,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if n > 0 {
 				a.log.Info("consents lapsed", "count", n)
 			}
+			return err
+		}},
+		job{name: "audit log", every: time.Second, run: func(ctx context.Context) error {
+			_, err := a.logs.Sequence(ctx)
 			return err
 		}},
 		job{name: "unlock retention purge", every: 24 * time.Hour, run: func(ctx context.Context) error {
