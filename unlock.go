@@ -437,6 +437,11 @@ func (s *UnlockSettings) Validate() error {
 	if s.HeartbeatSeconds < 0 || s.HeartbeatSeconds > 30*86400 {
 		v.Add("heartbeat_seconds", "Use from 0 (not watched) to 30 days.")
 	}
+	if again, err := ParseDeliverySchedule(s.DeliveryHours.String()); err != nil {
+		v.Add("delivery_hours", ErrorMessage(err))
+	} else {
+		s.DeliveryHours = again // sorted and merged
+	}
 	return v.Err()
 }
 

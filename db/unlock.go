@@ -299,6 +299,7 @@ func (s *UnlockService) commitGroup(reqs []*ingestReq) {
 	defer func() {
 		if p := recover(); p != nil {
 			slog.Error("unlock ingest panicked", "panic", p)
+			s.cache.reset(-1)
 			for _, r := range reqs {
 				select {
 				case r.done <- ingestAnswer{err: fmt.Errorf("record unlocks: internal error: %v", p)}:

@@ -781,9 +781,10 @@ func TestUnlockAccess(t *testing.T) {
 	if _, err := w.svc.Purge(uctx(w.mgrA), *w.now); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Errorf("manager purges: %v", err)
 	}
-	bad := doorledger.UnlockSettings{RetentionDays: 7, BurstCount: -1, BurstMinutes: 0, HeartbeatSeconds: -5}
+	bad := doorledger.UnlockSettings{RetentionDays: 7, BurstCount: -1, BurstMinutes: 0, HeartbeatSeconds: -5,
+		DeliveryHours: doorledger.DeliverySchedule{Restricted: true, Days: [7][]doorledger.DeliveryWindow{1: {{Start: 600, End: 500}}}}}
 	fields := doorledger.ErrorFields(func() error { _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, bad); return err }())
-	for _, f := range []string{"retention_days", "burst_count", "burst_minutes", "heartbeat_seconds"} {
+	for _, f := range []string{"retention_days", "burst_count", "burst_minutes", "heartbeat_seconds", "delivery_hours"} {
 		if fields[f] == "" {
 			t.Errorf("no message for %s: %v", f, fields)
 		}
@@ -1092,4 +1093,57 @@ func FuzzUnlockSchedule(f *testing.F) {
 		}
 		sch.Allows(time.Unix(int64(len(s))*7919, 0), time.UTC)
 	})
+}
+
+// The committer caches devices and buildings between transactions; changes
+// made by any other code path, even in plain SQL, must show in the next flags.
+func TestUnlockAnomaliesFollowChanges(t *testing.T) {
+	w := newUnlockWorld(t, "UTC", time.Time{})
+	now := *w.now
+	dev, consent := w.enabledDevice(t, w.A)
+	dev2, consent2 := w.enabledDevice(t, w.A)
+	at := func(d time.Duration) time.Time { return now.Add(d) }
+	w.record(t, unlockEv(dev, "1", at(-5*time.Minute), doorledger.UnlockGranted), unlockEv(dev2, "1", at(-5*time.Minute), doorledger.UnlockGranted))
+	w.revoke(t, dev, consent, at(-4*time.Minute))
+	w.record(t, unlockEv(dev, "2", at(-3*time.Minute), doorledger.UnlockGranted))
+	if e := w.event(t, w.A, "2"); !e.HasAnomaly(doorledger.AnomalyAfterRevocation) || !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
+		t.Fatalf("after a revocation made elsewhere: %v", e.Anomalies)
+	}
+	// Disabled by a manager (consent still signed), then the consent withdrawn
+	// with no change to the device.
+	w.exec(t, `UPDATE devices SET desired_state = 'disabled', desired_version = 2 WHERE id = ?`, dev2)
+	w.exec(t, `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by, requested_at) VALUES (?, ?, 'disabled', 2, 'x', 'test', ?)`,
+		dev2, w.A, udb(at(-3*time.Minute)))
+	w.record(t, unlockEv(dev2, "3", at(-2*time.Minute), doorledger.UnlockGranted))
+	if e := w.event(t, w.A, "3"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyAfterRevocation}) {
+		t.Fatalf("disabled, consented: %v", e.Anomalies)
+	}
+	w.exec(t, `UPDATE consents SET status = 'withdrawn', status_at = ? WHERE id = ?`, udb(at(-90*time.Second)), consent2)
+	w.record(t, unlockEv(dev2, "4", at(-time.Minute), doorledger.UnlockGranted))
+	if e := w.event(t, w.A, "4"); !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
+		t.Fatalf("after the consent was withdrawn: %v", e.Anomalies)
+	}
+	// Delivery hours changed in plain SQL.
+	dev3, _ := w.enabledDevice(t, w.A)
+	w.record(t, unlockEv(dev3, "5", at(-time.Minute), doorledger.UnlockGranted))
+	w.exec(t, `UPDATE buildings SET delivery_hours = 'never' WHERE id = ?`, w.A)
+	w.record(t, unlockEv(dev3, "6", at(-time.Minute), doorledger.UnlockGranted))
+	if e := w.event(t, w.A, "5"); len(e.Anomalies) != 0 {
+		t.Fatalf("before: %v", e.Anomalies)
+	}
+	if e := w.event(t, w.A, "6"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyOutsideHours}) {
+		t.Fatalf("after the hours changed: %v", e.Anomalies)
+	}
+	// A device registered after the cache was filled is found by its serial.
+	var serial string
+	w.d.Reader().QueryRow(`SELECT serial FROM devices WHERE id = ?`, dev3).Scan(&serial)
+	w.record(t, doorledger.UnlockEvent{DeviceRef: "LATE-1", BuildingID: w.A, EventID: "7", OccurredAt: at(0), Method: "keypad", Result: doorledger.UnlockDenied})
+	late := w.exec(t, `INSERT INTO devices (building_id, vendor, model, serial, location, origin, unconsented, created_at) VALUES (?, 'V', '', 'LATE-1', 'x', 'found', 1, ?)`, w.A, udb(now))
+	w.record(t, doorledger.UnlockEvent{DeviceRef: "LATE-1", BuildingID: w.A, EventID: "8", OccurredAt: at(0), Method: "keypad", Result: doorledger.UnlockDenied})
+	if e := w.event(t, w.A, "7"); e.DeviceID != 0 {
+		t.Fatalf("before registration: %+v", e)
+	}
+	if e := w.event(t, w.A, "8"); e.DeviceID != late {
+		t.Fatalf("after registration: %+v, want device %d", e, late)
+	}
 }
