@@ -17,6 +17,9 @@ const (
 	ok    = "ok"    // served (2xx, a redirect elsewhere than sign-in, or a form re-rendered with errors)
 	login = "login" // redirected to sign in
 	nf    = "404"   // not found: the object, or the page, does not exist for this user
+	// unsigned: a JSON 401 from the machine API. Its requests carry an HMAC
+	// signature, never a session: a signed-in user without one is refused too.
+	unsigned = "401"
 )
 
 // roles are the callers of the matrix, each against building A's objects.
@@ -84,6 +87,24 @@ var matrix = []accessRow{
 	{"POST", "/buildings/:id/lockdown", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/lockdown/events", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/devices/:device/events", [6]string{login, ok, ok, nf, ok, nf}},
+	// Unlock history (issue 5): readers read, managers set and import.
+	{"GET", "/buildings/:id/unlocks", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/buildings/:id/unlocks/events", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/buildings/:id/unlocks.csv", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/buildings/:id/unlock-settings", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/unlock-settings", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/unlocks/import", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/unlocks/import/preview", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/unlocks/import", [6]string{login, ok, ok, nf, nf, nf}},
+	// Vendor integrations (admins) and their machine API (signed requests only).
+	{"GET", "/vendors", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/vendors", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/vendors/:vendor/rotate", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/vendors/:vendor/previous-key/remove", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/vendors/:vendor/retire", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/devices/:device/vendor", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/api/vendors/:vendor/events", [6]string{unsigned, unsigned, unsigned, unsigned, unsigned, unsigned}},
+	{"POST", "/api/vendors/:vendor/state", [6]string{unsigned, unsigned, unsigned, unsigned, unsigned, unsigned}},
 	// Reached by one-time links: the token is the credential, whoever holds it.
 	{"GET", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -162,6 +183,13 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.Contains(path, ":device"):
 		c, _ := f.signedConsent(t)
 		path = strings.Replace(path, ":device", fmt.Sprint(c.DeviceID), 1)
+	case strings.Contains(path, ":vendor"):
+		v, _, err := f.vendorService(t).CreateVendorIntegration(ctx, doorledger.VendorIntegrationInput{
+			Name: fmt.Sprintf("Vendor %d", nextID()), WebhookURL: "https://vendor.example/hook", BuildingIDs: []int64{f.A.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":vendor", fmt.Sprint(v.ID), 1)
 	case strings.Contains(path, ":invitation"):
 		inv := f.invite(t)
 		path = strings.Replace(path, ":invitation", fmt.Sprint(inv.ID), 1)
@@ -176,6 +204,8 @@ func nextID() int64 { idSeq++; return idSeq }
 func outcome(resp *http.Response) string {
 	loc := resp.Header.Get("Location")
 	switch {
+	case resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"):
+		return unsigned
 	case resp.StatusCode == http.StatusNotFound:
 		return nf
 	case resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(loc, "/login?"):
@@ -189,7 +219,7 @@ func outcome(resp *http.Response) string {
 }
 
 func TestAccessMatrix(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t).withVendors(t)
 	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
 	for _, row := range matrix {
 		for i, role := range roles {
@@ -202,7 +232,7 @@ func TestAccessMatrix(t *testing.T) {
 				path := f.concrete(t, row.path)
 				var resp *http.Response
 				var body string
-				if strings.HasSuffix(row.path, "/events") {
+				if row.method == http.MethodGet && strings.HasSuffix(row.path, "/events") {
 					resp = c.stream(path)
 				} else if row.method == http.MethodGet {
 					resp, body = c.get(path)

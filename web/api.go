@@ -197,6 +197,7 @@ func (s *Server) handleVendorEvents(vendors doorledger.VendorService) echo.Handl
 		if err != nil {
 			return s.writeAPIError(c, req.VendorID, serviceError(err, reasonInvalidEvent), err)
 		}
+		s.hub.Notify(UnlocksAllKey) // history pages show the new rows at once
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, map[string]int{"received": res.Events, "inserted": res.Inserted,
 			"duplicates": res.Duplicates, "anomalous": res.Anomalous})

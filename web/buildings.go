@@ -67,6 +67,9 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Devices, err = s.cfg.Devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
+	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, 0, v.Devices); err != nil {
+		return v, err
+	}
 	if v.CanManage {
 		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
 			return v, err

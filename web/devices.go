@@ -54,8 +54,12 @@ func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, bu
 	if err != nil {
 		return views.DeviceView{}, err
 	}
-	return views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
-		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}, nil
+	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
+		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
+	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, d.ID, []*doorledger.Device{d}); err != nil {
+		return views.DeviceView{}, err
+	}
+	return v, nil
 }
 
 func (s *Server) handleDevice(devices doorledger.DeviceService, buildings doorledger.BuildingService) echo.HandlerFunc {

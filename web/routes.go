@@ -88,6 +88,21 @@ func (s *Server) routes() {
 	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
 	e.POST("/devices/:device/credential", s.handleCredential(devices, buildings), managers...)
 
+	// Unlock history (issue 5): the building's readers see its history, live
+	// rows, CSV export and the charts; its managers set delivery hours, burst,
+	// alerts, heartbeat and retention, and import a vendor's CSV export in two
+	// steps (upload and preview, then mapping and import). Installers get 404
+	// here and from the service.
+	unlocks, imports := s.cfg.Unlocks, newImportStash()
+	e.GET("/buildings/:id/unlocks", s.handleUnlocks(buildings, devices, unlocks), readers...)
+	e.GET("/buildings/:id/unlocks/events", s.handleUnlocksEvents(buildings, devices, unlocks), readers...)
+	e.GET("/buildings/:id/unlocks.csv", s.handleUnlocksCSV(buildings, devices, unlocks), readers...)
+	e.GET("/buildings/:id/unlock-settings", s.handleUnlockSettings(buildings, unlocks), managers...)
+	e.POST("/buildings/:id/unlock-settings", s.handleUnlockSettingsUpdate(buildings, unlocks), managers...)
+	e.GET("/buildings/:id/unlocks/import", s.handleImportPage(buildings), managers...)
+	s.upload(http.MethodPost, "/buildings/:id/unlocks/import/preview", importBodyLimit, s.handleImportPreview(buildings, imports), managers...)
+	e.POST("/buildings/:id/unlocks/import", s.handleImport(buildings, unlocks, imports), managers...)
+
 	// Signers (no account) and invited installers, by one-time link.
 	e.GET("/sign/:token", s.handleSignPage(consents))
 	s.upload(http.MethodPost, "/sign/:token", signBodyLimit, s.handleSign(consents))
@@ -98,6 +113,20 @@ func (s *Server) routes() {
 	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"))
 	e.GET("/invite/:token", s.handleInvitationPage)
 	e.POST("/invite/:token", s.handleInvitationAccept(users))
+
+	// Vendor integrations and machine APIs. Admins manage integrations and put
+	// devices under them. Vendor clouds call /api/vendors/:vendor/… with no
+	// session: the HMAC signature is the credential (the CSRF check skips
+	// /api/), and every refusal is JSON (docs/ingest.md).
+	vendors := s.cfg.Vendors
+	e.GET("/vendors", s.handleVendors(vendors, buildings, devices), admin...)
+	e.POST("/vendors", s.handleVendorCreate(vendors, buildings, devices), admin...)
+	e.POST("/vendors/:vendor/rotate", s.handleVendorRotate(vendors, buildings, devices), admin...)
+	e.POST("/vendors/:vendor/previous-key/remove", s.handleVendorRemovePreviousKey(vendors, buildings, devices), admin...)
+	e.POST("/vendors/:vendor/retire", s.handleVendorRetire(vendors, buildings, devices), admin...)
+	e.POST("/devices/:device/vendor", s.handleDeviceVendor(vendors, buildings, devices), admin...)
+	s.upload(http.MethodPost, "/api/vendors/:vendor/events", ingestBodyLimit, s.handleVendorEvents(vendors))
+	e.POST("/api/vendors/:vendor/state", s.handleVendorState(vendors))
 
 	// Administration.
 	e.GET("/users", s.handleUsers(users), admin...)

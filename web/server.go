@@ -25,6 +25,8 @@ type Config struct {
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService
+	Vendors     doorledger.VendorService
+	Unlocks     doorledger.UnlockService
 
 	// Health reports readiness for /healthz (the database answers).
 	Health func(ctx context.Context) error

@@ -70,6 +70,7 @@ func newFixture(tb testing.TB) *fixture {
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
 		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
+		Unlocks:     db.NewUnlockService(d),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

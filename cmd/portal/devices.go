@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -51,7 +52,7 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 	if cfg.MQTTURL != "" {
 		client, err := devicectl.NewClient(devicectl.ClientConfig{
 			URL: cfg.MQTTURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
-			Devices: reports, Events: a.unlocks, Logger: a.log,
+			Devices: reports, Events: web.LiveUnlocks(a.unlocks, hub), Logger: a.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("external MQTT broker: %w", err)
@@ -72,7 +73,7 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 		}
 		broker, err := devicectl.NewBroker(devicectl.BrokerConfig{
 			Addr: cfg.MQTTAddr, TLSAddr: cfg.MQTTTLSAddr, TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey,
-			Devices: reports, Events: a.unlocks, OnConnection: seen, Logger: a.log,
+			Devices: reports, Events: web.LiveUnlocks(a.unlocks, hub), OnConnection: seen, Logger: a.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded MQTT broker: %w", err)
@@ -80,6 +81,15 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 		dc.broker, transport = broker, broker
 		fmt.Fprintf(stdout, "Devices: embedded MQTT broker on mqtt://%s\n", broker.Addr())
 	}
+	// Devices under a vendor integration get their desired state through the
+	// vendor's webhook; the others over MQTT. The controller retries what is
+	// not confirmed, so each push tries the vendor a few times only.
+	router, err := devicectl.NewRouter(a.vendors, transport, devicectl.WebhookConfig{
+		Logger: a.log, MaxAttempts: 3, HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	transport = router
 	dc.ctl = &devicectl.Controller{
 		Store: a.devices, Transport: transport, Logger: a.log, Timeout: cfg.CommandTimeout,
 		OnPushed: func(ids []int64) {

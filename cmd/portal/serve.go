@@ -32,6 +32,7 @@ type app struct {
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
 	unlocks     *db.UnlockService
+	vendors     *db.VendorService
 	logs        *db.LogService
 	web         *web.Server
 }
@@ -58,6 +59,13 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
 	a.unlocks = db.NewUnlockService(a.db)
+	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
+	if err != nil {
+		return nil, err
+	}
+	if a.vendors, err = db.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -115,7 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
-		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices,
+		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -236,23 +244,39 @@ func newPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// sessionKeys loads the cookie keys from path, creating them on first start, so
-// that a restart keeps people signed in. The file holds a 64-byte hash key and a
-// 32-byte block key (signed and encrypted cookies).
+// sessionKeys loads the cookie keys, so that a restart keeps people signed in:
+// a 64-byte hash key and a 32-byte block key (signed and encrypted cookies).
 func sessionKeys(path string) ([][]byte, error) {
+	buf, err := loadOrCreateKey(path, 96, "session keys")
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{buf[:64], buf[64:]}, nil
+}
+
+// vendorSealKey loads the key that seals vendor integrations' HMAC keys in the
+// database. It stays outside the database, so a copy of the database alone
+// cannot sign as a vendor; losing it means rotating every integration's key.
+func vendorSealKey(path string) ([]byte, error) {
+	return loadOrCreateKey(path, db.SealKeySize, "vendor seal key")
+}
+
+// loadOrCreateKey reads a random key of size bytes from path, creating it
+// (mode 0600) on first start.
+func loadOrCreateKey(path string, size int, what string) ([]byte, error) {
 	buf, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		buf = make([]byte, 96)
+		buf = make([]byte, size)
 		if _, err := rand.Read(buf); err != nil {
 			return nil, err
 		}
 		if err := os.WriteFile(path, buf, 0o600); err != nil {
-			return nil, fmt.Errorf("write session keys: %w", err)
+			return nil, fmt.Errorf("write %s: %w", what, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("read session keys: %w", err)
-	} else if len(buf) != 96 {
-		return nil, fmt.Errorf("session keys %s: want 96 bytes, have %d (delete it to make new keys; everyone signs in again)", path, len(buf))
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	} else if len(buf) != size {
+		return nil, fmt.Errorf("%s %s: want %d bytes, have %d (delete it to make a new one)", what, path, size, len(buf))
 	}
-	return [][]byte{buf[:64], buf[64:]}, nil
+	return buf, nil
 }
