@@ -625,3 +625,21 @@ func BenchmarkSequence(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "leaves/s")
 }
+
+// The daily retention purge records what it deletes in the log, so the log
+// still verifies after it, and the purge is itself an entry.
+func TestLogVerifiesAfterRetentionPurge(t *testing.T) {
+	w := newLogWorld(t)
+	old := w.now.AddDate(-4, 0, 0)
+	w.unlocks(t, 30, old)
+	w.unlocks(t, 5, time.Time{})
+	w.sequence(t)
+	n, err := db.NewUnlockService(w.d).Purge(sys(), *w.now)
+	if err != nil || n != 30 {
+		t.Fatalf("purge: %d %v, want 30", n, err)
+	}
+	w.sequence(t)
+	if v := w.verify(t); !v.OK() || v.Purged != 30 {
+		t.Fatalf("verify after purge: %+v", v)
+	}
+}

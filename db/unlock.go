@@ -1562,14 +1562,47 @@ func (s *UnlockService) purgeChunk(ctx context.Context, buildingID int64, days i
 		return 0, err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM unlock_events WHERE id IN (SELECT id FROM unlock_events
-		WHERE building_id = ?1 AND occurred_at < ?2 AND received_at < ?2 LIMIT ?3)`, buildingID, cutoff, purgeChunk)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM unlock_events
+		WHERE building_id = ?1 AND occurred_at < ?2 AND received_at < ?2 ORDER BY id LIMIT ?3`, buildingID, cutoff, purgeChunk)
 	if err != nil {
 		return 0, err
 	}
-	n, _ := res.RowsAffected()
-	if n == 0 {
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
 		return 0, nil
+	}
+	// The tamper-evident log keeps the purged leaves and records which ids
+	// went and their hashes, so verify accepts exactly these missing rows.
+	before := parseTime(cutoff)
+	if _, err := tx.LogUnlockPurge(ctx, buildingID, before, ids); err != nil {
+		return 0, fmt.Errorf("log purge: %w", err)
+	}
+	var n int64
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
+		for i, id := range chunk {
+			args[i], marks[i] = id, "?"
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM unlock_events WHERE id IN (`+strings.Join(marks, ",")+`)`, args...)
+		if err != nil {
+			return 0, err
+		}
+		k, _ := res.RowsAffected()
+		n += k
 	}
 	if err := tx.audit(ctx, "unlocks.purge", buildingID, "building", buildingID, map[string]any{
 		"deleted": n, "before": cutoff, "retention_days": days}); err != nil {
