@@ -61,6 +61,7 @@ var matrix = []accessRow{
 	{"POST", "/users/:user", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/users/:user/password", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/audit/verify", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations/:invitation/withdraw", [6]string{login, ok, ok, nf, nf, nf}},

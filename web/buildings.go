@@ -252,16 +252,36 @@ func (s *Server) handleBuildingAudit(buildings doorledger.BuildingService, audit
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit journal", "buildings"), "Audit journal: "+b.Name, entries))
+		return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit journal", "buildings"), "Audit journal: "+b.Name, entries, nil))
 	}
 }
 
 func (s *Server) handleAudit(audit doorledger.AuditService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		entries, err := audit.FindAuditEntries(c.Request().Context(), doorledger.AuditFilter{})
+		return s.renderAudit(c, audit, nil)
+	}
+}
+
+// renderAudit shows the admin's audit page with the signed log's panel.
+func (s *Server) renderAudit(c echo.Context, audit doorledger.AuditService, result *doorledger.LogVerification) error {
+	ctx := c.Request().Context()
+	entries, err := audit.FindAuditEntries(ctx, doorledger.AuditFilter{})
+	if err != nil {
+		return err
+	}
+	v := &views.LogView{VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
+	if v.Head, err = s.cfg.Logs.Head(ctx, 0); err != nil && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+		return err
+	}
+	return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit log", "audit"), "Audit log", entries, v))
+}
+
+func (s *Server) handleAuditVerify(audit doorledger.AuditService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		result, err := s.cfg.Logs.Verify(c.Request().Context())
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit log", "audit"), "Audit log", entries))
+		return s.renderAudit(c, audit, result)
 	}
 }

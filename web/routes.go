@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	e.POST("/users/:user", s.handleUserUpdate(users), admin...)
 	e.POST("/users/:user/password", s.handleUserPassword(users), admin...)
 	e.GET("/audit", s.handleAudit(audit), admin...)
+	e.POST("/audit/verify", s.handleAuditVerify(audit), admin...)
 	e.GET("/outbox", s.handleOutbox, admin...)
 }
 

@@ -25,6 +25,7 @@ type Config struct {
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService
+	Logs        doorledger.LogService
 	Vendors     doorledger.VendorService
 	Unlocks     doorledger.UnlockService
 

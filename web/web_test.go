@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
 	"github.com/doorledger/doorledger/web"
 )
@@ -71,6 +72,7 @@ func newFixture(tb testing.TB) *fixture {
 		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
 		Unlocks:     db.NewUnlockService(d),
+		Logs:        db.NewLogService(d, testLogKey(tb)),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -252,4 +254,12 @@ func (c *client) stream(path string) *http.Response {
 	}
 	resp.Body.Close()
 	return resp
+}
+
+func testLogKey(tb testing.TB) *auditlog.Key {
+	k, err := auditlog.LoadOrCreateKey(filepath.Join(tb.TempDir(), auditlog.KeyFile), "doorledger-test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }

@@ -21,6 +21,12 @@ func TestAuditVerifyCLI(t *testing.T) {
 	admin.MustLogin(testAdminEmail, p.AdminPass)
 	admin.Post("/buildings/new", "/buildings", map[string][]string{"name": {"Log Court"}, "address": {"3 Log St"}, "timezone": {"UTC"}})
 	time.Sleep(1500 * time.Millisecond) // one sequencer pass (every second)
+	if _, body := admin.Get("/audit"); !strings.Contains(body, "Verifier key") || !strings.Contains(body, "doorledger+") {
+		t.Fatalf("audit page lacks the log's verifier key:\n%s", body)
+	}
+	if _, _, body := admin.Post("/audit", "/audit/verify", nil); !strings.Contains(body, "Intact:") {
+		t.Fatalf("verify now:\n%s", body)
+	}
 	p.Stop(t)
 
 	getenv := func(string) string { return "" }

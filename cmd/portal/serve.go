@@ -123,7 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
-		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks,
+		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
