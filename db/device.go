@@ -22,7 +22,13 @@ import (
 // device controller needs: the desired states to publish at start-up, delivery
 // bookkeeping and time-outs. Transports call without a user in ctx; the service
 // labels what devices and the portal itself do ("device 12", "system").
-type DeviceService struct{ db *DB }
+type DeviceService struct {
+	db *DB
+	// BrokerHash, when set, also hashes each new secret in an external
+	// broker's password-file format (devicectl.MosquittoHash), kept beside the
+	// portal's own hash for MosquittoCredentials.
+	BrokerHash func(secret string) (string, error)
+}
 
 // NewDeviceService returns the SQLite device service.
 func NewDeviceService(db *DB) *DeviceService { return &DeviceService{db: db} }
@@ -288,7 +294,13 @@ func (s *DeviceService) IssueCredential(ctx context.Context, deviceID int64) (st
 		return "", err
 	}
 	secret := base64.RawURLEncoding.EncodeToString(buf)
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET secret_hash = ? WHERE id = ?`, secretHash(secret), deviceID); err != nil {
+	brokerHash := ""
+	if s.BrokerHash != nil {
+		if brokerHash, err = s.BrokerHash(secret); err != nil {
+			return "", err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET secret_hash = ?, mosquitto_hash = ? WHERE id = ?`, secretHash(secret), brokerHash, deviceID); err != nil {
 		return "", fmt.Errorf("store credential of device %d: %w", deviceID, err)
 	}
 	if err := tx.audit(ctx, "device.credential", d.BuildingID, "device", deviceID, map[string]any{"rotated": prev != ""}); err != nil {
@@ -884,4 +896,33 @@ func (s *DeviceService) MarkSentMany(ctx context.Context, commandIDs []int64) er
 		}
 	}
 	return tx.Commit()
+}
+
+// BrokerCredential is a device's credential in an external broker's format.
+type BrokerCredential struct {
+	DeviceID int64
+	Hash     string
+}
+
+// MosquittoCredentials returns the broker-format hash of every device that may
+// connect (not retired, credential issued with BrokerHash set): what an external
+// Mosquitto's password file must hold. System or admin callers only.
+func (s *DeviceService) MosquittoCredentials(ctx context.Context) ([]BrokerCredential, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT id, mosquitto_hash FROM devices WHERE retired = 0 AND mosquitto_hash <> '' ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []BrokerCredential
+	for rows.Next() {
+		var c BrokerCredential
+		if err := rows.Scan(&c.DeviceID, &c.Hash); err != nil {
+			return nil, err
+		}
+		list = append(list, c)
+	}
+	return list, rows.Err()
 }

@@ -31,6 +31,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return serve(ctx, args[1:], getenv, stdout, stderr)
 		case "user":
 			return userCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "mosquitto-config":
+			return mosquittoCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "audit":
 			return auditCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "help", "-h", "--help":
@@ -49,5 +51,6 @@ Usage:
   portal user disable -email E                 disable an account and end its sessions
   portal audit verify [-data DIR] [-key VKEY]  re-compute the tamper-evident log; exit 1 at the first mismatch
   portal audit head                            print the latest signed log head
+  portal mosquitto-config -out DIR             write an external Mosquitto's config, password and ACL files
   portal user reset-password -email E          set a new generated password, end its sessions
 `

@@ -51,12 +51,21 @@ const testAdminEmail = "admin@doorledger.localhost"
 // the given one, to test restarts), waits for /healthz, and stops it at cleanup.
 func MustStartPortal(tb testing.TB, dataDir string, extraArgs ...string) *Portal {
 	tb.Helper()
+	return MustStartPortalEnv(tb, dataDir, nil, extraArgs...)
+}
+
+// MustStartPortalEnv is MustStartPortal with environment variables.
+func MustStartPortalEnv(tb testing.TB, dataDir string, extraEnv map[string]string, extraArgs ...string) *Portal {
+	tb.Helper()
 	if dataDir == "" {
 		dataDir = tb.TempDir()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Portal{DataDir: dataDir, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4"}
+	for k, v := range extraEnv {
+		env[k] = v
+	}
 	getenv := func(k string) string { return env[k] }
 	args := append([]string{"serve", "-addr", "127.0.0.1:0", "-mqtt-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", envOr(os.Getenv, "DOORLEDGER_TEST_LOG_LEVEL", "warn")}, extraArgs...)
 	go func() { p.done <- run(ctx, args, getenv, p.Stdout, p.Stderr) }()

@@ -15,6 +15,7 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/web"
 )
@@ -58,6 +59,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
+	a.devices.BrokerHash = devicectl.MosquittoHash
 	a.unlocks = db.NewUnlockService(a.db)
 	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
 	if err != nil {

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/devicectl"
+)
+
+// mosquittoCommand is `portal mosquitto-config`: it writes an external
+// Mosquitto's configuration, password file and ACL file from the database, so
+// that each device authenticates with its own credential there and may use
+// only its own topics. Run it again (and send Mosquitto SIGHUP) after issuing
+// or rotating device credentials.
+func mosquittoCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mosquitto-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	out := fs.String("out", "", "directory to write mosquitto.conf, passwd and acl into")
+	listen := fs.String("listen", "127.0.0.1:1883", "the Mosquitto listener's host:port")
+	runAs := fs.String("run-as", "", "the OS user Mosquitto drops to when started as root (it must read the files; default mosquitto)")
+	user := fs.String("service-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's account on the broker")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pass := getenv("DOORLEDGER_MQTT_PASSWORD")
+	if *out == "" || pass == "" {
+		return fmt.Errorf("mosquitto-config: give -out and the portal's broker password in DOORLEDGER_MQTT_PASSWORD")
+	}
+	a, err := openApp(&config{DataDir: *dataDir}, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	creds, err := a.devices.MosquittoCredentials(doorledger.NewSystemContext(ctx, "cli"))
+	if err != nil {
+		return err
+	}
+	cfg := devicectl.MosquittoConfig{Dir: *out, Listen: *listen, Service: devicectl.MosquittoAccount{Username: *user, Password: pass}, User: *runAs}
+	for _, c := range creds {
+		cfg.Devices = append(cfg.Devices, devicectl.MosquittoDevice{ID: c.DeviceID, Hash: c.Hash})
+	}
+	conf, err := devicectl.WriteMosquittoConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Wrote %s for %d devices (devices whose secret was issued before need a new one).\nRun: mosquitto -c %s\n", *out, len(cfg.Devices), conf)
+	return nil
+}
