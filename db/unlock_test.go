@@ -654,7 +654,7 @@ func TestUnlockHistoryQueryPlan(t *testing.T) {
 	}{
 		{doorledger.UnlockFilter{BuildingID: w.A}, "unlock_events_building"},
 		{doorledger.UnlockFilter{BuildingID: w.A, After: after}, "unlock_events_building"},
-		{doorledger.UnlockFilter{BuildingID: w.A, After: after, From: "2026-01-01", To: "2026-12-31", Method: "keypad", Result: "granted"}, "unlock_events_building"},
+		{doorledger.UnlockFilter{BuildingID: w.A, After: after, From: "2026-01-01", To: "2026-12-31", Method: "keypad", Result: "granted"}, "unlock_events_granted"},
 		{doorledger.UnlockFilter{BuildingID: w.A, After: after, AnomaliesOnly: true}, "unlock_events_anomalous"},
 		{doorledger.UnlockFilter{BuildingID: w.A, After: after, DeviceID: dev}, "unlock_events_device"},
 	} {
