@@ -498,4 +498,3 @@ func TestAuditReport_Golden(t *testing.T) {
 			golden, len(got), len(want), out)
 	}
 }
-
