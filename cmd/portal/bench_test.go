@@ -283,7 +283,7 @@ func startFleet(b *testing.B, brokerURL string, devs []seededDevice) fleet {
 	if os.Getenv("DOORLEDGER_BENCH_SIMS") == "process" {
 		f = startChildFleet(b, brokerURL, devs)
 	} else {
-		f = startLocalFleet(b, brokerURL, devs, nil)
+		f = startLocalFleet(b, brokerURL, devs)
 	}
 	b.Cleanup(f.Stop)
 	return f
@@ -297,7 +297,7 @@ type localFleet struct {
 
 var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startLocalFleet(tb testing.TB, brokerURL string, devs []seededDevice, onApplied func(id int64, a devicectl.Applied)) *localFleet {
+func startLocalFleet(tb testing.TB, brokerURL string, devs []seededDevice) *localFleet {
 	tb.Helper()
 	f := &localFleet{sims: make([]*devicectl.SimDevice, len(devs))}
 	errs := make(chan error, len(devs))
@@ -305,10 +305,6 @@ func startLocalFleet(tb testing.TB, brokerURL string, devs []seededDevice, onApp
 	var wg sync.WaitGroup
 	for i, dev := range devs {
 		cfg := devicectl.SimConfig{BrokerURL: brokerURL, DeviceID: dev.ID, Secret: dev.Secret, Logger: discardLog}
-		if onApplied != nil {
-			id := dev.ID
-			cfg.OnApplied = func(a devicectl.Applied) { onApplied(id, a) }
-		}
 		sim, err := devicectl.NewSimDevice(cfg)
 		if err != nil {
 			tb.Fatal(err)
@@ -454,7 +450,7 @@ func TestBenchSimFleet(t *testing.T) {
 		}
 		devs = append(devs, d)
 	}
-	f := startLocalFleet(t, brokerURL, devs, nil)
+	f := startLocalFleet(t, brokerURL, devs)
 	defer f.Stop()
 	m := readMem()
 	fmt.Printf("fleet mem %d %d %d %d %d\n", m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines)
@@ -1162,7 +1158,7 @@ func TestBenchPortalProcess(t *testing.T) {
 				}
 				devs = append(devs, d)
 			}
-			f := startLocalFleet(t, p.MQTT, devs, nil)
+			f := startLocalFleet(t, p.MQTT, devs)
 			t.Cleanup(f.Stop)
 			fmt.Println("portal done fleet")
 		}
