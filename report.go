@@ -1,6 +1,9 @@
 package doorledger
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // AuditReport is what a building's audit report prints: the building's
 // devices, their consents with the evidence, the commands sent to them, every
@@ -66,4 +69,118 @@ func (r *AuditReport) Days() int {
 	from, _ := time.Parse("2006-01-02", r.From)
 	to, _ := time.Parse("2006-01-02", r.To)
 	return int(to.Sub(from).Hours()/24) + 1
+}
+
+// Report formats: the board's PDF, a CSV of the same unlock events, and the
+// evidence bundle (a zip of the PDF, the consents with their signature images,
+// the events, the commands and the audit entries with their inclusion proofs,
+// and the verifier key) for a dispute, an insurer or the police.
+const (
+	ReportPDF    = "pdf"
+	ReportCSV    = "csv"
+	ReportBundle = "bundle"
+)
+
+// Report statuses (ReportRecord.Status).
+const (
+	ReportQueued  = "queued"
+	ReportRunning = "running"
+	ReportDone    = "done"
+	ReportFailed  = "failed"
+)
+
+// MaxReportEvents bounds a report's unlock events: a longer range is refused
+// with EINVALID naming the count, so that no request can hang the generator.
+const MaxReportEvents = 250_000
+
+// ReportWarnDays is the range past which the request page warns that the
+// report will take a while (it is still allowed, and shows its progress).
+const ReportWarnDays = 366
+
+// ReportRecord is a report in the registry: every report the portal generates
+// is registered with who asked for it, when, the SHA-256 of the file it
+// produced and the log head it covers, so that a board member can later check
+// that a file is one Doorledger issued and that it was not altered.
+type ReportRecord struct {
+	ID           string // e.g. "AR-7-20261122T093000Z-3f9a"; printed on every page
+	BuildingID   int64
+	BuildingName string
+	Format       string // ReportPDF, ReportCSV, ReportBundle
+	From, To     string // dates in the building's time zone, both included
+	Monthly      bool   // generated for the boards' monthly subscription
+
+	RequestedBy   int64  // user id; 0 for the system (monthly reports)
+	RequestedName string // their email, or "system"
+	RequestedAt   time.Time
+
+	Status    string // ReportQueued … ReportFailed
+	Done      int64  // progress: events written so far
+	Total     int64  // events in the range (0 until counted)
+	Error     string // why it failed, for people
+	StartedAt time.Time
+	DoneAt    time.Time
+
+	SHA256   string  // hex of the file's bytes, once done
+	Bytes    int64   // the file's size
+	HeadSize int64   // the log head the report prints: its size …
+	HeadRoot LogHash // … and root hash
+	HeadNote string  // … and signed note
+}
+
+// FileName is the name a download is offered under.
+func (r *ReportRecord) FileName() string {
+	ext := map[string]string{ReportPDF: ".pdf", ReportCSV: ".csv", ReportBundle: ".zip"}[r.Format]
+	return r.ID + ext
+}
+
+// ReportRequest asks for a report of one building and a range of dates.
+type ReportRequest struct {
+	BuildingID int64
+	Format     string
+	From, To   string // 2006-01-02 in the building's time zone
+}
+
+// ReportService keeps the report registry, gathers reports from one
+// consistent snapshot of the database and keeps the boards' monthly
+// subscriptions. A building's admins, managers and board may request, read
+// and download its reports; installers and users without a grant get
+// ENOTFOUND, as for everything else of the building.
+type ReportService interface {
+	// RequestReport registers a queued report (EINVALID for a bad format or
+	// range, or a range over MaxReportEvents events) and journals the request.
+	RequestReport(ctx context.Context, req ReportRequest) (*ReportRecord, error)
+	// FindReport returns a registered report. ENOTFOUND.
+	FindReport(ctx context.Context, id string) (*ReportRecord, error)
+	// FindReports lists a building's reports, newest first.
+	FindReports(ctx context.Context, buildingID int64, limit int) ([]*ReportRecord, error)
+	// FindReportBySHA256 returns the report whose file has this SHA-256 (hex),
+	// among the buildings the caller may see. ENOTFOUND.
+	FindReportBySHA256(ctx context.Context, sum string) (*ReportRecord, error)
+	// ReportDownloaded journals a download of a finished report ("report downloaded").
+	ReportDownloaded(ctx context.Context, id string) error
+
+	// NextReport claims the oldest queued report for the generator (the
+	// system), marking it running; nil when there is none.
+	NextReport(ctx context.Context) (*ReportRecord, error)
+	// GatherReport reads the report's data from one read snapshot, signs a
+	// current log head for it, and calls fn with it while the snapshot is open
+	// (AuditReport.Events is valid only during fn).
+	GatherReport(ctx context.Context, id string, fn func(*AuditReport) error) error
+	// ReportProgress records how many of total events have been written.
+	ReportProgress(ctx context.Context, id string, done, total int64) error
+	// FinishReport records the file's hash and size and the head it printed,
+	// and for a monthly report mails its subscribers a link.
+	FinishReport(ctx context.Context, id string, sha256 string, size int64, head *LogHead) error
+	// FailReport records why a report could not be made.
+	FailReport(ctx context.Context, id string, reason string) error
+
+	// Subscribe turns the caller's monthly report of a building on or off
+	// (its board and managers).
+	Subscribe(ctx context.Context, buildingID int64, on bool) error
+	// Subscribed reports whether the caller receives the building's monthly report.
+	Subscribed(ctx context.Context, buildingID int64) (bool, error)
+	// QueueMonthlyReports queues last month's PDF for every building with a
+	// subscriber whose month (in its time zone) has ended by now and has no
+	// monthly report yet (the system's job). Returns how many it queued.
+	QueueMonthlyReports(ctx context.Context, now time.Time) (int, error)
 }
