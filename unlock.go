@@ -97,7 +97,21 @@ type UnlockEvent struct {
 	Result     UnlockResult //
 	Anomalies  []string     // kinds from AnomalyKinds, flagged when recorded
 	Source     string       // SourceMQTT (when empty), SourceHTTP or SourceCSV
+
+	// What was done about an anomalous event: a manager's acknowledgement,
+	// read with the event (zero AcknowledgedAt: still open). The event itself
+	// never changes; the acknowledgement is a fact of its own with its own
+	// journal entry, and is not part of the event's log leaf.
+	AcknowledgedAt time.Time
+	AcknowledgedBy string // who, as the journal names them (an email, or "system")
+	AckNote        string // what was done, in the manager's words
 }
+
+// Acknowledged reports whether a manager has acknowledged the event's anomalies.
+func (e *UnlockEvent) Acknowledged() bool { return !e.AcknowledgedAt.IsZero() }
+
+// OpenAnomaly reports whether the event is flagged and not yet acknowledged.
+func (e *UnlockEvent) OpenAnomaly() bool { return len(e.Anomalies) > 0 && !e.Acknowledged() }
 
 // HasAnomaly reports whether the event is flagged with kind.
 func (e *UnlockEvent) HasAnomaly(kind string) bool { return slices.Contains(e.Anomalies, kind) }
@@ -487,6 +501,7 @@ type UnlockFilter struct {
 	Result        UnlockResult // "": any
 	AnomaliesOnly bool
 	Anomaly       string       // one kind; implies AnomaliesOnly
+	OpenOnly      bool         // only anomalies not yet acknowledged; implies AnomaliesOnly
 	After         UnlockCursor // zero: the newest events
 	Limit         int          // 0: 50; at most 500
 }
@@ -544,4 +559,48 @@ type UnlockService interface {
 	// OfflineDevices returns the devices silent for longer than their heartbeat
 	// at now, alerting once per silence (the system's job).
 	OfflineDevices(ctx context.Context, now time.Time) ([]*OfflineDevice, error)
+
+	// AcknowledgeAnomaly records what a manager did about an anomalous event
+	// (the building's managers and admins), with its journal entry, and
+	// returns the event with its acknowledgement. ENOTFOUND for an event the
+	// caller may not read, EFORBIDDEN for the board, EINVALID for a bad note
+	// (Fields["note"]) or an event that is not anomalous, ECONFLICT when it is
+	// already acknowledged (the message says by whom and when).
+	AcknowledgeAnomaly(ctx context.Context, eventID int64, note string) (*UnlockEvent, error)
+	// AcknowledgeAnomalies acknowledges several anomalous events of a building
+	// with one note (a burst makes many), all or nothing, each with its own
+	// journal entry; at most MaxAckEvents, repeated ids counted once. It
+	// returns the events, by id. Errors as AcknowledgeAnomaly, the message
+	// naming the first event listed that cannot be acknowledged; ENOTFOUND for
+	// an event of another building.
+	AcknowledgeAnomalies(ctx context.Context, buildingID int64, eventIDs []int64, note string) ([]*UnlockEvent, error)
+	// CountOpenAnomalies counts the building's anomalous events not yet
+	// acknowledged, up to max (the count stops there, so a dashboard's cost
+	// stays bounded however many there are).
+	CountOpenAnomalies(ctx context.Context, buildingID int64, max int) (int, error)
+}
+
+// Limits of anomaly acknowledgements.
+const (
+	MaxAckNoteLen = 500 // characters
+	MaxAckEvents  = 500 // events acknowledged in one call
+)
+
+// NormalizeAckNote trims an acknowledgement's note and checks it: EINVALID
+// with Fields["note"] when it is empty, longer than MaxAckNoteLen characters,
+// not UTF-8 text, or has control characters (it is one line).
+func NormalizeAckNote(note string) (string, error) {
+	note = strings.TrimSpace(note)
+	v := Validation{}
+	switch {
+	case note == "":
+		v.Add("note", "Say what was done, e.g. \"device removed\" or \"false alarm: delivery hours were wrong\".")
+	case !utf8.ValidString(note):
+		v.Add("note", "Use plain text.")
+	case utf8.RuneCountInString(note) > MaxAckNoteLen:
+		v.Add("note", fmt.Sprintf("Write at most %d characters.", MaxAckNoteLen))
+	case strings.IndexFunc(note, unicode.IsControl) >= 0:
+		v.Add("note", "Write the note on one line, without control characters.")
+	}
+	return note, v.Err()
 }

@@ -1085,18 +1085,25 @@ func checkUnlockRead(ctx context.Context, q querier, c caller, buildingID int64)
 	return location(tz), nil
 }
 
+// unlockColumns are what scanUnlock reads, from unlock_events e and its
+// acknowledgement a (see unlockFrom).
 const unlockColumns = `e.id, e.building_id, COALESCE(e.device_id, 0), e.device_ref, e.event_id, e.occurred_at, e.received_at,
-	e.method, e.actor_ref, e.result, e.anomalies, e.source`
+	e.method, e.actor_ref, e.result, e.anomalies, e.source, COALESCE(a.acked_at, ''), COALESCE(a.actor, ''), COALESCE(a.note, '')`
+
+// unlockFrom joins each event to its acknowledgement, if any (a rowid
+// lookup per row: anomaly_acks is keyed by the event's id).
+const unlockFrom = `unlock_events e LEFT JOIN anomaly_acks a ON a.event_id = e.id`
 
 func scanUnlock(row interface{ Scan(...any) error }) (*doorledger.UnlockEvent, error) {
 	var e doorledger.UnlockEvent
-	var occurred, received string
+	var occurred, received, acked string
 	var bits int64
 	if err := row.Scan(&e.ID, &e.BuildingID, &e.DeviceID, &e.DeviceRef, &e.EventID, &occurred, &received,
-		&e.Method, &e.ActorRef, &e.Result, &bits, &e.Source); err != nil {
+		&e.Method, &e.ActorRef, &e.Result, &bits, &e.Source, &acked, &e.AcknowledgedBy, &e.AckNote); err != nil {
 		return nil, err
 	}
 	e.OccurredAt, e.ReceivedAt, e.Anomalies = parseTime(occurred), parseTime(received), anomalyKinds(bits)
+	e.AcknowledgedAt = parseTime(acked)
 	return &e, nil
 }
 
@@ -1151,7 +1158,7 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 		return "", nil, err
 	}
 	var b strings.Builder
-	b.WriteString(`SELECT ` + unlockColumns + ` FROM unlock_events e
+	b.WriteString(`SELECT ` + unlockColumns + ` FROM ` + unlockFrom + `
 		WHERE e.building_id = ?1 AND (e.occurred_at, e.id) < (?2, ?3)`)
 	args := []any{f.BuildingID, upperAt, upperID}
 	add := func(cond string, arg any) {
@@ -1173,8 +1180,11 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 	if f.Result != "" {
 		add("e.result = ?", string(f.Result))
 	}
-	if f.AnomaliesOnly || bit != 0 {
+	if f.AnomaliesOnly || bit != 0 || f.OpenOnly {
 		b.WriteString(" AND e.anomalies <> 0") // lets SQLite use the partial index of flagged events
+	}
+	if f.OpenOnly {
+		b.WriteString(" AND a.event_id IS NULL")
 	}
 	if bit != 0 {
 		add("(e.anomalies & ?) <> 0", bit)
