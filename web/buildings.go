@@ -70,6 +70,9 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, 0, v.Devices); err != nil {
 		return v, err
 	}
+	if v.Unlocks != nil {
+		v.Unlocks.CSRF, _ = c.Get(csrfKey).(string) // for the acknowledgement form beside each open anomaly
+	}
 	if v.CanManage {
 		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
 			return v, err

@@ -62,6 +62,8 @@ func (l liveUnlocks) RecordUnlocks(ctx context.Context, events []doorledger.Unlo
 const (
 	summaryDays   = 30
 	summaryEvents = 10
+	// The building page counts open anomalies up to this ("1000+").
+	openAnomaliesMax = 1000
 )
 
 // unlockSummary loads the unlock part of the building page (deviceID 0) or of
@@ -90,9 +92,15 @@ func (s *Server) unlockSummary(ctx context.Context, unlocks doorledger.UnlockSer
 	} else {
 		sum.Since = time.Now().In(loc).AddDate(0, 0, 1-summaryDays).Format("2006-01-02")
 	}
+	// The building page lists its open anomalies, however old: they stay
+	// until a manager says what was done about them.
 	f := doorledger.UnlockFilter{BuildingID: b.ID, DeviceID: deviceID, Limit: summaryEvents}
 	if deviceID == 0 {
-		f.AnomaliesOnly, f.From = true, sum.Since
+		f.OpenOnly = true
+		sum.OpenMax = openAnomaliesMax
+		if sum.OpenAnomalies, err = unlocks.CountOpenAnomalies(ctx, b.ID, openAnomaliesMax); err != nil {
+			return nil, err
+		}
 	}
 	page, err := unlocks.History(ctx, f)
 	if err != nil {
@@ -126,7 +134,8 @@ func unlockFilter(c echo.Context, buildingID int64) (doorledger.UnlockFilter, vi
 	}
 	flt := doorledger.UnlockFilter{BuildingID: buildingID, DeviceRef: f.Value("device_ref"),
 		From: f.Value("from"), To: f.Value("to"), Method: f.Value("method"),
-		Result: doorledger.UnlockResult(f.Value("result")), AnomaliesOnly: f.Value("anomalies") != "", Anomaly: f.Value("anomaly")}
+		Result: doorledger.UnlockResult(f.Value("result")), AnomaliesOnly: f.Value("anomalies") != "", Anomaly: f.Value("anomaly"),
+		OpenOnly: f.Value("anomalies") == "open"}
 	v := doorledger.Validation{}
 	if s := f.Value("device"); s != "" {
 		if id, err := strconv.ParseInt(s, 10, 64); err != nil || id <= 0 {
@@ -163,8 +172,9 @@ func deviceMap(list []*doorledger.Device) map[int64]*doorledger.Device {
 	return m
 }
 
-// unlockRows reads one page of history for the filter.
-func unlockRows(ctx context.Context, unlocks doorledger.UnlockService, devices doorledger.DeviceService, b *doorledger.Building, flt doorledger.UnlockFilter, query string) (*views.UnlockRowsView, error) {
+// unlockRows reads one page of history for the filter; ack offers managers
+// the acknowledgement of its open anomalies.
+func unlockRows(ctx context.Context, unlocks doorledger.UnlockService, devices doorledger.DeviceService, b *doorledger.Building, flt doorledger.UnlockFilter, query string, ack views.AckControls) (*views.UnlockRowsView, error) {
 	page, err := unlocks.History(ctx, flt)
 	if err != nil {
 		return nil, err
@@ -174,7 +184,14 @@ func unlockRows(ctx context.Context, unlocks doorledger.UnlockService, devices d
 		return nil, err
 	}
 	return &views.UnlockRowsView{BuildingID: b.ID, Loc: b.Location(), Events: page.Events, Devices: deviceMap(list),
-		Query: query, Next: page.Next.String(), Paged: !flt.After.IsZero()}, nil
+		Query: query, Next: page.Next.String(), Paged: !flt.After.IsZero(), Ack: ack, OpenOnly: flt.OpenOnly}, nil
+}
+
+// ackControls are the acknowledgement forms' settings for a history page of
+// the building, returning to back.
+func ackControls(c echo.Context, b *doorledger.Building, back string) views.AckControls {
+	csrf, _ := c.Get(csrfKey).(string)
+	return views.AckControls{BuildingID: b.ID, CSRF: csrf, CanManage: doorledger.CanManage(doorledger.UserFromContext(c.Request().Context())), Back: back}
 }
 
 // renderUnlocks shows the history page for the filter, or the filter's
@@ -189,7 +206,8 @@ func (s *Server) renderUnlocks(c echo.Context, unlocks doorledger.UnlockService,
 		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
 	status := http.StatusOK
 	if ferr == nil {
-		v.Rows, ferr = unlockRows(ctx, unlocks, devices, b, flt, filterQuery(f))
+		query := filterQuery(f)
+		v.Rows, ferr = unlockRows(ctx, unlocks, devices, b, flt, query, ackControls(c, b, views.UnlocksURL(b.ID, query, flt.After.String())))
 	}
 	if ferr != nil {
 		if !formError(&v.Filter, ferr) {
@@ -242,8 +260,9 @@ func (s *Server) handleUnlocksEvents(buildings doorledger.BuildingService, devic
 		if _, err := unlocks.History(c.Request().Context(), check); err != nil {
 			return err
 		}
+		ack := ackControls(c, b, views.UnlocksURL(b.ID, query, ""))
 		return s.stream(c, "rows", []string{UnlocksKey(b.ID), UnlocksAllKey}, func(ctx context.Context) (templ.Component, bool, error) {
-			rows, err := unlockRows(ctx, unlocks, devices, b, flt, query)
+			rows, err := unlockRows(ctx, unlocks, devices, b, flt, query, ack)
 			if err != nil {
 				return nil, true, err
 			}
@@ -675,4 +694,93 @@ func (s *Server) handleImport(buildings doorledger.BuildingService, unlocks door
 		return s.redirect(c, pathf("/buildings/%d/unlocks", b.ID), fmt.Sprintf("Imported %s: %d events, %d new, %d already recorded, %d flagged as anomalies.",
 			file.name, res.Events, res.Inserted, res.Duplicates, res.Anomalous))
 	}
+}
+
+// Acknowledging anomalies: a manager says what was done about a flagged
+// event, beside it on the building page and in the history (htmx swaps the
+// answer in place), or about every open anomaly of a history page at once.
+
+func (s *Server) handleAnomalyAck(buildings doorledger.BuildingService, unlocks doorledger.UnlockService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		b, err := unlockBuilding(c, buildings)
+		if err != nil {
+			return err
+		}
+		id, err := pathID(c, "event")
+		if err != nil {
+			return err
+		}
+		return s.acknowledge(c, unlocks, b, []int64{id}, false)
+	}
+}
+
+func (s *Server) handleAnomalyAckAll(buildings doorledger.BuildingService, unlocks doorledger.UnlockService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		b, err := unlockBuilding(c, buildings)
+		if err != nil {
+			return err
+		}
+		form, err := c.FormParams()
+		if err != nil {
+			return doorledger.Errorf(doorledger.EINVALID, "The form could not be read.")
+		}
+		var ids []int64
+		for _, v := range form["event"] {
+			id, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || id <= 0 {
+				return doorledger.Errorf(doorledger.EINVALID, "%q is not an event id.", v)
+			}
+			ids = append(ids, id)
+		}
+		return s.acknowledge(c, unlocks, b, ids, true)
+	}
+}
+
+// acknowledge records the note for the events and answers: for htmx, the
+// fragment that replaces the form (the acknowledgement, or the form again
+// with its error beside the note and the note kept, sent as 200 because htmx
+// swaps nothing on an error status); without htmx, a redirect back, or the
+// form on a page of its own (422). Events the user may not see go to the
+// error handler (404), as does the board (the route is for managers).
+func (s *Server) acknowledge(c echo.Context, unlocks doorledger.UnlockService, b *doorledger.Building, ids []int64, all bool) error {
+	f := formOf(c, "note")
+	back := ackBack(b, c.FormValue("back"))
+	ack := ackControls(c, b, back)
+	htmx := c.Request().Header.Get("HX-Request") != ""
+	events, err := unlocks.AcknowledgeAnomalies(c.Request().Context(), b.ID, ids, f.Value("note"))
+	if err != nil {
+		if !formError(&f, err) {
+			return err
+		}
+		switch {
+		case htmx && all:
+			return render(c, http.StatusOK, views.AckAllForm(ack, ids, f, false))
+		case htmx:
+			return render(c, http.StatusOK, views.AnomalyAck(ack, &doorledger.UnlockEvent{ID: ids[0]}, b.Location(), f, false))
+		}
+		return render(c, formStatus(err), views.AckPage(s.page(c, "Acknowledge anomalies: "+b.Name, "buildings"), b, ack, ids, f))
+	}
+	s.hub.Notify(UnlocksKey(b.ID)) // live history pages show it at once
+	switch {
+	case htmx && all:
+		return render(c, http.StatusOK, views.AckAllDone(len(events)))
+	case htmx:
+		return render(c, http.StatusOK, views.AnomalyAck(ack, events[0], b.Location(), views.Form{}, false))
+	case len(events) == 1:
+		return s.redirect(c, back, "Anomaly acknowledged.")
+	}
+	return s.redirect(c, back, fmt.Sprintf("%d anomalies acknowledged.", len(events)))
+}
+
+// ackBack is where a plain acknowledgement returns: the page it came from
+// when that is one of the building's or a device's pages of this portal,
+// else the building's open anomalies.
+func ackBack(b *doorledger.Building, back string) string {
+	own := pathf("/buildings/%d", b.ID)
+	ok := strings.HasPrefix(back, "/devices/") ||
+		back == own || strings.HasPrefix(back, own+"/") || strings.HasPrefix(back, own+"?") || strings.HasPrefix(back, own+"#")
+	if !ok || strings.Contains(back, "//") || strings.ContainsAny(back, "\\\r\n\t") {
+		return views.UnlocksURL(b.ID, "anomalies=open", "")
+	}
+	return back
 }
