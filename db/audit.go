@@ -28,27 +28,25 @@ func (s *AuditService) FindAuditEntries(ctx context.Context, f doorledger.AuditF
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 200
 	}
-	query, args := `SELECT id, at, actor_id, actor, action, building_id, object_type, object_id, ip, detail FROM audit_entries`, []any{}
+	query, args := `SELECT `+auditColumns+` FROM audit_entries`, []any{}
 	if f.BuildingID != 0 {
 		query += ` WHERE building_id = ?`
 		args = append(args, f.BuildingID)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.db.read.QueryContext(ctx, query, args...)
-	if err != nil {
+	return queryAll(ctx, s.db.read, scanAuditEntry, query, args...)
+}
+
+const auditColumns = `id, at, actor_id, actor, action, building_id, object_type, object_id, ip, detail`
+
+// scanAuditEntry reads auditColumns.
+func scanAuditEntry(row interface{ Scan(...any) error }) (*doorledger.AuditEntry, error) {
+	var e doorledger.AuditEntry
+	var at string
+	if err := row.Scan(&e.ID, &at, &e.ActorID, &e.Actor, &e.Action, &e.BuildingID, &e.ObjectType, &e.ObjectID, &e.IP, &e.Detail); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var list []*doorledger.AuditEntry
-	for rows.Next() {
-		var e doorledger.AuditEntry
-		var at string
-		if err := rows.Scan(&e.ID, &at, &e.ActorID, &e.Actor, &e.Action, &e.BuildingID, &e.ObjectType, &e.ObjectID, &e.IP, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.At = parseTime(at)
-		list = append(list, &e)
-	}
-	return list, rows.Err()
+	e.At = parseTime(at)
+	return &e, nil
 }
