@@ -173,15 +173,17 @@ func deviceMap(list []*doorledger.Device) map[int64]*doorledger.Device {
 }
 
 // unlockRows reads one page of history for the filter; ack offers managers
-// the acknowledgement of its open anomalies.
-func unlockRows(ctx context.Context, unlocks doorledger.UnlockService, devices doorledger.DeviceService, b *doorledger.Building, flt doorledger.UnlockFilter, query string, ack views.AckControls) (*views.UnlockRowsView, error) {
+// the acknowledgement of its open anomalies. list is the building's devices
+// when the caller has them already (nil: read them).
+func unlockRows(ctx context.Context, unlocks doorledger.UnlockService, devices doorledger.DeviceService, b *doorledger.Building, flt doorledger.UnlockFilter, query string, ack views.AckControls, list []*doorledger.Device) (*views.UnlockRowsView, error) {
 	page, err := unlocks.History(ctx, flt)
 	if err != nil {
 		return nil, err
 	}
-	list, err := devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: b.ID})
-	if err != nil {
-		return nil, err
+	if list == nil {
+		if list, err = devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: b.ID}); err != nil {
+			return nil, err
+		}
 	}
 	return &views.UnlockRowsView{BuildingID: b.ID, Loc: b.Location(), Events: page.Events, Devices: deviceMap(list),
 		Query: query, Next: page.Next.String(), Paged: !flt.After.IsZero(), Ack: ack, OpenOnly: flt.OpenOnly}, nil
@@ -207,7 +209,7 @@ func (s *Server) renderUnlocks(c echo.Context, unlocks doorledger.UnlockService,
 	status := http.StatusOK
 	if ferr == nil {
 		query := filterQuery(f)
-		v.Rows, ferr = unlockRows(ctx, unlocks, devices, b, flt, query, ackControls(c, b, views.UnlocksURL(b.ID, query, flt.After.String())))
+		v.Rows, ferr = unlockRows(ctx, unlocks, devices, b, flt, query, ackControls(c, b, views.UnlocksURL(b.ID, query, flt.After.String())), list)
 	}
 	if ferr != nil {
 		if !formError(&v.Filter, ferr) {
@@ -262,7 +264,7 @@ func (s *Server) handleUnlocksEvents(buildings doorledger.BuildingService, devic
 		}
 		ack := ackControls(c, b, views.UnlocksURL(b.ID, query, ""))
 		return s.stream(c, "rows", []string{UnlocksKey(b.ID), UnlocksAllKey}, func(ctx context.Context) (templ.Component, bool, error) {
-			rows, err := unlockRows(ctx, unlocks, devices, b, flt, query, ack)
+			rows, err := unlockRows(ctx, unlocks, devices, b, flt, query, ack, nil)
 			if err != nil {
 				return nil, true, err
 			}

@@ -10,8 +10,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/devicectl"
+	"github.com/doorledger/doorledger/internal/browsertest"
 )
 
 // htmxPost sends what an htmx form sends: the form encoded, HX-Request, and
@@ -74,7 +79,7 @@ func TestEndToEndAnomalyAck(t *testing.T) {
 	lastPortal = p
 	mgr, device, id, secret := consentedDevice(t, p)
 	sim := startSim(t, p, id, secret, t.TempDir())
-	awaitApplied(t, sim, 1, "enabled")
+	awaitApplied(t, sim, 1, doorledger.StateEnabled)
 	building := buildingOf(t, mgr, device)
 	history := building + "/unlocks"
 
@@ -232,5 +237,82 @@ func TestEndToEndAnomalyAck(t *testing.T) {
 	_, body = board.Get(building + "/audit")
 	if n := strings.Count(body, "anomaly.acknowledge"); n < 7 {
 		t.Errorf("the building's journal shows %d acknowledgements, want 7", n)
+	}
+}
+
+// TestBrowserAnomalyAck is acknowledging in a real browser, on the live
+// history of open anomalies: a note being typed survives the stream's
+// re-render when another anomaly arrives (hx-preserve), the acknowledgement
+// is posted by htmx and swapped in place without a reload, and the row then
+// leaves the open anomalies.
+func TestBrowserAnomalyAck(t *testing.T) {
+	browsertest.Require(t)
+	p := MustStartPortal(t, "")
+	lastPortal = p
+	mgr, device, id, secret := consentedDevice(t, p)
+	sim := startSim(t, p, id, secret, t.TempDir())
+	awaitApplied(t, sim, 1, doorledger.StateEnabled)
+	building := buildingOf(t, mgr, device)
+	settings := building + "/unlock-settings"
+	if status, _, body := mgr.Post(settings, settings, url.Values{"retention_days": {"1095"}, "delivery_hours": {"never"},
+		"burst_count": {"20"}, "burst_minutes": {"10"}, "heartbeat_seconds": {"0"}}); status != http.StatusSeeOther {
+		t.Fatalf("settings: %d\n%s", status, body)
+	}
+	first, err := sim.Unlock(devicectl.EventMessage{ActorRef: "parcel-late-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := building + "/unlocks?anomalies=open"
+	awaitPage(t, mgr, open, "parcel-late-1")
+	_, body := mgr.Get(open)
+	ids, _ := ackForms(body)
+	if len(ids) != 1 {
+		t.Fatalf("open anomalies: forms for %q", ids)
+	}
+	ack := "#ack-" + ids[0]
+
+	ctx := browsertest.NewTab(t, browsertest.Options{Viewport: browsertest.Desktop, Timeout: 45 * time.Second})
+	browsertest.Navigate(t, ctx, p.URL+"/login")
+	if resp := browserSignIn(t, ctx, "mia@example.com", "correct horse battery"); resp.Status != http.StatusOK {
+		t.Fatalf("manager sign-in: status %d", resp.Status)
+	}
+	browsertest.Navigate(t, ctx, p.URL+open)
+	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__mark = "no reload"`))
+	const note = "Courier account reported to the carrier"
+	browsertest.Do(t, ctx, chromedp.SendKeys(chromedp.CSS(ack+"-note"), note))
+
+	// Another door opening arrives while the manager types: the stream
+	// re-renders the rows, and the note typed so far stays.
+	if _, err := sim.Unlock(devicectl.EventMessage{ActorRef: "parcel-late-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.textContent.includes("parcel-late-2") || null`,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the second opening never reached the page: %v\n%s", err, browsertest.Describe(ctx))
+	}
+	if got := browsertest.Eval[string](t, ctx, `document.querySelector("`+ack+`-note").value`); got != note {
+		t.Fatalf("the note being typed became %q across the live re-render", got)
+	}
+
+	// Acknowledge: swapped in place (then the row leaves the open list), no reload.
+	browsertest.Do(t, ctx, chromedp.Click(chromedp.CSS(ack+" button[type=submit]")))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => { const el = document.querySelector("`+ack+`");
+			return (!el || el.textContent.includes("Acknowledged by mia@example.com")) || null; })()`,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the acknowledgement never showed: %v\n%s", err, browsertest.Describe(ctx))
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!document.body.textContent.includes("parcel-late-1") || null`,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the acknowledged anomaly stayed among the open ones: %v\n%s", err, browsertest.Describe(ctx))
+	}
+	if got := browsertest.Eval[string](t, ctx, `window.__mark || ""`); got != "no reload" {
+		t.Errorf("the page reloaded")
+	}
+	if !strings.Contains(browsertest.Eval[string](t, ctx, `document.body.textContent`), "parcel-late-2") {
+		t.Errorf("the other open anomaly left the page")
+	}
+	_, body = mgr.Get(building + "/unlocks?anomalies=1")
+	if !strings.Contains(body, note) || !strings.Contains(body, first.EventID) {
+		t.Errorf("the acknowledgement is not in the history")
 	}
 }
