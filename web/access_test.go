@@ -8,8 +8,10 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db"
 )
 
 // Outcomes of a request in the access matrix.
@@ -97,6 +99,19 @@ var matrix = []accessRow{
 	{"GET", "/buildings/:id/unlocks/import", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/unlocks/import/preview", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/unlocks/import", [6]string{login, ok, ok, nf, nf, nf}},
+	// Managers acknowledge anomalies (the board reads what was done).
+	{"POST", "/buildings/:id/anomalies/:event/ack", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/anomalies/ack", [6]string{login, ok, ok, nf, nf, nf}},
+	// Audit reports (issue 6): the building's readers request, follow and
+	// download, take the monthly report and verify a file.
+	{"GET", "/buildings/:id/reports", [6]string{login, ok, ok, nf, ok, nf}},
+	{"POST", "/buildings/:id/reports", [6]string{login, ok, ok, nf, ok, nf}},
+	{"POST", "/buildings/:id/reports/subscription", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/reports/verify", [6]string{login, ok, ok, ok, ok, nf}},
+	{"POST", "/reports/verify", [6]string{login, ok, ok, ok, ok, nf}},
+	{"GET", "/reports/:report", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/reports/:report/status", [6]string{login, ok, ok, nf, ok, nf}},
+	{"GET", "/reports/:report/download", [6]string{login, ok, ok, nf, ok, nf}},
 	// Vendor integrations (admins) and their machine API (signed requests only).
 	{"GET", "/vendors", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/vendors", [6]string{login, ok, nf, nf, nf, nf}},
@@ -191,6 +206,22 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 			t.Fatal(err)
 		}
 		path = strings.Replace(path, ":vendor", fmt.Sprint(v.ID), 1)
+	case strings.Contains(path, ":report"):
+		rec := must(f.reports.RequestReport(doorledger.NewContextWithUser(context.Background(), f.managerA), doorledger.ReportRequest{
+			BuildingID: f.A.ID, Format: doorledger.ReportCSV, From: "2026-01-01", To: "2026-01-31"}))(t)
+		path = strings.Replace(path, ":report", rec.ID, 1)
+	case strings.Contains(path, ":event"):
+		// An unlock in building A from a device it does not know: an open anomaly.
+		res := must(db.NewUnlockService(f.db).RecordUnlocksResult(ctx, []doorledger.UnlockEvent{{BuildingID: f.A.ID, DeviceRef: "GHOST-9",
+			EventID: fmt.Sprintf("matrix-%d", nextID()), OccurredAt: time.Now(), Method: "keypad", Result: doorledger.UnlockGranted}}))(t)
+		if res.Anomalous != 1 {
+			t.Fatalf("the matrix's event is not flagged: %+v", res)
+		}
+		var id int64
+		if err := f.db.Reader().QueryRow(`SELECT MAX(id) FROM unlock_events`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":event", fmt.Sprint(id), 1)
 	case strings.Contains(path, ":invitation"):
 		inv := f.invite(t)
 		path = strings.Replace(path, ":invitation", fmt.Sprint(inv.ID), 1)
@@ -258,6 +289,7 @@ func TestOtherBuildingIsNotFound(t *testing.T) {
 		fmt.Sprintf("/buildings/%d", f.B.ID),
 		fmt.Sprintf("/buildings/%d/edit", f.B.ID),
 		fmt.Sprintf("/buildings/%d/audit", f.B.ID),
+		fmt.Sprintf("/buildings/%d/reports", f.B.ID),
 		"/buildings/999999",
 	} {
 		if resp, _ := c.get(path); resp.StatusCode != http.StatusNotFound {

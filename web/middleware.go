@@ -56,11 +56,17 @@ func requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // requestLogger logs each request with its route pattern (never the raw path or
-// query, which may hold one-time tokens), status and duration.
+// query, which may hold one-time tokens), status and duration. It also says
+// the server's time in a Server-Timing header ("app;dur=" in ms, up to the
+// response's headers: pages are rendered to a buffer first, so that is the
+// whole page's work), which browsers' tools and the benchmarks read.
 func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
+			c.Response().Before(func() {
+				c.Response().Header().Set("Server-Timing", fmt.Sprintf("app;dur=%.3f", float64(time.Since(start).Microseconds())/1e3))
+			})
 			err := next(c)
 			if err != nil {
 				c.Error(err) // write the response now so its status is logged

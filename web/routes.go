@@ -102,6 +102,24 @@ func (s *Server) routes() {
 	e.GET("/buildings/:id/unlocks/import", s.handleImportPage(buildings), managers...)
 	s.upload(http.MethodPost, "/buildings/:id/unlocks/import/preview", importBodyLimit, s.handleImportPreview(buildings, imports), managers...)
 	e.POST("/buildings/:id/unlocks/import", s.handleImport(buildings, unlocks, imports), managers...)
+	// Managers acknowledge anomalies with a note of what was done: one beside
+	// its event, or every open one of a history page at once.
+	e.POST("/buildings/:id/anomalies/:event/ack", s.handleAnomalyAck(buildings, unlocks), managers...)
+	e.POST("/buildings/:id/anomalies/ack", s.handleAnomalyAckAll(buildings, unlocks), managers...)
+
+	// Audit reports (issue 6): a building's readers request reports, follow
+	// their progress, download them, take the monthly report by mail, and
+	// check a file they were given against the registry. Another building's
+	// report is 404 from the service.
+	reports := s.cfg.Reports
+	e.GET("/buildings/:id/reports", s.handleReports(buildings, reports), readers...)
+	e.POST("/buildings/:id/reports", s.handleReportRequest(buildings, reports), readers...)
+	e.POST("/buildings/:id/reports/subscription", s.handleReportSubscription(buildings, reports), readers...)
+	e.GET("/reports/verify", s.handleVerifyPage, readers...)
+	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, s.cfg.Logs), readers...)
+	e.GET("/reports/:report", s.handleReport(buildings, reports), readers...)
+	e.GET("/reports/:report/status", s.handleReportStatus(buildings, reports), readers...)
+	e.GET("/reports/:report/download", s.handleReportDownload(buildings, reports), readers...)
 
 	// Signers (no account) and invited installers, by one-time link.
 	e.GET("/sign/:token", s.handleSignPage(consents))

@@ -28,6 +28,10 @@ type Config struct {
 	Logs        doorledger.LogService
 	Vendors     doorledger.VendorService
 	Unlocks     doorledger.UnlockService
+	Reports     doorledger.ReportService
+	// ReportFiles is the report generator: woken when a report is queued,
+	// and where finished reports are read from.
+	ReportFiles ReportFiles
 
 	// Health reports readiness for /healthz (the database answers).
 	Health func(ctx context.Context) error

@@ -35,6 +35,8 @@ type fixture struct {
 	buildings *db.BuildingService
 	consents  *db.ConsentService
 	outbox    *db.OutboxService
+	reports   *db.ReportService
+	logs      *db.LogService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -65,14 +67,17 @@ func newFixture(tb testing.TB) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
+	logs := db.NewLogService(d, testLogKey(tb))
 	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d),
-		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d)}
+		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d),
+		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
 		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
 		Unlocks:     db.NewUnlockService(d),
-		Logs:        db.NewLogService(d, testLogKey(tb)),
+		Logs:        logs,
+		Reports:     f.reports,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/doorledger/doorledger/db"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/mail"
+	"github.com/doorledger/doorledger/reports"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -35,6 +36,7 @@ type app struct {
 	unlocks     *db.UnlockService
 	vendors     *db.VendorService
 	logs        *db.LogService
+	reports     *db.ReportService
 	web         *web.Server
 }
 
@@ -89,6 +91,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("log signing key: %w", err)
 	}
 	a.logs = db.NewLogService(a.db, key)
+	// Reports: the registry, and the generator that writes the queued ones
+	// into <data>/reports, one at a time, for as long as the portal runs.
+	a.reports = db.NewReportService(a.db, a.logs, cfg.PublicURL)
+	reportDir := filepath.Join(cfg.DataDir, "reports")
+	if err := os.MkdirAll(reportDir, 0o700); err != nil {
+		return fmt.Errorf("report directory: %w", err)
+	}
+	runner := reports.NewRunner(a.reports, a.logs, reportDir, a.log)
 
 	sysctx := doorledger.NewSystemContext(ctx, "system")
 	if err := a.firstStart(sysctx, stdout); err != nil {
@@ -126,6 +136,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
+		Reports: a.reports, ReportFiles: runner,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -147,6 +158,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.PublicURL == "" {
 		a.consents.BaseURL = scheme + "://" + a.web.Addr()
 		a.invitations.BaseURL = a.consents.BaseURL
+		a.reports.BaseURL = a.consents.BaseURL
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
@@ -170,6 +182,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { mailDone <- disp.Run(mailCtx) }()
 	defer func() { stopMail(); <-mailDone }()
 
+	// The report generator, started after the mail dispatcher so that a
+	// monthly report's mail is sent as soon as it is committed; stopped (its
+	// report in progress left to be requeued at the next start) before the
+	// database closes.
+	runnerCtx, stopRunner := context.WithCancel(sysctx)
+	runnerDone := make(chan error, 1)
+	go func() { runnerDone <- runner.Run(runnerCtx) }()
+	defer func() {
+		stopRunner()
+		if err := <-runnerDone; err != nil {
+			a.log.Error("report generator", "err", err)
+		}
+	}()
+
 	jobs, stopJobs := context.WithCancel(sysctx)
 	defer stopJobs()
 	runJobs(jobs, a.log,
@@ -188,6 +214,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			n, err := a.unlocks.Purge(ctx, time.Now())
 			if n > 0 {
 				a.log.Info("unlock events purged", "count", n)
+			}
+			return err
+		}},
+		job{name: "monthly reports", every: time.Hour, run: func(ctx context.Context) error {
+			n, err := a.reports.QueueMonthlyReports(ctx, time.Now())
+			if n > 0 {
+				a.log.Info("monthly reports queued", "count", n)
+				runner.Notify()
 			}
 			return err
 		}},
