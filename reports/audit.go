@@ -42,7 +42,9 @@ const MaxAuditEvents = 250_000
 //   - the unlock history: a chart of unlocks per day (per week for a range
 //     over a year) and every event in a table (time, device, method, actor
 //     reference, result, anomalies), written row by row from r.Events;
-//   - the anomalies, each with what happened and what was done;
+//   - the anomalies, each with what happened and what was done: the
+//     commands sent to its device, the managers' acknowledgements (who,
+//     when, their note) and which events are still open;
 //   - every command with who requested it, when, and when it was confirmed;
 //   - the building's journal;
 //   - the signed head of the verifiable log, its verifier key and how to
@@ -185,6 +187,7 @@ func newAudit(r *doorledger.AuditReport) (*audit, error) {
 // tally is what pass 1 counts from the events.
 type tally struct {
 	events, granted, denied, anomalous int
+	openAnomalous                      int // anomalous events no manager has acknowledged
 	buckets                            []bucket
 	byDevice                           map[int64]*deviceCount // 0: every unregistered device
 	unknownRefs                        map[string]bool        // distinct references of unregistered devices (up to maxGroups)
@@ -211,11 +214,30 @@ type anomalyGroup struct {
 	count       int
 	first, last time.Time
 	firstEvent  string
+
+	// What managers did: the acknowledgements of the group's events, each
+	// with how many events it covers (one note given to several events at
+	// once has one time, author and note), and the events still open.
+	acks                    map[ackKey]int
+	moreAcks                int // events acknowledged by acknowledgements past maxAcks
+	open                    int
+	firstOpen, lastOpen     time.Time
+	firstOpenEv, lastOpenEv string
+}
+
+// ackKey is one acknowledgement as a manager gave it.
+type ackKey struct {
+	at       int64 // UnixNano of AcknowledgedAt
+	by, note string
 }
 
 // maxGroups bounds the anomaly groups itemized: an unregistered device may
 // call itself anything, so their number is unbounded.
 const maxGroups = 500
+
+// maxAcks bounds the acknowledgements itemized per group: each may carry a
+// note of its own.
+const maxAcks = 20
 
 // count reads the events once: the counts, the chart, the anomaly groups,
 // and the height of each row of the unlock table, measured with pdf's fonts.
@@ -252,6 +274,9 @@ func (a *audit) count(pdf *fpdf.Fpdf) (*tally, error) {
 		}
 		if len(ev.Anomalies) > 0 {
 			t.anomalous, b.anomalous, dc.anomalous = t.anomalous+1, b.anomalous+1, dc.anomalous+1
+			if !ev.Acknowledged() {
+				t.openAnomalous++
+			}
 			for _, k := range ev.Anomalies {
 				t.byKind[k]++
 				t.group(ev, k)
@@ -292,6 +317,25 @@ func (t *tally) group(ev *doorledger.UnlockEvent, kind string) {
 	if ev.OccurredAt.After(g.last) {
 		g.last = ev.OccurredAt
 	}
+	if !ev.Acknowledged() {
+		if g.open == 0 || ev.OccurredAt.Before(g.firstOpen) {
+			g.firstOpen, g.firstOpenEv = ev.OccurredAt, ev.EventID
+		}
+		if g.open == 0 || !ev.OccurredAt.Before(g.lastOpen) {
+			g.lastOpen, g.lastOpenEv = ev.OccurredAt, ev.EventID
+		}
+		g.open++
+		return
+	}
+	ak := ackKey{at: ev.AcknowledgedAt.UnixNano(), by: ev.AcknowledgedBy, note: ev.AckNote}
+	if _, ok := g.acks[ak]; !ok && len(g.acks) >= maxAcks {
+		g.moreAcks++
+		return
+	}
+	if g.acks == nil {
+		g.acks = map[ackKey]int{}
+	}
+	g.acks[ak]++
 }
 
 // events calls r.Events, if any.
@@ -507,6 +551,10 @@ func (p *auditPrinter) summary() {
 	p.heading("Unlocks")
 	p.field("Events", fmt.Sprintf("%s: %s granted, %s denied", number(t.events), number(t.granted), number(t.denied)))
 	p.field("Anomalous events", number(t.anomalous))
+	if t.anomalous > 0 {
+		p.field("Still open", fmt.Sprintf("%s (not acknowledged by a manager); %s acknowledged",
+			number(t.openAnomalous), number(t.anomalous-t.openAnomalous)))
+	}
 	if t.events > 0 {
 		best, bi := -1, 0
 		for i, b := range t.buckets {
@@ -984,7 +1032,7 @@ func (p *auditPrinter) anomalies() {
 		p.para("No unlock event in this range was flagged as an anomaly.")
 		return
 	}
-	p.para("Doorledger flags an event when it records it, and mails the building's managers (and its board, if the building asks for that) one alert per device, kind of anomaly and hour. Below, for each kind and device: what happened, then what was done — the commands sent to the device from the first such event on. Every event is in the unlock history, with its flags.")
+	p.para("Doorledger flags an event when it records it, and mails the building's managers (and its board, if the building asks for that) one alert per device, kind of anomaly and hour. Below, for each kind and device: what happened, then what was done — the commands sent to the device from the first such event on, and the managers' acknowledgements with who gave them, when and their note — and which events are still open, acknowledged by no one. Every event is in the unlock history, with its flags; acknowledgements are as recorded when the report was generated.")
 	groups := make([]*anomalyGroup, 0, len(t.groups))
 	for _, g := range t.groups {
 		groups = append(groups, g)
@@ -1022,9 +1070,55 @@ func (p *auditPrinter) anomalies() {
 		}
 		p.field("What happened", happened)
 		p.field("What was done", p.response(g))
+		p.acknowledgements(g)
 	}
 	if t.moreGroups > 0 {
 		p.para(fmt.Sprintf("%s more flags on further devices or references are not itemized here; they are in the unlock history.", number(t.moreGroups)))
+	}
+}
+
+// acknowledgements prints who acknowledged the group's events, when and
+// with what note, oldest first, and which of its events are still open.
+func (p *auditPrinter) acknowledgements(g *anomalyGroup) {
+	acks := make([]ackKey, 0, len(g.acks))
+	for k := range g.acks {
+		acks = append(acks, k)
+	}
+	slices.SortFunc(acks, func(x, y ackKey) int {
+		if c := cmpInt(x.at, y.at); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.by, y.by); c != 0 {
+			return c
+		}
+		return strings.Compare(x.note, y.note)
+	})
+	for _, k := range acks {
+		by := k.by
+		if strings.TrimSpace(by) == "" {
+			by = "someone not recorded"
+		}
+		s := fmt.Sprintf("By %s at %s", by, p.when(time.Unix(0, k.at)))
+		if n := g.acks[k]; n != g.count {
+			s += ", for " + plural(n, "event", "events")
+		}
+		p.field("Acknowledged", s+": “"+k.note+"”")
+	}
+	if g.moreAcks > 0 {
+		p.field("Acknowledged", fmt.Sprintf("%s more, with other notes: each is in the portal's history and in the journal (anomaly.acknowledge).", plural(g.moreAcks, "event", "events")))
+	}
+	switch {
+	case g.open == 0:
+		p.field("Still open", "None: every one of these events was acknowledged.")
+	case g.open == g.count && g.count == 1:
+		p.field("Still open", "This event: no manager has acknowledged it.")
+	case g.open == g.count:
+		p.field("Still open", fmt.Sprintf("All %s: no manager has acknowledged them.", plural(g.open, "event", "events")))
+	case g.open == 1:
+		p.field("Still open", fmt.Sprintf("1 of %s, at %s (event %s).", number(g.count), p.when(g.firstOpen), g.firstOpenEv))
+	default:
+		p.field("Still open", fmt.Sprintf("%s of %s, the first at %s (event %s), the last at %s (event %s).",
+			number(g.open), number(g.count), p.when(g.firstOpen), g.firstOpenEv, p.when(g.lastOpen), g.lastOpenEv))
 	}
 }
 

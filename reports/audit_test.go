@@ -23,7 +23,19 @@ var auditGeneratedAt = time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
 const (
 	verifierKey = "doorledger.example/log+5f3a9c1e+AQ3lY1uvJ9yqRk3uvW6Vw8qGnYRk2v1cZ0cOQbYw8rTn"
 	oddActor    = `Ĩĩ Ŝč Ċ (carrier\) \ "Łódź"` // UTF-16 bytes of these include ( ) \ CR LF
+
+	// The sample's acknowledgements: device 5's first without-consent
+	// events acknowledged together with one note, and device 4's first
+	// three events after its revocation each on its own, with a note in
+	// Cyrillic, Greek and Polish.
+	bulkAckBy   = "manager@example.org"
+	bulkAckNote = "Relay FOUND-0007 disconnected at the panel; the installer was asked who fitted it."
+	ackBy       = "zoe.nunez@example.org"
+	ackNote     = "Курьер подтвердил доставку · Ο διαχειριστής ενημερώθηκε · zgłoszono instalatorowi (Łódź)"
 )
+
+// bulkAckAt is when device 5's events were acknowledged together.
+var bulkAckAt = time.Date(2026, 11, 12, 10, 20, 0, 0, time.UTC)
 
 // SampleAuditReport returns a report of three weeks of SampleBuilding: a
 // signed device, a device whose consent was withdrawn (then disabled), a
@@ -120,6 +132,7 @@ func SampleEvents(r *doorledger.AuditReport, n int) func(yield func(*doorledger.
 	loc := r.Building.Location()
 	return func(yield func(*doorledger.UnlockEvent) error) error {
 		var ev doorledger.UnlockEvent // reused, as a database scan would
+		acked4 := 0
 		for i := 0; i < n; i++ {
 			at := start.Add(step * time.Duration(i+1)).Truncate(time.Second)
 			ev = doorledger.UnlockEvent{ID: int64(1000 + i), BuildingID: 7, EventID: "evt-" + strconv.Itoa(i), OccurredAt: at, ReceivedAt: at.Add(800 * time.Millisecond),
@@ -145,6 +158,13 @@ func SampleEvents(r *doorledger.AuditReport, n int) func(yield func(*doorledger.
 			}
 			if h := at.In(loc).Hour(); ev.Result == doorledger.UnlockGranted && ev.DeviceID != 0 && (h < 7 || h >= 21) {
 				ev.Anomalies = append(ev.Anomalies, doorledger.AnomalyOutsideHours)
+			}
+			switch {
+			case ev.DeviceID == 5 && at.Before(bulkAckAt):
+				ev.AcknowledgedAt, ev.AcknowledgedBy, ev.AckNote = bulkAckAt, bulkAckBy, bulkAckNote
+			case ev.DeviceID == 4 && ev.HasAnomaly(doorledger.AnomalyAfterRevocation) && acked4 < 3:
+				acked4++
+				ev.AcknowledgedAt, ev.AcknowledgedBy, ev.AckNote = at.Add(90*time.Minute), ackBy, ackNote
 			}
 			if err := yield(&ev); err != nil {
 				return err
@@ -496,5 +516,95 @@ func TestAuditReport_Golden(t *testing.T) {
 		_ = os.WriteFile(out, got, 0o644)
 		t.Errorf("report differs from %s (%d bytes, want %d); got is at %s; rerun with -update if the change is intended",
 			golden, len(got), len(want), out)
+	}
+}
+
+// TestAuditReport_Acknowledgements checks that the anomalies section says,
+// per kind and device, who acknowledged the events, when (building time,
+// the zone labelled) and with what note, and which events are still open;
+// and the summary counts the open ones.
+func TestAuditReport_Acknowledgements(t *testing.T) {
+	r := SampleAuditReport(t)
+	text := strings.Join(strings.Fields(MustLayoutText(t, MustAuditReport(t, r))), " ")
+	loc := r.Building.Location()
+	when := func(at time.Time) string { return at.In(loc).Format("2006-01-02 15:04:05 MST") }
+
+	type ack struct {
+		line  string
+		kinds int
+	}
+	var anomalous, open, unregistered int
+	var c5, a5 int     // device 5's without-consent events, and those acknowledged
+	var open5 []string // … still open: "time (event id)"
+	var acks4 []ack    // device 4's acknowledgements, one event each
+	r.Events(func(ev *doorledger.UnlockEvent) error {
+		if len(ev.Anomalies) == 0 {
+			if ev.Acknowledged() {
+				t.Errorf("sample event %s is acknowledged without a flag", ev.EventID)
+			}
+			return nil
+		}
+		anomalous++
+		if !ev.Acknowledged() {
+			open++
+		}
+		if ev.DeviceID == 0 {
+			unregistered++
+		}
+		if ev.DeviceID == 5 && ev.HasAnomaly(doorledger.AnomalyWithoutConsent) {
+			c5++
+			if ev.Acknowledged() {
+				a5++
+			} else {
+				open5 = append(open5, fmt.Sprintf("%s (event %s)", when(ev.OccurredAt), ev.EventID))
+			}
+		}
+		if ev.DeviceID == 4 && ev.Acknowledged() {
+			acks4 = append(acks4, ack{fmt.Sprintf("By %s at %s, for 1 event: “%s”", ackBy, when(ev.AcknowledgedAt), ackNote), len(ev.Anomalies)})
+		}
+		return nil
+	})
+	if a5 < 2 || len(open5) < 2 || len(acks4) != 3 || unregistered == 0 {
+		t.Fatalf("the sample lost its shape: device 5 %d acknowledged, %d open; device 4 %d acknowledged; %d unregistered", a5, len(open5), len(acks4), unregistered)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("Anomalous events %d Still open %d (not acknowledged by a manager); %d acknowledged", anomalous, open, anomalous-open),
+		"the managers' acknowledgements with who gave them, when and their note",
+		// Device 5's without-consent events: one acknowledgement for several, the rest open.
+		fmt.Sprintf("By %s at %s, for %d events: “%s”", bulkAckBy, when(bulkAckAt), a5, bulkAckNote),
+		fmt.Sprintf("Still open %d of %d, the first at %s, the last at %s.", len(open5), c5, open5[0], open5[len(open5)-1]),
+		"2026-11-12 11:20:00 CET", // building time, labelled
+		// The unregistered device: nobody acknowledged it.
+		fmt.Sprintf("Still open All %d events: no manager has acknowledged them.", unregistered),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q", want)
+		}
+	}
+	// Each of device 4's acknowledgements, with its Cyrillic, Greek and
+	// Polish note, once in each group of its event (one per kind).
+	for _, a := range acks4 {
+		if got := strings.Count(text, a.line); got != a.kinds {
+			t.Errorf("%q printed %d times, want %d (once per kind of its event)", a.line, got, a.kinds)
+		}
+	}
+
+	// Every event acknowledged, and a single open one.
+	at := time.Date(2026, 11, 5, 23, 30, 0, 0, time.UTC)
+	r.Events = someEvents(
+		doorledger.UnlockEvent{ID: 1, DeviceID: 3, EventID: "late-1", OccurredAt: at, Method: "keypad", Result: doorledger.UnlockGranted,
+			Anomalies: []string{doorledger.AnomalyOutsideHours}, AcknowledgedAt: at.Add(10 * time.Hour), AcknowledgedBy: ackBy, AckNote: "Ναι, ήταν ο ταχυδρόμος."},
+		doorledger.UnlockEvent{ID: 2, DeviceID: 5, EventID: "nc-1", OccurredAt: at.Add(time.Minute), Method: "keypad", Result: doorledger.UnlockGranted,
+			Anomalies: []string{doorledger.AnomalyWithoutConsent}},
+	)
+	text = strings.Join(strings.Fields(MustLayoutText(t, MustAuditReport(t, r))), " ")
+	for _, want := range []string{
+		"Anomalous events 2 Still open 1 (not acknowledged by a manager); 1 acknowledged",
+		"Acknowledged By zoe.nunez@example.org at 2026-11-06 10:30:00 CET: “Ναι, ήταν ο ταχυδρόμος.” Still open None: every one of these events was acknowledged.",
+		"Still open This event: no manager has acknowledged it.",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q", want)
+		}
 	}
 }

@@ -30,6 +30,9 @@ const csvTime = "2006-01-02T15:04:05.999999Z07:00"
 //	received_at (<zone>)   when the portal received it
 //	unlock_id              the portal's id of the event: its entry in the verifiable log is "unlock #<id>"
 //	source                 mqtt, http or csv
+//	acknowledged_at (<zone>)  when a manager acknowledged the event's anomalies; empty while open (or not flagged)
+//	acknowledged_by        who acknowledged them, as the journal names them
+//	ack_note               what was done, in their words
 //
 // <zone> is the building's IANA time zone, e.g. "occurred_at (Europe/Zurich)".
 // A cell that starts with = + - @, a tab or a carriage return is prefixed with
@@ -53,7 +56,8 @@ func AuditReportCSV(w io.Writer, r *doorledger.AuditReport) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	cw := csv.NewWriter(bw)
 	header := []string{"occurred_at (" + zone + ")", "device_id", "device", "method", "actor_ref", "result", "anomalies",
-		"event_id", "received_at (" + zone + ")", "unlock_id", "source"}
+		"event_id", "received_at (" + zone + ")", "unlock_id", "source",
+		"acknowledged_at (" + zone + ")", "acknowledged_by", "ack_note"}
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -89,6 +93,11 @@ func AuditReportCSV(w io.Writer, r *doorledger.AuditReport) error {
 			}
 			rec[9] = strconv.FormatInt(ev.ID, 10)
 			rec[10] = safeCell(ev.Source)
+			rec[11], rec[12], rec[13] = "", "", ""
+			if ev.Acknowledged() {
+				buf = ev.AcknowledgedAt.In(loc).AppendFormat(buf[:0], csvTime)
+				rec[11], rec[12], rec[13] = string(buf), safeCell(ev.AcknowledgedBy), safeCell(ev.AckNote)
+			}
 			rec[2] = safeCell(rec[2])
 			return cw.Write(rec)
 		})

