@@ -13,7 +13,10 @@ package main
 // sub-benchmark reports the client-observed time (request sent to body
 // read) and the server's own (its Server-Timing header: from the request
 // logger to the response's headers, which render() sends after the whole
-// page is rendered), p50 and p95 in µs, over b.N requests after a warm-up.
+// page is rendered), p50 and p95 in µs, over b.N requests after a warm-up;
+// then the same page's query alone (UnlockService.History as the board, on
+// the same file in the same process) b.N times, so that the page's cost
+// beyond the query is read from one run.
 //
 // Seeding 5M events takes minutes, so it is cached: with
 // DOORLEDGER_BENCH_CACHE set, the seeded data directory is kept there
@@ -343,7 +346,8 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 type histCase struct {
 	name  string
 	query url.Values
-	after string // the keyset cursor; "" for a first page
+	after string                  // the keyset cursor; "" for a first page
+	f     doorledger.UnlockFilter // the same page, for the service alone
 }
 
 // histCursor is the `after` cursor of the event at depth (0: the newest)
@@ -447,18 +451,43 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 		b.Fatal("the board's client has no cookie jar")
 	}
 
+	// The service alone, on the same file in the same process, as a board
+	// member: what the page costs beyond the query (session, building,
+	// devices, rendering, HTTP).
+	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	if err := d.Open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	svc := db.NewUnlockService(d)
+	boardUser, err := db.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), w.Board)
+	if err != nil {
+		b.Fatal(err)
+	}
+	boardCtx := doorledger.NewContextWithUser(context.Background(), boardUser)
+
 	dev := w.Devices[3]
 	perDevice := w.Events / histDevices
+	bl := w.Building
 	cases := []histCase{
-		{"first_page", url.Values{}, ""},
-		{"deep_page", url.Values{}, histCursor(b, w, "", nil, w.Events*9/10)},
-		{"device_first_page", url.Values{"device": {strconv.FormatInt(dev, 10)}}, ""},
-		{"device_deep_page", url.Values{"device": {strconv.FormatInt(dev, 10)}}, histCursor(b, w, " AND device_id = ?", []any{dev}, perDevice*9/10)},
-		{"anomalies_first_page", url.Values{"anomalies": {"1"}}, ""},
-		{"anomalies_deep_page", url.Values{"anomalies": {"1"}}, histCursor(b, w, " AND anomalies <> 0", nil, w.Anomalies*9/10)},
-		{"open_anomalies_first_page", url.Values{"anomalies": {"open"}}, ""},
+		{"first_page", url.Values{}, "", doorledger.UnlockFilter{}},
+		{"deep_page", url.Values{}, histCursor(b, w, "", nil, w.Events*9/10), doorledger.UnlockFilter{}},
+		{"device_first_page", url.Values{"device": {strconv.FormatInt(dev, 10)}}, "", doorledger.UnlockFilter{DeviceID: dev}},
+		{"device_deep_page", url.Values{"device": {strconv.FormatInt(dev, 10)}}, histCursor(b, w, " AND device_id = ?", []any{dev}, perDevice*9/10),
+			doorledger.UnlockFilter{DeviceID: dev}},
+		{"anomalies_first_page", url.Values{"anomalies": {"1"}}, "", doorledger.UnlockFilter{AnomaliesOnly: true}},
+		{"anomalies_deep_page", url.Values{"anomalies": {"1"}}, histCursor(b, w, " AND anomalies <> 0", nil, w.Anomalies*9/10),
+			doorledger.UnlockFilter{AnomaliesOnly: true}},
+		{"open_anomalies_first_page", url.Values{"anomalies": {"open"}}, "", doorledger.UnlockFilter{AnomaliesOnly: true, OpenOnly: true}},
 	}
 	for _, c := range cases {
+		c.f.BuildingID = bl
+		if c.after != "" {
+			var err error
+			if c.f.After, err = doorledger.ParseUnlockCursor(c.after); err != nil {
+				b.Fatal(err)
+			}
+		}
 		path := fmt.Sprintf("/buildings/%d/unlocks", w.Building)
 		q := c.query
 		if c.after != "" {
@@ -504,12 +533,25 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 				cl, sv = append(cl, c), append(sv, s)
 			}
 			b.StopTimer()
+			// The query alone, as many times, right after.
+			q := make([]time.Duration, 0, b.N)
+			for range b.N {
+				t := time.Now()
+				page, err := svc.History(boardCtx, c.f)
+				q = append(q, time.Since(t))
+				if err != nil || len(page.Events) != 50 {
+					b.Fatalf("History %+v: %d events, %v", c.f, len(page.Events), err)
+				}
+			}
 			slices.Sort(cl)
 			slices.Sort(sv)
+			slices.Sort(q)
 			b.ReportMetric(histPct(cl, 0.50), "client-p50-µs")
 			b.ReportMetric(histPct(cl, 0.95), "client-p95-µs")
 			b.ReportMetric(histPct(sv, 0.50), "server-p50-µs")
 			b.ReportMetric(histPct(sv, 0.95), "server-p95-µs")
+			b.ReportMetric(histPct(q, 0.50), "query-p50-µs")
+			b.ReportMetric(histPct(q, 0.95), "query-p95-µs")
 			if b.N >= 20 {
 				b.Logf("%s: %d requests; %s", c.name, b.N, load(before, readCPU()))
 			}
