@@ -115,6 +115,10 @@ func (tx *Tx) audit(ctx context.Context, action string, buildingID int64, object
 	return tx.auditAs(ctx, c.id(), c.label(), action, buildingID, objectType, objectID, detail)
 }
 
+// auditInsertSQL writes one journal entry; prepared on the hot paths (stmt.go).
+const auditInsertSQL = `INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 // auditAs appends an entry with an explicit actor (a signer, a device, a failed sign-in).
 func (tx *Tx) auditAs(ctx context.Context, actorID int64, actor, action string, buildingID int64, objectType string, objectID int64, detail any) error {
 	d := "{}"
@@ -125,9 +129,7 @@ func (tx *Tx) auditAs(ctx context.Context, actorID int64, actor, action string, 
 		}
 		d = string(buf)
 	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.exec(ctx, auditInsertSQL,
 		formatTime(tx.now), actorID, actor, action, buildingID, objectType, objectID, doorledger.IPFromContext(ctx), d)
 	if err != nil {
 		return err

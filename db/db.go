@@ -47,6 +47,8 @@ type DB struct {
 	// Login throttling: failures allowed within LoginWindow per account and per IP.
 	LoginAccountLimit int
 	LoginIPLimit      int
+
+	stmts stmtCache // hot statements, prepared once (stmt.go)
 }
 
 // NewDB returns a DB for the SQLite file at path; call Open before use.
@@ -108,6 +110,9 @@ func (db *DB) Open() (err error) {
 		return fmt.Errorf("open readers: %w", err)
 	}
 	db.read.SetMaxOpenConns(8)
+	// Keep them all: opening one parses the schema again and loses the
+	// statements prepared on it (database/sql keeps only 2 idle by default).
+	db.read.SetMaxIdleConns(8)
 	return nil
 }
 

@@ -11,7 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -28,10 +31,18 @@ type DeviceService struct {
 	// broker's password-file format (devicectl.MosquittoHash), kept beside the
 	// portal's own hash for MosquittoCredentials.
 	BrokerHash func(secret string) (string, error)
+	// SentFlushDelay is how long a delivery record (MarkSentMany) may wait for
+	// a transaction of its device to carry it before it is written on its own.
+	SentFlushDelay time.Duration
+
+	sent    sentLog
+	reports reportQueue
 }
 
 // NewDeviceService returns the SQLite device service.
-func NewDeviceService(db *DB) *DeviceService { return &DeviceService{db: db} }
+func NewDeviceService(db *DB) *DeviceService {
+	return &DeviceService{db: db, SentFlushDelay: 50 * time.Millisecond}
+}
 
 var (
 	_ doorledger.DeviceService = (*DeviceService)(nil)
@@ -103,14 +114,19 @@ func canManageDevices(c caller) bool {
 	return r == doorledger.RoleAdmin || r == doorledger.RoleManager
 }
 
-// findDevice loads a device the caller may see; ENOTFOUND otherwise.
-func findDevice(ctx context.Context, q querier, c caller, id int64, now time.Time) (*doorledger.Device, error) {
+// findDevice loads a device the caller may see; ENOTFOUND otherwise. The
+// query is prepared (one per scope: see deviceScope).
+func findDevice(ctx context.Context, q rowQuerier, c caller, id int64, now time.Time) (*doorledger.Device, error) {
 	scope, args, err := deviceScope(c)
 	if err != nil {
 		return nil, err
 	}
-	d, err := scanDevice(q.QueryRowContext(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE d.id = ? AND `+scope, append([]any{id}, args...)...), now)
+	d, err := scanDevice(q.queryRowPrepared(ctx, findDeviceSQL(scope), append([]any{id}, args...)...), now)
 	return d, notFound(err, "Device not found.")
+}
+
+func findDeviceSQL(scope string) string {
+	return `SELECT ` + deviceColumns + deviceFrom + ` WHERE d.id = ? AND ` + scope
 }
 
 // manageDevice loads a device the caller may change: ENOTFOUND when the caller
@@ -136,7 +152,7 @@ func cleanReason(reason string) (string, error) {
 }
 
 func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
-	return findDevice(ctx, s.db.read, callerFrom(ctx), id, s.db.Now())
+	return findDevice(ctx, readPool{s.db}, callerFrom(ctx), id, s.db.Now())
 }
 
 func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilter) ([]*doorledger.Device, error) {
@@ -151,7 +167,7 @@ func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilt
 		}
 	}
 	where, fargs := deviceFilterWhere(f)
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE `+scope+where+` ORDER BY d.building_id, d.id`, append(args, fargs...)...)
+	rows, err := s.db.queryRead(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE `+scope+where+` ORDER BY d.building_id, d.id`, append(args, fargs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -322,12 +338,18 @@ func (s *DeviceService) SetDesiredState(ctx context.Context, deviceID int64, sta
 	if err != nil {
 		return nil, err
 	}
+	c := callerFrom(ctx)
+	if scope, _, err := deviceScope(c); err == nil {
+		if err := s.db.prepareWrites(ctx, append(commandWriteSQL, findDeviceSQL(scope))); err != nil {
+			return nil, err
+		}
+	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.manageDevice(ctx, callerFrom(ctx), deviceID); err != nil {
+	if _, err := tx.manageDevice(ctx, c, deviceID); err != nil {
 		return nil, err
 	}
 	cmd, err := tx.setDesiredState(ctx, deviceID, state, reason)
@@ -350,6 +372,9 @@ func (s *DeviceService) DisableDevices(ctx context.Context, f doorledger.DeviceF
 	}
 	if f.BuildingID == 0 && f.InstallerID == 0 && strings.TrimSpace(f.Vendor) == "" && f.ConsentID == 0 {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose a building, an installer or a vendor whose devices to disable.")
+	}
+	if err := s.db.prepareWrites(ctx, commandWriteSQL); err != nil {
+		return nil, err
 	}
 	c := callerFrom(ctx)
 	tx, err := s.db.BeginTx(ctx)
@@ -444,7 +469,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 		return nil, err
 	}
 	if f.DeviceID != 0 {
-		if _, err := findDevice(ctx, s.db.read, c, f.DeviceID, s.db.Now()); err != nil {
+		if _, err := findDevice(ctx, readPool{s.db}, c, f.DeviceID, s.db.Now()); err != nil {
 			return nil, err
 		}
 		scope += ` AND cm.device_id = ?`
@@ -463,7 +488,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
+	rows, err := s.db.queryRead(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
 		WHERE `+scope+` ORDER BY cm.id DESC LIMIT ?`, append(args, f.Limit)...)
 	if err != nil {
 		return nil, err
@@ -515,7 +540,7 @@ func (s *DeviceService) CommandProgress(ctx context.Context, commandIDs []int64)
 func (s *DeviceService) AuthenticateDevice(ctx context.Context, deviceID int64, secret string) error {
 	var stored string
 	var retired bool
-	err := s.db.read.QueryRowContext(ctx, `SELECT secret_hash, retired FROM devices WHERE id = ?`, deviceID).Scan(&stored, &retired)
+	err := s.db.queryRowRead(ctx, `SELECT secret_hash, retired FROM devices WHERE id = ?`, deviceID).Scan(&stored, &retired)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("authenticate device %d: %w", deviceID, err)
 	}
@@ -542,11 +567,26 @@ type reportedDevice struct {
 	desiredVer, reportedVer int64
 }
 
+// The statements of ReportState, prepared on the writer (reportWriteSQL).
+const (
+	reportedDeviceSQL = `SELECT d.building_id, b.name, d.vendor, d.model, d.serial, d.location, d.retired, d.unconsented,
+		d.desired_state, d.desired_version, COALESCE(d.reported_state, ''), d.reported_version
+		FROM devices d JOIN buildings b ON b.id = d.building_id WHERE d.id = ?`
+	deviceSeenSQL     = `UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`
+	issuedStateSQL    = `SELECT state FROM commands WHERE device_id = ? AND version = ?`
+	recordReportedSQL = `UPDATE devices SET reported_state = ?, reported_version = ?, reported_at = ?,
+		last_seen_at = MAX(COALESCE(last_seen_at, ''), ?) WHERE id = ?`
+	confirmCommandSQL = `UPDATE commands SET status = 'confirmed', confirmed_at = ?
+		WHERE device_id = ? AND version = ? AND status IN ('pending', 'sent', 'not_confirmed') RETURNING id, requested_at`
+	desiredStateSQL = `SELECT desired_state FROM devices WHERE id = ?`
+)
+
+var reportWriteSQL = append([]string{reportedDeviceSQL, deviceSeenSQL, issuedStateSQL, recordReportedSQL, confirmCommandSQL,
+	desiredStateSQL, markSentSQL, reportSavepointSQL, reportRollbackSQL, reportReleaseSQL}, commandWriteSQL...)
+
 func (tx *Tx) reportedDevice(ctx context.Context, id int64) (*reportedDevice, error) {
 	var d reportedDevice
-	err := tx.QueryRowContext(ctx, `SELECT d.building_id, b.name, d.vendor, d.model, d.serial, d.location, d.retired, d.unconsented,
-		d.desired_state, d.desired_version, COALESCE(d.reported_state, ''), d.reported_version
-		FROM devices d JOIN buildings b ON b.id = d.building_id WHERE d.id = ?`, id).
+	err := tx.queryRowPrepared(ctx, reportedDeviceSQL, id).
 		Scan(&d.buildingID, &d.building, &d.details.Vendor, &d.details.Model, &d.details.Serial, &d.details.Location,
 			&d.retired, &d.unconsented, &d.desired, &d.desiredVer, &d.reported, &d.reportedVer)
 	if err != nil {
@@ -561,7 +601,7 @@ func (tx *Tx) reportedDevice(ctx context.Context, id int64) (*reportedDevice, er
 // call this before they write the device. It returns the command, or nil.
 func (tx *Tx) disableIfConsentEnded(ctx context.Context, deviceID int64) (*doorledger.Command, error) {
 	var desired doorledger.DeviceState
-	if err := tx.QueryRowContext(ctx, `SELECT desired_state FROM devices WHERE id = ?`, deviceID).Scan(&desired); err != nil {
+	if err := tx.queryRowPrepared(ctx, desiredStateSQL, deviceID).Scan(&desired); err != nil {
 		return nil, notFound(err, "Device not found.")
 	}
 	if desired != doorledger.StateEnabled {
@@ -585,16 +625,203 @@ func deviceLabel(id int64) string { return "device " + itoa(id) }
 // told to disable, and the building's managers and board are alerted.
 // ENOTFOUND for an unknown device, EUNAUTHORIZED for a retired one, EINVALID
 // for a malformed report.
+//
+// Reports are group-committed: one committer writes every report waiting
+// when it is free in one transaction, each report in a savepoint of its own
+// so that a refused one changes nothing, and answers each caller after the
+// commit. A lone report is written at once; reports that arrive while a
+// commit is under way (a lockdown's hundreds) share the next one. The
+// delivery records MarkSentMany still holds for those devices are written in
+// the same transaction, before the reports.
 func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedState) error {
 	if !r.State.Valid() || r.Version < 0 {
 		return doorledger.Errorf(doorledger.EINVALID, "A report names enabled or disabled and a version of 0 or more.")
 	}
-	label := deviceLabel(r.DeviceID)
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
+	req := &reportReq{ctx: ctx, r: r, done: make(chan error, 1)}
+	s.reports.mu.Lock()
+	s.reports.queue = append(s.reports.queue, req)
+	lead := !s.reports.running
+	s.reports.running = true
+	s.reports.mu.Unlock()
+	if lead {
+		// No committer: this caller commits what is queued (its own report
+		// among them) on its own goroutine, and leaves what arrives meanwhile
+		// to one started for it.
+		if s.commitNext() {
+			go s.reportLoop()
+		}
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// The committer may still commit it: the device is not acknowledged,
+		// sends it again, and the repeat is a sign of life only.
+		return ctx.Err()
+	}
+}
+
+// reportReq is one report waiting for the committer.
+type reportReq struct {
+	ctx  context.Context
+	r    doorledger.ReportedState
+	done chan error // buffered: the committer never blocks on it
+}
+
+// reportQueue is what waits for the report committer.
+type reportQueue struct {
+	mu      sync.Mutex
+	queue   []*reportReq
+	running bool
+
+	groups, reports atomic.Int64 // transactions committed, reports in them
+}
+
+// ReportStats returns how many report transactions were committed and how
+// many reports they carried (their ratio is the grouping achieved).
+func (s *DeviceService) ReportStats() (groups, reports int64) {
+	return s.reports.groups.Load(), s.reports.reports.Load()
+}
+
+// maxReportGroup bounds the reports of one transaction.
+const maxReportGroup = 1000
+
+// reportLoop writes what is queued, group after group, until the queue is empty.
+func (s *DeviceService) reportLoop() {
+	for s.commitNext() {
+	}
+}
+
+// commitNext commits the next group of queued reports. It reports whether
+// more are queued; when none are, the committer's turn has ended.
+func (s *DeviceService) commitNext() bool {
+	s.reports.mu.Lock()
+	take := min(len(s.reports.queue), maxReportGroup)
+	group := slices.Clone(s.reports.queue[:take])
+	clear(s.reports.queue[:take])
+	s.reports.queue = s.reports.queue[take:]
+	s.reports.mu.Unlock()
+	if len(group) > 0 {
+		s.commitReports(group)
+	}
+	s.reports.mu.Lock()
+	defer s.reports.mu.Unlock()
+	if len(s.reports.queue) == 0 {
+		s.reports.running = false
+		s.reports.queue = nil
+		return false
+	}
+	return true
+}
+
+// commitReports writes reqs in one transaction and answers each; if the
+// shared transaction fails, each report is tried again in one of its own.
+func (s *DeviceService) commitReports(reqs []*reportReq) {
+	defer func() {
+		if p := recover(); p != nil {
+			for _, r := range reqs {
+				select {
+				case r.done <- fmt.Errorf("report state: internal error: %v", p):
+				default:
+				}
+			}
+		}
+	}()
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	errs, err := s.writeReports(live)
+	if err == nil {
+		for i, r := range live {
+			r.done <- errs[i]
+		}
+		return
+	}
+	if len(live) == 1 {
+		live[0].done <- err
+		return
+	}
+	for _, r := range live {
+		if errs, err := s.writeReports([]*reportReq{r}); err != nil {
+			r.done <- err
+		} else {
+			r.done <- errs[0]
+		}
+	}
+}
+
+// Savepoints isolate each report of a group.
+const (
+	reportSavepointSQL = `SAVEPOINT report`
+	reportRollbackSQL  = `ROLLBACK TO report`
+	reportReleaseSQL   = `RELEASE report`
+)
+
+// writeReports writes reqs in one transaction: each report's answer, or an
+// error for the whole transaction (nothing of it committed).
+func (s *DeviceService) writeReports(reqs []*reportReq) (errs []error, err error) {
+	ctx := context.Background() // the group's: no caller's cancellation ends it
+	if err := s.db.prepareWrites(ctx, reportWriteSQL); err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer tx.Rollback()
+	// Taken while this transaction holds the writer, so that no other
+	// transaction writes them too; given back unless committed.
+	var marks []sentMark
+	for _, r := range reqs {
+		marks = append(marks, s.sent.take(r.r.DeviceID)...)
+	}
+	defer func() {
+		if err != nil {
+			s.sent.restore(marks)
+		}
+	}()
+	if err := tx.writeSent(ctx, marks); err != nil {
+		return nil, err
+	}
+	errs = make([]error, len(reqs))
+	for i, r := range reqs {
+		pushes := len(tx.pushes)
+		if _, err := tx.exec(ctx, reportSavepointSQL); err != nil {
+			return nil, err
+		}
+		// The caller's values (its IP for the journal), not its cancellation.
+		if errs[i] = tx.reportState(context.WithoutCancel(r.ctx), r.r); errs[i] != nil {
+			if _, err := tx.exec(ctx, reportRollbackSQL); err != nil {
+				return nil, fmt.Errorf("roll back a refused report: %w", err)
+			}
+			tx.pushes = tx.pushes[:pushes]
+		}
+		if _, err := tx.exec(ctx, reportReleaseSQL); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	s.reports.groups.Add(1)
+	s.reports.reports.Add(int64(len(reqs)))
+	return errs, nil
+}
+
+// reportState is ReportState's work in tx, without the commit.
+func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error {
+	label := deviceLabel(r.DeviceID)
 	d, err := tx.reportedDevice(ctx, r.DeviceID)
 	if err != nil {
 		return err
@@ -602,21 +829,20 @@ func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedSt
 	if d.retired {
 		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "This device is retired.")
 	}
-	if cmd, err := tx.disableIfConsentEnded(ctx, r.DeviceID); err != nil {
-		return err
-	} else if cmd != nil {
-		d.desired, d.desiredVer = cmd.State, cmd.Version
+	if d.desired == doorledger.StateEnabled { // only an enabled device can be past its consent
+		if cmd, err := tx.disableIfConsentEnded(ctx, r.DeviceID); err != nil {
+			return err
+		} else if cmd != nil {
+			d.desired, d.desiredVer = cmd.State, cmd.Version
+		}
 	}
 	now := formatTime(tx.now)
 	seen := func() error {
-		_, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`, now, r.DeviceID, now)
+		_, err := tx.exec(ctx, deviceSeenSQL, now, r.DeviceID, now)
 		return err
 	}
 	if r.Version < d.reportedVer { // out of order: a newer report is recorded already
-		if err := seen(); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return seen()
 	}
 	ahead := r.Version > d.desiredVer
 	dup := r.State == d.reported && r.Version == d.reportedVer
@@ -633,7 +859,7 @@ func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedSt
 			// A device still on a version the portal enabled under consent is
 			// only behind the disable that followed; that is not unconsented.
 			var issued doorledger.DeviceState
-			err := tx.QueryRowContext(ctx, `SELECT state FROM commands WHERE device_id = ? AND version = ?`, r.DeviceID, r.Version).Scan(&issued)
+			err := tx.queryRowPrepared(ctx, issuedStateSQL, r.DeviceID, r.Version).Scan(&issued)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
@@ -652,43 +878,30 @@ func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedSt
 		if err := seen(); err != nil {
 			return err
 		}
-		if err := tx.auditAs(ctx, 0, label, "device.bad_report", d.buildingID, "device", r.DeviceID, map[string]any{
-			"problem": "version ahead of the desired version", "state": r.State, "version": r.Version, "desired_version": d.desiredVer}); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return tx.auditAs(ctx, 0, label, "device.bad_report", d.buildingID, "device", r.DeviceID, map[string]any{
+			"problem": "version ahead of the desired version", "state": r.State, "version": r.Version, "desired_version": d.desiredVer})
 	}
 	if dup {
-		if err := seen(); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return seen()
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET reported_state = ?, reported_version = ?, reported_at = ?,
-		last_seen_at = MAX(COALESCE(last_seen_at, ''), ?) WHERE id = ?`,
-		r.State, r.Version, now, now, r.DeviceID); err != nil {
+	if _, err := tx.exec(ctx, recordReportedSQL, r.State, r.Version, now, now, r.DeviceID); err != nil {
 		return fmt.Errorf("record report of device %d: %w", r.DeviceID, err)
 	}
 	if r.Version == d.desiredVer && r.Version > 0 {
 		if r.State != d.desired {
-			if err := tx.auditAs(ctx, 0, label, "device.bad_report", d.buildingID, "device", r.DeviceID, map[string]any{
-				"problem": "state differs from the desired state of this version", "state": r.State, "version": r.Version, "desired_state": d.desired}); err != nil {
-				return err
-			}
-		} else if err := tx.confirmCommand(ctx, r, d.buildingID, label); err != nil {
-			return err
+			return tx.auditAs(ctx, 0, label, "device.bad_report", d.buildingID, "device", r.DeviceID, map[string]any{
+				"problem": "state differs from the desired state of this version", "state": r.State, "version": r.Version, "desired_state": d.desired})
 		}
+		return tx.confirmCommand(ctx, r, d.buildingID, label)
 	}
-	return tx.Commit()
+	return nil
 }
 
 // confirmCommand marks the command of the reported version confirmed, once.
 func (tx *Tx) confirmCommand(ctx context.Context, r doorledger.ReportedState, buildingID int64, label string) error {
 	var id int64
 	var requested string
-	err := tx.QueryRowContext(ctx, `UPDATE commands SET status = 'confirmed', confirmed_at = ?
-		WHERE device_id = ? AND version = ? AND status IN ('pending', 'sent', 'not_confirmed') RETURNING id, requested_at`,
-		formatTime(tx.now), r.DeviceID, r.Version).Scan(&id, &requested)
+	err := tx.queryRowPrepared(ctx, confirmCommandSQL, formatTime(tx.now), r.DeviceID, r.Version).Scan(&id, &requested)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil // confirmed already
 	} else if err != nil {
@@ -729,7 +942,7 @@ func (s *DeviceService) DeviceSeen(ctx context.Context, deviceID int64, at time.
 		at = s.db.Now()
 	}
 	t := formatTime(at)
-	_, err := s.db.write.ExecContext(ctx, `UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`, t, deviceID, t)
+	_, err := s.db.write.ExecContext(ctx, deviceSeenSQL, t, deviceID, t)
 	if err == nil || !strings.Contains(err.Error(), enableRefused) {
 		return err
 	}
@@ -742,7 +955,7 @@ func (s *DeviceService) DeviceSeen(ctx context.Context, deviceID int64, at time.
 	if _, err := tx.disableIfConsentEnded(ctx, deviceID); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`, t, deviceID, t); err != nil {
+	if _, err := tx.ExecContext(ctx, deviceSeenSQL, t, deviceID, t); err != nil {
 		return fmt.Errorf("device %d seen: %w", deviceID, err)
 	}
 	return tx.Commit()
@@ -775,31 +988,6 @@ func scanDesired(rows *sql.Rows) ([]doorledger.DesiredState, error) {
 	return list, rows.Err()
 }
 
-// MarkSent records one delivery attempt of a command. On success the command
-// is sent (a pending one becomes "sent"; a not-confirmed one stays so while it
-// is retried, so that the time-out does not report it again); on failure the
-// error is kept for the manager to see. ENOTFOUND for an unknown command.
-func (s *DeviceService) MarkSent(ctx context.Context, commandID int64, sendErr error) error {
-	var res sql.Result
-	var err error
-	if sendErr == nil {
-		res, err = s.db.write.ExecContext(ctx, `UPDATE commands SET attempts = attempts + 1, sent_at = ?, last_error = '',
-			status = CASE status WHEN 'pending' THEN 'sent' ELSE status END WHERE id = ?`, formatTime(s.db.Now()), commandID)
-	} else {
-		msg := sendErr.Error()
-		if len(msg) > 500 {
-			msg = msg[:500]
-		}
-		res, err = s.db.write.ExecContext(ctx, `UPDATE commands SET attempts = attempts + 1, last_error = ? WHERE id = ?`, msg, commandID)
-	}
-	if err != nil {
-		return fmt.Errorf("mark command %d sent: %w", commandID, err)
-	} else if n, _ := res.RowsAffected(); n == 0 {
-		return doorledger.Errorf(doorledger.ENOTFOUND, "Command not found.")
-	}
-	return nil
-}
-
 // ExpireUnconfirmed marks the commands still pending or sent more than timeout
 // after they were requested as not confirmed, audits each and alerts the
 // building's managers once per command. It returns the desired states of every
@@ -808,12 +996,34 @@ func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Dura
 	if timeout <= 0 {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The time-out must be positive.")
 	}
-	sysctx := doorledger.NewSystemContext(ctx, "system")
+	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
+		return nil, err
+	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
+	// Delivery records still held are written first, as they happened first.
+	marks := s.sent.take(0)
+	err = tx.writeSent(ctx, marks)
+	var retries []doorledger.DesiredState
+	if err == nil {
+		retries, err = tx.expireUnconfirmed(ctx, timeout)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		s.sent.restore(marks)
+		return nil, err
+	}
+	return retries, nil
+}
+
+// expireUnconfirmed is ExpireUnconfirmed's work in tx, without the commit.
+func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]doorledger.DesiredState, error) {
+	sysctx := doorledger.NewSystemContext(ctx, "system")
 	type expired struct {
 		id, deviceID, buildingID, version int64
 		state                             doorledger.DeviceState
@@ -869,33 +1079,7 @@ func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Dura
 	if err != nil {
 		return nil, err
 	}
-	retries, err := scanDesired(rows)
-	if err != nil {
-		return nil, err
-	}
-	return retries, tx.Commit()
-}
-
-// MarkSentMany records that the transport took these commands, in one
-// transaction (a lockdown pushes hundreds at once).
-func (s *DeviceService) MarkSentMany(ctx context.Context, commandIDs []int64) error {
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE commands SET attempts = attempts + 1, sent_at = ?, last_error = '',
-		status = CASE status WHEN 'pending' THEN 'sent' ELSE status END WHERE id = ?`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, id := range commandIDs {
-		if _, err := stmt.ExecContext(ctx, formatTime(tx.now), id); err != nil {
-			return fmt.Errorf("mark command %d sent: %w", id, err)
-		}
-	}
-	return tx.Commit()
+	return scanDesired(rows)
 }
 
 // BrokerCredential is a device's credential in an external broker's format.

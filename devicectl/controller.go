@@ -14,8 +14,14 @@ import (
 type Store interface {
 	// PendingDesired returns every device's current desired state, to re-publish at start.
 	PendingDesired(ctx context.Context) ([]doorledger.DesiredState, error)
-	// MarkSentMany records that the transport took these commands.
-	MarkSentMany(ctx context.Context, commandIDs []int64) error
+	// MarkSentMany records that the transport took the commands of these
+	// desired states, now. It may hold the records briefly and write them with
+	// the device's next report (db.DeviceService does), so that recording
+	// "sent" never delays the device's confirmation.
+	MarkSentMany(ctx context.Context, sent []doorledger.DesiredState) error
+	// FlushSent writes the delivery records still held; called when the
+	// controller stops.
+	FlushSent(ctx context.Context) error
 	// MarkSent records one attempt; with sendErr the failure is kept on the command.
 	MarkSent(ctx context.Context, commandID int64, sendErr error) error
 	// ExpireUnconfirmed marks commands unconfirmed past timeout (alerting the
@@ -40,8 +46,6 @@ type Controller struct {
 	// Workers push in parallel (default 8): a lockdown of hundreds of devices
 	// must not wait on one slow publish.
 	Workers int
-	// OnPushed, if set, is told which devices were just pushed (to wake live pages).
-	OnPushed func(deviceIDs []int64)
 
 	mu      sync.Mutex
 	queue   []doorledger.DesiredState
@@ -98,6 +102,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := c.Store.FlushSent(fctx); err != nil {
+				c.Logger.Error("record pushed commands", "err", err)
+			}
 			return nil
 		case <-c.wake:
 			c.mu.Lock()
@@ -127,54 +136,54 @@ func (c *Controller) Started() <-chan struct{} {
 	return c.started
 }
 
-// push publishes states with a few workers and records the outcome: the sent
-// ones in one transaction, each failure on its own command.
+// push publishes states with a few workers (one state: on this goroutine)
+// and records the outcome: the sent ones together, each failure on its own
+// command.
 func (c *Controller) push(ctx context.Context, states []doorledger.DesiredState, record bool) {
 	if len(states) == 0 {
 		return
 	}
-	jobs := make(chan doorledger.DesiredState)
 	var mu sync.Mutex
-	var sent []int64
-	var wg sync.WaitGroup
-	for i := 0; i < min(c.Workers, len(states)); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range jobs {
-				err := c.Transport.Push(ctx, d)
-				if err != nil {
-					c.Logger.Warn("push desired state", "device", d.DeviceID, "version", d.Version, "err", err)
-					if record && d.CommandID != 0 {
-						if merr := c.Store.MarkSent(ctx, d.CommandID, err); merr != nil && ctx.Err() == nil {
-							c.Logger.Error("record failed push", "command", d.CommandID, "err", merr)
-						}
-					}
-					continue
+	var sent []doorledger.DesiredState
+	pushOne := func(d doorledger.DesiredState) {
+		if err := c.Transport.Push(ctx, d); err != nil {
+			c.Logger.Warn("push desired state", "device", d.DeviceID, "version", d.Version, "err", err)
+			if record && d.CommandID != 0 {
+				if merr := c.Store.MarkSent(ctx, d.CommandID, err); merr != nil && ctx.Err() == nil {
+					c.Logger.Error("record failed push", "command", d.CommandID, "err", merr)
 				}
-				mu.Lock()
-				if d.CommandID != 0 {
-					sent = append(sent, d.CommandID)
-				}
-				mu.Unlock()
 			}
-		}()
+			return
+		}
+		if d.CommandID != 0 {
+			mu.Lock()
+			sent = append(sent, d)
+			mu.Unlock()
+		}
 	}
-	for _, d := range states {
-		jobs <- d
+	if len(states) == 1 {
+		pushOne(states[0])
+	} else {
+		jobs := make(chan doorledger.DesiredState)
+		var wg sync.WaitGroup
+		for i := 0; i < min(c.Workers, len(states)); i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range jobs {
+					pushOne(d)
+				}
+			}()
+		}
+		for _, d := range states {
+			jobs <- d
+		}
+		close(jobs)
+		wg.Wait()
 	}
-	close(jobs)
-	wg.Wait()
 	if record && len(sent) > 0 {
 		if err := c.Store.MarkSentMany(ctx, sent); err != nil && ctx.Err() == nil {
 			c.Logger.Error("record pushed commands", "count", len(sent), "err", err)
 		}
-	}
-	if c.OnPushed != nil {
-		ids := make([]int64, len(states))
-		for i, d := range states {
-			ids[i] = d.DeviceID
-		}
-		c.OnPushed(ids)
 	}
 }

@@ -90,12 +90,13 @@ func (s *Server) handleSetState(devices doorledger.DeviceService, state doorledg
 			return err
 		}
 		if c.Request().Header.Get("HX-Request") != "" {
-			v, err := s.deviceView(c, devices, s.cfg.Buildings)
+			// htmx swaps only the buttons; the state beside them is the
+			// stream's, which the commit's hook has woken ("pending").
+			d, err := devices.FindDeviceByID(c.Request().Context(), id)
 			if err != nil {
 				return err
 			}
-			s.hub.Notify(DeviceKey(id)) // the stream shows "pending" at once
-			return render(c, http.StatusOK, views.DeviceActions(s.page(c, "", "buildings"), v))
+			return render(c, http.StatusOK, views.DeviceActions(s.page(c, "", "buildings"), views.DeviceView{Device: d, CanManage: true}))
 		}
 		msg := "Revoked: the device is told to disable. This page shows when it confirms."
 		if state == doorledger.StateEnabled {
@@ -220,7 +221,7 @@ func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devi
 		if _, err := buildings.FindBuildingByID(c.Request().Context(), id); err != nil {
 			return err
 		}
-		return s.stream(c, "progress", []string{DevicesKey}, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})
@@ -302,7 +303,7 @@ func (s *Server) handleDevicesEvents(devices doorledger.DeviceService) echo.Hand
 		if err != nil {
 			return err
 		}
-		return s.stream(c, "progress", []string{DevicesKey}, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, f, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})

@@ -76,9 +76,22 @@ const (
 	streamMax  = 10 * time.Minute
 )
 
+// listStreamGap is the least time between two renders of a stream that shows
+// many devices. Every report of any device wakes those streams, and each
+// render re-reads all their devices: during a lockdown of 500 devices the
+// lockdown page's stream rendered 30–70 times and was 43% of the CPU
+// (docs/benchmarks.md, issue 4), slowing the reports it was showing. Wake-ups
+// within the gap are folded into one render at its end.
+const listStreamGap = 200 * time.Millisecond
+
 // stream serves server-sent events: each time the rendered fragment changes it
 // is sent as event name, until the client leaves or render says done.
 func (s *Server) stream(c echo.Context, event string, keys []string, render func(ctx context.Context) (templ.Component, bool, error)) error {
+	return s.streamEvery(c, event, keys, 0, render)
+}
+
+// streamEvery is stream with at least gap between two renders.
+func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap time.Duration, render func(ctx context.Context) (templ.Component, bool, error)) error {
 	w := c.Response()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -91,7 +104,22 @@ func (s *Server) stream(c echo.Context, event string, keys []string, render func
 	tick := time.NewTicker(streamTick)
 	defer tick.Stop()
 	var last string
+	var rendered time.Time
 	for {
+		if wait := gap - time.Since(rendered); gap > 0 && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		select { // this render covers every wake-up so far
+		case <-wake:
+		default:
+		}
+		rendered = time.Now()
 		comp, done, err := render(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
