@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -404,6 +405,217 @@ func TestReportGather(t *testing.T) {
 	wantCode(t, "unknown report", w.reports.GatherReport(gen(), "AR-none", func(*doorledger.AuditReport) error { return nil }), doorledger.ENOTFOUND)
 }
 
+// TestReportGatherAcknowledgements checks that the report's events carry
+// their acknowledgements as the snapshot holds them: one given before the
+// report started is in both walks, one given while it is being printed is in
+// neither, so the PDF's two passes agree.
+func TestReportGatherAcknowledgements(t *testing.T) {
+	w := newReportWorld(t, "Europe/Zurich")
+	zurich := mustLoc(t, "Europe/Zurich")
+	from := day(*w.now, zurich, -3)
+	start, _ := time.ParseInLocation("2006-01-02", from, zurich)
+	ids := w.unlocksAt(t, w.A, start.Add(time.Hour), start.Add(2*time.Hour), start.Add(3*time.Hour)) // unknown_device: anomalous
+	first, second := w.eventID(t, w.A, ids[0]), w.eventID(t, w.A, ids[1])
+	const note = "Курьер: ложная тревога · Ο τεχνικός αφαίρεσε τη συσκευή"
+	acked, err := w.svc.AcknowledgeAnomaly(uctx(w.mgrA), first, "  "+note+" ")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := w.request(t, w.mgrA, w.A, doorledger.ReportPDF, from, day(*w.now, zurich, 0))
+	w.claim(t, r.ID)
+	type ack struct {
+		at       time.Time
+		by, note string
+	}
+	walk := func(rep *doorledger.AuditReport) map[string]ack {
+		got := map[string]ack{}
+		if err := rep.Events(func(e *doorledger.UnlockEvent) error {
+			got[e.EventID] = ack{e.AcknowledgedAt, e.AcknowledgedBy, e.AckNote}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want := map[string]ack{ids[0]: {acked.AcknowledgedAt, w.mgrA.Email, note}, ids[1]: {}, ids[2]: {}}
+	if err := w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+		got := walk(rep)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("first walk %+v, want %+v", got, want)
+		}
+		if acked.AcknowledgedAt.IsZero() || acked.AcknowledgedAt.Location() != time.UTC {
+			t.Errorf("acknowledged at %v, want a UTC time", acked.AcknowledgedAt)
+		}
+		// Acknowledged while the report is printed: not in this report.
+		if _, err := w.svc.AcknowledgeAnomaly(uctx(w.mgrA), second, "later"); err != nil {
+			t.Fatal(err)
+		}
+		if again := walk(rep); !reflect.DeepEqual(again, want) {
+			t.Errorf("second walk %+v, want %+v as the first", again, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The next report has it.
+	if err := w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+		if got := walk(rep)[ids[1]]; got.note != "later" || got.by != w.mgrA.Email || got.at.IsZero() {
+			t.Errorf("fresh gather: %s acknowledged as %+v", ids[1], got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReportEventsAsHistory checks that a report's events, from the
+// database and then from the copy later walks replay, are exactly History's:
+// acknowledged or not, written by the services or around them (a separator
+// inside a text or a note).
+func TestReportEventsAsHistory(t *testing.T) {
+	for _, kept := range []int{doorledger.MaxReportEvents, 3} {
+		t.Run(fmt.Sprintf("kept%d", kept), func(t *testing.T) {
+			defer db.SetMaxKeptEvents(kept)()
+			w := newReportWorld(t, "Asia/Kolkata")
+			kolkata := mustLoc(t, "Asia/Kolkata")
+			from, to := day(*w.now, kolkata, -5), day(*w.now, kolkata, 0)
+			start, _ := time.ParseInLocation("2006-01-02", from, kolkata)
+			dev, _ := w.consentedDevice(t)
+			w.record(t, unlockEv(dev, "fine", start.Add(time.Hour), doorledger.UnlockGranted),
+				unlockEv(dev, "no", start.Add(2*time.Hour), doorledger.UnlockDenied))
+			ids := w.unlocksAt(t, w.A, start.Add(3*time.Hour), start.Add(3*time.Hour), start.Add(4*time.Hour+123456*time.Microsecond), start.Add(5*time.Hour))
+			if _, err := w.svc.AcknowledgeAnomalies(uctx(w.mgrA), w.A, []int64{w.eventID(t, w.A, ids[0]), w.eventID(t, w.A, ids[2])}, "Ζ: gate fixed"); err != nil {
+				t.Fatal(err)
+			}
+			// Around the services: separators in the texts and the note.
+			odd := w.exec(t, `INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
+				VALUES (?, 'relay`+"\x1f"+`9', 'raw`+"\x1f"+`1', ?, ?, 'keypad', 'a`+"\x1f"+`b', 'granted', 5, 'csv')`,
+				w.A, db.FormatTime(start.Add(6*time.Hour)), db.FormatTime(*w.now))
+			w.exec(t, `INSERT INTO anomaly_acks (event_id, building_id, acked_at, actor, note) VALUES (?, ?, ?, 'sql', 'x`+"\x1f"+`y')`,
+				odd, w.A, db.FormatTime(*w.now))
+			w.unlocksAt(t, w.B, start.Add(time.Hour)) // another building's
+
+			page, err := w.svc.History(uctx(w.mgrA), doorledger.UnlockFilter{BuildingID: w.A, From: from, To: to, Limit: 500})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Clone(page.Events)
+			slices.Reverse(want)
+			if len(want) != 7 || !want[6].Acknowledged() || !strings.Contains(want[6].ActorRef, "\x1f") || !strings.Contains(want[6].AckNote, "\x1f") {
+				t.Fatalf("history %d events, the last %+v", len(want), want[len(want)-1])
+			}
+			r := w.request(t, w.mgrA, w.A, doorledger.ReportCSV, from, to)
+			w.claim(t, r.ID)
+			if err := w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+				for walk := 1; walk <= 3; walk++ {
+					i := 0
+					if err := rep.Events(func(e *doorledger.UnlockEvent) error {
+						if i >= len(want) {
+							t.Fatalf("walk %d: more than %d events", walk, len(want))
+						}
+						if !reflect.DeepEqual(e, want[i]) {
+							t.Errorf("walk %d, event %d:\n got %+v\nwant %+v", walk, i, e, want[i])
+						}
+						i++
+						return nil
+					}); err != nil {
+						t.Fatal(err)
+					}
+					if i != len(want) {
+						t.Errorf("walk %d: %d events, want %d", walk, i, len(want))
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestReportEventsStopEarly checks that a first walk stopped by yield, by an
+// error or a panic, keeps no partial copy: the next walks read every event.
+func TestReportEventsStopEarly(t *testing.T) {
+	w := newReportWorld(t, "UTC")
+	from := day(*w.now, time.UTC, -1)
+	start, _ := time.ParseInLocation("2006-01-02", from, time.UTC)
+	var times []time.Time
+	for i := range 700 {
+		times = append(times, start.Add(time.Duration(i)*time.Minute))
+	}
+	w.unlocksAt(t, w.A, times...)
+	r := w.request(t, w.mgrA, w.A, doorledger.ReportPDF, from, day(*w.now, time.UTC, 0))
+	w.claim(t, r.ID)
+	count := func(rep *doorledger.AuditReport) int {
+		n := 0
+		if err := rep.Events(func(*doorledger.UnlockEvent) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	stop := fmt.Errorf("stop")
+	if err := w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+		n := 0
+		if err := rep.Events(func(*doorledger.UnlockEvent) error { n++; return stop }); err != stop || n != 1 {
+			t.Errorf("stopped walk: %v after %d", err, n)
+		}
+		for walk := 2; walk <= 3; walk++ {
+			if n := count(rep); n != 700 {
+				t.Errorf("walk %d: %d events, want 700", walk, n)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Errorf("recovered %v, want the panic", v)
+			}
+		}()
+		w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+			n := 0
+			return rep.Events(func(*doorledger.UnlockEvent) error {
+				if n++; n == 300 {
+					panic("boom")
+				}
+				return nil
+			})
+		})
+	}()
+	if err := w.reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+		if n := count(rep); n != 700 {
+			t.Errorf("after a panic: %d events, want 700", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzReportTime checks the report's time parser against parseTime: the
+// same instant, the same representation, whatever the text.
+func FuzzReportTime(f *testing.F) {
+	for _, s := range []string{"2026-11-22T09:30:00.123456Z", "0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z",
+		"2024-02-29T12:00:00.000000Z", "2026-02-29T12:00:00.000000Z", "2026-13-01T00:00:00.000000Z", "2026-11-22T24:00:00.000000Z",
+		"2026-11-22T09:30:60.000000Z", "2026-11-22T09:30:00Z", "2026-11-22T09:30:00.12345+Z", "", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := db.ParseDBTime(s), db.ParseTime(s); got != want {
+			t.Errorf("%q: %#v, parseTime %#v", s, got, want)
+		}
+		if u, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			s = db.FormatTime(u)
+			if got, want := db.ParseDBTime(s), db.ParseTime(s); got != want {
+				t.Errorf("%q: %#v, parseTime %#v", s, got, want)
+			}
+		}
+	})
+}
+
 func TestReportLifecycle(t *testing.T) {
 	w := newReportWorld(t, "UTC")
 	today := day(*w.now, time.UTC, 0)
@@ -669,74 +881,4 @@ func TestReportMonthlyTooManyEvents(t *testing.T) {
 	if r, err := w.reports.NextReport(gen()); r != nil || err != nil {
 		t.Errorf("queue: %+v, %v", r, err)
 	}
-}
-
-// BenchmarkGatherReport: one GatherReport of a month holding
-// DOORLEDGER_BENCH_EVENTS unlock events (default 100k, the issue's report
-// benchmark) per iteration, walking Events twice as the PDF does (count, then
-// print), against the floor of the same rows read by one plain query on the
-// read pool, in the same run.
-func BenchmarkGatherReport(b *testing.B) {
-	n := benchEvents(b, 100_000)
-	w, devs := benchHistoryWorld(b, 0) // its people and 20 devices; the events are this month's
-	logs := db.NewLogService(w.d, mustLogKey(b))
-	reports := db.NewReportService(w.d, logs, "https://portal.test")
-	now := *w.now
-	rawInsert(b, w, n, func(i int) (doorledger.UnlockEvent, int64) {
-		at := now.Add(-time.Duration(int64(25*24*time.Hour) / int64(n) * int64(i)))
-		return doorledger.UnlockEvent{DeviceID: devs[i%len(devs)], EventID: fmt.Sprintf("g-%d", i), OccurredAt: at, ReceivedAt: at,
-			Method: doorledger.MethodCourierApp, ActorRef: fmt.Sprintf("pkg-%d", i), Result: doorledger.UnlockGranted, Source: doorledger.SourceMQTT}, w.A
-	})
-	if _, err := w.d.Writer().Exec(`ANALYZE`); err != nil {
-		b.Fatal(err)
-	}
-	ny := mustLoc(b, "America/New_York")
-	r, err := reports.RequestReport(uctx(w.mgrA), doorledger.ReportRequest{BuildingID: w.A, Format: doorledger.ReportPDF,
-		From: day(now, ny, -27), To: day(now, ny, 0)})
-	if err != nil || r.Total != int64(n) {
-		b.Fatalf("request: %+v, %v", r, err)
-	}
-	// The sequencer runs every second in the portal: the log is caught up
-	// when a report is gathered, not 100k entries behind.
-	if _, err := logs.SignHead(sys()); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("gather", func(b *testing.B) {
-		for b.Loop() {
-			if err := reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
-				for pass := 0; pass < 2; pass++ {
-					seen := 0
-					if err := rep.Events(func(*doorledger.UnlockEvent) error { seen++; return nil }); err != nil || seen != n {
-						b.Fatalf("pass %d: %d events, %v", pass, seen, err)
-					}
-				}
-				return nil
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(2*n), "ns/event")
-	})
-	b.Run("floor", func(b *testing.B) {
-		for b.Loop() {
-			for pass := 0; pass < 2; pass++ {
-				rows, err := w.d.Reader().Query(`SELECT id, occurred_at, event_id, actor_ref FROM unlock_events WHERE building_id = ? ORDER BY occurred_at, id`, w.A)
-				if err != nil {
-					b.Fatal(err)
-				}
-				seen := 0
-				for rows.Next() {
-					var id int64
-					var at, ev, actor string
-					rows.Scan(&id, &at, &ev, &actor)
-					seen++
-				}
-				rows.Close()
-				if seen != n {
-					b.Fatalf("floor: %d events", seen)
-				}
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(2*n), "ns/event")
-	})
 }
