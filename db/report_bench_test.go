@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,15 +35,18 @@ import (
 //   - as-history, as-history-1walk: the way GatherReport read before, two
 //     walks of History's 15 columns scanned by scanUnlock, and one;
 //   - floor-ids: one walk of the ids alone (an index-only scan);
-//   - gather-1walk+covering-index, +mmap-256M, +cache-64M: the levers
-//     that change the database rather than the code, each applied for its
-//     sub-benchmark only (an index holding every column the scan reads, in
+//   - covering-index, mmap-256M, cache-64M: the levers that change the
+//     database rather than the code, each as pairs of one walk without it
+//     and one with it (an index holding every column the scan reads, in
 //     place of unlock_events_building; PRAGMA mmap_size or cache_size on
-//     every read connection).
+//     every read connection), one pair an iteration, reporting both and
+//     the median ratio with/without; covering-index-writes, what that
+//     index costs: the database's size after VACUUM and writing events
+//     (5,000 of another building, 1,000 a transaction), in pairs too.
 //
 // Each reports ns/event and cpu-ns/event (the process's user+system CPU
 // time, which other load on the machine inflates less than wall time),
-// per event of the report. gather-1walk runs again last, to show the drift.
+// per event of the report.
 //
 //	go test ./db -run '^$' -bench ReportEvents -benchtime 5x -count 3
 func BenchmarkReportEvents(b *testing.B) {
@@ -157,29 +161,124 @@ func BenchmarkReportEvents(b *testing.B) {
 		}
 	}))
 
+	// Each lever against the walk without it, in pairs (without, then with,
+	// then undone), as many pairs as iterations: the machine's load drifts
+	// within a run. Each reports both walks' ns/event and cpu-ns/event and
+	// the median over the pairs of with/without (wall, and CPU).
+	oneWalk := func(b *testing.B) (wall, cpu time.Duration) {
+		t, c := time.Now(), processCPU()
+		if err := reports.GatherReport(gen(), r.ID, func(rep *doorledger.AuditReport) error {
+			seen := 0
+			err := rep.Events(func(*doorledger.UnlockEvent) error { seen++; return nil })
+			if err == nil && seen != n {
+				err = fmt.Errorf("%d events", seen)
+			}
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t), processCPU() - c
+	}
+	lever := func(name string, on, off func()) {
+		b.Run(name, func(b *testing.B) {
+			var sum [2][2]time.Duration // [without, with][wall, cpu]
+			var ratios [2][]float64     // [wall, cpu]
+			for b.Loop() {
+				w0, c0 := oneWalk(b)
+				on()
+				w1, c1 := oneWalk(b)
+				off()
+				sum[0][0], sum[0][1], sum[1][0], sum[1][1] = sum[0][0]+w0, sum[0][1]+c0, sum[1][0]+w1, sum[1][1]+c1
+				ratios[0] = append(ratios[0], float64(w1)/float64(w0))
+				ratios[1] = append(ratios[1], float64(c1)/float64(c0))
+			}
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / float64(n) }
+			b.ReportMetric(per(sum[0][0]), "without-ns/event")
+			b.ReportMetric(per(sum[1][0]), "with-ns/event")
+			b.ReportMetric(per(sum[0][1]), "without-cpu-ns/event")
+			b.ReportMetric(per(sum[1][1]), "with-cpu-ns/event")
+			b.ReportMetric(median(ratios[0]), "with/without")
+			b.ReportMetric(median(ratios[1]), "with/without-cpu")
+		})
+	}
 	// The covering index replaces unlock_events_building (its first columns
 	// are that index's): beside it, the planner keeps the narrower one.
-	w.exec(b, `DROP INDEX unlock_events_building`)
-	w.exec(b, `CREATE INDEX bench_unlock_events_report ON unlock_events (building_id, occurred_at, id,
-		device_id, anomalies, received_at, device_ref, event_id, method, actor_ref, result, source)`)
-	w.exec(b, `ANALYZE`)
-	freshReaders(w.d)
-	if plan := reportPlan(b, w.d, w.A); !strings.Contains(plan, "COVERING INDEX bench_unlock_events_report") {
-		b.Fatalf("the planner does not use the covering index: %s", plan)
+	covering := func() {
+		w.exec(b, `DROP INDEX unlock_events_building`)
+		w.exec(b, `CREATE INDEX bench_unlock_events_report ON unlock_events (building_id, occurred_at, id,
+			device_id, anomalies, received_at, device_ref, event_id, method, actor_ref, result, source)`)
+		w.exec(b, `ANALYZE`)
+		freshReaders(w.d)
+		if plan := reportPlan(b, w.d, w.A); !strings.Contains(plan, "COVERING INDEX bench_unlock_events_report") {
+			b.Fatalf("the planner does not use the covering index: %s", plan)
+		}
 	}
-	b.Run("gather-1walk+covering-index", gather(1))
-	w.exec(b, `DROP INDEX bench_unlock_events_report`)
-	w.exec(b, `CREATE INDEX unlock_events_building ON unlock_events (building_id, occurred_at, id)`)
-	w.exec(b, `ANALYZE`)
-	freshReaders(w.d)
+	narrow := func() {
+		w.exec(b, `DROP INDEX bench_unlock_events_report`)
+		w.exec(b, `CREATE INDEX unlock_events_building ON unlock_events (building_id, occurred_at, id)`)
+		w.exec(b, `ANALYZE`)
+		freshReaders(w.d)
+	}
+	lever("covering-index", covering, narrow)
+	lever("mmap-256M", func() { readersPragma(b, w.d, "mmap_size = 268435456") }, func() { readersPragma(b, w.d, "mmap_size = 0") })
+	lever("cache-64M", func() { readersPragma(b, w.d, "cache_size = -65536") }, func() { readersPragma(b, w.d, "cache_size = -2000") })
 
-	readersPragma(b, w.d, "mmap_size = 268435456")
-	b.Run("gather-1walk+mmap-256M", gather(1))
-	readersPragma(b, w.d, "mmap_size = 0")
-	readersPragma(b, w.d, "cache_size = -65536")
-	b.Run("gather-1walk+cache-64M", gather(1))
-	readersPragma(b, w.d, "cache_size = -2000")
-	b.Run("gather-1walk-again", gather(1))
+	// What the covering index costs: the database's size, and writing
+	// events (building B's, 1,000 a transaction) without and with it, in
+	// pairs as above.
+	size := func() float64 {
+		var pages, pageSize int64
+		w.d.Reader().QueryRow(`PRAGMA page_count`).Scan(&pages)
+		w.d.Reader().QueryRow(`PRAGMA page_size`).Scan(&pageSize)
+		return float64(pages*pageSize) / 1e6
+	}
+	b.Run("covering-index-writes", func(b *testing.B) {
+		const rows = 5_000
+		inserted := 0
+		insert := func() time.Duration {
+			at := now.Add(-time.Hour)
+			t := time.Now()
+			rawInsert(b, w, rows, func(i int) (doorledger.UnlockEvent, int64) {
+				inserted++
+				return doorledger.UnlockEvent{DeviceID: devB, EventID: "w-" + strconv.Itoa(inserted), OccurredAt: at, ReceivedAt: at,
+					Method: doorledger.MethodCourierApp, ActorRef: fmt.Sprintf("AMZ-%08d", inserted), Result: doorledger.UnlockGranted, Source: doorledger.SourceMQTT}, w.B
+			})
+			return time.Since(t)
+		}
+		w.exec(b, `VACUUM`)
+		sizeWithout := size()
+		covering()
+		w.exec(b, `VACUUM`)
+		sizeWith := size()
+		narrow()
+		var sum [2]time.Duration
+		var ratios []float64
+		for b.Loop() {
+			t0 := insert()
+			covering()
+			t1 := insert()
+			narrow()
+			sum[0], sum[1] = sum[0]+t0, sum[1]+t1
+			ratios = append(ratios, float64(t1)/float64(t0))
+		}
+		b.ReportMetric(float64(sum[0].Nanoseconds())/float64(b.N*rows), "without-ns/row")
+		b.ReportMetric(float64(sum[1].Nanoseconds())/float64(b.N*rows), "with-ns/row")
+		b.ReportMetric(median(ratios), "with/without")
+		b.ReportMetric(sizeWithout, "without-db-MB")
+		b.ReportMetric(sizeWith, "with-db-MB")
+	})
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // reportPlan is SQLite's plan of the report's event scan.
