@@ -387,11 +387,40 @@ type ingestBuilding struct {
 	alertBoard  bool
 }
 
-// burstCheck is a building's burst pre-check within one group.
+// burstCheck is a building's burst check within one group.
 type burstCheck struct {
-	dense      bool // the group's granted unlocks may make a burst: count each
-	minT, maxT time.Time
-	granted    int
+	mode       burstMode
+	minT, maxT time.Time // of the group's events checked
+	// burstMemory: the occurrence times (Unix µs, sorted) of the building's
+	// granted unlocks recorded in (minT - window, maxT], the group's own
+	// added as they are recorded.
+	times []int64
+}
+
+type burstMode int
+
+const (
+	burstNone   burstMode = iota // no event of the group can be a burst
+	burstMemory                  // count each event's window in times
+	burstQuery                   // count each event's window in the database
+)
+
+// burstMemoryMax bounds the times a burst check keeps in memory; past it, or
+// past 64 times the events checked, each event is counted in the database. A
+// variable for tests.
+var burstMemoryMax = 50000
+
+// count returns how many of the times fall in (t - window, t].
+func (bc *burstCheck) count(t, window int64) int {
+	lo, _ := slices.BinarySearch(bc.times, t-window+1)
+	hi, _ := slices.BinarySearch(bc.times, t+1)
+	return hi - lo
+}
+
+// add records a granted unlock's time.
+func (bc *burstCheck) add(t int64) {
+	i, _ := slices.BinarySearch(bc.times, t)
+	bc.times = slices.Insert(bc.times, i, t)
 }
 
 type refKey struct {
@@ -505,6 +534,8 @@ const (
 	// run (measured: 2-3x the cost); the window of a burst is small anyway.
 	countGrantedSQL = `SELECT COUNT(*) FROM unlock_events
 		WHERE building_id = ?1 AND occurred_at > ?2 AND occurred_at <= ?3 AND result = 'granted'`
+	grantedTimesSQL = `SELECT occurred_at FROM unlock_events
+		WHERE building_id = ?1 AND occurred_at > ?2 AND occurred_at <= ?3 AND result = 'granted' ORDER BY occurred_at`
 )
 
 // prepare prepares the hot path's statements once per service, on the
@@ -514,7 +545,7 @@ func (s *UnlockService) prepare(ctx context.Context) error {
 		return nil
 	}
 	stmts := map[string]*sql.Stmt{}
-	for _, q := range []string{insertUnlockSQL, countGrantedSQL} {
+	for _, q := range []string{insertUnlockSQL, countGrantedSQL, grantedTimesSQL} {
 		st, err := s.db.write.PrepareContext(ctx, q)
 		if err != nil {
 			for _, st := range stmts {
@@ -619,10 +650,19 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 		refused[ri] = p.err()
 	}
 
-	// Burst detection without a query per event: if the building's granted
-	// unlocks already recorded around the group's, plus the group's own, cannot
-	// exceed the limit in any window, no event of the group is a burst. Live
-	// traffic arrives in the order it happens, so a group spans seconds.
+	// Burst detection without a query per event. An event of the group is a
+	// burst when the building's granted unlocks recorded before it in its
+	// window, plus itself, exceed the limit: at most the count recorded
+	// around the whole group (one query) plus the most of the group's own
+	// granted unlocks in any one window ending at an event checked. When that
+	// bound is within the limit, no event of the group is a burst (the usual
+	// case: live traffic arrives in the order it happens, a group spans
+	// seconds). Otherwise the times recorded around the group are read once,
+	// and each event's window is counted in memory as the group records its
+	// own; only when they are too many is each counted in the database. A
+	// vendor's batch or a device's backlog holds more than the limit, spread
+	// over hours: it costs one or two queries a building, not one an event.
+	times := map[int64]*burstTimes{}
 	for ri, r := range reqs {
 		if refused[ri] != nil {
 			continue
@@ -630,9 +670,20 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 		for i := range r.events {
 			ev := &r.events[i]
 			b := g.buildings[ev.BuildingID]
-			if b.burstN <= 0 || ev.Result != doorledger.UnlockGranted || clockSkewed(ev) {
+			if b.burstN <= 0 || ev.Result != doorledger.UnlockGranted {
 				continue
 			}
+			bt := times[b.id]
+			if bt == nil {
+				bt = &burstTimes{}
+				times[b.id] = bt
+			}
+			at := ev.OccurredAt.UnixMicro() // as stored: microseconds, truncated
+			bt.all = append(bt.all, at)     // a skewed event is not checked, but counted
+			if clockSkewed(ev) {
+				continue
+			}
+			bt.checked = append(bt.checked, at)
 			bc := g.bursts[b.id]
 			if bc == nil {
 				bc = &burstCheck{minT: ev.OccurredAt, maxT: ev.OccurredAt}
@@ -644,22 +695,50 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 			if ev.OccurredAt.After(bc.maxT) {
 				bc.maxT = ev.OccurredAt
 			}
-			bc.granted++
 		}
 	}
 	for id, bc := range g.bursts {
 		b := g.buildings[id]
-		if bc.granted > b.burstN {
-			bc.dense = true
-			continue
-		}
-		n, err := g.countGranted(b, bc.minT.Add(-b.burstWindow), bc.maxT)
+		from := bc.minT.Add(-b.burstWindow)
+		n, err := g.countGranted(b, from, bc.maxT)
 		if err != nil {
 			return nil, err
 		}
-		bc.dense = n+bc.granted > b.burstN
+		switch bt := times[id]; {
+		case n+bt.mostInWindow(b.burstWindow.Microseconds()) <= b.burstN:
+			bc.mode = burstNone
+		case n > burstMemoryMax || n > 64*len(bt.checked):
+			bc.mode = burstQuery // reading them all would cost more than a count each
+		default:
+			bc.mode = burstMemory
+			if bc.times, err = g.grantedTimes(b, from, bc.maxT, n); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return refused, nil
+}
+
+// burstTimes are the occurrence times (Unix µs) of a group's granted unlocks
+// in one building: all of them, and those checked for a burst.
+type burstTimes struct{ all, checked []int64 }
+
+// mostInWindow returns the most of all's times within [t-window, t] for a
+// checked time t (one µs wider than a burst's window (t-window, t]: a bound).
+func (bt *burstTimes) mostInWindow(window int64) int {
+	slices.Sort(bt.all)
+	slices.Sort(bt.checked)
+	most, lo, hi := 0, 0, 0
+	for _, t := range bt.checked {
+		for hi < len(bt.all) && bt.all[hi] <= t {
+			hi++
+		}
+		for lo < hi && bt.all[lo] < t-window {
+			lo++
+		}
+		most = max(most, hi-lo)
+	}
+	return most
 }
 
 // lookupRef finds the device a source named by its serial (any case) in a building.
@@ -700,6 +779,29 @@ func (g *ingestGroup) countGranted(b *ingestBuilding, from, to time.Time) (int, 
 	var n int
 	err = st.QueryRowContext(g.ctx, b.id, formatTime(from), formatTime(to)).Scan(&n)
 	return n, err
+}
+
+// grantedTimes reads the times (Unix µs, sorted) of the building's recorded
+// granted unlocks in (from, to], of which there are about n.
+func (g *ingestGroup) grantedTimes(b *ingestBuilding, from, to time.Time, n int) ([]int64, error) {
+	st, err := g.stmt(grantedTimesSQL)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(g.ctx, b.id, formatTime(from), formatTime(to))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	times := make([]int64, 0, n)
+	for rows.Next() {
+		var at string
+		if err := rows.Scan(&at); err != nil {
+			return nil, err
+		}
+		times = append(times, parseTime(at).UnixMicro())
+	}
+	return times, rows.Err()
 }
 
 func chunks(ids []int64, size int) [][]int64 {
@@ -841,6 +943,9 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 		}
 		res.Inserted++
 		ev.ID, _ = out.LastInsertId()
+		if bc := g.bursts[b.id]; bc != nil && bc.mode == burstMemory && ev.Result == doorledger.UnlockGranted {
+			bc.add(ev.OccurredAt.UnixMicro())
+		}
 		if flags == 0 {
 			continue
 		}
@@ -899,10 +1004,15 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 	if !b.hours.Allows(t, b.loc) {
 		flags |= bitOutsideHours
 	}
-	if bc := g.bursts[b.id]; bc != nil && bc.dense && flags&bitClockSkew == 0 {
-		n, err := g.countGranted(b, ev.OccurredAt.Add(-b.burstWindow), ev.OccurredAt)
-		if err != nil {
-			return 0, err
+	if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && flags&bitClockSkew == 0 {
+		n := 0
+		if bc.mode == burstMemory {
+			n = bc.count(ev.OccurredAt.UnixMicro(), b.burstWindow.Microseconds())
+		} else {
+			var err error
+			if n, err = g.countGranted(b, ev.OccurredAt.Add(-b.burstWindow), ev.OccurredAt); err != nil {
+				return 0, err
+			}
 		}
 		if n+1 > b.burstN {
 			flags |= bitBurst
