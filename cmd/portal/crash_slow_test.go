@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -617,23 +616,6 @@ func crashCopyCheck(t *testing.T, dataDir, dir string) (map[string]struct{}, str
 		t.Fatal(err)
 	}
 	return present, integrity
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // integrityCheck returns PRAGMA integrity_check's rows, "ok" when sound.
