@@ -30,7 +30,7 @@ var migrationFS embed.FS
 // reads through a pool of read-only connections that WAL lets run beside it.
 type DB struct {
 	write *sql.DB
-	read  *sql.DB
+	read  *readPool
 	Path  string
 
 	// Now is the clock, read once per transaction; tests fix it.
@@ -105,10 +105,12 @@ func (db *DB) Open() (err error) {
 		db.write.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if db.read, err = sql.Open("sqlite", dsn(db.Path, true)); err != nil {
+	read, err := sql.Open("sqlite", dsn(db.Path, true))
+	if err != nil {
 		db.write.Close()
 		return fmt.Errorf("open readers: %w", err)
 	}
+	db.read = &readPool{DB: read}
 	db.read.SetMaxOpenConns(8)
 	// Keep them all: opening one parses the schema again and loses the
 	// statements prepared on it (database/sql keeps only 2 idle by default).
@@ -207,7 +209,7 @@ func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
 }
 
 // Reader returns the read-only pool, for queries that need no transaction.
-func (db *DB) Reader() *sql.DB { return db.read }
+func (db *DB) Reader() *sql.DB { return db.read.DB }
 
 // Writer returns the write pool: for tests that go around the services to prove
 // the database itself refuses what the rules forbid.

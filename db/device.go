@@ -152,7 +152,7 @@ func cleanReason(reason string) (string, error) {
 }
 
 func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
-	return findDevice(ctx, readPool{s.db}, callerFrom(ctx), id, s.db.Now())
+	return findDevice(ctx, s.db.read, callerFrom(ctx), id, s.db.Now())
 }
 
 func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilter) ([]*doorledger.Device, error) {
@@ -167,7 +167,7 @@ func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilt
 		}
 	}
 	where, fargs := deviceFilterWhere(f)
-	rows, err := s.db.queryRead(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE `+scope+where+` ORDER BY d.building_id, d.id`, append(args, fargs...)...)
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE `+scope+where+` ORDER BY d.building_id, d.id`, append(args, fargs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 		return nil, err
 	}
 	if f.DeviceID != 0 {
-		if _, err := findDevice(ctx, readPool{s.db}, c, f.DeviceID, s.db.Now()); err != nil {
+		if _, err := findDevice(ctx, s.db.read, c, f.DeviceID, s.db.Now()); err != nil {
 			return nil, err
 		}
 		scope += ` AND cm.device_id = ?`
@@ -488,7 +488,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	rows, err := s.db.queryRead(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
 		WHERE `+scope+` ORDER BY cm.id DESC LIMIT ?`, append(args, f.Limit)...)
 	if err != nil {
 		return nil, err
@@ -540,7 +540,7 @@ func (s *DeviceService) CommandProgress(ctx context.Context, commandIDs []int64)
 func (s *DeviceService) AuthenticateDevice(ctx context.Context, deviceID int64, secret string) error {
 	var stored string
 	var retired bool
-	err := s.db.queryRowRead(ctx, `SELECT secret_hash, retired FROM devices WHERE id = ?`, deviceID).Scan(&stored, &retired)
+	err := s.db.read.QueryRowContext(ctx, `SELECT secret_hash, retired FROM devices WHERE id = ?`, deviceID).Scan(&stored, &retired)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("authenticate device %d: %w", deviceID, err)
 	}

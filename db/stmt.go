@@ -15,8 +15,9 @@ import (
 // prepared statement compiled, so the hot statements are prepared once per
 // connection and reused:
 //
-//   - reads, on the read pool, lazily: database/sql prepares a *sql.Stmt on
-//     each pooled connection the first time it runs there;
+//   - reads, every one on the read pool (readPool), lazily: database/sql
+//     prepares a *sql.Stmt on each pooled connection the first time it runs
+//     there;
 //   - writes, on the writer connection, before the transaction that uses them
 //     (prepareWrites): the writer's one connection is held by an open
 //     transaction, so a statement cannot be prepared on the pool from inside
@@ -27,49 +28,63 @@ import (
 // helper called from a path that did not prepare it, a failed prepare) runs as
 // plain SQL, with the same result.
 type stmtCache struct {
-	read  sync.Map // query → *sql.Stmt on the read pool
 	write sync.Map // query → *sql.Stmt on the writer
-	reads atomic.Int32
 }
 
 // maxReadStmts bounds the read statements kept: queries built from filters
 // come in a bounded number of shapes, but a bound keeps a mistake cheap.
-const maxReadStmts = 256
+const maxReadStmts = 512
 
-// readStmt returns query prepared on the read pool, or nil (run it unprepared).
-func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
-	if st, ok := db.stmts.read.Load(query); ok {
+// readPool is the read-only pool. Its QueryContext and QueryRowContext run
+// each query as a statement prepared on the pool, so every read (access
+// checks, the building, the session's user, history pages) is compiled once
+// per connection rather than on every call: compiling was 22% of a history
+// page's CPU (docs/benchmarks.md, issue 5). Transactions begun on it
+// (BeginTx) run their queries as given.
+type readPool struct {
+	*sql.DB
+	stmts sync.Map // query → *sql.Stmt
+	n     atomic.Int32
+}
+
+// stmt returns query prepared on the pool, or nil (run it unprepared).
+func (p *readPool) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := p.stmts.Load(query); ok {
 		return st.(*sql.Stmt)
 	}
-	if db.stmts.reads.Load() >= maxReadStmts {
+	if p.n.Load() >= maxReadStmts {
 		return nil
 	}
-	st, err := db.read.PrepareContext(context.WithoutCancel(ctx), query)
+	st, err := p.DB.PrepareContext(context.WithoutCancel(ctx), query)
 	if err != nil {
 		return nil
 	}
-	if prev, loaded := db.stmts.read.LoadOrStore(query, st); loaded {
+	if prev, loaded := p.stmts.LoadOrStore(query, st); loaded {
 		st.Close()
 		return prev.(*sql.Stmt)
 	}
-	db.stmts.reads.Add(1)
+	p.n.Add(1)
 	return st
 }
 
-// queryRowRead runs a one-row query on the read pool, prepared.
-func (db *DB) queryRowRead(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := db.readStmt(ctx, query); st != nil {
+// QueryRowContext runs a one-row query, prepared.
+func (p *readPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := p.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return db.read.QueryRowContext(ctx, query, args...)
+	return p.DB.QueryRowContext(ctx, query, args...)
 }
 
-// queryRead runs a query on the read pool, prepared.
-func (db *DB) queryRead(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := db.readStmt(ctx, query); st != nil {
+// QueryContext runs a query, prepared.
+func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := p.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return db.read.QueryContext(ctx, query, args...)
+	return p.DB.QueryContext(ctx, query, args...)
+}
+
+func (p *readPool) queryRowPrepared(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.QueryRowContext(ctx, query, args...)
 }
 
 // prepareWrites prepares queries on the writer connection, those not yet
@@ -120,11 +135,4 @@ func (tx *Tx) queryRowPrepared(ctx context.Context, query string, args ...any) *
 // read pool (readPool).
 type rowQuerier interface {
 	queryRowPrepared(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// readPool is the read pool as a rowQuerier.
-type readPool struct{ db *DB }
-
-func (r readPool) queryRowPrepared(ctx context.Context, query string, args ...any) *sql.Row {
-	return r.db.queryRowRead(ctx, query, args...)
 }

@@ -378,7 +378,7 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	var created, seen string
 	var u doorledger.User
 	var uCreated string
-	err := s.db.queryRowRead(ctx, `
+	err := s.db.read.QueryRowContext(ctx, `
 		SELECT s.user_id, s.created_at, s.last_seen_at, s.ip, s.user_agent,
 		       u.id, u.email, u.name, u.role, u.company, u.disabled, u.created_at
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, hash).

@@ -479,7 +479,7 @@ func (s *VendorService) DeviceRoute(ctx context.Context, deviceID int64) (doorle
 	var url, name sql.NullString
 	var sealed []byte
 	var retired sql.NullBool
-	err := s.db.queryRowRead(ctx, `SELECT d.vendor_integration_id, v.name, v.webhook_url, v.key_sealed, v.retired
+	err := s.db.read.QueryRowContext(ctx, `SELECT d.vendor_integration_id, v.name, v.webhook_url, v.key_sealed, v.retired
 		FROM devices d LEFT JOIN vendor_integrations v ON v.id = d.vendor_integration_id WHERE d.id = ?`, deviceID).
 		Scan(&vid, &name, &url, &sealed, &retired)
 	if err != nil {
