@@ -1383,8 +1383,10 @@ const exportPage = 2000
 
 // ExportCSV streams every event matching f to w as CSV, newest first, page by
 // page, so memory stays constant however many there are. The export is
-// audited first. Text that came from devices and starts like a spreadsheet
-// formula (= + - @) is prefixed with ' so that opening the file runs nothing.
+// audited first. Each anomalous event carries its acknowledgement, if any
+// (when, by whom, the manager's note). Text that came from devices or people
+// and starts like a spreadsheet formula (= + - @) is prefixed with ' so that
+// opening the file runs nothing.
 func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter, w io.Writer) (int64, error) {
 	c := callerFrom(ctx)
 	loc, err := checkUnlockRead(ctx, s.db.read, c, f.BuildingID)
@@ -1410,11 +1412,11 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 	bw := bufio.NewWriterSize(w, 64<<10)
 	cw := csv.NewWriter(bw)
 	if err := cw.Write([]string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id",
-		"method", "actor_ref", "result", "anomalies", "source"}); err != nil {
+		"method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note"}); err != nil {
 		return 0, err
 	}
 	var n int64
-	rec := make([]string, 11)
+	rec := make([]string, 14)
 	for {
 		query, args, _ := historyQuery(f, loc, exportPage)
 		rows, err := s.db.read.QueryContext(ctx, query, args...)
@@ -1438,6 +1440,10 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 			}
 			rec[4], rec[5], rec[6], rec[7] = safeCell(e.DeviceRef), safeCell(e.EventID), e.Method, safeCell(e.ActorRef)
 			rec[8], rec[9], rec[10] = string(e.Result), strings.Join(e.Anomalies, " "), e.Source
+			rec[11], rec[12], rec[13] = "", safeCell(e.AcknowledgedBy), safeCell(e.AckNote)
+			if e.Acknowledged() {
+				rec[11] = e.AcknowledgedAt.UTC().Format(time.RFC3339Nano)
+			}
 			if err := cw.Write(rec); err != nil {
 				rows.Close()
 				return n, err

@@ -351,7 +351,7 @@ func TestUnlockCSVExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantHeader := []string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id", "method", "actor_ref", "result", "anomalies", "source"}
+	wantHeader := []string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id", "method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note"}
 	if !slices.Equal(records[0], wantHeader) {
 		t.Errorf("header %q, want %q", records[0], wantHeader)
 	}
