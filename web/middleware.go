@@ -163,8 +163,19 @@ func requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		r := c.Request()
-		if strings.HasPrefix(c.Path(), "/api/") || r.Header.Get("HX-Request") != "" && r.Method != http.MethodGet {
+		if strings.HasPrefix(c.Path(), "/api/") {
 			return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Please sign in.")
+		}
+		if r.Header.Get("HX-Request") != "" {
+			// An htmx request (a fragment polled or posted after the session
+			// ended) would follow a redirect and swap the login page into the
+			// fragment's place: send the whole page to sign in, and back.
+			next := "/"
+			if u, err := url.Parse(r.Header.Get("HX-Current-URL")); err == nil && strings.HasPrefix(u.Path, "/") {
+				next = u.RequestURI()
+			}
+			c.Response().Header().Set("HX-Redirect", "/login?next="+url.QueryEscape(safeNext(next)))
+			return c.String(http.StatusUnauthorized, "Please sign in.")
 		}
 		next := "/"
 		if r.Method == http.MethodGet {

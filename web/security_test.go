@@ -216,3 +216,27 @@ func TestExpiredSessionGetsClearPage(t *testing.T) {
 		t.Fatalf("post with expired session: %d", resp.StatusCode)
 	}
 }
+
+// A fragment htmx polls or posts after the session ended (a report's status,
+// a revoke button) is not answered with the login page, which htmx would
+// swap into the fragment's place: 401 and HX-Redirect send the whole page to
+// sign in, and back to the page the user was on.
+func TestExpiredSessionHTMXRedirectsPage(t *testing.T) {
+	f := newFixture(t)
+	c := f.sessionOnly("forged-or-expired-cookie")
+	for _, tc := range []struct{ current, want string }{
+		{c.base.String() + "/buildings/1/reports/3?x=1", "/login?next=" + url.QueryEscape("/buildings/1/reports/3?x=1")},
+		{"https://evil.example//elsewhere", "/login?next=" + url.QueryEscape("/buildings")},
+		{"", "/login?next=" + url.QueryEscape("/")},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, c.base.String()+"/reports/3/status", nil)
+		req.Header.Set("HX-Request", "true")
+		if tc.current != "" {
+			req.Header.Set("HX-Current-URL", tc.current)
+		}
+		resp, body := c.do(req)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("HX-Redirect") != tc.want || strings.Contains(body, "<form") {
+			t.Errorf("from %q: %d HX-Redirect %q body %.80q; want 401 to %q", tc.current, resp.StatusCode, resp.Header.Get("HX-Redirect"), body, tc.want)
+		}
+	}
+}
