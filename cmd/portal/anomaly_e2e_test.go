@@ -84,14 +84,7 @@ func TestEndToEndAnomalyAck(t *testing.T) {
 	history := building + "/unlocks"
 
 	// A board member of the building.
-	admin := NewClient(t, p.URL)
-	admin.MustLogin(testAdminEmail, p.AdminPass)
-	admin.Post("/users/new", "/users", url.Values{"name": {"Bo Board"}, "email": {"bo@example.com"}, "role": {"board"}, "password": {"correct horse battery"}})
-	_, body := admin.Get("/users")
-	boardID := regexp.MustCompile(`href="/users/(\d+)">Bo Board`).FindStringSubmatch(body)[1]
-	admin.Post(building, building+"/grants", url.Values{"user_id": {boardID}})
-	board := NewClient(t, p.URL)
-	board.MustLogin("bo@example.com", "correct horse battery")
+	board := boardMember(t, p, building)
 
 	// No deliveries allowed: every opening is flagged outside_hours.
 	settings := building + "/unlock-settings"
@@ -110,7 +103,7 @@ func TestEndToEndAnomalyAck(t *testing.T) {
 	awaitPage(t, mgr, history, "parcel-night-3")
 
 	// The building page: three open anomalies, each with its form for managers.
-	_, body = mgr.Get(building)
+	_, body := mgr.Get(building)
 	ids, paths := ackForms(body)
 	if openCount(t, body) != "3" || len(ids) != 3 || strings.Count(body, `data-anomaly="outside_hours"`) != 3 {
 		t.Fatalf("building page: %s open, forms for %q", openCount(t, body), ids)

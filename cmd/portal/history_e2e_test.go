@@ -27,6 +27,24 @@ func buildingOf(t *testing.T, c *Client, device string) string {
 	return m[1]
 }
 
+// boardMember has the admin create a board member, Bo Board, grant them the
+// building (its path) and returns their signed-in client.
+func boardMember(t *testing.T, p *Portal, building string) *Client {
+	t.Helper()
+	admin := NewClient(t, p.URL)
+	admin.MustLogin(testAdminEmail, p.AdminPass)
+	admin.Post("/users/new", "/users", url.Values{"name": {"Bo Board"}, "email": {"bo@example.com"}, "role": {"board"}, "password": {"correct horse battery"}})
+	_, body := admin.Get("/users")
+	m := regexp.MustCompile(`href="/users/(\d+)">Bo Board`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no Bo Board on /users:\n%s", body)
+	}
+	admin.Post(building, building+"/grants", url.Values{"user_id": {m[1]}})
+	board := NewClient(t, p.URL)
+	board.MustLogin("bo@example.com", "correct horse battery")
+	return board
+}
+
 var (
 	historyActorRE = regexp.MustCompile(`<code>((?:parcel|pkg)-[A-Za-z0-9-]+)</code>`)
 	historyOlderRE = regexp.MustCompile(`href="([^"]*)" rel="next" id="older"`)

@@ -168,14 +168,7 @@ func TestEndToEndReports(t *testing.T) {
 	awaitPage(t, mgr, building+"/unlocks", "parcel-r4")
 
 	// A board member of the building, and the installer of the device.
-	admin := NewClient(t, p.URL)
-	admin.MustLogin(testAdminEmail, p.AdminPass)
-	admin.Post("/users/new", "/users", url.Values{"name": {"Bo Board"}, "email": {"bo@example.com"}, "role": {"board"}, "password": {"correct horse battery"}})
-	_, body := admin.Get("/users")
-	boardID := regexp.MustCompile(`href="/users/(\d+)">Bo Board`).FindStringSubmatch(body)[1]
-	admin.Post(building, building+"/grants", url.Values{"user_id": {boardID}})
-	board := NewClient(t, p.URL)
-	board.MustLogin("bo@example.com", "correct horse battery")
+	board := boardMember(t, p, building)
 	inst := NewClient(t, p.URL)
 	inst.MustLogin("ivan@example.com", "correct horse battery")
 
