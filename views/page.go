@@ -236,12 +236,13 @@ func verifiedLabel(c *doorledger.Consent, withAddress bool) string {
 	return addr + " by " + how + ". The typed name is not verified."
 }
 
-// renewSelected preselects the consent's own signer while on the roster.
-func renewSelected(v ConsentView, s *doorledger.Signer) bool {
+// renewSelected is the signer the renewal form preselects: the one posted,
+// else the consent's own signer (listed only while on the roster).
+func renewSelected(v ConsentView) string {
 	if id := v.RenewForm.Value("signer_id"); id != "" {
-		return id == strconv.FormatInt(s.ID, 10)
+		return id
 	}
-	return s.ID == v.Consent.SignerID
+	return strconv.FormatInt(v.Consent.SignerID, 10)
 }
 
 func timelineLabel(kind string) string {
