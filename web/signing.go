@@ -220,7 +220,7 @@ func (s *Server) handleSignInPerson(consents doorledger.ConsentService) echo.Han
 		in, f, err := signInput(c)
 		if err == nil {
 			if _, err = consents.SignInPerson(ctx, id, f.Value("code"), in); err == nil {
-				return s.redirect(c, pathf("/consents/%d", id), "Signed and verified by the code. The device is being enabled.")
+				return s.redirect(c, pathf("/consents/%d", id), "Signed: the code mailed to the signer's registered address verified it. The device is being enabled.")
 			}
 		}
 		if !formError(&f, err) {
