@@ -75,7 +75,8 @@ type Signer struct {
 	Name       string
 	Title      string // e.g. "Board president"
 	Email      string
-	Active     bool // removed signers stay for the record but can no longer be asked
+	Active     bool      // removed signers stay for the record but can no longer be asked or sign
+	RemovedAt  time.Time // when a removed signer was taken off the roster (zero if unknown)
 }
 
 // SignerInput is what the roster form adds.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/namecheck"
 )
 
 // ConsentService implements doorledger.ConsentService.
@@ -35,21 +36,23 @@ var notFoundLink = doorledger.Errorf(doorledger.ENOTFOUND, "This link is not val
 
 const consentColumns = `c.id, c.building_id, b.name, c.installer_id, u.name, u.company, c.signer_id, s.name, s.title, s.email,
 	c.device_id, c.vendor, c.model, c.serial, c.location, c.opens, c.mode, c.requested_at, c.status, c.status_at, c.status_note,
-	c.terms, c.terms_sha256, c.typed_name, c.signature_png, c.signed_at, c.signed_tz, c.signed_ip, c.signed_ua, c.method, c.expires_at, c.renewal_of`
+	c.terms, c.terms_sha256, c.typed_name, c.signature_png, c.signed_at, c.signed_tz, c.signed_ip, c.signed_ua, c.method, c.expires_at, c.renewal_of,
+	s.active, s.removed_at, c.typed_name_differs`
 
 const consentFrom = ` FROM consents c JOIN buildings b ON b.id = c.building_id JOIN users u ON u.id = c.installer_id JOIN signers s ON s.id = c.signer_id`
 
 func scanConsent(row interface{ Scan(...any) error }) (*doorledger.Consent, error) {
 	var c doorledger.Consent
 	var mode, requested, statusAt string
-	var deviceID, renewalOf sql.NullInt64
+	var deviceID, renewalOf, nameDiffers sql.NullInt64
 	var terms, termsHash, typed, tz, ip, ua, method sql.NullString
 	var png []byte
 	var signedAt, expires time.Time
 	err := row.Scan(&c.ID, &c.BuildingID, &c.BuildingName, &c.InstallerID, &c.Installer, &c.Company, &c.SignerID,
 		&c.Signer.Name, &c.Signer.Title, &c.Signer.Email, &deviceID, &c.Device.Vendor, &c.Device.Model, &c.Device.Serial,
 		&c.Device.Location, &c.Device.Opens, &mode, &requested, &c.Status, &statusAt, &c.StatusNote,
-		&terms, &termsHash, &typed, &png, nullTime{&signedAt}, &tz, &ip, &ua, &method, nullTime{&expires}, &renewalOf)
+		&terms, &termsHash, &typed, &png, nullTime{&signedAt}, &tz, &ip, &ua, &method, nullTime{&expires}, &renewalOf,
+		&c.Signer.Active, nullTime{&c.Signer.RemovedAt}, &nameDiffers)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +65,10 @@ func scanConsent(row interface{ Scan(...any) error }) (*doorledger.Consent, erro
 			Terms: terms.String, TermsSHA256: termsHash.String, TypedName: typed.String, SignaturePNG: png,
 			SignedAt: signedAt, Timezone: tz.String, IP: ip.String, UserAgent: ua.String,
 			Method: doorledger.VerificationMethod(method.String), SignerID: c.SignerID,
+			NameDiffers: nameDiffers.Int64 == 1,
+		}
+		if !nameDiffers.Valid { // signed before the comparison was recorded: compare now
+			c.Signature.NameDiffers = !namecheck.Match(typed.String, c.Signer.Name)
 		}
 	}
 	return &c, nil
@@ -121,7 +128,33 @@ func (tx *Tx) useToken(ctx context.Context, token, purpose string, consume bool)
 	return consentID, nil
 }
 
+// findToken resolves any token ever issued for one of the purposes, live or
+// not (used, expired): its consent, its purpose, and whether it still works.
+func (tx *Tx) findToken(ctx context.Context, token string, purposes ...string) (consentID int64, purpose string, live bool, err error) {
+	args := []any{formatTime(tx.now), HashToken(token)}
+	for _, p := range purposes {
+		args = append(args, p)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT consent_id, purpose, used_at IS NULL AND expires_at > ? FROM consent_tokens
+		WHERE token_hash = ? AND purpose IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(purposes)), ", ")+`)`, args...).Scan(&consentID, &purpose, &live)
+	if err == sql.ErrNoRows {
+		return 0, "", false, notFoundLink
+	}
+	return consentID, purpose, live, err
+}
+
 func (s *ConsentService) link(path, token string) string { return s.BaseURL + path + token }
+
+// signerRemoved is the answer to anyone who would sign a consent whose signer
+// was taken off the roster (ECONFLICT): nobody can sign it.
+func signerRemoved(c *doorledger.Consent) error {
+	when := ""
+	if !c.Signer.RemovedAt.IsZero() {
+		when = " on " + c.Signer.RemovedAt.UTC().Format("2006-01-02")
+	}
+	return doorledger.Errorf(doorledger.ECONFLICT, "%s was removed from the roster of authorized signers of %s%s, so consent #%d can no longer be signed, by link or by code. Nothing was enabled. The building's managers can ask a current signer instead.",
+		c.Signer.Name, c.BuildingName, when, c.ID)
+}
 
 func (s *ConsentService) RequestConsent(ctx context.Context, buildingID int64, r doorledger.ConsentRequest) (*doorledger.Consent, error) {
 	cl := callerFrom(ctx)
@@ -253,7 +286,20 @@ func orNone(s string) string {
 }
 
 func (s *ConsentService) FindConsentByID(ctx context.Context, id int64) (*doorledger.Consent, error) {
-	return checkConsent(ctx, s.db.read, id)
+	c, err := checkConsent(ctx, s.db.read, id)
+	if err != nil {
+		return nil, err
+	}
+	return forCaller(ctx, c), nil
+}
+
+// forCaller returns c as the caller may read it: installers see no contact
+// data, IP address, user agent or signature image of the signer.
+func forCaller(ctx context.Context, c *doorledger.Consent) *doorledger.Consent {
+	if callerFrom(ctx).role() == doorledger.RoleInstaller {
+		return c.ForInstaller()
+	}
+	return c
 }
 
 func (s *ConsentService) FindConsents(ctx context.Context, f doorledger.ConsentFilter) ([]*doorledger.Consent, error) {
@@ -295,15 +341,17 @@ func (s *ConsentService) list(ctx context.Context, query string, args ...any) ([
 		if err != nil {
 			return nil, err
 		}
-		list = append(list, c)
+		list = append(list, forCaller(ctx, c))
 	}
 	return list, rows.Err()
 }
 
 func (s *ConsentService) ConsentTimeline(ctx context.Context, id int64) ([]doorledger.ConsentEvent, error) {
-	if _, err := checkConsent(ctx, s.db.read, id); err != nil {
+	c, err := checkConsent(ctx, s.db.read, id)
+	if err != nil {
 		return nil, err
 	}
+	installer := callerFrom(ctx).role() == doorledger.RoleInstaller
 	rows, err := s.db.read.QueryContext(ctx, `SELECT at, kind, note FROM consent_events WHERE consent_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, err
@@ -317,6 +365,9 @@ func (s *ConsentService) ConsentTimeline(ctx context.Context, id int64) ([]doorl
 			return nil, err
 		}
 		e.At = parseTime(at)
+		if installer { // "signing link to zoe@…": not for installers
+			e.Note = doorledger.MaskAddress(e.Note, c.Signer.Email)
+		}
 		list = append(list, e)
 	}
 	return list, rows.Err()
@@ -342,13 +393,28 @@ func (s *ConsentService) ConsentPhotos(ctx context.Context, id int64) ([]doorled
 	return list, rows.Err()
 }
 
-// session builds what the signing page shows for a consent.
+// signingSession builds what the signing page shows for a consent: the exact
+// terms to sign and their hash. The building comes without its roster (the
+// page is for whoever holds the link).
 func signingSession(ctx context.Context, q querier, c *doorledger.Consent) (*doorledger.SigningSession, error) {
 	b, err := findBuilding(ctx, q, c.BuildingID)
 	if err != nil {
 		return nil, err
 	}
-	return &doorledger.SigningSession{Consent: c, Building: b, Terms: doorledger.ConsentTerms(c, b)}, nil
+	b.Signers = nil
+	terms := doorledger.ConsentTerms(c, b)
+	return &doorledger.SigningSession{Consent: c, Building: b, Terms: terms, TermsSHA256: doorledger.TermsSHA256(terms)}, nil
+}
+
+// doneSession is what a link mailed to the signer shows once its consent is
+// past signing: only what the signer saw, its status and dates.
+func doneSession(ctx context.Context, q querier, c *doorledger.Consent) (*doorledger.SigningSession, error) {
+	b, err := findBuilding(ctx, q, c.BuildingID)
+	if err != nil {
+		return nil, err
+	}
+	b.Signers = nil
+	return &doorledger.SigningSession{Consent: c.ForSigner(), Building: b, Done: true}, nil
 }
 
 func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorledger.SigningSession, error) {
@@ -357,7 +423,7 @@ func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorle
 		return nil, err
 	}
 	defer tx.Rollback()
-	id, err := tx.useToken(ctx, token, "sign", false)
+	id, _, live, err := tx.findToken(ctx, token, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +431,12 @@ func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorle
 	if err != nil {
 		return nil, err
 	}
-	if c.Status != doorledger.ConsentAwaiting {
+	switch {
+	case c.Status != doorledger.ConsentAwaiting:
+		return doneSession(ctx, tx, c)
+	case !c.Signer.Active:
+		return nil, signerRemoved(c)
+	case !live:
 		return nil, notFoundLink
 	}
 	var opened int
@@ -384,7 +455,8 @@ func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorle
 	return sess, tx.Commit()
 }
 
-// validateSign checks the signer's input.
+// validateSign checks the signer's input. A typed name that differs from the
+// roster name (namecheck's rule) is refused until the signer confirms it.
 func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) error {
 	v := doorledger.Validation{}
 	in.TypedName = strings.TrimSpace(in.TypedName)
@@ -392,6 +464,9 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 		v.Add("typed_name", "Type your full name.")
 	} else if len(in.TypedName) > 200 {
 		v.Add("typed_name", "Keep your name under 200 characters.")
+	} else if roster := sess.Consent.Signer.Name; !in.ConfirmNameDiffers && !namecheck.Match(in.TypedName, roster) {
+		v.Add("typed_name", fmt.Sprintf("This is not the name on the roster, “%s”. Correct it, or confirm below that you sign with the name as typed.", roster))
+		v.Add("name_confirm", "Tick this to sign with the name as typed: the record will show both names and that they differ.")
 	}
 	if !in.AgreeESign {
 		v.Add("agree", "Tick the box to agree to sign electronically.")
@@ -404,7 +479,13 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 
 // sign records the signature evidence, enables the device, and mails the
 // signer a confirmation with the withdraw and "I did not sign this" links.
+//
+// The signer must be on the roster now: c was read in this transaction, and
+// the database refuses the write otherwise (015's consents_sign_needs_roster).
 func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent, in doorledger.SignInput, method doorledger.VerificationMethod) (*doorledger.Consent, error) {
+	if !c.Signer.Active {
+		return nil, signerRemoved(c)
+	}
 	sess, err := signingSession(ctx, tx, c)
 	if err != nil {
 		return nil, err
@@ -412,6 +493,7 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 	if err := validateSign(&in, sess); err != nil {
 		return nil, err
 	}
+	differs := !namecheck.Match(in.TypedName, c.Signer.Name)
 	hash := doorledger.TermsSHA256(sess.Terms)
 	if subtle.ConstantTimeCompare([]byte(in.TermsSHA256), []byte(hash)) != 1 {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "The terms changed since the page was opened. Please read them again before signing.")
@@ -422,21 +504,25 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 		in.UserAgent = in.UserAgent[:500]
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE consents SET status = 'signed', status_at = ?, terms = ?, terms_sha256 = ?, typed_name = ?,
-		signature_png = ?, signed_at = ?, signed_tz = ?, signed_ip = ?, signed_ua = ?, method = ?, expires_at = ?
+		signature_png = ?, signed_at = ?, signed_tz = ?, signed_ip = ?, signed_ua = ?, method = ?, expires_at = ?, typed_name_differs = ?
 		WHERE id = ? AND status = 'awaiting_signature'`,
 		formatTime(tx.now), sess.Terms, hash, in.TypedName, in.SignaturePNG, formatTime(tx.now), b.Timezone, in.IP, in.UserAgent,
-		method, formatTime(expires), c.ID)
+		method, formatTime(expires), differs, c.ID)
 	if err != nil {
 		return nil, fmt.Errorf("sign consent %d: %w", c.ID, err)
 	} else if n, _ := res.RowsAffected(); n == 0 {
 		return nil, notFoundLink
 	}
-	if err := tx.consentEvent(ctx, c.ID, "signed", fmt.Sprintf("by %s, verified by %s", in.TypedName, method)); err != nil {
+	nameNote := fmt.Sprintf("typed name “%s”", in.TypedName)
+	if differs {
+		nameNote += fmt.Sprintf(", which differs from the roster name “%s” (the signer confirmed it)", c.Signer.Name)
+	}
+	if err := tx.consentEvent(ctx, c.ID, "signed", fmt.Sprintf("%s; the roster address was verified by %s", nameNote, methodWords(method))); err != nil {
 		return nil, err
 	}
 	signer := fmt.Sprintf("signer %s <%s>", c.Signer.Name, c.Signer.Email)
 	if err := tx.auditAs(ctx, 0, signer, "consent.sign", c.BuildingID, "consent", c.ID,
-		map[string]any{"terms_sha256": hash, "method": method, "typed_name": in.TypedName, "signer": c.SignerID}); err != nil {
+		map[string]any{"terms_sha256": hash, "method": method, "typed_name": in.TypedName, "typed_name_differs": differs, "signer": c.SignerID}); err != nil {
 		return nil, err
 	}
 	// The device now rests on this consent (a renewal moves it here) and is enabled.
@@ -449,43 +535,70 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 			return nil, err
 		}
 	}
-	withdraw, err := tx.issueToken(ctx, c.ID, "withdraw", expires.Sub(tx.now)+30*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	dispute, err := tx.issueToken(ctx, c.ID, "dispute", expires.Sub(tx.now)+30*24*time.Hour)
+	links, err := s.issueEndLinks(ctx, tx, c.ID, expires)
 	if err != nil {
 		return nil, err
 	}
 	loc := b.Location()
+	typedNote := ""
+	if differs {
+		typedNote = fmt.Sprintf("You signed with the name “%s”, which differs from the name on the roster, “%s”;\nthe record shows both.\n", in.TypedName, c.Signer.Name)
+	}
 	body := fmt.Sprintf(`Dear %s,
 
 You signed consent #%d for %s: %s %s (serial %s) at %s.
-Signed: %s (%s), verified by %s.
-Terms SHA-256: %s
+Signed: %s (%s). Your registered address, %s, was verified by %s.
+%sTerms SHA-256: %s
 It lasts until %s unless renewed.
 
-To withdraw this consent (every device under it is disabled at once):
-  %s
-
-If you did NOT sign this, report it (the device is disabled and the managers alerted):
-  %s
-
+%s
 Keep this mail as your copy.
 — Doorledger, for the managers of %s
 `, c.Signer.Name, c.ID, b.Name, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location,
-		tx.now.Format("2006-01-02 15:04 MST"), tx.now.In(loc).Format("2006-01-02 15:04 MST"), method, hash,
-		expires.In(loc).Format("2006-01-02"), s.link("/consent/withdraw/", withdraw), s.link("/consent/dispute/", dispute), b.Name)
+		tx.now.Format("2006-01-02 15:04 MST"), tx.now.In(loc).Format("2006-01-02 15:04 MST"), c.Signer.Email, methodWords(method), typedNote, hash,
+		expires.In(loc).Format("2006-01-02"), links, b.Name)
 	if err := tx.queueMail(ctx, &doorledger.Message{To: c.Signer.Email, Subject: "You signed consent #" + itoa(c.ID) + " for " + b.Name,
 		Body: body, Kind: "signed", BuildingID: b.ID}, ""); err != nil {
 		return nil, err
 	}
+	typedNote = ""
+	if differs {
+		typedNote = fmt.Sprintf("\nThe typed name, “%s”, DIFFERS from the roster name; the signer confirmed signing with it.\n", in.TypedName)
+	}
 	if err := tx.alertManagers(ctx, b.ID, false, fmt.Sprintf("Consent #%d signed at %s", c.ID, b.Name),
-		fmt.Sprintf("%s (%s) signed consent #%d for %s %s, serial %s, at %s. The device is being enabled.\n\n%s/consents/%d\n",
-			in.TypedName, c.Signer.Title, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, s.BaseURL, c.ID), ""); err != nil {
+		fmt.Sprintf("%s (%s) signed consent #%d for %s %s, serial %s, at %s; their roster address was verified by %s. The device is being enabled.\n%s\n%s/consents/%d\n",
+			c.Signer.Name, c.Signer.Title, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, methodWords(method), typedNote, s.BaseURL, c.ID), ""); err != nil {
 		return nil, err
 	}
 	return findConsent(ctx, tx, c.ID)
+}
+
+// methodWords says how the signer's roster address was verified.
+func methodWords(m doorledger.VerificationMethod) string {
+	if m == doorledger.VerifyCode {
+		return "a 6-digit code mailed to it (in person)"
+	}
+	return "a one-time link mailed to it"
+}
+
+// issueEndLinks issues a withdraw and an "I did not sign this" link for a
+// signed consent (working until 30 days past its lapse) and returns the text
+// of a mail that offers them.
+func (s *ConsentService) issueEndLinks(ctx context.Context, tx *Tx, consentID int64, expires time.Time) (string, error) {
+	withdraw, err := tx.issueToken(ctx, consentID, "withdraw", expires.Sub(tx.now)+30*24*time.Hour)
+	if err != nil {
+		return "", err
+	}
+	dispute, err := tx.issueToken(ctx, consentID, "dispute", expires.Sub(tx.now)+30*24*time.Hour)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`To withdraw this consent (every device under it is disabled at once):
+  %s
+
+If you did NOT sign this, report it (the device is disabled and the managers alerted):
+  %s
+`, s.link("/consent/withdraw/", withdraw), s.link("/consent/dispute/", dispute)), nil
 }
 
 func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.SignInput) (*doorledger.Consent, error) {
@@ -494,12 +607,18 @@ func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.S
 		return nil, err
 	}
 	defer tx.Rollback()
-	id, err := tx.useToken(ctx, token, "sign", true)
+	id, _, _, err := tx.findToken(ctx, token, "sign")
 	if err != nil {
 		return nil, err
 	}
 	c, err := findConsent(ctx, tx, id)
 	if err != nil {
+		return nil, err
+	}
+	if c.Status == doorledger.ConsentAwaiting && !c.Signer.Active {
+		return nil, signerRemoved(c) // said before "link not valid": the signer's links were withdrawn with them
+	}
+	if _, err := tx.useToken(ctx, token, "sign", true); err != nil {
 		return nil, err
 	}
 	if c.Status != doorledger.ConsentAwaiting {
@@ -570,6 +689,9 @@ func installerConsent(ctx context.Context, q querier, id int64) (*doorledger.Con
 	if c.Status != doorledger.ConsentAwaiting {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "This consent is %s; there is nothing to sign.", strings.ReplaceAll(string(c.Status), "_", " "))
 	}
+	if !c.Signer.Active {
+		return nil, signerRemoved(c)
+	}
 	return c, nil
 }
 
@@ -639,7 +761,14 @@ func (s *ConsentService) InPersonSession(ctx context.Context, consentID int64) (
 	if err != nil {
 		return nil, err
 	}
-	return signingSession(ctx, s.db.read, c)
+	sess, err := signingSession(ctx, s.db.read, c)
+	if err != nil {
+		return nil, err
+	}
+	// The installer's screen: the signer's address is masked in the terms
+	// shown; the form posts back the hash of the terms signed, with it.
+	sess.Consent, sess.Terms = c.ForInstaller(), doorledger.MaskAddress(sess.Terms, c.Signer.Email)
+	return sess, nil
 }
 
 func (s *ConsentService) SignInPerson(ctx context.Context, consentID int64, code string, in doorledger.SignInput) (*doorledger.Consent, error) {
@@ -713,24 +842,79 @@ func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*d
 		return nil, "", err
 	}
 	defer tx.Rollback()
-	for _, purpose := range []string{"withdraw", "dispute"} {
-		id, err := tx.useToken(ctx, token, purpose, false)
-		if doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
-			continue
-		} else if err != nil {
-			return nil, "", err
-		}
-		c, err := findConsent(ctx, tx, id)
-		if err != nil {
-			return nil, "", err
-		}
-		if c.Status != doorledger.ConsentSigned {
-			return nil, "", notFoundLink
-		}
-		sess, err := signingSession(ctx, tx, c)
-		return sess, purpose, err
+	id, purpose, live, err := tx.findToken(ctx, token, "withdraw", "dispute")
+	if err != nil {
+		return nil, "", err
 	}
-	return nil, "", notFoundLink
+	c, err := findConsent(ctx, tx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	sess, err := doneSession(ctx, tx, c)
+	if err != nil {
+		return nil, "", err
+	}
+	// The link works while the consent is signed; after that (or once used) it
+	// says what happened. Either way, only what the signer already saw.
+	sess.Done = !live || c.Status != doorledger.ConsentSigned
+	return sess, purpose, nil
+}
+
+func (s *ConsentService) MailEndLinks(ctx context.Context, token string) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	id, _, _, err := tx.findToken(ctx, token, "sign", "withdraw", "dispute")
+	if err != nil {
+		return err
+	}
+	c, err := findConsent(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if c.Status != doorledger.ConsentSigned {
+		return doorledger.Errorf(doorledger.ECONFLICT, "Consent #%d is %s: there is nothing left to withdraw or report.", c.ID, strings.ToLower(statusWords(c.Status)))
+	}
+	var recent int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM consent_events WHERE consent_id = ? AND kind = 'links_mailed' AND at > ?`,
+		c.ID, formatTime(tx.now.Add(-24*time.Hour))).Scan(&recent); err != nil {
+		return err
+	}
+	if recent >= doorledger.EndLinkMailsPerDay {
+		return doorledger.Errorf(doorledger.ETOOMANY, "The links were mailed %d times in the last day. Look for those mails at your registered address, or try again tomorrow.", recent)
+	}
+	links, err := s.issueEndLinks(ctx, tx, c.ID, c.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf(`Dear %s,
+
+Someone holding a link mailed to you for consent #%d (%s %s, serial %s, at %s, %s)
+asked for these links again. The earlier links still work.
+
+%s
+If you did not ask for this mail, nothing has changed: the links only work from
+this mailbox.
+— Doorledger, for the managers of %s
+`, c.Signer.Name, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.BuildingName, links, c.BuildingName)
+	if err := tx.queueMail(ctx, &doorledger.Message{To: c.Signer.Email, Subject: "Links to withdraw or report consent #" + itoa(c.ID) + " for " + c.BuildingName,
+		Body: body, Kind: "signed", BuildingID: c.BuildingID}, ""); err != nil { // the same links as the confirmation
+		return err
+	}
+	if err := tx.consentEvent(ctx, c.ID, "links_mailed", "withdraw and “I did not sign this” links mailed again to "+c.Signer.Email); err != nil {
+		return err
+	}
+	if err := tx.auditAs(ctx, 0, fmt.Sprintf("signer %s <%s>", c.Signer.Name, c.Signer.Email), "consent.links_mailed", c.BuildingID, "consent", c.ID, nil); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// statusWords is how a consent status reads in a message.
+func statusWords(s doorledger.ConsentStatus) string {
+	return strings.ReplaceAll(string(s), "_", " ")
 }
 
 func (s *ConsentService) EndByToken(ctx context.Context, token, reason string) (*doorledger.Consent, error) {
@@ -844,7 +1028,7 @@ func (s *ConsentService) LapseDue(ctx context.Context) (int, error) {
 	return len(ids), tx.Commit()
 }
 
-func (s *ConsentService) RequestRenewal(ctx context.Context, consentID int64) (*doorledger.Consent, error) {
+func (s *ConsentService) RequestRenewal(ctx context.Context, consentID, signerID int64) (*doorledger.Consent, error) {
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, err
@@ -857,20 +1041,31 @@ func (s *ConsentService) RequestRenewal(ctx context.Context, consentID int64) (*
 	if err := checkManage(ctx, tx, callerFrom(ctx), c.BuildingID); err != nil {
 		return nil, err
 	}
-	if c.Status != doorledger.ConsentSigned {
-		return nil, doorledger.Errorf(doorledger.ECONFLICT, "Only a signed consent can be renewed.")
+	if c.Status != doorledger.ConsentSigned && !c.Stranded() {
+		return nil, doorledger.Errorf(doorledger.ECONFLICT, "Only a signed consent can be renewed, or a request whose signer left the roster asked of a current signer.")
 	}
-	var active int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM signers WHERE id = ? AND active = 1`, c.SignerID).Scan(&active); err != nil {
+	if signerID == 0 {
+		signerID = c.SignerID
+	}
+	var name, title string
+	err = tx.QueryRowContext(ctx, `SELECT name, title FROM signers WHERE id = ? AND building_id = ? AND active = 1`, signerID, c.BuildingID).Scan(&name, &title)
+	if err == sql.ErrNoRows {
+		msg := "Choose a signer on this building's roster."
+		if signerID == c.SignerID {
+			msg = c.Signer.Name + " is no longer on the roster: choose a current signer."
+		}
+		return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.", Fields: map[string]string{"signer_id": msg}}
+	} else if err != nil {
 		return nil, err
-	} else if active == 0 {
-		return nil, doorledger.Errorf(doorledger.ECONFLICT, "The signer is no longer on the roster; ask the installer for a new request to a current signer.")
 	}
-	id, err := tx.insertConsent(ctx, c.BuildingID, c.InstallerID, c.SignerID, c.Device, "link", c.ID)
+	id, err := tx.insertConsent(ctx, c.BuildingID, c.InstallerID, signerID, c.Device, "link", c.ID)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE consents SET device_id = ? WHERE id = ?`, nullInt(c.DeviceID), id); err != nil {
+		return nil, err
+	}
+	if err := tx.consentEvent(ctx, c.ID, "renewal_requested", fmt.Sprintf("consent #%d asks %s, %s", id, name, title)); err != nil {
 		return nil, err
 	}
 	renewal, err := findConsent(ctx, tx, id)
@@ -888,4 +1083,86 @@ func nullInt(n int64) any {
 		return nil
 	}
 	return n
+}
+
+// withdrawSignerRequests follows a signer's removal from the roster, in the
+// same transaction: every request awaiting their signature can no longer be
+// signed, so its signing links and codes stop working (a fact on its
+// timeline), and its installer is told; the building's managers are told
+// which requests were withdrawn and which signed consents now rest on a
+// signer no longer on the roster (they stay valid: the signer was authorized
+// when they signed). It returns the ids of both.
+func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildingID, signerID int64) (withdrawn, signed []int64, err error) {
+	list, err := queryAll(ctx, tx, scanConsent, `SELECT `+consentColumns+consentFrom+`
+		WHERE c.signer_id = ? AND c.building_id = ? AND c.status IN ('awaiting_signature', 'signed') ORDER BY c.id`, signerID, buildingID)
+	if err != nil || len(list) == 0 {
+		return nil, nil, err
+	}
+	at := formatTime(tx.now)
+	var pending, active strings.Builder
+	byInstaller := map[int64][]*doorledger.Consent{}
+	var installers []int64
+	line := func(b *strings.Builder, c *doorledger.Consent) {
+		fmt.Fprintf(b, "  consent #%d: %s %s, serial %s, at %s (installer %s, %s)\n    %s/consents/%d\n",
+			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.Installer, orNone(c.Company), baseURL, c.ID)
+	}
+	for _, c := range list {
+		if c.Status == doorledger.ConsentSigned {
+			signed = append(signed, c.ID)
+			line(&active, c)
+			continue
+		}
+		withdrawn = append(withdrawn, c.ID)
+		line(&pending, c)
+		if _, err := tx.ExecContext(ctx, `UPDATE consent_tokens SET used_at = ? WHERE consent_id = ? AND purpose = 'sign' AND used_at IS NULL`, at, c.ID); err != nil {
+			return nil, nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE consent_codes SET used_at = ? WHERE consent_id = ? AND used_at IS NULL`, at, c.ID); err != nil {
+			return nil, nil, err
+		}
+		if err := tx.consentEvent(ctx, c.ID, "links_withdrawn",
+			fmt.Sprintf("%s was removed from the roster by %s: the signing link and codes no longer work", c.Signer.Name, callerFrom(ctx).label())); err != nil {
+			return nil, nil, err
+		}
+		if byInstaller[c.InstallerID] == nil {
+			installers = append(installers, c.InstallerID)
+		}
+		byInstaller[c.InstallerID] = append(byInstaller[c.InstallerID], c)
+	}
+	first := list[0]
+	for _, id := range installers {
+		var email string
+		if err := tx.QueryRowContext(ctx, `SELECT email FROM users WHERE id = ? AND disabled = 0`, id).Scan(&email); err == sql.ErrNoRows {
+			continue
+		} else if err != nil {
+			return nil, nil, err
+		}
+		var b strings.Builder
+		for _, c := range byInstaller[id] {
+			line(&b, c)
+		}
+		// The signer's name only: installers get no contact data of signers.
+		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: fmt.Sprintf("Consent requests at %s can no longer be signed", first.BuildingName),
+			Body: fmt.Sprintf(`%s was removed from the roster of authorized signers of %s, so these
+requests of yours can no longer be signed: their signing links and codes no
+longer work, and nothing was enabled.
+
+%s
+The building's managers have been told; they can ask a current signer instead.
+
+— Doorledger, for the managers of %s
+`, first.Signer.Name, first.BuildingName, b.String(), first.BuildingName), Kind: "alert", BuildingID: buildingID}, ""); err != nil {
+			return nil, nil, err
+		}
+	}
+	var body strings.Builder
+	fmt.Fprintf(&body, "%s (%s) was removed from the roster of authorized signers of %s by %s.\n", first.Signer.Name, first.Signer.Title, first.BuildingName, callerFrom(ctx).label())
+	if pending.Len() > 0 {
+		fmt.Fprintf(&body, "\nRequests awaiting their signature can no longer be signed (their links and codes no\nlonger work; the installers were told). Ask a current signer on each consent's page:\n%s", pending.String())
+	}
+	if active.Len() > 0 {
+		fmt.Fprintf(&body, "\nConsents they signed stay valid (they were authorized when they signed) and are\nflagged on the building page and in reports. Ask a current signer to renew them on\neach consent's page:\n%s", active.String())
+	}
+	return withdrawn, signed, tx.alertManagers(ctx, buildingID, false,
+		fmt.Sprintf("Signer removed at %s: %d request(s) withdrawn, %d signed consent(s) to renew", first.BuildingName, len(withdrawn), len(signed)), body.String(), "")
 }

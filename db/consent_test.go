@@ -141,9 +141,15 @@ func TestConsentSignedByLink(t *testing.T) {
 	if len(pushed) != 1 || pushed[0].State != doorledger.StateEnabled {
 		t.Fatalf("pushed after signing: %+v", pushed)
 	}
-	// The link is single use.
-	if _, err := w.consents.OpenSigning(context.Background(), token); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
-		t.Fatalf("reused link: %v", err)
+	// The link is single use: reopened, it says what happened (and when), with
+	// none of the evidence; it cannot sign again.
+	reopened, err := w.consents.OpenSigning(context.Background(), token)
+	if err != nil || !reopened.Done || reopened.Terms != "" || reopened.Consent.Status != doorledger.ConsentSigned {
+		t.Fatalf("reused link: %+v %v", reopened, err)
+	}
+	if s := reopened.Consent.Signature; s == nil || !s.SignedAt.Equal(sig.SignedAt) || s.TypedName != "" || s.IP != "" || s.UserAgent != "" ||
+		s.SignaturePNG != nil || s.Terms != "" || reopened.Consent.Signer.Email != "" || reopened.Building.Signers != nil {
+		t.Fatalf("a used signing link shows more than the signer saw: %+v %+v", reopened.Consent, s)
 	}
 	if _, err := w.consents.Sign(context.Background(), token, in); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("re-sign: %v", err)
@@ -258,7 +264,7 @@ func TestConsentInPersonCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true, SignaturePNG: png, TermsSHA256: doorledger.TermsSHA256(sess.Terms)}
+	in := doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true, SignaturePNG: png, TermsSHA256: sess.TermsSHA256}
 	wrong := "000000"
 	if code[1] == wrong {
 		wrong = "111111"
@@ -359,7 +365,7 @@ func TestConsentLapseAndRenewal(t *testing.T) {
 	}
 	// A renewal, signed before the lapse, moves the device onto the new consent.
 	*w.now = w.now.AddDate(0, 11, 0)
-	renewal, err := w.consents.RequestRenewal(as(w.manager), c.ID)
+	renewal, err := w.consents.RequestRenewal(as(w.manager), c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -547,6 +547,21 @@ func (p *auditPrinter) summary() {
 		}
 		p.field("Current consent", strings.Join(parts, ", "))
 	}
+	removed, differs := 0, 0
+	for _, c := range a.r.Consents {
+		if c.Status == doorledger.ConsentSigned && c.SignedByRemovedSigner() {
+			removed++
+		}
+		if c.Signature != nil && c.Signature.NameDiffers {
+			differs++
+		}
+	}
+	if removed > 0 {
+		p.field("Signer since removed", number(removed)+" in force signed by a signer since removed from the roster (valid: they were on the roster when they signed; a manager can ask a current signer to renew)")
+	}
+	if differs > 0 {
+		p.field("Name differs", number(differs)+" signed with a typed name that differs from the roster (the signers confirmed it; see the consent evidence)")
+	}
 
 	p.heading("Unlocks")
 	p.field("Events", fmt.Sprintf("%s: %s granted, %s denied", number(t.events), number(t.granted), number(t.denied)))
@@ -751,12 +766,20 @@ func (p *auditPrinter) consent(c *doorledger.Consent) {
 	p.subheading(head)
 	p.field("Signer (from the roster)", c.Signer.Name)
 	p.field("Roster title", c.Signer.Title)
+	if c.SignedByRemovedSigner() {
+		p.field("Flag", "signed by a signer since "+removedWords(c.Signer)+"; valid, as they were on the roster when they signed")
+	} else if !c.Signer.Active {
+		p.field("On the roster now", rosterNow(c))
+	}
 	p.field("Installer", strings.TrimSpace(c.Installer+" "+parens(c.Company)))
 	p.field("Requested at", p.when(c.RequestedAt))
 	if s == nil {
 		p.field("Signature", "None: this consent was never signed, and there is no evidence.")
 	} else {
 		p.field("Typed name", s.TypedName)
+		if s.NameDiffers {
+			p.field("Name check", nameCheck(s))
+		}
 		p.field("Verification", methodLabel(s.Method))
 		p.field("Signed at", p.when(s.SignedAt)+" ("+formatUTC(s.SignedAt)+")")
 		p.field("IP address", s.IP)

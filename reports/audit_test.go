@@ -321,6 +321,30 @@ func TestAuditReport_Content(t *testing.T) {
 	}
 }
 
+// A consent in force signed by someone since removed from the roster, and
+// one signed with a name that differs from the roster's, are flagged in the
+// summary and beside their evidence, with both names.
+func TestAuditReport_RosterFlags(t *testing.T) {
+	r := SampleAuditReport(t)
+	signed := r.Consents[0] // #42, in force
+	signed.Signer.Active, signed.Signer.RemovedAt = false, time.Date(2026, 11, 15, 8, 0, 0, 0, time.UTC)
+	withdrawn := r.Consents[1] // #43
+	withdrawn.Signature.TypedName, withdrawn.Signature.NameDiffers = "Mickey Mouse", true
+	text := MustLayoutText(t, MustAuditReport(t, r))
+	for _, want := range []string{
+		"Signer since removed 1 in force signed by a signer since removed from the roster",
+		"Name differs 1 signed with a typed name that differs from the roster",
+		"Flag signed by a signer since removed from the roster on 2026-11-15 08:00:00 UTC; valid",
+		"Signer (from the roster) Ana Θεοδώρου",
+		"Typed name Mickey Mouse",
+		"Name check typed name differs from the roster",
+	} {
+		if !containsText(text, want) {
+			t.Errorf("text lacks %q", want)
+		}
+	}
+}
+
 // TestAuditReport_EveryEvent checks that the table lists each event once,
 // in order, among more events than fit a page many times over.
 func TestAuditReport_EveryEvent(t *testing.T) {

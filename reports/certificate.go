@@ -74,6 +74,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		p.field("Name", c.Signer.Name)
 		p.field("Title", c.Signer.Title)
 		p.field("Email", c.Signer.Email)
+		p.field("On the roster now", rosterNow(c))
 		p.field("Requested (UTC)", formatUTC(c.RequestedAt))
 		p.field("Requested (building time)", formatIn(c.RequestedAt, loc))
 
@@ -152,14 +153,28 @@ func (p *printer) status(c *doorledger.Consent, generatedAt time.Time) {
 		p.box(colorAlert, "NOT SIGNED — "+label, detail)
 		return
 	}
-	signed := fmt.Sprintf("Signed by %s on %s.", oneLine(c.Signature.TypedName), formatUTC(c.Signature.SignedAt))
+	// What was verified is the roster address, by link or code: never the name.
+	signed := fmt.Sprintf("Signed on %s with the typed name “%s”. Verified: %s; the typed name is not verified.",
+		formatUTC(c.Signature.SignedAt), oneLine(c.Signature.TypedName), verifiedWhat(c))
+	if c.Signature.NameDiffers {
+		signed += fmt.Sprintf(" The typed name differs from the roster name, “%s”; the signer confirmed signing with it.", oneLine(c.Signer.Name))
+	}
+	if c.SignedByRemovedSigner() {
+		signed += " The signer has since been " + removedWords(c.Signer) + "; the consent stays valid, as they were on the roster when they signed."
+	}
 	switch c.Status {
 	case doorledger.ConsentSigned:
+		color, headline := colorOK, "SIGNED"
+		if c.Signature.NameDiffers {
+			color, headline = colorWarn, "SIGNED — TYPED NAME DIFFERS FROM THE ROSTER"
+		} else if c.SignedByRemovedSigner() {
+			color, headline = colorWarn, "SIGNED — SIGNER SINCE REMOVED FROM THE ROSTER"
+		}
 		switch {
 		case c.ExpiresAt.IsZero():
-			p.box(colorOK, "SIGNED", signed+" Verified and in force.")
+			p.box(color, headline, signed+" In force.")
 		case generatedAt.Before(c.ExpiresAt):
-			p.box(colorOK, "SIGNED", signed+" Verified and in force until "+formatUTC(c.ExpiresAt)+".")
+			p.box(color, headline, signed+" In force until "+formatUTC(c.ExpiresAt)+".")
 		default:
 			p.box(colorWarn, "SIGNED, PERIOD ENDED", signed+" Its period ended on "+formatUTC(c.ExpiresAt)+" and it has not yet been marked lapsed.")
 		}
@@ -188,6 +203,8 @@ func (p *printer) terms(s *doorledger.ConsentSignature) {
 func (p *printer) evidence(c *doorledger.Consent, s *doorledger.ConsentSignature, sig signatureImage) {
 	p.heading("Evidence of signing")
 	p.field("Typed name", s.TypedName)
+	p.field("Roster name", c.Signer.Name)
+	p.field("Name check", nameCheck(s))
 	p.field("Signed at (UTC)", formatUTC(s.SignedAt))
 	loc := p.loc // the zone recorded at signing, if it loads, else today's
 	if s.Timezone != "" && s.Timezone != "Local" {
@@ -351,6 +368,47 @@ func statusLabel(s doorledger.ConsentStatus) string {
 	default:
 		return "Unknown (" + oneLine(string(s)) + ")"
 	}
+}
+
+// nameCheck says how the typed name compares with the roster name.
+func nameCheck(s *doorledger.ConsentSignature) string {
+	if s.NameDiffers {
+		return "typed name differs from the roster: the signer was shown the roster name and confirmed signing with the name typed"
+	}
+	return "typed name matches the roster name (case, accents, spacing, hyphens, apostrophes and middle names aside)"
+}
+
+// verifiedWhat names what the portal verified when the consent was signed.
+func verifiedWhat(c *doorledger.Consent) string {
+	how := "the one-time link mailed to it"
+	if c.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	} else if c.Signature.Method != doorledger.VerifyLink {
+		how = "an unknown method (" + oneLine(string(c.Signature.Method)) + ")"
+	}
+	addr := "the signer's roster address"
+	if c.Signer.Email != "" {
+		addr += " " + c.Signer.Email
+	}
+	return addr + ", by " + how
+}
+
+// rosterNow says whether the consent's signer is still on the roster.
+func rosterNow(c *doorledger.Consent) string {
+	if c.Signer.Active {
+		return "Yes"
+	}
+	if c.Signature != nil {
+		return "No: " + removedWords(c.Signer) + " after signing (the consent stays valid: they were on the roster when they signed)"
+	}
+	return "No: " + removedWords(c.Signer)
+}
+
+func removedWords(s doorledger.Signer) string {
+	if s.RemovedAt.IsZero() {
+		return "removed from the roster"
+	}
+	return "removed from the roster on " + formatUTC(s.RemovedAt)
 }
 
 func methodLabel(m doorledger.VerificationMethod) string {

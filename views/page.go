@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -161,11 +162,87 @@ func consentsWith(list []*doorledger.Consent, s doorledger.ConsentStatus) []*doo
 	return out
 }
 
-func methodLabel(m doorledger.VerificationMethod) string {
-	if m == doorledger.VerifyCode {
-		return "6-digit code mailed to the registered address, typed on the installer's screen"
+// signedLine says when the consent of a link was signed, in the building's time.
+func signedLine(s *doorledger.SigningSession) string {
+	if s.Consent.Signature == nil {
+		return ""
 	}
-	return "one-time link mailed to the registered address"
+	return "You signed this on " + FormTime(s.Consent.Signature.SignedAt, s.Building.Location()) + "."
+}
+
+// doneHeadline heads the page of a signer's link once its consent is past signing.
+func doneHeadline(s *doorledger.SigningSession) string {
+	c, loc := s.Consent, s.Building.Location()
+	switch {
+	case c.Signature != nil:
+		return "You signed this on " + FormTime(c.Signature.SignedAt, loc)
+	case c.Status == doorledger.ConsentDeclined:
+		return "You declined this on " + FormTime(c.StatusAt, loc)
+	}
+	return "This consent is " + strings.ToLower(ConsentStatusLabel(c.Status))
+}
+
+// doneStatus says where the consent of a signer's link stands now.
+func doneStatus(s *doorledger.SigningSession) string {
+	c, loc := s.Consent, s.Building.Location()
+	at := FormTime(c.StatusAt, loc)
+	switch c.Status {
+	case doorledger.ConsentSigned:
+		return "It is in force until " + FormTime(c.ExpiresAt, loc) + " unless withdrawn or renewed."
+	case doorledger.ConsentDeclined:
+		return "Nothing was enabled."
+	case doorledger.ConsentWithdrawn:
+		return "It was withdrawn on " + at + ", and the device under it disabled. There is nothing left to do."
+	case doorledger.ConsentDisputed:
+		return "It was reported as not signed by you on " + at + ": the device under it was disabled and the managers and board alerted. There is nothing left to do."
+	case doorledger.ConsentLapsed:
+		return "Its period ended on " + at + ", and the device under it was disabled unless renewed. There is nothing left to do."
+	}
+	return ""
+}
+
+// removedLabel says when a signer left the roster.
+func removedLabel(s doorledger.Signer) string {
+	if s.RemovedAt.IsZero() {
+		return "removed from the roster"
+	}
+	return "removed from the roster on " + UTC(s.RemovedAt)
+}
+
+// consentFlag is what a consent list says beside a consent that needs a look.
+func consentFlag(c *doorledger.Consent) string {
+	switch {
+	case c.SignedByRemovedSigner() && c.Status == doorledger.ConsentSigned:
+		return "signed by a signer since removed from the roster"
+	case c.Stranded():
+		return "signer removed from the roster: cannot be signed"
+	case c.Signature != nil && c.Signature.NameDiffers:
+		return "typed name differs from the roster"
+	}
+	return ""
+}
+
+// verifiedLabel names what was verified: the signer's roster address (shown
+// when withAddress), by link or code — never the typed name.
+func verifiedLabel(c *doorledger.Consent, withAddress bool) string {
+	addr := "The signer's roster address"
+	if withAddress {
+		addr += ", " + c.Signer.Email + ","
+	}
+	how := "the one-time link mailed to it"
+	if c.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	}
+	return addr + " by " + how + ". The typed name is not verified."
+}
+
+// renewSelected is the signer the renewal form preselects: the one posted,
+// else the consent's own signer (listed only while on the roster).
+func renewSelected(v ConsentView) string {
+	if id := v.RenewForm.Value("signer_id"); id != "" {
+		return id
+	}
+	return strconv.FormatInt(v.Consent.SignerID, 10)
 }
 
 func timelineLabel(kind string) string {
@@ -173,6 +250,8 @@ func timelineLabel(kind string) string {
 		"requested": "Requested by the installer", "mailed": "Mailed", "opened": "Signing link opened",
 		"code_sent": "Code mailed", "code_failed": "Wrong code entered", "signed": "Signed",
 		"declined": "Declined", "withdrawn": "Withdrawn", "disputed": "Disputed: signer says they did not sign", "lapsed": "Lapsed",
+		"links_withdrawn": "Signing link and codes withdrawn", "links_mailed": "Withdraw and dispute links mailed again",
+		"renewal_requested": "A signer was asked to sign again",
 	}
 	if l, ok := labels[kind]; ok {
 		return l

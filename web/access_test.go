@@ -129,6 +129,7 @@ var matrix = []accessRow{
 	{"POST", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/consent/links/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 }
@@ -190,6 +191,9 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.HasPrefix(path, "/sign/:token"):
 		f.requestConsent(t, false)
 		path = strings.Replace(path, ":token", f.lastToken(t, "/sign/"), 1)
+	case strings.HasPrefix(path, "/consent/links/"): // any link mailed for the consent: here the used signing link
+		_, token := f.signedConsent(t)
+		path = strings.Replace(path, ":token", token, 1)
 	case strings.HasPrefix(path, "/consent/withdraw/"), strings.HasPrefix(path, "/consent/dispute/"):
 		f.signedConsent(t)
 		path = strings.Replace(path, ":token", f.lastToken(t, strings.TrimSuffix(path, ":token")), 1)

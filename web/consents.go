@@ -157,23 +157,30 @@ func (s *Server) handleConsent(consents doorledger.ConsentService, buildings doo
 		if err != nil {
 			return err
 		}
-		ctx := c.Request().Context()
-		u := doorledger.UserFromContext(ctx)
-		v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
-			CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller}
-		if con.Signature != nil {
-			v.Terms = con.Signature.Terms
-		} else {
-			v.Terms = doorledger.ConsentTerms(con, b)
-		}
-		if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
-			return err
-		}
-		if v.Photos, err = consents.ConsentPhotos(ctx, con.ID); err != nil {
-			return err
-		}
-		return render(c, http.StatusOK, views.ConsentPage(s.page(c, fmt.Sprintf("Consent #%d", con.ID), "buildings"), v))
+		return s.renderConsent(c, consents, con, b, http.StatusOK, views.Form{})
 	}
+}
+
+// renderConsent draws the consent page, with the renewal form's input and
+// errors when it was posted with a problem.
+func (s *Server) renderConsent(c echo.Context, consents doorledger.ConsentService, con *doorledger.Consent, b *doorledger.Building, status int, renew views.Form) error {
+	ctx := c.Request().Context()
+	u := doorledger.UserFromContext(ctx)
+	v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
+		CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller, RenewForm: renew}
+	if con.Signature != nil {
+		v.Terms = con.Signature.Terms
+	} else {
+		v.Terms = doorledger.ConsentTerms(con, b)
+	}
+	var err error
+	if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
+		return err
+	}
+	if v.Photos, err = consents.ConsentPhotos(ctx, con.ID); err != nil {
+		return err
+	}
+	return render(c, status, views.ConsentPage(s.page(c, fmt.Sprintf("Consent #%d", con.ID), "buildings"), v))
 }
 
 // serveImage answers stored image bytes; they were re-encoded at upload, and
@@ -239,20 +246,28 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 	}
 }
 
-func (s *Server) handleConsentRenew(consents doorledger.ConsentService) echo.HandlerFunc {
+func (s *Server) handleConsentRenew(consents doorledger.ConsentService, buildings doorledger.BuildingService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "consent")
 		if err != nil {
 			return err
 		}
-		renewal, err := consents.RequestRenewal(c.Request().Context(), id)
-		if err != nil {
-			if code := doorledger.ErrorCode(err); code == doorledger.ECONFLICT {
-				s.flash(c, "error", doorledger.ErrorMessage(err))
-				return c.Redirect(http.StatusSeeOther, pathf("/consents/%d", id))
+		f := formOf(c, "signer_id")
+		signerID, _ := strconv.ParseInt(f.Value("signer_id"), 10, 64) // 0: the consent's own signer
+		renewal, err := consents.RequestRenewal(c.Request().Context(), id, signerID)
+		switch {
+		case err == nil:
+			return s.redirect(c, pathf("/consents/%d", renewal.ID), fmt.Sprintf("Signature requested: %s gets a new one-time link at their registered address.", renewal.Signer.Name))
+		case doorledger.ErrorCode(err) == doorledger.ECONFLICT:
+			s.flash(c, "error", doorledger.ErrorMessage(err))
+			return c.Redirect(http.StatusSeeOther, pathf("/consents/%d", id))
+		case formError(&f, err):
+			con, b, lerr := consentAndBuilding(c, consents, buildings)
+			if lerr != nil {
+				return lerr
 			}
-			return err
+			return s.renderConsent(c, consents, con, b, formStatus(err), f)
 		}
-		return s.redirect(c, pathf("/consents/%d", renewal.ID), "Renewal requested: the signer gets a new one-time link.")
+		return err
 	}
 }

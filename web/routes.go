@@ -68,7 +68,7 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn)
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
 	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings), readers...)
-	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents), managers...)
+	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
@@ -129,6 +129,7 @@ func (s *Server) routes() {
 	e.POST("/consent/withdraw/:token", s.handleAfterSigning(consents, "withdraw"))
 	e.GET("/consent/dispute/:token", s.handleAfterSigningPage(consents, "dispute"))
 	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"))
+	e.POST("/consent/links/:token", s.handleMailEndLinks(consents))
 	e.GET("/invite/:token", s.handleInvitationPage)
 	e.POST("/invite/:token", s.handleInvitationAccept(users))
 

@@ -13,14 +13,15 @@ import (
 // installer's in-person page. Their tokens are in the path, never logged (the
 // request log prints the route pattern), and Referrer-Policy is no-referrer.
 
-var signFields = []string{"typed_name", "agree", "signature", "code", "reason"}
+var signFields = []string{"typed_name", "name_confirm", "agree", "signature", "code", "reason"}
 
 // signInput reads the signing form; a signature that fails validation is an
 // error on its field, with the rest of the input kept.
 func signInput(c echo.Context) (doorledger.SignInput, views.Form, error) {
 	f := formOf(c, signFields...)
 	in := doorledger.SignInput{TypedName: f.Value("typed_name"), AgreeESign: f.Value("agree") == "1",
-		TermsSHA256: c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
+		ConfirmNameDiffers: f.Value("name_confirm") == "1",
+		TermsSHA256:        c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
 	if raw := f.Value("signature"); raw != "" {
 		png, err := imagecheck.DataURLPNG(raw)
 		if err == nil {
@@ -41,11 +42,40 @@ func (s *Server) handleSignPage(consents doorledger.ConsentService) echo.Handler
 		token := c.Param("token")
 		sess, err := consents.OpenSigning(c.Request().Context(), token)
 		if err != nil {
-			return err
+			return s.linkError(c, err)
+		}
+		if sess.Done {
+			return render(c, http.StatusOK, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 		}
 		return render(c, http.StatusOK, views.SigningPage(s.page(c, "Consent", ""), views.SigningView{
 			Session: sess, Action: "/sign/" + token, Decline: "/sign/" + token + "/decline"}))
 	}
+}
+
+// linkError answers a signer's link that cannot be used: a consent nobody
+// can sign any more gets its own page (409) rather than the error page.
+func (s *Server) linkError(c echo.Context, err error) error {
+	if doorledger.ErrorCode(err) == doorledger.ECONFLICT {
+		return render(c, http.StatusConflict, views.MessagePage(s.page(c, "Consent", ""), "This consent can no longer be signed", doorledger.ErrorMessage(err)))
+	}
+	return err
+}
+
+// linkState answers a post to a signer's link that is no longer usable (a
+// second click on "Sign", a withdraw posted twice): what happened, or why
+// not, rather than "not found". Anything else is the original error.
+func (s *Server) linkState(c echo.Context, consents doorledger.ConsentService, token string, err error) error {
+	if code := doorledger.ErrorCode(err); code != doorledger.ENOTFOUND && code != doorledger.ECONFLICT {
+		return err
+	}
+	sess, serr := consents.OpenSigning(c.Request().Context(), token)
+	if serr != nil {
+		return s.linkError(c, serr)
+	}
+	if !sess.Done {
+		return err
+	}
+	return render(c, http.StatusConflict, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 }
 
 func (s *Server) handleSign(consents doorledger.ConsentService) echo.HandlerFunc {
@@ -61,11 +91,13 @@ func (s *Server) handleSign(consents doorledger.ConsentService) echo.HandlerFunc
 			}
 		}
 		if !formError(&f, err) {
-			return err
+			return s.linkState(c, consents, token, err)
 		}
 		sess, serr := consents.OpenSigning(ctx, token)
 		if serr != nil {
-			return serr
+			return s.linkError(c, serr)
+		} else if sess.Done {
+			return render(c, http.StatusConflict, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 		}
 		return render(c, formStatus(err), views.SigningPage(s.page(c, "Consent", ""), views.SigningView{
 			Session: sess, Action: "/sign/" + token, Decline: "/sign/" + token + "/decline", Form: f}))
@@ -75,7 +107,7 @@ func (s *Server) handleSign(consents doorledger.ConsentService) echo.HandlerFunc
 func (s *Server) handleDecline(consents doorledger.ConsentService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if err := consents.Decline(c.Request().Context(), c.Param("token"), c.FormValue("reason")); err != nil {
-			return err
+			return s.linkState(c, consents, c.Param("token"), err)
 		}
 		return render(c, http.StatusOK, views.MessagePage(s.page(c, "Declined", ""), "You declined",
 			"Nothing will be enabled. The building's managers have been told."))
@@ -84,26 +116,33 @@ func (s *Server) handleDecline(consents doorledger.ConsentService) echo.HandlerF
 
 func (s *Server) handleAfterSigningPage(consents doorledger.ConsentService, purpose string) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sess, got, err := consents.OpenAfterSigning(c.Request().Context(), c.Param("token"))
+		token := c.Param("token")
+		sess, got, err := consents.OpenAfterSigning(c.Request().Context(), token)
 		if err != nil {
 			return err
 		}
 		if got != purpose {
 			return doorledger.Errorf(doorledger.ENOTFOUND, "This link is not valid.")
 		}
-		return render(c, http.StatusOK, views.AfterSigningPage(s.page(c, "Consent", ""), sess, purpose, c.Request().URL.Path, views.Form{}))
+		if sess.Done {
+			return render(c, http.StatusOK, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
+		}
+		return render(c, http.StatusOK, views.AfterSigningPage(s.page(c, "Consent", ""), sess, purpose, c.Request().URL.Path, "/consent/links/"+token, views.Form{}))
 	}
 }
 
 func (s *Server) handleAfterSigning(consents doorledger.ConsentService, purpose string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		if _, got, err := consents.OpenAfterSigning(ctx, c.Param("token")); err != nil {
+		token := c.Param("token")
+		if sess, got, err := consents.OpenAfterSigning(ctx, token); err != nil {
 			return err
 		} else if got != purpose {
 			return doorledger.Errorf(doorledger.ENOTFOUND, "This link is not valid.")
+		} else if sess.Done {
+			return render(c, http.StatusConflict, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 		}
-		ended, err := consents.EndByToken(ctx, c.Param("token"), c.FormValue("reason"))
+		ended, err := consents.EndByToken(ctx, token, c.FormValue("reason"))
 		if err != nil {
 			return err
 		}
@@ -112,6 +151,19 @@ func (s *Server) handleAfterSigning(consents doorledger.ConsentService, purpose 
 			title, msg = "Reported", "Thank you. Consent #"+itoa(ended.ID)+" is marked disputed, its device is being disabled now, and the building's managers and board have been alerted."
 		}
 		return render(c, http.StatusOK, views.MessagePage(s.page(c, title, ""), title, msg))
+	}
+}
+
+// handleMailEndLinks mails the signer new withdraw and "I did not sign this"
+// links, reached from any link mailed for the consent: it only ever sends
+// mail to the registered address.
+func (s *Server) handleMailEndLinks(consents doorledger.ConsentService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := consents.MailEndLinks(c.Request().Context(), c.Param("token")); err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.MessagePage(s.page(c, "Links mailed", ""), "Links mailed",
+			"New links to withdraw this consent, or to report that you did not sign it, are on their way to your registered address."))
 	}
 }
 
@@ -126,7 +178,7 @@ func (s *Server) handleInPersonPage(consents doorledger.ConsentService) echo.Han
 		ctx := c.Request().Context()
 		sess, err := consents.InPersonSession(ctx, id)
 		if err != nil {
-			return err
+			return s.linkError(c, err)
 		}
 		if c.QueryParam("sent") == "" {
 			return render(c, http.StatusOK, views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess.Consent, views.Form{}))
@@ -150,7 +202,7 @@ func (s *Server) handleSendCode(consents doorledger.ConsentService) echo.Handler
 			}
 			sess, serr := consents.InPersonSession(ctx, id)
 			if serr != nil {
-				return serr
+				return s.linkError(c, serr)
 			}
 			return render(c, formStatus(err), views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess.Consent, f))
 		}
@@ -168,7 +220,7 @@ func (s *Server) handleSignInPerson(consents doorledger.ConsentService) echo.Han
 		in, f, err := signInput(c)
 		if err == nil {
 			if _, err = consents.SignInPerson(ctx, id, f.Value("code"), in); err == nil {
-				return s.redirect(c, pathf("/consents/%d", id), "Signed and verified by the code. The device is being enabled.")
+				return s.redirect(c, pathf("/consents/%d", id), "Signed: the code mailed to the signer's registered address verified it. The device is being enabled.")
 			}
 		}
 		if !formError(&f, err) {
@@ -176,7 +228,7 @@ func (s *Server) handleSignInPerson(consents doorledger.ConsentService) echo.Han
 		}
 		sess, serr := consents.InPersonSession(ctx, id)
 		if serr != nil {
-			return serr
+			return s.linkError(c, serr)
 		}
 		return render(c, formStatus(err), views.SigningPage(s.page(c, "Sign in person", "submissions"), views.SigningView{
 			Session: sess, Action: pathf("/consents/%d/in-person", id), InPerson: true, Form: f}))

@@ -56,6 +56,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	}
 	a.users = db.NewUserService(a.db)
 	a.buildings = db.NewBuildingService(a.db)
+	a.buildings.BaseURL = cfg.PublicURL
 	a.audit = db.NewAuditService(a.db)
 	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
