@@ -393,6 +393,7 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 	} else if len(in.TypedName) > 200 {
 		v.Add("typed_name", "Keep your name under 200 characters.")
 	}
+	doorledger.ValidateLine(v, "typed_name", in.TypedName)
 	if !in.AgreeESign {
 		v.Add("agree", "Tick the box to agree to sign electronically.")
 	}
@@ -513,9 +514,9 @@ func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.S
 }
 
 func (s *ConsentService) Decline(ctx context.Context, token, reason string) error {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > 1000 {
-		return &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.", Fields: map[string]string{"reason": "Keep the reason under 1,000 characters."}}
+	reason, err := doorledger.NormalizeReason(reason, 1000)
+	if err != nil {
+		return err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -734,9 +735,9 @@ func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*d
 }
 
 func (s *ConsentService) EndByToken(ctx context.Context, token, reason string) (*doorledger.Consent, error) {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > 1000 {
-		return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.", Fields: map[string]string{"reason": "Keep the reason under 1,000 characters."}}
+	reason, err := doorledger.NormalizeReason(reason, 1000)
+	if err != nil {
+		return nil, err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {

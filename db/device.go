@@ -142,13 +142,10 @@ func (tx *Tx) manageDevice(ctx context.Context, c caller, id int64) (*doorledger
 	return d, nil
 }
 
+// cleanReason normalizes the reason of a command. A control character in it
+// is replaced, not refused: nothing stops a revoke but its length.
 func cleanReason(reason string) (string, error) {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > maxReasonLen {
-		return "", &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.",
-			Fields: map[string]string{"reason": "Keep the reason under 500 characters."}}
-	}
-	return reason, nil
+	return doorledger.NormalizeReason(doorledger.ScrubText(doorledger.NormalizeText(reason), true), maxReasonLen)
 }
 
 func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
@@ -227,6 +224,7 @@ func validateFoundDevice(d *doorledger.DeviceDetails) error {
 		} else if len(*f.val) > 300 {
 			v.Add(f.name, "Keep this under 300 characters.")
 		}
+		doorledger.ValidateLine(v, f.name, *f.val)
 	}
 	return v.Err()
 }

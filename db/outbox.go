@@ -17,11 +17,15 @@ var _ doorledger.OutboxService = (*OutboxService)(nil)
 
 // queueMail writes a message to the outbox in tx. A non-empty dedupKey sends at
 // most one message per key (alerts about the same thing).
+//
+// The subject is made one line whatever it was built from (a building name
+// stored before names were checked could hold a line break): the mail package
+// refuses a subject with CR or LF, which would leave the mail unsent.
 func (tx *Tx) queueMail(ctx context.Context, m *doorledger.Message, dedupKey string) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO outbox (created_at, to_addr, subject, body, kind, building_id, dedup_key)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		formatTime(tx.now), m.To, m.Subject, m.Body, m.Kind, m.BuildingID, nullString(dedupKey))
+		formatTime(tx.now), m.To, doorledger.ScrubText(m.Subject, false), m.Body, m.Kind, m.BuildingID, nullString(dedupKey))
 	if err != nil {
 		return fmt.Errorf("queue mail: %w", err)
 	}
