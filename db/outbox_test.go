@@ -3,64 +3,16 @@ package db_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 var signLinkRE = regexp.MustCompile(`http://portal\.test/sign/([A-Za-z0-9_-]+)`)
-
-// rawOutbox returns every column of every outbox row as text, as sqlite3 would print it.
-func rawOutbox(t *testing.T, d *db.DB) string {
-	t.Helper()
-	rows, err := d.Reader().Query(`SELECT * FROM outbox`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var b strings.Builder
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		for i, v := range vals {
-			switch v := v.(type) {
-			case []byte:
-				b.WriteString(cols[i] + "=" + string(v) + "|")
-			default:
-				b.WriteString(cols[i] + "=" + fmt.Sprint(v) + "|")
-			}
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// fileBytes returns the database file and its WAL, as a copy of the data
-// directory would hold them.
-func fileBytes(t *testing.T, d *db.DB) []byte {
-	t.Helper()
-	var all []byte
-	for _, p := range []string{d.Path, d.Path + "-wal"} {
-		b, err := os.ReadFile(p)
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		all = append(all, b...)
-	}
-	return all
-}
 
 // A queued body is sealed: the outbox table holds no link, the dispatcher
 // gets the body whole, and the link in it works.
@@ -69,12 +21,12 @@ func TestOutboxSealsBodiesAtRest(t *testing.T) {
 	if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-1", w.signer.ID)); err != nil {
 		t.Fatal(err)
 	}
-	raw := rawOutbox(t, w.db)
+	raw := testtool.TableText(t, w.db.Reader())
 	if strings.Contains(raw, "/sign/") || strings.Contains(raw, "Review the full terms") {
 		t.Fatalf("the outbox table holds the body in the clear:\n%s", raw)
 	}
 	token := w.lastLink(t, w.signer.Email, "/sign/") // through PendingMessages
-	if strings.Contains(raw, token) || bytes.Contains(fileBytes(t, w.db), []byte(token)) {
+	if strings.Contains(raw, token) || bytes.Contains(testtool.DatabaseFiles(t, w.db.Path), []byte(token)) {
 		t.Fatal("the token is in the database")
 	}
 	if _, err := w.consents.OpenSigning(context.Background(), token); err != nil {
@@ -156,7 +108,7 @@ func TestOutboxSecureStoredMail(t *testing.T) {
 		if _, err := w.db.Writer().Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Contains(fileBytes(t, w.db), []byte(token)) {
+		if !bytes.Contains(testtool.DatabaseFiles(t, w.db.Path), []byte(token)) {
 			t.Fatal("test set-up: the clear body is not in the file")
 		}
 
@@ -164,10 +116,10 @@ func TestOutboxSecureStoredMail(t *testing.T) {
 		if err != nil || n != 2 {
 			t.Fatalf("logOnly=%v: SecureStoredMail = %d, %v; want 2 rows", logOnly, n, err)
 		}
-		if raw := rawOutbox(t, w.db); strings.Contains(raw, token) || strings.Contains(raw, "/sign/") {
+		if raw := testtool.TableText(t, w.db.Reader()); strings.Contains(raw, token) || strings.Contains(raw, "/sign/") {
 			t.Fatalf("logOnly=%v: the table still holds a link:\n%s", logOnly, raw)
 		}
-		if bytes.Contains(fileBytes(t, w.db), []byte(token)) {
+		if bytes.Contains(testtool.DatabaseFiles(t, w.db.Path), []byte(token)) {
 			t.Fatalf("logOnly=%v: the token lingers in the database's files", logOnly)
 		}
 		// The unsent one still goes out whole; the sent one is kept (sealed)

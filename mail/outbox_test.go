@@ -3,14 +3,9 @@ package mail
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"mime/quotedprintable"
 	"net/mail"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +13,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 // outboxWorld is a building with a signer, a manager and an installer on a
@@ -130,50 +126,6 @@ func (w *outboxWorld) works(token string) bool {
 	return false
 }
 
-// rawStrings reads every column of every table as sqlite3 would print it.
-func rawStrings(t *testing.T, d *db.DB) string {
-	t.Helper()
-	var b strings.Builder
-	tables, err := d.Reader().Query(`SELECT name FROM sqlite_schema WHERE type = 'table'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for tables.Next() {
-		var n string
-		tables.Scan(&n)
-		names = append(names, n)
-	}
-	tables.Close()
-	for _, name := range names {
-		rows, err := d.Reader().Query(`SELECT * FROM "` + name + `"`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range vals {
-				if bs, ok := v.([]byte); ok {
-					b.Write(bs)
-				} else {
-					fmt.Fprint(&b, v)
-				}
-				b.WriteString("\x00")
-			}
-		}
-		rows.Close()
-	}
-	return b.String()
-}
-
 // tokenShaped finds every run of base64url (which includes hex) characters
 // long enough to be a one-time token or a prefix of one.
 var tokenShaped = regexp.MustCompile(`[A-Za-z0-9_-]{16,}`)
@@ -210,7 +162,7 @@ func TestOutboxKeepsNoUsableTokenAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := w.consents.Sign(context.Background(), sign[0], doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true,
-		SignaturePNG: signaturePNG(t), TermsSHA256: doorledger.TermsSHA256(sess.Terms), IP: "203.0.113.7", UserAgent: "test"}); err != nil {
+		SignaturePNG: []byte("\x89PNG\r\n\x1a\n-validated-by-the-caller"), TermsSHA256: doorledger.TermsSHA256(sess.Terms), IP: "203.0.113.7", UserAgent: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	// A mail that fails (the relay refuses the portal's login) stays queued,
@@ -251,7 +203,7 @@ func TestOutboxKeepsNoUsableTokenAtRest(t *testing.T) {
 	// The database, read as sqlite3 would: no candidate opens anything.
 	w.scan(t)
 	// Nor do its files hold a delivered link, a code or any mail text.
-	files := rawFiles(t, w.d)
+	files := testtool.DatabaseFiles(t, w.d.Path)
 	for _, s := range append(live, "Your code is: "+codes[0][1], "Review the full terms", "To withdraw this consent", "Accept the invitation") {
 		if bytes.Contains(files, []byte(s)) {
 			t.Errorf("the database's files hold %q", s)
@@ -262,7 +214,7 @@ func TestOutboxKeepsNoUsableTokenAtRest(t *testing.T) {
 // scan tries every token-shaped string of the database as a one-time link.
 func (w *outboxWorld) scan(t *testing.T) {
 	t.Helper()
-	candidates := tokenShaped.FindAllString(rawStrings(t, w.d), -1)
+	candidates := tokenShaped.FindAllString(testtool.TableText(t, w.d.Reader()), -1)
 	if len(candidates) < 10 {
 		t.Fatalf("only %d token-shaped strings in the database: is the scan reading it?", len(candidates))
 	}
@@ -271,29 +223,4 @@ func (w *outboxWorld) scan(t *testing.T) {
 			t.Errorf("the database holds a working one-time token: %s", c)
 		}
 	}
-}
-
-func rawFiles(t *testing.T, d *db.DB) []byte {
-	t.Helper()
-	var all []byte
-	for _, p := range []string{d.Path, d.Path + "-wal"} {
-		b, err := os.ReadFile(p)
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		all = append(all, b...)
-	}
-	return all
-}
-
-func signaturePNG(t *testing.T) []byte {
-	img := image.NewNRGBA(image.Rect(0, 0, 200, 80))
-	for x := 20; x < 180; x++ {
-		img.Set(x, 40+(x%20)-10, color.NRGBA{0, 0, 80, 255})
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

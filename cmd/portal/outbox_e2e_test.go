@@ -5,26 +5,12 @@ import (
 	"database/sql"
 	"html"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// dataFiles returns the database file and its WAL as a copy of the data
-// directory would hold them (without vendor.key).
-func dataFiles(t *testing.T, dir string) []byte {
-	t.Helper()
-	var all []byte
-	for _, name := range []string{"doorledger.db", "doorledger.db-wal"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		all = append(all, b...)
-	}
-	return all
-}
+	"github.com/doorledger/doorledger/internal/testtool"
+)
 
 // Mail bodies across restarts and modes: bodies an older version stored in
 // the clear are sealed (unsent) or dropped (sent) at start; with SMTP the
@@ -64,7 +50,7 @@ func TestEndToEndOutboxBodiesAtRest(t *testing.T) {
 	if strings.Contains(page, "LEGACY-MARKER") || strings.Contains(page, "/consent/withdraw/") || strings.Contains(html.UnescapeString(page), withdraw) {
 		t.Fatalf("the Outbox shows bodies with SMTP:\n%s", page)
 	}
-	files := dataFiles(t, dir)
+	files := testtool.DatabaseFiles(t, filepath.Join(dir, "doorledger.db"))
 	for _, s := range []string{"LEGACY-MARKER-1", "LEGACY-MARKER-2", strings.TrimPrefix(withdraw, "/consent/withdraw/"), "/consent/withdraw/", "/sign/"} {
 		if bytes.Contains(files, []byte(s)) {
 			t.Errorf("the database's files hold %q", s)
