@@ -119,6 +119,7 @@ func (r *ConsentRequest) Validate() error {
 		} else if len(*f.val) > 300 {
 			v.Add(f.name, "Keep this under 300 characters.")
 		}
+		ValidateLine(v, f.name, *f.val)
 	}
 	if r.SignerID <= 0 {
 		v.Add("signer_id", "Choose who is asked to sign.")

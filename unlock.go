@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -183,7 +182,7 @@ func checkText(s string, max int) error {
 		return fmt.Errorf("longer than %d bytes", max)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("not UTF-8 text")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+	case strings.IndexFunc(s, func(r rune) bool { return RefusedRune(r, false) }) >= 0:
 		return fmt.Errorf("contains control characters")
 	}
 	return nil
@@ -599,8 +598,8 @@ func NormalizeAckNote(note string) (string, error) {
 		v.Add("note", "Use plain text.")
 	case utf8.RuneCountInString(note) > MaxAckNoteLen:
 		v.Add("note", fmt.Sprintf("Write at most %d characters.", MaxAckNoteLen))
-	case strings.IndexFunc(note, unicode.IsControl) >= 0:
-		v.Add("note", "Write the note on one line, without control characters.")
+	default:
+		ValidateLine(v, "note", note)
 	}
 	return note, v.Err()
 }

@@ -68,6 +68,11 @@ func (n *NewUser) Validate() error {
 	} else if len(n.Name) > 200 {
 		v.Add("name", "Keep the name under 200 characters.")
 	}
+	ValidateLine(v, "name", n.Name)
+	if len(n.Company) > 200 {
+		v.Add("company", "Keep the company under 200 characters.")
+	}
+	ValidateLine(v, "company", n.Company)
 	if !n.Role.Valid() {
 		v.Add("role", "Choose a role.")
 	}
@@ -81,6 +86,7 @@ func ValidateEmail(v Validation, field, s string) {
 		v.Add(field, "Enter an email address.")
 		return
 	}
+	ValidateLine(v, field, s)
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || len(s) > 254 {
 		v.Add(field, "Enter a plain email address, like name@example.com.")

@@ -468,6 +468,7 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 		v.Add("typed_name", fmt.Sprintf("This is not the name on the roster, “%s”. Correct it, or confirm below that you sign with the name as typed.", roster))
 		v.Add("name_confirm", "Tick this to sign with the name as typed: the record will show both names and that they differ.")
 	}
+	doorledger.ValidateLine(v, "typed_name", in.TypedName)
 	if !in.AgreeESign {
 		v.Add("agree", "Tick the box to agree to sign electronically.")
 	}
@@ -632,9 +633,9 @@ func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.S
 }
 
 func (s *ConsentService) Decline(ctx context.Context, token, reason string) error {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > 1000 {
-		return &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.", Fields: map[string]string{"reason": "Keep the reason under 1,000 characters."}}
+	reason, err := doorledger.NormalizeReason(reason, 1000)
+	if err != nil {
+		return err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -918,9 +919,9 @@ func statusWords(s doorledger.ConsentStatus) string {
 }
 
 func (s *ConsentService) EndByToken(ctx context.Context, token, reason string) (*doorledger.Consent, error) {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > 1000 {
-		return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.", Fields: map[string]string{"reason": "Keep the reason under 1,000 characters."}}
+	reason, err := doorledger.NormalizeReason(reason, 1000)
+	if err != nil {
+		return nil, err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {

@@ -48,7 +48,8 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	stmts stmtCache // hot statements, prepared once (stmt.go)
+	stmts  stmtCache // hot statements, prepared once (stmt.go)
+	sealer *sealer   // seals mail bodies (SetSealKey)
 }
 
 // NewDB returns a DB for the SQLite file at path; call Open before use.
@@ -59,7 +60,22 @@ func NewDB(path string) *DB {
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
+		sealer:            randomSealer(),
 	}
+}
+
+// SetSealKey sets the key (SealKeySize bytes, kept outside the database: the
+// data directory's vendor.key) that seals what the database keeps but must
+// not hold in the clear, such as mail bodies waiting for delivery. Until it is
+// set, a random key is used that lives as long as the process: enough for
+// tests, not for a portal that restarts with mail still queued.
+func (db *DB) SetSealKey(key []byte) error {
+	s, err := newSealer(key)
+	if err != nil {
+		return fmt.Errorf("seal key: %w", err)
+	}
+	db.sealer = s
+	return nil
 }
 
 // dsn builds the connection string. Pragmas are per connection, so they go in the

@@ -55,11 +55,13 @@ func (s *InvitationService) Invite(ctx context.Context, buildingID int64, email,
 	} else if len(name) > 200 {
 		v.Add("invite_name", "Keep the name under 200 characters.")
 	}
+	doorledger.ValidateLine(v, "invite_name", name)
 	if company == "" {
 		v.Add("invite_company", "Enter the installer's company.")
 	} else if len(company) > 200 {
 		v.Add("invite_company", "Keep the company under 200 characters.")
 	}
+	doorledger.ValidateLine(v, "invite_company", company)
 	var role string
 	switch err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE email = ?`, email).Scan(&role); {
 	case err == sql.ErrNoRows:

@@ -820,7 +820,7 @@ func TestReportSubscribeAndMonthly(t *testing.T) {
 	// Finishing a monthly report mails its subscriber a link, in the same transaction.
 	older, newer := list[1], list[0]
 	sum := w.finish(t, older.ID)
-	msgs, err := db.NewOutboxService(w.d).FindMessages(sys(), 100)
+	msgs, err := db.NewOutboxService(w.d).PendingMessages(sys(), 100, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

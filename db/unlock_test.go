@@ -490,8 +490,13 @@ func TestUnlockAlerts(t *testing.T) {
 	if got := w.alerts(t, w.mgrBEmail); len(got) != 0 {
 		t.Fatalf("other building's manager: %q", got)
 	}
-	var body string
-	w.d.Reader().QueryRow(`SELECT body FROM outbox WHERE to_addr = ? AND kind = 'alert'`, w.mgrAEmail).Scan(&body)
+	var body string // bodies are sealed at rest: read them as the dispatcher does
+	pending, _ := db.NewOutboxService(w.d).PendingMessages(context.Background(), 100, 1000)
+	for _, m := range pending {
+		if m.To == w.mgrAEmail && m.Kind == "alert" {
+			body = m.Body
+		}
+	}
 	for _, s := range []string{"Alder Court", fmt.Sprintf("device %d", dev), "unconsented", "within the hour", "courier-r-"} {
 		if !strings.Contains(body, s) {
 			t.Errorf("alert body lacks %q:\n%s", s, body)

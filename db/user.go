@@ -138,7 +138,10 @@ func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.U
 	if upd.Name != nil {
 		if u.Name = strings.TrimSpace(*upd.Name); u.Name == "" {
 			v.Add("name", "Enter the person's name.")
+		} else if len(u.Name) > 200 {
+			v.Add("name", "Keep the name under 200 characters.")
 		}
+		doorledger.ValidateLine(v, "name", u.Name)
 	}
 	if upd.Role != nil {
 		if !upd.Role.Valid() {
@@ -147,7 +150,10 @@ func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.U
 		u.Role = *upd.Role
 	}
 	if upd.Company != nil {
-		u.Company = strings.TrimSpace(*upd.Company)
+		if u.Company = strings.TrimSpace(*upd.Company); len(u.Company) > 200 {
+			v.Add("company", "Keep the company under 200 characters.")
+		}
+		doorledger.ValidateLine(v, "company", u.Company)
 	}
 	if upd.Disabled != nil {
 		if *upd.Disabled && c.user != nil && c.user.ID == id {

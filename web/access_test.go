@@ -65,6 +65,7 @@ var matrix = []accessRow{
 	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/audit/verify", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/outbox/:mail/retry", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations/:invitation/withdraw", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/consents/new", [6]string{login, nf, nf, nf, nf, ok}},
@@ -200,6 +201,13 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.HasPrefix(path, "/invite/"):
 		f.invite(t)
 		path = strings.Replace(path, ":token", f.lastToken(t, "/invite/"), 1)
+	case strings.Contains(path, ":mail"):
+		f.invite(t)
+		var id int64
+		if err := f.db.Reader().QueryRow(`SELECT MAX(id) FROM outbox`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":mail", fmt.Sprint(id), 1)
 	case strings.Contains(path, ":device"):
 		c, _ := f.signedConsent(t)
 		path = strings.Replace(path, ":device", fmt.Sprint(c.DeviceID), 1)

@@ -157,6 +157,7 @@ func (s *Server) routes() {
 	e.GET("/audit", s.handleAudit(audit), admin...)
 	e.POST("/audit/verify", s.handleAuditVerify(audit), admin...)
 	e.GET("/outbox", s.handleOutbox, admin...)
+	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(s.cfg.Outbox), admin...)
 }
 
 // upload registers a route that takes a larger body than DefaultBodyLimit.

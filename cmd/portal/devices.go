@@ -80,6 +80,8 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 			return nil, fmt.Errorf("embedded MQTT broker: %w", err)
 		}
 		dc.broker, transport = broker, broker
+		// A new secret ends the connections made with the old one.
+		a.devices.Sessions = broker
 		fmt.Fprintf(stdout, "Devices: embedded MQTT broker on mqtt://%s\n", broker.Addr())
 	}
 	// Devices under a vendor integration get their desired state through the

@@ -68,6 +68,10 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The same key seals mail bodies until they are sent.
+	if err := a.db.SetSealKey(sealKey); err != nil {
+		return nil, err
+	}
 	if a.vendors, err = db.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
 		return nil, err
 	}
@@ -86,6 +90,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+
+	// Mail bodies carry one-time links: with SMTP they are dropped once sent,
+	// without it (mail only logged) they stay sealed for admins to read on the
+	// Outbox page. Bodies stored in the clear by an older version, or kept
+	// while mail was only logged, are sealed or dropped now.
+	a.outbox.LogOnly = cfg.SMTPURL == ""
+	if n, err := a.outbox.SecureStoredMail(ctx); err != nil {
+		return fmt.Errorf("secure stored mail: %w", err)
+	} else if n > 0 {
+		a.log.Info("stored mail bodies sealed or dropped", "count", n)
+	}
 
 	key, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
 	if err != nil {
@@ -291,9 +306,11 @@ func sessionKeys(path string) ([][]byte, error) {
 	return [][]byte{buf[:64], buf[64:]}, nil
 }
 
-// vendorSealKey loads the key that seals vendor integrations' HMAC keys in the
-// database. It stays outside the database, so a copy of the database alone
-// cannot sign as a vendor; losing it means rotating every integration's key.
+// vendorSealKey loads the key that seals vendor integrations' HMAC keys and
+// unsent mail bodies in the database. It stays outside the database, so a copy
+// of the database alone cannot sign as a vendor nor follow a mailed link;
+// losing it means rotating every integration's key, and mail not yet sent is
+// marked failed.
 func vendorSealKey(path string) ([]byte, error) {
 	return loadOrCreateKey(path, db.SealKeySize, "vendor seal key")
 }
