@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
@@ -21,13 +24,32 @@ func handleHealth(check func(ctx context.Context) error) echo.HandlerFunc {
 	}
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: it returns next when it is
+// a path of this site (with its query), and the buildings page otherwise.
+// Browsers drop tabs and line breaks from a URL and read "\\" as "/", so
+// "/\t/evil.example" and "/\\evil.example" would both leave the site as
+// "//evil.example": control characters and backslashes are refused anywhere,
+// and what is left must parse as a path with no scheme, host or leading "//".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
-		return "/buildings"
+	const home = "/buildings"
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || len(next) > maxNextLen {
+		return home
+	}
+	for _, r := range next {
+		if unicode.IsControl(r) || r == '\\' || r == utf8.RuneError {
+			return home
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return home
 	}
 	return next
 }
+
+// maxNextLen bounds a post-login target: no page of the portal needs more.
+const maxNextLen = 2048
 
 func (s *Server) handleLoginPage(c echo.Context) error {
 	if doorledger.UserFromContext(c.Request().Context()) != nil {
