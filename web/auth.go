@@ -77,14 +77,14 @@ func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
 		// ended, so a cookie planted or copied before sign-in is worth nothing.
 		old, _ := c.Get("sid").(string)
 		if old == "" {
-			sess, _ := s.sessions.Get(c.Request(), sessionCookie)
+			sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
 			old, _ = sess.Values["sid"].(string)
 		}
 		created, err := users.CreateSession(ctx, u, old, c.RealIP(), c.Request().UserAgent())
 		if err != nil {
 			return err
 		}
-		sess, _ := s.sessions.New(c.Request(), sessionCookie)
+		sess, _ := s.sessions.New(c.Request(), s.sessionCookie)
 		sess.Values["sid"] = created.ID
 		if err := sess.Save(c.Request(), c.Response()); err != nil {
 			return err
@@ -96,12 +96,12 @@ func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
 
 // clearCSRF drops the CSRF cookie so the next page issues a new token.
 func (s *Server) clearCSRF(c echo.Context) {
-	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	c.SetCookie(&http.Cookie{Name: s.csrfCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
 }
 
 // signOut forgets the session in this browser and shows the sign-in page.
 func (s *Server) signOut(c echo.Context, msg string) error {
-	sess, _ := s.sessions.New(c.Request(), sessionCookie)
+	sess, _ := s.sessions.New(c.Request(), s.sessionCookie)
 	sess.AddFlash(msg, "ok")
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err

@@ -1,10 +1,25 @@
 package web_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/devicectl"
+	"github.com/doorledger/doorledger/web"
 )
 
 // Issue 11.7: after sign-in the portal goes only to a path of its own site,
@@ -49,5 +64,252 @@ func TestLoginNextStaysOnSite(t *testing.T) {
 	_, body := c.get("/login?next=/%09/evil.example")
 	if want := `name="next" value="/buildings"`; !strings.Contains(body, want) {
 		t.Errorf("sign-in page for next=/%%09/evil.example lacks %s", want)
+	}
+}
+
+// countingBody is a request body that counts the bytes the server reads of it.
+type countingBody struct {
+	r    io.Reader
+	read atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+// hugeMultipart is a multipart form of about size bytes: one "photo" of
+// zeros, as a hostile client would post it, generated as it is read.
+func hugeMultipart(size int64) (*countingBody, string) {
+	const boundary = "doorledger-test-boundary"
+	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
+	tail := "\r\n--" + boundary + "--\r\n"
+	body := io.MultiReader(strings.NewReader(head), io.LimitReader(zeros{}, size-int64(len(head)+len(tail))), strings.NewReader(tail))
+	return &countingBody{r: body}, "multipart/form-data; boundary=" + boundary
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// unreadBound is how much of a refused body the server may read: none, but
+// a buffer's worth would not matter.
+const unreadBound = 64 << 10
+
+// Issue 11.2: a post that is not allowed is refused from its headers — the
+// session, the role, Sec-Fetch-Site, the X-CSRF-Token header — before a byte
+// of its body is read. Before, the CSRF check parsed the form for _csrf
+// first: each anonymous 40 MB upload was read and buffered to get a 403.
+func TestRefusedPostsAreNotRead(t *testing.T) {
+	f := newFixture(t)
+	cookies := func(email string) []*http.Cookie {
+		c := f.client()
+		c.login(email)
+		return c.http.Jar.Cookies(c.base)
+	}
+	installer, board := cookies(f.instA.Email), cookies(f.boardA.Email)
+	consents := fmt.Sprintf("/buildings/%d/consents", f.A.ID)
+	const size = 40 << 20
+	for _, tc := range []struct {
+		name    string
+		path    string
+		cookies []*http.Cookie
+		headers map[string]string
+		status  int
+	}{
+		{"anonymous", consents, nil, nil, http.StatusSeeOther},
+		{"anonymous, htmx", consents, nil, map[string]string{"HX-Request": "true"}, http.StatusUnauthorized},
+		{"ended session", consents, []*http.Cookie{{Name: "dl_session", Value: "forged-or-expired"}}, nil, http.StatusSeeOther},
+		{"anonymous, report check", "/reports/verify", nil, nil, http.StatusSeeOther},
+		{"signed in, wrong role", consents, board, nil, http.StatusNotFound},
+		{"cross-site", consents, installer, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"wrong CSRF header", consents, installer, map[string]string{"X-CSRF-Token": "forged"}, http.StatusForbidden},
+	} {
+		body, contentType := hugeMultipart(size)
+		req := httptest.NewRequest(http.MethodPost, tc.path, body)
+		req.ContentLength = size
+		req.Header.Set("Content-Type", contentType)
+		for _, ck := range tc.cookies {
+			req.AddCookie(ck)
+		}
+		for k, v := range tc.headers {
+			req.Header.Set(k, v)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		rec := httptest.NewRecorder()
+		f.server.Handler().ServeHTTP(rec, req)
+		runtime.ReadMemStats(&after)
+		if rec.Code != tc.status {
+			t.Errorf("%s: %d, want %d\n%.300s", tc.name, rec.Code, tc.status, rec.Body.String())
+		}
+		if n := body.read.Load(); n > unreadBound {
+			t.Errorf("%s: the server read %d bytes of a refused 40 MB body", tc.name, n)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+			t.Errorf("%s: refusing allocated %d MB", tc.name, grew>>20)
+		}
+	}
+}
+
+// Issue 11.2: the vendor API refuses an unknown integration and a missing,
+// malformed or stale signature header before it reads the body; only a
+// well-formed, fresh header for a live integration gets the body read (and
+// its MAC checked).
+func TestVendorAPIRefusesBeforeReadingBody(t *testing.T) {
+	r := newVendorRig(t)
+	now := time.Now()
+	sign := func(at time.Time) string { return devicectl.Sign([]byte(r.key), at, []byte("other body")) }
+	const size = 900 << 10 // under the limits of both routes (4 MB, 1 MB)
+	for _, tc := range []struct {
+		name, path, signature, reason string
+		read                          bool
+	}{
+		{"unknown integration", "/api/vendors/999999/events", sign(now), "unknown_integration", false},
+		{"missing signature", r.eventsPath(), "", "missing_signature", false},
+		{"malformed signature", r.eventsPath(), "t=now,v1=nothex", "bad_signature", false},
+		{"stale signature", r.eventsPath(), sign(now.Add(-time.Hour)), "stale_signature", false},
+		{"stale callback", r.statePath(), sign(now.Add(time.Hour)), "stale_signature", false},
+		{"fresh, but not this body's", r.eventsPath(), sign(now), "bad_signature", true},
+	} {
+		body := &countingBody{r: io.LimitReader(zeros{}, size)}
+		req := httptest.NewRequest(http.MethodPost, tc.path, body)
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/json")
+		if tc.signature != "" {
+			req.Header.Set(devicectl.SignatureHeader, tc.signature)
+		}
+		rec := httptest.NewRecorder()
+		r.http.Config.Handler.ServeHTTP(rec, req)
+		var got struct{ Reason string }
+		_ = json.Unmarshal(rec.Body.Bytes(), &got)
+		if rec.Code != http.StatusUnauthorized || got.Reason != tc.reason {
+			t.Errorf("%s: %d %q, want 401 %q", tc.name, rec.Code, got.Reason, tc.reason)
+		}
+		if n := body.read.Load(); tc.read && n != size {
+			t.Errorf("%s: read %d bytes of the body, want all %d", tc.name, n, size)
+		} else if !tc.read && n > 0 {
+			t.Errorf("%s: read %d bytes of a body refused by its headers", tc.name, n)
+		}
+	}
+}
+
+// Issue 11.9: the CSRF token counts only from the X-CSRF-Token header or the
+// form body, never from the URL query, which ends up in logs and history.
+func TestCSRFTokenNotTakenFromQuery(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(f.admin.Email)
+	before := countBuildings(t, f)
+	token := c.csrf()
+	form := url.Values{"name": {"From the query"}, "address": {"1 Query St"}, "timezone": {"UTC"}}
+	resp, body := c.post("/buildings?_csrf="+url.QueryEscape(token), form, "-")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "did not come from Doorledger") {
+		t.Errorf("token in the query: %d, want 403\n%.300s", resp.StatusCode, body)
+	}
+	if got := countBuildings(t, f); got != before {
+		t.Fatalf("buildings: %d, want %d: a token from the query was accepted", got, before)
+	}
+	// In the body (as every form sends it) it works, multipart too.
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range form {
+		mw.WriteField(k, v[0])
+	}
+	mw.WriteField("_csrf", token)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, c.base.String()+"/buildings", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if resp, body := c.do(req); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("token in a multipart body: %d\n%.300s", resp.StatusCode, body)
+	}
+}
+
+// Every form of the portal needs the CSRF token: each POST route of the
+// access matrix (but the signed machine API), posted without it by a caller
+// allowed there, is refused with 403 before its handler runs. A route
+// registered without csrfForm at the end of its middleware fails here.
+func TestEveryFormNeedsCSRFToken(t *testing.T) {
+	f := newFixture(t).withVendors(t)
+	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
+	for _, row := range matrix {
+		if row.method != http.MethodPost || strings.HasPrefix(row.path, "/api/") {
+			continue
+		}
+		who := slices.Index(row.want[:], ok)
+		if who < 0 {
+			t.Errorf("POST %s: no role may use it", row.path)
+			continue
+		}
+		c := f.client()
+		if emails[who] != "" {
+			c.login(emails[who])
+		}
+		path := f.concrete(t, row.path)
+		c.csrf() // the browser has a token; the form does not carry it
+		resp, body := c.post(path, url.Values{}, "-")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "did not come from Doorledger") {
+			t.Errorf("POST %s as %s without a token: %d, want 403\n%.200s", path, roles[who], resp.StatusCode, body)
+		}
+	}
+}
+
+// Issue 11.9: served over HTTPS the cookies are Secure and carry the __Host-
+// prefix (Path=/, no Domain), so neither a sibling subdomain nor a plain-HTTP
+// page can plant or overwrite them; the whole sign-in works with them.
+func TestSecureCookiesHostPrefix(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewTLSServer(web.NewServer(web.Config{
+		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents,
+		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
+		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
+		Secure:      true,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}).Handler())
+	defer srv.Close()
+	c := f.client()
+	c.base, _ = url.Parse(srv.URL)
+	c.http.Transport = srv.Client().Transport
+
+	check := func(resp *http.Response, name string) string {
+		t.Helper()
+		for _, ck := range resp.Cookies() {
+			if ck.Name == name && ck.Value != "" {
+				if !ck.Secure || !ck.HttpOnly || ck.Path != "/" || ck.Domain != "" {
+					t.Errorf("%s: Secure %v HttpOnly %v Path %q Domain %q; want Secure, HttpOnly, Path=/ and no Domain",
+						name, ck.Secure, ck.HttpOnly, ck.Path, ck.Domain)
+				}
+				return ck.Value
+			}
+			if strings.HasPrefix(ck.Name, "dl_") {
+				t.Errorf("cookie %s set without the __Host- prefix over HTTPS", ck.Name)
+			}
+		}
+		t.Fatalf("no %s cookie set; got %v", name, resp.Header.Values("Set-Cookie"))
+		return ""
+	}
+	resp, _ := c.get("/login")
+	token := check(resp, "__Host-dl_csrf")
+	resp, body := c.post("/login", url.Values{"email": {f.managerA.Email}, "password": {testPassword}}, token)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in over HTTPS: %d\n%.300s", resp.StatusCode, body)
+	}
+	check(resp, "__Host-dl_session")
+	if resp, _ := c.get("/buildings"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed in over HTTPS: GET /buildings %d", resp.StatusCode)
+	}
+
+	// Served over plain HTTP (localhost) the names stay plain and not
+	// Secure, which browsers would refuse there.
+	plain := f.client()
+	resp, _ = plain.get("/login")
+	for _, ck := range resp.Cookies() {
+		if ck.Secure || strings.HasPrefix(ck.Name, "__Host-") {
+			t.Errorf("over plain HTTP: cookie %s Secure %v", ck.Name, ck.Secure)
+		}
 	}
 }
