@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Role is what a user account may do. Signers have no account.
@@ -87,12 +88,17 @@ func ValidateEmail(v Validation, field, s string) {
 	}
 }
 
-// ValidatePassword adds a message to v when p is too weak to accept.
+// MaxPasswordLen is the longest password accepted, in characters. Passwords
+// longer than bcrypt's 72 bytes are accepted whole (the storage pre-hashes them).
+const MaxPasswordLen = 256
+
+// ValidatePassword adds a message to v when p is too weak or too long to
+// accept. Lengths count characters, not bytes, as the person typing them does.
 func ValidatePassword(v Validation, field, p string) {
-	switch {
-	case len(p) < MinPasswordLen:
+	switch n := utf8.RuneCountInString(p); {
+	case n < MinPasswordLen:
 		v.Add(field, "Use at least 12 characters.")
-	case len(p) > 256:
+	case n > MaxPasswordLen:
 		v.Add(field, "Use at most 256 characters.")
 	}
 }

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/web"
@@ -311,5 +314,123 @@ func TestSecureCookiesHostPrefix(t *testing.T) {
 		if ck.Secure || strings.HasPrefix(ck.Name, "__Host-") {
 			t.Errorf("over plain HTTP: cookie %s Secure %v", ck.Name, ck.Secure)
 		}
+	}
+}
+
+// Issue 11.4 through the sign-in form: after 8 failures, 30 wrong passwords
+// posted at once get at most 2 answers of 401 (checked) and the rest 429.
+func TestParallelSignInGuesses(t *testing.T) {
+	f := newFixture(t)
+	f.db.PasswordCost = 8 // a real cost: the time bcrypt takes is the race's window
+	u := must(f.users.CreateUser(sys(), doorledger.NewUser{Email: "target@example.com", Name: "T", Role: doorledger.RoleBoard, Password: testPassword}))(t)
+	f.db.PasswordCost = 4
+	guess := func(c *client, pw string) int {
+		resp, _ := c.post("/login", url.Values{"email": {u.Email}, "password": {pw}}, "")
+		return resp.StatusCode
+	}
+	c := f.client()
+	for i := range 8 {
+		if got := guess(c, fmt.Sprintf("wrong %d", i)); got != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, got)
+		}
+	}
+	clients := make([]*client, 30)
+	for i := range clients {
+		clients[i] = f.client()
+		clients[i].csrf()
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	got := map[int]int{}
+	start := make(chan struct{})
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			status := guess(c, fmt.Sprintf("parallel %d", i))
+			mu.Lock()
+			got[status]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got[http.StatusUnauthorized] > 2 || got[http.StatusUnauthorized]+got[http.StatusTooManyRequests] != 30 {
+		t.Fatalf("30 guesses at once after 8 failures: %v (status: count); want at most 2 of 401, the rest 429", got)
+	}
+}
+
+// Issue 11.9: a password longer than bcrypt's 72 bytes works on every path
+// that sets or checks one — an admin creating the account, the account page,
+// an admin's reset, an invitation for a new installer and for one who has an
+// account — where each was a 500 before. Past 256 characters the field says so.
+func TestLongPasswordsOnEveryPath(t *testing.T) {
+	f := newFixture(t)
+	long := func(s string) string { return strings.Repeat(s, 100/len([]rune(s))+1) } // 100+ characters, up to 300 bytes
+	signsIn := func(email, pw string) bool {
+		resp, _ := f.client().post("/login", url.Values{"email": {email}, "password": {pw}}, "")
+		return resp.StatusCode == http.StatusSeeOther
+	}
+	admin := f.client()
+	admin.login(f.admin.Email)
+
+	// An admin creates an account with a long password.
+	pw1 := long("żółw idzie ")
+	resp, body := admin.post("/users", url.Values{"name": {"Long"}, "email": {"long@example.com"}, "role": {"board"}, "password": {pw1}}, "")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create with a %d-byte password: %d\n%.300s", len(pw1), resp.StatusCode, body)
+	}
+	if !signsIn("long@example.com", pw1) || signsIn("long@example.com", string([]rune(pw1)[:60])) {
+		t.Fatal("the long password does not sign in, or its first 60 characters do")
+	}
+	// Its owner changes it on the account page, to another long one.
+	owner := f.client()
+	owner.loginWith("long@example.com", pw1)
+	pw2 := long("correct horse battery staple ")
+	if resp, body := owner.post("/account/password", url.Values{"current": {pw1}, "password": {pw2}}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("account page, %d-byte password: %d\n%.300s", len(pw2), resp.StatusCode, body)
+	}
+	if !signsIn("long@example.com", pw2) {
+		t.Fatal("the password set on the account page does not sign in")
+	}
+	// An admin resets it; past 256 characters the field says so.
+	u := must(f.users.FindUserByEmail(sys(), "long@example.com"))(t)
+	pw3 := strings.Repeat("ł", 256)
+	if resp, body := admin.post(fmt.Sprintf("/users/%d/password", u.ID), url.Values{"password": {pw3}}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("admin reset, %d-byte password: %d\n%.300s", len(pw3), resp.StatusCode, body)
+	}
+	if !signsIn("long@example.com", pw3) {
+		t.Fatal("the password an admin set does not sign in")
+	}
+	resp, body = admin.post(fmt.Sprintf("/users/%d/password", u.ID), url.Values{"password": {pw3 + "ł"}}, "")
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "Use at most 256 characters.") {
+		t.Fatalf("257 characters: %d, want 422 with the field's message\n%.300s", resp.StatusCode, body)
+	}
+
+	// A new installer accepts an invitation with a long password...
+	inv := f.invite(t)
+	pw4 := long("un mot de passe très long ")
+	installer := f.client()
+	if resp, body := installer.post("/invite/"+f.lastToken(t, "/invite/"), url.Values{"password": {pw4}}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("invitation, new installer with a %d-byte password: %d\n%.300s", len(pw4), resp.StatusCode, body)
+	}
+	if !signsIn(inv.Email, pw4) {
+		t.Fatal("the password set by accepting an invitation does not sign in")
+	}
+	// ...and proves it to accept the next one.
+	ctx := doorledger.NewContextWithUser(context.Background(), f.managerB)
+	must(db.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.B.ID, inv.Email, "New Installer", "FastKey"))(t)
+	if resp, body := f.client().post("/invite/"+f.lastToken(t, "/invite/"), url.Values{"password": {pw4}}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("invitation, existing installer proving a %d-byte password: %d\n%.300s", len(pw4), resp.StatusCode, body)
+	}
+}
+
+// loginWith signs in with a given password.
+func (c *client) loginWith(email, password string) {
+	c.tb.Helper()
+	resp, body := c.post("/login", url.Values{"email": {email}, "password": {password}}, "")
+	if resp.StatusCode != http.StatusSeeOther {
+		c.tb.Fatalf("login %s: %d\n%s", email, resp.StatusCode, body)
 	}
 }
