@@ -146,6 +146,9 @@ type UserService interface {
 	// SessionUser returns the user of a live session and marks it seen;
 	// EUNAUTHORIZED when it expired, was ended, or the user was disabled.
 	SessionUser(ctx context.Context, sessionID string) (*User, *Session, error)
+	// CheckSession returns EUNAUTHORIZED when SessionUser would, without
+	// marking the session seen (live pages re-check it on every tick).
+	CheckSession(ctx context.Context, sessionID string) error
 	// EndSession signs one browser out.
 	EndSession(ctx context.Context, sessionID string) error
 	// EndAllSessions signs every browser of the user out (logout everywhere).

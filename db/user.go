@@ -447,11 +447,34 @@ func (s *UserService) CreateSession(ctx context.Context, u *doorledger.User, rep
 const sessionTouchEvery = time.Minute
 
 func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
+	u, sess, err := s.liveSession(ctx, sessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if now := s.db.Now().UTC(); now.Sub(sess.LastSeenAt) > sessionTouchEvery {
+		if _, err := s.db.write.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, formatTime(now), HashToken(sessionID)); err != nil {
+			return nil, nil, err
+		}
+		sess.LastSeenAt = now
+	}
+	return u, sess, nil
+}
+
+// CheckSession is SessionUser without marking the session seen: a live page
+// asks every second, and an open tab is not a person using the portal.
+func (s *UserService) CheckSession(ctx context.Context, sessionID string) error {
+	_, _, err := s.liveSession(ctx, sessionID)
+	return err
+}
+
+// liveSession reads a session and its user: EUNAUTHORIZED when there is no
+// such session (ended, or never), it is past its lifetime or idle timeout, or
+// the user is disabled.
+func (s *UserService) liveSession(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
 	unauth := doorledger.Errorf(doorledger.EUNAUTHORIZED, "Your session has ended. Please sign in again.")
 	if sessionID == "" {
 		return nil, nil, unauth
 	}
-	hash := HashToken(sessionID)
 	var sess doorledger.Session
 	var created, seen string
 	var u doorledger.User
@@ -459,7 +482,7 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	err := s.db.read.QueryRowContext(ctx, `
 		SELECT s.user_id, s.created_at, s.last_seen_at, s.ip, s.user_agent,
 		       u.id, u.email, u.name, u.role, u.company, u.disabled, u.created_at
-		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, hash).
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, HashToken(sessionID)).
 		Scan(&sess.UserID, &created, &seen, &sess.IP, &sess.UserAgent,
 			&u.ID, &u.Email, &u.Name, &u.Role, &u.Company, &u.Disabled, &uCreated)
 	if err != nil {
@@ -473,12 +496,6 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	now := s.db.Now().UTC()
 	if u.Disabled || now.Sub(sess.CreatedAt) > doorledger.SessionMaxAge || now.Sub(sess.LastSeenAt) > doorledger.SessionIdleTimeout {
 		return nil, nil, unauth
-	}
-	if now.Sub(sess.LastSeenAt) > sessionTouchEvery {
-		if _, err := s.db.write.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, formatTime(now), hash); err != nil {
-			return nil, nil, err
-		}
-		sess.LastSeenAt = now
 	}
 	return &u, &sess, nil
 }

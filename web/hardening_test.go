@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -432,5 +433,124 @@ func (c *client) loginWith(email, password string) {
 	resp, body := c.post("/login", url.Values{"email": {email}, "password": {password}}, "")
 	if resp.StatusCode != http.StatusSeeOther {
 		c.tb.Fatalf("login %s: %d\n%s", email, resp.StatusCode, body)
+	}
+}
+
+// sse is a server-sent event stream read by a test: its lines arrive on a
+// channel, which is closed when the server ends the stream.
+type sse struct {
+	lines  chan string
+	cancel context.CancelFunc
+}
+
+// openStream opens path as a live stream and returns once its headers came.
+func (c *client) openStream(path string) *sse {
+	c.tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		cancel()
+		c.tb.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		cancel()
+		c.tb.Fatalf("stream %s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &sse{lines: make(chan string, 1024), cancel: cancel}
+	go func() {
+		defer close(s.lines)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+	}()
+	c.tb.Cleanup(cancel)
+	return s
+}
+
+// streamEndWait bounds the wait for a stream to end: ten of the server's
+// one-second ticks. It is a failure bound, not a measure.
+const streamEndWait = 10 * time.Second
+
+// awaitEnd reads the stream until the server ends it and returns the data of
+// its "end" event ("" if it ended without one). It fails when the stream is
+// still open after streamEndWait.
+func (s *sse) awaitEnd(tb testing.TB) string {
+	tb.Helper()
+	deadline := time.After(streamEndWait)
+	var ended, data string
+	for {
+		select {
+		case line, open := <-s.lines:
+			if !open {
+				return data
+			}
+			switch {
+			case line == "event: end":
+				ended = line
+			case ended != "" && strings.HasPrefix(line, "data: "):
+				data += strings.TrimPrefix(line, "data: ")
+			}
+		case <-deadline:
+			tb.Fatalf("the stream is still open %s later", streamEndWait)
+			return ""
+		}
+	}
+}
+
+// Issue 11.8: a live stream re-checks its session on each tick, so logging
+// out, logging out everywhere and disabling the account each end it, with an
+// "end" event the page turns into a reload notice. Before, a stream kept
+// sending device updates for up to 10 minutes.
+func TestStreamEndsWithItsSession(t *testing.T) {
+	f := newFixture(t)
+	admin := f.client()
+	admin.login(f.admin.Email)
+	for _, tc := range []struct {
+		name string
+		end  func(c *client)
+	}{
+		{"logout", func(c *client) { c.post("/logout", nil, "") }},
+		{"logout everywhere, from another browser", func(*client) {
+			other := f.client()
+			other.login(f.managerA.Email)
+			other.post("/logout/everywhere", nil, "")
+		}},
+		{"account disabled", func(*client) {
+			resp, body := admin.post(fmt.Sprintf("/users/%d", f.managerA.ID), url.Values{"name": {"Manager A"}, "role": {"manager"}, "disabled": {"1"}}, "")
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("disable: %d\n%s", resp.StatusCode, body)
+			}
+		}},
+	} {
+		c := f.client()
+		c.login(f.managerA.Email)
+		s := c.openStream("/devices/events")
+		tc.end(c)
+		if msg := s.awaitEnd(t); !strings.Contains(msg, "your session has ended") {
+			t.Errorf("%s: the stream ended with %q, want the session-ended notice", tc.name, msg)
+		}
+	}
+}
+
+// Issue 11.8: one user keeps at most 20 streams open; the 21st closes the
+// oldest with an "end" event, and the next one the then oldest.
+func TestStreamsPerUserCapped(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(f.managerA.Email)
+	streams := make([]*sse, 20)
+	for i := range streams {
+		streams[i] = c.openStream("/devices/events")
+	}
+	c.openStream("/devices/events") // the 21st
+	if msg := streams[0].awaitEnd(t); !strings.Contains(msg, "more than 20 live pages") {
+		t.Errorf("the oldest stream ended with %q, want the too-many notice", msg)
+	}
+	c.openStream("/devices/events") // the 22nd
+	if msg := streams[1].awaitEnd(t); !strings.Contains(msg, "more than 20 live pages") {
+		t.Errorf("the second oldest stream ended with %q, want the too-many notice", msg)
 	}
 }

@@ -69,6 +69,7 @@ type Server struct {
 
 	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
 	hub        *Hub
+	streams    *streamRegistry // open live streams per user
 
 	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
 }
@@ -84,7 +85,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub,
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub, streams: newStreamRegistry(),
 		sessionCookie: sessionCookieName, csrfCookie: csrfCookieName}
 	if cfg.Secure {
 		s.sessionCookie, s.csrfCookie = hostCookiePrefix+sessionCookieName, hostCookiePrefix+csrfCookieName
