@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,23 +32,7 @@ const (
 )
 
 func TestSlowHostileUploadsMemory(t *testing.T) {
-	tmp := t.TempDir()
-	cp := &crashPortal{
-		bin:     buildPortal(t, tmp),
-		dataDir: filepath.Join(tmp, "data"),
-		logDir:  filepath.Join(tmp, "logs"),
-	}
-	if err := os.MkdirAll(cp.logDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cp.httpAddr, cp.mqttAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
-	cp.env = crashEnv()
-	t.Cleanup(cp.cleanup)
-	defer func() {
-		if t.Failed() {
-			cp.dumpLogs(t)
-		}
-	}()
+	cp := newCrashPortal(t, t.TempDir())
 	cp.start(t)
 	cp.awaitReady(t)
 	base := "http://" + cp.httpAddr
