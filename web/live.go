@@ -105,8 +105,8 @@ type streamRegistry struct {
 	open map[int64][]*openStream
 }
 
-// openStream is one open stream: closing it ends the stream with a cause.
-type openStream struct{ close context.CancelCauseFunc }
+// openStream is one open stream: end closes it with a cause.
+type openStream struct{ end context.CancelCauseFunc }
 
 func newStreamRegistry() *streamRegistry {
 	return &streamRegistry{open: map[int64][]*openStream{}}
@@ -114,12 +114,12 @@ func newStreamRegistry() *streamRegistry {
 
 // add registers a stream of userID, closing the user's oldest ones past
 // streamsPerUser, and returns the function that unregisters it.
-func (r *streamRegistry) add(userID int64, close context.CancelCauseFunc) (remove func()) {
-	me := &openStream{close: close}
+func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove func()) {
+	me := &openStream{end: end}
 	r.mu.Lock()
 	list := append(r.open[userID], me)
 	for len(list) > streamsPerUser {
-		list[0].close(errStreamReplaced)
+		list[0].end(errStreamReplaced)
 		list = list[1:]
 	}
 	r.open[userID] = list
