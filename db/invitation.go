@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/doorledger/doorledger"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // InvitationService implements doorledger.InvitationService.
@@ -197,18 +196,18 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(password), s.db.PasswordCost)
+		h, err := hashPassword(password, s.db.PasswordCost)
 		if err != nil {
 			return nil, err
 		}
-		if u, err = createUser(doorledger.NewSystemContext(ctx, "invitation "+itoa(inv.ID)), tx, n, string(h)); err != nil {
+		if u, err = createUser(doorledger.NewSystemContext(ctx, "invitation "+itoa(inv.ID)), tx, n, h); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, err
 	default:
 		// An installer with an account proves it with their password.
-		if x.Role != doorledger.RoleInstaller || x.Disabled || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		if x.Role != doorledger.RoleInstaller || x.Disabled || !passwordMatches(hash, password) {
 			return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "That is not the password of your installer account.",
 				Fields: map[string]string{"password": "That is not the password of your installer account."}}
 		}

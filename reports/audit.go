@@ -161,6 +161,9 @@ func newAudit(r *doorledger.AuditReport) (*audit, error) {
 			// validated again here however it was stored.
 			var s signatureImage
 			s.png, s.err = imagecheck.Signature(c.Signature.SignaturePNG)
+			if doorledger.ErrorCode(s.err) == doorledger.ETOOMANY {
+				return nil, s.err // busy decoding other images: no report rather than one without its signatures
+			}
 			a.signatures[c.ID] = s
 			// fpdf names an image's resource by its content: the same
 			// image registered under two names would be listed twice.

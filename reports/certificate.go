@@ -42,6 +42,9 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 	var sig signatureImage
 	if c.Signature != nil {
 		sig.png, sig.err = imagecheck.Signature(c.Signature.SignaturePNG)
+		if doorledger.ErrorCode(sig.err) == doorledger.ETOOMANY {
+			return sig.err // busy decoding other images: no certificate rather than one without its signature
+		}
 	}
 	loc := b.Location()
 

@@ -69,7 +69,9 @@ func readPhotos(c echo.Context) ([]doorledger.Photo, error) {
 			return nil, err
 		}
 		data, ct, err := imagecheck.Photo(buf)
-		if err != nil {
+		if doorledger.ErrorCode(err) == doorledger.ETOOMANY {
+			return nil, err // the portal is busy decoding other images: not the file's fault
+		} else if err != nil {
 			return nil, fmt.Errorf("%s: %s", fh.Filename, doorledger.ErrorMessage(err))
 		}
 		photos = append(photos, doorledger.Photo{ContentType: ct, Data: data})
@@ -95,7 +97,11 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 			SignerID: signerID, InPerson: f.Value("mode") == "in_person",
 		}
 		photos, perr := readPhotos(c)
-		if perr == nil {
+		if doorledger.ErrorCode(perr) == doorledger.ETOOMANY {
+			c.Response().Header().Set("Retry-After", "60")
+			msg := doorledger.ErrorMessage(perr)
+			err = &doorledger.Error{Code: doorledger.ETOOMANY, Message: msg, Fields: map[string]string{"photos": msg}}
+		} else if perr == nil {
 			req.Photos = photos
 			var created *doorledger.Consent
 			if created, err = consents.RequestConsent(ctx, id, req); err == nil {

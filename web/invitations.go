@@ -70,7 +70,7 @@ func (s *Server) handleInvitationAccept(users doorledger.UserService) echo.Handl
 		if err != nil {
 			return err
 		}
-		cookie, _ := s.sessions.New(c.Request(), sessionCookie)
+		cookie, _ := s.sessions.New(c.Request(), s.sessionCookie)
 		cookie.Values["sid"] = sess.ID
 		cookie.AddFlash("Welcome. You can now submit consent requests for this building.", "ok")
 		if err := cookie.Save(c.Request(), c.Response()); err != nil {

@@ -39,7 +39,10 @@ type Config struct {
 	// SessionKeys are the gorilla/securecookie key pairs (hash key 64 bytes,
 	// block key 32 bytes), newest first; older pairs still decode during rotation.
 	SessionKeys [][]byte
-	// Secure marks cookies Secure: set when the portal is served over TLS.
+	// Secure marks cookies Secure and names them with the __Host- prefix: set
+	// when the portal is served over TLS, by itself or by a reverse proxy in
+	// front of it (a public URL in https). Plain-HTTP localhost leaves it off,
+	// as browsers refuse Secure and __Host- cookies from http:// origins.
 	Secure bool
 	// TrustProxy takes the client IP from X-Forwarded-For (behind a reverse
 	// proxy); otherwise the socket address is used, so the header cannot be forged.
@@ -66,6 +69,9 @@ type Server struct {
 
 	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
 	hub        *Hub
+	streams    *streamRegistry // open live streams per user
+
+	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
 }
 
 // NewServer builds the Echo instance with every route and middleware.
@@ -79,7 +85,11 @@ func NewServer(cfg Config) *Server {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub}
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub, streams: newStreamRegistry(),
+		sessionCookie: sessionCookieName, csrfCookie: csrfCookieName}
+	if cfg.Secure {
+		s.sessionCookie, s.csrfCookie = hostCookiePrefix+sessionCookieName, hostCookiePrefix+csrfCookieName
+	}
 	s.sessions = sessions.NewCookieStore(cfg.SessionKeys...)
 	s.sessions.Options = &sessions.Options{
 		Path:     "/",

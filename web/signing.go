@@ -27,7 +27,9 @@ func signInput(c echo.Context) (doorledger.SignInput, views.Form, error) {
 		if err == nil {
 			png, err = imagecheck.Signature(png)
 		}
-		if err != nil {
+		if doorledger.ErrorCode(err) == doorledger.ETOOMANY {
+			return in, f, err // the portal is busy decoding other images: the drawing is kept, to send again
+		} else if err != nil {
 			f.Values["signature"] = "" // not worth redrawing
 			return in, f, &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.",
 				Fields: map[string]string{"signature": doorledger.ErrorMessage(err)}}

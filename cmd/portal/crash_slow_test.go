@@ -61,23 +61,7 @@ func crashEarly(k int) bool { return k%4 == 2 }
 func TestSlowCrashIngest(t *testing.T) {
 	began := time.Now()
 	tmp := t.TempDir()
-	cp := &crashPortal{
-		bin:     buildPortal(t, tmp),
-		dataDir: filepath.Join(tmp, "data"),
-		logDir:  filepath.Join(tmp, "logs"),
-	}
-	if err := os.MkdirAll(cp.logDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cp.httpAddr, cp.mqttAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
-	cp.env = crashEnv()
-	t.Cleanup(cp.cleanup)
-	defer func() {
-		if t.Failed() {
-			cp.dumpLogs(t)
-		}
-	}()
-
+	cp := newCrashPortal(t, tmp)
 	cp.start(t)
 	cp.awaitReady(t)
 	devs := crashSetup(t, "http://"+cp.httpAddr, crashDevices)
@@ -407,6 +391,30 @@ type crashPortal struct {
 	startedAt time.Time
 	ready     bool
 	runs      int
+}
+
+// newCrashPortal builds the portal into tmp and readies a child process of it
+// (not started) on a data directory under tmp and free loopback ports. At
+// cleanup it is killed if still running, after its logs are printed if t failed.
+func newCrashPortal(t *testing.T, tmp string) *crashPortal {
+	t.Helper()
+	cp := &crashPortal{
+		bin:     buildPortal(t, tmp),
+		dataDir: filepath.Join(tmp, "data"),
+		logDir:  filepath.Join(tmp, "logs"),
+	}
+	if err := os.MkdirAll(cp.logDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cp.httpAddr, cp.mqttAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
+	cp.env = crashEnv()
+	t.Cleanup(cp.cleanup)
+	t.Cleanup(func() {
+		if t.Failed() {
+			cp.dumpLogs(t)
+		}
+	})
+	return cp
 }
 
 // buildPortal compiles ./cmd/portal once into dir.

@@ -160,7 +160,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		SessionKeys: keys,
 		SMTP:        cfg.SMTPURL != "",
 		Hub:         hub, CommandTimeout: cfg.CommandTimeout,
-		Secure:     cfg.TLSCert != "",
+		Secure:     cfg.secure(),
 		TrustProxy: cfg.TrustProxy,
 		Logger:     a.log,
 	})
