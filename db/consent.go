@@ -464,11 +464,13 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 		v.Add("typed_name", "Type your full name.")
 	} else if len(in.TypedName) > 200 {
 		v.Add("typed_name", "Keep your name under 200 characters.")
+	} else if doorledger.ValidateLine(v, "typed_name", in.TypedName); v["typed_name"] != "" {
+		// A name with control characters is refused as such before it is
+		// compared with the roster.
 	} else if roster := sess.Consent.Signer.Name; !in.ConfirmNameDiffers && !namecheck.Match(in.TypedName, roster) {
 		v.Add("typed_name", fmt.Sprintf("This is not the name on the roster, “%s”. Correct it, or confirm below that you sign with the name as typed.", roster))
 		v.Add("name_confirm", "Tick this to sign with the name as typed: the record will show both names and that they differ.")
 	}
-	doorledger.ValidateLine(v, "typed_name", in.TypedName)
 	if !in.AgreeESign {
 		v.Add("agree", "Tick the box to agree to sign electronically.")
 	}

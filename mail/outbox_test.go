@@ -114,10 +114,12 @@ func linkTokens(s, prefix string) []string {
 // works reports whether token opens any one-time link.
 func (w *outboxWorld) works(token string) bool {
 	ctx := context.Background()
-	if _, err := w.consents.OpenSigning(ctx, token); err == nil {
+	// A used link still opens a page that says what happened (Done): that page
+	// can sign, withdraw or dispute nothing, so it does not count as working.
+	if sess, err := w.consents.OpenSigning(ctx, token); err == nil && !sess.Done {
 		return true
 	}
-	if _, _, err := w.consents.OpenAfterSigning(ctx, token); err == nil {
+	if sess, _, err := w.consents.OpenAfterSigning(ctx, token); err == nil && !sess.Done {
 		return true
 	}
 	if _, _, _, err := w.invitations.OpenInvitation(ctx, token); err == nil {
