@@ -390,8 +390,8 @@ func TestRunner_Failures(t *testing.T) {
 			w.svc.events = walkFails(300, func() error { return errors.New("disk I/O error (522)") })
 		}, "Internal error: the report could not be generated. The portal's log has the details.", "disk I/O error (522)", nil},
 		{"panic in the PDF", doorledger.ReportPDF, func() {
-			w.svc.events = walkFails(300, func() error { var m map[string]int; m["boom"]++; return nil })
-		}, "Internal error: the report generator failed. The portal's log has the details.", "assignment to entry in nil map", nil},
+			w.svc.events = walkFails(300, func() error { var s []int; _ = s[len(s)]; return nil })
+		}, "Internal error: the report generator failed. The portal's log has the details.", "index out of range", nil},
 		{"panic in the bundle", doorledger.ReportBundle, func() {
 			w.svc.events = walkFails(300, func() error { panic("bundle exploded") })
 		}, "Internal error: the report generator failed. The portal's log has the details.", "bundle exploded", nil},

@@ -41,14 +41,6 @@ func (f Form) Value(name string) string { return f.Values[name] }
 // FieldError returns the message for a field, or "".
 func (f Form) FieldError(name string) string { return f.Errors[name] }
 
-// invalid returns the aria-invalid value for a field: "true" when it has an error.
-func (f Form) invalid(name string) string {
-	if f.Errors[name] != "" {
-		return "true"
-	}
-	return ""
-}
-
 // FormTime prints t in loc with the zone's abbreviation, e.g. "2026-11-22 09:14 EST".
 func FormTime(t time.Time, loc *time.Location) string {
 	if t.IsZero() {

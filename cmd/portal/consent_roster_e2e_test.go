@@ -185,11 +185,11 @@ func TestEndToEndSignedBySignerSinceRemoved(t *testing.T) {
 	if !strings.Contains(body, "Signed by a signer since removed from the roster") || ana == nil {
 		t.Fatalf("consent page: no flag or no renewal to a current signer:\n%s", body)
 	}
-	status, loc, body := w.mgr.Post(consent, consent+"/renew", url.Values{"signer_id": {""}})
+	status, _, body := w.mgr.Post(consent, consent+"/renew", url.Values{"signer_id": {""}})
 	if status != http.StatusUnprocessableEntity || !strings.Contains(body, "Xavier Roe is no longer on the roster") {
 		t.Fatalf("renewal by the removed signer: %d\n%s", status, body)
 	}
-	if status, loc, body = w.mgr.Post(consent, consent+"/renew", url.Values{"signer_id": {ana[1]}}); status != http.StatusSeeOther || loc == consent {
+	if status, loc, body := w.mgr.Post(consent, consent+"/renew", url.Values{"signer_id": {ana[1]}}); status != http.StatusSeeOther || loc == consent {
 		t.Fatalf("renewal by Ana: %d %q\n%s", status, loc, body)
 	}
 	if _, body := w.admin.Get("/outbox"); !strings.Contains(body, "to ana@example.com") {
