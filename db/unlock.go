@@ -631,6 +631,9 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 					p.add(r.label(i), fmt.Sprintf("device_id: no device %d", ev.DeviceID))
 				} else if ev.BuildingID != 0 && ev.BuildingID != d.buildingID {
 					p.add(r.label(i), fmt.Sprintf("device_id: device %d is not in building %d", ev.DeviceID, ev.BuildingID))
+				} else if ev.DeviceRef != "" && !sameSerial(ev.DeviceRef, d.serial) {
+					// Two devices named: recording either would be a guess.
+					p.add(r.label(i), fmt.Sprintf("device: %q is not the serial of device %d; device_id and device name different devices", ev.DeviceRef, ev.DeviceID))
 				} else {
 					ev.BuildingID = d.buildingID
 				}
@@ -739,6 +742,27 @@ func (bt *burstTimes) mostInWindow(window int64) int {
 		most = max(most, hi-lo)
 	}
 	return most
+}
+
+// sameSerial reports whether a device reference names the device of serial,
+// as lookupRef matches them (SQLite's NOCASE: ASCII letters only).
+func sameSerial(ref, serial string) bool {
+	if len(ref) != len(serial) {
+		return false
+	}
+	for i := 0; i < len(ref); i++ {
+		a, b := ref[i], serial[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupRef finds the device a source named by its serial (any case) in a building.
