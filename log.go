@@ -78,7 +78,17 @@ const (
 	LogBadHead       = "signature does not verify"          // a signed head's signature, or its stored copy, does not verify
 	LogHeadMismatch  = "root does not match the entries"    // a signed head does not match the entries
 	LogTruncated     = "entries missing from the log's end" // a signed head covers entries the log no longer has
+	LogUnsequenced   = "not sequenced"                      // a row committed LogMergeDelay before the newest row is still not in the log
 )
+
+// LogMergeDelay is how long a committed row may wait to be sequenced: the
+// sequencer runs every second, and graceful shutdown sequences everything
+// committed before it closes the database. Verify judges it by the rows'
+// own times (the newest row's, not the clock's), so that a backup or a copy
+// verifies the same days later: a row older than the newest by more than
+// this and still not in the log is a problem; a younger one is only "not yet
+// logged" (a crash may leave those, and the next start sequences them).
+const LogMergeDelay = time.Minute
 
 // LogProblem is the first thing a verification found wrong.
 type LogProblem struct {
@@ -100,6 +110,8 @@ func (p *LogProblem) String() string {
 		s = fmt.Sprintf("%s #%d: not in the log (found before entry %d)", p.Kind, p.RefID, p.Index)
 	case LogBadHead, LogHeadMismatch, LogTruncated:
 		s = fmt.Sprintf("signed head at size %d: %s", p.Size, p.What)
+	case LogUnsequenced:
+		s = fmt.Sprintf("%s #%d: %s", p.Kind, p.RefID, p.What)
 	default:
 		if p.Kind == "" {
 			s = fmt.Sprintf("entry %d: %s", p.Index, p.What)
@@ -117,12 +129,24 @@ func (p *LogProblem) String() string {
 type LogVerification struct {
 	Entries     int64       // entries checked: the log's size
 	Purged      int64       // of them, unlock events deleted by a logged retention purge
-	Pending     int64       // rows committed but not yet in the log (the sequencer is behind)
+	Pending     int64       // rows committed but not yet in the log, within LogMergeDelay of the newest row (not checked)
+	Newest      time.Time   // the time of the database's newest row: what "within LogMergeDelay" is judged by
+	Overdue     []LogRowRef // rows older than that and still not in the log (the first few; Problem names them)
 	Heads       int         // signed heads checked
 	Head        *LogHead    // the latest signed head; nil when none yet
 	VerifierKey string      // the key the heads were checked with
 	Problem     *LogProblem // the first mismatch; nil when the log is intact
 }
+
+// LogRowRef names a row the log should hold, with its recorded time.
+type LogRowRef struct {
+	Kind string
+	ID   int64
+	At   time.Time
+}
+
+// String is "audit #12".
+func (r LogRowRef) String() string { return fmt.Sprintf("%s #%d", r.Kind, r.ID) }
 
 // OK reports whether the log is intact.
 func (v *LogVerification) OK() bool { return v.Problem == nil }

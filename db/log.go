@@ -212,6 +212,9 @@ type logSource struct {
 	// load returns the rows with after < id <= upto, by id, at most limit
 	// (-1: all), each canonically encoded.
 	load func(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error)
+	// at is the column of the time the row was committed, as the portal
+	// recorded it (an unlock event's received_at, not the device's clock).
+	at string
 }
 
 // logRow is a row, encoded; err says why it could not be.
@@ -223,9 +226,9 @@ type logRow struct {
 
 // The sequencer takes the kinds in this order within a batch.
 var logSources = []logSource{
-	{doorledger.LogKindAudit, "audit_entries", loadAuditRows},
-	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows},
-	{doorledger.LogKindPurge, "log_purges", loadPurgeRows},
+	{doorledger.LogKindAudit, "audit_entries", loadAuditRows, "at"},
+	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows, "received_at"},
+	{doorledger.LogKindPurge, "log_purges", loadPurgeRows, "at"},
 }
 
 // appendLog appends to the log, in tx, up to max rows committed since the last
@@ -815,15 +818,91 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 		v.Problem = chk.Finish()
 	}
 	v.Purged, v.Heads = chk.Purged(), chk.Heads()
-	for _, src := range logSources {
-		var n int64
-		if err := rtx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+src.table+` WHERE id > (SELECT COALESCE(MAX(ref_id), 0) FROM log_leaves WHERE kind = ?)`,
-			src.kind).Scan(&n); err != nil {
-			return nil, err
-		}
-		v.Pending += n
+	if err := checkUnsequenced(ctx, rtx, v); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// maxOverdue bounds the unsequenced rows a verification names.
+const maxOverdue = 10
+
+// checkUnsequenced counts the rows committed but not in the log. Judged by
+// the rows' own times, not the clock's (a copy verified days later says the
+// same): those within LogMergeDelay of the database's newest row are
+// Pending, the sequencer's ordinary delay (or a crash's: the next start
+// sequences them); older ones are Overdue, and a problem when the log is
+// otherwise intact.
+func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerification) error {
+	var newest string
+	for _, src := range logSources {
+		var t sql.NullString
+		if err := q.QueryRowContext(ctx, `SELECT MAX(`+src.at+`) FROM `+src.table).Scan(&t); err != nil {
+			return err
+		}
+		newest = max(newest, t.String)
+	}
+	if newest == "" {
+		return nil
+	}
+	v.Newest = parseTime(newest)
+	cutoff := formatTime(v.Newest.Add(-doorledger.LogMergeDelay))
+	var overdue int64
+	for _, src := range logSources {
+		after, err := lastLogged(ctx, q, src.kind)
+		if err != nil {
+			return err
+		}
+		var n, late int64
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(`+src.at+` < ?), 0) FROM `+src.table+` WHERE id > ?`,
+			cutoff, after).Scan(&n, &late); err != nil {
+			return err
+		}
+		v.Pending += n - late
+		overdue += late
+		if late == 0 {
+			continue
+		}
+		rows, err := q.QueryContext(ctx, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > ? AND `+src.at+` < ? ORDER BY id LIMIT ?`,
+			after, cutoff, maxOverdue)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r := doorledger.LogRowRef{Kind: src.kind}
+			var at string
+			if err := rows.Scan(&r.ID, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			r.At = parseTime(at)
+			v.Overdue = append(v.Overdue, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	if overdue == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.Overdue, func(a, b doorledger.LogRowRef) int { return a.At.Compare(b.At) })
+	v.Overdue = v.Overdue[:min(len(v.Overdue), maxOverdue)]
+	names := make([]string, len(v.Overdue))
+	for i, r := range v.Overdue {
+		names[i] = fmt.Sprintf("%s (%s)", r, formatTime(r.At))
+	}
+	list := strings.Join(names, ", ")
+	if overdue > int64(len(names)) {
+		list += fmt.Sprintf(" and %d more", overdue-int64(len(names)))
+	}
+	if v.Problem == nil {
+		first := v.Overdue[0]
+		v.Problem = &doorledger.LogProblem{What: doorledger.LogUnsequenced, Index: v.Entries, Kind: first.Kind, RefID: first.ID,
+			Detail: fmt.Sprintf("%d rows committed more than %s before the database's newest row (%s) are not in the log: %s",
+				overdue, doorledger.LogMergeDelay, newest, list)}
+	}
+	return nil
 }
 
 // storedLogLeaf is a row of log_leaves.

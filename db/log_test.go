@@ -185,6 +185,55 @@ func TestLogSequenceAndVerify(t *testing.T) {
 	}
 }
 
+// TestLogVerifyUnsequenced: a row committed more than LogMergeDelay before
+// the database's newest row and still not in the log fails verify, naming
+// it; a fresh one is only "not yet logged". Judged by the rows' own times:
+// verified days later, the same database gives the same answer.
+func TestLogVerifyUnsequenced(t *testing.T) {
+	w := newLogWorld(t)
+	w.audits(t, 3)
+	w.unlocks(t, 2, time.Time{})
+	w.sequence(t)
+	start := *w.now
+
+	// A fresh row the sequencer has not reached: fine, now and days later.
+	w.audits(t, 1)
+	fresh := w.ids(t, "audit_entries")
+	stale := fresh[len(fresh)-1]
+	for _, later := range []time.Duration{0, 72 * time.Hour} {
+		*w.now = start.Add(later)
+		if v := w.verify(t); !v.OK() || v.Pending != 1 || len(v.Overdue) != 0 {
+			t.Fatalf("a fresh row not yet logged, verified %s later: ok %v, pending %d, overdue %v, %v", later, v.OK(), v.Pending, v.Overdue, v.Problem)
+		}
+	}
+
+	// Rows committed later than it by more than a minute make it overdue: the
+	// sequencer should have logged it long before they came.
+	*w.now = start.Add(doorledger.LogMergeDelay + time.Second)
+	w.unlocks(t, 1, time.Time{})
+	w.audits(t, 1)
+	v := w.verify(t)
+	if v.OK() || v.Problem.What != doorledger.LogUnsequenced || v.Problem.Kind != doorledger.LogKindAudit || v.Problem.RefID != stale {
+		t.Fatalf("an old row not logged: %+v", v.Problem)
+	}
+	if want := fmt.Sprintf("audit #%d: not sequenced", stale); !strings.HasPrefix(v.Problem.String(), want) || !strings.Contains(v.Problem.String(), "1 rows committed more than 1m0s before the database's newest row") {
+		t.Errorf("problem %q, want it to start %q and say why", v.Problem, want)
+	}
+	if v.Pending != 2 || len(v.Overdue) != 1 || v.Overdue[0].ID != stale || !v.Newest.Equal(*w.now) {
+		t.Errorf("pending %d, overdue %v, newest %s", v.Pending, v.Overdue, v.Newest)
+	}
+	// The same database, verified days later, says the same.
+	*w.now = w.now.Add(72 * time.Hour)
+	if again := w.verify(t); again.Problem == nil || again.Problem.String() != v.Problem.String() {
+		t.Errorf("verified days later: %v, want %v", again.Problem, v.Problem)
+	}
+	// A problem in the log itself is named first.
+	w.mutateRow(t, "audit_entries", "actor", 1, flipByte)
+	if v := w.verify(t); v.Problem == nil || v.Problem.What != doorledger.LogChanged || len(v.Overdue) != 1 {
+		t.Errorf("a changed entry and an overdue row: %+v, overdue %v", v.Problem, v.Overdue)
+	}
+}
+
 func TestLogVerifyAccess(t *testing.T) {
 	w := newLogWorld(t)
 	w.sequence(t)

@@ -46,6 +46,7 @@ type UnlockService struct {
 	mu      sync.Mutex
 	queue   []*ingestReq
 	running bool
+	idle    *sync.Cond // on mu: broadcast when the committer stops running
 
 	stmts map[string]*sql.Stmt // prepared on the writer connection; used by the committer only
 
@@ -59,7 +60,22 @@ type UnlockService struct {
 func (s *UnlockService) Stats() (groups, events int64) { return s.groups.Load(), s.grouped.Load() }
 
 // NewUnlockService returns the SQLite unlock service.
-func NewUnlockService(db *DB) *UnlockService { return &UnlockService{db: db, MaxBatch: 10000} }
+func NewUnlockService(db *DB) *UnlockService {
+	s := &UnlockService{db: db, MaxBatch: 10000}
+	s.idle = sync.NewCond(&s.mu)
+	return s
+}
+
+// Wait returns when the committer has written everything queued, even
+// batches whose callers stopped waiting: at shutdown, after the transports
+// stopped and before the log is sequenced a last time.
+func (s *UnlockService) Wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.running {
+		s.idle.Wait()
+	}
+}
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
@@ -282,6 +298,7 @@ func (s *UnlockService) commitLoop() {
 		if take == 0 {
 			s.running = false
 			s.queue = nil
+			s.idle.Broadcast()
 			s.mu.Unlock()
 			return
 		}

@@ -19,7 +19,9 @@ import (
 const auditUsage = `Usage:
   portal audit verify [-data DIR] [-key KEY]   recompute the audit log from the database and check
                                                every signed head; exits non-zero naming the first
-                                               entry that does not match
+                                               entry that does not match, or the rows committed more
+                                               than a minute before the newest row and still not in
+                                               the log (judged by the rows' times, not the clock's)
   portal audit head [-data DIR]                print the latest signed head and the verifier key
 `
 
@@ -100,7 +102,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	fmt.Fprintln(stdout)
 	if v.Pending > 0 {
-		fmt.Fprintf(stdout, "Not yet logged: %d rows committed since the sequencer's last run (not checked)\n", v.Pending)
+		fmt.Fprintf(stdout, "Not yet logged: %d rows committed within %s of the newest row (%s): the sequencer's delay, not checked\n",
+			v.Pending, doorledger.LogMergeDelay, v.Newest.Format(time.RFC3339))
 	}
 	if v.Head != nil {
 		fmt.Fprintf(stdout, "Signed heads: %d checked; latest: %d entries, root %s, signed %s\n", v.Heads, v.Head.Size, v.Head.Root, v.Head.At.Format(time.RFC3339))

@@ -91,6 +91,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("log signing key: %w", err)
 	}
 	a.logs = db.NewLogService(a.db, key)
+	// Registered before every other deferred stop, so it runs after them all,
+	// just before the database closes: everything committed is sequenced.
+	defer a.sequenceAtShutdown()
 	// Reports: the registry, and the generator that writes the queued ones
 	// into <data>/reports, one at a time, for as long as the portal runs.
 	a.reports = db.NewReportService(a.db, a.logs, cfg.PublicURL)
@@ -197,8 +200,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
-	defer stopJobs()
-	runJobs(jobs, a.log,
+	var waitJobs func()
+	defer func() { stopJobs(); waitJobs() }()
+	waitJobs = runJobs(jobs, a.log,
 		job{name: "consent lapse", every: time.Minute, run: func(ctx context.Context) error {
 			n, err := a.consents.LapseDue(ctx)
 			if n > 0 {
@@ -245,6 +249,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return <-errc
+}
+
+// sequenceAtShutdown appends to the log everything committed and signs a
+// head of it, once every writer has stopped (the web server, device
+// control, mail, the report generator and the background jobs) and the
+// unlock committer has written what it was given: the last second before a
+// SIGTERM is in the log, not left "not yet logged" until the next start.
+func (a *app) sequenceAtShutdown() {
+	ctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "system"), time.Minute)
+	defer cancel()
+	a.unlocks.Wait()
+	h, err := a.logs.SignHead(ctx)
+	switch {
+	case doorledger.ErrorCode(err) == doorledger.ENOTFOUND: // an empty log
+	case err != nil:
+		a.log.Error("audit log: sequencing at shutdown", "err", err)
+	default:
+		a.log.Info("audit log sequenced at shutdown", "entries", h.Size)
+	}
 }
 
 // firstStart creates the first admin when there is no account yet, and says once
