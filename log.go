@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,25 @@ type LogHead struct {
 	// text, as any note verifier reads it with the portal's verifier key.
 	Note string
 	At   time.Time // when it was signed (UTC)
+}
+
+// legacyHeadHeader is the first line of the heads signed before heads
+// were C2SP checkpoints (golang.org/x/mod/sumdb/tlog.FormatTree's).
+const legacyHeadHeader = "go.sum database tree"
+
+// Origin is the log's origin line, as the head's checkpoint begins
+// (c2sp.org/tlog-checkpoint); "" for a head signed before checkpoints,
+// which named no log. It reads the note's text; checking the note's
+// signature is auditlog.OpenHead's.
+func (h *LogHead) Origin() string { return NoteOrigin(h.Note) }
+
+// NoteOrigin is the origin line of a signed head's note (LogHead.Origin).
+func NoteOrigin(note string) string {
+	line, _, _ := strings.Cut(note, "\n")
+	if line == legacyHeadHeader {
+		return ""
+	}
+	return line
 }
 
 // IDRange is the ids From to To, both included.
@@ -195,7 +215,10 @@ type LogService interface {
 	// EINVALID for sizes out of range.
 	ProveConsistency(ctx context.Context, oldSize, newSize int64) (*LogConsistencyProof, error)
 	// VerifierKey returns the key that verifies the heads' signatures, as
-	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note): shown in the admin
-	// pages and printed in every report.
+	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note), the name being the
+	// log's origin: shown in the admin pages and printed in every report.
 	VerifierKey() string
+	// Origin returns the log's origin line, chosen once at first start,
+	// which every checkpoint begins with ("" when not known).
+	Origin() string
 }

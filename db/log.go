@@ -13,7 +13,6 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // LogService implements doorledger.LogService: the verifiable log of every
@@ -38,7 +37,7 @@ type LogService struct {
 	db  *DB
 	key *auditlog.Key
 
-	verifier    note.Verifier
+	verifier    *auditlog.HeadVerifier
 	verifierKey string
 
 	// HeadEvery is how often Sequence signs a head while the log grows;
@@ -50,13 +49,24 @@ type LogService struct {
 }
 
 // NewLogService returns the log on db, signing heads with key (nil: the log
-// can be verified, with UseVerifierKey, but not extended).
+// can be verified, with UseVerifierKey, but not extended). Heads are C2SP
+// checkpoints whose origin is the key's name (auditlog.Key.Named); heads
+// signed before checkpoints verify too.
 func NewLogService(db *DB, key *auditlog.Key) *LogService {
 	s := &LogService{db: db, key: key, HeadEvery: time.Minute, Batch: logBatch}
 	if key != nil {
-		s.verifier, s.verifierKey = key.Verifier(), key.VerifierKey()
+		s.verifier, s.verifierKey = key.HeadVerifier(), key.VerifierKey()
 	}
 	return s
+}
+
+// Origin is the log's origin line, which its checkpoints begin with ("":
+// unknown, for a log opened with a verifier key only).
+func (s *LogService) Origin() string {
+	if s.verifier == nil {
+		return ""
+	}
+	return s.verifier.Origin()
 }
 
 var _ doorledger.LogService = (*LogService)(nil)
@@ -74,7 +84,8 @@ func (s *LogService) UseVerifierKey(vkey string) error {
 	if err != nil {
 		return doorledger.Errorf(doorledger.EINVALID, "%s", err.Error())
 	}
-	s.verifier, s.verifierKey = v, strings.TrimSpace(vkey)
+	// The key is the one given; the origin stays the log's, if known.
+	s.verifier, s.verifierKey = v.ForOrigin(s.Origin()), strings.TrimSpace(vkey)
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // logWorld is a database with audit entries and unlock events, and its log.
@@ -514,6 +516,59 @@ func TestLogVerifyWithAnotherKey(t *testing.T) {
 	}
 }
 
+// TestLogCheckpointsAfterLegacyHeads: a log whose first heads were signed
+// before checkpoints ("go.sum database tree", under the key file's name)
+// goes on with C2SP checkpoints of its origin, signed by the same key; verify
+// checks both, with the log's key and with the key printed back then.
+func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
+	w := newLogWorld(t)
+	w.audits(t, 3)
+	h := w.sequence(t)
+	// Re-sign the first head as the portal did before checkpoints.
+	legacy, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tlog.Tree{N: h.Size, Hash: tlog.Hash(h.Root)}))}, w.key.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dropTriggers(t, "log_heads")
+	w.exec(t, `UPDATE log_heads SET note = ? WHERE size = ?`, string(legacy), h.Size)
+
+	named, err := w.key.Named("portal.example.org/doorledger-0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := db.NewLogService(w.d, named)
+	w.audits(t, 2)
+	h2, err := logs.SignHead(sys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.Origin() != "portal.example.org/doorledger-0123456789" || !strings.HasPrefix(h2.Note, "portal.example.org/doorledger-0123456789\n") {
+		t.Errorf("new head: origin %q\n%s", h2.Origin(), h2.Note)
+	}
+	if old, _ := logs.Head(sys(), h.Size); old.Origin() != "" {
+		t.Errorf("the legacy head reads as a checkpoint of %q", old.Origin())
+	}
+	if v, err := logs.Verify(sys()); err != nil || !v.OK() || v.Heads != 2 {
+		t.Fatalf("verify with the log's key: %v %+v", err, v)
+	}
+	// The key printed before checkpoints checks the new heads too.
+	if err := logs.UseVerifierKey(w.key.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := logs.Verify(sys()); err != nil || !v.OK() || v.Heads != 2 {
+		t.Fatalf("verify with the key printed before checkpoints: %v %+v", err, v)
+	}
+	// A checkpoint of another origin in this log is refused.
+	other, _ := w.key.Named("elsewhere.example/log")
+	w.audits(t, 1)
+	if _, err := db.NewLogService(w.d, other).SignHead(sys()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.NewLogService(w.d, named).Verify(sys()); err != nil || v.OK() || v.Problem.What != doorledger.LogBadHead || !strings.Contains(v.Problem.Detail, "another log") {
+		t.Errorf("a checkpoint of another origin: %v %+v", err, v.Problem)
+	}
+}
+
 func TestLogProofs(t *testing.T) {
 	w := newLogWorld(t)
 	w.audits(t, 5)
@@ -524,7 +579,7 @@ func TestLogProofs(t *testing.T) {
 	cur := w.sequence(t)
 
 	for _, h := range []*doorledger.LogHead{old, cur} {
-		if _, _, err := auditlog.OpenHead(h.Note, w.key.Verifier()); err != nil {
+		if _, err := auditlog.OpenHead(h.Note, w.key.HeadVerifier()); err != nil {
 			t.Fatalf("head of %d: %v", h.Size, err)
 		}
 	}

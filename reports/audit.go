@@ -1214,11 +1214,18 @@ func (p *auditPrinter) logHead() {
 		p.box(colorWarn, "NO SIGNED HEAD", "No signed head of the verifiable log was available when this report was generated, so it cannot yet be checked against one.")
 	} else {
 		p.para("Every journal entry and every unlock event is appended, in order, to a Merkle tree log (as in Certificate Transparency). The head below is the tree of the log's first entries when this report was generated, signed with the portal's Ed25519 key.")
+		if o := h.Origin(); o != "" {
+			p.fieldSized("Log origin", o, 8)
+		}
 		p.field("Entries covered", number64(h.Size))
 		p.fieldSized("Root hash (SHA-256)", h.Root.String(), 8)
 		p.field("Signed at", p.when(h.At)+" ("+formatUTC(h.At)+")")
 		p.fieldSized("Verifier key", a.r.VerifierKey, 8)
-		p.heading("Signed note")
+		if h.Origin() != "" {
+			p.heading("Signed checkpoint (C2SP tlog-checkpoint)")
+		} else {
+			p.heading("Signed note (signed before checkpoints)")
+		}
 		pdf.SetFont(fontFamily, "", 8)
 		note := multiLine(h.Note)
 		if note == "" {
@@ -1235,7 +1242,7 @@ func (p *auditPrinter) logHead() {
 		"Keep this report, and keep the verifier key above apart from the portal: whoever could rewrite the portal's database could replace the key stored with it too.",
 		"On the portal's server, run: portal audit verify -data DIR -key " + key + " — it recomputes the log from the database, checks every signed head with this key, and exits non-zero naming the first entry that was changed, removed or reordered.",
 		"Or open the portal's \"Verify a report\" page and give it this report's signed note: it checks the note's signature with the verifier key, and that the log the portal holds today still holds, unchanged, the entries this head covers.",
-		"The signed note is a standard signed note (golang.org/x/mod/sumdb/note): any note verifier checks it with the verifier key alone.",
+		"The signed head is a C2SP tlog-checkpoint (c2sp.org/tlog-checkpoint: the log's origin, its size, its root hash), signed as a standard note (golang.org/x/mod/sumdb/note): any note verifier or transparency-log tool checks it with the verifier key alone.",
 	} {
 		pdf.SetFont(fontFamily, "", 9.5)
 		y := pdf.GetY()

@@ -218,7 +218,8 @@ func (b *bundle) head() error {
 	if err != nil {
 		return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
 	}
-	size, root, err := auditlog.OpenHead(r.LogHead.Note, v)
+	cp, err := auditlog.OpenHead(r.LogHead.Note, v)
+	size, root := cp.Size, cp.Root
 	if err != nil {
 		return fmt.Errorf("evidence bundle %s: the log head does not verify: %w", r.ID, err)
 	}

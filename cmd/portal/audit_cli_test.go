@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,8 +22,15 @@ func TestAuditVerifyCLI(t *testing.T) {
 	admin := NewClient(t, p.URL)
 	admin.MustLogin(testAdminEmail, p.AdminPass)
 	admin.Post("/buildings/new", "/buildings", map[string][]string{"name": {"Log Court"}, "address": {"3 Log St"}, "timezone": {"UTC"}})
-	if _, body := admin.Get("/audit"); !strings.Contains(body, "Verifier key") || !strings.Contains(body, "doorledger+") {
-		t.Fatalf("audit page lacks the log's verifier key:\n%s", body)
+	// The log's origin was chosen at first start and kept beside its key;
+	// the log's key is named after it, as its checkpoints are.
+	origin, err := os.ReadFile(filepath.Join(dir, "log.origin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := strings.TrimSpace(string(origin))
+	if _, body := admin.Get("/audit"); !strings.Contains(body, "Verifier key") || !strings.Contains(body, ">"+o+"+") || !strings.Contains(body, "Log origin") {
+		t.Fatalf("audit page lacks the log's origin %q and verifier key:\n%s", o, body)
 	}
 	if _, _, body := admin.Post("/audit", "/audit/verify", nil); !strings.Contains(body, "Intact:") {
 		t.Fatalf("verify now:\n%s", body)
@@ -33,6 +41,24 @@ func TestAuditVerifyCLI(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"audit", "verify", "-data", dir}, getenv, &out, &errb); err != nil {
 		t.Fatalf("verify an untouched log: %v\n%s%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "Log origin:   "+o+"\n") {
+		t.Errorf("verify does not name the log's origin %q:\n%s", o, out.String())
+	}
+	// The head, as a C2SP checkpoint of the log's origin.
+	out.Reset()
+	if err := run(context.Background(), []string{"audit", "head", "-data", dir}, getenv, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "a C2SP checkpoint (c2sp.org/tlog-checkpoint) of "+o) || !strings.Contains(out.String(), "\n\n"+o+"\n") ||
+		!strings.Contains(out.String(), "\n— "+o+" ") {
+		t.Errorf("audit head:\n%s", out.String())
+	}
+	// A restart keeps the origin: it is never chosen again.
+	p2 := MustStartPortal(t, dir)
+	p2.Stop(t)
+	if again, _ := os.ReadFile(filepath.Join(dir, "log.origin")); string(again) != string(origin) {
+		t.Errorf("origin after a restart %q, was %q", again, origin)
 	}
 	// Edit a journal entry behind the portal's back (dropping the trigger first).
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "doorledger.db"))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -86,9 +87,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer a.Close()
 
-	key, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	key, err := logKey(cfg)
 	if err != nil {
-		return fmt.Errorf("log signing key: %w", err)
+		return err
 	}
 	a.logs = db.NewLogService(a.db, key)
 	// Registered before every other deferred stop, so it runs after them all,
@@ -249,6 +250,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return <-errc
+}
+
+// logKey loads the log's signing key and origin from the data directory,
+// creating them on first start, and returns the key named after the origin:
+// the name its checkpoints are signed under. The origin is the public URL's
+// host (or this machine's name) and a random suffix, chosen once.
+func logKey(cfg *config) (*auditlog.Key, error) {
+	base, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	if err != nil {
+		return nil, fmt.Errorf("log signing key: %w", err)
+	}
+	host := ""
+	if u, err := url.Parse(cfg.PublicURL); err == nil {
+		host = u.Hostname()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	origin, err := auditlog.LoadOrCreateOrigin(filepath.Join(cfg.DataDir, auditlog.OriginFile), host)
+	if err != nil {
+		return nil, err
+	}
+	return base.Named(origin)
 }
 
 // sequenceAtShutdown appends to the log everything committed and signs a
