@@ -188,6 +188,33 @@ type LogConsistencyProof struct {
 	Hashes  []LogHash
 }
 
+// LogLeaf is where a row is in the log.
+type LogLeaf struct {
+	Kind  string
+	RefID int64
+	Index int64
+	Hash  LogHash // the leaf hash the log holds for it
+}
+
+// LogNode is a complete subtree of the log's tree, the 2^Level entries from
+// Index<<Level, and its hash (at level 0, an entry's leaf hash).
+type LogNode struct {
+	Level int
+	Index int64
+	Hash  LogHash
+}
+
+// LogMultiProof proves that the entries at Indexes (ascending) are in the
+// tree of the first Size entries: with their leaf hashes, Nodes give the
+// tree's root. It holds each node the entries need once, and none that the
+// entries themselves give, in the order a walk of the tree from left to
+// right needs them (RFC 6962 trees; the bundle's verifier reads them so).
+type LogMultiProof struct {
+	Size    int64
+	Indexes []int64
+	Nodes   []LogNode
+}
+
 // LogService keeps the verifiable log. Sequencing and signing take any
 // signed-in caller (or the system); reading heads and proofs, one other than
 // an installer (proofs hold only hashes); Verify and EntryIndex, an admin.
@@ -214,6 +241,13 @@ type LogService interface {
 	// ProveConsistency proves that the tree of newSize extends that of oldSize.
 	// EINVALID for sizes out of range.
 	ProveConsistency(ctx context.Context, oldSize, newSize int64) (*LogConsistencyProof, error)
+	// LogLeaves returns where the rows of kind with the given ids are in the
+	// log, in the order of ids; ids not (yet) in the log are left out.
+	LogLeaves(ctx context.Context, kind string, ids []int64) ([]LogLeaf, error)
+	// ProveInclusions proves, at once, that the entries at indexes (ascending,
+	// distinct) are in the tree of size entries. EINVALID for an index or
+	// size out of range.
+	ProveInclusions(ctx context.Context, indexes []int64, size int64) (*LogMultiProof, error)
 	// VerifierKey returns the key that verifies the heads' signatures, as
 	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note), the name being the
 	// log's origin: shown in the admin pages and printed in every report.

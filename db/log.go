@@ -752,6 +752,64 @@ func (s *LogService) ProveConsistency(ctx context.Context, oldSize, newSize int6
 	return auditlog.ProveConsistency(oldSize, newSize, s.hashReader(ctx))
 }
 
+// LogLeaves returns where rows of kind are in the log, in the order of ids
+// (those not in it left out): the evidence bundle's entries.
+func (s *LogService) LogLeaves(ctx context.Context, kind string, ids []int64) ([]doorledger.LogLeaf, error) {
+	if err := requireLogReader(callerFrom(ctx)); err != nil {
+		return nil, err
+	}
+	found := make(map[int64]doorledger.LogLeaf, len(ids))
+	for _, part := range chunks(slices.Clone(ids), 500) {
+		marks, args := inList(part)
+		rows, err := s.db.read.QueryContext(ctx, `SELECT ref_id, idx, hash FROM log_leaves WHERE kind = ? AND ref_id IN (`+marks+`)`,
+			append([]any{kind}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			l := doorledger.LogLeaf{Kind: kind}
+			var h []byte
+			if err := rows.Scan(&l.RefID, &l.Index, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			copy(l.Hash[:], h)
+			found[l.RefID] = l
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]doorledger.LogLeaf, 0, len(found))
+	for _, id := range ids {
+		if l, ok := found[id]; ok {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// ProveInclusions proves the entries at indexes are in the tree of size entries, at once.
+func (s *LogService) ProveInclusions(ctx context.Context, indexes []int64, size int64) (*doorledger.LogMultiProof, error) {
+	if err := requireLogReader(callerFrom(ctx)); err != nil {
+		return nil, err
+	}
+	n, err := logSize(ctx, s.db.read)
+	if err != nil {
+		return nil, err
+	}
+	if size < 0 || size > n {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Cannot prove entries in a log of %d entries (the log has %d).", size, n)
+	}
+	for i, x := range indexes {
+		if x < 0 || x >= size || (i > 0 && x <= indexes[i-1]) {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Entry %d is not in a log of %d entries, or the entries are not ascending.", x, size)
+		}
+	}
+	return auditlog.ProveInclusions(indexes, size, s.hashReader(ctx))
+}
+
 // Verify recomputes the whole log from the rows, in one read transaction (a
 // consistent snapshot while the portal goes on writing), and reports the first
 // entry that does not match, and the first signed head that does not. Admins
