@@ -1435,15 +1435,29 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 		return 0, err
 	}
 	f.After, f.Limit = doorledger.UnlockCursor{}, 0
-	if _, _, err := historyQuery(f, loc, 1); err != nil {
+	query, args, err := historyQuery(f, loc, -1)
+	if err != nil {
 		return 0, err
+	}
+	// The journal says what was exported: how many events, of which range
+	// and filters (doorledger.AuditSentence reads it).
+	var count int64
+	if err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+query+`)`, args...).Scan(&count); err != nil {
+		return 0, fmt.Errorf("count the export: %w", err)
+	}
+	detail := map[string]any{"format": "csv", "events": count, "from": f.From, "to": f.To}
+	for k, v := range map[string]any{"device_id": f.DeviceID, "device_ref": f.DeviceRef, "method": f.Method, "result": string(f.Result),
+		"anomalies_only": f.AnomaliesOnly, "anomaly": f.Anomaly, "open_only": f.OpenOnly} {
+		if v != int64(0) && v != "" && v != false {
+			detail[k] = v
+		}
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if err := tx.audit(ctx, "unlocks.export", f.BuildingID, "building", f.BuildingID, f); err != nil {
+	if err := tx.audit(ctx, "unlocks.export", f.BuildingID, "building", f.BuildingID, detail); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -1190,19 +1191,17 @@ func (p *auditPrinter) journal() {
 		p.para("No action was recorded in the building's journal in this range.")
 		return
 	}
-	p.para("Every action recorded in the building's append-only journal in the range: who did what, to which object, from where.")
-	tb := &table{p: p, cols: []column{{"Time", 30, false}, {"Actor", 34, false}, {"Action", 30, false}, {"Object", 20, false},
-		{"IP", 20, false}, {"Detail", 40, false}}}
+	p.para("Every action recorded in the building's append-only journal in the range: who did what, from where. Each entry, as recorded, is in the evidence bundle's audit.jsonl with its proof in the tamper-evident log.")
+	// A sentence may be long (a manager's note): up to 60 lines, which
+	// still fit a page, rather than cut.
+	tb := &table{p: p, maxLines: 60, cols: []column{{"Time", 30, false}, {"Who", 36, false}, {"What happened", 88, false},
+		{"IP", 20, false}}}
 	tb.start()
 	for _, e := range a.r.AuditEntries {
 		if e == nil {
 			continue
 		}
-		obj := e.ObjectType
-		if e.ObjectID != 0 {
-			obj += " #" + strconv.FormatInt(e.ObjectID, 10)
-		}
-		tb.row(p.when(e.At), e.Actor, e.Action, obj, e.IP, e.Detail)
+		tb.row(p.when(e.At), e.Actor, doorledger.AuditSentence(e), e.IP)
 	}
 }
 
@@ -1315,6 +1314,8 @@ type table struct {
 	cells []string   // scratch for the caller's cells
 	split [][]string // the lines of each cell of the row being laid out
 	rows  int
+	// maxLines bounds a cell's lines (0: maxCellLines); a row must fit a page.
+	maxLines int
 }
 
 type column struct {
@@ -1400,9 +1401,9 @@ func (tb *table) layout(cells []string) int {
 			for _, part := range strings.Split(s, "\n") {
 				tb.split[i] = append(tb.split[i], pdf.SplitText(part, c.width)...)
 			}
-			if len(tb.split[i]) > maxCellLines {
-				tb.split[i] = tb.split[i][:maxCellLines]
-				tb.split[i][maxCellLines-1] += "…"
+			if m := cmp.Or(tb.maxLines, maxCellLines); len(tb.split[i]) > m {
+				tb.split[i] = tb.split[i][:m]
+				tb.split[i][m-1] += "…"
 			}
 		}
 		lines = max(lines, len(tb.split[i]))

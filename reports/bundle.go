@@ -635,11 +635,20 @@ func (b *bundle) auditFile() error {
 	return nil
 }
 
+// leafPrefix is how many bytes of each event's leaf hash log-proof.jsonl
+// gives: enough to name a changed row of events.csv (a chance in four
+// billion of missing it, and then the root names the file), at an eighth
+// of the full hash's size. What proves the events is the root their full
+// leaves, recomputed from events.csv, give with the nodes; the full hashes
+// of 250,000 events would be 8 MB of the bundle's 64 MB.
+const leafPrefix = 4
+
 // writeProof writes log-proof.jsonl: a header naming the tree, one line per
-// unlock event of events.csv in its order (its position and leaf hash, the
-// values events.csv cannot carry exactly, or why it has no proof), then the
-// tree's nodes the proved events and journal entries need, each once, in the
-// order a walk of the tree from left to right needs them.
+// unlock event of events.csv in its order (its position, the first bytes of
+// its leaf hash, the values events.csv cannot carry exactly, or why it has
+// no proof), then the tree's nodes the proved events and journal entries
+// need, each once, in the order a walk of the tree from left to right needs
+// them.
 func (b *bundle) writeProof(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	head := map[string]any{"format": proofFormat, "tree_size": b.multi.Size, "root": b.headRoot.String(),
@@ -659,8 +668,8 @@ func (b *bundle) writeProof(w io.Writer) error {
 		} else {
 			line = append(line, "null"...)
 		}
-		line = append(line, `,"leaf_hash":"`...)
-		line = hex.AppendEncode(line, e.leaf[:])
+		line = append(line, `,"leaf":"`...)
+		line = hex.AppendEncode(line, e.leaf[:leafPrefix])
 		line = append(line, '"')
 		if e.fields != nil {
 			f, err := marshalJSON(e.fields, false)
@@ -750,11 +759,12 @@ log-proof.jsonl
     The proof that the log holds the events and entries: a first line naming
     the tree (size, root), then one line per row of events.csv, in its order
     ({{.EventsProved}} of {{.Events}} proved), with the event's index in the log and
-    its leaf hash (and the values events.csv cannot carry exactly, if any, or
-    the reason it has no proof), then the {{.Nodes}} nodes of the Merkle tree
-    (RFC 6962) that, with the leaves, give the signed root: "node": [level,
-    index] is the subtree of the 2^level entries from index * 2^level. Nodes
-    shared by many entries are stored once.
+    the first 4 bytes of its leaf hash, which name a changed row (and the
+    values events.csv cannot carry exactly, if any, or the reason it has no
+    proof), then the {{.Nodes}} nodes of the Merkle tree (RFC 6962) that, with the
+    leaves recomputed from events.csv and audit.jsonl, give the signed root:
+    "node": [level, index] is the subtree of the 2^level entries from
+    index * 2^level. Nodes shared by many entries are stored once.
 log-head.txt
     The signed head of the portal's verifiable log that the report covers: a
     checkpoint in the C2SP tlog-checkpoint format (c2sp.org/tlog-checkpoint),
@@ -788,8 +798,8 @@ How to verify
    and that every unlock event of events.csv and every journal entry of
    audit.jsonl is in the log: it re-encodes each one as the log did, hashes
    it as a leaf (SHA-256 of a zero byte and the encoding), checks it against
-   the leaf hash listed, and checks that the leaves and the nodes of
-   log-proof.jsonl give the signed root. It exits non-zero naming the first
+   the leaf hash listed (for an event, its first bytes), and checks that the
+   leaves and the nodes of log-proof.jsonl give the signed root. It exits non-zero naming the first
    file, row or entry that does not verify. Check that verifier-key.txt is
    the key your portal shows (admin pages, every report): a bundle signed
    with another key proves nothing.

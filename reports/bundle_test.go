@@ -421,11 +421,11 @@ type logProof struct {
 }
 
 type proofEvent struct {
-	Unlock   int64             `json:"unlock"`
-	Index    *int64            `json:"index"`
-	LeafHash string            `json:"leaf_hash"`
-	Fields   map[string]string `json:"fields"`
-	Reason   string            `json:"reason"`
+	Unlock int64             `json:"unlock"`
+	Index  *int64            `json:"index"`
+	Leaf   string            `json:"leaf"`
+	Fields map[string]string `json:"fields"`
+	Reason string            `json:"reason"`
 }
 
 func readLogProof(tb testing.TB, data []byte) *logProof {
@@ -461,17 +461,6 @@ func readLogProof(tb testing.TB, data []byte) *logProof {
 		p.proof.Nodes = append(p.proof.Nodes, node)
 	}
 	return p
-}
-
-func hexHash(tb testing.TB, s string) doorledger.LogHash {
-	tb.Helper()
-	var h doorledger.LogHash
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != 32 {
-		tb.Fatalf("hash %q", s)
-	}
-	copy(h[:], b)
-	return h
 }
 
 func TestEvidenceBundle_Proofs(t *testing.T) {
@@ -536,10 +525,10 @@ func TestEvidenceBundle_Proofs(t *testing.T) {
 			if e.Index != nil || !strings.Contains(e.Reason, "not yet in the log") {
 				t.Errorf("event not in the log: %+v", e)
 			}
-		case e.Index == nil || e.Reason != "" || e.LeafHash != auditlog.LeafHash(enc).String():
+		case e.Index == nil || e.Reason != "" || e.Leaf != auditlog.LeafHash(enc).String()[:8]:
 			t.Errorf("unlock #%d: %+v, want its leaf %s", e.Unlock, e, auditlog.LeafHash(enc))
 		default:
-			leaves = append(leaves, leaf{*e.Index, hexHash(t, e.LeafHash)})
+			leaves = append(leaves, leaf{*e.Index, auditlog.LeafHash(enc)})
 		}
 		// An unregistered device's reference is in events.csv; a known
 		// device's is not, and rides along.
@@ -843,7 +832,7 @@ func TestEvidenceBundle_VerifyProgram(t *testing.T) {
 		}, "give the root"},
 		{"changed leaf hash", nil, func(fs map[string][]byte) {
 			_, line := proofLine(fs, `{"unlock":1005,`)
-			flipHex(line, "leaf_hash")
+			flipHex(line, "leaf")
 			reManifest(t, fs)
 		}, "(unlock #1005): the row hashes to"},
 		{"a node removed", nil, func(fs map[string][]byte) {

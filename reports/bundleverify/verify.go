@@ -17,7 +17,8 @@
 //  4. that every journal entry of audit.jsonl encodes to the canonical
 //     encoding given, which hashes to its leaf hash;
 //  5. that every row of events.csv, re-encoded as the log encoded the event,
-//     hashes to the leaf hash log-proof.jsonl lists for it;
+//     hashes to the leaf hash whose first bytes log-proof.jsonl lists for it
+//     (which names a changed row);
 //  6. that those leaves, at their positions, with the nodes of
 //     log-proof.jsonl, give the signed head's root.
 //
@@ -500,7 +501,7 @@ type proofLine struct {
 	BuildingID int64             `json:"building_id"`
 	Unlock     *int64            `json:"unlock"`
 	Index      *int64            `json:"index"`
-	LeafHash   string            `json:"leaf_hash"`
+	Leaf       string            `json:"leaf"` // the first bytes of its leaf hash, in hex
 	Fields     map[string]string `json:"fields"`
 	Reason     string            `json:"reason"`
 	Node       []int64           `json:"node"`
@@ -641,9 +642,9 @@ func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		lh := leafHash(enc)
-		if hex.EncodeToString(lh[:]) != l.LeafHash {
-			return fmt.Errorf("%s: the row hashes to %x, log-proof.jsonl line %d gives the log's leaf %s: the row (or that line) was changed",
-				where, lh, pr.line, l.LeafHash)
+		if l.Leaf == "" || !strings.HasPrefix(hex.EncodeToString(lh[:]), l.Leaf) {
+			return fmt.Errorf("%s: the row hashes to %x, log-proof.jsonl line %d gives the log's leaf as %s…: the row (or that line) was changed",
+				where, lh, pr.line, l.Leaf)
 		}
 		leaves = append(leaves, leaf{index: *l.Index, hash: lh, where: where})
 		proved++
