@@ -121,9 +121,13 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	// Consents.
 	"consent.request": func(e *AuditEntry, d detail) string {
 		s := fmt.Sprintf("requested %s from signer #%s for the device with serial %s", objectRef(e), d.text("signer"), d.text("serial"))
-		if d.text("mode") == "in_person" || d.flag("in_person") {
+		switch m := d.text("mode"); m {
+		case "in_person":
 			s += ", to be signed in person with a code"
-		} else if m := d.text("mode"); m != "" {
+		case "link":
+			s += ", by a signing link mailed to them"
+		case "":
+		default:
 			s += ", by " + strings.ReplaceAll(m, "_", " ")
 		}
 		if r := d.int("renewal_of"); r > 0 {

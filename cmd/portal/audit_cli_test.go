@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 )
@@ -126,5 +127,30 @@ func TestShutdownSequencesEverything(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "Not yet logged") {
 		t.Errorf("verify after a graceful shutdown:\n%s", out.String())
+	}
+
+	// A row committed two minutes before the newest and never sequenced (as
+	// a sequencer that stopped working would leave it): verify fails, naming it.
+	rw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "doorledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	var newest string
+	rw.QueryRow(`SELECT MAX(at) FROM audit_entries`).Scan(&newest)
+	at, err := time.Parse("2006-01-02T15:04:05.000000Z", newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := rw.Exec(`INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
+		VALUES (?, 0, 'system', 'user.logout', 0, 'user', 1, '', '{}')`, at.Add(-2*time.Minute).Format("2006-01-02T15:04:05.000000Z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := res.LastInsertId()
+	out.Reset()
+	err = run(context.Background(), []string{"audit", "verify", "-data", dir}, func(string) string { return "" }, &out, &errb)
+	if want := fmt.Sprintf("audit #%d: not sequenced", id); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(out.String(), "FAILED: "+want) {
+		t.Errorf("verify with an old row not sequenced: %v, want it to name %q\n%s", err, want, out.String())
 	}
 }

@@ -47,6 +47,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -656,7 +657,7 @@ func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
 		return fmt.Errorf("log-proof.jsonl line %d: unlock #%d is not in events.csv", pr.line, *pending.Unlock)
 	}
 
-	slices.SortFunc(leaves, func(a, b leaf) int { return cmpInt(a.index, b.index) })
+	slices.SortFunc(leaves, func(a, b leaf) int { return cmp.Compare(a.index, b.index) })
 	for i, l := range leaves {
 		if l.index < 0 || l.index >= head.size {
 			return fmt.Errorf("%s: index %d is not in the signed head's tree of %d entries", l.where, l.index, head.size)
@@ -706,16 +707,6 @@ func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
 	fmt.Fprintf(out, "unlock events: %d proved in the signed log, %d without a proof\n", proved, unproved)
 	fmt.Fprintf(out, "log: %d entries and %d nodes give the signed root\n", len(leaves), nodes)
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // encodeEvent re-encodes an events.csv row as the log encoded the event.
@@ -827,7 +818,7 @@ func treeRoot(size int64, leaves []leaf, node func(level int, index int64) (hash
 			return ls[0].hash, nil
 		}
 		mid := lo + split(hi-lo)
-		i, _ := slices.BinarySearchFunc(ls, mid, func(l leaf, x int64) int { return cmpInt(l.index, x) })
+		i, _ := slices.BinarySearchFunc(ls, mid, func(l leaf, x int64) int { return cmp.Compare(l.index, x) })
 		left, err := walk(lo, mid, ls[:i])
 		if err != nil {
 			return hash{}, err
