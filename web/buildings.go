@@ -272,7 +272,7 @@ func (s *Server) renderAudit(c echo.Context, audit doorledger.AuditService, resu
 	if err != nil {
 		return err
 	}
-	v := &views.LogView{VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
+	v := &views.LogView{Origin: s.cfg.Logs.Origin(), VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
 	if v.Head, err = s.cfg.Logs.Head(ctx, 0); err != nil && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		return err
 	}

@@ -730,17 +730,12 @@ func crashSetup(t *testing.T, base string, n int) []crashDevice {
 	if status, _, body := mgr.Post(settings, settings, form); status != http.StatusSeeOther {
 		t.Fatalf("unlock settings %v: %d\n%s", form, status, body)
 	}
-	secretRE := regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`)
 	devs := make([]crashDevice, 0, n)
 	for _, p := range paths {
-		status, _, body := mgr.Post(p, p+"/credential", nil)
-		secret := secretRE.FindStringSubmatch(body)
-		if status != http.StatusOK || secret == nil {
-			t.Fatalf("credential for %s: %d\n%s", p, status, body)
-		}
+		secret := mgr.MustIssueSecret(p)
 		var id int64
 		fmt.Sscanf(strings.TrimPrefix(p, "/devices/"), "%d", &id)
-		devs = append(devs, crashDevice{id: id, secret: secret[1]})
+		devs = append(devs, crashDevice{id: id, secret: secret})
 	}
 	return devs
 }

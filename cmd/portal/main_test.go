@@ -197,6 +197,26 @@ func (c *Client) MustLogin(email, password string) {
 	}
 }
 
+// secretRE finds a device secret on its page, where it is shown once.
+var secretRE = regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`)
+
+// MustIssueSecret issues a new secret for the device at path (/devices/N) as
+// a manager does: the POST answers 303 to the device page, whose next GET
+// shows the secret once.
+func (c *Client) MustIssueSecret(path string) string {
+	c.tb.Helper()
+	status, loc, body := c.Post(path, path+"/credential", nil)
+	if status != http.StatusSeeOther || loc != path {
+		c.tb.Fatalf("credential for %s: %d %q\n%s", path, status, loc, body)
+	}
+	_, body = c.Get(path)
+	m := secretRE.FindStringSubmatch(body)
+	if m == nil {
+		c.tb.Fatalf("credential for %s: the device page shows no secret\n%s", path, body)
+	}
+	return m[1]
+}
+
 func TestEndToEnd(t *testing.T) {
 	p := MustStartPortal(t, "")
 	if p.AdminPass == "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -102,11 +103,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		a.log.Info("stored mail bodies sealed or dropped", "count", n)
 	}
 
-	key, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	key, err := logKey(cfg)
 	if err != nil {
-		return fmt.Errorf("log signing key: %w", err)
+		return err
 	}
 	a.logs = db.NewLogService(a.db, key)
+	// Registered before every other deferred stop, so it runs after them all,
+	// just before the database closes: everything committed is sequenced.
+	defer a.sequenceAtShutdown()
 	// Reports: the registry, and the generator that writes the queued ones
 	// into <data>/reports, one at a time, for as long as the portal runs.
 	a.reports = db.NewReportService(a.db, a.logs, cfg.PublicURL)
@@ -213,8 +217,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
-	defer stopJobs()
-	runJobs(jobs, a.log,
+	var waitJobs func()
+	defer func() { stopJobs(); waitJobs() }()
+	waitJobs = runJobs(jobs, a.log,
 		job{name: "consent lapse", every: time.Minute, run: func(ctx context.Context) error {
 			n, err := a.consents.LapseDue(ctx)
 			if n > 0 {
@@ -261,6 +266,48 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return <-errc
+}
+
+// logKey loads the log's signing key and origin from the data directory,
+// creating them on first start, and returns the key named after the origin:
+// the name its checkpoints are signed under. The origin is the public URL's
+// host (or this machine's name) and a random suffix, chosen once.
+func logKey(cfg *config) (*auditlog.Key, error) {
+	base, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	if err != nil {
+		return nil, fmt.Errorf("log signing key: %w", err)
+	}
+	host := ""
+	if u, err := url.Parse(cfg.PublicURL); err == nil {
+		host = u.Hostname()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	origin, err := auditlog.LoadOrCreateOrigin(filepath.Join(cfg.DataDir, auditlog.OriginFile), host)
+	if err != nil {
+		return nil, err
+	}
+	return base.Named(origin)
+}
+
+// sequenceAtShutdown appends to the log everything committed and signs a
+// head of it, once every writer has stopped (the web server, device
+// control, mail, the report generator and the background jobs) and the
+// unlock committer has written what it was given: the last second before a
+// SIGTERM is in the log, not left "not yet logged" until the next start.
+func (a *app) sequenceAtShutdown() {
+	ctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "system"), time.Minute)
+	defer cancel()
+	a.unlocks.Wait()
+	h, err := a.logs.SignHead(ctx)
+	switch {
+	case doorledger.ErrorCode(err) == doorledger.ENOTFOUND: // an empty log
+	case err != nil:
+		a.log.Error("audit log: sequencing at shutdown", "err", err)
+	default:
+		a.log.Info("audit log sequenced at shutdown", "entries", h.Size)
+	}
 }
 
 // firstStart creates the first admin when there is no account yet, and says once
