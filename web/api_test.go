@@ -320,7 +320,10 @@ func TestAPIErrorsCarryReason(t *testing.T) {
 	}{
 		{"declared larger than the limit", http.MethodPost, r.eventsPath(), huge, 413, "too_large"},
 		{"no such route", http.MethodGet, "/api/vendors/1/nothing", nil, 404, "not_found"},
-		{"refused by the CSRF check", http.MethodPost, "/api/vendors/1/nothing", []byte("{}"), 403, "forbidden"},
+		// A POST to a route that does not exist is 404 before any CSRF or
+		// signature check (the route's own middleware makes those).
+		{"no such route, posted", http.MethodPost, "/api/vendors/1/nothing", []byte("{}"), 404, "not_found"},
+		{"unsigned state callback", http.MethodPost, strings.Replace(r.eventsPath(), "/events", "/state", 1), []byte("{}"), 401, "missing_signature"},
 		{"wrong method", http.MethodGet, r.eventsPath(), nil, 404, "not_found"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
