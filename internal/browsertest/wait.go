@@ -74,15 +74,16 @@ type waitResult struct {
 	Waited float64         `json:"waited"` // milliseconds
 }
 
-// budget is how long the waiter may wait in the page: until shortly before
-// ctx's deadline, so that it gives up first and says why, and never acts
-// after the test stopped waiting for it.
+// budget is how long the waiter may wait in the page: until well before
+// ctx's deadline (a quarter of what is left, at least a second, is kept for
+// the answer to come back from a busy machine), so that it gives up first
+// and says why, and never acts after the test stopped waiting for it.
 func budget(ctx context.Context) time.Duration {
 	d := DefaultStepTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		d = time.Until(dl)
 	}
-	return max(d-d/10-250*time.Millisecond, 0)
+	return max(d-max(d/4, time.Second), 0)
 }
 
 // waiterExpr is the expression that runs the waiter with args; read, if not
@@ -148,7 +149,7 @@ func wait(ctx context.Context, t *chromedp.Target, args waitArgs, read string, r
 				return waitResult{}, fmt.Errorf("the page navigated away (%v): await a navigation with AwaitNavigation", err)
 			}
 			if ctx.Err() != nil {
-				return waitResult{}, fmt.Errorf("the page did not answer in time: %w (a JavaScript dialog left open blocks it: answer window.confirm with page.HandleJavaScriptDialog)", err)
+				return waitResult{}, fmt.Errorf("the page did not answer within the step: %w (a JavaScript dialog left open blocks it: answer window.confirm with page.HandleJavaScriptDialog; or the machine is too busy for Options.StepTimeout)", err)
 			}
 			return waitResult{}, err
 		}
@@ -227,21 +228,17 @@ func WaitFor[T any](tb testing.TB, ctx context.Context, what, expr string) T {
 	return v
 }
 
-func until[T any](expr string) chromedp.Action[T] {
-	return func(ctx context.Context, t *chromedp.Target) (T, error) {
-		r, err := wait(ctx, t, waitArgs{Kind: "until"}, expr, true)
-		if err != nil {
-			var zero T
-			return zero, err
-		}
-		return decode[T](r.Value)
-	}
-}
+// until waits until expr gives a value (see WaitFor).
+func until[T any](expr string) chromedp.Action[T] { return valueOf[T]("until", expr) }
 
 // read evaluates expr once the page is settled.
-func read[T any](expr string) chromedp.Action[T] {
+func read[T any](expr string) chromedp.Action[T] { return valueOf[T]("read", expr) }
+
+// valueOf runs the waiter of kind ("read" or "until") on expr and decodes
+// the value it gives.
+func valueOf[T any](kind, expr string) chromedp.Action[T] {
 	return func(ctx context.Context, t *chromedp.Target) (T, error) {
-		r, err := wait(ctx, t, waitArgs{Kind: "read"}, expr, true)
+		r, err := wait(ctx, t, waitArgs{Kind: kind}, expr, true)
 		if err != nil {
 			var zero T
 			return zero, err
