@@ -338,6 +338,19 @@ func NewTab(tb testing.TB, opts Options) context.Context {
 	return ctx
 }
 
+// WithStepTimeout returns ctx (a tab's, from NewTab) with d as the deadline
+// of each helper call made with it, for a step that needs more, or less,
+// than the tab's Options.StepTimeout.
+func WithStepTimeout(ctx context.Context, d time.Duration) context.Context {
+	t := tabOf(ctx)
+	if t == nil {
+		return ctx
+	}
+	c := *t
+	c.stepTimeout = d
+	return context.WithValue(ctx, tabKey{}, &c)
+}
+
 // lockedBuffer is a strings.Builder safe for concurrent use.
 type lockedBuffer struct {
 	mu sync.Mutex

@@ -168,12 +168,14 @@ func failure(t *testing.T, f func(tb testing.TB)) string {
 // TestWaitMessagesSayWhatWasAwaited: a helper that gives up says what it
 // waited for and what was in the way, then describes the page.
 func TestWaitMessagesSayWhatWasAwaited(t *testing.T) {
-	// Each case gives up after its step's budget: keep the steps short, and
+	// Each case gives up after its step's budget: keep those steps short
+	// (not the navigation's: a busy machine can take seconds to load), and
 	// the re-renders rare enough that a busy machine still sees the page
 	// settled between them.
 	s := newLiveSite(t, 250*time.Millisecond)
-	ctx := NewTab(t, Options{StepTimeout: 4 * time.Second})
-	Navigate(t, ctx, s.URL+"/live")
+	tab := NewTab(t, Options{})
+	Navigate(t, tab, s.URL+"/live")
+	ctx := WithStepTimeout(tab, 5*time.Second)
 	for _, c := range []struct {
 		name string
 		f    func(tb testing.TB)
