@@ -208,7 +208,9 @@ func plural(n int, one, many string) string {
 // folding) with runs of spaces treated as one. "Board president" does not
 // hold "President"; "treasurer" holds "Treasurer". The policy form offers the
 // titles on the roster as the roles to choose from.
-func RoleMatches(title, role string) bool { return roleKey(title) == roleKey(role) && roleKey(role) != "" }
+func RoleMatches(title, role string) bool {
+	return roleKey(title) == roleKey(role) && roleKey(role) != ""
+}
 
 func roleKey(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
 

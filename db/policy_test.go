@@ -486,4 +486,3 @@ func TestPolicyMigrationKeepsSignedConsents(t *testing.T) {
 		t.Fatalf("old consent's device after the migration: %v", err)
 	}
 }
-

@@ -263,7 +263,7 @@ func timelineLabel(kind string) string {
 		"declined": "Declined", "withdrawn": "Withdrawn", "disputed": "Disputed: signer says they did not sign", "lapsed": "Lapsed",
 		"links_withdrawn": "Signing link and codes withdrawn", "links_mailed": "Withdraw and dispute links mailed again",
 		"renewal_requested": "A signer was asked to sign again",
-		"signature": "Signature recorded", "turn_mailed": "Next signer's turn", "reminded": "Reminder mailed",
+		"signature":         "Signature recorded", "turn_mailed": "Next signer's turn", "reminded": "Reminder mailed",
 		"expired": "Expired unsigned", "resent": "Sent again as a new request",
 	}
 	if l, ok := labels[kind]; ok {
