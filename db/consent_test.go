@@ -213,7 +213,13 @@ func TestConsentBadLinks(t *testing.T) {
 			t.Errorf("%s link: %v", name, err)
 		}
 	}
+	// A link lives as long as its request (issue 13): past SigningLinkTTL it
+	// still works; once the request's period is over it does not.
 	*w.now = w.now.Add(doorledger.SigningLinkTTL + time.Second)
+	if _, err := w.consents.OpenSigning(context.Background(), token); err != nil {
+		t.Fatalf("link of a request not yet expired: %v", err)
+	}
+	*w.now = w.now.Add(doorledger.DefaultExpiryDays*24*time.Hour - doorledger.SigningLinkTTL)
 	if _, err := w.consents.OpenSigning(context.Background(), token); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("expired link: %v", err)
 	}
@@ -252,7 +258,7 @@ func TestConsentInPersonCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := as(w.inst)
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	msgs, _ := w.outbox.PendingMessages(context.Background(), 100, 1000)
@@ -260,7 +266,7 @@ func TestConsentInPersonCode(t *testing.T) {
 	if code == nil || msgs[len(msgs)-1].To != "zoe@example.com" {
 		t.Fatalf("code mail: %+v", msgs[len(msgs)-1])
 	}
-	sess, err := w.consents.InPersonSession(ctx, c.ID)
+	sess, err := w.consents.InPersonSession(ctx, c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +276,7 @@ func TestConsentInPersonCode(t *testing.T) {
 		wrong = "111111"
 	}
 	for i := 1; i <= doorledger.CodeMaxAttempts; i++ {
-		_, err := w.consents.SignInPerson(ctx, c.ID, wrong, in)
+		_, err := w.consents.SignInPerson(ctx, c.ID, 0, wrong, in)
 		if i < doorledger.CodeMaxAttempts && (doorledger.ErrorCode(err) != doorledger.EINVALID || !strings.Contains(doorledger.ErrorFields(err)["code"], "tries left")) {
 			t.Fatalf("wrong code %d: %v", i, err)
 		}
@@ -279,32 +285,32 @@ func TestConsentInPersonCode(t *testing.T) {
 		}
 	}
 	// Even the right code is refused after five wrong tries.
-	if _, err := w.consents.SignInPerson(ctx, c.ID, code[1], in); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+	if _, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
 		t.Fatalf("right code after lockout: %v", err)
 	}
 	// A new code (rate-limited to 3 an hour) works; an expired one does not.
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.consents.SendCode(ctx, c.ID); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+	if err := w.consents.SendCode(ctx, c.ID, 0); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
 		t.Fatalf("fourth code in an hour: %v", err)
 	}
 	msgs, _ = w.outbox.PendingMessages(context.Background(), 100, 1000)
 	code = regexp.MustCompile(`Your code is: (\d{6})`).FindStringSubmatch(msgs[len(msgs)-1].Body)
 	*w.now = w.now.Add(doorledger.CodeTTL + time.Second)
-	if _, err := w.consents.SignInPerson(ctx, c.ID, code[1], in); !strings.Contains(doorledger.ErrorMessage(err), "expired") {
+	if _, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in); !strings.Contains(doorledger.ErrorMessage(err), "expired") {
 		t.Fatalf("expired code: %v", err)
 	}
 	*w.now = w.now.Add(time.Hour)
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	msgs, _ = w.outbox.PendingMessages(context.Background(), 100, 1000)
 	code = regexp.MustCompile(`Your code is: (\d{6})`).FindStringSubmatch(msgs[len(msgs)-1].Body)
-	signed, err := w.consents.SignInPerson(ctx, c.ID, code[1], in)
+	signed, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +318,7 @@ func TestConsentInPersonCode(t *testing.T) {
 		t.Fatalf("method %s", signed.Signature.Method)
 	}
 	// Another installer cannot drive this consent.
-	if err := w.consents.SendCode(as(w.inst2), c.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if err := w.consents.SendCode(as(w.inst2), c.ID, 0); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("other installer: %v", err)
 	}
 }

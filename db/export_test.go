@@ -1,5 +1,10 @@
 package db
 
+import (
+	"io/fs"
+	"sort"
+)
+
 // SetBurstMemoryMax sets how many recorded times a group's burst check may
 // keep in memory before it counts each event in the database, and returns
 // the previous bound. For tests; not safe while unlocks are recorded.
@@ -7,4 +12,26 @@ func SetBurstMemoryMax(n int) int {
 	old := burstMemoryMax
 	burstMemoryMax = n
 	return old
+}
+
+// MigrationsBefore returns the embedded migrations named before name, in
+// order, as name and SQL: a test applies them to build a database as an
+// older version left it.
+func MigrationsBefore(name string) (names, sqls []string, err error) {
+	all, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(all)
+	for _, n := range all {
+		if n >= "migrations/"+name {
+			break
+		}
+		buf, err := fs.ReadFile(migrationFS, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		names, sqls = append(names, n), append(sqls, string(buf))
+	}
+	return names, sqls, nil
 }

@@ -421,7 +421,7 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 		`SELECT `+deviceColumns+deviceFrom+` WHERE d.building_id = ? ORDER BY d.id`, b.ID); err != nil {
 		return fmt.Errorf("report %s: devices: %w", id, err)
 	}
-	if r.Consents, err = queryAll(ctx, tx, scanConsent, `SELECT `+consentColumns+consentFrom+`
+	if r.Consents, err = queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
 		WHERE c.device_id IN (SELECT id FROM devices WHERE building_id = ?) ORDER BY c.id`, b.ID); err != nil {
 		return fmt.Errorf("report %s: consents: %w", id, err)
 	}

@@ -151,7 +151,7 @@ func TestOutboxKeepsNoUsableTokenAtRest(t *testing.T) {
 	}
 	w.request(t, "SN-1", false)
 	inPerson := w.request(t, "SN-2", true)
-	if err := w.consents.SendCode(w.inst, inPerson.ID); err != nil {
+	if err := w.consents.SendCode(w.inst, inPerson.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	w.flush(t, good, false)

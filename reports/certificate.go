@@ -37,6 +37,9 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		Title:     fmt.Sprintf("Consent certificate #%d – %s", c.ID, b.Name),
 		CreatedAt: generatedAt,
 	}
+	if len(c.Signers) > 1 {
+		return multiSignerCertificate(w, c, b, d)
+	}
 	// The stored image reaches fpdf's decoder, so it is validated again here
 	// however it was stored.
 	var sig signatureImage
@@ -267,7 +270,10 @@ func (p *printer) signature(consentID int64, sig signatureImage) {
 		h = boxH - 2*pad
 		w = h * float64(cfg.Width) / float64(cfg.Height)
 	}
-	name := fmt.Sprintf("signature-%d", consentID)
+	// Named by its bytes: fpdf keys images by content, so one image under
+	// two names would be two objects under one key.
+	sum := sha256.Sum256(img)
+	name := fmt.Sprintf("signature-%d-%x", consentID, sum[:8])
 	opts := fpdf.ImageOptions{ImageType: "PNG"}
 	pdf.RegisterImageOptionsReader(name, opts, bytes.NewReader(img))
 	pdf.ImageOptions(name, x+(boxW-w)/2, y+(boxH-h)/2, w, h, false, opts, 0, "")

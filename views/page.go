@@ -5,6 +5,7 @@ package views
 import (
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -128,6 +129,8 @@ func ConsentStatusLabel(s doorledger.ConsentStatus) string {
 		return "Disputed"
 	case doorledger.ConsentLapsed:
 		return "Lapsed"
+	case doorledger.ConsentExpired:
+		return "Expired unsigned"
 	}
 	return string(s)
 }
@@ -166,6 +169,8 @@ func signedLine(s *doorledger.SigningSession) string {
 func doneHeadline(s *doorledger.SigningSession) string {
 	c, loc := s.Consent, s.Building.Location()
 	switch {
+	case s.Me != nil && s.Me.Signature != nil && (s.SignedByMe || c.Signature == nil):
+		return "You signed this on " + FormTime(s.Me.Signature.SignedAt, loc)
 	case c.Signature != nil:
 		return "You signed this on " + FormTime(c.Signature.SignedAt, loc)
 	case c.Status == doorledger.ConsentDeclined:
@@ -179,6 +184,10 @@ func doneStatus(s *doorledger.SigningSession) string {
 	c, loc := s.Consent, s.Building.Location()
 	at := FormTime(c.StatusAt, loc)
 	switch c.Status {
+	case doorledger.ConsentAwaiting:
+		return "Your signature is recorded. The request still needs " + c.Need.Describe() + "; nothing is enabled until then, and you will be mailed when it is signed."
+	case doorledger.ConsentExpired:
+		return "It expired on " + FormTime(c.ExpiredAt, loc) + " without the signatures its policy requires. Nothing was enabled; the installer or a manager may send it again as a new request."
 	case doorledger.ConsentSigned:
 		return "It is in force until " + FormTime(c.ExpiresAt, loc) + " unless withdrawn or renewed."
 	case doorledger.ConsentDeclined:
@@ -208,6 +217,8 @@ func consentFlag(c *doorledger.Consent) string {
 		return "signed by a signer since removed from the roster"
 	case c.Stranded():
 		return "signer removed from the roster: cannot be signed"
+	case c.Status == doorledger.ConsentAwaiting && len(c.Signers) > 1:
+		return "still needs " + c.Need.Describe()
 	case c.Signature != nil && c.Signature.NameDiffers:
 		return "typed name differs from the roster"
 	}
@@ -244,6 +255,8 @@ func timelineLabel(kind string) string {
 		"declined": "Declined", "withdrawn": "Withdrawn", "disputed": "Disputed: signer says they did not sign", "lapsed": "Lapsed",
 		"links_withdrawn": "Signing link and codes withdrawn", "links_mailed": "Withdraw and dispute links mailed again",
 		"renewal_requested": "A signer was asked to sign again",
+		"signature":         "Signature recorded", "turn_mailed": "Next signer's turn", "reminded": "Reminder mailed",
+		"expired": "Expired unsigned", "resent": "Sent again as a new request",
 	}
 	if l, ok := labels[kind]; ok {
 		return l
@@ -310,4 +323,91 @@ func devicesEventsURL(vendor string, installer int64) string {
 		q.Set("installer", strconv.FormatInt(installer, 10))
 	}
 	return "/devices/events?" + q.Encode()
+}
+
+// awaitingConsents are the requests of a list waiting for signatures, the
+// longest waiting first.
+func awaitingConsents(list []*doorledger.Consent) []*doorledger.Consent {
+	out := consentsWith(list, doorledger.ConsentAwaiting)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
+	return out
+}
+
+// Waited says how long a request has waited: "3 days, 4 h", "5 h", "12 min".
+func Waited(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour:
+		days := int(d / (24 * time.Hour))
+		unit := "days"
+		if days == 1 {
+			unit = "day"
+		}
+		return fmt.Sprintf("%d %s, %d h", days, unit, int(d%(24*time.Hour)/time.Hour))
+	case d >= time.Hour:
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%d min", int(d/time.Minute))
+}
+
+// signerStateLabel says where one named signer of a request stands.
+func signerStateLabel(rs doorledger.RequestSigner) string {
+	switch rs.State {
+	case doorledger.SignerSigned:
+		return "signed " + UTC(rs.Signature.SignedAt)
+	case doorledger.SignerWaiting:
+		return "signs after the signers above"
+	case doorledger.SignerRemoved:
+		return "removed from the roster before signing: drops out"
+	case doorledger.SignerNotNeeded:
+		return "not needed"
+	}
+	return "asked, has not signed yet"
+}
+
+// signatureVerified names what one signature verified: the signer's roster
+// address (shown when withAddress), by link or code — never the typed name.
+func signatureVerified(rs doorledger.RequestSigner, withAddress bool) string {
+	addr := "The signer's roster address"
+	if withAddress {
+		addr += ", " + rs.Signature.Address + ","
+	}
+	how := "the one-time link mailed to it"
+	if rs.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	}
+	return addr + " by " + how + ". The typed name is not verified."
+}
+
+// waitingLine says whom an ordered signer waits for: "Waiting for the
+// President, Paula Prez, to sign first."
+func waitingLine(list []doorledger.Signer) string {
+	words := make([]string, len(list))
+	for i, s := range list {
+		words[i] = "the " + s.Title + " (" + s.Name + ")"
+	}
+	return "Waiting for " + doorledger.JoinAnd(words) + " to sign first. This request is signed in order: you will be mailed when it is your turn, and this link will then take your signature."
+}
+
+// askedOf names whom a signer's link asked: the link's signer, or the
+// request's one signer.
+func askedOf(s *doorledger.SigningSession) string {
+	if s.Me != nil {
+		return s.Me.Signer.Name + ", " + s.Me.Signer.Title
+	}
+	return s.Consent.Signer.Name + ", " + s.Consent.Signer.Title
+}
+
+func meID(s *doorledger.SigningSession) int64 {
+	if s.Me == nil {
+		return 0
+	}
+	return s.Me.Signer.ID
+}
+
+// signerQuery keeps the in-person screen's signer in a link (sep is "?" or "&").
+func signerQuery(s *doorledger.SigningSession, sep string) string {
+	if len(s.Consent.Signers) <= 1 || s.Me == nil {
+		return ""
+	}
+	return sep + "signer=" + strconv.FormatInt(s.Me.Signer.ID, 10)
 }

@@ -30,12 +30,39 @@ func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.Han
 		if err != nil {
 			return err
 		}
-		b, err := buildings.FindBuildingByID(c.Request().Context(), id)
+		v, err := s.requestView(c, buildings, id, views.Form{})
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: views.Form{}}))
+		return render(c, http.StatusOK, views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), v))
 	}
+}
+
+// requestView is the request form of a building with its consent policy and
+// the portal's proposal of signers (checked when the form is new).
+func (s *Server) requestView(c echo.Context, buildings doorledger.BuildingService, id int64, f views.Form) (views.ConsentRequestView, error) {
+	ctx := c.Request().Context()
+	b, err := buildings.FindBuildingByID(ctx, id)
+	if err != nil {
+		return views.ConsentRequestView{}, err
+	}
+	p, err := s.cfg.Policies.FindConsentPolicy(ctx, id)
+	if err != nil {
+		return views.ConsentRequestView{}, err
+	}
+	v := views.ConsentRequestView{Building: b, Form: f, Policy: p, Chosen: map[int64]bool{}}
+	if f.Values == nil || len(f.Values) == 0 {
+		for _, sg := range doorledger.ProposeSigners(p, b.Signers) {
+			v.Chosen[sg.ID] = true
+		}
+	} else {
+		for _, raw := range c.Request().Form["signer_id"] {
+			if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
+				v.Chosen[n] = true
+			}
+		}
+	}
+	return v, nil
 }
 
 // readPhotos validates each uploaded photo by its bytes and re-encodes it.
@@ -86,15 +113,15 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 			return err
 		}
 		ctx := c.Request().Context()
-		b, err := buildings.FindBuildingByID(ctx, id)
-		if err != nil {
-			return err
-		}
 		f := formOf(c, consentFields...)
-		signerID, _ := strconv.ParseInt(f.Value("signer_id"), 10, 64)
 		req := doorledger.ConsentRequest{
 			Device:   doorledger.DeviceDetails{Vendor: f.Value("vendor"), Model: f.Value("model"), Serial: f.Value("serial"), Location: f.Value("location"), Opens: f.Value("opens")},
-			SignerID: signerID, InPerson: f.Value("mode") == "in_person",
+			InPerson: f.Value("mode") == "in_person",
+		}
+		for _, raw := range c.Request().Form["signer_id"] { // in the order chosen: the order of signing
+			if n, err := strconv.ParseInt(raw, 10, 64); err == nil && n > 0 {
+				req.SignerIDs = append(req.SignerIDs, n)
+			}
 		}
 		photos, perr := readPhotos(c)
 		if doorledger.ErrorCode(perr) == doorledger.ETOOMANY {
@@ -107,6 +134,13 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 			if created, err = consents.RequestConsent(ctx, id, req); err == nil {
 				if created.InPerson {
 					return s.redirect(c, pathf("/consents/%d/in-person", created.ID), "Request recorded. Now mail the signer their code.")
+				}
+				if len(created.Signers) > 1 {
+					var names []string
+					for _, rs := range created.Signers {
+						names = append(names, rs.Signer.Name)
+					}
+					return s.redirect(c, pathf("/consents/%d", created.ID), fmt.Sprintf("Request sent: %s will each get their own one-time signing link at their registered address.", doorledger.JoinAnd(names)))
 				}
 				return s.redirect(c, pathf("/consents/%d", created.ID), fmt.Sprintf("Request sent: %s will get a one-time signing link at their registered address.", created.Signer.Name))
 			}
@@ -128,7 +162,11 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 		if f.Errors["photos"] == "" {
 			f.Values["photos_note"] = "Please choose the photos again: a browser does not keep files after an error."
 		}
-		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: f}))
+		v, verr := s.requestView(c, buildings, id, f)
+		if verr != nil {
+			return verr
+		}
+		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), v))
 	}
 }
 
@@ -174,11 +212,15 @@ func (s *Server) renderConsent(c echo.Context, consents doorledger.ConsentServic
 	u := doorledger.UserFromContext(ctx)
 	v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
 		CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller, RenewForm: renew}
-	if con.Signature != nil {
+	switch {
+	case con.Signature != nil:
 		v.Terms = con.Signature.Terms
-	} else {
+	case con.Terms != "": // a policy request's terms, fixed when it was made
+		v.Terms = con.Terms
+	default:
 		v.Terms = doorledger.ConsentTerms(con, b)
 	}
+	v.Now = time.Now()
 	var err error
 	if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
 		return err
@@ -229,6 +271,13 @@ func (s *Server) handleConsentSignature(consents doorledger.ConsentService) echo
 		con, err := consents.FindConsentByID(c.Request().Context(), id)
 		if err != nil {
 			return err
+		}
+		// ?signer=ID: that signer's signature of a request with several.
+		if signerID, _ := strconv.ParseInt(c.QueryParam("signer"), 10, 64); signerID > 0 {
+			if rs := con.RequestSigner(signerID); rs != nil && rs.Signature != nil {
+				return serveImage(c, "image/png", rs.Signature.SignaturePNG)
+			}
+			return doorledger.Errorf(doorledger.ENOTFOUND, "This signer has not signed.")
 		}
 		if con.Signature == nil {
 			return doorledger.Errorf(doorledger.ENOTFOUND, "This consent is not signed.")

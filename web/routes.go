@@ -73,6 +73,12 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
 	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings), readers...)
 	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
+	// Issue 13: a building's consent policy (managers); an expired request is
+	// sent again by its installer or a manager (the service checks which).
+	e.GET("/buildings/:id/policy", s.handlePolicyPage(buildings), managers...)
+	e.POST("/buildings/:id/policy", s.handlePolicyUpdate(buildings, s.cfg.Policies), managers...)
+	resenders := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleInstaller), s.csrfForm}
+	e.POST("/consents/:consent/resend", s.handleConsentResend(consents), resenders...)
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)

@@ -22,6 +22,7 @@ type Config struct {
 	Buildings   doorledger.BuildingService
 	Audit       doorledger.AuditService
 	Consents    doorledger.ConsentService
+	Policies    doorledger.PolicyService // buildings' consent policies
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService

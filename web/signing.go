@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/imagecheck"
@@ -88,6 +89,10 @@ func (s *Server) handleSign(consents doorledger.ConsentService) echo.HandlerFunc
 		if err == nil {
 			var signed *doorledger.Consent
 			if signed, err = consents.Sign(ctx, token, in); err == nil {
+				if signed.Status == doorledger.ConsentAwaiting {
+					return render(c, http.StatusOK, views.MessagePage(s.page(c, "Signature recorded", ""), "Thank you: your signature is recorded",
+						"Consent #"+itoa(signed.ID)+" still needs "+signed.Need.Describe()+"; nothing is enabled until then. A confirmation with links to withdraw your signature, or to report that you did not sign it, is on its way to your registered address."))
+				}
 				return render(c, http.StatusOK, views.MessagePage(s.page(c, "Signed", ""), "Thank you: consent signed",
 					"You signed consent #"+itoa(signed.ID)+". A confirmation with links to withdraw it, or to report that you did not sign it, is on its way to "+signed.Signer.Email+"."))
 			}
@@ -149,7 +154,9 @@ func (s *Server) handleAfterSigning(consents doorledger.ConsentService, purpose 
 			return err
 		}
 		title, msg := "Consent withdrawn", "Consent #"+itoa(ended.ID)+" is withdrawn. Its device is being disabled now, and the building's managers have been alerted."
-		if ended.Status == doorledger.ConsentDisputed {
+		if ended.Signature == nil { // a request ended before its signatures were complete
+			title, msg = "Request ended", "Consent request #"+itoa(ended.ID)+" ends unsigned: nothing was enabled and nothing will be. The building's managers have been alerted."
+		} else if ended.Status == doorledger.ConsentDisputed {
 			title, msg = "Reported", "Thank you. Consent #"+itoa(ended.ID)+" is marked disputed, its device is being disabled now, and the building's managers and board have been alerted."
 		}
 		return render(c, http.StatusOK, views.MessagePage(s.page(c, title, ""), title, msg))
@@ -171,6 +178,17 @@ func (s *Server) handleMailEndLinks(consents doorledger.ConsentService) echo.Han
 
 // In person: the installer's screen, with a code mailed to the signer.
 
+// inPersonSigner is the named signer the installer's screen is for (query
+// or form "signer"; 0: the next whose turn it is), and the path suffix that
+// keeps it.
+func inPersonSigner(c echo.Context) (int64, string) {
+	id, _ := strconv.ParseInt(c.QueryParam("signer"), 10, 64)
+	if id <= 0 {
+		return 0, ""
+	}
+	return id, pathf("signer=%d", id)
+}
+
 func (s *Server) handleInPersonPage(consents doorledger.ConsentService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "consent")
@@ -178,16 +196,24 @@ func (s *Server) handleInPersonPage(consents doorledger.ConsentService) echo.Han
 			return err
 		}
 		ctx := c.Request().Context()
-		sess, err := consents.InPersonSession(ctx, id)
+		signerID, q := inPersonSigner(c)
+		sess, err := consents.InPersonSession(ctx, id, signerID)
 		if err != nil {
 			return s.linkError(c, err)
 		}
 		if c.QueryParam("sent") == "" {
-			return render(c, http.StatusOK, views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess.Consent, views.Form{}))
+			return render(c, http.StatusOK, views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess, views.Form{}))
 		}
 		return render(c, http.StatusOK, views.SigningPage(s.page(c, "Sign in person", "submissions"), views.SigningView{
-			Session: sess, Action: pathf("/consents/%d/in-person", id), InPerson: true}))
+			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true}))
 	}
+}
+
+func withQuery(path, q string) string {
+	if q == "" {
+		return path
+	}
+	return path + "?" + q
 }
 
 func (s *Server) handleSendCode(consents doorledger.ConsentService) echo.HandlerFunc {
@@ -197,18 +223,23 @@ func (s *Server) handleSendCode(consents doorledger.ConsentService) echo.Handler
 			return err
 		}
 		ctx := c.Request().Context()
-		if err := consents.SendCode(ctx, id); err != nil {
+		signerID, q := inPersonSigner(c)
+		if err := consents.SendCode(ctx, id, signerID); err != nil {
 			f := views.Form{}
 			if !formError(&f, err) {
 				return err
 			}
-			sess, serr := consents.InPersonSession(ctx, id)
+			sess, serr := consents.InPersonSession(ctx, id, signerID)
 			if serr != nil {
 				return s.linkError(c, serr)
 			}
-			return render(c, formStatus(err), views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess.Consent, f))
+			return render(c, formStatus(err), views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess, f))
 		}
-		return s.redirect(c, pathf("/consents/%d/in-person?sent=1", id), "Code mailed to the signer's registered address. It works for 10 minutes.")
+		next := pathf("/consents/%d/in-person?sent=1", id)
+		if q != "" {
+			next += "&" + q
+		}
+		return s.redirect(c, next, "Code mailed to the signer's registered address. It works for 10 minutes.")
 	}
 }
 
@@ -219,21 +250,26 @@ func (s *Server) handleSignInPerson(consents doorledger.ConsentService) echo.Han
 			return err
 		}
 		ctx := c.Request().Context()
+		signerID, q := inPersonSigner(c)
 		in, f, err := signInput(c)
 		if err == nil {
-			if _, err = consents.SignInPerson(ctx, id, f.Value("code"), in); err == nil {
+			var signed *doorledger.Consent
+			if signed, err = consents.SignInPerson(ctx, id, signerID, f.Value("code"), in); err == nil {
+				if signed.Status == doorledger.ConsentAwaiting {
+					return s.redirect(c, pathf("/consents/%d", id), "Signature recorded: the code mailed to the signer's registered address verified it. Still needed: "+signed.Need.Describe()+".")
+				}
 				return s.redirect(c, pathf("/consents/%d", id), "Signed: the code mailed to the signer's registered address verified it. The device is being enabled.")
 			}
 		}
 		if !formError(&f, err) {
 			return err
 		}
-		sess, serr := consents.InPersonSession(ctx, id)
+		sess, serr := consents.InPersonSession(ctx, id, signerID)
 		if serr != nil {
 			return s.linkError(c, serr)
 		}
 		return render(c, formStatus(err), views.SigningPage(s.page(c, "Sign in person", "submissions"), views.SigningView{
-			Session: sess, Action: pathf("/consents/%d/in-person", id), InPerson: true, Form: f}))
+			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true, Form: f}))
 	}
 }
 

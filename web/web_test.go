@@ -73,7 +73,7 @@ func newFixture(tb testing.TB) *fixture {
 		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
-		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
+		Consents: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
 		Unlocks:     db.NewUnlockService(d),
 		Logs:        logs,

@@ -29,7 +29,12 @@ type rosterWorld struct {
 // each "Name <address>".
 func newRosterWorld(t *testing.T, signers ...string) *rosterWorld {
 	t.Helper()
-	p := MustStartPortal(t, "")
+	return newRosterWorldOn(t, MustStartPortal(t, ""), signers...)
+}
+
+// newRosterWorldOn is newRosterWorld on a portal already started.
+func newRosterWorldOn(t *testing.T, p *Portal, signers ...string) *rosterWorld {
+	t.Helper()
 	w := &rosterWorld{p: p, admin: NewClient(t, p.URL)}
 	w.admin.MustLogin(testAdminEmail, p.AdminPass)
 	_, w.building, _ = w.admin.Post("/buildings/new", "/buildings", url.Values{"name": {"Harbor View"}, "address": {"1 Harbor St"}, "timezone": {"America/New_York"}})

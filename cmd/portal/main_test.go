@@ -57,10 +57,22 @@ func MustStartPortal(tb testing.TB, dataDir string, extraArgs ...string) *Portal
 // MustStartPortalEnv is MustStartPortal with environment variables.
 func MustStartPortalEnv(tb testing.TB, dataDir string, extraEnv map[string]string, extraArgs ...string) *Portal {
 	tb.Helper()
+	return mustStartPortalHook(tb, dataDir, nil, extraEnv, extraArgs...)
+}
+
+// mustStartPortalHook is MustStartPortalEnv with a function run() calls with
+// the opened app before anything starts (appHookKey), e.g. to give the
+// database a clock the test controls.
+func mustStartPortalHook(tb testing.TB, dataDir string, hook func(*app), extraEnv map[string]string, extraArgs ...string) *Portal {
+	tb.Helper()
 	if dataDir == "" {
 		dataDir = tb.TempDir()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	base := context.Background()
+	if hook != nil {
+		base = context.WithValue(base, appHookKey{}, hook)
+	}
+	ctx, cancel := context.WithCancel(base)
 	p := &Portal{DataDir: dataDir, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4"}
 	for k, v := range extraEnv {

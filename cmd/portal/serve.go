@@ -31,6 +31,7 @@ type app struct {
 	buildings   *db.BuildingService
 	audit       *db.AuditService
 	consents    *db.ConsentService
+	policies    *db.PolicyService
 	invitations *db.InvitationService
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
@@ -60,6 +61,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.buildings.BaseURL = cfg.PublicURL
 	a.audit = db.NewAuditService(a.db)
 	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
+	a.policies = db.NewPolicyService(a.db)
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
@@ -91,6 +93,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	if hook, ok := ctx.Value(appHookKey{}).(func(*app)); ok {
+		hook(a) // tests: e.g. a controllable clock, before anything runs
+	}
 
 	// Mail bodies carry one-time links: with SMTP they are dropped once sent,
 	// without it (mail only logged) they stay sealed for admins to read on the
@@ -155,7 +160,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
-		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
+		Consents: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
@@ -227,6 +232,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return err
 		}},
+		job{name: "consent reminders and expiry", every: time.Minute, run: a.remindJob},
 		job{name: "audit log", every: time.Second, run: func(ctx context.Context) error {
 			_, err := a.logs.Sequence(ctx)
 			return err
@@ -308,6 +314,21 @@ func (a *app) sequenceAtShutdown() {
 	default:
 		a.log.Info("audit log sequenced at shutdown", "entries", h.Size)
 	}
+}
+
+// appHookKey carries, in run's context, a function called with the opened
+// app before anything starts: the end-to-end tests give the database a
+// clock they control (db.DB.Now) this way, without moving the machine's.
+type appHookKey struct{}
+
+// remindJob expires the consent requests past their period and mails the
+// reminders due, at the database's clock.
+func (a *app) remindJob(ctx context.Context) error {
+	expired, reminded, err := a.consents.RemindAndExpire(ctx)
+	if expired+reminded > 0 {
+		a.log.Info("consent requests", "expired", expired, "reminders", reminded)
+	}
+	return err
 }
 
 // firstStart creates the first admin when there is no account yet, and says once
