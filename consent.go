@@ -280,6 +280,7 @@ const MaskedAddress = "[registered address, hidden from installers]"
 func (c *Consent) ForInstaller() *Consent {
 	out := *c
 	out.Signer.Email = MaskedAddress
+	out.Terms = c.MaskAddresses(c.Terms)
 	mask := func(sig *ConsentSignature) *ConsentSignature {
 		if sig == nil {
 			return nil

@@ -43,6 +43,23 @@ func AuditActions() []string {
 	return out
 }
 
+// signersRef names the signers a consent request asked: "signer #3", or
+// "signers #3 and #5" for a request under a policy of several.
+func signersRef(d detail) string {
+	ids := d.ints("signers")
+	if len(ids) == 0 {
+		return "signer #" + d.text("signer")
+	}
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = "#" + strconv.FormatInt(id, 10)
+	}
+	if len(refs) == 1 {
+		return "signer " + refs[0]
+	}
+	return "signers " + JoinAnd(refs)
+}
+
 // auditSentences writes each action's sentence, by action.
 var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	// Accounts and sign-in.
@@ -120,7 +137,7 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 
 	// Consents.
 	"consent.request": func(e *AuditEntry, d detail) string {
-		s := fmt.Sprintf("requested %s from signer #%s for the device with serial %s", objectRef(e), d.text("signer"), d.text("serial"))
+		s := fmt.Sprintf("requested %s from %s for the device with serial %s", objectRef(e), signersRef(d), d.text("serial"))
 		switch m := d.text("mode"); m {
 		case "in_person":
 			s += ", to be signed in person with a code"
@@ -134,6 +151,19 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 			s += fmt.Sprintf(", renewing consent #%d", r)
 		}
 		return s
+	},
+	"consent.resend": func(e *AuditEntry, d detail) string {
+		return fmt.Sprintf("sent consent #%d again as %s, with new signing links", d.int("resend_of"), objectRef(e))
+	},
+	"consent.expire": func(e *AuditEntry, d detail) string {
+		s := "ended " + objectRef(e) + ": it waited for signatures past its expiry period"
+		if n := d.text("still_needed"); n != "" {
+			s += " (still needed: " + oneLine(n) + ")"
+		}
+		return s
+	},
+	"consent_policy.set": func(e *AuditEntry, d detail) string {
+		return "changed the building's consent policy from " + quote(d.text("before")) + " to " + quote(d.text("after"))
 	},
 	"consent.code_sent": func(e *AuditEntry, d detail) string {
 		return "mailed the signer a code to sign " + objectRef(e) + " in person"

@@ -233,7 +233,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 		// The building's consents, grouped under status headings.
 		groups := browsertest.Eval[map[string][]string](t, ctx, `(() => {
 			const out = {};
-			for (const h of document.querySelectorAll("#consents h3")) {
+			for (const h of document.querySelectorAll("#consents h3:has(.badge)")) {
 				const status = h.querySelector(".badge").textContent.trim();
 				let el = h.nextElementSibling;
 				out[status] = el ? [...el.querySelectorAll("tbody tr")].map(tr =>

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromedp/chromedp"
 	"github.com/doorledger/doorledger/internal/browsertest"
 )
 
@@ -53,12 +52,12 @@ func TestBrowserSecondSignerPhone(t *testing.T) {
 	}
 	browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
 	browsertest.Do(t, ctx,
-		chromedp.Click(chromedp.CSS(`#sign-form input[name="agree"]`)),
-		chromedp.SendKeys(chromedp.ID("typed_name"), "Tom Trent"),
+		browsertest.Click(`#sign-form input[name="agree"]`),
+		browsertest.SendKeys("#typed_name", "Tom Trent"),
 	)
 	drawSignature(t, ctx)
 	browsertest.Screenshot(t, ctx, filepath.Join(browsertest.ScreenshotDir(t), "second-signer-turn.png"))
-	resp := browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.ID("sign-submit")))
+	resp := browsertest.AwaitNavigation(t, ctx, browsertest.Click("#sign-submit"))
 	if h1 := readPage(t, ctx).H1; resp.Status != http.StatusOK || h1 != "Thank you: consent signed" {
 		t.Fatalf("Tom signs: %d %q\n%s", resp.Status, h1, browsertest.Describe(ctx))
 	}
