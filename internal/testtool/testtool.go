@@ -39,4 +39,5 @@ var debianPackages = map[string]string{
 	"pdfinfo":   "poppler-utils",
 	"qpdf":      "qpdf",
 	"chromium":  "chromium",
+	"zbarimg":   "zbar-tools",
 }
