@@ -77,7 +77,8 @@ type PublicNotice struct {
 	// the building publishes none here.
 	PrivacyNoticeURL string
 	// Devices: every device that can open a door now, awaits consent, or was
-	// disabled or found within NoticeRetention; by number.
+	// disabled or found within NoticeRetention; those that can open a door
+	// first, then found, awaiting and disabled ones, each by number.
 	Devices []*NoticeDevice
 	// OpeningsLastWeek counts the doors opened (granted unlocks) in the
 	// building over the last 7 days.

@@ -238,7 +238,8 @@ func TestResidentReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := w.mailsTo(t, "manager@example.com"); len(m) != 1 || !strings.Contains(m[0].Body, "grey box in the panel") || !strings.Contains(m[0].Body, "res@example.net") {
+	if m := w.mailsTo(t, "manager@example.com"); len(m) != 1 || !strings.Contains(m[0].Body, "grey box in the panel, see http[:]//x.example") ||
+		!strings.Contains(m[0].Body, "res@example.net") {
 		t.Fatalf("manager alert: %+v", m)
 	}
 	if m := w.mailsTo(t, "board@example.com"); len(m) != 0 {

@@ -12,6 +12,13 @@ type NoticeView struct {
 	Notice        *doorledger.PublicNotice
 	CSRF          string
 	SubscribeForm Form
+	Loc           *time.Location // the building's time zone, loaded once (NewNoticeView)
+}
+
+// NewNoticeView is the notice's view with its time zone loaded: once, since
+// loading a zone reads the zone database from disk.
+func NewNoticeView(n *doorledger.PublicNotice, csrf string, f Form) NoticeView {
+	return NoticeView{Notice: n, CSRF: csrf, SubscribeForm: f, Loc: n.Location()}
 }
 
 // NoticeReportView is the form residents report an unlisted device with.

@@ -56,7 +56,7 @@ func (s *Server) handleNotice(residents doorledger.ResidentService) echo.Handler
 		if err != nil {
 			return err
 		}
-		return renderNotice(c, http.StatusOK, views.NoticePage(views.NoticeView{Notice: n, CSRF: csrfOf(c)}))
+		return renderNotice(c, http.StatusOK, views.NoticePage(views.NewNoticeView(n, csrfOf(c), views.Form{})))
 	}
 }
 
@@ -156,7 +156,7 @@ func (s *Server) handleNoticeSubscribe(residents doorledger.ResidentService) ech
 		if nerr != nil {
 			return nerr
 		}
-		return render(c, formStatus(err), views.NoticePage(views.NoticeView{Notice: n, CSRF: csrfOf(c), SubscribeForm: f}))
+		return render(c, formStatus(err), views.NoticePage(views.NewNoticeView(n, csrfOf(c), f)))
 	}
 }
 
@@ -328,5 +328,15 @@ func (s *Server) handleResidentReportResolve(buildings doorledger.BuildingServic
 			})
 		}
 		return s.redirect(c, pathf("/buildings/%d#resident-report-%d", id, report), "Report #"+strconv.FormatInt(report, 10)+" resolved.")
+	}
+}
+
+// maskResidentMail hides residents' addresses in the admins' outbox list:
+// subscribers' addresses are shown on no page.
+func maskResidentMail(msgs []*doorledger.Message) {
+	for _, m := range msgs {
+		if m.Kind == doorledger.MailResidentConfirm || m.Kind == doorledger.MailResidentNotice {
+			m.To = "a resident (address not shown)"
+		}
 	}
 }
