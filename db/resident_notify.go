@@ -116,105 +116,91 @@ func (tx *Tx) residentToken(ctx context.Context, subscriberID int64, purpose str
 
 var residentLinkNotFound = doorledger.Errorf(doorledger.ENOTFOUND, "This link does not work (any more). A confirmation link works for 48 hours; after unsubscribing, the address is forgotten.")
 
-// residentLink finds a live token: its subscriber, purpose and what the link is about.
-func residentLinkOf(ctx context.Context, q querier, token string, now time.Time) (subscriber int64, purpose string, used bool, link *doorledger.ResidentLink, err error) {
-	link = &doorledger.ResidentLink{}
+// residentLink is a live subscriber's link: what it is about, and for whom.
+type residentLink struct {
+	*doorledger.ResidentLink
+	subscriber, building int64
+	used                 bool
+}
+
+// residentLinkOf finds a live token (unexpired, of a subscriber still
+// known) of purpose ("" for either).
+func residentLinkOf(ctx context.Context, q querier, token, purpose string, now time.Time) (*residentLink, error) {
+	l := &residentLink{ResidentLink: &doorledger.ResidentLink{}}
 	var usedAt, confirmed sql.NullString
-	err = q.QueryRowContext(ctx, `SELECT t.subscriber_id, t.purpose, t.used_at, s.confirmed_at, b.name, COALESCE(n.slug, '')
+	err := q.QueryRowContext(ctx, `SELECT t.subscriber_id, s.building_id, t.purpose, t.used_at, s.confirmed_at, b.name, COALESCE(n.slug, '')
 		FROM resident_tokens t JOIN resident_subscribers s ON s.id = t.subscriber_id JOIN buildings b ON b.id = s.building_id
 		LEFT JOIN building_notices n ON n.building_id = b.id
 		WHERE t.token_hash = ? AND t.expires_at > ?`, HashToken(token), formatTime(now)).
-		Scan(&subscriber, &purpose, &usedAt, &confirmed, &link.BuildingName, &link.NoticeSlug)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, "", false, nil, residentLinkNotFound
+		Scan(&l.subscriber, &l.building, &l.Purpose, &usedAt, &confirmed, &l.BuildingName, &l.NoticeSlug)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && purpose != "" && l.Purpose != purpose) {
+		return nil, residentLinkNotFound
 	} else if err != nil {
-		return 0, "", false, nil, err
+		return nil, err
 	}
-	link.Purpose = purpose
-	link.Done = purpose == "confirm" && confirmed.Valid
-	return subscriber, purpose, usedAt.Valid, link, nil
+	l.used = usedAt.Valid
+	l.Done = l.Purpose == "confirm" && confirmed.Valid
+	return l, nil
 }
 
 func (s *ResidentService) OpenSubscriptionLink(ctx context.Context, token string) (*doorledger.ResidentLink, error) {
-	_, _, _, link, err := residentLinkOf(ctx, s.db.read, token, s.db.Now())
-	return link, err
+	l, err := residentLinkOf(ctx, s.db.read, token, "", s.db.Now())
+	if err != nil {
+		return nil, err
+	}
+	return l.ResidentLink, nil
+}
+
+// useLink runs change in a transaction on the live link of purpose, then
+// journals the building's count of subscribers under action.
+func (s *ResidentService) useLink(ctx context.Context, token, purpose, action string, change func(*Tx, *residentLink) error) (*doorledger.ResidentLink, error) {
+	ctx = residentContext(ctx)
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	l, err := residentLinkOf(ctx, tx, token, purpose, tx.now)
+	if err != nil {
+		return nil, err
+	}
+	if purpose == "confirm" && (l.Done || l.used) {
+		l.Done = true
+		return l.ResidentLink, nil // confirmed already: saying so is no news to the link's holder
+	}
+	if err := change(tx, l); err != nil {
+		return nil, err
+	}
+	// Only the count of subscribers, never an address.
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM resident_subscribers WHERE building_id = ? AND confirmed_at IS NOT NULL`, l.building).Scan(&n); err != nil {
+		return nil, err
+	}
+	if err := tx.auditAs(ctx, 0, residentActor, action, l.building, "building", l.building, map[string]any{"subscribers": n}); err != nil {
+		return nil, err
+	}
+	return l.ResidentLink, tx.Commit()
 }
 
 func (s *ResidentService) ConfirmSubscription(ctx context.Context, token string) (*doorledger.ResidentLink, error) {
-	ctx = residentContext(ctx)
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	id, purpose, used, link, err := residentLinkOf(ctx, tx, token, tx.now)
-	if err != nil {
-		return nil, err
-	}
-	if purpose != "confirm" {
-		return nil, residentLinkNotFound
-	}
-	if link.Done || used {
-		link.Done = true
-		return link, nil // confirmed already: saying so is no news to the link's holder
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE resident_subscribers SET confirmed_at = ? WHERE id = ?`, formatTime(tx.now), id); err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE resident_tokens SET used_at = ? WHERE token_hash = ?`, formatTime(tx.now), HashToken(token)); err != nil {
-		return nil, err
-	}
-	if err := tx.auditSubscribers(ctx, id, "resident.subscribe"); err != nil {
-		return nil, err
-	}
-	return link, tx.Commit()
+	return s.useLink(ctx, token, "confirm", "resident.subscribe", func(tx *Tx, l *residentLink) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE resident_subscribers SET confirmed_at = ? WHERE id = ?`, formatTime(tx.now), l.subscriber); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE resident_tokens SET used_at = ? WHERE token_hash = ?`, formatTime(tx.now), HashToken(token))
+		return err
+	})
 }
 
 func (s *ResidentService) Unsubscribe(ctx context.Context, token string) (*doorledger.ResidentLink, error) {
-	ctx = residentContext(ctx)
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	id, purpose, _, link, err := residentLinkOf(ctx, tx, token, tx.now)
-	if err != nil {
-		return nil, err
-	}
-	if purpose != "unsubscribe" {
-		return nil, residentLinkNotFound
-	}
-	var building int64
-	if err := tx.QueryRowContext(ctx, `SELECT building_id FROM resident_subscribers WHERE id = ?`, id).Scan(&building); err != nil {
-		return nil, err
-	}
-	// The address is forgotten, with every link mailed to it.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM resident_subscribers WHERE id = ?`, id); err != nil {
-		return nil, fmt.Errorf("unsubscribe: %w", err)
-	}
-	if err := tx.auditSubscribersOf(ctx, building, "resident.unsubscribe"); err != nil {
-		return nil, err
-	}
-	link.Done = true
-	return link, tx.Commit()
-}
-
-// auditSubscribers journals a change of a building's subscriptions by the
-// subscriber's building: only the count of subscribers, never an address.
-func (tx *Tx) auditSubscribers(ctx context.Context, subscriberID int64, action string) error {
-	var building int64
-	if err := tx.QueryRowContext(ctx, `SELECT building_id FROM resident_subscribers WHERE id = ?`, subscriberID).Scan(&building); err != nil {
-		return err
-	}
-	return tx.auditSubscribersOf(ctx, building, action)
-}
-
-func (tx *Tx) auditSubscribersOf(ctx context.Context, building int64, action string) error {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM resident_subscribers WHERE building_id = ? AND confirmed_at IS NOT NULL`, building).Scan(&n); err != nil {
-		return err
-	}
-	return tx.auditAs(ctx, 0, residentActor, action, building, "building", building, map[string]any{"subscribers": n})
+	return s.useLink(ctx, token, "unsubscribe", "resident.unsubscribe", func(tx *Tx, l *residentLink) error {
+		// The address is forgotten, with every link mailed to it.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM resident_subscribers WHERE id = ?`, l.subscriber); err != nil {
+			return fmt.Errorf("unsubscribe: %w", err)
+		}
+		l.Done = true
+		return nil
+	})
 }
 
 // residentFact is one journal entry residents are told of.
