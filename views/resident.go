@@ -132,3 +132,18 @@ func plural(n int, one, many string) string {
 	}
 	return many
 }
+
+// outcomeChoice is how the resolution form offers an outcome.
+func outcomeChoice(outcome string) string {
+	switch outcome {
+	case doorledger.ReportFoundDevice:
+		return "Recorded as a found device (choose it below)"
+	case doorledger.ReportNotDelivery:
+		return "Not a delivery device"
+	case doorledger.ReportDuplicate:
+		return "Duplicate of another report, or a device on the list"
+	case doorledger.ReportOther:
+		return "Other: say what in the note"
+	}
+	return outcome
+}
