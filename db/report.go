@@ -437,6 +437,9 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 		WHERE building_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY id`, b.ID, lo, hi); err != nil {
 		return fmt.Errorf("report %s: journal: %w", id, err)
 	}
+	if r.ResidentReports, err = residentReportsIn(ctx, tx, b.ID, lo, hi); err != nil {
+		return fmt.Errorf("report %s: resident reports: %w", id, err)
+	}
 	ev := &reportEvents{ctx: ctx, tx: tx, report: id, building: b.ID, lo: lo, hi: hi}
 	r.Events = ev.walk
 	defer ev.close()

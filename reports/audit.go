@@ -409,6 +409,7 @@ func (p *auditPrinter) draw() error {
 	p.anomalies()
 	p.commands()
 	p.journal()
+	p.residentReports()
 	p.logHead()
 	return nil
 }

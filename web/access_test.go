@@ -136,6 +136,22 @@ var matrix = []accessRow{
 	{"POST", "/consent/links/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	// Residents (issue 12): the public notice by its slug and the links
+	// mailed to subscribers, for anyone; the notice's settings, poster and
+	// residents' reports for the building's managers.
+	{"GET", "/notice/:slug", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/notice/:slug/report", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/notice/:slug/report", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/notice/:slug/subscribe", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/residents/confirm/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/residents/confirm/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/residents/unsubscribe/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/residents/unsubscribe/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/buildings/:id/notice/rotate", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/notice/contact", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/notice/poster.pdf", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/resident-reports/:report/photo", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/resident-reports/:report/resolve", [6]string{login, ok, ok, nf, nf, nf}},
 }
 
 func TestAccessMatrixCoversEveryRoute(t *testing.T) {
@@ -181,6 +197,16 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
 	switch {
+	case strings.Contains(path, ":slug"):
+		path = strings.Replace(path, ":slug", f.noticeSlug(t), 1)
+	case strings.HasPrefix(path, "/residents/confirm/"):
+		path = strings.Replace(path, ":token", f.residentToken(t, "/residents/confirm/"), 1)
+	case strings.HasPrefix(path, "/residents/unsubscribe/"):
+		path = strings.Replace(path, ":token", f.residentToken(t, "/residents/unsubscribe/"), 1)
+	case strings.Contains(path, ":report") && strings.Contains(path, "/resident-reports/"):
+		r := must(f.residents.ReportDevice(context.Background(), f.noticeSlug(t), doorledger.ResidentReportInput{
+			Location: "a grey box in the intercom", Photo: &doorledger.Photo{ContentType: "image/png", Data: signaturePNG(t)}}))(t)
+		path = strings.Replace(path, ":report", fmt.Sprint(r.ID), 1)
 	case strings.HasPrefix(path, "/consents/:consent/in-person"), strings.HasPrefix(path, "/consents/:consent/code"):
 		c := f.requestConsent(t, true)
 		path = strings.Replace(path, ":consent", fmt.Sprint(c.ID), 1)

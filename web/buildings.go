@@ -73,6 +73,11 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Unlocks != nil {
 		v.Unlocks.CSRF, _ = c.Get(csrfKey).(string) // for the acknowledgement form beside each open anomaly
 	}
+	if v.CanManage && s.cfg.Residents != nil {
+		if v.Residents, err = s.residentsPanel(ctx, id, v.Devices); err != nil {
+			return v, err
+		}
+	}
 	if v.CanManage {
 		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
 			return v, err

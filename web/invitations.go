@@ -104,5 +104,6 @@ func (s *Server) handleOutbox(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	maskResidentMail(msgs)
 	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs, s.cfg.SMTP))
 }

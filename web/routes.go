@@ -19,6 +19,7 @@ func (s *Server) routes() {
 		securityHeaders(s.cfg.Secure),
 		requestContext,
 		requestLogger(s.log),
+		s.rateLimit, // public routes: each client held to its allowance before any body is read
 		s.bodyLimit,
 		s.loadSession, // the session first: nothing below reads a body before the caller is known
 		s.csrf,
@@ -142,6 +143,29 @@ func (s *Server) routes() {
 	e.POST("/consent/links/:token", s.handleMailEndLinks(consents), public...)
 	e.GET("/invite/:token", s.handleInvitationPage)
 	e.POST("/invite/:token", s.handleInvitationAccept(users), public...)
+
+	// Residents (issue 12), without an account: the building's public device
+	// notice by its slug (the poster's QR code), residents' reports of
+	// unlisted devices and subscriptions to notices, confirmed and ended by
+	// mailed one-time links; each held per client (ratelimit.go). Managers
+	// rotate the slug, set the contact line, print the poster and resolve
+	// the reports on the building page.
+	residents := s.cfg.Residents
+	noticeRate := newIPLimiter(s.cfg.NoticeRate.or(defaultNoticeRate))
+	residentPostRate := newIPLimiter(s.cfg.ResidentPostRate.or(defaultResidentPostRate))
+	s.public(http.MethodGet, "/notice/:slug", noticeRate, 0, s.handleNotice(residents))
+	s.public(http.MethodGet, "/notice/:slug/report", noticeRate, 0, s.handleNoticeReportPage(residents))
+	s.public(http.MethodPost, "/notice/:slug/report", residentPostRate, residentReportBodyLimit, s.handleNoticeReport(residents))
+	s.public(http.MethodPost, "/notice/:slug/subscribe", residentPostRate, residentSubscribeBodyLimit, s.handleNoticeSubscribe(residents))
+	s.public(http.MethodGet, "/residents/confirm/:token", noticeRate, 0, s.handleResidentLinkPage(residents, "confirm"))
+	s.public(http.MethodPost, "/residents/confirm/:token", noticeRate, residentSubscribeBodyLimit, s.handleResidentLink(residents, "confirm"))
+	s.public(http.MethodGet, "/residents/unsubscribe/:token", noticeRate, 0, s.handleResidentLinkPage(residents, "unsubscribe"))
+	s.public(http.MethodPost, "/residents/unsubscribe/:token", noticeRate, residentSubscribeBodyLimit, s.handleResidentLink(residents, "unsubscribe"))
+	e.POST("/buildings/:id/notice/rotate", s.handleNoticeRotate(residents), managers...)
+	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildings, users, residents), managers...)
+	e.GET("/buildings/:id/notice/poster.pdf", s.handleNoticePoster(buildings, residents), managers...)
+	e.GET("/buildings/:id/resident-reports/:report/photo", s.handleResidentReportPhoto(residents), managers...)
+	e.POST("/buildings/:id/resident-reports/:report/resolve", s.handleResidentReportResolve(buildings, users, residents), managers...)
 
 	// Vendor integrations and machine APIs. Admins manage integrations and put
 	// devices under them. Vendor clouds call /api/vendors/:vendor/… with no

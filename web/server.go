@@ -30,6 +30,7 @@ type Config struct {
 	Vendors     doorledger.VendorService
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
+	Residents   doorledger.ResidentService
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles
@@ -57,6 +58,9 @@ type Config struct {
 	// CommandTimeout is how long a command may wait for the device before the
 	// page calls it "not confirmed" (the controller retries and alerts).
 	CommandTimeout time.Duration
+	// NoticeRate and ResidentPostRate hold each client of the residents'
+	// pages (reading; reporting and subscribing); zero: the defaults.
+	NoticeRate, ResidentPostRate RateLimit
 }
 
 // Server is the portal's HTTP server.
@@ -68,7 +72,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 
-	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
+	bodyLimits map[string]int64      // route path → body limit, for routes that take uploads
+	rateLimits map[string]*ipLimiter // "METHOD path" → per-client limit, for public routes
 	hub        *Hub
 	streams    *streamRegistry // open live streams per user
 
@@ -86,7 +91,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub, streams: newStreamRegistry(),
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, rateLimits: map[string]*ipLimiter{}, hub: cfg.Hub, streams: newStreamRegistry(),
 		sessionCookie: sessionCookieName, csrfCookie: csrfCookieName}
 	if cfg.Secure {
 		s.sessionCookie, s.csrfCookie = hostCookiePrefix+sessionCookieName, hostCookiePrefix+csrfCookieName

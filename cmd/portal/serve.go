@@ -39,6 +39,7 @@ type app struct {
 	vendors     *db.VendorService
 	logs        *db.LogService
 	reports     *db.ReportService
+	residents   *db.ResidentService
 	web         *web.Server
 }
 
@@ -67,6 +68,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.devices = db.NewDeviceService(a.db)
 	a.devices.BrokerHash = devicectl.MosquittoHash
 	a.unlocks = db.NewUnlockService(a.db)
+	a.residents = db.NewResidentService(a.db, cfg.PublicURL)
 	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
 	if err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
-		Reports: a.reports, ReportFiles: runner,
+		Reports: a.reports, ReportFiles: runner, Residents: a.residents,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -184,6 +186,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		a.consents.BaseURL = scheme + "://" + a.web.Addr()
 		a.invitations.BaseURL = a.consents.BaseURL
 		a.reports.BaseURL = a.consents.BaseURL
+		a.residents.BaseURL = a.consents.BaseURL
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
@@ -250,6 +253,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				a.log.Info("monthly reports queued", "count", n)
 				runner.Notify()
 			}
+			return err
+		}},
+		// Residents hear of a change to their building's devices within
+		// seconds of its journal entry (db/resident_notify.go).
+		job{name: "resident notices", every: 2 * time.Second, run: func(ctx context.Context) error {
+			_, err := a.residents.NotifyResidents(ctx)
 			return err
 		}},
 		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {

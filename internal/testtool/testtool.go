@@ -40,4 +40,5 @@ var debianPackages = map[string]string{
 	"pdfinfo":   "poppler-utils",
 	"qpdf":      "qpdf",
 	"chromium":  "chromium",
+	"zbarimg":   "zbar-tools",
 }
