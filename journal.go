@@ -201,6 +201,37 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		return s + devicesDisabled(d)
 	},
 
+	// Residents and the building's public notice.
+	"notice.rotate": func(e *AuditEntry, d detail) string {
+		return "replaced the address of the building's public device notice: the old address and its posters no longer work"
+	},
+	"notice.contact": func(e *AuditEntry, d detail) string {
+		if c := d.text("contact"); c != "" {
+			return "set the contact line of the building's public device notice to " + quote(c)
+		}
+		return "removed the contact line of the building's public device notice"
+	},
+	"resident.report": func(e *AuditEntry, d detail) string {
+		s := "a resident reported a device the notice does not list (" + objectRef(e)
+		switch {
+		case d.flag("photo") && d.flag("contact_given"):
+			s += ", with a photo and a way to reach them"
+		case d.flag("photo"):
+			s += ", with a photo"
+		case d.flag("contact_given"):
+			s += ", with a way to reach them"
+		}
+		return s + ")"
+	},
+	"resident.report_resolve": func(e *AuditEntry, d detail) string {
+		return "resolved " + objectRef(e) + ": " + ReportOutcomeLabel(d.text("outcome"), d.int("device")) + reasonSuffix(d.text("note"))
+	},
+	"resident.notify": func(e *AuditEntry, d detail) string {
+		n, changes := int(d.int("subscribers")), len(d.ints("entries"))
+		return fmt.Sprintf("mailed %d %s of the building a notice of %d %s", n, plural(n, "subscribed resident", "subscribed residents"),
+			changes, plural(changes, "change to its devices", "changes to its devices"))
+	},
+
 	// Devices and commands.
 	"device.register": func(e *AuditEntry, d detail) string {
 		return fmt.Sprintf("registered %s (serial %s), awaiting consent #%s", objectRef(e), d.text("serial"), d.text("consent"))

@@ -48,6 +48,15 @@ func seedResidentWorld(t *testing.T) *residentWorld {
 	now0 := time.Now().UTC().Truncate(time.Second)
 	clock := now0
 	d.Now = func() time.Time { return clock }
+	// The mail seeded here is sealed under the data directory's key, as the
+	// portal started on it later opens it.
+	key, err := vendorSealKey(filepath.Join(w.dir, "vendor.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSealKey(key); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Open(); err != nil {
 		t.Fatal(err)
 	}
