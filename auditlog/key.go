@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/atomicfile"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -49,45 +49,10 @@ func LoadOrCreateKey(path, name string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log key: generate: %w", err)
 	}
-	if err := createOnce(path, ".log.key-*", []byte(skey+"\n")); err != nil {
+	if err := atomicfile.CreateOnce(path, []byte(skey+"\n")); err != nil {
 		return nil, fmt.Errorf("log key: %w", err)
 	}
 	return LoadKey(path)
-}
-
-// createOnce writes data to a new file at path, readable by the owner only:
-// a temporary file linked into place, so that the file appears whole or not
-// at all, and one another process created meanwhile wins. A file at path is
-// never overwritten.
-func createOnce(path, pattern string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // OriginFile is the log's origin's file name in the data directory, beside
@@ -125,7 +90,7 @@ func LoadOrCreateOrigin(path, host string) (string, error) {
 	if err := checkOrigin(origin); err != nil {
 		return "", err
 	}
-	if err := createOnce(path, ".log.origin-*", []byte(origin+"\n")); err != nil {
+	if err := atomicfile.CreateOnce(path, []byte(origin+"\n")); err != nil {
 		return "", fmt.Errorf("log origin: %w", err)
 	}
 	return LoadOrigin(path)

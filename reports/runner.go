@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/atomicfile"
 )
 
 // Runner generates the reports queued in the registry, one at a time, into
@@ -272,18 +273,11 @@ func (r *Runner) write(ctx context.Context, rec *doorledger.ReportRecord) (out w
 	if err = os.Rename(tmp.Name(), out.path); err != nil {
 		return out, err
 	}
-	syncDir(r.dir)
+	if err := atomicfile.SyncDir(r.dir); err != nil {
+		return out, err
+	}
 	out.sum, out.size = hex.EncodeToString(h.Sum(nil)), cw.n
 	return out, nil
-}
-
-// syncDir makes a rename in dir durable; where directories cannot be
-// synced, there is nothing more to do.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // walks is how many times a format's generation walks the events: the

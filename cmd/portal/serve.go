@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
 	"github.com/doorledger/doorledger/devicectl"
+	"github.com/doorledger/doorledger/internal/atomicfile"
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/reports"
 	"github.com/doorledger/doorledger/web"
@@ -393,20 +393,14 @@ func vendorSealKey(path string) ([]byte, error) {
 }
 
 // loadOrCreateKey reads a random key of size bytes from path, creating it
-// (mode 0600) on first start.
+// (mode 0600, written whole and synced) on first start; portals starting on
+// the data directory at once all read the one key written first.
 func loadOrCreateKey(path string, size int, what string) ([]byte, error) {
-	buf, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		buf = make([]byte, size)
-		if _, err := rand.Read(buf); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, buf, 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", what, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	} else if len(buf) != size {
+	buf, err := atomicfile.LoadOrCreate(path, size, func(b []byte) error { _, err := rand.Read(b); return err })
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	case len(buf) != size:
 		return nil, fmt.Errorf("%s %s: want %d bytes, have %d (delete it to make a new one)", what, path, size, len(buf))
 	}
 	return buf, nil
