@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"time"
 
@@ -112,8 +113,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        cfg.TLS,
 		KeepAlive:                     30,
-		CleanStartOnInitialConnection: false, // resume the session left at the last stop
-		SessionExpiryInterval:         uint32(cfg.SessionExpiry / time.Second),
+		CleanStartOnInitialConnection: false,                                                      // resume the session left at the last stop
+		SessionExpiryInterval:         uint32(min(cfg.SessionExpiry/time.Second, math.MaxUint32)), // MQTT's field is 32 bits of seconds
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 500*time.Millisecond, 2),
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),

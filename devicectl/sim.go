@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mathrand "math/rand/v2"
 	"net/url"
 	"os"
@@ -360,8 +361,8 @@ func (d *SimDevice) clientConfig(l *simLink) autopaho.ClientConfig {
 	return autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{d.server},
 		TlsCfg:                        d.cfg.TLS,
-		KeepAlive:                     uint16(d.cfg.KeepAlive / time.Second),
-		CleanStartOnInitialConnection: true, // the retained desired state is all a device needs
+		KeepAlive:                     uint16(min(d.cfg.KeepAlive/time.Second, math.MaxUint16)), // 16 bits of seconds
+		CleanStartOnInitialConnection: true,                                                     // the retained desired state is all a device needs
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 500*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
 		ConnectUsername:               strconv.FormatInt(d.cfg.DeviceID, 10),
