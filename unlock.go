@@ -39,7 +39,7 @@ const (
 // Anomaly kinds flagged on an unlock event when it is recorded.
 const (
 	AnomalyAfterRevocation = "after_revocation" // granted by a device that was disabled, or whose disable was pending
-	AnomalyWithoutConsent  = "without_consent"  // granted by a device with no active consent at the time
+	AnomalyWithoutConsent  = "without_consent"  // granted by a device with no active consent at the time, or any attempt through a device flagged unconsented
 	AnomalyUnknownDevice   = "unknown_device"   // from a device the portal does not know
 	AnomalyOutsideHours    = "outside_hours"    // granted outside the building's delivery hours
 	AnomalyBurst           = "burst"            // more granted unlocks in the building than its burst setting allows
@@ -56,7 +56,7 @@ func AnomalyDescription(kind string) string {
 	case AnomalyAfterRevocation:
 		return "opened the door while disabled, or after a disable was sent but before the device confirmed it"
 	case AnomalyWithoutConsent:
-		return "opened the door with no active consent from an authorized signer"
+		return "opened the door, or was tried, through a device with no active consent from an authorized signer"
 	case AnomalyUnknownDevice:
 		return "came from a device that is not registered in this building"
 	case AnomalyOutsideHours:

@@ -985,6 +985,12 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 		flags |= bitUnknownDevice
 	}
 	if ev.Result != doorledger.UnlockGranted {
+		// A device flagged unconsented (found in a panel, or seen enabled
+		// without consent) has no business at the door: an attempt through
+		// it is an anomaly even when it refused the courier.
+		if d != nil && d.unconsented {
+			flags |= bitWithoutConsent
+		}
 		return flags, nil
 	}
 	if d != nil {

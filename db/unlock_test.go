@@ -341,7 +341,10 @@ func TestUnlockAnomalies(t *testing.T) {
 	want("plain")
 	want("before-revocation")
 	want("after-revocation", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
-	want("refused-after-revocation") // the device obeyed
+	// The device obeyed, but it had just opened the door without consent and
+	// is flagged unconsented: every attempt through it is an anomaly now
+	// (TestUnlockUnconsentedDeniedIsAnomaly).
+	want("refused-after-revocation", doorledger.AnomalyWithoutConsent)
 	want("before-enabled", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
 	// Skewed: judged at the time received (now), when the device was fine.
 	want("future", doorledger.AnomalyClockSkew)
