@@ -8,3 +8,8 @@ func SetBurstMemoryMax(n int) int {
 	burstMemoryMax = n
 	return old
 }
+
+// SetMigrateThrough makes Open apply the migrations up to the file name
+// (e.g. "011_command_refused.sql") only: to build a database as an older
+// portal left it, and test a later migration on it.
+func SetMigrateThrough(d *DB, name string) { d.migrateThrough = name }

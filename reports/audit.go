@@ -258,7 +258,7 @@ func (a *audit) count(pdf *fpdf.Fpdf) (*tally, error) {
 		if t.events > MaxAuditEvents {
 			return errTooMany
 		}
-		b := &t.buckets[(civilDay(ev.OccurredAt.In(a.loc))-startDay)/a.bucketDays]
+		b := &t.buckets[(civilDay(ev.EffectiveAt().In(a.loc))-startDay)/a.bucketDays]
 		dc := t.byDevice[ev.DeviceID]
 		if dc == nil {
 			dc = &deviceCount{}
@@ -301,28 +301,29 @@ func (t *tally) group(ev *doorledger.UnlockEvent, kind string) {
 	if ev.DeviceID == 0 {
 		k.ref = ev.DeviceRef
 	}
+	at := ev.EffectiveAt()
 	g := t.groups[k]
 	if g == nil {
 		if len(t.groups) >= maxGroups {
 			t.moreGroups++
 			return
 		}
-		g = &anomalyGroup{groupKey: k, first: ev.OccurredAt, firstEvent: ev.EventID}
+		g = &anomalyGroup{groupKey: k, first: at, firstEvent: ev.EventID}
 		t.groups[k] = g
 	}
 	g.count++
-	if ev.OccurredAt.Before(g.first) {
-		g.first, g.firstEvent = ev.OccurredAt, ev.EventID
+	if at.Before(g.first) {
+		g.first, g.firstEvent = at, ev.EventID
 	}
-	if ev.OccurredAt.After(g.last) {
-		g.last = ev.OccurredAt
+	if at.After(g.last) {
+		g.last = at
 	}
 	if !ev.Acknowledged() {
-		if g.open == 0 || ev.OccurredAt.Before(g.firstOpen) {
-			g.firstOpen, g.firstOpenEv = ev.OccurredAt, ev.EventID
+		if g.open == 0 || at.Before(g.firstOpen) {
+			g.firstOpen, g.firstOpenEv = at, ev.EventID
 		}
-		if g.open == 0 || !ev.OccurredAt.Before(g.lastOpen) {
-			g.lastOpen, g.lastOpenEv = ev.OccurredAt, ev.EventID
+		if g.open == 0 || !at.Before(g.lastOpen) {
+			g.lastOpen, g.lastOpenEv = at, ev.EventID
 		}
 		g.open++
 		return
@@ -351,9 +352,10 @@ func (a *audit) events(yield func(*doorledger.UnlockEvent) error) error {
 	})
 }
 
+// inRange checks that ev belongs to the report: its effective time is in the range.
 func (a *audit) inRange(ev *doorledger.UnlockEvent) error {
-	if ev.OccurredAt.Before(a.start) || !ev.OccurredAt.Before(a.end) {
-		return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(ev.OccurredAt), a.r.From, a.r.To)
+	if at := ev.EffectiveAt(); at.Before(a.start) || !at.Before(a.end) {
+		return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(at), a.r.From, a.r.To)
 	}
 	return nil
 }
@@ -811,7 +813,7 @@ func (p *auditPrinter) history() error {
 	}
 	p.chart()
 	p.heading(fmt.Sprintf("Every event, oldest first (%s)", number(t.events)))
-	p.para("Times are the device's clock in building time; an event flagged clock skew was judged by the time the portal received it.")
+	p.para("Times are building time, by the device's clock, except for an event flagged clock skew: a device whose clock was far from the portal's. Such an event is dated, counted and judged by the time the portal received it, and its row gives the device's time below it.")
 	tb := newUnlockTable(p)
 	tb.start()
 	if !p.final {
@@ -864,7 +866,11 @@ func (a *audit) eventCells(ev *doorledger.UnlockEvent, cells []string) []string 
 	} else if device == "" {
 		device = "#" + strconv.FormatInt(ev.DeviceID, 10)
 	}
-	return append(cells, a.stamp(ev.OccurredAt), device, cellText(ev.Method), cellText(ev.ActorRef), cellText(string(ev.Result)), a.flags(ev.Anomalies))
+	when := a.stamp(ev.OccurredAt)
+	if ev.ClockSkewed() {
+		when = a.stamp(ev.ReceivedAt) + "\nreceived; device clock:\n" + a.stamp(ev.OccurredAt)
+	}
+	return append(cells, when, device, cellText(ev.Method), cellText(ev.ActorRef), cellText(string(ev.Result)), a.flags(ev.Anomalies))
 }
 
 // stamp is p.when for the unlock table: the same text, formatted faster.

@@ -55,8 +55,9 @@ import (
 const (
 	histDefaultEvents = 5_000_000
 	histDevices       = 20
-	// histSeedVersion names the cached seed: change it when the seed changes.
-	histSeedVersion = 1
+	// histSeedVersion names the cached seed: change it when the seed or the
+	// schema changes (2: events' effective time and its indexes, migration 012).
+	histSeedVersion = 2
 	histWarmup      = 20 // requests per case before the timed ones
 )
 
@@ -264,7 +265,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 			tb.Fatal(err)
 		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at,
-			method, actor_ref, result, anomalies, source) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'mqtt')`)
+			method, actor_ref, result, anomalies, source, effective_at) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'mqtt', ?)`)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -278,7 +279,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 				bits = 8 // outside_hours
 			}
 			if _, err := st.ExecContext(ctx, bl.ID, w.Devices[i%histDevices], fmt.Sprintf("h-%09d", i), at, at,
-				methods[i%3], "pkg-"+strconv.FormatInt(int64(i), 36), result, bits); err != nil {
+				methods[i%3], "pkg-"+strconv.FormatInt(int64(i), 36), result, bits, at); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -357,7 +358,7 @@ func histCursor(b *testing.B, w *histWorld, where string, args []any, depth int)
 	r := openReader(b, w.DataDir)
 	var at string
 	var id int64
-	q := `SELECT occurred_at, id FROM unlock_events WHERE building_id = ?` + where + ` ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ?`
+	q := `SELECT effective_at, id FROM unlock_events WHERE building_id = ?` + where + ` ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`
 	if err := r.QueryRow(q, append(append([]any{w.Building}, args...), depth)...).Scan(&at, &id); err != nil {
 		b.Fatal(err)
 	}
@@ -365,7 +366,7 @@ func histCursor(b *testing.B, w *histWorld, where string, args []any, depth int)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return doorledger.UnlockCursor{OccurredAt: t, ID: id}.String()
+	return doorledger.UnlockCursor{At: t, ID: id}.String()
 }
 
 // cpuSample is the machine's CPU time (/proc/stat, in clock ticks) and this
