@@ -29,12 +29,7 @@ func TestEndToEndClockSkewedEvents(t *testing.T) {
 
 	cloud := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer cloud.Close()
-	status, _, body := admin.Post("/vendors", "/vendors", url.Values{"name": {"Acme Cloud"}, "webhook_url": {cloud.URL + "/doorledger"}, "building": {building[2]}})
-	key := regexp.MustCompile(`\(shown once\):</strong> <code class="hash">(dlvk_[A-Za-z0-9_-]+)</code>`).FindStringSubmatch(body)
-	vendor := regexp.MustCompile(`/api/vendors/(\d+)/events`).FindStringSubmatch(body)
-	if status != http.StatusOK || key == nil || vendor == nil {
-		t.Fatalf("create integration: %d\n%s", status, body)
-	}
+	vendor, key := createIntegration(t, admin, building[2], cloud.URL+"/doorledger")
 
 	chicago, _ := time.LoadLocation("America/Chicago") // consentedDevice's building
 	now := time.Now()
@@ -43,16 +38,8 @@ func TestEndToEndClockSkewedEvents(t *testing.T) {
 		`{"event_id":"skew1","device_id":%d,"occurred_at":%q,"method":"keypad","actor_ref":"PKG-AHEAD","result":"granted"},`+
 		`{"event_id":"skew2","device_id":%d,"occurred_at":%q,"method":"keypad","actor_ref":"PKG-BEHIND","result":"denied"}]}`,
 		deviceID, ahead.Format(time.RFC3339), deviceID, behind.Format(time.RFC3339))
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/vendors/%s/events", p.URL, vendor[1]), strings.NewReader(batch))
-	req.Header.Set(devicectl.SignatureHeader, devicectl.Sign([]byte(key[1]), time.Now(), []byte(batch)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"inserted":2`) {
-		t.Fatalf("vendor ingest: %d %s", resp.StatusCode, answer)
+	if status, answer := postVendorEvents(t, p, vendor, key, batch); status != http.StatusOK || !strings.Contains(answer, `"inserted":2`) {
+		t.Fatalf("vendor ingest: %d %s", status, answer)
 	}
 	// Received now: dated today in the building (or, just past midnight,
 	// yesterday: the report covers both, the history is asked for both).
@@ -82,4 +69,33 @@ func TestEndToEndClockSkewedEvents(t *testing.T) {
 			t.Errorf("report %s to %s lacks %q:\n%s", yesterday, today, want, text)
 		}
 	}
+}
+
+// createIntegration has the admin create a vendor integration covering the
+// building (its id) with the webhook, and returns the integration's id and
+// its key (shown once).
+func createIntegration(t *testing.T, admin *Client, building, webhook string) (id, key string) {
+	t.Helper()
+	status, _, body := admin.Post("/vendors", "/vendors", url.Values{"name": {"Acme Cloud"}, "webhook_url": {webhook}, "building": {building}})
+	k := regexp.MustCompile(`\(shown once\):</strong> <code class="hash">(dlvk_[A-Za-z0-9_-]+)</code>`).FindStringSubmatch(body)
+	i := regexp.MustCompile(`/api/vendors/(\d+)/events`).FindStringSubmatch(body)
+	if status != http.StatusOK || k == nil || i == nil {
+		t.Fatalf("create integration: %d\n%s", status, body)
+	}
+	return i[1], k[1]
+}
+
+// postVendorEvents posts a batch of unlock events as the vendor's cloud,
+// signed now with key, and returns the answer.
+func postVendorEvents(t *testing.T, p *Portal, vendorID, key, batch string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/vendors/%s/events", p.URL, vendorID), strings.NewReader(batch))
+	req.Header.Set(devicectl.SignatureHeader, devicectl.Sign([]byte(key), time.Now(), []byte(batch)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }
