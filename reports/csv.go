@@ -174,7 +174,7 @@ func commandsCSV(w io.Writer, r *doorledger.AuditReport) error {
 	cw := csv.NewWriter(w)
 	header := []string{"command_id", "device_id", "device", "command", "version", "reason", "requested_by",
 		"requested_at (" + zone + ")", "sent_at (" + zone + ")", "attempts", "confirmed_at (" + zone + ")",
-		"confirmed_after_seconds", "status", "last_error"}
+		"confirmed_after_seconds", "status", "last_error", "refused_at (" + zone + ")"}
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func commandsCSV(w io.Writer, r *doorledger.AuditReport) error {
 		}
 		rec := []string{strconv.FormatInt(c.ID, 10), strconv.FormatInt(c.DeviceID, 10), device, verb(c.State),
 			strconv.FormatInt(c.Version, 10), c.Reason, c.RequestedBy, at(c.RequestedAt), at(c.SentAt),
-			strconv.Itoa(c.Attempts), at(c.ConfirmedAt), latency, string(c.Status), c.LastError}
+			strconv.Itoa(c.Attempts), at(c.ConfirmedAt), latency, string(c.Status), c.LastError, at(c.RefusedAt)}
 		for i := range rec {
 			rec[i] = safeCell(rec[i])
 		}
