@@ -9,7 +9,8 @@ package main
 // A board member signs in and GETs /buildings/:id/unlocks as a browser
 // would (one keep-alive connection, cookies): the first page, a deep page
 // (the `after` cursor of the event 90% down the history), one device's
-// first and deep pages, all anomalies, and open anomalies only. Each
+// first and deep pages, all anomalies, open anomalies only, and the last
+// 30 days (the date filter). It logs SQLite's plan of each page's query. Each
 // sub-benchmark reports the client-observed time (request sent to body
 // read) and the server's own (its Server-Timing header: from the request
 // logger to the response's headers, which render() sends after the whole
@@ -469,6 +470,8 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 
 	dev := w.Devices[3]
 	perDevice := w.Events / histDevices
+	ny, _ := time.LoadLocation("America/New_York") // the seeded building's
+	today, from30 := time.Now().In(ny).Format("2006-01-02"), time.Now().In(ny).AddDate(0, 0, -29).Format("2006-01-02")
 	bl := w.Building
 	cases := []histCase{
 		{"first_page", url.Values{}, "", doorledger.UnlockFilter{}},
@@ -480,6 +483,18 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 		{"anomalies_deep_page", url.Values{"anomalies": {"1"}}, histCursor(b, w, " AND anomalies <> 0", nil, w.Anomalies*9/10),
 			doorledger.UnlockFilter{AnomaliesOnly: true}},
 		{"open_anomalies_first_page", url.Values{"anomalies": {"open"}}, "", doorledger.UnlockFilter{AnomaliesOnly: true, OpenOnly: true}},
+		// The date filter (of the events' effective time): the last 30 days.
+		{"last_30_days_first_page", url.Values{"from": {from30}, "to": {today}}, "", doorledger.UnlockFilter{From: from30, To: today}},
+	}
+	// SQLite's plan of each page's query on this file, for docs/benchmarks.md.
+	for _, c := range cases {
+		f := c.f
+		f.BuildingID = bl
+		plan, err := svc.ExplainHistory(doorledger.NewSystemContext(context.Background(), "bench"), f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("plan of %s: %s", c.name, strings.Join(plan, " | "))
 	}
 	for _, c := range cases {
 		c.f.BuildingID = bl
