@@ -590,6 +590,8 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		{"building_index_with_result", `DROP INDEX unlock_events_granted; DROP INDEX unlock_events_building;
 			CREATE INDEX unlock_events_building ON unlock_events (building_id, effective_at, id, result)`},
 		{"without_device_index", `DROP INDEX unlock_events_device`},
+		// The price of checking effective_at at insert (migrations/012).
+		{"without_effective_at_check", `DROP TRIGGER unlock_events_effective_at`},
 	}
 	ws := make([]*unlockWorld, len(levers))
 	var devs []int64
@@ -611,7 +613,8 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		for i := range rows {
 			ev := benchEvent(now, devs[(done+i)%len(devs)], int64(done+i), int64(b.N))
 			rows[i] = storedUnlock{building: bld[ev.DeviceID], device: ev.DeviceID, eventID: ev.EventID, occurred: udb(ev.OccurredAt),
-				received: udb(ev.ReceivedAt), method: ev.Method, actor: ev.ActorRef, result: string(ev.Result), source: ev.Source}
+				received: udb(ev.ReceivedAt), method: ev.Method, actor: ev.ActorRef, result: string(ev.Result), source: ev.Source,
+				effective: udb(ev.OccurredAt)}
 		}
 		for k := range levers {
 			v := (k + r) % len(levers)
