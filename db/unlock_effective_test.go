@@ -274,3 +274,56 @@ func TestMigrationEffectiveTimeBackfill(t *testing.T) {
 		t.Errorf("history of today after the migration: %d events, want 3", len(page.Events))
 	}
 }
+
+// Issue 10.4: the effective time stored with each event is chosen by the
+// clock-skew rule at insert, at its edges: the device's time while it is
+// within a day ahead or 30 days behind the time received (a vendor's CSV
+// export may be any age, never ahead), the time received beyond. The stored
+// column, the event read back and the history's date filter agree.
+func TestUnlockEffectiveAtChoice(t *testing.T) {
+	w := newUnlockWorld(t, "UTC", time.Time{})
+	dev, _ := w.enabledDevice(t, w.A)
+	now := *w.now
+	const day = 24 * time.Hour
+	for _, tt := range []struct {
+		id       string
+		occurred time.Time
+		source   string
+		skewed   bool
+	}{
+		{"on-time", now.Add(-time.Second), doorledger.SourceMQTT, false},
+		{"ahead-23h", now.Add(23 * time.Hour), doorledger.SourceHTTP, false},
+		{"ahead-25h", now.Add(25 * time.Hour), doorledger.SourceHTTP, true},
+		{"behind-29d", now.Add(-29 * day), doorledger.SourceMQTT, false},
+		{"behind-31d", now.Add(-31 * day), doorledger.SourceMQTT, true},
+		{"csv-behind-400d", now.Add(-400 * day), doorledger.SourceCSV, false},
+		{"csv-ahead-3d", now.Add(3 * day), doorledger.SourceCSV, true},
+	} {
+		ev := unlockEv(dev, tt.id, tt.occurred, doorledger.UnlockDenied)
+		ev.Source = tt.source
+		w.record(t, ev)
+		want := tt.occurred
+		if tt.skewed {
+			want = now
+		}
+		e := w.event(t, w.A, tt.id)
+		if e.ClockSkewed() != tt.skewed || !e.EffectiveAt().Equal(want) {
+			t.Errorf("%s: skewed %v, effective %v; want skewed %v, effective %v", tt.id, e.ClockSkewed(), e.EffectiveAt(), tt.skewed, want)
+		}
+		var stored string
+		if err := w.d.Reader().QueryRow(`SELECT effective_at FROM unlock_events WHERE event_id = ?`, tt.id).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored != udb(want) {
+			t.Errorf("%s: stored effective_at %s, want %s", tt.id, stored, udb(want))
+		}
+		date := want.Format("2006-01-02")
+		page, err := w.svc.History(uctx(w.boardA), doorledger.UnlockFilter{BuildingID: w.A, From: date, To: date, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(page.Events, func(e *doorledger.UnlockEvent) bool { return e.EventID == tt.id }) {
+			t.Errorf("%s: not in the history of %s", tt.id, date)
+		}
+	}
+}
