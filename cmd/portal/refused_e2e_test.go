@@ -107,3 +107,30 @@ func TestEndToEndRefusedRevoke(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Issue 10.1: a command past its time-out reads the same on every list as on
+// the device page: red "not confirmed", never amber "pending" (before, the
+// device page said "not confirmed after 1m13s; managers alerted" while the
+// building page and the Devices list said "enabled · pending").
+func TestEndToEndNotConfirmedSameEverywhere(t *testing.T) {
+	p := MustStartPortal(t, t.TempDir(), "-command-timeout", "1s")
+	lastPortal = p
+	mgr, device, _, _ := consentedDevice(t, p) // no device connects: the enable is never confirmed
+
+	const label = "enabled · not confirmed"
+	badge := regexp.MustCompile(`<span class="badge badge-danger"[^>]*data-status="not_confirmed"[^>]*>` + regexp.QuoteMeta(label) + `</span>`)
+	body := awaitPage(t, mgr, device, `data-status="not_confirmed"`)
+	if !badge.MatchString(body) {
+		t.Errorf("device page lacks the red %q badge:\n%s", label, body)
+	}
+	building := regexp.MustCompile(`<a href="(/buildings/\d+)">`).FindStringSubmatch(body)[1]
+	for _, page := range []string{building, "/devices"} {
+		_, html := mgr.Get(page)
+		if !badge.MatchString(html) || !strings.Contains(html, "not confirmed after ") {
+			t.Errorf("%s lacks the red %q badge and its account:\n%s", page, label, html)
+		}
+		if strings.Contains(html, "enabled · pending") {
+			t.Errorf("%s says pending", page)
+		}
+	}
+}
