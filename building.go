@@ -45,11 +45,13 @@ func (in *BuildingInput) Validate() error {
 	} else if len(in.Name) > 200 {
 		v.Add("name", "Keep the name under 200 characters.")
 	}
+	ValidateLine(v, "name", in.Name)
 	if in.Address == "" {
 		v.Add("address", "Enter the street address.")
 	} else if len(in.Address) > 500 {
 		v.Add("address", "Keep the address under 500 characters.")
 	}
+	ValidateLine(v, "address", in.Address)
 	if in.Timezone == "" {
 		v.Add("timezone", "Choose the building's time zone.")
 	} else if _, err := time.LoadLocation(in.Timezone); err != nil || in.Timezone == "Local" {
@@ -75,7 +77,8 @@ type Signer struct {
 	Name       string
 	Title      string // e.g. "Board president"
 	Email      string
-	Active     bool // removed signers stay for the record but can no longer be asked
+	Active     bool      // removed signers stay for the record but can no longer be asked or sign
+	RemovedAt  time.Time // when a removed signer was taken off the roster (zero if unknown)
 }
 
 // SignerInput is what the roster form adds.
@@ -96,11 +99,13 @@ func (in *SignerInput) Validate() error {
 	} else if len(in.Name) > 200 {
 		v.Add("signer_name", "Keep the name under 200 characters.")
 	}
+	ValidateLine(v, "signer_name", in.Name)
 	if in.Title == "" {
 		v.Add("signer_title", "Enter the signer's title, e.g. Board president.")
 	} else if len(in.Title) > 200 {
 		v.Add("signer_title", "Keep the title under 200 characters.")
 	}
+	ValidateLine(v, "signer_title", in.Title)
 	ValidateEmail(v, "signer_email", in.Email)
 	return v.Err()
 }

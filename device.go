@@ -239,6 +239,18 @@ type DeviceReports interface {
 	ReportState(ctx context.Context, r ReportedState) error
 }
 
+// DeviceSessions ends devices' live connections: the embedded MQTT broker
+// implements it. The device service calls it after committing a device's new
+// secret, so that a client still connected with the old one can publish
+// nothing more. (An external broker cannot be told: regenerating its files and
+// reloading it ends those sessions; see `portal mosquitto-config`.)
+type DeviceSessions interface {
+	// DisconnectDevice ends every connection of the device and returns how
+	// many it ended; a connection whose credential was checked before the call
+	// is refused or ended when it comes up.
+	DisconnectDevice(ctx context.Context, deviceID int64) int
+}
+
 // DeviceFilter selects devices the caller may see.
 type DeviceFilter struct {
 	BuildingID  int64  // 0: every building the caller manages
@@ -265,7 +277,8 @@ type DeviceService interface {
 	// (managers): it is flagged unconsented and disabled.
 	RecordFoundDevice(ctx context.Context, buildingID int64, d DeviceDetails) (*Device, error)
 	// IssueCredential creates or rotates the device's secret (managers); the
-	// secret is returned once and stored hashed.
+	// secret is returned once and stored hashed. Connections made with the
+	// old secret are ended (DeviceSessions) before it returns, and journaled.
 	IssueCredential(ctx context.Context, deviceID int64) (string, error)
 	// SetDesiredState enables or disables one device (managers) and records the command.
 	SetDesiredState(ctx context.Context, deviceID int64, state DeviceState, reason string) (*Command, error)

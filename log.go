@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,25 @@ type LogHead struct {
 	// text, as any note verifier reads it with the portal's verifier key.
 	Note string
 	At   time.Time // when it was signed (UTC)
+}
+
+// legacyHeadHeader is the first line of the heads signed before heads
+// were C2SP checkpoints (golang.org/x/mod/sumdb/tlog.FormatTree's).
+const legacyHeadHeader = "go.sum database tree"
+
+// Origin is the log's origin line, as the head's checkpoint begins
+// (c2sp.org/tlog-checkpoint); "" for a head signed before checkpoints,
+// which named no log. It reads the note's text; checking the note's
+// signature is auditlog.OpenHead's.
+func (h *LogHead) Origin() string { return NoteOrigin(h.Note) }
+
+// NoteOrigin is the origin line of a signed head's note (LogHead.Origin).
+func NoteOrigin(note string) string {
+	line, _, _ := strings.Cut(note, "\n")
+	if line == legacyHeadHeader {
+		return ""
+	}
+	return line
 }
 
 // IDRange is the ids From to To, both included.
@@ -78,7 +98,17 @@ const (
 	LogBadHead       = "signature does not verify"          // a signed head's signature, or its stored copy, does not verify
 	LogHeadMismatch  = "root does not match the entries"    // a signed head does not match the entries
 	LogTruncated     = "entries missing from the log's end" // a signed head covers entries the log no longer has
+	LogUnsequenced   = "not sequenced"                      // a row committed LogMergeDelay before the newest row is still not in the log
 )
+
+// LogMergeDelay is how long a committed row may wait to be sequenced: the
+// sequencer runs every second, and graceful shutdown sequences everything
+// committed before it closes the database. Verify judges it by the rows'
+// own times (the newest row's, not the clock's), so that a backup or a copy
+// verifies the same days later: a row older than the newest by more than
+// this and still not in the log is a problem; a younger one is only "not yet
+// logged" (a crash may leave those, and the next start sequences them).
+const LogMergeDelay = time.Minute
 
 // LogProblem is the first thing a verification found wrong.
 type LogProblem struct {
@@ -100,6 +130,8 @@ func (p *LogProblem) String() string {
 		s = fmt.Sprintf("%s #%d: not in the log (found before entry %d)", p.Kind, p.RefID, p.Index)
 	case LogBadHead, LogHeadMismatch, LogTruncated:
 		s = fmt.Sprintf("signed head at size %d: %s", p.Size, p.What)
+	case LogUnsequenced:
+		s = fmt.Sprintf("%s #%d: %s", p.Kind, p.RefID, p.What)
 	default:
 		if p.Kind == "" {
 			s = fmt.Sprintf("entry %d: %s", p.Index, p.What)
@@ -117,12 +149,24 @@ func (p *LogProblem) String() string {
 type LogVerification struct {
 	Entries     int64       // entries checked: the log's size
 	Purged      int64       // of them, unlock events deleted by a logged retention purge
-	Pending     int64       // rows committed but not yet in the log (the sequencer is behind)
+	Pending     int64       // rows committed but not yet in the log, within LogMergeDelay of the newest row (not checked)
+	Newest      time.Time   // the time of the database's newest row: what "within LogMergeDelay" is judged by
+	Overdue     []LogRowRef // rows older than that and still not in the log (the first few; Problem names them)
 	Heads       int         // signed heads checked
 	Head        *LogHead    // the latest signed head; nil when none yet
 	VerifierKey string      // the key the heads were checked with
 	Problem     *LogProblem // the first mismatch; nil when the log is intact
 }
+
+// LogRowRef names a row the log should hold, with its recorded time.
+type LogRowRef struct {
+	Kind string
+	ID   int64
+	At   time.Time
+}
+
+// String is "audit #12".
+func (r LogRowRef) String() string { return fmt.Sprintf("%s #%d", r.Kind, r.ID) }
 
 // OK reports whether the log is intact.
 func (v *LogVerification) OK() bool { return v.Problem == nil }
@@ -142,6 +186,33 @@ type LogConsistencyProof struct {
 	OldSize int64
 	NewSize int64
 	Hashes  []LogHash
+}
+
+// LogLeaf is where a row is in the log.
+type LogLeaf struct {
+	Kind  string
+	RefID int64
+	Index int64
+	Hash  LogHash // the leaf hash the log holds for it
+}
+
+// LogNode is a complete subtree of the log's tree, the 2^Level entries from
+// Index<<Level, and its hash (at level 0, an entry's leaf hash).
+type LogNode struct {
+	Level int
+	Index int64
+	Hash  LogHash
+}
+
+// LogMultiProof proves that the entries at Indexes (ascending) are in the
+// tree of the first Size entries: with their leaf hashes, Nodes give the
+// tree's root. It holds each node the entries need once, and none that the
+// entries themselves give, in the order a walk of the tree from left to
+// right needs them (RFC 6962 trees; the bundle's verifier reads them so).
+type LogMultiProof struct {
+	Size    int64
+	Indexes []int64
+	Nodes   []LogNode
 }
 
 // LogService keeps the verifiable log. Sequencing and signing take any
@@ -170,8 +241,18 @@ type LogService interface {
 	// ProveConsistency proves that the tree of newSize extends that of oldSize.
 	// EINVALID for sizes out of range.
 	ProveConsistency(ctx context.Context, oldSize, newSize int64) (*LogConsistencyProof, error)
+	// LogLeaves returns where the rows of kind with the given ids are in the
+	// log, in the order of ids; ids not (yet) in the log are left out.
+	LogLeaves(ctx context.Context, kind string, ids []int64) ([]LogLeaf, error)
+	// ProveInclusions proves, at once, that the entries at indexes (ascending,
+	// distinct) are in the tree of size entries. EINVALID for an index or
+	// size out of range.
+	ProveInclusions(ctx context.Context, indexes []int64, size int64) (*LogMultiProof, error)
 	// VerifierKey returns the key that verifies the heads' signatures, as
-	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note): shown in the admin
-	// pages and printed in every report.
+	// "<name>+<hash>+<key>" (golang.org/x/mod/sumdb/note), the name being the
+	// log's origin: shown in the admin pages and printed in every report.
 	VerifierKey() string
+	// Origin returns the log's origin line, chosen once at first start,
+	// which every checkpoint begins with ("" when not known).
+	Origin() string
 }

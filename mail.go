@@ -7,12 +7,16 @@ import (
 
 // Message is a mail in the outbox. It is written in the same transaction as the
 // fact it reports, then sent by the dispatcher (or only logged, without SMTP).
+// Bodies carry one-time links and codes, so none is kept at rest in the clear:
+// a body waiting to be sent is sealed with a key kept outside the database, and
+// is dropped once sent, unless mail is only logged (no SMTP), when it stays
+// sealed for admins to read on the Outbox page.
 type Message struct {
 	ID         int64
 	CreatedAt  time.Time
 	To         string
 	Subject    string
-	Body       string
+	Body       string // "" once dropped, or where the reader may not see it
 	Kind       string // invitation, signing_link, signing_code, signed, declined, alert, …
 	BuildingID int64
 	SentAt     time.Time
@@ -22,13 +26,19 @@ type Message struct {
 
 // OutboxService reads and updates the outbox.
 type OutboxService interface {
-	// FindMessages lists the newest messages (admins).
+	// FindMessages lists the newest messages (admins): to, subject, state,
+	// attempts and last error; bodies only while mail is only logged (no SMTP).
 	FindMessages(ctx context.Context, limit int) ([]*Message, error)
-	// PendingMessages returns unsent messages with fewer than maxAttempts tries (the dispatcher).
+	// PendingMessages returns unsent messages with fewer than maxAttempts tries,
+	// bodies opened (the dispatcher).
 	PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*Message, error)
-	// MarkSent records delivery; MarkFailed records a failed attempt.
+	// MarkSent records delivery (and drops the body); MarkFailed records a failed attempt.
 	MarkSent(ctx context.Context, id int64) error
 	MarkFailed(ctx context.Context, id int64, reason string) error
+	// RetryMessage sends an unsent message again from its first attempt
+	// (admins), e.g. after the dispatcher gave up on it. ENOTFOUND for an
+	// unknown message, ECONFLICT for one already sent.
+	RetryMessage(ctx context.Context, id int64) error
 }
 
 // Mailer delivers one message (SMTP, or a log line).

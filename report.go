@@ -36,6 +36,10 @@ type AuditReport struct {
 
 	AuditEntries []*AuditEntry // the building's journal in the range, oldest first
 
+	// ResidentReports are the residents' reports of unlisted devices made in
+	// the range, with what came of them (never the resident's contact).
+	ResidentReports []*ResidentReport
+
 	LogHead     *LogHead // a head of the verifiable log signed for the report; nil when there is none yet
 	VerifierKey string   // the key that verifies LogHead's signature (LogService.VerifierKey)
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,7 +55,7 @@ func AnomalyDescription(kind string) string {
 	case AnomalyAfterRevocation:
 		return "opened the door while disabled, or after a disable was sent but before the device confirmed it"
 	case AnomalyWithoutConsent:
-		return "opened the door, or was tried, through a device with no active consent from an authorized signer"
+		return "opened or tried the door through a device with no active consent from an authorized signer"
 	case AnomalyUnknownDevice:
 		return "came from a device that is not registered in this building"
 	case AnomalyOutsideHours:
@@ -200,7 +199,7 @@ func checkText(s string, max int) error {
 		return fmt.Errorf("longer than %d bytes", max)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("not UTF-8 text")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+	case strings.IndexFunc(s, func(r rune) bool { return RefusedRune(r, false) }) >= 0:
 		return fmt.Errorf("contains control characters")
 	}
 	return nil
@@ -617,8 +616,8 @@ func NormalizeAckNote(note string) (string, error) {
 		v.Add("note", "Use plain text.")
 	case utf8.RuneCountInString(note) > MaxAckNoteLen:
 		v.Add("note", fmt.Sprintf("Write at most %d characters.", MaxAckNoteLen))
-	case strings.IndexFunc(note, unicode.IsControl) >= 0:
-		v.Add("note", "Write the note on one line, without control characters.")
+	default:
+		ValidateLine(v, "note", note)
 	}
 	return note, v.Err()
 }

@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Role is what a user account may do. Signers have no account.
@@ -68,6 +69,11 @@ func (n *NewUser) Validate() error {
 	} else if len(n.Name) > 200 {
 		v.Add("name", "Keep the name under 200 characters.")
 	}
+	ValidateLine(v, "name", n.Name)
+	if len(n.Company) > 200 {
+		v.Add("company", "Keep the company under 200 characters.")
+	}
+	ValidateLine(v, "company", n.Company)
 	if !n.Role.Valid() {
 		v.Add("role", "Choose a role.")
 	}
@@ -81,18 +87,24 @@ func ValidateEmail(v Validation, field, s string) {
 		v.Add(field, "Enter an email address.")
 		return
 	}
+	ValidateLine(v, field, s)
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || len(s) > 254 {
 		v.Add(field, "Enter a plain email address, like name@example.com.")
 	}
 }
 
-// ValidatePassword adds a message to v when p is too weak to accept.
+// MaxPasswordLen is the longest password accepted, in characters. Passwords
+// longer than bcrypt's 72 bytes are accepted whole (the storage pre-hashes them).
+const MaxPasswordLen = 256
+
+// ValidatePassword adds a message to v when p is too weak or too long to
+// accept. Lengths count characters, not bytes, as the person typing them does.
 func ValidatePassword(v Validation, field, p string) {
-	switch {
-	case len(p) < MinPasswordLen:
+	switch n := utf8.RuneCountInString(p); {
+	case n < MinPasswordLen:
 		v.Add(field, "Use at least 12 characters.")
-	case len(p) > 256:
+	case n > MaxPasswordLen:
 		v.Add(field, "Use at most 256 characters.")
 	}
 }
@@ -140,6 +152,9 @@ type UserService interface {
 	// SessionUser returns the user of a live session and marks it seen;
 	// EUNAUTHORIZED when it expired, was ended, or the user was disabled.
 	SessionUser(ctx context.Context, sessionID string) (*User, *Session, error)
+	// CheckSession returns EUNAUTHORIZED when SessionUser would, without
+	// marking the session seen (live pages re-check it on every tick).
+	CheckSession(ctx context.Context, sessionID string) error
 	// EndSession signs one browser out.
 	EndSession(ctx context.Context, sessionID string) error
 	// EndAllSessions signs every browser of the user out (logout everywhere).

@@ -59,6 +59,8 @@ func (in *VendorIntegrationInput) Validate() error {
 	} else if len(in.Name) > 200 {
 		v.Add("name", "Keep the name under 200 characters.")
 	}
+	ValidateLine(v, "name", in.Name)
+	ValidateLine(v, "webhook_url", in.WebhookURL)
 	if err := ValidateWebhookURL(in.WebhookURL); err != nil {
 		v.Add("webhook_url", ErrorMessage(err))
 	}

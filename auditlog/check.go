@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/doorledger/doorledger"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // Leaf is one log entry as the checker sees it: what the log stored, and the
@@ -41,7 +40,7 @@ type PurgeLeaf struct {
 // that does not match. Feed it the log's leaves in order with Check, then
 // call Finish. It keeps O(log n) hashes plus the purge records.
 type Checker struct {
-	verifier note.Verifier
+	verifier *HeadVerifier
 	heads    []doorledger.LogHead
 	next     int // the next head to check
 	tree     Frontier
@@ -67,7 +66,7 @@ type coverRange struct {
 
 // NewChecker returns a checker for a log whose signed heads (any order) are
 // checked with v, and whose purge records are purges (any order).
-func NewChecker(v note.Verifier, heads []doorledger.LogHead, purges []PurgeLeaf) *Checker {
+func NewChecker(v *HeadVerifier, heads []doorledger.LogHead, purges []PurgeLeaf) *Checker {
 	c := &Checker{
 		verifier: v,
 		heads:    append([]doorledger.LogHead(nil), heads...),
@@ -262,7 +261,8 @@ func (c *Checker) checkHeads() *doorledger.LogProblem {
 		bad := func(what, detail string) *doorledger.LogProblem {
 			return &doorledger.LogProblem{What: what, Index: h.Size - 1, Size: h.Size, Detail: detail}
 		}
-		size, root, err := OpenHead(h.Note, c.verifier)
+		cp, err := OpenHead(h.Note, c.verifier)
+		size, root := cp.Size, cp.Root
 		switch {
 		case err != nil:
 			return bad(doorledger.LogBadHead, err.Error())

@@ -128,7 +128,7 @@ func (s *synth) check(tb testing.TB, batch int) (*doorledger.LogProblem, *auditl
 			purges = append(purges, pl)
 		}
 	}
-	c := auditlog.NewChecker(sharedKey(tb).Verifier(), s.heads, purges)
+	c := auditlog.NewChecker(sharedKey(tb).HeadVerifier(), s.heads, purges)
 	if batch < 1 {
 		batch = 1
 	}

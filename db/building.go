@@ -3,12 +3,18 @@ package db
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/doorledger/doorledger"
 )
 
 // BuildingService implements doorledger.BuildingService.
-type BuildingService struct{ db *DB }
+type BuildingService struct {
+	db *DB
+	// BaseURL is the portal's public address, for the links in the mail sent
+	// when a signer is removed ("" leaves them as paths).
+	BaseURL string
+}
 
 // NewBuildingService returns the SQLite building service.
 func NewBuildingService(db *DB) *BuildingService { return &BuildingService{db: db} }
@@ -168,13 +174,22 @@ func (s *BuildingService) RemoveSigner(ctx context.Context, buildingID, signerID
 	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE signers SET active = 0 WHERE id = ? AND building_id = ? AND active = 1`, signerID, buildingID)
+	res, err := tx.ExecContext(ctx, `UPDATE signers SET active = 0, removed_at = ? WHERE id = ? AND building_id = ? AND active = 1`, formatTime(tx.now), signerID, buildingID)
 	if err != nil {
 		return err
 	} else if n, _ := res.RowsAffected(); n == 0 {
 		return doorledger.Errorf(doorledger.ENOTFOUND, "Signer not found.")
 	}
-	if err := tx.audit(ctx, "signer.remove", buildingID, "signer", signerID, nil); err != nil {
+	// Their pending requests can no longer be signed; their signed consents stay.
+	withdrawn, signed, err := tx.withdrawSignerRequests(ctx, strings.TrimRight(s.BaseURL, "/"), buildingID, signerID)
+	if err != nil {
+		return err
+	}
+	var detail any
+	if len(withdrawn)+len(signed) > 0 {
+		detail = map[string]any{"requests_withdrawn": withdrawn, "signed_consents": signed}
+	}
+	if err := tx.audit(ctx, "signer.remove", buildingID, "signer", signerID, detail); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -141,9 +141,15 @@ func TestConsentSignedByLink(t *testing.T) {
 	if len(pushed) != 1 || pushed[0].State != doorledger.StateEnabled {
 		t.Fatalf("pushed after signing: %+v", pushed)
 	}
-	// The link is single use.
-	if _, err := w.consents.OpenSigning(context.Background(), token); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
-		t.Fatalf("reused link: %v", err)
+	// The link is single use: reopened, it says what happened (and when), with
+	// none of the evidence; it cannot sign again.
+	reopened, err := w.consents.OpenSigning(context.Background(), token)
+	if err != nil || !reopened.Done || reopened.Terms != "" || reopened.Consent.Status != doorledger.ConsentSigned {
+		t.Fatalf("reused link: %+v %v", reopened, err)
+	}
+	if s := reopened.Consent.Signature; s == nil || !s.SignedAt.Equal(sig.SignedAt) || s.TypedName != "" || s.IP != "" || s.UserAgent != "" ||
+		s.SignaturePNG != nil || s.Terms != "" || reopened.Consent.Signer.Email != "" || reopened.Building.Signers != nil {
+		t.Fatalf("a used signing link shows more than the signer saw: %+v %+v", reopened.Consent, s)
 	}
 	if _, err := w.consents.Sign(context.Background(), token, in); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("re-sign: %v", err)
@@ -207,7 +213,13 @@ func TestConsentBadLinks(t *testing.T) {
 			t.Errorf("%s link: %v", name, err)
 		}
 	}
+	// A link lives as long as its request (issue 13): past SigningLinkTTL it
+	// still works; once the request's period is over it does not.
 	*w.now = w.now.Add(doorledger.SigningLinkTTL + time.Second)
+	if _, err := w.consents.OpenSigning(context.Background(), token); err != nil {
+		t.Fatalf("link of a request not yet expired: %v", err)
+	}
+	*w.now = w.now.Add(doorledger.DefaultExpiryDays*24*time.Hour - doorledger.SigningLinkTTL)
 	if _, err := w.consents.OpenSigning(context.Background(), token); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("expired link: %v", err)
 	}
@@ -246,7 +258,7 @@ func TestConsentInPersonCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := as(w.inst)
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	msgs, _ := w.outbox.PendingMessages(context.Background(), 100, 1000)
@@ -254,17 +266,17 @@ func TestConsentInPersonCode(t *testing.T) {
 	if code == nil || msgs[len(msgs)-1].To != "zoe@example.com" {
 		t.Fatalf("code mail: %+v", msgs[len(msgs)-1])
 	}
-	sess, err := w.consents.InPersonSession(ctx, c.ID)
+	sess, err := w.consents.InPersonSession(ctx, c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true, SignaturePNG: png, TermsSHA256: doorledger.TermsSHA256(sess.Terms)}
+	in := doorledger.SignInput{TypedName: "Zoë Nuñez", AgreeESign: true, SignaturePNG: png, TermsSHA256: sess.TermsSHA256}
 	wrong := "000000"
 	if code[1] == wrong {
 		wrong = "111111"
 	}
 	for i := 1; i <= doorledger.CodeMaxAttempts; i++ {
-		_, err := w.consents.SignInPerson(ctx, c.ID, wrong, in)
+		_, err := w.consents.SignInPerson(ctx, c.ID, 0, wrong, in)
 		if i < doorledger.CodeMaxAttempts && (doorledger.ErrorCode(err) != doorledger.EINVALID || !strings.Contains(doorledger.ErrorFields(err)["code"], "tries left")) {
 			t.Fatalf("wrong code %d: %v", i, err)
 		}
@@ -273,32 +285,32 @@ func TestConsentInPersonCode(t *testing.T) {
 		}
 	}
 	// Even the right code is refused after five wrong tries.
-	if _, err := w.consents.SignInPerson(ctx, c.ID, code[1], in); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+	if _, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
 		t.Fatalf("right code after lockout: %v", err)
 	}
 	// A new code (rate-limited to 3 an hour) works; an expired one does not.
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.consents.SendCode(ctx, c.ID); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+	if err := w.consents.SendCode(ctx, c.ID, 0); doorledger.ErrorCode(err) != doorledger.ETOOMANY {
 		t.Fatalf("fourth code in an hour: %v", err)
 	}
 	msgs, _ = w.outbox.PendingMessages(context.Background(), 100, 1000)
 	code = regexp.MustCompile(`Your code is: (\d{6})`).FindStringSubmatch(msgs[len(msgs)-1].Body)
 	*w.now = w.now.Add(doorledger.CodeTTL + time.Second)
-	if _, err := w.consents.SignInPerson(ctx, c.ID, code[1], in); !strings.Contains(doorledger.ErrorMessage(err), "expired") {
+	if _, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in); !strings.Contains(doorledger.ErrorMessage(err), "expired") {
 		t.Fatalf("expired code: %v", err)
 	}
 	*w.now = w.now.Add(time.Hour)
-	if err := w.consents.SendCode(ctx, c.ID); err != nil {
+	if err := w.consents.SendCode(ctx, c.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	msgs, _ = w.outbox.PendingMessages(context.Background(), 100, 1000)
 	code = regexp.MustCompile(`Your code is: (\d{6})`).FindStringSubmatch(msgs[len(msgs)-1].Body)
-	signed, err := w.consents.SignInPerson(ctx, c.ID, code[1], in)
+	signed, err := w.consents.SignInPerson(ctx, c.ID, 0, code[1], in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +318,7 @@ func TestConsentInPersonCode(t *testing.T) {
 		t.Fatalf("method %s", signed.Signature.Method)
 	}
 	// Another installer cannot drive this consent.
-	if err := w.consents.SendCode(as(w.inst2), c.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if err := w.consents.SendCode(as(w.inst2), c.ID, 0); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("other installer: %v", err)
 	}
 }
@@ -359,7 +371,7 @@ func TestConsentLapseAndRenewal(t *testing.T) {
 	}
 	// A renewal, signed before the lapse, moves the device onto the new consent.
 	*w.now = w.now.AddDate(0, 11, 0)
-	renewal, err := w.consents.RequestRenewal(as(w.manager), c.ID)
+	renewal, err := w.consents.RequestRenewal(as(w.manager), c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,8 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	stmts stmtCache // hot statements, prepared once (stmt.go)
+	stmts  stmtCache // hot statements, prepared once (stmt.go)
+	sealer *sealer   // seals mail bodies (SetSealKey)
 
 	migrateThrough string // tests: the last migration to apply ("": all)
 }
@@ -61,7 +62,22 @@ func NewDB(path string) *DB {
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
+		sealer:            randomSealer(),
 	}
+}
+
+// SetSealKey sets the key (SealKeySize bytes, kept outside the database: the
+// data directory's vendor.key) that seals what the database keeps but must
+// not hold in the clear, such as mail bodies waiting for delivery. Until it is
+// set, a random key is used that lives as long as the process: enough for
+// tests, not for a portal that restarts with mail still queued.
+func (db *DB) SetSealKey(key []byte) error {
+	s, err := newSealer(key)
+	if err != nil {
+		return fmt.Errorf("seal key: %w", err)
+	}
+	db.sealer = s
+	return nil
 }
 
 // dsn builds the connection string. Pragmas are per connection, so they go in the
@@ -138,11 +154,10 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return err
 	}
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	names, err := migrationNames()
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
 	for _, name := range names {
 		if db.migrateThrough != "" && name > "migrations/"+db.migrateThrough {
 			break
@@ -152,6 +167,16 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// migrationNames lists the embedded migrations in the order they apply.
+func migrationNames() ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func (db *DB) migrateFile(ctx context.Context, name string) error {

@@ -31,6 +31,9 @@ type DeviceService struct {
 	// broker's password-file format (devicectl.MosquittoHash), kept beside the
 	// portal's own hash for MosquittoCredentials.
 	BrokerHash func(secret string) (string, error)
+	// Sessions, when set, ends a device's connections made with its old
+	// secret once a new one is committed (the embedded broker).
+	Sessions doorledger.DeviceSessions
 	// SentFlushDelay is how long a delivery record (MarkSentMany) may wait for
 	// a transaction of its device to carry it before it is written on its own.
 	SentFlushDelay time.Duration
@@ -142,13 +145,10 @@ func (tx *Tx) manageDevice(ctx context.Context, c caller, id int64) (*doorledger
 	return d, nil
 }
 
+// cleanReason normalizes the reason of a command. A control character in it
+// is replaced, not refused: nothing stops a revoke but its length.
 func cleanReason(reason string) (string, error) {
-	reason = strings.TrimSpace(reason)
-	if len(reason) > maxReasonLen {
-		return "", &doorledger.Error{Code: doorledger.EINVALID, Message: "Please correct the highlighted fields.",
-			Fields: map[string]string{"reason": "Keep the reason under 500 characters."}}
-	}
-	return reason, nil
+	return doorledger.NormalizeReason(doorledger.ScrubText(doorledger.NormalizeText(reason), true), maxReasonLen)
 }
 
 func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
@@ -227,6 +227,7 @@ func validateFoundDevice(d *doorledger.DeviceDetails) error {
 		} else if len(*f.val) > 300 {
 			v.Add(f.name, "Keep this under 300 characters.")
 		}
+		doorledger.ValidateLine(v, f.name, *f.val)
 	}
 	return v.Err()
 }
@@ -283,46 +284,84 @@ func orUnknown(s string) string {
 
 // IssueCredential creates or rotates the device's secret: 32 random bytes,
 // base64url, returned once. Only its SHA-256 is stored: a 256-bit random
-// secret cannot be guessed, so it needs no slow password hash.
+// secret cannot be guessed, so it needs no slow password hash. Once the new
+// secret is committed, the device's connections (made with the old one) are
+// ended through Sessions and that is journaled.
 func (s *DeviceService) IssueCredential(ctx context.Context, deviceID int64) (string, error) {
+	secret, buildingID, rotated, err := s.issueCredential(ctx, deviceID)
+	if err != nil {
+		return "", err
+	}
+	if rotated {
+		if err := s.endSessions(ctx, buildingID, deviceID, "secret rotated"); err != nil {
+			return "", err
+		}
+	}
+	return secret, nil
+}
+
+// endSessions ends the device's connections (Sessions) after a change of its
+// credential committed, and journals how many were ended, if any.
+func (s *DeviceService) endSessions(ctx context.Context, buildingID, deviceID int64, reason string) error {
+	if s.Sessions == nil {
+		return nil
+	}
+	// The change is committed: finish even if the caller went away.
+	ctx = context.WithoutCancel(ctx)
+	n := s.Sessions.DisconnectDevice(ctx, deviceID)
+	if n == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := tx.audit(ctx, "device.disconnect", buildingID, "device", deviceID, map[string]any{"reason": reason, "sessions": n}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *DeviceService) issueCredential(ctx context.Context, deviceID int64) (secret string, buildingID int64, rotated bool, err error) {
 	c := callerFrom(ctx)
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
-		return "", err
+		return "", 0, false, err
 	}
 	defer tx.Rollback()
 	d, err := tx.manageDevice(ctx, c, deviceID)
 	if err != nil {
-		return "", err
+		return "", 0, false, err
 	}
 	if d.Retired {
-		return "", doorledger.Errorf(doorledger.ECONFLICT, "This device is retired; it gets no credential.")
+		return "", 0, false, doorledger.Errorf(doorledger.ECONFLICT, "This device is retired; it gets no credential.")
 	}
 	if _, err := tx.disableIfConsentEnded(ctx, deviceID); err != nil {
-		return "", err
+		return "", 0, false, err
 	}
 	var prev string
 	if err := tx.QueryRowContext(ctx, `SELECT secret_hash FROM devices WHERE id = ?`, deviceID).Scan(&prev); err != nil {
-		return "", err
+		return "", 0, false, err
 	}
 	buf := make([]byte, 32)
 	if _, err := rand.Read(buf); err != nil {
-		return "", err
+		return "", 0, false, err
 	}
-	secret := base64.RawURLEncoding.EncodeToString(buf)
+	secret = base64.RawURLEncoding.EncodeToString(buf)
 	brokerHash := ""
 	if s.BrokerHash != nil {
 		if brokerHash, err = s.BrokerHash(secret); err != nil {
-			return "", err
+			return "", 0, false, err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET secret_hash = ?, mosquitto_hash = ? WHERE id = ?`, secretHash(secret), brokerHash, deviceID); err != nil {
-		return "", fmt.Errorf("store credential of device %d: %w", deviceID, err)
+		return "", 0, false, fmt.Errorf("store credential of device %d: %w", deviceID, err)
 	}
 	if err := tx.audit(ctx, "device.credential", d.BuildingID, "device", deviceID, map[string]any{"rotated": prev != ""}); err != nil {
-		return "", err
+		return "", 0, false, err
 	}
-	return secret, tx.Commit()
+	return secret, d.BuildingID, prev != "", tx.Commit()
 }
 
 func secretHash(secret string) string {

@@ -133,14 +133,17 @@ func (w *deviceWorld) consent(t *testing.T, building int64, status doorledger.Co
 	default:
 		res, err = w.d.Writer().Exec(`INSERT INTO consents (building_id, installer_id, signer_id, vendor, model, serial, location, opens, mode, requested_at, status, status_at,
 			terms, terms_sha256, typed_name, signature_png, signed_at, signed_tz, signed_ip, signed_ua, method, expires_at)
-			VALUES (?, ?, ?, 'Acme', 'K1', 'C-1', 'lobby', 'front door', 'link', ?, ?, ?,
+			VALUES (?, ?, ?, 'Acme', 'K1', 'C-1', 'lobby', 'front door', 'link', ?, 'awaiting_signature', ?,
 			'the terms', 'abc123', 'Pat Owner', x'89504e47', ?, 'UTC', '192.0.2.1', 'test', 'link', ?)`,
-			building, w.inst1.ID, signer, at, status, at, at, dbTime(expires))
+			building, w.inst1.ID, signer, at, at, at, dbTime(expires))
 	}
 	if err != nil {
 		t.Fatalf("insert %s consent: %v", status, err)
 	}
 	id, _ := res.LastInsertId()
+	if status != doorledger.ConsentAwaiting && status != doorledger.ConsentDeclined {
+		signDirectly(t, w.d.Writer(), id, string(status))
+	}
 	return id
 }
 

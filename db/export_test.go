@@ -1,5 +1,7 @@
 package db
 
+import "io/fs"
+
 // SetBurstMemoryMax sets how many recorded times a group's burst check may
 // keep in memory before it counts each event in the database, and returns
 // the previous bound. For tests; not safe while unlocks are recorded.
@@ -13,3 +15,24 @@ func SetBurstMemoryMax(n int) int {
 // (e.g. "011_command_refused.sql") only: to build a database as an older
 // portal left it, and test a later migration on it.
 func SetMigrateThrough(d *DB, name string) { d.migrateThrough = name }
+
+// MigrationsBefore returns the embedded migrations named before name, in
+// order, as name and SQL: a test applies them to build a database as an
+// older version left it.
+func MigrationsBefore(name string) (names, sqls []string, err error) {
+	all, err := migrationNames()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range all {
+		if n >= "migrations/"+name {
+			break
+		}
+		buf, err := fs.ReadFile(migrationFS, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		names, sqls = append(names, n), append(sqls, string(buf))
+	}
+	return names, sqls, nil
+}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/doorledger/doorledger"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // InvitationService implements doorledger.InvitationService.
@@ -55,11 +54,13 @@ func (s *InvitationService) Invite(ctx context.Context, buildingID int64, email,
 	} else if len(name) > 200 {
 		v.Add("invite_name", "Keep the name under 200 characters.")
 	}
+	doorledger.ValidateLine(v, "invite_name", name)
 	if company == "" {
 		v.Add("invite_company", "Enter the installer's company.")
 	} else if len(company) > 200 {
 		v.Add("invite_company", "Keep the company under 200 characters.")
 	}
+	doorledger.ValidateLine(v, "invite_company", company)
 	var role string
 	switch err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE email = ?`, email).Scan(&role); {
 	case err == sql.ErrNoRows:
@@ -195,18 +196,18 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
-		h, err := bcrypt.GenerateFromPassword([]byte(password), s.db.PasswordCost)
+		h, err := hashPassword(password, s.db.PasswordCost)
 		if err != nil {
 			return nil, err
 		}
-		if u, err = createUser(doorledger.NewSystemContext(ctx, "invitation "+itoa(inv.ID)), tx, n, string(h)); err != nil {
+		if u, err = createUser(doorledger.NewSystemContext(ctx, "invitation "+itoa(inv.ID)), tx, n, h); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, err
 	default:
 		// An installer with an account proves it with their password.
-		if x.Role != doorledger.RoleInstaller || x.Disabled || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		if x.Role != doorledger.RoleInstaller || x.Disabled || !passwordMatches(hash, password) {
 			return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "That is not the password of your installer account.",
 				Fields: map[string]string{"password": "That is not the password of your installer account."}}
 		}

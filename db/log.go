@@ -13,7 +13,6 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // LogService implements doorledger.LogService: the verifiable log of every
@@ -38,7 +37,7 @@ type LogService struct {
 	db  *DB
 	key *auditlog.Key
 
-	verifier    note.Verifier
+	verifier    *auditlog.HeadVerifier
 	verifierKey string
 
 	// HeadEvery is how often Sequence signs a head while the log grows;
@@ -50,13 +49,24 @@ type LogService struct {
 }
 
 // NewLogService returns the log on db, signing heads with key (nil: the log
-// can be verified, with UseVerifierKey, but not extended).
+// can be verified, with UseVerifierKey, but not extended). Heads are C2SP
+// checkpoints whose origin is the key's name (auditlog.Key.Named); heads
+// signed before checkpoints verify too.
 func NewLogService(db *DB, key *auditlog.Key) *LogService {
 	s := &LogService{db: db, key: key, HeadEvery: time.Minute, Batch: logBatch}
 	if key != nil {
-		s.verifier, s.verifierKey = key.Verifier(), key.VerifierKey()
+		s.verifier, s.verifierKey = key.HeadVerifier(), key.VerifierKey()
 	}
 	return s
+}
+
+// Origin is the log's origin line, which its checkpoints begin with ("":
+// unknown, for a log opened with a verifier key only).
+func (s *LogService) Origin() string {
+	if s.verifier == nil {
+		return ""
+	}
+	return s.verifier.Origin()
 }
 
 var _ doorledger.LogService = (*LogService)(nil)
@@ -74,7 +84,8 @@ func (s *LogService) UseVerifierKey(vkey string) error {
 	if err != nil {
 		return doorledger.Errorf(doorledger.EINVALID, "%s", err.Error())
 	}
-	s.verifier, s.verifierKey = v, strings.TrimSpace(vkey)
+	// The key is the one given; the origin stays the log's, if known.
+	s.verifier, s.verifierKey = v.ForOrigin(s.Origin()), strings.TrimSpace(vkey)
 	return nil
 }
 
@@ -212,6 +223,9 @@ type logSource struct {
 	// load returns the rows with after < id <= upto, by id, at most limit
 	// (-1: all), each canonically encoded.
 	load func(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error)
+	// at is the column of the time the row was committed, as the portal
+	// recorded it (an unlock event's received_at, not the device's clock).
+	at string
 }
 
 // logRow is a row, encoded; err says why it could not be.
@@ -223,9 +237,9 @@ type logRow struct {
 
 // The sequencer takes the kinds in this order within a batch.
 var logSources = []logSource{
-	{doorledger.LogKindAudit, "audit_entries", loadAuditRows},
-	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows},
-	{doorledger.LogKindPurge, "log_purges", loadPurgeRows},
+	{doorledger.LogKindAudit, "audit_entries", loadAuditRows, "at"},
+	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows, "received_at"},
+	{doorledger.LogKindPurge, "log_purges", loadPurgeRows, "at"},
 }
 
 // appendLog appends to the log, in tx, up to max rows committed since the last
@@ -738,6 +752,64 @@ func (s *LogService) ProveConsistency(ctx context.Context, oldSize, newSize int6
 	return auditlog.ProveConsistency(oldSize, newSize, s.hashReader(ctx))
 }
 
+// LogLeaves returns where rows of kind are in the log, in the order of ids
+// (those not in it left out): the evidence bundle's entries.
+func (s *LogService) LogLeaves(ctx context.Context, kind string, ids []int64) ([]doorledger.LogLeaf, error) {
+	if err := requireLogReader(callerFrom(ctx)); err != nil {
+		return nil, err
+	}
+	found := make(map[int64]doorledger.LogLeaf, len(ids))
+	for _, part := range chunks(slices.Clone(ids), 500) {
+		marks, args := inList(part)
+		rows, err := s.db.read.QueryContext(ctx, `SELECT ref_id, idx, hash FROM log_leaves WHERE kind = ? AND ref_id IN (`+marks+`)`,
+			append([]any{kind}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			l := doorledger.LogLeaf{Kind: kind}
+			var h []byte
+			if err := rows.Scan(&l.RefID, &l.Index, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			copy(l.Hash[:], h)
+			found[l.RefID] = l
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]doorledger.LogLeaf, 0, len(found))
+	for _, id := range ids {
+		if l, ok := found[id]; ok {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// ProveInclusions proves the entries at indexes are in the tree of size entries, at once.
+func (s *LogService) ProveInclusions(ctx context.Context, indexes []int64, size int64) (*doorledger.LogMultiProof, error) {
+	if err := requireLogReader(callerFrom(ctx)); err != nil {
+		return nil, err
+	}
+	n, err := logSize(ctx, s.db.read)
+	if err != nil {
+		return nil, err
+	}
+	if size < 0 || size > n {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Cannot prove entries in a log of %d entries (the log has %d).", size, n)
+	}
+	for i, x := range indexes {
+		if x < 0 || x >= size || (i > 0 && x <= indexes[i-1]) {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Entry %d is not in a log of %d entries, or the entries are not ascending.", x, size)
+		}
+	}
+	return auditlog.ProveInclusions(indexes, size, s.hashReader(ctx))
+}
+
 // Verify recomputes the whole log from the rows, in one read transaction (a
 // consistent snapshot while the portal goes on writing), and reports the first
 // entry that does not match, and the first signed head that does not. Admins
@@ -815,15 +887,91 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 		v.Problem = chk.Finish()
 	}
 	v.Purged, v.Heads = chk.Purged(), chk.Heads()
-	for _, src := range logSources {
-		var n int64
-		if err := rtx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+src.table+` WHERE id > (SELECT COALESCE(MAX(ref_id), 0) FROM log_leaves WHERE kind = ?)`,
-			src.kind).Scan(&n); err != nil {
-			return nil, err
-		}
-		v.Pending += n
+	if err := checkUnsequenced(ctx, rtx, v); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// maxOverdue bounds the unsequenced rows a verification names.
+const maxOverdue = 10
+
+// checkUnsequenced counts the rows committed but not in the log. Judged by
+// the rows' own times, not the clock's (a copy verified days later says the
+// same): those within LogMergeDelay of the database's newest row are
+// Pending, the sequencer's ordinary delay (or a crash's: the next start
+// sequences them); older ones are Overdue, and a problem when the log is
+// otherwise intact.
+func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerification) error {
+	var newest string
+	for _, src := range logSources {
+		var t sql.NullString
+		if err := q.QueryRowContext(ctx, `SELECT MAX(`+src.at+`) FROM `+src.table).Scan(&t); err != nil {
+			return err
+		}
+		newest = max(newest, t.String)
+	}
+	if newest == "" {
+		return nil
+	}
+	v.Newest = parseTime(newest)
+	cutoff := formatTime(v.Newest.Add(-doorledger.LogMergeDelay))
+	var overdue int64
+	for _, src := range logSources {
+		after, err := lastLogged(ctx, q, src.kind)
+		if err != nil {
+			return err
+		}
+		var n, late int64
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(`+src.at+` < ?), 0) FROM `+src.table+` WHERE id > ?`,
+			cutoff, after).Scan(&n, &late); err != nil {
+			return err
+		}
+		v.Pending += n - late
+		overdue += late
+		if late == 0 {
+			continue
+		}
+		rows, err := q.QueryContext(ctx, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > ? AND `+src.at+` < ? ORDER BY id LIMIT ?`,
+			after, cutoff, maxOverdue)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r := doorledger.LogRowRef{Kind: src.kind}
+			var at string
+			if err := rows.Scan(&r.ID, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			r.At = parseTime(at)
+			v.Overdue = append(v.Overdue, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	if overdue == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.Overdue, func(a, b doorledger.LogRowRef) int { return a.At.Compare(b.At) })
+	v.Overdue = v.Overdue[:min(len(v.Overdue), maxOverdue)]
+	names := make([]string, len(v.Overdue))
+	for i, r := range v.Overdue {
+		names[i] = fmt.Sprintf("%s (%s)", r, formatTime(r.At))
+	}
+	list := strings.Join(names, ", ")
+	if overdue > int64(len(names)) {
+		list += fmt.Sprintf(" and %d more", overdue-int64(len(names)))
+	}
+	if v.Problem == nil {
+		first := v.Overdue[0]
+		v.Problem = &doorledger.LogProblem{What: doorledger.LogUnsequenced, Index: v.Entries, Kind: first.Kind, RefID: first.ID,
+			Detail: fmt.Sprintf("%d rows committed more than %s before the database's newest row (%s) are not in the log: %s",
+				overdue, doorledger.LogMergeDelay, newest, list)}
+	}
+	return nil
 }
 
 // storedLogLeaf is a row of log_leaves.

@@ -11,6 +11,8 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // logWorld is a database with audit entries and unlock events, and its log.
@@ -182,6 +184,55 @@ func TestLogSequenceAndVerify(t *testing.T) {
 	w.audits(t, 2)
 	if v := w.verify(t); !v.OK() || v.Pending != 2 {
 		t.Errorf("verify with 2 rows not yet logged: pending %d, %v", v.Pending, v.Problem)
+	}
+}
+
+// TestLogVerifyUnsequenced: a row committed more than LogMergeDelay before
+// the database's newest row and still not in the log fails verify, naming
+// it; a fresh one is only "not yet logged". Judged by the rows' own times:
+// verified days later, the same database gives the same answer.
+func TestLogVerifyUnsequenced(t *testing.T) {
+	w := newLogWorld(t)
+	w.audits(t, 3)
+	w.unlocks(t, 2, time.Time{})
+	w.sequence(t)
+	start := *w.now
+
+	// A fresh row the sequencer has not reached: fine, now and days later.
+	w.audits(t, 1)
+	fresh := w.ids(t, "audit_entries")
+	stale := fresh[len(fresh)-1]
+	for _, later := range []time.Duration{0, 72 * time.Hour} {
+		*w.now = start.Add(later)
+		if v := w.verify(t); !v.OK() || v.Pending != 1 || len(v.Overdue) != 0 {
+			t.Fatalf("a fresh row not yet logged, verified %s later: ok %v, pending %d, overdue %v, %v", later, v.OK(), v.Pending, v.Overdue, v.Problem)
+		}
+	}
+
+	// Rows committed later than it by more than a minute make it overdue: the
+	// sequencer should have logged it long before they came.
+	*w.now = start.Add(doorledger.LogMergeDelay + time.Second)
+	w.unlocks(t, 1, time.Time{})
+	w.audits(t, 1)
+	v := w.verify(t)
+	if v.OK() || v.Problem.What != doorledger.LogUnsequenced || v.Problem.Kind != doorledger.LogKindAudit || v.Problem.RefID != stale {
+		t.Fatalf("an old row not logged: %+v", v.Problem)
+	}
+	if want := fmt.Sprintf("audit #%d: not sequenced", stale); !strings.HasPrefix(v.Problem.String(), want) || !strings.Contains(v.Problem.String(), "1 rows committed more than 1m0s before the database's newest row") {
+		t.Errorf("problem %q, want it to start %q and say why", v.Problem, want)
+	}
+	if v.Pending != 2 || len(v.Overdue) != 1 || v.Overdue[0].ID != stale || !v.Newest.Equal(*w.now) {
+		t.Errorf("pending %d, overdue %v, newest %s", v.Pending, v.Overdue, v.Newest)
+	}
+	// The same database, verified days later, says the same.
+	*w.now = w.now.Add(72 * time.Hour)
+	if again := w.verify(t); again.Problem == nil || again.Problem.String() != v.Problem.String() {
+		t.Errorf("verified days later: %v, want %v", again.Problem, v.Problem)
+	}
+	// A problem in the log itself is named first.
+	w.mutateRow(t, "audit_entries", "actor", 1, flipByte)
+	if v := w.verify(t); v.Problem == nil || v.Problem.What != doorledger.LogChanged || len(v.Overdue) != 1 {
+		t.Errorf("a changed entry and an overdue row: %+v, overdue %v", v.Problem, v.Overdue)
 	}
 }
 
@@ -465,6 +516,98 @@ func TestLogVerifyWithAnotherKey(t *testing.T) {
 	}
 }
 
+// TestLogCheckpointsAfterLegacyHeads: a log whose first heads were signed
+// before checkpoints ("go.sum database tree", under the key file's name)
+// goes on with C2SP checkpoints of its origin, signed by the same key; verify
+// checks both, with the log's key and with the key printed back then.
+func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
+	w := newLogWorld(t)
+	w.audits(t, 3)
+	h := w.sequence(t)
+	// Re-sign the first head as the portal did before checkpoints.
+	legacy, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tlog.Tree{N: h.Size, Hash: tlog.Hash(h.Root)}))}, w.key.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.dropTriggers(t, "log_heads")
+	w.exec(t, `UPDATE log_heads SET note = ? WHERE size = ?`, string(legacy), h.Size)
+
+	named, err := w.key.Named("portal.example.org/doorledger-0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := db.NewLogService(w.d, named)
+	w.audits(t, 2)
+	h2, err := logs.SignHead(sys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.Origin() != "portal.example.org/doorledger-0123456789" || !strings.HasPrefix(h2.Note, "portal.example.org/doorledger-0123456789\n") {
+		t.Errorf("new head: origin %q\n%s", h2.Origin(), h2.Note)
+	}
+	if old, _ := logs.Head(sys(), h.Size); old.Origin() != "" {
+		t.Errorf("the legacy head reads as a checkpoint of %q", old.Origin())
+	}
+	if v, err := logs.Verify(sys()); err != nil || !v.OK() || v.Heads != 2 {
+		t.Fatalf("verify with the log's key: %v %+v", err, v)
+	}
+	// The key printed before checkpoints checks the new heads too.
+	if err := logs.UseVerifierKey(w.key.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := logs.Verify(sys()); err != nil || !v.OK() || v.Heads != 2 {
+		t.Fatalf("verify with the key printed before checkpoints: %v %+v", err, v)
+	}
+	// A checkpoint of another origin in this log is refused.
+	other, _ := w.key.Named("elsewhere.example/log")
+	w.audits(t, 1)
+	if _, err := db.NewLogService(w.d, other).SignHead(sys()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.NewLogService(w.d, named).Verify(sys()); err != nil || v.OK() || v.Problem.What != doorledger.LogBadHead || !strings.Contains(v.Problem.Detail, "another log") {
+		t.Errorf("a checkpoint of another origin: %v %+v", err, v.Problem)
+	}
+}
+
+// TestLogMultiProof: the leaves of rows, and one proof for many of them,
+// which checks against the signed head.
+func TestLogMultiProof(t *testing.T) {
+	w := newLogWorld(t)
+	w.audits(t, 5)
+	w.unlocks(t, 9, time.Time{})
+	head := w.sequence(t)
+	ids := w.ids(t, "unlock_events")
+	leaves, err := w.log.LogLeaves(sys(), doorledger.LogKindUnlock, append([]int64{1 << 40}, ids...))
+	if err != nil || len(leaves) != len(ids) {
+		t.Fatalf("leaves: %d for %d rows (and one not logged), %v", len(leaves), len(ids), err)
+	}
+	var idx []int64
+	var hashes []doorledger.LogHash
+	for i, l := range leaves {
+		if l.RefID != ids[i] || l.Index != w.index(t, doorledger.LogKindUnlock, ids[i]) {
+			t.Errorf("leaf %d: %+v", i, l)
+		}
+		if i%2 == 0 {
+			idx, hashes = append(idx, l.Index), append(hashes, l.Hash)
+		}
+	}
+	p, err := w.log.ProveInclusions(sys(), idx, head.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auditlog.CheckInclusions(p, hashes, *head); err != nil {
+		t.Errorf("the proof does not verify: %v", err)
+	}
+	for _, bad := range [][]int64{{idx[1], idx[0]}, {head.Size}} {
+		if _, err := w.log.ProveInclusions(sys(), bad, head.Size); doorledger.ErrorCode(err) != doorledger.EINVALID {
+			t.Errorf("indexes %v: %v, want EINVALID", bad, err)
+		}
+	}
+	if _, err := w.log.ProveInclusions(sys(), idx, head.Size+100); doorledger.ErrorCode(err) != doorledger.EINVALID {
+		t.Errorf("a tree larger than the log: %v", err)
+	}
+}
+
 func TestLogProofs(t *testing.T) {
 	w := newLogWorld(t)
 	w.audits(t, 5)
@@ -475,7 +618,7 @@ func TestLogProofs(t *testing.T) {
 	cur := w.sequence(t)
 
 	for _, h := range []*doorledger.LogHead{old, cur} {
-		if _, _, err := auditlog.OpenHead(h.Note, w.key.Verifier()); err != nil {
+		if _, err := auditlog.OpenHead(h.Note, w.key.HeadVerifier()); err != nil {
 			t.Fatalf("head of %d: %v", h.Size, err)
 		}
 	}

@@ -423,7 +423,7 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 		`SELECT `+deviceColumns+deviceFrom+` WHERE d.building_id = ? ORDER BY d.id`, b.ID); err != nil {
 		return fmt.Errorf("report %s: devices: %w", id, err)
 	}
-	if r.Consents, err = queryAll(ctx, tx, scanConsent, `SELECT `+consentColumns+consentFrom+`
+	if r.Consents, err = queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
 		WHERE c.device_id IN (SELECT id FROM devices WHERE building_id = ?) ORDER BY c.id`, b.ID); err != nil {
 		return fmt.Errorf("report %s: consents: %w", id, err)
 	}
@@ -438,6 +438,9 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 	if r.AuditEntries, err = queryAll(ctx, tx, scanAuditEntry, `SELECT `+auditColumns+` FROM audit_entries
 		WHERE building_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY id`, b.ID, lo, hi); err != nil {
 		return fmt.Errorf("report %s: journal: %w", id, err)
+	}
+	if r.ResidentReports, err = residentReportsIn(ctx, tx, b.ID, lo, hi); err != nil {
+		return fmt.Errorf("report %s: resident reports: %w", id, err)
 	}
 	ev := &reportEvents{ctx: ctx, tx: tx, report: id, building: b.ID, lo: lo, hi: hi}
 	r.Events = ev.walk

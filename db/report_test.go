@@ -117,9 +117,10 @@ func (w *reportWorld) consentedDevice(t *testing.T) (deviceID, consentID int64) 
 		VALUES (?, 'Acme', 'K1', ?, 'lobby panel', ?, 'consent_request', ?)`, w.A, fmt.Sprintf("SN-%05d", w.serial), w.instA.ID, since)
 	consentID = w.exec(t, `INSERT INTO consents (building_id, installer_id, signer_id, device_id, vendor, model, serial, location, opens, mode,
 		requested_at, status, status_at, terms, terms_sha256, typed_name, signature_png, signed_at, signed_tz, signed_ip, signed_ua, method, expires_at)
-		VALUES (?, ?, ?, ?, 'Acme', 'K1', ?, 'lobby', 'front door', 'link', ?, 'signed', ?,
+		VALUES (?, ?, ?, ?, 'Acme', 'K1', ?, 'lobby', 'front door', 'link', ?, 'awaiting_signature', ?,
 		'the terms', 'abc123', 'Pat Owner', x'89504e47', ?, 'UTC', '192.0.2.1', 'test', 'link', ?)`,
 		w.A, w.instA.ID, w.signerA, deviceID, fmt.Sprintf("SN-%05d", w.serial), since, since, since, udb(w.now.AddDate(1, 0, 0)))
+	signDirectly(t, w.d.Writer(), consentID, "signed")
 	w.exec(t, `UPDATE devices SET consent_id = ?, desired_state = 'enabled', desired_version = 1 WHERE id = ?`, consentID, deviceID)
 	w.exec(t, `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by, requested_at, status, confirmed_at)
 		VALUES (?, ?, 'enabled', 1, 'consented', 'test', ?, 'confirmed', ?)`, deviceID, w.A, since, since)
@@ -820,7 +821,7 @@ func TestReportSubscribeAndMonthly(t *testing.T) {
 	// Finishing a monthly report mails its subscriber a link, in the same transaction.
 	older, newer := list[1], list[0]
 	sum := w.finish(t, older.ID)
-	msgs, err := db.NewOutboxService(w.d).FindMessages(sys(), 100)
+	msgs, err := db.NewOutboxService(w.d).PendingMessages(sys(), 100, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ type UnlockService struct {
 	mu      sync.Mutex
 	queue   []*ingestReq
 	running bool
+	idle    *sync.Cond // on mu: broadcast when the committer stops running
 
 	stmts map[string]*sql.Stmt // prepared on the writer connection; used by the committer only
 
@@ -59,7 +60,22 @@ type UnlockService struct {
 func (s *UnlockService) Stats() (groups, events int64) { return s.groups.Load(), s.grouped.Load() }
 
 // NewUnlockService returns the SQLite unlock service.
-func NewUnlockService(db *DB) *UnlockService { return &UnlockService{db: db, MaxBatch: 10000} }
+func NewUnlockService(db *DB) *UnlockService {
+	s := &UnlockService{db: db, MaxBatch: 10000}
+	s.idle = sync.NewCond(&s.mu)
+	return s
+}
+
+// Wait returns when the committer has written everything queued, even
+// batches whose callers stopped waiting: at shutdown, after the transports
+// stopped and before the log is sequenced a last time.
+func (s *UnlockService) Wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.running {
+		s.idle.Wait()
+	}
+}
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
@@ -282,6 +298,7 @@ func (s *UnlockService) commitLoop() {
 		if take == 0 {
 			s.running = false
 			s.queue = nil
+			s.idle.Broadcast()
 			s.mu.Unlock()
 			return
 		}
@@ -631,6 +648,9 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 					p.add(r.label(i), fmt.Sprintf("device_id: no device %d", ev.DeviceID))
 				} else if ev.BuildingID != 0 && ev.BuildingID != d.buildingID {
 					p.add(r.label(i), fmt.Sprintf("device_id: device %d is not in building %d", ev.DeviceID, ev.BuildingID))
+				} else if ev.DeviceRef != "" && !sameSerial(ev.DeviceRef, d.serial) {
+					// Two devices named: recording either would be a guess.
+					p.add(r.label(i), fmt.Sprintf("device: %q is not the serial of device %d; device_id and device name different devices", ev.DeviceRef, ev.DeviceID))
 				} else {
 					ev.BuildingID = d.buildingID
 				}
@@ -742,6 +762,27 @@ func (bt *burstTimes) mostInWindow(window int64) int {
 		most = max(most, hi-lo)
 	}
 	return most
+}
+
+// sameSerial reports whether a device reference names the device of serial,
+// as lookupRef matches them (SQLite's NOCASE: ASCII letters only).
+func sameSerial(ref, serial string) bool {
+	if len(ref) != len(serial) {
+		return false
+	}
+	for i := 0; i < len(ref); i++ {
+		a, b := ref[i], serial[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupRef finds the device a source named by its serial (any case) in a building.
@@ -1423,15 +1464,29 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 		return 0, err
 	}
 	f.After, f.Limit = doorledger.UnlockCursor{}, 0
-	if _, _, err := historyQuery(f, loc, 1); err != nil {
+	query, args, err := historyQuery(f, loc, -1)
+	if err != nil {
 		return 0, err
+	}
+	// The journal says what was exported: how many events, of which range
+	// and filters (doorledger.AuditSentence reads it).
+	var count int64
+	if err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+query+`)`, args...).Scan(&count); err != nil {
+		return 0, fmt.Errorf("count the export: %w", err)
+	}
+	detail := map[string]any{"format": "csv", "events": count, "from": f.From, "to": f.To}
+	for k, v := range map[string]any{"device_id": f.DeviceID, "device_ref": f.DeviceRef, "method": f.Method, "result": string(f.Result),
+		"anomalies_only": f.AnomaliesOnly, "anomaly": f.Anomaly, "open_only": f.OpenOnly} {
+		if v != int64(0) && v != "" && v != false {
+			detail[k] = v
+		}
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if err := tx.audit(ctx, "unlocks.export", f.BuildingID, "building", f.BuildingID, f); err != nil {
+	if err := tx.audit(ctx, "unlocks.export", f.BuildingID, "building", f.BuildingID, detail); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -128,9 +128,10 @@ func (w *unlockWorld) enabledDeviceUntil(tb testing.TB, building int64, expires 
 	since := udb(w.now.AddDate(0, 0, -20))
 	consentID = w.exec(tb, `INSERT INTO consents (building_id, installer_id, signer_id, vendor, model, serial, location, opens, mode, requested_at, status, status_at,
 		terms, terms_sha256, typed_name, signature_png, signed_at, signed_tz, signed_ip, signed_ua, method, expires_at)
-		VALUES (?, ?, ?, 'Acme', 'K1', 'C-1', 'lobby', 'front door', 'link', ?, 'signed', ?,
+		VALUES (?, ?, ?, 'Acme', 'K1', 'C-1', 'lobby', 'front door', 'link', ?, 'awaiting_signature', ?,
 		'the terms', 'abc123', 'Pat Owner', x'89504e47', ?, 'UTC', '192.0.2.1', 'test', 'link', ?)`,
 		building, w.instA.ID, signer, since, since, since, udb(expires))
+	signDirectly(tb, w.d.Writer(), consentID, "signed")
 	w.serial++
 	deviceID = w.exec(tb, `INSERT INTO devices (building_id, vendor, model, serial, location, installer_id, consent_id, origin,
 		desired_state, desired_version, created_at) VALUES (?, 'Acme', 'K1', ?, 'lobby panel', ?, ?, 'consent_request', 'enabled', 1, ?)`,
@@ -493,8 +494,13 @@ func TestUnlockAlerts(t *testing.T) {
 	if got := w.alerts(t, w.mgrBEmail); len(got) != 0 {
 		t.Fatalf("other building's manager: %q", got)
 	}
-	var body string
-	w.d.Reader().QueryRow(`SELECT body FROM outbox WHERE to_addr = ? AND kind = 'alert'`, w.mgrAEmail).Scan(&body)
+	var body string // bodies are sealed at rest: read them as the dispatcher does
+	pending, _ := db.NewOutboxService(w.d).PendingMessages(context.Background(), 100, 1000)
+	for _, m := range pending {
+		if m.To == w.mgrAEmail && m.Kind == "alert" {
+			body = m.Body
+		}
+	}
 	for _, s := range []string{"Alder Court", fmt.Sprintf("device %d", dev), "unconsented", "within the hour", "courier-r-"} {
 		if !strings.Contains(body, s) {
 			t.Errorf("alert body lacks %q:\n%s", s, body)

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -23,6 +24,39 @@ func NewUserService(db *DB) *UserService { return &UserService{db: db} }
 var _ doorledger.UserService = (*UserService)(nil)
 
 const userColumns = `id, email, name, role, company, disabled, created_at`
+
+// bcryptMaxLen is the most bytes of a password bcrypt reads: golang.org/x/crypto
+// refuses to hash a longer one, which would be a 500 for a 73-256 byte password.
+const bcryptMaxLen = 72
+
+// passwordKey is what bcrypt is given for a password: the password itself up
+// to bcryptMaxLen bytes (so every hash made before pre-hashing still
+// verifies), and beyond that the base64 of its HMAC-SHA256 under a fixed
+// label (44 bytes, no NUL), so that every byte of a long passphrase counts. The
+// label keeps an unsalted SHA-256 of the password leaked elsewhere from
+// working here as a password.
+func passwordKey(password string) []byte {
+	if len(password) <= bcryptMaxLen {
+		return []byte(password)
+	}
+	m := hmac.New(sha256.New, []byte("doorledger password pre-hash v1"))
+	m.Write([]byte(password))
+	return []byte(base64.StdEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// hashPassword is the one place a password is hashed.
+func hashPassword(password string, cost int) (string, error) {
+	h, err := bcrypt.GenerateFromPassword(passwordKey(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// passwordMatches is the one place a password is checked against its hash.
+func passwordMatches(hash, password string) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), passwordKey(password)) == nil
+}
 
 func scanUser(row interface{ Scan(...any) error }) (*doorledger.User, error) {
 	var u doorledger.User
@@ -86,16 +120,16 @@ func (s *UserService) CreateUser(ctx context.Context, n doorledger.NewUser) (*do
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(n.Password), s.db.PasswordCost)
+	hash, err := hashPassword(n.Password, s.db.PasswordCost)
 	if err != nil {
-		return nil, fmt.Errorf("hash password: %w", err)
+		return nil, err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	u, err := createUser(ctx, tx, n, string(hash))
+	u, err := createUser(ctx, tx, n, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +172,10 @@ func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.U
 	if upd.Name != nil {
 		if u.Name = strings.TrimSpace(*upd.Name); u.Name == "" {
 			v.Add("name", "Enter the person's name.")
+		} else if len(u.Name) > 200 {
+			v.Add("name", "Keep the name under 200 characters.")
 		}
+		doorledger.ValidateLine(v, "name", u.Name)
 	}
 	if upd.Role != nil {
 		if !upd.Role.Valid() {
@@ -147,7 +184,10 @@ func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.U
 		u.Role = *upd.Role
 	}
 	if upd.Company != nil {
-		u.Company = strings.TrimSpace(*upd.Company)
+		if u.Company = strings.TrimSpace(*upd.Company); len(u.Company) > 200 {
+			v.Add("company", "Keep the company under 200 characters.")
+		}
+		doorledger.ValidateLine(v, "company", u.Company)
 	}
 	if upd.Disabled != nil {
 		if *upd.Disabled && c.user != nil && c.user.ID == id {
@@ -192,12 +232,12 @@ func (s *UserService) SetPassword(ctx context.Context, id int64, current, next s
 		if err := s.db.read.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE id = ?`, id).Scan(&hash); err != nil {
 			return notFound(err, "User not found.")
 		}
-		if bcrypt.CompareHashAndPassword([]byte(hash), []byte(current)) != nil {
+		if !passwordMatches(hash, current) {
 			return &doorledger.Error{Code: doorledger.EINVALID, Message: "Your current password is not right.",
 				Fields: map[string]string{"current": "This is not your current password."}}
 		}
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(next), s.db.PasswordCost)
+	hash, err := hashPassword(next, s.db.PasswordCost)
 	if err != nil {
 		return err
 	}
@@ -206,7 +246,7 @@ func (s *UserService) SetPassword(ctx context.Context, id int64, current, next s
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, string(hash), formatTime(tx.now), id)
+	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, formatTime(tx.now), id)
 	if err != nil {
 		return err
 	} else if n, _ := res.RowsAffected(); n == 0 {
@@ -226,14 +266,13 @@ func (s *UserService) SetPassword(ctx context.Context, id int64, current, next s
 // address takes as long as a wrong password and does not reveal who has an account.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("doorledger-dummy-password"), bcrypt.DefaultCost)
 
+// Authenticate records the attempt before it checks the password: the
+// throttle check and the attempt's row (a failure until the password proves
+// right) are one write transaction, and the database has one writer, so N
+// guesses sent at once are N attempts, and those past the limit are refused
+// without running bcrypt.
 func (s *UserService) Authenticate(ctx context.Context, email, password, ip string) (*doorledger.User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	now := s.db.Now().UTC()
-	if err := s.checkThrottle(ctx, email, ip, now); err != nil {
-		// Refused attempts are recorded too, but do not extend the lock-out.
-		s.recordAttempt(ctx, email, ip, 0, false, "user.login_throttled")
-		return nil, err
-	}
 	var hash string
 	var u *doorledger.User
 	row := s.db.read.QueryRowContext(ctx, `SELECT `+userColumns+`, password_hash FROM users WHERE email = ?`, email)
@@ -246,33 +285,95 @@ func (s *UserService) Authenticate(ctx context.Context, email, password, ip stri
 	} else if err := notFound(err, ""); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		return nil, err
 	}
-	if u == nil {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+	var uid int64
+	if u != nil {
+		uid = u.ID
 	}
-	if u == nil || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil || u.Disabled {
-		var uid int64
-		if u != nil {
-			uid = u.ID
+	attempt, err := s.beginAttempt(ctx, email, ip, uid)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil {
+		hash = string(dummyHash)
+	}
+	if !passwordMatches(hash, password) || u == nil || u.Disabled {
+		if err := s.endAttempt(ctx, attempt, email, uid, false); err != nil {
+			return nil, err
 		}
-		s.recordAttempt(ctx, email, ip, uid, false, "user.login_failed")
 		return nil, doorledger.Errorf(doorledger.EUNAUTHORIZED, "The email or password is not right.")
 	}
-	if err := s.recordAttempt(ctx, email, ip, u.ID, true, "user.login"); err != nil {
+	if err := s.endAttempt(ctx, attempt, email, uid, true); err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 
+// beginAttempt checks the throttle and, when the attempt may go on, records it
+// as a failure, in one write transaction; it returns the attempt's id. A
+// refused attempt is journaled (user.login_throttled) but not counted, so it
+// does not extend the lock-out.
+func (s *UserService) beginAttempt(ctx context.Context, email, ip string, userID int64) (int64, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if err := s.checkThrottle(ctx, tx, email, ip, tx.now.UTC()); err != nil {
+		if doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+			return 0, err
+		}
+		if aerr := tx.auditAs(ctx, userID, email, "user.login_throttled", 0, "user", userID, nil); aerr != nil {
+			return 0, aerr
+		}
+		if cerr := tx.Commit(); cerr != nil {
+			return 0, cerr
+		}
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (at, email, ip, user_id, ok) VALUES (?, ?, ?, ?, 0)`,
+		formatTime(tx.now), email, ip, userID)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	return id, tx.Commit()
+}
+
+// endAttempt journals the attempt's outcome; a success marks its row so, and
+// the account's failures before it stop counting.
+func (s *UserService) endAttempt(ctx context.Context, attemptID int64, email string, userID int64, ok bool) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	action := "user.login_failed"
+	if ok {
+		action = "user.login"
+		if _, err := tx.ExecContext(ctx, `UPDATE login_attempts SET ok = 1 WHERE id = ?`, attemptID); err != nil {
+			return err
+		}
+	}
+	if err := tx.auditAs(ctx, userID, email, action, 0, "user", userID, nil); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // checkThrottle refuses when the account or the IP has failed too often within
-// the window. Failures of an account before its last success do not count.
-func (s *UserService) checkThrottle(ctx context.Context, email, ip string, now time.Time) error {
+// the window, counting attempts still being checked as failures. Failures of
+// an account before its last success do not count.
+func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip string, now time.Time) error {
 	since := formatTime(now.Add(-doorledger.LoginWindow))
 	check := func(limit int, query string, args ...any) error {
 		var n int
 		var oldest nullTime
 		var t time.Time
 		oldest.t = &t
-		if err := s.db.read.QueryRowContext(ctx, query, args...).Scan(&n, oldest); err != nil {
+		if err := tx.QueryRowContext(ctx, query, args...).Scan(&n, oldest); err != nil {
 			return err
 		}
 		if n < limit {
@@ -284,13 +385,15 @@ func (s *UserService) checkThrottle(ctx context.Context, email, ip string, now t
 		}
 		return doorledger.Errorf(doorledger.ETOOMANY, "Too many failed sign-ins. Try again in %s.", wait)
 	}
-	// The account's failures since its last success; the oldest that still counts
-	// tells when the lock lifts: the limit-th most recent failure ages out.
+	// The account's failures since its last success (by id: attempts are
+	// recorded in order, and several may share a timestamp); the oldest that
+	// still counts tells when the lock lifts: the limit-th most recent failure
+	// ages out.
 	if err := check(s.db.LoginAccountLimit, `
 		SELECT COUNT(*), MIN(at) FROM (
 			SELECT at FROM login_attempts
 			WHERE email = ?1 AND ok = 0 AND at >= ?2
-			  AND at > COALESCE((SELECT MAX(at) FROM login_attempts WHERE email = ?1 AND ok = 1), '')
+			  AND id > COALESCE((SELECT MAX(id) FROM login_attempts WHERE email = ?1 AND ok = 1), 0)
 			ORDER BY at DESC LIMIT ?3)`, email, since, s.db.LoginAccountLimit); err != nil {
 		return err
 	}
@@ -298,25 +401,6 @@ func (s *UserService) checkThrottle(ctx context.Context, email, ip string, now t
 		SELECT COUNT(*), MIN(at) FROM (
 			SELECT at FROM login_attempts WHERE ip = ?1 AND ok = 0 AND at >= ?2
 			ORDER BY at DESC LIMIT ?3)`, ip, since, s.db.LoginIPLimit)
-}
-
-// recordAttempt writes the sign-in attempt and its audit entry.
-func (s *UserService) recordAttempt(ctx context.Context, email, ip string, userID int64, ok bool, action string) error {
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if action != "user.login_throttled" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (at, email, ip, user_id, ok) VALUES (?, ?, ?, ?, ?)`,
-			formatTime(tx.now), email, ip, userID, ok); err != nil {
-			return err
-		}
-	}
-	if err := tx.auditAs(ctx, userID, email, action, 0, "user", userID, nil); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 // newToken returns 32 random bytes, URL-safe encoded, and the hex SHA-256 to store.
@@ -369,11 +453,34 @@ func (s *UserService) CreateSession(ctx context.Context, u *doorledger.User, rep
 const sessionTouchEvery = time.Minute
 
 func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
+	u, sess, err := s.liveSession(ctx, sessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if now := s.db.Now().UTC(); now.Sub(sess.LastSeenAt) > sessionTouchEvery {
+		if _, err := s.db.write.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, formatTime(now), HashToken(sessionID)); err != nil {
+			return nil, nil, err
+		}
+		sess.LastSeenAt = now
+	}
+	return u, sess, nil
+}
+
+// CheckSession is SessionUser without marking the session seen: a live page
+// asks every second, and an open tab is not a person using the portal.
+func (s *UserService) CheckSession(ctx context.Context, sessionID string) error {
+	_, _, err := s.liveSession(ctx, sessionID)
+	return err
+}
+
+// liveSession reads a session and its user: EUNAUTHORIZED when there is no
+// such session (ended, or never), it is past its lifetime or idle timeout, or
+// the user is disabled.
+func (s *UserService) liveSession(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
 	unauth := doorledger.Errorf(doorledger.EUNAUTHORIZED, "Your session has ended. Please sign in again.")
 	if sessionID == "" {
 		return nil, nil, unauth
 	}
-	hash := HashToken(sessionID)
 	var sess doorledger.Session
 	var created, seen string
 	var u doorledger.User
@@ -381,7 +488,7 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	err := s.db.read.QueryRowContext(ctx, `
 		SELECT s.user_id, s.created_at, s.last_seen_at, s.ip, s.user_agent,
 		       u.id, u.email, u.name, u.role, u.company, u.disabled, u.created_at
-		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, hash).
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, HashToken(sessionID)).
 		Scan(&sess.UserID, &created, &seen, &sess.IP, &sess.UserAgent,
 			&u.ID, &u.Email, &u.Name, &u.Role, &u.Company, &u.Disabled, &uCreated)
 	if err != nil {
@@ -395,12 +502,6 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	now := s.db.Now().UTC()
 	if u.Disabled || now.Sub(sess.CreatedAt) > doorledger.SessionMaxAge || now.Sub(sess.LastSeenAt) > doorledger.SessionIdleTimeout {
 		return nil, nil, unauth
-	}
-	if now.Sub(sess.LastSeenAt) > sessionTouchEvery {
-		if _, err := s.db.write.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, formatTime(now), hash); err != nil {
-			return nil, nil, err
-		}
-		sess.LastSeenAt = now
 	}
 	return &u, &sess, nil
 }

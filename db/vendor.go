@@ -2,8 +2,6 @@ package db
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -22,39 +20,29 @@ import (
 // (DeviceRoute, for devicectl.Router).
 //
 // Keys are stored sealed, not hashed: an HMAC is verified by computing it
-// again, which takes the key itself. They are sealed with AES-256-GCM under
-// sealKey, which lives outside the database (a file in the data directory),
-// so that a copy of the database alone cannot sign as a vendor and forge
-// unlock events or confirmations. See migrations/005_vendors.sql.
+// again, which takes the key itself. They are sealed (seal.go) under sealKey,
+// which lives outside the database (a file in the data directory), so that a
+// copy of the database alone cannot sign as a vendor and forge unlock events
+// or confirmations. See migrations/005_vendors.sql.
 type VendorService struct {
 	db      *DB
-	aead    cipher.AEAD
+	sealer  *sealer
 	devices *DeviceService
 	unlocks *UnlockService
 }
-
-// SealKeySize is the size of the key that seals vendor keys (AES-256).
-const SealKeySize = 32
 
 // NewVendorService returns the SQLite vendor service. unlocks is the portal's
 // unlock service (vendor batches join its group commit); sealKey is
 // SealKeySize random bytes kept outside the database, the same at every start.
 func NewVendorService(db *DB, unlocks *UnlockService, sealKey []byte) (*VendorService, error) {
-	if len(sealKey) != SealKeySize {
-		return nil, fmt.Errorf("new vendor service: the seal key must be %d bytes, not %d", SealKeySize, len(sealKey))
+	sl, err := newSealer(sealKey)
+	if err != nil {
+		return nil, fmt.Errorf("new vendor service: %w", err)
 	}
 	if unlocks == nil {
 		return nil, errors.New("new vendor service: an unlock service is required")
 	}
-	block, err := aes.NewCipher(sealKey)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &VendorService{db: db, aead: aead, devices: NewDeviceService(db), unlocks: unlocks}, nil
+	return &VendorService{db: db, sealer: sl, devices: NewDeviceService(db), unlocks: unlocks}, nil
 }
 
 var _ doorledger.VendorService = (*VendorService)(nil)
@@ -79,21 +67,13 @@ func keyFingerprint(key string) string {
 func sealAAD(vendorID int64) []byte { return []byte("doorledger vendor key " + itoa(vendorID)) }
 
 func (s *VendorService) seal(vendorID int64, key string) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return s.aead.Seal(nonce, nonce, []byte(key), sealAAD(vendorID)), nil
+	return s.sealer.seal([]byte(key), sealAAD(vendorID))
 }
 
 func (s *VendorService) unseal(vendorID int64, sealed []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n {
-		return nil, fmt.Errorf("key of vendor integration %d: sealed value too short", vendorID)
-	}
-	key, err := s.aead.Open(nil, sealed[:n], sealed[n:], sealAAD(vendorID))
+	key, err := s.sealer.open(sealed, sealAAD(vendorID))
 	if err != nil {
-		return nil, fmt.Errorf("key of vendor integration %d does not open: is this the data directory's seal key? %w", vendorID, err)
+		return nil, fmt.Errorf("key of vendor integration %d: %w", vendorID, err)
 	}
 	return key, nil
 }

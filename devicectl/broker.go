@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,7 @@ type Broker struct {
 	addr    string
 	tlsAddr string
 	guard   pushGuard
+	hook    *brokerHook
 
 	ctx       context.Context // cancelled by Close: aborts in-flight commits
 	cancel    context.CancelFunc
@@ -79,7 +81,10 @@ type Broker struct {
 	closeOnce sync.Once
 }
 
-var _ doorledger.Transport = (*Broker)(nil)
+var (
+	_ doorledger.Transport      = (*Broker)(nil)
+	_ doorledger.DeviceSessions = (*Broker)(nil)
+)
 
 // NewBroker starts the embedded broker on the configured listeners. Close it
 // when done. The broker keeps no state across restarts: the portal
@@ -131,7 +136,8 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		Logger:                 slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "mqtt"),
 		SysTopicResendInterval: 60, // nobody may read $SYS; do not pay for it every second
 	})
-	hook := &brokerHook{b: b, conns: make(map[int64]*conns)}
+	hook := &brokerHook{b: b, conns: make(map[int64]*conns), cutAt: make(map[int64]uint64)}
+	b.hook = hook
 	if err := b.server.AddHook(hook, nil); err != nil {
 		cancel()
 		return nil, fmt.Errorf("new broker: add hook: %w", err)
@@ -204,6 +210,46 @@ func (b *Broker) Push(ctx context.Context, d doorledger.DesiredState) error {
 	return nil
 }
 
+// DisconnectDevice ends every connection of the device and returns how many
+// it ended: the device service calls it after committing a new secret, so that
+// a client connected with the old one publishes nothing more. A connection
+// whose credential was checked before this call (it may have read the old
+// secret) and that comes up after it is ended too, as soon as it is
+// established; a connection checked after it authenticates against the new
+// secret. A message of an ended connection that the broker was still reading
+// is dropped unacknowledged (the device publishes it again after
+// reconnecting, if it can).
+func (b *Broker) DisconnectDevice(_ context.Context, deviceID int64) int {
+	h := b.hook
+	h.mu.Lock()
+	h.seq++
+	h.cutAt[deviceID] = h.seq
+	var cls []*mqtt.Client
+	if c := h.conns[deviceID]; c != nil {
+		cls = append(cls, c.latest, c.live)
+	}
+	h.mu.Unlock()
+	if cl, ok := b.server.Clients.Get(ClientID(deviceID)); ok {
+		cls = append(cls, cl)
+	}
+	n := 0
+	for i, cl := range cls {
+		if cl == nil || cl.Net.Inline || cl.Closed() || slices.Contains(cls[:i], cl) {
+			continue
+		}
+		if string(cl.Properties.Username) != strconv.FormatInt(deviceID, 10) {
+			continue // the client id is the device's, the account another's: not this device
+		}
+		_ = b.server.DisconnectClient(cl, codeCredentialChanged)
+		n++
+	}
+	if n > 0 {
+		b.stats.credentialCuts.Add(int64(n))
+		b.log.Info("device disconnected: credential changed", "device", deviceID, "connections", n)
+	}
+	return n
+}
+
 // Close disconnects every device and stops the listeners. Messages whose
 // commit is still running are not acknowledged; devices send them again.
 func (b *Broker) Close() error {
@@ -251,10 +297,15 @@ type brokerHook struct {
 	mqtt.HookBase
 	b *Broker
 
-	authed sync.Map // *mqtt.Client accepted by OnConnect, until OnConnectAuthenticate
+	authed sync.Map // *mqtt.Client accepted by OnConnect → seq when its credential was checked, until OnSessionEstablish
 
 	mu    sync.Mutex
 	conns map[int64]*conns // by device id
+	// seq counts DisconnectDevice calls; cutAt is the seq of each device's
+	// last one. A connection whose credential was checked at a seq below its
+	// device's cutAt may have been checked against the old secret.
+	seq   uint64
+	cutAt map[int64]uint64
 }
 
 func (h *brokerHook) ID() string { return "doorledger" }
@@ -295,6 +346,9 @@ func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, packets.ErrClientIdentifierNotValid)
 	}
 
+	h.mu.Lock()
+	checkedAt := h.seq // read before the secret is: see DisconnectDevice
+	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(h.b.ctx, h.b.in.timeout)
 	defer cancel()
 	if err := h.b.in.devices.AuthenticateDevice(ctx, id, string(pk.Connect.Password)); err != nil {
@@ -309,7 +363,7 @@ func (h *brokerHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	h.b.stats.connects.Add(1)
 	disableSendQuota(cl)
-	h.authed.Store(cl, struct{}{})
+	h.authed.Store(cl, checkedAt)
 	return nil
 }
 
@@ -320,10 +374,24 @@ func (h *brokerHook) refuse(cl *mqtt.Client, code packets.Code) error {
 	return code
 }
 
-// OnConnectAuthenticate admits exactly the clients OnConnect accepted.
+// OnConnectAuthenticate admits exactly the clients OnConnect accepted, unless
+// the device's credential changed since it was checked. The entry stays for
+// OnSessionEstablish, which mochi calls next whenever this returns true.
 func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	_, ok := h.authed.LoadAndDelete(cl)
-	return ok
+	v, ok := h.authed.Load(cl)
+	if !ok {
+		return false
+	}
+	id, _ := parseDeviceID(string(cl.Properties.Username))
+	h.mu.Lock()
+	stale := h.cutAt[id] > v.(uint64)
+	h.mu.Unlock()
+	if stale {
+		h.authed.Delete(cl)
+		h.b.stats.refusedCredential.Add(1)
+		h.b.log.Warn("device refused: credential changed while connecting", "device", id, "remote", cl.Net.Remote)
+	}
+	return !stale
 }
 
 // OnACLCheck lets a device subscribe to its own desired topic and publish to
@@ -351,9 +419,10 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	return ok
 }
 
-// Reason codes a device sees in a negative PUBACK (MQTT 5).
+// Reason codes a device sees in a negative PUBACK or a DISCONNECT (MQTT 5).
 var (
-	codeNotCommitted = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "not committed: publish again later"}
+	codeNotCommitted      = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "not committed: publish again later"}
+	codeCredentialChanged = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "credential changed: connect with the new secret"}
 )
 
 // OnPublish commits a device's message before mochi acknowledges it: mochi
@@ -364,6 +433,9 @@ var (
 func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
+	}
+	if cl.Closed() { // ended (DisconnectDevice) while this message was being read
+		return pk, packets.ErrRejectPacket
 	}
 	id, kind, ok := ParseTopic(pk.TopicName)
 	if !ok { // the ACL admits only device topics; be safe anyway
@@ -410,6 +482,7 @@ type conns struct {
 	latest  *mqtt.Client // the newest connection that began establishing its session
 	live    *mqtt.Client // the connection reported up through OnConnection
 	leaving *mqtt.Client // a connection past OnDisconnect that will delete its session
+	stale   *mqtt.Client // latest, when its credential was checked before the device's last DisconnectDevice
 }
 
 // Connection takeover. When a device connects again before the broker saw
@@ -430,9 +503,16 @@ func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if !ok {
 		return
 	}
+	v, _ := h.authed.LoadAndDelete(cl)
+	checkedAt, _ := v.(uint64)
 	h.mu.Lock()
 	c := h.device(id)
 	c.latest = cl
+	if h.cutAt[id] > checkedAt {
+		// DisconnectDevice ran since OnConnectAuthenticate and did not see
+		// this connection: end it once established (OnSessionEstablished).
+		c.stale = cl
+	}
 	leaving := c.leaving
 	h.mu.Unlock()
 	if leaving == nil {
@@ -457,8 +537,18 @@ func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	disableSendQuota(cl) // inheriting a session may have set it again
 	h.mu.Lock()
+	c := h.device(id)
+	if c.stale == cl {
+		c.stale = nil
+		h.mu.Unlock()
+		// Before mochi reads anything from it: it publishes nothing.
+		_ = h.b.server.DisconnectClient(cl, codeCredentialChanged)
+		h.b.stats.credentialCuts.Add(1)
+		h.b.log.Info("device disconnected: credential changed while connecting", "device", id)
+		return
+	}
 	defer h.mu.Unlock()
-	h.device(id).live = cl
+	c.live = cl
 	if h.b.onConn != nil {
 		h.b.onConn(id, true)
 	}
@@ -474,6 +564,9 @@ func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 	h.mu.Lock()
 	c := h.device(id)
+	if c.stale == cl {
+		c.stale = nil
+	}
 	succeeded := c.latest != cl
 	if !succeeded {
 		c.latest = nil

@@ -29,9 +29,11 @@ const waitTimeout = 15 * time.Second
 type fakePortal struct {
 	mu          sync.Mutex
 	secrets     map[int64]string
-	authErr     error // returned to everyone when set (an outage)
-	failReports int   // fail the next n ReportState calls
-	failEvents  int   // fail the next n RecordUnlocks calls
+	authErr     error         // returned to everyone when set (an outage)
+	authHold    chan struct{} // when set, an accepted credential's answer waits for it to close
+	authHeld    chan struct{} // receives when an answer waits on authHold
+	failReports int           // fail the next n ReportState calls
+	failEvents  int           // fail the next n RecordUnlocks calls
 	hold        chan struct{}
 	held        chan struct{} // receives when a ReportState call is held
 	reports     []doorledger.ReportedState
@@ -63,6 +65,12 @@ func (f *fakePortal) AuthenticateDevice(_ context.Context, id int64, secret stri
 	}
 	if s, ok := f.secrets[id]; !ok || s != secret {
 		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Unknown device or wrong secret.")
+	}
+	if hold := f.authHold; hold != nil {
+		f.mu.Unlock()
+		f.authHeld <- struct{}{}
+		<-hold
+		f.mu.Lock()
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ type Stats struct {
 	DeniedSubscribe   int64 // subscriptions refused by the ACL
 	DeniedPublish     int64 // publishes refused by the ACL
 	WillsDropped      int64 // last-will messages stripped at connect
+	CredentialCuts    int64 // connections ended because the device's credential changed (DisconnectDevice)
 
 	Reports      int64 // reported states committed (ReportState returned nil)
 	Events       int64 // unlock events committed (RecordUnlocks returned nil)
@@ -30,7 +31,7 @@ type Stats struct {
 
 type counters struct {
 	connects, refusedUsername, refusedClientID, refusedCredential, authErrors atomic.Int64
-	deniedSubscribe, deniedPublish, willsDropped                              atomic.Int64
+	deniedSubscribe, deniedPublish, willsDropped, credentialCuts              atomic.Int64
 	reports, events, invalid, commitErrors                                    atomic.Int64
 }
 
@@ -44,6 +45,7 @@ func (c *counters) snapshot() Stats {
 		DeniedSubscribe:   c.deniedSubscribe.Load(),
 		DeniedPublish:     c.deniedPublish.Load(),
 		WillsDropped:      c.willsDropped.Load(),
+		CredentialCuts:    c.credentialCuts.Load(),
 		Reports:           c.reports.Load(),
 		Events:            c.events.Load(),
 		Invalid:           c.invalid.Load(),

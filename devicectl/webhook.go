@@ -50,56 +50,82 @@ func mac(secret []byte, ts string, body []byte) []byte {
 // Errors: EUNAUTHORIZED for a missing header, a stale timestamp or a bad
 // signature; EINVALID for a malformed header.
 func VerifySignature(header string, body []byte, secrets [][]byte, now time.Time, window time.Duration) error {
+	sig, err := ParseSignature(header, now, window)
+	if err != nil {
+		return err
+	}
+	return sig.Verify(body, secrets)
+}
+
+// Signature is a SignatureHeader value, parsed, whose timestamp was within the
+// window when it was parsed.
+type Signature struct {
+	Timestamp int64 // t=, Unix seconds
+	ts        string
+	v1        [][]byte
+}
+
+// ParseSignature reads a SignatureHeader value and checks its timestamp
+// against the window as VerifySignature does, without the body: a receiver
+// refuses a missing, malformed or stale header before it reads the body.
+// Errors as VerifySignature's.
+func ParseSignature(header string, now time.Time, window time.Duration) (*Signature, error) {
 	if window <= 0 {
 		window = DefaultSignatureWindow
 	}
 	header = strings.TrimSpace(header)
 	if header == "" {
-		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Missing %s header.", SignatureHeader)
+		return nil, doorledger.Errorf(doorledger.EUNAUTHORIZED, "Missing %s header.", SignatureHeader)
 	}
-	var ts string
-	var sigs [][]byte
+	var s Signature
 	for _, part := range strings.Split(header, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
-			return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: %q is not key=value.", SignatureHeader, part)
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: %q is not key=value.", SignatureHeader, part)
 		}
 		switch k {
 		case "t":
-			if ts != "" {
-				return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: more than one timestamp.", SignatureHeader)
+			if s.ts != "" {
+				return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: more than one timestamp.", SignatureHeader)
 			}
-			ts = v
+			s.ts = v
 		case "v1":
 			sig, err := hex.DecodeString(v)
 			if err != nil || len(sig) != sha256.Size {
-				return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: v1 is not a hex SHA-256 HMAC.", SignatureHeader)
+				return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: v1 is not a hex SHA-256 HMAC.", SignatureHeader)
 			}
-			sigs = append(sigs, sig)
+			s.v1 = append(s.v1, sig)
 		default:
 			// Other schemes (a future v2) are ignored, as Stripe does.
 		}
 	}
-	if ts == "" {
-		return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: no timestamp (t=).", SignatureHeader)
+	if s.ts == "" {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: no timestamp (t=).", SignatureHeader)
 	}
-	if len(sigs) == 0 {
-		return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: no v1 signature.", SignatureHeader)
+	if len(s.v1) == 0 {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: no v1 signature.", SignatureHeader)
 	}
-	unix, err := strconv.ParseInt(ts, 10, 64)
+	unix, err := strconv.ParseInt(s.ts, 10, 64)
 	if err != nil || unix <= 0 {
-		return doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: timestamp %q is not Unix seconds.", SignatureHeader, ts)
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Malformed %s header: timestamp %q is not Unix seconds.", SignatureHeader, s.ts)
 	}
 	if skew := now.Sub(time.Unix(unix, 0)); skew > window || skew < -window {
-		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Stale %s: timestamp is %s from now, outside the %s window.", SignatureHeader, skew.Round(time.Second), window)
+		return nil, doorledger.Errorf(doorledger.EUNAUTHORIZED, "Stale %s: timestamp is %s from now, outside the %s window.", SignatureHeader, skew.Round(time.Second), window)
 	}
+	s.Timestamp = unix
+	return &s, nil
+}
+
+// Verify checks that one of the signature's v1 values is the HMAC of body
+// under one of secrets, in constant time: EUNAUTHORIZED when none is.
+func (s *Signature) Verify(body []byte, secrets [][]byte) error {
 	if len(secrets) == 0 {
 		return errors.New("verify signature: no secret configured")
 	}
 	ok := false
 	for _, secret := range secrets {
-		want := mac(secret, ts, body)
-		for _, sig := range sigs {
+		want := mac(secret, s.ts, body)
+		for _, sig := range s.v1 {
 			if hmac.Equal(want, sig) {
 				ok = true
 			}

@@ -3,19 +3,22 @@
 // Uploads are untrusted and some of them end up in fpdf, whose image parser is
 // archived upstream and not hardened. So every image is identified by its bytes
 // (never its name), its dimensions are read with DecodeConfig and held under a
-// pixel cap before a single pixel buffer is allocated, and it is decoded and
-// re-encoded with the standard library. Only the re-encoded bytes leave this
+// pixel cap, and the memory decoding it takes under a byte cap and a budget the
+// process shares (memory.go), before a single pixel buffer is allocated; then
+// it is decoded and re-encoded with the standard library. Only the re-encoded bytes leave this
 // package: 8-bit PNG (gray, RGB or RGBA) or baseline JPEG, which fpdf reads
 // without surprises, with every metadata chunk, trailing byte and EXIF block
 // (GPS included) dropped.
 //
 // All rejections are doorledger.EINVALID errors whose messages can be shown to
-// the person who uploaded the image.
+// the person who uploaded the image, but ETOOMANY when the decoding budget
+// stayed busy for DecodeWait: try again later.
 package imagecheck
 
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
@@ -72,6 +75,18 @@ func Signature(b []byte) ([]byte, error) {
 	if !withinPixels(cfg, MaxSignaturePixels) {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The signature image is too large (over 4 megapixels).")
 	}
+	cost, ok := pngCost(b, cfg)
+	if !ok {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "The signature image is damaged and cannot be read.")
+	}
+	if cost > MaxDecodeBytes {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "The signature image is too large to process (%s).", tooMuchMemory(cost))
+	}
+	release, err := reserveWaiting(cost)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The signature image is damaged and cannot be read.")
@@ -117,21 +132,42 @@ func Photo(b []byte) (data []byte, contentType string, err error) {
 		return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo must be a JPEG or PNG image.")
 	}
 
+	damaged := doorledger.Errorf(doorledger.EINVALID, "The photo is damaged and cannot be read.")
 	cfg, err := decodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo is damaged and cannot be read.")
+		return nil, "", damaged
 	}
 	if !withinPixels(cfg, MaxPhotoPixels) {
 		return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo is too large (over 40 megapixels).")
 	}
+	orientation := 1
+	var cost int64
+	var ok bool
+	if contentType == ContentTypeJPEG {
+		orientation = exifOrientation(b)
+		cost, ok = jpegCost(b, cfg, orientation)
+	} else {
+		cost, ok = pngCost(b, cfg)
+	}
+	if !ok {
+		return nil, "", damaged
+	}
+	if cost > MaxDecodeBytes {
+		return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo is too large to process (%s). Please upload a smaller photo, or one saved with 8-bit colour.", tooMuchMemory(cost))
+	}
+	release, err := reserveWaiting(cost)
+	if err != nil {
+		return nil, "", err
+	}
+	defer release()
 	img, err := decode(bytes.NewReader(b))
 	if err != nil {
-		return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo is damaged and cannot be read.")
+		return nil, "", damaged
 	}
 
 	var out []byte
 	if contentType == ContentTypeJPEG {
-		img = orient(img, exifOrientation(b))
+		img = orient(img, orientation)
 		var buf bytes.Buffer
 		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: PhotoJPEGQuality}); err != nil {
 			return nil, "", doorledger.Errorf(doorledger.EINVALID, "The photo cannot be processed.")
@@ -166,6 +202,11 @@ func DataURLPNG(s string) ([]byte, error) {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The signature data is not valid base64.")
 	}
 	return b, nil
+}
+
+// tooMuchMemory says how much memory an image over MaxDecodeBytes would take.
+func tooMuchMemory(cost int64) string {
+	return fmt.Sprintf("it would take %d MB of memory to process; the limit is %d MB", (cost+1<<20-1)>>20, MaxDecodeBytes>>20)
 }
 
 // withinPixels reports whether cfg has positive dimensions whose product is at

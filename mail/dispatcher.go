@@ -121,6 +121,9 @@ func (d *Dispatcher) pass(ctx context.Context, all bool) error {
 		attempted := 0
 		for _, m := range msgs {
 			pending[m.ID] = true
+			if m.Attempts == 0 {
+				delete(d.retryAt, m.ID) // an admin asked to retry it now (RetryMessage)
+			}
 			if tried[m.ID] || (!all && now.Before(d.retryAt[m.ID])) {
 				continue
 			}

@@ -87,6 +87,13 @@ func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string) er
 	return nil
 }
 
+func (o *fakeOutbox) RetryMessage(ctx context.Context, id int64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.msgs[id].Attempts = 0
+	return nil
+}
+
 // fakeMailer fails while fail returns true, and counts every call.
 type fakeMailer struct {
 	mu    sync.Mutex

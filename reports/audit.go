@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -161,6 +162,9 @@ func newAudit(r *doorledger.AuditReport) (*audit, error) {
 			// validated again here however it was stored.
 			var s signatureImage
 			s.png, s.err = imagecheck.Signature(c.Signature.SignaturePNG)
+			if doorledger.ErrorCode(s.err) == doorledger.ETOOMANY {
+				return nil, s.err // busy decoding other images: no report rather than one without its signatures
+			}
 			a.signatures[c.ID] = s
 			// fpdf names an image's resource by its content: the same
 			// image registered under two names would be listed twice.
@@ -407,6 +411,7 @@ func (p *auditPrinter) draw() error {
 	p.anomalies()
 	p.commands()
 	p.journal()
+	p.residentReports()
 	p.logHead()
 	return nil
 }
@@ -558,6 +563,21 @@ func (p *auditPrinter) summary() {
 			parts = append(parts, "no consent "+number(none))
 		}
 		p.field("Current consent", strings.Join(parts, ", "))
+	}
+	removed, differs := 0, 0
+	for _, c := range a.r.Consents {
+		if c.Status == doorledger.ConsentSigned && c.SignedByRemovedSigner() {
+			removed++
+		}
+		if c.Signature != nil && c.Signature.NameDiffers {
+			differs++
+		}
+	}
+	if removed > 0 {
+		p.field("Signer since removed", number(removed)+" in force signed by a signer since removed from the roster (valid: they were on the roster when they signed; a manager can ask a current signer to renew)")
+	}
+	if differs > 0 {
+		p.field("Name differs", number(differs)+" signed with a typed name that differs from the roster (the signers confirmed it; see the consent evidence)")
 	}
 
 	p.heading("Unlocks")
@@ -772,12 +792,20 @@ func (p *auditPrinter) consent(c *doorledger.Consent) {
 	p.subheading(head)
 	p.field("Signer (from the roster)", c.Signer.Name)
 	p.field("Roster title", c.Signer.Title)
+	if c.SignedByRemovedSigner() {
+		p.field("Flag", "signed by a signer since "+removedWords(c.Signer)+"; valid, as they were on the roster when they signed")
+	} else if !c.Signer.Active {
+		p.field("On the roster now", rosterNow(c))
+	}
 	p.field("Installer", strings.TrimSpace(c.Installer+" "+parens(c.Company)))
 	p.field("Requested at", p.when(c.RequestedAt))
 	if s == nil {
 		p.field("Signature", "None: this consent was never signed, and there is no evidence.")
 	} else {
 		p.field("Typed name", s.TypedName)
+		if s.NameDiffers {
+			p.field("Name check", nameCheck(s))
+		}
 		p.field("Verification", methodLabel(s.Method))
 		p.field("Signed at", p.when(s.SignedAt)+" ("+formatUTC(s.SignedAt)+")")
 		p.field("IP address", s.IP)
@@ -1223,19 +1251,17 @@ func (p *auditPrinter) journal() {
 		p.para("No action was recorded in the building's journal in this range.")
 		return
 	}
-	p.para("Every action recorded in the building's append-only journal in the range: who did what, to which object, from where.")
-	tb := &table{p: p, cols: []column{{"Time", 30, false}, {"Actor", 34, false}, {"Action", 30, false}, {"Object", 20, false},
-		{"IP", 20, false}, {"Detail", 40, false}}}
+	p.para("Every action recorded in the building's append-only journal in the range: who did what, from where. Each entry, as recorded, is in the evidence bundle's audit.jsonl with its proof in the tamper-evident log.")
+	// A sentence may be long (a manager's note): up to 60 lines, which
+	// still fit a page, rather than cut.
+	tb := &table{p: p, maxLines: 60, cols: []column{{"Time", 30, false}, {"Who", 36, false}, {"What happened", 88, false},
+		{"IP", 20, false}}}
 	tb.start()
 	for _, e := range a.r.AuditEntries {
 		if e == nil {
 			continue
 		}
-		obj := e.ObjectType
-		if e.ObjectID != 0 {
-			obj += " #" + strconv.FormatInt(e.ObjectID, 10)
-		}
-		tb.row(p.when(e.At), e.Actor, e.Action, obj, e.IP, e.Detail)
+		tb.row(p.when(e.At), e.Actor, doorledger.AuditSentence(e), e.IP)
 	}
 }
 
@@ -1247,11 +1273,18 @@ func (p *auditPrinter) logHead() {
 		p.box(colorWarn, "NO SIGNED HEAD", "No signed head of the verifiable log was available when this report was generated, so it cannot yet be checked against one.")
 	} else {
 		p.para("Every journal entry and every unlock event is appended, in order, to a Merkle tree log (as in Certificate Transparency). The head below is the tree of the log's first entries when this report was generated, signed with the portal's Ed25519 key.")
+		if o := h.Origin(); o != "" {
+			p.fieldSized("Log origin", o, 8)
+		}
 		p.field("Entries covered", number64(h.Size))
 		p.fieldSized("Root hash (SHA-256)", h.Root.String(), 8)
 		p.field("Signed at", p.when(h.At)+" ("+formatUTC(h.At)+")")
 		p.fieldSized("Verifier key", a.r.VerifierKey, 8)
-		p.heading("Signed note")
+		if h.Origin() != "" {
+			p.heading("Signed checkpoint (C2SP tlog-checkpoint)")
+		} else {
+			p.heading("Signed note (signed before checkpoints)")
+		}
 		pdf.SetFont(fontFamily, "", 8)
 		note := multiLine(h.Note)
 		if note == "" {
@@ -1268,7 +1301,7 @@ func (p *auditPrinter) logHead() {
 		"Keep this report, and keep the verifier key above apart from the portal: whoever could rewrite the portal's database could replace the key stored with it too.",
 		"On the portal's server, run: portal audit verify -data DIR -key " + key + " — it recomputes the log from the database, checks every signed head with this key, and exits non-zero naming the first entry that was changed, removed or reordered.",
 		"Or open the portal's \"Verify a report\" page and give it this report's signed note: it checks the note's signature with the verifier key, and that the log the portal holds today still holds, unchanged, the entries this head covers.",
-		"The signed note is a standard signed note (golang.org/x/mod/sumdb/note): any note verifier checks it with the verifier key alone.",
+		"The signed head is a C2SP tlog-checkpoint (c2sp.org/tlog-checkpoint: the log's origin, its size, its root hash), signed as a standard note (golang.org/x/mod/sumdb/note): any note verifier or transparency-log tool checks it with the verifier key alone.",
 	} {
 		pdf.SetFont(fontFamily, "", 9.5)
 		y := pdf.GetY()
@@ -1341,6 +1374,8 @@ type table struct {
 	cells []string   // scratch for the caller's cells
 	split [][]string // the lines of each cell of the row being laid out
 	rows  int
+	// maxLines bounds a cell's lines (0: maxCellLines); a row must fit a page.
+	maxLines int
 }
 
 type column struct {
@@ -1444,9 +1479,9 @@ func (tb *table) layout(cells []string) int {
 			for _, part := range strings.Split(s, "\n") {
 				tb.split[i] = append(tb.split[i], pdf.SplitText(part, c.width)...)
 			}
-			if len(tb.split[i]) > maxCellLines {
-				tb.split[i] = tb.split[i][:maxCellLines]
-				tb.split[i][maxCellLines-1] += "…"
+			if m := cmp.Or(tb.maxLines, maxCellLines); len(tb.split[i]) > m {
+				tb.split[i] = tb.split[i][:m]
+				tb.split[i][m-1] += "…"
 			}
 		}
 		lines = max(lines, len(tb.split[i]))

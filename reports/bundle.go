@@ -2,7 +2,9 @@ package reports
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	_ "embed"
@@ -22,15 +24,15 @@ import (
 )
 
 // Prover is what the evidence bundle needs of the verifiable log to prove
-// that each audit entry is in the tree of the report's signed head.
-// doorledger.LogService has both methods (EntryIndex wants an admin or the
-// system).
+// that each unlock event and audit entry is in the tree of the report's
+// signed head. doorledger.LogService has both methods.
 type Prover interface {
-	// EntryIndex returns the position of a row in the log; ENOTFOUND when
-	// it is not (yet) in the log.
-	EntryIndex(ctx context.Context, kind string, refID int64) (int64, error)
-	// ProveInclusion proves that entry index is in the tree of size entries.
-	ProveInclusion(ctx context.Context, index, size int64) (*doorledger.LogInclusionProof, error)
+	// LogLeaves returns where rows of kind are in the log, in the order of
+	// ids; ids not (yet) in the log are left out.
+	LogLeaves(ctx context.Context, kind string, ids []int64) ([]doorledger.LogLeaf, error)
+	// ProveInclusions proves the entries at indexes (ascending) are in the
+	// tree of size entries, sharing the nodes they have in common.
+	ProveInclusions(ctx context.Context, indexes []int64, size int64) (*doorledger.LogMultiProof, error)
 }
 
 // Names of the files of an evidence bundle.
@@ -40,6 +42,7 @@ const (
 	bundleEvents   = "events.csv"
 	bundleCommands = "commands.csv"
 	bundleAudit    = "audit.jsonl"
+	bundleProof    = "log-proof.jsonl"
 	bundleHead     = "log-head.txt"
 	bundleKey      = "verifier-key.txt"
 	bundleVerify   = "verify.go"
@@ -49,11 +52,14 @@ const (
 // of audit.jsonl so that a later layout can be told apart.
 const (
 	consentFormat = "doorledger-consent-evidence/1"
-	auditFormat   = "doorledger-audit-proof/1"
+	auditFormat   = "doorledger-audit-proof/2"
+	proofFormat   = "doorledger-log-proof/1"
 )
 
 // verifyProgram is the program that checks a bundle, shipped in it as
-// verify.go (it is built and vetted with the module as ./reports/bundleverify).
+// verify.go: standard library only, so that `go run verify.go` works
+// offline (it is built, vetted and tested against tlog and note with the
+// module as ./reports/bundleverify).
 //
 //go:embed bundleverify/verify.go
 var verifyProgram []byte
@@ -71,25 +77,29 @@ var verifyProgram []byte
 //	consents/<id>-signature.png the signature as drawn, byte for byte as stored
 //	consents/<id>-terms.txt     the exact terms signed (their SHA-256 is the consent's terms hash)
 //	audit.jsonl                 the building's journal of the range, one entry a line, each with its
-//	                            canonical log encoding, its position in the log and an inclusion proof
-//	                            against the signed head ("proof": null and a reason when there is none)
-//	log-head.txt                the signed head of the verifiable log the report covers (a signed note)
+//	                            canonical log encoding, its leaf hash and its position in the log
+//	log-proof.jsonl             the proof that the unlock events of events.csv and the journal entries
+//	                            of audit.jsonl are in the tree of the signed head: each event's position
+//	                            and leaf hash, then the tree's nodes they need, each stored once
+//	log-head.txt                the signed head of the verifiable log the report covers (a C2SP checkpoint)
 //	verifier-key.txt            the portal's key that verifies it
-//	verify.go                   a program that checks all of the above
+//	verify.go                   a program that checks all of the above, standard library only
 //
 // The zip is deterministic: names in byte order, every modification time
 // r.GeneratedAt, so the same data give the same bytes. Unlock events are
 // streamed (twice: once to hash events.csv for the README's manifest, which
-// comes first, then into the zip; a change between the two is an error);
-// the PDF is held in memory while the zip is written, as fpdf holds it while
-// printing anyway. Proofs are read from log (an admin's or the system's
+// comes first, and to find each event's leaf; then into the zip; a change
+// between the two is an error); log-proof.jsonl is written twice from what
+// the first walk kept (~50 bytes an event, ~48 a node); the PDF is held in
+// memory while the zip is written, as fpdf holds it while printing anyway.
+// Positions and nodes are read from log (an admin's or the system's
 // context). EINVALID for a bad range or too many events, as the PDF.
 func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport, log Prover) error {
 	if r == nil || r.Building == nil {
 		return fmt.Errorf("evidence bundle: report and building are required")
 	}
 	if log == nil {
-		return fmt.Errorf("evidence bundle: a log to prove the audit entries is required")
+		return fmt.Errorf("evidence bundle: a log to prove the entries is required")
 	}
 	if _, _, err := r.Range(); err != nil {
 		return err
@@ -109,25 +119,19 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 		return fmt.Errorf("evidence bundle %s: commands: %w", r.ID, err)
 	}
 	b.add(bundleCommands, buf.Bytes())
-	if err := b.audit(ctx, log); err != nil {
-		return err
-	}
 	b.add(bundleVerify, verifyProgram)
 
-	var pdf bytes.Buffer
-	if err := AuditReportPDF(&pdf, r); err != nil {
-		return err
-	}
-	b.add(bundleReport, pdf.Bytes())
-
-	// events.csv is hashed now, for the manifest, and written later.
+	// events.csv is hashed now, for the manifest, and written later; the
+	// same walk keeps each event's leaf for log-proof.jsonl.
 	eventsHash := sha256.New()
 	counted := *r
 	if r.Events != nil {
 		counted.Events = func(yield func(*doorledger.UnlockEvent) error) error {
 			return r.Events(func(ev *doorledger.UnlockEvent) error {
 				if ev != nil {
-					b.events++
+					if err := b.keepEvent(ev); err != nil {
+						return err
+					}
 				}
 				return yield(ev)
 			})
@@ -137,6 +141,29 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 		return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
 	}
 	b.sums[bundleEvents] = hex.EncodeToString(eventsHash.Sum(nil))
+
+	if err := b.audit(); err != nil {
+		return err
+	}
+	if err := b.prove(ctx, log); err != nil {
+		return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
+	}
+	if err := b.auditFile(); err != nil {
+		return err
+	}
+	if b.multi != nil {
+		proofHash := sha256.New()
+		if err := b.writeProof(proofHash); err != nil {
+			return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
+		}
+		b.sums[bundleProof] = hex.EncodeToString(proofHash.Sum(nil))
+	}
+
+	var pdf bytes.Buffer
+	if err := AuditReportPDF(&pdf, r); err != nil {
+		return err
+	}
+	b.add(bundleReport, pdf.Bytes())
 
 	readme, err := b.readme()
 	if err != nil {
@@ -162,18 +189,23 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 		if err != nil {
 			return fmt.Errorf("evidence bundle %s: %s: %w", r.ID, name, err)
 		}
-		if name != bundleEvents {
+		again := sha256.New()
+		switch name {
+		case bundleEvents:
+			err = AuditReportCSV(io.MultiWriter(f, again), r)
+		case bundleProof:
+			err = b.writeProof(io.MultiWriter(f, again))
+		default:
 			if _, err := f.Write(b.files[name]); err != nil {
 				return fmt.Errorf("evidence bundle %s: %s: %w", r.ID, name, err)
 			}
 			continue
 		}
-		again := sha256.New()
-		if err := AuditReportCSV(io.MultiWriter(f, again), r); err != nil {
-			return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
+		if err != nil {
+			return fmt.Errorf("evidence bundle %s: %s: %w", r.ID, name, err)
 		}
-		if hex.EncodeToString(again.Sum(nil)) != b.sums[bundleEvents] {
-			return fmt.Errorf("evidence bundle %s: the events changed while the bundle was written", r.ID)
+		if hex.EncodeToString(again.Sum(nil)) != b.sums[name] {
+			return fmt.Errorf("evidence bundle %s: %s changed while the bundle was written", r.ID, name)
 		}
 	}
 	return zw.Close()
@@ -181,17 +213,36 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 
 // bundle is an evidence bundle being put together.
 type bundle struct {
-	r      *doorledger.AuditReport
-	files  map[string][]byte // the files held in memory (all but events.csv), by name
-	sums   map[string]string // the SHA-256 (hex) of every file, by name
-	events int64             // unlock events in events.csv
+	r     *doorledger.AuditReport
+	files map[string][]byte // the files held in memory (all but events.csv and log-proof.jsonl), by name
+	sums  map[string]string // the SHA-256 (hex) of every file, by name
 
 	headSize int64
 	headRoot doorledger.LogHash
 
 	consentIDs []int64
-	proved     int // audit entries with a proof
-	unproved   int
+
+	events   []bundleEvent // the unlock events of events.csv, in its order
+	entries  []bundleEntry // the journal entries of audit.jsonl, in its order
+	multi    *doorledger.LogMultiProof
+	proved   int // journal entries in the proof
+	unproved int
+	eventsIn int // unlock events in the proof
+}
+
+// bundleEvent is what log-proof.jsonl says of one unlock event.
+type bundleEvent struct {
+	id     int64
+	leaf   doorledger.LogHash // the leaf of the event as events.csv gives it
+	index  int64              // its position in the log; -1: not in it
+	reason string             // why it is not in the proof ("": it is)
+	fields map[string]string  // what events.csv cannot carry exactly (nil: nothing)
+}
+
+// bundleEntry is an audit.jsonl line being made.
+type bundleEntry struct {
+	line auditLine
+	leaf doorledger.LogHash
 }
 
 func (b *bundle) add(name string, data []byte) {
@@ -218,7 +269,8 @@ func (b *bundle) head() error {
 	if err != nil {
 		return fmt.Errorf("evidence bundle %s: %w", r.ID, err)
 	}
-	size, root, err := auditlog.OpenHead(r.LogHead.Note, v)
+	cp, err := auditlog.OpenHead(r.LogHead.Note, v)
+	size, root := cp.Size, cp.Root
 	if err != nil {
 		return fmt.Errorf("evidence bundle %s: the log head does not verify: %w", r.ID, err)
 	}
@@ -338,15 +390,15 @@ func (b *bundle) consents() error {
 }
 
 type auditLine struct {
-	Format   string     `json:"format"`
-	Kind     string     `json:"kind"`
-	ID       int64      `json:"id"`
-	Entry    auditJSON  `json:"entry"`
-	Encoding string     `json:"encoding"`  // base64 of the canonical encoding (auditlog)
-	LeafHash string     `json:"leaf_hash"` // hex SHA-256(0x00 || encoding)
-	Index    *int64     `json:"index"`     // its position in the log; null when not in it
-	Proof    *proofJSON `json:"proof"`     // null when there is none; Reason says why
-	Reason   string     `json:"reason,omitempty"`
+	Format   string    `json:"format"`
+	Kind     string    `json:"kind"`
+	ID       int64     `json:"id"`
+	Entry    auditJSON `json:"entry"`
+	Encoding string    `json:"encoding"`  // base64 of the canonical encoding (auditlog)
+	LeafHash string    `json:"leaf_hash"` // hex SHA-256(0x00 || encoding)
+	Index    *int64    `json:"index"`     // its position in the log; null when not in it
+	Proved   bool      `json:"proved"`    // log-proof.jsonl proves it in the signed head's tree
+	Reason   string    `json:"reason,omitempty"`
 }
 
 type auditJSON struct {
@@ -362,37 +414,220 @@ type auditJSON struct {
 	Detail     string `json:"detail"`
 }
 
-type proofJSON struct {
-	TreeSize int64    `json:"tree_size"`
-	Root     string   `json:"root"`
-	Hashes   []string `json:"hashes"`
+// keepEvent keeps what log-proof.jsonl says of an unlock event: its leaf,
+// as the verifier recomputes it from events.csv, and the values events.csv
+// cannot carry exactly (a known device's reference, and a text a
+// spreadsheet-safe cell or CSV's line endings would change).
+func (b *bundle) keepEvent(ev *doorledger.UnlockEvent) error {
+	if len(b.events) >= doorledger.MaxReportEvents {
+		return doorledger.Errorf(doorledger.EINVALID, "The report holds more than %d unlock events.", doorledger.MaxReportEvents)
+	}
+	e := bundleEvent{id: ev.ID, index: -1}
+	if enc, err := auditlog.EncodeUnlock(ev); err != nil {
+		e.reason = "the event cannot be encoded for the log: " + err.Error()
+	} else {
+		e.leaf = auditlog.LeafHash(enc)
+	}
+	raw := func(name, v string) {
+		if e.fields == nil {
+			e.fields = map[string]string{}
+		}
+		e.fields[name] = v
+	}
+	if ev.DeviceID != 0 && ev.DeviceRef != "" || ev.DeviceID == 0 && !csvExact(ev.DeviceRef) {
+		raw("device_ref", ev.DeviceRef)
+	}
+	for _, f := range [...]struct{ name, v string }{{"event_id", ev.EventID}, {"method", ev.Method}, {"actor_ref", ev.ActorRef},
+		{"result", string(ev.Result)}, {"source", ev.Source}} {
+		if !csvExact(f.v) || unsafeCell(safeCell(f.v)) != f.v {
+			raw(f.name, f.v)
+		}
+	}
+	if labels := flagLabels(map[string]string{}, ev.Anomalies); !slices.Equal(anomalyKinds(labels), ev.Anomalies) {
+		raw("anomalies", strings.Join(ev.Anomalies, ","))
+	}
+	b.events = append(b.events, e)
+	return nil
 }
 
-// audit adds audit.jsonl: every journal entry of the report, with a proof
-// that the log holds it, in the tree of the report's head, exactly as it is
-// now.
-func (b *bundle) audit(ctx context.Context, log Prover) error {
-	r := b.r
-	var buf bytes.Buffer
-	for _, e := range r.AuditEntries {
+// csvExact reports whether encoding/csv reads v back as written (it reads
+// a line ending "\r\n" within a quoted field as "\n").
+func csvExact(v string) bool { return !strings.ContainsRune(v, '\r') }
+
+// unsafeCell is what the verifier reads from a spreadsheet-safe cell: the
+// cell without the ' that safeCell put before = + - @, a tab or a carriage
+// return.
+func unsafeCell(c string) string {
+	if len(c) >= 2 && c[0] == '\'' && strings.IndexByte("=+-@\t\r", c[1]) >= 0 {
+		return c[1:]
+	}
+	return c
+}
+
+// anomalyKinds reads events.csv's anomaly labels back as kinds: each label
+// is its kind with spaces for underscores (kinds are words of [a-z0-9_]).
+func anomalyKinds(labels string) []string {
+	if labels == "" {
+		return nil
+	}
+	var kinds []string
+	for _, l := range strings.Split(labels, ", ") {
+		kinds = append(kinds, strings.ReplaceAll(l, " ", "_"))
+	}
+	return kinds
+}
+
+// audit encodes every journal entry of the report for audit.jsonl.
+func (b *bundle) audit() error {
+	for _, e := range b.r.AuditEntries {
 		if e == nil {
 			continue
 		}
-		line := auditLine{Format: auditFormat, Kind: doorledger.LogKindAudit, ID: e.ID, Entry: auditJSON{
+		be := bundleEntry{line: auditLine{Format: auditFormat, Kind: doorledger.LogKindAudit, ID: e.ID, Entry: auditJSON{
 			ID: e.ID, At: logTime(e.At), ActorID: e.ActorID, Actor: e.Actor, Action: e.Action, BuildingID: e.BuildingID,
 			ObjectType: e.ObjectType, ObjectID: e.ObjectID, IP: e.IP, Detail: e.Detail,
-		}}
-		if err := b.prove(ctx, log, e, &line); err != nil {
-			return fmt.Errorf("evidence bundle %s: audit entry %d: %w", r.ID, e.ID, err)
+		}}}
+		enc, err := auditlog.EncodeAudit(e)
+		if err != nil {
+			be.line.Reason = "the entry cannot be encoded for the log: " + err.Error()
+		} else {
+			be.leaf = auditlog.LeafHash(enc)
+			be.line.Encoding, be.line.LeafHash = base64.StdEncoding.EncodeToString(enc), be.leaf.String()
 		}
-		if line.Proof != nil {
+		b.entries = append(b.entries, be)
+	}
+	return nil
+}
+
+// prove finds where each event and entry is in the log, and proves at once
+// those in the tree of the report's head, unchanged since they were logged;
+// the others get the reason they have no proof. It checks the proof against
+// the head: a bundle never carries a proof that does not verify.
+func (b *bundle) prove(ctx context.Context, log Prover) error {
+	noHead := "the report has no signed head of the log to prove it against"
+	// why says why an entry logged at index with hash logged has no proof,
+	// or "" when it is proved.
+	why := func(leaf doorledger.LogHash, l doorledger.LogLeaf, found bool) string {
+		switch {
+		case !found:
+			return "not yet in the log: entries are appended about a second after they are recorded"
+		case l.Index >= b.headSize:
+			return fmt.Sprintf("appended to the log at index %d, after the report's signed head (%d entries)", l.Index, b.headSize)
+		case l.Hash != leaf:
+			return fmt.Sprintf("CHANGED after it was logged: it now hashes to %s, the log holds %s at index %d", leaf, l.Hash, l.Index)
+		}
+		return ""
+	}
+	type proved struct {
+		index int64
+		leaf  doorledger.LogHash
+	}
+	var in []proved
+
+	ids := make([]int64, 0, len(b.entries))
+	for _, e := range b.entries {
+		ids = append(ids, e.line.ID)
+	}
+	leaves, err := leavesByID(ctx, log, doorledger.LogKindAudit, ids)
+	if err != nil {
+		return err
+	}
+	for i := range b.entries {
+		e := &b.entries[i]
+		if e.line.Reason != "" {
+			continue
+		}
+		if b.r.LogHead == nil {
+			e.line.Reason = noHead
+			continue
+		}
+		l, found := leaves[e.line.ID]
+		if found {
+			e.line.Index = &l.Index
+		}
+		if e.line.Reason = why(e.leaf, l, found); e.line.Reason == "" {
+			e.line.Proved = true
+			in = append(in, proved{l.Index, e.leaf})
+		}
+	}
+
+	ids = make([]int64, 0, len(b.events))
+	for _, e := range b.events {
+		ids = append(ids, e.id)
+	}
+	if leaves, err = leavesByID(ctx, log, doorledger.LogKindUnlock, ids); err != nil {
+		return err
+	}
+	for i := range b.events {
+		e := &b.events[i]
+		if e.reason != "" {
+			continue
+		}
+		if b.r.LogHead == nil {
+			e.reason = noHead
+			continue
+		}
+		l, found := leaves[e.id]
+		if found {
+			e.index = l.Index
+		}
+		if e.reason = why(e.leaf, l, found); e.reason == "" {
+			in = append(in, proved{l.Index, e.leaf})
+			b.eventsIn++
+		}
+	}
+	for _, e := range b.entries {
+		if e.line.Proved {
 			b.proved++
 		} else {
 			b.unproved++
 		}
-		data, err := marshalJSON(line, false)
+	}
+	if b.r.LogHead == nil {
+		return nil
+	}
+
+	slices.SortFunc(in, func(x, y proved) int { return cmp.Compare(x.index, y.index) })
+	indexes := make([]int64, len(in))
+	hashes := make([]doorledger.LogHash, len(in))
+	for i, p := range in {
+		if i > 0 && p.index == in[i-1].index {
+			return fmt.Errorf("two entries at index %d of the log", p.index)
+		}
+		indexes[i], hashes[i] = p.index, p.leaf
+	}
+	if b.multi, err = log.ProveInclusions(ctx, indexes, b.headSize); err != nil {
+		return err
+	}
+	if err := auditlog.CheckInclusions(b.multi, hashes, doorledger.LogHead{Size: b.headSize, Root: b.headRoot}); err != nil {
+		return fmt.Errorf("the log's proof does not verify against the signed head: %w", err)
+	}
+	return nil
+}
+
+// leavesByID reads where the rows of kind are in the log, by id.
+func leavesByID(ctx context.Context, log Prover, kind string, ids []int64) (map[int64]doorledger.LogLeaf, error) {
+	out := make(map[int64]doorledger.LogLeaf, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := log.LogLeaves(ctx, kind, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range list {
+		out[l.RefID] = l
+	}
+	return out, nil
+}
+
+// auditFile adds audit.jsonl.
+func (b *bundle) auditFile() error {
+	var buf bytes.Buffer
+	for _, e := range b.entries {
+		data, err := marshalJSON(e.line, false)
 		if err != nil {
-			return fmt.Errorf("evidence bundle %s: audit entry %d: %w", r.ID, e.ID, err)
+			return fmt.Errorf("evidence bundle %s: audit entry %d: %w", b.r.ID, e.line.ID, err)
 		}
 		buf.Write(data)
 	}
@@ -400,50 +635,76 @@ func (b *bundle) audit(ctx context.Context, log Prover) error {
 	return nil
 }
 
-// prove fills line's encoding, index and proof, or the reason there is no
-// proof. Only a failure to read the log is an error.
-func (b *bundle) prove(ctx context.Context, log Prover, e *doorledger.AuditEntry, line *auditLine) error {
-	enc, err := auditlog.EncodeAudit(e)
-	if err != nil {
-		line.Reason = "the entry cannot be encoded for the log: " + err.Error()
-		return nil
-	}
-	leaf := auditlog.LeafHash(enc)
-	line.Encoding, line.LeafHash = base64.StdEncoding.EncodeToString(enc), leaf.String()
-	if b.r.LogHead == nil {
-		line.Reason = "the report has no signed head of the log to prove it against"
-		return nil
-	}
-	idx, err := log.EntryIndex(ctx, doorledger.LogKindAudit, e.ID)
-	if doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
-		line.Reason = "not yet in the log: entries are appended about a second after they are recorded"
-		return nil
-	} else if err != nil {
-		return err
-	}
-	line.Index = &idx
-	if idx >= b.headSize {
-		line.Reason = fmt.Sprintf("appended to the log at index %d, after the report's signed head (%d entries)", idx, b.headSize)
-		return nil
-	}
-	p, err := log.ProveInclusion(ctx, idx, b.headSize)
+// leafPrefix is how many bytes of each event's leaf hash log-proof.jsonl
+// gives: enough to name a changed row of events.csv (a chance in four
+// billion of missing it, and then the root names the file), at an eighth
+// of the full hash's size. What proves the events is the root their full
+// leaves, recomputed from events.csv, give with the nodes; the full hashes
+// of 250,000 events would be 8 MB of the bundle's 64 MB.
+const leafPrefix = 4
+
+// writeProof writes log-proof.jsonl: a header naming the tree, one line per
+// unlock event of events.csv in its order (its position, the first bytes of
+// its leaf hash, the values events.csv cannot carry exactly, or why it has
+// no proof), then the tree's nodes the proved events and journal entries
+// need, each once, in the order a walk of the tree from left to right needs
+// them.
+func (b *bundle) writeProof(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head := map[string]any{"format": proofFormat, "tree_size": b.multi.Size, "root": b.headRoot.String(),
+		"building_id": b.r.Building.ID, "unlock_events": len(b.events), "nodes": len(b.multi.Nodes)}
+	data, err := marshalJSON(head, false)
 	if err != nil {
 		return err
 	}
-	if p.LeafHash != leaf {
-		line.Reason = fmt.Sprintf("CHANGED after it was logged: the entry now hashes to %s, the log holds %s at index %d", leaf, p.LeafHash, idx)
-		return nil
+	bw.Write(data)
+	var line []byte
+	for _, e := range b.events {
+		line = append(line[:0], `{"unlock":`...)
+		line = strconv.AppendInt(line, e.id, 10)
+		line = append(line, `,"index":`...)
+		if e.index >= 0 {
+			line = strconv.AppendInt(line, e.index, 10)
+		} else {
+			line = append(line, "null"...)
+		}
+		line = append(line, `,"leaf":"`...)
+		line = hex.AppendEncode(line, e.leaf[:leafPrefix])
+		line = append(line, '"')
+		if e.fields != nil {
+			f, err := marshalJSON(e.fields, false)
+			if err != nil {
+				return err
+			}
+			line = append(line, `,"fields":`...)
+			line = append(line, bytes.TrimSuffix(f, []byte("\n"))...)
+		}
+		if e.reason != "" {
+			r, err := json.Marshal(e.reason)
+			if err != nil {
+				return err
+			}
+			line = append(line, `,"reason":`...)
+			line = append(line, r...)
+		}
+		line = append(line, "}\n"...)
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
 	}
-	if err := auditlog.CheckInclusion(p, doorledger.LogHead{Size: b.headSize, Root: b.headRoot}); err != nil {
-		line.Reason = "the log's proof does not verify against the signed head: " + err.Error()
-		return nil
+	for _, n := range b.multi.Nodes {
+		line = append(line[:0], `{"node":[`...)
+		line = strconv.AppendInt(line, int64(n.Level), 10)
+		line = append(line, ',')
+		line = strconv.AppendInt(line, n.Index, 10)
+		line = append(line, `],"hash":"`...)
+		line = hex.AppendEncode(line, n.Hash[:])
+		line = append(line, "\"}\n"...)
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
 	}
-	pj := &proofJSON{TreeSize: p.Size, Root: b.headRoot.String(), Hashes: make([]string, len(p.Hashes))}
-	for i, h := range p.Hashes {
-		pj.Hashes[i] = h.String()
-	}
-	line.Proof = pj
-	return nil
+	return bw.Flush()
 }
 
 var readmeTemplate = template.Must(template.New("README").Parse(`Doorledger evidence bundle
@@ -455,12 +716,13 @@ Address     {{.Address}}
 Range       {{.From}} to {{.To}}, both included, in building time ({{.Zone}})
 Generated   {{.GeneratedLocal}} ({{.GeneratedUTC}}) for {{.GeneratedBy}}
 Log head    {{.Head}}
+Log origin  {{.Origin}}
 
 This zip holds everything the audit report of this building and range rests
 on, so that it can be checked without the portal: the report itself, the
 consents with their signatures, the unlock events, the commands sent to the
-devices, and the building's journal with a proof for each entry that the
-portal's tamper-evident log holds it unchanged.
+devices, and the building's journal, with a proof that the portal's
+tamper-evident log holds every unlock event and journal entry unchanged.
 
 Files
 -----
@@ -487,21 +749,32 @@ consents/<id>-terms.txt
     The exact terms document the signer signed. Its SHA-256 is the consent's
     terms_sha256 (checks.terms_file_hashes_to_terms_sha256 says whether it is).
 audit.jsonl
-    The building's journal in the range ({{.Entries}} entries: {{.Proved}} with a proof,
-    {{.Unproved}} without), one JSON object per line, with the entry, its canonical
-    encoding in the log (base64), its leaf hash, its index in the log and an
-    inclusion proof against the signed head below ("proof": null and a
-    "reason" when there is none: an entry appended after the head, or not
-    yet appended, proves nothing yet).
+    The building's journal in the range ({{.Entries}} entries: {{.Proved}} proved in the
+    log, {{.Unproved}} not), one JSON object per line, with the entry as recorded,
+    its canonical encoding in the log (base64), its leaf hash and its index in
+    the log; "proved": false and a "reason" when log-proof.jsonl does not
+    prove it (an entry appended after the head, or not yet appended, proves
+    nothing yet).
+log-proof.jsonl
+    The proof that the log holds the events and entries: a first line naming
+    the tree (size, root), then one line per row of events.csv, in its order
+    ({{.EventsProved}} of {{.Events}} proved), with the event's index in the log and
+    the first 4 bytes of its leaf hash, which name a changed row (and the
+    values events.csv cannot carry exactly, if any, or the reason it has no
+    proof), then the {{.Nodes}} nodes of the Merkle tree (RFC 6962) that, with the
+    leaves recomputed from events.csv and audit.jsonl, give the signed root:
+    "node": [level, index] is the subtree of the 2^level entries from
+    index * 2^level. Nodes shared by many entries are stored once.
 log-head.txt
     The signed head of the portal's verifiable log that the report covers: a
-    signed note (golang.org/x/mod/sumdb/note) whose text is the tree's
-    "go.sum database tree" line, its size and its root hash (base64).
+    checkpoint in the C2SP tlog-checkpoint format (c2sp.org/tlog-checkpoint),
+    whose text is the log's origin line, its size and its root hash (base64),
+    signed as a note (golang.org/x/mod/sumdb/note).
 verifier-key.txt
     The portal's public key (note verifier key) that verifies log-head.txt.
     Every report prints it too.
 verify.go
-    A Go program that checks all of the above (step 3).
+    A Go program, standard library only, that checks all of the above (step 3).
 
 Times in the JSON files are UTC (RFC 3339).
 
@@ -516,18 +789,20 @@ How to verify
 
        sed -n '/^Manifest/,$p' README.txt | grep '  ' | sha256sum -c
 
-3. The log. With Go installed, in the unzipped directory:
+3. The log. With Go installed, in the unzipped directory, offline:
 
-       go mod init verify && go get golang.org/x/mod@v0.42.0 && go run verify.go
+       go run verify.go [the verifier key your portal shows]
 
-   verify.go checks the manifest, that log-head.txt is signed by
-   verifier-key.txt, and each inclusion proof of audit.jsonl: it decodes the
-   entry's encoding, hashes it as a leaf (tlog.RecordHash: SHA-256 of a zero
-   byte and the encoding) and checks the proof against the head's root
-   (tlog.CheckRecord). It exits non-zero naming the first file or entry that
-   does not verify. Check that verifier-key.txt is the key your portal shows
-   (admin pages, every report): a bundle signed with another key proves
-   nothing.
+   verify.go needs no module and no network. It checks the manifest, that
+   log-head.txt is signed by verifier-key.txt (Ed25519), the consents' terms,
+   and that every unlock event of events.csv and every journal entry of
+   audit.jsonl is in the log: it re-encodes each one as the log did, hashes
+   it as a leaf (SHA-256 of a zero byte and the encoding), checks it against
+   the leaf hash listed (for an event, its first bytes), and checks that the
+   leaves and the nodes of log-proof.jsonl give the signed root. It exits non-zero naming the first
+   file, row or entry that does not verify. Check that verifier-key.txt is
+   the key your portal shows (admin pages, every report): a bundle signed
+   with another key proves nothing.
 
 4. Later reports. A later report's head extends this one when the log only
    appended in between: upload both reports on the "Verify a report" page for
@@ -542,9 +817,16 @@ Manifest (SHA-256)
 func (b *bundle) readme() ([]byte, error) {
 	r := b.r
 	loc := r.Building.Location()
-	head := "none: the log was empty when the report was made"
+	head, origin := "none: the log was empty when the report was made", "none"
 	if r.LogHead != nil {
 		head = fmt.Sprintf("%d entries, root %s, signed %s", r.LogHead.Size, r.LogHead.Root, formatUTC(r.LogHead.At))
+		if origin = r.LogHead.Origin(); origin == "" {
+			origin = `none: the head was signed before checkpoints ("go.sum database tree")`
+		}
+	}
+	nodes := 0
+	if b.multi != nil {
+		nodes = len(b.multi.Nodes)
 	}
 	names := make([]string, 0, len(b.sums))
 	for name := range b.sums {
@@ -560,8 +842,9 @@ func (b *bundle) readme() ([]byte, error) {
 		"ID": r.ID, "Building": oneLine(r.Building.Name), "BuildingID": r.Building.ID, "Address": oneLine(r.Building.Address),
 		"From": r.From, "To": r.To, "Zone": loc.String(),
 		"GeneratedLocal": r.GeneratedAt.In(loc).Format("2006-01-02 15:04:05 MST"), "GeneratedUTC": formatUTC(r.GeneratedAt),
-		"GeneratedBy": oneLine(r.GeneratedBy), "Head": head,
-		"Events": number64(b.events), "Commands": len(r.Commands), "Consents": len(b.consentIDs),
+		"GeneratedBy": oneLine(r.GeneratedBy), "Head": head, "Origin": oneLine(origin),
+		"Events": number64(int64(len(b.events))), "EventsProved": number64(int64(b.eventsIn)), "Nodes": number64(int64(nodes)),
+		"Commands": len(r.Commands), "Consents": len(b.consentIDs),
 		"Entries": b.proved + b.unproved, "Proved": b.proved, "Unproved": b.unproved,
 		"Manifest": manifest,
 	})

@@ -14,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,12 +62,17 @@ func (l *memLog) ReadHashes(idx []int64) ([]tlog.Hash, error) {
 // append logs an entry's encoding as the next leaf.
 func (l *memLog) append(tb testing.TB, kind string, id int64, enc []byte) {
 	tb.Helper()
+	l.index[fmt.Sprintf("%s/%d", kind, id)] = l.n
+	l.appendLeaf(tb, enc)
+}
+
+// appendLeaf logs an entry no test looks up.
+func (l *memLog) appendLeaf(tb testing.TB, enc []byte) {
 	hs, err := tlog.StoredHashes(l.n, enc, l)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	l.hashes = append(l.hashes, hs...)
-	l.index[fmt.Sprintf("%s/%d", kind, id)] = l.n
 	l.n++
 }
 
@@ -89,7 +96,7 @@ func (l *memLog) filler(tb testing.TB, n int) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		l.append(tb, doorledger.LogKindUnlock, id, enc)
+		l.appendLeaf(tb, enc)
 	}
 }
 
@@ -107,16 +114,24 @@ func (l *memLog) head(tb testing.TB, size int64) *doorledger.LogHead {
 	return &doorledger.LogHead{Size: size, Root: doorledger.LogHash(root), Note: msg, At: auditGeneratedAt}
 }
 
-func (l *memLog) EntryIndex(ctx context.Context, kind string, refID int64) (int64, error) {
-	i, ok := l.index[fmt.Sprintf("%s/%d", kind, refID)]
-	if !ok {
-		return 0, doorledger.Errorf(doorledger.ENOTFOUND, "%s #%d is not in the audit log (yet).", kind, refID)
+func (l *memLog) LogLeaves(ctx context.Context, kind string, ids []int64) ([]doorledger.LogLeaf, error) {
+	var out []doorledger.LogLeaf
+	for _, id := range ids {
+		i, ok := l.index[fmt.Sprintf("%s/%d", kind, id)]
+		if !ok {
+			continue
+		}
+		h, err := l.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, doorledger.LogLeaf{Kind: kind, RefID: id, Index: i, Hash: doorledger.LogHash(h[0])})
 	}
-	return i, nil
+	return out, nil
 }
 
-func (l *memLog) ProveInclusion(ctx context.Context, index, size int64) (*doorledger.LogInclusionProof, error) {
-	return auditlog.ProveInclusion(index, size, func(idx []int64) ([]doorledger.LogHash, error) {
+func (l *memLog) ProveInclusions(ctx context.Context, indexes []int64, size int64) (*doorledger.LogMultiProof, error) {
+	return auditlog.ProveInclusions(indexes, size, func(idx []int64) ([]doorledger.LogHash, error) {
 		hs, err := l.ReadHashes(idx)
 		out := make([]doorledger.LogHash, len(hs))
 		for i, h := range hs {
@@ -126,9 +141,34 @@ func (l *memLog) ProveInclusion(ctx context.Context, index, size int64) (*doorle
 	})
 }
 
+// appendEvents logs the report's unlock events, each after filler of
+// other buildings' (every fourth), but for the last ones: those the head
+// does not cover are appended after it by SampleBundleReport.
+func (l *memLog) appendEvents(tb testing.TB, r *doorledger.AuditReport, skip int) {
+	tb.Helper()
+	var all []doorledger.UnlockEvent
+	r.Events(func(ev *doorledger.UnlockEvent) error {
+		all = append(all, *ev)
+		return nil
+	})
+	for i := range all[:len(all)-skip] {
+		if i%4 == 0 {
+			l.filler(tb, 1+i%3)
+		}
+		enc, err := auditlog.EncodeUnlock(&all[i])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		l.append(tb, doorledger.LogKindUnlock, all[i].ID, enc)
+	}
+}
+
 // SampleBundleReport returns SampleAuditReport with a real log behind it:
 // journal entries 7001 and 7002 are in the tree of its signed head, 7003 was
-// appended after the head, and 7004 is not in the log yet.
+// appended after the head, and 7004 is not in the log yet; of its 300 unlock
+// events, logged among other buildings' events, the first 298 are in the
+// tree of its head, the 299th was appended after it and the last is not in
+// the log yet.
 func SampleBundleReport(tb testing.TB) (*doorledger.AuditReport, *memLog) {
 	tb.Helper()
 	r := SampleAuditReport(tb)
@@ -137,10 +177,21 @@ func SampleBundleReport(tb testing.TB) (*doorledger.AuditReport, *memLog) {
 	l.appendAudit(tb, r.AuditEntries[0])
 	l.filler(tb, 3)
 	l.appendAudit(tb, r.AuditEntries[1])
+	l.appendEvents(tb, r, 2)
 	l.filler(tb, 2)
 	r.LogHead = l.head(tb, l.n)
 	r.VerifierKey = l.key.VerifierKey()
 	l.appendAudit(tb, r.AuditEntries[2])
+	var last []doorledger.UnlockEvent
+	r.Events(func(ev *doorledger.UnlockEvent) error {
+		last = append(last, *ev)
+		return nil
+	})
+	enc, err := auditlog.EncodeUnlock(&last[len(last)-2])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l.append(tb, doorledger.LogKindUnlock, last[len(last)-2].ID, enc)
 	return r, l
 }
 
@@ -210,7 +261,7 @@ func TestEvidenceBundle_Files(t *testing.T) {
 		"consents/30-signature.png", "consents/30-terms.txt", "consents/30.json",
 		"consents/42-signature.png", "consents/42-terms.txt", "consents/42.json",
 		"consents/43-signature.png", "consents/43-terms.txt", "consents/43.json",
-		"events.csv", "log-head.txt", "report.pdf", "verifier-key.txt", "verify.go"}
+		"events.csv", "log-head.txt", "log-proof.jsonl", "report.pdf", "verifier-key.txt", "verify.go"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("files:\n got %q\nwant %q", names, want)
 	}
@@ -310,31 +361,15 @@ func TestEvidenceBundle_Files(t *testing.T) {
 	}
 	readme := string(files["README.txt"])
 	for _, want := range []string{"Report      " + r.ID, "2026-11-01 to 2026-11-21", "Europe/Zurich",
-		fmt.Sprintf("%d entries, root %s", r.LogHead.Size, r.LogHead.Root), "The 300 unlock events",
-		"(4 entries: 2 with a proof,\n    2 without)", "go run verify.go"} {
+		fmt.Sprintf("%d entries, root %s", r.LogHead.Size, r.LogHead.Root), "Log origin  doorledger.test/log", "The 300 unlock events",
+		"(4 entries: 2 proved in the\n    log, 2 not)", "(298 of 300 proved)", "go run verify.go", "needs no module and no network"} {
 		if !strings.Contains(readme, want) {
 			t.Errorf("README.txt lacks %q", want)
 		}
 	}
-	if v := goModVersion(t, "golang.org/x/mod"); !strings.Contains(readme, "golang.org/x/mod@"+v) {
-		t.Errorf("README.txt does not name golang.org/x/mod@%s, the version verify.go is built with", v)
+	if strings.Contains(readme, "go get") || strings.Contains(readme, "go mod init") {
+		t.Error("README.txt still asks for a module download")
 	}
-}
-
-// goModVersion returns the version of module path the project requires.
-func goModVersion(tb testing.TB, path string) string {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "go.mod"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == path {
-			return f[1]
-		}
-	}
-	tb.Fatalf("go.mod does not require %s", path)
-	return ""
 }
 
 type auditLine struct {
@@ -342,12 +377,8 @@ type auditLine struct {
 	Encoding string `json:"encoding"`
 	LeafHash string `json:"leaf_hash"`
 	Index    *int64 `json:"index"`
-	Proof    *struct {
-		TreeSize int64    `json:"tree_size"`
-		Root     string   `json:"root"`
-		Hashes   []string `json:"hashes"`
-	} `json:"proof"`
-	Reason string `json:"reason"`
+	Proved   bool   `json:"proved"`
+	Reason   string `json:"reason"`
 }
 
 func auditLines(tb testing.TB, data []byte) []auditLine {
@@ -363,8 +394,9 @@ func auditLines(tb testing.TB, data []byte) []auditLine {
 	return lines
 }
 
-// openHead checks the bundle's signed head with its key, as a board would.
-func openHead(tb testing.TB, files map[string][]byte) tlog.Tree {
+// openHead checks the bundle's signed head with its key, as a board would
+// with note and the checkpoint format.
+func openHead(tb testing.TB, files map[string][]byte) auditlog.Checkpoint {
 	tb.Helper()
 	v, err := note.NewVerifier(strings.TrimSpace(string(files["verifier-key.txt"])))
 	if err != nil {
@@ -374,76 +406,151 @@ func openHead(tb testing.TB, files map[string][]byte) tlog.Tree {
 	if err != nil {
 		tb.Fatalf("log-head.txt does not verify: %v", err)
 	}
-	tree, err := tlog.ParseTree([]byte(n.Text))
+	cp, err := auditlog.ParseCheckpoint(n.Text)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return tree
+	return cp
 }
 
-// checkProof checks an audit line's proof against the head with tlog, from
-// the line's encoding, and returns the entry it encodes.
-func checkProof(tb testing.TB, tree tlog.Tree, a auditLine) *doorledger.AuditEntry {
+// logProof is log-proof.jsonl, read.
+type logProof struct {
+	header map[string]any
+	events []proofEvent
+	proof  doorledger.LogMultiProof
+}
+
+type proofEvent struct {
+	Unlock int64             `json:"unlock"`
+	Index  *int64            `json:"index"`
+	Leaf   string            `json:"leaf"`
+	Fields map[string]string `json:"fields"`
+	Reason string            `json:"reason"`
+}
+
+func readLogProof(tb testing.TB, data []byte) *logProof {
 	tb.Helper()
-	enc, err := base64.StdEncoding.DecodeString(a.Encoding)
-	if err != nil {
+	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	p := &logProof{}
+	if err := json.Unmarshal(lines[0], &p.header); err != nil {
 		tb.Fatal(err)
 	}
-	if a.Proof == nil || a.Index == nil {
-		tb.Fatalf("audit #%d: no proof (%s)", a.ID, a.Reason)
-	}
-	if a.Proof.TreeSize != tree.N || a.Proof.Root != hex.EncodeToString(tree.Hash[:]) {
-		tb.Errorf("audit #%d: proof for size %d root %s, head %d %x", a.ID, a.Proof.TreeSize, a.Proof.Root, tree.N, tree.Hash)
-	}
-	var p tlog.RecordProof
-	for _, h := range a.Proof.Hashes {
-		b, err := hex.DecodeString(h)
-		if err != nil || len(b) != 32 {
-			tb.Fatalf("audit #%d: proof hash %q", a.ID, h)
+	p.proof.Size = int64(p.header["tree_size"].(float64))
+	for _, l := range lines[1:] {
+		if bytes.HasPrefix(l, []byte(`{"unlock":`)) {
+			var e proofEvent
+			if err := json.Unmarshal(l, &e); err != nil {
+				tb.Fatalf("%s: %v", l, err)
+			}
+			p.events = append(p.events, e)
+			continue
 		}
-		p = append(p, tlog.Hash(b))
+		var n struct {
+			Node [2]int64 `json:"node"`
+			Hash string   `json:"hash"`
+		}
+		if err := json.Unmarshal(l, &n); err != nil {
+			tb.Fatalf("%s: %v", l, err)
+		}
+		node := doorledger.LogNode{Level: int(n.Node[0]), Index: n.Node[1]}
+		if b, err := hex.DecodeString(n.Hash); err != nil || len(b) != 32 {
+			tb.Fatalf("node hash %q", n.Hash)
+		} else {
+			copy(node.Hash[:], b)
+		}
+		p.proof.Nodes = append(p.proof.Nodes, node)
 	}
-	leaf := tlog.RecordHash(enc)
-	if hex.EncodeToString(leaf[:]) != a.LeafHash {
-		tb.Errorf("audit #%d: leaf_hash %s, the encoding hashes to %x", a.ID, a.LeafHash, leaf)
-	}
-	if err := tlog.CheckRecord(p, tree.N, tree.Hash, *a.Index, leaf); err != nil {
-		tb.Errorf("audit #%d: the proof does not verify: %v", a.ID, err)
-	}
-	e, err := auditlog.Decode(enc)
-	if err != nil || e.Audit == nil {
-		tb.Fatalf("audit #%d: encoding does not decode: %v", a.ID, err)
-	}
-	return e.Audit
+	return p
 }
 
 func TestEvidenceBundle_Proofs(t *testing.T) {
 	r, l := SampleBundleReport(t)
 	_, zr := MustBundle(t, r, l)
 	files := zipFiles(t, zr)
-	tree := openHead(t, files)
-	if tree.N != r.LogHead.Size || tree.Hash != tlog.Hash(r.LogHead.Root) {
-		t.Fatalf("log-head.txt signs %d %x, want the report's head", tree.N, tree.Hash)
+	cp := openHead(t, files)
+	if cp.Size != r.LogHead.Size || cp.Root != r.LogHead.Root || cp.Origin != "doorledger.test/log" {
+		t.Fatalf("log-head.txt signs %+v, want the report's head", cp)
 	}
 	lines := auditLines(t, files["audit.jsonl"])
 	if len(lines) != 4 {
 		t.Fatalf("%d lines in audit.jsonl, want the report's 4 entries", len(lines))
 	}
+	type leaf struct {
+		index int64
+		hash  doorledger.LogHash
+	}
+	var leaves []leaf
 	for i, a := range lines[:2] {
-		if e := checkProof(t, tree, a); fmt.Sprint(*e) != fmt.Sprint(*r.AuditEntries[i]) {
-			t.Errorf("line %d encodes %+v, want %+v", i, *e, *r.AuditEntries[i])
+		enc, _ := base64.StdEncoding.DecodeString(a.Encoding)
+		e, err := auditlog.Decode(enc)
+		if err != nil || e.Audit == nil || fmt.Sprint(*e.Audit) != fmt.Sprint(*r.AuditEntries[i]) {
+			t.Errorf("line %d encodes %v, want %+v", i, err, *r.AuditEntries[i])
+		}
+		if !a.Proved || a.Index == nil || auditlog.LeafHash(enc).String() != a.LeafHash {
+			t.Fatalf("audit #%d: proved %v, index %v, leaf %s", a.ID, a.Proved, a.Index, a.LeafHash)
+		}
+		leaves = append(leaves, leaf{*a.Index, auditlog.LeafHash(enc)})
+	}
+	if a := lines[2]; a.Proved || a.Index == nil || *a.Index < cp.Size || !strings.Contains(a.Reason, "after the report's signed head") {
+		t.Errorf("entry appended after the head: index %v, proved %v, reason %q", a.Index, a.Proved, a.Reason)
+	}
+	if a := lines[3]; a.Proved || a.Index != nil || !strings.Contains(a.Reason, "not yet in the log") {
+		t.Errorf("entry not in the log: index %v, proved %v, reason %q", a.Index, a.Proved, a.Reason)
+	}
+
+	// log-proof.jsonl: a line per event of events.csv, in its order, then
+	// the nodes; with the leaves, they give the signed root.
+	p := readLogProof(t, files["log-proof.jsonl"])
+	if p.header["format"] != "doorledger-log-proof/1" || p.proof.Size != cp.Size || p.header["root"] != cp.Root.String() {
+		t.Errorf("header %v", p.header)
+	}
+	var events []doorledger.UnlockEvent
+	r.Events(func(ev *doorledger.UnlockEvent) error {
+		events = append(events, *ev)
+		return nil
+	})
+	if len(p.events) != len(events) {
+		t.Fatalf("%d events in log-proof.jsonl, %d in the report", len(p.events), len(events))
+	}
+	for i, e := range p.events {
+		enc, _ := auditlog.EncodeUnlock(&events[i])
+		switch {
+		case e.Unlock != events[i].ID:
+			t.Fatalf("line %d is for unlock #%d, events.csv's row for #%d", i, e.Unlock, events[i].ID)
+		case i == len(events)-2:
+			if e.Index == nil || *e.Index < cp.Size || !strings.Contains(e.Reason, "after the report's signed head") {
+				t.Errorf("event appended after the head: %+v", e)
+			}
+		case i == len(events)-1:
+			if e.Index != nil || !strings.Contains(e.Reason, "not yet in the log") {
+				t.Errorf("event not in the log: %+v", e)
+			}
+		case e.Index == nil || e.Reason != "" || e.Leaf != auditlog.LeafHash(enc).String()[:8]:
+			t.Errorf("unlock #%d: %+v, want its leaf %s", e.Unlock, e, auditlog.LeafHash(enc))
+		default:
+			leaves = append(leaves, leaf{*e.Index, auditlog.LeafHash(enc)})
+		}
+		// An unregistered device's reference is in events.csv; a known
+		// device's is not, and rides along.
+		if events[i].DeviceID != 0 && events[i].DeviceRef != "" && e.Fields["device_ref"] != events[i].DeviceRef {
+			t.Errorf("unlock #%d: fields %v, want its device_ref", e.Unlock, e.Fields)
 		}
 	}
-	if a := lines[2]; a.Proof != nil || a.Index == nil || *a.Index != tree.N || !strings.Contains(a.Reason, "after the report's signed head") {
-		t.Errorf("entry appended after the head: index %v, proof %v, reason %q", a.Index, a.Proof, a.Reason)
+	slices.SortFunc(leaves, func(a, b leaf) int { return int(a.index - b.index) })
+	hashes := make([]doorledger.LogHash, len(leaves))
+	for i, lf := range leaves {
+		p.proof.Indexes = append(p.proof.Indexes, lf.index)
+		hashes[i] = lf.hash
 	}
-	if a := lines[3]; a.Proof != nil || a.Index != nil || !strings.Contains(a.Reason, "not yet in the log") {
-		t.Errorf("entry not in the log: index %v, proof %v, reason %q", a.Index, a.Proof, a.Reason)
+	root, err := tlog.TreeHash(cp.Size, l)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, a := range lines[2:] {
-		if enc, _ := base64.StdEncoding.DecodeString(a.Encoding); len(enc) == 0 {
-			t.Errorf("audit #%d: no encoding without a proof", a.ID)
-		}
+	if err := auditlog.CheckInclusions(&p.proof, hashes, doorledger.LogHead{Size: cp.Size, Root: doorledger.LogHash(root)}); err != nil {
+		t.Errorf("the proof does not verify: %v", err)
+	}
+	if n := len(p.proof.Nodes); n == 0 || n > len(leaves) {
+		t.Errorf("%d nodes for %d leaves logged among others", n, len(leaves))
 	}
 }
 
@@ -454,10 +561,10 @@ func TestEvidenceBundle_ChangedEntry(t *testing.T) {
 	r.AuditEntries[1].Detail = `{"reason":"(edited)"}`
 	_, zr := MustBundle(t, r, l)
 	lines := auditLines(t, zipFiles(t, zr)["audit.jsonl"])
-	if a := lines[1]; a.Proof != nil || !strings.Contains(a.Reason, "CHANGED after it was logged") {
-		t.Errorf("changed entry: proof %v, reason %q", a.Proof, a.Reason)
+	if a := lines[1]; a.Proved || !strings.Contains(a.Reason, "CHANGED after it was logged") {
+		t.Errorf("changed entry: proved %v, reason %q", a.Proved, a.Reason)
 	}
-	if lines[0].Proof == nil {
+	if !lines[0].Proved {
 		t.Error("the unchanged entry lost its proof")
 	}
 }
@@ -488,9 +595,12 @@ func TestEvidenceBundle_NoHead(t *testing.T) {
 		}
 	}
 	for _, a := range auditLines(t, files["audit.jsonl"]) {
-		if a.Proof != nil || !strings.Contains(a.Reason, "no signed head") {
-			t.Errorf("audit #%d without a head: proof %v, reason %q", a.ID, a.Proof, a.Reason)
+		if a.Proved || !strings.Contains(a.Reason, "no signed head") {
+			t.Errorf("audit #%d without a head: proved %v, reason %q", a.ID, a.Proved, a.Reason)
 		}
+	}
+	if _, ok := files["log-proof.jsonl"]; ok {
+		t.Error("log-proof.jsonl without a head")
 	}
 	if rows := strings.Count(string(files["events.csv"]), "\n"); rows != 1 {
 		t.Errorf("events.csv has %d lines without events, want the header", rows)
@@ -527,78 +637,167 @@ func TestEvidenceBundle_Refuses(t *testing.T) {
 	sample := SampleEvents(r, 300)
 	r.Events = func(yield func(*doorledger.UnlockEvent) error) error {
 		calls++
-		if calls == 4 { // the PDF's two passes, events.csv hashed, then written
+		if calls == 4 { // events.csv hashed, the PDF's two passes, then events.csv written
 			return SampleEvents(r, 299)(yield)
 		}
 		return sample(yield)
 	}
-	if err := reports.EvidenceBundle(context.Background(), io.Discard, r, l); err == nil || !strings.Contains(err.Error(), "events changed") {
+	if err := reports.EvidenceBundle(context.Background(), io.Discard, r, l); err == nil || !strings.Contains(err.Error(), "events.csv changed while the bundle was written") {
 		t.Errorf("events changed while written: %v", err)
 	}
 }
 
-// TestEvidenceBundle_VerifyProgram runs the bundle's own verify.go on the
-// unzipped bundle: it passes, and it names a changed file, a changed entry
-// and a proof against another head.
-func TestEvidenceBundle_VerifyProgram(t *testing.T) {
-	goBin := testtool.Require(t, "go")
-	bin := filepath.Join(t.TempDir(), "verify")
-	if out, err := exec.Command(goBin, "build", "-o", bin, "./bundleverify").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./bundleverify: %v\n%s", err, out)
+// verifierBin is ./bundleverify built once for the package's tests.
+var verifierBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// unzipTo writes a bundle's files into a new directory.
+func unzipTo(tb testing.TB, files map[string][]byte) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			tb.Fatal(err)
+		}
 	}
+	return dir
+}
+
+// runVerifier runs the bundle's verifier (built once) on the unzipped
+// files and returns its output.
+func runVerifier(tb testing.TB, files map[string][]byte, args ...string) (string, error) {
+	tb.Helper()
+	goBin := testtool.Require(tb, "go")
+	verifierBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "bundleverify")
+		if err != nil {
+			verifierBin.err = err
+			return
+		}
+		verifierBin.path = filepath.Join(dir, "verify")
+		if out, err := exec.Command(goBin, "build", "-o", verifierBin.path, "./bundleverify").CombinedOutput(); err != nil {
+			verifierBin.err = fmt.Errorf("go build ./bundleverify: %v\n%s", err, out)
+		}
+	})
+	if verifierBin.err != nil {
+		tb.Fatal(verifierBin.err)
+	}
+	cmd := exec.Command(verifierBin.path, args...)
+	cmd.Dir = unzipTo(tb, files)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestEvidenceBundle_VerifyOffline runs the bundle's verify.go as a board
+// would, in the unzipped bundle, with `go run verify.go` and no module: no
+// go.mod, no module cache, no proxy. It passes; a byte flipped in
+// events.csv, in a proof or in a journal entry (the manifest rewritten to
+// match, as a forger would) fails it, naming what.
+func TestEvidenceBundle_VerifyOffline(t *testing.T) {
+	goBin := testtool.Require(t, "go")
 	r, l := SampleBundleReport(t)
 	_, zr := MustBundle(t, r, l)
 	files := zipFiles(t, zr)
 	if src, _ := os.ReadFile(filepath.Join("bundleverify", "verify.go")); !bytes.Equal(files["verify.go"], src) {
 		t.Fatal("verify.go in the bundle is not ./bundleverify/verify.go")
 	}
-	unzip := func(t *testing.T, edit func(files map[string][]byte)) string {
-		dir := t.TempDir()
-		fs := map[string][]byte{}
-		for k, v := range files {
-			fs[k] = bytes.Clone(v)
-		}
-		if edit != nil {
-			edit(fs)
-		}
-		for name, data := range fs {
-			p := filepath.Join(dir, filepath.FromSlash(name))
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			if err := os.WriteFile(p, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dir
-	}
-	run := func(dir string, args ...string) (string, error) {
-		cmd := exec.Command(bin, args...)
+	goRun := func(t *testing.T, files map[string][]byte) (string, error) {
+		dir := unzipTo(t, files)
+		cmd := exec.Command(goBin, "run", "verify.go", r.VerifierKey)
 		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off", "GO111MODULE=on",
+			"GOPATH="+t.TempDir(), "GOMODCACHE="+t.TempDir(), "GONOSUMDB=", "GOFLAGS=-mod=mod")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	// reManifest rewrites README.txt's manifest for the edited files, as a
-	// forger would.
-	reManifest := func(fs map[string][]byte) {
-		readme := string(fs["README.txt"])
-		for name, sum := range manifest(t, fs["README.txt"]) {
-			now := sha256.Sum256(fs[name])
-			readme = strings.ReplaceAll(readme, sum+"  "+name, hex.EncodeToString(now[:])+"  "+name)
+	out, err := goRun(t, files)
+	if err != nil {
+		t.Fatalf("go run verify.go, offline: %v\n%s", err, out)
+	}
+	for _, want := range []string{"files: 17 match the manifest", "a checkpoint of doorledger.test/log",
+		fmt.Sprintf("%d entries", r.LogHead.Size), "audit entries: 2 to prove in the signed log, 2 without a proof",
+		"unlock events: 298 proved in the signed log, 2 without a proof", "OK: the bundle verifies"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
 		}
-		fs["README.txt"] = []byte(readme)
 	}
 
+	// A byte flipped in events.csv, the manifest rewritten: the row is named.
+	changed := cloneFiles(files)
+	csvRows := bytes.Split(changed["events.csv"], []byte("\n"))
+	row := csvRows[10]
+	at := bytes.Index(row, []byte("AMZ-"))
+	row[at+5] ^= 1 // the courier reference
+	reManifest(t, changed)
+	out, err = goRun(t, changed)
+	if err == nil || !strings.Contains(out, "FAILED: events.csv line 11 (unlock #") || !strings.Contains(out, "the row hashes to") {
+		t.Errorf("a changed row of events.csv: %v\n%s", err, out)
+	}
+}
+
+func cloneFiles(files map[string][]byte) map[string][]byte {
+	fs := map[string][]byte{}
+	for k, v := range files {
+		fs[k] = bytes.Clone(v)
+	}
+	return fs
+}
+
+// reManifest rewrites README.txt's manifest for the edited files, as a
+// forger would.
+func reManifest(tb testing.TB, fs map[string][]byte) {
+	readme := string(fs["README.txt"])
+	for name, sum := range manifest(tb, fs["README.txt"]) {
+		now := sha256.Sum256(fs[name])
+		readme = strings.ReplaceAll(readme, sum+"  "+name, hex.EncodeToString(now[:])+"  "+name)
+	}
+	fs["README.txt"] = []byte(readme)
+}
+
+// TestEvidenceBundle_VerifyProgram runs the bundle's own verify.go on the
+// unzipped bundle: it passes, and it names a changed file, row, entry,
+// proof line, and a proof against another head.
+func TestEvidenceBundle_VerifyProgram(t *testing.T) {
+	r, l := SampleBundleReport(t)
+	_, zr := MustBundle(t, r, l)
+	files := zipFiles(t, zr)
+
 	t.Run("intact", func(t *testing.T) {
-		out, err := run(unzip(t, nil), r.VerifierKey)
+		out, err := runVerifier(t, files, r.VerifierKey)
 		if err != nil {
 			t.Fatalf("verify: %v\n%s", err, out)
 		}
-		for _, want := range []string{"files: 16 match the manifest", fmt.Sprintf("%d entries", r.LogHead.Size),
-			"audit entries: 2 proved in the signed log, 2 without a proof", "OK: the bundle verifies"} {
+		for _, want := range []string{"files: 17 match the manifest", fmt.Sprintf("%d entries", r.LogHead.Size),
+			"audit entries: 2 to prove in the signed log, 2 without a proof", "unlock events: 298 proved in the signed log, 2 without a proof",
+			"OK: the bundle verifies"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
 		}
 	})
+	proofLine := func(fs map[string][]byte, prefix string) (int, []byte) {
+		lines := bytes.Split(fs["log-proof.jsonl"], []byte("\n"))
+		for i, l := range lines {
+			if bytes.HasPrefix(l, []byte(prefix)) {
+				return i, l
+			}
+		}
+		t.Fatalf("no line %s", prefix)
+		return 0, nil
+	}
+	flipHex := func(line []byte, key string) {
+		at := bytes.Index(line, []byte(`"`+key+`":"`)) + len(key) + 4
+		if line[at] == '0' {
+			line[at] = '1'
+		} else {
+			line[at] = '0'
+		}
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -611,20 +810,52 @@ func TestEvidenceBundle_VerifyProgram(t *testing.T) {
 		{"other key", []string{newMemLog(t).key.VerifierKey()}, nil, "not the key given"},
 		{"changed entry", nil, func(fs map[string][]byte) {
 			fs["audit.jsonl"] = bytes.Replace(fs["audit.jsonl"], []byte(`"device.enable"`), []byte(`"device.disable"`), 1)
-			reManifest(fs)
+			reManifest(t, fs)
 		}, "(audit #7001): the entry's fields are not the encoding the log holds"},
 		{"changed terms", nil, func(fs map[string][]byte) {
 			fs["consents/42-terms.txt"] = append(fs["consents/42-terms.txt"], ' ')
-			reManifest(fs)
+			reManifest(t, fs)
 		}, "consents/42.json: the terms signed"},
 		{"proof against another head", nil, func(fs map[string][]byte) {
 			other := l.head(t, l.n) // signed by the same key, one entry later
 			fs["log-head.txt"] = []byte(other.Note)
-			reManifest(fs)
+			reManifest(t, fs)
 		}, "a proof for a tree of"},
+		{"changed row", nil, func(fs map[string][]byte) {
+			fs["events.csv"] = bytes.Replace(fs["events.csv"], []byte(",granted,"), []byte(",denied,"), 1)
+			reManifest(t, fs)
+		}, "events.csv line 2 (unlock #1000): the row hashes to"},
+		{"changed node", nil, func(fs map[string][]byte) {
+			_, line := proofLine(fs, `{"node":`)
+			flipHex(line, "hash")
+			reManifest(t, fs)
+		}, "give the root"},
+		{"changed leaf hash", nil, func(fs map[string][]byte) {
+			_, line := proofLine(fs, `{"unlock":1005,`)
+			flipHex(line, "leaf")
+			reManifest(t, fs)
+		}, "(unlock #1005): the row hashes to"},
+		{"a node removed", nil, func(fs map[string][]byte) {
+			i, _ := proofLine(fs, `{"node":`)
+			lines := bytes.Split(fs["log-proof.jsonl"], []byte("\n"))
+			fs["log-proof.jsonl"] = bytes.Join(append(lines[:i], lines[i+1:]...), []byte("\n"))
+			reManifest(t, fs)
+		}, "where the tree needs"},
+		{"an event removed from both", nil, func(fs map[string][]byte) {
+			i, _ := proofLine(fs, `{"unlock":1003,`)
+			lines := bytes.Split(fs["log-proof.jsonl"], []byte("\n"))
+			fs["log-proof.jsonl"] = bytes.Join(append(lines[:i], lines[i+1:]...), []byte("\n"))
+			rows := bytes.Split(fs["events.csv"], []byte("\n"))
+			fs["events.csv"] = bytes.Join(append(rows[:4], rows[5:]...), []byte("\n"))
+			reManifest(t, fs)
+		}, "where the tree needs"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := run(unzip(t, tt.edit), tt.args...)
+			fs := cloneFiles(files)
+			if tt.edit != nil {
+				tt.edit(fs)
+			}
+			out, err := runVerifier(t, fs, tt.args...)
 			if err == nil {
 				t.Fatalf("verify passed:\n%s", out)
 			}
@@ -633,11 +864,52 @@ func TestEvidenceBundle_VerifyProgram(t *testing.T) {
 			}
 		})
 	}
+	// The key printed before checkpoints (the same key under the name it
+	// had then) is the key given too.
+	old, err := l.key.Named("doorledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runVerifier(t, files, old.VerifierKey()); err != nil {
+		t.Errorf("with the key as printed before checkpoints: %v\n%s", err, out)
+	}
 }
 
-// bundleChildEnv asks TestEvidenceBundleChild for a "pdf" or "bundle" of
-// benchEvents events.
-const bundleChildEnv = "DOORLEDGER_BUNDLE_CHILD"
+// Environment of TestEvidenceBundleChild: what to write ("pdf" or
+// "bundle"), of how many events (default benchEvents), logged among how
+// many other buildings' events each (default 0: the building alone).
+const (
+	bundleChildEnv  = "DOORLEDGER_BUNDLE_CHILD"
+	bundleEventsEnv = "DOORLEDGER_BUNDLE_EVENTS"
+	bundleOthersEnv = "DOORLEDGER_BENCH_OTHERS"
+)
+
+// bundleChild runs TestEvidenceBundleChild in a fresh process (this test
+// binary) and returns what it printed: seconds, CPU seconds, peak RSS (MB),
+// file size (MB).
+func bundleChild(b *testing.B, kind string, env ...string) [4]float64 {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEvidenceBundleChild$", "-test.count=1", "-test.v", "-test.timeout=30m")
+	cmd.Env = append(append(os.Environ(), bundleChildEnv+"="+kind), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("child: %v\n%s", err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "BUNDLEFILE ") || strings.HasPrefix(line, "BUNDLELOG ") {
+			b.Log(strings.TrimSpace(line))
+		}
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "BUNDLECHILD "); ok {
+			var f [4]float64
+			if _, err := fmt.Sscanf(rest, "seconds=%g cpu_seconds=%g peak_mb=%g file_mb=%g", &f[0], &f[1], &f[2], &f[3]); err != nil {
+				b.Fatalf("child: %q: %v", line, err)
+			}
+			b.Log(strings.TrimSpace(line))
+			return f
+		}
+	}
+	b.Fatalf("child printed no result:\n%s", out)
+	return [4]float64{}
+}
 
 // BenchmarkEvidenceBundle100k makes the evidence bundle of 100,000 events
 // and, in the same run, the PDF alone, each in a fresh child process
@@ -646,45 +918,78 @@ const bundleChildEnv = "DOORLEDGER_BUNDLE_CHILD"
 func BenchmarkEvidenceBundle100k(b *testing.B) {
 	for b.Loop() {
 		for _, kind := range []string{"pdf", "bundle"} {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestEvidenceBundleChild$", "-test.count=1", "-test.v")
-			cmd.Env = append(os.Environ(), bundleChildEnv+"="+kind)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				b.Fatalf("child: %v\n%s", err, out)
-			}
-			var secs, cpu, peak, mb float64
-			found := false
-			for line := range strings.Lines(string(out)) {
-				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "BUNDLECHILD "); ok {
-					if _, err := fmt.Sscanf(rest, "seconds=%g cpu_seconds=%g peak_mb=%g file_mb=%g", &secs, &cpu, &peak, &mb); err != nil {
-						b.Fatalf("child: %q: %v", line, err)
-					}
-					found = true
-				}
-			}
-			if !found {
-				b.Fatalf("child printed no result:\n%s", out)
-			}
-			b.ReportMetric(secs, kind+"-s")
-			b.ReportMetric(cpu, kind+"-CPU-s")
-			b.ReportMetric(peak, kind+"-peak-RSS-MB")
-			b.ReportMetric(mb, kind+"-file-MB")
+			f := bundleChild(b, kind)
+			b.ReportMetric(f[0], kind+"-s")
+			b.ReportMetric(f[1], kind+"-CPU-s")
+			b.ReportMetric(f[2], kind+"-peak-RSS-MB")
+			b.ReportMetric(f[3], kind+"-file-MB")
 		}
 	}
 }
 
-// TestEvidenceBundleChild writes a PDF or a bundle of benchEvents events to
-// a file and says how long it took and the process's peak resident set. It
-// runs only as BenchmarkEvidenceBundle100k's child.
+// BenchmarkEvidenceBundle250k makes the evidence bundle of the largest
+// report allowed, doorledger.MaxReportEvents (250,000) unlock events, each
+// proved in the log, in a fresh child process, with each event logged after
+// DOORLEDGER_BENCH_OTHERS (default 4) events of other buildings: the more
+// buildings share the log, the more tree nodes the proof needs. It reports
+// the bundle's size, which must stay under the verify page's upload limit
+// (64 MB), and its time and peak RSS (the in-memory log the child builds
+// first included).
+func BenchmarkEvidenceBundle250k(b *testing.B) {
+	others := os.Getenv(bundleOthersEnv)
+	if others == "" {
+		others = "4"
+	}
+	for b.Loop() {
+		f := bundleChild(b, "bundle", bundleEventsEnv+"="+strconv.Itoa(doorledger.MaxReportEvents), bundleOthersEnv+"="+others)
+		b.ReportMetric(f[0], "bundle-s")
+		b.ReportMetric(f[1], "bundle-CPU-s")
+		b.ReportMetric(f[2], "bundle-peak-RSS-MB")
+		b.ReportMetric(f[3], "bundle-file-MB")
+		if f[3] >= 64 {
+			b.Errorf("the bundle of %d events is %.1f MB: over the verify page's 64 MB upload limit", doorledger.MaxReportEvents, f[3])
+		}
+	}
+}
+
+// TestEvidenceBundleChild writes a PDF or a bundle of DOORLEDGER_BUNDLE_EVENTS
+// events to a file and says how long it took and the process's peak resident
+// set. For a bundle, every event is in the log, each after
+// DOORLEDGER_BENCH_OTHERS events of other buildings. It runs only as the
+// benchmarks' child.
 func TestEvidenceBundleChild(t *testing.T) {
 	kind := os.Getenv(bundleChildEnv)
 	if kind == "" {
-		t.Skip("run by BenchmarkEvidenceBundle100k")
+		t.Skip("run by BenchmarkEvidenceBundle100k and BenchmarkEvidenceBundle250k")
 	}
-	r, l := SampleBundleReport(t)
+	n, others := benchEvents, 0
+	if v := os.Getenv(bundleEventsEnv); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv(bundleOthersEnv); v != "" {
+		others, _ = strconv.Atoi(v)
+	}
+	r := SampleAuditReport(t)
 	r.From, r.To = "2025-11-22", "2026-11-21"
-	r.Events = SampleEvents(r, benchEvents)
-	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	r.Events = SampleEvents(r, n)
+	l := newMemLog(t)
+	if kind == "bundle" {
+		if err := r.Events(func(ev *doorledger.UnlockEvent) error {
+			l.filler(t, others)
+			enc, err := auditlog.EncodeUnlock(ev)
+			if err != nil {
+				return err
+			}
+			l.append(t, doorledger.LogKindUnlock, ev.ID, enc)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r.LogHead = l.head(t, l.n)
+		r.VerifierKey = l.key.VerifierKey()
+	}
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,5 +1009,19 @@ func TestEvidenceBundleChild(t *testing.T) {
 	}
 	elapsed, cpu := time.Since(start), cpuTime(t)-cpu0
 	peak := procStatusKB(t, "self", "VmHWM")
+	if kind == "bundle" {
+		// What the bundle is made of: each file's size in the zip.
+		zr, err := zip.OpenReader(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, zf := range zr.File {
+			if zf.CompressedSize64 > 1<<20 {
+				fmt.Printf("BUNDLEFILE %s %d bytes (%d unzipped)\n", zf.Name, zf.CompressedSize64, zf.UncompressedSize64)
+			}
+		}
+		zr.Close()
+		fmt.Printf("BUNDLELOG %d entries in the log, %d events of the building\n", l.n, n)
+	}
 	fmt.Printf("BUNDLECHILD seconds=%g cpu_seconds=%g peak_mb=%g file_mb=%g\n", elapsed.Seconds(), cpu.Seconds(), float64(peak)/1024, float64(w.bytes)/(1<<20))
 }

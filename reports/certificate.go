@@ -37,11 +37,17 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		Title:     fmt.Sprintf("Consent certificate #%d – %s", c.ID, b.Name),
 		CreatedAt: generatedAt,
 	}
+	if len(c.Signers) > 1 {
+		return multiSignerCertificate(w, c, b, d)
+	}
 	// The stored image reaches fpdf's decoder, so it is validated again here
 	// however it was stored.
 	var sig signatureImage
 	if c.Signature != nil {
 		sig.png, sig.err = imagecheck.Signature(c.Signature.SignaturePNG)
+		if doorledger.ErrorCode(sig.err) == doorledger.ETOOMANY {
+			return sig.err // busy decoding other images: no certificate rather than one without its signature
+		}
 	}
 	loc := b.Location()
 
@@ -74,6 +80,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		p.field("Name", c.Signer.Name)
 		p.field("Title", c.Signer.Title)
 		p.field("Email", c.Signer.Email)
+		p.field("On the roster now", rosterNow(c))
 		p.field("Requested (UTC)", formatUTC(c.RequestedAt))
 		p.field("Requested (building time)", formatIn(c.RequestedAt, loc))
 
@@ -152,14 +159,28 @@ func (p *printer) status(c *doorledger.Consent, generatedAt time.Time) {
 		p.box(colorAlert, "NOT SIGNED — "+label, detail)
 		return
 	}
-	signed := fmt.Sprintf("Signed by %s on %s.", oneLine(c.Signature.TypedName), formatUTC(c.Signature.SignedAt))
+	// What was verified is the roster address, by link or code: never the name.
+	signed := fmt.Sprintf("Signed on %s with the typed name “%s”. Verified: %s; the typed name is not verified.",
+		formatUTC(c.Signature.SignedAt), oneLine(c.Signature.TypedName), verifiedWhat(c))
+	if c.Signature.NameDiffers {
+		signed += fmt.Sprintf(" The typed name differs from the roster name, “%s”; the signer confirmed signing with it.", oneLine(c.Signer.Name))
+	}
+	if c.SignedByRemovedSigner() {
+		signed += " The signer has since been " + removedWords(c.Signer) + "; the consent stays valid, as they were on the roster when they signed."
+	}
 	switch c.Status {
 	case doorledger.ConsentSigned:
+		color, headline := colorOK, "SIGNED"
+		if c.Signature.NameDiffers {
+			color, headline = colorWarn, "SIGNED — TYPED NAME DIFFERS FROM THE ROSTER"
+		} else if c.SignedByRemovedSigner() {
+			color, headline = colorWarn, "SIGNED — SIGNER SINCE REMOVED FROM THE ROSTER"
+		}
 		switch {
 		case c.ExpiresAt.IsZero():
-			p.box(colorOK, "SIGNED", signed+" Verified and in force.")
+			p.box(color, headline, signed+" In force.")
 		case generatedAt.Before(c.ExpiresAt):
-			p.box(colorOK, "SIGNED", signed+" Verified and in force until "+formatUTC(c.ExpiresAt)+".")
+			p.box(color, headline, signed+" In force until "+formatUTC(c.ExpiresAt)+".")
 		default:
 			p.box(colorWarn, "SIGNED, PERIOD ENDED", signed+" Its period ended on "+formatUTC(c.ExpiresAt)+" and it has not yet been marked lapsed.")
 		}
@@ -188,6 +209,8 @@ func (p *printer) terms(s *doorledger.ConsentSignature) {
 func (p *printer) evidence(c *doorledger.Consent, s *doorledger.ConsentSignature, sig signatureImage) {
 	p.heading("Evidence of signing")
 	p.field("Typed name", s.TypedName)
+	p.field("Roster name", c.Signer.Name)
+	p.field("Name check", nameCheck(s))
 	p.field("Signed at (UTC)", formatUTC(s.SignedAt))
 	loc := p.loc // the zone recorded at signing, if it loads, else today's
 	if s.Timezone != "" && s.Timezone != "Local" {
@@ -247,7 +270,10 @@ func (p *printer) signature(consentID int64, sig signatureImage) {
 		h = boxH - 2*pad
 		w = h * float64(cfg.Width) / float64(cfg.Height)
 	}
-	name := fmt.Sprintf("signature-%d", consentID)
+	// Named by its bytes: fpdf keys images by content, so one image under
+	// two names would be two objects under one key.
+	sum := sha256.Sum256(img)
+	name := fmt.Sprintf("signature-%d-%x", consentID, sum[:8])
 	opts := fpdf.ImageOptions{ImageType: "PNG"}
 	pdf.RegisterImageOptionsReader(name, opts, bytes.NewReader(img))
 	pdf.ImageOptions(name, x+(boxW-w)/2, y+(boxH-h)/2, w, h, false, opts, 0, "")
@@ -351,6 +377,47 @@ func statusLabel(s doorledger.ConsentStatus) string {
 	default:
 		return "Unknown (" + oneLine(string(s)) + ")"
 	}
+}
+
+// nameCheck says how the typed name compares with the roster name.
+func nameCheck(s *doorledger.ConsentSignature) string {
+	if s.NameDiffers {
+		return "typed name differs from the roster: the signer was shown the roster name and confirmed signing with the name typed"
+	}
+	return "typed name matches the roster name (case, accents, spacing, hyphens, apostrophes and middle names aside)"
+}
+
+// verifiedWhat names what the portal verified when the consent was signed.
+func verifiedWhat(c *doorledger.Consent) string {
+	how := "the one-time link mailed to it"
+	if c.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	} else if c.Signature.Method != doorledger.VerifyLink {
+		how = "an unknown method (" + oneLine(string(c.Signature.Method)) + ")"
+	}
+	addr := "the signer's roster address"
+	if c.Signer.Email != "" {
+		addr += " " + c.Signer.Email
+	}
+	return addr + ", by " + how
+}
+
+// rosterNow says whether the consent's signer is still on the roster.
+func rosterNow(c *doorledger.Consent) string {
+	if c.Signer.Active {
+		return "Yes"
+	}
+	if c.Signature != nil {
+		return "No: " + removedWords(c.Signer) + " after signing (the consent stays valid: they were on the roster when they signed)"
+	}
+	return "No: " + removedWords(c.Signer)
+}
+
+func removedWords(s doorledger.Signer) string {
+	if s.RemovedAt.IsZero() {
+		return "removed from the roster"
+	}
+	return "removed from the roster on " + formatUTC(s.RemovedAt)
 }
 
 func methodLabel(m doorledger.VerificationMethod) string {

@@ -119,8 +119,10 @@ func TestConsentCertificate_Banner(t *testing.T) {
 		modify func(c *doorledger.Consent)
 		want   string
 	}{
-		{"InForce", func(c *doorledger.Consent) {}, "SIGNED Signed by Zoë Nuñez on 2026-03-14 15:04:05 UTC. Verified and in force until 2027-03-14 15:04:05 UTC."},
-		{"NoExpiry", func(c *doorledger.Consent) { c.ExpiresAt = time.Time{} }, "SIGNED Signed by Zoë Nuñez on 2026-03-14 15:04:05 UTC. Verified and in force."},
+		// "Verified" names the roster address and how, never the typed name.
+		{"InForce", func(c *doorledger.Consent) {}, "SIGNED Signed on 2026-03-14 15:04:05 UTC with the typed name “Zoë Nuñez”. Verified: the signer's roster address zoe.nunez@example.org, by a 6-digit code mailed to it, typed on the installer's screen; the typed name is not verified. In force until 2027-03-14 15:04:05 UTC."},
+		{"NoExpiry", func(c *doorledger.Consent) { c.ExpiresAt = time.Time{} }, "the typed name is not verified. In force."},
+		{"ByLink", func(c *doorledger.Consent) { c.Signature.Method = doorledger.VerifyLink }, "Verified: the signer's roster address zoe.nunez@example.org, by the one-time link mailed to it;"},
 		{"PeriodEnded", func(c *doorledger.Consent) { c.ExpiresAt = generatedAt.Add(-time.Hour) }, "SIGNED, PERIOD ENDED"},
 		{"SignedWithoutSignature", func(c *doorledger.Consent) { c.Signature = nil }, "NOT SIGNED The record's status is Signed, but no signature is on record."},
 	} {
@@ -131,6 +133,45 @@ func TestConsentCertificate_Banner(t *testing.T) {
 				t.Errorf("text lacks %q", tt.want)
 			}
 		})
+	}
+}
+
+// A typed name that differs from the roster's prints both names and says so;
+// a signer removed since signing is flagged, the consent still in force.
+func TestConsentCertificate_NameDiffersAndSignerRemoved(t *testing.T) {
+	c := SampleConsent(t)
+	c.Signer.Name = "Zoë Nuñez-Łukasz"
+	c.Signature.TypedName = "Mickey Mouse"
+	c.Signature.NameDiffers = true
+	text := MustPDFText(t, MustCertificate(t, c, SampleBuilding()))
+	for _, want := range []string{
+		"SIGNED — TYPED NAME DIFFERS FROM THE ROSTER",
+		"Signed on 2026-03-14 15:04:05 UTC with the typed name “Mickey Mouse”. Verified: the signer's roster address zoe.nunez@example.org",
+		"The typed name differs from the roster name, “Zoë Nuñez-Łukasz”; the signer confirmed signing with it.",
+		// Label and value print apart in pdftotext's reading order.
+		"Roster name", "Name check", "On the roster now",
+		"typed name differs from the roster: the signer was shown the roster name and confirmed signing with the name typed",
+	} {
+		if !containsText(text, want) {
+			t.Errorf("text lacks %q\n%s", want, text)
+		}
+	}
+	if containsText(text, "Verified and") || containsText(text, "Signed by Mickey Mouse") {
+		t.Errorf("the certificate says the name was verified:\n%s", text)
+	}
+
+	c = SampleConsent(t)
+	c.Signer.Active, c.Signer.RemovedAt = false, time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	text = MustPDFText(t, MustCertificate(t, c, SampleBuilding()))
+	for _, want := range []string{
+		"SIGNED — SIGNER SINCE REMOVED FROM THE ROSTER",
+		"The signer has since been removed from the roster on 2026-06-01 12:00:00 UTC; the consent stays valid",
+		"No: removed from the roster on 2026-06-01 12:00:00 UTC after signing",
+		"typed name matches the roster name",
+	} {
+		if !containsText(text, want) {
+			t.Errorf("text lacks %q\n%s", want, text)
+		}
 	}
 }
 

@@ -15,4 +15,41 @@
 			ev.stopPropagation();
 		}
 	}, true);
+
+	// Live regions (htmx's SSE extension) get an "end" event when the portal
+	// closes their stream for good: the session ended, or this account has too
+	// many live pages open. The browser would reconnect a closed stream by
+	// itself: close it instead, and show why, once, at the top of the page.
+	// The region's data-live says "open" or "ended".
+	document.addEventListener("htmx:sseOpen", function (ev) {
+		var source = ev.detail && ev.detail.source;
+		var region = ev.target;
+		if (region && region.setAttribute) {
+			region.setAttribute("data-live", "open");
+		}
+		if (!source || source.doorledgerEnd) {
+			return; // a reconnect of a source already listened to
+		}
+		source.doorledgerEnd = true;
+		source.addEventListener("end", function (msg) {
+			source.close();
+			if (region && region.setAttribute) {
+				region.setAttribute("data-live", "ended");
+			}
+			if (document.getElementById("live-ended")) {
+				return;
+			}
+			var note = document.createElement("article");
+			note.id = "live-ended";
+			note.className = "flash flash-error";
+			note.setAttribute("role", "alert");
+			note.textContent = msg.data + " ";
+			var reload = document.createElement("a");
+			reload.href = window.location.href;
+			reload.textContent = "Reload";
+			note.appendChild(reload);
+			var main = document.querySelector("main") || document.body;
+			main.insertBefore(note, main.firstChild);
+		});
+	});
 })();

@@ -5,7 +5,9 @@ package views
 import (
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -39,14 +41,6 @@ func (f Form) Value(name string) string { return f.Values[name] }
 
 // FieldError returns the message for a field, or "".
 func (f Form) FieldError(name string) string { return f.Errors[name] }
-
-// invalid returns the aria-invalid value for a field: "true" when it has an error.
-func (f Form) invalid(name string) string {
-	if f.Errors[name] != "" {
-		return "true"
-	}
-	return ""
-}
 
 // FormTime prints t in loc with the zone's abbreviation, e.g. "2026-11-22 09:14 EST".
 func FormTime(t time.Time, loc *time.Location) string {
@@ -135,6 +129,8 @@ func ConsentStatusLabel(s doorledger.ConsentStatus) string {
 		return "Disputed"
 	case doorledger.ConsentLapsed:
 		return "Lapsed"
+	case doorledger.ConsentExpired:
+		return "Expired unsigned"
 	}
 	return string(s)
 }
@@ -161,11 +157,95 @@ func consentsWith(list []*doorledger.Consent, s doorledger.ConsentStatus) []*doo
 	return out
 }
 
-func methodLabel(m doorledger.VerificationMethod) string {
-	if m == doorledger.VerifyCode {
-		return "6-digit code mailed to the registered address, typed on the installer's screen"
+// signedLine says when the consent of a link was signed, in the building's time.
+func signedLine(s *doorledger.SigningSession) string {
+	if s.Consent.Signature == nil {
+		return ""
 	}
-	return "one-time link mailed to the registered address"
+	return "You signed this on " + FormTime(s.Consent.Signature.SignedAt, s.Building.Location()) + "."
+}
+
+// doneHeadline heads the page of a signer's link once its consent is past signing.
+func doneHeadline(s *doorledger.SigningSession) string {
+	c, loc := s.Consent, s.Building.Location()
+	switch {
+	case s.Me != nil && s.Me.Signature != nil && (s.SignedByMe || c.Signature == nil):
+		return "You signed this on " + FormTime(s.Me.Signature.SignedAt, loc)
+	case c.Signature != nil:
+		return "You signed this on " + FormTime(c.Signature.SignedAt, loc)
+	case c.Status == doorledger.ConsentDeclined:
+		return "You declined this on " + FormTime(c.StatusAt, loc)
+	}
+	return "This consent is " + strings.ToLower(ConsentStatusLabel(c.Status))
+}
+
+// doneStatus says where the consent of a signer's link stands now.
+func doneStatus(s *doorledger.SigningSession) string {
+	c, loc := s.Consent, s.Building.Location()
+	at := FormTime(c.StatusAt, loc)
+	switch c.Status {
+	case doorledger.ConsentAwaiting:
+		return "Your signature is recorded. The request still needs " + c.Need.Describe() + "; nothing is enabled until then, and you will be mailed when it is signed."
+	case doorledger.ConsentExpired:
+		return "It expired on " + FormTime(c.ExpiredAt, loc) + " without the signatures its policy requires. Nothing was enabled; the installer or a manager may send it again as a new request."
+	case doorledger.ConsentSigned:
+		return "It is in force until " + FormTime(c.ExpiresAt, loc) + " unless withdrawn or renewed."
+	case doorledger.ConsentDeclined:
+		return "Nothing was enabled."
+	case doorledger.ConsentWithdrawn:
+		return "It was withdrawn on " + at + ", and the device under it disabled. There is nothing left to do."
+	case doorledger.ConsentDisputed:
+		return "It was reported as not signed by you on " + at + ": the device under it was disabled and the managers and board alerted. There is nothing left to do."
+	case doorledger.ConsentLapsed:
+		return "Its period ended on " + at + ", and the device under it was disabled unless renewed. There is nothing left to do."
+	}
+	return ""
+}
+
+// removedLabel says when a signer left the roster.
+func removedLabel(s doorledger.Signer) string {
+	if s.RemovedAt.IsZero() {
+		return "removed from the roster"
+	}
+	return "removed from the roster on " + UTC(s.RemovedAt)
+}
+
+// consentFlag is what a consent list says beside a consent that needs a look.
+func consentFlag(c *doorledger.Consent) string {
+	switch {
+	case c.SignedByRemovedSigner() && c.Status == doorledger.ConsentSigned:
+		return "signed by a signer since removed from the roster"
+	case c.Stranded():
+		return "signer removed from the roster: cannot be signed"
+	case c.Status == doorledger.ConsentAwaiting && len(c.Signers) > 1:
+		return "still needs " + c.Need.Describe()
+	case c.Signature != nil && c.Signature.NameDiffers:
+		return "typed name differs from the roster"
+	}
+	return ""
+}
+
+// verifiedLabel names what was verified: the signer's roster address (shown
+// when withAddress), by link or code — never the typed name.
+func verifiedLabel(c *doorledger.Consent, withAddress bool) string {
+	addr := "The signer's roster address"
+	if withAddress {
+		addr += ", " + c.Signer.Email + ","
+	}
+	how := "the one-time link mailed to it"
+	if c.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	}
+	return addr + " by " + how + ". The typed name is not verified."
+}
+
+// renewSelected is the signer the renewal form preselects: the one posted,
+// else the consent's own signer (listed only while on the roster).
+func renewSelected(v ConsentView) string {
+	if id := v.RenewForm.Value("signer_id"); id != "" {
+		return id
+	}
+	return strconv.FormatInt(v.Consent.SignerID, 10)
 }
 
 func timelineLabel(kind string) string {
@@ -173,6 +253,10 @@ func timelineLabel(kind string) string {
 		"requested": "Requested by the installer", "mailed": "Mailed", "opened": "Signing link opened",
 		"code_sent": "Code mailed", "code_failed": "Wrong code entered", "signed": "Signed",
 		"declined": "Declined", "withdrawn": "Withdrawn", "disputed": "Disputed: signer says they did not sign", "lapsed": "Lapsed",
+		"links_withdrawn": "Signing link and codes withdrawn", "links_mailed": "Withdraw and dispute links mailed again",
+		"renewal_requested": "A signer was asked to sign again",
+		"signature":         "Signature recorded", "turn_mailed": "Next signer's turn", "reminded": "Reminder mailed",
+		"expired": "Expired unsigned", "resent": "Sent again as a new request",
 	}
 	if l, ok := labels[kind]; ok {
 		return l
@@ -213,4 +297,91 @@ func devicesEventsURL(vendor string, installer int64) string {
 		q.Set("installer", strconv.FormatInt(installer, 10))
 	}
 	return "/devices/events?" + q.Encode()
+}
+
+// awaitingConsents are the requests of a list waiting for signatures, the
+// longest waiting first.
+func awaitingConsents(list []*doorledger.Consent) []*doorledger.Consent {
+	out := consentsWith(list, doorledger.ConsentAwaiting)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
+	return out
+}
+
+// Waited says how long a request has waited: "3 days, 4 h", "5 h", "12 min".
+func Waited(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour:
+		days := int(d / (24 * time.Hour))
+		unit := "days"
+		if days == 1 {
+			unit = "day"
+		}
+		return fmt.Sprintf("%d %s, %d h", days, unit, int(d%(24*time.Hour)/time.Hour))
+	case d >= time.Hour:
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%d min", int(d/time.Minute))
+}
+
+// signerStateLabel says where one named signer of a request stands.
+func signerStateLabel(rs doorledger.RequestSigner) string {
+	switch rs.State {
+	case doorledger.SignerSigned:
+		return "signed " + UTC(rs.Signature.SignedAt)
+	case doorledger.SignerWaiting:
+		return "signs after the signers above"
+	case doorledger.SignerRemoved:
+		return "removed from the roster before signing: drops out"
+	case doorledger.SignerNotNeeded:
+		return "not needed"
+	}
+	return "asked, has not signed yet"
+}
+
+// signatureVerified names what one signature verified: the signer's roster
+// address (shown when withAddress), by link or code — never the typed name.
+func signatureVerified(rs doorledger.RequestSigner, withAddress bool) string {
+	addr := "The signer's roster address"
+	if withAddress {
+		addr += ", " + rs.Signature.Address + ","
+	}
+	how := "the one-time link mailed to it"
+	if rs.Signature.Method == doorledger.VerifyCode {
+		how = "a 6-digit code mailed to it, typed on the installer's screen"
+	}
+	return addr + " by " + how + ". The typed name is not verified."
+}
+
+// waitingLine says whom an ordered signer waits for: "Waiting for the
+// President, Paula Prez, to sign first."
+func waitingLine(list []doorledger.Signer) string {
+	words := make([]string, len(list))
+	for i, s := range list {
+		words[i] = "the " + s.Title + " (" + s.Name + ")"
+	}
+	return "Waiting for " + doorledger.JoinAnd(words) + " to sign first. This request is signed in order: you will be mailed when it is your turn, and this link will then take your signature."
+}
+
+// askedOf names whom a signer's link asked: the link's signer, or the
+// request's one signer.
+func askedOf(s *doorledger.SigningSession) string {
+	if s.Me != nil {
+		return s.Me.Signer.Name + ", " + s.Me.Signer.Title
+	}
+	return s.Consent.Signer.Name + ", " + s.Consent.Signer.Title
+}
+
+func meID(s *doorledger.SigningSession) int64 {
+	if s.Me == nil {
+		return 0
+	}
+	return s.Me.Signer.ID
+}
+
+// signerQuery keeps the in-person screen's signer in a link (sep is "?" or "&").
+func signerQuery(s *doorledger.SigningSession, sep string) string {
+	if len(s.Consent.Signers) <= 1 || s.Me == nil {
+		return ""
+	}
+	return sep + "signer=" + strconv.FormatInt(s.Me.Signer.ID, 10)
 }

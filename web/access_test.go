@@ -65,6 +65,7 @@ var matrix = []accessRow{
 	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/audit/verify", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/outbox/:mail/retry", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations/:invitation/withdraw", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/consents/new", [6]string{login, nf, nf, nf, nf, ok}},
@@ -75,6 +76,9 @@ var matrix = []accessRow{
 	{"GET", "/consents/:consent/signature.png", [6]string{login, ok, ok, nf, ok, nf}},
 	{"GET", "/consents/:consent/certificate.pdf", [6]string{login, ok, ok, nf, ok, nf}},
 	{"POST", "/consents/:consent/renew", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/consents/:consent/resend", [6]string{login, ok, ok, nf, nf, ok}},
+	{"GET", "/buildings/:id/policy", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/policy", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/consents/:consent/code", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
@@ -129,8 +133,25 @@ var matrix = []accessRow{
 	{"POST", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/consent/links/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	// Residents (issue 12): the public notice by its slug and the links
+	// mailed to subscribers, for anyone; the notice's settings, poster and
+	// residents' reports for the building's managers.
+	{"GET", "/notice/:slug", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/notice/:slug/report", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/notice/:slug/report", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/notice/:slug/subscribe", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/residents/confirm/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/residents/confirm/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/residents/unsubscribe/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/residents/unsubscribe/:token", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/buildings/:id/notice/rotate", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/notice/contact", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/notice/poster.pdf", [6]string{login, ok, ok, nf, nf, nf}},
+	{"GET", "/buildings/:id/resident-reports/:report/photo", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/resident-reports/:report/resolve", [6]string{login, ok, ok, nf, nf, nf}},
 }
 
 func TestAccessMatrixCoversEveryRoute(t *testing.T) {
@@ -176,6 +197,16 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
 	switch {
+	case strings.Contains(path, ":slug"):
+		path = strings.Replace(path, ":slug", f.noticeSlug(t), 1)
+	case strings.HasPrefix(path, "/residents/confirm/"):
+		path = strings.Replace(path, ":token", f.residentToken(t, "/residents/confirm/"), 1)
+	case strings.HasPrefix(path, "/residents/unsubscribe/"):
+		path = strings.Replace(path, ":token", f.residentToken(t, "/residents/unsubscribe/"), 1)
+	case strings.Contains(path, ":report") && strings.Contains(path, "/resident-reports/"):
+		r := must(f.residents.ReportDevice(context.Background(), f.noticeSlug(t), doorledger.ResidentReportInput{
+			Location: "a grey box in the intercom", Photo: &doorledger.Photo{ContentType: "image/png", Data: signaturePNG(t)}}))(t)
+		path = strings.Replace(path, ":report", fmt.Sprint(r.ID), 1)
 	case strings.HasPrefix(path, "/consents/:consent/in-person"), strings.HasPrefix(path, "/consents/:consent/code"):
 		c := f.requestConsent(t, true)
 		path = strings.Replace(path, ":consent", fmt.Sprint(c.ID), 1)
@@ -190,12 +221,22 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.HasPrefix(path, "/sign/:token"):
 		f.requestConsent(t, false)
 		path = strings.Replace(path, ":token", f.lastToken(t, "/sign/"), 1)
+	case strings.HasPrefix(path, "/consent/links/"): // any link mailed for the consent: here the used signing link
+		_, token := f.signedConsent(t)
+		path = strings.Replace(path, ":token", token, 1)
 	case strings.HasPrefix(path, "/consent/withdraw/"), strings.HasPrefix(path, "/consent/dispute/"):
 		f.signedConsent(t)
 		path = strings.Replace(path, ":token", f.lastToken(t, strings.TrimSuffix(path, ":token")), 1)
 	case strings.HasPrefix(path, "/invite/"):
 		f.invite(t)
 		path = strings.Replace(path, ":token", f.lastToken(t, "/invite/"), 1)
+	case strings.Contains(path, ":mail"):
+		f.invite(t)
+		var id int64
+		if err := f.db.Reader().QueryRow(`SELECT MAX(id) FROM outbox`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":mail", fmt.Sprint(id), 1)
 	case strings.Contains(path, ":device"):
 		c, _ := f.signedConsent(t)
 		path = strings.Replace(path, ":device", fmt.Sprint(c.DeviceID), 1)

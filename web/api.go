@@ -73,7 +73,9 @@ func (s *Server) writeAPIError(c echo.Context, vendorID int64, e *apiError, caus
 
 // signedRequest reads and authenticates a vendor's request: the integration in
 // the path, the body, and the signature over both timestamp and body, made
-// with one of the integration's active keys within the replay window.
+// with one of the integration's active keys within the replay window. Whatever
+// can be refused without the body is refused before a byte of it is read: an
+// unknown integration, a missing, malformed or stale signature header.
 func signedRequest(c echo.Context, vendors doorledger.VendorService) (doorledger.VendorRequest, []byte, *apiError, error) {
 	var req doorledger.VendorRequest
 	id, err := strconv.ParseInt(c.Param("vendor"), 10, 64)
@@ -81,16 +83,13 @@ func signedRequest(c echo.Context, vendors doorledger.VendorService) (doorledger
 		return req, nil, refuse(http.StatusUnauthorized, reasonUnknownIntegration, "Unknown or retired vendor integration."), nil
 	}
 	req.VendorID = id
-	body, err := io.ReadAll(c.Request().Body)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return req, nil, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("The body is larger than %d bytes.", mbe.Limit)), nil
-	} else if err != nil {
-		return req, nil, refuse(http.StatusBadRequest, reasonMalformedJSON, "The body could not be read."), nil
-	}
 	header := c.Request().Header.Get(devicectl.SignatureHeader)
 	if strings.TrimSpace(header) == "" {
 		return req, nil, refuse(http.StatusUnauthorized, reasonMissingSignature, "Missing "+devicectl.SignatureHeader+" header."), nil
+	}
+	sig, err := devicectl.ParseSignature(header, time.Now(), devicectl.DefaultSignatureWindow)
+	if err != nil {
+		return req, nil, signatureRefusal(err), nil
 	}
 	keys, err := vendors.VendorKeys(c.Request().Context(), id)
 	if code := doorledger.ErrorCode(err); code == doorledger.EUNAUTHORIZED {
@@ -98,38 +97,37 @@ func signedRequest(c echo.Context, vendors doorledger.VendorService) (doorledger
 	} else if err != nil {
 		return req, nil, refuse(http.StatusInternalServerError, reasonInternal, ""), err
 	}
-	now := time.Now()
-	if err := devicectl.VerifySignature(header, body, keys, now, devicectl.DefaultSignatureWindow); err != nil {
-		switch msg := doorledger.ErrorMessage(err); doorledger.ErrorCode(err) {
-		case doorledger.EUNAUTHORIZED, doorledger.EINVALID:
-			reason := reasonBadSignature
-			if strings.HasPrefix(msg, "Stale") {
-				reason = reasonStaleSignature
-			}
-			return req, nil, refuse(http.StatusUnauthorized, reason, msg), nil
-		default:
+	body, err := io.ReadAll(c.Request().Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return req, nil, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("The body is larger than %d bytes.", mbe.Limit)), nil
+	} else if err != nil {
+		return req, nil, refuse(http.StatusBadRequest, reasonMalformedJSON, "The body could not be read."), nil
+	}
+	if err := sig.Verify(body, keys); err != nil {
+		if doorledger.ErrorCode(err) == doorledger.EINTERNAL {
 			return req, nil, refuse(http.StatusInternalServerError, reasonInternal, ""), err
 		}
+		return req, nil, signatureRefusal(err), nil
 	}
-	ts := signatureTimestamp(header)
-	req.SignedAt = time.Unix(ts, 0).UTC()
+	req.SignedAt = time.Unix(sig.Timestamp, 0).UTC()
 	req.Until = req.SignedAt.Add(devicectl.DefaultSignatureWindow)
 	h := sha256.New()
-	h.Write([]byte(strconv.FormatInt(ts, 10) + "."))
+	h.Write([]byte(strconv.FormatInt(sig.Timestamp, 10) + "."))
 	h.Write(body)
 	copy(req.Digest[:], h.Sum(nil))
 	return req, body, nil, nil
 }
 
-// signatureTimestamp returns the t= of a header VerifySignature accepted.
-func signatureTimestamp(header string) int64 {
-	for _, part := range strings.Split(header, ",") {
-		if k, v, _ := strings.Cut(strings.TrimSpace(part), "="); k == "t" {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
+// signatureRefusal is the 401 for a signature devicectl refused (EINVALID or
+// EUNAUTHORIZED): stale, or otherwise bad.
+func signatureRefusal(err error) *apiError {
+	msg := doorledger.ErrorMessage(err)
+	reason := reasonBadSignature
+	if strings.HasPrefix(msg, "Stale") {
+		reason = reasonStaleSignature
 	}
-	return 0
+	return refuse(http.StatusUnauthorized, reason, msg)
 }
 
 // firstEvent returns the lowest event index an EINVALID error names, in its

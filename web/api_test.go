@@ -48,7 +48,7 @@ func isVendorPath(p string) bool {
 func (f *fixture) withVendors(tb testing.TB) *fixture {
 	tb.Helper()
 	vendors := web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents,
+		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Policies: db.NewPolicyService(f.db),
 		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Vendors: f.vendorService(tb),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -220,6 +220,13 @@ func TestVendorEventsRefused(t *testing.T) {
 	huge := append([]byte(`{"events": [`), bytes.Repeat([]byte(" "), 4<<20)...)
 	// A device of building B, which the integration does not cover.
 	deviceB := must(db.NewDeviceService(r.db).RecordFoundDevice(sys(), r.B.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "B-1", Location: "lobby"}))(t).ID
+	// Another device of building A: an event naming it by serial and the
+	// rig's device by id names two devices.
+	otherA := must(db.NewDeviceService(r.db).RecordFoundDevice(sys(), r.A.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "HV-KB2-0002", Location: "garage"}))(t)
+	twoDevices := apiEvent(dev, "t1")
+	twoDevices["device"] = otherA.Serial
+	unknownRef := apiEvent(dev, "t2")
+	unknownRef["device"] = "NO-SUCH-SERIAL"
 
 	for _, tt := range []struct {
 		name   string
@@ -249,6 +256,9 @@ func TestVendorEventsRefused(t *testing.T) {
 		{"missing field", r.eventsPath(), batchJSON(t, apiEvent(dev, "x0"), apiEvent(dev, "x1"), missingField), nil, false, 422, "invalid_event", 2, "event 2: occurred_at: missing"},
 		{"field of the wrong type", r.eventsPath(), batchJSON(t, badType), nil, false, 422, "invalid_event", 0, "event 0: result: must be a string"},
 		{"unknown device id", r.eventsPath(), batchJSON(t, apiEvent(dev, "u0"), apiEvent(int64(999999), "u1")), nil, false, 422, "invalid_event", 1, "event 1: device_id: no device 999999 in the buildings this integration reports for"},
+		{"device_id and device naming two devices", r.eventsPath(), batchJSON(t, apiEvent(dev, "t0"), twoDevices), nil, false, 422, "invalid_event", 1,
+			fmt.Sprintf(`event 1: device: "HV-KB2-0002" is not the serial of device %d; device_id and device name different devices`, dev)},
+		{"device_id with a serial of no device", r.eventsPath(), batchJSON(t, unknownRef), nil, false, 422, "invalid_event", 0, "device_id and device name different devices"},
 		{"device of a building not covered", r.eventsPath(), batchJSON(t, apiEvent(deviceB, "b0")), nil, false, 422, "invalid_event", 0, fmt.Sprintf("no device %d in the buildings", deviceB)},
 		{"reference in a building not covered", r.eventsPath(), batchJSON(t, apiEvent(dev, "r0"), func() map[string]any {
 			e := apiEvent("SN-X", "r1")
@@ -288,18 +298,60 @@ func TestVendorEventsRefused(t *testing.T) {
 	// A body declared larger than the limit is refused before it is read.
 	before := r.written(t)
 	a := r.call(t, r.eventsPath(), bytes.NewReader(huge), sign(r.key, 0, huge))
-	if a.Status != http.StatusRequestEntityTooLarge || !strings.HasPrefix(a.ContentType, "application/json") {
-		t.Errorf("declared too large: %d %s", a.Status, a.raw)
+	if a.Status != http.StatusRequestEntityTooLarge || !strings.HasPrefix(a.ContentType, "application/json") ||
+		a.Reason != "too_large" || a.Code != http.StatusText(http.StatusRequestEntityTooLarge) || a.Error == "" {
+		t.Errorf("declared too large: %d %s, want 413 with reason too_large", a.Status, a.raw)
 	}
 	if after := r.written(t); after != before {
 		t.Errorf("written: %s, was %s", after, before)
 	}
 }
 
+// TestAPIErrorsCarryReason: every JSON error of the API, the error
+// handler's as well as the machine API's own refusals, names a reason.
+func TestAPIErrorsCarryReason(t *testing.T) {
+	r := newVendorRig(t)
+	huge := bytes.Repeat([]byte(" "), 5<<20)
+	for _, tt := range []struct {
+		name, method, path string
+		body               []byte
+		status             int
+		reason             string
+	}{
+		{"declared larger than the limit", http.MethodPost, r.eventsPath(), huge, 413, "too_large"},
+		{"no such route", http.MethodGet, "/api/vendors/1/nothing", nil, 404, "not_found"},
+		// A POST to a route that does not exist is 404 before any CSRF or
+		// signature check (the route's own middleware makes those).
+		{"no such route, posted", http.MethodPost, "/api/vendors/1/nothing", []byte("{}"), 404, "not_found"},
+		{"unsigned state callback", http.MethodPost, strings.Replace(r.eventsPath(), "/events", "/state", 1), []byte("{}"), 401, "missing_signature"},
+		{"wrong method", http.MethodGet, r.eventsPath(), nil, 404, "not_found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, r.http.URL+tt.path, bytes.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var a apiAnswer
+			raw, _ := io.ReadAll(resp.Body)
+			if err := json.Unmarshal(raw, &a); err != nil {
+				t.Fatalf("%d, not JSON: %s", resp.StatusCode, raw)
+			}
+			if resp.StatusCode != tt.status || a.Reason != tt.reason || a.Error == "" || a.Code != http.StatusText(tt.status) {
+				t.Errorf("got %d %s, want %d with reason %q", resp.StatusCode, raw, tt.status, tt.reason)
+			}
+		})
+	}
+}
+
 func TestVendorEventsRecorded(t *testing.T) {
 	r := newVendorRig(t)
 	dev := r.device.ID
-	body := batchJSON(t, apiEvent(dev, "e1"), apiEvent(strings.ToLower(r.device.Serial), "e2"), apiEvent("BLACK-BOX-7", "e3"))
+	both := apiEvent(dev, "e4") // the same device by id and by serial (any case): fine
+	both["device"] = strings.ToLower(r.device.Serial)
+	body := batchJSON(t, apiEvent(dev, "e1"), apiEvent(strings.ToLower(r.device.Serial), "e2"), apiEvent("BLACK-BOX-7", "e3"), both)
 	// The two events named by a reference need the building.
 	var batch map[string][]map[string]any
 	json.Unmarshal(body, &batch)
@@ -308,14 +360,14 @@ func TestVendorEventsRecorded(t *testing.T) {
 
 	sig := sign(r.key, 0, body)
 	a := r.call(t, r.eventsPath(), bytes.NewReader(body), sig)
-	if a.Status != http.StatusOK || a.Received != 3 || a.Inserted != 3 || a.Duplicates != 0 || a.Anomalous != 1 {
+	if a.Status != http.StatusOK || a.Received != 4 || a.Inserted != 4 || a.Duplicates != 0 || a.Anomalous != 1 {
 		t.Fatalf("batch: %d %s", a.Status, a.raw)
 	}
 	var known, unknown int
 	r.db.Reader().QueryRow(`SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND source = 'http'`, dev).Scan(&known)
 	r.db.Reader().QueryRow(`SELECT COUNT(*) FROM unlock_events WHERE device_id IS NULL AND device_ref = 'BLACK-BOX-7' AND anomalies & 4 <> 0`).Scan(&unknown)
-	if known != 2 || unknown != 1 {
-		t.Errorf("recorded %d of the device and %d unknown (flagged), want 2 and 1", known, unknown)
+	if known != 3 || unknown != 1 {
+		t.Errorf("recorded %d of the device and %d unknown (flagged), want 3 and 1", known, unknown)
 	}
 
 	// The same signed request again is a replay: 409, nothing written.
@@ -329,7 +381,7 @@ func TestVendorEventsRecorded(t *testing.T) {
 	}
 	// Signed again, the same batch is idempotent: nothing new.
 	a = r.call(t, r.eventsPath(), bytes.NewReader(body), sign(r.key, time.Second, body))
-	if a.Status != http.StatusOK || a.Inserted != 0 || a.Duplicates != 3 {
+	if a.Status != http.StatusOK || a.Inserted != 0 || a.Duplicates != 4 {
 		t.Errorf("re-signed: %d %s", a.Status, a.raw)
 	}
 

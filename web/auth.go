@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
@@ -21,13 +24,32 @@ func handleHealth(check func(ctx context.Context) error) echo.HandlerFunc {
 	}
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: it returns next when it is
+// a path of this site (with its query), and the buildings page otherwise.
+// Browsers drop tabs and line breaks from a URL and read "\\" as "/", so
+// "/\t/evil.example" and "/\\evil.example" would both leave the site as
+// "//evil.example": control characters and backslashes are refused anywhere,
+// and what is left must parse as a path with no scheme, host or leading "//".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
-		return "/buildings"
+	const home = "/buildings"
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || len(next) > maxNextLen {
+		return home
+	}
+	for _, r := range next {
+		if unicode.IsControl(r) || r == '\\' || r == utf8.RuneError {
+			return home
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return home
 	}
 	return next
 }
+
+// maxNextLen bounds a post-login target: no page of the portal needs more.
+const maxNextLen = 2048
 
 func (s *Server) handleLoginPage(c echo.Context) error {
 	if doorledger.UserFromContext(c.Request().Context()) != nil {
@@ -55,14 +77,14 @@ func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
 		// ended, so a cookie planted or copied before sign-in is worth nothing.
 		old, _ := c.Get("sid").(string)
 		if old == "" {
-			sess, _ := s.sessions.Get(c.Request(), sessionCookie)
+			sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
 			old, _ = sess.Values["sid"].(string)
 		}
 		created, err := users.CreateSession(ctx, u, old, c.RealIP(), c.Request().UserAgent())
 		if err != nil {
 			return err
 		}
-		sess, _ := s.sessions.New(c.Request(), sessionCookie)
+		sess, _ := s.sessions.New(c.Request(), s.sessionCookie)
 		sess.Values["sid"] = created.ID
 		if err := sess.Save(c.Request(), c.Response()); err != nil {
 			return err
@@ -74,12 +96,12 @@ func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
 
 // clearCSRF drops the CSRF cookie so the next page issues a new token.
 func (s *Server) clearCSRF(c echo.Context) {
-	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	c.SetCookie(&http.Cookie{Name: s.csrfCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
 }
 
 // signOut forgets the session in this browser and shows the sign-in page.
 func (s *Server) signOut(c echo.Context, msg string) error {
-	sess, _ := s.sessions.New(c.Request(), sessionCookie)
+	sess, _ := s.sessions.New(c.Request(), s.sessionCookie)
 	sess.AddFlash(msg, "ok")
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err

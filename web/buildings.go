@@ -73,6 +73,11 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Unlocks != nil {
 		v.Unlocks.CSRF, _ = c.Get(csrfKey).(string) // for the acknowledgement form beside each open anomaly
 	}
+	if v.CanManage && s.cfg.Residents != nil {
+		if v.Residents, err = s.residentsPanel(ctx, id, v.Devices); err != nil {
+			return v, err
+		}
+	}
 	if v.CanManage {
 		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
 			return v, err
@@ -272,7 +277,7 @@ func (s *Server) renderAudit(c echo.Context, audit doorledger.AuditService, resu
 	if err != nil {
 		return err
 	}
-	v := &views.LogView{VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
+	v := &views.LogView{Origin: s.cfg.Logs.Origin(), VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
 	if v.Head, err = s.cfg.Logs.Head(ctx, 0); err != nil && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		return err
 	}

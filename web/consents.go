@@ -30,12 +30,39 @@ func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.Han
 		if err != nil {
 			return err
 		}
-		b, err := buildings.FindBuildingByID(c.Request().Context(), id)
+		v, err := s.requestView(c, buildings, id, views.Form{})
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: views.Form{}}))
+		return render(c, http.StatusOK, views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), v))
 	}
+}
+
+// requestView is the request form of a building with its consent policy and
+// the portal's proposal of signers (checked when the form is new).
+func (s *Server) requestView(c echo.Context, buildings doorledger.BuildingService, id int64, f views.Form) (views.ConsentRequestView, error) {
+	ctx := c.Request().Context()
+	b, err := buildings.FindBuildingByID(ctx, id)
+	if err != nil {
+		return views.ConsentRequestView{}, err
+	}
+	p, err := s.cfg.Policies.FindConsentPolicy(ctx, id)
+	if err != nil {
+		return views.ConsentRequestView{}, err
+	}
+	v := views.ConsentRequestView{Building: b, Form: f, Policy: p, Chosen: map[int64]bool{}}
+	if f.Values == nil || len(f.Values) == 0 {
+		for _, sg := range doorledger.ProposeSigners(p, b.Signers) {
+			v.Chosen[sg.ID] = true
+		}
+	} else {
+		for _, raw := range c.Request().Form["signer_id"] {
+			if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
+				v.Chosen[n] = true
+			}
+		}
+	}
+	return v, nil
 }
 
 // readPhotos validates each uploaded photo by its bytes and re-encodes it.
@@ -69,7 +96,9 @@ func readPhotos(c echo.Context) ([]doorledger.Photo, error) {
 			return nil, err
 		}
 		data, ct, err := imagecheck.Photo(buf)
-		if err != nil {
+		if doorledger.ErrorCode(err) == doorledger.ETOOMANY {
+			return nil, err // the portal is busy decoding other images: not the file's fault
+		} else if err != nil {
 			return nil, fmt.Errorf("%s: %s", fh.Filename, doorledger.ErrorMessage(err))
 		}
 		photos = append(photos, doorledger.Photo{ContentType: ct, Data: data})
@@ -84,23 +113,34 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 			return err
 		}
 		ctx := c.Request().Context()
-		b, err := buildings.FindBuildingByID(ctx, id)
-		if err != nil {
-			return err
-		}
 		f := formOf(c, consentFields...)
-		signerID, _ := strconv.ParseInt(f.Value("signer_id"), 10, 64)
 		req := doorledger.ConsentRequest{
 			Device:   doorledger.DeviceDetails{Vendor: f.Value("vendor"), Model: f.Value("model"), Serial: f.Value("serial"), Location: f.Value("location"), Opens: f.Value("opens")},
-			SignerID: signerID, InPerson: f.Value("mode") == "in_person",
+			InPerson: f.Value("mode") == "in_person",
+		}
+		for _, raw := range c.Request().Form["signer_id"] { // in the order chosen: the order of signing
+			if n, err := strconv.ParseInt(raw, 10, 64); err == nil && n > 0 {
+				req.SignerIDs = append(req.SignerIDs, n)
+			}
 		}
 		photos, perr := readPhotos(c)
-		if perr == nil {
+		if doorledger.ErrorCode(perr) == doorledger.ETOOMANY {
+			c.Response().Header().Set("Retry-After", "60")
+			msg := doorledger.ErrorMessage(perr)
+			err = &doorledger.Error{Code: doorledger.ETOOMANY, Message: msg, Fields: map[string]string{"photos": msg}}
+		} else if perr == nil {
 			req.Photos = photos
 			var created *doorledger.Consent
 			if created, err = consents.RequestConsent(ctx, id, req); err == nil {
 				if created.InPerson {
 					return s.redirect(c, pathf("/consents/%d/in-person", created.ID), "Request recorded. Now mail the signer their code.")
+				}
+				if len(created.Signers) > 1 {
+					var names []string
+					for _, rs := range created.Signers {
+						names = append(names, rs.Signer.Name)
+					}
+					return s.redirect(c, pathf("/consents/%d", created.ID), fmt.Sprintf("Request sent: %s will each get their own one-time signing link at their registered address.", doorledger.JoinAnd(names)))
 				}
 				return s.redirect(c, pathf("/consents/%d", created.ID), fmt.Sprintf("Request sent: %s will get a one-time signing link at their registered address.", created.Signer.Name))
 			}
@@ -122,7 +162,11 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 		if f.Errors["photos"] == "" {
 			f.Values["photos_note"] = "Please choose the photos again: a browser does not keep files after an error."
 		}
-		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), views.ConsentRequestView{Building: b, Form: f}))
+		v, verr := s.requestView(c, buildings, id, f)
+		if verr != nil {
+			return verr
+		}
+		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), v))
 	}
 }
 
@@ -157,23 +201,34 @@ func (s *Server) handleConsent(consents doorledger.ConsentService, buildings doo
 		if err != nil {
 			return err
 		}
-		ctx := c.Request().Context()
-		u := doorledger.UserFromContext(ctx)
-		v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
-			CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller}
-		if con.Signature != nil {
-			v.Terms = con.Signature.Terms
-		} else {
-			v.Terms = doorledger.ConsentTerms(con, b)
-		}
-		if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
-			return err
-		}
-		if v.Photos, err = consents.ConsentPhotos(ctx, con.ID); err != nil {
-			return err
-		}
-		return render(c, http.StatusOK, views.ConsentPage(s.page(c, fmt.Sprintf("Consent #%d", con.ID), "buildings"), v))
+		return s.renderConsent(c, consents, con, b, http.StatusOK, views.Form{})
 	}
+}
+
+// renderConsent draws the consent page, with the renewal form's input and
+// errors when it was posted with a problem.
+func (s *Server) renderConsent(c echo.Context, consents doorledger.ConsentService, con *doorledger.Consent, b *doorledger.Building, status int, renew views.Form) error {
+	ctx := c.Request().Context()
+	u := doorledger.UserFromContext(ctx)
+	v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
+		CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller, RenewForm: renew}
+	switch {
+	case con.Signature != nil:
+		v.Terms = con.Signature.Terms
+	case con.Terms != "": // a policy request's terms, fixed when it was made
+		v.Terms = con.Terms
+	default:
+		v.Terms = doorledger.ConsentTerms(con, b)
+	}
+	v.Now = time.Now()
+	var err error
+	if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
+		return err
+	}
+	if v.Photos, err = consents.ConsentPhotos(ctx, con.ID); err != nil {
+		return err
+	}
+	return render(c, status, views.ConsentPage(s.page(c, fmt.Sprintf("Consent #%d", con.ID), "buildings"), v))
 }
 
 // serveImage answers stored image bytes; they were re-encoded at upload, and
@@ -217,6 +272,13 @@ func (s *Server) handleConsentSignature(consents doorledger.ConsentService) echo
 		if err != nil {
 			return err
 		}
+		// ?signer=ID: that signer's signature of a request with several.
+		if signerID, _ := strconv.ParseInt(c.QueryParam("signer"), 10, 64); signerID > 0 {
+			if rs := con.RequestSigner(signerID); rs != nil && rs.Signature != nil {
+				return serveImage(c, "image/png", rs.Signature.SignaturePNG)
+			}
+			return doorledger.Errorf(doorledger.ENOTFOUND, "This signer has not signed.")
+		}
 		if con.Signature == nil {
 			return doorledger.Errorf(doorledger.ENOTFOUND, "This consent is not signed.")
 		}
@@ -239,20 +301,28 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 	}
 }
 
-func (s *Server) handleConsentRenew(consents doorledger.ConsentService) echo.HandlerFunc {
+func (s *Server) handleConsentRenew(consents doorledger.ConsentService, buildings doorledger.BuildingService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "consent")
 		if err != nil {
 			return err
 		}
-		renewal, err := consents.RequestRenewal(c.Request().Context(), id)
-		if err != nil {
-			if code := doorledger.ErrorCode(err); code == doorledger.ECONFLICT {
-				s.flash(c, "error", doorledger.ErrorMessage(err))
-				return c.Redirect(http.StatusSeeOther, pathf("/consents/%d", id))
+		f := formOf(c, "signer_id")
+		signerID, _ := strconv.ParseInt(f.Value("signer_id"), 10, 64) // 0: the consent's own signer
+		renewal, err := consents.RequestRenewal(c.Request().Context(), id, signerID)
+		switch {
+		case err == nil:
+			return s.redirect(c, pathf("/consents/%d", renewal.ID), fmt.Sprintf("Signature requested: %s gets a new one-time link at their registered address.", renewal.Signer.Name))
+		case doorledger.ErrorCode(err) == doorledger.ECONFLICT:
+			s.flash(c, "error", doorledger.ErrorMessage(err))
+			return c.Redirect(http.StatusSeeOther, pathf("/consents/%d", id))
+		case formError(&f, err):
+			con, b, lerr := consentAndBuilding(c, consents, buildings)
+			if lerr != nil {
+				return lerr
 			}
-			return err
+			return s.renderConsent(c, consents, con, b, formStatus(err), f)
 		}
-		return s.redirect(c, pathf("/consents/%d", renewal.ID), "Renewal requested: the signer gets a new one-time link.")
+		return err
 	}
 }

@@ -68,6 +68,7 @@ func (s *Server) handleDevice(devices doorledger.DeviceService, buildings doorle
 		if err != nil {
 			return err
 		}
+		v.Secret = s.takeSecret(c, v.Device.ID)
 		return render(c, http.StatusOK, views.DevicePage(s.page(c, v.Device.Vendor+" "+v.Device.Serial, "buildings"), v))
 	}
 }
@@ -116,14 +117,50 @@ func (s *Server) handleCredential(devices doorledger.DeviceService, buildings do
 		if err != nil {
 			return err
 		}
-		// The secret is rendered in this response only, never stored or flashed.
-		v, err := s.deviceView(c, devices, buildings)
-		if err != nil {
+		// Post-redirect-get: a reload of the page must not post again (and
+		// rotate the secret unseen). The secret waits in the session cookie,
+		// encrypted, for the next GET of the device page, which shows it once.
+		if err := s.holdSecret(c, id, secret); err != nil {
 			return err
 		}
-		v.Secret = secret
-		return render(c, http.StatusOK, views.DevicePage(s.page(c, v.Device.Vendor+" "+v.Device.Serial, "buildings"), v))
+		return c.Redirect(http.StatusSeeOther, pathf("/devices/%d", id))
 	}
+}
+
+// secretKey is the session value that holds a device's new secret until
+// its page shows it.
+func secretKey(deviceID int64) string { return "device-secret:" + strconv.FormatInt(deviceID, 10) }
+
+// holdSecret keeps a device's new secret in this browser's session for the
+// device page to show once. It is bound to the signed-in session: another
+// account signing in on the same browser never sees it.
+func (s *Server) holdSecret(c echo.Context, deviceID int64, secret string) error {
+	sid, _ := c.Get("sid").(string)
+	sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
+	sess.Values[secretKey(deviceID)] = sid + "\x00" + secret
+	return sess.Save(c.Request(), c.Response())
+}
+
+// takeSecret returns the secret held for the device's page, and forgets it.
+func (s *Server) takeSecret(c echo.Context, deviceID int64) string {
+	sess, err := s.sessions.Get(c.Request(), s.sessionCookie)
+	if err != nil {
+		return ""
+	}
+	held, ok := sess.Values[secretKey(deviceID)].(string)
+	if !ok {
+		return ""
+	}
+	delete(sess.Values, secretKey(deviceID))
+	if err := sess.Save(c.Request(), c.Response()); err != nil {
+		return ""
+	}
+	sid, _ := c.Get("sid").(string)
+	owner, secret, _ := strings.Cut(held, "\x00")
+	if sid == "" || owner != sid {
+		return ""
+	}
+	return secret
 }
 
 // deviceLive renders the device's live state for its stream.

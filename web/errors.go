@@ -60,7 +60,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	if !wantsHTML(c) {
-		_ = c.JSON(status, map[string]any{"error": msg, "code": http.StatusText(status)})
+		_ = c.JSON(status, map[string]any{"error": msg, "code": http.StatusText(status), "reason": reasonFor(status)})
 		return
 	}
 	if c.Request().Header.Get("HX-Request") != "" {
@@ -73,6 +73,35 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if err := render(c, status, views.ErrorPage(s.page(c, views.ErrorTitle(status), ""), status, msg)); err != nil {
 		s.log.Error("render error page", "err", err)
 	}
+}
+
+// reasonFor is the reason, for programs, of a JSON error the error handler
+// answers: every API error carries one, as the machine API's own refusals do
+// (api.go), and a 413 says "too_large" whether the declared length or the
+// body read was over the limit.
+func reasonFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return reasonTooLarge
+	case http.StatusUnprocessableEntity:
+		return "invalid"
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
+	}
+	if status >= 500 {
+		return reasonInternal
+	}
+	return strings.ReplaceAll(strings.ToLower(http.StatusText(status)), " ", "_")
 }
 
 // wantsHTML reports whether the caller is a browser page rather than an API client.

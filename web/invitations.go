@@ -70,7 +70,7 @@ func (s *Server) handleInvitationAccept(users doorledger.UserService) echo.Handl
 		if err != nil {
 			return err
 		}
-		cookie, _ := s.sessions.New(c.Request(), sessionCookie)
+		cookie, _ := s.sessions.New(c.Request(), s.sessionCookie)
 		cookie.Values["sid"] = sess.ID
 		cookie.AddFlash("Welcome. You can now submit consent requests for this building.", "ok")
 		if err := cookie.Save(c.Request(), c.Response()); err != nil {
@@ -81,10 +81,29 @@ func (s *Server) handleInvitationAccept(users doorledger.UserService) echo.Handl
 	}
 }
 
+// handleOutboxRetry sends an unsent mail again from its first attempt.
+func (s *Server) handleOutboxRetry(outbox doorledger.OutboxService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "mail")
+		if err != nil {
+			return err
+		}
+		if err := outbox.RetryMessage(c.Request().Context(), id); err != nil {
+			if doorledger.ErrorCode(err) == doorledger.ECONFLICT {
+				s.flash(c, "error", doorledger.ErrorMessage(err))
+				return c.Redirect(http.StatusSeeOther, pathf("/outbox#mail-%d", id))
+			}
+			return err
+		}
+		return s.redirect(c, pathf("/outbox#mail-%d", id), "The mail is being sent again.")
+	}
+}
+
 func (s *Server) handleOutbox(c echo.Context) error {
 	msgs, err := s.cfg.Outbox.FindMessages(c.Request().Context(), 100)
 	if err != nil {
 		return err
 	}
+	maskResidentMail(msgs)
 	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs, s.cfg.SMTP))
 }

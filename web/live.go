@@ -3,13 +3,16 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/doorledger/doorledger"
 	"github.com/labstack/echo/v4"
 )
 
@@ -70,11 +73,68 @@ func DeviceKey(id int64) string { return fmt.Sprintf("device:%d", id) }
 const DevicesKey = "devices"
 
 // Stream limits: a stream re-reads at least every streamTick and ends after
-// streamMax (the browser's EventSource reconnects by itself).
+// streamMax (the browser's EventSource reconnects by itself). On each tick it
+// also re-checks its session, so logging out (here or everywhere), a password
+// change or a disabled account ends it within a tick. One user keeps at most
+// streamsPerUser open (a manager's tabs and the attention list); a new one
+// past that closes the oldest.
 const (
-	streamTick = time.Second
-	streamMax  = 10 * time.Minute
+	streamTick     = time.Second
+	streamMax      = 10 * time.Minute
+	streamsPerUser = 20
 )
+
+// endEvent is the event that closes a stream for good: the page's script
+// closes its EventSource (which would otherwise reconnect) and shows the
+// message (static/app.js).
+const endEvent = "end"
+
+// Why a stream ended for good, as the page says it.
+const (
+	streamSessionEnded = "Live updates stopped: your session has ended. Reload the page to sign in again."
+	streamTooMany      = "Live updates stopped here: you have more than 20 live pages open. Reload the page to resume them."
+)
+
+// errStreamReplaced is the cause that closes a user's oldest stream when
+// the user opens one past streamsPerUser.
+var errStreamReplaced = errors.New("stream replaced by a newer one of the same user")
+
+// streamRegistry keeps each user's open streams, oldest first.
+type streamRegistry struct {
+	mu   sync.Mutex
+	open map[int64][]*openStream
+}
+
+// openStream is one open stream: end closes it with a cause.
+type openStream struct{ end context.CancelCauseFunc }
+
+func newStreamRegistry() *streamRegistry {
+	return &streamRegistry{open: map[int64][]*openStream{}}
+}
+
+// add registers a stream of userID, closing the user's oldest ones past
+// streamsPerUser, and returns the function that unregisters it.
+func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove func()) {
+	me := &openStream{end: end}
+	r.mu.Lock()
+	list := append(r.open[userID], me)
+	for len(list) > streamsPerUser {
+		list[0].end(errStreamReplaced)
+		list = list[1:]
+	}
+	r.open[userID] = list
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		list := slices.DeleteFunc(r.open[userID], func(o *openStream) bool { return o == me })
+		if len(list) == 0 {
+			delete(r.open, userID)
+		} else {
+			r.open[userID] = list
+		}
+	}
+}
 
 // listStreamGap is the least time between two renders of a stream that shows
 // many devices. Every report of any device wakes those streams, and each
@@ -97,20 +157,38 @@ func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap ti
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	ctx, cancel := context.WithTimeout(c.Request().Context(), streamMax)
+	open, closeStream := context.WithCancelCause(c.Request().Context())
+	defer closeStream(nil)
+	ctx, cancel := context.WithTimeout(open, streamMax)
 	defer cancel()
+	sid, _ := c.Get("sid").(string)
+	if u := doorledger.UserFromContext(ctx); u != nil && s.streams != nil {
+		defer s.streams.add(u.ID, closeStream)()
+	}
+	// done says whether the stream ends here, saying why when it ends for good.
+	done := func() bool {
+		if ctx.Err() == nil {
+			return false
+		}
+		if errors.Is(context.Cause(open), errStreamReplaced) {
+			endStream(w, streamTooMany)
+		}
+		return true
+	}
 	wake, unsubscribe := s.hub.Subscribe(keys...)
 	defer unsubscribe()
 	tick := time.NewTicker(streamTick)
 	defer tick.Stop()
 	var last string
-	var rendered time.Time
+	var rendered, checked time.Time
+	checked = time.Now()
 	for {
 		if wait := gap - time.Since(rendered); gap > 0 && wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
+				done()
 				return nil
 			case <-t.C:
 			}
@@ -120,9 +198,9 @@ func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap ti
 		default:
 		}
 		rendered = time.Now()
-		comp, done, err := render(ctx)
+		comp, finished, err := render(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if done() {
 				return nil
 			}
 			s.log.Error("stream render", "route", c.Path(), "err", err)
@@ -134,21 +212,46 @@ func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap ti
 		}
 		if html := buf.String(); html != last {
 			last = html
-			fmt.Fprintf(w, "event: %s\n", event)
-			for _, line := range strings.Split(html, "\n") {
-				fmt.Fprintf(w, "data: %s\n", line)
-			}
-			fmt.Fprint(w, "\n")
-			w.Flush()
+			writeEvent(w, event, html)
 		}
-		if done {
+		if finished {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			done()
 			return nil
 		case <-wake:
 		case <-tick.C:
 		}
+		// The session is re-read at most once a tick, however often the
+		// stream is woken: the database's word, not the user in the request's
+		// context, which was read when the stream opened.
+		if sid != "" && time.Since(checked) >= streamTick {
+			checked = time.Now()
+			if err := s.cfg.Users.CheckSession(ctx, sid); err != nil {
+				if done() {
+					return nil
+				}
+				if doorledger.ErrorCode(err) != doorledger.EUNAUTHORIZED {
+					s.log.Error("stream session check", "route", c.Path(), "err", err)
+				}
+				endStream(w, streamSessionEnded)
+				return nil
+			}
+		}
 	}
 }
+
+// writeEvent sends one server-sent event; each line of data is a data: line.
+func writeEvent(w *echo.Response, event, data string) {
+	fmt.Fprintf(w, "event: %s\n", event)
+	for _, line := range strings.Split(data, "\n") {
+		fmt.Fprintf(w, "data: %s\n", line)
+	}
+	fmt.Fprint(w, "\n")
+	w.Flush()
+}
+
+// endStream sends endEvent with the message the page shows.
+func endStream(w *echo.Response, msg string) { writeEvent(w, endEvent, msg) }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -42,5 +43,38 @@ func TestStreamEveryFoldsWakeUps(t *testing.T) {
 	}
 	if n := renders.Load(); n != 1 {
 		t.Errorf("%d renders within the gap, want 1", n)
+	}
+}
+
+// Each user's streams are capped on their own: another user's stream closes
+// none of them, the user's 21st closes the user's oldest.
+func TestStreamRegistryPerUser(t *testing.T) {
+	r := newStreamRegistry()
+	var ctxs []context.Context
+	for range streamsPerUser {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		r.add(1, cancel)
+		ctxs = append(ctxs, ctx)
+	}
+	other, cancelOther := context.WithCancelCause(context.Background())
+	defer cancelOther(nil)
+	removeOther := r.add(2, cancelOther)
+	for i, ctx := range ctxs {
+		if ctx.Err() != nil {
+			t.Fatalf("user 1's stream %d closed by user 2's", i+1)
+		}
+	}
+	_, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	remove := r.add(1, cancel)
+	if !errors.Is(context.Cause(ctxs[0]), errStreamReplaced) || ctxs[1].Err() != nil || other.Err() != nil {
+		t.Fatalf("after user 1's 21st: oldest %v, second %v, user 2's %v; want only the oldest closed",
+			context.Cause(ctxs[0]), ctxs[1].Err(), other.Err())
+	}
+	remove()
+	removeOther()
+	if n, m := len(r.open[1]), len(r.open[2]); n != streamsPerUser-1 || m != 0 {
+		t.Fatalf("open after removing: user 1 %d, user 2 %d; want %d and 0", n, m, streamsPerUser-1)
 	}
 }

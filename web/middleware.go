@@ -1,6 +1,10 @@
 package web
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,13 +14,16 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 const (
-	sessionCookie = "dl_session"
-	csrfCookie    = "dl_csrf"
-	csrfKey       = "csrf" // echo context key of the CSRF token
+	// Cookie names; served over HTTPS they carry the __Host- prefix, which
+	// browsers accept only from a secure origin, with Path=/ and no Domain: a
+	// sibling subdomain or a plain-HTTP page cannot plant or overwrite them.
+	sessionCookieName = "dl_session"
+	csrfCookieName    = "dl_csrf"
+	hostCookiePrefix  = "__Host-"
+	csrfKey           = "csrf" // echo context key of the CSRF token
 
 	// DefaultBodyLimit bounds every request body unless a route sets its own.
 	DefaultBodyLimit = 1 << 20
@@ -107,32 +114,107 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d KB", n>>10)
 }
 
-// csrf guards every state-changing request: a token from the form field
-// _csrf or the X-CSRF-Token header (htmx) must match the cookie, or the
-// browser's Sec-Fetch-Site must say the request came from our own pages.
-func (s *Server) csrf() echo.MiddlewareFunc {
-	return middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
-		ContextKey:     csrfKey,
-		CookieName:     csrfCookie,
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSecure:   s.cfg.Secure,
-		CookieSameSite: http.SameSiteLaxMode,
-		Skipper: func(c echo.Context) bool {
-			// Machine endpoints authenticate each request with a signature, not a cookie.
-			return strings.HasPrefix(c.Path(), "/api/")
-		},
-		ErrorHandler: func(err error, c echo.Context) error {
-			return echo.NewHTTPError(http.StatusForbidden, "This form has expired or did not come from Doorledger. Reload the page and try again.")
-		},
-	})
+// csrf guards every state-changing request but the machine API's (whose
+// requests are signed, not cookie-borne) and gives every page its token. It
+// reads only headers, never the body: the browser's Sec-Fetch-Site decides
+// when it is sent (same-origin passes, cross-site is refused), then the
+// X-CSRF-Token header (htmx); otherwise the form's _csrf field must match the
+// cookie, and that is checked by csrfForm, the last middleware of every route,
+// once the caller is known to be allowed there. So an anonymous or
+// unauthorized post is refused before its body is parsed.
+func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Path(), "/api/") {
+			return next(c)
+		}
+		r := c.Request()
+		token := ""
+		if ck, err := r.Cookie(s.csrfCookie); err == nil && len(ck.Value) == csrfTokenLen {
+			token = ck.Value
+		} else {
+			token = newCSRFToken()
+		}
+		// The cookie is (re)set on every page, so its day runs from the last page seen.
+		c.SetCookie(&http.Cookie{Name: s.csrfCookie, Value: token, Path: "/", MaxAge: csrfCookieMaxAge,
+			HttpOnly: true, Secure: s.cfg.Secure, SameSite: http.SameSiteLaxMode})
+		c.Response().Header().Add(echo.HeaderVary, echo.HeaderCookie)
+		c.Set(csrfKey, token)
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			return next(c)
+		}
+		switch r.Header.Get(echo.HeaderSecFetchSite) {
+		case "same-origin", "none":
+			return next(c) // the browser says our own page (or the user) sent it
+		case "cross-site":
+			return csrfRefused
+		}
+		if h := r.Header.Get(echo.HeaderXCSRFToken); h != "" {
+			if !sameToken(token, h) {
+				return csrfRefused
+			}
+			return next(c)
+		}
+		c.Set(csrfFormKey, true)
+		return next(c)
+	}
+}
+
+// csrfForm checks the form's _csrf field when the headers did not settle the
+// request (see csrf). It is the last middleware of every route: the body is
+// read only here, after the session and the role were checked, within the
+// route's body limit. Only the body counts: a token in the URL query is
+// refused, as URLs end up in logs, history and Referer headers.
+func (s *Server) csrfForm(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if pending, _ := c.Get(csrfFormKey).(bool); !pending {
+			return next(c)
+		}
+		r := c.Request()
+		if err := r.ParseMultipartForm(multipartMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return err
+			}
+			return echo.NewHTTPError(http.StatusBadRequest, "The form could not be read.")
+		}
+		token, _ := c.Get(csrfKey).(string)
+		if !sameToken(token, r.PostForm.Get("_csrf")) {
+			return csrfRefused
+		}
+		c.Set(csrfFormKey, false)
+		return next(c)
+	}
+}
+
+// csrfRefused is the answer to a request that failed the CSRF check.
+var csrfRefused = echo.NewHTTPError(http.StatusForbidden, "This form has expired or did not come from Doorledger. Reload the page and try again.")
+
+// CSRF token settings: 32 random bytes, URL-safe; the cookie lasts a day.
+const (
+	csrfTokenLen     = 43
+	csrfCookieMaxAge = 24 * 60 * 60
+	csrfFormKey      = "csrf_form" // echo context key: the form field must carry the token
+	multipartMemory  = 32 << 20    // what Echo's MultipartForm keeps in memory; the rest goes to temporary files
+)
+
+func newCSRFToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// sameToken compares in constant time; an empty token never matches.
+func sameToken(want, got string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
 // loadSession signs the request in when its cookie names a live session.
 func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sess, _ := s.sessions.Get(c.Request(), sessionCookie)
+		sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
 		sid, _ := sess.Values["sid"].(string)
 		if sid == "" {
 			return next(c)

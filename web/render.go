@@ -25,7 +25,7 @@ func render(c echo.Context, status int, t templ.Component) error {
 func (s *Server) page(c echo.Context, title, active string) views.Page {
 	p := views.Page{Title: title, Active: active, User: doorledger.UserFromContext(c.Request().Context())}
 	p.CSRF, _ = c.Get(csrfKey).(string)
-	sess, err := s.sessions.Get(c.Request(), sessionCookie)
+	sess, err := s.sessions.Get(c.Request(), s.sessionCookie)
 	if err == nil {
 		changed := false
 		for _, kind := range []string{"ok", "error"} {
@@ -45,7 +45,7 @@ func (s *Server) page(c echo.Context, title, active string) views.Page {
 
 // flash queues a message for the next page.
 func (s *Server) flash(c echo.Context, kind, msg string) {
-	sess, _ := s.sessions.Get(c.Request(), sessionCookie)
+	sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
 	sess.AddFlash(msg, kind)
 	_ = sess.Save(c.Request(), c.Response())
 }

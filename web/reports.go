@@ -173,7 +173,7 @@ func (s *Server) reportView(ctx context.Context, buildings doorledger.BuildingSe
 	}
 	v := views.ReportView{Report: rec, Loc: b.Location(), Days: rangeDays(rec.From, rec.To)}
 	if s.cfg.Logs != nil {
-		v.VerifierKey = s.cfg.Logs.VerifierKey()
+		v.VerifierKey, v.Origin = s.cfg.Logs.VerifierKey(), s.cfg.Logs.Origin()
 	}
 	return v, nil
 }
@@ -246,7 +246,7 @@ func (s *Server) handleReportDownload(buildings doorledger.BuildingService, repo
 
 func (s *Server) verifyPage(c echo.Context, status int, v views.VerifyView) error {
 	if s.cfg.Logs != nil {
-		v.VerifierKey = s.cfg.Logs.VerifierKey()
+		v.VerifierKey, v.Origin = s.cfg.Logs.VerifierKey(), s.cfg.Logs.Origin()
 	}
 	return render(c, status, views.VerifyPage(s.page(c, "Verify a report", "buildings"), v))
 }
@@ -432,12 +432,12 @@ func checkHead(logs doorledger.LogService, rec *doorledger.ReportRecord) string 
 	if err != nil {
 		return err.Error()
 	}
-	size, root, err := auditlog.OpenHead(rec.HeadNote, vr)
+	cp, err := auditlog.OpenHead(rec.HeadNote, vr.ForOrigin(logs.Origin()))
 	if err != nil {
 		return err.Error()
 	}
-	if size != rec.HeadSize || root != rec.HeadRoot {
-		return fmt.Sprintf("the signed note names %d entries and root %s, the registry %d and %s", size, root, rec.HeadSize, rec.HeadRoot)
+	if cp.Size != rec.HeadSize || cp.Root != rec.HeadRoot {
+		return fmt.Sprintf("the signed note names %d entries and root %s, the registry %d and %s", cp.Size, cp.Root, rec.HeadSize, rec.HeadRoot)
 	}
 	return ""
 }

@@ -19,35 +19,40 @@ func (s *Server) routes() {
 		securityHeaders(s.cfg.Secure),
 		requestContext,
 		requestLogger(s.log),
+		s.rateLimit, // public routes: each client held to its allowance before any body is read
 		s.bodyLimit,
-		s.csrf(),
-		s.loadSession,
+		s.loadSession, // the session first: nothing below reads a body before the caller is known
+		s.csrf,
 	)
 	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
-	signedIn := requireUser
-	admin := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin)}
-	managers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager)}
-	readers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleBoard)}
-	installers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleInstaller)}
+	// Who may use a route. Each list ends with csrfForm, which reads a form's
+	// CSRF token from the body only once the caller is allowed there; public
+	// forms take it alone. Every route uses one of these lists.
+	public := []echo.MiddlewareFunc{s.csrfForm}
+	signedIn := []echo.MiddlewareFunc{requireUser, s.csrfForm}
+	admin := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin), s.csrfForm}
+	managers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager), s.csrfForm}
+	readers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleBoard), s.csrfForm}
+	installers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleInstaller), s.csrfForm}
 
 	// Public.
 	e.GET("/healthz", handleHealth(s.cfg.Health))
 	e.StaticFS("/static", static.FS)
 	e.GET("/login", s.handleLoginPage)
-	e.POST("/login", s.handleLogin(users))
-	e.POST("/logout", s.handleLogout(users))
+	e.POST("/login", s.handleLogin(users), public...)
+	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/buildings") }, signedIn)
-	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn)
-	e.GET("/account", s.handleAccount, signedIn)
-	e.POST("/account/password", s.handleAccountPassword(users), signedIn)
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/buildings") }, signedIn...)
+	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn...)
+	e.GET("/account", s.handleAccount, signedIn...)
+	e.POST("/account/password", s.handleAccountPassword(users), signedIn...)
 
 	// Buildings: the service answers 404 for a building without a grant.
-	e.GET("/buildings", s.handleBuildings(buildings), signedIn)
+	e.GET("/buildings", s.handleBuildings(buildings), signedIn...)
 	e.GET("/buildings/new", s.handleBuildingNew, admin...)
 	e.POST("/buildings", s.handleBuildingCreate(buildings), admin...)
-	e.GET("/buildings/:id", s.handleBuilding(buildings, users), signedIn)
+	e.GET("/buildings/:id", s.handleBuilding(buildings, users), signedIn...)
 	e.GET("/buildings/:id/edit", s.handleBuildingEdit(buildings), managers...)
 	e.POST("/buildings/:id", s.handleBuildingUpdate(buildings), managers...)
 	e.POST("/buildings/:id/signers", s.handleSignerAdd(buildings, users), managers...)
@@ -64,11 +69,17 @@ func (s *Server) routes() {
 	e.GET("/buildings/:id/consents/new", s.handleConsentNew(buildings), installers...)
 	s.upload(http.MethodPost, "/buildings/:id/consents", consentRequestBodyLimit, s.handleConsentCreate(buildings, consents), installers...)
 	e.GET("/submissions", s.handleSubmissions(consents), installers...)
-	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn)
-	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn)
+	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn...)
+	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn...)
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
 	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings), readers...)
-	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents), managers...)
+	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
+	// Issue 13: a building's consent policy (managers); an expired request is
+	// sent again by its installer or a manager (the service checks which).
+	e.GET("/buildings/:id/policy", s.handlePolicyPage(buildings), managers...)
+	e.POST("/buildings/:id/policy", s.handlePolicyUpdate(buildings, s.cfg.Policies), managers...)
+	resenders := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleInstaller), s.csrfForm}
+	e.POST("/consents/:consent/resend", s.handleConsentResend(consents), resenders...)
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
@@ -123,14 +134,38 @@ func (s *Server) routes() {
 
 	// Signers (no account) and invited installers, by one-time link.
 	e.GET("/sign/:token", s.handleSignPage(consents))
-	s.upload(http.MethodPost, "/sign/:token", signBodyLimit, s.handleSign(consents))
-	e.POST("/sign/:token/decline", s.handleDecline(consents))
+	s.upload(http.MethodPost, "/sign/:token", signBodyLimit, s.handleSign(consents), public...)
+	e.POST("/sign/:token/decline", s.handleDecline(consents), public...)
 	e.GET("/consent/withdraw/:token", s.handleAfterSigningPage(consents, "withdraw"))
-	e.POST("/consent/withdraw/:token", s.handleAfterSigning(consents, "withdraw"))
+	e.POST("/consent/withdraw/:token", s.handleAfterSigning(consents, "withdraw"), public...)
 	e.GET("/consent/dispute/:token", s.handleAfterSigningPage(consents, "dispute"))
-	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"))
+	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"), public...)
+	e.POST("/consent/links/:token", s.handleMailEndLinks(consents), public...)
 	e.GET("/invite/:token", s.handleInvitationPage)
-	e.POST("/invite/:token", s.handleInvitationAccept(users))
+	e.POST("/invite/:token", s.handleInvitationAccept(users), public...)
+
+	// Residents (issue 12), without an account: the building's public device
+	// notice by its slug (the poster's QR code), residents' reports of
+	// unlisted devices and subscriptions to notices, confirmed and ended by
+	// mailed one-time links; each held per client (ratelimit.go). Managers
+	// rotate the slug, set the contact line, print the poster and resolve
+	// the reports on the building page.
+	residents := s.cfg.Residents
+	noticeRate := newIPLimiter(s.cfg.NoticeRate.or(defaultNoticeRate))
+	residentPostRate := newIPLimiter(s.cfg.ResidentPostRate.or(defaultResidentPostRate))
+	s.public(http.MethodGet, "/notice/:slug", noticeRate, 0, s.handleNotice(residents))
+	s.public(http.MethodGet, "/notice/:slug/report", noticeRate, 0, s.handleNoticeReportPage(residents))
+	s.public(http.MethodPost, "/notice/:slug/report", residentPostRate, residentReportBodyLimit, s.handleNoticeReport(residents))
+	s.public(http.MethodPost, "/notice/:slug/subscribe", residentPostRate, residentSubscribeBodyLimit, s.handleNoticeSubscribe(residents))
+	s.public(http.MethodGet, "/residents/confirm/:token", noticeRate, 0, s.handleResidentLinkPage(residents, "confirm"))
+	s.public(http.MethodPost, "/residents/confirm/:token", noticeRate, residentSubscribeBodyLimit, s.handleResidentLink(residents, "confirm"))
+	s.public(http.MethodGet, "/residents/unsubscribe/:token", noticeRate, 0, s.handleResidentLinkPage(residents, "unsubscribe"))
+	s.public(http.MethodPost, "/residents/unsubscribe/:token", noticeRate, residentSubscribeBodyLimit, s.handleResidentLink(residents, "unsubscribe"))
+	e.POST("/buildings/:id/notice/rotate", s.handleNoticeRotate(residents), managers...)
+	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildings, users, residents), managers...)
+	e.GET("/buildings/:id/notice/poster.pdf", s.handleNoticePoster(buildings, residents), managers...)
+	e.GET("/buildings/:id/resident-reports/:report/photo", s.handleResidentReportPhoto(residents), managers...)
+	e.POST("/buildings/:id/resident-reports/:report/resolve", s.handleResidentReportResolve(buildings, users, residents), managers...)
 
 	// Vendor integrations and machine APIs. Admins manage integrations and put
 	// devices under them. Vendor clouds call /api/vendors/:vendor/… with no
@@ -156,6 +191,7 @@ func (s *Server) routes() {
 	e.GET("/audit", s.handleAudit(audit), admin...)
 	e.POST("/audit/verify", s.handleAuditVerify(audit), admin...)
 	e.GET("/outbox", s.handleOutbox, admin...)
+	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(s.cfg.Outbox), admin...)
 }
 
 // upload registers a route that takes a larger body than DefaultBodyLimit.

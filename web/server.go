@@ -22,6 +22,7 @@ type Config struct {
 	Buildings   doorledger.BuildingService
 	Audit       doorledger.AuditService
 	Consents    doorledger.ConsentService
+	Policies    doorledger.PolicyService // buildings' consent policies
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService
@@ -29,6 +30,7 @@ type Config struct {
 	Vendors     doorledger.VendorService
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
+	Residents   doorledger.ResidentService
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles
@@ -39,7 +41,10 @@ type Config struct {
 	// SessionKeys are the gorilla/securecookie key pairs (hash key 64 bytes,
 	// block key 32 bytes), newest first; older pairs still decode during rotation.
 	SessionKeys [][]byte
-	// Secure marks cookies Secure: set when the portal is served over TLS.
+	// Secure marks cookies Secure and names them with the __Host- prefix: set
+	// when the portal is served over TLS, by itself or by a reverse proxy in
+	// front of it (a public URL in https). Plain-HTTP localhost leaves it off,
+	// as browsers refuse Secure and __Host- cookies from http:// origins.
 	Secure bool
 	// TrustProxy takes the client IP from X-Forwarded-For (behind a reverse
 	// proxy); otherwise the socket address is used, so the header cannot be forged.
@@ -53,6 +58,9 @@ type Config struct {
 	// CommandTimeout is how long a command may wait for the device before the
 	// page calls it "not confirmed" (the controller retries and alerts).
 	CommandTimeout time.Duration
+	// NoticeRate and ResidentPostRate hold each client of the residents'
+	// pages (reading; reporting and subscribing); zero: the defaults.
+	NoticeRate, ResidentPostRate RateLimit
 }
 
 // Server is the portal's HTTP server.
@@ -64,8 +72,12 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 
-	bodyLimits map[string]int64 // route path → body limit, for routes that take uploads
+	bodyLimits map[string]int64      // route path → body limit, for routes that take uploads
+	rateLimits map[string]*ipLimiter // "METHOD path" → per-client limit, for public routes
 	hub        *Hub
+	streams    *streamRegistry // open live streams per user
+
+	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
 }
 
 // NewServer builds the Echo instance with every route and middleware.
@@ -79,7 +91,11 @@ func NewServer(cfg Config) *Server {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, hub: cfg.Hub}
+	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, rateLimits: map[string]*ipLimiter{}, hub: cfg.Hub, streams: newStreamRegistry(),
+		sessionCookie: sessionCookieName, csrfCookie: csrfCookieName}
+	if cfg.Secure {
+		s.sessionCookie, s.csrfCookie = hostCookiePrefix+sessionCookieName, hostCookiePrefix+csrfCookieName
+	}
 	s.sessions = sessions.NewCookieStore(cfg.SessionKeys...)
 	s.sessions.Options = &sessions.Options{
 		Path:     "/",

@@ -398,6 +398,20 @@ func TestUnlockCSVExport(t *testing.T) {
 	if exports != 3 {
 		t.Errorf("%d exports audited, want 3", exports)
 	}
+	// The building's journal says what each export was, in a sentence.
+	_, page := c.get(fmt.Sprintf("/buildings/%d/audit", f.A.ID))
+	for _, want := range []string{
+		fmt.Sprintf("exported %d,%03d unlock events, all dates, denied only, as CSV", n/3/1000, n/3%1000),
+		"exported 0 unlock events, all dates, denied only, anomalies only, as CSV",
+		"<small><code>unlocks.export</code></small>",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the journal lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "&#34;AnomaliesOnly&#34;") || strings.Contains(page, "&#34;format&#34;") {
+		t.Error("the journal prints an entry's JSON")
+	}
 }
 
 func TestUnlockSettingsForm(t *testing.T) {

@@ -37,6 +37,7 @@ type fixture struct {
 	outbox    *db.OutboxService
 	reports   *db.ReportService
 	logs      *db.LogService
+	residents *db.ResidentService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -70,14 +71,15 @@ func newFixture(tb testing.TB) *fixture {
 	logs := db.NewLogService(d, testLogKey(tb))
 	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d),
 		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d),
-		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs}
+		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: db.NewResidentService(d, "http://portal.test")}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
-		Consents: f.consents, Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
+		Consents: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
 		Unlocks:     db.NewUnlockService(d),
 		Logs:        logs,
 		Reports:     f.reports,
+		Residents:   f.residents,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -150,22 +150,24 @@ func TestRun_OneDevice(t *testing.T) {
 
 	push(t, b, 7, doorledger.StateEnabled, 3)
 	p.waitFor(t, "report v3", func() bool { return p.reported(7, 3) })
-	// At 100 unlocks a second, the first may come before the device applied
-	// the push (denied): wait for one after it.
-	var ev doorledger.UnlockEvent
-	p.waitFor(t, "a granted unlock event", func() bool {
-		for _, e := range p.events {
+	// Unlocks start at once; those before v3 was applied are denied.
+	granted := func() int {
+		for i, e := range p.events {
 			if e.Result == doorledger.UnlockGranted {
-				ev = e
-				return true
+				return i
 			}
 		}
-		return false
-	})
+		return -1
+	}
+	p.waitFor(t, "a granted unlock", func() bool { return granted() >= 0 })
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if ev.DeviceID != 7 || ev.EventID == "" {
+
+	p.mu.Lock()
+	ev := p.events[granted()]
+	p.mu.Unlock()
+	if ev.DeviceID != 7 || ev.EventID == "" || ev.Result != doorledger.UnlockGranted {
 		t.Errorf("event %+v", ev)
 	}
 	b2, err := os.ReadFile(filepath.Join(state, "device-7.json"))

@@ -272,32 +272,23 @@ func TestBrowserAnomalyAck(t *testing.T) {
 	browsertest.Navigate(t, ctx, p.URL+open)
 	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__mark = "no reload"`))
 	const note = "Courier account reported to the carrier"
-	browsertest.Do(t, ctx, chromedp.SendKeys(chromedp.CSS(ack+"-note"), note))
+	browsertest.Do(t, ctx, browsertest.SendKeys(ack+"-note", note))
 
 	// Another door opening arrives while the manager types: the stream
 	// re-renders the rows, and the note typed so far stays.
 	if _, err := sim.Unlock(devicectl.EventMessage{ActorRef: "parcel-late-2"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.textContent.includes("parcel-late-2") || null`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("the second opening never reached the page: %v\n%s", err, browsertest.Describe(ctx))
-	}
+	browsertest.WaitFor[bool](t, ctx, "the second opening (parcel-late-2) on the page", `document.body.textContent.includes("parcel-late-2")`)
 	if got := browsertest.Eval[string](t, ctx, `document.querySelector("`+ack+`-note").value`); got != note {
 		t.Fatalf("the note being typed became %q across the live re-render", got)
 	}
 
 	// Acknowledge: swapped in place (then the row leaves the open list), no reload.
-	browsertest.Do(t, ctx, chromedp.Click(chromedp.CSS(ack+" button[type=submit]")))
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => { const el = document.querySelector("`+ack+`");
-			return (!el || el.textContent.includes("Acknowledged by mia@example.com")) || null; })()`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("the acknowledgement never showed: %v\n%s", err, browsertest.Describe(ctx))
-	}
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!document.body.textContent.includes("parcel-late-1") || null`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("the acknowledged anomaly stayed among the open ones: %v\n%s", err, browsertest.Describe(ctx))
-	}
+	browsertest.Do(t, ctx, browsertest.Click(ack+" button[type=submit]"))
+	browsertest.WaitFor[bool](t, ctx, "the acknowledgement in place of the form", `(() => { const el = document.querySelector("`+ack+`");
+		return !el || el.textContent.includes("Acknowledged by mia@example.com"); })()`)
+	browsertest.WaitFor[bool](t, ctx, "the acknowledged anomaly (parcel-late-1) to leave the open ones", `!document.body.textContent.includes("parcel-late-1")`)
 	if got := browsertest.Eval[string](t, ctx, `window.__mark || ""`); got != "no reload" {
 		t.Errorf("the page reloaded")
 	}

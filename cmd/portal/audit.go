@@ -19,8 +19,11 @@ import (
 const auditUsage = `Usage:
   portal audit verify [-data DIR] [-key KEY]   recompute the audit log from the database and check
                                                every signed head; exits non-zero naming the first
-                                               entry that does not match
-  portal audit head [-data DIR]                print the latest signed head and the verifier key
+                                               entry that does not match, or the rows committed more
+                                               than a minute before the newest row and still not in
+                                               the log (judged by the rows' times, not the clock's)
+  portal audit head [-data DIR]                print the log's origin, its verifier key and the latest
+                                               signed head (a C2SP checkpoint)
 `
 
 // auditCommand is `portal audit verify|head`: the verifiable log from the
@@ -58,6 +61,15 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("audit: %w", err)
 	}
+	// The log's checkpoints are signed under its origin (a data directory
+	// from before checkpoints has none yet: its heads name no log).
+	if origin, err := auditlog.LoadOrigin(filepath.Join(dir, auditlog.OriginFile)); err == nil && key != nil {
+		if key, err = key.Named(origin); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("audit: %w", err)
+	}
 	a, err := openApp(&config{DataDir: dir}, stderr)
 	if err != nil {
 		return err
@@ -75,7 +87,12 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if keyLine == "" {
 		keyLine = "none (the portal creates " + auditlog.KeyFile + " on its first start; or give -key)"
 	}
+	originLine := logs.Origin()
+	if originLine == "" {
+		originLine = "not known (the portal chooses it on its first start, in " + auditlog.OriginFile + ")"
+	}
 	if sub == "head" {
+		fmt.Fprintf(stdout, "Log origin:   %s\n", originLine)
 		fmt.Fprintf(stdout, "Verifier key: %s\n", keyLine)
 		h, err := logs.Head(ctx, 0)
 		if doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
@@ -84,7 +101,12 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		} else if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Latest head: %d entries, root %s, signed %s\n\n%s", h.Size, h.Root, h.At.Format(time.RFC3339), h.Note)
+		format := "a C2SP checkpoint (c2sp.org/tlog-checkpoint) of " + h.Origin()
+		if h.Origin() == "" {
+			format = `signed before checkpoints ("go.sum database tree" format)`
+		}
+		fmt.Fprintf(stdout, "Latest head:  %d entries, root %s, signed %s,\n              %s\n\n%s",
+			h.Size, h.Root, h.At.Format(time.RFC3339), format, h.Note)
 		return nil
 	}
 
@@ -93,6 +115,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	fmt.Fprintf(stdout, "Audit log in %s\n", dir)
+	fmt.Fprintf(stdout, "Log origin:   %s\n", originLine)
 	fmt.Fprintf(stdout, "Verifier key: %s\n", keyLine)
 	fmt.Fprintf(stdout, "Entries:      %d", v.Entries)
 	if v.Purged > 0 {
@@ -100,7 +123,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	fmt.Fprintln(stdout)
 	if v.Pending > 0 {
-		fmt.Fprintf(stdout, "Not yet logged: %d rows committed since the sequencer's last run (not checked)\n", v.Pending)
+		fmt.Fprintf(stdout, "Not yet logged: %d rows committed within %s of the newest row (%s): the sequencer's delay, not checked\n",
+			v.Pending, doorledger.LogMergeDelay, v.Newest.Format(time.RFC3339))
 	}
 	if v.Head != nil {
 		fmt.Fprintf(stdout, "Signed heads: %d checked; latest: %d entries, root %s, signed %s\n", v.Heads, v.Head.Size, v.Head.Root, v.Head.At.Format(time.RFC3339))

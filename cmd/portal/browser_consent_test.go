@@ -92,20 +92,20 @@ func TestBrowserConsentFlow(t *testing.T) {
 		if resp := browserSignIn(t, ctx, instEmail, instPass); resp.Status != http.StatusOK || readPage(t, ctx).Path != "/buildings" {
 			t.Fatalf("installer sign-in: status %d, page %+v", resp.Status, readPage(t, ctx))
 		}
-		browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`main table a[href="`+building+`"]`)))
+		browsertest.AwaitNavigation(t, ctx, browsertest.Click(`main table a[href="`+building+`"]`))
 		if got := readPage(t, ctx); got.Path != building || got.H1 != buildingName {
 			t.Fatalf("installer's building page: %+v", got)
 		}
-		resp := browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.Search(`//main//a[normalize-space(.)="Request consent for a device"]`)))
+		resp := browsertest.AwaitNavigation(t, ctx, browsertest.Click(`//main//a[normalize-space(.)="Request consent for a device"]`))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != building+"/consents/new" || got.H1 != "Request consent" {
 			t.Fatalf("request form: status %d, page %+v", resp.Status, got)
 		}
 		browsertest.Do(t, ctx,
-			chromedp.SendKeys(chromedp.ID("vendor"), "Acme Access"),
-			chromedp.SendKeys(chromedp.ID("model"), "KeyBox 2"),
-			chromedp.SendKeys(chromedp.ID("serial"), serial),
-			chromedp.SendKeys(chromedp.ID("location"), "main lobby intercom panel"),
-			chromedp.SendKeys(chromedp.ID("opens"), "lobby door, for couriers"),
+			browsertest.SendKeys("#vendor", "Acme Access"),
+			browsertest.SendKeys("#model", "KeyBox 2"),
+			browsertest.SendKeys("#serial", serial),
+			browsertest.SendKeys("#location", "main lobby intercom panel"),
+			browsertest.SendKeys("#opens", "lobby door, for couriers"),
 		)
 		// Choose the signer by the option's text, as a person does.
 		signerID := browsertest.Eval[string](t, ctx, `(() => {
@@ -116,8 +116,8 @@ func TestBrowserConsentFlow(t *testing.T) {
 			t.Fatalf("no option for %s in the signer list\n%s", signerName, browsertest.Describe(ctx))
 		}
 		browsertest.Do(t, ctx,
-			chromedp.SetValue(chromedp.ID("signer_id"), signerID),
-			chromedp.SetUploadFiles(chromedp.ID("photos"), []string{photo}),
+			browsertest.SetValue("#signer_id", signerID),
+			browsertest.SetUploadFiles("#photos", []string{photo}),
 		)
 		type formState struct {
 			Serial string   `json:"serial"`
@@ -136,7 +136,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 		t.Logf("request form at phone size: scrollWidth %d, innerWidth %d, clientWidth %d", o.ScrollWidth, o.InnerWidth, o.ClientWidth)
 		browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
 
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`form[action="`+building+`/consents"] button[type="submit"]`)))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`form[action="`+building+`/consents"] button[type="submit"]`))
 		got := readPage(t, ctx)
 		if resp.Status != http.StatusOK || !regexp.MustCompile(`^/consents/\d+$`).MatchString(got.Path) {
 			t.Fatalf("after Submit request: status %d, page %+v\n%s", resp.Status, got, browsertest.Describe(ctx))
@@ -176,12 +176,12 @@ func TestBrowserConsentFlow(t *testing.T) {
 		}
 		browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
 		browsertest.Do(t, ctx,
-			chromedp.Click(chromedp.CSS(`#sign-form input[name="agree"]`)),
-			chromedp.SendKeys(chromedp.ID("typed_name"), signerName),
+			browsertest.Click(`#sign-form input[name="agree"]`),
+			browsertest.SendKeys("#typed_name", signerName),
 		)
 
 		// Signing without drawing is refused, with the rest kept.
-		resp := browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.ID("sign-submit")))
+		resp := browsertest.AwaitNavigation(t, ctx, browsertest.Click("#sign-submit"))
 		type signForm struct {
 			TypedName string `json:"typedName"`
 			Agree     bool   `json:"agree"`
@@ -213,14 +213,9 @@ func TestBrowserConsentFlow(t *testing.T) {
 		}
 		dir := browsertest.ScreenshotDir(t)
 		browsertest.Screenshot(t, ctx, filepath.Join(dir, "signing-drawn.png"))
-		if pad, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(".signature-box"))); err == nil {
-			os.WriteFile(filepath.Join(dir, "signing-pad.png"), pad, 0o644)
-			t.Logf("screenshot: %s (%d bytes)", filepath.Join(dir, "signing-pad.png"), len(pad))
-		} else {
-			t.Errorf("screenshot of the pad: %v", err)
-		}
+		browsertest.ScreenshotElement(t, ctx, ".signature-box", filepath.Join(dir, "signing-pad.png"))
 
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.ID("sign-submit")))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click("#sign-submit"))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.H1 != "Thank you: consent signed" {
 			t.Fatalf("sign: status %d, page %+v\n%s", resp.Status, got, browsertest.Describe(ctx))
 		}
@@ -234,11 +229,11 @@ func TestBrowserConsentFlow(t *testing.T) {
 		if resp := browserSignIn(t, ctx, mgrEmail, mgrPass); resp.Status != http.StatusOK || readPage(t, ctx).Path != "/buildings" {
 			t.Fatalf("manager sign-in: status %d, page %+v", resp.Status, readPage(t, ctx))
 		}
-		browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`main table a[href="`+building+`"]`)))
+		browsertest.AwaitNavigation(t, ctx, browsertest.Click(`main table a[href="`+building+`"]`))
 		// The building's consents, grouped under status headings.
 		groups := browsertest.Eval[map[string][]string](t, ctx, `(() => {
 			const out = {};
-			for (const h of document.querySelectorAll("#consents h3")) {
+			for (const h of document.querySelectorAll("#consents h3:has(.badge)")) {
 				const status = h.querySelector(".badge").textContent.trim();
 				let el = h.nextElementSibling;
 				out[status] = el ? [...el.querySelectorAll("tbody tr")].map(tr =>
@@ -249,7 +244,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 		if want := consentPath + " " + serial; len(groups) != 1 || len(groups["Signed"]) != 1 || groups["Signed"][0] != want {
 			t.Fatalf("building page consents by status: %q, want only %q under Signed", groups, want)
 		}
-		resp := browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`#consents a[href="`+consentPath+`"]`)))
+		resp := browsertest.AwaitNavigation(t, ctx, browsertest.Click(`#consents a[href="`+consentPath+`"]`))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != consentPath {
 			t.Fatalf("consent page: status %d, page %+v", resp.Status, got)
 		}
@@ -262,17 +257,20 @@ func TestBrowserConsentFlow(t *testing.T) {
 			t.Errorf("evidence: %q; want typed name %q and terms SHA-256 %s", evidence, signerName, terms)
 		}
 		// The signature image loads.
-		sigSize := browsertest.Run(t, ctx, chromedp.Poll[[]int](`(() => {
+		sigSize := browsertest.WaitFor[[]int](t, ctx, "the signature image to load", `(() => {
 			const i = document.querySelector("#evidence img.signature-img");
 			return i && i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null;
-		})()`, chromedp.WithPollingTimeout(10*time.Second)))
+		})()`)
 		t.Logf("signature image on the consent page: %dx%d", sigSize[0], sigSize[1])
 
 		// Download the certificate with the manager's session (its cookie is
 		// HttpOnly, so the page fetches it).
-		href := browsertest.Run(t, ctx, chromedp.AttributeValue(chromedp.Search(`//main//a[normalize-space(.)="Download certificate (PDF)"]`), "href"))
-		if want := consentPath + "/certificate.pdf"; href.Value != want {
-			t.Errorf("certificate link %q, want %q", href.Value, want)
+		href := browsertest.Eval[string](t, ctx, `(() => {
+			const a = [...document.querySelectorAll("main a")].find(a => a.textContent.trim() === "Download certificate (PDF)");
+			return a ? a.getAttribute("href") : "";
+		})()`)
+		if want := consentPath + "/certificate.pdf"; href != want {
+			t.Errorf("certificate link %q, want %q", href, want)
 		}
 		type download struct {
 			Status      int    `json:"status"`
@@ -281,7 +279,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 			Base64      string `json:"base64"`
 		}
 		fetchJS := `(async () => {
-			const r = await fetch(` + jsString(href.Value) + `);
+			const r = await fetch(` + jsString(href) + `);
 			const b = new Uint8Array(await r.arrayBuffer());
 			let s = "";
 			for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));

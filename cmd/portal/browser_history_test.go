@@ -39,10 +39,7 @@ const historyRowsJS = `[...document.querySelectorAll("#unlock-rows tbody tr")].m
 // of eventID, and returns every row then shown.
 func awaitHistoryRow(t *testing.T, ctx context.Context, eventID string) []historyRow {
 	t.Helper()
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	rows, err := chromedp.Run(pctx, chromedp.Poll[[]historyRow](`(() => { const rows = `+historyRowsJS+`; return rows.some(r => r.eventId === `+jsString(eventID)+`) ? rows : null; })()`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	rows, err := browsertest.Wait[[]historyRow](ctx, `(() => { const rows = `+historyRowsJS+`; return rows.some(r => r.eventId === `+jsString(eventID)+`) ? rows : null; })()`)
 	if err != nil {
 		t.Logf("portal log:\n%s", lastPortal.Stderr.String())
 		t.Fatalf("waiting for the row of event %s: %v\n%s", eventID, err, browsertest.Describe(ctx))
@@ -88,10 +85,7 @@ func TestBrowserHistoryLive(t *testing.T) {
 	// reload would lose it). Wait for the stream's first message, so that
 	// what follows arrives on an open stream.
 	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__history = "no reload"`))
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`window.__sse.messages > 0 || null`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-		t.Fatalf("the history's event stream sent nothing: %v\n%s", err, browsertest.Describe(ctx))
-	}
+	browsertest.WaitFor[bool](t, ctx, "the history's event stream to send its first rows", `window.__sse.messages > 0`)
 	before := browsertest.Eval[int](t, ctx, `window.__sse.messages`)
 
 	// The courier opens the door.

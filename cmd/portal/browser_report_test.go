@@ -43,15 +43,10 @@ func TestBrowserReport(t *testing.T) {
 
 	// A start date two years back: the warning appears beside the form, the
 	// page is not reloaded.
-	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__mark = "no reload";
-		const from = document.getElementById("from");
-		from.value = "2024-01-01";
-		from.dispatchEvent(new Event("change", {bubbles: true}));`))
-	warning, err := chromedp.Run(ctx, chromedp.Poll[string](`(() => { const w = document.getElementById("range-warning"); return w ? w.textContent : null; })()`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
-	if err != nil {
-		t.Fatalf("no warning for a range over a year: %v\n%s", err, browsertest.Describe(ctx))
-	}
+	browsertest.Do(t, ctx,
+		chromedp.Evaluate[chromedp.Void](`window.__mark = "no reload"`),
+		browsertest.SetValue("#from", "2024-01-01"))
+	warning := browsertest.WaitFor[string](t, ctx, "the warning for a range over a year", `(() => { const w = document.getElementById("range-warning"); return w ? w.textContent : null; })()`)
 	if !strings.Contains(warning, "more than a year") || browsertest.Eval[string](t, ctx, `window.__mark || ""`) != "no reload" {
 		t.Errorf("warning %q, or the page reloaded", warning)
 	}
@@ -59,16 +54,14 @@ func TestBrowserReport(t *testing.T) {
 	browsertest.Screenshot(t, ctx, filepath.Join(shots, "reports-phone.png"))
 
 	// Request the evidence bundle (the slowest format) of those dates.
-	browsertest.Do(t, ctx, chromedp.Click(chromedp.CSS(`input[name="format"][value="bundle"]`)))
-	browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`form[action="`+reports+`"] button[type="submit"]`)))
+	browsertest.Do(t, ctx, browsertest.Click(`input[name="format"][value="bundle"]`))
+	browsertest.AwaitNavigation(t, ctx, browsertest.Click(`form[action="`+reports+`"] button[type="submit"]`))
 	path := readPage(t, ctx).Path
 	if !reportPathRE.MatchString(path) {
 		t.Fatalf("after the request: %s\n%s", path, browsertest.Describe(ctx))
 	}
-	first := browsertest.Eval[string](t, ctx, `window.__mark = "no reload"; document.getElementById("report-status").dataset.status`)
-	done, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('#report-status[data-status="done"] #download') !== null || null`,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
-	if err != nil || !done {
+	first := browsertest.Eval[string](t, ctx, `(window.__mark = "no reload", document.getElementById("report-status").dataset.status)`)
+	if _, err := browsertest.Wait[bool](ctx, `document.querySelector('#report-status[data-status="done"] #download') !== null`); err != nil {
 		t.Fatalf("the report's page never offered the download (first %s): %v\n%s\nportal log:\n%s", first, err, browsertest.Describe(ctx), p.Stderr.String())
 	}
 	polls := browsertest.Eval[int](t, ctx, `window.__polls`)
@@ -79,10 +72,14 @@ func TestBrowserReport(t *testing.T) {
 	if first != "done" && polls == 0 {
 		t.Errorf("the page showed %s and then done without asking for its status", first)
 	}
-	time.Sleep(1500 * time.Millisecond) // a finished report's fragment asks no more
-	if n := browsertest.Eval[int](t, ctx, `window.__polls`); n != polls {
-		t.Errorf("%d more status requests after the report was done", n-polls)
+	// A finished report's fragment asks no more: nothing on the page polls
+	// (htmx polls only for an "every" trigger).
+	if pollers := browsertest.Eval[[]string](t, ctx, `[...document.querySelectorAll("[hx-trigger*=every], [data-hx-trigger*=every]")].map(el => el.outerHTML.slice(0, 120))`); len(pollers) != 0 {
+		t.Errorf("the finished report's page still polls: %q", pollers)
 	}
 	browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
 	browsertest.Screenshot(t, ctx, filepath.Join(shots, "report-phone.png"))
+	if n := browsertest.Eval[int](t, ctx, `window.__polls`); n != polls {
+		t.Errorf("%d more status requests after the report was done", n-polls)
+	}
 }

@@ -61,7 +61,7 @@ func TestBrowserRevoke(t *testing.T) {
 
 	// Revoke, accepting the confirm dialog.
 	clickAt := time.Now()
-	browsertest.Do(t, ctx, chromedp.Click(chromedp.ID("revoke"), chromedp.NodeVisible))
+	browsertest.Do(t, ctx, browsertest.Click("#revoke"))
 	clicked := time.Since(clickAt)
 	// The Enable button comes with htmx's swap of the controls, whose state
 	// was rendered when the POST was answered and may be older than what the
@@ -98,18 +98,18 @@ func TestBrowserRevoke(t *testing.T) {
 	}
 	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__dl.reset()`))
 	clickAt = time.Now()
-	browsertest.Do(t, ctx, chromedp.Click(chromedp.ID("enable"), chromedp.NodeVisible))
+	browsertest.Do(t, ctx, browsertest.Click("#enable"))
 	st = awaitDeviceState(t, ctx, "the enable command pending", `s.status === "pending" && s.told === "enabled · pending" && s.says === "disabled version 2" && s.button === "revoke"`)
 	t.Logf("after Enable, device offline: %s (%v after the click)", st, time.Since(clickAt).Round(time.Millisecond))
 	if got := dialogs.take(); len(got) != 0 {
 		t.Logf("dialogs on Enable (accepted): %q", got)
 	}
-	// Long enough for the stream's one-second tick to re-render twice.
-	const offlineFor = 2500 * time.Millisecond
-	time.Sleep(offlineFor - time.Since(clickAt))
+	// The stream re-renders the waiting time on its one-second tick: the
+	// command must still be pending after two such messages.
+	browsertest.WaitFor[bool](t, ctx, "two re-renders of the pending command by the stream's tick", `window.__dl.sse.filter(m => m.status === "pending").length >= 2`)
 	st = readDeviceState(t, ctx)
 	if st.Status != "pending" || st.Told != "enabled · pending" || st.Button != "revoke" {
-		t.Errorf("after %v offline: %s, want still pending", offlineFor, st)
+		t.Errorf("after two re-renders while offline (%v after the click): %s, want still pending", time.Since(clickAt).Round(time.Millisecond), st)
 	}
 	if a := sim.Applied(); a.Version != 2 {
 		t.Errorf("the offline device applied %+v, want still version 2", a)
@@ -226,13 +226,12 @@ func readDeviceState(t *testing.T, ctx context.Context) deviceState {
 // satisfies cond (a JavaScript expression over s), and returns it.
 func awaitDeviceState(t *testing.T, ctx context.Context, what, cond string) deviceState {
 	t.Helper()
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := chromedp.Run(pctx, chromedp.Poll[deviceState](`(() => { const s = `+deviceStateFn+`; return s && (`+cond+`) ? s : null; })()`,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	st, err := browsertest.Wait[deviceState](ctx, `(() => { const s = `+deviceStateFn+`;
+		if (s && (`+cond+`)) return s;
+		throw new Error("the page shows " + JSON.stringify(s)); })()`)
 	if err != nil {
 		t.Logf("portal log:\n%s", lastPortal.Stderr.String())
-		t.Fatalf("waiting for %s: %v\nthe page shows: %s\n%s", what, err, readDeviceState(t, ctx), browsertest.Describe(ctx))
+		t.Fatalf("waiting for %s: %v\n%s", what, err, browsertest.Describe(ctx))
 	}
 	return st
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/chromedp"
 
 	"github.com/doorledger/doorledger/internal/browsertest"
 )
@@ -30,11 +29,11 @@ const loginSubmit = `form[action="/login"] button[type="submit"]`
 func browserSignIn(t *testing.T, ctx context.Context, email, password string) *network.Response {
 	t.Helper()
 	browsertest.Do(t, ctx,
-		chromedp.Clear(chromedp.ID("email")),
-		chromedp.SendKeys(chromedp.ID("email"), email),
-		chromedp.SendKeys(chromedp.ID("password"), password),
+		browsertest.Clear("#email"),
+		browsertest.SendKeys("#email", email),
+		browsertest.SendKeys("#password", password),
 	)
-	return browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(loginSubmit)))
+	return browsertest.AwaitNavigation(t, ctx, browsertest.Click(loginSubmit))
 }
 
 // pageState is what the tests read from a page in one round trip.
@@ -83,16 +82,16 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		if got.Path != "/login" || got.H1 != "Sign in" || got.FormError != "The email or password is not right." {
 			t.Errorf("wrong password: page %+v, want the sign-in form with \"The email or password is not right.\"", got)
 		}
-		if v := browsertest.Run(t, ctx, chromedp.Value(chromedp.ID("email"))); v != testAdminEmail {
+		if v := browsertest.Eval[string](t, ctx, `document.getElementById("email").value`); v != testAdminEmail {
 			t.Errorf("email field after a wrong password: %q, want the typed %q", v, testAdminEmail)
 		}
-		if v := browsertest.Run(t, ctx, chromedp.Value(chromedp.ID("password"))); v != "" {
+		if v := browsertest.Eval[string](t, ctx, `document.getElementById("password").value`); v != "" {
 			t.Errorf("password field after a wrong password: %q, want it empty", v)
 		}
 
 		// The kept email is used as it is: typing only the password signs in.
-		browsertest.Do(t, ctx, chromedp.SendKeys(chromedp.ID("password"), p.AdminPass))
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(loginSubmit)))
+		browsertest.Do(t, ctx, browsertest.SendKeys("#password", p.AdminPass))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(loginSubmit))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/buildings" {
 			t.Errorf("second try: status %d, page %+v, want /buildings", resp.Status, got)
 		}
@@ -107,18 +106,18 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 			t.Fatalf("after sign-in: status %d, page %+v, want the buildings list", resp.Status, got)
 		}
 
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.Search(`//main//a[normalize-space(.)="New building"]`)))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`//main//a[normalize-space(.)="New building"]`))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/buildings/new" || got.H1 != "New building" {
 			t.Fatalf("New building: status %d, page %+v", resp.Status, got)
 		}
 		browsertest.Do(t, ctx,
-			chromedp.SendKeys(chromedp.ID("name"), name),
-			chromedp.SendKeys(chromedp.ID("address"), address),
-			chromedp.SendKeys(chromedp.ID("timezone"), timezone),
+			browsertest.SendKeys("#name", name),
+			browsertest.SendKeys("#address", address),
+			browsertest.SendKeys("#timezone", timezone),
 		)
 		// Click Save rather than press Enter: the time zone field has a
 		// datalist, whose suggestion list can take the Enter key.
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`form[action="/buildings"] button[type="submit"]`)))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`form[action="/buildings"] button[type="submit"]`))
 		got = readPage(t, ctx)
 		if resp.Status != http.StatusOK || !regexp.MustCompile(`^/buildings/\d+$`).MatchString(got.Path) {
 			t.Fatalf("after Save: status %d, page %+v, want a building page", resp.Status, got)
@@ -132,7 +131,7 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		}
 
 		// Back to the list through the navigation bar.
-		browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`header nav a[href="/buildings"]`)))
+		browsertest.AwaitNavigation(t, ctx, browsertest.Click(`header nav a[href="/buildings"]`))
 		if got := readPage(t, ctx); got.Path != "/buildings" {
 			t.Fatalf("nav Buildings: page %+v", got)
 		}
@@ -159,7 +158,7 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		if buildingPath == "" {
 			t.Skip("the desktop flow created no building to look at")
 		}
-		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS(`main table a[href="`+buildingPath+`"]`)))
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`main table a[href="`+buildingPath+`"]`))
 		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.H1 != name {
 			t.Fatalf("building page at phone size: status %d, page %+v", resp.Status, got)
 		}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -32,6 +34,14 @@ type config struct {
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
+}
+
+// secure says whether browsers reach the portal over HTTPS: it serves TLS
+// itself, or its public URL is https (TLS ended at a reverse proxy in front of
+// it). Cookies are then Secure and carry the __Host- prefix.
+func (c *config) secure() bool {
+	u, err := url.Parse(c.PublicURL)
+	return c.TLSCert != "" || err == nil && strings.EqualFold(u.Scheme, "https")
 }
 
 // envOr returns getenv(key) or def.
@@ -65,7 +75,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("DOORLEDGER_TLS_CERT"), "TLS certificate file; with -tls-key serves HTTPS and marks cookies Secure (env DOORLEDGER_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", envBool(getenv, "DOORLEDGER_TRUST_PROXY"), "take client IPs from X-Forwarded-For (only behind a reverse proxy) (env DOORLEDGER_TRUST_PROXY)")
-	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>) (env DOORLEDGER_PUBLIC_URL)")
+	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>); https marks cookies Secure, for TLS ended at a reverse proxy (env DOORLEDGER_PUBLIC_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(getenv, "DOORLEDGER_MQTT_ADDR", "127.0.0.1:1883"), "embedded MQTT broker listen address (env DOORLEDGER_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", getenv("DOORLEDGER_MQTT_TLS_ADDR"), "embedded MQTT broker TLS listen address, with -tls-cert/-tls-key (env DOORLEDGER_MQTT_TLS_ADDR)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")

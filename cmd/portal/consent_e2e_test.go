@@ -11,14 +11,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 func signatureDataURL(tb testing.TB) string {
@@ -144,8 +139,9 @@ func TestEndToEndConsent(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, "consent signed") {
 		t.Fatalf("sign: %d\n%s", status, body)
 	}
-	if status, _ := signer.Get(sign); status != http.StatusNotFound {
-		t.Fatalf("reused signing link: %d", status)
+	// Reopened, the link says what happened; it cannot sign again (issue 10.6).
+	if status, body := signer.Get(sign); status != http.StatusOK || !strings.Contains(body, "You signed this on") || strings.Contains(body, `id="sign-form"`) {
+		t.Fatalf("reused signing link: %d\n%s", status, body)
 	}
 
 	// The manager sees it signed, with the evidence, and downloads the certificate.
@@ -153,23 +149,7 @@ func TestEndToEndConsent(t *testing.T) {
 	if !strings.Contains(body, "Signed") || !strings.Contains(body, terms) || !strings.Contains(body, "one-time link mailed") {
 		t.Fatalf("consent page lacks the evidence:\n%s", body)
 	}
-	resp, err := mgr.http.Get(p.URL + consent + "/certificate.pdf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pdf, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(pdf, []byte("%PDF")) {
-		t.Fatalf("certificate: %d %q", resp.StatusCode, pdf[:min(len(pdf), 20)])
-	}
-	pdftotext := testtool.Require(t, "pdftotext")
-	file := filepath.Join(t.TempDir(), "certificate.pdf")
-	os.WriteFile(file, pdf, 0o600)
-	out, err := exec.Command(pdftotext, "-layout", file, "-").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Join(strings.Fields(string(out)), " ")
+	text := certificateText(t, mgr, consent)
 	for _, want := range []string{"Zoë Nuñez", "SN-42", terms[:32]} {
 		if !strings.Contains(strings.ReplaceAll(text, " ", ""), strings.ReplaceAll(want, " ", "")) {
 			t.Errorf("certificate text lacks %q:\n%s", want, text)

@@ -61,23 +61,7 @@ func crashEarly(k int) bool { return k%4 == 2 }
 func TestSlowCrashIngest(t *testing.T) {
 	began := time.Now()
 	tmp := t.TempDir()
-	cp := &crashPortal{
-		bin:     buildPortal(t, tmp),
-		dataDir: filepath.Join(tmp, "data"),
-		logDir:  filepath.Join(tmp, "logs"),
-	}
-	if err := os.MkdirAll(cp.logDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cp.httpAddr, cp.mqttAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
-	cp.env = crashEnv()
-	t.Cleanup(cp.cleanup)
-	defer func() {
-		if t.Failed() {
-			cp.dumpLogs(t)
-		}
-	}()
-
+	cp := newCrashPortal(t, tmp)
 	cp.start(t)
 	cp.awaitReady(t)
 	devs := crashSetup(t, "http://"+cp.httpAddr, crashDevices)
@@ -409,6 +393,30 @@ type crashPortal struct {
 	runs      int
 }
 
+// newCrashPortal builds the portal into tmp and readies a child process of it
+// (not started) on a data directory under tmp and free loopback ports. At
+// cleanup it is killed if still running, after its logs are printed if t failed.
+func newCrashPortal(t *testing.T, tmp string) *crashPortal {
+	t.Helper()
+	cp := &crashPortal{
+		bin:     buildPortal(t, tmp),
+		dataDir: filepath.Join(tmp, "data"),
+		logDir:  filepath.Join(tmp, "logs"),
+	}
+	if err := os.MkdirAll(cp.logDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cp.httpAddr, cp.mqttAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
+	cp.env = crashEnv()
+	t.Cleanup(cp.cleanup)
+	t.Cleanup(func() {
+		if t.Failed() {
+			cp.dumpLogs(t)
+		}
+	})
+	return cp
+}
+
 // buildPortal compiles ./cmd/portal once into dir.
 func buildPortal(t *testing.T, dir string) string {
 	t.Helper()
@@ -722,17 +730,12 @@ func crashSetup(t *testing.T, base string, n int) []crashDevice {
 	if status, _, body := mgr.Post(settings, settings, form); status != http.StatusSeeOther {
 		t.Fatalf("unlock settings %v: %d\n%s", form, status, body)
 	}
-	secretRE := regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`)
 	devs := make([]crashDevice, 0, n)
 	for _, p := range paths {
-		status, _, body := mgr.Post(p, p+"/credential", nil)
-		secret := secretRE.FindStringSubmatch(body)
-		if status != http.StatusOK || secret == nil {
-			t.Fatalf("credential for %s: %d\n%s", p, status, body)
-		}
+		secret := mgr.MustIssueSecret(p)
 		var id int64
 		fmt.Sscanf(strings.TrimPrefix(p, "/devices/"), "%d", &id)
-		devs = append(devs, crashDevice{id: id, secret: secret[1]})
+		devs = append(devs, crashDevice{id: id, secret: secret})
 	}
 	return devs
 }

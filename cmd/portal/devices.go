@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -41,6 +42,7 @@ type deviceControl struct {
 	client *devicectl.Client // nil with the embedded broker
 	ctl    *devicectl.Controller
 	done   chan error
+	seen   sync.WaitGroup // "device seen" writes in progress
 }
 
 // startDeviceControl starts the transport and the controller; desired state
@@ -63,7 +65,9 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 	} else {
 		seen := func(id int64, connected bool) {
 			// Off the broker's connection goroutine: a write must not delay other devices.
+			dc.seen.Add(1)
 			go func() {
+				defer dc.seen.Done()
 				sctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "broker"), 5*time.Second)
 				defer cancel()
 				if err := a.devices.DeviceSeen(sctx, id, time.Now()); err != nil {
@@ -80,6 +84,8 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 			return nil, fmt.Errorf("embedded MQTT broker: %w", err)
 		}
 		dc.broker, transport = broker, broker
+		// A new secret ends the connections made with the old one.
+		a.devices.Sessions = broker
 		fmt.Fprintf(stdout, "Devices: embedded MQTT broker on mqtt://%s\n", broker.Addr())
 	}
 	// Devices under a vendor integration get their desired state through the
@@ -123,4 +129,5 @@ func (dc *deviceControl) Close(log *slog.Logger) {
 	if dc.client != nil {
 		dc.client.Close()
 	}
+	dc.seen.Wait()
 }

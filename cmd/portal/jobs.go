@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -16,9 +17,13 @@ type job struct {
 }
 
 // runJobs runs every job at start and then at its interval, until ctx ends.
-func runJobs(ctx context.Context, log *slog.Logger, jobs ...job) {
+// The function it returns waits for the runs in progress to end.
+func runJobs(ctx context.Context, log *slog.Logger, jobs ...job) (wait func()) {
+	var wg sync.WaitGroup
 	for _, j := range jobs {
+		wg.Add(1)
 		go func(j job) {
+			defer wg.Done()
 			t := time.NewTicker(j.every)
 			defer t.Stop()
 			for {
@@ -33,4 +38,5 @@ func runJobs(ctx context.Context, log *slog.Logger, jobs ...job) {
 			}
 		}(j)
 	}
+	return wg.Wait
 }

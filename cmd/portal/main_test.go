@@ -57,10 +57,22 @@ func MustStartPortal(tb testing.TB, dataDir string, extraArgs ...string) *Portal
 // MustStartPortalEnv is MustStartPortal with environment variables.
 func MustStartPortalEnv(tb testing.TB, dataDir string, extraEnv map[string]string, extraArgs ...string) *Portal {
 	tb.Helper()
+	return mustStartPortalHook(tb, dataDir, nil, extraEnv, extraArgs...)
+}
+
+// mustStartPortalHook is MustStartPortalEnv with a function run() calls with
+// the opened app before anything starts (appHookKey), e.g. to give the
+// database a clock the test controls.
+func mustStartPortalHook(tb testing.TB, dataDir string, hook func(*app), extraEnv map[string]string, extraArgs ...string) *Portal {
+	tb.Helper()
 	if dataDir == "" {
 		dataDir = tb.TempDir()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	base := context.Background()
+	if hook != nil {
+		base = context.WithValue(base, appHookKey{}, hook)
+	}
+	ctx, cancel := context.WithCancel(base)
 	p := &Portal{DataDir: dataDir, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4"}
 	for k, v := range extraEnv {
@@ -195,6 +207,26 @@ func (c *Client) MustLogin(email, password string) {
 	if status != http.StatusSeeOther || loc != "/buildings" {
 		c.tb.Fatalf("login %s: status %d location %q\n%s", email, status, loc, body)
 	}
+}
+
+// secretRE finds a device secret on its page, where it is shown once.
+var secretRE = regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`)
+
+// MustIssueSecret issues a new secret for the device at path (/devices/N) as
+// a manager does: the POST answers 303 to the device page, whose next GET
+// shows the secret once.
+func (c *Client) MustIssueSecret(path string) string {
+	c.tb.Helper()
+	status, loc, body := c.Post(path, path+"/credential", nil)
+	if status != http.StatusSeeOther || loc != path {
+		c.tb.Fatalf("credential for %s: %d %q\n%s", path, status, loc, body)
+	}
+	_, body = c.Get(path)
+	m := secretRE.FindStringSubmatch(body)
+	if m == nil {
+		c.tb.Fatalf("credential for %s: the device page shows no secret\n%s", path, body)
+	}
+	return m[1]
 }
 
 func TestEndToEnd(t *testing.T) {

@@ -14,7 +14,9 @@ import (
 // Mosquitto's configuration, password file and ACL file from the database, so
 // that each device authenticates with its own credential there and may use
 // only its own topics. Run it again (and send Mosquitto SIGHUP) after issuing
-// or rotating device credentials.
+// or rotating device credentials: the portal cannot disconnect a client from
+// an external broker, but Mosquitto's reload disconnects every client whose
+// credential no longer matches the password file.
 func mosquittoCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mosquitto-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -47,6 +49,7 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Wrote %s for %d devices (devices whose secret was issued before need a new one).\nRun: mosquitto -c %s\n", *out, len(cfg.Devices), conf)
+	fmt.Fprintf(stdout, "Wrote %s for %d devices (devices whose secret was issued before need a new one).\n"+
+		"Run: mosquitto -c %s\nIf it runs already, send it SIGHUP: it reloads the files and disconnects clients whose secret changed.\n", *out, len(cfg.Devices), conf)
 	return nil
 }

@@ -18,46 +18,75 @@ import (
 // broker's password and ACL files from the database, a device authenticates
 // there with the credential the portal issued, and a revoke reaches it and is
 // confirmed through the broker.
-func TestEndToEndExternalMosquitto(t *testing.T) {
+// extMosquitto is a Mosquitto configured by `portal mosquitto-config` from a
+// data directory, running until the test ends.
+type extMosquitto struct {
+	t       *testing.T
+	addr    string
+	dataDir string
+	confDir string
+	env     map[string]string
+	cmd     *exec.Cmd
+	log     syncBuffer
+}
+
+// startMosquitto writes the broker's files from the (stopped) portal's data
+// directory and starts Mosquitto on a free port.
+func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
+	t.Helper()
 	mosq := testtool.Require(t, "mosquitto")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &extMosquitto{t: t, addr: ln.Addr().String(), dataDir: dataDir, confDir: filepath.Join(t.TempDir(), "mosquitto"),
+		env: map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}}
+	ln.Close()
+	m.writeConfig()
+	m.cmd = exec.Command(mosq, "-c", filepath.Join(m.confDir, "mosquitto.conf"))
+	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", m.addr); err == nil {
+			c.Close()
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("mosquitto did not start: %v\n%s", err, m.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return m
+}
+
+// writeConfig runs `portal mosquitto-config` for the data directory.
+func (m *extMosquitto) writeConfig() {
+	m.t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string { return m.env[k] }
+	if err := run(context.Background(), []string{"mosquitto-config", "-data", m.dataDir, "-out", m.confDir, "-listen", m.addr, "-run-as", "root"}, getenv, &out, &errb); err != nil {
+		m.t.Fatalf("mosquitto-config: %v\n%s", err, errb.String())
+	}
+}
+
+// startPortal starts the portal on the data directory with this broker.
+func (m *extMosquitto) startPortal() *Portal {
+	m.t.Helper()
+	p := MustStartPortalEnv(m.t, m.dataDir, m.env, "-mqtt-url", "mqtt://"+m.addr)
+	p.MQTT = "mqtt://" + m.addr
+	return p
+}
+
+func TestEndToEndExternalMosquitto(t *testing.T) {
 	dir := t.TempDir()
 	p := MustStartPortal(t, dir)
 	mgr, device, id, secret := consentedDevice(t, p)
 	p.Stop(t)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	env := map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}
-	getenv := func(k string) string { return env[k] }
-	var out, errb bytes.Buffer
-	confDir := filepath.Join(t.TempDir(), "mosquitto")
-	if err := run(context.Background(), []string{"mosquitto-config", "-data", dir, "-out", confDir, "-listen", addr, "-run-as", "root"}, getenv, &out, &errb); err != nil {
-		t.Fatalf("mosquitto-config: %v\n%s", err, errb.String())
-	}
-	cmd := exec.Command(mosq, "-c", filepath.Join(confDir, "mosquitto.conf"))
-	var mlog bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &mlog, &mlog
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not start: %v\n%s", err, mlog.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
-	p = MustStartPortalEnv(t, dir, env, "-mqtt-url", "mqtt://"+addr)
+	p = startMosquitto(t, dir).startPortal()
 	mgr.base = p.URL
-	p.MQTT = "mqtt://" + addr
 	sim := startSim(t, p, id, secret, t.TempDir())
 	awaitApplied(t, sim, 1, doorledger.StateEnabled)
 	if status, _, body := mgr.Post(device, device+"/revoke", nil); status != http.StatusSeeOther {

@@ -57,16 +57,12 @@ func consentedDevice(t *testing.T, p *Portal) (*Client, string, int64, string) {
 		t.Fatalf("no device on the building page:\n%s", body)
 	}
 	device := m[1]
-	status, _, body = mgr.Post(device, device+"/credential", nil)
-	secret := regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`).FindStringSubmatch(body)
-	if status != http.StatusOK || secret == nil {
-		t.Fatalf("credential: %d\n%s", status, body)
-	}
+	secret := mgr.MustIssueSecret(device)
 	var id int64
 	for _, c := range m[2] {
 		id = id*10 + int64(c-'0')
 	}
-	return mgr, device, id, secret[1]
+	return mgr, device, id, secret
 }
 
 func startSim(t *testing.T, p *Portal, id int64, secret, stateDir string) *devicectl.SimDevice {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -30,6 +31,7 @@ type app struct {
 	buildings   *db.BuildingService
 	audit       *db.AuditService
 	consents    *db.ConsentService
+	policies    *db.PolicyService
 	invitations *db.InvitationService
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
@@ -37,6 +39,7 @@ type app struct {
 	vendors     *db.VendorService
 	logs        *db.LogService
 	reports     *db.ReportService
+	residents   *db.ResidentService
 	web         *web.Server
 }
 
@@ -56,15 +59,22 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	}
 	a.users = db.NewUserService(a.db)
 	a.buildings = db.NewBuildingService(a.db)
+	a.buildings.BaseURL = cfg.PublicURL
 	a.audit = db.NewAuditService(a.db)
 	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
+	a.policies = db.NewPolicyService(a.db)
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
 	a.devices.BrokerHash = devicectl.MosquittoHash
 	a.unlocks = db.NewUnlockService(a.db)
+	a.residents = db.NewResidentService(a.db, cfg.PublicURL)
 	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
 	if err != nil {
+		return nil, err
+	}
+	// The same key seals mail bodies until they are sent.
+	if err := a.db.SetSealKey(sealKey); err != nil {
 		return nil, err
 	}
 	if a.vendors, err = db.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
@@ -85,12 +95,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	if hook, ok := ctx.Value(appHookKey{}).(func(*app)); ok {
+		hook(a) // tests: e.g. a controllable clock, before anything runs
+	}
 
-	key, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	// Mail bodies carry one-time links: with SMTP they are dropped once sent,
+	// without it (mail only logged) they stay sealed for admins to read on the
+	// Outbox page. Bodies stored in the clear by an older version, or kept
+	// while mail was only logged, are sealed or dropped now.
+	a.outbox.LogOnly = cfg.SMTPURL == ""
+	if n, err := a.outbox.SecureStoredMail(ctx); err != nil {
+		return fmt.Errorf("secure stored mail: %w", err)
+	} else if n > 0 {
+		a.log.Info("stored mail bodies sealed or dropped", "count", n)
+	}
+
+	key, err := logKey(cfg)
 	if err != nil {
-		return fmt.Errorf("log signing key: %w", err)
+		return err
 	}
 	a.logs = db.NewLogService(a.db, key)
+	// Registered before every other deferred stop, so it runs after them all,
+	// just before the database closes: everything committed is sequenced.
+	defer a.sequenceAtShutdown()
 	// Reports: the registry, and the generator that writes the queued ones
 	// into <data>/reports, one at a time, for as long as the portal runs.
 	a.reports = db.NewReportService(a.db, a.logs, cfg.PublicURL)
@@ -135,8 +162,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
-		Consents: a.consents, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
-		Reports: a.reports, ReportFiles: runner,
+		Consents: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
+		Reports: a.reports, ReportFiles: runner, Residents: a.residents,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -144,7 +171,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		SessionKeys: keys,
 		SMTP:        cfg.SMTPURL != "",
 		Hub:         hub, CommandTimeout: cfg.CommandTimeout,
-		Secure:     cfg.TLSCert != "",
+		Secure:     cfg.secure(),
 		TrustProxy: cfg.TrustProxy,
 		Logger:     a.log,
 	})
@@ -159,6 +186,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		a.consents.BaseURL = scheme + "://" + a.web.Addr()
 		a.invitations.BaseURL = a.consents.BaseURL
 		a.reports.BaseURL = a.consents.BaseURL
+		a.residents.BaseURL = a.consents.BaseURL
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
@@ -197,8 +225,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
-	defer stopJobs()
-	runJobs(jobs, a.log,
+	var waitJobs func()
+	defer func() { stopJobs(); waitJobs() }()
+	waitJobs = runJobs(jobs, a.log,
 		job{name: "consent lapse", every: time.Minute, run: func(ctx context.Context) error {
 			n, err := a.consents.LapseDue(ctx)
 			if n > 0 {
@@ -206,6 +235,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return err
 		}},
+		job{name: "consent reminders and expiry", every: time.Minute, run: a.remindJob},
 		job{name: "audit log", every: time.Second, run: func(ctx context.Context) error {
 			_, err := a.logs.Sequence(ctx)
 			return err
@@ -223,6 +253,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				a.log.Info("monthly reports queued", "count", n)
 				runner.Notify()
 			}
+			return err
+		}},
+		// Residents hear of a change to their building's devices within
+		// seconds of its journal entry (db/resident_notify.go).
+		job{name: "resident notices", every: 2 * time.Second, run: func(ctx context.Context) error {
+			_, err := a.residents.NotifyResidents(ctx)
 			return err
 		}},
 		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {
@@ -245,6 +281,63 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return <-errc
+}
+
+// logKey loads the log's signing key and origin from the data directory,
+// creating them on first start, and returns the key named after the origin:
+// the name its checkpoints are signed under. The origin is the public URL's
+// host (or this machine's name) and a random suffix, chosen once.
+func logKey(cfg *config) (*auditlog.Key, error) {
+	base, err := auditlog.LoadOrCreateKey(filepath.Join(cfg.DataDir, auditlog.KeyFile), "doorledger")
+	if err != nil {
+		return nil, fmt.Errorf("log signing key: %w", err)
+	}
+	host := ""
+	if u, err := url.Parse(cfg.PublicURL); err == nil {
+		host = u.Hostname()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	origin, err := auditlog.LoadOrCreateOrigin(filepath.Join(cfg.DataDir, auditlog.OriginFile), host)
+	if err != nil {
+		return nil, err
+	}
+	return base.Named(origin)
+}
+
+// sequenceAtShutdown appends to the log everything committed and signs a
+// head of it, once every writer has stopped (the web server, device
+// control, mail, the report generator and the background jobs) and the
+// unlock committer has written what it was given: the last second before a
+// SIGTERM is in the log, not left "not yet logged" until the next start.
+func (a *app) sequenceAtShutdown() {
+	ctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "system"), time.Minute)
+	defer cancel()
+	a.unlocks.Wait()
+	h, err := a.logs.SignHead(ctx)
+	switch {
+	case doorledger.ErrorCode(err) == doorledger.ENOTFOUND: // an empty log
+	case err != nil:
+		a.log.Error("audit log: sequencing at shutdown", "err", err)
+	default:
+		a.log.Info("audit log sequenced at shutdown", "entries", h.Size)
+	}
+}
+
+// appHookKey carries, in run's context, a function called with the opened
+// app before anything starts: the end-to-end tests give the database a
+// clock they control (db.DB.Now) this way, without moving the machine's.
+type appHookKey struct{}
+
+// remindJob expires the consent requests past their period and mails the
+// reminders due, at the database's clock.
+func (a *app) remindJob(ctx context.Context) error {
+	expired, reminded, err := a.consents.RemindAndExpire(ctx)
+	if expired+reminded > 0 {
+		a.log.Info("consent requests", "expired", expired, "reminders", reminded)
+	}
+	return err
 }
 
 // firstStart creates the first admin when there is no account yet, and says once
@@ -290,9 +383,11 @@ func sessionKeys(path string) ([][]byte, error) {
 	return [][]byte{buf[:64], buf[64:]}, nil
 }
 
-// vendorSealKey loads the key that seals vendor integrations' HMAC keys in the
-// database. It stays outside the database, so a copy of the database alone
-// cannot sign as a vendor; losing it means rotating every integration's key.
+// vendorSealKey loads the key that seals vendor integrations' HMAC keys and
+// unsent mail bodies in the database. It stays outside the database, so a copy
+// of the database alone cannot sign as a vendor nor follow a mailed link;
+// losing it means rotating every integration's key, and mail not yet sent is
+// marked failed.
 func vendorSealKey(path string) ([]byte, error) {
 	return loadOrCreateKey(path, db.SealKeySize, "vendor seal key")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -24,6 +25,12 @@ func step(ctx context.Context) (context.Context, context.CancelFunc) {
 // Do runs actions in the tab and fails the test, describing the page, on the
 // first error. It does not wait for a navigation a click causes: use
 // AwaitNavigation for that.
+//
+// Act with this package's Click, SendKeys, SetValue, Clear and
+// SetUploadFiles, not chromedp's node actions (chromedp.Click, SendKeys,
+// SetValue, Value, Text, AttributeValue…): those find a node id in one round
+// trip and act on it in the next, and an htmx swap in between fails them with
+// "Could not find node with given id" (see the package doc).
 func Do(tb testing.TB, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	tb.Helper()
 	sctx, cancel := step(ctx)
@@ -45,18 +52,20 @@ func Run[T any](tb testing.TB, ctx context.Context, a chromedp.Action[T]) T {
 	return v
 }
 
-// Navigate loads url and waits for its load event. It returns the response
-// of the document (after any redirects).
+// Navigate loads url, waits for its load event and for the page to settle
+// (see Settle). It returns the response of the document (after any
+// redirects).
 func Navigate(tb testing.TB, ctx context.Context, url string) *network.Response {
 	tb.Helper()
 	return AwaitNavigation(tb, ctx, chromedp.Navigate(url))
 }
 
 // AwaitNavigation runs steps that make the page navigate (a click on a link
-// or a submit button) and waits until the new page has loaded. It returns the
-// final response, after redirects: a POST answered with 303 gives the page
-// the redirect led to. Polling the page right after such a click instead
-// fails with "Inspected target navigated or closed".
+// or a submit button) and waits until the new page has loaded and settled
+// (see Settle). It returns the final response, after redirects: a POST
+// answered with 303 gives the page the redirect led to. Polling the page
+// right after such a click instead fails with "Inspected target navigated or
+// closed".
 func AwaitNavigation(tb testing.TB, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) *network.Response {
 	tb.Helper()
 	sctx, cancel := step(ctx)
@@ -68,13 +77,35 @@ func AwaitNavigation(tb testing.TB, ctx context.Context, steps ...chromedp.Actio
 	if resp == nil {
 		tb.Fatalf("browser navigation: no document response\n%s", Describe(ctx))
 	}
+	if _, err := chromedp.Run(sctx, settle()); err != nil {
+		tb.Fatalf("browser navigation to %s: the page loaded but did not settle: %v\n%s", resp.URL, err, Describe(ctx))
+	}
 	return resp
 }
 
-// Eval evaluates a JavaScript expression in the page and decodes its value.
+// Eval waits for the page to settle (see Settle), then evaluates the
+// JavaScript expression expr in it, in the same task, and decodes its value.
+// expr is one expression (write statements as (() => { …; return v; })());
+// it may give a promise, which Eval awaits. To wait until the page shows
+// something, use WaitFor.
 func Eval[T any](tb testing.TB, ctx context.Context, expr string) T {
 	tb.Helper()
-	return Run(tb, ctx, chromedp.Evaluate[T](expr))
+	sctx, cancel := step(ctx)
+	defer cancel()
+	v, err := chromedp.Run(sctx, read[T](expr))
+	if err != nil {
+		tb.Fatalf("browser: evaluating %s: %v\n%s", abbrev(expr), err, Describe(ctx))
+	}
+	return v
+}
+
+// abbrev shortens a JavaScript expression for a failure message.
+func abbrev(expr string) string {
+	r := []rune(strings.Join(strings.Fields(expr), " "))
+	if len(r) > 120 {
+		return string(r[:117]) + "..."
+	}
+	return string(r)
 }
 
 // Describe summarizes the page for a failure message: its address, title and
@@ -132,6 +163,42 @@ func Screenshot(tb testing.TB, ctx context.Context, path string) {
 		return
 	}
 	tb.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// ScreenshotElement writes a PNG of the element sel selects (as Click
+// finds it) to path, for debugging: the element is found and measured in the
+// page once it is settled, and the page captured clipped to it. A failure is
+// reported but does not stop the test.
+func ScreenshotElement(tb testing.TB, ctx context.Context, sel, path string) {
+	tb.Helper()
+	type box struct{ X, Y, W, H float64 }
+	b, err := Wait[box](ctx, `(() => {
+		const el = `+findJS(sel)+`;
+		if (!el) return null;
+		el.scrollIntoView({block: "center", behavior: "instant"});
+		const r = el.getBoundingClientRect();
+		return r.width > 0 && r.height > 0 ? {X: r.left + window.scrollX, Y: r.top + window.scrollY, W: r.width, H: r.height} : null;
+	})()`)
+	if err != nil {
+		tb.Errorf("screenshot of %s: waiting for it to be visible: %v", sel, err)
+		return
+	}
+	sctx, cancel := step(ctx)
+	defer cancel()
+	res, err := chromedp.Call(sctx, page.CaptureScreenshot, page.CaptureScreenshotParams{
+		Format:                page.CaptureScreenshotFormatPng,
+		Clip:                  &page.Viewport{X: b.X, Y: b.Y, Width: b.W, Height: b.H, Scale: 1},
+		CaptureBeyondViewport: new(true),
+	})
+	if err != nil {
+		tb.Errorf("screenshot of %s: %v", sel, err)
+		return
+	}
+	if err := os.WriteFile(path, res.Data, 0o644); err != nil {
+		tb.Errorf("screenshot of %s: %v", sel, err)
+		return
+	}
+	tb.Logf("screenshot: %s (%d bytes)", path, len(res.Data))
 }
 
 // Overflow is what CheckNoHorizontalOverflow measures.

@@ -17,9 +17,44 @@
 //	func TestSomething(t *testing.T) {
 //		ctx := browsertest.NewTab(t, browsertest.Options{})
 //		resp := browsertest.Navigate(t, ctx, url+"/login")
-//		browsertest.Do(t, ctx, chromedp.SendKeys(chromedp.ID("email"), "a@example.com"))
-//		resp = browsertest.AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS("button[type=submit]")))
+//		browsertest.Do(t, ctx, browsertest.SendKeys("#email", "a@example.com"))
+//		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click("button[type=submit]"))
+//		browsertest.Do(t, ctx, browsertest.Click("#revoke")) // an hx-post: no navigation
+//		browsertest.WaitFor[bool](t, ctx, "the Enable button", `document.getElementById("enable") !== null`)
 //	}
+//
+// # How browser tests wait
+//
+// Doorledger's pages change under a test: htmx swaps in the answer of a
+// request, live regions re-render from server-sent events whenever the
+// server has something new (and once right after they connect), report
+// pages poll. A test acts and reads only on stable conditions:
+//
+//   - A settled page. The document has loaded, htmx has no request in flight
+//     (no element has the class htmx-request) and no swap or settle under way
+//     (htmx-swapping, htmx-settling, htmx-added; htmx fires htmx:afterSettle
+//     when they go), and every live region (sse-connect) has had its first
+//     event. Navigate, AwaitNavigation, Eval, WaitFor and every action of this
+//     package wait for it first (Settle on its own).
+//   - Find and act in one step. Click, SendKeys, SetValue, Clear and
+//     SetUploadFiles find their element inside the page and act in the same
+//     JavaScript task, retrying in the page while it is missing, hidden,
+//     disabled or covered. chromedp's node actions (chromedp.Click,
+//     SendKeys, Value, Text, AttributeValue…) resolve a node id in one round
+//     trip and use it in the next: a swap in between fails them with "Could
+//     not find node with given id (-32000)". Read the page with Eval or
+//     WaitFor (one expression, one consistent DOM), never node by node.
+//   - Navigation awaited. A click that loads another page runs inside
+//     AwaitNavigation (chromedp.RunResponse); reading right after such a
+//     click fails with "Inspected target navigated or closed".
+//   - Conditions, not time. Wait for what the page shows with WaitFor (or
+//     Wait), which polls inside the page until a deadline and then says what
+//     it waited for and what it saw; never sleep and hope. To show what the
+//     page held instead, let the condition throw an Error naming it.
+//
+// Every helper fails with what it waited for ("gave up after 19.2s waiting
+// for button#enable to be enabled", "… waiting for htmx to settle: form#x
+// still has htmx-request"), then the page's address, title and text.
 //
 // Without Chromium the tests are skipped, or fail when DOORLEDGER_REQUIRE_TOOLS=1.
 package browsertest
@@ -297,10 +332,23 @@ func NewTab(tb testing.TB, opts Options) context.Context {
 	}
 	// The first action opens the tab; it is bound to ctx, so the tab ends at
 	// the deadline at the latest.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.Width, vp.Height, emulate...)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.Width, vp.Height, emulate...), chromedp.Func(installTracker)); err != nil {
 		tb.Fatalf("browsertest: opening a tab: %v", err)
 	}
 	return ctx
+}
+
+// WithStepTimeout returns ctx (a tab's, from NewTab) with d as the deadline
+// of each helper call made with it, for a step that needs more, or less,
+// than the tab's Options.StepTimeout.
+func WithStepTimeout(ctx context.Context, d time.Duration) context.Context {
+	t := tabOf(ctx)
+	if t == nil {
+		return ctx
+	}
+	c := *t
+	c.stepTimeout = d
+	return context.WithValue(ctx, tabKey{}, &c)
 }
 
 // lockedBuffer is a strings.Builder safe for concurrent use.

@@ -165,15 +165,15 @@ func TestAwaitNavigationFollowsPostRedirect(t *testing.T) {
 	srv := testSite(t)
 	ctx := NewTab(t, Options{})
 	Navigate(t, ctx, srv.URL+"/form")
-	Do(t, ctx, chromedp.SendKeys(chromedp.ID("name"), "Zürich — Łódź"))
-	resp := AwaitNavigation(t, ctx, chromedp.Click(chromedp.CSS("button[type=submit]")))
+	Do(t, ctx, SendKeys("#name", "Zürich — Łódź"))
+	resp := AwaitNavigation(t, ctx, Click("button[type=submit]"))
 	if resp.Status != http.StatusOK || !strings.Contains(resp.URL, "/done?name=") {
 		t.Fatalf("after submit: status %d url %s", resp.Status, resp.URL)
 	}
 	if got := Eval[string](t, ctx, `new URL(location.href).searchParams.get("name")`); got != "Zürich — Łódź" {
 		t.Errorf("typed text arrived as %q", got)
 	}
-	if h := Run(t, ctx, chromedp.Text(chromedp.ID("h"))); h != "Done" {
+	if h := Eval[string](t, ctx, `document.getElementById("h").textContent`); h != "Done" {
 		t.Errorf("heading %q", h)
 	}
 }

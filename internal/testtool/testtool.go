@@ -1,6 +1,7 @@
-// Package testtool finds the external programs some tests drive (pdftotext,
-// qpdf, chromium…), so a missing one is a visible skip on a laptop and a
-// failure in CI.
+// Package testtool is what several packages' tests share: it finds the
+// external programs some tests drive (pdftotext, qpdf, chromium…), so a
+// missing one is a visible skip on a laptop and a failure in CI, and reads a
+// database's files as a copy of them would (DatabaseFiles).
 package testtool
 
 import (
@@ -39,4 +40,5 @@ var debianPackages = map[string]string{
 	"pdfinfo":   "poppler-utils",
 	"qpdf":      "qpdf",
 	"chromium":  "chromium",
+	"zbarimg":   "zbar-tools",
 }

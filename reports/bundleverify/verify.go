@@ -1,7 +1,8 @@
 // Command verify checks an unzipped Doorledger evidence bundle without the
-// portal. It ships in every bundle as verify.go; in the bundle's directory:
+// portal and without the network. It ships in every bundle as verify.go; in
+// the bundle's directory:
 //
-//	go mod init verify && go get golang.org/x/mod@v0.42.0 && go run verify.go [verifier key]
+//	go run verify.go [verifier key]
 //
 // It checks, in order, and stops at the first failure, naming it:
 //
@@ -9,65 +10,93 @@
 //     that no file is missing or unlisted);
 //  2. that log-head.txt is a note signed by the key in verifier-key.txt
 //     (and that this is the key given as the argument, if any: take it from
-//     the portal's admin pages or an earlier report);
+//     the portal's admin pages or an earlier report), and what it signs: a
+//     C2SP tlog-checkpoint (origin line, tree size, root hash), or a head
+//     signed before checkpoints ("go.sum database tree");
 //  3. that each consent's terms file hashes to the consent's terms_sha256;
-//  4. every inclusion proof in audit.jsonl: the entry's fields encode to the
-//     canonical encoding given (version 1, see below), and that encoding,
-//     hashed as a leaf, is at its index in the tree of the signed head.
+//  4. that every journal entry of audit.jsonl encodes to the canonical
+//     encoding given, which hashes to its leaf hash;
+//  5. that every row of events.csv, re-encoded as the log encoded the event,
+//     hashes to the leaf hash whose first bytes log-proof.jsonl lists for it
+//     (which names a changed row);
+//  6. that those leaves, at their positions, with the nodes of
+//     log-proof.jsonl, give the signed head's root.
 //
-// The canonical encoding of an audit entry (Doorledger's package auditlog)
-// is "doorledger-log/1\n" then one line per field, "name length value\n",
-// length being the value's length in bytes: kind ("audit"), id, at (UTC,
-// 2006-01-02T15:04:05.000000Z), actor_id, actor, action, building_id,
-// object_type, object_id, ip, detail.
+// The canonical encoding (Doorledger's package auditlog) is
+// "doorledger-log/1\n" then one line per field, "name length value\n",
+// length being the value's length in bytes. An audit entry's fields: kind
+// ("audit"), id, at (UTC, 2006-01-02T15:04:05.000000Z), actor_id, actor,
+// action, building_id, object_type, object_id, ip, detail. An unlock event's:
+// kind ("unlock"), id, building_id, device_id (0: a device the portal does
+// not know), device_ref, event_id, occurred_at, received_at, method,
+// actor_ref, result, anomalies (the kinds, joined by ","), source.
 //
-// It imports only the standard library and golang.org/x/mod.
+// Why the hashing and the signature check are written out here rather than
+// taken from golang.org/x/mod/sumdb/tlog and note, as the portal does: this
+// program must run where the bundle is opened, possibly years later and
+// offline, with nothing but a Go toolchain; importing any module would need a
+// download. What it re-implements is small and fixed by standards: RFC 6962's
+// leaf and node hashes (SHA-256 over 0x00 || leaf, 0x01 || left || right),
+// the split of a tree at the largest power of two, the signed-note format
+// and its Ed25519 key hash. Its tests (verify_test.go) check it against tlog
+// and note on random trees, keys and notes, so any divergence fails.
+//
+// It imports only the standard library.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
+	"time"
+	"unicode/utf8"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "FAILED:", err)
 		os.Exit(1)
 	}
 	fmt.Println("OK: the bundle verifies")
 }
 
-func run(args []string) error {
-	if err := checkManifest(); err != nil {
+func run(args []string, out io.Writer) error {
+	if err := checkManifest(out); err != nil {
 		return err
 	}
-	tree, err := checkHead(args)
+	head, err := checkHead(args, out)
 	if err != nil {
 		return err
 	}
-	if err := checkTerms(); err != nil {
+	if err := checkTerms(out); err != nil {
 		return err
 	}
-	return checkProofs(tree)
+	leaves, err := checkAudit(head, out)
+	if err != nil {
+		return err
+	}
+	return checkEvents(head, leaves, out)
 }
 
 // checkManifest compares every file with README.txt's manifest.
-func checkManifest() error {
+func checkManifest(out io.Writer) error {
 	readme, err := os.ReadFile("README.txt")
 	if err != nil {
 		return err
@@ -106,60 +135,232 @@ func checkManifest() error {
 	}
 	slices.Sort(have)
 	for _, name := range have {
-		data, err := os.ReadFile(name)
+		f, err := os.Open(name)
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(data)
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		sum := h.Sum(nil)
 		switch w, ok := want[name]; {
 		case !ok:
 			return fmt.Errorf("%s: not in the manifest", name)
-		case hex.EncodeToString(sum[:]) != w:
+		case hex.EncodeToString(sum) != w:
 			return fmt.Errorf("%s: SHA-256 %x, the manifest says %s: the file was changed", name, sum, w)
 		}
 	}
-	fmt.Printf("files: %d match the manifest\n", len(have))
+	fmt.Fprintf(out, "files: %d match the manifest\n", len(have))
 	return nil
 }
 
+// hash is a SHA-256 hash of the tree.
+type hash [32]byte
+
+// leafHash is RFC 6962's hash of a leaf: SHA-256(0x00 || data).
+func leafHash(data []byte) hash {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(data)
+	var out hash
+	h.Sum(out[:0])
+	return out
+}
+
+// nodeHash is RFC 6962's hash of an inner node: SHA-256(0x01 || left || right).
+func nodeHash(left, right hash) hash {
+	var buf [1 + 64]byte
+	buf[0] = 1
+	copy(buf[1:], left[:])
+	copy(buf[33:], right[:])
+	return sha256.Sum256(buf[:])
+}
+
+// emptyRoot is the root of a tree of no entries: SHA-256 of nothing.
+func emptyRoot() hash { return sha256.Sum256(nil) }
+
+// verifierKey is a note verifier key, "<name>+<hash>+<base64(0x01 || key)>".
+type verifierKey struct {
+	name string
+	pub  ed25519.PublicKey
+}
+
+// keyHash is a signed note's key hash: the first four bytes, big-endian, of
+// SHA-256(name || "\n" || 0x01 || Ed25519 public key).
+func keyHash(name string, pub ed25519.PublicKey) uint32 {
+	h := sha256.New()
+	h.Write([]byte(name))
+	h.Write([]byte{'\n', 1})
+	h.Write(pub)
+	return binary.BigEndian.Uint32(h.Sum(nil))
+}
+
+// validKeyName reports whether a note key name is well formed: not empty,
+// valid UTF-8, no spaces, no "+", no control characters.
+func validKeyName(name string) bool {
+	if name == "" || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if r == '+' || r <= ' ' || r == 0x7f || r == 0x85 || r == 0xa0 || r == 0x2028 || r == 0x2029 || r == 0xfeff {
+			return false
+		}
+	}
+	return true
+}
+
+func parseVerifierKey(vkey string) (*verifierKey, error) {
+	name, rest, ok1 := strings.Cut(vkey, "+")
+	hash16, key64, ok2 := strings.Cut(rest, "+")
+	h, err1 := strconv.ParseUint(hash16, 16, 32)
+	key, err2 := base64.StdEncoding.DecodeString(key64)
+	if !ok1 || !ok2 || len(hash16) != 8 || err1 != nil || err2 != nil || !validKeyName(name) ||
+		len(key) != 1+ed25519.PublicKeySize || key[0] != 1 {
+		return nil, errors.New("not an Ed25519 note verifier key")
+	}
+	pub := ed25519.PublicKey(key[1:])
+	if keyHash(name, pub) != uint32(h) {
+		return nil, errors.New("its key hash does not match its key")
+	}
+	return &verifierKey{name: name, pub: pub}, nil
+}
+
+// openNote checks a signed note (c2sp.org/signed-note) with key: the text,
+// a blank line, then signature lines "— <name> <base64(key hash || signature)>".
+// A line of another key is ignored; the key may sign under any name (the
+// portal's heads are signed under the log's origin, and were under the
+// name "doorledger" before checkpoints): the signature covers the text only.
+// It returns the text.
+func openNote(msg []byte, key *verifierKey) (string, error) {
+	if !utf8.Valid(msg) {
+		return "", errors.New("malformed note: not UTF-8")
+	}
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 || len(msg) == 0 || msg[len(msg)-1] != '\n' {
+		return "", errors.New("malformed note: no signatures")
+	}
+	text, sigs := msg[:i+1], msg[i+2:]
+	for _, r := range string(text) {
+		if r < ' ' && r != '\n' || r == 0x7f {
+			return "", errors.New("malformed note: a control character in its text")
+		}
+	}
+	verified := false
+	for len(sigs) > 0 {
+		line, rest, _ := bytes.Cut(sigs, []byte("\n"))
+		sigs = rest
+		body, ok := bytes.CutPrefix(line, []byte("— "))
+		name, b64, ok2 := bytes.Cut(body, []byte(" "))
+		sig, err := base64.StdEncoding.DecodeString(string(b64))
+		if !ok || !ok2 || err != nil || !validKeyName(string(name)) || len(sig) < 5 {
+			return "", errors.New("malformed note: a bad signature line")
+		}
+		if binary.BigEndian.Uint32(sig) != keyHash(string(name), key.pub) {
+			continue // another key's: a witness's cosignature, say
+		}
+		if !ed25519.Verify(key.pub, text, sig[4:]) {
+			return "", fmt.Errorf("the signature of %s does not verify", name)
+		}
+		verified = true
+	}
+	if !verified {
+		return "", errors.New("no signature by the key")
+	}
+	return string(text), nil
+}
+
+// tree is what a signed head says of the log.
+type tree struct {
+	origin string // "" for a head signed before checkpoints
+	size   int64
+	root   hash
+}
+
+// parseCheckpoint reads a head's text: a C2SP tlog-checkpoint (origin line,
+// tree size, base64 root hash, extension lines ignored), or a head signed
+// before checkpoints ("go.sum database tree", then size and root alike).
+func parseCheckpoint(text string) (*tree, error) {
+	lines := strings.Split(text, "\n")
+	if len(lines) < 4 || lines[len(lines)-1] != "" {
+		return nil, errors.New("malformed checkpoint")
+	}
+	lines = lines[:len(lines)-1]
+	for _, l := range lines {
+		if l == "" {
+			return nil, errors.New("malformed checkpoint: an empty line")
+		}
+	}
+	t := &tree{origin: lines[0]}
+	if t.origin == "go.sum database tree" {
+		if len(lines) != 3 {
+			return nil, errors.New("malformed tree note")
+		}
+		t.origin = ""
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[1] {
+		return nil, fmt.Errorf("malformed checkpoint: tree size %q", lines[1])
+	}
+	t.size = n
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != len(t.root) {
+		return nil, fmt.Errorf("malformed checkpoint: root hash %q", lines[2])
+	}
+	copy(t.root[:], root)
+	return t, nil
+}
+
 // checkHead opens the signed head with the bundle's key.
-func checkHead(args []string) (*tlog.Tree, error) {
-	key, err := os.ReadFile("verifier-key.txt")
+func checkHead(args []string, out io.Writer) (*tree, error) {
+	data, err := os.ReadFile("verifier-key.txt")
 	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Println("log head: none (the log was empty when the report was made)")
+		fmt.Fprintln(out, "log head: none (the log was empty when the report was made)")
 		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}
-	vkey := strings.TrimSpace(string(key))
-	if len(args) > 0 && strings.TrimSpace(args[0]) != vkey {
-		return nil, fmt.Errorf("verifier-key.txt is %s, not the key given (%s)", vkey, args[0])
-	}
-	v, err := note.NewVerifier(vkey)
+	vkey := strings.TrimSpace(string(data))
+	key, err := parseVerifierKey(vkey)
 	if err != nil {
 		return nil, fmt.Errorf("verifier-key.txt: %w", err)
 	}
+	if len(args) > 0 {
+		given, err := parseVerifierKey(strings.TrimSpace(args[0]))
+		if err != nil {
+			return nil, fmt.Errorf("the key given (%s): %w", args[0], err)
+		}
+		if !given.pub.Equal(key.pub) {
+			return nil, fmt.Errorf("verifier-key.txt is %s, not the key given (%s)", vkey, args[0])
+		}
+	}
 	msg, err := os.ReadFile("log-head.txt")
 	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Println("log head: none (the log was empty when the report was made)")
+		fmt.Fprintln(out, "log head: none (the log was empty when the report was made)")
 		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}
-	n, err := note.Open(msg, note.VerifierList(v))
+	text, err := openNote(msg, key)
 	if err != nil {
 		return nil, fmt.Errorf("log-head.txt is not signed by verifier-key.txt: %w", err)
 	}
-	tree, err := tlog.ParseTree([]byte(n.Text))
+	t, err := parseCheckpoint(text)
 	if err != nil {
 		return nil, fmt.Errorf("log-head.txt: %w", err)
 	}
-	fmt.Printf("log head: signed by %s: %d entries, root %x\n", v.Name(), tree.N, tree.Hash[:])
-	return &tree, nil
+	if t.origin != "" {
+		fmt.Fprintf(out, "log head: a checkpoint of %s signed by %s: %d entries, root %x\n", t.origin, key.name, t.size, t.root[:])
+	} else {
+		fmt.Fprintf(out, "log head: signed by %s (before checkpoints): %d entries, root %x\n", key.name, t.size, t.root[:])
+	}
+	return t, nil
 }
 
 // checkTerms checks that each consent's terms file hashes to its terms hash.
-func checkTerms() error {
+func checkTerms(out io.Writer) error {
 	files, err := filepath.Glob(filepath.Join("consents", "*.json"))
 	if err != nil {
 		return err
@@ -189,73 +390,87 @@ func checkTerms() error {
 			return fmt.Errorf("%s: the terms signed (%s) hash to %x, not to the terms_sha256 %s", name, c.Signature.TermsFile, sum, c.Signature.TermsSHA256)
 		}
 	}
-	fmt.Printf("consents: %d, every signed one's terms hash to its terms_sha256\n", len(files))
+	fmt.Fprintf(out, "consents: %d, every signed one's terms hash to its terms_sha256\n", len(files))
 	return nil
 }
 
-// checkProofs checks every inclusion proof of audit.jsonl against tree.
-func checkProofs(tree *tlog.Tree) error {
+// leaf is an entry the proof covers: its position in the log, its leaf
+// hash, and where the bundle has it (for messages).
+type leaf struct {
+	index int64
+	hash  hash
+	where string
+}
+
+// encoder writes a canonical encoding, version 1.
+type encoder []byte
+
+func newEncoding(kind string) encoder {
+	e := encoder("doorledger-log/1\n")
+	return e.text("kind", kind)
+}
+
+func (e encoder) text(name, value string) encoder {
+	return fmt.Appendf(e, "%s %d %s\n", name, len(value), value)
+}
+
+func (e encoder) int(name string, v int64) encoder { return e.text(name, strconv.FormatInt(v, 10)) }
+
+// checkAudit checks every entry of audit.jsonl and returns the leaves of
+// those it says are proved.
+func checkAudit(head *tree, out io.Writer) ([]leaf, error) {
 	f, err := os.Open("audit.jsonl")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	s.Buffer(nil, 64<<20)
-	proved, unproved := 0, 0
+	var leaves []leaf
+	unproved := 0
 	for line := 1; s.Scan(); line++ {
 		var e struct {
 			ID       int64  `json:"id"`
 			Entry    entry  `json:"entry"`
 			Encoding string `json:"encoding"`
+			LeafHash string `json:"leaf_hash"`
 			Index    *int64 `json:"index"`
-			Proof    *struct {
-				TreeSize int64    `json:"tree_size"`
-				Hashes   []string `json:"hashes"`
-			} `json:"proof"`
-			Reason string `json:"reason"`
+			Proved   bool   `json:"proved"`
+			Reason   string `json:"reason"`
 		}
 		if err := json.Unmarshal(s.Bytes(), &e); err != nil {
-			return fmt.Errorf("audit.jsonl line %d: %w", line, err)
+			return nil, fmt.Errorf("audit.jsonl line %d: %w", line, err)
 		}
-		if e.Proof == nil {
-			fmt.Printf("audit #%d: no proof: %s\n", e.ID, e.Reason)
+		where := fmt.Sprintf("audit.jsonl line %d (audit #%d)", line, e.ID)
+		if !e.Proved {
+			fmt.Fprintf(out, "audit #%d: no proof: %s\n", e.ID, e.Reason)
 			unproved++
 			continue
 		}
 		switch {
-		case tree == nil:
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): a proof, but no signed head", line, e.ID)
+		case head == nil:
+			return nil, fmt.Errorf("%s: proved, but there is no signed head", where)
 		case e.Index == nil:
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): a proof without an index", line, e.ID)
-		case e.Proof.TreeSize != tree.N:
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): a proof for a tree of %d, the head has %d", line, e.ID, e.Proof.TreeSize, tree.N)
+			return nil, fmt.Errorf("%s: proved, without an index", where)
 		}
 		enc, err := base64.StdEncoding.DecodeString(e.Encoding)
 		if err != nil {
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): encoding: %w", line, e.ID, err)
+			return nil, fmt.Errorf("%s: encoding: %w", where, err)
 		}
 		if !bytes.Equal(e.Entry.encode(), enc) {
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): the entry's fields are not the encoding the log holds", line, e.ID)
+			return nil, fmt.Errorf("%s: the entry's fields are not the encoding the log holds", where)
 		}
-		proof := make(tlog.RecordProof, len(e.Proof.Hashes))
-		for i, h := range e.Proof.Hashes {
-			b, err := hex.DecodeString(h)
-			if err != nil || len(b) != len(tlog.Hash{}) {
-				return fmt.Errorf("audit.jsonl line %d (audit #%d): proof hash %d is not a SHA-256", line, e.ID, i)
-			}
-			copy(proof[i][:], b)
+		h := leafHash(enc)
+		if hex.EncodeToString(h[:]) != e.LeafHash {
+			return nil, fmt.Errorf("%s: the encoding hashes to %x, not to the leaf hash %s", where, h, e.LeafHash)
 		}
-		if err := tlog.CheckRecord(proof, tree.N, tree.Hash, *e.Index, tlog.RecordHash(enc)); err != nil {
-			return fmt.Errorf("audit.jsonl line %d (audit #%d): not in the signed log at index %d: %w", line, e.ID, *e.Index, err)
-		}
-		proved++
+		leaves = append(leaves, leaf{index: *e.Index, hash: h, where: where})
 	}
 	if err := s.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Printf("audit entries: %d proved in the signed log, %d without a proof\n", proved, unproved)
-	return nil
+	fmt.Fprintf(out, "audit entries: %d to prove in the signed log, %d without a proof\n", len(leaves), unproved)
+	return leaves, nil
 }
 
 // entry is an audit entry as audit.jsonl writes it.
@@ -272,21 +487,347 @@ type entry struct {
 	Detail     string `json:"detail"`
 }
 
-// encode writes the entry's canonical encoding, version 1.
+// encode writes the entry's canonical encoding.
 func (e *entry) encode() []byte {
-	b := []byte("doorledger-log/1\n")
-	field := func(name, value string) { b = fmt.Appendf(b, "%s %d %s\n", name, len(value), value) }
-	num := func(name string, v int64) { field(name, strconv.FormatInt(v, 10)) }
-	field("kind", "audit")
-	num("id", e.ID)
-	field("at", e.At)
-	num("actor_id", e.ActorID)
-	field("actor", e.Actor)
-	field("action", e.Action)
-	num("building_id", e.BuildingID)
-	field("object_type", e.ObjectType)
-	num("object_id", e.ObjectID)
-	field("ip", e.IP)
-	field("detail", e.Detail)
-	return b
+	return []byte(newEncoding("audit").int("id", e.ID).text("at", e.At).int("actor_id", e.ActorID).text("actor", e.Actor).
+		text("action", e.Action).int("building_id", e.BuildingID).text("object_type", e.ObjectType).
+		int("object_id", e.ObjectID).text("ip", e.IP).text("detail", e.Detail))
+}
+
+// proofLine is a line of log-proof.jsonl: its header, an unlock event or a node.
+type proofLine struct {
+	Format     string            `json:"format"`
+	TreeSize   int64             `json:"tree_size"`
+	Root       string            `json:"root"`
+	BuildingID int64             `json:"building_id"`
+	Unlock     *int64            `json:"unlock"`
+	Index      *int64            `json:"index"`
+	Leaf       string            `json:"leaf"` // the first bytes of its leaf hash, in hex
+	Fields     map[string]string `json:"fields"`
+	Reason     string            `json:"reason"`
+	Node       []int64           `json:"node"`
+	Hash       string            `json:"hash"`
+}
+
+// proofReader reads log-proof.jsonl line by line.
+type proofReader struct {
+	s    *bufio.Scanner
+	line int
+}
+
+func (r *proofReader) next() (*proofLine, error) {
+	if !r.s.Scan() {
+		if err := r.s.Err(); err != nil {
+			return nil, err
+		}
+		return nil, io.EOF
+	}
+	r.line++
+	var l proofLine
+	if err := json.Unmarshal(r.s.Bytes(), &l); err != nil {
+		return nil, fmt.Errorf("log-proof.jsonl line %d: %w", r.line, err)
+	}
+	return &l, nil
+}
+
+// csvTimeUTC turns an events.csv time (building time with its offset) back
+// into the log's form: UTC with microseconds.
+func csvTimeUTC(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return "", err
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z"), nil
+}
+
+// unsafeCell reads a cell the portal made spreadsheet-safe: without the '
+// it put before = + - @, a tab or a carriage return.
+func unsafeCell(c string) string {
+	if len(c) >= 2 && c[0] == '\'' && strings.IndexByte("=+-@\t\r", c[1]) >= 0 {
+		return c[1:]
+	}
+	return c
+}
+
+// checkEvents re-encodes every row of events.csv as the log did, checks it
+// against the leaf hash log-proof.jsonl lists for it, then checks that the
+// leaves of the events and of the journal entries, with the nodes of
+// log-proof.jsonl, give the signed root.
+func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
+	pf, err := os.Open("log-proof.jsonl")
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && head == nil:
+		fmt.Fprintln(out, "unlock events: no signed head to prove them against")
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("log-proof.jsonl: missing, so nothing proves the events and entries in the signed head")
+	case err != nil:
+		return err
+	}
+	defer pf.Close()
+	if head == nil {
+		return errors.New("log-proof.jsonl: a proof, but no signed head")
+	}
+	s := bufio.NewScanner(pf)
+	s.Buffer(nil, 64<<20)
+	pr := &proofReader{s: s}
+	h, err := pr.next()
+	if err != nil {
+		return fmt.Errorf("log-proof.jsonl: %w", err)
+	}
+	switch {
+	case h.Format != "doorledger-log-proof/1":
+		return fmt.Errorf("log-proof.jsonl: format %q, this program reads doorledger-log-proof/1", h.Format)
+	case h.TreeSize != head.size:
+		return fmt.Errorf("log-proof.jsonl: a proof for a tree of %d entries, the signed head has %d", h.TreeSize, head.size)
+	case h.Root != hex.EncodeToString(head.root[:]):
+		return fmt.Errorf("log-proof.jsonl: a proof for the root %s, the signed head's is %x", h.Root, head.root)
+	}
+
+	ef, err := os.Open("events.csv")
+	if err != nil {
+		return err
+	}
+	defer ef.Close()
+	cr := csv.NewReader(bufio.NewReaderSize(ef, 64<<10))
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		return fmt.Errorf("events.csv: %w", err)
+	}
+	col := map[string]int{}
+	for i, name := range header {
+		name, _, _ = strings.Cut(name, " (") // "occurred_at (Europe/Zurich)"
+		col[name] = i
+	}
+	for _, name := range []string{"occurred_at", "device_id", "device", "method", "actor_ref", "result", "anomalies",
+		"event_id", "received_at", "unlock_id", "source"} {
+		if _, ok := col[name]; !ok {
+			return fmt.Errorf("events.csv: no %s column", name)
+		}
+	}
+	proved, unproved := 0, 0
+	var pending *proofLine // the line read after the last event: the first node
+	for row := 2; ; row++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("events.csv: %w", err)
+		}
+		cell := func(name string) string { return rec[col[name]] }
+		id, err := strconv.ParseInt(cell("unlock_id"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("events.csv line %d: unlock_id %q", row, cell("unlock_id"))
+		}
+		where := fmt.Sprintf("events.csv line %d (unlock #%d)", row, id)
+		l, err := pr.next()
+		if err == io.EOF || err == nil && l.Unlock == nil {
+			return fmt.Errorf("%s: log-proof.jsonl has no line for it", where)
+		} else if err != nil {
+			return err
+		}
+		if *l.Unlock != id {
+			return fmt.Errorf("%s: log-proof.jsonl line %d is for unlock #%d", where, pr.line, *l.Unlock)
+		}
+		if l.Reason != "" || l.Index == nil {
+			fmt.Fprintf(out, "unlock #%d: no proof: %s\n", id, l.Reason)
+			unproved++
+			continue
+		}
+		enc, err := encodeEvent(cell, h.BuildingID, id, l.Fields)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		lh := leafHash(enc)
+		if l.Leaf == "" || !strings.HasPrefix(hex.EncodeToString(lh[:]), l.Leaf) {
+			return fmt.Errorf("%s: the row hashes to %x, log-proof.jsonl line %d gives the log's leaf as %s…: the row (or that line) was changed",
+				where, lh, pr.line, l.Leaf)
+		}
+		leaves = append(leaves, leaf{index: *l.Index, hash: lh, where: where})
+		proved++
+	}
+	if pending, err = pr.next(); err != nil && err != io.EOF {
+		return err
+	}
+	if pending != nil && pending.Unlock != nil {
+		return fmt.Errorf("log-proof.jsonl line %d: unlock #%d is not in events.csv", pr.line, *pending.Unlock)
+	}
+
+	slices.SortFunc(leaves, func(a, b leaf) int { return cmp.Compare(a.index, b.index) })
+	for i, l := range leaves {
+		if l.index < 0 || l.index >= head.size {
+			return fmt.Errorf("%s: index %d is not in the signed head's tree of %d entries", l.where, l.index, head.size)
+		}
+		if i > 0 && l.index == leaves[i-1].index {
+			return fmt.Errorf("%s and %s: both at index %d of the log", leaves[i-1].where, l.where, l.index)
+		}
+	}
+	nodes := 0
+	nextNode := func(level int, index int64) (hash, error) {
+		var n *proofLine
+		if pending != nil {
+			n, pending = pending, nil
+		} else if n, err = pr.next(); err == io.EOF {
+			return hash{}, fmt.Errorf("log-proof.jsonl: ends before the node (%d, %d) the tree needs", level, index)
+		} else if err != nil {
+			return hash{}, err
+		}
+		if len(n.Node) != 2 || n.Node[0] != int64(level) || n.Node[1] != index {
+			return hash{}, fmt.Errorf("log-proof.jsonl line %d: gives node %v where the tree needs (%d, %d)", pr.line, n.Node, level, index)
+		}
+		var h hash
+		b, err := hex.DecodeString(n.Hash)
+		if err != nil || len(b) != len(h) {
+			return hash{}, fmt.Errorf("log-proof.jsonl line %d: node hash %q", pr.line, n.Hash)
+		}
+		copy(h[:], b)
+		nodes++
+		return h, nil
+	}
+	root, err := treeRoot(head.size, leaves, nextNode)
+	if err != nil {
+		return err
+	}
+	if pending != nil {
+		return fmt.Errorf("log-proof.jsonl line %d: a line the tree does not need", pr.line)
+	}
+	if extra, err := pr.next(); err == nil {
+		return fmt.Errorf("log-proof.jsonl line %d: a line the tree does not need (%v)", pr.line, extra.Node)
+	} else if err != io.EOF {
+		return err
+	}
+	if root != head.root {
+		return fmt.Errorf("log-proof.jsonl: the %d unlock events and %d journal entries, with its %d nodes, give the root %x, not the signed head's %x: a node or a leaf hash was changed",
+			proved, len(leaves)-proved, nodes, root, head.root)
+	}
+	fmt.Fprintf(out, "unlock events: %d proved in the signed log, %d without a proof\n", proved, unproved)
+	fmt.Fprintf(out, "log: %d entries and %d nodes give the signed root\n", len(leaves), nodes)
+	return nil
+}
+
+// encodeEvent re-encodes an events.csv row as the log encoded the event.
+// fields holds what the row cannot carry exactly (log-proof.jsonl's "fields").
+func encodeEvent(cell func(string) string, buildingID, id int64, fields map[string]string) ([]byte, error) {
+	text := func(name string) (string, error) {
+		if v, ok := fields[name]; ok {
+			if c := cell(name); c != safeCell(v) && c != safeCell(strings.ReplaceAll(v, "\r\n", "\n")) {
+				return "", fmt.Errorf("%s: the row shows %q, log-proof.jsonl %q", name, c, v)
+			}
+			return v, nil
+		}
+		return unsafeCell(cell(name)), nil
+	}
+	var device int64
+	if d := cell("device_id"); d != "" {
+		n, err := strconv.ParseInt(d, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("device_id %q", d)
+		}
+		device = n
+	}
+	ref, ok := fields["device_ref"]
+	if !ok && device == 0 {
+		if ref, ok = strings.CutPrefix(cell("device"), "unregistered: "); !ok {
+			return nil, fmt.Errorf("device %q: no device_id, and not an unregistered device's reference", cell("device"))
+		}
+	}
+	occurred, err := csvTimeUTC(cell("occurred_at"))
+	if err != nil {
+		return nil, fmt.Errorf("occurred_at: %w", err)
+	}
+	received, err := csvTimeUTC(cell("received_at"))
+	if err != nil {
+		return nil, fmt.Errorf("received_at: %w", err)
+	}
+	anomalies, ok := fields["anomalies"]
+	if !ok {
+		// The labels are the kinds, "_" written " ", joined by ", ".
+		labels := unsafeCell(cell("anomalies"))
+		anomalies = strings.ReplaceAll(strings.ReplaceAll(labels, ", ", ","), " ", "_")
+	}
+	var vals [5]string
+	for i, name := range [...]string{"event_id", "method", "actor_ref", "result", "source"} {
+		if vals[i], err = text(name); err != nil {
+			return nil, err
+		}
+	}
+	e := newEncoding("unlock").int("id", id).int("building_id", buildingID).int("device_id", device).text("device_ref", ref).
+		text("event_id", vals[0]).text("occurred_at", occurred).text("received_at", received).text("method", vals[1]).
+		text("actor_ref", vals[2]).text("result", vals[3]).text("anomalies", anomalies).text("source", vals[4])
+	return []byte(e), nil
+}
+
+// safeCell is how the portal writes text in a CSV cell: a ' before = + - @,
+// a tab or a carriage return, so that a spreadsheet reads no formula.
+func safeCell(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
+}
+
+// split is the size of the left subtree of an RFC 6962 tree of n > 1
+// entries: the largest power of two below n.
+func split(n int64) int64 { return 1 << (bits.Len64(uint64(n-1)) - 1) }
+
+// treeRoot computes the root of the RFC 6962 tree of size entries from the
+// leaves given (sorted by index, distinct, below size) and, for every part
+// of the tree that holds none of them, the hashes of its complete subtrees,
+// asked of node left to right as (level, index): the subtree of the 2^level
+// entries from index * 2^level.
+func treeRoot(size int64, leaves []leaf, node func(level int, index int64) (hash, error)) (hash, error) {
+	if size == 0 {
+		if len(leaves) > 0 {
+			return hash{}, errors.New("entries in an empty tree")
+		}
+		return emptyRoot(), nil
+	}
+	// subtrees folds the complete subtrees of [lo, hi), which holds no leaf.
+	subtrees := func(lo, hi int64) (hash, error) {
+		var hs []hash
+		for lo < hi {
+			n := hi - lo
+			k := n
+			if n&(n-1) != 0 {
+				k = split(n)
+			}
+			level := bits.TrailingZeros64(uint64(k))
+			h, err := node(level, lo>>level)
+			if err != nil {
+				return hash{}, err
+			}
+			hs = append(hs, h)
+			lo += k
+		}
+		h := hs[len(hs)-1]
+		for i := len(hs) - 2; i >= 0; i-- {
+			h = nodeHash(hs[i], h)
+		}
+		return h, nil
+	}
+	var walk func(lo, hi int64, ls []leaf) (hash, error)
+	walk = func(lo, hi int64, ls []leaf) (hash, error) {
+		if len(ls) == 0 {
+			return subtrees(lo, hi)
+		}
+		if hi-lo == 1 {
+			return ls[0].hash, nil
+		}
+		mid := lo + split(hi-lo)
+		i, _ := slices.BinarySearchFunc(ls, mid, func(l leaf, x int64) int { return cmp.Compare(l.index, x) })
+		left, err := walk(lo, mid, ls[:i])
+		if err != nil {
+			return hash{}, err
+		}
+		right, err := walk(mid, hi, ls[i:])
+		if err != nil {
+			return hash{}, err
+		}
+		return nodeHash(left, right), nil
+	}
+	return walk(0, size, leaves)
 }
