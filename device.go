@@ -2,6 +2,7 @@ package doorledger
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -15,6 +16,17 @@ const (
 
 // Valid reports whether s is enabled or disabled.
 func (s DeviceState) Valid() bool { return s == StateEnabled || s == StateDisabled }
+
+// Other is the opposite state ("" for an invalid one).
+func (s DeviceState) Other() DeviceState {
+	switch s {
+	case StateEnabled:
+		return StateDisabled
+	case StateDisabled:
+		return StateEnabled
+	}
+	return ""
+}
 
 // Device is a delivery-access unit installed in a building.
 type Device struct {
@@ -39,11 +51,92 @@ type Device struct {
 	CreatedAt       time.Time
 
 	CommandAt     time.Time     // when the current desired state was requested
-	CommandStatus CommandStatus // of that command: pending, sent, confirmed, not confirmed
+	CommandStatus CommandStatus // of that command: pending, sent, confirmed, not confirmed, refused
 }
 
-// Pending reports whether the device has not yet confirmed its desired state.
+// Confirmed reports whether the device reported its desired version in its
+// desired state: only that confirms a command.
+func (d *Device) Confirmed() bool {
+	return d.DesiredVersion > 0 && d.ReportedVersion == d.DesiredVersion && d.ReportedState == d.DesiredState
+}
+
+// Refused reports whether the device reported its desired version in the
+// other state: it took the command and did not apply it (faulty, or tampered
+// with). A disabled device that says "enabled" may still open the door.
+func (d *Device) Refused() bool {
+	return d.DesiredVersion > 0 && d.ReportedVersion == d.DesiredVersion && d.ReportedState != d.DesiredState
+}
+
+// Pending reports whether the device has not yet reported its desired
+// version at all. A device with a desired version is exactly one of
+// pending, confirmed or refused.
 func (d *Device) Pending() bool { return d.ReportedVersion < d.DesiredVersion }
+
+// Tone is how alarming a status is; every page, list and report shows a
+// status in its tone (views: a badge's colour; PDFs: a red band for alarms).
+type Tone string
+
+const (
+	ToneNone  Tone = ""      // nothing to judge (no command yet, superseded)
+	ToneOK    Tone = "ok"    // as told
+	ToneWarn  Tone = "warn"  // waiting, within the time-out
+	ToneAlarm Tone = "alarm" // not confirmed in time, or refused: couriers may be able to do what they should not
+)
+
+// Standing is how a device's or a command's status reads to people: the
+// same words and tone wherever it is shown, computed by Device.Status and
+// CommandStatus.Describe only.
+type Standing struct {
+	Code   string // stable, for markup and tests: none, pending, confirmed, not_confirmed, refused, superseded
+	Label  string // short, for a badge: "disabled · confirmed", "disabled · device refused: still enabled"
+	Detail string // the longer account: "pending 12 s", "not confirmed after 1m13s; managers alerted"
+	Tone   Tone
+}
+
+// Status judges the device against what it was told, at now. A command
+// waiting longer than timeout is "not confirmed" even before the time-out
+// job has recorded it (timeout 0: only the recorded status says so, as in a
+// report). The label always starts with the desired state: what the device
+// was told, never what it says.
+func (d *Device) Status(now time.Time, timeout time.Duration) Standing {
+	told := string(d.DesiredState)
+	waited := now.Sub(d.CommandAt)
+	switch {
+	case d.DesiredVersion == 0:
+		return Standing{Code: "none", Label: told, Detail: "no command yet", Tone: ToneNone}
+	case d.Refused():
+		detail := "device refused: still " + string(d.ReportedState) + " after it received version " + strconv.FormatInt(d.DesiredVersion, 10) +
+			"; managers alerted"
+		return Standing{Code: "refused", Label: told + " · device refused: still " + string(d.ReportedState), Detail: detail, Tone: ToneAlarm}
+	case d.Confirmed():
+		return Standing{Code: "confirmed", Label: told + " · confirmed", Detail: "confirmed", Tone: ToneOK}
+	case d.CommandStatus == CommandNotConfirmed || (timeout > 0 && !d.CommandAt.IsZero() && waited > timeout):
+		detail := "not confirmed"
+		if !d.CommandAt.IsZero() {
+			detail += " after " + Elapsed(waited)
+		}
+		if d.CommandStatus == CommandNotConfirmed {
+			detail += "; retrying; managers alerted"
+		}
+		return Standing{Code: "not_confirmed", Label: told + " · not confirmed", Detail: detail, Tone: ToneAlarm}
+	}
+	detail := "pending"
+	if !d.CommandAt.IsZero() {
+		detail += " " + Elapsed(waited)
+	}
+	return Standing{Code: "pending", Label: told + " · pending", Detail: detail, Tone: ToneWarn}
+}
+
+// Elapsed writes a waiting time for people: "12 s" under a minute, "1m13s" after.
+func Elapsed(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	if d < time.Minute {
+		return strconv.Itoa(int(d.Seconds())) + " s"
+	}
+	return d.Round(time.Second).String()
+}
 
 // CommandStatus is where a command stands.
 type CommandStatus string
@@ -51,10 +144,39 @@ type CommandStatus string
 const (
 	CommandPending      CommandStatus = "pending"       // recorded, not yet handed to the transport
 	CommandSent         CommandStatus = "sent"          // handed to the broker / vendor; waiting for the device
-	CommandConfirmed    CommandStatus = "confirmed"     // the device reported this version
+	CommandConfirmed    CommandStatus = "confirmed"     // the device reported this version in this state
 	CommandNotConfirmed CommandStatus = "not_confirmed" // no confirmation within the time-out; still retried
 	CommandSuperseded   CommandStatus = "superseded"    // a newer command replaced it before confirmation
+	CommandRefused      CommandStatus = "refused"       // the device reported this version in the other state; alerted at once, still retried
 )
+
+// Open reports whether the command still waits for its device: pending,
+// sent, not confirmed or refused (a refused command is confirmed when the
+// device applies it after all).
+func (s CommandStatus) Open() bool {
+	return s == CommandPending || s == CommandSent || s == CommandNotConfirmed || s == CommandRefused
+}
+
+// Describe is how a command of state reads, in its status: the same words
+// on the device page, in lists and in the audit report.
+func (s CommandStatus) Describe(state DeviceState) Standing {
+	switch s {
+	case CommandPending:
+		return Standing{Code: string(s), Label: "not yet sent", Detail: "recorded, not yet handed to the device", Tone: ToneWarn}
+	case CommandSent:
+		return Standing{Code: string(s), Label: "sent, not yet confirmed", Detail: "handed to the device; waiting for it to confirm", Tone: ToneWarn}
+	case CommandConfirmed:
+		return Standing{Code: string(s), Label: "confirmed", Detail: "the device confirmed it is " + string(state), Tone: ToneOK}
+	case CommandNotConfirmed:
+		return Standing{Code: string(s), Label: "NOT CONFIRMED (still retried)", Detail: "not confirmed within the time-out; retried; managers alerted", Tone: ToneAlarm}
+	case CommandRefused:
+		return Standing{Code: string(s), Label: "REFUSED by the device: still " + string(state.Other()),
+			Detail: "the device received it and reported it is still " + string(state.Other()) + "; retried; managers alerted", Tone: ToneAlarm}
+	case CommandSuperseded:
+		return Standing{Code: string(s), Label: "superseded", Detail: "replaced by a later command before the device confirmed it", Tone: ToneNone}
+	}
+	return Standing{Code: string(s), Label: string(s), Tone: ToneNone}
+}
 
 // Command is one enable/disable of one device: desired state with a version.
 type Command struct {
@@ -70,6 +192,7 @@ type Command struct {
 	Attempts    int
 	LastError   string
 	ConfirmedAt time.Time
+	RefusedAt   time.Time // when the device last reported this version in the other state (zero: never)
 	Status      CommandStatus
 }
 
@@ -140,7 +263,7 @@ type DeviceFilter struct {
 type CommandFilter struct {
 	DeviceID   int64
 	BuildingID int64
-	Open       bool // only pending, sent or not confirmed
+	Open       bool // only pending, sent, not confirmed or refused
 	Limit      int
 }
 

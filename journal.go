@@ -346,6 +346,15 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 			objectRef(e), stateVerb(d.text("state")), d.text("device"), d.text("version"), d.text("timeout"))
 	},
 
+	"command.refused": func(e *AuditEntry, d detail) string {
+		s := fmt.Sprintf("refused %s: device #%s, told to %s at version %s, reported that version still %s", objectRef(e), d.text("device"),
+			stateVerb(d.text("desired_state")), d.text("version"), d.text("reported_state"))
+		if ms, ok := d.num("after_ms"); ok {
+			s += ", " + duration(time.Duration(ms)*time.Millisecond) + " after it was requested"
+		}
+		return s + "; the building's managers were alerted at once"
+	},
+
 	// Unlock events.
 	"anomaly.acknowledge": func(e *AuditEntry, d detail) string {
 		s := "acknowledged the anomalies of " + objectRef(e)

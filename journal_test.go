@@ -187,6 +187,8 @@ func TestAuditSentence(t *testing.T) {
 			"changed the building's unlock rules: retention (days) 365 → 730"},
 		{"command.confirmed", "command", 12, `{"device":3,"state":"disabled","version":2,"latency_ms":1200}`,
 			"confirmed command #12: device #3 is disabled at version 2, 1.2 s after it was requested"},
+		{"command.refused", "command", 12, `{"device":3,"version":2,"desired_state":"disabled","reported_state":"enabled","after_ms":800}`,
+			"refused command #12: device #3, told to disable at version 2, reported that version still enabled, 800 ms after it was requested; the building's managers were alerted at once"},
 		{"device.offline", "device", 3, `{"since":"2026-11-10T08:00:00.000000Z","heartbeat_seconds":600}`,
 			"device #3 went silent: not heard from since 2026-11-10 08:00 UTC, longer than its heartbeat of 10 min"},
 		{"anomaly.acknowledge", "unlock_event", 77, `{"note":"Courier confirmed","anomalies":["after_revocation","without_consent"],"event_id":"e-1","device_id":3}`,

@@ -23,9 +23,10 @@ type AuditReport struct {
 	Consents []*Consent // every consent of those devices (linked by Consent.DeviceID), with its evidence
 	Commands []*Command // enable/disable commands requested in the range, oldest first
 
-	// Events yields the building's unlock events that occurred in the range
-	// (OccurredAt from the start of From to the end of To, building time),
-	// oldest first, one at a time, so that a long history is never held in
+	// Events yields the building's unlock events of the range (their
+	// UnlockEvent.EffectiveAt from the start of From to the end of To,
+	// building time: the time received for an event whose device clock was
+	// flagged skewed), oldest first by that time, one at a time, so that a long history is never held in
 	// memory. It is called more than once (to count, then to print) and must
 	// yield the same events each time: read them from one snapshot, or bound
 	// them by an id fixed when the report started. It stops and returns the

@@ -38,7 +38,7 @@ const (
 // Anomaly kinds flagged on an unlock event when it is recorded.
 const (
 	AnomalyAfterRevocation = "after_revocation" // granted by a device that was disabled, or whose disable was pending
-	AnomalyWithoutConsent  = "without_consent"  // granted by a device with no active consent at the time
+	AnomalyWithoutConsent  = "without_consent"  // granted by a device with no active consent at the time, or any attempt through a device flagged unconsented
 	AnomalyUnknownDevice   = "unknown_device"   // from a device the portal does not know
 	AnomalyOutsideHours    = "outside_hours"    // granted outside the building's delivery hours
 	AnomalyBurst           = "burst"            // more granted unlocks in the building than its burst setting allows
@@ -55,7 +55,7 @@ func AnomalyDescription(kind string) string {
 	case AnomalyAfterRevocation:
 		return "opened the door while disabled, or after a disable was sent but before the device confirmed it"
 	case AnomalyWithoutConsent:
-		return "opened the door with no active consent from an authorized signer"
+		return "opened or tried the door through a device with no active consent from an authorized signer"
 	case AnomalyUnknownDevice:
 		return "came from a device that is not registered in this building"
 	case AnomalyOutsideHours:
@@ -105,6 +105,23 @@ type UnlockEvent struct {
 	AcknowledgedBy string // who, as the journal names them (an email, or "system")
 	AckNote        string // what was done, in the manager's words
 }
+
+// EffectiveAt is when the event counts as having happened: the time the
+// portal received it when the device's clock was flagged skewed (its time is
+// not to be trusted), the device's time otherwise. Every dated view — the
+// history's filters and pages, its CSV export, the charts, the reports, the
+// retention purge, the burst window — reads this one time; the database
+// holds the same rule (unlock_events.effective_at, migrations/012).
+func (e *UnlockEvent) EffectiveAt() time.Time {
+	if e.ClockSkewed() {
+		return e.ReceivedAt
+	}
+	return e.OccurredAt
+}
+
+// ClockSkewed reports whether the event is flagged clock_skew: its device
+// time is far from the time it was received, and so not the time it counts at.
+func (e *UnlockEvent) ClockSkewed() bool { return e.HasAnomaly(AnomalyClockSkew) }
 
 // Acknowledged reports whether a manager has acknowledged the event's anomalies.
 func (e *UnlockEvent) Acknowledged() bool { return !e.AcknowledgedAt.IsZero() }
@@ -458,22 +475,23 @@ func (s *UnlockSettings) Validate() error {
 	return v.Err()
 }
 
-// UnlockCursor is where a page of history ends: the (occurred at, id) of its
-// last event. The next page starts strictly after it.
+// UnlockCursor is where a page of history ends: the (effective time, id) of
+// its last event (UnlockEvent.EffectiveAt). The next page starts strictly
+// after it.
 type UnlockCursor struct {
-	OccurredAt time.Time
-	ID         int64
+	At time.Time
+	ID int64
 }
 
 // IsZero reports whether c is no cursor (the first page).
-func (c UnlockCursor) IsZero() bool { return c.ID == 0 && c.OccurredAt.IsZero() }
+func (c UnlockCursor) IsZero() bool { return c.ID == 0 && c.At.IsZero() }
 
 // String encodes the cursor for a URL ("" for none).
 func (c UnlockCursor) String() string {
 	if c.IsZero() {
 		return ""
 	}
-	return strconv.FormatInt(c.OccurredAt.UnixMicro(), 10) + "." + strconv.FormatInt(c.ID, 10)
+	return strconv.FormatInt(c.At.UnixMicro(), 10) + "." + strconv.FormatInt(c.ID, 10)
 }
 
 // ParseUnlockCursor decodes String's output; "" is the zero cursor. EINVALID otherwise.
@@ -487,7 +505,7 @@ func ParseUnlockCursor(s string) (UnlockCursor, error) {
 	if !ok || err1 != nil || err2 != nil || n <= 0 || us < -62135596800000000 || us > 253402300799999999 {
 		return UnlockCursor{}, Errorf(EINVALID, "This page link is not valid; start from the first page.")
 	}
-	return UnlockCursor{OccurredAt: time.UnixMicro(us).UTC(), ID: n}, nil
+	return UnlockCursor{At: time.UnixMicro(us).UTC(), ID: n}, nil
 }
 
 // UnlockFilter selects a building's unlock history.
@@ -495,7 +513,7 @@ type UnlockFilter struct {
 	BuildingID    int64        // required
 	DeviceID      int64        // 0: any
 	DeviceRef     string       // an unknown device's reference; "": any
-	From, To      string       // dates (2006-01-02) in the building's time zone, both included; "": open
+	From, To      string       // dates (2006-01-02) in the building's time zone, both included, of the events' effective time; "": open
 	Method        string       // "": any
 	Result        UnlockResult // "": any
 	AnomaliesOnly bool

@@ -9,7 +9,7 @@ import (
 func TestBurstCountUsesCoveringIndex(t *testing.T) {
 	d, _ := MustOpenDB(t)
 	rows, err := d.Reader().Query(`EXPLAIN QUERY PLAN SELECT COUNT(*) FROM unlock_events
-		WHERE building_id = ?1 AND occurred_at > ?2 AND occurred_at <= ?3 AND result = 'granted'`, 1, "a", "b")
+		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted'`, 1, "a", "b")
 	if err != nil {
 		t.Fatal(err)
 	}

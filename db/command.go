@@ -24,7 +24,7 @@ const (
 	consentActiveSQL = `SELECT COUNT(*) FROM devices d JOIN consents c ON c.id = d.consent_id AND c.building_id = d.building_id
 		WHERE d.id = ? AND c.status = 'signed' AND c.expires_at > ?`
 	desiredOfSQL     = `SELECT building_id, desired_version, retired FROM devices WHERE id = ?`
-	supersedeSQL     = `UPDATE commands SET status = 'superseded' WHERE device_id = ? AND status IN ('pending', 'sent', 'not_confirmed')`
+	supersedeSQL     = `UPDATE commands SET status = 'superseded' WHERE device_id = ? AND status IN ('pending', 'sent', 'not_confirmed', 'refused')`
 	setDesiredSQL    = `UPDATE devices SET desired_state = ?, desired_version = ? WHERE id = ?`
 	insertCommandSQL = `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by_id, requested_by, requested_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`

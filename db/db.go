@@ -50,6 +50,8 @@ type DB struct {
 
 	stmts  stmtCache // hot statements, prepared once (stmt.go)
 	sealer *sealer   // seals mail bodies (SetSealKey)
+
+	migrateThrough string // tests: the last migration to apply ("": all)
 }
 
 // NewDB returns a DB for the SQLite file at path; call Open before use.
@@ -152,17 +154,29 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return err
 	}
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	names, err := migrationNames()
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
 	for _, name := range names {
+		if db.migrateThrough != "" && name > "migrations/"+db.migrateThrough {
+			break
+		}
 		if err := db.migrateFile(ctx, name); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// migrationNames lists the embedded migrations in the order they apply.
+func migrationNames() ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func (db *DB) migrateFile(ctx context.Context, name string) error {

@@ -483,7 +483,7 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 }
 
 const commandColumns = `cm.id, cm.device_id, cm.building_id, cm.state, cm.version, cm.reason, cm.requested_by, cm.requested_at,
-	cm.sent_at, cm.attempts, cm.last_error, cm.confirmed_at, cm.status`
+	cm.sent_at, cm.attempts, cm.last_error, cm.confirmed_at, cm.refused_at, cm.status`
 
 func scanCommands(rows *sql.Rows) ([]*doorledger.Command, error) {
 	defer rows.Close()
@@ -491,7 +491,7 @@ func scanCommands(rows *sql.Rows) ([]*doorledger.Command, error) {
 	for rows.Next() {
 		var cm doorledger.Command
 		if err := rows.Scan(&cm.ID, &cm.DeviceID, &cm.BuildingID, &cm.State, &cm.Version, &cm.Reason, &cm.RequestedBy,
-			nullTime{&cm.RequestedAt}, nullTime{&cm.SentAt}, &cm.Attempts, &cm.LastError, nullTime{&cm.ConfirmedAt}, &cm.Status); err != nil {
+			nullTime{&cm.RequestedAt}, nullTime{&cm.SentAt}, &cm.Attempts, &cm.LastError, nullTime{&cm.ConfirmedAt}, nullTime{&cm.RefusedAt}, &cm.Status); err != nil {
 			return nil, err
 		}
 		list = append(list, &cm)
@@ -522,7 +522,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 		args = append(args, f.BuildingID)
 	}
 	if f.Open {
-		scope += ` AND cm.status IN ('pending', 'sent', 'not_confirmed')`
+		scope += ` AND cm.status IN ('pending', 'sent', 'not_confirmed', 'refused')`
 	}
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
@@ -537,7 +537,7 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 
 // CommandProgress is what a lockdown page polls: of the given commands (those
 // the caller may see; others are left out), how many the devices confirmed, and
-// the rest with their status (pending, sent, not_confirmed or superseded), so
+// the rest with their status (pending, sent, not_confirmed, refused or superseded), so
 // the page can say "confirmed of N" with N = confirmed + len(unconfirmed).
 func (s *DeviceService) CommandProgress(ctx context.Context, commandIDs []int64) (confirmed int, unconfirmed []*doorledger.Command, err error) {
 	c := callerFrom(ctx)
@@ -616,11 +616,15 @@ const (
 	recordReportedSQL = `UPDATE devices SET reported_state = ?, reported_version = ?, reported_at = ?,
 		last_seen_at = MAX(COALESCE(last_seen_at, ''), ?) WHERE id = ?`
 	confirmCommandSQL = `UPDATE commands SET status = 'confirmed', confirmed_at = ?
-		WHERE device_id = ? AND version = ? AND status IN ('pending', 'sent', 'not_confirmed') RETURNING id, requested_at`
+		WHERE device_id = ? AND version = ? AND status IN ('pending', 'sent', 'not_confirmed', 'refused') RETURNING id, requested_at`
+	// A confirmation the device goes back on is withdrawn: confirmed_at says
+	// when the command was last confirmed, and the journal keeps each one.
+	refuseCommandSQL = `UPDATE commands SET status = 'refused', refused_at = ?1, confirmed_at = NULL
+		WHERE device_id = ?2 AND version = ?3 AND status IN ('pending', 'sent', 'not_confirmed', 'confirmed') RETURNING id, state, requested_at`
 	desiredStateSQL = `SELECT desired_state FROM devices WHERE id = ?`
 )
 
-var reportWriteSQL = append([]string{reportedDeviceSQL, deviceSeenSQL, issuedStateSQL, recordReportedSQL, confirmCommandSQL,
+var reportWriteSQL = append([]string{reportedDeviceSQL, deviceSeenSQL, issuedStateSQL, recordReportedSQL, confirmCommandSQL, refuseCommandSQL,
 	desiredStateSQL, markSentSQL, reportSavepointSQL, reportRollbackSQL, reportReleaseSQL}, commandWriteSQL...)
 
 func (tx *Tx) reportedDevice(ctx context.Context, id int64) (*reportedDevice, error) {
@@ -657,7 +661,8 @@ func deviceLabel(id int64) string { return "device " + itoa(id) }
 // ReportState records what a device says it applied, and commits before it
 // returns. A report older than the one recorded (out of order) only counts as
 // a sign of life, as does a repeat. A report of the desired version and state
-// confirms its command. A version the portal never issued is suspicious: it is
+// confirms its command; of the desired version in the other state, refuses it
+// (refuseCommand: journaled and alerted at once). A version the portal never issued is suspicious: it is
 // audited, not recorded as the device's state. A device that says it is
 // enabled without an active consent, unless it is only behind a disable the
 // portal already sent after enabling it under consent, is flagged unconsented,
@@ -928,12 +933,54 @@ func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error
 	}
 	if r.Version == d.desiredVer && r.Version > 0 {
 		if r.State != d.desired {
-			return tx.auditAs(ctx, 0, label, "device.bad_report", d.buildingID, "device", r.DeviceID, map[string]any{
-				"problem": "state differs from the desired state of this version", "state": r.State, "version": r.Version, "desired_state": d.desired})
+			return tx.refuseCommand(ctx, r, d, label)
 		}
 		return tx.confirmCommand(ctx, r, d.buildingID, label)
 	}
 	return nil
+}
+
+// refuseCommand records that the device reported the command's version in
+// the other state: it received the command and did not apply it. The command
+// is refused (not confirmed, and no longer merely waiting), journaled as the
+// device, and the building's managers are alerted now, not after the
+// time-out. A repeat of the same report changes nothing (ReportState treats
+// it as a sign of life); a device that confirmed and then reports the other
+// state for the same version is refused again, and alerted again.
+func (tx *Tx) refuseCommand(ctx context.Context, r doorledger.ReportedState, d *reportedDevice, label string) error {
+	var id int64
+	var requested string
+	var state doorledger.DeviceState
+	err := tx.queryRowPrepared(ctx, refuseCommandSQL, formatTime(tx.now), r.DeviceID, r.Version).Scan(&id, &state, &requested)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // refused already
+	} else if err != nil {
+		return fmt.Errorf("refuse command of device %d version %d: %w", r.DeviceID, r.Version, err)
+	}
+	if err := tx.auditAs(ctx, 0, label, "command.refused", d.buildingID, "command", id, map[string]any{
+		"device": r.DeviceID, "version": r.Version, "desired_state": state, "reported_state": r.State,
+		"after_ms": tx.now.Sub(parseTime(requested)).Milliseconds()}); err != nil {
+		return err
+	}
+	risk := "Until it disables, couriers may still be able to open the door."
+	if state == doorledger.StateEnabled {
+		risk = "Until it enables, couriers cannot open the door with it."
+	}
+	det := d.details
+	return tx.alertManagers(ctx, d.buildingID, false, fmt.Sprintf("Device %d REFUSED to %s at %s", r.DeviceID, verbOf(state), d.building),
+		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s received command %d (version %d), which told it to be %s, and reported that it is still %s.\n"+
+			"%s Doorledger keeps sending the command. Check the device at the panel; if it does not obey, remove it or cut its power.\n",
+			r.DeviceID, det.Vendor, orUnknown(det.Model), det.Serial, det.Location, d.building, id, r.Version, state,
+			strings.ToUpper(string(r.State)), risk),
+		"command.refused:"+itoa(id)+":"+formatTime(tx.now))
+}
+
+// verbOf is the verb of a command to state: "disable", "enable".
+func verbOf(state doorledger.DeviceState) string {
+	if state == doorledger.StateEnabled {
+		return "enable"
+	}
+	return "disable"
 }
 
 // confirmCommand marks the command of the reported version confirmed, once.
@@ -1030,7 +1077,8 @@ func scanDesired(rows *sql.Rows) ([]doorledger.DesiredState, error) {
 // ExpireUnconfirmed marks the commands still pending or sent more than timeout
 // after they were requested as not confirmed, audits each and alerts the
 // building's managers once per command. It returns the desired states of every
-// not-confirmed command of a device in service, for the controller to retry.
+// not-confirmed or refused command of a device in service, for the controller
+// to retry. A refused command keeps its status: the device answered.
 func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Duration) ([]doorledger.DesiredState, error) {
 	if timeout <= 0 {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The time-out must be positive.")
@@ -1072,7 +1120,7 @@ func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]d
 	// The redundant status list lets SQLite use the partial index commands_open.
 	rows, err := tx.QueryContext(ctx, `SELECT cm.id, cm.device_id, cm.building_id, cm.version, cm.state, d.vendor, d.model, d.serial, d.location, b.name
 		FROM commands cm JOIN devices d ON d.id = cm.device_id JOIN buildings b ON b.id = cm.building_id
-		WHERE cm.status IN ('pending', 'sent', 'not_confirmed') AND cm.status IN ('pending', 'sent') AND cm.requested_at < ? AND d.retired = 0
+		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND cm.status IN ('pending', 'sent') AND cm.requested_at < ? AND d.retired = 0
 		ORDER BY cm.id`, formatTime(tx.now.Add(-timeout)))
 	if err != nil {
 		return nil, err
@@ -1114,7 +1162,7 @@ func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]d
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT cm.device_id, cm.id, cm.state, cm.version, cm.requested_at
 		FROM commands cm JOIN devices d ON d.id = cm.device_id
-		WHERE cm.status IN ('pending', 'sent', 'not_confirmed') AND cm.status = 'not_confirmed' AND d.retired = 0 ORDER BY cm.id`)
+		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND cm.status IN ('not_confirmed', 'refused') AND d.retired = 0 ORDER BY cm.id`)
 	if err != nil {
 		return nil, err
 	}

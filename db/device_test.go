@@ -575,17 +575,18 @@ func TestDeviceCommandVersionsAndReports(t *testing.T) {
 		t.Errorf("%d bad_report entries, want 1", n)
 	}
 
-	// The right version in the wrong state confirms nothing either.
+	// The right version in the wrong state confirms nothing: the device
+	// refused it (TestDeviceRefusedRevoke).
 	c4, err := w.svc.SetDesiredState(mgr, id, disabled, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.report(t, id, enabled, 4)
-	if c := w.mustCommand(t, id, 4); c.Status != doorledger.CommandPending {
-		t.Errorf("v4 after a wrong-state report: %s", c.Status)
+	if c := w.mustCommand(t, id, 4); c.Status != doorledger.CommandRefused {
+		t.Errorf("v4 after a wrong-state report: %s, want refused", c.Status)
 	}
-	if n := badReports(); n != 2 {
-		t.Errorf("%d bad_report entries, want 2", n)
+	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.refused' AND object_id = ?`, c4.ID); n != 1 {
+		t.Errorf("%d command.refused entries, want 1", n)
 	}
 	w.report(t, id, disabled, 4)
 	if c := w.mustCommand(t, id, 4); c.Status != doorledger.CommandConfirmed || c.ID != c4.ID {

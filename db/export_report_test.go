@@ -36,7 +36,7 @@ func WalkAsHistory(ctx context.Context, d *DB, buildingID int64, from, to time.T
 	defer tx.Rollback()
 	for range walks {
 		rows, err := tx.QueryContext(ctx, `SELECT `+unlockColumns+` FROM `+unlockFrom+`
-			WHERE e.building_id = ?1 AND e.occurred_at >= ?2 AND e.occurred_at < ?3 ORDER BY e.occurred_at, e.id`, buildingID, formatTime(from), formatTime(to))
+			WHERE e.building_id = ?1 AND e.effective_at >= ?2 AND e.effective_at < ?3 ORDER BY e.effective_at, e.id`, buildingID, formatTime(from), formatTime(to))
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,6 @@
 package db
 
-import (
-	"io/fs"
-	"sort"
-)
+import "io/fs"
 
 // SetBurstMemoryMax sets how many recorded times a group's burst check may
 // keep in memory before it counts each event in the database, and returns
@@ -14,15 +11,19 @@ func SetBurstMemoryMax(n int) int {
 	return old
 }
 
+// SetMigrateThrough makes Open apply the migrations up to the file name
+// (e.g. "011_command_refused.sql") only: to build a database as an older
+// portal left it, and test a later migration on it.
+func SetMigrateThrough(d *DB, name string) { d.migrateThrough = name }
+
 // MigrationsBefore returns the embedded migrations named before name, in
 // order, as name and SQL: a test applies them to build a database as an
 // older version left it.
 func MigrationsBefore(name string) (names, sqls []string, err error) {
-	all, err := fs.Glob(migrationFS, "migrations/*.sql")
+	all, err := migrationNames()
 	if err != nil {
 		return nil, nil, err
 	}
-	sort.Strings(all)
 	for _, n := range all {
 		if n >= "migrations/"+name {
 			break

@@ -325,7 +325,7 @@ func flipByte(s string) string {
 
 func TestLogVerifyFindsTampering(t *testing.T) {
 	const auditCols = "at, actor_id, actor, action, building_id, object_type, object_id, ip, detail"
-	const unlockCols = "building_id, device_id, device_ref, occurred_at, received_at, method, actor_ref, result, anomalies, source, event_id"
+	const unlockCols = "building_id, device_id, device_ref, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at, event_id"
 	for _, c := range []struct {
 		name, kind, table string
 		tamper            func(t *testing.T, w *logWorld, ids []int64) (id int64)
@@ -749,8 +749,8 @@ func BenchmarkSequence(b *testing.B) {
 		}
 		for range perRun / 2 {
 			w.events++
-			if _, err := tx.Exec(`INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
-				VALUES (?, 'SN-1', ?, '2026-11-02T10:00:00.000000Z', '2026-11-02T10:00:01.000000Z', 'courier_app', 'pkg 1', 'granted', 4, 'mqtt')`,
+			if _, err := tx.Exec(`INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+				VALUES (?, 'SN-1', ?, '2026-11-02T10:00:00.000000Z', '2026-11-02T10:00:01.000000Z', 'courier_app', 'pkg 1', 'granted', 4, 'mqtt', '2026-11-02T10:00:00.000000Z')`,
 				w.building, fmt.Sprintf("e-%d", w.events)); err != nil {
 				b.Fatal(err)
 			}

@@ -18,8 +18,8 @@ import (
 // address", a second roster entry that reaches Paula's mailbox.
 type policyWorld struct {
 	*consentWorld
-	policies               *db.PolicyService
-	paula, tom, sam, alias *doorledger.Signer
+	policies        *db.PolicyService
+	paula, tom, sam *doorledger.Signer
 }
 
 func newPolicyWorld(t *testing.T) *policyWorld {

@@ -154,6 +154,8 @@ func (tx *Tx) insertReport(ctx context.Context, r *doorledger.ReportRecord) erro
 // reportRange checks a request's dates in the building's time zone, as
 // AuditReport.Range reads them, and returns the instants they cover. The end
 // may not be after today: a report does not describe days still to come.
+// Nor need it be, to hold an event a wrong device clock dated ahead: reports
+// select events by their effective time, which is then the time received.
 func reportRange(v doorledger.Validation, from, to string, loc *time.Location, now time.Time) (start, end time.Time) {
 	f, errF := time.ParseInLocation(dateLayout, from, loc)
 	t, errT := time.ParseInLocation(dateLayout, to, loc)
@@ -178,11 +180,11 @@ func reportRange(v doorledger.Validation, from, to string, loc *time.Location, n
 	return start, end
 }
 
-// countEvents counts the building's unlock events in [start, end): an
-// index-only scan of unlock_events_building.
+// countEvents counts the building's unlock events whose effective time is in
+// [start, end): an index-only scan of unlock_events_building.
 func countEvents(ctx context.Context, q querier, buildingID int64, start, end time.Time) (int64, error) {
 	var n int64
-	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM unlock_events WHERE building_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3`,
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM unlock_events WHERE building_id = ?1 AND effective_at >= ?2 AND effective_at < ?3`,
 		buildingID, formatTime(start), formatTime(end)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count unlock events: %w", err)
@@ -504,7 +506,7 @@ func (r *reportEvents) close() { r.closed, r.kept = true, nil }
 // walkDB reads the events from the snapshot, keeping a copy when it can.
 func (r *reportEvents) walkDB(yield func(*doorledger.UnlockEvent) error) error {
 	rows, err := r.tx.QueryContext(r.ctx, `SELECT `+reportEventColumns+` FROM `+unlockFrom+`
-		WHERE e.building_id = ?1 AND e.occurred_at >= ?2 AND e.occurred_at < ?3 ORDER BY e.occurred_at, e.id`, r.building, r.lo, r.hi)
+		WHERE e.building_id = ?1 AND e.effective_at >= ?2 AND e.effective_at < ?3 ORDER BY e.effective_at, e.id`, r.building, r.lo, r.hi)
 	if err != nil {
 		return fmt.Errorf("report %s: unlock events: %w", r.report, err)
 	}

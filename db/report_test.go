@@ -490,8 +490,8 @@ func TestReportEventsAsHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Around the services: separators in the texts and the note.
-			odd := w.exec(t, `INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
-				VALUES (?, 'relay`+"\x1f"+`9', 'raw`+"\x1f"+`1', ?, ?, 'keypad', 'a`+"\x1f"+`b', 'granted', 5, 'csv')`,
+			odd := w.exec(t, `INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+				VALUES (?1, 'relay`+"\x1f"+`9', 'raw`+"\x1f"+`1', ?2, ?3, 'keypad', 'a`+"\x1f"+`b', 'granted', 5, 'csv', ?2)`,
 				w.A, db.FormatTime(start.Add(6*time.Hour)), db.FormatTime(*w.now))
 			w.exec(t, `INSERT INTO anomaly_acks (event_id, building_id, acked_at, actor, note) VALUES (?, ?, ?, 'sql', 'x`+"\x1f"+`y')`,
 				odd, w.A, db.FormatTime(*w.now))

@@ -550,9 +550,9 @@ const (
 	// No LIMIT: a bound LIMIT makes SQLite re-prepare the statement at every
 	// run (measured: 2-3x the cost); the window of a burst is small anyway.
 	countGrantedSQL = `SELECT COUNT(*) FROM unlock_events
-		WHERE building_id = ?1 AND occurred_at > ?2 AND occurred_at <= ?3 AND result = 'granted'`
-	grantedTimesSQL = `SELECT occurred_at FROM unlock_events
-		WHERE building_id = ?1 AND occurred_at > ?2 AND occurred_at <= ?3 AND result = 'granted' ORDER BY occurred_at`
+		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted'`
+	grantedTimesSQL = `SELECT effective_at FROM unlock_events
+		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted' ORDER BY effective_at`
 )
 
 // prepare prepares the hot path's statements once per service, on the
@@ -698,8 +698,11 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 				bt = &burstTimes{}
 				times[b.id] = bt
 			}
-			at := ev.OccurredAt.UnixMicro() // as stored: microseconds, truncated
-			bt.all = append(bt.all, at)     // a skewed event is not checked, but counted
+			// Windows are of effective time (as stored: microseconds,
+			// truncated): a skewed event is not checked, but counted at the
+			// time it was received.
+			at := effectiveAt(ev).UnixMicro()
+			bt.all = append(bt.all, at)
 			if clockSkewed(ev) {
 				continue
 			}
@@ -947,9 +950,19 @@ func clockSkewed(ev *doorledger.UnlockEvent) bool {
 	return d > doorledger.ClockSkewAhead || (ev.Source != doorledger.SourceCSV && d < -doorledger.ClockSkewBehind)
 }
 
+// effectiveAt is doorledger.UnlockEvent.EffectiveAt of an event about to be
+// recorded, before its flags are set (the database derives the same time
+// from the flags and times it stores: unlock_events.effective_at).
+func effectiveAt(ev *doorledger.UnlockEvent) time.Time {
+	if clockSkewed(ev) {
+		return ev.ReceivedAt
+	}
+	return ev.OccurredAt
+}
+
 const insertUnlockSQL = `INSERT INTO unlock_events
-	(building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	(building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 // write records one accepted request's events with their anomaly flags, in
 // order (a burst count sees the events before it), acts on what they reveal,
@@ -965,13 +978,17 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 		ev := &r.events[i]
 		b := g.buildings[ev.BuildingID]
 		d := g.devices[ev.DeviceID] // nil: unknown device
-		occurred := formatTime(ev.OccurredAt)
+		occurred, received := formatTime(ev.OccurredAt), formatTime(ev.ReceivedAt)
 		flags, err := g.flags(ev, occurred, b, d)
 		if err != nil {
 			return res, err
 		}
+		effective := occurred
+		if flags&bitClockSkew != 0 {
+			effective = received
+		}
 		out, err := insert.ExecContext(g.ctx, ev.BuildingID, nullInt(ev.DeviceID), ev.DeviceRef, ev.EventID,
-			occurred, formatTime(ev.ReceivedAt), ev.Method, ev.ActorRef, string(ev.Result), flags, ev.Source)
+			occurred, received, ev.Method, ev.ActorRef, string(ev.Result), flags, ev.Source, effective)
 		if err != nil {
 			return res, fmt.Errorf("insert unlock event: %w", err)
 		}
@@ -985,7 +1002,7 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 		res.Inserted++
 		ev.ID, _ = out.LastInsertId()
 		if bc := g.bursts[b.id]; bc != nil && bc.mode == burstMemory && ev.Result == doorledger.UnlockGranted {
-			bc.add(ev.OccurredAt.UnixMicro())
+			bc.add(effectiveAt(ev).UnixMicro())
 		}
 		if flags == 0 {
 			continue
@@ -1012,9 +1029,10 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 }
 
 // flags computes the anomaly flags of an event about to be recorded. Device
-// state and consent are judged at the event's time (the time received when
-// the device clock is not to be trusted), from the cached state when it
-// answers, from the command and consent history otherwise.
+// state, consent, delivery hours and bursts are judged at the event's
+// effective time (the time received when the device clock is not to be
+// trusted), from the cached state when it answers, from the command and
+// consent history otherwise.
 func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *ingestBuilding, d *ingestDevice) (int64, error) {
 	var flags int64
 	t, ts := ev.OccurredAt, occurred
@@ -1026,6 +1044,12 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 		flags |= bitUnknownDevice
 	}
 	if ev.Result != doorledger.UnlockGranted {
+		// A device flagged unconsented (found in a panel, or seen enabled
+		// without consent) has no business at the door: an attempt through
+		// it is an anomaly even when it refused the courier.
+		if d != nil && d.unconsented {
+			flags |= bitWithoutConsent
+		}
 		return flags, nil
 	}
 	if d != nil {
@@ -1048,10 +1072,10 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 	if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && flags&bitClockSkew == 0 {
 		n := 0
 		if bc.mode == burstMemory {
-			n = bc.count(ev.OccurredAt.UnixMicro(), b.burstWindow.Microseconds())
+			n = bc.count(t.UnixMicro(), b.burstWindow.Microseconds())
 		} else {
 			var err error
-			if n, err = g.countGranted(b, ev.OccurredAt.Add(-b.burstWindow), ev.OccurredAt); err != nil {
+			if n, err = g.countGranted(b, t.Add(-b.burstWindow), t); err != nil {
 				return 0, err
 			}
 		}
@@ -1153,9 +1177,12 @@ func (g *ingestGroup) alert(b *ingestBuilding, d *ingestDevice, ev *doorledger.U
 		a.more++
 		return
 	}
-	line := fmt.Sprintf("  %s  %s  %s", ev.OccurredAt.In(b.loc).Format("2006-01-02 15:04:05 MST"), ev.Result, ev.Method)
+	line := fmt.Sprintf("  %s  %s  %s", effectiveAt(ev).In(b.loc).Format("2006-01-02 15:04:05 MST"), ev.Result, ev.Method)
 	if ev.ActorRef != "" {
 		line += "  actor " + ev.ActorRef
+	}
+	if clockSkewed(ev) {
+		line += "  (received then; the device's clock said " + ev.OccurredAt.In(b.loc).Format("2006-01-02 15:04:05 MST") + ")"
 	}
 	a.events = append(a.events, line+"  (event "+ev.EventID+")")
 }
@@ -1264,14 +1291,16 @@ const (
 )
 
 // historyQuery builds the keyset query of f: numbered parameters and a row
-// value comparison on (occurred_at, id), so SQLite walks the index
-// (building_id, occurred_at, id) backwards from the cursor and stops after
-// limit rows, however deep the page.
+// value comparison on (effective_at, id), so SQLite walks the index
+// (building_id, effective_at, id) backwards from the cursor and stops after
+// limit rows, however deep the page. Dates select the events' effective time
+// (doorledger.UnlockEvent.EffectiveAt): an event a wrong clock dated a year
+// back, received today, is today's.
 func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (string, []any, error) {
 	v := doorledger.Validation{}
 	upperAt, upperID := "~", int64(math.MaxInt64) // '~' sorts after every time
 	if !f.After.IsZero() {
-		upperAt, upperID = formatTime(f.After.OccurredAt), f.After.ID
+		upperAt, upperID = formatTime(f.After.At), f.After.ID
 	}
 	lower := ""
 	var from, to time.Time
@@ -1310,14 +1339,14 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 	}
 	var b strings.Builder
 	b.WriteString(`SELECT ` + unlockColumns + ` FROM ` + unlockFrom + `
-		WHERE e.building_id = ?1 AND (e.occurred_at, e.id) < (?2, ?3)`)
+		WHERE e.building_id = ?1 AND (e.effective_at, e.id) < (?2, ?3)`)
 	args := []any{f.BuildingID, upperAt, upperID}
 	add := func(cond string, arg any) {
 		args = append(args, arg)
 		b.WriteString(" AND " + strings.ReplaceAll(cond, "?", "?"+strconv.Itoa(len(args))))
 	}
 	if lower != "" {
-		add("e.occurred_at >= ?", lower)
+		add("e.effective_at >= ?", lower)
 	}
 	if f.DeviceID != 0 {
 		add("e.device_id = ?", f.DeviceID)
@@ -1341,7 +1370,7 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 		add("(e.anomalies & ?) <> 0", bit)
 	}
 	args = append(args, limit)
-	b.WriteString(" ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?" + strconv.Itoa(len(args)))
+	b.WriteString(" ORDER BY e.effective_at DESC, e.id DESC LIMIT ?" + strconv.Itoa(len(args)))
 	return b.String(), args, nil
 }
 
@@ -1381,7 +1410,7 @@ func (s *UnlockService) History(ctx context.Context, f doorledger.UnlockFilter) 
 	if len(page.Events) > limit {
 		page.Events = page.Events[:limit]
 		last := page.Events[limit-1]
-		page.Next = doorledger.UnlockCursor{OccurredAt: last.OccurredAt, ID: last.ID}
+		page.Next = doorledger.UnlockCursor{At: last.EffectiveAt(), ID: last.ID}
 	}
 	return page, nil
 }
@@ -1422,8 +1451,8 @@ func (s *UnlockService) ExplainHistory(ctx context.Context, f doorledger.UnlockF
 // read, so a long export holds no read transaction open (WAL checkpoints go on).
 const exportPage = 2000
 
-// ExportCSV streams every event matching f to w as CSV, newest first, page by
-// page, so memory stays constant however many there are. The export is
+// ExportCSV streams every event matching f to w as CSV, newest first by
+// effective time, page by page, so memory stays constant however many there are. The export is
 // audited first. Each anomalous event carries its acknowledgement, if any
 // (when, by whom, the manager's note). Text that came from devices or people
 // and starts like a spreadsheet formula (= + - @) is prefixed with ' so that
@@ -1466,12 +1495,15 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 
 	bw := bufio.NewWriterSize(w, 64<<10)
 	cw := csv.NewWriter(bw)
+	// effective_at, last so that the earlier columns keep their places, is
+	// the time the event counts at and the file's order (the device's time,
+	// or the time received when its clock is flagged skewed).
 	if err := cw.Write([]string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id",
-		"method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note"}); err != nil {
+		"method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note", "effective_at"}); err != nil {
 		return 0, err
 	}
 	var n int64
-	rec := make([]string, 14)
+	rec := make([]string, 15)
 	for {
 		query, args, _ := historyQuery(f, loc, exportPage)
 		rows, err := s.db.read.QueryContext(ctx, query, args...)
@@ -1499,6 +1531,7 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 			if e.Acknowledged() {
 				rec[11] = e.AcknowledgedAt.UTC().Format(time.RFC3339Nano)
 			}
+			rec[14] = e.EffectiveAt().In(loc).Format(time.RFC3339Nano)
 			if err := cw.Write(rec); err != nil {
 				rows.Close()
 				return n, err
@@ -1518,7 +1551,7 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 		if got < exportPage {
 			break
 		}
-		f.After = doorledger.UnlockCursor{OccurredAt: last.OccurredAt, ID: last.ID}
+		f.After = doorledger.UnlockCursor{At: last.EffectiveAt(), ID: last.ID}
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
@@ -1535,8 +1568,8 @@ func safeCell(s string) string {
 }
 
 // DailyCounts counts a building's (or one of its devices') events of the last
-// days, by date in the building's time zone (23- and 25-hour days included),
-// oldest first, every day present.
+// days, by the date of their effective time in the building's time zone (23-
+// and 25-hour days included), oldest first, every day present.
 func (s *UnlockService) DailyCounts(ctx context.Context, buildingID, deviceID int64, days int) ([]doorledger.UnlockDay, error) {
 	loc, err := checkUnlockRead(ctx, s.db.read, callerFrom(ctx), buildingID)
 	if err != nil {
@@ -1574,7 +1607,7 @@ func (s *UnlockService) DailyCounts(ctx context.Context, buildingID, deviceID in
 	}
 	rows, err := s.db.read.QueryContext(ctx, `WITH d(i, lo, hi) AS (VALUES `+strings.Join(values, ", ")+`)
 		SELECT d.i, SUM(e.result = 'granted'), SUM(e.result = 'denied'), SUM(e.anomalies <> 0)
-		FROM d JOIN unlock_events e ON e.building_id = ?1 AND e.occurred_at >= d.lo AND e.occurred_at < d.hi`+deviceCond+`
+		FROM d JOIN unlock_events e ON e.building_id = ?1 AND e.effective_at >= d.lo AND e.effective_at < d.hi`+deviceCond+`
 		GROUP BY d.i`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("daily counts: %w", err)
@@ -1688,7 +1721,7 @@ func (s *UnlockService) SetDeviceHeartbeat(ctx context.Context, deviceID int64, 
 const purgeChunk = 5000
 
 // Purge deletes, building by building, the events older than the building's
-// retention at now (on both the device's and the portal's time), in chunks,
+// retention at now (on both their effective time and the time received), in chunks,
 // each chunk with an audit entry saying how many it deleted. The system's
 // daily job; admins may run it too. now is capped at the real time: the
 // database refuses to delete anything younger than the retention by its own clock.
@@ -1744,7 +1777,7 @@ func (s *UnlockService) purgeChunk(ctx context.Context, buildingID int64, days i
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM unlock_events
-		WHERE building_id = ?1 AND occurred_at < ?2 AND received_at < ?2 ORDER BY id LIMIT ?3`, buildingID, cutoff, purgeChunk)
+		WHERE building_id = ?1 AND effective_at < ?2 AND received_at < ?2 ORDER BY id LIMIT ?3`, buildingID, cutoff, purgeChunk)
 	if err != nil {
 		return 0, err
 	}

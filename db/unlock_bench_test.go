@@ -226,13 +226,13 @@ type storedUnlock struct {
 	ref, eventID, occurred, received, method, actor string
 	result                                          string
 	anomalies                                       int64
-	source                                          string
+	source, effective                               string
 }
 
 // committedRows reads the n rows recorded after id after.
 func committedRows(b *testing.B, w *unlockWorld, after int64, n int) []storedUnlock {
 	b.Helper()
-	rows, err := w.d.Reader().Query(`SELECT id, building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source
+	rows, err := w.d.Reader().Query(`SELECT id, building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at
 		FROM unlock_events WHERE id > ? ORDER BY id`, after)
 	if err != nil {
 		b.Fatal(err)
@@ -242,7 +242,7 @@ func committedRows(b *testing.B, w *unlockWorld, after int64, n int) []storedUnl
 	for rows.Next() {
 		var r storedUnlock
 		if err := rows.Scan(&r.id, &r.building, &r.device, &r.ref, &r.eventID, &r.occurred, &r.received, &r.method, &r.actor,
-			&r.result, &r.anomalies, &r.source); err != nil {
+			&r.result, &r.anomalies, &r.source, &r.effective); err != nil {
 			b.Fatal(err)
 		}
 		out = append(out, r)
@@ -265,13 +265,13 @@ func insertRows(b *testing.B, w *unlockWorld, rows []storedUnlock, batch int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := tx.Prepare(`INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+		st, err := tx.Prepare(`INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, r := range rows[start:min(len(rows), start+batch)] {
-			if _, err := st.Exec(r.building, r.device, r.ref, r.eventID, r.occurred, r.received, r.method, r.actor, r.result, r.anomalies, r.source); err != nil {
+			if _, err := st.Exec(r.building, r.device, r.ref, r.eventID, r.occurred, r.received, r.method, r.actor, r.result, r.anomalies, r.source, r.effective); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -305,8 +305,8 @@ func rawInsert(tb testing.TB, w *unlockWorld, n int, row func(i int) (doorledger
 		if err != nil {
 			tb.Fatal(err)
 		}
-		st, err := tx.Prepare(`INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+		st, err := tx.Prepare(`INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -316,7 +316,7 @@ func rawInsert(tb testing.TB, w *unlockWorld, n int, row func(i int) (doorledger
 			if len(ev.Anomalies) > 0 {
 				bits = 8
 			}
-			if _, err := st.Exec(building, ev.DeviceID, ev.DeviceRef, ev.EventID, udb(ev.OccurredAt), udb(ev.ReceivedAt), ev.Method, ev.ActorRef, ev.Result, bits, ev.Source); err != nil {
+			if _, err := st.Exec(building, ev.DeviceID, ev.DeviceRef, ev.EventID, udb(ev.OccurredAt), udb(ev.ReceivedAt), ev.Method, ev.ActorRef, ev.Result, bits, ev.Source, udb(ev.OccurredAt)); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -382,10 +382,10 @@ func BenchmarkHistory(b *testing.B) {
 	w, devs := benchHistoryWorld(b, n)
 	board := uctx(w.boardA)
 	cursorAt := func(f doorledger.UnlockFilter, depth int) doorledger.UnlockCursor {
-		q := `SELECT occurred_at, id FROM unlock_events WHERE building_id = ? ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ?`
+		q := `SELECT effective_at, id FROM unlock_events WHERE building_id = ? ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`
 		args := []any{w.A, depth}
 		if f.DeviceID != 0 {
-			q = `SELECT occurred_at, id FROM unlock_events WHERE device_id = ? ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ?`
+			q = `SELECT effective_at, id FROM unlock_events WHERE device_id = ? ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`
 			args = []any{f.DeviceID, depth}
 		}
 		var at string
@@ -394,7 +394,7 @@ func BenchmarkHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 		t, _ := time.Parse("2006-01-02T15:04:05.000000Z", at)
-		return doorledger.UnlockCursor{OccurredAt: t, ID: id}
+		return doorledger.UnlockCursor{At: t, ID: id}
 	}
 	deep := doorledger.UnlockFilter{BuildingID: w.A}
 	deep.After = cursorAt(deep, n*9/10)
@@ -475,11 +475,11 @@ func peakRSSMB() float64 {
 }
 
 // BenchmarkDeviceIndexReads is the evidence for keeping the per-device
-// index unlock_events_device (device_id, occurred_at, id), although it costs
+// index unlock_events_device (device_id, effective_at, id), although it costs
 // ingest a page written per event: a group commit holds about one event per
 // device, so each event lands on its own device's leaf page (so does the
 // idempotency index (device_id, event_id); any index that serves a device's
-// history in time order, such as (building_id, device_id, occurred_at), is
+// history in time order, such as (building_id, device_id, effective_at), is
 // ordered by device first and costs the same). Building A holds
 // DOORLEDGER_BENCH_EVENTS events (default 200k) over three years from 100
 // devices, one of them rare (one event in 1,000). Measured: the device
@@ -512,7 +512,7 @@ func BenchmarkDeviceIndexReads(b *testing.B) {
 	}
 	var deepAt string
 	var deepID int64
-	if err := w.d.Reader().QueryRow(`SELECT occurred_at, id FROM unlock_events WHERE device_id = ? ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ?`,
+	if err := w.d.Reader().QueryRow(`SELECT effective_at, id FROM unlock_events WHERE device_id = ? ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`,
 		rare, n/1000*9/10).Scan(&deepAt, &deepID); err != nil {
 		b.Fatal(err)
 	}
@@ -524,7 +524,7 @@ func BenchmarkDeviceIndexReads(b *testing.B) {
 	}{
 		{"first_page_busy", doorledger.UnlockFilter{BuildingID: w.A, DeviceID: busy}},
 		{"first_page_rare", doorledger.UnlockFilter{BuildingID: w.A, DeviceID: rare}},
-		{"deep_page_rare", doorledger.UnlockFilter{BuildingID: w.A, DeviceID: rare, After: doorledger.UnlockCursor{OccurredAt: deepT, ID: deepID}}},
+		{"deep_page_rare", doorledger.UnlockFilter{BuildingID: w.A, DeviceID: rare, After: doorledger.UnlockCursor{At: deepT, ID: deepID}}},
 	}
 	measure := func(b *testing.B, call func() error) {
 		lat := make([]time.Duration, 0, b.N)
@@ -588,8 +588,10 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		{"as_is", ``},
 		{"wal_autocheckpoint_10000", `PRAGMA wal_autocheckpoint = 10000`},
 		{"building_index_with_result", `DROP INDEX unlock_events_granted; DROP INDEX unlock_events_building;
-			CREATE INDEX unlock_events_building ON unlock_events (building_id, occurred_at, id, result)`},
+			CREATE INDEX unlock_events_building ON unlock_events (building_id, effective_at, id, result)`},
 		{"without_device_index", `DROP INDEX unlock_events_device`},
+		// The price of checking effective_at at insert (migrations/012).
+		{"without_effective_at_check", `DROP TRIGGER unlock_events_effective_at`},
 	}
 	ws := make([]*unlockWorld, len(levers))
 	var devs []int64
@@ -611,7 +613,8 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		for i := range rows {
 			ev := benchEvent(now, devs[(done+i)%len(devs)], int64(done+i), int64(b.N))
 			rows[i] = storedUnlock{building: bld[ev.DeviceID], device: ev.DeviceID, eventID: ev.EventID, occurred: udb(ev.OccurredAt),
-				received: udb(ev.ReceivedAt), method: ev.Method, actor: ev.ActorRef, result: string(ev.Result), source: ev.Source}
+				received: udb(ev.ReceivedAt), method: ev.Method, actor: ev.ActorRef, result: string(ev.Result), source: ev.Source,
+				effective: udb(ev.OccurredAt)}
 		}
 		for k := range levers {
 			v := (k + r) % len(levers)

@@ -21,8 +21,9 @@ const storedTime = "2006-01-02T15:04:05.000000Z"
 // batches recorded concurrently, then checks every stored burst flag against
 // the rule applied to the stored rows in the order they were recorded (by
 // id): a granted event whose clock is trusted is a burst when the building's
-// granted events recorded before it within (occurred - window, occurred],
-// plus itself, exceed the limit. The group commit skips counting when a
+// granted events recorded before it whose effective time is within
+// (occurred - window, occurred], plus itself, exceed the limit (a skewed
+// event counts at the time it was received). The group commit skips counting when a
 // bound says no event can be a burst, and otherwise counts each event's
 // window in memory (or, past a bound, in the database: the second run); a
 // wrong bound or count shows up here as a missed or an extra flag.
@@ -107,13 +108,14 @@ func testUnlockBurstBatches(t *testing.T) {
 	// Ties: a vendor's export to the second; the earlier ones at the same
 	// instant are in the window.
 	batches = append(batches, spaced(day.Add(52*time.Hour), 0, limit+2))
-	// Clock-skewed granted events (received more than a day before they
-	// occurred, so never checked themselves) count for the trusted ones
-	// after them in the window.
+	// Clock-skewed granted events (dated three days after they were
+	// received, so never checked themselves) count, at the time received,
+	// for the trusted ones after them in the window; at their own dates
+	// they would count for none.
 	skewAt := day.Add(72 * time.Hour)
-	skewed := spaced(skewAt, time.Minute, 3)
+	skewed := spaced(skewAt.Add(72*time.Hour), time.Minute, 3)
 	for i := range skewed {
-		skewed[i].ReceivedAt = skewAt.Add(-30 * time.Hour)
+		skewed[i].ReceivedAt = skewAt.Add(time.Duration(i) * time.Minute)
 	}
 	trusted := spaced(skewAt.Add(3*time.Minute), time.Minute, 3)
 	for i := range trusted {
@@ -146,12 +148,12 @@ func testUnlockBurstBatches(t *testing.T) {
 		}
 	}
 
-	rows, err := w.d.Reader().Query(`SELECT event_id, occurred_at, result, anomalies FROM unlock_events WHERE building_id = ? ORDER BY id`, w.B)
+	rows, err := w.d.Reader().Query(`SELECT event_id, effective_at, result, anomalies FROM unlock_events WHERE building_id = ? ORDER BY id`, w.B)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var granted []string // occurred_at of the granted events recorded so far, as stored
+	var granted []string // effective_at of the granted events recorded so far, as stored
 	bursts, checked := 0, 0
 	for rows.Next() {
 		var id, at, res string
@@ -166,7 +168,7 @@ func testUnlockBurstBatches(t *testing.T) {
 			continue
 		}
 		want := false
-		if bits&32 == 0 { // clock trusted
+		if bits&32 == 0 { // clock trusted: its effective time is its device's
 			occurred, err := time.Parse(storedTime, at)
 			if err != nil {
 				t.Fatal(err)

@@ -342,7 +342,10 @@ func TestUnlockAnomalies(t *testing.T) {
 	want("plain")
 	want("before-revocation")
 	want("after-revocation", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
-	want("refused-after-revocation") // the device obeyed
+	// The device obeyed, but it had just opened the door without consent and
+	// is flagged unconsented: every attempt through it is an anomaly now
+	// (TestUnlockUnconsentedDeniedIsAnomaly).
+	want("refused-after-revocation", doorledger.AnomalyWithoutConsent)
 	want("before-enabled", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
 	// Skewed: judged at the time received (now), when the device was fine.
 	want("future", doorledger.AnomalyClockSkew)
@@ -602,8 +605,10 @@ func TestUnlockHistoryKeyset(t *testing.T) {
 		seen[e.ID] = true
 		if i > 0 {
 			p := all[i-1]
-			if e.OccurredAt.After(p.OccurredAt) || e.OccurredAt.Equal(p.OccurredAt) && e.ID > p.ID {
-				t.Fatalf("not newest first at %d: %v/%d after %v/%d", i, e.OccurredAt, e.ID, p.OccurredAt, p.ID)
+			// By effective time: the event dated 40 days back by a
+			// skewed clock counts at the time received, so it comes first.
+			if e.EffectiveAt().After(p.EffectiveAt()) || e.EffectiveAt().Equal(p.EffectiveAt()) && e.ID > p.ID {
+				t.Fatalf("not newest first at %d: %v/%d after %v/%d", i, e.EffectiveAt(), e.ID, p.EffectiveAt(), p.ID)
 			}
 		}
 	}
@@ -653,7 +658,7 @@ func TestUnlockHistoryQueryPlan(t *testing.T) {
 	if _, err := w.d.Writer().Exec(`ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
-	after := doorledger.UnlockCursor{OccurredAt: *w.now, ID: 1000}
+	after := doorledger.UnlockCursor{At: *w.now, ID: 1000}
 	for _, tc := range []struct {
 		f     doorledger.UnlockFilter
 		index string
@@ -669,13 +674,13 @@ func TestUnlockHistoryQueryPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := strings.Join(plan, " | ")
-		if !strings.Contains(s, "USING INDEX "+tc.index) || !strings.Contains(s, "occurred_at") || strings.Contains(s, "TEMP B-TREE") {
+		if !strings.Contains(s, "USING INDEX "+tc.index) || !strings.Contains(s, "effective_at") || strings.Contains(s, "TEMP B-TREE") {
 			t.Errorf("%+v: plan %q, want a range of %s without sorting", tc.f, s, tc.index)
 		}
 		// SQLite (3.53) seeks on the first column of the row value and checks
 		// the id on the index entries it meets: a page starts at the cursor's
 		// time, whatever its depth.
-		if !tc.f.After.IsZero() && !strings.Contains(s, "occurred_at<?)") {
+		if !tc.f.After.IsZero() && !strings.Contains(s, "effective_at<?)") {
 			t.Errorf("%+v: plan %q, want the cursor as the upper bound of the index range", tc.f, s)
 		}
 	}

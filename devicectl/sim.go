@@ -46,6 +46,10 @@ type SimConfig struct {
 	// OnApplied, if set, is called after each newly applied desired state, on
 	// the device's MQTT goroutine (keep it short).
 	OnApplied func(Applied)
+	// Stuck, if set, makes a faulty or tampered-with device: it takes each
+	// newer desired version but stays in this state, and says so in its
+	// report (the portal records such a command as refused).
+	Stuck doorledger.DeviceState
 }
 
 // Applied is the desired state a device has applied.
@@ -462,6 +466,9 @@ func (d *SimDevice) onPublish(pr paho.PublishReceived) (bool, error) {
 		return true, nil
 	}
 	a := Applied{State: ds.State, Version: ds.Version, CommandID: ds.CommandID, At: time.Now().UTC()}
+	if d.cfg.Stuck != "" {
+		a.State = d.cfg.Stuck
+	}
 	d.st.Applied = a
 	d.reportDue = true
 	err := d.saveLocked()

@@ -262,7 +262,7 @@ func (a *audit) count(pdf *fpdf.Fpdf) (*tally, error) {
 		if t.events > MaxAuditEvents {
 			return errTooMany
 		}
-		b := &t.buckets[(civilDay(ev.OccurredAt.In(a.loc))-startDay)/a.bucketDays]
+		b := &t.buckets[(civilDay(ev.EffectiveAt().In(a.loc))-startDay)/a.bucketDays]
 		dc := t.byDevice[ev.DeviceID]
 		if dc == nil {
 			dc = &deviceCount{}
@@ -305,28 +305,29 @@ func (t *tally) group(ev *doorledger.UnlockEvent, kind string) {
 	if ev.DeviceID == 0 {
 		k.ref = ev.DeviceRef
 	}
+	at := ev.EffectiveAt()
 	g := t.groups[k]
 	if g == nil {
 		if len(t.groups) >= maxGroups {
 			t.moreGroups++
 			return
 		}
-		g = &anomalyGroup{groupKey: k, first: ev.OccurredAt, firstEvent: ev.EventID}
+		g = &anomalyGroup{groupKey: k, first: at, firstEvent: ev.EventID}
 		t.groups[k] = g
 	}
 	g.count++
-	if ev.OccurredAt.Before(g.first) {
-		g.first, g.firstEvent = ev.OccurredAt, ev.EventID
+	if at.Before(g.first) {
+		g.first, g.firstEvent = at, ev.EventID
 	}
-	if ev.OccurredAt.After(g.last) {
-		g.last = ev.OccurredAt
+	if at.After(g.last) {
+		g.last = at
 	}
 	if !ev.Acknowledged() {
-		if g.open == 0 || ev.OccurredAt.Before(g.firstOpen) {
-			g.firstOpen, g.firstOpenEv = ev.OccurredAt, ev.EventID
+		if g.open == 0 || at.Before(g.firstOpen) {
+			g.firstOpen, g.firstOpenEv = at, ev.EventID
 		}
-		if g.open == 0 || !ev.OccurredAt.Before(g.lastOpen) {
-			g.lastOpen, g.lastOpenEv = ev.OccurredAt, ev.EventID
+		if g.open == 0 || !at.Before(g.lastOpen) {
+			g.lastOpen, g.lastOpenEv = at, ev.EventID
 		}
 		g.open++
 		return
@@ -355,9 +356,10 @@ func (a *audit) events(yield func(*doorledger.UnlockEvent) error) error {
 	})
 }
 
+// inRange checks that ev belongs to the report: its effective time is in the range.
 func (a *audit) inRange(ev *doorledger.UnlockEvent) error {
-	if ev.OccurredAt.Before(a.start) || !ev.OccurredAt.Before(a.end) {
-		return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(ev.OccurredAt), a.r.From, a.r.To)
+	if at := ev.EffectiveAt(); at.Before(a.start) || !at.Before(a.end) {
+		return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(at), a.r.From, a.r.To)
 	}
 	return nil
 }
@@ -512,19 +514,29 @@ func (p *auditPrinter) summary() {
 		p.para("This building has no devices.")
 	} else {
 		counts := map[string]int{}
+		var order []doorledger.Standing
 		unconsented := 0
 		for _, d := range a.r.Devices {
 			if d != nil {
-				counts[deviceStatus(d)]++
+				st := a.deviceStatus(d)
+				if counts[st.Label] == 0 {
+					order = append(order, st)
+				}
+				counts[st.Label]++
 				if d.Unconsented {
 					unconsented++
 				}
 			}
 		}
-		for _, s := range deviceStatuses {
-			if counts[s] > 0 {
-				p.field(upperFirst(s), number(counts[s]))
+		// The alarming first, then the waiting, then the rest, each by label.
+		slices.SortFunc(order, func(x, y doorledger.Standing) int {
+			if c := cmpInt(toneRank(x.Tone), toneRank(y.Tone)); c != 0 {
+				return c
 			}
+			return strings.Compare(x.Label, y.Label)
+		})
+		for _, st := range order {
+			p.field(upperFirst(st.Label), number(counts[st.Label]))
 		}
 		if unconsented > 0 {
 			p.field("Flagged unconsented", number(unconsented)+" (seen or found without an active consent)")
@@ -645,19 +657,20 @@ func (p *auditPrinter) summary() {
 	p.field("Declined in the range", number(ended[doorledger.ConsentDeclined]))
 
 	p.heading("Revocations (disable commands)")
-	var n, open int
+	var n, open, refused int
 	var lat []time.Duration
 	for _, c := range a.r.Commands {
 		if c == nil || c.State != doorledger.StateDisabled {
 			continue
 		}
 		n++
-		if c.ConfirmedAt.IsZero() {
-			if c.Status != doorledger.CommandSuperseded {
-				open++
-			}
-		} else {
+		switch {
+		case c.Status == doorledger.CommandRefused:
+			refused++
+		case c.Status == doorledger.CommandConfirmed:
 			lat = append(lat, c.Latency())
+		case c.Status != doorledger.CommandSuperseded:
+			open++
 		}
 	}
 	p.field("Disable commands", number(n))
@@ -666,26 +679,33 @@ func (p *auditPrinter) summary() {
 		slices.Sort(lat)
 		p.field("Time to confirm", fmt.Sprintf("median %s, slowest %s", duration(lat[len(lat)/2]), duration(lat[len(lat)-1])))
 	}
+	if refused > 0 {
+		p.field("REFUSED by the device", number(refused)+" (the device received the disable and reported it is still enabled)")
+	}
 	p.field("Not confirmed", number(open))
 }
 
-// deviceStatuses are the device statuses, in the order the summary counts them.
-var deviceStatuses = []string{"enabled", "enabling, not yet confirmed", "disabled", "disabling, not yet confirmed", "never enabled", "retired"}
-
-func deviceStatus(d *doorledger.Device) string {
-	switch {
-	case d.Retired:
-		return "retired"
-	case d.DesiredVersion == 0:
-		return "never enabled"
-	case d.DesiredState == doorledger.StateEnabled && d.Pending():
-		return "enabling, not yet confirmed"
-	case d.DesiredState == doorledger.StateEnabled:
-		return "enabled"
-	case d.Pending():
-		return "disabling, not yet confirmed"
+// deviceStatus is a device's status as the portal's pages show it
+// (doorledger.Device.Status), at the report's generation; a retired device
+// is retired, whatever it was last told.
+func (a *audit) deviceStatus(d *doorledger.Device) doorledger.Standing {
+	if d.Retired {
+		return doorledger.Standing{Code: "retired", Label: "retired", Tone: doorledger.ToneNone}
 	}
-	return "disabled"
+	return d.Status(a.r.GeneratedAt, 0)
+}
+
+// toneRank orders tones from the most alarming.
+func toneRank(t doorledger.Tone) int64 {
+	switch t {
+	case doorledger.ToneAlarm:
+		return 0
+	case doorledger.ToneWarn:
+		return 1
+	case doorledger.ToneOK:
+		return 2
+	}
+	return 3
 }
 
 func (p *auditPrinter) inventory() {
@@ -723,11 +743,12 @@ func (p *auditPrinter) inventory() {
 		if d.ReportedState != "" {
 			says = fmt.Sprintf("says: %s (v%d)", d.ReportedState, d.ReportedVersion)
 		}
-		state := told + "\n" + says + "\ninstalled " + p.date(d.CreatedAt) + "\nlast seen " + p.whenOr(d.LastSeenAt, "never")
+		st := a.deviceStatus(d)
+		state := told + "\n" + says + "\n" + st.Label + "\ninstalled " + p.date(d.CreatedAt) + "\nlast seen " + p.whenOr(d.LastSeenAt, "never")
 		if d.Retired {
 			state = "RETIRED\n" + state
 		}
-		tb.row(strconv.FormatInt(d.ID, 10), d.Vendor+" "+d.Model, d.Serial, d.Location, installer, consent, state)
+		tb.rowTone(st.Tone, strconv.FormatInt(d.ID, 10), d.Vendor+" "+d.Model, d.Serial, d.Location, installer, consent, state)
 	}
 }
 
@@ -820,7 +841,7 @@ func (p *auditPrinter) history() error {
 	}
 	p.chart()
 	p.heading(fmt.Sprintf("Every event, oldest first (%s)", number(t.events)))
-	p.para("Times are the device's clock in building time; an event flagged clock skew was judged by the time the portal received it.")
+	p.para("Times are building time, by the device's clock, except for an event flagged clock skew: a device whose clock was far from the portal's. Such an event is dated, counted and judged by the time the portal received it, and its row gives the device's time below it.")
 	tb := newUnlockTable(p)
 	tb.start()
 	if !p.final {
@@ -847,7 +868,11 @@ func (p *auditPrinter) history() error {
 			return fmt.Errorf("the events changed while the report was printed (event %d)", ev.ID)
 		}
 		y := tb.place(n)
-		tb.draw(y, n, i%2 == 1)
+		band := bandNone
+		if i%2 == 1 {
+			band = bandShade
+		}
+		tb.draw(y, n, band)
 		h.Write(eventKey(idBuf[:], ev))
 		i++
 		return nil
@@ -869,7 +894,11 @@ func (a *audit) eventCells(ev *doorledger.UnlockEvent, cells []string) []string 
 	} else if device == "" {
 		device = "#" + strconv.FormatInt(ev.DeviceID, 10)
 	}
-	return append(cells, a.stamp(ev.OccurredAt), device, cellText(ev.Method), cellText(ev.ActorRef), cellText(string(ev.Result)), a.flags(ev.Anomalies))
+	when := a.stamp(ev.OccurredAt)
+	if ev.ClockSkewed() {
+		when = a.stamp(ev.ReceivedAt) + "\nreceived; device clock:\n" + a.stamp(ev.OccurredAt)
+	}
+	return append(cells, when, device, cellText(ev.Method), cellText(ev.ActorRef), cellText(string(ev.Result)), a.flags(ev.Anomalies))
 }
 
 // stamp is p.when for the unlock table: the same text, formatted faster.
@@ -1166,17 +1195,17 @@ func (p *auditPrinter) response(g *anomalyGroup) string {
 		if c.Reason != "" {
 			s += ` ("` + c.Reason + `")`
 		}
-		if c.ConfirmedAt.IsZero() {
-			s += "; " + commandStatusLabel(c.Status) + "."
-		} else {
+		if c.Status == doorledger.CommandConfirmed {
 			s += fmt.Sprintf("; confirmed %s later.", duration(c.Latency()))
+		} else {
+			s += "; " + c.Status.Describe(c.State).Label + "."
 		}
 		cmds = append(cmds, s)
 	}
 	if len(cmds) == 0 {
 		state := "its state is unknown"
 		if d := p.a.devices[g.deviceID]; d != nil {
-			state = "it is " + deviceStatus(d)
+			state = "its status: " + p.a.deviceStatus(d).Label
 		}
 		return strings.Join(append(parts, "No command was sent to the device after the first of these events; "+state+"."), " ")
 	}
@@ -1198,8 +1227,9 @@ func (p *auditPrinter) commands() {
 		if c == nil {
 			continue
 		}
-		confirmed := commandStatusLabel(c.Status)
-		if !c.ConfirmedAt.IsZero() {
+		st := c.Status.Describe(c.State)
+		confirmed := st.Label
+		if c.Status == doorledger.CommandConfirmed {
 			confirmed = p.when(c.ConfirmedAt) + "\nafter " + duration(c.Latency())
 		} else if c.Attempts > 0 {
 			confirmed += fmt.Sprintf("\n%s sent", plural(c.Attempts, "time", "times"))
@@ -1207,7 +1237,10 @@ func (p *auditPrinter) commands() {
 				confirmed += "; last error: " + c.LastError
 			}
 		}
-		tb.row(p.when(c.RequestedAt), p.deviceLabel(c.DeviceID, ""), fmt.Sprintf("%s (#%d, v%d)", verb(c.State), c.ID, c.Version), c.RequestedBy, confirmed, c.Reason)
+		if !c.RefusedAt.IsZero() {
+			confirmed += "\nrefused by the device at " + p.when(c.RefusedAt)
+		}
+		tb.rowTone(st.Tone, p.when(c.RequestedAt), p.deviceLabel(c.DeviceID, ""), fmt.Sprintf("%s (#%d, v%d)", verb(c.State), c.ID, c.Version), c.RequestedBy, confirmed, c.Reason)
 	}
 }
 
@@ -1395,15 +1428,33 @@ func (tb *table) header() {
 }
 
 // row lays out, places and draws one row.
-func (tb *table) row(cells ...string) {
+func (tb *table) row(cells ...string) { tb.rowTone(doorledger.ToneNone, cells...) }
+
+// rowTone is row on a light red band when tone is an alarm (a refused or
+// unconfirmed command, a device that refused), as the portal shows it red.
+func (tb *table) rowTone(tone doorledger.Tone, cells ...string) {
 	for i := range cells {
 		cells[i] = cellText(cells[i])
 	}
 	n := tb.layout(cells)
 	y := tb.place(n)
-	tb.draw(y, n, tb.rows%2 == 1)
+	band := bandNone
+	switch {
+	case tone == doorledger.ToneAlarm:
+		band = bandAlarm
+	case tb.rows%2 == 1:
+		band = bandShade
+	}
+	tb.draw(y, n, band)
 	tb.rows++
 }
+
+// Row bands: none, the light grey of every other row, and the alarm's red.
+const (
+	bandNone = iota
+	bandShade
+	bandAlarm
+)
 
 // layout splits cells into lines to fit their columns, in the table's font
 // (which must be selected: header selects it), and returns the row's number
@@ -1452,13 +1503,17 @@ func (tb *table) place(n int) float64 {
 	return y
 }
 
-// draw writes the laid-out row of n lines at y, on a light band if shade.
-func (tb *table) draw(y float64, n int, shade bool) {
+// draw writes the laid-out row of n lines at y, on band.
+func (tb *table) draw(y float64, n int, band int) {
 	p := tb.p
 	k := p.pdf.GetConversionRatio()
 	m := p.pdf.GetCellMargin()
-	if shade { // first: text may be written right away (see rawText)
-		b := append(p.buf[:0], "q 0.965 g "...)
+	if band != bandNone { // first: text may be written right away (see rawText)
+		fill := "q 0.965 g "
+		if band == bandAlarm {
+			fill = "q 0.984 0.878 0.878 rg " // colorAlert
+		}
+		b := append(p.buf[:0], fill...)
 		b = appendPt(b, marginLeft*k)
 		b = appendPt(b, (pageHeight-y)*k)
 		b = appendPt(b, contentWidth*k)
@@ -1613,22 +1668,6 @@ func verb(s doorledger.DeviceState) string {
 		return "enable"
 	case doorledger.StateDisabled:
 		return "disable"
-	}
-	return oneLine(string(s))
-}
-
-func commandStatusLabel(s doorledger.CommandStatus) string {
-	switch s {
-	case doorledger.CommandPending:
-		return "not yet sent"
-	case doorledger.CommandSent:
-		return "sent, not yet confirmed"
-	case doorledger.CommandNotConfirmed:
-		return "NOT CONFIRMED (still retried)"
-	case doorledger.CommandSuperseded:
-		return "superseded by a later command before confirmation"
-	case doorledger.CommandConfirmed:
-		return "confirmed"
 	}
 	return oneLine(string(s))
 }

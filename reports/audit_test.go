@@ -75,7 +75,8 @@ func SampleAuditReport(tb testing.TB) *doorledger.AuditReport {
 			ConsentID: 43, ConsentState: doorledger.ConsentWithdrawn, DesiredState: doorledger.StateDisabled, DesiredVersion: 2,
 			ReportedState: doorledger.StateDisabled, ReportedVersion: 2, LastSeenAt: time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC), CreatedAt: installed.AddDate(0, 1, 18)},
 		{ID: 5, BuildingID: 7, DeviceDetails: doorledger.DeviceDetails{Vendor: "Unknown", Model: "relay", Serial: "FOUND-0007", Location: "inner lobby panel, behind the mailboxes"},
-			Unconsented: true, DesiredState: doorledger.StateDisabled, DesiredVersion: 1, CreatedAt: time.Date(2026, 11, 12, 10, 0, 0, 0, time.UTC)},
+			Unconsented: true, DesiredState: doorledger.StateDisabled, DesiredVersion: 1, CreatedAt: time.Date(2026, 11, 12, 10, 0, 0, 0, time.UTC),
+			CommandAt: time.Date(2026, 11, 12, 10, 5, 0, 0, time.UTC), CommandStatus: doorledger.CommandNotConfirmed},
 	}
 	commands := []*doorledger.Command{
 		{ID: 901, DeviceID: 3, BuildingID: 7, State: doorledger.StateEnabled, Version: 3, Reason: "consent #42 renewed", RequestedBy: "manager@example.org",
@@ -252,7 +253,7 @@ func TestAuditReport_Content(t *testing.T) {
 		fmt.Sprintf("Events 300: %d granted, %d denied", granted, denied),
 		fmt.Sprintf("Anomalous events %d", anomalous),
 		fmt.Sprintf("outside hours %d", outside),
-		"Enabled 1", "Disabled 1", "Flagged unconsented 1",
+		"Enabled · confirmed 1", "Disabled · confirmed 1", "Disabled · not confirmed 1", "Flagged unconsented 1",
 		"Withdrawn in the range 1",
 		"Disable commands 2", "Confirmed by the device 1", "Not confirmed 1",
 		// The inventory.

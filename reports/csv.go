@@ -33,6 +33,9 @@ const csvTime = "2006-01-02T15:04:05.999999Z07:00"
 //	acknowledged_at (<zone>)  when a manager acknowledged the event's anomalies; empty while open (or not flagged)
 //	acknowledged_by        who acknowledged them, as the journal names them
 //	ack_note               what was done, in their words
+//	effective_at (<zone>)  when the event counts as having happened, which orders the file and
+//	                       places it in the range: occurred_at, or received_at when the
+//	                       device's clock was flagged skewed (UnlockEvent.EffectiveAt)
 //
 // <zone> is the building's IANA time zone, e.g. "occurred_at (Europe/Zurich)".
 // A cell that starts with = + - @, a tab or a carriage return is prefixed with
@@ -57,7 +60,7 @@ func AuditReportCSV(w io.Writer, r *doorledger.AuditReport) error {
 	cw := csv.NewWriter(bw)
 	header := []string{"occurred_at (" + zone + ")", "device_id", "device", "method", "actor_ref", "result", "anomalies",
 		"event_id", "received_at (" + zone + ")", "unlock_id", "source",
-		"acknowledged_at (" + zone + ")", "acknowledged_by", "ack_note"}
+		"acknowledged_at (" + zone + ")", "acknowledged_by", "ack_note", "effective_at (" + zone + ")"}
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -68,8 +71,9 @@ func AuditReportCSV(w io.Writer, r *doorledger.AuditReport) error {
 			if ev == nil {
 				return nil
 			}
-			if ev.OccurredAt.Before(start) || !ev.OccurredAt.Before(end) {
-				return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(ev.OccurredAt), r.From, r.To)
+			at := ev.EffectiveAt()
+			if at.Before(start) || !at.Before(end) {
+				return fmt.Errorf("unlock event %d occurred at %s, outside the report's range %s to %s", ev.ID, formatUTC(at), r.From, r.To)
 			}
 			buf = ev.OccurredAt.In(loc).AppendFormat(buf[:0], csvTime)
 			rec[0] = string(buf)
@@ -98,6 +102,8 @@ func AuditReportCSV(w io.Writer, r *doorledger.AuditReport) error {
 				buf = ev.AcknowledgedAt.In(loc).AppendFormat(buf[:0], csvTime)
 				rec[11], rec[12], rec[13] = string(buf), safeCell(ev.AcknowledgedBy), safeCell(ev.AckNote)
 			}
+			buf = at.In(loc).AppendFormat(buf[:0], csvTime)
+			rec[14] = string(buf)
 			rec[2] = safeCell(rec[2])
 			return cw.Write(rec)
 		})
@@ -168,7 +174,7 @@ func commandsCSV(w io.Writer, r *doorledger.AuditReport) error {
 	cw := csv.NewWriter(w)
 	header := []string{"command_id", "device_id", "device", "command", "version", "reason", "requested_by",
 		"requested_at (" + zone + ")", "sent_at (" + zone + ")", "attempts", "confirmed_at (" + zone + ")",
-		"confirmed_after_seconds", "status", "last_error"}
+		"confirmed_after_seconds", "status", "last_error", "refused_at (" + zone + ")"}
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -186,7 +192,7 @@ func commandsCSV(w io.Writer, r *doorledger.AuditReport) error {
 		}
 		rec := []string{strconv.FormatInt(c.ID, 10), strconv.FormatInt(c.DeviceID, 10), device, verb(c.State),
 			strconv.FormatInt(c.Version, 10), c.Reason, c.RequestedBy, at(c.RequestedAt), at(c.SentAt),
-			strconv.Itoa(c.Attempts), at(c.ConfirmedAt), latency, string(c.Status), c.LastError}
+			strconv.Itoa(c.Attempts), at(c.ConfirmedAt), latency, string(c.Status), c.LastError, at(c.RefusedAt)}
 		for i := range rec {
 			rec[i] = safeCell(rec[i])
 		}

@@ -60,7 +60,8 @@ func TestAuditReportCSV_Rows(t *testing.T) {
 	r := SampleAuditReport(t)
 	_, rows := MustCSV(t, r)
 	wantHeader := []string{"occurred_at (Europe/Zurich)", "device_id", "device", "method", "actor_ref", "result", "anomalies",
-		"event_id", "received_at (Europe/Zurich)", "unlock_id", "source", "acknowledged_at (Europe/Zurich)", "acknowledged_by", "ack_note"}
+		"event_id", "received_at (Europe/Zurich)", "unlock_id", "source", "acknowledged_at (Europe/Zurich)", "acknowledged_by", "ack_note",
+		"effective_at (Europe/Zurich)"}
 	if got := strings.Join(rows[0], "|"); got != strings.Join(wantHeader, "|") {
 		t.Fatalf("header = %q, want %q", got, wantHeader)
 	}
@@ -87,7 +88,7 @@ func TestAuditReportCSV_Rows(t *testing.T) {
 		}
 		want := []string{ev.OccurredAt.In(zurich).Format(time.RFC3339), deviceID, device, ev.Method, ev.ActorRef, string(ev.Result),
 			strings.Join(flags, ", "), ev.EventID, ev.ReceivedAt.In(zurich).Format(time.RFC3339Nano), strconv.FormatInt(ev.ID, 10), ev.Source,
-			ackAt, ev.AcknowledgedBy, ev.AckNote}
+			ackAt, ev.AcknowledgedBy, ev.AckNote, ev.EffectiveAt().In(zurich).Format(time.RFC3339)}
 		if got := strings.Join(row, "|"); got != strings.Join(want, "|") {
 			t.Errorf("row %d:\n got %q\nwant %q", i-1, row, want)
 		}

@@ -264,33 +264,17 @@ func timelineLabel(kind string) string {
 	return kind
 }
 
-func stateClass(s doorledger.DeviceState) string {
-	if s == doorledger.StateEnabled {
-		return "badge-warn"
-	}
-	return "badge-ok"
-}
-
-func commandClass(s doorledger.CommandStatus) string {
-	switch s {
-	case doorledger.CommandConfirmed:
+// toneClass is the badge class of a status's tone.
+func toneClass(t doorledger.Tone) string {
+	switch t {
+	case doorledger.ToneOK:
 		return "badge-ok"
-	case doorledger.CommandNotConfirmed:
-		return "badge-danger"
-	case doorledger.CommandPending, doorledger.CommandSent:
+	case doorledger.ToneWarn:
 		return "badge-warn"
+	case doorledger.ToneAlarm:
+		return "badge-danger"
 	}
 	return ""
-}
-
-func commandLabel(s doorledger.CommandStatus) string {
-	switch s {
-	case doorledger.CommandNotConfirmed:
-		return "not confirmed"
-	case doorledger.CommandSent:
-		return "sent, waiting"
-	}
-	return string(s)
 }
 
 func latency(c *doorledger.Command) string {
@@ -302,16 +286,6 @@ func latency(c *doorledger.Command) string {
 		return fmt.Sprintf("%d ms", d.Milliseconds())
 	}
 	return d.Round(10 * time.Millisecond).String()
-}
-
-func elapsed(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	if d < time.Minute {
-		return fmt.Sprintf("%d s", int(d.Seconds()))
-	}
-	return d.Round(time.Second).String()
 }
 
 func devicesEventsURL(vendor string, installer int64) string {

@@ -60,7 +60,7 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if err != nil {
 		return views.BuildingView{}, err
 	}
-	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now()}
+	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now(), Timeout: s.cfg.CommandTimeout}
 	if v.Consents, err = s.cfg.Consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
 		return v, err
 	}

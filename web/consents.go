@@ -51,7 +51,7 @@ func (s *Server) requestView(c echo.Context, buildings doorledger.BuildingServic
 		return views.ConsentRequestView{}, err
 	}
 	v := views.ConsentRequestView{Building: b, Form: f, Policy: p, Chosen: map[int64]bool{}}
-	if f.Values == nil || len(f.Values) == 0 {
+	if len(f.Values) == 0 {
 		for _, sg := range doorledger.ProposeSigners(p, b.Signers) {
 			v.Chosen[sg.ID] = true
 		}

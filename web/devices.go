@@ -289,7 +289,7 @@ func (s *Server) handleDevicesIndex(devices doorledger.DeviceService) echo.Handl
 		if err != nil {
 			return err
 		}
-		v := views.DevicesIndexView{Vendor: f.Vendor, Installer: f.InstallerID, Installers: map[int64]string{}, Now: time.Now(),
+		v := views.DevicesIndexView{Vendor: f.Vendor, Installer: f.InstallerID, Installers: map[int64]string{}, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
 			Started: c.QueryParam("started") != "", CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
 		seen := map[string]bool{}
 		for _, d := range all {

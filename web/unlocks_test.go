@@ -234,8 +234,12 @@ func TestUnlockHistoryTimezones(t *testing.T) {
 	f := newUnlockFixture(t)
 	winter := time.Date(time.Now().Year()-1, 1, 15, 17, 4, 5, 0, time.UTC)
 	summer := time.Date(time.Now().Year()-1, 7, 15, 17, 4, 5, 0, time.UTC)
-	f.record(t, f.event(winter, "pkg-winter"), f.event(summer, "pkg-summer"),
-		doorledger.UnlockEvent{DeviceRef: "W-1", BuildingID: f.B.ID, EventID: "w-1", OccurredAt: summer, Method: "keypad", ActorRef: "pkg-warsaw", Result: doorledger.UnlockDenied})
+	// Received when they happened: recorded now, so long after, they would
+	// be flagged clock_skew and dated by the time received.
+	w, s := f.event(winter, "pkg-winter"), f.event(summer, "pkg-summer")
+	w.ReceivedAt, s.ReceivedAt = winter.Add(time.Second), summer.Add(time.Second)
+	f.record(t, w, s,
+		doorledger.UnlockEvent{DeviceRef: "W-1", BuildingID: f.B.ID, EventID: "w-1", OccurredAt: summer, ReceivedAt: summer, Method: "keypad", ActorRef: "pkg-warsaw", Result: doorledger.UnlockDenied})
 
 	c := f.client()
 	c.login(f.admin.Email)
@@ -351,7 +355,7 @@ func TestUnlockCSVExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantHeader := []string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id", "method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note"}
+	wantHeader := []string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id", "method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note", "effective_at"}
 	if !slices.Equal(records[0], wantHeader) {
 		t.Errorf("header %q, want %q", records[0], wantHeader)
 	}

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/devicectl"
 )
 
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	caFile := fs.String("ca", "", "PEM file of the CA that signed an mqtts broker's certificate (default: system roots)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log JSON instead of text")
+	stuck := fs.String("stuck", "", "a faulty device: take each desired version but stay enabled or disabled, and report so (empty: obey)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -73,6 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *secret == "" {
 		*secret = getenv("DEVICESIM_SECRET")
+	}
+	if st := doorledger.DeviceState(*stuck); st != "" && !st.Valid() {
+		return fmt.Errorf("--stuck: %q is neither enabled nor disabled", *stuck)
 	}
 
 	var level slog.Level
@@ -123,6 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Secret:      c.Secret,
 			StateDir:    *stateDir,
 			UnlockEvery: unlockEvery,
+			Stuck:       doorledger.DeviceState(*stuck),
 			Logger:      logger,
 		})
 		if err != nil {

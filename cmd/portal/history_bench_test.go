@@ -9,7 +9,8 @@ package main
 // A board member signs in and GETs /buildings/:id/unlocks as a browser
 // would (one keep-alive connection, cookies): the first page, a deep page
 // (the `after` cursor of the event 90% down the history), one device's
-// first and deep pages, all anomalies, and open anomalies only. Each
+// first and deep pages, all anomalies, open anomalies only, and the last
+// 30 days (the date filter). It logs SQLite's plan of each page's query. Each
 // sub-benchmark reports the client-observed time (request sent to body
 // read) and the server's own (its Server-Timing header: from the request
 // logger to the response's headers, which render() sends after the whole
@@ -55,8 +56,9 @@ import (
 const (
 	histDefaultEvents = 5_000_000
 	histDevices       = 20
-	// histSeedVersion names the cached seed: change it when the seed changes.
-	histSeedVersion = 1
+	// histSeedVersion names the cached seed: change it when the seed or the
+	// schema changes (2: events' effective time and its indexes, migration 012).
+	histSeedVersion = 2
 	histWarmup      = 20 // requests per case before the timed ones
 )
 
@@ -264,7 +266,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 			tb.Fatal(err)
 		}
 		st, err := tx.PrepareContext(ctx, `INSERT INTO unlock_events (building_id, device_id, device_ref, event_id, occurred_at, received_at,
-			method, actor_ref, result, anomalies, source) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'mqtt')`)
+			method, actor_ref, result, anomalies, source, effective_at) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'mqtt', ?)`)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -278,7 +280,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 				bits = 8 // outside_hours
 			}
 			if _, err := st.ExecContext(ctx, bl.ID, w.Devices[i%histDevices], fmt.Sprintf("h-%09d", i), at, at,
-				methods[i%3], "pkg-"+strconv.FormatInt(int64(i), 36), result, bits); err != nil {
+				methods[i%3], "pkg-"+strconv.FormatInt(int64(i), 36), result, bits, at); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -357,7 +359,7 @@ func histCursor(b *testing.B, w *histWorld, where string, args []any, depth int)
 	r := openReader(b, w.DataDir)
 	var at string
 	var id int64
-	q := `SELECT occurred_at, id FROM unlock_events WHERE building_id = ?` + where + ` ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ?`
+	q := `SELECT effective_at, id FROM unlock_events WHERE building_id = ?` + where + ` ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`
 	if err := r.QueryRow(q, append(append([]any{w.Building}, args...), depth)...).Scan(&at, &id); err != nil {
 		b.Fatal(err)
 	}
@@ -365,7 +367,7 @@ func histCursor(b *testing.B, w *histWorld, where string, args []any, depth int)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return doorledger.UnlockCursor{OccurredAt: t, ID: id}.String()
+	return doorledger.UnlockCursor{At: t, ID: id}.String()
 }
 
 // cpuSample is the machine's CPU time (/proc/stat, in clock ticks) and this
@@ -468,6 +470,8 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 
 	dev := w.Devices[3]
 	perDevice := w.Events / histDevices
+	ny, _ := time.LoadLocation("America/New_York") // the seeded building's
+	today, from30 := time.Now().In(ny).Format("2006-01-02"), time.Now().In(ny).AddDate(0, 0, -29).Format("2006-01-02")
 	bl := w.Building
 	cases := []histCase{
 		{"first_page", url.Values{}, "", doorledger.UnlockFilter{}},
@@ -479,6 +483,18 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 		{"anomalies_deep_page", url.Values{"anomalies": {"1"}}, histCursor(b, w, " AND anomalies <> 0", nil, w.Anomalies*9/10),
 			doorledger.UnlockFilter{AnomaliesOnly: true}},
 		{"open_anomalies_first_page", url.Values{"anomalies": {"open"}}, "", doorledger.UnlockFilter{AnomaliesOnly: true, OpenOnly: true}},
+		// The date filter (of the events' effective time): the last 30 days.
+		{"last_30_days_first_page", url.Values{"from": {from30}, "to": {today}}, "", doorledger.UnlockFilter{From: from30, To: today}},
+	}
+	// SQLite's plan of each page's query on this file, for docs/benchmarks.md.
+	for _, c := range cases {
+		f := c.f
+		f.BuildingID = bl
+		plan, err := svc.ExplainHistory(doorledger.NewSystemContext(context.Background(), "bench"), f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("plan of %s: %s", c.name, strings.Join(plan, " | "))
 	}
 	for _, c := range cases {
 		c.f.BuildingID = bl

@@ -127,21 +127,16 @@ func TestEndToEndVendorWebhook(t *testing.T) {
 	defer srv.Close()
 
 	// The admin creates the integration: its key is shown once.
-	status, _, body := admin.Post("/vendors", "/vendors", url.Values{"name": {"Acme Cloud"}, "webhook_url": {srv.URL + "/doorledger"}, "building": {building}})
-	key := regexp.MustCompile(`\(shown once\):</strong> <code class="hash">(dlvk_[A-Za-z0-9_-]+)</code>`).FindStringSubmatch(body)
-	id := regexp.MustCompile(`/api/vendors/(\d+)/events`).FindStringSubmatch(body)
-	if status != http.StatusOK || key == nil || id == nil {
-		t.Fatalf("create integration: %d\n%s", status, body)
-	}
+	vendorID, vendorKey := createIntegration(t, admin, building, srv.URL+"/doorledger")
 	cloud.mu.Lock()
-	cloud.key = key[1]
-	fmt.Sscan(id[1], &cloud.vendorID)
+	cloud.key = vendorKey
+	fmt.Sscan(vendorID, &cloud.vendorID)
 	cloud.mu.Unlock()
 
 	// Under the integration, the device's current desired state (enabled,
 	// version 1) goes to the vendor: refused with a 500 once, retried, then
 	// confirmed by the vendor's callback.
-	if status, loc, body := admin.Post("/vendors", fmt.Sprintf("/devices/%d/vendor", deviceID), url.Values{"vendor": {id[1]}}); status != http.StatusSeeOther {
+	if status, loc, body := admin.Post("/vendors", fmt.Sprintf("/devices/%d/vendor", deviceID), url.Values{"vendor": {vendorID}}); status != http.StatusSeeOther {
 		t.Fatalf("put the device under the integration: %d %s\n%s", status, loc, body)
 	}
 	awaitConfirmed(t, reader, deviceID, 1)
@@ -208,16 +203,8 @@ func TestEndToEndVendorWebhook(t *testing.T) {
 	// The vendor's unlock events over HTTPS.
 	batch := fmt.Sprintf(`{"events":[{"device_id":%d,"event_id":"acme-1","occurred_at":%q,"method":"courier_app","actor_ref":"pkg 77","result":"denied"}]}`,
 		deviceID, time.Now().UTC().Format(time.RFC3339))
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/vendors/%d/events", p.URL, cloud.vendorID), strings.NewReader(batch))
-	req.Header.Set(devicectl.SignatureHeader, devicectl.Sign([]byte(cloud.key), time.Now(), []byte(batch)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"inserted":1`) {
-		t.Errorf("events: %d %s", resp.StatusCode, answer)
+	if status, answer := postVendorEvents(t, p, vendorID, cloud.key, batch); status != http.StatusOK || !strings.Contains(answer, `"inserted":1`) {
+		t.Errorf("events: %d %s", status, answer)
 	}
 	var n int
 	reader.QueryRow(`SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND event_id = 'acme-1' AND source = 'http'`, deviceID).Scan(&n)
