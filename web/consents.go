@@ -317,6 +317,9 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 		if err != nil {
 			return err
 		}
+		if err := s.loadPaperThumbnail(c, con); err != nil {
+			return err
+		}
 		var buf bytes.Buffer
 		if err := reports.ConsentCertificate(&buf, con, b, time.Now().UTC()); err != nil {
 			return fmt.Errorf("certificate for consent %d: %w", con.ID, err)

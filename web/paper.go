@@ -243,3 +243,22 @@ func (s *Server) handlePaperAttach(consents doorledger.ConsentService, buildings
 		return s.renderConsentWith(c, consents, con, b, formStatus(err), views.Form{}, f)
 	}
 }
+
+// loadPaperThumbnail loads the bytes of the first photo of a consent's paper
+// form, which the certificate draws as a thumbnail.
+func (s *Server) loadPaperThumbnail(c echo.Context, con *doorledger.Consent) error {
+	if con.Paper == nil || s.cfg.Papers == nil {
+		return nil
+	}
+	for i, f := range con.Paper.Files {
+		if !f.PDF() {
+			pf, err := s.cfg.Papers.PaperFile(c.Request().Context(), con.ID, f.ID)
+			if err != nil {
+				return err
+			}
+			con.Paper.Files[i].Data = pf.Data
+			return nil
+		}
+	}
+	return nil
+}

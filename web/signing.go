@@ -23,7 +23,7 @@ func signInput(c echo.Context) (doorledger.SignInput, views.Form, error) {
 	in := doorledger.SignInput{TypedName: f.Value("typed_name"), AgreeESign: f.Value("agree") == "1",
 		ConfirmNameDiffers: f.Value("name_confirm") == "1",
 		ConfirmPaper:       f.Value("paper_confirm") == "1", PaperSHA256: c.FormValue("paper_sha256"),
-		TermsSHA256:        c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
+		TermsSHA256: c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
 	if raw := f.Value("signature"); raw != "" {
 		png, err := imagecheck.DataURLPNG(raw)
 		if err == nil {
