@@ -53,7 +53,7 @@ func (p *printer) paperForm(c *doorledger.Consent) {
 			}
 			p.field("PDF", facts)
 		}
-		p.field(label, f.SHA256)
+		p.fieldSized(label, f.SHA256, 8)
 	}
 	for _, f := range form.Files {
 		if !f.PDF() && len(f.Data) > 0 {
