@@ -74,8 +74,8 @@ func TestEndToEndPaperForms(t *testing.T) {
 	// Hostile uploads: a clear message beside the field, the input kept, nothing written.
 	for _, tc := range []struct {
 		name, field, file string
-		data             []byte
-		want             string
+		data              []byte
+		want              string
 	}{
 		{"10,000 objects", "paper_pdf", "form.pdf", pdftest.ManyObjects(10000), "objects"},
 		{"not a PDF", "paper_pdf", "form.pdf", []byte("<html>not a pdf</html>"), "not a PDF"},
