@@ -95,6 +95,10 @@ type Consent struct {
 	Signature  *ConsentSignature
 	StatusNote string // decline/withdrawal/dispute reason
 	StatusAt   time.Time
+
+	// Paper is the signed paper form attached to the request, if any (its
+	// files without their data); loaded with one consent, not with lists.
+	Paper *PaperForm
 }
 
 // Signatures returns the signatures recorded on the request, in the order
@@ -168,6 +172,10 @@ type ConsentRequest struct {
 	SignerID  int64
 	InPerson  bool    // sign on the installer's screen with a mailed 6-digit code
 	Photos    []Photo // validated and re-encoded by the caller
+	// Paper is the signed paper form the installer arrived with, if any:
+	// the signers it names must be named by the request and satisfy the
+	// building's policy; each is asked to confirm it.
+	Paper *PaperFormInput
 }
 
 // Named returns the signer ids the request names: SignerIDs, or SignerID.
@@ -232,6 +240,11 @@ type SignInput struct {
 	// differs from the roster name is refused (EINVALID on typed_name and
 	// name_confirm) unless the signer confirms it.
 	ConfirmNameDiffers bool
+	// ConfirmPaper: "I signed this paper form", required of a signer the
+	// request's paper form names; PaperSHA256 is the digest of the form the
+	// page showed, recorded with the signature.
+	ConfirmPaper bool
+	PaperSHA256  string
 }
 
 // ConsentEvent is one fact on a consent's timeline.
@@ -291,6 +304,7 @@ func (c *Consent) ForInstaller() *Consent {
 		return &s
 	}
 	out.Signature = mask(c.Signature)
+	out.Paper = c.Paper.Masked()
 	out.Signers = make([]RequestSigner, len(c.Signers))
 	for i, rs := range c.Signers {
 		rs.Signer.Email = MaskedAddress
@@ -330,6 +344,7 @@ func (c *Consent) ForSigner() *Consent {
 		out.Signature = &ConsentSignature{SignedAt: c.Signature.SignedAt, Timezone: c.Signature.Timezone, Method: c.Signature.Method}
 	}
 	out.Policy, out.Need, out.RequestExpiresAt, out.ExpiredAt = c.Policy, c.Need, c.RequestExpiresAt, c.ExpiredAt
+	out.Paper = c.Paper.Masked()
 	for _, rs := range c.Signers { // who signs and who signed: names and titles only
 		named := RequestSigner{Position: rs.Position, State: rs.State,
 			Signer: Signer{ID: rs.Signer.ID, Name: rs.Signer.Name, Title: rs.Signer.Title, Active: rs.Signer.Active}}

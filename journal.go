@@ -184,6 +184,31 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	"consent.links_mailed": func(e *AuditEntry, d detail) string {
 		return "asked for the withdraw and \u201cI did not sign this\u201d links of " + objectRef(e) + " again; they were mailed to the registered address"
 	},
+	// Paper forms (issue 17).
+	"paper_form.attach": func(e *AuditEntry, d detail) string {
+		what := "photos of a signed paper form"
+		if d.text("kind") == string(PaperPDF) {
+			what = "a signed paper form (PDF, " + count(d.int("pages"), "page", "pages") + ")"
+		}
+		s := "attached " + what + " to " + objectRef(e)
+		if d.flag("on_behalf") {
+			s += " on a signer's behalf"
+		}
+		if w := d.text("date_written"); w != "" {
+			s += ", dated " + w + " on the form"
+		}
+		return s + "; SHA-256 " + shortHash(d.text("sha256")) + "; each signer it names is asked to confirm it"
+	},
+	"paper_form.confirm": func(e *AuditEntry, d detail) string {
+		return "confirmed signing the paper form of " + objectRef(e) + " (SHA-256 " + shortHash(d.text("paper_sha256")) + ") and signed electronically"
+	},
+	"paper_form.dispute": func(e *AuditEntry, d detail) string {
+		s := "answered “I did not sign this form” to the paper form of " + objectRef(e) + reasonSuffix(d.text("reason"))
+		if d.flag("request_ended") {
+			s += "; the request is refused"
+		}
+		return s + "; the installer's submission is marked disputed" + devicesDisabled(d)
+	},
 	"consent.decline": func(e *AuditEntry, d detail) string {
 		return "declined " + objectRef(e) + reasonSuffix(d.text("reason"))
 	},

@@ -40,6 +40,12 @@ type AuditReport struct {
 	// the range, with what came of them (never the resident's contact).
 	ResidentReports []*ResidentReport
 
+	// PaperDisputes counts the building's paper forms per installer and
+	// vendor, with those their signers disputed (issue 17). Each consent
+	// carries its paper form (Consent.Paper), its files' bytes in an
+	// evidence bundle only.
+	PaperDisputes []PaperDisputes
+
 	LogHead     *LogHead // a head of the verifiable log signed for the report; nil when there is none yet
 	VerifierKey string   // the key that verifies LogHead's signature (LogService.VerifierKey)
 }

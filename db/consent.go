@@ -89,7 +89,10 @@ func findConsent(ctx context.Context, q querier, id int64) (*doorledger.Consent,
 	if err != nil {
 		return nil, notFound(err, "Consent not found.")
 	}
-	return sc.Consent, loadRequest(ctx, q, sc.Consent, sc.policyID)
+	if err := loadRequest(ctx, q, sc.Consent, sc.policyID); err != nil {
+		return nil, err
+	}
+	return sc.Consent, loadPaper(ctx, q, sc.Consent)
 }
 
 // queryConsents lists the consents a query selects (consentColumns), each
@@ -264,6 +267,10 @@ func (s *ConsentService) RequestConsent(ctx context.Context, buildingID int64, r
 			return nil, err
 		}
 	}
+	var claimed []*doorledger.Signer
+	if r.Paper != nil {
+		claimed = checkPaper(r.Paper, tx.now, v, named, nil, policy)
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -297,6 +304,15 @@ func (s *ConsentService) RequestConsent(ctx context.Context, buildingID int64, r
 	}
 	if err := tx.audit(ctx, "device.register", buildingID, "device", deviceID, map[string]any{"consent": id, "serial": r.Device.Serial}); err != nil {
 		return nil, err
+	}
+	if r.Paper != nil {
+		req, err := findConsent(ctx, tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.attachPaper(ctx, req, *r.Paper, claimed); err != nil {
+			return nil, err
+		}
 	}
 	c, err := findConsent(ctx, tx, id)
 	if err != nil {
@@ -457,6 +473,12 @@ func (s *ConsentService) mailSigningLink(ctx context.Context, tx *Tx, c *doorled
 		subject, opening = "Your turn to sign: delivery device at "+c.BuildingName, "It is your turn to sign: the signers before you have signed.\n\n"
 	case "reminder":
 		subject, opening = "Reminder: consent requested for a delivery device at "+c.BuildingName, "A reminder: your signature is still needed.\n\n"
+	case "paper":
+		subject, opening = "Did you sign this form? Delivery device at "+c.BuildingName, "A paper form was attached to this request on your behalf.\n\n"
+	}
+	if c.Paper != nil && c.Paper.Asks(rs.Signer.ID) != nil {
+		order += fmt.Sprintf("\n%s says you signed a paper form for this device (dated %s). Your signing page\nshows it and asks: did you sign this form? If you did not, answer so there:\nthe request is then refused and the managers and the board are alerted.\n",
+			c.Paper.AttachedBy, c.Paper.DateWritten)
 	}
 	body := fmt.Sprintf(`Dear %s,
 
@@ -742,8 +764,15 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 	if err != nil {
 		return nil, err
 	}
-	if err := validateSign(&in, sess); err != nil {
+	pv := doorledger.Validation{}
+	if err := checkPaperConfirm(c, me, in, pv); err != nil {
 		return nil, err
+	}
+	if err := validateSign(&in, sess); err != nil || len(pv) > 0 {
+		for k, m := range doorledger.ErrorFields(err) {
+			pv.Add(k, m)
+		}
+		return nil, pv.Err()
 	}
 	differs := !namecheck.Match(in.TypedName, me.Signer.Name)
 	hash := sess.TermsSHA256
@@ -759,7 +788,7 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 			return nil, err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO consent_signatures (consent_id, signer_id, address, address_key, terms_sha256, typed_name, typed_name_differs,
+	res, err := tx.ExecContext(ctx, `INSERT INTO consent_signatures (consent_id, signer_id, address, address_key, terms_sha256, typed_name, typed_name_differs,
 			signature_png, signed_at, signed_tz, signed_ip, signed_ua, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, me.Signer.ID, me.Signer.Email, doorledger.AddressKey(me.Signer.Email), hash, in.TypedName, differs, in.SignaturePNG,
 		formatTime(tx.now), b.Timezone, in.IP, in.UserAgent, method)
@@ -768,6 +797,7 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 	} else if err != nil {
 		return nil, fmt.Errorf("sign consent %d: %w", c.ID, err)
 	}
+	signatureID, _ := res.LastInsertId()
 	nameNote := fmt.Sprintf("typed name “%s”", in.TypedName)
 	if differs {
 		nameNote += fmt.Sprintf(", which differs from the roster name “%s” (the signer confirmed it)", me.Signer.Name)
@@ -778,6 +808,9 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 	signer := fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email)
 	if err := tx.auditAs(ctx, 0, signer, "consent.sign", c.BuildingID, "consent", c.ID,
 		map[string]any{"terms_sha256": hash, "method": method, "typed_name": in.TypedName, "typed_name_differs": differs, "signer": me.Signer.ID}); err != nil {
+		return nil, err
+	}
+	if err := tx.confirmPaper(ctx, c, me, signatureID, signer); err != nil {
 		return nil, err
 	}
 	after, err := findConsent(ctx, tx, c.ID)

@@ -427,6 +427,23 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 		WHERE c.device_id IN (SELECT id FROM devices WHERE building_id = ?) ORDER BY c.id`, b.ID); err != nil {
 		return fmt.Errorf("report %s: consents: %w", id, err)
 	}
+	for _, c := range r.Consents {
+		if err := loadPaper(ctx, tx, c); err != nil {
+			return fmt.Errorf("report %s: %w", id, err)
+		}
+		if c.Paper != nil && rec.Format == doorledger.ReportBundle {
+			for i := range c.Paper.Files {
+				f, err := paperFile(ctx, tx, c.ID, c.Paper.Files[i].ID)
+				if err != nil {
+					return fmt.Errorf("report %s: paper form of consent %d: %w", id, c.ID, err)
+				}
+				c.Paper.Files[i].Data = f.Data
+			}
+		}
+	}
+	if r.PaperDisputes, err = paperDisputes(ctx, tx, b.ID); err != nil {
+		return fmt.Errorf("report %s: paper forms: %w", id, err)
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+commandColumns+` FROM commands cm
 		WHERE cm.building_id = ?1 AND cm.requested_at >= ?2 AND cm.requested_at < ?3 ORDER BY cm.requested_at, cm.id`, b.ID, lo, hi)
 	if err != nil {

@@ -656,6 +656,7 @@ func (p *auditPrinter) summary() {
 	p.field("Lapsed in the range", number(ended[doorledger.ConsentLapsed]))
 	p.field("Declined in the range", number(ended[doorledger.ConsentDeclined]))
 
+	p.paperDisputes()
 	p.heading("Revocations (disable commands)")
 	var n, open, refused int
 	var lat []time.Duration
@@ -830,6 +831,7 @@ func (p *auditPrinter) consent(c *doorledger.Consent) {
 		p.field(statusLabel(c.Status)+" at", p.when(c.StatusAt))
 		p.field("Note", note)
 	}
+	p.paperForm(c)
 }
 
 func (p *auditPrinter) history() error {

@@ -303,6 +303,42 @@ type consentJSON struct {
 	StatusNote   string         `json:"status_note"`
 	Signature    *signatureJSON `json:"signature"`
 	Verification *verifyingJSON `json:"checks"`
+	Paper        *paperJSON     `json:"paper_form,omitempty"`
+}
+
+// paperJSON is a consent's signed paper form (issue 17): its files (stored
+// in the bundle byte for byte), who it is said to be signed by and each
+// one's answer.
+type paperJSON struct {
+	Kind        string            `json:"kind"`
+	SHA256      string            `json:"sha256"`
+	DateWritten string            `json:"date_written"`
+	AttachedBy  string            `json:"attached_by"`
+	AttachedAs  string            `json:"attached_as"`
+	AttachedAt  string            `json:"attached_at"`
+	DisputedAt  string            `json:"disputed_at"`
+	Files       []paperFileJSON   `json:"files"`
+	SignedBy    []paperSignerJSON `json:"signed_by"`
+}
+
+type paperFileJSON struct {
+	File        string   `json:"file"`
+	ContentType string   `json:"content_type"`
+	SHA256      string   `json:"sha256"`
+	Bytes       int64    `json:"bytes"`
+	Pages       int      `json:"pages"`
+	Warnings    []string `json:"warnings,omitempty"`
+	// Matches: the file in the bundle hashes to the SHA-256 recorded.
+	Matches bool `json:"file_hashes_to_sha256"`
+}
+
+type paperSignerJSON struct {
+	SignerID   int64  `json:"signer_id"`
+	Name       string `json:"name"`
+	Title      string `json:"title"`
+	Answer     string `json:"answer"`
+	AnsweredAt string `json:"answered_at"`
+	Note       string `json:"note"`
 }
 
 type deviceJSON struct {
@@ -379,6 +415,22 @@ func (b *bundle) consents() error {
 				j.Signature.SignatureSHA256 = b.sums[j.Signature.SignatureFile]
 				j.Signature.SignatureBytes = len(s.SignaturePNG)
 			}
+		}
+		if form := c.Paper; form != nil {
+			pj := &paperJSON{Kind: string(form.Kind), SHA256: form.SHA256(), DateWritten: form.DateWritten, AttachedBy: form.AttachedBy,
+				AttachedAs: string(form.AttachedAs), AttachedAt: jsonTime(form.AttachedAt), DisputedAt: jsonTime(form.DisputedAt)}
+			for i, f := range form.Files {
+				ext := map[string]string{"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}[f.ContentType]
+				name := fmt.Sprintf("%s-paper-%d%s", base, i+1, ext)
+				b.add(name, f.Data)
+				pj.Files = append(pj.Files, paperFileJSON{File: name, ContentType: f.ContentType, SHA256: f.SHA256, Bytes: int64(len(f.Data)),
+					Pages: f.Pages, Warnings: f.Warnings, Matches: strings.EqualFold(b.sums[name], f.SHA256)})
+			}
+			for _, ps := range form.SignedBy {
+				pj.SignedBy = append(pj.SignedBy, paperSignerJSON{SignerID: ps.Signer.ID, Name: ps.Signer.Name, Title: ps.Signer.Title,
+					Answer: string(ps.Answer), AnsweredAt: jsonTime(ps.AnsweredAt), Note: ps.Note})
+			}
+			j.Paper = pj
 		}
 		data, err := marshalJSON(j, true)
 		if err != nil {
@@ -748,6 +800,12 @@ consents/<id>-signature.png
 consents/<id>-terms.txt
     The exact terms document the signer signed. Its SHA-256 is the consent's
     terms_sha256 (checks.terms_file_hashes_to_terms_sha256 says whether it is).
+consents/<id>-paper-<n>.pdf|.jpg|.png
+    The signed paper form an installer (or a manager, for a signer) attached to
+    the request, byte for byte as stored; paper_form in consents/<id>.json gives
+    each file's SHA-256, who the form is said to be signed by and each one's
+    answer (confirmed with their signature, or disputed). Open a PDF form only
+    in a reader you trust: the portal never opened it.
 audit.jsonl
     The building's journal in the range ({{.Entries}} entries: {{.Proved}} proved in the
     log, {{.Unproved}} not), one JSON object per line, with the entry as recorded,

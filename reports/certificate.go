@@ -93,6 +93,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 				"This consent has not been signed. There is no signature and no evidence, "+
 					"and no terms were accepted. It permits nothing.")
 		}
+		p.paperForm(c)
 		p.laterFacts(c)
 	})
 	if err != nil {

@@ -72,6 +72,7 @@ func multiSignerCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Bu
 			p.heading("Signatures and evidence")
 			p.box(colorAlert, "NO SIGNATURE", "No signer has signed. There is no evidence, and no terms were accepted.")
 		}
+		p.paperForm(c)
 		p.laterFacts(c)
 	})
 	if err != nil {

@@ -53,3 +53,41 @@
 		});
 	});
 })();
+
+// File inputs with data-max-bytes (the paper form of issue 17): a file over
+// the size is refused in the browser, before the form is sent, with the
+// message beside the field; the server checks again.
+(function () {
+	document.addEventListener("change", function (ev) {
+		var input = ev.target;
+		if (!input || input.type !== "file" || !input.getAttribute("data-max-bytes")) {
+			return;
+		}
+		var max = parseInt(input.getAttribute("data-max-bytes"), 10);
+		var big = null;
+		for (var i = 0; i < input.files.length; i++) {
+			if (input.files[i].size > max) {
+				big = input.files[i];
+			}
+		}
+		var id = input.id + "-size-error";
+		var old = document.getElementById(id);
+		if (old) {
+			old.remove();
+		}
+		input.setCustomValidity("");
+		input.removeAttribute("aria-invalid");
+		if (!big) {
+			return;
+		}
+		var msg = big.name + " is larger than " + Math.round(max / 1048576) + " MB: choose a smaller file.";
+		input.setCustomValidity(msg);
+		input.setAttribute("aria-invalid", "true");
+		var note = document.createElement("small");
+		note.id = id;
+		note.className = "field-error";
+		note.textContent = msg;
+		input.insertAdjacentElement("afterend", note);
+		input.value = "";
+	});
+})();

@@ -257,6 +257,8 @@ func timelineLabel(kind string) string {
 		"renewal_requested": "A signer was asked to sign again",
 		"signature":         "Signature recorded", "turn_mailed": "Next signer's turn", "reminded": "Reminder mailed",
 		"expired": "Expired unsigned", "resent": "Sent again as a new request",
+		"paper_form": "Signed paper form attached", "paper_confirmed": "Paper form confirmed by the signer",
+		"paper_disputed": "Paper form disputed: signer says they did not sign it",
 	}
 	if l, ok := labels[kind]; ok {
 		return l

@@ -80,6 +80,8 @@ var matrix = []accessRow{
 	{"GET", "/buildings/:id/policy", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/policy", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
+	{"GET", "/consents/:consent/paper/:file", [6]string{login, ok, ok, nf, ok, ok}},
+	{"POST", "/consents/:consent/paper", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/consents/:consent/code", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/consents/:consent/in-person", [6]string{login, nf, nf, nf, nf, ok}},
 	{"POST", "/buildings/:id/devices/found", [6]string{login, ok, ok, nf, nf, nf}},
@@ -129,6 +131,8 @@ var matrix = []accessRow{
 	{"GET", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/sign/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/sign/:token/decline", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/sign/:token/paper/:file", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/sign/:token/paper/dispute", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/consent/withdraw/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/consent/dispute/:token", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -207,6 +211,9 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		r := must(f.residents.ReportDevice(context.Background(), f.noticeSlug(t), doorledger.ResidentReportInput{
 			Location: "a grey box in the intercom", Photo: &doorledger.Photo{ContentType: "image/png", Data: signaturePNG(t)}}))(t)
 		path = strings.Replace(path, ":report", fmt.Sprint(r.ID), 1)
+	case strings.Contains(path, "/paper"): // a request with a paper form (issue 17), by its id or its signing link
+		c := f.paperConsent(t)
+		path = strings.NewReplacer(":consent", fmt.Sprint(c.ID), ":file", fmt.Sprint(c.Paper.Files[0].ID), ":token", f.lastToken(t, "/sign/")).Replace(path)
 	case strings.HasPrefix(path, "/consents/:consent/in-person"), strings.HasPrefix(path, "/consents/:consent/code"):
 		c := f.requestConsent(t, true)
 		path = strings.Replace(path, ":consent", fmt.Sprint(c.ID), 1)

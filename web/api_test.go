@@ -48,7 +48,7 @@ func isVendorPath(p string) bool {
 func (f *fixture) withVendors(tb testing.TB) *fixture {
 	tb.Helper()
 	vendors := web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Policies: db.NewPolicyService(f.db),
+		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db),
 		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Vendors: f.vendorService(tb),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),

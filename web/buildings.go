@@ -70,6 +70,11 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, 0, v.Devices); err != nil {
 		return v, err
 	}
+	if u.Role != doorledger.RoleInstaller && s.cfg.Papers != nil {
+		if v.PaperDisputes, err = s.cfg.Papers.PaperDisputes(ctx, id); err != nil {
+			return v, err
+		}
+	}
 	if v.Unlocks != nil {
 		v.Unlocks.CSRF, _ = c.Get(csrfKey).(string) // for the acknowledgement form beside each open anomaly
 	}

@@ -18,11 +18,11 @@ import (
 // Upload limits of the consent routes: up to MaxPhotos photos of MaxPhotoSize,
 // and a signature data URL (base64 of at most 1 MB).
 const (
-	consentRequestBodyLimit = doorledger.MaxPhotos*doorledger.MaxPhotoSize + 1<<20
+	consentRequestBodyLimit = doorledger.MaxPhotos*doorledger.MaxPhotoSize + paperBodyLimit + doorledger.MaxPaperPDFSize
 	signBodyLimit           = 2 << 20
 )
 
-var consentFields = []string{"vendor", "model", "serial", "location", "opens", "signer_id", "mode"}
+var consentFields = []string{"vendor", "model", "serial", "location", "opens", "signer_id", "mode", "paper_date"}
 
 func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -124,10 +124,26 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 			}
 		}
 		photos, perr := readPhotos(c)
+		paper, problems, paperErr := readPaper(c)
+		if perr == nil && paperErr != nil {
+			perr = paperErr
+		}
+		req.Paper = paper
 		if doorledger.ErrorCode(perr) == doorledger.ETOOMANY {
 			c.Response().Header().Set("Retry-After", "60")
 			msg := doorledger.ErrorMessage(perr)
 			err = &doorledger.Error{Code: doorledger.ETOOMANY, Message: msg, Fields: map[string]string{"photos": msg}}
+		} else if perr == nil && len(problems) > 0 {
+			// The paper form's files cannot be used: every other field is
+			// checked too, and nothing is written.
+			v := doorledger.Validation{}
+			if verr := req.Validate(); verr != nil {
+				for k, m := range doorledger.ErrorFields(verr) {
+					v.Add(k, m)
+				}
+			}
+			paper.Validate(v, time.Now())
+			err = withProblems(v.Err(), problems)
 		} else if perr == nil {
 			req.Photos = photos
 			var created *doorledger.Consent
@@ -162,10 +178,14 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 		if f.Errors["photos"] == "" {
 			f.Values["photos_note"] = "Please choose the photos again: a browser does not keep files after an error."
 		}
+		if paper != nil && f.Errors["paper_pdf"] == "" && f.Errors["paper_photos"] == "" {
+			f.Values["paper_note"] = "Please choose the paper form's files again: a browser does not keep files after an error."
+		}
 		v, verr := s.requestView(c, buildings, id, f)
 		if verr != nil {
 			return verr
 		}
+		v.PaperSignedBy = paperSignedBy(c)
 		return render(c, formStatus(err), views.ConsentRequestPage(s.page(c, "Request consent", "buildings"), v))
 	}
 }
@@ -208,10 +228,15 @@ func (s *Server) handleConsent(consents doorledger.ConsentService, buildings doo
 // renderConsent draws the consent page, with the renewal form's input and
 // errors when it was posted with a problem.
 func (s *Server) renderConsent(c echo.Context, consents doorledger.ConsentService, con *doorledger.Consent, b *doorledger.Building, status int, renew views.Form) error {
+	return s.renderConsentWith(c, consents, con, b, status, renew, views.Form{})
+}
+
+// renderConsentWith is renderConsent with the paper form's attach form too.
+func (s *Server) renderConsentWith(c echo.Context, consents doorledger.ConsentService, con *doorledger.Consent, b *doorledger.Building, status int, renew, paper views.Form) error {
 	ctx := c.Request().Context()
 	u := doorledger.UserFromContext(ctx)
 	v := views.ConsentView{Consent: con, Building: b, CanManage: doorledger.CanManage(u),
-		CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller, RenewForm: renew}
+		CanReport: u.Role != doorledger.RoleInstaller, Installer: u.Role == doorledger.RoleInstaller, RenewForm: renew, PaperForm: paper}
 	switch {
 	case con.Signature != nil:
 		v.Terms = con.Signature.Terms
@@ -290,6 +315,9 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 	return func(c echo.Context) error {
 		con, b, err := consentAndBuilding(c, consents, buildings)
 		if err != nil {
+			return err
+		}
+		if err := s.loadPaperThumbnail(c, con); err != nil {
 			return err
 		}
 		var buf bytes.Buffer

@@ -268,7 +268,7 @@ func TestEveryFormNeedsCSRFToken(t *testing.T) {
 func TestSecureCookiesHostPrefix(t *testing.T) {
 	f := newFixture(t)
 	srv := httptest.NewTLSServer(web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Policies: db.NewPolicyService(f.db),
+		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db),
 		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Secure:      true,

@@ -24,7 +24,7 @@ func (f *fixture) smtpClient(t *testing.T) *client {
 	f.outbox.LogOnly = false
 	srv := web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db),
-		Consents: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
+		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
 		Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		SMTP:        true,

@@ -43,7 +43,7 @@ func (f *fixture) withReportFiles(t *testing.T) (*countingRunner, *client) {
 	runner := &countingRunner{Runner: reports.NewRunner(f.reports, f.logs, t.TempDir(), nil)}
 	srv := web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db),
-		Consents: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
+		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
 		Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs,
 		Reports: f.reports, ReportFiles: runner,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},

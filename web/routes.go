@@ -83,6 +83,12 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
+	// Issue 17: a request's signed paper form, served to whoever sees the
+	// consent (a PDF only as a download); managers attach one on a
+	// signer's behalf.
+	papers := s.cfg.Papers
+	e.GET("/consents/:consent/paper/:file", s.handlePaperFile(papers), signedIn...)
+	s.upload(http.MethodPost, "/consents/:consent/paper", paperBodyLimit, s.handlePaperAttach(consents, buildings, papers), managers...)
 
 	// Devices: the registry, revocation and command history. Another building's
 	// device is 404 from the service.
@@ -136,6 +142,8 @@ func (s *Server) routes() {
 	e.GET("/sign/:token", s.handleSignPage(consents))
 	s.upload(http.MethodPost, "/sign/:token", signBodyLimit, s.handleSign(consents), public...)
 	e.POST("/sign/:token/decline", s.handleDecline(consents), public...)
+	e.GET("/sign/:token/paper/:file", s.handleSigningPaperFile(papers))
+	e.POST("/sign/:token/paper/dispute", s.handlePaperDispute(papers), public...)
 	e.GET("/consent/withdraw/:token", s.handleAfterSigningPage(consents, "withdraw"))
 	e.POST("/consent/withdraw/:token", s.handleAfterSigning(consents, "withdraw"), public...)
 	e.GET("/consent/dispute/:token", s.handleAfterSigningPage(consents, "dispute"))

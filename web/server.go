@@ -23,6 +23,7 @@ type Config struct {
 	Audit       doorledger.AuditService
 	Consents    doorledger.ConsentService
 	Policies    doorledger.PolicyService // buildings' consent policies
+	Papers      doorledger.PaperService  // signed paper forms of consent requests (issue 17)
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService

@@ -14,7 +14,7 @@ import (
 // installer's in-person page. Their tokens are in the path, never logged (the
 // request log prints the route pattern), and Referrer-Policy is no-referrer.
 
-var signFields = []string{"typed_name", "name_confirm", "agree", "signature", "code", "reason"}
+var signFields = []string{"typed_name", "name_confirm", "agree", "signature", "code", "reason", "paper_confirm"}
 
 // signInput reads the signing form; a signature that fails validation is an
 // error on its field, with the rest of the input kept.
@@ -22,7 +22,8 @@ func signInput(c echo.Context) (doorledger.SignInput, views.Form, error) {
 	f := formOf(c, signFields...)
 	in := doorledger.SignInput{TypedName: f.Value("typed_name"), AgreeESign: f.Value("agree") == "1",
 		ConfirmNameDiffers: f.Value("name_confirm") == "1",
-		TermsSHA256:        c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
+		ConfirmPaper:       f.Value("paper_confirm") == "1", PaperSHA256: c.FormValue("paper_sha256"),
+		TermsSHA256: c.FormValue("terms_sha256"), IP: c.RealIP(), UserAgent: c.Request().UserAgent()}
 	if raw := f.Value("signature"); raw != "" {
 		png, err := imagecheck.DataURLPNG(raw)
 		if err == nil {
@@ -48,11 +49,32 @@ func (s *Server) handleSignPage(consents doorledger.ConsentService) echo.Handler
 			return s.linkError(c, err)
 		}
 		if sess.Done {
+			if paperAsks(sess) {
+				return render(c, http.StatusOK, views.PaperQuestionPage(s.page(c, "Consent", ""), sess, "/sign/"+token+"/paper/", "/sign/"+token+"/paper/dispute"))
+			}
 			return render(c, http.StatusOK, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 		}
-		return render(c, http.StatusOK, views.SigningPage(s.page(c, "Consent", ""), views.SigningView{
-			Session: sess, Action: "/sign/" + token, Decline: "/sign/" + token + "/decline"}))
+		return render(c, http.StatusOK, views.SigningPage(s.page(c, "Consent", ""), signingView(sess, token, views.Form{})))
 	}
+}
+
+// signingView is the signing page of a link: the paper form's files and
+// its "I did not sign this form" go through the same token.
+func signingView(sess *doorledger.SigningSession, token string, f views.Form) views.SigningView {
+	return views.SigningView{Session: sess, Action: "/sign/" + token, Decline: "/sign/" + token + "/decline", Form: f,
+		PaperBase: "/sign/" + token + "/paper/", PaperDispute: "/sign/" + token + "/paper/dispute"}
+}
+
+// paperAsks reports whether a link past signing still has a question for
+// its signer: the paper form names them, they have not answered, and the
+// request or consent stands.
+func paperAsks(sess *doorledger.SigningSession) bool {
+	c := sess.Consent
+	if c.Paper == nil || sess.Me == nil || sess.Me.Signature != nil || (c.Status != doorledger.ConsentAwaiting && c.Status != doorledger.ConsentSigned) {
+		return false
+	}
+	ps := c.Paper.Asks(sess.Me.Signer.ID)
+	return ps != nil && ps.Answer == doorledger.PaperUnanswered
 }
 
 // linkError answers a signer's link that cannot be used: a consent nobody
@@ -106,8 +128,7 @@ func (s *Server) handleSign(consents doorledger.ConsentService) echo.HandlerFunc
 		} else if sess.Done {
 			return render(c, http.StatusConflict, views.SignerLinkPage(s.page(c, "Consent", ""), sess, "/consent/links/"+token))
 		}
-		return render(c, formStatus(err), views.SigningPage(s.page(c, "Consent", ""), views.SigningView{
-			Session: sess, Action: "/sign/" + token, Decline: "/sign/" + token + "/decline", Form: f}))
+		return render(c, formStatus(err), views.SigningPage(s.page(c, "Consent", ""), signingView(sess, token, f)))
 	}
 }
 
@@ -205,7 +226,7 @@ func (s *Server) handleInPersonPage(consents doorledger.ConsentService) echo.Han
 			return render(c, http.StatusOK, views.InPersonStart(s.page(c, "Sign in person", "submissions"), sess, views.Form{}))
 		}
 		return render(c, http.StatusOK, views.SigningPage(s.page(c, "Sign in person", "submissions"), views.SigningView{
-			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true}))
+			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true, PaperBase: pathf("/consents/%d/paper/", id)}))
 	}
 }
 
@@ -269,7 +290,7 @@ func (s *Server) handleSignInPerson(consents doorledger.ConsentService) echo.Han
 			return s.linkError(c, serr)
 		}
 		return render(c, formStatus(err), views.SigningPage(s.page(c, "Sign in person", "submissions"), views.SigningView{
-			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true, Form: f}))
+			Session: sess, Action: withQuery(pathf("/consents/%d/in-person", id), q), InPerson: true, Form: f, PaperBase: pathf("/consents/%d/paper/", id)}))
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/internal/pdftest"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -74,7 +75,7 @@ func newFixture(tb testing.TB) *fixture {
 		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: db.NewResidentService(d, "http://portal.test")}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
-		Consents: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
+		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     db.NewDeviceService(d),
 		Unlocks:     db.NewUnlockService(d),
 		Logs:        logs,
@@ -118,6 +119,20 @@ func (f *fixture) requestConsent(tb testing.TB, inPerson bool) *doorledger.Conse
 		SignerID: f.signer.ID, InPerson: inPerson,
 		Device: doorledger.DeviceDetails{Vendor: "Acme", Model: "K2", Serial: fmt.Sprintf("SN-%d", serial), Location: "lobby panel", Opens: "lobby door"},
 		Photos: []doorledger.Photo{{ContentType: "image/png", Data: signaturePNG(tb)}},
+	}))(tb)
+}
+
+// paperConsent requests a consent carrying a signed paper form (a one-page
+// PDF) said to be signed by the roster's signer.
+func (f *fixture) paperConsent(tb testing.TB) *doorledger.Consent {
+	tb.Helper()
+	serial++
+	ctx := doorledger.NewContextWithUser(context.Background(), f.instA)
+	return must(f.consents.RequestConsent(ctx, f.A.ID, doorledger.ConsentRequest{
+		SignerID: f.signer.ID,
+		Device:   doorledger.DeviceDetails{Vendor: "Acme", Model: "K2", Serial: fmt.Sprintf("SN-%d", serial), Location: "lobby panel", Opens: "lobby door"},
+		Paper: &doorledger.PaperFormInput{Kind: doorledger.PaperPDF, SignedByIDs: []int64{f.signer.ID}, DateWritten: "2026-11-20",
+			Files: []doorledger.PaperFile{{ContentType: "application/pdf", Data: pdftest.Pages(1), Pages: 1}}},
 	}))(tb)
 }
 
