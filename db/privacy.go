@@ -422,3 +422,30 @@ func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cuto
 	}
 	return int64(len(ids)), more, tx.Commit()
 }
+
+// redactionsIn returns the redactions that name events of the building
+// that occurred in [lo, hi), each with what it recorded of every event it
+// names (TODO after the effective-time merge: the range is on effective_at).
+func redactionsIn(ctx context.Context, q querier, buildingID int64, lo, hi string) ([]*doorledger.UnlockRedaction, error) {
+	ids, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT DISTINCT r.redaction_id FROM unlock_events e JOIN unlock_redactions r ON r.unlock_id = e.id
+		WHERE e.building_id = ?1 AND e.occurred_at >= ?2 AND e.occurred_at < ?3 AND e.redaction_id IS NOT NULL ORDER BY r.redaction_id`, buildingID, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	var out []*doorledger.UnlockRedaction
+	for _, id := range ids {
+		entry, err := scanAuditEntry(q.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_entries WHERE id = ?`, id))
+		if err != nil {
+			return nil, fmt.Errorf("redaction audit #%d: %w", id, err)
+		}
+		events, err := redactedLeaves(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &doorledger.UnlockRedaction{Entry: entry, Events: events})
+	}
+	return out, nil
+}
