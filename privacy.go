@@ -211,3 +211,55 @@ type PrivacyService interface {
 	// job; admins). It returns how many events it redacted.
 	RedactUnlocks(ctx context.Context, now time.Time) (int64, error)
 }
+
+// NoticeSection is a section of the tenant privacy notice.
+type NoticeSection struct {
+	Title string
+	Paras []string
+}
+
+// Sections writes the notice's sections, in the order the law lists them:
+// the data collected, its purpose, its retention, third parties and their
+// privacy policies, security, how to get and correct one's data, and breach
+// notification. The page and the PDF print these same words.
+func (n *TenantPrivacyNotice) Sections() []NoticeSection {
+	devices := func(v *TenantNoticeVendor) string { return strings.Join(v.Devices, "; ") }
+	contact := n.Contact
+	if contact == "" {
+		contact = "the building's management office"
+	}
+	var data, purpose, retention, third []string
+	data = append(data, "This portal records, for every door opening by a delivery device: when it happened, which device, whether the door opened, "+
+		"how (courier app, keypad, remote), and a courier or package reference if the device sends one. It records no name, photo or video.")
+	purpose = append(purpose, "The portal records door openings so that the building's owners can see who opened the door and on whose consent, "+
+		"and be warned of openings that should not have happened.")
+	retention = append(retention, "Courier and package references are removed "+strconv.Itoa(n.RedactDays)+" days after the door opening. "+
+		"The record that the door opened (time, device, result, warnings) is kept "+strconv.Itoa(n.RetentionDays)+" days, then deleted.")
+	for _, v := range n.Vendors {
+		d := v.Disclosure
+		data = append(data, d.LegalName+" ("+devices(v)+"): "+d.DataCollected)
+		purpose = append(purpose, d.LegalName+": "+d.Purpose)
+		retention = append(retention, d.LegalName+": "+d.Retention)
+		third = append(third, d.LegalName+", privacy policy: "+d.PolicyURL)
+	}
+	if len(third) == 0 {
+		third = append(third, "No device in service names a vendor with a complete disclosure.")
+	}
+	if n.Undisclosed > 0 {
+		third = append(third, strconv.Itoa(n.Undisclosed)+" device(s) in service name no complete vendor disclosure; "+
+			"under this building's privacy profile they cannot be enabled.")
+	}
+	return []NoticeSection{
+		{"Data collected", data},
+		{"Purpose", purpose},
+		{"Retention", retention},
+		{"Third parties and their privacy policies", third},
+		{"Security", []string{"Each device signs in with its own credential, stored only as a hash, and may reach only its own messages. " +
+			"Only the building's managers and board see the records, and every action on them is kept in a tamper-evident log signed by the portal. " +
+			"No device is enabled without the signed consent of an authorized signer of the building."}},
+		{"How to get or correct your data", []string{"You may ask for a copy of the data the portal and these vendors hold about you, " +
+			"and for it to be corrected. Ask " + contact + "."}},
+		{"Breach notification", []string{"If data about residents is disclosed without authorization, the building's management tells the " +
+			"residents concerned, as the law requires, what was disclosed, when, and what is being done. Questions: " + contact + "."}},
+	}
+}

@@ -181,6 +181,9 @@ func (s *PrivacyService) SetDeviceDisclosure(ctx context.Context, buildingID, de
 	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
 		return err
 	}
+	if disclosureID < 0 {
+		return doorledger.Errorf(doorledger.EINVALID, "Choose a vendor disclosure record.")
+	}
 	var enabled bool
 	var profile string
 	if err := tx.QueryRowContext(ctx, `SELECT d.desired_state = 'enabled', b.privacy_profile FROM devices d JOIN buildings b ON b.id = d.building_id
