@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"math"
 
 	"github.com/doorledger/doorledger"
 )
@@ -137,6 +138,10 @@ type RedactionLeaf struct {
 	Recorded doorledger.LogHash
 	Count    int64
 	Err      error
+	// Pending: the entry is committed but not yet in the log (the
+	// sequencer's merge delay). Its rows are checked against it now, and
+	// the entry itself once it is logged.
+	Pending bool
 }
 
 // LeafRedaction is what verification knows of a redacted row: the redaction
@@ -163,7 +168,7 @@ func (c *Checker) AddRedactions(list []RedactionLeaf) {
 		c.redactAt = map[int64]*redactCheck{}
 	}
 	for _, rl := range list {
-		if rl.Row == nil || LeafHash(rl.Row) != rl.Hash || rl.Hash != rl.Tree0 {
+		if rl.Row == nil || !rl.Pending && (LeafHash(rl.Row) != rl.Hash || rl.Hash != rl.Tree0) {
 			continue
 		}
 		e, err := Decode(rl.Row)
@@ -184,6 +189,10 @@ func (c *Checker) AddRedactions(list []RedactionLeaf) {
 			rc.r = r
 		}
 		c.redactions[rc.id] = rc
+		if rl.Pending {
+			rc.index = math.MaxInt64 // after every logged entry
+			continue
+		}
 		c.redactAt[rl.Index] = rc
 	}
 }

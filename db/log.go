@@ -1196,7 +1196,7 @@ func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLe
 		refs = append(refs, ref)
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil || len(leaves) == 0 {
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	idx := make([]int64, len(leaves))
@@ -1206,6 +1206,23 @@ func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLe
 	tree0, err := readLogHashesLenient(ctx, q, idx)
 	if err != nil {
 		return nil, err
+	}
+	// And those committed but not yet sequenced (the merge delay).
+	last, err := lastLogged(ctx, q, doorledger.LogKindAudit)
+	if err != nil {
+		return nil, err
+	}
+	pending, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM audit_entries WHERE id > ? AND action = ? ORDER BY id`, last, doorledger.RedactAction)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range pending {
+		leaves = append(leaves, auditlog.RedactionLeaf{Index: -1, Pending: true})
+		refs = append(refs, id)
+		tree0 = append(tree0, doorledger.LogHash{})
 	}
 	for i := range leaves {
 		l := &leaves[i]

@@ -186,6 +186,11 @@ func TestPrivacyRedaction(t *testing.T) {
 			t.Errorf("%s: allowed", stmt)
 		}
 	}
+	// Before the sequencer logs the redaction's entry, the redacted rows
+	// check against it already.
+	if v, err := logs.Verify(sys()); err != nil || !v.OK() || v.Redacted != 3 {
+		t.Fatalf("verify before the redaction is logged: %+v %v", v, err)
+	}
 	if _, err := logs.SignHead(sys()); err != nil {
 		t.Fatal(err)
 	}
