@@ -450,6 +450,32 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		return s + "; their entries stay in the verifiable log"
 	},
 
+	RedactAction: func(e *AuditEntry, d detail) string {
+		return "removed the courier and package references of " + count(d.int("events"), "unlock event", "unlock events") +
+			" older than " + timeText(d.text("before")) + " under the Tenant Data Privacy Act profile; counts and anomaly flags stay, " +
+			"and each event still proves against its entry in the verifiable log (digest " + shortHash(d.text("digest")) + ")"
+	},
+
+	// The privacy profile.
+	"building.privacy_profile": func(e *AuditEntry, d detail) string {
+		if p := d.text("profile"); p != "" {
+			return "put the building under the privacy profile of the " + PrivacyProfileName(p)
+		}
+		return "took the building out of its privacy profile"
+	},
+	"vendor_disclosure.create": func(e *AuditEntry, d detail) string {
+		return "added the vendor disclosure record #" + number(e.ObjectID) + " of " + quote(d.text("legal_name"))
+	},
+	"vendor_disclosure.update": func(e *AuditEntry, d detail) string {
+		return "edited the vendor disclosure record #" + number(e.ObjectID) + " of " + quote(d.text("legal_name"))
+	},
+	"device.disclosure": func(e *AuditEntry, d detail) string {
+		if id := d.int("disclosure"); id != 0 {
+			return "named vendor disclosure record #" + number(id) + " for " + objectRef(e)
+		}
+		return "removed the vendor disclosure record of " + objectRef(e)
+	},
+
 	// Reports.
 	"report.request": func(e *AuditEntry, d detail) string {
 		verb := "requested"

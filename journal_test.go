@@ -195,6 +195,11 @@ func TestAuditSentence(t *testing.T) {
 			"acknowledged the anomalies of unlock event #77 (device #3's event “e-1”): after revocation, without consent: “Courier confirmed”"},
 		{"unlocks.purge", "building", 7, `{"deleted":1508,"before":"2025-11-01T00:00:00Z","retention_days":365}`,
 			"deleted 1,508 unlock events older than 2025-11-01 00:00 UTC, past the building's retention of 365 days; their entries stay in the verifiable log"},
+		{"unlock.redact", "building", 7, `{"events":3,"ids":"4-6","before":"2026-08-01T00:00:00.000000Z","fields":"actor_ref","digest":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`,
+			"removed the courier and package references of 3 unlock events older than 2026-08-01 00:00 UTC under the Tenant Data Privacy Act profile; counts and anomaly flags stay, and each event still proves against its entry in the verifiable log (digest 0123456789abcdef…)"},
+		{"building.privacy_profile", "building", 7, `{"profile":"nyc_tdpa"}`,
+			"put the building under the privacy profile of the New York City Tenant Data Privacy Act (Local Law 63 of 2021)"},
+		{"device.disclosure", "device", 3, `{"disclosure":2}`, "named vendor disclosure record #2 for device #3"},
 		{"no.such_action", "device", 3, `{"b":true,"a":"x"}`, "recorded no.such_action on device #3: a “x”, b true"},
 	} {
 		e := &doorledger.AuditEntry{Action: tt.action, ObjectType: tt.objectType, ObjectID: tt.objectID, Detail: tt.detail}

@@ -89,16 +89,17 @@ func (p *LogPurge) Count() int64 {
 
 // What a verification found wrong (LogProblem.What).
 const (
-	LogChanged       = "changed"                            // the row no longer encodes to its leaf
-	LogMissing       = "missing"                            // the row is gone (and no logged purge names it)
-	LogOutOfOrder    = "out of order"                       // rows (or log entries) were swapped or moved
-	LogNotInLog      = "not in the log"                     // a row sits among logged ones but was never logged
-	LogAltered       = "log altered"                        // the log's own tables (leaves, tree hashes) were altered
-	LogPurgeMismatch = "purge mismatch"                     // a purge record does not match the leaves it names
-	LogBadHead       = "signature does not verify"          // a signed head's signature, or its stored copy, does not verify
-	LogHeadMismatch  = "root does not match the entries"    // a signed head does not match the entries
-	LogTruncated     = "entries missing from the log's end" // a signed head covers entries the log no longer has
-	LogUnsequenced   = "not sequenced"                      // a row committed LogMergeDelay before the newest row is still not in the log
+	LogChanged        = "changed"                            // the row no longer encodes to its leaf
+	LogMissing        = "missing"                            // the row is gone (and no logged purge names it)
+	LogOutOfOrder     = "out of order"                       // rows (or log entries) were swapped or moved
+	LogNotInLog       = "not in the log"                     // a row sits among logged ones but was never logged
+	LogAltered        = "log altered"                        // the log's own tables (leaves, tree hashes) were altered
+	LogPurgeMismatch  = "purge mismatch"                     // a purge record does not match the leaves it names
+	LogRedactMismatch = "redaction mismatch"                 // a redaction's record does not match the events it names
+	LogBadHead        = "signature does not verify"          // a signed head's signature, or its stored copy, does not verify
+	LogHeadMismatch   = "root does not match the entries"    // a signed head does not match the entries
+	LogTruncated      = "entries missing from the log's end" // a signed head covers entries the log no longer has
+	LogUnsequenced    = "not sequenced"                      // a row committed LogMergeDelay before the newest row is still not in the log
 )
 
 // LogMergeDelay is how long a committed row may wait to be sequenced: the
@@ -149,6 +150,7 @@ func (p *LogProblem) String() string {
 type LogVerification struct {
 	Entries     int64       // entries checked: the log's size
 	Purged      int64       // of them, unlock events deleted by a logged retention purge
+	Redacted    int64       // of them, unlock events whose identifiable fields a logged redaction removed
 	Pending     int64       // rows committed but not yet in the log, within LogMergeDelay of the newest row (not checked)
 	Newest      time.Time   // the time of the database's newest row: what "within LogMergeDelay" is judged by
 	Overdue     []LogRowRef // rows older than that and still not in the log (the first few; Problem names them)
@@ -194,6 +196,21 @@ type LogLeaf struct {
 	RefID int64
 	Index int64
 	Hash  LogHash // the leaf hash the log holds for it
+}
+
+// UnlockRedaction is a redaction's journal entry with what it recorded of
+// each event it names.
+type UnlockRedaction struct {
+	Entry  *AuditEntry
+	Events []RedactedLeaf // by id
+}
+
+// RedactedLeaf is what a redaction recorded of one event: its leaf as logged
+// and the leaf hash of the event's encoding once redacted.
+type RedactedLeaf struct {
+	UnlockID int64
+	Logged   LogHash
+	Redacted LogHash
 }
 
 // LogNode is a complete subtree of the log's tree, the 2^Level entries from

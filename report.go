@@ -45,6 +45,12 @@ type AuditReport struct {
 	// carries its paper form (Consent.Paper), its files' bytes in an
 	// evidence bundle only.
 	PaperDisputes []PaperDisputes
+	// Privacy is the building's privacy profile and whether its checks hold.
+	Privacy *PrivacyStatus
+	// Redactions are the redactions (RedactAction) that name events of the
+	// range, each with every event it names: the evidence bundle proves a
+	// redacted event against its leaf as logged through them.
+	Redactions []*UnlockRedaction
 
 	LogHead     *LogHead // a head of the verifiable log signed for the report; nil when there is none yet
 	VerifierKey string   // the key that verifies LogHead's signature (LogService.VerifierKey)

@@ -104,6 +104,12 @@ type UnlockEvent struct {
 	AcknowledgedAt time.Time
 	AcknowledgedBy string // who, as the journal names them (an email, or "system")
 	AckNote        string // what was done, in the manager's words
+
+	// RedactedBy is the journal entry (RedactAction) that removed the
+	// event's identifiable fields under the privacy profile (0: none). The
+	// log keeps the leaf of the event as received; verification checks what
+	// remains against it through the redaction's record.
+	RedactedBy int64
 }
 
 // EffectiveAt is when the event counts as having happened: the time the

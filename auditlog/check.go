@@ -22,6 +22,9 @@ type Leaf struct {
 	Row []byte
 	// RowErr says why the row could not be encoded (a tampered column).
 	RowErr error
+	// Redaction is set when the row is an unlock event a redaction emptied
+	// (Row is then its encoding as it remains).
+	Redaction *LeafRedaction
 	// Unlogged lists rows of this kind whose ids fall between the previous
 	// leaf of the kind and this one, yet are not in the log.
 	Unlogged []int64
@@ -50,6 +53,10 @@ type Checker struct {
 
 	purged       int64
 	headsChecked int
+
+	redactions map[int64]*redactCheck // by the redaction's journal entry id
+	redactAt   map[int64]*redactCheck // by its leaf's index
+	redacted   int64
 }
 
 type purgeCheck struct {
@@ -179,6 +186,11 @@ func (c *Checker) leaf(batch []Leaf, k int) *doorledger.LogProblem {
 			return problem(doorledger.LogMissing, "")
 		}
 		c.purged++
+	case l.Redaction != nil:
+		var why string
+		if h, why = c.redactedLeaf(l); why != "" {
+			return problem(doorledger.LogChanged, why)
+		}
 	default:
 		h = LeafHash(l.Row)
 		if h != l.Hash {
@@ -204,6 +216,9 @@ func (c *Checker) leaf(batch []Leaf, k int) *doorledger.LogProblem {
 
 	for _, pc := range c.covering(l) {
 		pc.sum.Add(i, l.Hash)
+	}
+	if p := c.redactionAt(i, l); p != nil {
+		return p
 	}
 	if l.Kind == doorledger.LogKindPurge {
 		pc := c.purges[i]

@@ -54,6 +54,11 @@ func (tx *Tx) setDesiredState(ctx context.Context, deviceID int64, state doorled
 		} else if !ok {
 			return nil, doorledger.Errorf(doorledger.ECONFLICT, "This device has no active consent from an authorized signer, so it cannot be enabled.")
 		}
+		if hold, err := tx.privacyHold(ctx, deviceID); err != nil {
+			return nil, err
+		} else if hold != "" {
+			return nil, doorledger.Errorf(doorledger.ECONFLICT, "%s", hold)
+		}
 	}
 	if _, err := tx.exec(ctx, supersedeSQL, deviceID); err != nil {
 		return nil, err

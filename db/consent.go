@@ -875,7 +875,17 @@ func (s *ConsentService) complete(ctx context.Context, tx *Tx, c *doorledger.Con
 			return nil, err
 		}
 		sysctx := doorledger.NewSystemContext(ctx, signer)
-		if _, err := tx.setDesiredState(sysctx, c.DeviceID, doorledger.StateEnabled, fmt.Sprintf("consent #%d signed", c.ID)); err != nil {
+		// Under the privacy profile a device without a complete vendor
+		// disclosure record stays disabled: the consent is signed, and the
+		// managers are told what is missing (db/privacy.go).
+		if hold, err := tx.privacyHold(ctx, c.DeviceID); err != nil {
+			return nil, err
+		} else if hold != "" {
+			if err := tx.alertManagers(ctx, c.BuildingID, false, fmt.Sprintf("Consent #%d signed: device %d stays disabled", c.ID, c.DeviceID),
+				hold+"\n", "privacy.hold:"+itoa(c.ID)); err != nil {
+				return nil, err
+			}
+		} else if _, err := tx.setDesiredState(sysctx, c.DeviceID, doorledger.StateEnabled, fmt.Sprintf("consent #%d signed", c.ID)); err != nil {
 			return nil, err
 		}
 	}

@@ -233,6 +233,7 @@ type logRow struct {
 	id  int64
 	enc []byte
 	err error
+	red *auditlog.LeafRedaction // an unlock event a redaction emptied: what it recorded
 }
 
 // The sequencer takes the kinds in this order within a batch.
@@ -461,21 +462,45 @@ func loadAuditRows(ctx context.Context, q querier, after, upto int64, limit int)
 }
 
 func loadUnlockRows(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error) {
-	return loadLogRows(ctx, q, `SELECT `+logUnlockColumns+` FROM unlock_events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3`,
-		after, upto, limit, func(c *logColumns) ([]byte, error) {
-			u := doorledger.UnlockEvent{ID: c.int(0), BuildingID: c.int(1), DeviceID: c.int(2), DeviceRef: c.text(3), EventID: c.text(4),
-				OccurredAt: c.time(5), ReceivedAt: c.time(6), Method: c.text(7), ActorRef: c.text(8),
-				Result: doorledger.UnlockResult(c.text(9)), Source: c.text(11)}
-			bits := c.int(10)
-			if c.err != nil {
-				return nil, c.err
-			}
-			if bits < 0 || bits > 63 {
-				return nil, fmt.Errorf("anomalies: unknown flags %d", bits)
-			}
-			u.Anomalies = anomalyKinds(bits)
-			return auditlog.EncodeUnlock(&u)
-		})
+	return loadLogRows(ctx, q, `SELECT `+logUnlockColumns+`, COALESCE(u.redaction_id, 0), r.leaf, r.redacted
+		FROM unlock_events u LEFT JOIN unlock_redactions r ON r.unlock_id = u.id WHERE u.id > ?1 AND u.id <= ?2 ORDER BY u.id LIMIT ?3`,
+		after, upto, limit, encodeUnlockColumns)
+}
+
+// unlockFromColumns reads an event from logUnlockColumns.
+func unlockFromColumns(c *logColumns) (*doorledger.UnlockEvent, error) {
+	u := doorledger.UnlockEvent{ID: c.int(0), BuildingID: c.int(1), DeviceID: c.int(2), DeviceRef: c.text(3), EventID: c.text(4),
+		OccurredAt: c.time(5), ReceivedAt: c.time(6), Method: c.text(7), ActorRef: c.text(8),
+		Result: doorledger.UnlockResult(c.text(9)), Source: c.text(11)}
+	bits := c.int(10)
+	if c.err != nil {
+		return nil, c.err
+	}
+	if bits < 0 || bits > 63 {
+		return nil, fmt.Errorf("anomalies: unknown flags %d", bits)
+	}
+	u.Anomalies = anomalyKinds(bits)
+	return &u, nil
+}
+
+// encodeUnlockColumns encodes an event read as loadUnlockRows reads it,
+// with what a redaction recorded of it.
+func encodeUnlockColumns(c *logColumns) ([]byte, error) {
+	if by := c.int(12); by != 0 && c.err == nil {
+		x := &auditlog.LeafRedaction{By: by}
+		l, ok1 := c.vals[13].([]byte)
+		r, ok2 := c.vals[14].([]byte)
+		if x.Recorded = ok1 && ok2 && len(l) == 32 && len(r) == 32; x.Recorded {
+			copy(x.Logged[:], l)
+			copy(x.Redacted[:], r)
+		}
+		c.red = x
+	}
+	u, err := unlockFromColumns(c)
+	if err != nil {
+		return nil, err
+	}
+	return auditlog.EncodeUnlock(u)
 }
 
 func loadPurgeRows(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error) {
@@ -490,7 +515,12 @@ func loadPurgeRows(ctx context.Context, q querier, after, upto int64, limit int)
 }
 
 func loadLogRows(ctx context.Context, q querier, query string, after, upto int64, limit int, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
-	rows, err := q.QueryContext(ctx, query, after, upto, limit)
+	return loadLogRowsArgs(ctx, q, query, []any{after, upto, limit}, encode)
+}
+
+// loadLogRowsArgs is loadLogRows for a query of any arguments.
+func loadLogRowsArgs(ctx context.Context, q querier, query string, args []any, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -514,8 +544,9 @@ func loadLogRows(ctx context.Context, q querier, query string, after, upto int64
 		if !ok {
 			return nil, fmt.Errorf("row id %v is not an integer", c.vals[0])
 		}
+		c.red = nil
 		enc, err := encode(c)
-		out = append(out, logRow{id: id, enc: enc, err: err})
+		out = append(out, logRow{id: id, enc: enc, err: err, red: c.red})
 	}
 	return out, rows.Err()
 }
@@ -524,6 +555,7 @@ type logColumns struct {
 	names []string
 	vals  []any
 	err   error
+	red   *auditlog.LeafRedaction // set by encodeUnlockColumns
 }
 
 func (c *logColumns) fail(i int, want string) {
@@ -865,6 +897,11 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 		return nil, err
 	}
 	chk := auditlog.NewChecker(s.verifier, heads, purges)
+	redactions, err := loadRedactionLeaves(ctx, rtx)
+	if err != nil {
+		return nil, err
+	}
+	chk.AddRedactions(redactions)
 	last := map[string]int64{}
 	for next := int64(0); ; {
 		stored, err := loadStoredLeaves(ctx, rtx, next)
@@ -886,7 +923,7 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 	if v.Problem == nil {
 		v.Problem = chk.Finish()
 	}
-	v.Purged, v.Heads = chk.Purged(), chk.Heads()
+	v.Purged, v.Redacted, v.Heads = chk.Purged(), chk.Redacted(), chk.Heads()
 	if err := checkUnsequenced(ctx, rtx, v); err != nil {
 		return nil, err
 	}
@@ -1059,7 +1096,7 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 			}
 		}
 		if p < len(list) && list[p].id == s.ref {
-			l.Row, l.RowErr = list[p].enc, list[p].err
+			l.Row, l.RowErr, l.Redaction = list[p].enc, list[p].err, list[p].red
 			if s.enc != auditlog.Version {
 				l.Row, l.RowErr = nil, fmt.Errorf("unknown encoding version %d", s.enc)
 			}
@@ -1133,4 +1170,101 @@ func readLogHashesLenient(ctx context.Context, q querier, idx []int64) ([]doorle
 		copy(out[i][:], b)
 	}
 	return out, nil
+}
+
+// loadRedactionLeaves reads every logged redaction entry with its leaf and
+// the digest of what the database recorded of the events it names, for the
+// checker to know up front how to check redacted rows.
+func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLeaf, error) {
+	rows, err := q.QueryContext(ctx, `SELECT l.idx, l.ref_id, l.hash FROM log_leaves l JOIN audit_entries a ON a.id = l.ref_id
+		WHERE l.kind = 'audit' AND a.action = ? ORDER BY l.idx`, doorledger.RedactAction)
+	if err != nil {
+		return nil, err
+	}
+	var leaves []auditlog.RedactionLeaf
+	var refs []int64
+	for rows.Next() {
+		var l auditlog.RedactionLeaf
+		var ref int64
+		var h []byte
+		if err := rows.Scan(&l.Index, &ref, &h); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		copy(l.Hash[:], h)
+		leaves = append(leaves, l)
+		refs = append(refs, ref)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	idx := make([]int64, len(leaves))
+	for i, l := range leaves {
+		idx[i] = auditlog.StoredHashIndex(0, l.Index)
+	}
+	tree0, err := readLogHashesLenient(ctx, q, idx)
+	if err != nil {
+		return nil, err
+	}
+	// And those committed but not yet sequenced (the merge delay).
+	last, err := lastLogged(ctx, q, doorledger.LogKindAudit)
+	if err != nil {
+		return nil, err
+	}
+	pending, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM audit_entries WHERE id > ? AND action = ? ORDER BY id`, last, doorledger.RedactAction)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range pending {
+		leaves = append(leaves, auditlog.RedactionLeaf{Index: -1, Pending: true})
+		refs = append(refs, id)
+		tree0 = append(tree0, doorledger.LogHash{})
+	}
+	for i := range leaves {
+		l := &leaves[i]
+		l.Tree0 = tree0[i]
+		entry, err := loadAuditRows(ctx, q, refs[i]-1, refs[i], 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(entry) == 1 && entry[0].err == nil {
+			l.Row = entry[0].enc
+		}
+		recs, err := redactedLeaves(ctx, q, refs[i])
+		if err != nil {
+			return nil, err
+		}
+		var h auditlog.RedactionHasher
+		for _, r := range recs {
+			h.Add(r.UnlockID, r.Logged, r.Redacted)
+		}
+		l.Count = h.Count()
+		l.Recorded, l.Err = h.Sum()
+	}
+	return leaves, nil
+}
+
+// redactedLeaves reads what a redaction recorded of each event it names, by id.
+func redactedLeaves(ctx context.Context, q querier, redactionID int64) ([]doorledger.RedactedLeaf, error) {
+	rows, err := q.QueryContext(ctx, `SELECT unlock_id, leaf, redacted FROM unlock_redactions WHERE redaction_id = ? ORDER BY unlock_id`, redactionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []doorledger.RedactedLeaf
+	for rows.Next() {
+		var r doorledger.RedactedLeaf
+		var l, d []byte
+		if err := rows.Scan(&r.UnlockID, &l, &d); err != nil {
+			return nil, err
+		}
+		copy(r.Logged[:], l)
+		copy(r.Redacted[:], d)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

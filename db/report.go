@@ -459,6 +459,12 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 	if r.ResidentReports, err = residentReportsIn(ctx, tx, b.ID, lo, hi); err != nil {
 		return fmt.Errorf("report %s: resident reports: %w", id, err)
 	}
+	if r.Privacy, err = privacyStatus(ctx, tx, b.ID, now); err != nil {
+		return fmt.Errorf("report %s: privacy profile: %w", id, err)
+	}
+	if r.Redactions, err = redactionsIn(ctx, tx, b.ID, lo, hi); err != nil {
+		return fmt.Errorf("report %s: redactions: %w", id, err)
+	}
 	ev := &reportEvents{ctx: ctx, tx: tx, report: id, building: b.ID, lo: lo, hi: hi}
 	r.Events = ev.walk
 	defer ev.close()

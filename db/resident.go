@@ -81,7 +81,7 @@ func validSlug(s string) bool {
 
 var noticeNotFound = doorledger.Errorf(doorledger.ENOTFOUND, "There is no such page. The building may have a new notice address: see the poster at the door.")
 
-const noticeBySlugSQL = `SELECT n.building_id, b.name, b.timezone, n.contact, COALESCE(b.alert_board, 0)
+const noticeBySlugSQL = `SELECT n.building_id, b.name, b.timezone, n.contact, COALESCE(b.alert_board, 0), b.privacy_profile
 	FROM building_notices n JOIN buildings b ON b.id = n.building_id WHERE n.slug = ?`
 
 // noticeBuilding is the building a slug names.
@@ -90,6 +90,7 @@ type noticeBuilding struct {
 	name, tz   string
 	contact    string
 	alertBoard bool
+	profile    string // the building's privacy profile
 }
 
 func findNoticeBuilding(ctx context.Context, q rowQuerier, slug string) (*noticeBuilding, error) {
@@ -97,7 +98,7 @@ func findNoticeBuilding(ctx context.Context, q rowQuerier, slug string) (*notice
 		return nil, noticeNotFound
 	}
 	var b noticeBuilding
-	err := q.queryRowPrepared(ctx, noticeBySlugSQL, slug).Scan(&b.id, &b.name, &b.tz, &b.contact, &b.alertBoard)
+	err := q.queryRowPrepared(ctx, noticeBySlugSQL, slug).Scan(&b.id, &b.name, &b.tz, &b.contact, &b.alertBoard, &b.profile)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, noticeNotFound
 	}
@@ -128,6 +129,9 @@ func (s *ResidentService) PublicNotice(ctx context.Context, slug string) (*doorl
 	}
 	now := s.db.Now().UTC()
 	n := &doorledger.PublicNotice{BuildingName: b.name, Timezone: b.tz, Slug: slug, Contact: b.contact, Now: now}
+	if b.profile != doorledger.PrivacyProfileNone {
+		n.PrivacyNoticeURL = doorledger.NoticePath + slug + doorledger.TenantNoticeSuffix
+	}
 	rows, err := s.db.read.QueryContext(ctx, noticeDevicesSQL, b.id)
 	if err != nil {
 		return nil, err

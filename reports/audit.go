@@ -580,6 +580,8 @@ func (p *auditPrinter) summary() {
 		p.field("Name differs", number(differs)+" signed with a typed name that differs from the roster (the signers confirmed it; see the consent evidence)")
 	}
 
+	p.privacy()
+
 	p.heading("Unlocks")
 	p.field("Events", fmt.Sprintf("%s: %s granted, %s denied", number(t.events), number(t.granted), number(t.denied)))
 	p.field("Anomalous events", number(t.anomalous))

@@ -46,6 +46,7 @@ const (
 	bundleHead     = "log-head.txt"
 	bundleKey      = "verifier-key.txt"
 	bundleVerify   = "verify.go"
+	bundleRedacted = "redactions.jsonl"
 )
 
 // The JSON formats of the bundle, named in each consent file and each line
@@ -151,6 +152,9 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 	if err := b.auditFile(); err != nil {
 		return err
 	}
+	if err := b.redactionsFile(); err != nil {
+		return err
+	}
 	if b.multi != nil {
 		proofHash := sha256.New()
 		if err := b.writeProof(proofHash); err != nil {
@@ -228,6 +232,25 @@ type bundle struct {
 	proved   int // journal entries in the proof
 	unproved int
 	eventsIn int // unlock events in the proof
+
+	// The redactions that emptied events of events.csv (the privacy
+	// profile): what each recorded of an event, by event id, and their
+	// journal entries for redactions.jsonl.
+	redactedBy map[int64]*redactedEvent
+	redactions []bundleRedaction
+}
+
+// redactedEvent is what a redaction recorded of an event.
+type redactedEvent struct {
+	by   int64 // the redaction's journal entry
+	leaf doorledger.RedactedLeaf
+	in   bool // events.csv holds it
+}
+
+// bundleRedaction is a line of redactions.jsonl being made.
+type bundleRedaction struct {
+	entry bundleEntry
+	r     *doorledger.UnlockRedaction
 }
 
 // bundleEvent is what log-proof.jsonl says of one unlock event.
@@ -237,6 +260,7 @@ type bundleEvent struct {
 	index  int64              // its position in the log; -1: not in it
 	reason string             // why it is not in the proof ("": it is)
 	fields map[string]string  // what events.csv cannot carry exactly (nil: nothing)
+	red    *redactedEvent     // the redaction that emptied it (nil: none)
 }
 
 // bundleEntry is an audit.jsonl line being made.
@@ -480,6 +504,15 @@ func (b *bundle) keepEvent(ev *doorledger.UnlockEvent) error {
 	} else {
 		e.leaf = auditlog.LeafHash(enc)
 	}
+	// A redacted event proves through its redaction: what remains hashes to
+	// what the redaction recorded, and the leaf it recorded is the log's.
+	if x := b.redacted(ev.ID); x != nil && e.reason == "" {
+		x.in, e.red = true, x
+		if e.leaf != x.leaf.Redacted {
+			e.reason = fmt.Sprintf("CHANGED after its redaction (audit #%d): it now hashes to %s, the redaction recorded %s", x.by, e.leaf, x.leaf.Redacted)
+		}
+		e.leaf = x.leaf.Logged
+	}
 	raw := func(name, v string) {
 		if e.fields == nil {
 			e.fields = map[string]string{}
@@ -635,11 +668,16 @@ func (b *bundle) prove(ctx context.Context, log Prover) error {
 			b.unproved++
 		}
 	}
+	if err := b.proveRedactions(ctx, log, why, func(index int64, leaf doorledger.LogHash) { in = append(in, proved{index, leaf}) }); err != nil {
+		return err
+	}
 	if b.r.LogHead == nil {
 		return nil
 	}
 
 	slices.SortFunc(in, func(x, y proved) int { return cmp.Compare(x.index, y.index) })
+	// A redaction's entry may be in audit.jsonl too: one leaf.
+	in = slices.CompactFunc(in, func(x, y proved) bool { return x.index == y.index && x.leaf == y.leaf })
 	indexes := make([]int64, len(in))
 	hashes := make([]doorledger.LogHash, len(in))
 	for i, p := range in {
@@ -723,6 +761,13 @@ func (b *bundle) writeProof(w io.Writer) error {
 		line = append(line, `,"leaf":"`...)
 		line = hex.AppendEncode(line, e.leaf[:leafPrefix])
 		line = append(line, '"')
+		if e.red != nil {
+			line = append(line, `,"redacted":{"by":`...)
+			line = strconv.AppendInt(line, e.red.by, 10)
+			line = append(line, `,"leaf":"`...)
+			line = hex.AppendEncode(line, e.red.leaf.Logged[:])
+			line = append(line, `"}`...)
+		}
 		if e.fields != nil {
 			f, err := marshalJSON(e.fields, false)
 			if err != nil {

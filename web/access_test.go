@@ -154,6 +154,16 @@ var matrix = []accessRow{
 	{"POST", "/buildings/:id/notice/rotate", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/notice/contact", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/notice/poster.pdf", [6]string{login, ok, ok, nf, nf, nf}},
+	// The privacy profile (issue 12.3): the tenant privacy notice is public
+	// (building A is put under the profile for these rows), the building's
+	// privacy page is its managers' and board's, its forms its managers'.
+	{"GET", "/notice/:slug/privacy", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/notice/:slug/privacy.pdf", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/buildings/:id/privacy", [6]string{login, ok, ok, nf, ok, nf}},
+	{"POST", "/buildings/:id/privacy/profile", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/privacy/disclosures", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/privacy/disclosures/:disclosure", [6]string{login, ok, ok, nf, nf, nf}},
+	{"POST", "/buildings/:id/privacy/devices/:device", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/resident-reports/:report/photo", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/resident-reports/:report/resolve", [6]string{login, ok, ok, nf, nf, nf}},
 }
@@ -200,6 +210,16 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":user", fmt.Sprint(u.ID), 1)
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
+	if strings.Contains(path, "/privacy") {
+		if err := f.privacy.SetPrivacyProfile(doorledger.NewContextWithUser(context.Background(), f.admin), f.A.ID, doorledger.PrivacyProfileTDPA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(path, ":disclosure") {
+		d := must(f.privacy.SaveVendorDisclosure(doorledger.NewContextWithUser(context.Background(), f.admin), f.A.ID, 0, doorledger.VendorDisclosureInput{
+			LegalName: "Acme LLC", DataCollected: "door openings", Purpose: "deliveries", Retention: "1 year", PolicyURL: "https://acme.example/privacy"}))(t)
+		path = strings.Replace(path, ":disclosure", fmt.Sprint(d.ID), 1)
+	}
 	switch {
 	case strings.Contains(path, ":slug"):
 		path = strings.Replace(path, ":slug", f.noticeSlug(t), 1)

@@ -172,6 +172,16 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/notice/rotate", s.handleNoticeRotate(residents), managers...)
 	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildings, users, residents), managers...)
 	e.GET("/buildings/:id/notice/poster.pdf", s.handleNoticePoster(buildings, residents), managers...)
+	// Issue 12.3: the Tenant Data Privacy Act profile of a building, and its
+	// tenant privacy notice beside the device notice (404 without the profile).
+	privacy := s.cfg.Privacy
+	s.public(http.MethodGet, "/notice/:slug/privacy", noticeRate, 0, s.handleTenantNotice(privacy), public...)
+	s.public(http.MethodGet, "/notice/:slug/privacy.pdf", noticeRate, 0, s.handleTenantNoticePDF(privacy), public...)
+	e.GET("/buildings/:id/privacy", s.handlePrivacyPage(buildings, privacy, residents), readers...)
+	e.POST("/buildings/:id/privacy/profile", s.handlePrivacyProfile(privacy), managers...)
+	e.POST("/buildings/:id/privacy/disclosures", s.handleDisclosureSave(buildings, privacy, residents), managers...)
+	e.POST("/buildings/:id/privacy/disclosures/:disclosure", s.handleDisclosureSave(buildings, privacy, residents), managers...)
+	e.POST("/buildings/:id/privacy/devices/:device", s.handleDeviceDisclosure(privacy), managers...)
 	e.GET("/buildings/:id/resident-reports/:report/photo", s.handleResidentReportPhoto(residents), managers...)
 	e.POST("/buildings/:id/resident-reports/:report/resolve", s.handleResidentReportResolve(buildings, users, residents), managers...)
 

@@ -39,6 +39,7 @@ type fixture struct {
 	reports   *db.ReportService
 	logs      *db.LogService
 	residents *db.ResidentService
+	privacy   *db.PrivacyService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -72,7 +73,8 @@ func newFixture(tb testing.TB) *fixture {
 	logs := db.NewLogService(d, testLogKey(tb))
 	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d),
 		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d),
-		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: db.NewResidentService(d, "http://portal.test")}
+		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: db.NewResidentService(d, "http://portal.test"),
+		privacy: db.NewPrivacyService(d)}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
 		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
@@ -81,6 +83,7 @@ func newFixture(tb testing.TB) *fixture {
 		Logs:        logs,
 		Reports:     f.reports,
 		Residents:   f.residents,
+		Privacy:     f.privacy,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

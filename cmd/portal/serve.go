@@ -32,6 +32,7 @@ type app struct {
 	audit       *db.AuditService
 	consents    *db.ConsentService
 	policies    *db.PolicyService
+	privacy     *db.PrivacyService
 	invitations *db.InvitationService
 	outbox      *db.OutboxService
 	devices     *db.DeviceService
@@ -63,6 +64,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a.audit = db.NewAuditService(a.db)
 	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
 	a.policies = db.NewPolicyService(a.db)
+	a.privacy = db.NewPrivacyService(a.db)
 	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
 	a.outbox = db.NewOutboxService(a.db)
 	a.devices = db.NewDeviceService(a.db)
@@ -163,7 +165,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
-		Reports: a.reports, ReportFiles: runner, Residents: a.residents,
+		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -244,6 +246,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			n, err := a.unlocks.Purge(ctx, time.Now())
 			if n > 0 {
 				a.log.Info("unlock events purged", "count", n)
+			}
+			if err != nil {
+				return err
+			}
+			// Under the privacy profile, identifiable data goes after 90 days.
+			n, err = a.privacy.RedactUnlocks(ctx, time.Now())
+			if n > 0 {
+				a.log.Info("unlock events redacted", "count", n)
 			}
 			return err
 		}},

@@ -20,7 +20,16 @@
 //     hashes to the leaf hash whose first bytes log-proof.jsonl lists for it
 //     (which names a changed row);
 //  6. that those leaves, at their positions, with the nodes of
-//     log-proof.jsonl, give the signed head's root.
+//     log-proof.jsonl, give the signed head's root;
+//  7. for unlock events whose courier or package reference was removed
+//     under the privacy profile (their log-proof.jsonl line says "redacted"):
+//     that the redaction's journal entry in redactions.jsonl encodes to its
+//     leaf (proved with the others in step 6), and that its digest, SHA-256
+//     over the events it names in id order, each its 8-byte big-endian id,
+//     its leaf as logged and the leaf hash of its row as it remains,
+//     matches those rows of events.csv (with the leaf the line gives, which
+//     step 6 proves) and what the line of redactions.jsonl gives of the
+//     events the bundle does not hold.
 //
 // The canonical encoding (Doorledger's package auditlog) is
 // "doorledger-log/1\n" then one line per field, "name length value\n",
@@ -92,7 +101,19 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return checkEvents(head, leaves, out)
+	reds, err := checkRedactionEntries(head, out)
+	if err != nil {
+		return err
+	}
+	for _, r := range reds {
+		if r.proved {
+			leaves = append(leaves, r.leaf)
+		}
+	}
+	if err := checkEvents(head, leaves, reds, out); err != nil {
+		return err
+	}
+	return checkRedactions(reds, out)
 }
 
 // checkManifest compares every file with README.txt's manifest.
@@ -505,8 +526,12 @@ type proofLine struct {
 	Leaf       string            `json:"leaf"` // the first bytes of its leaf hash, in hex
 	Fields     map[string]string `json:"fields"`
 	Reason     string            `json:"reason"`
-	Node       []int64           `json:"node"`
-	Hash       string            `json:"hash"`
+	Redacted   *struct {
+		By   int64  `json:"by"`
+		Leaf string `json:"leaf"`
+	} `json:"redacted"`
+	Node []int64 `json:"node"`
+	Hash string  `json:"hash"`
 }
 
 // proofReader reads log-proof.jsonl line by line.
@@ -556,7 +581,7 @@ func unsafeCell(c string) string {
 // against the leaf hash log-proof.jsonl lists for it, then checks that the
 // leaves of the events and of the journal entries, with the nodes of
 // log-proof.jsonl, give the signed root.
-func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
+func checkEvents(head *tree, leaves []leaf, reds map[int64]*redaction, out io.Writer) error {
 	pf, err := os.Open("log-proof.jsonl")
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && head == nil:
@@ -643,6 +668,18 @@ func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		lh := leafHash(enc)
+		if l.Redacted != nil {
+			r := reds[l.Redacted.By]
+			logged, err := parseHash(l.Redacted.Leaf)
+			switch {
+			case r == nil:
+				return fmt.Errorf("%s: redacted by audit #%d, which redactions.jsonl does not hold", where, l.Redacted.By)
+			case err != nil:
+				return fmt.Errorf("%s: log-proof.jsonl line %d: redacted leaf: %w", where, pr.line, err)
+			}
+			r.pairs = append(r.pairs, redactedPair{id: id, logged: logged, redacted: lh, where: where})
+			lh = logged
+		}
 		if l.Leaf == "" || !strings.HasPrefix(hex.EncodeToString(lh[:]), l.Leaf) {
 			return fmt.Errorf("%s: the row hashes to %x, log-proof.jsonl line %d gives the log's leaf as %s…: the row (or that line) was changed",
 				where, lh, pr.line, l.Leaf)
@@ -662,10 +699,12 @@ func checkEvents(head *tree, leaves []leaf, out io.Writer) error {
 		if l.index < 0 || l.index >= head.size {
 			return fmt.Errorf("%s: index %d is not in the signed head's tree of %d entries", l.where, l.index, head.size)
 		}
-		if i > 0 && l.index == leaves[i-1].index {
+		if i > 0 && l.index == leaves[i-1].index && l.hash != leaves[i-1].hash {
 			return fmt.Errorf("%s and %s: both at index %d of the log", leaves[i-1].where, l.where, l.index)
 		}
 	}
+	// A redaction's entry may be in audit.jsonl as well: the same leaf once.
+	leaves = slices.CompactFunc(leaves, func(a, b leaf) bool { return a.index == b.index && a.hash == b.hash })
 	nodes := 0
 	nextNode := func(level int, index int64) (hash, error) {
 		var n *proofLine
@@ -830,4 +869,181 @@ func treeRoot(size int64, leaves []leaf, node func(level int, index int64) (hash
 		return nodeHash(left, right), nil
 	}
 	return walk(0, size, leaves)
+}
+
+// redaction is a line of redactions.jsonl: a redaction's journal entry,
+// what it names, and the events it names as the bundle gives them.
+type redaction struct {
+	id     int64
+	proved bool
+	leaf   leaf
+	ids    [][2]int64 // id ranges, ascending
+	count  int64
+	digest hash
+	pairs  []redactedPair // from events.csv and the line's "others"
+	where  string
+}
+
+type redactedPair struct {
+	id               int64
+	logged, redacted hash
+	where            string
+}
+
+func parseHash(s string) (hash, error) {
+	var h hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("%q is not a SHA-256 in hex", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// checkRedactionEntries reads redactions.jsonl (absent: no event of the
+// bundle is redacted) and checks each entry as checkAudit does.
+func checkRedactionEntries(head *tree, out io.Writer) (map[int64]*redaction, error) {
+	reds := map[int64]*redaction{}
+	f, err := os.Open("redactions.jsonl")
+	if errors.Is(err, fs.ErrNotExist) {
+		return reds, nil
+	} else if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(nil, 64<<20)
+	for line := 1; s.Scan(); line++ {
+		var e struct {
+			Format   string            `json:"format"`
+			ID       int64             `json:"id"`
+			Entry    entry             `json:"entry"`
+			Encoding string            `json:"encoding"`
+			LeafHash string            `json:"leaf_hash"`
+			Index    *int64            `json:"index"`
+			Proved   bool              `json:"proved"`
+			Reason   string            `json:"reason"`
+			Others   []json.RawMessage `json:"others"`
+		}
+		if err := json.Unmarshal(s.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("redactions.jsonl line %d: %w", line, err)
+		}
+		where := fmt.Sprintf("redactions.jsonl line %d (audit #%d)", line, e.ID)
+		if e.Format != "doorledger-redaction-proof/1" {
+			return nil, fmt.Errorf("%s: format %q, this program reads doorledger-redaction-proof/1", where, e.Format)
+		}
+		enc, err := base64.StdEncoding.DecodeString(e.Encoding)
+		if err != nil {
+			return nil, fmt.Errorf("%s: encoding: %w", where, err)
+		}
+		if !bytes.Equal(e.Entry.encode(), enc) || e.Entry.ID != e.ID || e.Entry.Action != "unlock.redact" {
+			return nil, fmt.Errorf("%s: the entry's fields are not the encoding the log holds, or not a redaction", where)
+		}
+		h := leafHash(enc)
+		if hex.EncodeToString(h[:]) != e.LeafHash {
+			return nil, fmt.Errorf("%s: the encoding hashes to %x, not to the leaf hash %s", where, h, e.LeafHash)
+		}
+		r := &redaction{id: e.ID, where: where}
+		if e.Proved {
+			if head == nil || e.Index == nil {
+				return nil, fmt.Errorf("%s: proved, without a signed head or an index", where)
+			}
+			r.proved, r.leaf = true, leaf{index: *e.Index, hash: h, where: where}
+		} else {
+			fmt.Fprintf(out, "redaction audit #%d: no proof: %s\n", e.ID, e.Reason)
+		}
+		var d struct {
+			Events int64  `json:"events"`
+			IDs    string `json:"ids"`
+			Digest string `json:"digest"`
+		}
+		if err := json.Unmarshal([]byte(e.Entry.Detail), &d); err != nil {
+			return nil, fmt.Errorf("%s: detail: %w", where, err)
+		}
+		if r.digest, err = parseHash(d.Digest); err != nil {
+			return nil, fmt.Errorf("%s: digest: %w", where, err)
+		}
+		for _, part := range strings.Split(d.IDs, ",") {
+			from, to, isRange := strings.Cut(part, "-")
+			a, err1 := strconv.ParseInt(from, 10, 64)
+			b := a
+			var err2 error
+			if isRange {
+				b, err2 = strconv.ParseInt(to, 10, 64)
+			}
+			if err1 != nil || err2 != nil || b < a || len(r.ids) > 0 && a <= r.ids[len(r.ids)-1][1] {
+				return nil, fmt.Errorf("%s: ids %q", where, d.IDs)
+			}
+			r.ids = append(r.ids, [2]int64{a, b})
+			r.count += b - a + 1
+		}
+		if r.count != d.Events {
+			return nil, fmt.Errorf("%s: names %d events, says %d", where, r.count, d.Events)
+		}
+		for i, o := range e.Others {
+			var v [3]json.RawMessage
+			var p redactedPair
+			var l, x string
+			if json.Unmarshal(o, &v) != nil || json.Unmarshal(v[0], &p.id) != nil || json.Unmarshal(v[1], &l) != nil || json.Unmarshal(v[2], &x) != nil {
+				return nil, fmt.Errorf("%s: others[%d]: not [id, leaf, redacted]", where, i)
+			}
+			var err1, err2 error
+			p.logged, err1 = parseHash(l)
+			p.redacted, err2 = parseHash(x)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("%s: others[%d]: bad hash", where, i)
+			}
+			p.where = fmt.Sprintf("%s, others[%d]", where, i)
+			r.pairs = append(r.pairs, p)
+		}
+		if reds[r.id] != nil {
+			return nil, fmt.Errorf("%s: audit #%d twice", where, r.id)
+		}
+		reds[r.id] = r
+	}
+	return reds, s.Err()
+}
+
+// checkRedactions checks each redaction's digest against the events it names.
+func checkRedactions(reds map[int64]*redaction, out io.Writer) error {
+	ids := make([]int64, 0, len(reds))
+	for id := range reds {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	events := 0
+	for _, id := range ids {
+		r := reds[id]
+		slices.SortFunc(r.pairs, func(a, b redactedPair) int { return cmp.Compare(a.id, b.id) })
+		var want []int64
+		for _, x := range r.ids {
+			for i := x[0]; i <= x[1] && int64(len(want)) <= r.count; i++ {
+				want = append(want, i)
+			}
+		}
+		if len(want) != len(r.pairs) {
+			return fmt.Errorf("%s: names %d events, the bundle gives %d of them", r.where, len(want), len(r.pairs))
+		}
+		d := sha256.New()
+		for i, p := range r.pairs {
+			if p.id != want[i] {
+				return fmt.Errorf("%s: the bundle gives unlock #%d, which it does not name (or twice)", p.where, p.id)
+			}
+			var buf [8]byte
+			binary.BigEndian.PutUint64(buf[:], uint64(p.id))
+			d.Write(buf[:])
+			d.Write(p.logged[:])
+			d.Write(p.redacted[:])
+		}
+		var sum hash
+		copy(sum[:], d.Sum(nil))
+		if sum != r.digest {
+			return fmt.Errorf("%s: the redacted events do not give its digest: a redacted row of events.csv, or a leaf, was changed", r.where)
+		}
+		events += len(r.pairs)
+	}
+	if len(reds) > 0 {
+		fmt.Fprintf(out, "redactions: %d, naming %d events, match their digests\n", len(reds), events)
+	}
+	return nil
 }
