@@ -201,8 +201,23 @@ func TestMigrationEffectiveTimeBackfill(t *testing.T) {
 		}
 	}
 	key := mustLogKey(t)
+	// The log of such a database was written by the sequencer of its day.
+	// This version's reads the redaction columns of 045 too (all empty
+	// here): the old database lends it them for this one step.
+	shim := []string{`ALTER TABLE unlock_events ADD COLUMN redaction_id INTEGER`,
+		`CREATE TABLE unlock_redactions (unlock_id INTEGER PRIMARY KEY, redaction_id INTEGER, leaf BLOB, redacted BLOB)`}
+	for _, q := range shim {
+		if _, err := old.Writer().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := db.NewLogService(old, key).Sequence(sys()); err != nil {
 		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE unlock_redactions`, `ALTER TABLE unlock_events DROP COLUMN redaction_id`} {
+		if _, err := old.Writer().Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	leaves := func(d *db.DB) []string {
 		t.Helper()
