@@ -34,9 +34,7 @@ func TestSlowBrowserAxe(t *testing.T) {
 	// her signature (the demo's mail has no host in its links).
 	public := []string{"/login"}
 	_, body := admin.Get("/outbox")
-	for _, m := range regexp.MustCompile(`/sign/[A-Za-z0-9_-]+`).FindAllString(body, -1) {
-		public = append(public, m)
-	}
+	public = append(public, regexp.MustCompile(`/sign/[A-Za-z0-9_-]+`).FindAllString(body, -1)...)
 	if len(public) != 3 {
 		t.Fatalf("signing links in the demo's outbox: %q, want two", public[1:])
 	}
