@@ -16,6 +16,77 @@
 		}
 	}, true);
 
+	// Tables for phones (app.css stacks their rows below 576px): each cell
+	// gets its column's header as data-label, and the first link of each row
+	// becomes the row's link (it covers the whole stacked row). A region
+	// that still scrolls sideways gets the keyboard focus so that it can be
+	// scrolled without a mouse, and a name.
+	function prepare(root) {
+		var tables = root.querySelectorAll ? root.querySelectorAll("table") : [];
+		Array.prototype.forEach.call(tables, function (table) {
+			var heads = table.tHead && table.tHead.rows[0] ? Array.prototype.map.call(table.tHead.rows[0].cells, function (th) {
+				return th.textContent.trim();
+			}) : [];
+			Array.prototype.forEach.call(table.tBodies, function (body) {
+				Array.prototype.forEach.call(body.rows, function (tr) {
+					Array.prototype.forEach.call(tr.cells, function (td, i) {
+						if (heads[i] && !td.hasAttribute("data-label")) {
+							td.setAttribute("data-label", heads[i]);
+						}
+					});
+					var link = tr.querySelector("a[href]");
+					if (link && !tr.querySelector(".row-link")) {
+						link.classList.add("row-link");
+					}
+				});
+			});
+		});
+		var scrollers = document.querySelectorAll(".overflow-auto, pre");
+		Array.prototype.forEach.call(scrollers, function (el) {
+			if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1) {
+				if (!el.hasAttribute("tabindex")) {
+					el.setAttribute("tabindex", "0");
+					el.setAttribute("role", "region");
+					el.setAttribute("aria-label", "scrollable content");
+				}
+			}
+		});
+	}
+	document.addEventListener("DOMContentLoaded", function () { prepare(document); });
+	document.addEventListener("htmx:load", function (ev) { prepare(ev.target.parentNode || document); });
+
+	// A form sent back with errors: the first message takes the focus (and
+	// is read out), and a field's message goes once the field is filled in
+	// or ticked; the form's own message goes with the last of them.
+	document.addEventListener("DOMContentLoaded", function () {
+		var first = document.querySelector("main .form-error, main .field-error");
+		if (first) {
+			first.setAttribute("tabindex", "-1");
+			first.focus();
+		}
+	});
+	function fixed(ev) {
+		var el = ev.target;
+		if (!el || !el.getAttribute || el.getAttribute("aria-invalid") !== "true") {
+			return;
+		}
+		if (el.type === "checkbox" ? !el.checked : String(el.value).trim() === "") {
+			return;
+		}
+		el.removeAttribute("aria-invalid");
+		var msg = el.id && document.getElementById(el.id + "-error");
+		if (msg) {
+			msg.hidden = true;
+		}
+		var form = el.form;
+		if (form && !form.querySelector("[aria-invalid=true]")) {
+			var all = document.querySelectorAll("main .form-error");
+			Array.prototype.forEach.call(all, function (m) { m.hidden = true; });
+		}
+	}
+	document.addEventListener("input", fixed);
+	document.addEventListener("change", fixed);
+
 	// Live regions (htmx's SSE extension) get an "end" event when the portal
 	// closes their stream for good: the session ended, or this account has too
 	// many live pages open. The browser would reconnect a closed stream by

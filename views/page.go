@@ -53,6 +53,34 @@ func FormTime(t time.Time, loc *time.Location) string {
 	return t.In(loc).Format("2006-01-02 15:04 MST")
 }
 
+// TermsHeader is the terms document's first line when it names its format
+// ("doorledger-consent-terms/1"), or "".
+func TermsHeader(terms string) string {
+	first, _, _ := strings.Cut(terms, "\n")
+	if strings.HasPrefix(first, "doorledger-consent-terms/") {
+		return first
+	}
+	return ""
+}
+
+// TermsBody is the terms document as a person reads it: without its format
+// line (shown under "Details" with the document's SHA-256, which covers it).
+func TermsBody(terms string) string {
+	if h := TermsHeader(terms); h != "" {
+		return strings.TrimLeft(strings.TrimPrefix(terms, h), "\n")
+	}
+	return terms
+}
+
+// tzAbbrev is the abbreviation of loc at t ("EST").
+func tzAbbrev(loc *time.Location, t time.Time) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	name, _ := t.In(loc).Zone()
+	return name
+}
+
 // UTC prints t in UTC, labelled.
 func UTC(t time.Time) string { return FormTime(t, time.UTC) }
 
@@ -277,6 +305,40 @@ func toneClass(t doorledger.Tone) string {
 		return "badge-danger"
 	}
 	return ""
+}
+
+// CommandOutcome says in words how the device's last command c went:
+// "Revoked — confirmed by the device in 19 ms", or what went wrong.
+func CommandOutcome(c *doorledger.Command, now time.Time, timeout time.Duration) string {
+	done, doing := "Enabled", "Enable"
+	if c.State == doorledger.StateDisabled {
+		done, doing = "Revoked", "Revoke"
+	}
+	why := ""
+	if c.LastError != "" {
+		why = " Last error: " + c.LastError + "."
+	}
+	switch {
+	case c.Status == doorledger.CommandConfirmed:
+		return done + " — confirmed by the device in " + latency(c)
+	case c.Status == doorledger.CommandRefused:
+		return doing + " REFUSED by the device: it reports it is still " + string(c.State.Other()) + "; the portal keeps retrying and the managers were alerted." + why
+	case c.Status == doorledger.CommandSuperseded:
+		return doing + " replaced by a newer command before the device confirmed it."
+	case c.Status == doorledger.CommandNotConfirmed || (!c.RequestedAt.IsZero() && now.Sub(c.RequestedAt) > timeout):
+		return doing + " not confirmed: the device has not answered for " + doorledger.Elapsed(now.Sub(c.RequestedAt)) + "; the portal keeps retrying and the managers were alerted." + why
+	}
+	return doing + " sent — waiting for the device to confirm." + why
+}
+
+func outcomeClass(c *doorledger.Command, now time.Time, timeout time.Duration) string {
+	switch {
+	case c.Status == doorledger.CommandConfirmed:
+		return "outcome-ok"
+	case c.Status == doorledger.CommandRefused || c.Status == doorledger.CommandNotConfirmed || (c.Status != doorledger.CommandSuperseded && now.Sub(c.RequestedAt) > timeout):
+		return "outcome-danger"
+	}
+	return "outcome-warn"
 }
 
 func latency(c *doorledger.Command) string {

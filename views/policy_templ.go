@@ -263,7 +263,7 @@ func PolicyPage(p Page, v PolicyView) templ.Component {
 
 // WaitingForSignatures lists a building's requests waiting for signatures
 // and how long each has waited (managers and the board).
-func WaitingForSignatures(list []*doorledger.Consent, now time.Time, buildingID int64, canManage bool) templ.Component {
+func WaitingForSignatures(list []*doorledger.Consent, now time.Time, buildingID int64, canManage bool, loc *time.Location) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -294,7 +294,7 @@ func WaitingForSignatures(list []*doorledger.Consent, now time.Time, buildingID 
 				return templ_7745c5c3_Err
 			}
 		} else {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 25, "<div class=\"overflow-auto\"><table><thead><tr><th>#</th><th>Device</th><th>Waiting</th><th>Signed</th><th>Still needed</th><th>Expires (UTC)</th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 25, "<div class=\"overflow-auto\"><table><thead><tr><th>#</th><th>Device</th><th>Waiting</th><th>Signed</th><th>Still needed</th><th>Expires</th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -447,9 +447,9 @@ func WaitingForSignatures(list []*doorledger.Consent, now time.Time, buildingID 
 					}
 				} else {
 					var templ_7745c5c3_Var22 string
-					templ_7745c5c3_Var22, templ_7745c5c3_Err = templ.JoinStringErrs(UTC(c.RequestExpiresAt))
+					templ_7745c5c3_Var22, templ_7745c5c3_Err = templ.JoinStringErrs(FormTime(c.RequestExpiresAt, loc))
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/policy.templ`, Line: 93, Col: 35}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/policy.templ`, Line: 93, Col: 45}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var22))
 					if templ_7745c5c3_Err != nil {

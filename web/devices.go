@@ -180,7 +180,13 @@ func (s *Server) handleDeviceEvents(devices doorledger.DeviceService) echo.Handl
 			if err != nil {
 				return nil, true, err
 			}
-			return views.DeviceStatus(d, loc, time.Now(), s.cfg.CommandTimeout), false, nil
+			// The command table too, out of band: after a revoke the whole
+			// page is current, not only the state.
+			cmds, err := devices.FindCommands(ctx, doorledger.CommandFilter{DeviceID: id, Limit: 100})
+			if err != nil {
+				return nil, true, err
+			}
+			return views.DeviceLive(d, cmds, loc, time.Now(), s.cfg.CommandTimeout, true), false, nil
 		})
 	}
 }

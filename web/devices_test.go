@@ -101,3 +101,26 @@ func TestCredentialPostRedirectGet(t *testing.T) {
 }
 
 var secretRE = regexp.MustCompile(`Device secret \(shown once\):</strong> <code class="hash">([A-Za-z0-9_-]+)</code>`)
+
+// TestLockdownCountsAgree: the lockdown page says how many devices it
+// disables and how many of them are enabled, with the same total in the
+// sentence and on the button ("3 are enabled" beside "disable all 5" was
+// read as a contradiction).
+func TestLockdownCountsAgree(t *testing.T) {
+	f := newFixture(t)
+	f.signedConsent(t)
+	c, _ := f.signedConsent(t)
+	mgr := f.client()
+	mgr.login(f.managerA.Email)
+	dev := fmt.Sprintf("/devices/%d", c.DeviceID)
+	if resp, body := mgr.post(dev+"/revoke", nil, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d\n%s", resp.StatusCode, body)
+	}
+	_, body := mgr.get(fmt.Sprintf("/buildings/%d/lockdown", f.A.ID))
+	text := regexp.MustCompile(`\s+`).ReplaceAllString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(body, ""), " ")
+	for _, want := range []string{"tells all 2 delivery devices in Building A", "1 of the 2 are enabled", "Yes, disable all 2 devices"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("lockdown page lacks %q:\n%s", want, text)
+		}
+	}
+}

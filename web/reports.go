@@ -61,6 +61,30 @@ func lastMonth(now time.Time, loc *time.Location) (from, to string) {
 	return first.AddDate(0, -1, 0).Format("2006-01-02"), first.AddDate(0, 0, -1).Format("2006-01-02")
 }
 
+// defaultReportRange is the report form's range before the user picks one:
+// this month to date when it has unlock events, else the last complete
+// month, and a note saying which (a board's first report should hold
+// events, not an empty month).
+func (s *Server) defaultReportRange(ctx context.Context, b *doorledger.Building, now time.Time) (from, to, note string) {
+	local := now.In(b.Location())
+	first := time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, b.Location())
+	if s.cfg.Unlocks != nil {
+		days, err := s.cfg.Unlocks.DailyCounts(ctx, b.ID, 0, local.Day())
+		n := 0
+		for _, d := range days {
+			if d.Date >= first.Format(time.DateOnly) {
+				n += d.Granted + d.Denied
+			}
+		}
+		if err == nil && n > 0 {
+			return first.Format(time.DateOnly), local.Format(time.DateOnly),
+				fmt.Sprintf("This month to date: %d unlock %s so far.", n, map[bool]string{true: "event", false: "events"}[n == 1])
+		}
+	}
+	from, to = lastMonth(now, b.Location())
+	return from, to, "The last complete month, " + first.AddDate(0, -1, 0).Format("January 2006") + ": this month has no unlock events yet."
+}
+
 // rangeDays is how many dates from..to covers, both included; 0 when it is
 // not a valid range.
 func rangeDays(from, to string) int {
@@ -108,14 +132,20 @@ func (s *Server) handleReports(buildings doorledger.BuildingService, reports doo
 		if err != nil {
 			return err
 		}
-		from, to := lastMonth(time.Now(), b.Location())
+		from, to, note := s.defaultReportRange(c.Request().Context(), b, time.Now())
 		f := views.Form{Values: map[string]string{"format": doorledger.ReportPDF, "from": from, "to": to}}
 		for _, k := range []string{"format", "from", "to"} {
 			if q := strings.TrimSpace(c.QueryParam(k)); q != "" {
 				f.Values[k] = q
+				note = ""
 			}
 		}
-		return s.renderReports(c, http.StatusOK, reports, b, f)
+		v, err := s.reportsView(c.Request().Context(), reports, b, f)
+		if err != nil {
+			return err
+		}
+		v.RangeDefault = note
+		return render(c, http.StatusOK, views.ReportsPage(s.page(c, "Audit reports: "+b.Name, "buildings"), v))
 	}
 }
 

@@ -391,3 +391,24 @@ func TestVerifyReport(t *testing.T) {
 		}
 	}
 }
+
+// TestReportFormDefaultRange: with no unlock events this month, the report
+// form holds the last complete month and says so.
+func TestReportFormDefaultRange(t *testing.T) {
+	f := newFixture(t)
+	board := f.client()
+	board.login(f.boardA.Email)
+	_, body := board.get(fmt.Sprintf("/buildings/%d/reports", f.A.ID))
+	now := time.Now().In(f.A.Location())
+	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, f.A.Location())
+	last := first.AddDate(0, -1, 0)
+	for _, want := range []string{
+		`value="` + last.Format(time.DateOnly) + `"`,
+		`value="` + first.AddDate(0, 0, -1).Format(time.DateOnly) + `"`,
+		"The last complete month, " + last.Format("January 2006") + ": this month has no unlock events yet.",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("report form lacks %q", want)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func TestBrowserRevoke(t *testing.T) {
 	// each htmx request.
 	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](recorderJS))
 
-	// Revoke, accepting the confirm dialog.
+	// Revoke: one click, no dialog.
 	clickAt := time.Now()
 	browsertest.Do(t, ctx, browsertest.Click("#revoke"))
 	clicked := time.Since(clickAt)
@@ -69,9 +69,18 @@ func TestBrowserRevoke(t *testing.T) {
 	st = awaitDeviceState(t, ctx, "the device confirmed disabled", `s.status === "confirmed" && s.told === "disabled · confirmed" && s.says === "disabled version 2" && s.button === "enable"`)
 	confirmedIn := time.Since(clickAt)
 	t.Logf("after Revoke: %s", st)
-	if got := dialogs.take(); len(got) != 1 || got[0] != "confirm: Disable this device now? Couriers will no longer be able to open the door with it." {
-		t.Errorf("dialogs on Revoke: %q, want the one confirm of data-confirm", got)
+	if got := dialogs.take(); len(got) != 0 {
+		t.Errorf("dialogs on Revoke: %q, want none (revoke is one click)", got)
 	}
+	// The whole page is live: the outcome in words and the command table,
+	// without a reload.
+	live := browsertest.WaitFor[[]string](t, ctx, "the revoke's outcome and its row in the command table",
+		`(() => { const o = document.getElementById("device-outcome");
+			const row = document.querySelector("#commands tbody tr");
+			const cells = row ? [...row.cells].map(td => td.textContent.replace(/\s+/g, " ").trim()) : [];
+			return o && /^Revoked — confirmed by the device in \d+ ms$/.test(o.textContent.trim()) && cells[0] === "2" && cells[6] === "confirmed"
+				? [o.textContent.trim(), cells.join(" | ")] : null; })()`)
+	t.Logf("after Revoke: %q; newest command row %q", live[0], live[1])
 	awaitApplied(t, sim, 2, doorledger.StateDisabled)
 	if a := sim.Applied(); a.Version != 2 || a.State != doorledger.StateDisabled {
 		t.Errorf("simulated device applied %+v, want version 2 disabled", a)
@@ -79,7 +88,7 @@ func TestBrowserRevoke(t *testing.T) {
 	rec := readRecorder(t, ctx)
 	rec.check(t, "revoke", "POST", device+"/revoke")
 	rec.requireSSE(t, "revoke", "confirmed", "disabled · confirmed")
-	t.Logf("revoke: click (with the dialog) took %v; confirmed on the page %v after the click", clicked.Round(time.Millisecond), confirmedIn.Round(time.Millisecond))
+	t.Logf("revoke: click took %v; confirmed on the page %v after the click", clicked.Round(time.Millisecond), confirmedIn.Round(time.Millisecond))
 	t.Logf("revoke: #device-state showed %s", rec.story())
 	if rec.sawStatus("pending") {
 		t.Logf("revoke: the pending state flashed")
@@ -98,7 +107,11 @@ func TestBrowserRevoke(t *testing.T) {
 	}
 	browsertest.Do(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__dl.reset()`))
 	clickAt = time.Now()
-	browsertest.Do(t, ctx, browsertest.Click("#enable"))
+	// Enable is a second step: open it, then confirm.
+	if vis := browsertest.Eval[bool](t, ctx, `document.getElementById("enable").checkVisibility()`); vis {
+		t.Errorf("the Enable confirmation is visible before Enable is opened: enabling must ask first")
+	}
+	browsertest.Do(t, ctx, browsertest.Click("#enable-open"), browsertest.Click("#enable"))
 	st = awaitDeviceState(t, ctx, "the enable command pending", `s.status === "pending" && s.told === "enabled · pending" && s.says === "disabled version 2" && s.button === "revoke"`)
 	t.Logf("after Enable, device offline: %s (%v after the click)", st, time.Since(clickAt).Round(time.Millisecond))
 	if got := dialogs.take(); len(got) != 0 {
