@@ -1,6 +1,6 @@
 // Package mail delivers the outbox: a Dispatcher takes pending messages from a
 // doorledger.OutboxService and hands them to a doorledger.Mailer, either an
-// SMTPMailer (github.com/emersion/go-smtp) or, when no SMTP server is
+// SMTPMailer (github.com/wneessen/go-mail) or, when no SMTP server is
 // configured, a LogMailer that only records that a message was due.
 package mail
 

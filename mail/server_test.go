@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -38,12 +39,20 @@ type testServer struct {
 	mu       sync.Mutex
 	sessions int
 	msgs     []received
+	stalled  chan struct{} // see StallAtMail
+	release  chan struct{}
 }
 
 // MustTestServer starts an SMTP server that requires AUTH PLAIN as user/pass.
 // tlsMode is TLSNone (plain, insecure auth allowed on loopback), TLSStartTLS
 // (STARTTLS offered) or TLSImplicit (TLS listener).
 func MustTestServer(tb testing.TB, tlsMode, user, pass string) *testServer {
+	tb.Helper()
+	return mustTestServer(tb, tlsMode, user, pass, nil)
+}
+
+// mustTestServer is MustTestServer whose listener is wrapped by wrap, if not nil.
+func mustTestServer(tb testing.TB, tlsMode, user, pass string, wrap func(net.Listener) net.Listener) *testServer {
 	tb.Helper()
 	ts := &testServer{user: user, pass: pass}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -61,6 +70,9 @@ func MustTestServer(tb testing.TB, tlsMode, user, pass string) *testServer {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if wrap != nil {
+		l = wrap(l)
 	}
 	switch tlsMode {
 	case TLSNone:
@@ -112,6 +124,16 @@ func (ts *testServer) MustMailer(tb testing.TB, cfg SMTPConfig) *SMTPMailer {
 	return m
 }
 
+// StallAtMail makes the server leave every MAIL FROM unanswered until the test
+// ends. The channel returned receives once per MAIL FROM left so.
+func (ts *testServer) StallAtMail(tb testing.TB) <-chan struct{} {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.stalled, ts.release = make(chan struct{}, 100), make(chan struct{})
+	tb.Cleanup(func() { close(ts.release) })
+	return ts.stalled
+}
+
 func (ts *testServer) Messages() []received {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -146,6 +168,14 @@ func (s *testSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.user == "" {
 		return smtp.ErrAuthRequired
 	}
+	s.srv.mu.Lock()
+	stalled, release := s.srv.stalled, s.srv.release
+	s.srv.mu.Unlock()
+	if stalled != nil {
+		stalled <- struct{}{}
+		<-release
+		return errors.New("stalled")
+	}
 	s.msg = received{User: s.user, From: from}
 	return nil
 }
@@ -169,6 +199,32 @@ func (s *testSession) Data(r io.Reader) error {
 
 func (s *testSession) Reset()        { s.msg = received{} }
 func (s *testSession) Logout() error { return nil }
+
+// dropQuit wraps a plain listener so that the connection is cut, unanswered,
+// when the client sends QUIT: a server that has accepted a message and then
+// goes away.
+func dropQuit(l net.Listener) net.Listener { return quitDropper{l} }
+
+type quitDropper struct{ net.Listener }
+
+func (l quitDropper) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return quitDroppingConn{c}, nil
+}
+
+type quitDroppingConn struct{ net.Conn }
+
+func (c quitDroppingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if bytes.HasPrefix(bytes.ToUpper(p[:n]), []byte("QUIT")) {
+		c.Conn.Close()
+		return 0, io.EOF
+	}
+	return n, err
+}
 
 // mustTLS returns a server configuration with a fresh self-signed certificate
 // for 127.0.0.1, and a pool that trusts it.

@@ -1,27 +1,25 @@
 package mail
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
-	"mime/quotedprintable"
 	"net"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/doorledger/doorledger"
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	gomail "github.com/wneessen/go-mail"
 )
 
 // TLS modes of SMTPConfig.
@@ -173,7 +171,9 @@ func isLoopback(host string) bool {
 }
 
 // SMTPMailer sends each message in its own SMTP session: few enough messages
-// that a pooled connection would only add idle-timeout handling.
+// that a pooled connection would only add idle-timeout handling. The SMTP
+// session and the MIME message are github.com/wneessen/go-mail's; this adapter
+// only chooses its options and checks what go-mail would let through.
 type SMTPMailer struct {
 	cfg     SMTPConfig
 	from    *mail.Address
@@ -198,34 +198,31 @@ func (s *SMTPMailer) Config() SMTPConfig { return s.cfg }
 // subject that contains a line break (header injection) or a recipient that is
 // not one address. A nil error means the server accepted the message.
 func (s *SMTPMailer) Send(ctx context.Context, m *doorledger.Message) error {
-	msg, to, err := s.compose(m, time.Now())
+	msg, err := s.message(m)
 	if err != nil {
 		return err
 	}
 
+	// The whole session, not each step, is bounded by Timeout; ending ctx
+	// (this cancel included) closes the connection: see dial.
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	c, stop, err := s.dial(ctx)
+	c, err := gomail.NewClient(s.cfg.Host, s.options(ctx)...)
 	if err != nil {
 		return s.fail(ctx, "connect", err)
 	}
-	defer stop()
-	defer c.Close()
-
-	if s.cfg.Username != "" {
-		if ok, _ := c.Extension("AUTH"); !ok {
-			return s.fail(ctx, "auth", errors.New("server does not offer AUTH"))
-		}
-		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
-			return s.fail(ctx, "auth", err)
-		}
+	// Connects, says EHLO, STARTTLS (refused, under TLSMandatory, if the server
+	// does not offer it), then AUTH.
+	sc, err := c.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return s.fail(ctx, "connect", err)
 	}
-	// SendMail dot-stuffs the data and checks every reply code.
-	if err := c.SendMail(s.from.Address, []string{to}, bytes.NewReader(msg)); err != nil {
+	if err := c.SendWithSMTPClient(sc, msg); err != nil {
 		return s.fail(ctx, "send", err)
 	}
-	// The server has taken the message; a failed QUIT must not cause a resend.
-	_ = c.Quit()
+	// The server has taken the message (and no RSET follows it): a failed QUIT
+	// must not cause a resend.
+	_ = c.CloseWithSMTPClient(sc)
 	return nil
 }
 
@@ -236,121 +233,98 @@ func (s *SMTPMailer) fail(ctx context.Context, step string, err error) error {
 	return fmt.Errorf("smtp %s: %s: %w", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)), step, err)
 }
 
-// dial connects and, for starttls, upgrades the connection. The connection is
-// closed when ctx ends, which bounds every step, the STARTTLS exchange included
-// (go-smtp's own per-command deadlines would each allow the full Timeout). The
-// caller must call stop when done.
-func (s *SMTPMailer) dial(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
-	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+// options returns go-mail's client options for one session under ctx.
+func (s *SMTPMailer) options(ctx context.Context) []gomail.Option {
 	tlsConfig := &tls.Config{ServerName: s.cfg.Host, RootCAs: s.rootCAs, MinVersion: tls.VersionTLS12}
-	var d net.Dialer
-	var conn net.Conn
-	if s.cfg.TLS == TLSImplicit {
-		conn, err = (&tls.Dialer{NetDialer: &d, Config: tlsConfig}).DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = d.DialContext(ctx, "tcp", addr)
+	opts := []gomail.Option{
+		gomail.WithPort(s.cfg.Port),
+		gomail.WithTimeout(s.cfg.Timeout),
+		gomail.WithTLSConfig(tlsConfig),
+		gomail.WithDialContextFunc(s.dial(ctx, tlsConfig)),
+		gomail.WithoutRset(), // one message, then QUIT
 	}
-	if err != nil {
-		return nil, nil, err
+	auth := gomail.SMTPAuthPlain // refuses to send the password unencrypted
+	switch s.cfg.TLS {
+	case TLSStartTLS:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
+	case TLSImplicit:
+		opts = append(opts, gomail.WithSSL()) // dial does the TLS
+	case TLSNone:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+		auth = gomail.SMTPAuthPlainNoEnc // check allows tls=none only to a loopback host
 	}
-	stop = context.AfterFunc(ctx, func() { conn.Close() })
-	if s.cfg.TLS == TLSStartTLS {
-		// Fails, rather than carrying on in clear, if STARTTLS is not offered.
-		if c, err = smtp.NewClientStartTLS(conn, tlsConfig); err != nil {
-			stop()
-			conn.Close()
-			return nil, nil, err
-		}
-	} else {
-		c = smtp.NewClient(conn)
+	if s.cfg.Username != "" {
+		// Fails if the server does not offer AUTH PLAIN.
+		opts = append(opts, gomail.WithSMTPAuth(auth),
+			gomail.WithUsername(s.cfg.Username), gomail.WithPassword(s.cfg.Password))
 	}
-	c.CommandTimeout = s.cfg.Timeout
-	c.SubmissionTimeout = s.cfg.Timeout
-	return c, stop, nil
+	return opts
 }
 
-// compose renders m as an RFC 5322 message with CRLF line endings and returns
-// it with the bare recipient address for the envelope.
-func (s *SMTPMailer) compose(m *doorledger.Message, now time.Time) ([]byte, string, error) {
+// dial connects, with TLS from the first byte for tls mode, and closes the
+// connection when ctx ends: that bounds the whole session and stops it at
+// shutdown (go-mail renews its own deadline at each step, and ends the context
+// it passes here as soon as it has connected).
+func (s *SMTPMailer) dial(ctx context.Context, tlsConfig *tls.Config) gomail.DialContextFunc {
+	return func(dialCtx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		var conn net.Conn
+		var err error
+		if s.cfg.TLS == TLSImplicit {
+			conn, err = (&tls.Dialer{NetDialer: &d, Config: tlsConfig}).DialContext(dialCtx, network, addr)
+		} else {
+			conn, err = d.DialContext(dialCtx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { conn.Close() })
+		return conn, nil
+	}
+}
+
+// message checks m and returns it as a go-mail message: plain text in UTF-8,
+// quoted-printable, headers RFC 2047-encoded and folded by go-mail.
+func (s *SMTPMailer) message(m *doorledger.Message) (*gomail.Msg, error) {
 	if strings.ContainsAny(m.To, "\r\n") {
-		return nil, "", fmt.Errorf("mail %d: recipient contains a line break", m.ID)
+		return nil, fmt.Errorf("mail %d: recipient contains a line break", m.ID)
 	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
-		return nil, "", fmt.Errorf("mail %d: subject contains a line break", m.ID)
+		return nil, fmt.Errorf("mail %d: subject contains a line break", m.ID)
 	}
-	to, err := mail.ParseAddress(m.To)
+	to, err := mail.ParseAddress(m.To) // one address, not a list
 	if err != nil {
-		return nil, "", fmt.Errorf("mail %d: recipient: %w", m.ID, err)
+		return nil, fmt.Errorf("mail %d: recipient: %w", m.ID, err)
 	}
 
-	var b bytes.Buffer
-	header := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
-	header("From", s.from.String()) // String Q-encodes a non-ASCII display name
-	header("To", to.String())
-	header("Subject", encodeHeader("Subject", m.Subject))
-	header("Date", now.Format(time.RFC1123Z))
-	header("Message-ID", messageID(m, s.from.Address))
-	header("MIME-Version", "1.0")
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "quoted-printable")
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	msg.FromMailAddress(s.from)
+	msg.ToMailAddress(to)
+	msg.Subject(encodeLookalike(m.Subject))
+	msg.SetMessageIDWithValue(messageID(m, s.from.Address))
 	// RFC 3834: tells vacation responders not to answer the portal.
-	header("Auto-Submitted", "auto-generated")
-	b.WriteString("\r\n")
-
-	// Text mode turns every line ending into CRLF and keeps lines under 76 bytes.
-	qp := quotedprintable.NewWriter(&b)
-	if _, err := qp.Write([]byte(m.Body)); err != nil {
-		return nil, "", err
-	}
-	if err := qp.Close(); err != nil {
-		return nil, "", err
-	}
-	if !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
-		b.WriteString("\r\n")
-	}
-	return b.Bytes(), to.Address, nil
+	msg.SetGenHeader("Auto-Submitted", "auto-generated")
+	msg.SetBodyString(gomail.TypeTextPlain, m.Body)
+	return msg, nil
 }
 
-// encodeHeader returns v for the header named name: unchanged when it is
-// printable ASCII, otherwise as RFC 2047 Q-encoded words, folded so that no line
-// passes the 76 characters RFC 2047 allows. (mime.QEncoding splits words but does
-// not know the header name's width, so its first line can run long.)
-func encodeHeader(name, v string) string {
-	// Text that merely looks like an encoded word ("=?") is encoded too, or a
-	// reader would decode it.
-	if mime.QEncoding.Encode("utf-8", v) == v && !strings.Contains(v, "=?") {
+// encodeLookalike returns v, or, when v is ASCII (which go-mail leaves as it
+// is) yet holds "=?", v as RFC 2047 encoded words: a reader would otherwise
+// decode text that merely looks like an encoded word into something else.
+func encodeLookalike(v string) string {
+	if !strings.Contains(v, "=?") || mime.QEncoding.Encode("utf-8", v) != v {
 		return v
 	}
-	const open, close = "=?utf-8?q?", "?="
-	var b strings.Builder
-	width := 76 - len(name) - len(": ") // first line
-	var word []byte
-	var buf [utf8.UTFMax]byte
-	for _, r := range v {
-		var enc []byte
-		for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
-			switch {
-			case c == ' ':
-				enc = append(enc, '_')
-			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("!*+-/", c) >= 0:
-				enc = append(enc, c) // safe anywhere an encoded word may stand
-			default:
-				enc = fmt.Appendf(enc, "=%02X", c)
-			}
-		}
-		// A character's bytes stay in one word, so each word is valid UTF-8.
-		if len(word) > 0 && len(open)+len(word)+len(enc)+len(close) > width {
-			b.WriteString(open + string(word) + close + "\r\n ")
-			word, width = word[:0], 75
-		}
-		word = append(word, enc...)
+	var words []string
+	for chunk := range slices.Chunk([]byte(v), 45) { // 45 bytes: a 72-character word
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString(chunk)+"?=")
 	}
-	b.WriteString(open + string(word) + close)
-	return b.String()
+	return strings.Join(words, " ") // go-mail folds at the spaces
 }
 
 // messageID is stable for an outbox message, so that a resend after a lost
-// acknowledgement can be recognised as the same mail by the receiver.
+// acknowledgement can be recognised as the same mail by the receiver. It comes
+// without the angle brackets, which go-mail adds.
 func messageID(m *doorledger.Message, from string) string {
 	domain := "doorledger.invalid"
 	if i := strings.LastIndexByte(from, '@'); i >= 0 && i+1 < len(from) {
@@ -361,9 +335,9 @@ func messageID(m *doorledger.Message, from string) string {
 		if !m.CreatedAt.IsZero() {
 			created = m.CreatedAt.UnixMicro() // ids restart if the database is recreated
 		}
-		return fmt.Sprintf("<doorledger.%d.%s@%s>", m.ID, strconv.FormatInt(created, 36), domain)
+		return fmt.Sprintf("doorledger.%d.%s@%s", m.ID, strconv.FormatInt(created, 36), domain)
 	}
 	var r [12]byte
 	rand.Read(r[:])
-	return "<doorledger." + hex.EncodeToString(r[:]) + "@" + domain + ">"
+	return "doorledger." + hex.EncodeToString(r[:]) + "@" + domain
 }

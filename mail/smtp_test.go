@@ -3,6 +3,8 @@ package mail
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -86,12 +88,16 @@ func TestSMTPMailer_Send(t *testing.T) {
 			}
 			for k, want := range map[string]string{
 				"MIME-Version":              "1.0",
-				"Content-Type":              "text/plain; charset=utf-8",
 				"Content-Transfer-Encoding": "quoted-printable",
+				"Auto-Submitted":            "auto-generated",
 			} {
 				if got := h.Get(k); got != want {
 					t.Errorf("%s %q, want %q", k, got, want)
 				}
+			}
+			// Charset names are case-insensitive (RFC 2046).
+			if mt, params, err := mime.ParseMediaType(h.Get("Content-Type")); err != nil || mt != "text/plain" || !strings.EqualFold(params["charset"], "utf-8") {
+				t.Errorf("Content-Type %q, want text/plain; charset=utf-8", h.Get("Content-Type"))
 			}
 			decoded, err := io.ReadAll(quotedprintable.NewReader(pm.Body))
 			if err != nil {
@@ -113,7 +119,7 @@ func TestSMTPMailer_AuthFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("Send with a wrong password succeeded")
 	}
-	if !strings.Contains(err.Error(), "auth") {
+	if !strings.Contains(strings.ToLower(err.Error()), "auth") {
 		t.Errorf("error %q does not say auth failed", err)
 	}
 	if strings.Contains(err.Error(), "wrong") {
@@ -159,27 +165,7 @@ func TestSMTPMailer_NoSTARTTLSNoDowngrade(t *testing.T) {
 // A server that accepts the connection and never answers is given up on after
 // the timeout rather than holding the dispatcher.
 func TestSMTPMailer_Timeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		var conns []net.Conn // silent until the test ends
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	port := l.Addr().(*net.TCPAddr).Port
+	port := silentServer(t)
 	for _, mode := range []string{TLSNone, TLSStartTLS, TLSImplicit} {
 		t.Run(mode, func(t *testing.T) {
 			m, err := NewSMTPMailer(SMTPConfig{Host: "127.0.0.1", Port: port, TLS: mode, From: "portal@example.com", Timeout: 50 * time.Millisecond})
@@ -211,23 +197,137 @@ func TestNewSMTPMailer_Defaults(t *testing.T) {
 	}
 }
 
+// Subjects and display names reach the reader as they were written: RFC 2047
+// encoded where they are not plain ASCII (or merely look like an encoded
+// word), with no header line longer than the 76 characters RFC 2047 allows.
 func TestEncodeHeader(t *testing.T) {
-	for _, s := range []string{
+	srv := MustTestServer(t, TLSNone, "portal", "s3cret")
+	m := srv.MustMailer(t, srv.Config(TLSNone))
+	dec := new(mime.WordDecoder)
+	for i, s := range []string{
 		"Plain ASCII subject",
 		"Zoë Nuñez",
 		"=?utf-8?q?not_an_encoded_word?= 100% _under_ ? \t",
+		"=?utf-8?q?=E2=80=AEtxt.exe?=",
 		"Einwilligung für Zoë Nuñez – Haus Ü",
 		strings.Repeat("Unterschrift für Zoë Nuñez, ", 10),
 		strings.Repeat("日本語の件名", 20),
 	} {
-		enc := encodeHeader("Subject", s)
-		for i, line := range strings.Split("Subject: "+enc, "\r\n") {
+		to := (&mail.Address{Name: s, Address: "zoe@example.com"}).String()
+		if err := m.Send(context.Background(), &doorledger.Message{ID: int64(i + 1), To: to, Subject: s, Body: "x"}); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		msgs := srv.Messages()
+		data := msgs[len(msgs)-1].Data
+		head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
+		for _, line := range strings.Split(string(head), "\r\n") {
 			if len(line) > 76 {
-				t.Errorf("%q: line %d has %d characters: %q", s, i, len(line), line)
+				t.Errorf("%q: header line has %d characters: %q", s, len(line), line)
 			}
 		}
-		if got, err := new(mime.WordDecoder).DecodeHeader(strings.ReplaceAll(enc, "\r\n", "")); err != nil || got != s {
-			t.Errorf("decode(encode(%q)) = %q, %v", s, got, err)
+		pm, err := mail.ReadMessage(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dec.DecodeHeader(pm.Header.Get("Subject")); err != nil || got != s {
+			t.Errorf("Subject %q, want %q (%v)", got, s, err)
+		}
+		if got, err := pm.Header.AddressList("To"); err != nil || len(got) != 1 || got[0].Name != s {
+			t.Errorf("To %v, want the name %q (%v)", got, s, err)
 		}
 	}
+}
+
+// Ending the context (the dispatcher at shutdown) ends a Send at once, not after
+// the timeout, even with the session well under way.
+func TestSMTPMailer_CancelStopsSend(t *testing.T) {
+	for _, mode := range []string{TLSNone, TLSStartTLS, TLSImplicit} {
+		t.Run(mode, func(t *testing.T) {
+			srv := MustTestServer(t, mode, "portal", "s3cret")
+			stalled := srv.StallAtMail(t)
+			cfg := srv.Config(mode)
+			cfg.Timeout = time.Hour
+			m := srv.MustMailer(t, cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Send(ctx, &doorledger.Message{To: "a@example.com", Subject: "Hi"}) }()
+			select { // past TLS and AUTH, waiting for the answer to MAIL FROM
+			case <-stalled:
+			case err := <-done:
+				t.Fatalf("Send returned before MAIL FROM: %v", err)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("err = %v, want context.Canceled", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Send did not stop when its context ended")
+			}
+		})
+	}
+}
+
+// The server's certificate is checked, for STARTTLS and implicit TLS alike: a
+// mailer that does not trust the server's CA sends nothing.
+func TestSMTPMailer_VerifiesCertificate(t *testing.T) {
+	for _, mode := range []string{TLSStartTLS, TLSImplicit} {
+		t.Run(mode, func(t *testing.T) {
+			srv := MustTestServer(t, mode, "portal", "s3cret")
+			m, err := NewSMTPMailer(srv.Config(mode)) // system roots only
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = m.Send(context.Background(), &doorledger.Message{To: "a@example.com", Subject: "Hi", Body: "x"})
+			var unknown x509.UnknownAuthorityError
+			if !errors.As(err, &unknown) {
+				t.Fatalf("err = %v, want an unknown authority error", err)
+			}
+			if n := len(srv.Messages()); n != 0 {
+				t.Errorf("server received %d messages", n)
+			}
+		})
+	}
+}
+
+// Once the server has accepted the message, a connection lost before QUIT is
+// answered is a success: an error would make the dispatcher send it again.
+func TestSMTPMailer_AcceptedThenQuitFails(t *testing.T) {
+	srv := mustTestServer(t, TLSNone, "portal", "s3cret", dropQuit)
+	m := srv.MustMailer(t, srv.Config(TLSNone))
+	if err := m.Send(context.Background(), &doorledger.Message{ID: 1, To: "a@example.com", Subject: "Hi", Body: "x"}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if n := len(srv.Messages()); n != 1 {
+		t.Errorf("server received %d messages, want 1", n)
+	}
+}
+
+// silentServer listens on 127.0.0.1, accepts connections and never answers, until
+// the test ends. It returns the port.
+func silentServer(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().(*net.TCPAddr).Port
 }
