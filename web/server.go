@@ -31,6 +31,7 @@ type Config struct {
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
 	Residents   doorledger.ResidentService
+	Attention   doorledger.AttentionService // the first screen: what needs attention
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles
