@@ -42,3 +42,15 @@ CREATE INDEX devices_unconsented ON devices (building_id) WHERE unconsented = 1 
 
 -- Withdrawals and disputes by date (the last 7 days).
 CREATE INDEX consent_events_ended ON consent_events (at) WHERE kind IN ('withdrawn', 'disputed');
+
+-- Commands a device did not confirm or refused ('refused': issue 10.1's
+-- status, counted wherever the schema has it). NOTE: migration 011 (issue
+-- 10.1) rebuilds the commands table; where it runs after this one, this
+-- index must be made again after it.
+CREATE INDEX commands_attention ON commands (building_id) WHERE status IN ('not_confirmed', 'refused');
+
+-- Devices offline past their heartbeat: the silent ones by how long, so that
+-- only those silent longer than the shortest heartbeat in use are checked
+-- one by one; and the shortest device heartbeat at once.
+CREATE INDEX devices_silent ON devices (COALESCE(last_seen_at, created_at)) WHERE retired = 0;
+CREATE INDEX devices_heartbeat ON devices (heartbeat_seconds) WHERE heartbeat_seconds IS NOT NULL;
