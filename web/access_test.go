@@ -41,7 +41,11 @@ var matrix = []accessRow{
 	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/logout", [6]string{ok, ok, ok, ok, ok, ok}},
+	// The first screen (issue 14.1): the attention list for managers, admins
+	// and boards (manager B: of their own buildings); installers are sent to
+	// their buildings, and their stream is not found.
 	{"GET", "/", [6]string{login, ok, ok, ok, ok, ok}},
+	{"GET", "/attention/events", [6]string{login, ok, ok, ok, ok, nf}},
 	{"POST", "/logout/everywhere", [6]string{login, ok, ok, ok, ok, ok}},
 	{"GET", "/account", [6]string{login, ok, ok, ok, ok, ok}},
 	{"POST", "/account/password", [6]string{login, ok, ok, ok, ok, ok}},

@@ -25,13 +25,14 @@ func handleHealth(check func(ctx context.Context) error) echo.HandlerFunc {
 }
 
 // safeNext keeps a post-login redirect on this site: it returns next when it is
-// a path of this site (with its query), and the buildings page otherwise.
+// a path of this site (with its query), and the first screen ("/": the
+// attention list, or an installer's buildings) otherwise.
 // Browsers drop tabs and line breaks from a URL and read "\\" as "/", so
 // "/\t/evil.example" and "/\\evil.example" would both leave the site as
 // "//evil.example": control characters and backslashes are refused anywhere,
 // and what is left must parse as a path with no scheme, host or leading "//".
 func safeNext(next string) string {
-	const home = "/buildings"
+	const home = "/"
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || len(next) > maxNextLen {
 		return home
 	}
@@ -53,7 +54,7 @@ const maxNextLen = 2048
 
 func (s *Server) handleLoginPage(c echo.Context) error {
 	if doorledger.UserFromContext(c.Request().Context()) != nil {
-		return c.Redirect(http.StatusSeeOther, "/buildings")
+		return c.Redirect(http.StatusSeeOther, "/")
 	}
 	return render(c, http.StatusOK, views.LoginPage(s.page(c, "Sign in", ""), views.Form{}, safeNext(c.QueryParam("next"))))
 }

@@ -19,13 +19,20 @@ func pathID(c echo.Context, name string) (int64, error) {
 	return id, nil
 }
 
-func (s *Server) handleBuildings(buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handleBuildings(buildings doorledger.BuildingService, attention doorledger.AttentionService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		list, err := buildings.FindBuildings(c.Request().Context())
+		ctx := c.Request().Context()
+		list, err := buildings.FindBuildings(ctx)
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.BuildingsPage(s.page(c, "Buildings", "buildings"), list))
+		var counts map[int64]doorledger.AttentionCounts // what needs attention per row: not for installers
+		if attention != nil && doorledger.UserFromContext(ctx).Role != doorledger.RoleInstaller {
+			if counts, err = attention.AttentionCounts(ctx); err != nil {
+				return err
+			}
+		}
+		return render(c, http.StatusOK, views.BuildingsPage(s.page(c, "Buildings", "buildings"), list, counts))
 	}
 }
 

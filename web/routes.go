@@ -43,13 +43,17 @@ func (s *Server) routes() {
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/buildings") }, signedIn...)
+	// The first screen (issue 14.1): what needs attention, across every
+	// building the user sees, kept live; installers go to their buildings.
+	attention := s.cfg.Attention
+	e.GET("/", s.handleHome(attention), signedIn...)
+	e.GET("/attention/events", s.handleAttentionEvents(attention), readers...)
 	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn...)
 	e.GET("/account", s.handleAccount, signedIn...)
 	e.POST("/account/password", s.handleAccountPassword(users), signedIn...)
 
 	// Buildings: the service answers 404 for a building without a grant.
-	e.GET("/buildings", s.handleBuildings(buildings), signedIn...)
+	e.GET("/buildings", s.handleBuildings(buildings, attention), signedIn...)
 	e.GET("/buildings/new", s.handleBuildingNew, admin...)
 	e.POST("/buildings", s.handleBuildingCreate(buildings), admin...)
 	e.GET("/buildings/:id", s.handleBuilding(buildings, users), signedIn...)

@@ -226,7 +226,7 @@ func TestExpiredSessionHTMXRedirectsPage(t *testing.T) {
 	c := f.sessionOnly("forged-or-expired-cookie")
 	for _, tc := range []struct{ current, want string }{
 		{c.base.String() + "/buildings/1/reports/3?x=1", "/login?next=" + url.QueryEscape("/buildings/1/reports/3?x=1")},
-		{"https://evil.example//elsewhere", "/login?next=" + url.QueryEscape("/buildings")},
+		{"https://evil.example//elsewhere", "/login?next=" + url.QueryEscape("/")},
 		{"", "/login?next=" + url.QueryEscape("/")},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, c.base.String()+"/reports/3/status", nil)

@@ -32,7 +32,8 @@ type Config struct {
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
 	Residents   doorledger.ResidentService
-	Privacy     doorledger.PrivacyService // buildings' privacy profiles (issue 12.3)
+	Privacy     doorledger.PrivacyService   // buildings' privacy profiles (issue 12.3)
+	Attention   doorledger.AttentionService // the first screen: what needs attention
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles

@@ -84,6 +84,7 @@ func newFixture(tb testing.TB) *fixture {
 		Reports:     f.reports,
 		Residents:   f.residents,
 		Privacy:     f.privacy,
+		Attention:   db.NewAttentionService(d),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -259,7 +260,7 @@ func (c *client) post(path string, form url.Values, token string) (*http.Respons
 func (c *client) login(email string) {
 	c.tb.Helper()
 	resp, body := c.post("/login", url.Values{"email": {email}, "password": {testPassword}}, "")
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/buildings" {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		c.tb.Fatalf("login %s: %d %q\n%s", email, resp.StatusCode, resp.Header.Get("Location"), body)
 	}
 }

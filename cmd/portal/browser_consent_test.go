@@ -226,9 +226,12 @@ func TestBrowserConsentFlow(t *testing.T) {
 	{
 		ctx := browsertest.NewTab(t, browsertest.Options{Viewport: browsertest.Desktop})
 		browsertest.Navigate(t, ctx, p.URL+"/login")
-		if resp := browserSignIn(t, ctx, mgrEmail, mgrPass); resp.Status != http.StatusOK || readPage(t, ctx).Path != "/buildings" {
+		if resp := browserSignIn(t, ctx, mgrEmail, mgrPass); resp.Status != http.StatusOK || readPage(t, ctx).Path != "/" {
 			t.Fatalf("manager sign-in: status %d, page %+v", resp.Status, readPage(t, ctx))
 		}
+		// The first screen is the attention list (nothing needs the manager
+		// here: the consent is signed); the building from the navigation.
+		browsertest.AwaitNavigation(t, ctx, browsertest.Click(`header nav a[href="/buildings"]`))
 		browsertest.AwaitNavigation(t, ctx, browsertest.Click(`main table a[href="`+building+`"]`))
 		// The building's consents, grouped under status headings.
 		groups := browsertest.Eval[map[string][]string](t, ctx, `(() => {

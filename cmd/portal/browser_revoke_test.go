@@ -44,7 +44,7 @@ func TestBrowserRevoke(t *testing.T) {
 	ctx := browsertest.NewTab(t, browsertest.Options{Viewport: browsertest.Desktop, Timeout: 45 * time.Second})
 	dialogs := acceptDialogs(ctx)
 	browsertest.Navigate(t, ctx, p.URL+"/login")
-	if resp := browserSignIn(t, ctx, "mia@example.com", "correct horse battery"); resp.Status != 200 || readPage(t, ctx).Path != "/buildings" {
+	if resp := browserSignIn(t, ctx, "mia@example.com", "correct horse battery"); resp.Status != 200 || readPage(t, ctx).Path != "/" {
 		t.Fatalf("manager sign-in: status %d, page %+v", resp.Status, readPage(t, ctx))
 	}
 	browsertest.Navigate(t, ctx, p.URL+device)

@@ -92,8 +92,8 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		// The kept email is used as it is: typing only the password signs in.
 		browsertest.Do(t, ctx, browsertest.SendKeys("#password", p.AdminPass))
 		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(loginSubmit))
-		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/buildings" {
-			t.Errorf("second try: status %d, page %+v, want /buildings", resp.Status, got)
+		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/" {
+			t.Errorf("second try: status %d, page %+v, want the first screen /", resp.Status, got)
 		}
 	})
 
@@ -102,8 +102,12 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		browsertest.Navigate(t, ctx, p.URL+"/login")
 		resp := browserSignIn(t, ctx, testAdminEmail, p.AdminPass)
 		got := readPage(t, ctx)
-		if resp.Status != http.StatusOK || got.Path != "/buildings" || got.H1 != "Buildings" {
-			t.Fatalf("after sign-in: status %d, page %+v, want the buildings list", resp.Status, got)
+		if resp.Status != http.StatusOK || got.Path != "/" || got.H1 != "What needs attention" {
+			t.Fatalf("after sign-in: status %d, page %+v, want the attention list", resp.Status, got)
+		}
+		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`//header//a[normalize-space(.)="Buildings"]`))
+		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/buildings" || got.H1 != "Buildings" {
+			t.Fatalf("Buildings: status %d, page %+v, want the buildings list", resp.Status, got)
 		}
 
 		resp = browsertest.AwaitNavigation(t, ctx, browsertest.Click(`//main//a[normalize-space(.)="New building"]`))
@@ -138,7 +142,7 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		rows := browsertest.Eval[[][]string](t, ctx, `[...document.querySelectorAll("main table tbody tr")].map(tr =>
 			[...tr.cells].map(td => td.textContent.trim()).concat(tr.querySelector("a") ? [tr.querySelector("a").getAttribute("href")] : []))`)
 		if !slices.ContainsFunc(rows, func(r []string) bool {
-			return slices.Equal(r, []string{name, address, timezone, buildingPath})
+			return slices.Equal(r, []string{name, address, timezone, "—", buildingPath}) // "—": nothing needs attention
 		}) {
 			t.Errorf("buildings list %q does not list %q at %s", rows, name, buildingPath)
 		}
@@ -152,9 +156,11 @@ func TestBrowserSignInCreateBuilding(t *testing.T) {
 		browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
 
 		resp := browserSignIn(t, ctx, testAdminEmail, p.AdminPass)
-		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/buildings" {
+		if got := readPage(t, ctx); resp.Status != http.StatusOK || got.Path != "/" {
 			t.Fatalf("sign-in at phone size: status %d, page %+v", resp.Status, got)
 		}
+		browsertest.CheckNoHorizontalOverflow(t, ctx, browsertest.Phone.Width)
+		browsertest.Navigate(t, ctx, p.URL+"/buildings")
 		if buildingPath == "" {
 			t.Skip("the desktop flow created no building to look at")
 		}

@@ -204,7 +204,7 @@ func (c *Client) Post(from, path string, form url.Values) (int, string, string) 
 func (c *Client) MustLogin(email, password string) {
 	c.tb.Helper()
 	status, loc, body := c.Post("/login", "/login", url.Values{"email": {email}, "password": {password}})
-	if status != http.StatusSeeOther || loc != "/buildings" {
+	if status != http.StatusSeeOther || loc != "/" {
 		c.tb.Fatalf("login %s: status %d location %q\n%s", email, status, loc, body)
 	}
 }
