@@ -32,8 +32,8 @@ func (w *attentionWorld) exec(t *testing.T, q string, args ...any) int64 {
 
 func (w *attentionWorld) event(t *testing.T, building, device int64, id string, at time.Time, anomalies int) int64 {
 	t.Helper()
-	return w.exec(t, `INSERT INTO unlock_events (building_id, device_id, event_id, occurred_at, received_at, method, result, anomalies, source)
-		VALUES (?, ?, ?, ?, ?, 'keypad', 'granted', ?, 'mqtt')`, building, device, id, dbTime(at), dbTime(at), anomalies)
+	return w.exec(t, `INSERT INTO unlock_events (building_id, device_id, event_id, occurred_at, received_at, effective_at, method, result, anomalies, source)
+		VALUES (?, ?, ?, ?, ?, ?, 'keypad', 'granted', ?, 'mqtt')`, building, device, id, dbTime(at), dbTime(at), dbTime(at), anomalies)
 }
 
 func newAttentionWorld(t *testing.T) *attentionWorld {
@@ -317,23 +317,13 @@ func TestAttentionResolved(t *testing.T) {
 	}
 }
 
-// A command the device refused (issue 10.1, status 'refused' once that
-// migration is in) counts like one not confirmed.
+// A command the device refused (status 'refused', with refused_at) counts
+// like one not confirmed.
 func TestAttentionCountsRefusedCommand(t *testing.T) {
 	w := newAttentionWorld(t)
-	var hasRefusedAt int
-	if err := w.d.Reader().QueryRow(`SELECT COUNT(*) FROM pragma_table_info('commands') WHERE name = 'refused_at'`).Scan(&hasRefusedAt); err != nil {
-		t.Fatal(err)
-	}
 	dev := w.device(t, w.A, w.inst1, 0, "Refuser")
-	q := `INSERT INTO commands (device_id, building_id, state, version, requested_by, requested_at, status) VALUES (?, ?, 'disabled', 1, 'test', ?, 'refused')`
-	if hasRefusedAt == 1 {
-		q = `INSERT INTO commands (device_id, building_id, state, version, requested_by, requested_at, status, refused_at)
-			VALUES (?1, ?2, 'disabled', 1, 'test', ?3, 'refused', ?3)`
-	}
-	if _, err := w.d.Writer().Exec(q, dev, w.A, dbTime(*w.now)); err != nil {
-		t.Skipf("this schema has no refused commands yet (issue 10.1 not merged): %v", err)
-	}
+	w.exec(t, `INSERT INTO commands (device_id, building_id, state, version, requested_by, requested_at, status, refused_at)
+		VALUES (?1, ?2, 'disabled', 1, 'test', ?3, 'refused', ?3)`, dev, w.A, dbTime(*w.now))
 	w.exec(t, `UPDATE devices SET desired_version = 1 WHERE id = ?`, dev)
 	got, err := w.att.AttentionCounts(w.ctx(w.mgrA))
 	if err != nil {
