@@ -100,9 +100,6 @@ func (s *BuildingService) CreateBuilding(ctx context.Context, in doorledger.Buil
 		return nil, fmt.Errorf("insert building: %w", err)
 	}
 	id, _ := res.LastInsertId()
-	if err := tx.rebuildUnlockDaily(ctx, id, in.Timezone); err != nil {
-		return nil, err
-	}
 	if err := tx.audit(ctx, "building.create", id, "building", id, in); err != nil {
 		return nil, err
 	}
@@ -127,16 +124,6 @@ func (s *BuildingService) UpdateBuilding(ctx context.Context, id int64, in doorl
 	if _, err := tx.ExecContext(ctx, `UPDATE buildings SET name = ?, address = ?, timezone = ?, consent_months = ?, updated_at = ? WHERE id = ?`,
 		in.Name, in.Address, in.Timezone, in.ConsentMonths, formatTime(tx.now), id); err != nil {
 		return nil, fmt.Errorf("update building %d: %w", id, err)
-	}
-	// A new time zone dates every event again: the daily counts are made
-	// again in the same transaction (migration 050's trigger has already
-	// stopped them being read).
-	if ok, err := dailyCountsCurrent(ctx, tx, id); err != nil {
-		return nil, err
-	} else if !ok {
-		if err := tx.rebuildUnlockDaily(ctx, id, in.Timezone); err != nil {
-			return nil, err
-		}
 	}
 	if err := tx.audit(ctx, "building.update", id, "building", id, in); err != nil {
 		return nil, err

@@ -123,7 +123,7 @@ func (db *DB) Open() (err error) {
 		db.write.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if err := db.ensureUnlockDaily(context.Background()); err != nil {
+	if err := db.checkZoneOffsets(context.Background()); err != nil {
 		db.write.Close()
 		return fmt.Errorf("daily unlock counts: %w", err)
 	}

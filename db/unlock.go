@@ -1415,6 +1415,33 @@ func (s *UnlockService) History(ctx context.Context, f doorledger.UnlockFilter) 
 	return page, nil
 }
 
+// LastUnlocks returns the newest event of each of the building's devices,
+// by device id: one statement, one backward seek on the device's index each
+// (it was one History query per device, 20 round trips for 20 devices).
+func (s *UnlockService) LastUnlocks(ctx context.Context, buildingID int64) (map[int64]*doorledger.UnlockEvent, error) {
+	if _, err := checkUnlockRead(ctx, s.db.read, callerFrom(ctx), buildingID); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+unlockColumns+` FROM devices d
+		JOIN unlock_events e ON e.id = (SELECT x.id FROM unlock_events x WHERE x.device_id = d.id AND x.building_id = d.building_id
+			ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)
+		LEFT JOIN anomaly_acks a ON a.event_id = e.id
+		WHERE d.building_id = ?1`, buildingID)
+	if err != nil {
+		return nil, fmt.Errorf("last unlocks: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]*doorledger.UnlockEvent{}
+	for rows.Next() {
+		e, err := scanUnlock(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[e.DeviceID] = e
+	}
+	return out, rows.Err()
+}
+
 // ExplainHistory returns SQLite's plan for History's query of f, one line per
 // step (admins and the system): for tests and operators, to check that a page
 // walks an index range instead of sorting or skipping rows.

@@ -52,7 +52,17 @@ func zoneSpans(loc *time.Location) []zoneSpan {
 			out = append(out, zoneSpan{start: start, modifier: mod})
 		}
 		_, next := t.In(loc).ZoneBounds()
-		if next.IsZero() || !next.Before(zoneSpansUntil) || !next.After(t) {
+		if next.IsZero() { // this offset for ever
+			break
+		}
+		// Past a zone's last listed change, Go computes the changes from its
+		// rule a year at a time and may answer a bound at or before t at
+		// the turn of the year: step over it (no zone changes its offset
+		// on the last day of a year).
+		if !next.After(t) {
+			next = t.Add(24 * time.Hour)
+		}
+		if !next.Before(zoneSpansUntil) {
 			break
 		}
 		t = next
@@ -102,43 +112,126 @@ func (tx *Tx) writeZoneSpans(ctx context.Context, zone string) (bool, error) {
 	return len(have) > 0, nil
 }
 
-// rebuildUnlockDaily counts a building's events again, by date in zone (its
-// time zone), and records the zone as the one its counts are dated in. It
-// reads every event of the building once (through the index on its
-// effective time, one range per offset span); the writer is held meanwhile.
-func (tx *Tx) rebuildUnlockDaily(ctx context.Context, buildingID int64, zone string) error {
-	if _, err := tx.writeZoneSpans(ctx, zone); err != nil {
-		return err
+// countedAll is unlock_daily_zones.counted_until once every event is counted.
+const countedAll = "9999"
+
+// countDaysChunk is how many events one catch-up transaction counts: tens of
+// milliseconds of the writer, so ingest waits no longer than that.
+var countDaysChunk = 5000
+
+// CountDays brings every building's daily counts up to date (the system's
+// background job; admins may run it too): each building whose events are
+// not all counted (counted_until, migration 050) gets them counted in
+// effective-time order, countDaysChunk at a time, each chunk a transaction
+// of its own that moves the mark, until none is left or ctx ends. Returns how
+// many events it counted. Nothing to do costs one read.
+func (s *UnlockService) CountDays(ctx context.Context) (int64, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM unlock_daily WHERE building_id = ?`, buildingID); err != nil {
-		return fmt.Errorf("clear daily counts of building %d: %w", buildingID, err)
+	rows, err := s.db.read.QueryContext(ctx, `SELECT building_id, zone FROM unlock_daily_zones WHERE counted_until <> ? ORDER BY building_id`, countedAll)
+	if err != nil {
+		return 0, fmt.Errorf("daily counts to catch up: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO unlock_daily (building_id, day, granted, denied, anomalous)
+	type pending struct {
+		id   int64
+		zone string
+	}
+	var list []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.id, &p.zone); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		list = append(list, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, p := range list {
+		for ctx.Err() == nil {
+			n, done, err := s.countDaysStep(ctx, p.id, p.zone)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("count days of building %d: %w", p.id, err)
+			}
+			if done {
+				break
+			}
+		}
+	}
+	return total, ctx.Err()
+}
+
+// countDaysStep counts the next chunk of a building's uncounted events into
+// unlock_daily and moves its mark past them. done: all are counted, or the
+// building's zone changed meanwhile (the next CountDays starts it again).
+func (s *UnlockService) countDaysStep(ctx context.Context, buildingID int64, zone string) (n int64, done bool, err error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback()
+	var from string
+	err = tx.QueryRowContext(ctx, `SELECT counted_until FROM unlock_daily_zones WHERE building_id = ? AND zone = ?`, buildingID, zone).Scan(&from)
+	if err == sql.ErrNoRows || from == countedAll {
+		return 0, true, nil
+	} else if err != nil {
+		return 0, false, err
+	}
+	if from == "" { // the first chunk: the zone's offsets, as Go gives them now
+		if _, err := tx.writeZoneSpans(ctx, zone); err != nil {
+			return 0, false, err
+		}
+	}
+	// The chunk ends before the effective time of the countDaysChunk-th event
+	// on (the events of that very time go into the next chunk whole).
+	until := countedAll
+	err = tx.QueryRowContext(ctx, `SELECT effective_at FROM unlock_events WHERE building_id = ?1 AND effective_at >= ?2
+		ORDER BY effective_at LIMIT 1 OFFSET ?3`, buildingID, from, countDaysChunk).Scan(&until)
+	if err != nil && err != sql.ErrNoRows {
+		return 0, false, err
+	}
+	if until == from { // more than a chunk's events at one time: take them all
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MIN(effective_at), ?3) FROM unlock_events WHERE building_id = ?1 AND effective_at > ?2`,
+			buildingID, from, countedAll).Scan(&until); err != nil {
+			return 0, false, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO unlock_daily (building_id, day, granted, denied, anomalous)
 		SELECT ?1, date(substr(e.effective_at, 1, 19), o.modifier) AS day,
 			SUM(e.result = 'granted'), SUM(e.result = 'denied'), SUM(e.anomalies <> 0)
 		FROM unlock_day_offsets o JOIN unlock_events e
-			ON e.building_id = ?1 AND e.effective_at >= o.starts_at AND e.effective_at < o.ends_at
-		WHERE o.zone = ?2
-		GROUP BY day`, buildingID, zone); err != nil {
-		return fmt.Errorf("count days of building %d: %w", buildingID, err)
+			ON e.building_id = ?1 AND e.effective_at >= max(o.starts_at, ?3) AND e.effective_at < min(o.ends_at, ?4)
+		WHERE o.zone = ?2 AND o.ends_at > ?3 AND o.starts_at < ?4
+		GROUP BY day
+		ON CONFLICT (building_id, day) DO UPDATE SET granted = granted + excluded.granted,
+			denied = denied + excluded.denied, anomalous = anomalous + excluded.anomalous`, buildingID, zone, from, until)
+	if err != nil {
+		return 0, false, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO unlock_daily_zones (building_id, zone) VALUES (?, ?)
-		ON CONFLICT (building_id) DO UPDATE SET zone = excluded.zone`, buildingID, zone); err != nil {
-		return fmt.Errorf("record the zone of building %d: %w", buildingID, err)
+	if _, err := tx.ExecContext(ctx, `UPDATE unlock_daily_zones SET counted_until = ? WHERE building_id = ?`, until, buildingID); err != nil {
+		return 0, false, err
 	}
-	return nil
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM unlock_events WHERE building_id = ?1 AND effective_at >= ?2 AND effective_at < ?3`,
+		buildingID, from, until).Scan(&n); err != nil {
+		return 0, false, err
+	}
+	return n, until == countedAll, tx.Commit()
 }
 
-// ensureUnlockDaily brings every building's daily counts up to date at
-// start: a zone whose offsets Go now gives differently gets them rewritten
-// and its buildings counted again, as does any building whose counts are not
-// dated in its time zone. One transaction per zone and per building.
-func (db *DB) ensureUnlockDaily(ctx context.Context) error {
+// checkZoneOffsets rewrites, at start, the offsets of every zone in use that
+// Go's time zone database now gives differently (a new release of its
+// rules), and has the buildings dated in such a zone counted again.
+func (db *DB) checkZoneOffsets(ctx context.Context) error {
 	var n int
 	if err := db.write.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'unlock_daily'`).Scan(&n); err != nil || n == 0 {
 		return err // before migration 050 (tests stop migrations early)
 	}
-	zones, err := queryStrings(ctx, db.write, `SELECT DISTINCT timezone FROM buildings ORDER BY timezone`)
+	zones, err := queryStrings(ctx, db.write, `SELECT DISTINCT zone FROM unlock_day_offsets ORDER BY zone`)
 	if err != nil {
 		return err
 	}
@@ -149,7 +242,10 @@ func (db *DB) ensureUnlockDaily(ctx context.Context) error {
 		}
 		changed, err := tx.writeZoneSpans(ctx, zone)
 		if err == nil && changed {
-			_, err = tx.ExecContext(ctx, `DELETE FROM unlock_daily_zones WHERE zone = ?`, zone)
+			_, err = tx.ExecContext(ctx, `UPDATE unlock_daily_zones SET counted_until = '' WHERE zone = ?`, zone)
+			if err == nil {
+				_, err = tx.ExecContext(ctx, `DELETE FROM unlock_daily WHERE building_id IN (SELECT building_id FROM unlock_daily_zones WHERE zone = ?)`, zone)
+			}
 		}
 		if err == nil {
 			err = tx.Commit()
@@ -157,42 +253,6 @@ func (db *DB) ensureUnlockDaily(ctx context.Context) error {
 		tx.Rollback()
 		if err != nil {
 			return fmt.Errorf("offsets of %q: %w", zone, err)
-		}
-	}
-	rows, err := db.write.QueryContext(ctx, `SELECT b.id, b.timezone FROM buildings b
-		LEFT JOIN unlock_daily_zones z ON z.building_id = b.id WHERE z.zone IS NOT b.timezone ORDER BY b.id`)
-	if err != nil {
-		return err
-	}
-	type stale struct {
-		id   int64
-		zone string
-	}
-	var list []stale
-	for rows.Next() {
-		var s stale
-		if err := rows.Scan(&s.id, &s.zone); err != nil {
-			rows.Close()
-			return err
-		}
-		list = append(list, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, s := range list {
-		tx, err := db.BeginTx(ctx)
-		if err != nil {
-			return err
-		}
-		err = tx.rebuildUnlockDaily(ctx, s.id, s.zone)
-		if err == nil {
-			err = tx.Commit()
-		}
-		tx.Rollback()
-		if err != nil {
-			return err
 		}
 	}
 	return nil
@@ -215,14 +275,11 @@ func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]
 	return out, rows.Err()
 }
 
-// dailyCountsCurrent reports whether the building's counts are dated in its
-// time zone, and so may be read.
+// dailyCountsCurrent reports whether every event of the building is in its
+// daily counts, and so they may be read.
 func dailyCountsCurrent(ctx context.Context, q querier, buildingID int64) (bool, error) {
 	var ok bool
-	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM buildings b JOIN unlock_daily_zones z
-		ON z.building_id = b.id AND z.zone = b.timezone WHERE b.id = ?)`, buildingID).Scan(&ok)
-	if err == sql.ErrNoRows {
-		return false, nil
-	}
+	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM unlock_daily_zones WHERE building_id = ? AND counted_until = ?)`,
+		buildingID, countedAll).Scan(&ok)
 	return ok, err
 }

@@ -57,6 +57,13 @@ func BenchmarkBuildingHTTP(b *testing.B) {
 		return doorledger.NewContextWithUser(context.Background(), u)
 	}
 
+	// The figures are of the daily counts read from unlock_daily, not of the
+	// events counted while the catch-up is behind.
+	var until string
+	if err := openReader(b, w.DataDir).QueryRow(`SELECT counted_until FROM unlock_daily_zones WHERE building_id = ?`, w.Building).Scan(&until); err != nil || until != "9999" {
+		b.Fatalf("the seed's daily counts are not current: counted until %q (%v)", until, err)
+	}
+
 	page := fmt.Sprintf("/buildings/%d", w.Building)
 	floor := fmt.Sprintf("/buildings/%d/unlocks", w.Building)
 	for _, who := range []struct{ name, email string }{{"manager", w.Manager}, {"board", w.Board}} {
@@ -121,7 +128,7 @@ func BenchmarkBuildingHTTP(b *testing.B) {
 		// Each query of the page alone, as this user, on the same file.
 		ctx := as(who.email)
 		b.Run(who.name+"_queries", func(b *testing.B) {
-			for _, q := range buildingQueries(b, d, w.Building) {
+			for _, q := range buildingQueries(d, w.Building) {
 				ts := make([]time.Duration, 0, b.N)
 				for range b.N {
 					t := time.Now()
@@ -144,14 +151,10 @@ type buildingQuery struct {
 }
 
 // buildingQueries are the reads web.buildingView makes for the building page,
-// one by one (the per-device ones together, as the page makes them).
-func buildingQueries(b *testing.B, d *db.DB, id int64) []buildingQuery {
+// one by one.
+func buildingQueries(d *db.DB, id int64) []buildingQuery {
 	buildings, devices, unlocks := db.NewBuildingService(d), db.NewDeviceService(d), db.NewUnlockService(d)
 	consents, invitations, residents := db.NewConsentService(d, "http://bench"), db.NewInvitationService(d, "http://bench"), db.NewResidentService(d, "http://bench")
-	list, err := devices.FindDevices(doorledger.NewSystemContext(context.Background(), "bench"), doorledger.DeviceFilter{BuildingID: id})
-	if err != nil {
-		b.Fatal(err)
-	}
 	manage := func(ctx context.Context) bool { return doorledger.CanManage(doorledger.UserFromContext(ctx)) }
 	return []buildingQuery{
 		{"building", func(ctx context.Context) error { _, err := buildings.FindBuildingByID(ctx, id); return err }},
@@ -169,14 +172,7 @@ func buildingQueries(b *testing.B, d *db.DB, id int64) []buildingQuery {
 			_, err := unlocks.History(ctx, doorledger.UnlockFilter{BuildingID: id, OpenOnly: true, Limit: 10})
 			return err
 		}},
-		{"last_unlock_per_device", func(ctx context.Context) error {
-			for _, dv := range list {
-				if _, err := unlocks.History(ctx, doorledger.UnlockFilter{BuildingID: id, DeviceID: dv.ID, Limit: 1}); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
+		{"last_unlocks", func(ctx context.Context) error { _, err := unlocks.LastUnlocks(ctx, id); return err }},
 		{"residents", func(ctx context.Context) error {
 			if !manage(ctx) {
 				return nil
