@@ -1,7 +1,6 @@
 package db_test
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -515,5 +514,4 @@ func TestUnlockDayOffsets(t *testing.T) {
 	}
 	mustCountDays(t, db.NewUnlockService(d))
 	checkRollup(t, d, w.A, 1, "offsets written again")
-	_ = context.Background
 }
