@@ -566,6 +566,10 @@ type UnlockService interface {
 	// DailyCounts counts the last days of events of a building (or of one of its
 	// devices when deviceID is not 0), by date in the building's time zone, oldest first.
 	DailyCounts(ctx context.Context, buildingID, deviceID int64, days int) ([]UnlockDay, error)
+	// LastUnlocks returns the newest event (by effective time) of each of the
+	// building's devices that has one, by device id: one read for a page
+	// listing the devices.
+	LastUnlocks(ctx context.Context, buildingID int64) (map[int64]*UnlockEvent, error)
 	// ExportCSV streams every event matching f (f.After and f.Limit ignored) as
 	// CSV to w, in constant memory, and returns how many rows it wrote.
 	ExportCSV(ctx context.Context, f UnlockFilter, w io.Writer) (int64, error)

@@ -123,6 +123,10 @@ func (db *DB) Open() (err error) {
 		db.write.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
+	if err := db.checkZoneOffsets(context.Background()); err != nil {
+		db.write.Close()
+		return fmt.Errorf("daily unlock counts: %w", err)
+	}
 	read, err := sql.Open("sqlite", dsn(db.Path, true))
 	if err != nil {
 		db.write.Close()

@@ -1,6 +1,9 @@
 package db
 
-import "io/fs"
+import (
+	"context"
+	"io/fs"
+)
 
 // SetBurstMemoryMax sets how many recorded times a group's burst check may
 // keep in memory before it counts each event in the database, and returns
@@ -35,4 +38,19 @@ func MigrationsBefore(name string) (names, sqls []string, err error) {
 		names, sqls = append(names, n), append(sqls, string(buf))
 	}
 	return names, sqls, nil
+}
+
+// SetCountDaysChunk sets how many events one step of UnlockService.CountDays
+// counts, and returns the previous value. For tests; not safe while it runs.
+func SetCountDaysChunk(n int) int {
+	old := countDaysChunk
+	countDaysChunk = n
+	return old
+}
+
+// CountDaysStep runs one step of UnlockService.CountDays on one building
+// (dated in zone): a test interleaves other writes between steps.
+func CountDaysStep(ctx context.Context, s *UnlockService, buildingID int64, zone string) (done bool, err error) {
+	_, done, err = s.countDaysStep(ctx, buildingID, zone)
+	return done, err
 }

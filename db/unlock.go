@@ -1415,6 +1415,33 @@ func (s *UnlockService) History(ctx context.Context, f doorledger.UnlockFilter) 
 	return page, nil
 }
 
+// LastUnlocks returns the newest event of each of the building's devices,
+// by device id: one statement, one backward seek on the device's index each
+// (it was one History query per device, 20 round trips for 20 devices).
+func (s *UnlockService) LastUnlocks(ctx context.Context, buildingID int64) (map[int64]*doorledger.UnlockEvent, error) {
+	if _, err := checkUnlockRead(ctx, s.db.read, callerFrom(ctx), buildingID); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+unlockColumns+` FROM devices d
+		JOIN unlock_events e ON e.id = (SELECT x.id FROM unlock_events x WHERE x.device_id = d.id AND x.building_id = d.building_id
+			ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)
+		LEFT JOIN anomaly_acks a ON a.event_id = e.id
+		WHERE d.building_id = ?1`, buildingID)
+	if err != nil {
+		return nil, fmt.Errorf("last unlocks: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]*doorledger.UnlockEvent{}
+	for rows.Next() {
+		e, err := scanUnlock(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[e.DeviceID] = e
+	}
+	return out, rows.Err()
+}
+
 // ExplainHistory returns SQLite's plan for History's query of f, one line per
 // step (admins and the system): for tests and operators, to check that a page
 // walks an index range instead of sorting or skipping rows.
@@ -1569,7 +1596,10 @@ func safeCell(s string) string {
 
 // DailyCounts counts a building's (or one of its devices') events of the last
 // days, by the date of their effective time in the building's time zone (23-
-// and 25-hour days included), oldest first, every day present.
+// and 25-hour days included), oldest first, every day present. A building's
+// counts are read from unlock_daily (unlock_daily.go), kept at every insert
+// and purge; one device's, and a building's whose counts are being dated
+// again, are counted from the events.
 func (s *UnlockService) DailyCounts(ctx context.Context, buildingID, deviceID int64, days int) ([]doorledger.UnlockDay, error) {
 	loc, err := checkUnlockRead(ctx, s.db.read, callerFrom(ctx), buildingID)
 	if err != nil {
@@ -1590,37 +1620,80 @@ func (s *UnlockService) DailyCounts(ctx context.Context, buildingID, deviceID in
 	}
 	today := s.db.Now().In(loc)
 	out := make([]doorledger.UnlockDay, days)
-	// Numbered parameters throughout: ?1 the building, ?2 the device, then the days.
-	values := make([]string, days)
-	args := []any{buildingID, deviceID}
 	for i := range out {
-		start := time.Date(today.Year(), today.Month(), today.Day()-(days-1-i), 0, 0, 0, 0, loc)
-		end := time.Date(start.Year(), start.Month(), start.Day()+1, 0, 0, 0, 0, loc)
-		out[i].Date = start.Format("2006-01-02")
+		out[i].Date = time.Date(today.Year(), today.Month(), today.Day()-(days-1-i), 0, 0, 0, 0, loc).Format("2006-01-02")
+	}
+	if deviceID == 0 {
+		if ok, err := dailyCountsCurrent(ctx, s.db.read, buildingID); err != nil {
+			return nil, fmt.Errorf("daily counts: %w", err)
+		} else if ok {
+			return out, readDailyCounts(ctx, s.db.read, buildingID, out)
+		}
+	}
+	return out, countDays(ctx, s.db.read, buildingID, deviceID, loc, out)
+}
+
+// readDailyCounts fills days (consecutive dates, oldest first) from unlock_daily.
+func readDailyCounts(ctx context.Context, q querier, buildingID int64, days []doorledger.UnlockDay) error {
+	rows, err := q.QueryContext(ctx, `SELECT day, granted, denied, anomalous FROM unlock_daily
+		WHERE building_id = ?1 AND day >= ?2 AND day <= ?3`, buildingID, days[0].Date, days[len(days)-1].Date)
+	if err != nil {
+		return fmt.Errorf("daily counts: %w", err)
+	}
+	defer rows.Close()
+	at := make(map[string]int, len(days))
+	for i, d := range days {
+		at[d.Date] = i
+	}
+	for rows.Next() {
+		var day string
+		var g, dn, a int
+		if err := rows.Scan(&day, &g, &dn, &a); err != nil {
+			return err
+		}
+		if i, ok := at[day]; ok {
+			days[i].Granted, days[i].Denied, days[i].Anomalous = g, dn, a
+		}
+	}
+	return rows.Err()
+}
+
+// countDays fills days (consecutive dates in loc, oldest first) by counting
+// the events of each, of one device when deviceID is not 0.
+func countDays(ctx context.Context, q querier, buildingID, deviceID int64, loc *time.Location, days []doorledger.UnlockDay) error {
+	// Numbered parameters throughout: ?1 the building, ?2 the device, then the days.
+	values := make([]string, len(days))
+	args := []any{buildingID, deviceID}
+	for i, d := range days {
+		day, err := time.ParseInLocation("2006-01-02", d.Date, loc)
+		if err != nil {
+			return err
+		}
+		end := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
 		n := len(args)
 		values[i] = fmt.Sprintf("(?%d, ?%d, ?%d)", n+1, n+2, n+3)
-		args = append(args, i, formatTime(start), formatTime(end))
+		args = append(args, i, formatTime(day), formatTime(end))
 	}
 	deviceCond := ""
 	if deviceID != 0 {
 		deviceCond = " AND e.device_id = ?2"
 	}
-	rows, err := s.db.read.QueryContext(ctx, `WITH d(i, lo, hi) AS (VALUES `+strings.Join(values, ", ")+`)
+	rows, err := q.QueryContext(ctx, `WITH d(i, lo, hi) AS (VALUES `+strings.Join(values, ", ")+`)
 		SELECT d.i, SUM(e.result = 'granted'), SUM(e.result = 'denied'), SUM(e.anomalies <> 0)
 		FROM d JOIN unlock_events e ON e.building_id = ?1 AND e.effective_at >= d.lo AND e.effective_at < d.hi`+deviceCond+`
 		GROUP BY d.i`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("daily counts: %w", err)
+		return fmt.Errorf("daily counts: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var i, g, dn, a int
 		if err := rows.Scan(&i, &g, &dn, &a); err != nil {
-			return nil, err
+			return err
 		}
-		out[i].Granted, out[i].Denied, out[i].Anomalous = g, dn, a
+		days[i].Granted, days[i].Denied, days[i].Anomalous = g, dn, a
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // UnlockSettings returns a building's rules for unlock events (whoever may read its history).

@@ -108,13 +108,13 @@ func (s *Server) unlockSummary(ctx context.Context, unlocks doorledger.UnlockSer
 	}
 	sum.Events = page.Events
 	if deviceID == 0 {
-		for id := range sum.Devices {
-			last, err := unlocks.History(ctx, doorledger.UnlockFilter{BuildingID: b.ID, DeviceID: id, Limit: 1})
-			if err != nil {
-				return nil, err
-			}
-			if len(last.Events) > 0 {
-				sum.LastUnlock[id] = last.Events[0]
+		last, err := unlocks.LastUnlocks(ctx, b.ID)
+		if err != nil {
+			return nil, err
+		}
+		for id, e := range last {
+			if sum.Devices[id] != nil {
+				sum.LastUnlock[id] = e
 			}
 		}
 	}

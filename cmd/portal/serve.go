@@ -258,6 +258,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return err
 		}},
+		// Daily unlock counts dated again after a time zone change (and,
+		// once, the events recorded before migration 050), in small
+		// transactions (db/unlock_daily.go).
+		job{name: "daily unlock counts", every: 5 * time.Second, run: func(ctx context.Context) error {
+			n, err := a.unlocks.CountDays(ctx)
+			if n > 0 {
+				a.log.Info("unlock events counted by day", "count", n)
+			}
+			return err
+		}},
 		job{name: "monthly reports", every: time.Hour, run: func(ctx context.Context) error {
 			n, err := a.reports.QueueMonthlyReports(ctx, time.Now())
 			if n > 0 {
