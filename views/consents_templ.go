@@ -3294,7 +3294,7 @@ func InvitationsSection(p Page, b *doorledger.Building, list []*doorledger.Invit
 			return templ_7745c5c3_Err
 		}
 		if len(list) > 0 {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 285, "<div class=\"overflow-auto\"><table><thead><tr><th>Installer</th><th>Company</th><th>Status</th><th></th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 285, "<div class=\"overflow-auto\"><table><thead><tr><th>Installer</th><th>Company</th><th>Status</th><th><span class=\"visually-hidden\">Actions</span></th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -3494,7 +3494,7 @@ func OutboxPage(p Page, msgs []*doorledger.Message, smtp bool) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if smtp {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 303, "<p>Mail the portal sent or queued, newest first. Bodies are not shown or kept: they carry one-time links that only their recipients may read.</p><table class=\"striped\"><thead><tr><th>Queued</th><th>To</th><th>Subject</th><th>State</th><th>Attempts</th><th>Last error</th><th></th></tr></thead> <tbody>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 303, "<p>Mail the portal sent or queued, newest first. Bodies are not shown or kept: they carry one-time links that only their recipients may read.</p><table class=\"striped\"><thead><tr><th>Queued</th><th>To</th><th>Subject</th><th>State</th><th>Attempts</th><th>Last error</th><th><span class=\"visually-hidden\">Actions</span></th></tr></thead> <tbody>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -560,7 +560,7 @@ func ReportsTable(list []*doorledger.ReportRecord, loc *time.Location) templ.Com
 				return templ_7745c5c3_Err
 			}
 		} else {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 36, "<div class=\"overflow-auto\"><table class=\"striped reports\"><thead><tr><th>Report</th><th>Format</th><th>Dates</th><th>Requested</th><th>Status</th><th>SHA-256</th><th>Log head</th><th></th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 36, "<div class=\"overflow-auto\"><table class=\"striped reports\"><thead><tr><th>Report</th><th>Format</th><th>Dates</th><th>Requested</th><th>Status</th><th>SHA-256</th><th>Log head</th><th><span class=\"visually-hidden\">Actions</span></th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

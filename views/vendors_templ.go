@@ -240,7 +240,7 @@ func VendorsPage(p Page, v VendorsView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <div class=\"overflow-auto\"><table class=\"striped\"><thead><tr><th>Integration</th><th>Webhook</th><th>Buildings</th><th>Keys</th><th>Devices</th><th></th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <div class=\"overflow-auto\"><table class=\"striped\"><thead><tr><th>Integration</th><th>Webhook</th><th>Buildings</th><th>Keys</th><th>Devices</th><th><span class=\"visually-hidden\">Actions</span></th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

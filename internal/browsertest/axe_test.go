@@ -27,3 +27,20 @@ func TestAxeIsNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAxeBlocking(t *testing.T) {
+	for _, tt := range []struct {
+		id, impact string
+		want       bool
+	}{
+		{"color-contrast", "serious", true},
+		{"aria-allowed-role", "critical", true},
+		{"empty-table-header", "minor", true}, // held: no page has one any more
+		{"region", "moderate", false},
+		{"landmark-unique", "minor", false},
+	} {
+		if got := (AxeViolation{ID: tt.id, Impact: tt.impact}).Blocking(); got != tt.want {
+			t.Errorf("%s (%s): Blocking %v, want %v", tt.id, tt.impact, got, tt.want)
+		}
+	}
+}
