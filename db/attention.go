@@ -3,7 +3,6 @@ package db
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -66,13 +65,10 @@ var attentionCounts = []attentionCount{
 		GROUP BY cm.building_id`, "cm.building_id", nil},
 	// The rule of UnlockService.OfflineDevices: silent (since last seen, or
 	// registered if never) longer than the device's heartbeat, else its
-	// building's; 0 is not watched.
-	// ?3 is the clock less the shortest heartbeat in use (attentionBound):
-	// only the devices silent since before it are checked one by one.
-	{doorledger.AttentionOffline, `SELECT d.building_id, COUNT(*) FROM devices d JOIN buildings b ON b.id = d.building_id
-		WHERE d.retired = 0 AND COALESCE(d.last_seen_at, d.created_at) < ?3 AND COALESCE(d.heartbeat_seconds, b.heartbeat_seconds) > 0
-		AND (julianday(?2) - julianday(COALESCE(d.last_seen_at, d.created_at))) * 86400.0 > COALESCE(d.heartbeat_seconds, b.heartbeat_seconds)%s
-		GROUP BY d.building_id`, "d.building_id", nil},
+	// building's; 0 is not watched. offline_after is that since plus that
+	// heartbeat, kept by triggers (migrations/055): an index range.
+	{doorledger.AttentionOffline, `SELECT d.building_id, COUNT(*) FROM devices d
+		WHERE d.retired = 0 AND d.offline_after < ?2%s GROUP BY d.building_id`, "d.building_id", nil},
 	{doorledger.AttentionAnomalies, `SELECT o.building_id, o.n FROM building_open_anomalies o WHERE o.n > 0%s`, "o.building_id", nil},
 	{doorledger.AttentionAwaiting, `SELECT c.building_id, COUNT(*), MIN(c.requested_at) FROM consents c
 		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL%s GROUP BY c.building_id`, "c.building_id", nil},
@@ -100,11 +96,7 @@ func (s *AttentionService) counts(ctx context.Context, now time.Time) (map[int64
 	}
 	out := map[int64]*doorledger.AttentionCounts{}
 	for _, k := range attentionCounts {
-		bound, err := s.bound(ctx, k, now)
-		if err != nil {
-			return nil, err
-		}
-		args := []any{0, formatTime(now), formatTime(bound)}
+		args := []any{0, formatTime(now), formatTime(bound(k, now))}
 		if scopeArgs != nil {
 			args[0] = scopeArgs[0]
 		}
@@ -115,26 +107,12 @@ func (s *AttentionService) counts(ctx context.Context, now time.Time) (map[int64
 	return out, nil
 }
 
-// bound is the kind's bound in time (?3) at now. For devices offline, it is
-// now less the shortest heartbeat in use: a device heard from since then is
-// within any heartbeat (an index answers each minimum).
-func (s *AttentionService) bound(ctx context.Context, k attentionCount, now time.Time) (time.Time, error) {
+// bound is the kind's bound in time (?3) at now: now unless the kind has its own.
+func bound(k attentionCount, now time.Time) time.Time {
 	if k.bound != nil {
-		return k.bound(now), nil
+		return k.bound(now)
 	}
-	if k.kind != doorledger.AttentionOffline {
-		return now, nil
-	}
-	var secs sql.NullInt64
-	err := s.db.read.QueryRowContext(ctx, `SELECT MIN(h) FROM (SELECT MIN(heartbeat_seconds) AS h FROM buildings WHERE heartbeat_seconds > 0
-		UNION ALL SELECT MIN(heartbeat_seconds) FROM devices WHERE heartbeat_seconds > 0)`).Scan(&secs)
-	if err != nil {
-		return now, fmt.Errorf("shortest heartbeat: %w", err)
-	}
-	if !secs.Valid {
-		return now, nil // nothing is watched: no device is silent before now and past a heartbeat
-	}
-	return now.Add(-time.Duration(secs.Int64) * time.Second), nil
+	return now
 }
 
 func (s *AttentionService) countKind(ctx context.Context, k attentionCount, query string, args []any, out map[int64]*doorledger.AttentionCounts) error {
@@ -287,9 +265,7 @@ var attentionItems = map[doorledger.AttentionKind]string{
 	doorledger.AttentionOffline: `SELECT building_id, id, vendor, model, serial, location, since, '' FROM (
 		SELECT d.building_id, d.id, d.vendor, d.model, d.serial, d.location, COALESCE(d.last_seen_at, d.created_at) AS since,
 			ROW_NUMBER() OVER (PARTITION BY d.building_id ORDER BY COALESCE(d.last_seen_at, d.created_at), d.id) AS rn
-		FROM devices d JOIN buildings b ON b.id = d.building_id
-		WHERE d.retired = 0 AND COALESCE(d.last_seen_at, d.created_at) < ?3 AND COALESCE(d.heartbeat_seconds, b.heartbeat_seconds) > 0
-		AND (julianday(?2) - julianday(COALESCE(d.last_seen_at, d.created_at))) * 86400.0 > COALESCE(d.heartbeat_seconds, b.heartbeat_seconds)
+		FROM devices d WHERE d.retired = 0 AND d.offline_after < ?2
 		AND d.building_id IN (SELECT value FROM json_each(?1))) WHERE rn <= ?4`,
 	doorledger.AttentionAwaiting: `SELECT building_id, id, vendor, model, serial, location, requested_at, '' FROM (
 		SELECT c.building_id, c.id, c.vendor, c.model, c.serial, c.location, c.requested_at,
@@ -332,11 +308,7 @@ func (s *AttentionService) items(ctx context.Context, now time.Time, list []*doo
 		if !ok {
 			continue
 		}
-		bound, err := s.bound(ctx, k, now)
-		if err != nil {
-			return err
-		}
-		if err := s.itemsOf(ctx, k.kind, query, []any{idList, formatTime(now), formatTime(bound), per}, byID); err != nil {
+		if err := s.itemsOf(ctx, k.kind, query, []any{idList, formatTime(now), formatTime(bound(k, now)), per}, byID); err != nil {
 			return fmt.Errorf("items %s: %w", k.kind, err)
 		}
 	}

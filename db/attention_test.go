@@ -333,3 +333,67 @@ func TestAttentionCountsRefusedCommand(t *testing.T) {
 		t.Errorf("commands not confirmed or refused: %d, want 2", n)
 	}
 }
+
+// The devices offline are counted from the time each is offline after, kept
+// on the device by triggers (migrations/055): it must follow every write
+// that moves it — the device heard from or registered, its own heartbeat,
+// its building's — and keep the job's rule exactly, to the microsecond.
+func TestAttentionOfflineFollowsHeartbeats(t *testing.T) {
+	w := newDeviceWorld(t)
+	att := db.NewAttentionService(w.d)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := w.d.Writer().Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	start := *w.now
+	offline := func(at time.Time) int {
+		t.Helper()
+		*w.now = at
+		counts, err := att.AttentionCounts(w.ctx(w.mgrA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return counts[w.A].Of(doorledger.AttentionOffline)
+	}
+	want := func(step string, at time.Time, n int) {
+		t.Helper()
+		if got := offline(at); got != n {
+			t.Errorf("%s: %d offline at %s, want %d", step, got, at.Format(time.RFC3339Nano), n)
+		}
+	}
+
+	exec(`UPDATE buildings SET heartbeat_seconds = 3600 WHERE id = ?`, w.A)
+	dev := w.device(t, w.A, nil, 0, "Beat") // registered at start, never heard from
+	want("registered, within the building's hour", start.Add(time.Hour), 0)
+	want("registered, past the building's hour", start.Add(time.Hour+time.Microsecond), 1)
+
+	// Heard from at a time with a fraction: offline one hour after it, not
+	// a microsecond sooner.
+	seen := start.Add(10*time.Minute + 999999*time.Microsecond)
+	exec(`UPDATE devices SET last_seen_at = ? WHERE id = ?`, dbTime(seen), dev)
+	want("heard from, exactly its hour after", seen.Add(time.Hour), 0)
+	want("heard from, past its hour", seen.Add(time.Hour+time.Microsecond), 1)
+
+	exec(`UPDATE buildings SET heartbeat_seconds = 3 * 3600 WHERE id = ?`, w.A)
+	want("the building's heartbeat lengthened", seen.Add(2*time.Hour), 0)
+	exec(`UPDATE devices SET heartbeat_seconds = 60 WHERE id = ?`, dev)
+	want("its own heartbeat of a minute", seen.Add(2*time.Minute), 1)
+	exec(`UPDATE buildings SET heartbeat_seconds = 0 WHERE id = ?`, w.A)
+	want("its own heartbeat beats the building's 0", seen.Add(2*time.Minute), 1)
+	exec(`UPDATE devices SET heartbeat_seconds = 0 WHERE id = ?`, dev)
+	want("its own 0: not watched", seen.Add(24*time.Hour), 0)
+	exec(`UPDATE devices SET heartbeat_seconds = NULL WHERE id = ?`, dev)
+	want("the building's 0: not watched", seen.Add(24*time.Hour), 0)
+	exec(`UPDATE buildings SET heartbeat_seconds = 600 WHERE id = ?`, w.A)
+	want("the building watched again", seen.Add(11*time.Minute), 1)
+
+	if err := w.svc.DeviceSeen(sys(), dev, seen.Add(11*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	want("heard from again", seen.Add(20*time.Minute), 0)
+	want("silent again", seen.Add(22*time.Minute), 1)
+	exec(`UPDATE devices SET retired = 1 WHERE id = ?`, dev)
+	want("retired", seen.Add(22*time.Minute), 0)
+}
