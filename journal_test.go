@@ -13,7 +13,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// journalCalls are the functions of package db that write an audit entry,
+// journalCalls are the functions of the storage packages (db/*) that write an audit entry,
 // and the position of the action among their arguments.
 var journalCalls = map[string]int{
 	"audit":         1, // tx.audit(ctx, action, …)
@@ -22,14 +22,14 @@ var journalCalls = map[string]int{
 	"recordAttempt": 5, // s.recordAttempt(ctx, email, ip, userID, ok, action)
 }
 
-// journaledActions reads package db's source and returns every action it
+// journaledActions reads the storage packages' sources and returns every action it
 // writes to the audit journal: a literal given to one of journalCalls, the
 // literals assigned to a variable given to one, and "consent." + the status
 // that ends a consent. Anything else it cannot read fails the test, so that
 // no action escapes it.
 func journaledActions(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("db", "*.go"))
+	files, err := filepath.Glob(filepath.Join("db", "*", "*.go"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no db sources: %v", err)
 	}

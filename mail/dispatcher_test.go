@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // fakeOutbox is an in-memory OutboxService with the db package's semantics.
@@ -304,7 +304,7 @@ func TestDispatcher_RequiresOutboxAndMailer(t *testing.T) {
 
 // The dispatcher against the real SQLite outbox and an SMTP server.
 func TestDispatcher_SQLiteOutboxToSMTP(t *testing.T) {
-	d := db.NewDB(filepath.Join(t.TempDir(), "t.db"))
+	d := sqlite.NewDB(filepath.Join(t.TempDir(), "t.db"))
 	if err := d.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestDispatcher_SQLiteOutboxToSMTP(t *testing.T) {
 
 	srv := MustTestServer(t, TLSStartTLS, "portal", "s3cret")
 	disp := &Dispatcher{
-		Outbox: db.NewOutboxService(d),
+		Outbox: sqlite.NewOutboxService(d),
 		Mailer: srv.MustMailer(t, srv.Config(TLSStartTLS)),
 		Logger: discardLogger(),
 	}

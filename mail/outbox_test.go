@@ -12,17 +12,17 @@ import (
 	"testing"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 // outboxWorld is a building with a signer, a manager and an installer on a
 // real SQLite file, whose mail goes to an in-process SMTP server.
 type outboxWorld struct {
-	d           *db.DB
-	consents    *db.ConsentService
-	invitations *db.InvitationService
-	outbox      *db.OutboxService
+	d           *sqlite.DB
+	consents    *sqlite.ConsentService
+	invitations *sqlite.InvitationService
+	outbox      *sqlite.OutboxService
 	srv         *testServer
 	b           *doorledger.Building
 	signer      *doorledger.Signer
@@ -31,17 +31,17 @@ type outboxWorld struct {
 
 func newOutboxWorld(t *testing.T) *outboxWorld {
 	t.Helper()
-	d := db.NewDB(filepath.Join(t.TempDir(), "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(t.TempDir(), "doorledger.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	w := &outboxWorld{d: d, consents: db.NewConsentService(d, "https://portal.example"),
-		invitations: db.NewInvitationService(d, "https://portal.example"), outbox: db.NewOutboxService(d)}
+	w := &outboxWorld{d: d, consents: sqlite.NewConsentService(d, "https://portal.example"),
+		invitations: sqlite.NewInvitationService(d, "https://portal.example"), outbox: sqlite.NewOutboxService(d)}
 	w.srv = MustTestServer(t, TLSNone, "portal", "s3cret")
 	sys := doorledger.NewSystemContext(context.Background(), "test")
-	users, buildings := db.NewUserService(d), db.NewBuildingService(d)
+	users, buildings := sqlite.NewUserService(d), sqlite.NewBuildingService(d)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

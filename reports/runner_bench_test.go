@@ -18,7 +18,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/imagecheck"
 	"github.com/doorledger/doorledger/internal/browsertest"
 	"github.com/doorledger/doorledger/reports"
@@ -121,8 +121,8 @@ type reportBenchWorld struct {
 // reportBenchGen is the report service and generator on a seeded database.
 type reportBenchGen struct {
 	w       *reportBenchWorld
-	d       *db.DB
-	reports *db.ReportService
+	d       *sqlite.DB
+	reports *sqlite.ReportService
 	runner  *reports.Runner
 	manager context.Context
 	sys     context.Context
@@ -130,7 +130,7 @@ type reportBenchGen struct {
 
 func openReportBench(tb testing.TB, w *reportBenchWorld, dir string) *reportBenchGen {
 	tb.Helper()
-	d := db.NewDB(w.DB)
+	d := sqlite.NewDB(w.DB)
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)
 	}
@@ -140,12 +140,12 @@ func openReportBench(tb testing.TB, w *reportBenchWorld, dir string) *reportBenc
 		tb.Fatal(err)
 	}
 	sys := doorledger.NewSystemContext(context.Background(), "bench")
-	mgr, err := db.NewUserService(d).FindUserByEmail(sys, w.Manager)
+	mgr, err := sqlite.NewUserService(d).FindUserByEmail(sys, w.Manager)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logs := db.NewLogService(d, key)
-	svc := db.NewReportService(d, logs, "https://portal.bench")
+	logs := sqlite.NewLogService(d, key)
+	svc := sqlite.NewReportService(d, logs, "https://portal.bench")
 	return &reportBenchGen{w: w, d: d, reports: svc, runner: reports.NewRunner(svc, logs, dir, nil),
 		manager: doorledger.NewContextWithUser(context.Background(), mgr), sys: sys}
 }
@@ -191,7 +191,7 @@ func seedReportBench(tb testing.TB, dir string, n int) *reportBenchWorld {
 	tb.Helper()
 	t0 := time.Now()
 	w := &reportBenchWorld{DB: filepath.Join(dir, "doorledger.db"), Key: filepath.Join(dir, auditlog.KeyFile), Manager: "mia@bench.example", Events: n}
-	d := db.NewDB(w.DB)
+	d := sqlite.NewDB(w.DB)
 	d.PasswordCost = 4
 	wall := time.Now().UTC().Truncate(time.Second)
 	clock := wall.AddDate(0, 0, -380)
@@ -202,8 +202,8 @@ func seedReportBench(tb testing.TB, dir string, n int) *reportBenchWorld {
 	defer d.Close()
 	ctx := context.Background()
 	sys := doorledger.NewSystemContext(ctx, "bench seed")
-	users, buildings := db.NewUserService(d), db.NewBuildingService(d)
-	consents, devices, unlocks := db.NewConsentService(d, "https://portal.bench"), db.NewDeviceService(d), db.NewUnlockService(d)
+	users, buildings := sqlite.NewUserService(d), sqlite.NewBuildingService(d)
+	consents, devices, unlocks := sqlite.NewConsentService(d, "https://portal.bench"), sqlite.NewDeviceService(d), sqlite.NewUnlockService(d)
 
 	bl, err := buildings.CreateBuilding(sys, doorledger.BuildingInput{Name: "Οικία Παπαδοπούλου / Дом на Невском", Address: "Rue de l’Église 5, 8001 Zürich",
 		Timezone: "Europe/Zurich", ConsentMonths: 36})
@@ -336,7 +336,7 @@ func seedReportBench(tb testing.TB, dir string, n int) *reportBenchWorld {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := db.NewLogService(d, key).SignHead(sys); err != nil {
+	if _, err := sqlite.NewLogService(d, key).SignHead(sys); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := d.Writer().ExecContext(ctx, `ANALYZE`); err != nil {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/testtool"
 	"github.com/doorledger/doorledger/reports"
 )
@@ -30,10 +30,10 @@ import (
 // unlock events of yesterday (building time), the verifiable log and the
 // report registry, and a runner writing into a temporary directory.
 type runnerWorld struct {
-	d        *db.DB
+	d        *sqlite.DB
 	building *doorledger.Building
 	manager  *doorledger.User
-	logs     *db.LogService
+	logs     *sqlite.LogService
 	svc      *hookedReports
 	runner   *reports.Runner
 	dir      string
@@ -44,19 +44,19 @@ type runnerWorld struct {
 
 func newRunnerWorld(t *testing.T, events int) *runnerWorld {
 	t.Helper()
-	d := db.NewDB(filepath.Join(t.TempDir(), "test.db"))
+	d := sqlite.NewDB(filepath.Join(t.TempDir(), "test.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	sys := doorledger.NewSystemContext(context.Background(), "test")
-	buildings := db.NewBuildingService(d)
+	buildings := sqlite.NewBuildingService(d)
 	b, err := buildings.CreateBuilding(sys, doorledger.BuildingInput{Name: "Οικία Παπαδοπούλου / Дом на Невском", Address: "Rue de l’Église 5, 8001 Zürich", Timezone: "Europe/Zurich"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := db.NewUserService(d).CreateUser(sys, doorledger.NewUser{Email: "manager@example.org", Name: "Mia Manager", Role: doorledger.RoleManager, Password: "correct horse battery"})
+	mgr, err := sqlite.NewUserService(d).CreateUser(sys, doorledger.NewUser{Email: "manager@example.org", Name: "Mia Manager", Role: doorledger.RoleManager, Password: "correct horse battery"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func newRunnerWorld(t *testing.T, events int) *runnerWorld {
 			Method: doorledger.MethodKeypad, ActorRef: fmt.Sprintf("=PKG-%05d", i), Result: doorledger.UnlockDenied}
 	}
 	if events > 0 {
-		if err := db.NewUnlockService(d).RecordUnlocks(sys, evs); err != nil {
+		if err := sqlite.NewUnlockService(d).RecordUnlocks(sys, evs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,9 +86,9 @@ func newRunnerWorld(t *testing.T, events int) *runnerWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &runnerWorld{d: d, building: b, manager: mgr, logs: db.NewLogService(d, key), dir: filepath.Join(t.TempDir(), "reports"),
+	w := &runnerWorld{d: d, building: b, manager: mgr, logs: sqlite.NewLogService(d, key), dir: filepath.Join(t.TempDir(), "reports"),
 		log: &syncBuffer{}, from: yesterday.Format("2006-01-02"), to: today.Format("2006-01-02"), events: events}
-	w.svc = &hookedReports{ReportService: db.NewReportService(d, w.logs, "https://portal.test/")}
+	w.svc = &hookedReports{ReportService: sqlite.NewReportService(d, w.logs, "https://portal.test/")}
 	w.runner = reports.NewRunner(w.svc, w.logs, w.dir, slog.New(slog.NewTextHandler(w.log, nil)))
 	if err := os.MkdirAll(w.dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func (w *runnerWorld) noTemps(t *testing.T) {
 // hookedReports is the real registry with hooks to make gathering fail and
 // to watch progress.
 type hookedReports struct {
-	*db.ReportService
+	*sqlite.ReportService
 	gatherErr error
 	events    func(events func(yield func(*doorledger.UnlockEvent) error) error) func(yield func(*doorledger.UnlockEvent) error) error
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // Outcomes of a request in the access matrix.
@@ -284,7 +284,7 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":report", rec.ID, 1)
 	case strings.Contains(path, ":event"):
 		// An unlock in building A from a device it does not know: an open anomaly.
-		res := must(db.NewUnlockService(f.db).RecordUnlocksResult(ctx, []doorledger.UnlockEvent{{BuildingID: f.A.ID, DeviceRef: "GHOST-9",
+		res := must(sqlite.NewUnlockService(f.db).RecordUnlocksResult(ctx, []doorledger.UnlockEvent{{BuildingID: f.A.ID, DeviceRef: "GHOST-9",
 			EventID: fmt.Sprintf("matrix-%d", nextID()), OccurredAt: time.Now(), Method: "keypad", Result: doorledger.UnlockGranted}}))(t)
 		if res.Anomalous != 1 {
 			t.Fatalf("the matrix's event is not flagged: %+v", res)

@@ -19,19 +19,19 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/web"
 )
 
 // testSealKey seals vendor keys in the web tests.
-var testSealKey = bytes.Repeat([]byte{'k'}, db.SealKeySize)
+var testSealKey = bytes.Repeat([]byte{'k'}, sqlite.SealKeySize)
 
 // vendorService returns a vendor service on the fixture's database. Any
 // number of them agree: they share the database and the seal key.
-func (f *fixture) vendorService(tb testing.TB) *db.VendorService {
+func (f *fixture) vendorService(tb testing.TB) *sqlite.VendorService {
 	tb.Helper()
-	return must(db.NewVendorService(f.db, db.NewUnlockService(f.db), testSealKey))(tb)
+	return must(sqlite.NewVendorService(f.db, sqlite.NewUnlockService(f.db), testSealKey))(tb)
 }
 
 // isVendorPath reports whether a request is for a vendor route.
@@ -48,8 +48,8 @@ func isVendorPath(p string) bool {
 func (f *fixture) withVendors(tb testing.TB) *fixture {
 	tb.Helper()
 	vendors := web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db),
-		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Vendors: f.vendorService(tb),
+		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(f.db),
+		Outbox: f.outbox, Devices: sqlite.NewDeviceService(f.db), Vendors: f.vendorService(tb),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}).Handler()
@@ -69,7 +69,7 @@ func (f *fixture) withVendors(tb testing.TB) *fixture {
 // consented device of building A under it.
 type vendorRig struct {
 	*fixture
-	vs     *db.VendorService
+	vs     *sqlite.VendorService
 	vendor *doorledger.VendorIntegration
 	key    string
 	device *doorledger.Device
@@ -86,7 +86,7 @@ func newVendorRig(tb testing.TB) *vendorRig {
 		tb.Fatal(err)
 	}
 	c, _ := r.signedConsent(tb)
-	r.device = must(db.NewDeviceService(r.db).FindDeviceByID(sys(), c.DeviceID))(tb)
+	r.device = must(sqlite.NewDeviceService(r.db).FindDeviceByID(sys(), c.DeviceID))(tb)
 	return r
 }
 
@@ -219,10 +219,10 @@ func TestVendorEventsRefused(t *testing.T) {
 	badType["result"] = 1
 	huge := append([]byte(`{"events": [`), bytes.Repeat([]byte(" "), 4<<20)...)
 	// A device of building B, which the integration does not cover.
-	deviceB := must(db.NewDeviceService(r.db).RecordFoundDevice(sys(), r.B.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "B-1", Location: "lobby"}))(t).ID
+	deviceB := must(sqlite.NewDeviceService(r.db).RecordFoundDevice(sys(), r.B.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "B-1", Location: "lobby"}))(t).ID
 	// Another device of building A: an event naming it by serial and the
 	// rig's device by id names two devices.
-	otherA := must(db.NewDeviceService(r.db).RecordFoundDevice(sys(), r.A.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "HV-KB2-0002", Location: "garage"}))(t)
+	otherA := must(sqlite.NewDeviceService(r.db).RecordFoundDevice(sys(), r.A.ID, doorledger.DeviceDetails{Vendor: "Acme", Serial: "HV-KB2-0002", Location: "garage"}))(t)
 	twoDevices := apiEvent(dev, "t1")
 	twoDevices["device"] = otherA.Serial
 	unknownRef := apiEvent(dev, "t2")
@@ -420,7 +420,7 @@ func TestVendorStateCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	mgr := doorledger.NewContextWithUser(context.Background(), r.managerA)
-	cmd := must(db.NewDeviceService(r.db).SetDesiredState(mgr, dev, doorledger.StateDisabled, "vendor test"))(t)
+	cmd := must(sqlite.NewDeviceService(r.db).SetDesiredState(mgr, dev, doorledger.StateDisabled, "vendor test"))(t)
 	report := func(state string, version int64) []byte {
 		b, _ := json.Marshal(map[string]any{"device_id": dev, "state": state, "version": version, "at": time.Now().UTC().Format(time.RFC3339)})
 		return b
@@ -466,7 +466,7 @@ func TestVendorStateCallback(t *testing.T) {
 			}
 		})
 	}
-	if c := must(db.NewDeviceService(r.db).FindCommands(sys(), doorledger.CommandFilter{DeviceID: dev}))(t)[0]; c.Status == doorledger.CommandConfirmed {
+	if c := must(sqlite.NewDeviceService(r.db).FindCommands(sys(), doorledger.CommandFilter{DeviceID: dev}))(t)[0]; c.Status == doorledger.CommandConfirmed {
 		t.Fatal("a refused callback confirmed the command")
 	}
 
@@ -474,7 +474,7 @@ func TestVendorStateCallback(t *testing.T) {
 	if a := r.call(t, r.statePath(), bytes.NewReader(good), sig); a.Status != http.StatusOK || !a.Recorded {
 		t.Fatalf("callback: %d %s", a.Status, a.raw)
 	}
-	c := must(db.NewDeviceService(r.db).FindCommands(sys(), doorledger.CommandFilter{DeviceID: dev}))(t)[0]
+	c := must(sqlite.NewDeviceService(r.db).FindCommands(sys(), doorledger.CommandFilter{DeviceID: dev}))(t)[0]
 	if c.ID != cmd.ID || c.Status != doorledger.CommandConfirmed {
 		t.Errorf("command %+v, want confirmed", c)
 	}
@@ -527,7 +527,7 @@ func TestVendorsPage(t *testing.T) {
 	if resp, _ := admin.post(fmt.Sprintf("/devices/%d/vendor", c.DeviceID), url.Values{"vendor": {fmt.Sprint(id)}}, ""); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("set device vendor: %d", resp.StatusCode)
 	}
-	if d := must(db.NewDeviceService(f.db).FindDeviceByID(sys(), c.DeviceID))(t); d.Transport != "webhook" {
+	if d := must(sqlite.NewDeviceService(f.db).FindDeviceByID(sys(), c.DeviceID))(t); d.Transport != "webhook" {
 		t.Errorf("device transport %q", d.Transport)
 	}
 	if _, body := admin.get("/vendors"); !strings.Contains(body, fmt.Sprintf(`<option value="%d" selected>Acme Cloud</option>`, id)) {
@@ -565,7 +565,7 @@ func benchHTTPIngest(b *testing.B, clients int) {
 	}
 	start := time.Now()
 	// Burst detection stays on, at a level 1,000 events a batch never reach.
-	us := db.NewUnlockService(r.db)
+	us := sqlite.NewUnlockService(r.db)
 	s := must(us.UnlockSettings(sys(), r.A.ID))(b)
 	s.BurstCount = 100000
 	must(us.UpdateUnlockSettings(sys(), r.A.ID, *s))(b)

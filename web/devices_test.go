@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // The htmx revoke answers with the buttons only: the page's state beside
@@ -83,7 +83,7 @@ func TestCredentialPostRedirectGet(t *testing.T) {
 	if n := rotations(); n != 1 {
 		t.Errorf("%d credentials issued, want 1", n)
 	}
-	if err := db.NewDeviceService(f.db).AuthenticateDevice(sys(), c.DeviceID, m[1]); err != nil {
+	if err := sqlite.NewDeviceService(f.db).AuthenticateDevice(sys(), c.DeviceID, m[1]); err != nil {
 		t.Errorf("the secret shown does not authenticate the device: %v", err)
 	}
 

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/web"
 )
@@ -268,8 +268,8 @@ func TestEveryFormNeedsCSRFToken(t *testing.T) {
 func TestSecureCookiesHostPrefix(t *testing.T) {
 	f := newFixture(t)
 	srv := httptest.NewTLSServer(web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db),
-		Outbox: f.outbox, Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
+		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(f.db), Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(f.db),
+		Outbox: f.outbox, Devices: sqlite.NewDeviceService(f.db), Unlocks: sqlite.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Secure:      true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -421,7 +421,7 @@ func TestLongPasswordsOnEveryPath(t *testing.T) {
 	}
 	// ...and proves it to accept the next one.
 	ctx := doorledger.NewContextWithUser(context.Background(), f.managerB)
-	must(db.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.B.ID, inv.Email, "New Installer", "FastKey"))(t)
+	must(sqlite.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.B.ID, inv.Email, "New Installer", "FastKey"))(t)
 	if resp, body := f.client().post("/invite/"+f.lastToken(t, "/invite/"), url.Values{"password": {pw4}}, ""); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("invitation, existing installer proving a %d-byte password: %d\n%.300s", len(pw4), resp.StatusCode, body)
 	}

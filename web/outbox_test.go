@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -23,9 +23,9 @@ func (f *fixture) smtpClient(t *testing.T) *client {
 	t.Helper()
 	f.outbox.LogOnly = false
 	srv := web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db),
-		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
-		Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
+		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(f.db),
+		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(f.db), Invitations: sqlite.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
+		Devices: sqlite.NewDeviceService(f.db), Unlocks: sqlite.NewUnlockService(f.db), Logs: f.logs, Reports: f.reports,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		SMTP:        true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),

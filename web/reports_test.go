@@ -22,7 +22,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/reports"
 	"github.com/doorledger/doorledger/web"
 )
@@ -42,9 +42,9 @@ func (f *fixture) withReportFiles(t *testing.T) (*countingRunner, *client) {
 	t.Helper()
 	runner := &countingRunner{Runner: reports.NewRunner(f.reports, f.logs, t.TempDir(), nil)}
 	srv := web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(f.db),
-		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(f.db), Invitations: db.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
-		Devices: db.NewDeviceService(f.db), Unlocks: db.NewUnlockService(f.db), Logs: f.logs,
+		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(f.db),
+		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(f.db), Invitations: sqlite.NewInvitationService(f.db, "http://portal.test"), Outbox: f.outbox,
+		Devices: sqlite.NewDeviceService(f.db), Unlocks: sqlite.NewUnlockService(f.db), Logs: f.logs,
 		Reports: f.reports, ReportFiles: runner,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),

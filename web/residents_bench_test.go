@@ -30,14 +30,14 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/web"
 )
 
 func BenchmarkPublicNotice(b *testing.B) {
 	f := newFixture(b)
 	ctx := sys()
-	devices, unlocks := db.NewDeviceService(f.db), db.NewUnlockService(f.db)
+	devices, unlocks := sqlite.NewDeviceService(f.db), sqlite.NewUnlockService(f.db)
 	mgr := doorledger.NewContextWithUser(context.Background(), f.managerA)
 	now := time.Now().UTC()
 	var ids []int64

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -44,7 +44,7 @@ func (f *fixture) residentToken(tb testing.TB, prefix string) string {
 		return confirm
 	}
 	must(f.residents.ConfirmSubscription(ctx, confirm))(tb)
-	must(db.NewDeviceService(f.db).RecordFoundDevice(sys(), f.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: fmt.Sprintf("G-%d", residentSeq), Location: "panel"}))(tb)
+	must(sqlite.NewDeviceService(f.db).RecordFoundDevice(sys(), f.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: fmt.Sprintf("G-%d", residentSeq), Location: "panel"}))(tb)
 	if n := must(f.residents.NotifyResidents(ctx))(tb); n == 0 {
 		tb.Fatal("no notice queued")
 	}

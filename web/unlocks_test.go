@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/views"
 )
 
@@ -25,7 +25,7 @@ import (
 // (America/New_York) has a consented device and an unknown one.
 type unlockFixture struct {
 	*fixture
-	unlocks *db.UnlockService
+	unlocks *sqlite.UnlockService
 	device  *doorledger.Device // building A's consented device
 	ny      *time.Location
 }
@@ -34,9 +34,9 @@ func newUnlockFixture(t *testing.T) *unlockFixture {
 	t.Helper()
 	f := &unlockFixture{fixture: newFixture(t)}
 	// A second unlock service on the fixture's database, as a transport's is.
-	f.unlocks = db.NewUnlockService(f.db)
+	f.unlocks = sqlite.NewUnlockService(f.db)
 	c, _ := f.signedConsent(t)
-	f.device = must(db.NewDeviceService(f.db).FindDeviceByID(sys(), c.DeviceID))(t)
+	f.device = must(sqlite.NewDeviceService(f.db).FindDeviceByID(sys(), c.DeviceID))(t)
 	f.ny, _ = time.LoadLocation("America/New_York")
 	return f
 }

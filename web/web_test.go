@@ -20,7 +20,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/pdftest"
 	"github.com/doorledger/doorledger/web"
 )
@@ -31,15 +31,15 @@ const testPassword = "correct horse battery"
 // each kind: the cast of the access tests.
 type fixture struct {
 	tb        testing.TB
-	db        *db.DB
-	users     *db.UserService
-	buildings *db.BuildingService
-	consents  *db.ConsentService
-	outbox    *db.OutboxService
-	reports   *db.ReportService
-	logs      *db.LogService
-	residents *db.ResidentService
-	privacy   *db.PrivacyService
+	db        *sqlite.DB
+	users     *sqlite.UserService
+	buildings *sqlite.BuildingService
+	consents  *sqlite.ConsentService
+	outbox    *sqlite.OutboxService
+	reports   *sqlite.ReportService
+	logs      *sqlite.LogService
+	residents *sqlite.ResidentService
+	privacy   *sqlite.PrivacyService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -64,27 +64,27 @@ func must[T any](v T, err error) func(testing.TB) T {
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
-	d := db.NewDB(filepath.Join(tb.TempDir(), "test.db"))
+	d := sqlite.NewDB(filepath.Join(tb.TempDir(), "test.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	logs := db.NewLogService(d, testLogKey(tb))
-	f := &fixture{tb: tb, db: d, users: db.NewUserService(d), buildings: db.NewBuildingService(d),
-		consents: db.NewConsentService(d, "http://portal.test"), outbox: db.NewOutboxService(d),
-		reports: db.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: db.NewResidentService(d, "http://portal.test"),
-		privacy: db.NewPrivacyService(d)}
+	logs := sqlite.NewLogService(d, testLogKey(tb))
+	f := &fixture{tb: tb, db: d, users: sqlite.NewUserService(d), buildings: sqlite.NewBuildingService(d),
+		consents: sqlite.NewConsentService(d, "http://portal.test"), outbox: sqlite.NewOutboxService(d),
+		reports: sqlite.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: sqlite.NewResidentService(d, "http://portal.test"),
+		privacy: sqlite.NewPrivacyService(d)}
 	f.server = web.NewServer(web.Config{
-		Users: f.users, Buildings: f.buildings, Audit: db.NewAuditService(d),
-		Consents: f.consents, Papers: f.consents, Policies: db.NewPolicyService(d), Invitations: db.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
-		Devices:     db.NewDeviceService(d),
-		Unlocks:     db.NewUnlockService(d),
+		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(d),
+		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(d), Invitations: sqlite.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
+		Devices:     sqlite.NewDeviceService(d),
+		Unlocks:     sqlite.NewUnlockService(d),
 		Logs:        logs,
 		Reports:     f.reports,
 		Residents:   f.residents,
 		Privacy:     f.privacy,
-		Attention:   db.NewAttentionService(d),
+		Attention:   sqlite.NewAttentionService(d),
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -155,7 +155,7 @@ func (f *fixture) invite(tb testing.TB) *doorledger.Invitation {
 	tb.Helper()
 	serial++
 	ctx := doorledger.NewContextWithUser(context.Background(), f.managerA)
-	return must(db.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.A.ID, fmt.Sprintf("new%d@example.com", serial), "New Installer", "FastKey"))(tb)
+	return must(sqlite.NewInvitationService(f.db, "http://portal.test").Invite(ctx, f.A.ID, fmt.Sprintf("new%d@example.com", serial), "New Installer", "FastKey"))(tb)
 }
 
 // lastToken returns the token of the newest mailed link with the path prefix.
@@ -265,7 +265,7 @@ func (c *client) login(email string) {
 	}
 }
 
-func (f *fixture) audit() *db.AuditService { return db.NewAuditService(f.db) }
+func (f *fixture) audit() *sqlite.AuditService { return sqlite.NewAuditService(f.db) }
 
 // stream opens a server-sent event stream and returns its response as soon as
 // the headers arrive, closing the stream.

@@ -41,7 +41,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 const (
@@ -118,13 +118,13 @@ func attSeeded(b *testing.B) *attWorld {
 func attPrepare(b *testing.B, w *attWorld) {
 	b.Helper()
 	start := time.Now()
-	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
 	if err := d.Open(); err != nil {
 		b.Fatal(err)
 	}
 	defer d.Close()
 	migrated := time.Since(start)
-	n, err := db.NewUnlockService(d).CountDays(doorledger.NewSystemContext(context.Background(), "bench"))
+	n, err := sqlite.NewUnlockService(d).CountDays(doorledger.NewSystemContext(context.Background(), "bench"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func seedAttention(tb testing.TB, dir string, n int) *attWorld {
 	ctx := context.Background()
 	sys := doorledger.NewSystemContext(ctx, "bench seed")
 	w := &attWorld{DataDir: dir, Events: n, SeededAt: start.UTC()}
-	d := db.NewDB(filepath.Join(dir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(dir, "doorledger.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)
@@ -159,7 +159,7 @@ func seedAttention(tb testing.TB, dir string, n int) *attWorld {
 	const layout = "2006-01-02T15:04:05.000000Z"
 	now := time.Now().UTC().Truncate(time.Second)
 	ts := func(t time.Time) string { return t.Format(layout) }
-	users := db.NewUserService(d)
+	users := sqlite.NewUserService(d)
 	var inst, mgr *doorledger.User
 	for _, u := range []struct {
 		email string
@@ -309,7 +309,7 @@ func seedAttention(tb testing.TB, dir string, n int) *attWorld {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := db.NewLogService(d, key).SignHead(sys); err != nil {
+	if _, err := sqlite.NewLogService(d, key).SignHead(sys); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := wr.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
@@ -327,12 +327,12 @@ func BenchmarkAttentionHTTP(b *testing.B) {
 	w := attSeeded(b)
 	p := MustStartPortal(b, w.DataDir)
 
-	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
 	if err := d.Open(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.Close() })
-	svc := db.NewAttentionService(d)
+	svc := sqlite.NewAttentionService(d)
 
 	for _, who := range []struct{ name, email, wantText string }{
 		{"admin", attAdmin, "1000 buildings need you"},
@@ -361,7 +361,7 @@ func BenchmarkAttentionHTTP(b *testing.B) {
 			}
 			return client, server
 		}
-		u, err := db.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), who.email)
+		u, err := sqlite.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), who.email)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 const auditUsage = `Usage:
@@ -75,7 +75,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer a.Close()
-	logs := db.NewLogService(a.db, key)
+	logs := sqlite.NewLogService(a.db, key)
 	if *vkey != "" {
 		if err := logs.UseVerifierKey(*vkey); err != nil {
 			return fmt.Errorf("audit: -key: %s", doorledger.ErrorMessage(err))

@@ -46,7 +46,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 )
 
@@ -146,15 +146,15 @@ func seedDir(b testing.TB, dir string) *benchWorld {
 	ctx := context.Background()
 	sys := doorledger.NewSystemContext(ctx, "bench seed")
 	w := &benchWorld{DataDir: dir, Manager: "mia@bench.example", Password: "correct horse battery"}
-	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	users, buildings := db.NewUserService(d), db.NewBuildingService(d)
-	consents, devices := db.NewConsentService(d, "http://bench.invalid"), db.NewDeviceService(d)
-	outbox := db.NewOutboxService(d)
+	users, buildings := sqlite.NewUserService(d), sqlite.NewBuildingService(d)
+	consents, devices := sqlite.NewConsentService(d, "http://bench.invalid"), sqlite.NewDeviceService(d)
+	outbox := sqlite.NewOutboxService(d)
 
 	mgr, err := users.CreateUser(sys, doorledger.NewUser{Email: w.Manager, Name: "Mia Manager", Role: doorledger.RoleManager, Password: w.Password})
 	if err != nil {

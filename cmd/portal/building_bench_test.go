@@ -34,7 +34,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // BenchmarkBuildingHTTP: see the top of the file.
@@ -42,13 +42,13 @@ func BenchmarkBuildingHTTP(b *testing.B) {
 	w := histSeeded(b)
 	p := MustStartPortal(b, w.DataDir)
 
-	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
 	if err := d.Open(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.Close() })
 	sys := doorledger.NewSystemContext(context.Background(), "bench")
-	users := db.NewUserService(d)
+	users := sqlite.NewUserService(d)
 	as := func(email string) context.Context {
 		u, err := users.FindUserByEmail(sys, email)
 		if err != nil {
@@ -152,9 +152,9 @@ type buildingQuery struct {
 
 // buildingQueries are the reads web.buildingView makes for the building page,
 // one by one.
-func buildingQueries(d *db.DB, id int64) []buildingQuery {
-	buildings, devices, unlocks := db.NewBuildingService(d), db.NewDeviceService(d), db.NewUnlockService(d)
-	consents, invitations, residents := db.NewConsentService(d, "http://bench"), db.NewInvitationService(d, "http://bench"), db.NewResidentService(d, "http://bench")
+func buildingQueries(d *sqlite.DB, id int64) []buildingQuery {
+	buildings, devices, unlocks := sqlite.NewBuildingService(d), sqlite.NewDeviceService(d), sqlite.NewUnlockService(d)
+	consents, invitations, residents := sqlite.NewConsentService(d, "http://bench"), sqlite.NewInvitationService(d, "http://bench"), sqlite.NewResidentService(d, "http://bench")
 	manage := func(ctx context.Context) bool { return doorledger.CanManage(doorledger.UserFromContext(ctx)) }
 	return []buildingQuery{
 		{"building", func(ctx context.Context) error { _, err := buildings.FindBuildingByID(ctx, id); return err }},

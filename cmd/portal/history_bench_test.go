@@ -50,7 +50,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 const (
@@ -212,13 +212,13 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 	sys := doorledger.NewSystemContext(ctx, "bench seed")
 	w := &histWorld{DataDir: dir, Board: "bo@bench.example", Manager: "mia@bench.example", Password: "correct horse battery",
 		Events: n, SeededAt: start.UTC(), SeedFormat: histSeedVersion}
-	d := db.NewDB(filepath.Join(dir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(dir, "doorledger.db"))
 	d.PasswordCost = 4
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)
 	}
 	defer d.Close()
-	users, buildings, devices := db.NewUserService(d), db.NewBuildingService(d), db.NewDeviceService(d)
+	users, buildings, devices := sqlite.NewUserService(d), sqlite.NewBuildingService(d), sqlite.NewDeviceService(d)
 	bl, err := buildings.CreateBuilding(sys, doorledger.BuildingInput{Name: "History Court", Address: "1 History St", Timezone: "America/New_York"})
 	if err != nil {
 		tb.Fatal(err)
@@ -227,7 +227,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 	// The zone's offsets for the daily counts (the portal's catch-up job does
 	// this at its first tick): from here on each event is counted as it is
 	// inserted (migration 050's trigger), as in service.
-	if _, err := db.NewUnlockService(d).CountDays(sys); err != nil {
+	if _, err := sqlite.NewUnlockService(d).CountDays(sys); err != nil {
 		tb.Fatal(err)
 	}
 	var mgr *doorledger.User
@@ -319,7 +319,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 			acks = append(acks, id)
 		}
 	}
-	unlocks := db.NewUnlockService(d)
+	unlocks := sqlite.NewUnlockService(d)
 	for lo := 0; lo < len(acks); lo += doorledger.MaxAckEvents {
 		if _, err := unlocks.AcknowledgeAnomalies(mgrCtx, bl.ID, acks[lo:min(len(acks), lo+doorledger.MaxAckEvents)],
 			"false alarm: delivery hours were wrong"); err != nil {
@@ -338,7 +338,7 @@ func seedHistory(tb testing.TB, dir string, n int) *histWorld {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := db.NewLogService(d, key).SignHead(sys); err != nil {
+	if _, err := sqlite.NewLogService(d, key).SignHead(sys); err != nil {
 		tb.Fatal(err)
 	}
 	w.LogTaken = time.Since(t0)
@@ -464,13 +464,13 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 	// The service alone, on the same file in the same process, as a board
 	// member: what the page costs beyond the query (session, building,
 	// devices, rendering, HTTP).
-	d := db.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
 	if err := d.Open(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.Close() })
-	svc := db.NewUnlockService(d)
-	boardUser, err := db.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), w.Board)
+	svc := sqlite.NewUnlockService(d)
+	boardUser, err := sqlite.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), w.Board)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/testtool"
 )
 
@@ -29,7 +29,7 @@ var oldRefs = []string{"OLDREF-1111-COURIER", "OLDREF-2222-PKG", "OLDREF-3333-CR
 // not yet consented then (ON: flagged without consent).
 func seedOldUnlocks(t *testing.T, w *residentWorld) {
 	t.Helper()
-	d := db.NewDB(filepath.Join(w.dir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.dir, "doorledger.db"))
 	clock := time.Now().UTC().Truncate(time.Second).AddDate(0, 0, -100)
 	d.Now = func() time.Time { return clock }
 	key, err := vendorSealKey(filepath.Join(w.dir, "vendor.key"))
@@ -49,7 +49,7 @@ func seedOldUnlocks(t *testing.T, w *residentWorld) {
 		if i == 2 {
 			dev = w.devices["ON"]
 		}
-		if err := db.NewUnlockService(d).RecordUnlocks(sys, []doorledger.UnlockEvent{{DeviceID: dev, EventID: fmt.Sprintf("old-%d", i),
+		if err := sqlite.NewUnlockService(d).RecordUnlocks(sys, []doorledger.UnlockEvent{{DeviceID: dev, EventID: fmt.Sprintf("old-%d", i),
 			OccurredAt: clock.Add(time.Duration(i) * time.Minute), Method: doorledger.MethodCourierApp, ActorRef: ref, Result: doorledger.UnlockGranted}}); err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/testtool"
 )
 
@@ -43,7 +43,7 @@ const (
 func seedResidentWorld(t *testing.T) *residentWorld {
 	t.Helper()
 	w := &residentWorld{dir: t.TempDir(), devices: map[string]int64{}}
-	d := db.NewDB(filepath.Join(w.dir, "doorledger.db"))
+	d := sqlite.NewDB(filepath.Join(w.dir, "doorledger.db"))
 	d.PasswordCost = 4
 	now0 := time.Now().UTC().Truncate(time.Second)
 	clock := now0
@@ -63,9 +63,9 @@ func seedResidentWorld(t *testing.T) *residentWorld {
 	defer d.Close()
 	ctx := context.Background()
 	sys := doorledger.NewSystemContext(ctx, "seed")
-	users, buildings := db.NewUserService(d), db.NewBuildingService(d)
-	consents, devices, unlocks := db.NewConsentService(d, residentPublicURL), db.NewDeviceService(d), db.NewUnlockService(d)
-	outbox := db.NewOutboxService(d)
+	users, buildings := sqlite.NewUserService(d), sqlite.NewBuildingService(d)
+	consents, devices, unlocks := sqlite.NewConsentService(d, residentPublicURL), sqlite.NewDeviceService(d), sqlite.NewUnlockService(d)
+	outbox := sqlite.NewOutboxService(d)
 	check := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -533,14 +533,14 @@ func TestEndToEndResidentSubscription(t *testing.T) {
 
 	// Lapsed: the lapse job run with the clock a year on, as a second writer
 	// on the same file (the portal's own job would run it at its time).
-	later := db.NewDB(filepath.Join(p.DataDir, "doorledger.db"))
+	later := sqlite.NewDB(filepath.Join(p.DataDir, "doorledger.db"))
 	t13 := time.Now().AddDate(1, 1, 0)
 	later.Now = func() time.Time { return t13 }
 	if err := later.Open(); err != nil {
 		t.Fatal(err)
 	}
 	fact = time.Now()
-	n, err := db.NewConsentService(later, residentPublicURL).LapseDue(context.Background())
+	n, err := sqlite.NewConsentService(later, residentPublicURL).LapseDue(context.Background())
 	later.Close()
 	if err != nil || n == 0 {
 		t.Fatalf("lapse: %d %v", n, err)

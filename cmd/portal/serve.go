@@ -14,7 +14,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/internal/atomicfile"
 	"github.com/doorledger/doorledger/mail"
@@ -26,21 +26,21 @@ import (
 type app struct {
 	cfg         *config
 	log         *slog.Logger
-	db          *db.DB
-	users       *db.UserService
-	buildings   *db.BuildingService
-	audit       *db.AuditService
-	consents    *db.ConsentService
-	policies    *db.PolicyService
-	privacy     *db.PrivacyService
-	invitations *db.InvitationService
-	outbox      *db.OutboxService
-	devices     *db.DeviceService
-	unlocks     *db.UnlockService
-	vendors     *db.VendorService
-	logs        *db.LogService
-	reports     *db.ReportService
-	residents   *db.ResidentService
+	db          *sqlite.DB
+	users       *sqlite.UserService
+	buildings   *sqlite.BuildingService
+	audit       *sqlite.AuditService
+	consents    *sqlite.ConsentService
+	policies    *sqlite.PolicyService
+	privacy     *sqlite.PrivacyService
+	invitations *sqlite.InvitationService
+	outbox      *sqlite.OutboxService
+	devices     *sqlite.DeviceService
+	unlocks     *sqlite.UnlockService
+	vendors     *sqlite.VendorService
+	logs        *sqlite.LogService
+	reports     *sqlite.ReportService
+	residents   *sqlite.ResidentService
 	web         *web.Server
 }
 
@@ -51,26 +51,26 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	a.db = db.NewDB(filepath.Join(cfg.DataDir, "doorledger.db"))
+	a.db = sqlite.NewDB(filepath.Join(cfg.DataDir, "doorledger.db"))
 	if cfg.BcryptCost != 0 {
 		a.db.PasswordCost = cfg.BcryptCost
 	}
 	if err := a.db.Open(); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	a.users = db.NewUserService(a.db)
-	a.buildings = db.NewBuildingService(a.db)
+	a.users = sqlite.NewUserService(a.db)
+	a.buildings = sqlite.NewBuildingService(a.db)
 	a.buildings.BaseURL = cfg.PublicURL
-	a.audit = db.NewAuditService(a.db)
-	a.consents = db.NewConsentService(a.db, cfg.PublicURL)
-	a.policies = db.NewPolicyService(a.db)
-	a.privacy = db.NewPrivacyService(a.db)
-	a.invitations = db.NewInvitationService(a.db, cfg.PublicURL)
-	a.outbox = db.NewOutboxService(a.db)
-	a.devices = db.NewDeviceService(a.db)
+	a.audit = sqlite.NewAuditService(a.db)
+	a.consents = sqlite.NewConsentService(a.db, cfg.PublicURL)
+	a.policies = sqlite.NewPolicyService(a.db)
+	a.privacy = sqlite.NewPrivacyService(a.db)
+	a.invitations = sqlite.NewInvitationService(a.db, cfg.PublicURL)
+	a.outbox = sqlite.NewOutboxService(a.db)
+	a.devices = sqlite.NewDeviceService(a.db)
 	a.devices.BrokerHash = devicectl.MosquittoHash
-	a.unlocks = db.NewUnlockService(a.db)
-	a.residents = db.NewResidentService(a.db, cfg.PublicURL)
+	a.unlocks = sqlite.NewUnlockService(a.db)
+	a.residents = sqlite.NewResidentService(a.db, cfg.PublicURL)
 	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	if err := a.db.SetSealKey(sealKey); err != nil {
 		return nil, err
 	}
-	if a.vendors, err = db.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
+	if a.vendors, err = sqlite.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -116,13 +116,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	a.logs = db.NewLogService(a.db, key)
+	a.logs = sqlite.NewLogService(a.db, key)
 	// Registered before every other deferred stop, so it runs after them all,
 	// just before the database closes: everything committed is sequenced.
 	defer a.sequenceAtShutdown()
 	// Reports: the registry, and the generator that writes the queued ones
 	// into <data>/reports, one at a time, for as long as the portal runs.
-	a.reports = db.NewReportService(a.db, a.logs, cfg.PublicURL)
+	a.reports = sqlite.NewReportService(a.db, a.logs, cfg.PublicURL)
 	reportDir := filepath.Join(cfg.DataDir, "reports")
 	if err := os.MkdirAll(reportDir, 0o700); err != nil {
 		return fmt.Errorf("report directory: %w", err)
@@ -166,7 +166,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: db.NewAttentionService(a.db),
+		Attention: sqlite.NewAttentionService(a.db),
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -260,7 +260,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}},
 		// Daily unlock counts dated again after a time zone change (and,
 		// once, the events recorded before migration 050), in small
-		// transactions (db/unlock_daily.go).
+		// transactions (db/sqlite/unlock_daily.go).
 		job{name: "daily unlock counts", every: 5 * time.Second, run: func(ctx context.Context) error {
 			n, err := a.unlocks.CountDays(ctx)
 			if n > 0 {
@@ -277,7 +277,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}},
 		// Residents hear of a change to their building's devices within
-		// seconds of its journal entry (db/resident_notify.go).
+		// seconds of its journal entry (db/sqlite/resident_notify.go).
 		job{name: "resident notices", every: 2 * time.Second, run: func(ctx context.Context) error {
 			_, err := a.residents.NotifyResidents(ctx)
 			return err
@@ -410,7 +410,7 @@ func sessionKeys(path string) ([][]byte, error) {
 // losing it means rotating every integration's key, and mail not yet sent is
 // marked failed.
 func vendorSealKey(path string) ([]byte, error) {
-	return loadOrCreateKey(path, db.SealKeySize, "vendor seal key")
+	return loadOrCreateKey(path, sqlite.SealKeySize, "vendor seal key")
 }
 
 // loadOrCreateKey reads a random key of size bytes from path, creating it

@@ -1,0 +1,146 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+
+	"github.com/doorledger/doorledger"
+)
+
+// caller is who a request acts as: a signed-in user or the system.
+type caller struct {
+	user   *doorledger.User
+	system string
+}
+
+func callerFrom(ctx context.Context) caller {
+	return caller{user: doorledger.UserFromContext(ctx), system: doorledger.SystemFromContext(ctx)}
+}
+
+// allBuildings reports whether the caller reaches every building.
+func (c caller) allBuildings() bool { return c.system != "" || c.user.IsAdmin() }
+
+func (c caller) id() int64 {
+	if c.user != nil {
+		return c.user.ID
+	}
+	return 0
+}
+
+func (c caller) label() string {
+	switch {
+	case c.system != "":
+		return c.system
+	case c.user != nil:
+		return c.user.Email
+	}
+	return "anonymous"
+}
+
+func (c caller) role() doorledger.Role {
+	if c.system != "" {
+		return doorledger.RoleAdmin
+	}
+	if c.user == nil {
+		return ""
+	}
+	return c.user.Role
+}
+
+// requireSignedIn returns EUNAUTHORIZED for an anonymous caller.
+func (c caller) requireSignedIn() error {
+	if c.system == "" && c.user == nil {
+		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Please sign in.")
+	}
+	return nil
+}
+
+// requireAdmin returns EFORBIDDEN unless the caller is an admin or the system.
+func (c caller) requireAdmin() error {
+	if err := c.requireSignedIn(); err != nil {
+		return err
+	}
+	if !c.allBuildings() {
+		return doorledger.Errorf(doorledger.EFORBIDDEN, "Only an administrator may do that.")
+	}
+	return nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// checkBuilding returns ENOTFOUND unless the building exists and the caller holds
+// a grant on it (admins and the system reach every building). Not found and not
+// granted are the same answer, so that ids do not leak.
+func checkBuilding(ctx context.Context, q querier, c caller, buildingID int64) error {
+	if err := c.requireSignedIn(); err != nil {
+		return err
+	}
+	var n int
+	var err error
+	if c.allBuildings() {
+		err = q.QueryRowContext(ctx, `SELECT COUNT(*) FROM buildings WHERE id = ?`, buildingID).Scan(&n)
+	} else {
+		err = q.QueryRowContext(ctx, `SELECT COUNT(*) FROM grants WHERE building_id = ? AND user_id = ?`, buildingID, c.user.ID).Scan(&n)
+	}
+	if err != nil {
+		return err
+	} else if n == 0 {
+		return doorledger.Errorf(doorledger.ENOTFOUND, "Building not found.")
+	}
+	return nil
+}
+
+// checkManage is checkBuilding plus the manager role: a board member or
+// installer who sees the building gets EFORBIDDEN.
+func checkManage(ctx context.Context, q querier, c caller, buildingID int64) error {
+	if err := checkBuilding(ctx, q, c, buildingID); err != nil {
+		return err
+	}
+	if r := c.role(); r != doorledger.RoleAdmin && r != doorledger.RoleManager {
+		return doorledger.Errorf(doorledger.EFORBIDDEN, "Only the building's managers may do that.")
+	}
+	return nil
+}
+
+// audit appends an entry to the journal inside tx, at the transaction's time.
+// detail is marshalled to JSON (nil for none).
+func (tx *Tx) audit(ctx context.Context, action string, buildingID int64, objectType string, objectID int64, detail any) error {
+	c := callerFrom(ctx)
+	return tx.auditAs(ctx, c.id(), c.label(), action, buildingID, objectType, objectID, detail)
+}
+
+// auditInsertSQL writes one journal entry; prepared on the hot paths (stmt.go).
+const auditInsertSQL = `INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// auditAs appends an entry with an explicit actor (a signer, a device, a failed sign-in).
+func (tx *Tx) auditAs(ctx context.Context, actorID int64, actor, action string, buildingID int64, objectType string, objectID int64, detail any) error {
+	d := "{}"
+	if detail != nil {
+		buf, err := json.Marshal(detail)
+		if err != nil {
+			return err
+		}
+		d = string(buf)
+	}
+	_, err := tx.exec(ctx, auditInsertSQL,
+		formatTime(tx.now), actorID, actor, action, buildingID, objectType, objectID, doorledger.IPFromContext(ctx), d)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// notFound maps sql.ErrNoRows to a coded ENOTFOUND with msg.
+func notFound(err error, msg string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return doorledger.Errorf(doorledger.ENOTFOUND, "%s", msg)
+	}
+	return err
+}

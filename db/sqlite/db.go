@@ -1,0 +1,310 @@
+// Package db implements Doorledger's services on an embedded SQLite database
+// (modernc.org/sqlite, no cgo). Every change is written in one transaction
+// together with the audit entry that records it.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"golang.org/x/crypto/bcrypt"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is the SQLite database behind every service. Writes go through one
+// connection (SQLite has one writer; queuing in Go beats spinning on SQLITE_BUSY),
+// reads through a pool of read-only connections that WAL lets run beside it.
+type DB struct {
+	write *sql.DB
+	read  *readPool
+	Path  string
+
+	// Now is the clock, read once per transaction; tests fix it.
+	Now func() time.Time
+	// PasswordCost is the bcrypt cost; tests lower it.
+	PasswordCost int
+	// OnDesired is called after a commit that changed devices' desired state,
+	// with the states to push; the device controller sets it. It must not block.
+	OnDesired func([]doorledger.DesiredState)
+	// OnMail is called after a commit that queued mail, so the dispatcher can
+	// send it at once rather than at its next poll. It must not block.
+	OnMail func()
+
+	// Login throttling: failures allowed within LoginWindow per account and per IP.
+	LoginAccountLimit int
+	LoginIPLimit      int
+
+	stmts  stmtCache // hot statements, prepared once (stmt.go)
+	sealer *sealer   // seals mail bodies (SetSealKey)
+
+	migrateThrough string // tests: the last migration to apply ("": all)
+}
+
+// NewDB returns a DB for the SQLite file at path; call Open before use.
+func NewDB(path string) *DB {
+	return &DB{
+		Path:              path,
+		Now:               time.Now,
+		PasswordCost:      bcrypt.DefaultCost,
+		LoginAccountLimit: 10,
+		LoginIPLimit:      30,
+		sealer:            randomSealer(),
+	}
+}
+
+// SetSealKey sets the key (SealKeySize bytes, kept outside the database: the
+// data directory's vendor.key) that seals what the database keeps but must
+// not hold in the clear, such as mail bodies waiting for delivery. Until it is
+// set, a random key is used that lives as long as the process: enough for
+// tests, not for a portal that restarts with mail still queued.
+func (db *DB) SetSealKey(key []byte) error {
+	s, err := newSealer(key)
+	if err != nil {
+		return fmt.Errorf("seal key: %w", err)
+	}
+	db.sealer = s
+	return nil
+}
+
+// dsn builds the connection string. Pragmas are per connection, so they go in the
+// DSN where every pooled connection gets them (not one Exec on whichever
+// connection the pool hands out):
+//   - foreign_keys(1): SQLite leaves them off by default; the schema relies on them.
+//   - journal_mode(WAL): readers do not block the writer nor it them.
+//   - synchronous(FULL): a commit survives power loss, not only a crash; consent
+//     and revocation facts are evidence, and group commit keeps ingest fast anyway.
+//   - busy_timeout(5000): wait for a lock up to 5 s instead of failing at once
+//     (another process such as the CLI may hold it briefly).
+//   - _txlock=immediate (writer): take the write lock at BEGIN, so a transaction
+//     that reads then writes cannot deadlock on the upgrade.
+//   - query_only(1) (readers): a read connection can never write by mistake.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "busy_timeout(5000)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Open opens the database file, creating it if needed, and applies migrations.
+func (db *DB) Open() (err error) {
+	if db.Path == "" {
+		return errors.New("db: path required")
+	}
+	if db.Path, err = filepath.Abs(db.Path); err != nil {
+		return err
+	}
+	if db.write, err = sql.Open("sqlite", dsn(db.Path, false)); err != nil {
+		return fmt.Errorf("open writer: %w", err)
+	}
+	db.write.SetMaxOpenConns(1)
+	db.write.SetConnMaxIdleTime(0)
+	if err := db.migrate(context.Background()); err != nil {
+		db.write.Close()
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := db.checkZoneOffsets(context.Background()); err != nil {
+		db.write.Close()
+		return fmt.Errorf("daily unlock counts: %w", err)
+	}
+	read, err := sql.Open("sqlite", dsn(db.Path, true))
+	if err != nil {
+		db.write.Close()
+		return fmt.Errorf("open readers: %w", err)
+	}
+	db.read = &readPool{DB: read}
+	db.read.SetMaxOpenConns(8)
+	// Keep them all: opening one parses the schema again and loses the
+	// statements prepared on it (database/sql keeps only 2 idle by default).
+	db.read.SetMaxIdleConns(8)
+	return nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var errs []error
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	if db.write != nil {
+		errs = append(errs, db.write.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// migrate applies every embedded migration not yet recorded, each in its own
+// transaction. Migrations are numbered NNN_name.sql; a shipped one is never edited.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return err
+	}
+	names, err := migrationNames()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if db.migrateThrough != "" && name > "migrations/"+db.migrateThrough {
+			break
+		}
+		if err := db.migrateFile(ctx, name); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// migrationNames lists the embedded migrations in the order they apply.
+func migrationNames() ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (db *DB) migrateFile(ctx context.Context, name string) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM migrations WHERE name = ?`, name).Scan(&n); err != nil {
+		return err
+	} else if n > 0 {
+		return nil
+	}
+	buf, err := fs.ReadFile(migrationFS, name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(buf)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, formatTime(time.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Tx is a write transaction with the time read once at its start.
+type Tx struct {
+	*sql.Tx
+	db  *DB
+	now time.Time
+
+	pushes []doorledger.DesiredState // desired states to push after commit
+	mailed bool                      // mail was queued
+}
+
+// Commit commits, then hands what the transaction decided to the device
+// controller and the mail dispatcher: only committed facts leave the process.
+func (tx *Tx) Commit() error {
+	if err := tx.Tx.Commit(); err != nil {
+		return err
+	}
+	if len(tx.pushes) > 0 && tx.db.OnDesired != nil {
+		tx.db.OnDesired(tx.pushes)
+	}
+	if tx.mailed && tx.db.OnMail != nil {
+		tx.db.OnMail()
+	}
+	return nil
+}
+
+// BeginTx starts a write transaction.
+func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &Tx{Tx: tx, db: db, now: db.Now().UTC().Truncate(time.Microsecond)}, nil
+}
+
+// Reader returns the read-only pool, for queries that need no transaction.
+func (db *DB) Reader() *sql.DB { return db.read.DB }
+
+// Writer returns the write pool: for tests that go around the services to prove
+// the database itself refuses what the rules forbid.
+func (db *DB) Writer() *sql.DB { return db.write }
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its answer ("ok" when sound).
+func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	var s string
+	err := db.read.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&s)
+	return s, err
+}
+
+// Times are stored as RFC 3339 UTC text with fixed microsecond precision, so
+// that they sort as text and compare in SQL.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+func parseTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		t, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	return t.UTC()
+}
+
+// nullTime scans a nullable time column.
+type nullTime struct{ t *time.Time }
+
+func (n nullTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*n.t = time.Time{}
+	case string:
+		*n.t = parseTime(v)
+	case []byte:
+		*n.t = parseTime(string(v))
+	default:
+		return fmt.Errorf("time column: unexpected %T", v)
+	}
+	return nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// isUniqueViolation reports a UNIQUE constraint failure.
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}

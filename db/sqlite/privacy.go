@@ -1,0 +1,454 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
+)
+
+// PrivacyService implements doorledger.PrivacyService: the Tenant Data
+// Privacy Act profile of buildings (migration 045). The database holds the
+// rules too: no device of a building under the profile is enabled without a
+// complete vendor disclosure record, and an unlock event changes only by the
+// redaction of its identifiable fields, under the profile, after 90 days.
+type PrivacyService struct {
+	db *DB
+}
+
+// NewPrivacyService returns the SQLite privacy service.
+func NewPrivacyService(db *DB) *PrivacyService { return &PrivacyService{db: db} }
+
+var _ doorledger.PrivacyService = (*PrivacyService)(nil)
+
+const disclosureColumns = `v.id, v.building_id, v.legal_name, v.data_collected, v.purpose, v.retention, v.policy_url, v.updated_at,
+	(SELECT COUNT(*) FROM devices d WHERE d.vendor_disclosure_id = v.id AND d.retired = 0)`
+
+func scanDisclosure(r interface{ Scan(...any) error }) (*doorledger.VendorDisclosure, error) {
+	var d doorledger.VendorDisclosure
+	err := r.Scan(&d.ID, &d.BuildingID, &d.LegalName, &d.DataCollected, &d.Purpose, &d.Retention, &d.PolicyURL, nullTime{&d.UpdatedAt}, &d.Devices)
+	return &d, err
+}
+
+func (s *PrivacyService) PrivacyStatus(ctx context.Context, buildingID int64) (*doorledger.PrivacyStatus, error) {
+	if err := checkBuilding(ctx, s.db.read, callerFrom(ctx), buildingID); err != nil {
+		return nil, err
+	}
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return privacyStatus(ctx, tx, buildingID, s.db.Now())
+}
+
+// privacyStatus reads a building's profile and checks it, in q's snapshot.
+func privacyStatus(ctx context.Context, q querier, buildingID int64, now time.Time) (*doorledger.PrivacyStatus, error) {
+	st := &doorledger.PrivacyStatus{BuildingID: buildingID}
+	if err := q.QueryRowContext(ctx, `SELECT privacy_profile, privacy_profile_at FROM buildings WHERE id = ?`, buildingID).
+		Scan(&st.Profile, nullTime{&st.Since}); err != nil {
+		return nil, notFound(err, "Building not found.")
+	}
+	var err error
+	if st.Disclosures, err = queryAll(ctx, q, scanDisclosure, `SELECT `+disclosureColumns+` FROM vendor_disclosures v
+		WHERE v.building_id = ? ORDER BY v.id`, buildingID); err != nil {
+		return nil, err
+	}
+	if st.Devices, err = queryAll(ctx, q, func(r interface{ Scan(...any) error }) (*doorledger.PrivacyDevice, error) {
+		var d doorledger.PrivacyDevice
+		err := r.Scan(&d.ID, &d.Vendor, &d.Model, &d.Enabled, &d.DisclosureID)
+		return &d, err
+	}, `SELECT id, vendor, model, desired_state = 'enabled', COALESCE(vendor_disclosure_id, 0) FROM devices
+		WHERE building_id = ? AND retired = 0 ORDER BY id`, buildingID); err != nil {
+		return nil, err
+	}
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM unlock_redactions r JOIN audit_entries a ON a.id = r.redaction_id
+		WHERE a.building_id = ?`, buildingID).Scan(&st.Redacted); err != nil {
+		return nil, err
+	}
+	if st.Profile != doorledger.PrivacyProfileTDPA {
+		return st, nil
+	}
+	byID := map[int64]*doorledger.VendorDisclosure{}
+	for _, d := range st.Disclosures {
+		byID[d.ID] = d
+	}
+	var bad []string
+	for _, d := range st.Devices {
+		if d.Enabled && !byID[d.DisclosureID].Complete() {
+			bad = append(bad, "#"+itoa(d.ID))
+		}
+	}
+	check := doorledger.PrivacyCheck{Name: "Every enabled device names a complete vendor disclosure record", Holds: len(bad) == 0}
+	if len(bad) > 0 {
+		check.Detail = "not so for device " + strings.Join(bad, ", ")
+	}
+	st.Checks = append(st.Checks, check)
+	// The job runs daily: a day's grace past the 90 days.
+	cutoff := formatTime(now.Add(-doorledger.RedactAfter - 24*time.Hour))
+	var left int64
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM unlock_events WHERE building_id = ? AND actor_ref <> '' AND redaction_id IS NULL
+		AND effective_at < ?2`, buildingID, cutoff).Scan(&left); err != nil {
+		return nil, err
+	}
+	check = doorledger.PrivacyCheck{Name: "No identifiable unlock data is kept past 90 days", Holds: left == 0,
+		Detail: fmt.Sprintf("%d events redacted so far", st.Redacted)}
+	if left > 0 {
+		check.Detail = fmt.Sprintf("%d events older than 91 days still carry a courier or package reference", left)
+	}
+	st.Checks = append(st.Checks, check)
+	return st, nil
+}
+
+func (s *PrivacyService) SetPrivacyProfile(ctx context.Context, buildingID int64, profile string) error {
+	if profile != doorledger.PrivacyProfileNone && profile != doorledger.PrivacyProfileTDPA {
+		return doorledger.Errorf(doorledger.EINVALID, "Choose a privacy profile.")
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE buildings SET privacy_profile = ?, privacy_profile_at = ? WHERE id = ? AND privacy_profile <> ?`,
+		profile, formatTime(tx.now), buildingID, profile)
+	if err != nil {
+		return fmt.Errorf("set privacy profile of building %d: %w", buildingID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil // already so
+	}
+	if err := tx.audit(ctx, "building.privacy_profile", buildingID, "building", buildingID, map[string]any{"profile": profile}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *PrivacyService) SaveVendorDisclosure(ctx context.Context, buildingID, id int64, in doorledger.VendorDisclosureInput) (*doorledger.VendorDisclosure, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
+		return nil, err
+	}
+	at := formatTime(tx.now)
+	action := "vendor_disclosure.update"
+	if id == 0 {
+		if err := tx.QueryRowContext(ctx, `INSERT INTO vendor_disclosures (building_id, legal_name, data_collected, purpose, retention, policy_url, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, buildingID, in.LegalName, in.DataCollected, in.Purpose, in.Retention, in.PolicyURL, at, at).Scan(&id); err != nil {
+			return nil, fmt.Errorf("add vendor disclosure of building %d: %w", buildingID, err)
+		}
+		action = "vendor_disclosure.create"
+	} else {
+		res, err := tx.ExecContext(ctx, `UPDATE vendor_disclosures SET legal_name = ?, data_collected = ?, purpose = ?, retention = ?, policy_url = ?, updated_at = ?
+			WHERE id = ? AND building_id = ?`, in.LegalName, in.DataCollected, in.Purpose, in.Retention, in.PolicyURL, at, id, buildingID)
+		if err != nil {
+			return nil, fmt.Errorf("update vendor disclosure %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Vendor disclosure record not found.")
+		}
+	}
+	// The record is public (the tenant privacy notice prints it).
+	if err := tx.audit(ctx, action, buildingID, "vendor_disclosure", id, map[string]any{"legal_name": in.LegalName, "policy_url": in.PolicyURL}); err != nil {
+		return nil, err
+	}
+	d, err := scanDisclosure(tx.QueryRowContext(ctx, `SELECT `+disclosureColumns+` FROM vendor_disclosures v WHERE v.id = ?`, id))
+	if err != nil {
+		return nil, err
+	}
+	return d, tx.Commit()
+}
+
+func (s *PrivacyService) SetDeviceDisclosure(ctx context.Context, buildingID, deviceID, disclosureID int64) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
+		return err
+	}
+	if disclosureID < 0 {
+		return doorledger.Errorf(doorledger.EINVALID, "Choose a vendor disclosure record.")
+	}
+	var enabled bool
+	var profile string
+	if err := tx.QueryRowContext(ctx, `SELECT d.desired_state = 'enabled', b.privacy_profile FROM devices d JOIN buildings b ON b.id = d.building_id
+		WHERE d.id = ? AND d.building_id = ?`, deviceID, buildingID).Scan(&enabled, &profile); err != nil {
+		return notFound(err, "Device not found.")
+	}
+	var ref any
+	if disclosureID != 0 {
+		d, err := scanDisclosure(tx.QueryRowContext(ctx, `SELECT `+disclosureColumns+` FROM vendor_disclosures v WHERE v.id = ? AND v.building_id = ?`,
+			disclosureID, buildingID))
+		if err != nil {
+			return notFound(err, "Vendor disclosure record not found.")
+		}
+		if enabled && profile == doorledger.PrivacyProfileTDPA && !d.Complete() {
+			return doorledger.Errorf(doorledger.ECONFLICT, "The device is enabled: it can only name a complete vendor disclosure record.")
+		}
+		ref = disclosureID
+	} else if enabled && profile == doorledger.PrivacyProfileTDPA {
+		return doorledger.Errorf(doorledger.ECONFLICT, "The device is enabled: under the Tenant Data Privacy Act profile it must name a complete vendor disclosure record.")
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET vendor_disclosure_id = ? WHERE id = ?`, ref, deviceID); err != nil {
+		return fmt.Errorf("set disclosure of device %d: %w", deviceID, err)
+	}
+	if err := tx.audit(ctx, "device.disclosure", buildingID, "device", deviceID, map[string]any{"disclosure": disclosureID}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// privacyHold says why the building's privacy profile keeps a device from
+// being enabled ("": it does not), so that the enable is refused with a
+// message people read before the database refuses it.
+func (tx *Tx) privacyHold(ctx context.Context, deviceID int64) (string, error) {
+	var profile string
+	var legal, data, purpose, retention, url sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT b.privacy_profile, v.legal_name, v.data_collected, v.purpose, v.retention, v.policy_url
+		FROM devices d JOIN buildings b ON b.id = d.building_id LEFT JOIN vendor_disclosures v ON v.id = d.vendor_disclosure_id
+		WHERE d.id = ?`, deviceID).Scan(&profile, &legal, &data, &purpose, &retention, &url)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && profile != doorledger.PrivacyProfileTDPA {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	if !legal.Valid {
+		return "This building follows the Tenant Data Privacy Act profile: name the device's vendor disclosure record (on the building's privacy page) before enabling it.", nil
+	}
+	d := doorledger.VendorDisclosure{LegalName: legal.String, DataCollected: data.String, Purpose: purpose.String, Retention: retention.String, PolicyURL: url.String}
+	if missing := d.Missing(); len(missing) > 0 {
+		return "This building follows the Tenant Data Privacy Act profile: the device's vendor disclosure record lacks " +
+			strings.ReplaceAll(strings.Join(missing, ", "), "_", " ") + ", so the device cannot be enabled.", nil
+	}
+	return "", nil
+}
+
+func (s *PrivacyService) TenantNotice(ctx context.Context, slug string) (*doorledger.TenantPrivacyNotice, error) {
+	b, err := findNoticeBuilding(ctx, s.db.read, slug)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	n := &doorledger.TenantPrivacyNotice{BuildingName: b.name, Slug: slug, Contact: b.contact, RedactDays: int(doorledger.RedactAfter / (24 * time.Hour)),
+		Now: s.db.Now().UTC()}
+	if err := tx.QueryRowContext(ctx, `SELECT privacy_profile, unlock_retention_days FROM buildings WHERE id = ?`, b.id).
+		Scan(&n.Profile, &n.RetentionDays); err != nil {
+		return nil, err
+	}
+	if n.Profile == doorledger.PrivacyProfileNone {
+		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "This building publishes no tenant privacy notice here.")
+	}
+	disclosures, err := queryAll(ctx, tx, scanDisclosure, `SELECT `+disclosureColumns+` FROM vendor_disclosures v WHERE v.building_id = ? ORDER BY v.id`, b.id)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[int64]*doorledger.TenantNoticeVendor{}
+	// Devices in service: no serial, location, installer or signer is selected.
+	rows, err := tx.QueryContext(ctx, `SELECT id, vendor, model, opens, COALESCE(vendor_disclosure_id, 0) FROM devices
+		WHERE building_id = ? AND retired = 0 ORDER BY id`, b.id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, disclosure int64
+		var vendor, model, opens string
+		if err := rows.Scan(&id, &vendor, &model, &opens, &disclosure); err != nil {
+			return nil, err
+		}
+		var d *doorledger.VendorDisclosure
+		for _, x := range disclosures {
+			if x.ID == disclosure {
+				d = x
+			}
+		}
+		if !d.Complete() {
+			n.Undisclosed++
+			continue
+		}
+		v := byID[d.ID]
+		if v == nil {
+			v = &doorledger.TenantNoticeVendor{Disclosure: *d}
+			byID[d.ID] = v
+			n.Vendors = append(n.Vendors, v)
+		}
+		label := "#" + itoa(id) + " " + strings.TrimSpace(vendor+" "+model)
+		if opens != "" {
+			label += " (" + opens + ")"
+		}
+		v.Devices = append(v.Devices, label)
+	}
+	return n, rows.Err()
+}
+
+// redactChunk bounds the events one redaction names (and one transaction changes).
+const redactChunk = 1000
+
+func (s *PrivacyService) RedactUnlocks(ctx context.Context, now time.Time) (int64, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return 0, err
+	}
+	// The database judges age by its own clock: never ahead of it.
+	if real := time.Now(); now.After(real) {
+		now = real
+	}
+	buildings, err := queryAll(ctx, s.db.read, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM buildings WHERE privacy_profile = ? ORDER BY id`, doorledger.PrivacyProfileTDPA)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := formatTime(now.Add(-doorledger.RedactAfter))
+	var total int64
+	for _, b := range buildings {
+		for {
+			n, more, err := s.redactChunk(ctx, b, cutoff)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("redact unlock events of building %d: %w", b, err)
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// redactChunk redacts up to redactChunk of a building's events older than
+// cutoff, under one journal entry. Only events already in the log, whose
+// row still encodes to their leaf, are redacted: a redaction never hides a
+// change verify would name.
+func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cutoff string) (n int64, more bool, err error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	defer tx.Rollback()
+	rows, err := loadLogRowsArgs(ctx, tx, `SELECT `+logUnlockColumns+`, l.hash FROM unlock_events u
+		JOIN log_leaves l ON l.kind = 'unlock' AND l.ref_id = u.id
+		WHERE u.building_id = ?1 AND u.actor_ref <> '' AND u.redaction_id IS NULL AND u.effective_at < ?2
+		ORDER BY u.id LIMIT ?3`, []any{buildingID, cutoff, redactChunk}, func(c *logColumns) ([]byte, error) {
+		u, err := unlockFromColumns(c)
+		if err != nil {
+			return nil, err
+		}
+		logged, ok := c.vals[12].([]byte)
+		if !ok || len(logged) != 32 {
+			return nil, errors.New("no leaf")
+		}
+		enc, err := auditlog.EncodeUnlock(u)
+		if err != nil {
+			return nil, err
+		}
+		var leaf doorledger.LogHash
+		copy(leaf[:], logged)
+		if auditlog.LeafHash(enc) != leaf {
+			return nil, errors.New("the row does not match its leaf")
+		}
+		red := auditlog.RedactUnlock(*u)
+		renc, err := auditlog.EncodeUnlock(&red)
+		if err != nil {
+			return nil, err
+		}
+		r := auditlog.LeafHash(renc)
+		return append(leaf[:], r[:]...), nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	more = len(rows) == redactChunk
+	var h auditlog.RedactionHasher
+	var ids []int64
+	var recs []doorledger.RedactedLeaf
+	for _, r := range rows {
+		if r.err != nil {
+			continue // verify names it
+		}
+		x := doorledger.RedactedLeaf{UnlockID: r.id}
+		copy(x.Logged[:], r.enc[:32])
+		copy(x.Redacted[:], r.enc[32:])
+		h.Add(x.UnlockID, x.Logged, x.Redacted)
+		ids = append(ids, r.id)
+		recs = append(recs, x)
+	}
+	if len(ids) == 0 {
+		return 0, false, nil
+	}
+	digest, err := h.Sum()
+	if err != nil {
+		return 0, false, err
+	}
+	ranges, err := auditlog.FormatIDRanges(auditlog.IDRanges(ids))
+	if err != nil {
+		return 0, false, err
+	}
+	sysctx := doorledger.NewSystemContext(ctx, "system")
+	if err := tx.audit(sysctx, "unlock.redact", buildingID, "building", buildingID, auditlog.MarshalRedactionDetail(auditlog.RedactionDetail{
+		Events: int64(len(ids)), IDs: ranges, Before: cutoff, Fields: strings.Join(doorledger.RedactedFields, ","), Digest: digest.String()})); err != nil {
+		return 0, false, err
+	}
+	var entry int64
+	if err := tx.QueryRowContext(ctx, `SELECT last_insert_rowid()`).Scan(&entry); err != nil {
+		return 0, false, err
+	}
+	at := formatTime(tx.now)
+	for _, x := range recs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES (?, ?, ?, ?)`,
+			x.UnlockID, entry, x.Logged[:], x.Redacted[:]); err != nil {
+			return 0, false, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE unlock_events SET actor_ref = '', redaction_id = ?, redacted_at = ? WHERE id = ?`,
+			entry, at, x.UnlockID); err != nil {
+			return 0, false, fmt.Errorf("redact unlock #%d: %w", x.UnlockID, err)
+		}
+	}
+	return int64(len(ids)), more, tx.Commit()
+}
+
+// redactionsIn returns the redactions that name events of the building
+// whose effective time is in [lo, hi) (the range reports select events by),
+// each with what it recorded of every event it names.
+func redactionsIn(ctx context.Context, q querier, buildingID int64, lo, hi string) ([]*doorledger.UnlockRedaction, error) {
+	ids, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT DISTINCT r.redaction_id FROM unlock_events e JOIN unlock_redactions r ON r.unlock_id = e.id
+		WHERE e.building_id = ?1 AND e.effective_at >= ?2 AND e.effective_at < ?3 AND e.redaction_id IS NOT NULL ORDER BY r.redaction_id`, buildingID, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	var out []*doorledger.UnlockRedaction
+	for _, id := range ids {
+		entry, err := scanAuditEntry(q.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_entries WHERE id = ?`, id))
+		if err != nil {
+			return nil, fmt.Errorf("redaction audit #%d: %w", id, err)
+		}
+		events, err := redactedLeaves(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &doorledger.UnlockRedaction{Entry: entry, Events: events})
+	}
+	return out, nil
+}
