@@ -792,7 +792,7 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 			signature_png, signed_at, signed_tz, signed_ip, signed_ua, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, me.Signer.ID, me.Signer.Email, doorledger.AddressKey(me.Signer.Email), hash, in.TypedName, differs, in.SignaturePNG,
 		formatTime(tx.now), b.Timezone, in.IP, in.UserAgent, method)
-	if isUniqueViolation(err) || (err != nil && strings.Contains(err.Error(), "cannot sign a request twice")) {
+	if isUniqueViolation(err) || isRefusal(err, "one person cannot sign a request twice") {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "Consent #%d has a signature from this person already (the same roster entry or the same registered address): one person signs once.", c.ID)
 	} else if err != nil {
 		return nil, fmt.Errorf("sign consent %d: %w", c.ID, err)

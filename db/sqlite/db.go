@@ -1,4 +1,4 @@
-// Package db implements Doorledger's services on an embedded SQLite database
+// Package sqlite implements Doorledger's services on an embedded SQLite database
 // (modernc.org/sqlite, no cgo). Every change is written in one transaction
 // together with the audit entry that records it.
 package sqlite
@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -304,7 +303,3 @@ func nullString(s string) any {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// isUniqueViolation reports a UNIQUE constraint failure.
-func isUniqueViolation(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
-}

@@ -1029,7 +1029,7 @@ func (s *DeviceService) DeviceSeen(ctx context.Context, deviceID int64, at time.
 	}
 	t := formatTime(at)
 	_, err := s.db.write.ExecContext(ctx, deviceSeenSQL, t, deviceID, t)
-	if err == nil || !strings.Contains(err.Error(), enableRefused) {
+	if !isRefusal(err, enableRefused) {
 		return err
 	}
 	// Still enabled under a consent that ran out: disable it, then record.

@@ -142,7 +142,7 @@ func (tx *Tx) insertReport(ctx context.Context, r *doorledger.ReportRecord) erro
 		switch {
 		case err == nil:
 			return nil
-		case isUniqueViolation(err) && strings.Contains(err.Error(), "reports.id") && try < 5:
+		case isUniqueOn(err, "reports.id") && try < 5:
 			continue // another report of the building in the same second drew the same suffix
 		case isUniqueViolation(err) && r.Monthly:
 			return errMonthExists
