@@ -302,4 +302,3 @@ func nullString(s string) any {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
