@@ -15,15 +15,10 @@ func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*d
 		return nil, "", err
 	}
 	defer tx.Rollback()
-	t, err := tx.findToken(ctx, token, "withdraw", "dispute")
+	t, c, me, err := tx.linkConsent(ctx, token, "withdraw", "dispute")
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := findConsent(ctx, tx, t.consentID)
-	if err != nil {
-		return nil, "", err
-	}
-	me := signerOf(c, t.signerID)
 	sess, err := doneSession(ctx, tx, c, me)
 	if err != nil {
 		return nil, "", err
@@ -47,15 +42,10 @@ func (s *ConsentService) MailEndLinks(ctx context.Context, token string) error {
 		return err
 	}
 	defer tx.Rollback()
-	t, err := tx.findToken(ctx, token, "sign", "withdraw", "dispute")
+	_, c, me, err := tx.linkConsent(ctx, token, "sign", "withdraw", "dispute")
 	if err != nil {
 		return err
 	}
-	c, err := findConsent(ctx, tx, t.consentID)
-	if err != nil {
-		return err
-	}
-	me := signerOf(c, t.signerID)
 	if c.Status != doorledger.ConsentSigned && (c.Status != doorledger.ConsentAwaiting || me.Signature == nil) {
 		return doorledger.Errorf(doorledger.ECONFLICT, "Consent #%d is %s: there is nothing left to withdraw or report.", c.ID, strings.ToLower(statusWords(c.Status)))
 	}
@@ -232,20 +222,10 @@ func (s *ConsentService) LapseDue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM consents WHERE status = 'signed' AND expires_at <= ? ORDER BY id`, formatTime(tx.now))
+	ids, err := queryAll(ctx, tx, scanID, `SELECT id FROM consents WHERE status = 'signed' AND expires_at <= ? ORDER BY id`, formatTime(tx.now))
 	if err != nil {
 		return 0, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	sysctx := doorledger.NewSystemContext(ctx, "system")
 	for _, id := range ids {
 		c, err := findConsent(ctx, tx, id)

@@ -103,3 +103,17 @@ If you did NOT sign this, report it (the device is disabled and the managers ale
   %s
 `, s.link("/consent/withdraw/", withdraw), s.link("/consent/dispute/", dispute)), nil
 }
+
+// linkConsent resolves a token of one of the purposes as findToken does,
+// live or not, with its consent and the named signer it is for.
+func (tx *Tx) linkConsent(ctx context.Context, token string, purposes ...string) (linkToken, *doorledger.Consent, *doorledger.RequestSigner, error) {
+	t, err := tx.findToken(ctx, token, purposes...)
+	if err != nil {
+		return t, nil, nil, err
+	}
+	c, err := findConsent(ctx, tx, t.consentID)
+	if err != nil {
+		return t, nil, nil, err
+	}
+	return t, c, signerOf(c, t.signerID), nil
+}

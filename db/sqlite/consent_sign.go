@@ -54,15 +54,10 @@ func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorle
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := tx.findToken(ctx, token, "sign")
+	t, c, me, err := tx.linkConsent(ctx, token, "sign")
 	if err != nil {
 		return nil, err
 	}
-	c, err := findConsent(ctx, tx, t.consentID)
-	if err != nil {
-		return nil, err
-	}
-	me := signerOf(c, t.signerID)
 	switch {
 	case c.Status != doorledger.ConsentAwaiting || me.Signature != nil:
 		return doneSession(ctx, tx, c, me)
@@ -241,11 +236,7 @@ func (s *ConsentService) complete(ctx context.Context, tx *Tx, c *doorledger.Con
 		return nil, notFoundLink
 	}
 	// The signers not needed any more: their links and codes stop working.
-	at := formatTime(tx.now)
-	if _, err := tx.ExecContext(ctx, `UPDATE consent_tokens SET used_at = ? WHERE consent_id = ? AND purpose = 'sign' AND used_at IS NULL`, at, c.ID); err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE consent_codes SET used_at = ? WHERE consent_id = ? AND used_at IS NULL`, at, c.ID); err != nil {
+	if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
 		return nil, err
 	}
 	signer := fmt.Sprintf("signer %s <%s>", last.Signer.Name, last.Signer.Email)
@@ -426,15 +417,10 @@ func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.S
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := tx.findToken(ctx, token, "sign")
+	t, c, me, err := tx.linkConsent(ctx, token, "sign")
 	if err != nil {
 		return nil, err
 	}
-	c, err := findConsent(ctx, tx, t.consentID)
-	if err != nil {
-		return nil, err
-	}
-	me := signerOf(c, t.signerID)
 	if c.Status == doorledger.ConsentAwaiting && me.Signature == nil {
 		if !me.Signer.Active {
 			return nil, signerRemoved(c, me.Signer) // said before "link not valid": the signer's links were withdrawn with them

@@ -21,3 +21,9 @@ func queryAll[T any](ctx context.Context, q querier, scan func(interface{ Scan(.
 	}
 	return list, rows.Err()
 }
+
+// scanID scans a row of one integer column, for queryAll.
+func scanID(row interface{ Scan(...any) error }) (int64, error) {
+	var id int64
+	return id, row.Scan(&id)
+}
