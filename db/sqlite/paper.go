@@ -13,7 +13,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Paper forms (issue 17): see paper.go at the root and migration 035.
+// Paper forms: see paper.go at the root and migration 035.
 
 var _ doorledger.PaperService = (*ConsentService)(nil)
 

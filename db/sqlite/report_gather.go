@@ -114,10 +114,10 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 }
 
 // reportEvents yields a report's unlock events from its snapshot. The first
-// walk reads the database and keeps a compact copy of each event (about 65
-// bytes: 6.5 MB for 100,000 events, 16 MB at doorledger.MaxReportEvents);
-// later walks, which the PDF (twice) and the evidence bundle (four times)
-// make, replay that copy, so the database is read once. A first walk that
+// walk reads the database and keeps a compact copy of each event (encoded
+// as in report_codec.go; its size in docs/benchmarks.md); later walks,
+// which the PDF (twice) and the evidence bundle (four times) make, replay
+// that copy, so the database is read once. A first walk that
 // stops early, or that would keep more than maxKeptEvents events or
 // maxKeptBytes, keeps nothing, and the next walk reads the database again:
 // both give the same events, since both read the same snapshot.

@@ -5,8 +5,10 @@ import (
 )
 
 // parseDBTime is parseTime, reading the layout formatTime writes
-// (2006-01-02T15:04:05.000000Z) without time.Parse, which took a fifth of
-// a report's event scan; anything else goes to parseTime.
+// (2006-01-02T15:04:05.000000Z) without time.Parse, which was a large share
+// of a report's event scan (measured with BenchmarkReportEvents and
+// BenchmarkReportTime, see docs/benchmarks.md); anything else goes to
+// parseTime, so the two always agree (FuzzReportTime).
 func parseDBTime(s string) time.Time {
 	if len(s) != len(timeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
 		return parseTime(s)
