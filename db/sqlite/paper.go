@@ -13,7 +13,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Paper forms (issue 17): see paper.go at the root and migration 035.
+// Paper forms: see paper.go at the root and migration 035.
 
 var _ doorledger.PaperService = (*ConsentService)(nil)
 
@@ -302,15 +302,10 @@ func (s *ConsentService) DisputePaperForm(ctx context.Context, token, reason str
 		return nil, err
 	}
 	defer tx.Rollback()
-	t, err := tx.findToken(ctx, token, "sign")
+	_, c, me, err := tx.linkConsent(ctx, token, "sign")
 	if err != nil {
 		return nil, err
 	}
-	c, err := findConsent(ctx, tx, t.consentID)
-	if err != nil {
-		return nil, err
-	}
-	me := signerOf(c, t.signerID)
 	if paperToConfirm(c, me) == nil || me.Signature != nil {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "The paper form of consent #%d does not await your answer.", c.ID)
 	}

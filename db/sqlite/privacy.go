@@ -311,10 +311,7 @@ func (s *PrivacyService) RedactUnlocks(ctx context.Context, now time.Time) (int6
 	if real := time.Now(); now.After(real) {
 		now = real
 	}
-	buildings, err := queryAll(ctx, s.db.read, func(r interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		return id, r.Scan(&id)
-	}, `SELECT id FROM buildings WHERE privacy_profile = ? ORDER BY id`, doorledger.PrivacyProfileTDPA)
+	buildings, err := queryAll(ctx, s.db.read, scanID, `SELECT id FROM buildings WHERE privacy_profile = ? ORDER BY id`, doorledger.PrivacyProfileTDPA)
 	if err != nil {
 		return 0, err
 	}
@@ -430,10 +427,7 @@ func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cuto
 // whose effective time is in [lo, hi) (the range reports select events by),
 // each with what it recorded of every event it names.
 func redactionsIn(ctx context.Context, q querier, buildingID int64, lo, hi string) ([]*doorledger.UnlockRedaction, error) {
-	ids, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		return id, r.Scan(&id)
-	}, `SELECT DISTINCT r.redaction_id FROM unlock_events e JOIN unlock_redactions r ON r.unlock_id = e.id
+	ids, err := queryAll(ctx, q, scanID, `SELECT DISTINCT r.redaction_id FROM unlock_events e JOIN unlock_redactions r ON r.unlock_id = e.id
 		WHERE e.building_id = ?1 AND e.effective_at >= ?2 AND e.effective_at < ?3 AND e.redaction_id IS NOT NULL ORDER BY r.redaction_id`, buildingID, lo, hi)
 	if err != nil {
 		return nil, err

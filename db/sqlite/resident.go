@@ -44,8 +44,8 @@ type openingsCount struct {
 }
 
 // openingsMaxAge is how long a weekly count is reused. Counting walks an index
-// entry per opening (0.6 ms for 4,000 here), the page's main cost for a busy
-// building, and a count of the last 7 days a minute old is as true to a reader
+// entry per opening, the page's main cost for a busy building (see
+// docs/benchmarks.md), and a count of the last 7 days a minute old is as true to a reader
 // as the page itself, which browsers may keep for a minute.
 const openingsMaxAge = time.Minute
 
