@@ -47,9 +47,9 @@ func (s *Server) handleHome(attention doorledger.AttentionService) echo.HandlerF
 }
 
 // handleAttentionEvents keeps the attention list live.
-func (s *Server) handleAttentionEvents(attention doorledger.AttentionService) echo.HandlerFunc {
+func (s *Server) handleAttentionEvents(attention doorledger.AttentionService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return s.streamEvery(c, "attention", []string{DevicesKey}, attentionStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, users, "attention", []string{DevicesKey}, attentionStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := s.attentionView(ctx, attention)
 			if err != nil {
 				return nil, true, err

@@ -246,13 +246,13 @@ func (s *Server) handlePaperAttach(consents doorledger.ConsentService, buildings
 
 // loadPaperThumbnail loads the bytes of the first photo of a consent's paper
 // form, which the certificate draws as a thumbnail.
-func (s *Server) loadPaperThumbnail(c echo.Context, con *doorledger.Consent) error {
-	if con.Paper == nil || s.cfg.Papers == nil {
+func loadPaperThumbnail(c echo.Context, papers doorledger.PaperService, con *doorledger.Consent) error {
+	if con.Paper == nil || papers == nil {
 		return nil
 	}
 	for i, f := range con.Paper.Files {
 		if !f.PDF() {
-			pf, err := s.cfg.Papers.PaperFile(c.Request().Context(), con.ID, f.ID)
+			pf, err := papers.PaperFile(c.Request().Context(), con.ID, f.ID)
 			if err != nil {
 				return err
 			}
