@@ -11,7 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The attention list (issue 14.1) is the first screen after sign-in for
+// The attention list is the first screen after sign-in for
 // managers, admins and boards; installers are sent to their buildings.
 
 // attentionOptions bounds the page: the buildings with the most first, five

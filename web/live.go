@@ -138,9 +138,9 @@ func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove 
 
 // listStreamGap is the least time between two renders of a stream that shows
 // many devices. Every report of any device wakes those streams, and each
-// render re-reads all their devices: during a lockdown of 500 devices the
-// lockdown page's stream rendered 30–70 times and was 43% of the CPU
-// (docs/benchmarks.md, issue 4), slowing the reports it was showing. Wake-ups
+// render re-reads all their devices: during a lockdown, rendering on every
+// wake-up took much of the CPU and slowed the reports the page was showing
+// (docs/architecture.md, Device control). Wake-ups
 // within the gap are folded into one render at its end.
 const listStreamGap = 200 * time.Millisecond
 

@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Paper forms (issue 17): the installer's request carries one; a manager
+// Paper forms: the installer's request carries one; a manager
 // attaches one on a signer's behalf; the signer sees it on their signing page
 // and confirms it with their signature or answers "I did not sign this form".
 

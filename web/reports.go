@@ -1,6 +1,6 @@
 package web
 
-// Audit reports (issue 6): a building's reports page (request form, registry,
+// Audit reports: a building's reports page (request form, registry,
 // monthly subscription), one report's page with its live progress, the
 // download, and the page that checks an uploaded file against the registry
 // and two reports' log heads against each other.

@@ -51,7 +51,7 @@ func (s *Server) routes() {
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
-	// The first screen (issue 14.1): what needs attention, across every
+	// The first screen: what needs attention, across every
 	// building the user sees, kept live; installers go to their buildings.
 	e.GET("/", s.handleHome(attention), signedIn...)
 	e.GET("/attention/events", s.handleAttentionEvents(attention, users), readers...)
@@ -85,7 +85,7 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
 	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers), readers...)
 	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
-	// Issue 13: a building's consent policy (managers); an expired request is
+	// A building's consent policy (managers); an expired request is
 	// sent again by its installer or a manager (the service checks which).
 	e.GET("/buildings/:id/policy", s.handlePolicyPage(buildings, policies), managers...)
 	e.POST("/buildings/:id/policy", s.handlePolicyUpdate(buildings, policies), managers...)
@@ -94,7 +94,7 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
-	// Issue 17: a request's signed paper form, served to whoever sees the
+	// A request's signed paper form, served to whoever sees the
 	// consent (a PDF only as a download); managers attach one on a
 	// signer's behalf.
 	e.GET("/consents/:consent/paper/:file", s.handlePaperFile(papers), signedIn...)
@@ -115,7 +115,7 @@ func (s *Server) routes() {
 	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
 	e.POST("/devices/:device/credential", s.handleCredential(devices), managers...)
 
-	// Unlock history (issue 5): the building's readers see its history, live
+	// Unlock history: the building's readers see its history, live
 	// rows, CSV export and the charts; its managers set delivery hours, burst,
 	// alerts, heartbeat and retention, and import a vendor's CSV export in two
 	// steps (upload and preview, then mapping and import). Installers get 404
@@ -134,7 +134,7 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/anomalies/:event/ack", s.handleAnomalyAck(buildings, unlocks), managers...)
 	e.POST("/buildings/:id/anomalies/ack", s.handleAnomalyAckAll(buildings, unlocks), managers...)
 
-	// Audit reports (issue 6): a building's readers request reports, follow
+	// Audit reports: a building's readers request reports, follow
 	// their progress, download them, take the monthly report by mail, and
 	// check a file they were given against the registry. Another building's
 	// report is 404 from the service.
@@ -161,7 +161,7 @@ func (s *Server) routes() {
 	e.GET("/invite/:token", s.handleInvitationPage(invitations))
 	e.POST("/invite/:token", s.handleInvitationAccept(invitations, users), public...)
 
-	// Residents (issue 12), without an account: the building's public device
+	// Residents, without an account: the building's public device
 	// notice by its slug (the poster's QR code), residents' reports of
 	// unlisted devices and subscriptions to notices, confirmed and ended by
 	// mailed one-time links; each held per client (ratelimit.go). Managers
@@ -180,7 +180,7 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/notice/rotate", s.handleNoticeRotate(residents), managers...)
 	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildingPage), managers...)
 	e.GET("/buildings/:id/notice/poster.pdf", s.handleNoticePoster(buildings, residents), managers...)
-	// Issue 12.3: the Tenant Data Privacy Act profile of a building, and its
+	// The Tenant Data Privacy Act profile of a building, and its
 	// tenant privacy notice beside the device notice (404 without the profile).
 	s.public(http.MethodGet, "/notice/:slug/privacy", noticeRate, 0, s.handleTenantNotice(privacy), public...)
 	s.public(http.MethodGet, "/notice/:slug/privacy.pdf", noticeRate, 0, s.handleTenantNoticePDF(privacy), public...)

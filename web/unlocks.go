@@ -1,6 +1,6 @@
 package web
 
-// Unlock history (issue 5): the history page and its live rows, the CSV
+// Unlock history: the history page and its live rows, the CSV
 // export, the building's unlock settings, the import of a vendor's CSV export,
 // and the unlock part of the building and device pages.
 

@@ -1,7 +1,8 @@
 package main
 
-// Benchmarks of issue 4, run against the real portal (started through run())
-// with 1,000 simulated devices connected over TCP to its embedded broker:
+// Benchmarks of device control (revoke, lockdown, memory), run against the
+// real portal (started through run()) with 1,000 simulated devices connected
+// over TCP to its embedded broker:
 //
 //	go test ./cmd/portal/ -run '^$' -bench 'Revoke|Lockdown|Memory' -benchtime 1x -timeout 20m
 //
@@ -530,7 +531,7 @@ func startBenchPortal(b *testing.B) *benchPortal {
 	// Streams on connections of their own, as a browser holds its page's
 	// EventSource on one connection and sends the button's POST on the page's
 	// kept-alive other. On one shared pool the stream of each revoke took the
-	// idle connection and every click dialled a new one (≈0.3 ms).
+	// idle connection and every click dialled a new one (docs/benchmarks.md).
 	bp.hc = &http.Client{Jar: bp.mgr.http.Jar, CheckRedirect: bp.mgr.http.CheckRedirect}
 	bp.sse = &http.Client{Jar: bp.mgr.http.Jar, CheckRedirect: bp.mgr.http.CheckRedirect, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	bp.csrf = bp.mgr.CSRF("/buildings")
