@@ -112,36 +112,18 @@ func (f *localFleet) Stop() {
 // childFleet runs the simulators in a child process: the test binary again,
 // running TestBenchSimFleet. Closing its stdin stops it.
 type childFleet struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	mem   memFigures // the child's memory once every simulator is connected
-	once  sync.Once
+	*childProcess
+	mem memFigures // the child's memory once every simulator is connected
 }
 
 func startChildFleet(tb testing.TB, brokerURL string, devs []seededDevice) *childFleet {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchSimFleet$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "DOORLEDGER_BENCH_FLEET=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	f := &childFleet{cmd: cmd, stdin: stdin}
+	child, stdout := startChild(tb, "TestBenchSimFleet", "DOORLEDGER_BENCH_FLEET=1")
+	f := &childFleet{childProcess: child}
 	var in bytes.Buffer
 	fmt.Fprintln(&in, brokerURL)
-	for _, d := range devs {
-		fmt.Fprintf(&in, "%d %s\n", d.ID, d.Secret)
-	}
-	fmt.Fprintln(&in, "go")
-	if _, err := stdin.Write(in.Bytes()); err != nil {
+	writeDevices(&in, devs)
+	if _, err := f.stdin.Write(in.Bytes()); err != nil {
 		f.Stop()
 		tb.Fatal(err)
 	}
@@ -164,20 +146,6 @@ func startChildFleet(tb testing.TB, brokerURL string, devs []seededDevice) *chil
 	f.Stop()
 	tb.Fatalf("child fleet exited before it was ready: %v", sc.Err())
 	return nil
-}
-
-func (f *childFleet) Stop() {
-	f.once.Do(func() {
-		f.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- f.cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			f.cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // TestBenchSimFleet is the benchmarks' simulator process, not a test: it reads
@@ -207,4 +175,58 @@ func TestBenchSimFleet(t *testing.T) {
 	fmt.Printf("fleet mem %d %d %d %d %d\n", m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines)
 	for in.Scan() {
 	}
+}
+
+// childProcess is the test binary run again as a helper process of the
+// benchmarks: one test, picked by -test.run and told its part by an
+// environment variable, spoken to over stdin and stdout. Closing its stdin
+// stops it.
+type childProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	once  sync.Once
+}
+
+// startChild starts the test binary running only test, with env added to its
+// environment, and returns it with its stdout.
+func startChild(tb testing.TB, test, env string) (*childProcess, io.Reader) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return &childProcess{cmd: cmd, stdin: stdin}, stdout
+}
+
+// Stop closes the child's stdin and waits for it to end, killing it after 30 s.
+func (c *childProcess) Stop() {
+	c.once.Do(func() {
+		c.stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- c.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			c.cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// writeDevices writes the device lines a child reads ("id secret"), ended by "go".
+func writeDevices(w io.Writer, devs []seededDevice) {
+	for _, d := range devs {
+		fmt.Fprintf(w, "%d %s\n", d.ID, d.Secret)
+	}
+	fmt.Fprintln(w, "go")
 }

@@ -6,14 +6,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -94,30 +91,15 @@ func BenchmarkPortalMemory1000(b *testing.B) {
 
 // portalChild is a portal running alone in a child process.
 type portalChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-	mqtt  string
-	once  sync.Once
+	*childProcess
+	out  *bufio.Scanner
+	mqtt string
 }
 
 func startPortalChild(b *testing.B, dataDir string) *portalChild {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchPortalProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "DOORLEDGER_BENCH_PORTAL="+dataDir)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pc := &portalChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	child, stdout := startChild(b, "TestBenchPortalProcess", "DOORLEDGER_BENCH_PORTAL="+dataDir)
+	pc := &portalChild{childProcess: child, out: bufio.NewScanner(stdout)}
 	b.Cleanup(pc.Stop)
 	pc.mqtt = pc.await(b, "portal mqtt ")
 	return pc
@@ -142,10 +124,7 @@ func (pc *portalChild) send(b *testing.B, command string, devs []seededDevice) {
 	var in bytes.Buffer
 	fmt.Fprintln(&in, command)
 	if devs != nil {
-		for _, d := range devs {
-			fmt.Fprintf(&in, "%d %s\n", d.ID, d.Secret)
-		}
-		fmt.Fprintln(&in, "go")
+		writeDevices(&in, devs)
 	}
 	if _, err := pc.stdin.Write(in.Bytes()); err != nil {
 		b.Fatal(err)
@@ -163,20 +142,6 @@ func (pc *portalChild) mem(b *testing.B) memFigures {
 		b.Fatal(err)
 	}
 	return m
-}
-
-func (pc *portalChild) Stop() {
-	pc.once.Do(func() {
-		pc.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- pc.cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			pc.cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // TestBenchPortalProcess is the memory benchmark's portal process, not a test:
