@@ -51,8 +51,8 @@ func (s *Server) routes() {
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
-	// The first screen: what needs attention, across every
-	// building the user sees, kept live; installers go to their buildings.
+	// The first screen: what needs attention, across every building the
+	// user sees, kept live; installers go to their buildings.
 	e.GET("/", s.handleHome(attention), signedIn...)
 	e.GET("/attention/events", s.handleAttentionEvents(attention, users), readers...)
 	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn...)
