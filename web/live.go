@@ -140,8 +140,8 @@ func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove 
 // many devices. Every report of any device wakes those streams, and each
 // render re-reads all their devices: during a lockdown, rendering on every
 // wake-up took much of the CPU and slowed the reports the page was showing
-// (docs/architecture.md, Device control). Wake-ups
-// within the gap are folded into one render at its end.
+// (docs/architecture.md, Device control). Wake-ups within the gap are folded
+// into one render at its end.
 const listStreamGap = 200 * time.Millisecond
 
 // stream serves server-sent events: each time the rendered fragment changes it
