@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The attention list (issue 14): what needs a manager, across every building
+// The attention list: what needs a manager, across every building
 // they can see, is the first screen after sign-in. Each kind below is counted
 // per building; the buildings with something are listed with their items,
 // each linking to where it is resolved.

@@ -7,10 +7,10 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Device.Status is the one judgement every page, list and report prints
-// (issue 10.1): confirmed only when the device reported the desired version
-// in the desired state, refused when it reported that version in the other,
-// and the label always starts with what the device was told.
+// Device.Status is the one judgement every page, list and report prints, so
+// they never disagree: confirmed only when the device reported the desired
+// version in the desired state, refused when it reported that version in the
+// other, and the label always starts with what the device was told.
 func TestDeviceStatus(t *testing.T) {
 	at := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
 	const timeout = 30 * time.Second

@@ -184,7 +184,7 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	"consent.links_mailed": func(e *AuditEntry, d detail) string {
 		return "asked for the withdraw and \u201cI did not sign this\u201d links of " + objectRef(e) + " again; they were mailed to the registered address"
 	},
-	// Paper forms (issue 17).
+	// Paper forms.
 	"paper_form.attach": func(e *AuditEntry, d detail) string {
 		what := "photos of a signed paper form"
 		if d.text("kind") == string(PaperPDF) {

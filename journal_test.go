@@ -164,7 +164,7 @@ func TestAuditSentence(t *testing.T) {
 			"exported 1,508 unlock events, 1–30 Nov 2026, as CSV"},
 		{"unlocks.export", "building", 7, `{"format":"csv","events":1,"from":"2026-10-28","to":"2026-11-03","device_id":3,"anomalies_only":true}`,
 			"exported 1 unlock event, 28 Oct – 3 Nov 2026, of device #3, anomalies only, as CSV"},
-		// An export journaled before this version, as the issue found it printed.
+		// An export journaled before this version, as it was found printed.
 		{"unlocks.export", "building", 7, `{"BuildingID":7,"DeviceID":0,"DeviceRef":"","From":"2026-11-01","To":"","Method":"","Result":"granted","AnomaliesOnly":false,"Anomaly":"","OpenOnly":false,"After":{"OccurredAt":"0001-01-01T00:00:00Z","ID":0},"Limit":0}`,
 			"exported unlock events, from 1 Nov 2026, granted only, as CSV"},
 		{"report.request", "report", 0, `{"report":"AR-7-20261201T060000Z-3f9a","format":"pdf","from":"2026-11-01","to":"2026-11-30","events":1508}`,

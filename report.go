@@ -41,7 +41,7 @@ type AuditReport struct {
 	ResidentReports []*ResidentReport
 
 	// PaperDisputes counts the building's paper forms per installer and
-	// vendor, with those their signers disputed (issue 17). Each consent
+	// vendor, with those their signers disputed. Each consent
 	// carries its paper form (Consent.Paper), its files' bytes in an
 	// evidence bundle only.
 	PaperDisputes []PaperDisputes

@@ -20,7 +20,7 @@ func MustZeroPNG(tb testing.TB, w, h uint32, colorType, depth byte, interlaced b
 	return b
 }
 
-// Issue 11.1: a PNG of a few hundred kilobytes under the pixel cap whose
+// A PNG of a few hundred kilobytes under the pixel cap whose
 // 16-bit samples decode to over the byte cap (and whose re-encoding copies it
 // again) is refused from its header, by the memory it would take, before
 // anything is decoded; so is a progressive JPEG, whose decoder keeps 4 bytes

@@ -12,7 +12,7 @@ func TestMatch(t *testing.T) {
 		typed, roster string
 		want          bool
 	}{
-		// The example, and the same name written every which way.
+		// The reported example, and the same name written every which way.
 		{"Zoe Nunez Lukasz", "Zoë Nuñez-Łukasz", true},
 		{"Zoë Nuñez-Łukasz", "Zoë Nuñez-Łukasz", true},
 		{"zoë nuñez-łukasz", "Zoë Nuñez-Łukasz", true},

@@ -66,7 +66,7 @@ func TestCheckAccepts(t *testing.T) {
 	}
 }
 
-// The hostile PDFs of issue 17: active content is accepted as evidence and
+// Hostile PDFs: active content is accepted as evidence and
 // reported; too many objects or pages, a file that is not a PDF, a truncated
 // one and a compression bomb are refused with a message for the uploader.
 func TestCheckHostile(t *testing.T) {

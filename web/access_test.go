@@ -41,7 +41,7 @@ var matrix = []accessRow{
 	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/logout", [6]string{ok, ok, ok, ok, ok, ok}},
-	// The first screen (issue 14.1): the attention list for managers, admins
+	// The first screen: the attention list for managers, admins
 	// and boards (manager B: of their own buildings); installers are sent to
 	// their buildings, and their stream is not found.
 	{"GET", "/", [6]string{login, ok, ok, ok, ok, ok}},
@@ -100,7 +100,7 @@ var matrix = []accessRow{
 	{"POST", "/buildings/:id/lockdown", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/lockdown/events", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/devices/:device/events", [6]string{login, ok, ok, nf, ok, nf}},
-	// Unlock history (issue 5): readers read, managers set and import.
+	// Unlock history: readers read, managers set and import.
 	{"GET", "/buildings/:id/unlocks", [6]string{login, ok, ok, nf, ok, nf}},
 	{"GET", "/buildings/:id/unlocks/events", [6]string{login, ok, ok, nf, ok, nf}},
 	{"GET", "/buildings/:id/unlocks.csv", [6]string{login, ok, ok, nf, ok, nf}},
@@ -112,7 +112,7 @@ var matrix = []accessRow{
 	// Managers acknowledge anomalies (the board reads what was done).
 	{"POST", "/buildings/:id/anomalies/:event/ack", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/anomalies/ack", [6]string{login, ok, ok, nf, nf, nf}},
-	// Audit reports (issue 6): the building's readers request, follow and
+	// Audit reports: the building's readers request, follow and
 	// download, take the monthly report and verify a file.
 	{"GET", "/buildings/:id/reports", [6]string{login, ok, ok, nf, ok, nf}},
 	{"POST", "/buildings/:id/reports", [6]string{login, ok, ok, nf, ok, nf}},
@@ -144,7 +144,7 @@ var matrix = []accessRow{
 	{"POST", "/consent/links/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/invite/:token", [6]string{ok, ok, ok, ok, ok, ok}},
-	// Residents (issue 12): the public notice by its slug and the links
+	// Residents: the public notice by its slug and the links
 	// mailed to subscribers, for anyone; the notice's settings, poster and
 	// residents' reports for the building's managers.
 	{"GET", "/notice/:slug", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -158,7 +158,7 @@ var matrix = []accessRow{
 	{"POST", "/buildings/:id/notice/rotate", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/notice/contact", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/notice/poster.pdf", [6]string{login, ok, ok, nf, nf, nf}},
-	// The privacy profile (issue 12.3): the tenant privacy notice is public
+	// The privacy profile: the tenant privacy notice is public
 	// (building A is put under the profile for these rows), the building's
 	// privacy page is its managers' and board's, its forms its managers'.
 	{"GET", "/notice/:slug/privacy", [6]string{ok, ok, ok, ok, ok, ok}},
@@ -235,7 +235,7 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		r := must(f.residents.ReportDevice(context.Background(), f.noticeSlug(t), doorledger.ResidentReportInput{
 			Location: "a grey box in the intercom", Photo: &doorledger.Photo{ContentType: "image/png", Data: signaturePNG(t)}}))(t)
 		path = strings.Replace(path, ":report", fmt.Sprint(r.ID), 1)
-	case strings.Contains(path, "/paper"): // a request with a paper form (issue 17), by its id or its signing link
+	case strings.Contains(path, "/paper"): // a request with a paper form, by its id or its signing link
 		c := f.paperConsent(t)
 		path = strings.NewReplacer(":consent", fmt.Sprint(c.ID), ":file", fmt.Sprint(c.Paper.Files[0].ID), ":token", f.lastToken(t, "/sign/")).Replace(path)
 	case strings.HasPrefix(path, "/consents/:consent/in-person"), strings.HasPrefix(path, "/consents/:consent/code"):

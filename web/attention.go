@@ -11,7 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The attention list (issue 14.1) is the first screen after sign-in for
+// The attention list is the first screen after sign-in for
 // managers, admins and boards; installers are sent to their buildings.
 
 // attentionOptions bounds the page: the buildings with the most first, five
@@ -47,9 +47,9 @@ func (s *Server) handleHome(attention doorledger.AttentionService) echo.HandlerF
 }
 
 // handleAttentionEvents keeps the attention list live.
-func (s *Server) handleAttentionEvents(attention doorledger.AttentionService) echo.HandlerFunc {
+func (s *Server) handleAttentionEvents(attention doorledger.AttentionService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return s.streamEvery(c, "attention", []string{DevicesKey}, attentionStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, users, "attention", []string{DevicesKey}, attentionStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := s.attentionView(ctx, attention)
 			if err != nil {
 				return nil, true, err

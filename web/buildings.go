@@ -59,42 +59,58 @@ func (s *Server) handleBuildingCreate(buildings doorledger.BuildingService) echo
 	}
 }
 
+// buildingPage holds the services the building page reads. The page and the
+// forms on it (which show it again when they fail) take it as their argument,
+// built once in routes.go; a form's handler acts through the same services.
+// Papers and Residents may be nil (a server without them leaves their
+// sections out).
+type buildingPage struct {
+	buildings   doorledger.BuildingService
+	users       doorledger.UserService
+	consents    doorledger.ConsentService
+	devices     doorledger.DeviceService
+	unlocks     doorledger.UnlockService
+	papers      doorledger.PaperService
+	residents   doorledger.ResidentService
+	invitations doorledger.InvitationService
+}
+
 // buildingView loads what the building page shows for this user.
-func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingService, users doorledger.UserService, id int64) (views.BuildingView, error) {
+func (s *Server) buildingView(c echo.Context, p buildingPage, id int64) (views.BuildingView, error) {
 	ctx := c.Request().Context()
 	u := doorledger.UserFromContext(ctx)
-	b, err := buildings.FindBuildingByID(ctx, id)
+	b, err := p.buildings.FindBuildingByID(ctx, id)
 	if err != nil {
 		return views.BuildingView{}, err
 	}
 	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now(), Timeout: s.cfg.CommandTimeout}
-	if v.Consents, err = s.cfg.Consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
+	if v.Consents, err = p.consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
-	if v.Devices, err = s.cfg.Devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
+	if v.Devices, err = p.devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
-	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, 0, v.Devices); err != nil {
+	if v.Unlocks, err = s.unlockSummary(ctx, p.unlocks, b, 0, v.Devices); err != nil {
 		return v, err
 	}
-	if u.Role != doorledger.RoleInstaller && s.cfg.Papers != nil {
-		if v.PaperDisputes, err = s.cfg.Papers.PaperDisputes(ctx, id); err != nil {
+	if u.Role != doorledger.RoleInstaller && p.papers != nil {
+		if v.PaperDisputes, err = p.papers.PaperDisputes(ctx, id); err != nil {
 			return v, err
 		}
 	}
 	if v.Unlocks != nil {
 		v.Unlocks.CSRF, _ = c.Get(csrfKey).(string) // for the acknowledgement form beside each open anomaly
 	}
-	if v.CanManage && s.cfg.Residents != nil {
-		if v.Residents, err = s.residentsPanel(ctx, id, v.Devices); err != nil {
+	if v.CanManage && p.residents != nil {
+		if v.Residents, err = s.residentsPanel(ctx, p.residents, id, v.Devices); err != nil {
 			return v, err
 		}
 	}
 	if v.CanManage {
-		if v.Invitations, err = s.cfg.Invitations.FindInvitations(ctx, id); err != nil {
+		if v.Invitations, err = p.invitations.FindInvitations(ctx, id); err != nil {
 			return v, err
 		}
-		if v.Grants, err = buildings.FindGrants(ctx, id); err != nil {
+		if v.Grants, err = p.buildings.FindGrants(ctx, id); err != nil {
 			return v, err
 		}
 		if v.Grants == nil {
@@ -102,7 +118,7 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 		}
 	}
 	if u.IsAdmin() {
-		all, err := users.FindUsers(ctx)
+		all, err := p.users.FindUsers(ctx)
 		if err != nil {
 			return v, err
 		}
@@ -121,8 +137,8 @@ func (s *Server) buildingView(c echo.Context, buildings doorledger.BuildingServi
 
 // rerenderBuilding shows the building page again after a form on it failed,
 // with the form's messages and input put back by set.
-func (s *Server) rerenderBuilding(c echo.Context, buildings doorledger.BuildingService, users doorledger.UserService, id int64, err error, set func(*views.BuildingView)) error {
-	v, verr := s.buildingView(c, buildings, users, id)
+func (s *Server) rerenderBuilding(c echo.Context, p buildingPage, id int64, err error, set func(*views.BuildingView)) error {
+	v, verr := s.buildingView(c, p, id)
 	if verr != nil {
 		return verr
 	}
@@ -130,13 +146,13 @@ func (s *Server) rerenderBuilding(c echo.Context, buildings doorledger.BuildingS
 	return render(c, formStatus(err), views.BuildingPage(s.page(c, v.Building.Name, "buildings"), v))
 }
 
-func (s *Server) handleBuilding(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleBuilding(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
-		v, err := s.buildingView(c, buildings, users, id)
+		v, err := s.buildingView(c, p, id)
 		if err != nil {
 			return err
 		}
@@ -176,7 +192,7 @@ func (s *Server) handleBuildingUpdate(buildings doorledger.BuildingService) echo
 	}
 }
 
-func (s *Server) handleSignerAdd(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleSignerAdd(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -184,11 +200,11 @@ func (s *Server) handleSignerAdd(buildings doorledger.BuildingService, users doo
 		}
 		f := formOf(c, "signer_name", "signer_title", "signer_email")
 		in := doorledger.SignerInput{Name: f.Value("signer_name"), Title: f.Value("signer_title"), Email: f.Value("signer_email")}
-		if _, err := buildings.AddSigner(c.Request().Context(), id, in); err != nil {
+		if _, err := p.buildings.AddSigner(c.Request().Context(), id, in); err != nil {
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.SignerForm = f })
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) { v.SignerForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#roster", id), "Signer added to the roster.")
 	}
@@ -211,7 +227,7 @@ func (s *Server) handleSignerRemove(buildings doorledger.BuildingService) echo.H
 	}
 }
 
-func (s *Server) handleGrantAdd(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleGrantAdd(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -222,11 +238,11 @@ func (s *Server) handleGrantAdd(buildings doorledger.BuildingService, users door
 		if perr != nil {
 			err = &doorledger.Error{Code: doorledger.EINVALID, Message: "Choose a user.", Fields: map[string]string{"user_id": "Choose a user."}}
 		} else {
-			err = buildings.GrantAccess(c.Request().Context(), id, uid)
+			err = p.buildings.GrantAccess(c.Request().Context(), id, uid)
 		}
 		if err != nil {
 			if doorledger.ErrorCode(err) == doorledger.ENOTFOUND && perr == nil {
-				if _, berr := buildings.FindBuildingByID(c.Request().Context(), id); berr != nil {
+				if _, berr := p.buildings.FindBuildingByID(c.Request().Context(), id); berr != nil {
 					return berr // the building itself is not there
 				}
 				err = &doorledger.Error{Code: doorledger.EINVALID, Message: "Choose a user.", Fields: map[string]string{"user_id": "That user does not exist."}}
@@ -234,7 +250,7 @@ func (s *Server) handleGrantAdd(buildings doorledger.BuildingService, users door
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.GrantForm = f })
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) { v.GrantForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#access", id), "Access granted.")
 	}
@@ -276,32 +292,32 @@ func (s *Server) handleBuildingAudit(buildings doorledger.BuildingService, audit
 	}
 }
 
-func (s *Server) handleAudit(audit doorledger.AuditService) echo.HandlerFunc {
+func (s *Server) handleAudit(audit doorledger.AuditService, logs doorledger.LogService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return s.renderAudit(c, audit, nil)
+		return s.renderAudit(c, audit, logs, nil)
 	}
 }
 
 // renderAudit shows the admin's audit page with the signed log's panel.
-func (s *Server) renderAudit(c echo.Context, audit doorledger.AuditService, result *doorledger.LogVerification) error {
+func (s *Server) renderAudit(c echo.Context, audit doorledger.AuditService, logs doorledger.LogService, result *doorledger.LogVerification) error {
 	ctx := c.Request().Context()
 	entries, err := audit.FindAuditEntries(ctx, doorledger.AuditFilter{})
 	if err != nil {
 		return err
 	}
-	v := &views.LogView{Origin: s.cfg.Logs.Origin(), VerifierKey: s.cfg.Logs.VerifierKey(), Result: result}
-	if v.Head, err = s.cfg.Logs.Head(ctx, 0); err != nil && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	v := &views.LogView{Origin: logs.Origin(), VerifierKey: logs.VerifierKey(), Result: result}
+	if v.Head, err = logs.Head(ctx, 0); err != nil && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		return err
 	}
 	return render(c, http.StatusOK, views.AuditPage(s.page(c, "Audit log", "audit"), "Audit log", entries, v))
 }
 
-func (s *Server) handleAuditVerify(audit doorledger.AuditService) echo.HandlerFunc {
+func (s *Server) handleAuditVerify(audit doorledger.AuditService, logs doorledger.LogService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		result, err := s.cfg.Logs.Verify(c.Request().Context())
+		result, err := logs.Verify(c.Request().Context())
 		if err != nil {
 			return err
 		}
-		return s.renderAudit(c, audit, result)
+		return s.renderAudit(c, audit, logs, result)
 	}
 }

@@ -24,13 +24,13 @@ const (
 
 var consentFields = []string{"vendor", "model", "serial", "location", "opens", "signer_id", "mode", "paper_date"}
 
-func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handleConsentNew(buildings doorledger.BuildingService, policies doorledger.PolicyService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
-		v, err := s.requestView(c, buildings, id, views.Form{})
+		v, err := s.requestView(c, buildings, policies, id, views.Form{})
 		if err != nil {
 			return err
 		}
@@ -40,13 +40,13 @@ func (s *Server) handleConsentNew(buildings doorledger.BuildingService) echo.Han
 
 // requestView is the request form of a building with its consent policy and
 // the portal's proposal of signers (checked when the form is new).
-func (s *Server) requestView(c echo.Context, buildings doorledger.BuildingService, id int64, f views.Form) (views.ConsentRequestView, error) {
+func (s *Server) requestView(c echo.Context, buildings doorledger.BuildingService, policies doorledger.PolicyService, id int64, f views.Form) (views.ConsentRequestView, error) {
 	ctx := c.Request().Context()
 	b, err := buildings.FindBuildingByID(ctx, id)
 	if err != nil {
 		return views.ConsentRequestView{}, err
 	}
-	p, err := s.cfg.Policies.FindConsentPolicy(ctx, id)
+	p, err := policies.FindConsentPolicy(ctx, id)
 	if err != nil {
 		return views.ConsentRequestView{}, err
 	}
@@ -106,7 +106,7 @@ func readPhotos(c echo.Context) ([]doorledger.Photo, error) {
 	return photos, nil
 }
 
-func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, consents doorledger.ConsentService) echo.HandlerFunc {
+func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, consents doorledger.ConsentService, policies doorledger.PolicyService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -181,7 +181,7 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 		if paper != nil && f.Errors["paper_pdf"] == "" && f.Errors["paper_photos"] == "" {
 			f.Values["paper_note"] = "Please choose the paper form's files again: a browser does not keep files after an error."
 		}
-		v, verr := s.requestView(c, buildings, id, f)
+		v, verr := s.requestView(c, buildings, policies, id, f)
 		if verr != nil {
 			return verr
 		}
@@ -311,13 +311,13 @@ func (s *Server) handleConsentSignature(consents doorledger.ConsentService) echo
 	}
 }
 
-func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, buildings doorledger.BuildingService, papers doorledger.PaperService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		con, b, err := consentAndBuilding(c, consents, buildings)
 		if err != nil {
 			return err
 		}
-		if err := s.loadPaperThumbnail(c, con); err != nil {
+		if err := loadPaperThumbnail(c, papers, con); err != nil {
 			return err
 		}
 		var buf bytes.Buffer

@@ -16,27 +16,27 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func (s *Server) handleFoundDevice(buildings doorledger.BuildingService, users doorledger.UserService, devices doorledger.DeviceService) echo.HandlerFunc {
+func (s *Server) handleFoundDevice(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
 		f := formOf(c, "vendor", "model", "serial", "location", "opens")
-		d, err := devices.RecordFoundDevice(c.Request().Context(), id, doorledger.DeviceDetails{
+		d, err := p.devices.RecordFoundDevice(c.Request().Context(), id, doorledger.DeviceDetails{
 			Vendor: f.Value("vendor"), Model: f.Value("model"), Serial: f.Value("serial"), Location: f.Value("location"), Opens: f.Value("opens")})
 		if err != nil {
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.FoundForm = f })
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) { v.FoundForm = f })
 		}
 		return s.redirect(c, pathf("/devices/%d", d.ID), "Device recorded as unconsented and kept disabled. The building's managers have been alerted.")
 	}
 }
 
 // deviceView loads the device page's content.
-func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, buildings doorledger.BuildingService) (views.DeviceView, error) {
+func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, buildings doorledger.BuildingService, unlocks doorledger.UnlockService) (views.DeviceView, error) {
 	id, err := pathID(c, "device")
 	if err != nil {
 		return views.DeviceView{}, err
@@ -56,15 +56,15 @@ func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, bu
 	}
 	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
 		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
-	if v.Unlocks, err = s.unlockSummary(ctx, s.cfg.Unlocks, b, d.ID, []*doorledger.Device{d}); err != nil {
+	if v.Unlocks, err = s.unlockSummary(ctx, unlocks, b, d.ID, []*doorledger.Device{d}); err != nil {
 		return views.DeviceView{}, err
 	}
 	return v, nil
 }
 
-func (s *Server) handleDevice(devices doorledger.DeviceService, buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handleDevice(devices doorledger.DeviceService, buildings doorledger.BuildingService, unlocks doorledger.UnlockService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.deviceView(c, devices, buildings)
+		v, err := s.deviceView(c, devices, buildings, unlocks)
 		if err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func (s *Server) handleSetState(devices doorledger.DeviceService, state doorledg
 	}
 }
 
-func (s *Server) handleCredential(devices doorledger.DeviceService, buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handleCredential(devices doorledger.DeviceService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "device")
 		if err != nil {
@@ -164,7 +164,7 @@ func (s *Server) takeSecret(c echo.Context, deviceID int64) string {
 }
 
 // deviceLive renders the device's live state for its stream.
-func (s *Server) handleDeviceEvents(devices doorledger.DeviceService) echo.HandlerFunc {
+func (s *Server) handleDeviceEvents(devices doorledger.DeviceService, buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "device")
 		if err != nil {
@@ -174,8 +174,8 @@ func (s *Server) handleDeviceEvents(devices doorledger.DeviceService) echo.Handl
 		if err != nil {
 			return err
 		}
-		loc := buildingLocation(c, s.cfg.Buildings, d.BuildingID)
-		return s.stream(c, "state", []string{DeviceKey(id)}, func(ctx context.Context) (templ.Component, bool, error) {
+		loc := buildingLocation(c, buildings, d.BuildingID)
+		return s.stream(c, users, "state", []string{DeviceKey(id)}, func(ctx context.Context) (templ.Component, bool, error) {
 			d, err := devices.FindDeviceByID(ctx, id)
 			if err != nil {
 				return nil, true, err
@@ -255,7 +255,7 @@ func (s *Server) handleLockdown(devices doorledger.DeviceService) echo.HandlerFu
 	}
 }
 
-func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devices doorledger.DeviceService) echo.HandlerFunc {
+func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devices doorledger.DeviceService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -264,7 +264,7 @@ func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devi
 		if _, err := buildings.FindBuildingByID(c.Request().Context(), id); err != nil {
 			return err
 		}
-		return s.streamEvery(c, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, users, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})
@@ -340,13 +340,13 @@ func (s *Server) handleDisableMany(devices doorledger.DeviceService) echo.Handle
 	}
 }
 
-func (s *Server) handleDevicesEvents(devices doorledger.DeviceService) echo.HandlerFunc {
+func (s *Server) handleDevicesEvents(devices doorledger.DeviceService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		f, err := devicesFilter(c, c.QueryParam)
 		if err != nil {
 			return err
 		}
-		return s.streamEvery(c, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.streamEvery(c, users, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
 			v, err := progress(ctx, devices, f, s.cfg.CommandTimeout)
 			return views.Progress(v), false, err
 		})

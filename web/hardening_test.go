@@ -26,7 +26,7 @@ import (
 	"github.com/doorledger/doorledger/web"
 )
 
-// Issue 11.7: after sign-in the portal goes only to a path of its own site,
+// After sign-in the portal goes only to a path of its own site,
 // whatever next says. Browsers drop tabs and line breaks and read "\" as "/",
 // so each hostile case below would otherwise leave for evil.example.
 func TestLoginNextStaysOnSite(t *testing.T) {
@@ -104,7 +104,7 @@ func (zeros) Read(p []byte) (int, error) {
 // a buffer's worth would not matter.
 const unreadBound = 64 << 10
 
-// Issue 11.2: a post that is not allowed is refused from its headers — the
+// A post that is not allowed is refused from its headers — the
 // session, the role, Sec-Fetch-Site, the X-CSRF-Token header — before a byte
 // of its body is read. Before, the CSRF check parsed the form for _csrf
 // first: each anonymous 40 MB upload was read and buffered to get a 403.
@@ -160,7 +160,7 @@ func TestRefusedPostsAreNotRead(t *testing.T) {
 	}
 }
 
-// Issue 11.2: the vendor API refuses an unknown integration and a missing,
+// The vendor API refuses an unknown integration and a missing,
 // malformed or stale signature header before it reads the body; only a
 // well-formed, fresh header for a live integration gets the body read (and
 // its MAC checked).
@@ -202,7 +202,7 @@ func TestVendorAPIRefusesBeforeReadingBody(t *testing.T) {
 	}
 }
 
-// Issue 11.9: the CSRF token counts only from the X-CSRF-Token header or the
+// The CSRF token counts only from the X-CSRF-Token header or the
 // form body, never from the URL query, which ends up in logs and history.
 func TestCSRFTokenNotTakenFromQuery(t *testing.T) {
 	f := newFixture(t)
@@ -262,7 +262,7 @@ func TestEveryFormNeedsCSRFToken(t *testing.T) {
 	}
 }
 
-// Issue 11.9: served over HTTPS the cookies are Secure and carry the __Host-
+// Served over HTTPS the cookies are Secure and carry the __Host-
 // prefix (Path=/, no Domain), so neither a sibling subdomain nor a plain-HTTP
 // page can plant or overwrite them; the whole sign-in works with them.
 func TestSecureCookiesHostPrefix(t *testing.T) {
@@ -318,7 +318,7 @@ func TestSecureCookiesHostPrefix(t *testing.T) {
 	}
 }
 
-// Issue 11.4 through the sign-in form: after 8 failures, 30 wrong passwords
+// Parallel guesses through the sign-in form: after 8 failures, 30 wrong passwords
 // posted at once get at most 2 answers of 401 (checked) and the rest 429.
 func TestParallelSignInGuesses(t *testing.T) {
 	f := newFixture(t)
@@ -362,7 +362,7 @@ func TestParallelSignInGuesses(t *testing.T) {
 	}
 }
 
-// Issue 11.9: a password longer than bcrypt's 72 bytes works on every path
+// A password longer than bcrypt's 72 bytes works on every path
 // that sets or checks one — an admin creating the account, the account page,
 // an admin's reset, an invitation for a new installer and for one who has an
 // account — where each was a 500 before. Past 256 characters the field says so.
@@ -500,7 +500,7 @@ func (s *sse) awaitEnd(tb testing.TB) string {
 	}
 }
 
-// Issue 11.8: a live stream re-checks its session on each tick, so logging
+// A live stream re-checks its session on each tick, so logging
 // out, logging out everywhere and disabling the account each end it, with an
 // "end" event the page turns into a reload notice. Before, a stream kept
 // sending device updates for up to 10 minutes.
@@ -535,7 +535,7 @@ func TestStreamEndsWithItsSession(t *testing.T) {
 	}
 }
 
-// Issue 11.8: one user keeps at most 20 streams open; the 21st closes the
+// One user keeps at most 20 streams open; the 21st closes the
 // oldest with an "end" event, and the next one the then oldest.
 func TestStreamsPerUserCapped(t *testing.T) {
 	f := newFixture(t)

@@ -8,58 +8,62 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func (s *Server) handleInvite(buildings doorledger.BuildingService, users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleInvite(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
 		f := formOf(c, "invite_name", "invite_company", "invite_email")
-		if _, err := s.cfg.Invitations.Invite(c.Request().Context(), id, f.Value("invite_email"), f.Value("invite_name"), f.Value("invite_company")); err != nil {
+		if _, err := p.invitations.Invite(c.Request().Context(), id, f.Value("invite_email"), f.Value("invite_name"), f.Value("invite_company")); err != nil {
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) { v.InviteForm = f })
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) { v.InviteForm = f })
 		}
 		return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation mailed to "+f.Value("invite_email")+".")
 	}
 }
 
-func (s *Server) handleInviteWithdraw(c echo.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
+func (s *Server) handleInviteWithdraw(invitations doorledger.InvitationService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := pathID(c, "id")
+		if err != nil {
+			return err
+		}
+		inv, err := pathID(c, "invitation")
+		if err != nil {
+			return err
+		}
+		if err := invitations.WithdrawInvitation(c.Request().Context(), id, inv); err != nil {
+			return err
+		}
+		return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation withdrawn: its link no longer works.")
 	}
-	inv, err := pathID(c, "invitation")
-	if err != nil {
-		return err
-	}
-	if err := s.cfg.Invitations.WithdrawInvitation(c.Request().Context(), id, inv); err != nil {
-		return err
-	}
-	return s.redirect(c, pathf("/buildings/%d#invitations", id), "Invitation withdrawn: its link no longer works.")
 }
 
-func (s *Server) handleInvitationPage(c echo.Context) error {
-	token := c.Param("token")
-	inv, b, existing, err := s.cfg.Invitations.OpenInvitation(c.Request().Context(), token)
-	if err != nil {
-		return err
+func (s *Server) handleInvitationPage(invitations doorledger.InvitationService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token := c.Param("token")
+		inv, b, existing, err := invitations.OpenInvitation(c.Request().Context(), token)
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, views.InvitePage(s.page(c, "Invitation", ""), inv, b, existing, "/invite/"+token, views.Form{}))
 	}
-	return render(c, http.StatusOK, views.InvitePage(s.page(c, "Invitation", ""), inv, b, existing, "/invite/"+token, views.Form{}))
 }
 
-func (s *Server) handleInvitationAccept(users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleInvitationAccept(invitations doorledger.InvitationService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token := c.Param("token")
 		ctx := c.Request().Context()
-		u, err := s.cfg.Invitations.AcceptInvitation(ctx, token, c.FormValue("password"))
+		u, err := invitations.AcceptInvitation(ctx, token, c.FormValue("password"))
 		if err != nil {
 			f := views.Form{}
 			if !formError(&f, err) {
 				return err
 			}
-			inv, b, existing, oerr := s.cfg.Invitations.OpenInvitation(ctx, token)
+			inv, b, existing, oerr := invitations.OpenInvitation(ctx, token)
 			if oerr != nil {
 				return oerr
 			}
@@ -99,11 +103,13 @@ func (s *Server) handleOutboxRetry(outbox doorledger.OutboxService) echo.Handler
 	}
 }
 
-func (s *Server) handleOutbox(c echo.Context) error {
-	msgs, err := s.cfg.Outbox.FindMessages(c.Request().Context(), 100)
-	if err != nil {
-		return err
+func (s *Server) handleOutbox(outbox doorledger.OutboxService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		msgs, err := outbox.FindMessages(c.Request().Context(), 100)
+		if err != nil {
+			return err
+		}
+		maskResidentMail(msgs)
+		return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs, s.cfg.SMTP))
 	}
-	maskResidentMail(msgs)
-	return render(c, http.StatusOK, views.OutboxPage(s.page(c, "Outbox", "outbox"), msgs, s.cfg.SMTP))
 }

@@ -138,20 +138,21 @@ func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove 
 
 // listStreamGap is the least time between two renders of a stream that shows
 // many devices. Every report of any device wakes those streams, and each
-// render re-reads all their devices: during a lockdown of 500 devices the
-// lockdown page's stream rendered 30–70 times and was 43% of the CPU
-// (docs/benchmarks.md, issue 4), slowing the reports it was showing. Wake-ups
-// within the gap are folded into one render at its end.
+// render re-reads all their devices: during a lockdown, rendering on every
+// wake-up took much of the CPU and slowed the reports the page was showing
+// (docs/architecture.md, Device control). Wake-ups within the gap are folded
+// into one render at its end.
 const listStreamGap = 200 * time.Millisecond
 
 // stream serves server-sent events: each time the rendered fragment changes it
-// is sent as event name, until the client leaves or render says done.
-func (s *Server) stream(c echo.Context, event string, keys []string, render func(ctx context.Context) (templ.Component, bool, error)) error {
-	return s.streamEvery(c, event, keys, 0, render)
+// is sent as event name, until the client leaves, render says done, or users
+// says the session that opened it has ended.
+func (s *Server) stream(c echo.Context, users doorledger.UserService, event string, keys []string, render func(ctx context.Context) (templ.Component, bool, error)) error {
+	return s.streamEvery(c, users, event, keys, 0, render)
 }
 
 // streamEvery is stream with at least gap between two renders.
-func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap time.Duration, render func(ctx context.Context) (templ.Component, bool, error)) error {
+func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event string, keys []string, gap time.Duration, render func(ctx context.Context) (templ.Component, bool, error)) error {
 	w := c.Response()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -229,7 +230,7 @@ func (s *Server) streamEvery(c echo.Context, event string, keys []string, gap ti
 		// context, which was read when the stream opened.
 		if sid != "" && time.Since(checked) >= streamTick {
 			checked = time.Now()
-			if err := s.cfg.Users.CheckSession(ctx, sid); err != nil {
+			if err := users.CheckSession(ctx, sid); err != nil {
 				if done() {
 					return nil
 				}

@@ -25,7 +25,7 @@ func TestStreamEveryFoldsWakeUps(t *testing.T) {
 	var renders atomic.Int64
 	done := make(chan error, 1)
 	go func() {
-		done <- s.streamEvery(c, "progress", []string{DevicesKey}, time.Hour, func(context.Context) (templ.Component, bool, error) {
+		done <- s.streamEvery(c, nil, "progress", []string{DevicesKey}, time.Hour, func(context.Context) (templ.Component, bool, error) {
 			renders.Add(1)
 			return templ.Raw("x"), false, nil
 		})

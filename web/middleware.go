@@ -211,30 +211,33 @@ func sameToken(want, got string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
-// loadSession signs the request in when its cookie names a live session.
-func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
-		sid, _ := sess.Values["sid"].(string)
-		if sid == "" {
-			return next(c)
-		}
-		u, _, err := s.cfg.Users.SessionUser(c.Request().Context(), sid)
-		switch doorledger.ErrorCode(err) {
-		case "":
-			r := c.Request()
-			c.SetRequest(r.WithContext(doorledger.NewContextWithUser(r.Context(), u)))
-			c.Set("sid", sid)
-		case doorledger.EUNAUTHORIZED:
-			delete(sess.Values, "sid")
-			sess.AddFlash("Your session has ended. Please sign in again.", "error")
-			if err := sess.Save(c.Request(), c.Response()); err != nil {
+// loadSession signs the request in when its cookie names a session users
+// says is live.
+func (s *Server) loadSession(users doorledger.UserService) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
+			sid, _ := sess.Values["sid"].(string)
+			if sid == "" {
+				return next(c)
+			}
+			u, _, err := users.SessionUser(c.Request().Context(), sid)
+			switch doorledger.ErrorCode(err) {
+			case "":
+				r := c.Request()
+				c.SetRequest(r.WithContext(doorledger.NewContextWithUser(r.Context(), u)))
+				c.Set("sid", sid)
+			case doorledger.EUNAUTHORIZED:
+				delete(sess.Values, "sid")
+				sess.AddFlash("Your session has ended. Please sign in again.", "error")
+				if err := sess.Save(c.Request(), c.Response()); err != nil {
+					return err
+				}
+			default:
 				return err
 			}
-		default:
-			return err
+			return next(c)
 		}
-		return next(c)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Paper forms (issue 17): the installer's request carries one; a manager
+// Paper forms: the installer's request carries one; a manager
 // attaches one on a signer's behalf; the signer sees it on their signing page
 // and confirms it with their signature or answers "I did not sign this form".
 
@@ -246,13 +246,13 @@ func (s *Server) handlePaperAttach(consents doorledger.ConsentService, buildings
 
 // loadPaperThumbnail loads the bytes of the first photo of a consent's paper
 // form, which the certificate draws as a thumbnail.
-func (s *Server) loadPaperThumbnail(c echo.Context, con *doorledger.Consent) error {
-	if con.Paper == nil || s.cfg.Papers == nil {
+func loadPaperThumbnail(c echo.Context, papers doorledger.PaperService, con *doorledger.Consent) error {
+	if con.Paper == nil || papers == nil {
 		return nil
 	}
 	for i, f := range con.Paper.Files {
 		if !f.PDF() {
-			pf, err := s.cfg.Papers.PaperFile(c.Request().Context(), con.ID, f.ID)
+			pf, err := papers.PaperFile(c.Request().Context(), con.ID, f.ID)
 			if err != nil {
 				return err
 			}

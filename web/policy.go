@@ -13,13 +13,13 @@ import (
 
 // policyView is a building's policy form with the policy in force (f empty)
 // or the input posted.
-func (s *Server) policyView(c echo.Context, buildings doorledger.BuildingService, id int64, f views.Form) (views.PolicyView, error) {
+func (s *Server) policyView(c echo.Context, buildings doorledger.BuildingService, policies doorledger.PolicyService, id int64, f views.Form) (views.PolicyView, error) {
 	ctx := c.Request().Context()
 	b, err := buildings.FindBuildingByID(ctx, id)
 	if err != nil {
 		return views.PolicyView{}, err
 	}
-	p, err := s.cfg.Policies.FindConsentPolicy(ctx, id)
+	p, err := policies.FindConsentPolicy(ctx, id)
 	if err != nil {
 		return views.PolicyView{}, err
 	}
@@ -58,13 +58,13 @@ func (s *Server) policyView(c echo.Context, buildings doorledger.BuildingService
 	return v, nil
 }
 
-func (s *Server) handlePolicyPage(buildings doorledger.BuildingService) echo.HandlerFunc {
+func (s *Server) handlePolicyPage(buildings doorledger.BuildingService, policies doorledger.PolicyService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
-		v, err := s.policyView(c, buildings, id, views.Form{})
+		v, err := s.policyView(c, buildings, policies, id, views.Form{})
 		if err != nil {
 			return err
 		}
@@ -97,7 +97,7 @@ func (s *Server) handlePolicyUpdate(buildings doorledger.BuildingService, polici
 		if !formError(&f, err) {
 			return err
 		}
-		pv, verr := s.policyView(c, buildings, id, f)
+		pv, verr := s.policyView(c, buildings, policies, id, f)
 		if verr != nil {
 			return verr
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The privacy profile (issue 12.3): a building's page (managers set it,
+// The privacy profile: a building's page (managers set it,
 // the board reads it) and the tenant privacy notice, public beside the
 // device notice.
 

@@ -1,6 +1,6 @@
 package web
 
-// Audit reports (issue 6): a building's reports page (request form, registry,
+// Audit reports: a building's reports page (request form, registry,
 // monthly subscription), one report's page with its live progress, the
 // download, and the page that checks an uploaded file against the registry
 // and two reports' log heads against each other.
@@ -65,11 +65,11 @@ func lastMonth(now time.Time, loc *time.Location) (from, to string) {
 // this month to date when it has unlock events, else the last complete
 // month, and a note saying which (a board's first report should hold
 // events, not an empty month).
-func (s *Server) defaultReportRange(ctx context.Context, b *doorledger.Building, now time.Time) (from, to, note string) {
+func defaultReportRange(ctx context.Context, unlocks doorledger.UnlockService, b *doorledger.Building, now time.Time) (from, to, note string) {
 	local := now.In(b.Location())
 	first := time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, b.Location())
-	if s.cfg.Unlocks != nil {
-		days, err := s.cfg.Unlocks.DailyCounts(ctx, b.ID, 0, local.Day())
+	if unlocks != nil {
+		days, err := unlocks.DailyCounts(ctx, b.ID, 0, local.Day())
 		n := 0
 		for _, d := range days {
 			if d.Date >= first.Format(time.DateOnly) {
@@ -126,13 +126,13 @@ func (s *Server) renderReports(c echo.Context, status int, reports doorledger.Re
 // handleReports shows the request form (last month by default; a range in
 // the query is shown with its note, which is how the form's dates ask
 // whether to warn), the registry and the subscription.
-func (s *Server) handleReports(buildings doorledger.BuildingService, reports doorledger.ReportService) echo.HandlerFunc {
+func (s *Server) handleReports(buildings doorledger.BuildingService, reports doorledger.ReportService, unlocks doorledger.UnlockService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		b, err := unlockBuilding(c, buildings)
 		if err != nil {
 			return err
 		}
-		from, to, note := s.defaultReportRange(c.Request().Context(), b, time.Now())
+		from, to, note := defaultReportRange(c.Request().Context(), unlocks, b, time.Now())
 		f := views.Form{Values: map[string]string{"format": doorledger.ReportPDF, "from": from, "to": to}}
 		for _, k := range []string{"format", "from", "to"} {
 			if q := strings.TrimSpace(c.QueryParam(k)); q != "" {
@@ -151,7 +151,7 @@ func (s *Server) handleReports(buildings doorledger.BuildingService, reports doo
 
 // handleReportRequest queues a report and wakes the generator; the report's
 // page follows its progress.
-func (s *Server) handleReportRequest(buildings doorledger.BuildingService, reports doorledger.ReportService) echo.HandlerFunc {
+func (s *Server) handleReportRequest(buildings doorledger.BuildingService, reports doorledger.ReportService, files ReportFiles) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		b, err := unlockBuilding(c, buildings)
 		if err != nil {
@@ -165,8 +165,8 @@ func (s *Server) handleReportRequest(buildings doorledger.BuildingService, repor
 			}
 			return s.renderReports(c, formStatus(err), reports, b, f)
 		}
-		if s.cfg.ReportFiles != nil {
-			s.cfg.ReportFiles.Notify()
+		if files != nil {
+			files.Notify()
 		}
 		return s.redirect(c, views.ReportPath(rec.ID, ""), fmt.Sprintf("Report %s requested.", rec.ID))
 	}
@@ -192,7 +192,7 @@ func (s *Server) handleReportSubscription(buildings doorledger.BuildingService, 
 
 // reportView loads a report and its building's time zone: 404 for a report of
 // a building the user may not see.
-func (s *Server) reportView(ctx context.Context, buildings doorledger.BuildingService, reports doorledger.ReportService, id string) (views.ReportView, error) {
+func reportView(ctx context.Context, buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService, id string) (views.ReportView, error) {
 	rec, err := reports.FindReport(ctx, id)
 	if err != nil {
 		return views.ReportView{}, err
@@ -202,15 +202,15 @@ func (s *Server) reportView(ctx context.Context, buildings doorledger.BuildingSe
 		return views.ReportView{}, err
 	}
 	v := views.ReportView{Report: rec, Loc: b.Location(), Days: rangeDays(rec.From, rec.To)}
-	if s.cfg.Logs != nil {
-		v.VerifierKey, v.Origin = s.cfg.Logs.VerifierKey(), s.cfg.Logs.Origin()
+	if logs != nil {
+		v.VerifierKey, v.Origin = logs.VerifierKey(), logs.Origin()
 	}
 	return v, nil
 }
 
-func (s *Server) handleReport(buildings doorledger.BuildingService, reports doorledger.ReportService) echo.HandlerFunc {
+func (s *Server) handleReport(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.reportView(c.Request().Context(), buildings, reports, c.Param("report"))
+		v, err := reportView(c.Request().Context(), buildings, reports, logs, c.Param("report"))
 		if err != nil {
 			return err
 		}
@@ -220,9 +220,9 @@ func (s *Server) handleReport(buildings doorledger.BuildingService, reports door
 
 // handleReportStatus is the live part of the report's page, asked for every
 // second by the page while the report is queued or being written.
-func (s *Server) handleReportStatus(buildings doorledger.BuildingService, reports doorledger.ReportService) echo.HandlerFunc {
+func (s *Server) handleReportStatus(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.reportView(c.Request().Context(), buildings, reports, c.Param("report"))
+		v, err := reportView(c.Request().Context(), buildings, reports, logs, c.Param("report"))
 		if err != nil {
 			return err
 		}
@@ -233,10 +233,10 @@ func (s *Server) handleReportStatus(buildings doorledger.BuildingService, report
 // handleReportDownload serves a finished report's file (ReportFiles.Open
 // checks that its bytes still have the registered SHA-256) and journals the
 // download. A report not finished yet is its own page again, with 409.
-func (s *Server) handleReportDownload(buildings doorledger.BuildingService, reports doorledger.ReportService) echo.HandlerFunc {
+func (s *Server) handleReportDownload(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService, files ReportFiles) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		v, err := s.reportView(ctx, buildings, reports, c.Param("report"))
+		v, err := reportView(ctx, buildings, reports, logs, c.Param("report"))
 		if err != nil {
 			return err
 		}
@@ -250,10 +250,10 @@ func (s *Server) handleReportDownload(buildings doorledger.BuildingService, repo
 			p.Flash = append(p.Flash, views.Flash{Kind: "error", Message: msg})
 			return render(c, http.StatusConflict, views.ReportPage(p, v))
 		}
-		if s.cfg.ReportFiles == nil {
+		if files == nil {
 			return fmt.Errorf("download report %s: no report files configured", rec.ID)
 		}
-		f, err := s.cfg.ReportFiles.Open(rec)
+		f, err := files.Open(rec)
 		if err != nil {
 			return fmt.Errorf("open report %s: %w", rec.ID, err)
 		}
@@ -274,15 +274,17 @@ func (s *Server) handleReportDownload(buildings doorledger.BuildingService, repo
 	}
 }
 
-func (s *Server) verifyPage(c echo.Context, status int, v views.VerifyView) error {
-	if s.cfg.Logs != nil {
-		v.VerifierKey, v.Origin = s.cfg.Logs.VerifierKey(), s.cfg.Logs.Origin()
+func (s *Server) verifyPage(c echo.Context, logs doorledger.LogService, status int, v views.VerifyView) error {
+	if logs != nil {
+		v.VerifierKey, v.Origin = logs.VerifierKey(), logs.Origin()
 	}
 	return render(c, status, views.VerifyPage(s.page(c, "Verify a report", "buildings"), v))
 }
 
-func (s *Server) handleVerifyPage(c echo.Context) error {
-	return s.verifyPage(c, http.StatusOK, views.VerifyView{})
+func (s *Server) handleVerifyPage(logs doorledger.LogService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return s.verifyPage(c, logs, http.StatusOK, views.VerifyView{})
+	}
 }
 
 // reportIDRE matches a report id as reports print it, e.g.
@@ -411,7 +413,7 @@ func (s *Server) handleVerify(buildings doorledger.BuildingService, reports door
 		}
 		if len(v.Form.Errors) > 0 {
 			v.Files = nil
-			return s.verifyPage(c, http.StatusUnprocessableEntity, v)
+			return s.verifyPage(c, logs, http.StatusUnprocessableEntity, v)
 		}
 		if len(v.Files) == 2 {
 			cv, err := compareHeads(ctx, logs, v.Files[0], v.Files[1])
@@ -420,7 +422,7 @@ func (s *Server) handleVerify(buildings doorledger.BuildingService, reports door
 			}
 			v.Consistency = cv
 		}
-		return s.verifyPage(c, http.StatusOK, v)
+		return s.verifyPage(c, logs, http.StatusOK, v)
 	}
 }
 

@@ -202,8 +202,8 @@ func (s *Server) handleResidentLink(residents doorledger.ResidentService, purpos
 }
 
 // residentsPanel loads the building page's residents section (managers).
-func (s *Server) residentsPanel(ctx context.Context, buildingID int64, devices []*doorledger.Device) (*views.ResidentsPanel, error) {
-	settings, err := s.cfg.Residents.NoticeSettings(ctx, buildingID)
+func (s *Server) residentsPanel(ctx context.Context, residents doorledger.ResidentService, buildingID int64, devices []*doorledger.Device) (*views.ResidentsPanel, error) {
+	settings, err := residents.NoticeSettings(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
@@ -230,18 +230,18 @@ func (s *Server) handleNoticeRotate(residents doorledger.ResidentService) echo.H
 	}
 }
 
-func (s *Server) handleNoticeContact(buildings doorledger.BuildingService, users doorledger.UserService, residents doorledger.ResidentService) echo.HandlerFunc {
+func (s *Server) handleNoticeContact(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
 			return err
 		}
 		f := formOf(c, "contact")
-		if err := residents.SetNoticeContact(c.Request().Context(), id, f.Value("contact")); err != nil {
+		if err := p.residents.SetNoticeContact(c.Request().Context(), id, f.Value("contact")); err != nil {
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) {
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) {
 				if v.Residents != nil {
 					v.Residents.ContactForm = f
 				}
@@ -304,7 +304,7 @@ func (s *Server) handleResidentReportPhoto(residents doorledger.ResidentService)
 	}
 }
 
-func (s *Server) handleResidentReportResolve(buildings doorledger.BuildingService, users doorledger.UserService, residents doorledger.ResidentService) echo.HandlerFunc {
+func (s *Server) handleResidentReportResolve(p buildingPage) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "id")
 		if err != nil {
@@ -317,11 +317,11 @@ func (s *Server) handleResidentReportResolve(buildings doorledger.BuildingServic
 		f := formOf(c, "outcome", "found_device", "note")
 		device, _ := strconv.ParseInt(f.Value("found_device"), 10, 64)
 		r := doorledger.ReportResolution{Outcome: f.Value("outcome"), FoundDeviceID: device, Note: f.Value("note")}
-		if err := residents.ResolveResidentReport(c.Request().Context(), id, report, r); err != nil {
+		if err := p.residents.ResolveResidentReport(c.Request().Context(), id, report, r); err != nil {
 			if !formError(&f, err) {
 				return err
 			}
-			return s.rerenderBuilding(c, buildings, users, id, err, func(v *views.BuildingView) {
+			return s.rerenderBuilding(c, p, id, err, func(v *views.BuildingView) {
 				if v.Residents != nil {
 					v.Residents.ResolveForms = map[int64]views.Form{report: f}
 				}

@@ -1,6 +1,6 @@
 package web_test
 
-// The public notice's server time for a building with 50 devices (issue 12):
+// The public notice's server time for a building with 50 devices:
 //
 //	go test ./web -run '^$' -bench PublicNotice -benchtime 3000x
 //

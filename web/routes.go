@@ -14,6 +14,15 @@ import (
 // access_test.go holds one row per route and fails when a route has none.
 func (s *Server) routes() {
 	e := s.echo
+	// The services, passed to each handler that uses them (and to the
+	// session middleware); settings are read from s.cfg.
+	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
+	policies, papers, invitations, outbox, logs := s.cfg.Policies, s.cfg.Papers, s.cfg.Invitations, s.cfg.Outbox, s.cfg.Logs
+	attention, unlocks, reports, residents, privacy, vendors := s.cfg.Attention, s.cfg.Unlocks, s.cfg.Reports, s.cfg.Residents, s.cfg.Privacy, s.cfg.Vendors
+	reportFiles := s.cfg.ReportFiles
+	// The building page reads many services; it and the forms on it take them together.
+	buildingPage := buildingPage{buildings: buildings, users: users, consents: consents, devices: devices,
+		unlocks: unlocks, papers: papers, residents: residents, invitations: invitations}
 	e.Use(
 		middleware.Recover(),
 		securityHeaders(s.cfg.Secure),
@@ -21,10 +30,9 @@ func (s *Server) routes() {
 		requestLogger(s.log),
 		s.rateLimit, // public routes: each client held to its allowance before any body is read
 		s.bodyLimit,
-		s.loadSession, // the session first: nothing below reads a body before the caller is known
+		s.loadSession(users), // the session first: nothing below reads a body before the caller is known
 		s.csrf,
 	)
-	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
 	// Who may use a route. Each list ends with csrfForm, which reads a form's
 	// CSRF token from the body only once the caller is allowed there; public
 	// forms take it alone. Every route uses one of these lists.
@@ -43,11 +51,10 @@ func (s *Server) routes() {
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
-	// The first screen (issue 14.1): what needs attention, across every
-	// building the user sees, kept live; installers go to their buildings.
-	attention := s.cfg.Attention
+	// The first screen: what needs attention, across every building the
+	// user sees, kept live; installers go to their buildings.
 	e.GET("/", s.handleHome(attention), signedIn...)
-	e.GET("/attention/events", s.handleAttentionEvents(attention), readers...)
+	e.GET("/attention/events", s.handleAttentionEvents(attention, users), readers...)
 	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn...)
 	e.GET("/account", s.handleAccount, signedIn...)
 	e.POST("/account/password", s.handleAccountPassword(users), signedIn...)
@@ -56,67 +63,66 @@ func (s *Server) routes() {
 	e.GET("/buildings", s.handleBuildings(buildings, attention), signedIn...)
 	e.GET("/buildings/new", s.handleBuildingNew, admin...)
 	e.POST("/buildings", s.handleBuildingCreate(buildings), admin...)
-	e.GET("/buildings/:id", s.handleBuilding(buildings, users), signedIn...)
+	e.GET("/buildings/:id", s.handleBuilding(buildingPage), signedIn...)
 	e.GET("/buildings/:id/edit", s.handleBuildingEdit(buildings), managers...)
 	e.POST("/buildings/:id", s.handleBuildingUpdate(buildings), managers...)
-	e.POST("/buildings/:id/signers", s.handleSignerAdd(buildings, users), managers...)
+	e.POST("/buildings/:id/signers", s.handleSignerAdd(buildingPage), managers...)
 	e.POST("/buildings/:id/signers/:signer/remove", s.handleSignerRemove(buildings), managers...)
-	e.POST("/buildings/:id/grants", s.handleGrantAdd(buildings, users), admin...)
+	e.POST("/buildings/:id/grants", s.handleGrantAdd(buildingPage), admin...)
 	e.POST("/buildings/:id/grants/:user/remove", s.handleGrantRemove(buildings), admin...)
 	e.GET("/buildings/:id/audit", s.handleBuildingAudit(buildings, audit), readers...)
-	e.POST("/buildings/:id/invitations", s.handleInvite(buildings, users), managers...)
-	e.POST("/buildings/:id/invitations/:invitation/withdraw", s.handleInviteWithdraw, managers...)
+	e.POST("/buildings/:id/invitations", s.handleInvite(buildingPage), managers...)
+	e.POST("/buildings/:id/invitations/:invitation/withdraw", s.handleInviteWithdraw(invitations), managers...)
 
 	// Consents: installers request; signers sign by link or on the installer's
 	// screen; the building's people read; managers renew. The service answers 404
 	// for another building's consent and for another installer's submission.
-	e.GET("/buildings/:id/consents/new", s.handleConsentNew(buildings), installers...)
-	s.upload(http.MethodPost, "/buildings/:id/consents", consentRequestBodyLimit, s.handleConsentCreate(buildings, consents), installers...)
+	e.GET("/buildings/:id/consents/new", s.handleConsentNew(buildings, policies), installers...)
+	s.upload(http.MethodPost, "/buildings/:id/consents", consentRequestBodyLimit, s.handleConsentCreate(buildings, consents, policies), installers...)
 	e.GET("/submissions", s.handleSubmissions(consents), installers...)
 	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn...)
 	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn...)
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
-	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings), readers...)
+	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers), readers...)
 	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
-	// Issue 13: a building's consent policy (managers); an expired request is
+	// A building's consent policy (managers); an expired request is
 	// sent again by its installer or a manager (the service checks which).
-	e.GET("/buildings/:id/policy", s.handlePolicyPage(buildings), managers...)
-	e.POST("/buildings/:id/policy", s.handlePolicyUpdate(buildings, s.cfg.Policies), managers...)
+	e.GET("/buildings/:id/policy", s.handlePolicyPage(buildings, policies), managers...)
+	e.POST("/buildings/:id/policy", s.handlePolicyUpdate(buildings, policies), managers...)
 	resenders := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleInstaller), s.csrfForm}
 	e.POST("/consents/:consent/resend", s.handleConsentResend(consents), resenders...)
 	e.GET("/consents/:consent/in-person", s.handleInPersonPage(consents), installers...)
 	e.POST("/consents/:consent/code", s.handleSendCode(consents), installers...)
 	s.upload(http.MethodPost, "/consents/:consent/in-person", signBodyLimit, s.handleSignInPerson(consents), installers...)
-	// Issue 17: a request's signed paper form, served to whoever sees the
+	// A request's signed paper form, served to whoever sees the
 	// consent (a PDF only as a download); managers attach one on a
 	// signer's behalf.
-	papers := s.cfg.Papers
 	e.GET("/consents/:consent/paper/:file", s.handlePaperFile(papers), signedIn...)
 	s.upload(http.MethodPost, "/consents/:consent/paper", paperBodyLimit, s.handlePaperAttach(consents, buildings, papers), managers...)
 
 	// Devices: the registry, revocation and command history. Another building's
 	// device is 404 from the service.
-	e.POST("/buildings/:id/devices/found", s.handleFoundDevice(buildings, users, devices), managers...)
+	e.POST("/buildings/:id/devices/found", s.handleFoundDevice(buildingPage), managers...)
 	e.GET("/devices", s.handleDevicesIndex(devices), managers...)
 	e.POST("/devices/disable", s.handleDisableMany(devices), managers...)
-	e.GET("/devices/events", s.handleDevicesEvents(devices), managers...)
+	e.GET("/devices/events", s.handleDevicesEvents(devices, users), managers...)
 	e.GET("/buildings/:id/lockdown", s.handleLockdownPage(buildings, devices), managers...)
 	e.POST("/buildings/:id/lockdown", s.handleLockdown(devices), managers...)
-	e.GET("/buildings/:id/lockdown/events", s.handleLockdownEvents(buildings, devices), managers...)
-	e.GET("/devices/:device", s.handleDevice(devices, buildings), readers...)
-	e.GET("/devices/:device/events", s.handleDeviceEvents(devices), readers...)
+	e.GET("/buildings/:id/lockdown/events", s.handleLockdownEvents(buildings, devices, users), managers...)
+	e.GET("/devices/:device", s.handleDevice(devices, buildings, unlocks), readers...)
+	e.GET("/devices/:device/events", s.handleDeviceEvents(devices, buildings, users), readers...)
 	e.POST("/devices/:device/revoke", s.handleSetState(devices, doorledger.StateDisabled), managers...)
 	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
-	e.POST("/devices/:device/credential", s.handleCredential(devices, buildings), managers...)
+	e.POST("/devices/:device/credential", s.handleCredential(devices), managers...)
 
-	// Unlock history (issue 5): the building's readers see its history, live
+	// Unlock history: the building's readers see its history, live
 	// rows, CSV export and the charts; its managers set delivery hours, burst,
 	// alerts, heartbeat and retention, and import a vendor's CSV export in two
 	// steps (upload and preview, then mapping and import). Installers get 404
 	// here and from the service.
-	unlocks, imports := s.cfg.Unlocks, newImportStash()
+	imports := newImportStash()
 	e.GET("/buildings/:id/unlocks", s.handleUnlocks(buildings, devices, unlocks), readers...)
-	e.GET("/buildings/:id/unlocks/events", s.handleUnlocksEvents(buildings, devices, unlocks), readers...)
+	e.GET("/buildings/:id/unlocks/events", s.handleUnlocksEvents(buildings, devices, unlocks, users), readers...)
 	e.GET("/buildings/:id/unlocks.csv", s.handleUnlocksCSV(buildings, devices, unlocks), readers...)
 	e.GET("/buildings/:id/unlock-settings", s.handleUnlockSettings(buildings, unlocks), managers...)
 	e.POST("/buildings/:id/unlock-settings", s.handleUnlockSettingsUpdate(buildings, unlocks), managers...)
@@ -128,19 +134,18 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/anomalies/:event/ack", s.handleAnomalyAck(buildings, unlocks), managers...)
 	e.POST("/buildings/:id/anomalies/ack", s.handleAnomalyAckAll(buildings, unlocks), managers...)
 
-	// Audit reports (issue 6): a building's readers request reports, follow
+	// Audit reports: a building's readers request reports, follow
 	// their progress, download them, take the monthly report by mail, and
 	// check a file they were given against the registry. Another building's
 	// report is 404 from the service.
-	reports := s.cfg.Reports
-	e.GET("/buildings/:id/reports", s.handleReports(buildings, reports), readers...)
-	e.POST("/buildings/:id/reports", s.handleReportRequest(buildings, reports), readers...)
+	e.GET("/buildings/:id/reports", s.handleReports(buildings, reports, unlocks), readers...)
+	e.POST("/buildings/:id/reports", s.handleReportRequest(buildings, reports, reportFiles), readers...)
 	e.POST("/buildings/:id/reports/subscription", s.handleReportSubscription(buildings, reports), readers...)
-	e.GET("/reports/verify", s.handleVerifyPage, readers...)
-	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, s.cfg.Logs), readers...)
-	e.GET("/reports/:report", s.handleReport(buildings, reports), readers...)
-	e.GET("/reports/:report/status", s.handleReportStatus(buildings, reports), readers...)
-	e.GET("/reports/:report/download", s.handleReportDownload(buildings, reports), readers...)
+	e.GET("/reports/verify", s.handleVerifyPage(logs), readers...)
+	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, logs), readers...)
+	e.GET("/reports/:report", s.handleReport(buildings, reports, logs), readers...)
+	e.GET("/reports/:report/status", s.handleReportStatus(buildings, reports, logs), readers...)
+	e.GET("/reports/:report/download", s.handleReportDownload(buildings, reports, logs, reportFiles), readers...)
 
 	// Signers (no account) and invited installers, by one-time link.
 	e.GET("/sign/:token", s.handleSignPage(consents))
@@ -153,16 +158,15 @@ func (s *Server) routes() {
 	e.GET("/consent/dispute/:token", s.handleAfterSigningPage(consents, "dispute"))
 	e.POST("/consent/dispute/:token", s.handleAfterSigning(consents, "dispute"), public...)
 	e.POST("/consent/links/:token", s.handleMailEndLinks(consents), public...)
-	e.GET("/invite/:token", s.handleInvitationPage)
-	e.POST("/invite/:token", s.handleInvitationAccept(users), public...)
+	e.GET("/invite/:token", s.handleInvitationPage(invitations))
+	e.POST("/invite/:token", s.handleInvitationAccept(invitations, users), public...)
 
-	// Residents (issue 12), without an account: the building's public device
+	// Residents, without an account: the building's public device
 	// notice by its slug (the poster's QR code), residents' reports of
 	// unlisted devices and subscriptions to notices, confirmed and ended by
 	// mailed one-time links; each held per client (ratelimit.go). Managers
 	// rotate the slug, set the contact line, print the poster and resolve
 	// the reports on the building page.
-	residents := s.cfg.Residents
 	noticeRate := newIPLimiter(s.cfg.NoticeRate.or(defaultNoticeRate))
 	residentPostRate := newIPLimiter(s.cfg.ResidentPostRate.or(defaultResidentPostRate))
 	s.public(http.MethodGet, "/notice/:slug", noticeRate, 0, s.handleNotice(residents), public...)
@@ -174,11 +178,10 @@ func (s *Server) routes() {
 	s.public(http.MethodGet, "/residents/unsubscribe/:token", noticeRate, 0, s.handleResidentLinkPage(residents, "unsubscribe"), public...)
 	s.public(http.MethodPost, "/residents/unsubscribe/:token", noticeRate, residentSubscribeBodyLimit, s.handleResidentLink(residents, "unsubscribe"), public...)
 	e.POST("/buildings/:id/notice/rotate", s.handleNoticeRotate(residents), managers...)
-	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildings, users, residents), managers...)
+	e.POST("/buildings/:id/notice/contact", s.handleNoticeContact(buildingPage), managers...)
 	e.GET("/buildings/:id/notice/poster.pdf", s.handleNoticePoster(buildings, residents), managers...)
-	// Issue 12.3: the Tenant Data Privacy Act profile of a building, and its
+	// The Tenant Data Privacy Act profile of a building, and its
 	// tenant privacy notice beside the device notice (404 without the profile).
-	privacy := s.cfg.Privacy
 	s.public(http.MethodGet, "/notice/:slug/privacy", noticeRate, 0, s.handleTenantNotice(privacy), public...)
 	s.public(http.MethodGet, "/notice/:slug/privacy.pdf", noticeRate, 0, s.handleTenantNoticePDF(privacy), public...)
 	e.GET("/buildings/:id/privacy", s.handlePrivacyPage(buildings, privacy, residents), readers...)
@@ -187,13 +190,12 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/privacy/disclosures/:disclosure", s.handleDisclosureSave(buildings, privacy, residents), managers...)
 	e.POST("/buildings/:id/privacy/devices/:device", s.handleDeviceDisclosure(privacy), managers...)
 	e.GET("/buildings/:id/resident-reports/:report/photo", s.handleResidentReportPhoto(residents), managers...)
-	e.POST("/buildings/:id/resident-reports/:report/resolve", s.handleResidentReportResolve(buildings, users, residents), managers...)
+	e.POST("/buildings/:id/resident-reports/:report/resolve", s.handleResidentReportResolve(buildingPage), managers...)
 
 	// Vendor integrations and machine APIs. Admins manage integrations and put
 	// devices under them. Vendor clouds call /api/vendors/:vendor/… with no
 	// session: the HMAC signature is the credential (the CSRF check skips
 	// /api/), and every refusal is JSON (docs/ingest.md).
-	vendors := s.cfg.Vendors
 	e.GET("/vendors", s.handleVendors(vendors, buildings, devices), admin...)
 	e.POST("/vendors", s.handleVendorCreate(vendors, buildings, devices), admin...)
 	e.POST("/vendors/:vendor/rotate", s.handleVendorRotate(vendors, buildings, devices), admin...)
@@ -210,10 +212,10 @@ func (s *Server) routes() {
 	e.GET("/users/:user", s.handleUser(users), admin...)
 	e.POST("/users/:user", s.handleUserUpdate(users), admin...)
 	e.POST("/users/:user/password", s.handleUserPassword(users), admin...)
-	e.GET("/audit", s.handleAudit(audit), admin...)
-	e.POST("/audit/verify", s.handleAuditVerify(audit), admin...)
-	e.GET("/outbox", s.handleOutbox, admin...)
-	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(s.cfg.Outbox), admin...)
+	e.GET("/audit", s.handleAudit(audit, logs), admin...)
+	e.POST("/audit/verify", s.handleAuditVerify(audit, logs), admin...)
+	e.GET("/outbox", s.handleOutbox(outbox), admin...)
+	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(outbox), admin...)
 }
 
 // upload registers a route that takes a larger body than DefaultBodyLimit.

@@ -23,7 +23,7 @@ type Config struct {
 	Audit       doorledger.AuditService
 	Consents    doorledger.ConsentService
 	Policies    doorledger.PolicyService // buildings' consent policies
-	Papers      doorledger.PaperService  // signed paper forms of consent requests (issue 17)
+	Papers      doorledger.PaperService  // signed paper forms of consent requests
 	Invitations doorledger.InvitationService
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService
@@ -32,7 +32,7 @@ type Config struct {
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
 	Residents   doorledger.ResidentService
-	Privacy     doorledger.PrivacyService   // buildings' privacy profiles (issue 12.3)
+	Privacy     doorledger.PrivacyService   // buildings' privacy profiles
 	Attention   doorledger.AttentionService // the first screen: what needs attention
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.

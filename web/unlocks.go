@@ -1,6 +1,6 @@
 package web
 
-// Unlock history (issue 5): the history page and its live rows, the CSV
+// Unlock history: the history page and its live rows, the CSV
 // export, the building's unlock settings, the import of a vendor's CSV export,
 // and the unlock part of the building and device pages.
 
@@ -243,7 +243,7 @@ func (s *Server) handleUnlocks(buildings doorledger.BuildingService, devices doo
 // handleUnlocksEvents streams the newest page of the filtered history: it is
 // sent again whenever it changes (a new event, a purge), woken by the hub or
 // the stream's tick. A cursor in the query is ignored: older pages do not move.
-func (s *Server) handleUnlocksEvents(buildings doorledger.BuildingService, devices doorledger.DeviceService, unlocks doorledger.UnlockService) echo.HandlerFunc {
+func (s *Server) handleUnlocksEvents(buildings doorledger.BuildingService, devices doorledger.DeviceService, unlocks doorledger.UnlockService, users doorledger.UserService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		b, err := unlockBuilding(c, buildings)
 		if err != nil {
@@ -263,7 +263,7 @@ func (s *Server) handleUnlocksEvents(buildings doorledger.BuildingService, devic
 			return err
 		}
 		ack := ackControls(c, b, views.UnlocksURL(b.ID, query, ""))
-		return s.stream(c, "rows", []string{UnlocksKey(b.ID), UnlocksAllKey}, func(ctx context.Context) (templ.Component, bool, error) {
+		return s.stream(c, users, "rows", []string{UnlocksKey(b.ID), UnlocksAllKey}, func(ctx context.Context) (templ.Component, bool, error) {
 			rows, err := unlockRows(ctx, unlocks, devices, b, flt, query, ack, nil)
 			if err != nil {
 				return nil, true, err

@@ -1,8 +1,8 @@
 package main
 
-// The attention list's benchmark (issue 14.1), over loopback HTTP against the
-// real portal (started through run()) on a portfolio of 1,000 buildings,
-// 10,000 devices and 5M unlock events, 2% of them flagged:
+// The attention list's benchmark, over loopback HTTP against the real portal
+// (started through run()) on a portfolio of 1,000 buildings, 10,000 devices
+// and 5M unlock events, 2% of them flagged:
 //
 //	DOORLEDGER_BENCH_CACHE=/var/tmp/doorledger-bench \
 //	  go test ./cmd/portal/ -run '^$' -bench AttentionHTTP -benchtime 200x -timeout 60m
@@ -252,7 +252,7 @@ func seedAttention(tb testing.TB, dir string, n int) *attWorld {
 
 	// The events, oldest first over the last year, 50,000 a transaction;
 	// 2% flagged outside_hours. effective_at is written where the schema
-	// has it (issue 10.4).
+	// has it (a cached seed may predate the column).
 	var hasEffective int
 	if err := wr.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('unlock_events') WHERE name = 'effective_at'`).Scan(&hasEffective); err != nil {
 		tb.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The attention list through the portal (issue 14.1): the first screen after
+// The attention list through the portal: the first screen after
 // sign-in says "Nothing needs you" with when it was checked; a device found
 // without consent appears on it for the building's manager and the admin,
 // with a link to the device's page, and on the buildings list's row; a

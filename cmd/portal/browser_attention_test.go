@@ -10,7 +10,7 @@ import (
 	"github.com/doorledger/doorledger/internal/browsertest"
 )
 
-// Issue 14.1 in the browser: the manager's first screen says "Nothing needs
+// The attention list in the browser: the manager's first screen says "Nothing needs
 // you"; a device found without consent, recorded by another client, appears
 // on it without a reload (its stream), and its link leads to the device's
 // page, where it is resolved.

@@ -9,7 +9,7 @@ import (
 	"github.com/doorledger/doorledger/internal/browsertest"
 )
 
-// Issue 11.8 in the browser: a live page whose session ends (here by "log out
+// In the browser: a live page whose session ends (here by "log out
 // everywhere" from another browser) stops its stream instead of reconnecting,
 // and says so with a reload notice.
 func TestBrowserLiveRegionEndsWithSession(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"github.com/doorledger/doorledger/internal/browsertest"
 )
 
-// The signer's page with a paper form (issue 17), on their phone (390x844):
+// The signer's page with a paper form, on their phone (390x844):
 // "Did you sign this form?" beside the terms, with the photographed form
 // inline and no sideways scroll; they confirm it and sign.
 func TestBrowserSignerPaperFormPhone(t *testing.T) {

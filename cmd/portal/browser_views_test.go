@@ -38,7 +38,7 @@ func checkAxe(t *testing.T, ctx context.Context, what string) {
 }
 
 // TestBrowserBuildingPagePhone is the building page as a manager meets it on
-// a phone (issue 14.2, 14.4): nothing scrolls sideways, the header is one
+// a phone: nothing scrolls sideways, the header is one
 // row with a menu, a skip link, in-page navigation, the devices table
 // stacked with the device, state and consent first and each row a link as a
 // whole, tap targets of at least 44x44 px, one time zone (the building's,
@@ -142,7 +142,7 @@ func TestBrowserBuildingPagePhone(t *testing.T) {
 	}
 }
 
-// TestBrowserSignerPage is the signer's page (issue 14.5): the terms in full
+// TestBrowserSignerPage is the signer's page: the terms in full
 // on the page (no inner scroll box) in readable type, the format line and
 // the hash under a "details" disclosure, focus on the first message after an
 // error, and each message gone once its field is fixed.

@@ -1,8 +1,8 @@
 package main
 
-// The building page benchmark of issue 14 (point 2), beside the history
-// benchmark and on its seed (one building, 20 devices, 5M unlock events over
-// two years, 1% flagged and half of those acknowledged):
+// The building page benchmark, beside the history benchmark and on its seed
+// (one building, 20 devices, 5M unlock events over two years, 1% flagged and
+// half of those acknowledged):
 //
 //	DOORLEDGER_BENCH_CACHE=/var/tmp/doorledger-bench \
 //	  go test ./cmd/portal/ -run '^$' -bench BuildingHTTP -benchtime 400x -timeout 90m
@@ -11,7 +11,7 @@ package main
 // connection of their own, as a browser tab would. Each timed request of the
 // building page is followed by one of the same user's first history page
 // (/buildings/:id/unlocks), the floor: a page of the same portal, session and
-// layout whose own target (p95 < 5 ms) is met here, measured interleaved in
+// layout with its own target (docs/benchmarks.md), measured interleaved in
 // the same run so that the ratio of the two reads through the machine's
 // noise. Figures (µs): the server's own time (Server-Timing app;dur=, the
 // whole page rendered) and the client's, p50 and p95, of the page and of the

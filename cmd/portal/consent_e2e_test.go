@@ -139,7 +139,7 @@ func TestEndToEndConsent(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, "consent signed") {
 		t.Fatalf("sign: %d\n%s", status, body)
 	}
-	// Reopened, the link says what happened; it cannot sign again (issue 10.6).
+	// Reopened, the link says what happened; it cannot sign again.
 	if status, body := signer.Get(sign); status != http.StatusOK || !strings.Contains(body, "You signed this on") || strings.Contains(body, `id="sign-form"`) {
 		t.Fatalf("reused signing link: %d\n%s", status, body)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // rosterWorld is a portal with a building, its manager and an invited
-// installer, driven over HTTP as they would (issue 10.2, 10.3, 10.6).
+// installer, driven over HTTP as they would.
 type rosterWorld struct {
 	p                *Portal
 	admin, mgr, inst *Client
@@ -109,7 +109,7 @@ func (w *rosterWorld) deviceState(t *testing.T, consent string) string {
 
 var termsRE = regexp.MustCompile(`name="terms_sha256" value="([0-9a-f]{64})"`)
 
-// The issue's repro: the manager adds signer X, the installer asks X by link,
+// The defect as reported: the manager adds signer X, the installer asks X by link,
 // the manager removes X, X opens the link and signs. Then the same with the
 // in-person code.
 func TestEndToEndRemovedSignerCannotSign(t *testing.T) {

@@ -2,8 +2,8 @@
 
 package main
 
-// The crash test of issue 5: the portal runs as a separate process, simulated
-// devices publish unlock events without pause, and the portal is killed with
+// The crash test of unlock ingest: the portal runs as a separate process,
+// simulated devices publish unlock events without pause, and the portal is killed with
 // SIGKILL again and again and started again on the same data directory and
 // ports. An event a device saw acknowledged leaves its outbox and is never
 // sent again, so it must already be committed: after every kill a copy of the

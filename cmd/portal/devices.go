@@ -104,8 +104,8 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 	// transport. The push is what the device waits for, so the controller is
 	// woken last (Go runs the goroutine readied last first) and this
 	// goroutine — a request that still renders its answer — yields to it
-	// once: commit → push started went from p50 260 µs to 14 µs in the revoke
-	// benchmark (docs/benchmarks.md, issue 4).
+	// once, which takes most of the wait out of commit → push started in the
+	// revoke benchmark (docs/benchmarks.md).
 	a.db.OnDesired = func(states []doorledger.DesiredState) {
 		for _, d := range states {
 			hub.Notify(web.DeviceKey(d.DeviceID))

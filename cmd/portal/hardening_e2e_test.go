@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// Issue 11.9: behind a reverse proxy that ends TLS the portal itself serves
+// Behind a reverse proxy that ends TLS the portal itself serves
 // plain HTTP, but its public URL is https: cookies are then Secure with the
 // __Host- prefix. Without either, plain-HTTP localhost keeps plain cookies.
 func TestPublicHTTPSURLMakesCookiesSecure(t *testing.T) {
@@ -62,7 +62,7 @@ func TestConfigSecure(t *testing.T) {
 	}
 }
 
-// Issue 11.9: the first admin's password from the environment may be longer
+// The first admin's password from the environment may be longer
 // than bcrypt's 72 bytes (the portal did not start with one before), and the
 // passwords `portal user` prints sign in.
 func TestLongAdminPasswordFromEnvironment(t *testing.T) {

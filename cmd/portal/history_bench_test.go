@@ -1,7 +1,7 @@
 package main
 
-// The history benchmark of issue 5, over loopback HTTP against the real
-// portal (started through run()) on a building with 5M unlock events:
+// The history benchmark, over loopback HTTP against the real portal (started
+// through run()) on a building with 5M unlock events:
 //
 //	DOORLEDGER_BENCH_CACHE=/var/tmp/doorledger-bench \
 //	  go test ./cmd/portal/ -run '^$' -bench HistoryHTTP -benchtime 400x -timeout 90m

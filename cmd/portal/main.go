@@ -1,5 +1,5 @@
 // Command portal runs Doorledger: the web portal, its embedded SQLite database
-// and (from issue 4) its embedded MQTT broker, on one machine.
+// and its embedded MQTT broker, on one machine.
 //
 //	portal [serve] [flags]                 start the portal (default)
 //	portal user add|disable|reset-password operators' account recovery

@@ -52,7 +52,7 @@ func (w *rosterWorld) signerID(t *testing.T, name string) string {
 	return m[1]
 }
 
-// Issue 17 end to end: hostile uploads are refused beside the field with the
+// Paper forms end to end: hostile uploads are refused beside the field with the
 // rest of the form kept and nothing written; a request with a PDF form and an
 // installation photo is confirmed by its signer on the signing page (both
 // hashes recorded) and shows in the certificate, the audit report and the

@@ -14,7 +14,7 @@ import (
 	"github.com/doorledger/doorledger/devicectl"
 )
 
-// Issue 10.1 end to end: a device on the embedded broker takes the revoke's
+// A refused revoke end to end: a device on the embedded broker takes the revoke's
 // version but stays enabled. Every page that shows the device says so, in
 // red and in the same words; "Told to be" says disabled; the managers are
 // mailed at once.
@@ -108,7 +108,7 @@ func TestEndToEndRefusedRevoke(t *testing.T) {
 	}
 }
 
-// Issue 10.1: a command past its time-out reads the same on every list as on
+// A command past its time-out reads the same on every list as on
 // the device page: red "not confirmed", never amber "pending" (before, the
 // device page said "not confirmed after 1m13s; managers alerted" while the
 // building page and the Devices list said "enabled · pending").

@@ -14,8 +14,8 @@ import (
 	"github.com/doorledger/doorledger/devicectl"
 )
 
-// Issue 10.4 end to end, as the issue's repro: a vendor's cloud posts two
-// events of a device whose clock is wrong, one dated three days ahead and
+// Clock-skewed events end to end, as the defect was reported: a vendor's
+// cloud posts two events of a device whose clock is wrong, one dated three days ahead and
 // one 400 days back, both received today. Today's history, its CSV export
 // and a board report for yesterday–today hold both, with both times.
 func TestEndToEndClockSkewedEvents(t *testing.T) {

@@ -2,8 +2,8 @@
 
 package main
 
-// The memory test of issue 11.1: the portal runs as a separate process, an
-// installer posts hostile photos through the consent request form, eight at
+// The memory test of hostile uploads: the portal runs as a separate process,
+// an installer posts hostile photos through the consent request form, eight at
 // once, and the portal's peak resident memory (VmHWM) must stay under
 // uploadRSSLimit while each upload gets a clear answer. Run with:
 //
@@ -27,7 +27,7 @@ import (
 )
 
 const (
-	uploadRSSLimit = 300 << 20 // the bar of issue 11.1
+	uploadRSSLimit = 300 << 20 // the bar docs/security.md states (Uploads)
 	uploadParallel = 8
 )
 
