@@ -2,7 +2,6 @@ package views
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/doorledger/doorledger"
@@ -50,5 +49,3 @@ func vendorFormChecked(f Form, name, value string) bool {
 	}
 	return false
 }
-
-func vendorIDString(id int64) string { return strconv.FormatInt(id, 10) }
