@@ -11,9 +11,9 @@ import (
 )
 
 // MaxAuditEvents bounds the unlock events one audit report prints. fpdf holds
-// a whole document in memory until it writes it (about 1 KB per event: a
-// report of 100,000 events peaks near 100 MB and takes about 1.5 s), so a
-// longer history is refused with a message asking for a shorter range.
+// a whole document in memory until it writes it (its memory and time grow
+// with every event: docs/benchmarks.md), so a longer history is refused with
+// a message asking for a shorter range.
 const MaxAuditEvents = 250_000
 
 // AuditReportPDF writes the audit report r of one building over a range of

@@ -12,7 +12,7 @@ import (
 // re-selects.
 //
 // fpdf formats every text operation with fmt and records each rune of it in
-// a map for the font subset, which makes a 100,000-row table take seconds.
+// a map for the font subset, which makes a long table slow.
 // So a rune is written through fpdf's Text the first time (that puts it in
 // the subset), and afterwards here: as a CID string of UTF-16 code units,
 // which is what fpdf writes for a UTF-8 font, in a literal string with

@@ -14,7 +14,7 @@ import (
 )
 
 // multiSignerCertificate is the certificate of a request that names several
-// signers (issue 13): the policy it was made under, each signer asked and
+// signers (a consent policy): the policy it was made under, each signer asked and
 // where they stand, the terms once — every signature is of these same bytes
 // — and then every signature with its own evidence: typed name and roster
 // name, time, IP address, user agent, how the roster address was verified,

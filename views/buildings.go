@@ -23,7 +23,7 @@ type BuildingView struct {
 	GrantForm   Form
 	Unlocks     *UnlockSummary  // door openings: nil for installers
 	Residents   *ResidentsPanel // the public notice and residents' reports: managers only
-	// PaperDisputes: paper forms per installer and vendor (issue 17); nil for installers.
+	// PaperDisputes: paper forms per installer and vendor; nil for installers.
 	PaperDisputes []doorledger.PaperDisputes
 }
 

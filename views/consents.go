@@ -12,7 +12,7 @@ type ConsentRequestView struct {
 	Form     Form
 	Policy   *doorledger.ConsentPolicy // the building's, in force
 	Chosen   map[int64]bool            // signers ticked (the proposal, or as posted)
-	// PaperSignedBy: who signed the paper form, as posted (issue 17).
+	// PaperSignedBy: who signed the paper form, as posted.
 	PaperSignedBy map[int64]bool
 }
 
@@ -28,7 +28,7 @@ type ConsentView struct {
 	Installer bool // the installer who asked: sees no contact data, IP, user agent or signature of the signer
 	RenewForm Form // asking a signer to sign again (managers)
 	Now       time.Time
-	PaperForm Form // attaching a paper form on a signer's behalf (managers; issue 17)
+	PaperForm Form // attaching a paper form on a signer's behalf (managers)
 }
 
 // SigningView is the signer's page, by link or on the installer's screen.
@@ -39,6 +39,6 @@ type SigningView struct {
 	InPerson bool
 	Form     Form
 	// The paper form's files are served under PaperBase; "I did not sign
-	// this form" is posted to PaperDispute ("" in person). Issue 17.
+	// this form" is posted to PaperDispute ("" in person).
 	PaperBase, PaperDispute string
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Paper forms (issue 17): the installer's fields on the request form, the
+// Paper forms: the installer's fields on the request form, the
 // signer's "Did you sign this form?" beside the terms, the form on the
 // consent page (with the managers' attach form), and the disputed forms
 // counted per installer and vendor on the building page.

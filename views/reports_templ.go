@@ -15,7 +15,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Audit reports (issue 6): a building's reports page (the request form, the
+// Audit reports: a building's reports page (the request form, the
 // registry and the monthly subscription), one report's page with its live
 // progress and how to verify it, and the page that checks an uploaded file
 // against the registry and two reports' log heads against each other.

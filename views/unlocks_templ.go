@@ -16,7 +16,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Unlock history (issue 5): the history page with its live rows, the chart of
+// Unlock history: the history page with its live rows, the chart of
 // the last days, the building's and the device's summaries, the unlock
 // settings and the import of a vendor's CSV export.
 
