@@ -1,8 +1,6 @@
 package reports
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -449,12 +447,7 @@ func (p *auditPrinter) consent(c *doorledger.Consent) {
 		p.field("Signed at", p.when(s.SignedAt)+" ("+formatUTC(s.SignedAt)+")")
 		p.field("IP address", s.IP)
 		p.fieldSized("Terms SHA-256", strings.ToLower(s.TermsSHA256), 8)
-		sum := sha256.Sum256([]byte(s.Terms))
-		if strings.EqualFold(hex.EncodeToString(sum[:]), s.TermsSHA256) {
-			p.field("Terms check", "The stored terms hash to this SHA-256.")
-		} else {
-			p.field("Terms check", "WARNING: the stored terms do NOT hash to this SHA-256.")
-		}
+		p.termsCheck("the stored terms", s.Terms, s.TermsSHA256)
 		if !c.ExpiresAt.IsZero() {
 			p.field("Lapses at", p.when(c.ExpiresAt))
 		}

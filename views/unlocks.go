@@ -15,13 +15,7 @@ import (
 // UnlockTime prints an unlock's time to the second in loc, labelled with the
 // zone's abbreviation: "2026-03-08 09:14:05 EDT".
 func UnlockTime(t time.Time, loc *time.Location) string {
-	if t.IsZero() {
-		return "—"
-	}
-	if loc == nil {
-		loc = time.UTC
-	}
-	return t.In(loc).Format("2006-01-02 15:04:05 MST")
+	return zoned(t, loc, "2006-01-02 15:04:05 MST")
 }
 
 // AnomalyLabel is how an anomaly kind reads on a badge: "after revocation".

@@ -29,6 +29,36 @@ func TestUnlockTime(t *testing.T) {
 		if got := UnlockTime(tt.t, tt.loc); got != tt.want {
 			t.Errorf("%s: UnlockTime = %q, want %q", tt.name, got, tt.want)
 		}
+		// FormTime is the same to the minute.
+		want := tt.want
+		if len(want) > 16 {
+			want = want[:16] + want[19:]
+		}
+		if got := FormTime(tt.t, tt.loc); got != want {
+			t.Errorf("%s: FormTime = %q, want %q", tt.name, got, want)
+		}
+	}
+}
+
+func TestSignatureVerifiedWords(t *testing.T) {
+	sig := &doorledger.ConsentSignature{Address: "paula@example.com", Method: doorledger.VerifyLink}
+	c := &doorledger.Consent{Signer: doorledger.Signer{Email: "paula@example.com"}, Signature: sig}
+	for _, tt := range []struct {
+		method      doorledger.VerificationMethod
+		withAddress bool
+		want        string
+	}{
+		{doorledger.VerifyLink, true, "The signer's roster address, paula@example.com, by the one-time link mailed to it. The typed name is not verified."},
+		{doorledger.VerifyLink, false, "The signer's roster address by the one-time link mailed to it. The typed name is not verified."},
+		{doorledger.VerifyCode, true, "The signer's roster address, paula@example.com, by a 6-digit code mailed to it, typed on the installer's screen. The typed name is not verified."},
+	} {
+		sig.Method = tt.method
+		if got := verifiedLabel(c, tt.withAddress); got != tt.want {
+			t.Errorf("verifiedLabel(%s, %v) = %q, want %q", tt.method, tt.withAddress, got, tt.want)
+		}
+		if got := signatureVerified(doorledger.RequestSigner{Signature: sig}, tt.withAddress); got != tt.want {
+			t.Errorf("signatureVerified(%s, %v) = %q, want %q", tt.method, tt.withAddress, got, tt.want)
+		}
 	}
 }
 
