@@ -312,8 +312,8 @@ func fieldKB(path, field string) (int64, bool) {
 }
 
 // historyRowsPerTable splits the HTML history into tables of this many rows:
-// Chromium lays out one table of 50,000 rows for print in over 13 GB and
-// then fails ("Printing failed"), so the comparison uses the usual
+// Chromium runs out of memory laying out one table of tens of thousands of
+// rows for print and then fails ("Printing failed"; docs/benchmarks.md), so the comparison uses the usual
 // workaround.
 const historyRowsPerTable = 1000
 

@@ -7,7 +7,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// paperForm prints a consent's signed paper form (issue 17) under its
+// paperForm prints a consent's signed paper form under its
 // evidence: what it is, its hash, and each named signer's answer.
 func (p *auditPrinter) paperForm(c *doorledger.Consent) {
 	form := c.Paper

@@ -7,7 +7,7 @@ import (
 )
 
 // privacy states which privacy profile applies to the building and whether
-// its checks hold (the Tenant Data Privacy Act profile, issue 12.3).
+// its checks hold (the Tenant Data Privacy Act profile).
 func (p *auditPrinter) privacy() {
 	st := p.a.r.Privacy
 	p.heading("Privacy profile")

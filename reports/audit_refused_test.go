@@ -13,7 +13,7 @@ import (
 	"github.com/doorledger/doorledger/internal/testtool"
 )
 
-// Issue 10.1: the report's command section, summary and inventory say a
+// A refused revoke: the report's command section, summary and inventory say a
 // device refused its revoke, in the portal's words and on a red band, and
 // never count it confirmed.
 func TestAuditReport_DeviceRefused(t *testing.T) {

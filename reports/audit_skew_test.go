@@ -10,7 +10,7 @@ import (
 	"github.com/doorledger/doorledger/reports"
 )
 
-// Issue 10.4: an event a device with a wrong clock dated after the range
+// A skewed device clock: an event a device with a wrong clock dated after the range
 // (or long before it) belongs to the range it was received in. The PDF and
 // the CSV print it there, with both times.
 func TestAuditReport_ClockSkew(t *testing.T) {

@@ -184,8 +184,8 @@ func EvidenceBundle(ctx context.Context, w io.Writer, r *doorledger.AuditReport,
 	for _, name := range names {
 		h := &zip.FileHeader{Name: name, Method: zip.Deflate, Modified: r.GeneratedAt.UTC()}
 		if strings.HasSuffix(name, ".png") || name == bundleReport {
-			// Compressed already: deflating a 4 MB PDF again takes half a
-			// second to save a tenth of it.
+			// Compressed already: deflating the PDF again costs far more
+			// time than the little it saves (figures: docs/benchmarks.md).
 			h.Method = zip.Store
 		}
 		h.SetMode(0o644)
@@ -330,7 +330,7 @@ type consentJSON struct {
 	Paper        *paperJSON     `json:"paper_form,omitempty"`
 }
 
-// paperJSON is a consent's signed paper form (issue 17): its files (stored
+// paperJSON is a consent's signed paper form: its files (stored
 // in the bundle byte for byte), who it is said to be signed by and each
 // one's answer.
 type paperJSON struct {
@@ -730,7 +730,7 @@ func (b *bundle) auditFile() error {
 // billion of missing it, and then the root names the file), at an eighth
 // of the full hash's size. What proves the events is the root their full
 // leaves, recomputed from events.csv, give with the nodes; the full hashes
-// of 250,000 events would be 8 MB of the bundle's 64 MB.
+// would make up much of a large bundle (docs/benchmarks.md).
 const leafPrefix = 4
 
 // writeProof writes log-proof.jsonl: a header naming the tree, one line per

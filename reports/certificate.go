@@ -224,12 +224,7 @@ func (p *printer) evidence(c *doorledger.Consent, s *doorledger.ConsentSignature
 	p.field("User agent", s.UserAgent)
 	p.field("Verification", methodLabel(s.Method))
 	p.fieldSized("Terms SHA-256", strings.ToLower(s.TermsSHA256), 8) // small enough to stay on one line
-	sum := sha256.Sum256([]byte(s.Terms))
-	if strings.EqualFold(hex.EncodeToString(sum[:]), s.TermsSHA256) {
-		p.field("Terms check", "The terms printed above hash to this SHA-256.")
-	} else {
-		p.field("Terms check", "WARNING: the terms printed above do NOT hash to this SHA-256.")
-	}
+	p.termsCheck("the terms printed above", s.Terms, s.TermsSHA256)
 	p.signature(c.ID, sig)
 }
 
@@ -317,6 +312,17 @@ func (p *printer) heading(text string) {
 // field prints a label and a value that wraps within its column. Empty values
 // print as a dash so a missing fact is visibly missing.
 func (p *printer) field(label, value string) { p.fieldSized(label, value, 10) }
+
+// termsCheck prints whether terms (which names them: "the stored terms")
+// hash to sum, the SHA-256 recorded with a signature.
+func (p *printer) termsCheck(which, terms, sum string) {
+	got := sha256.Sum256([]byte(terms))
+	if strings.EqualFold(hex.EncodeToString(got[:]), sum) {
+		p.field("Terms check", upperFirst(which)+" hash to this SHA-256.")
+	} else {
+		p.field("Terms check", "WARNING: "+which+" do NOT hash to this SHA-256.")
+	}
+}
 
 // fieldSized is field with the value in the given font size.
 func (p *printer) fieldSized(label, value string, size float64) {

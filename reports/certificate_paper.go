@@ -13,7 +13,7 @@ import (
 	"github.com/go-pdf/fpdf"
 )
 
-// paperForm prints the request's signed paper form (issue 17): what it is,
+// paperForm prints the request's signed paper form: what it is,
 // its hash and pages, who it is said to be signed by and each one's answer,
 // and a thumbnail of its first photo. A PDF form is never drawn: only its
 // facts are printed.

@@ -1,8 +1,6 @@
 package reports
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -14,7 +12,7 @@ import (
 )
 
 // multiSignerCertificate is the certificate of a request that names several
-// signers (issue 13): the policy it was made under, each signer asked and
+// signers (a consent policy): the policy it was made under, each signer asked and
 // where they stand, the terms once — every signature is of these same bytes
 // — and then every signature with its own evidence: typed name and roster
 // name, time, IP address, user agent, how the roster address was verified,
@@ -126,12 +124,7 @@ func (p *printer) signatureEvidence(c *doorledger.Consent, s *doorledger.Consent
 		p.field("On the roster now", "No: "+removedWords(s.Signer)+" after signing (the signature stands: they were on the roster when they signed)")
 	}
 	p.fieldSized("Terms SHA-256", strings.ToLower(s.TermsSHA256), 8)
-	sum := sha256.Sum256([]byte(c.Terms))
-	if strings.EqualFold(hex.EncodeToString(sum[:]), s.TermsSHA256) {
-		p.field("Terms check", "The terms printed above hash to this SHA-256.")
-	} else {
-		p.field("Terms check", "WARNING: the terms printed above do NOT hash to this SHA-256.")
-	}
+	p.termsCheck("the terms printed above", c.Terms, s.TermsSHA256)
 	p.signature(c.ID, img)
 }
 

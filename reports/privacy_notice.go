@@ -9,7 +9,7 @@ import (
 )
 
 // TenantPrivacyNoticePDF prints the building's tenant privacy notice (the
-// privacy profile, issue 12.3): the same sections, in the same words, as its
+// privacy profile): the same sections, in the same words, as its
 // public page (doorledger.TenantPrivacyNotice.Sections). It names no person.
 func TenantPrivacyNoticePDF(w io.Writer, n *doorledger.TenantPrivacyNotice, createdAt time.Time) error {
 	pdf := fpdf.New("P", "mm", "A4", "")

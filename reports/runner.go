@@ -405,10 +405,8 @@ func validReportID(id string) bool {
 // Open opens the file of the finished report rec for reading, after
 // checking that its size and SHA-256 are still those the registry recorded,
 // so that a file damaged or altered on disk is never served as the report.
-// The check reads the file once more: 30 to 45 ms for 25 MB on the shared
-// 2-core machine under load, against 6 ms to read it without hashing
-// (BenchmarkOpen, 2026-11-22), and little beside sending 25 MB to a
-// browser. The file is positioned at its start; the caller closes it.
+// The check reads the file once more, which costs little beside sending the
+// file to a browser (BenchmarkOpen; figures in docs/benchmarks.md). The file is positioned at its start; the caller closes it.
 // ECONFLICT while the report is not done, ENOTFOUND when its file is no
 // longer kept, EINTERNAL when the file does not match the registry.
 func (r *Runner) Open(rec *doorledger.ReportRecord) (*os.File, error) {

@@ -48,9 +48,9 @@ import (
 //     (the same report's snapshot) as the HTML history to PDF, as
 //     BenchmarkAuditReport100k measures it; speedup-x: chromium-s over
 //     report-s. DOORLEDGER_BENCH_CHROMIUM=skip leaves Chromium out (it
-//     takes minutes and ~13 GB).
+//     takes minutes and many GB: docs/benchmarks.md).
 //
-// Seeding takes ~15 s and is not timed.
+// Seeding is not timed.
 //
 //	go test ./reports -run '^$' -bench ReportFromDB100k -benchtime 3x -timeout 30m
 func BenchmarkReportFromDB100k(b *testing.B) {

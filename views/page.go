@@ -43,14 +43,17 @@ func (f Form) Value(name string) string { return f.Values[name] }
 func (f Form) FieldError(name string) string { return f.Errors[name] }
 
 // FormTime prints t in loc with the zone's abbreviation, e.g. "2026-11-22 09:14 EST".
-func FormTime(t time.Time, loc *time.Location) string {
+func FormTime(t time.Time, loc *time.Location) string { return zoned(t, loc, "2006-01-02 15:04 MST") }
+
+// zoned formats t in loc (UTC when nil) with layout; "—" for the zero time.
+func zoned(t time.Time, loc *time.Location, layout string) string {
 	if t.IsZero() {
 		return "—"
 	}
 	if loc == nil {
 		loc = time.UTC
 	}
-	return t.In(loc).Format("2006-01-02 15:04 MST")
+	return t.In(loc).Format(layout)
 }
 
 // TermsHeader is the terms document's first line when it names its format
@@ -256,12 +259,18 @@ func consentFlag(c *doorledger.Consent) string {
 // verifiedLabel names what was verified: the signer's roster address (shown
 // when withAddress), by link or code — never the typed name.
 func verifiedLabel(c *doorledger.Consent, withAddress bool) string {
+	return verifiedWords(c.Signer.Email, c.Signature.Method, withAddress)
+}
+
+// verifiedWords says a signature verified the roster address (printed when
+// withAddress) by method, and never the typed name.
+func verifiedWords(address string, method doorledger.VerificationMethod, withAddress bool) string {
 	addr := "The signer's roster address"
 	if withAddress {
-		addr += ", " + c.Signer.Email + ","
+		addr += ", " + address + ","
 	}
 	how := "the one-time link mailed to it"
-	if c.Signature.Method == doorledger.VerifyCode {
+	if method == doorledger.VerifyCode {
 		how = "a 6-digit code mailed to it, typed on the installer's screen"
 	}
 	return addr + " by " + how + ". The typed name is not verified."
@@ -405,15 +414,7 @@ func signerStateLabel(rs doorledger.RequestSigner) string {
 // signatureVerified names what one signature verified: the signer's roster
 // address (shown when withAddress), by link or code — never the typed name.
 func signatureVerified(rs doorledger.RequestSigner, withAddress bool) string {
-	addr := "The signer's roster address"
-	if withAddress {
-		addr += ", " + rs.Signature.Address + ","
-	}
-	how := "the one-time link mailed to it"
-	if rs.Signature.Method == doorledger.VerifyCode {
-		how = "a 6-digit code mailed to it, typed on the installer's screen"
-	}
-	return addr + " by " + how + ". The typed name is not verified."
+	return verifiedWords(rs.Signature.Address, rs.Signature.Method, withAddress)
 }
 
 // waitingLine says whom an ordered signer waits for: "Waiting for the
