@@ -1,7 +1,7 @@
 // Command verify checks an unzipped Doorledger evidence bundle without the
 // portal and without the network. It is one long file on purpose: a board runs
-// it with `go run verify.go` and nothing else, no module and no other file. It ships in every bundle as verify.go; in
-// the bundle's directory:
+// it with `go run verify.go` and nothing else, no module and no other file. It
+// ships in every bundle as verify.go; in the bundle's directory:
 //
 //	go run verify.go [verifier key]
 //
