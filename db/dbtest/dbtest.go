@@ -10,6 +10,7 @@ package dbtest
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -69,6 +70,9 @@ type test struct {
 func Run(t *testing.T, newServices NewServices) {
 	for _, group := range [][]test{
 		userTests,
+		consentTests,
+		paperTests,
+		textTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })
@@ -86,3 +90,5 @@ func As(u *doorledger.User) context.Context {
 
 // The suite's own short names for them.
 var sys, as = System, As
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -31,7 +31,7 @@ func newResidentWorld(t *testing.T) *residentWorld {
 
 func (w *residentWorld) noticeSettings(t *testing.T) *doorledger.NoticeSettings {
 	t.Helper()
-	n, err := w.residents.NoticeSettings(as(w.manager), w.A.ID)
+	n, err := w.residents.NoticeSettings(as(w.Manager), w.A.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +41,12 @@ func (w *residentWorld) noticeSettings(t *testing.T) *doorledger.NoticeSettings 
 // signed requests and signs a consent for a device of building A, now.
 func (w *residentWorld) signed(t *testing.T, serial string) *doorledger.Consent {
 	t.Helper()
-	c, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request(serial, w.signer.ID))
+	c, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request(serial, w.Signer.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := w.lastLink(t, "zoe@example.com", "/sign/")
-	if _, err := w.consents.Sign(context.Background(), token, w.signInput(t, token)); err != nil {
+	token := w.LastLink(t, "zoe@example.com", "/sign/")
+	if _, err := w.Consents.Sign(context.Background(), token, w.SignInput(t, token)); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -65,9 +65,9 @@ func noticeByID(n *doorledger.PublicNotice) map[int64]*doorledger.NoticeDevice {
 // its state, since when, and the consent by the signer's role.
 func TestPublicNoticeDevices(t *testing.T) {
 	w := newResidentWorld(t)
-	t0 := *w.now
-	mgr := as(w.manager)
-	at := func(days int) { *w.now = t0.AddDate(0, 0, days) }
+	t0 := *w.Now
+	mgr := as(w.Manager)
+	at := func(days int) { *w.Now = t0.AddDate(0, 0, days) }
 
 	at(-120)
 	old := w.signed(t, "OLD-1")       // disabled 91 days ago: off the notice
@@ -96,7 +96,7 @@ func TestPublicNoticeDevices(t *testing.T) {
 	}
 	at(0)
 	enabled := w.signed(t, "ON-1")
-	awaiting, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("WAIT-1", w.signer.ID))
+	awaiting, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("WAIT-1", w.Signer.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestPublicNoticeDevices(t *testing.T) {
 	}
 
 	// 91 days on, only what can open the door or awaits consent is left.
-	*w.now = t0.AddDate(0, 0, 91)
+	*w.Now = t0.AddDate(0, 0, 91)
 	n, err = w.residents.PublicNotice(context.Background(), w.slug)
 	if err != nil {
 		t.Fatal(err)
@@ -169,13 +169,13 @@ func TestNoticeSlugRotation(t *testing.T) {
 	if s := w.noticeSettings(t); s.URL != "http://portal.test/notice/"+w.slug {
 		t.Errorf("URL %q", s.URL)
 	}
-	if _, err := w.residents.RotateNoticeSlug(as(w.inst), w.A.ID); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if _, err := w.residents.RotateNoticeSlug(as(w.Inst), w.A.ID); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Errorf("installer rotates: %v", err)
 	}
-	if _, err := w.residents.RotateNoticeSlug(as(w.manager), w.B.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if _, err := w.residents.RotateNoticeSlug(as(w.Manager), w.B.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Errorf("manager of A rotates B: %v", err)
 	}
-	fresh, err := w.residents.RotateNoticeSlug(as(w.manager), w.A.ID)
+	fresh, err := w.residents.RotateNoticeSlug(as(w.Manager), w.A.ID)
 	if err != nil || fresh == w.slug || len(fresh) != 32 {
 		t.Fatalf("rotate: %q %v", fresh, err)
 	}
@@ -204,7 +204,7 @@ func TestNoticeSlugRotation(t *testing.T) {
 
 func (w *residentWorld) mailsTo(t *testing.T, addr string) []*doorledger.Message {
 	t.Helper()
-	msgs, err := w.outbox.PendingMessages(context.Background(), 100, 10000)
+	msgs, err := w.Outbox.PendingMessages(context.Background(), 100, 10000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,28 +264,28 @@ func TestResidentReport(t *testing.T) {
 	}
 
 	// Resolution: managers only; the found device must be one recorded as found here.
-	if err := w.residents.ResolveResidentReport(as(w.inst), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportNotDelivery}); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if err := w.residents.ResolveResidentReport(as(w.Inst), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportNotDelivery}); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Errorf("installer resolves: %v", err)
 	}
-	if err := w.residents.ResolveResidentReport(as(w.manager), w.B.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportNotDelivery}); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if err := w.residents.ResolveResidentReport(as(w.Manager), w.B.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportNotDelivery}); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Errorf("resolve through another building: %v", err)
 	}
 	consented := w.signed(t, "SN-77")
-	err = w.residents.ResolveResidentReport(as(w.manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportFoundDevice, FoundDeviceID: consented.DeviceID})
+	err = w.residents.ResolveResidentReport(as(w.Manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportFoundDevice, FoundDeviceID: consented.DeviceID})
 	if doorledger.ErrorFields(err)["found_device"] == "" {
 		t.Errorf("resolved as a consented device: %v", err)
 	}
-	found, err := w.devices.RecordFoundDevice(as(w.manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-2", Location: "panel"})
+	found, err := w.devices.RecordFoundDevice(as(w.Manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-2", Location: "panel"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.residents.ResolveResidentReport(as(w.manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportFoundDevice, FoundDeviceID: found.ID, Note: "relay"}); err != nil {
+	if err := w.residents.ResolveResidentReport(as(w.Manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportFoundDevice, FoundDeviceID: found.ID, Note: "relay"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.residents.ResolveResidentReport(as(w.manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportDuplicate}); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
+	if err := w.residents.ResolveResidentReport(as(w.Manager), w.A.ID, r.ID, doorledger.ReportResolution{Outcome: doorledger.ReportDuplicate}); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
 		t.Errorf("second resolution: %v", err)
 	}
-	if err := w.residents.ResolveResidentReport(as(w.manager), w.A.ID, r2.ID, doorledger.ReportResolution{Outcome: doorledger.ReportOther}); doorledger.ErrorFields(err)["note"] == "" {
+	if err := w.residents.ResolveResidentReport(as(w.Manager), w.A.ID, r2.ID, doorledger.ReportResolution{Outcome: doorledger.ReportOther}); doorledger.ErrorFields(err)["note"] == "" {
 		t.Errorf("other without a note: %v", err)
 	}
 	s := w.noticeSettings(t)
@@ -293,10 +293,10 @@ func TestResidentReport(t *testing.T) {
 		s.Reports[1].Outcome != doorledger.ReportFoundDevice || s.Reports[1].FoundDeviceID != found.ID || s.Reports[1].ResolvedBy != "manager@example.com" {
 		t.Fatalf("reports on the building page: %+v %+v", s.Reports[0], s.Reports[1])
 	}
-	if p, err := w.residents.ResidentReportPhoto(as(w.manager), w.A.ID, r.ID); err != nil || string(p.Data) != string(png) {
+	if p, err := w.residents.ResidentReportPhoto(as(w.Manager), w.A.ID, r.ID); err != nil || string(p.Data) != string(png) {
 		t.Errorf("photo: %v", err)
 	}
-	if _, err := w.residents.ResidentReportPhoto(as(w.manager), w.A.ID, r2.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if _, err := w.residents.ResidentReportPhoto(as(w.Manager), w.A.ID, r2.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Errorf("photo of a report without one: %v", err)
 	}
 	for _, q := range []string{
@@ -331,7 +331,7 @@ func TestResidentSubscription(t *testing.T) {
 	if err := w.residents.Subscribe(ctx, w.slug, " Rita@Example.net "); err != nil {
 		t.Fatal(err)
 	}
-	confirm := w.lastLink(t, "rita@example.net", doorledger.ResidentConfirmPath)
+	confirm := w.LastLink(t, "rita@example.net", doorledger.ResidentConfirmPath)
 	for range 4 { // three confirmation mails a day at most, and the same answer
 		if err := w.residents.Subscribe(ctx, w.slug, "rita@example.net"); err != nil {
 			t.Fatal(err)
@@ -365,13 +365,13 @@ func TestResidentSubscription(t *testing.T) {
 	}
 
 	// A change: one notice, with an unsubscribe link that works once.
-	if _, err := w.devices.RecordFoundDevice(as(w.manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Model: "R1", Serial: "G-3", Location: "panel"}); err != nil {
+	if _, err := w.devices.RecordFoundDevice(as(w.Manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Model: "R1", Serial: "G-3", Location: "panel"}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := w.residents.NotifyResidents(ctx); err != nil || n != 1 {
 		t.Fatalf("notify: %d %v", n, err)
 	}
-	unsubscribe := w.lastLink(t, "rita@example.net", doorledger.ResidentUnsubscribePath)
+	unsubscribe := w.LastLink(t, "rita@example.net", doorledger.ResidentUnsubscribePath)
 	if link, err := w.residents.OpenSubscriptionLink(ctx, unsubscribe); err != nil || link.Purpose != "unsubscribe" {
 		t.Fatalf("open unsubscribe link: %+v %v", link, err)
 	}
@@ -397,7 +397,7 @@ func TestResidentSubscription(t *testing.T) {
 	if err := w.residents.Subscribe(ctx, w.slug, "never@example.net"); err != nil {
 		t.Fatal(err)
 	}
-	*w.now = w.now.Add(49 * time.Hour)
+	*w.Now = w.Now.Add(49 * time.Hour)
 	if _, err := w.residents.NotifyResidents(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func TestNotifyResidents(t *testing.T) {
 		if err := w.residents.Subscribe(ctx, slug, addr); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.residents.ConfirmSubscription(ctx, w.lastLink(t, addr, doorledger.ResidentConfirmPath)); err != nil {
+		if _, err := w.residents.ConfirmSubscription(ctx, w.LastLink(t, addr, doorledger.ResidentConfirmPath)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -474,34 +474,34 @@ func TestNotifyResidents(t *testing.T) {
 	c := w.signed(t, "SN-1")
 	notify(1, "was ENABLED", "by the Board president", "http://portal.test/notice/"+w.slug, "http://portal.test/residents/unsubscribe/")
 	notify(0) // once only
-	if _, err := w.devices.SetDesiredState(as(w.manager), c.DeviceID, doorledger.StateDisabled, "Mia's note"); err != nil {
+	if _, err := w.devices.SetDesiredState(as(w.Manager), c.DeviceID, doorledger.StateDisabled, "Mia's note"); err != nil {
 		t.Fatal(err)
 	}
 	notify(1, "was DISABLED")
-	if _, err := w.devices.RecordFoundDevice(as(w.manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-4", Location: "panel"}); err != nil {
+	if _, err := w.devices.RecordFoundDevice(as(w.Manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-4", Location: "panel"}); err != nil {
 		t.Fatal(err)
 	}
 	notify(1, "FOUND WITHOUT CONSENT")
 
 	w.signed(t, "SN-2")
-	if _, err := w.consents.EndByToken(ctx, w.lastLink(t, "zoe@example.com", "/consent/withdraw/"), "no"); err != nil {
+	if _, err := w.Consents.EndByToken(ctx, w.LastLink(t, "zoe@example.com", "/consent/withdraw/"), "no"); err != nil {
 		t.Fatal(err)
 	}
 	notify(1, "was ENABLED", "was WITHDRAWN by the Board president", "was DISABLED")
 	w.signed(t, "SN-3")
-	if _, err := w.consents.EndByToken(ctx, w.lastLink(t, "zoe@example.com", "/consent/dispute/"), ""); err != nil {
+	if _, err := w.Consents.EndByToken(ctx, w.LastLink(t, "zoe@example.com", "/consent/dispute/"), ""); err != nil {
 		t.Fatal(err)
 	}
 	notify(1, "was DISPUTED: the Board president says they did not sign it")
 	w.signed(t, "SN-4")
 	notify(1, "was ENABLED")
-	*w.now = w.now.AddDate(1, 0, 1)
-	if n, err := w.consents.LapseDue(ctx); err != nil || n != 2 { // SN-1's (its device disabled before) and SN-4's
+	*w.Now = w.Now.AddDate(1, 0, 1)
+	if n, err := w.Consents.LapseDue(ctx); err != nil || n != 2 { // SN-1's (its device disabled before) and SN-4's
 		t.Fatalf("lapse: %d %v", n, err)
 	}
 	notify(1, "LAPSED", "was DISABLED")
 	// A device that says it is enabled without consent.
-	found, err := w.devices.RecordFoundDevice(as(w.manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Rogue", Serial: "R-1", Location: "panel"})
+	found, err := w.devices.RecordFoundDevice(as(w.Manager), w.A.ID, doorledger.DeviceDetails{Vendor: "Rogue", Serial: "R-1", Location: "panel"})
 	if err != nil {
 		t.Fatal(err)
 	}
