@@ -73,6 +73,7 @@ func Run(t *testing.T, newServices NewServices) {
 		consentTests,
 		paperTests,
 		textTests,
+		residentTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

@@ -219,3 +219,74 @@ func (w *ConsentWorld) LastMail(t *testing.T, addr string) doorledger.Message {
 	t.Fatalf("no mail to %s", addr)
 	return doorledger.Message{}
 }
+
+// ResidentWorld is the consent world with building A's notice slug.
+type ResidentWorld struct {
+	*ConsentWorld
+	Slug string
+}
+
+// NewResidentWorld builds the resident world on a consent world.
+func NewResidentWorld(t *testing.T, cw *ConsentWorld) *ResidentWorld {
+	t.Helper()
+	w := &ResidentWorld{ConsentWorld: cw}
+	w.Slug = w.NoticeSettings(t).Slug
+	return w
+}
+
+// NoticeSettings are building A's notice settings, as its manager sees them.
+func (w *ResidentWorld) NoticeSettings(t *testing.T) *doorledger.NoticeSettings {
+	t.Helper()
+	n, err := w.Residents.NoticeSettings(as(w.Manager), w.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Signed requests and signs a consent for a device of building A, now.
+func (w *ConsentWorld) Signed(t *testing.T, serial string) *doorledger.Consent {
+	t.Helper()
+	c, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request(serial, w.Signer.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := w.LastLink(t, "zoe@example.com", "/sign/")
+	if _, err := w.Consents.Sign(context.Background(), token, w.SignInput(t, token)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Journal returns the journal entries of a building with the given action,
+// newest first.
+func (w *ConsentWorld) Journal(t *testing.T, buildingID int64, action string) []*doorledger.AuditEntry {
+	t.Helper()
+	all, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{BuildingID: buildingID, Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*doorledger.AuditEntry
+	for _, e := range all {
+		if e.Action == action {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// MailsTo returns the queued messages to addr.
+func (w *ConsentWorld) MailsTo(t *testing.T, addr string) []*doorledger.Message {
+	t.Helper()
+	msgs, err := w.Outbox.PendingMessages(context.Background(), 100, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*doorledger.Message
+	for _, m := range msgs {
+		if m.To == addr {
+			out = append(out, m)
+		}
+	}
+	return out
+}
