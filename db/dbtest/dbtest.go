@@ -74,6 +74,8 @@ func Run(t *testing.T, newServices NewServices) {
 		paperTests,
 		textTests,
 		residentTests,
+		outboxTests,
+		policyTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })
