@@ -64,9 +64,14 @@ var request = Request
 // mailed to addr.
 func (w *ConsentWorld) LastLink(t *testing.T, addr, prefix string) string {
 	t.Helper()
-	msgs, err := w.Outbox.PendingMessages(context.Background(), 100, 1000)
+	return lastLink(t, w.Outbox, addr, prefix)
+}
+
+func lastLink(tb testing.TB, outbox doorledger.OutboxService, addr, prefix string) string {
+	tb.Helper()
+	msgs, err := outbox.PendingMessages(context.Background(), 100, 1000)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	re := regexp.MustCompile(regexp.QuoteMeta(BaseURL+prefix) + `([A-Za-z0-9_-]+)`)
 	for i := len(msgs) - 1; i >= 0; i-- {
@@ -74,7 +79,7 @@ func (w *ConsentWorld) LastLink(t *testing.T, addr, prefix string) string {
 			return m[1]
 		}
 	}
-	t.Fatalf("no %s link mailed to %s", prefix, addr)
+	tb.Fatalf("no %s link mailed to %s", prefix, addr)
 	return ""
 }
 

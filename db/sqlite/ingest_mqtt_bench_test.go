@@ -94,7 +94,7 @@ func benchMQTTIngest(b *testing.B, round int, backlog bool) {
 		}
 	}
 
-	now := *wi.now
+	now := *wi.Now
 	var tt, ti time.Duration
 	var transport, bound []float64
 	b.ResetTimer()

@@ -101,7 +101,7 @@ func BenchmarkIngestGroupCommit(b *testing.B) {
 // groupCommitRun records events [start, start+n) of total through
 // RecordUnlocks from benchDevices goroutines, one event per call.
 func groupCommitRun(b *testing.B, w *unlockWorld, devs []int64, start, n, total int) {
-	now := *w.now
+	now := *w.Now
 	var next atomic.Int64
 	next.Store(int64(start))
 	var wg sync.WaitGroup
@@ -130,7 +130,7 @@ func groupCommitRun(b *testing.B, w *unlockWorld, devs []int64, start, n, total 
 func BenchmarkRawBatchInsert(b *testing.B) {
 	w, devs := benchIngestWorld(b)
 	bld := deviceBuildings(b, w)
-	now := *w.now
+	now := *w.Now
 	b.ResetTimer()
 	rawInsert(b, w, b.N, func(i int) (doorledger.UnlockEvent, int64) {
 		ev := benchEvent(now, devs[i%benchDevices], int64(i), int64(b.N))
@@ -359,7 +359,7 @@ func benchHistoryWorld(b *testing.B, n int) (*unlockWorld, []int64) {
 	for i := range devs {
 		devs[i], _ = w.enabledDevice(b, w.A)
 	}
-	now := *w.now
+	now := *w.Now
 	span := 3 * 365 * 24 * time.Hour
 	methods := []string{doorledger.MethodCourierApp, doorledger.MethodKeypad, doorledger.MethodRemote}
 	t0 := time.Now()
@@ -390,7 +390,7 @@ func benchHistoryWorld(b *testing.B, n int) (*unlockWorld, []int64) {
 func BenchmarkHistory(b *testing.B) {
 	n := benchEvents(b, 200000)
 	w, devs := benchHistoryWorld(b, n)
-	board := uctx(w.boardA)
+	board := uctx(w.BoardA)
 	cursorAt := func(f doorledger.UnlockFilter, depth int) doorledger.UnlockCursor {
 		q := `SELECT effective_at, id FROM unlock_events WHERE building_id = ? ORDER BY effective_at DESC, id DESC LIMIT 1 OFFSET ?`
 		args := []any{w.A, depth}
@@ -445,7 +445,7 @@ func BenchmarkHistory(b *testing.B) {
 func BenchmarkExportCSV(b *testing.B) {
 	n := benchEvents(b, 200000)
 	w, _ := benchHistoryWorld(b, n)
-	board := uctx(w.boardA)
+	board := uctx(w.BoardA)
 	runtime.GC()
 	resetPeakRSS()
 	b.ResetTimer()
@@ -506,7 +506,7 @@ func BenchmarkDeviceIndexReads(b *testing.B) {
 		devs[i], _ = w.enabledDevice(b, w.A)
 	}
 	busy, rare := devs[1], devs[0]
-	now := *w.now
+	now := *w.Now
 	span := 3 * 365 * 24 * time.Hour
 	rawInsert(b, w, n, func(i int) (doorledger.UnlockEvent, int64) {
 		dev := devs[1+i%(len(devs)-1)]
@@ -527,7 +527,7 @@ func BenchmarkDeviceIndexReads(b *testing.B) {
 		b.Fatal(err)
 	}
 	deepT, _ := time.Parse("2006-01-02T15:04:05.000000Z", deepAt)
-	board := uctx(w.boardA)
+	board := uctx(w.BoardA)
 	pages := []struct {
 		name string
 		f    doorledger.UnlockFilter
@@ -614,7 +614,7 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		}
 	}
 	bld := deviceBuildings(b, ws[0])
-	now := *ws[0].now
+	now := *ws[0].Now
 	rates := make([][]float64, len(levers))
 	b.ResetTimer()
 	for r, done := 0, 0; done < b.N; r, done = r+1, done+round {

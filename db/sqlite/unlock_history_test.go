@@ -19,7 +19,7 @@ func TestUnlockHistoryKeyset(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
 	dev2, _ := w.enabledDevice(t, w.A)
-	now := *w.now
+	now := *w.Now
 	// 250 events on 10 distinct times: pages must cut through equal times.
 	var evs []doorledger.UnlockEvent
 	for i := 0; i < 250; i++ {
@@ -48,7 +48,7 @@ func TestUnlockHistoryKeyset(t *testing.T) {
 		t.Helper()
 		var all []*doorledger.UnlockEvent
 		for pages := 0; ; pages++ {
-			page, err := w.svc.History(uctx(w.boardA), f)
+			page, err := w.svc.History(uctx(w.BoardA), f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +115,7 @@ func TestUnlockHistoryKeyset(t *testing.T) {
 			}
 		}
 	}
-	if _, err := w.svc.History(uctx(w.boardA), doorledger.UnlockFilter{BuildingID: w.A, From: "2026-02-30"}); doorledger.ErrorFields(err)["from"] == "" {
+	if _, err := w.svc.History(uctx(w.BoardA), doorledger.UnlockFilter{BuildingID: w.A, From: "2026-02-30"}); doorledger.ErrorFields(err)["from"] == "" {
 		t.Errorf("bad date: %v", err)
 	}
 	if _, err := doorledger.ParseUnlockCursor("12.x"); doorledger.ErrorCode(err) != doorledger.EINVALID {
@@ -126,11 +126,11 @@ func TestUnlockHistoryKeyset(t *testing.T) {
 func TestUnlockHistoryQueryPlan(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
-	w.record(t, unlockEv(dev, "one", w.now.Add(-time.Minute), doorledger.UnlockGranted))
+	w.record(t, unlockEv(dev, "one", w.Now.Add(-time.Minute), doorledger.UnlockGranted))
 	if _, err := w.d.Writer().Exec(`ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
-	after := doorledger.UnlockCursor{At: *w.now, ID: 1000}
+	after := doorledger.UnlockCursor{At: *w.Now, ID: 1000}
 	for _, tc := range []struct {
 		f     doorledger.UnlockFilter
 		index string
@@ -186,7 +186,7 @@ func TestUnlockHistoryTimezoneDST(t *testing.T) {
 		{"2027-03-15", "", []string{"2027-03-21 00:00", "2027-03-20 23:59", "2027-03-15 00:30"}},
 		{"", "2027-03-13", []string{"2027-03-13 23:30"}},
 	} {
-		page, err := w.svc.History(uctx(w.mgrA), doorledger.UnlockFilter{BuildingID: w.A, From: tc.from, To: tc.to})
+		page, err := w.svc.History(uctx(w.MgrA), doorledger.UnlockFilter{BuildingID: w.A, From: tc.from, To: tc.to})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func TestUnlockHistoryTimezoneDST(t *testing.T) {
 		}
 	}
 	// Daily counts by local date, the 23-hour day included.
-	days, err := w.svc.DailyCounts(uctx(w.boardA), w.A, 0, 10)
+	days, err := w.svc.DailyCounts(uctx(w.BoardA), w.A, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,17 +212,17 @@ func TestUnlockHistoryTimezoneDST(t *testing.T) {
 		t.Fatalf("daily counts: %+v", days)
 	}
 	// And in autumn, the 25-hour day (November 7, 2027).
-	*w.now = time.Date(2027, 11, 8, 16, 0, 0, 0, time.UTC)
+	*w.Now = time.Date(2027, 11, 8, 16, 0, 0, 0, time.UTC)
 	w.record(t,
 		doorledger.UnlockEvent{DeviceRef: "X1", BuildingID: w.A, EventID: "fall-1", OccurredAt: at("2027-11-07 00:10"), Method: "keypad", Result: doorledger.UnlockGranted},
 		doorledger.UnlockEvent{DeviceRef: "X1", BuildingID: w.A, EventID: "fall-2", OccurredAt: at("2027-11-07 23:50"), Method: "keypad", Result: doorledger.UnlockGranted},
 		doorledger.UnlockEvent{DeviceRef: "X1", BuildingID: w.A, EventID: "fall-3", OccurredAt: at("2027-11-08 00:10"), Method: "keypad", Result: doorledger.UnlockGranted},
 	)
-	page, err := w.svc.History(uctx(w.mgrA), doorledger.UnlockFilter{BuildingID: w.A, From: "2027-11-07", To: "2027-11-07"})
+	page, err := w.svc.History(uctx(w.MgrA), doorledger.UnlockFilter{BuildingID: w.A, From: "2027-11-07", To: "2027-11-07"})
 	if err != nil || len(page.Events) != 2 {
 		t.Fatalf("25-hour day: %v %v", page, err)
 	}
-	days, _ = w.svc.DailyCounts(uctx(w.mgrA), w.A, 0, 2)
+	days, _ = w.svc.DailyCounts(uctx(w.MgrA), w.A, 0, 2)
 	if len(days) != 2 || days[0].Date != "2027-11-07" || days[0].Granted != 2 || days[0].Anomalous != 2 || days[1].Granted != 1 {
 		t.Fatalf("autumn daily counts: %+v", days)
 	}
@@ -235,8 +235,8 @@ func TestUnlockAccess(t *testing.T) {
 		who  context.Context
 		code string
 	}{
-		{uctx(w.admin), ""}, {uctx(w.mgrA), ""}, {uctx(w.boardA), ""},
-		{uctx(w.instA), doorledger.ENOTFOUND}, {uctx(w.mgrB), doorledger.ENOTFOUND},
+		{uctx(w.Admin), ""}, {uctx(w.MgrA), ""}, {uctx(w.BoardA), ""},
+		{uctx(w.InstA), doorledger.ENOTFOUND}, {uctx(w.MgrB), doorledger.ENOTFOUND},
 		{context.Background(), doorledger.EUNAUTHORIZED},
 	} {
 		_, err := w.svc.History(tc.who, f)
@@ -253,26 +253,26 @@ func TestUnlockAccess(t *testing.T) {
 	for _, tc := range []struct {
 		who  *doorledger.User
 		code string
-	}{{w.boardA, doorledger.EFORBIDDEN}, {w.instA, doorledger.EFORBIDDEN}, {w.mgrB, doorledger.ENOTFOUND}, {w.mgrA, ""}} {
+	}{{w.BoardA, doorledger.EFORBIDDEN}, {w.InstA, doorledger.EFORBIDDEN}, {w.MgrB, doorledger.ENOTFOUND}, {w.MgrA, ""}} {
 		if _, err := w.svc.UpdateUnlockSettings(uctx(tc.who), w.A, st); doorledger.ErrorCode(err) != tc.code {
 			t.Errorf("%s updates settings: %v, want %q", tc.who.Email, err, tc.code)
 		}
 	}
-	if _, err := w.svc.ImportUnlocks(uctx(w.boardA), doorledger.UnlockImport{BuildingID: w.A}); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if _, err := w.svc.ImportUnlocks(uctx(w.BoardA), doorledger.UnlockImport{BuildingID: w.A}); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Errorf("board imports: %v", err)
 	}
-	if _, err := w.svc.Purge(uctx(w.mgrA), *w.now); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if _, err := w.svc.Purge(uctx(w.MgrA), *w.Now); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Errorf("manager purges: %v", err)
 	}
 	bad := doorledger.UnlockSettings{RetentionDays: 7, BurstCount: -1, BurstMinutes: 0, HeartbeatSeconds: -5,
 		DeliveryHours: doorledger.DeliverySchedule{Restricted: true, Days: [7][]doorledger.DeliveryWindow{1: {{Start: 600, End: 500}}}}}
-	fields := doorledger.ErrorFields(func() error { _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, bad); return err }())
+	fields := doorledger.ErrorFields(func() error { _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, bad); return err }())
 	for _, f := range []string{"retention_days", "burst_count", "burst_minutes", "heartbeat_seconds", "delivery_hours"} {
 		if fields[f] == "" {
 			t.Errorf("no message for %s: %v", f, fields)
 		}
 	}
-	got, err := w.svc.UnlockSettings(uctx(w.boardA), w.A)
+	got, err := w.svc.UnlockSettings(uctx(w.BoardA), w.A)
 	if err != nil || got.RetentionDays != 400 || got.BurstCount != 5 {
 		t.Fatalf("settings: %+v %v", got, err)
 	}
@@ -284,7 +284,7 @@ func TestUnlockAccess(t *testing.T) {
 func TestUnlockExportCSV(t *testing.T) {
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
-	now := *w.now
+	now := *w.Now
 	const n = 4500 // more than one page of the export
 	evs := make([]doorledger.UnlockEvent, 0, n)
 	for i := 0; i < n; i++ {
@@ -296,7 +296,7 @@ func TestUnlockExportCSV(t *testing.T) {
 	}
 	w.record(t, evs...)
 	var buf countingWriter
-	rows, err := w.svc.ExportCSV(uctx(w.boardA), doorledger.UnlockFilter{BuildingID: w.A}, &buf)
+	rows, err := w.svc.ExportCSV(uctx(w.BoardA), doorledger.UnlockFilter{BuildingID: w.A}, &buf)
 	if err != nil || rows != n {
 		t.Fatalf("export: %d rows, %v", rows, err)
 	}
@@ -318,7 +318,7 @@ func TestUnlockExportCSV(t *testing.T) {
 	}
 	// Filtered.
 	buf = countingWriter{}
-	rows, err = w.svc.ExportCSV(uctx(w.mgrA), doorledger.UnlockFilter{BuildingID: w.A, Result: doorledger.UnlockDenied}, &buf)
+	rows, err = w.svc.ExportCSV(uctx(w.MgrA), doorledger.UnlockFilter{BuildingID: w.A, Result: doorledger.UnlockDenied}, &buf)
 	if err != nil || rows != 0 || strings.Count(buf.String(), "\n") != 1 {
 		t.Fatalf("filtered export: %d %v %q", rows, err, buf.String())
 	}
@@ -344,7 +344,7 @@ func TestUnlockImportCSV(t *testing.T) {
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
 	devB, _ := w.enabledDevice(t, w.B)
-	day := w.now.AddDate(0, 0, -3).In(mustLoc(t, "America/New_York")).Format("2006-01-02")
+	day := w.Now.AddDate(0, 0, -3).In(mustLoc(t, "America/New_York")).Format("2006-01-02")
 	file := "Timestamp,Serial Number,Status,Type,Courier\n" +
 		day + " 09:15:00,SN-00001,Success,Courier App,C-1\n" +
 		day + " 09:16:00,sn-00001,Failed,Keypad,C-2\n" +
@@ -358,21 +358,21 @@ func TestUnlockImportCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	imp.BuildingID, imp.FileName = w.A, "export.csv"
-	res, err := w.svc.ImportUnlocks(uctx(w.mgrA), *imp)
+	res, err := w.svc.ImportUnlocks(uctx(w.MgrA), *imp)
 	if err != nil || res.Inserted != 3 || res.Anomalous != 1 {
 		t.Fatalf("import: %+v %v", res, err)
 	}
 	// The same file again: nothing new (event ids derived from the rows).
-	if res, err := w.svc.ImportUnlocks(uctx(w.mgrA), *imp); err != nil || res.Duplicates != 3 {
+	if res, err := w.svc.ImportUnlocks(uctx(w.MgrA), *imp); err != nil || res.Duplicates != 3 {
 		t.Fatalf("re-import: %+v %v", res, err)
 	}
-	if e := w.event(t, w.A, imp.Events[0].EventID); e.DeviceID != dev || e.Source != "csv" || e.OccurredAt.UTC().Hour() != 13 && e.OccurredAt.UTC().Hour() != 14 {
+	if e := w.Event(t, w.A, imp.Events[0].EventID); e.DeviceID != dev || e.Source != "csv" || e.OccurredAt.UTC().Hour() != 13 && e.OccurredAt.UTC().Hour() != 14 {
 		t.Fatalf("imported: %+v", e)
 	}
 	// A device number of another building refuses the whole file, by line.
 	imp.Events[1].DeviceID, imp.Events[2].DeviceID = devB, 424242
 	imp.Events[0].EventID = "fresh"
-	_, err = w.svc.ImportUnlocks(uctx(w.mgrA), *imp)
+	_, err = w.svc.ImportUnlocks(uctx(w.MgrA), *imp)
 	f := doorledger.ErrorFields(err)
 	if doorledger.ErrorCode(err) != doorledger.EINVALID || !strings.Contains(f["line 3"], "not in building") || !strings.Contains(f["line 4"], "no device 424242") {
 		t.Fatalf("bad import: %v", err)

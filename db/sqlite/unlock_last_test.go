@@ -13,21 +13,21 @@ import (
 // grant on the building.
 func TestUnlockLastUnlocks(t *testing.T) {
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
-	now := *w.now
+	now := *w.Now
 	d1, _ := w.enabledDevice(t, w.A)
 	d2, _ := w.enabledDevice(t, w.A)
 	quiet, _ := w.enabledDevice(t, w.A)
 	dB, _ := w.enabledDevice(t, w.B)
 	w.record(t,
-		w.at(d1, "d1-old", now.Add(-2*time.Hour), doorledger.UnlockGranted),
-		w.at(d1, "d1-new", now.Add(-time.Hour), doorledger.UnlockDenied),
+		w.At(d1, "d1-old", now.Add(-2*time.Hour), doorledger.UnlockGranted),
+		w.At(d1, "d1-new", now.Add(-time.Hour), doorledger.UnlockDenied),
 		// A wrong clock a day ahead: it counts at the time received, now.
 		unlockEv(d2, "d2-skewed", now.Add(24*time.Hour), doorledger.UnlockGranted),
-		w.at(d2, "d2-plain", now.Add(-time.Minute), doorledger.UnlockGranted),
-		w.at(0, "relay", now.Add(-time.Second), doorledger.UnlockGranted),
-		w.at(dB, "other-building", now, doorledger.UnlockGranted),
+		w.At(d2, "d2-plain", now.Add(-time.Minute), doorledger.UnlockGranted),
+		w.At(0, "relay", now.Add(-time.Second), doorledger.UnlockGranted),
+		w.At(dB, "other-building", now, doorledger.UnlockGranted),
 	)
-	last, err := w.svc.LastUnlocks(uctx(w.boardA), w.A)
+	last, err := w.svc.LastUnlocks(uctx(w.BoardA), w.A)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestUnlockLastUnlocks(t *testing.T) {
 		t.Fatalf("last unlocks: %v, want devices %d and %d", last, d1, d2)
 	}
 	for _, dev := range []int64{d1, d2} {
-		page, err := w.svc.History(uctx(w.boardA), doorledger.UnlockFilter{BuildingID: w.A, DeviceID: dev, Limit: 1})
+		page, err := w.svc.History(uctx(w.BoardA), doorledger.UnlockFilter{BuildingID: w.A, DeviceID: dev, Limit: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,10 +46,10 @@ func TestUnlockLastUnlocks(t *testing.T) {
 	if got := last[d2].EventID; got != "d2-skewed" {
 		t.Errorf("device %d: last %s, want d2-skewed (received now)", d2, got)
 	}
-	if _, err := w.svc.LastUnlocks(uctx(w.mgrB), w.A); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if _, err := w.svc.LastUnlocks(uctx(w.MgrB), w.A); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Errorf("a manager of another building: %v, want ENOTFOUND", err)
 	}
-	if _, err := w.svc.LastUnlocks(uctx(w.instA), w.A); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if _, err := w.svc.LastUnlocks(uctx(w.InstA), w.A); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Errorf("an installer: %v, want ENOTFOUND", err)
 	}
 }

@@ -10,81 +10,32 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
-// unlockWorld is two buildings with their people, for the unlock tests. Its
-// consents and devices are written directly, so these tests depend only on
-// the schema, not on the other services' code paths.
+// unlockWorld is the suite's unlock world (two buildings with their people)
+// with the database under it. Its consents and devices are written directly,
+// so the tests here depend only on the schema, not on the other services'
+// code paths.
 type unlockWorld struct {
-	d   *sqlite.DB
-	now *time.Time
-	svc *sqlite.UnlockService
-
-	A, B                              int64 // buildings
-	signerA, signerB                  int64
-	admin, mgrA, boardA, instA, mgrB  *doorledger.User
-	mgrAEmail, boardAEmail, mgrBEmail string
-	serial                            int
+	*dbtest.UnlockWorld
+	d      *sqlite.DB
+	svc    *sqlite.UnlockService
+	serial int
 }
 
-// newUnlockWorld builds the world with building A in time zone tzA (B is UTC).
-// The clock starts at real time (the database's triggers compare consent
-// expiry with SQLite's own clock) unless start is set, which must not be in
-// the past either.
+// newUnlockWorld builds the world with building A in time zone tzA (B is UTC),
+// the clock at start if set (dbtest.NewUnlockWorld).
 func newUnlockWorld(tb testing.TB, tzA string, start time.Time) *unlockWorld {
 	tb.Helper()
-	d, now := MustOpenDB(tb)
-	if !start.IsZero() {
-		*now = start.UTC()
-	}
-	w := &unlockWorld{d: d, now: now, svc: sqlite.NewUnlockService(d)}
-	buildings, users := sqlite.NewBuildingService(d), sqlite.NewUserService(d)
-	for _, b := range []struct {
-		id, signer *int64
-		name, tz   string
-	}{{&w.A, &w.signerA, "Alder Court", tzA}, {&w.B, &w.signerB, "Birch House", "UTC"}} {
-		bld, err := buildings.CreateBuilding(sys(), doorledger.BuildingInput{Name: b.name, Address: "1 " + b.name, Timezone: b.tz})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		*b.id = bld.ID
-		sg, err := buildings.AddSigner(sys(), bld.ID, doorledger.SignerInput{Name: "Pat Owner", Title: "Board president", Email: fmt.Sprintf("pat%d@example.com", bld.ID)})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		*b.signer = sg.ID
-	}
-	for _, u := range []struct {
-		p      **doorledger.User
-		email  string
-		role   doorledger.Role
-		grants []int64
-	}{
-		{&w.admin, "u-admin@example.com", doorledger.RoleAdmin, nil},
-		{&w.mgrA, "u-mgr-a@example.com", doorledger.RoleManager, []int64{w.A}},
-		{&w.boardA, "u-board-a@example.com", doorledger.RoleBoard, []int64{w.A}},
-		{&w.instA, "u-inst-a@example.com", doorledger.RoleInstaller, []int64{w.A}},
-		{&w.mgrB, "u-mgr-b@example.com", doorledger.RoleManager, []int64{w.B}},
-	} {
-		nu, err := users.CreateUser(sys(), doorledger.NewUser{Email: u.email, Name: u.email, Role: u.role, Password: "correct horse battery"})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		*u.p = nu
-		for _, b := range u.grants {
-			if err := buildings.GrantAccess(sys(), b, nu.ID); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
-	w.mgrAEmail, w.boardAEmail, w.mgrBEmail = w.mgrA.Email, w.boardA.Email, w.mgrB.Email
-	return w
+	s, d := openServices(tb)
+	return &unlockWorld{UnlockWorld: dbtest.NewUnlockWorld(tb, s, tzA, start), d: d, svc: s.Unlocks.(*sqlite.UnlockService)}
 }
 
-func uctx(u *doorledger.User) context.Context {
-	return doorledger.NewContextWithUser(context.Background(), u)
-}
+func uctx(u *doorledger.User) context.Context { return dbtest.As(u) }
+
+var unlockEv = dbtest.UnlockEv
 
 func udb(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
 
@@ -111,31 +62,31 @@ func (w *unlockWorld) count(tb testing.TB, query string, args ...any) int {
 // signed then, valid for a year.
 func (w *unlockWorld) enabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
 	tb.Helper()
-	return w.enabledDeviceUntil(tb, building, w.now.AddDate(1, 0, 0))
+	return w.enabledDeviceUntil(tb, building, w.Now.AddDate(1, 0, 0))
 }
 
 // enabledDeviceUntil is enabledDevice with a consent that expires at expires.
 func (w *unlockWorld) enabledDeviceUntil(tb testing.TB, building int64, expires time.Time) (deviceID, consentID int64) {
 	tb.Helper()
-	signer := w.signerA
+	signer := w.SignerA
 	if building == w.B {
-		signer = w.signerB
+		signer = w.SignerB
 	} else if building != w.A { // a building of a benchmark: its first signer
 		if err := w.d.Reader().QueryRow(`SELECT id FROM signers WHERE building_id = ? ORDER BY id LIMIT 1`, building).Scan(&signer); err != nil {
 			tb.Fatalf("a signer of building %d: %v", building, err)
 		}
 	}
-	since := udb(w.now.AddDate(0, 0, -20))
+	since := udb(w.Now.AddDate(0, 0, -20))
 	consentID = w.exec(tb, `INSERT INTO consents (building_id, installer_id, signer_id, vendor, model, serial, location, opens, mode, requested_at, status, status_at,
 		terms, terms_sha256, typed_name, signature_png, signed_at, signed_tz, signed_ip, signed_ua, method, expires_at)
 		VALUES (?, ?, ?, 'Acme', 'K1', 'C-1', 'lobby', 'front door', 'link', ?, 'awaiting_signature', ?,
 		'the terms', 'abc123', 'Pat Owner', x'89504e47', ?, 'UTC', '192.0.2.1', 'test', 'link', ?)`,
-		building, w.instA.ID, signer, since, since, since, udb(expires))
+		building, w.InstA.ID, signer, since, since, since, udb(expires))
 	signDirectly(tb, w.d.Writer(), consentID, "signed")
 	w.serial++
 	deviceID = w.exec(tb, `INSERT INTO devices (building_id, vendor, model, serial, location, installer_id, consent_id, origin,
 		desired_state, desired_version, created_at) VALUES (?, 'Acme', 'K1', ?, 'lobby panel', ?, ?, 'consent_request', 'enabled', 1, ?)`,
-		building, fmt.Sprintf("SN-%05d", w.serial), w.instA.ID, consentID, since)
+		building, fmt.Sprintf("SN-%05d", w.serial), w.InstA.ID, consentID, since)
 	w.exec(tb, `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by, requested_at, status, confirmed_at)
 		VALUES (?, ?, 'enabled', 1, 'consented', 'test', ?, 'confirmed', ?)`, deviceID, building, since, since)
 	return deviceID, consentID
@@ -151,11 +102,6 @@ func (w *unlockWorld) revoke(tb testing.TB, deviceID, consentID int64, at time.T
 	w.exec(tb, `UPDATE consents SET status = 'withdrawn', status_at = ? WHERE id = ?`, udb(at), consentID)
 }
 
-func unlockEv(device int64, id string, at time.Time, result doorledger.UnlockResult) doorledger.UnlockEvent {
-	return doorledger.UnlockEvent{DeviceID: device, EventID: id, OccurredAt: at, Method: doorledger.MethodCourierApp,
-		ActorRef: "courier-" + id, Result: result}
-}
-
 func (w *unlockWorld) record(tb testing.TB, events ...doorledger.UnlockEvent) *doorledger.ImportResult {
 	tb.Helper()
 	res, err := w.svc.RecordUnlocksResult(context.Background(), events)
@@ -163,22 +109,6 @@ func (w *unlockWorld) record(tb testing.TB, events ...doorledger.UnlockEvent) *d
 		tb.Fatalf("record: %v", err)
 	}
 	return res
-}
-
-// event reads back one recorded event by device (0: unknown) and event id.
-func (w *unlockWorld) event(tb testing.TB, building int64, eventID string) *doorledger.UnlockEvent {
-	tb.Helper()
-	page, err := w.svc.History(sys(), doorledger.UnlockFilter{BuildingID: building, Limit: 500})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, e := range page.Events {
-		if e.EventID == eventID {
-			return e
-		}
-	}
-	tb.Fatalf("event %q not recorded", eventID)
-	return nil
 }
 
 func (w *unlockWorld) alerts(tb testing.TB, to string) []string {
@@ -200,7 +130,7 @@ func (w *unlockWorld) alerts(tb testing.TB, to string) []string {
 func TestUnlockIdempotent(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
-	at := w.now.Add(-time.Minute)
+	at := w.Now.Add(-time.Minute)
 	if res := w.record(t, unlockEv(dev, "e-1", at, doorledger.UnlockGranted)); res.Inserted != 1 || res.Duplicates != 0 {
 		t.Fatalf("first: %+v", res)
 	}
@@ -252,7 +182,7 @@ func TestUnlockBatchAllOrNothing(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
 	devB, _ := w.enabledDevice(t, w.B)
-	at := w.now.Add(-time.Minute)
+	at := w.Now.Add(-time.Minute)
 	good := func(id string) doorledger.UnlockEvent { return unlockEv(dev, id, at, doorledger.UnlockGranted) }
 	for _, tc := range []struct {
 		name   string
@@ -318,11 +248,11 @@ func TestUnlockBatchAllOrNothing(t *testing.T) {
 
 func TestUnlockAnomalies(t *testing.T) {
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
-	now := *w.now
+	now := *w.Now
 	ok, _ := w.enabledDevice(t, w.A)
 	revoked, revokedConsent := w.enabledDevice(t, w.A)
 	w.revoke(t, revoked, revokedConsent, now.Add(-10*time.Minute))
-	flags := func(id string) []string { return w.event(t, w.A, id).Anomalies }
+	flags := func(id string) []string { return w.Event(t, w.A, id).Anomalies }
 	want := func(id string, kinds ...string) {
 		t.Helper()
 		if got := flags(id); !slices.Equal(got, kinds) {
@@ -384,22 +314,22 @@ func TestUnlockAnomalies(t *testing.T) {
 		doorledger.UnlockEvent{DeviceRef: "sn-00001", BuildingID: w.A, EventID: "by-serial", OccurredAt: now.Add(-time.Minute), Method: "keypad", Result: doorledger.UnlockGranted},
 	)
 	want("ghost", doorledger.AnomalyUnknownDevice)
-	if e := w.event(t, w.A, "ghost"); e.DeviceID != 0 || e.DeviceRef != "GHOST-7" || e.Method != "courier_app" {
+	if e := w.Event(t, w.A, "ghost"); e.DeviceID != 0 || e.DeviceRef != "GHOST-7" || e.Method != "courier_app" {
 		t.Errorf("ghost: %+v", e)
 	}
-	if e := w.event(t, w.A, "by-serial"); e.DeviceID != ok || len(e.Anomalies) != 0 {
+	if e := w.Event(t, w.A, "by-serial"); e.DeviceID != ok || len(e.Anomalies) != 0 {
 		t.Errorf("by serial: %+v, want device %d", e, ok)
 	}
 
 	// Outside hours, in the building's time zone.
-	st, err := w.svc.UnlockSettings(uctx(w.mgrA), w.A)
+	st, err := w.svc.UnlockSettings(uctx(w.MgrA), w.A)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.DeliveryHours, err = doorledger.ParseDeliverySchedule("mon-fri 08:00-20:00"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, *st); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, *st); err != nil {
 		t.Fatal(err)
 	}
 	ny, _ := time.LoadLocation("America/New_York")
@@ -421,10 +351,10 @@ func TestUnlockAnomalies(t *testing.T) {
 
 	// Burst: more than 3 granted unlocks in 10 minutes; denied ones do not count.
 	st.DeliveryHours, st.BurstCount, st.BurstMinutes = doorledger.DeliverySchedule{}, 3, 10
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.B, *st); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.B, *st); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("manager of A sets B: %v", err)
 	}
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrB), w.B, *st); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrB), w.B, *st); err != nil {
 		t.Fatal(err)
 	}
 	devB, _ := w.enabledDevice(t, w.B)
@@ -441,7 +371,7 @@ func TestUnlockAnomalies(t *testing.T) {
 	w.record(t, burst[:3]...) // in two groups: what is recorded counts
 	w.record(t, burst[3:]...)
 	for i, wantBurst := range []bool{false, false, false, false, true, true, false} {
-		e := w.event(t, w.B, burst[i].EventID)
+		e := w.Event(t, w.B, burst[i].EventID)
 		if got := e.HasAnomaly(doorledger.AnomalyBurst); got != wantBurst {
 			t.Errorf("%s: burst %v, want %v", e.EventID, got, wantBurst)
 		}
@@ -454,7 +384,7 @@ func TestUnlockAnomalies(t *testing.T) {
 	)
 	want("ahead", doorledger.AnomalyClockSkew)
 	want("behind", doorledger.AnomalyClockSkew)
-	if _, err := w.svc.ImportUnlocks(uctx(w.mgrA), doorledger.UnlockImport{BuildingID: w.A, Events: []doorledger.UnlockEvent{
+	if _, err := w.svc.ImportUnlocks(uctx(w.MgrA), doorledger.UnlockImport{BuildingID: w.A, Events: []doorledger.UnlockEvent{
 		unlockEv(ok, "imported-old", now.AddDate(0, 0, -40), doorledger.UnlockDenied)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +393,7 @@ func TestUnlockAnomalies(t *testing.T) {
 
 func TestUnlockAlerts(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
-	now := *w.now
+	now := *w.Now
 	dev, consent := w.enabledDevice(t, w.A)
 	w.revoke(t, dev, consent, now.Add(-time.Hour))
 	w.exec(t, `UPDATE buildings SET burst_count = 0 WHERE id = ?`, w.A) // bursts are below
@@ -485,19 +415,19 @@ func TestUnlockAlerts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := w.alerts(t, w.mgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
+	if got := w.alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
 		t.Fatalf("manager's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.boardAEmail); len(got) != 0 {
+	if got := w.alerts(t, w.BoardAEmail); len(got) != 0 {
 		t.Fatalf("board's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.mgrBEmail); len(got) != 0 {
+	if got := w.alerts(t, w.MgrBEmail); len(got) != 0 {
 		t.Fatalf("other building's manager: %q", got)
 	}
 	var body string // bodies are sealed at rest: read them as the dispatcher does
 	pending, _ := sqlite.NewOutboxService(w.d).PendingMessages(context.Background(), 100, 1000)
 	for _, m := range pending {
-		if m.To == w.mgrAEmail && m.Kind == "alert" {
+		if m.To == w.MgrAEmail && m.Kind == "alert" {
 			body = m.Body
 		}
 	}
@@ -513,16 +443,16 @@ func TestUnlockAlerts(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		w.record(t, doorledger.UnlockEvent{DeviceRef: "BLACK-BOX", BuildingID: w.A, EventID: fmt.Sprintf("bb-%d", i), OccurredAt: now, Method: "remote", Result: doorledger.UnlockGranted})
 	}
-	if got := w.alerts(t, w.mgrAEmail); len(got) != 2 {
+	if got := w.alerts(t, w.MgrAEmail); len(got) != 2 {
 		t.Fatalf("manager's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.boardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
+	if got := w.alerts(t, w.BoardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
 		t.Fatalf("board's alerts: %q", got)
 	}
 	// An hour later, the same anomalies alert again.
-	*w.now = now.Add(time.Hour)
+	*w.Now = now.Add(time.Hour)
 	w.record(t, unlockEv(dev, "next-hour", now.Add(time.Hour), doorledger.UnlockGranted))
-	if got := w.alerts(t, w.mgrAEmail); len(got) != 3 {
+	if got := w.alerts(t, w.MgrAEmail); len(got) != 3 {
 		t.Fatalf("manager's alerts an hour later: %q", got)
 	}
 	// A burst of 100 unlocks by a good device in B (more than 20 in 10
@@ -535,7 +465,7 @@ func TestUnlockAlerts(t *testing.T) {
 	for i := 0; i < 100; i += 10 {
 		w.record(t, evs[i:i+10]...)
 	}
-	if got := w.alerts(t, w.mgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
+	if got := w.alerts(t, w.MgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
 		t.Fatalf("burst alerts: %q", got)
 	}
 	if n := w.count(t, `SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND anomalies = 16`, good); n != 80 {
@@ -547,9 +477,9 @@ func TestUnlockRetentionPurge(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
 	devB, _ := w.enabledDevice(t, w.B)
-	now := *w.now
+	now := *w.Now
 	old := now.AddDate(0, 0, -40)
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
 		t.Fatal(err)
 	}
 	oldEv := func(d int64, id string) doorledger.UnlockEvent {
@@ -599,16 +529,16 @@ func TestUnlockOfflineDevices(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
 	quiet, _ := w.enabledDevice(t, w.A)
-	now := *w.now
-	st, _ := w.svc.UnlockSettings(uctx(w.mgrA), w.A)
+	now := *w.Now
+	st, _ := w.svc.UnlockSettings(uctx(w.MgrA), w.A)
 	st.HeartbeatSeconds = 3600
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, *st); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, *st); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.svc.SetDeviceHeartbeat(uctx(w.mgrA), quiet, 0); err != nil { // not watched
+	if err := w.svc.SetDeviceHeartbeat(uctx(w.MgrA), quiet, 0); err != nil { // not watched
 		t.Fatal(err)
 	}
-	if err := w.svc.SetDeviceHeartbeat(uctx(w.boardA), quiet, 10); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if err := w.svc.SetDeviceHeartbeat(uctx(w.BoardA), quiet, 10); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Fatalf("board sets heartbeat: %v", err)
 	}
 	w.record(t, unlockEv(dev, "alive", now.Add(-time.Minute), doorledger.UnlockGranted)) // last seen now
@@ -624,11 +554,11 @@ func TestUnlockOfflineDevices(t *testing.T) {
 	if len(list) != 1 || list[0].Alerted {
 		t.Fatalf("still offline: %+v", list)
 	}
-	if got := w.alerts(t, w.mgrAEmail); len(got) != 1 || !strings.Contains(got[0], "offline") {
+	if got := w.alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "offline") {
 		t.Fatalf("alerts: %q", got)
 	}
 	// Heard from again, then silent again: a new silence, a new alert.
-	*w.now = later
+	*w.Now = later
 	w.record(t, unlockEv(dev, "back", later, doorledger.UnlockDenied))
 	if list, _ := w.svc.OfflineDevices(sys(), later.Add(time.Minute)); len(list) != 0 {
 		t.Fatalf("back online: %+v", list)
@@ -637,7 +567,7 @@ func TestUnlockOfflineDevices(t *testing.T) {
 	if len(list) != 1 || !list[0].Alerted {
 		t.Fatalf("silent again: %+v", list)
 	}
-	if got := w.alerts(t, w.mgrAEmail); len(got) != 2 {
+	if got := w.alerts(t, w.MgrAEmail); len(got) != 2 {
 		t.Fatalf("alerts: %q", got)
 	}
 	if c := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.offline'`); c != 2 {
@@ -652,7 +582,7 @@ func TestUnlockGroupCommitConcurrency(t *testing.T) {
 	for i := range ids {
 		ids[i], _ = w.enabledDevice(t, w.A)
 	}
-	now := *w.now
+	now := *w.Now
 	var wg sync.WaitGroup
 	for d := 0; d < devices; d++ {
 		wg.Add(1)
@@ -689,14 +619,14 @@ func TestUnlockGroupCommitConcurrency(t *testing.T) {
 // made by any other code path, even in plain SQL, must show in the next flags.
 func TestUnlockAnomaliesFollowChanges(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
-	now := *w.now
+	now := *w.Now
 	dev, consent := w.enabledDevice(t, w.A)
 	dev2, consent2 := w.enabledDevice(t, w.A)
 	at := func(d time.Duration) time.Time { return now.Add(d) }
 	w.record(t, unlockEv(dev, "1", at(-5*time.Minute), doorledger.UnlockGranted), unlockEv(dev2, "1", at(-5*time.Minute), doorledger.UnlockGranted))
 	w.revoke(t, dev, consent, at(-4*time.Minute))
 	w.record(t, unlockEv(dev, "2", at(-3*time.Minute), doorledger.UnlockGranted))
-	if e := w.event(t, w.A, "2"); !e.HasAnomaly(doorledger.AnomalyAfterRevocation) || !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
+	if e := w.Event(t, w.A, "2"); !e.HasAnomaly(doorledger.AnomalyAfterRevocation) || !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
 		t.Fatalf("after a revocation made elsewhere: %v", e.Anomalies)
 	}
 	// Disabled by a manager (consent still signed), then the consent withdrawn
@@ -705,12 +635,12 @@ func TestUnlockAnomaliesFollowChanges(t *testing.T) {
 	w.exec(t, `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by, requested_at) VALUES (?, ?, 'disabled', 2, 'x', 'test', ?)`,
 		dev2, w.A, udb(at(-3*time.Minute)))
 	w.record(t, unlockEv(dev2, "3", at(-2*time.Minute), doorledger.UnlockGranted))
-	if e := w.event(t, w.A, "3"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyAfterRevocation}) {
+	if e := w.Event(t, w.A, "3"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyAfterRevocation}) {
 		t.Fatalf("disabled, consented: %v", e.Anomalies)
 	}
 	w.exec(t, `UPDATE consents SET status = 'withdrawn', status_at = ? WHERE id = ?`, udb(at(-90*time.Second)), consent2)
 	w.record(t, unlockEv(dev2, "4", at(-time.Minute), doorledger.UnlockGranted))
-	if e := w.event(t, w.A, "4"); !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
+	if e := w.Event(t, w.A, "4"); !e.HasAnomaly(doorledger.AnomalyWithoutConsent) {
 		t.Fatalf("after the consent was withdrawn: %v", e.Anomalies)
 	}
 	// Delivery hours changed in plain SQL.
@@ -718,10 +648,10 @@ func TestUnlockAnomaliesFollowChanges(t *testing.T) {
 	w.record(t, unlockEv(dev3, "5", at(-time.Minute), doorledger.UnlockGranted))
 	w.exec(t, `UPDATE buildings SET delivery_hours = 'never' WHERE id = ?`, w.A)
 	w.record(t, unlockEv(dev3, "6", at(-time.Minute), doorledger.UnlockGranted))
-	if e := w.event(t, w.A, "5"); len(e.Anomalies) != 0 {
+	if e := w.Event(t, w.A, "5"); len(e.Anomalies) != 0 {
 		t.Fatalf("before: %v", e.Anomalies)
 	}
-	if e := w.event(t, w.A, "6"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyOutsideHours}) {
+	if e := w.Event(t, w.A, "6"); !slices.Equal(e.Anomalies, []string{doorledger.AnomalyOutsideHours}) {
 		t.Fatalf("after the hours changed: %v", e.Anomalies)
 	}
 	// A device registered after the cache was filled is found by its serial.
@@ -730,10 +660,10 @@ func TestUnlockAnomaliesFollowChanges(t *testing.T) {
 	w.record(t, doorledger.UnlockEvent{DeviceRef: "LATE-1", BuildingID: w.A, EventID: "7", OccurredAt: at(0), Method: "keypad", Result: doorledger.UnlockDenied})
 	late := w.exec(t, `INSERT INTO devices (building_id, vendor, model, serial, location, origin, unconsented, created_at) VALUES (?, 'V', '', 'LATE-1', 'x', 'found', 1, ?)`, w.A, udb(now))
 	w.record(t, doorledger.UnlockEvent{DeviceRef: "LATE-1", BuildingID: w.A, EventID: "8", OccurredAt: at(0), Method: "keypad", Result: doorledger.UnlockDenied})
-	if e := w.event(t, w.A, "7"); e.DeviceID != 0 {
+	if e := w.Event(t, w.A, "7"); e.DeviceID != 0 {
 		t.Fatalf("before registration: %+v", e)
 	}
-	if e := w.event(t, w.A, "8"); e.DeviceID != late {
+	if e := w.Event(t, w.A, "8"); e.DeviceID != late {
 		t.Fatalf("after registration: %+v, want device %d", e, late)
 	}
 }
