@@ -17,6 +17,7 @@ type UnlockWorld struct {
 	Admin, MgrA, BoardA, InstA, MgrB  *doorledger.User
 	MgrAEmail, BoardAEmail, MgrBEmail string
 	serial                            int
+	instB                             *doorledger.User // made on first need: B's installer
 }
 
 // NewUnlockWorld builds the world with building A in time zone tzA (B is UTC).
@@ -78,15 +79,15 @@ func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *Unl
 // the enable.
 func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
 	tb.Helper()
-	signer, addr := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A)
+	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
 	if building == w.B {
-		signer, addr = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B)
+		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
 	}
 	now := *w.Now
 	*w.Now = now.AddDate(0, 0, -20)
 	defer func() { *w.Now = now }()
 	w.serial++
-	c, err := w.Consents.RequestConsent(As(w.InstA), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
+	c, err := w.Consents.RequestConsent(As(installer), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
 	if err != nil {
 		tb.Fatalf("request consent: %v", err)
 	}
@@ -107,6 +108,23 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 		tb.Fatalf("device %d confirms: %v", signed.DeviceID, err)
 	}
 	return signed.DeviceID, c.ID
+}
+
+// installerB is an installer of building B, made on first need (the world's
+// other people stay as they are).
+func (w *UnlockWorld) installerB(tb testing.TB) *doorledger.User {
+	tb.Helper()
+	if w.instB == nil {
+		u, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "u-inst-b@example.com", Name: "u-inst-b@example.com", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := w.Buildings.GrantAccess(sys(), w.B, u.ID); err != nil {
+			tb.Fatal(err)
+		}
+		w.instB = u
+	}
+	return w.instB
 }
 
 // UnlockEv is an unlock of a device by a courier's app.

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -302,54 +301,5 @@ func TestAnomalyAckInLog(t *testing.T) {
 	v, err := logs.Verify(sys())
 	if err != nil || !v.OK() {
 		t.Fatalf("verify: %+v %v", v, err)
-	}
-}
-
-// The history's CSV export carries each event's acknowledgement: when (UTC),
-// by whom, the note (defused like any cell a spreadsheet could run); an open
-// or unflagged event leaves the three columns empty.
-func TestAnomalyAckInExport(t *testing.T) {
-	w := newUnlockWorld(t, "America/New_York", time.Time{})
-	dev, _ := w.enabledDevice(t, w.A)
-	w.record(t, unlockEv(dev, "fine", w.Now.Add(-2*time.Minute), doorledger.UnlockGranted),
-		ghostEv(w.A, "gh-1", w), ghostEv(w.A, "gh-2", w))
-	const note = "=panel removed; see ticket 41"
-	if err := ack1(w, uctx(w.MgrA), w.EventID(t, w.A, "gh-1"), note); err != nil {
-		t.Fatal(err)
-	}
-	var buf strings.Builder
-	if _, err := w.svc.ExportCSV(uctx(w.BoardA), doorledger.UnlockFilter{BuildingID: w.A}, &buf); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := csv.NewReader(strings.NewReader(buf.String())).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := recs[0]
-	col := func(name string) int {
-		i := slices.Index(head, name)
-		if i < 0 {
-			t.Fatalf("no column %q in %q", name, head)
-		}
-		return i
-	}
-	at, by, nt, ev := col("acknowledged_at_utc"), col("acknowledged_by"), col("ack_note"), col("event_id")
-	seen := 0
-	for _, r := range recs[1:] {
-		switch r[ev] {
-		case "gh-1":
-			seen++
-			if r[at] != w.Now.UTC().Format(time.RFC3339Nano) || r[by] != w.MgrAEmail || r[nt] != "'"+note {
-				t.Errorf("acknowledged row: at %q by %q note %q", r[at], r[by], r[nt])
-			}
-		case "gh-2", "fine":
-			seen++
-			if r[at] != "" || r[by] != "" || r[nt] != "" {
-				t.Errorf("%s: acknowledgement columns %q %q %q, want empty", r[ev], r[at], r[by], r[nt])
-			}
-		}
-	}
-	if seen != 3 {
-		t.Errorf("%d of the 3 events exported", seen)
 	}
 }
