@@ -263,9 +263,9 @@ func (w *ConsentWorld) Signed(t *testing.T, serial string) *doorledger.Consent {
 	return c
 }
 
-// Journal returns the journal entries of a building with the given action,
+// Journal returns the journal entries of a building (0: every building) with the given action,
 // newest first.
-func (w *ConsentWorld) Journal(t *testing.T, buildingID int64, action string) []*doorledger.AuditEntry {
+func (w Services) Journal(t testing.TB, buildingID int64, action string) []*doorledger.AuditEntry {
 	t.Helper()
 	all, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{BuildingID: buildingID, Limit: 100000})
 	if err != nil {
@@ -281,7 +281,7 @@ func (w *ConsentWorld) Journal(t *testing.T, buildingID int64, action string) []
 }
 
 // MailsTo returns the queued messages to addr.
-func (w *ConsentWorld) MailsTo(t *testing.T, addr string) []*doorledger.Message {
+func (w Services) MailsTo(t testing.TB, addr string) []*doorledger.Message {
 	t.Helper()
 	msgs, err := w.Outbox.PendingMessages(context.Background(), 100, 10000)
 	if err != nil {
