@@ -3,6 +3,7 @@ package dbtest
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -264,7 +265,7 @@ func (w *ConsentWorld) Signed(t *testing.T, serial string) *doorledger.Consent {
 }
 
 // Journal returns the journal entries of a building (0: every building) with the given action,
-// newest first.
+// oldest first.
 func (w Services) Journal(t testing.TB, buildingID int64, action string) []*doorledger.AuditEntry {
 	t.Helper()
 	all, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{BuildingID: buildingID, Limit: 100000})
@@ -272,7 +273,7 @@ func (w Services) Journal(t testing.TB, buildingID int64, action string) []*door
 		t.Fatal(err)
 	}
 	var out []*doorledger.AuditEntry
-	for _, e := range all {
+	for _, e := range slices.Backward(all) {
 		if e.Action == action {
 			out = append(out, e)
 		}

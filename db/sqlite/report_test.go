@@ -2,8 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"reflect"
 	"slices"
@@ -12,99 +10,45 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // reportWorld is the unlock tests' world (two buildings, every role, building
-// A in a chosen time zone) with the verifiable log and the report service.
+// A in a chosen time zone) with the verifiable log and the report service,
+// and the suite's report helpers.
 type reportWorld struct {
 	*unlockWorld
+	rw      *dbtest.ReportWorld
 	logs    *sqlite.LogService
 	reports *sqlite.ReportService
-	n       int // unlock events recorded, for unique event ids
 }
 
 func newReportWorld(t *testing.T, tzA string) *reportWorld {
 	t.Helper()
 	u := newUnlockWorld(t, tzA, time.Time{})
-	logs := sqlite.NewLogService(u.d, mustLogKey(t))
-	return &reportWorld{unlockWorld: u, logs: logs, reports: sqlite.NewReportService(u.d, logs, "https://portal.test/")}
+	return &reportWorld{unlockWorld: u, rw: &dbtest.ReportWorld{UnlockWorld: u.UnlockWorld},
+		logs: u.Logs.(*sqlite.LogService), reports: u.Reports.(*sqlite.ReportService)}
 }
 
-// gen is the generator's context: the system.
-func gen() context.Context {
-	return doorledger.NewSystemContext(context.Background(), "report generator")
-}
+var gen = dbtest.Generator
 
-// unlocksAt records one event of an unregistered device of the building at
-// each time, and returns their event ids.
 func (w *reportWorld) unlocksAt(t *testing.T, building int64, times ...time.Time) []string {
-	t.Helper()
-	var evs []doorledger.UnlockEvent
-	var ids []string
-	for _, at := range times {
-		w.n++
-		id := fmt.Sprintf("r-%04d", w.n)
-		evs = append(evs, doorledger.UnlockEvent{BuildingID: building, DeviceRef: "relay-9", EventID: id, OccurredAt: at,
-			ReceivedAt: at, Method: doorledger.MethodKeypad, ActorRef: "pkg " + id, Result: doorledger.UnlockDenied})
-		ids = append(ids, id)
-	}
-	w.record(t, evs...)
-	return ids
+	return w.rw.UnlocksAt(t, building, times...)
 }
 
 func (w *reportWorld) request(t *testing.T, u *doorledger.User, building int64, format, from, to string) *doorledger.ReportRecord {
-	t.Helper()
-	r, err := w.reports.RequestReport(uctx(u), doorledger.ReportRequest{BuildingID: building, Format: format, From: from, To: to})
-	if err != nil {
-		t.Fatalf("request %s %s..%s of building %d: %v", format, from, to, building, err)
-	}
-	return r
+	return w.rw.Request(t, u, building, format, from, to)
 }
 
-// claim takes the next report for the generator and checks it is want.
 func (w *reportWorld) claim(t *testing.T, want string) *doorledger.ReportRecord {
-	t.Helper()
-	r, err := w.reports.NextReport(gen())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r == nil || r.ID != want {
-		t.Fatalf("NextReport = %+v, want %s", r, want)
-	}
-	return r
+	return w.rw.Claim(t, want)
 }
 
-// finish claims the report and finishes it with a made-up file and a head
-// signed now; it returns the file's SHA-256.
-func (w *reportWorld) finish(t *testing.T, id string) string {
-	t.Helper()
-	w.claim(t, id)
-	head, err := w.logs.SignHead(gen())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256([]byte("the file of " + id))
-	if err := w.reports.FinishReport(gen(), id, hex.EncodeToString(sum[:]), 1234, head); err != nil {
-		t.Fatalf("finish %s: %v", id, err)
-	}
-	return hex.EncodeToString(sum[:])
-}
+func (w *reportWorld) finish(t *testing.T, id string) string { return w.rw.Finish(t, id) }
 
-// journal returns the building's journal entries of an action, oldest first.
 func (w *reportWorld) journal(t *testing.T, building int64, action string) []*doorledger.AuditEntry {
-	t.Helper()
-	all, err := sqlite.NewAuditService(w.d).FindAuditEntries(sys(), doorledger.AuditFilter{BuildingID: building, Limit: 500})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list []*doorledger.AuditEntry
-	for _, e := range slices.Backward(all) {
-		if e.Action == action {
-			list = append(list, e)
-		}
-	}
-	return list
+	return w.Journal(t, building, action)
 }
 
 // consentedDevice makes an enabled device of building A under a signed
@@ -839,7 +783,7 @@ func TestReportSubscribeAndMonthly(t *testing.T) {
 	if len(mails) != 1 || mails[0].To != w.BoardA.Email || mails[0].BuildingID != w.A {
 		t.Fatalf("mails %+v", mails)
 	}
-	for _, s := range []string{"Alder Court", month.Format("January 2006"), older.ID, sum, "https://portal.test/reports/" + older.ID} {
+	for _, s := range []string{"Alder Court", month.Format("January 2006"), older.ID, sum, dbtest.BaseURL + "/reports/" + older.ID} {
 		if !strings.Contains(mails[0].Subject+"\n"+mails[0].Body, s) {
 			t.Errorf("mail lacks %q:\n%s\n%s", s, mails[0].Subject, mails[0].Body)
 		}
