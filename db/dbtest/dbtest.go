@@ -77,6 +77,7 @@ func Run(t *testing.T, newServices NewServices) {
 		outboxTests,
 		policyTests,
 		unlockTests,
+		reportTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

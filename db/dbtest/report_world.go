@@ -85,3 +85,9 @@ func (w *ReportWorld) Finish(t testing.TB, id string) string {
 	}
 	return hex.EncodeToString(sum[:])
 }
+
+// Day returns the date days from today in loc.
+func Day(now time.Time, loc *time.Location, days int) string {
+	l := now.In(loc)
+	return time.Date(l.Year(), l.Month(), l.Day()+days, 0, 0, 0, 0, loc).Format("2006-01-02")
+}

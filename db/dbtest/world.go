@@ -296,3 +296,11 @@ func (w Services) MailsTo(t testing.TB, addr string) []*doorledger.Message {
 	}
 	return out
 }
+
+// WantCode reports an error unless err has the code.
+func WantCode(t testing.TB, what string, err error, code string) {
+	t.Helper()
+	if got := doorledger.ErrorCode(err); got != code {
+		t.Errorf("%s: err = %v (code %q), want %s", what, err, got, code)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
@@ -209,13 +210,6 @@ func (w *deviceWorld) report(t *testing.T, id int64, state doorledger.DeviceStat
 	t.Helper()
 	if err := w.svc.ReportState(context.Background(), doorledger.ReportedState{DeviceID: id, State: state, Version: version, At: time.Now()}); err != nil {
 		t.Fatalf("report %s v%d of device %d: %v", state, version, id, err)
-	}
-}
-
-func wantCode(t *testing.T, what string, err error, code string) {
-	t.Helper()
-	if got := doorledger.ErrorCode(err); got != code {
-		t.Errorf("%s: err = %v (code %q), want %s", what, err, got, code)
 	}
 }
 
@@ -628,3 +622,5 @@ func TestDeviceCredential(t *testing.T) {
 	_, err = w.svc.IssueCredential(w.ctx(w.mgrA), id)
 	wantCode(t, "credential for a retired device", err, doorledger.ECONFLICT)
 }
+
+var wantCode = dbtest.WantCode
