@@ -33,7 +33,7 @@ func testConsentBadLinks(t *testing.T, newServices NewServices) {
 			t.Errorf("%s link: %v", name, err)
 		}
 	}
-	// A link lives as long as its request (issue 13): past SigningLinkTTL it
+	// A link lives as long as its request: past SigningLinkTTL it
 	// still works; once the request's period is over it does not.
 	*w.Now = w.Now.Add(doorledger.SigningLinkTTL + time.Second)
 	if _, err := w.Consents.OpenSigning(context.Background(), token); err != nil {
@@ -222,8 +222,7 @@ func testConsentLapseAndRenewal(t *testing.T, newServices NewServices) {
 }
 
 // A signer signs the terms they were shown. A request's terms are fixed
-// when it is made (issue 13: every signer of a request signs the same
-// bytes), so renaming the building later changes nothing a signer sees; a
+// when it is made (every signer of a request signs the same bytes), so renaming the building later changes nothing a signer sees; a
 // posted hash of other terms is refused, the device stays disabled and the
 // link still works.
 func testConsentSignRefusesChangedTerms(t *testing.T, newServices NewServices) {

@@ -92,7 +92,7 @@ func testValidationMessages(t *testing.T, newServices NewServices) {
 	}
 }
 
-// Issue 11.9: passwords past bcrypt's 72 bytes (up to 256 characters) are
+// Passwords past bcrypt's 72 bytes (up to 256 characters) are
 // accepted and every byte of them counts; they gave a 500 before, as bcrypt
 // refuses to hash them.
 func testLongPasswords(t *testing.T, newServices NewServices) {

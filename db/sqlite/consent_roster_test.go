@@ -9,9 +9,8 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// Issue 10.2: a signer taken off the roster can no longer sign; 10.3: the
-// typed name is compared with the roster name; 10.6: installers see no
-// contact data, and a signer's links say what happened once used.
+// A signer taken off the roster can no longer sign; the typed name is
+// compared with the roster name; installers see no contact data, and a signer's links say what happened once used.
 
 func TestConsentSignerRemovedCannotSignByLink(t *testing.T) {
 	w := newConsentWorld(t)

@@ -10,7 +10,7 @@ import (
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
-// The paper form of issue 17 under a policy of two: the form must name as
+// A paper form under a policy of two: the form must name as
 // many people as the policy requires; each named signer must confirm it to
 // sign, and the confirmation records the form's digest beside the
 // signature's terms hash; a named signer's "I did not sign this form"

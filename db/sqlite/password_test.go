@@ -35,7 +35,7 @@ func TestHashesBeforePreHashStillVerify(t *testing.T) {
 	}
 }
 
-// Issue 11.4: the attempt is recorded before bcrypt runs, in the write
+// The attempt is recorded before bcrypt runs, in the write
 // transaction that checks the limit, so parallel guesses count one by one:
 // after 8 failures, of 30 guesses sent at once only 2 are checked, the rest
 // refused. Before, all 30 read "8 failures" and ran bcrypt.

@@ -20,8 +20,8 @@ import (
 
 // BenchmarkReportEvents measures the database side of the audit report and
 // each lever tried on it, in one run: a building (America/New_York, 20
-// devices) with DOORLEDGER_BENCH_EVENTS unlock events (default 100k, the
-// issue's report) over the last year, written in time order as ingest
+// devices) with DOORLEDGER_BENCH_EVENTS unlock events (default 100k) over
+// the last year, written in time order as ingest
 // leaves them (one building alone; DOORLEDGER_BENCH_OTHERS=k interleaves k
 // events of another building after each), 2% flagged and a tenth of those
 // acknowledged. One iteration reads one report's events:

@@ -24,15 +24,14 @@ import (
 //	go test ./db/sqlite/ -run '^$' -bench 'IngestGroupCommit|RawBatchInsert' -benchtime 3x -count 1   # smoke
 //	go test ./db/sqlite/ -run '^$' -bench 'IngestGroupCommit|RawBatchInsert' -benchtime 100000x       # figures
 //	go test ./db/sqlite/ -run '^$' -bench '^BenchmarkIngestVsRaw$' -benchtime 100000x -count 3      # the ratio, in process
-//	go test ./db/sqlite/ -run '^$' -bench 'MQTTIngestVsRaw' -benchtime 100000x -count 3              # the ratio over MQTT (issue 5's figure)
+//	go test ./db/sqlite/ -run '^$' -bench 'MQTTIngestVsRaw' -benchtime 100000x -count 3              # the ratio over MQTT
 //	go test ./db/sqlite/ -run '^$' -bench 'DeviceIndexReads' -benchtime 200x                         # why the per-device index stays
 //	go test ./db/sqlite/ -run '^$' -bench 'History' -benchtime 2000x                                  # 200k events
 //	DOORLEDGER_BENCH_EVENTS=5000000 go test ./db/sqlite/ -run '^$' -bench 'History' -benchtime 2000x -timeout 60m
 //	DOORLEDGER_BENCH_EVENTS=1000000 go test ./db/sqlite/ -run '^$' -bench 'ExportCSV' -benchtime 1x -timeout 30m
 //
-// The issue's figure for history is 5M events in one building (p95 under 5 ms
-// for the first and a deep page); the default is 200k so that a run takes
-// seconds. DOORLEDGER_BENCH_EVENTS sets it.
+// The default is 200k events so that a run takes seconds (the target sizes
+// and figures are in docs/benchmarks.md). DOORLEDGER_BENCH_EVENTS sets it.
 
 const benchDevices = 100
 
@@ -145,7 +144,7 @@ func BenchmarkRawBatchInsert(b *testing.B) {
 // the same rows (read back) inserted raw into a second one in transactions of
 // the size the round's group commits reached, and into a third in
 // transactions of 1,000 rows. It reports both rates, the median of the
-// rounds' ratios (the issue's target: >= 0.5) and the ratio against 1,000
+// rounds' ratios and the ratio against 1,000
 // rows a transaction. BenchmarkMQTTIngestVsRaw is the same over MQTT.
 func BenchmarkIngestVsRaw(b *testing.B) {
 	wg, devs := benchIngestWorld(b)
@@ -383,7 +382,7 @@ func benchHistoryWorld(b *testing.B, n int) (*unlockWorld, []int64) {
 }
 
 // BenchmarkHistory: a building with DOORLEDGER_BENCH_EVENTS events (default
-// 200k; the issue's figure is 5M). Sub-benchmarks, one History call (50
+// 200k). Sub-benchmarks, one History call (50
 // events, through the access check, as a board member) per iteration: the
 // first page, a deep page (90% down), a deep page of one device, the first
 // page of anomalies only; each reports p50 and p95 in µs.
@@ -438,8 +437,7 @@ func BenchmarkHistory(b *testing.B) {
 }
 
 // BenchmarkExportCSV: one iteration exports every event of a building of
-// DOORLEDGER_BENCH_EVENTS events (default 200k; the issue's figure is 1M,
-// peak RSS under 100 MB) to io.Discard. Reports rows/s, the process's peak
+// DOORLEDGER_BENCH_EVENTS events (default 200k) to io.Discard. Reports rows/s, the process's peak
 // RSS during the exports (Linux) and the Go heap in use after. Run it with
 // -benchtime 1x or a few x: each iteration is a whole export.
 func BenchmarkExportCSV(b *testing.B) {

@@ -12,7 +12,7 @@ import (
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
-// Issue 10.4: an event a device with a wrong clock dates three days ahead,
+// An event a device with a wrong clock dates three days ahead,
 // or 400 days back, but the portal receives today, is today's: in the
 // history's date filter and pages, the CSV export, the daily counts and a
 // board report for yesterday–today, which is not refused as "after today".
@@ -290,7 +290,7 @@ func TestMigrationEffectiveTimeBackfill(t *testing.T) {
 	}
 }
 
-// Issue 10.4: the effective time stored with each event is chosen by the
+// The effective time stored with each event is chosen by the
 // clock-skew rule at insert, at its edges: the device's time while it is
 // within a day ahead or 30 days behind the time received (a vendor's CSV
 // export may be any age, never ahead), the time received beyond. The stored

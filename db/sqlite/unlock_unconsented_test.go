@@ -10,7 +10,7 @@ import (
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
-// Issue 10.6: a device recorded as found without consent has no business at
+// A device recorded as found without consent has no business at
 // the door at all: each attempt through it is an anomaly, refused by the
 // device or not. A device that only waits for its consent and refuses
 // couriers is doing what it should.
