@@ -78,6 +78,7 @@ func Run(t *testing.T, newServices NewServices) {
 		policyTests,
 		unlockTests,
 		reportTests,
+		vendorTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })
