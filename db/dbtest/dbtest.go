@@ -48,9 +48,6 @@ type Services struct {
 	// compare consent expiry with the database's own clock, so it must not
 	// start in the past.
 	Now *time.Time
-	// OnDesired sets the hook called after a commit that changed devices'
-	// desired state (what the device controller would push).
-	OnDesired func(func([]doorledger.DesiredState))
 	// OnMail sets the hook called after a commit that queued mail.
 	OnMail func(func())
 }

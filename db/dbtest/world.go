@@ -304,3 +304,14 @@ func WantCode(t testing.TB, what string, err error, code string) {
 		t.Errorf("%s: err = %v (code %q), want %s", what, err, got, code)
 	}
 }
+
+// JournalEntry returns the oldest journal entry of a building (0: every
+// building) with the given action, and fails the test when there is none.
+func (w Services) JournalEntry(t testing.TB, buildingID int64, action string) *doorledger.AuditEntry {
+	t.Helper()
+	entries := w.Journal(t, buildingID, action)
+	if len(entries) == 0 {
+		t.Fatalf("no %s entry in the journal", action)
+	}
+	return entries[0]
+}

@@ -95,12 +95,8 @@ func TestAnomalyAcknowledge(t *testing.T) {
 		t.Fatalf("acknowledged event %+v", e)
 	}
 	// Its journal entry, in the same transaction: who, which event, what was done.
-	var actor, objType, detail string
-	var building, object int64
-	if err := w.d.Reader().QueryRow(`SELECT actor, building_id, object_type, object_id, detail FROM audit_entries WHERE action = 'anomaly.acknowledge'`).
-		Scan(&actor, &building, &objType, &object, &detail); err != nil {
-		t.Fatal(err)
-	}
+	entry := w.JournalEntry(t, 0, "anomaly.acknowledge")
+	actor, building, objType, object, detail := entry.Actor, entry.BuildingID, entry.ObjectType, entry.ObjectID, entry.Detail
 	var d struct {
 		Note      string   `json:"note"`
 		Anomalies []string `json:"anomalies"`
@@ -287,10 +283,7 @@ func TestAnomalyAckInLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var entry int64
-	if err := w.d.Reader().QueryRow(`SELECT id FROM audit_entries WHERE action = 'anomaly.acknowledge'`).Scan(&entry); err != nil {
-		t.Fatal(err)
-	}
+	entry := w.JournalEntry(t, 0, "anomaly.acknowledge").ID
 	var idx int64
 	if err := w.d.Reader().QueryRow(`SELECT idx FROM log_leaves WHERE kind = 'audit' AND ref_id = ?`, entry).Scan(&idx); err != nil {
 		t.Fatalf("the acknowledgement's journal entry is not in the log: %v", err)

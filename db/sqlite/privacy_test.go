@@ -172,10 +172,8 @@ func TestPrivacyRedaction(t *testing.T) {
 	if n, err := privacy.RedactUnlocks(sys(), now); err != nil || n != 0 {
 		t.Fatalf("second run redacted %d, %v", n, err)
 	}
-	var detail string
-	if err := w.d.Reader().QueryRow(`SELECT detail FROM audit_entries WHERE action = 'unlock.redact'`).Scan(&detail); err != nil ||
-		!strings.Contains(detail, `"events":3`) || !strings.Contains(detail, `"fields":"actor_ref"`) {
-		t.Fatalf("journal: %q %v", detail, err)
+	if detail := w.JournalEntry(t, 0, "unlock.redact").Detail; !strings.Contains(detail, `"events":3`) || !strings.Contains(detail, `"fields":"actor_ref"`) {
+		t.Fatalf("journal: %q", detail)
 	}
 	// A redacted event changes no further, nor does any other column with it.
 	for _, stmt := range []string{`UPDATE unlock_events SET result = 'granted' WHERE event_id = 'old-2'`,
@@ -301,9 +299,7 @@ func TestPrivacyRedactionByEffectiveTime(t *testing.T) {
 	if err := w.d.Reader().QueryRow(`SELECT id FROM unlock_events WHERE event_id = 'old'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.d.Reader().QueryRow(`SELECT id FROM audit_entries WHERE action = 'unlock.redact'`).Scan(&entry); err != nil {
-		t.Fatal(err)
-	}
+	entry = w.JournalEntry(t, 0, "unlock.redact").ID
 	if _, err := w.d.Writer().Exec(`INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES (?, ?, zeroblob(32), zeroblob(32))`, id, entry); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,10 +52,12 @@ func TestResidentReport(t *testing.T) {
 	if m := w.MailsTo(t, "board@example.com"); len(m) != 0 {
 		t.Fatalf("board alerted without the building's alert setting: %+v", m)
 	}
-	var ip, detail string
-	if err := w.db.Reader().QueryRow(`SELECT ip, detail FROM audit_entries WHERE action = 'resident.report' AND object_id = ?`, r.ID).Scan(&ip, &detail); err != nil {
-		t.Fatal(err)
+	reported := w.Journal(t, 0, "resident.report")
+	i := slices.IndexFunc(reported, func(e *doorledger.AuditEntry) bool { return e.ObjectID == r.ID })
+	if i < 0 {
+		t.Fatalf("no resident.report entry for report %d", r.ID)
 	}
+	ip, detail := reported[i].IP, reported[i].Detail
 	if ip != "" || strings.Contains(detail, "res@example.net") || strings.Contains(detail, "grey box") {
 		t.Errorf("the journal keeps the resident's IP or words: ip %q, detail %s", ip, detail)
 	}
@@ -191,9 +194,15 @@ func TestResidentSubscription(t *testing.T) {
 	if err := w.db.Reader().QueryRow(`SELECT (SELECT COUNT(*) FROM resident_subscribers) + (SELECT COUNT(*) FROM resident_tokens)`).Scan(&left); err != nil || left != 0 {
 		t.Errorf("after unsubscribing, %d rows keep the address or its links (%v)", left, err)
 	}
-	var details string
-	if err := w.db.Reader().QueryRow(`SELECT group_concat(detail || ip, ' ') FROM audit_entries WHERE action LIKE 'resident.%'`).Scan(&details); err != nil {
+	entries, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 100000})
+	if err != nil {
 		t.Fatal(err)
+	}
+	var details string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Action, "resident.") {
+			details += e.Detail + e.IP + " "
+		}
 	}
 	if strings.Contains(details, "rita") {
 		t.Errorf("the journal keeps a subscriber's address: %s", details)

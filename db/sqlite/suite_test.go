@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"testing"
 
-	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
@@ -51,7 +50,6 @@ func openServices(tb testing.TB) (dbtest.Services, *sqlite.DB) {
 		Outbox:        sqlite.NewOutboxService(d),
 		Attention:     sqlite.NewAttentionService(d),
 		Now:           now,
-		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 		OnMail:        func(f func()) { d.OnMail = f },
 	}, d
 }

@@ -512,10 +512,8 @@ func TestUnlockRetentionPurge(t *testing.T) {
 	if !slices.Equal(left, []string{"old-b", "recent", "skewed-old"}) {
 		t.Fatalf("left: %q", left)
 	}
-	var detail string
-	if err := w.d.Reader().QueryRow(`SELECT detail FROM audit_entries WHERE action = 'unlocks.purge' AND building_id = ?`, w.A).Scan(&detail); err != nil ||
-		!strings.Contains(detail, `"deleted":2`) || !strings.Contains(detail, `"retention_days":30`) {
-		t.Fatalf("purge audit: %q %v", detail, err)
+	if detail := w.JournalEntry(t, w.A, "unlocks.purge").Detail; !strings.Contains(detail, `"deleted":2`) || !strings.Contains(detail, `"retention_days":30`) {
+		t.Fatalf("purge audit: %q", detail)
 	}
 	if n, err := w.svc.Purge(sys(), now); err != nil || n != 0 {
 		t.Fatalf("second purge: %d %v", n, err)
