@@ -113,16 +113,11 @@ func (w *unlockWorld) record(tb testing.TB, events ...doorledger.UnlockEvent) *d
 
 func (w *unlockWorld) alerts(tb testing.TB, to string) []string {
 	tb.Helper()
-	rows, err := w.d.Reader().Query(`SELECT subject FROM outbox WHERE kind = 'alert' AND to_addr = ? ORDER BY id`, to)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
 	var list []string
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		list = append(list, s)
+	for _, m := range w.MailsTo(tb, to) {
+		if m.Kind == "alert" {
+			list = append(list, m.Subject)
+		}
 	}
 	return list
 }
