@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"testing"
 
+	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
@@ -20,8 +21,14 @@ func newSQLiteServices(t *testing.T) dbtest.Services {
 // reach it.
 func openServices(tb testing.TB) (dbtest.Services, *sqlite.DB) {
 	tb.Helper()
+	return openServicesWithKey(tb, mustLogKey(tb))
+}
+
+// openServicesWithKey is openServices with the log signed by key.
+func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sqlite.DB) {
+	tb.Helper()
 	d, now := MustOpenDB(tb)
-	logs := sqlite.NewLogService(d, mustLogKey(tb))
+	logs := sqlite.NewLogService(d, key)
 	unlocks := sqlite.NewUnlockService(d)
 	vendors, err := sqlite.NewVendorService(d, unlocks, sealKey)
 	if err != nil {
