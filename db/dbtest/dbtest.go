@@ -76,6 +76,7 @@ func Run(t *testing.T, newServices NewServices) {
 		unlockTests,
 		reportTests,
 		vendorTests,
+		logTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -166,38 +165,6 @@ func TestLogVerifyUnsequenced(t *testing.T) {
 	w.mutateRow(t, "audit_entries", "actor", 1, flipByte)
 	if v := w.Verify(t); v.Problem == nil || v.Problem.What != doorledger.LogChanged || len(v.Overdue) != 1 {
 		t.Errorf("a changed entry and an overdue row: %+v, overdue %v", v.Problem, v.Overdue)
-	}
-}
-
-func TestLogVerifyAccess(t *testing.T) {
-	w := newLogWorld(t)
-	w.Sequence(t)
-	users := sqlite.NewUserService(w.d)
-	board, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "b@example.com", Name: "B", Role: doorledger.RoleBoard, Password: "correct horse battery"})
-	inst, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "i@example.com", Name: "I", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
-	as := func(u *doorledger.User) context.Context {
-		return doorledger.NewContextWithUser(context.Background(), u)
-	}
-	if _, err := w.log.Verify(as(board)); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
-		t.Errorf("board verifies: %v", err)
-	}
-	if _, err := w.log.Verify(context.Background()); doorledger.ErrorCode(err) != doorledger.EUNAUTHORIZED {
-		t.Errorf("anonymous verifies: %v", err)
-	}
-	if _, err := w.log.Head(as(board), 0); err != nil {
-		t.Errorf("board reads the head: %v", err)
-	}
-	if _, err := w.log.ProveConsistency(as(inst), 1, 1); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
-		t.Errorf("installer asks for a proof: %v", err)
-	}
-	// An admin's verification is audited (and logged in turn).
-	v, err := w.log.Verify(as(w.Admin))
-	if err != nil || !v.OK() {
-		t.Fatalf("admin verifies: %v %v", err, v)
-	}
-	entries, _ := sqlite.NewAuditService(w.d).FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 1})
-	if len(entries) != 1 || entries[0].Action != "log.verify" || entries[0].Actor != w.Admin.Email || !strings.Contains(entries[0].Detail, `"ok":true`) {
-		t.Errorf("last audit entry: %+v", entries[0])
 	}
 }
 
@@ -700,22 +667,4 @@ func BenchmarkSequence(b *testing.B) {
 		total += n
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "leaves/s")
-}
-
-// The daily retention purge records what it deletes in the log, so the log
-// still verifies after it, and the purge is itself an entry.
-func TestLogVerifiesAfterRetentionPurge(t *testing.T) {
-	w := newLogWorld(t)
-	old := w.Now.AddDate(-4, 0, 0)
-	w.RecordUnlocks(t, 30, old)
-	w.RecordUnlocks(t, 5, time.Time{})
-	w.Sequence(t)
-	n, err := sqlite.NewUnlockService(w.d).Purge(sys(), *w.Now)
-	if err != nil || n != 30 {
-		t.Fatalf("purge: %d %v, want 30", n, err)
-	}
-	w.Sequence(t)
-	if v := w.Verify(t); !v.OK() || v.Purged != 30 {
-		t.Fatalf("verify after purge: %+v", v)
-	}
 }
