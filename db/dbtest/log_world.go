@@ -2,6 +2,7 @@ package dbtest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,4 +90,26 @@ func (w *LogWorld) Index(tb testing.TB, kind string, id int64) int64 {
 		tb.Fatal(err)
 	}
 	return i
+}
+
+// UnlockIDs returns the ids of the building's unlock events, in order.
+func (w *LogWorld) UnlockIDs(tb testing.TB) []int64 {
+	tb.Helper()
+	var ids []int64
+	f := doorledger.UnlockFilter{BuildingID: w.Building, Limit: 500}
+	for {
+		page, err := w.Unlocks.History(sys(), f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, e := range page.Events {
+			ids = append(ids, e.ID)
+		}
+		if page.Next == (doorledger.UnlockCursor{}) {
+			break
+		}
+		f.After = page.Next
+	}
+	slices.Sort(ids)
+	return ids
 }

@@ -469,45 +469,6 @@ func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
 	}
 }
 
-// TestLogMultiProof: the leaves of rows, and one proof for many of them,
-// which checks against the signed head.
-func TestLogMultiProof(t *testing.T) {
-	w := newLogWorld(t)
-	w.Audits(t, 5)
-	w.RecordUnlocks(t, 9, time.Time{})
-	head := w.Sequence(t)
-	ids := w.ids(t, "unlock_events")
-	leaves, err := w.log.LogLeaves(sys(), doorledger.LogKindUnlock, append([]int64{1 << 40}, ids...))
-	if err != nil || len(leaves) != len(ids) {
-		t.Fatalf("leaves: %d for %d rows (and one not logged), %v", len(leaves), len(ids), err)
-	}
-	var idx []int64
-	var hashes []doorledger.LogHash
-	for i, l := range leaves {
-		if l.RefID != ids[i] || l.Index != w.Index(t, doorledger.LogKindUnlock, ids[i]) {
-			t.Errorf("leaf %d: %+v", i, l)
-		}
-		if i%2 == 0 {
-			idx, hashes = append(idx, l.Index), append(hashes, l.Hash)
-		}
-	}
-	p, err := w.log.ProveInclusions(sys(), idx, head.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := auditlog.CheckInclusions(p, hashes, *head); err != nil {
-		t.Errorf("the proof does not verify: %v", err)
-	}
-	for _, bad := range [][]int64{{idx[1], idx[0]}, {head.Size}} {
-		if _, err := w.log.ProveInclusions(sys(), bad, head.Size); doorledger.ErrorCode(err) != doorledger.EINVALID {
-			t.Errorf("indexes %v: %v, want EINVALID", bad, err)
-		}
-	}
-	if _, err := w.log.ProveInclusions(sys(), idx, head.Size+100); doorledger.ErrorCode(err) != doorledger.EINVALID {
-		t.Errorf("a tree larger than the log: %v", err)
-	}
-}
-
 func TestLogProofs(t *testing.T) {
 	w := newLogWorld(t)
 	w.Audits(t, 5)
