@@ -23,6 +23,7 @@ var unlockTests = []test{
 	{"UnlockAccess", testUnlockAccess},
 	{"UnlockExportCSV", testUnlockExportCSV},
 	{"UnlockImportCSV", testUnlockImportCSV},
+	{"UnlockOfflineDevices", testUnlockOfflineDevices},
 }
 
 // ack1 acknowledges one anomalous event, keeping only the error.
@@ -462,5 +463,55 @@ func testUnlockImportCSV(t *testing.T, newServices NewServices) {
 	}
 	if c := len(w.Journal(t, 0, "unlocks.import")); c != 2 {
 		t.Fatalf("imports audited %d times", c)
+	}
+}
+
+func testUnlockOfflineDevices(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	dev, _ := w.EnabledDevice(t, w.A)
+	quiet, _ := w.EnabledDevice(t, w.A)
+	now := *w.Now
+	st, _ := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+	st.HeartbeatSeconds = 3600
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Unlocks.SetDeviceHeartbeat(As(w.MgrA), quiet, 0); err != nil { // not watched
+		t.Fatal(err)
+	}
+	if err := w.Unlocks.SetDeviceHeartbeat(As(w.BoardA), quiet, 10); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+		t.Fatalf("board sets heartbeat: %v", err)
+	}
+	w.Record(t, unlockEv(dev, "alive", now.Add(-time.Minute), doorledger.UnlockGranted)) // last seen now
+	if list, err := w.Unlocks.OfflineDevices(sys(), now.Add(30*time.Minute)); err != nil || len(list) != 0 {
+		t.Fatalf("within the heartbeat: %+v %v", list, err)
+	}
+	later := now.Add(2 * time.Hour)
+	list, err := w.Unlocks.OfflineDevices(sys(), later)
+	if err != nil || len(list) != 1 || list[0].DeviceID != dev || !list[0].Alerted || !list[0].Since.Equal(now) {
+		t.Fatalf("offline: %+v %v", list, err)
+	}
+	list, _ = w.Unlocks.OfflineDevices(sys(), later.Add(time.Hour))
+	if len(list) != 1 || list[0].Alerted {
+		t.Fatalf("still offline: %+v", list)
+	}
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "offline") {
+		t.Fatalf("alerts: %q", got)
+	}
+	// Heard from again, then silent again: a new silence, a new alert.
+	*w.Now = later
+	w.Record(t, unlockEv(dev, "back", later, doorledger.UnlockDenied))
+	if list, _ := w.Unlocks.OfflineDevices(sys(), later.Add(time.Minute)); len(list) != 0 {
+		t.Fatalf("back online: %+v", list)
+	}
+	list, _ = w.Unlocks.OfflineDevices(sys(), later.Add(3*time.Hour))
+	if len(list) != 1 || !list[0].Alerted {
+		t.Fatalf("silent again: %+v", list)
+	}
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 2 {
+		t.Fatalf("alerts: %q", got)
+	}
+	if c := len(w.Journal(t, 0, "device.offline")); c != 2 {
+		t.Fatalf("offline audited %d times", c)
 	}
 }

@@ -315,3 +315,15 @@ func (w Services) JournalEntry(t testing.TB, buildingID int64, action string) *d
 	}
 	return entries[0]
 }
+
+// Alerts returns the subjects of the alerts queued to addr, in order.
+func (w Services) Alerts(t testing.TB, addr string) []string {
+	t.Helper()
+	var list []string
+	for _, m := range w.MailsTo(t, addr) {
+		if m.Kind == "alert" {
+			list = append(list, m.Subject)
+		}
+	}
+	return list
+}

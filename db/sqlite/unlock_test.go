@@ -111,17 +111,6 @@ func (w *unlockWorld) record(tb testing.TB, events ...doorledger.UnlockEvent) *d
 	return res
 }
 
-func (w *unlockWorld) alerts(tb testing.TB, to string) []string {
-	tb.Helper()
-	var list []string
-	for _, m := range w.MailsTo(tb, to) {
-		if m.Kind == "alert" {
-			list = append(list, m.Subject)
-		}
-	}
-	return list
-}
-
 func TestUnlockIdempotent(t *testing.T) {
 	w := newUnlockWorld(t, "UTC", time.Time{})
 	dev, _ := w.enabledDevice(t, w.A)
@@ -410,13 +399,13 @@ func TestUnlockAlerts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := w.alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
 		t.Fatalf("manager's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.BoardAEmail); len(got) != 0 {
+	if got := w.Alerts(t, w.BoardAEmail); len(got) != 0 {
 		t.Fatalf("board's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.MgrBEmail); len(got) != 0 {
+	if got := w.Alerts(t, w.MgrBEmail); len(got) != 0 {
 		t.Fatalf("other building's manager: %q", got)
 	}
 	var body string // bodies are sealed at rest: read them as the dispatcher does
@@ -438,16 +427,16 @@ func TestUnlockAlerts(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		w.record(t, doorledger.UnlockEvent{DeviceRef: "BLACK-BOX", BuildingID: w.A, EventID: fmt.Sprintf("bb-%d", i), OccurredAt: now, Method: "remote", Result: doorledger.UnlockGranted})
 	}
-	if got := w.alerts(t, w.MgrAEmail); len(got) != 2 {
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 2 {
 		t.Fatalf("manager's alerts: %q", got)
 	}
-	if got := w.alerts(t, w.BoardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
+	if got := w.Alerts(t, w.BoardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
 		t.Fatalf("board's alerts: %q", got)
 	}
 	// An hour later, the same anomalies alert again.
 	*w.Now = now.Add(time.Hour)
 	w.record(t, unlockEv(dev, "next-hour", now.Add(time.Hour), doorledger.UnlockGranted))
-	if got := w.alerts(t, w.MgrAEmail); len(got) != 3 {
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 3 {
 		t.Fatalf("manager's alerts an hour later: %q", got)
 	}
 	// A burst of 100 unlocks by a good device in B (more than 20 in 10
@@ -460,7 +449,7 @@ func TestUnlockAlerts(t *testing.T) {
 	for i := 0; i < 100; i += 10 {
 		w.record(t, evs[i:i+10]...)
 	}
-	if got := w.alerts(t, w.MgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
+	if got := w.Alerts(t, w.MgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
 		t.Fatalf("burst alerts: %q", got)
 	}
 	if n := w.count(t, `SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND anomalies = 16`, good); n != 80 {
@@ -515,56 +504,6 @@ func TestUnlockRetentionPurge(t *testing.T) {
 	}
 	if c := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'unlocks.purge'`); c != 1 {
 		t.Fatalf("purge audit entries: %d", c)
-	}
-}
-
-func TestUnlockOfflineDevices(t *testing.T) {
-	w := newUnlockWorld(t, "UTC", time.Time{})
-	dev, _ := w.enabledDevice(t, w.A)
-	quiet, _ := w.enabledDevice(t, w.A)
-	now := *w.Now
-	st, _ := w.svc.UnlockSettings(uctx(w.MgrA), w.A)
-	st.HeartbeatSeconds = 3600
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, *st); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.svc.SetDeviceHeartbeat(uctx(w.MgrA), quiet, 0); err != nil { // not watched
-		t.Fatal(err)
-	}
-	if err := w.svc.SetDeviceHeartbeat(uctx(w.BoardA), quiet, 10); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
-		t.Fatalf("board sets heartbeat: %v", err)
-	}
-	w.record(t, unlockEv(dev, "alive", now.Add(-time.Minute), doorledger.UnlockGranted)) // last seen now
-	if list, err := w.svc.OfflineDevices(sys(), now.Add(30*time.Minute)); err != nil || len(list) != 0 {
-		t.Fatalf("within the heartbeat: %+v %v", list, err)
-	}
-	later := now.Add(2 * time.Hour)
-	list, err := w.svc.OfflineDevices(sys(), later)
-	if err != nil || len(list) != 1 || list[0].DeviceID != dev || !list[0].Alerted || !list[0].Since.Equal(now) {
-		t.Fatalf("offline: %+v %v", list, err)
-	}
-	list, _ = w.svc.OfflineDevices(sys(), later.Add(time.Hour))
-	if len(list) != 1 || list[0].Alerted {
-		t.Fatalf("still offline: %+v", list)
-	}
-	if got := w.alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "offline") {
-		t.Fatalf("alerts: %q", got)
-	}
-	// Heard from again, then silent again: a new silence, a new alert.
-	*w.Now = later
-	w.record(t, unlockEv(dev, "back", later, doorledger.UnlockDenied))
-	if list, _ := w.svc.OfflineDevices(sys(), later.Add(time.Minute)); len(list) != 0 {
-		t.Fatalf("back online: %+v", list)
-	}
-	list, _ = w.svc.OfflineDevices(sys(), later.Add(3*time.Hour))
-	if len(list) != 1 || !list[0].Alerted {
-		t.Fatalf("silent again: %+v", list)
-	}
-	if got := w.alerts(t, w.MgrAEmail); len(got) != 2 {
-		t.Fatalf("alerts: %q", got)
-	}
-	if c := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.offline'`); c != 2 {
-		t.Fatalf("offline audited %d times", c)
 	}
 }
 

@@ -27,7 +27,7 @@ func TestUnlockUnconsentedDeniedIsAnomaly(t *testing.T) {
 	}
 	awaiting := w.exec(t, `INSERT INTO devices (building_id, vendor, model, serial, location, installer_id, origin, created_at)
 		VALUES (?, 'Acme', 'K1', 'AWAIT-1', 'lobby panel', ?, 'consent_request', ?)`, w.A, w.InstA.ID, udb(now))
-	before := len(w.alerts(t, w.MgrAEmail))
+	before := len(w.Alerts(t, w.MgrAEmail))
 
 	w.record(t,
 		unlockEv(found.ID, "found-denied", now.Add(-2*time.Minute), doorledger.UnlockDenied),
@@ -47,13 +47,13 @@ func TestUnlockUnconsentedDeniedIsAnomaly(t *testing.T) {
 		}
 	}
 	var denied []string
-	for _, s := range w.alerts(t, w.MgrAEmail)[before:] {
+	for _, s := range w.Alerts(t, w.MgrAEmail)[before:] {
 		if strings.Contains(s, "without_consent") {
 			denied = append(denied, s)
 		}
 	}
 	if len(denied) == 0 {
-		t.Errorf("no anomaly alert for the found device's attempts; alerts: %q", w.alerts(t, w.MgrAEmail)[before:])
+		t.Errorf("no anomaly alert for the found device's attempts; alerts: %q", w.Alerts(t, w.MgrAEmail)[before:])
 	}
 	// The device is told to disable once, however many attempts it makes.
 	if n := w.count(t, `SELECT COUNT(*) FROM commands WHERE device_id = ? AND state = 'disabled'`, found.ID); n != 1 {
