@@ -24,6 +24,7 @@ var unlockTests = []test{
 	{"UnlockExportCSV", testUnlockExportCSV},
 	{"UnlockImportCSV", testUnlockImportCSV},
 	{"UnlockOfflineDevices", testUnlockOfflineDevices},
+	{"UnlockPurgeByEffectiveTime", testUnlockPurgeByEffectiveTime},
 }
 
 // ack1 acknowledges one anomalous event, keeping only the error.
@@ -513,5 +514,37 @@ func testUnlockOfflineDevices(t *testing.T, newServices NewServices) {
 	}
 	if c := len(w.Journal(t, 0, "device.offline")); c != 2 {
 		t.Fatalf("offline audited %d times", c)
+	}
+}
+
+// Retention runs on the effective time: an event a wrong clock dated ahead,
+// received longer ago than the retention, is purged (before, it could not be
+// until that future date came, and the purge did not even select it); one
+// dated far back but received within the retention is kept.
+func testUnlockPurgeByEffectiveTime(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	dev, _ := w.EnabledDevice(t, w.A)
+	st, err := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.RetentionDays = 30
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+		t.Fatal(err)
+	}
+	now := *w.Now
+	// Recorded 40 days ago by a device whose clock said ten days from now.
+	*w.Now = now.AddDate(0, 0, -40)
+	w.Record(t, unlockEv(dev, "old-ahead", now.AddDate(0, 0, 10), doorledger.UnlockGranted))
+	*w.Now = now
+	w.Record(t, unlockEv(dev, "new-behind", now.AddDate(0, 0, -400), doorledger.UnlockGranted))
+	if n, err := w.Unlocks.Purge(sys(), now); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1", n, err)
+	}
+	if w.Recorded(t, w.A, "old-ahead") {
+		t.Error("the event received 40 days ago was kept")
+	}
+	if !w.Recorded(t, w.A, "new-behind") {
+		t.Error("the event received today was purged")
 	}
 }

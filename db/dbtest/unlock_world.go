@@ -187,6 +187,21 @@ func (w *UnlockWorld) Record(tb testing.TB, events ...doorledger.UnlockEvent) {
 // Event reads back one recorded event by building and event id.
 func (w *UnlockWorld) Event(tb testing.TB, building int64, eventID string) *doorledger.UnlockEvent {
 	tb.Helper()
+	e := w.findEvent(tb, building, eventID)
+	if e == nil {
+		tb.Fatalf("event %q not recorded", eventID)
+	}
+	return e
+}
+
+// Recorded tells whether the building's newest 500 events hold eventID.
+func (w *UnlockWorld) Recorded(tb testing.TB, building int64, eventID string) bool {
+	tb.Helper()
+	return w.findEvent(tb, building, eventID) != nil
+}
+
+func (w *UnlockWorld) findEvent(tb testing.TB, building int64, eventID string) *doorledger.UnlockEvent {
+	tb.Helper()
 	page, err := w.Unlocks.History(sys(), doorledger.UnlockFilter{BuildingID: building, Limit: 500})
 	if err != nil {
 		tb.Fatal(err)
@@ -196,7 +211,6 @@ func (w *UnlockWorld) Event(tb testing.TB, building int64, eventID string) *door
 			return e
 		}
 	}
-	tb.Fatalf("event %q not recorded", eventID)
 	return nil
 }
 

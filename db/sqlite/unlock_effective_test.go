@@ -137,38 +137,6 @@ func TestUnlockEffectiveTime(t *testing.T) {
 	}
 }
 
-// Retention runs on the effective time: an event a wrong clock dated ahead,
-// received longer ago than the retention, is purged (before, it could not be
-// until that future date came, and the purge did not even select it); one
-// dated far back but received within the retention is kept.
-func TestUnlockPurgeByEffectiveTime(t *testing.T) {
-	w := newUnlockWorld(t, "UTC", time.Time{})
-	dev, _ := w.enabledDevice(t, w.A)
-	st, err := w.svc.UnlockSettings(uctx(w.MgrA), w.A)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.RetentionDays = 30
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, *st); err != nil {
-		t.Fatal(err)
-	}
-	now := *w.Now
-	// Recorded 40 days ago by a device whose clock said ten days from now.
-	*w.Now = now.AddDate(0, 0, -40)
-	w.record(t, unlockEv(dev, "old-ahead", now.AddDate(0, 0, 10), doorledger.UnlockGranted))
-	*w.Now = now
-	w.record(t, unlockEv(dev, "new-behind", now.AddDate(0, 0, -400), doorledger.UnlockGranted))
-	if n, err := w.svc.Purge(sys(), now); err != nil || n != 1 {
-		t.Fatalf("purge: %d, %v; want 1", n, err)
-	}
-	if n := w.count(t, `SELECT COUNT(*) FROM unlock_events WHERE event_id = 'old-ahead'`); n != 0 {
-		t.Error("the event received 40 days ago was kept")
-	}
-	if n := w.count(t, `SELECT COUNT(*) FROM unlock_events WHERE event_id = 'new-behind'`); n != 1 {
-		t.Error("the event received today was purged")
-	}
-}
-
 // Migration 012 gives every event recorded before it its effective time,
 // without changing one log leaf: the log still verifies, and the events of
 // a skewed clock are found by the date they were received.
