@@ -11,7 +11,7 @@ import (
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
-// Issue 10.1: a device that answers a revoke with the version it was sent but
+// A device that answers a revoke with the version it was sent but
 // the state it had is refusing the command. That is neither "confirmed" nor
 // "waiting": the command is recorded refused, journaled, and the managers are
 // alerted at once, not after the time-out.

@@ -14,7 +14,7 @@ import (
 	"github.com/doorledger/doorledger/devicectl"
 )
 
-// BenchmarkMQTTIngestVsRaw is issue 5's ingest figure: durable ingest over
+// BenchmarkMQTTIngestVsRaw measures durable ingest over
 // MQTT from 100 simulated devices, next to the raw batched SQLite insert of
 // the same rows, measured in the same run.
 //
@@ -94,7 +94,7 @@ func benchMQTTIngest(b *testing.B, round int, backlog bool) {
 		}
 	}
 
-	now := *wi.now
+	now := *wi.Now
 	var tt, ti time.Duration
 	var transport, bound []float64
 	b.ResetTimer()

@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,37 +9,26 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// logWorld is a database with audit entries and unlock events, and its log.
+// logWorld is the suite's log world (a building, an admin) with the database
+// under it, its log service and the log's key.
 type logWorld struct {
-	d        *sqlite.DB
-	now      *time.Time
-	log      *sqlite.LogService
-	key      *auditlog.Key
-	building int64
-	admin    *doorledger.User
-	events   int // unlock events recorded, for unique event ids
+	*dbtest.LogWorld
+	d   *sqlite.DB
+	log *sqlite.LogService
+	key *auditlog.Key
 }
 
 func newLogWorld(tb testing.TB) *logWorld {
 	tb.Helper()
-	d, now := MustOpenDB(tb)
-	w := &logWorld{d: d, now: now, key: mustLogKey(tb)}
-	w.log = sqlite.NewLogService(d, w.key)
-	b, err := sqlite.NewBuildingService(d).CreateBuilding(sys(), doorledger.BuildingInput{Name: "Alder Court", Address: "1 Alder Court", Timezone: "UTC"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w.building = b.ID
-	if w.admin, err = sqlite.NewUserService(d).CreateUser(sys(), doorledger.NewUser{Email: "admin@example.com", Name: "Admin",
-		Role: doorledger.RoleAdmin, Password: "correct horse battery"}); err != nil {
-		tb.Fatal(err)
-	}
-	return w
+	key := mustLogKey(tb)
+	s, d := openServicesWithKey(tb, key)
+	return &logWorld{LogWorld: dbtest.NewLogWorld(tb, s), d: d, log: s.Logs.(*sqlite.LogService), key: key}
 }
 
 func mustLogKey(tb testing.TB) *auditlog.Key {
@@ -50,53 +38,6 @@ func mustLogKey(tb testing.TB) *auditlog.Key {
 		tb.Fatal(err)
 	}
 	return k
-}
-
-// audits writes n audit entries the way the services do (one per building created).
-func (w *logWorld) audits(tb testing.TB, n int) {
-	tb.Helper()
-	for i := 0; i < n; i++ {
-		if _, err := sqlite.NewBuildingService(w.d).CreateBuilding(sys(), doorledger.BuildingInput{Name: fmt.Sprintf("B%d", i),
-			Address: fmt.Sprintf("%d Birch Street", i), Timezone: "UTC"}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// unlocks records n unlock events of an unknown device, at t (zero: now).
-func (w *logWorld) unlocks(tb testing.TB, n int, t time.Time) {
-	tb.Helper()
-	var events []doorledger.UnlockEvent
-	for i := 0; i < n; i++ {
-		w.events++
-		ev := doorledger.UnlockEvent{BuildingID: w.building, DeviceRef: "SN-1", EventID: fmt.Sprintf("e-%d", w.events),
-			OccurredAt: *w.now, Method: "keypad", ActorRef: "pkg " + fmt.Sprint(i), Result: doorledger.UnlockGranted}
-		if !t.IsZero() {
-			ev.OccurredAt, ev.ReceivedAt = t.Add(time.Duration(i)*time.Second), t.Add(time.Duration(i)*time.Second)
-		}
-		events = append(events, ev)
-	}
-	if err := sqlite.NewUnlockService(w.d).RecordUnlocks(sys(), events); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func (w *logWorld) sequence(tb testing.TB) *doorledger.LogHead {
-	tb.Helper()
-	h, err := w.log.SignHead(sys())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return h
-}
-
-func (w *logWorld) verify(tb testing.TB) *doorledger.LogVerification {
-	tb.Helper()
-	v, err := w.log.Verify(sys())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return v
 }
 
 func (w *logWorld) exec(tb testing.TB, query string, args ...any) {
@@ -123,19 +64,10 @@ func (w *logWorld) ids(tb testing.TB, table string) []int64 {
 	return out
 }
 
-func (w *logWorld) index(tb testing.TB, kind string, id int64) int64 {
-	tb.Helper()
-	i, err := w.log.EntryIndex(sys(), kind, id)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return i
-}
-
 func TestLogSequenceAndVerify(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 10)
-	w.unlocks(t, 25, time.Time{})
+	w.Audits(t, 10)
+	w.RecordUnlocks(t, 25, time.Time{})
 	n, err := w.log.Sequence(sys())
 	if err != nil {
 		t.Fatal(err)
@@ -153,14 +85,14 @@ func TestLogSequenceAndVerify(t *testing.T) {
 		t.Fatalf("second run appended %d: %v", m, err)
 	}
 	// New rows are appended at once, but a head is signed once a minute …
-	w.audits(t, 3)
+	w.Audits(t, 3)
 	if m, err := w.log.Sequence(sys()); err != nil || m != 3 {
 		t.Fatalf("third run appended %d: %v", m, err)
 	}
 	if h, _ := w.log.Head(sys(), 0); h.Size != n {
 		t.Errorf("head signed within the minute: size %d", h.Size)
 	}
-	*w.now = w.now.Add(time.Minute)
+	*w.Now = w.Now.Add(time.Minute)
 	if _, err := w.log.Sequence(sys()); err != nil {
 		t.Fatal(err)
 	}
@@ -168,21 +100,21 @@ func TestLogSequenceAndVerify(t *testing.T) {
 		t.Errorf("head after a minute: size %d, want %d", h.Size, n+3)
 	}
 	// … or on demand.
-	w.audits(t, 1)
-	if h := w.sequence(t); h.Size != n+4 {
+	w.Audits(t, 1)
+	if h := w.Sequence(t); h.Size != n+4 {
 		t.Errorf("head on demand: size %d, want %d", h.Size, n+4)
 	}
 	// Entries are in commit order, kinds in the order of the batch.
-	if i := w.index(t, doorledger.LogKindAudit, 1); i != 0 {
+	if i := w.Index(t, doorledger.LogKindAudit, 1); i != 0 {
 		t.Errorf("first audit entry at %d", i)
 	}
 
-	v := w.verify(t)
+	v := w.Verify(t)
 	if !v.OK() || v.Entries != n+4 || v.Heads != 3 || v.Head.Size != n+4 || v.Pending != 0 || v.VerifierKey != w.key.VerifierKey() {
 		t.Fatalf("verify: %+v %v", v, v.Problem)
 	}
-	w.audits(t, 2)
-	if v := w.verify(t); !v.OK() || v.Pending != 2 {
+	w.Audits(t, 2)
+	if v := w.Verify(t); !v.OK() || v.Pending != 2 {
 		t.Errorf("verify with 2 rows not yet logged: pending %d, %v", v.Pending, v.Problem)
 	}
 }
@@ -193,78 +125,46 @@ func TestLogSequenceAndVerify(t *testing.T) {
 // verified days later, the same database gives the same answer.
 func TestLogVerifyUnsequenced(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 3)
-	w.unlocks(t, 2, time.Time{})
-	w.sequence(t)
-	start := *w.now
+	w.Audits(t, 3)
+	w.RecordUnlocks(t, 2, time.Time{})
+	w.Sequence(t)
+	start := *w.Now
 
 	// A fresh row the sequencer has not reached: fine, now and days later.
-	w.audits(t, 1)
+	w.Audits(t, 1)
 	fresh := w.ids(t, "audit_entries")
 	stale := fresh[len(fresh)-1]
 	for _, later := range []time.Duration{0, 72 * time.Hour} {
-		*w.now = start.Add(later)
-		if v := w.verify(t); !v.OK() || v.Pending != 1 || len(v.Overdue) != 0 {
+		*w.Now = start.Add(later)
+		if v := w.Verify(t); !v.OK() || v.Pending != 1 || len(v.Overdue) != 0 {
 			t.Fatalf("a fresh row not yet logged, verified %s later: ok %v, pending %d, overdue %v, %v", later, v.OK(), v.Pending, v.Overdue, v.Problem)
 		}
 	}
 
 	// Rows committed later than it by more than a minute make it overdue: the
 	// sequencer should have logged it long before they came.
-	*w.now = start.Add(doorledger.LogMergeDelay + time.Second)
-	w.unlocks(t, 1, time.Time{})
-	w.audits(t, 1)
-	v := w.verify(t)
+	*w.Now = start.Add(doorledger.LogMergeDelay + time.Second)
+	w.RecordUnlocks(t, 1, time.Time{})
+	w.Audits(t, 1)
+	v := w.Verify(t)
 	if v.OK() || v.Problem.What != doorledger.LogUnsequenced || v.Problem.Kind != doorledger.LogKindAudit || v.Problem.RefID != stale {
 		t.Fatalf("an old row not logged: %+v", v.Problem)
 	}
 	if want := fmt.Sprintf("audit #%d: not sequenced", stale); !strings.HasPrefix(v.Problem.String(), want) || !strings.Contains(v.Problem.String(), "1 rows committed more than 1m0s before the database's newest row") {
 		t.Errorf("problem %q, want it to start %q and say why", v.Problem, want)
 	}
-	if v.Pending != 2 || len(v.Overdue) != 1 || v.Overdue[0].ID != stale || !v.Newest.Equal(*w.now) {
+	if v.Pending != 2 || len(v.Overdue) != 1 || v.Overdue[0].ID != stale || !v.Newest.Equal(*w.Now) {
 		t.Errorf("pending %d, overdue %v, newest %s", v.Pending, v.Overdue, v.Newest)
 	}
 	// The same database, verified days later, says the same.
-	*w.now = w.now.Add(72 * time.Hour)
-	if again := w.verify(t); again.Problem == nil || again.Problem.String() != v.Problem.String() {
+	*w.Now = w.Now.Add(72 * time.Hour)
+	if again := w.Verify(t); again.Problem == nil || again.Problem.String() != v.Problem.String() {
 		t.Errorf("verified days later: %v, want %v", again.Problem, v.Problem)
 	}
 	// A problem in the log itself is named first.
 	w.mutateRow(t, "audit_entries", "actor", 1, flipByte)
-	if v := w.verify(t); v.Problem == nil || v.Problem.What != doorledger.LogChanged || len(v.Overdue) != 1 {
+	if v := w.Verify(t); v.Problem == nil || v.Problem.What != doorledger.LogChanged || len(v.Overdue) != 1 {
 		t.Errorf("a changed entry and an overdue row: %+v, overdue %v", v.Problem, v.Overdue)
-	}
-}
-
-func TestLogVerifyAccess(t *testing.T) {
-	w := newLogWorld(t)
-	w.sequence(t)
-	users := sqlite.NewUserService(w.d)
-	board, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "b@example.com", Name: "B", Role: doorledger.RoleBoard, Password: "correct horse battery"})
-	inst, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "i@example.com", Name: "I", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
-	as := func(u *doorledger.User) context.Context {
-		return doorledger.NewContextWithUser(context.Background(), u)
-	}
-	if _, err := w.log.Verify(as(board)); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
-		t.Errorf("board verifies: %v", err)
-	}
-	if _, err := w.log.Verify(context.Background()); doorledger.ErrorCode(err) != doorledger.EUNAUTHORIZED {
-		t.Errorf("anonymous verifies: %v", err)
-	}
-	if _, err := w.log.Head(as(board), 0); err != nil {
-		t.Errorf("board reads the head: %v", err)
-	}
-	if _, err := w.log.ProveConsistency(as(inst), 1, 1); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
-		t.Errorf("installer asks for a proof: %v", err)
-	}
-	// An admin's verification is audited (and logged in turn).
-	v, err := w.log.Verify(as(w.admin))
-	if err != nil || !v.OK() {
-		t.Fatalf("admin verifies: %v %v", err, v)
-	}
-	entries, _ := sqlite.NewAuditService(w.d).FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 1})
-	if len(entries) != 1 || entries[0].Action != "log.verify" || entries[0].Actor != w.admin.Email || !strings.Contains(entries[0].Detail, `"ok":true`) {
-		t.Errorf("last audit entry: %+v", entries[0])
 	}
 }
 
@@ -374,17 +274,17 @@ func TestLogVerifyFindsTampering(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			w := newLogWorld(t)
-			w.audits(t, 12)
-			w.unlocks(t, 10, time.Time{})
-			w.audits(t, 3)
-			w.unlocks(t, 10, time.Time{})
-			w.sequence(t)
-			if v := w.verify(t); !v.OK() {
+			w.Audits(t, 12)
+			w.RecordUnlocks(t, 10, time.Time{})
+			w.Audits(t, 3)
+			w.RecordUnlocks(t, 10, time.Time{})
+			w.Sequence(t)
+			if v := w.Verify(t); !v.OK() {
 				t.Fatalf("before: %v", v.Problem)
 			}
 			id := c.tamper(t, w, w.ids(t, c.table))
-			i := w.index(t, c.kind, id)
-			v := w.verify(t)
+			i := w.Index(t, c.kind, id)
+			v := w.Verify(t)
 			want := fmt.Sprintf(c.want, i, id)
 			if strings.Count(c.want, "%d") == 1 {
 				want = fmt.Sprintf(c.want, i)
@@ -401,12 +301,12 @@ func TestLogVerifyFindsTampering(t *testing.T) {
 
 func TestLogRetentionPurge(t *testing.T) {
 	w := newLogWorld(t)
-	old := w.now.AddDate(-4, 0, 0)
-	w.unlocks(t, 30, old)
-	w.audits(t, 2)
-	w.unlocks(t, 5, time.Time{})
-	w.sequence(t)
-	cutoff := w.now.AddDate(0, 0, -1095)
+	old := w.Now.AddDate(-4, 0, 0)
+	w.RecordUnlocks(t, 30, old)
+	w.Audits(t, 2)
+	w.RecordUnlocks(t, 5, time.Time{})
+	w.Sequence(t)
+	cutoff := w.Now.AddDate(0, 0, -1095)
 
 	// The purge path: in one transaction, record the ids, then delete them.
 	purge := func(ids []int64) *doorledger.LogPurge {
@@ -416,7 +316,7 @@ func TestLogRetentionPurge(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback()
-		p, err := tx.LogUnlockPurge(sys(), w.building, cutoff, ids)
+		p, err := tx.LogUnlockPurge(sys(), w.Building, cutoff, ids)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,50 +339,50 @@ func TestLogRetentionPurge(t *testing.T) {
 	if first.Count() != 18 || len(first.IDs) != 2 || first.Actor != "test" {
 		t.Fatalf("purge record: %+v", first)
 	}
-	w.unlocks(t, 3, old.Add(time.Hour))
+	w.RecordUnlocks(t, 3, old.Add(time.Hour))
 	late := w.ids(t, "unlock_events")
 	late = late[len(late)-3:]
 	second := purge(append([]int64{ids[10]}, late...))
 	if second.ID != first.ID+1 {
 		t.Fatalf("second purge record: %+v", second)
 	}
-	w.sequence(t)
-	v := w.verify(t)
+	w.Sequence(t)
+	v := w.Verify(t)
 	if !v.OK() || v.Purged != 22 {
 		t.Fatalf("after purges: purged %d, %v", v.Purged, v.Problem)
 	}
-	if i := w.index(t, doorledger.LogKindPurge, second.ID); i <= w.index(t, doorledger.LogKindUnlock, late[2]) {
+	if i := w.Index(t, doorledger.LogKindPurge, second.ID); i <= w.Index(t, doorledger.LogKindUnlock, late[2]) {
 		t.Errorf("purge record logged at %d, before the rows it names", i)
 	}
 
 	// A row deleted outside a purge (the retention trigger allows it: it is
 	// old enough) is found missing, at its place.
 	w.exec(t, `DELETE FROM unlock_events WHERE id = ?`, ids[11])
-	v = w.verify(t)
-	if i := w.index(t, doorledger.LogKindUnlock, ids[11]); v.OK() || v.Problem.String() != fmt.Sprintf("entry %d (unlock #%d): missing", i, ids[11]) {
+	v = w.Verify(t)
+	if i := w.Index(t, doorledger.LogKindUnlock, ids[11]); v.OK() || v.Problem.String() != fmt.Sprintf("entry %d (unlock #%d): missing", i, ids[11]) {
 		t.Errorf("row deleted without a purge: %v", v.Problem)
 	}
 
 	// A purge record widened afterwards to cover it is not the logged one.
 	w.dropTriggers(t, "log_purges")
 	w.exec(t, `UPDATE log_purges SET ids = '`+fmt.Sprintf("%d-%d,%d-%d", ids[0], ids[10]+1, ids[12], ids[19])+`' WHERE id = ?`, first.ID)
-	v = w.verify(t)
-	if i := w.index(t, doorledger.LogKindUnlock, ids[0]); v.OK() || v.Problem.Index != i || v.Problem.What != doorledger.LogMissing {
+	v = w.Verify(t)
+	if i := w.Index(t, doorledger.LogKindUnlock, ids[0]); v.OK() || v.Problem.Index != i || v.Problem.What != doorledger.LogMissing {
 		t.Errorf("widened purge record: %v, want entry %d missing", v.Problem, i)
 	}
 
 	// Purging a row that is not logged is refused.
 	tx, _ := w.d.BeginTx(sys())
 	defer tx.Rollback()
-	if _, err := tx.LogUnlockPurge(sys(), w.building, cutoff, []int64{1 << 40}); err == nil {
+	if _, err := tx.LogUnlockPurge(sys(), w.Building, cutoff, []int64{1 << 40}); err == nil {
 		t.Errorf("purge of an unknown row recorded")
 	}
 }
 
 func TestLogVerifyWithAnotherKey(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 3)
-	w.sequence(t)
+	w.Audits(t, 3)
+	w.Sequence(t)
 	other := mustLogKey(t)
 	// The key printed in a report, given on the command line.
 	check := sqlite.NewLogService(w.d, nil)
@@ -507,11 +407,11 @@ func TestLogVerifyWithAnotherKey(t *testing.T) {
 	}
 	// A log rewritten and re-signed with another key in the data directory.
 	forged := sqlite.NewLogService(w.d, other)
-	w.audits(t, 1)
+	w.Audits(t, 1)
 	if _, err := forged.SignHead(sys()); err != nil {
 		t.Fatal(err)
 	}
-	if v := w.verify(t); v.OK() || v.Problem.What != doorledger.LogBadHead || v.Problem.Size != v.Head.Size {
+	if v := w.Verify(t); v.OK() || v.Problem.What != doorledger.LogBadHead || v.Problem.Size != v.Head.Size {
 		t.Errorf("head signed by another key: %v", v.Problem)
 	}
 }
@@ -522,8 +422,8 @@ func TestLogVerifyWithAnotherKey(t *testing.T) {
 // checks both, with the log's key and with the key printed back then.
 func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 3)
-	h := w.sequence(t)
+	w.Audits(t, 3)
+	h := w.Sequence(t)
 	// Re-sign the first head as the portal did before checkpoints.
 	legacy, err := note.Sign(&note.Note{Text: string(tlog.FormatTree(tlog.Tree{N: h.Size, Hash: tlog.Hash(h.Root)}))}, w.key.Signer())
 	if err != nil {
@@ -537,7 +437,7 @@ func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := sqlite.NewLogService(w.d, named)
-	w.audits(t, 2)
+	w.Audits(t, 2)
 	h2, err := logs.SignHead(sys())
 	if err != nil {
 		t.Fatal(err)
@@ -560,7 +460,7 @@ func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
 	}
 	// A checkpoint of another origin in this log is refused.
 	other, _ := w.key.Named("elsewhere.example/log")
-	w.audits(t, 1)
+	w.Audits(t, 1)
 	if _, err := sqlite.NewLogService(w.d, other).SignHead(sys()); err != nil {
 		t.Fatal(err)
 	}
@@ -569,53 +469,14 @@ func TestLogCheckpointsAfterLegacyHeads(t *testing.T) {
 	}
 }
 
-// TestLogMultiProof: the leaves of rows, and one proof for many of them,
-// which checks against the signed head.
-func TestLogMultiProof(t *testing.T) {
-	w := newLogWorld(t)
-	w.audits(t, 5)
-	w.unlocks(t, 9, time.Time{})
-	head := w.sequence(t)
-	ids := w.ids(t, "unlock_events")
-	leaves, err := w.log.LogLeaves(sys(), doorledger.LogKindUnlock, append([]int64{1 << 40}, ids...))
-	if err != nil || len(leaves) != len(ids) {
-		t.Fatalf("leaves: %d for %d rows (and one not logged), %v", len(leaves), len(ids), err)
-	}
-	var idx []int64
-	var hashes []doorledger.LogHash
-	for i, l := range leaves {
-		if l.RefID != ids[i] || l.Index != w.index(t, doorledger.LogKindUnlock, ids[i]) {
-			t.Errorf("leaf %d: %+v", i, l)
-		}
-		if i%2 == 0 {
-			idx, hashes = append(idx, l.Index), append(hashes, l.Hash)
-		}
-	}
-	p, err := w.log.ProveInclusions(sys(), idx, head.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := auditlog.CheckInclusions(p, hashes, *head); err != nil {
-		t.Errorf("the proof does not verify: %v", err)
-	}
-	for _, bad := range [][]int64{{idx[1], idx[0]}, {head.Size}} {
-		if _, err := w.log.ProveInclusions(sys(), bad, head.Size); doorledger.ErrorCode(err) != doorledger.EINVALID {
-			t.Errorf("indexes %v: %v, want EINVALID", bad, err)
-		}
-	}
-	if _, err := w.log.ProveInclusions(sys(), idx, head.Size+100); doorledger.ErrorCode(err) != doorledger.EINVALID {
-		t.Errorf("a tree larger than the log: %v", err)
-	}
-}
-
 func TestLogProofs(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 5)
-	w.unlocks(t, 6, time.Time{})
-	old := w.sequence(t)
-	w.audits(t, 4)
-	w.unlocks(t, 9, time.Time{})
-	cur := w.sequence(t)
+	w.Audits(t, 5)
+	w.RecordUnlocks(t, 6, time.Time{})
+	old := w.Sequence(t)
+	w.Audits(t, 4)
+	w.RecordUnlocks(t, 9, time.Time{})
+	cur := w.Sequence(t)
 
 	for _, h := range []*doorledger.LogHead{old, cur} {
 		if _, err := auditlog.OpenHead(h.Note, w.key.HeadVerifier()); err != nil {
@@ -639,7 +500,7 @@ func TestLogProofs(t *testing.T) {
 	}
 	// The entry whose inclusion is proved is the row as it is.
 	id := w.ids(t, "unlock_events")[2]
-	i := w.index(t, doorledger.LogKindUnlock, id)
+	i := w.Index(t, doorledger.LogKindUnlock, id)
 	p, _ := w.log.ProveInclusion(sys(), i, cur.Size)
 	var ev doorledger.UnlockEvent
 	var occurred, received string
@@ -697,8 +558,8 @@ func TestLogProofs(t *testing.T) {
 
 func TestLogTablesAppendOnly(t *testing.T) {
 	w := newLogWorld(t)
-	w.audits(t, 2)
-	w.sequence(t)
+	w.Audits(t, 2)
+	w.Sequence(t)
 	for _, stmt := range []string{
 		`UPDATE log_leaves SET ref_id = ref_id + 1`,
 		`DELETE FROM log_leaves`,
@@ -713,13 +574,13 @@ func TestLogTablesAppendOnly(t *testing.T) {
 			t.Errorf("%s: %v, want the trigger to refuse", stmt, err)
 		}
 	}
-	if v := w.verify(t); !v.OK() {
+	if v := w.Verify(t); !v.OK() {
 		t.Errorf("after refused changes: %v", v.Problem)
 	}
 	// The log's own tables altered, triggers dropped: found where.
 	w.dropTriggers(t, "log_hashes")
 	w.exec(t, `UPDATE log_hashes SET hash = zeroblob(32) WHERE idx = 3`) // the tree hash stored with entry 2
-	if v := w.verify(t); v.OK() || v.Problem.What != doorledger.LogAltered || v.Problem.Index != 2 {
+	if v := w.Verify(t); v.OK() || v.Problem.What != doorledger.LogAltered || v.Problem.Index != 2 {
 		t.Errorf("tree hash altered: %v", v.Problem)
 	}
 }
@@ -743,22 +604,22 @@ func BenchmarkSequence(b *testing.B) {
 		}
 		for i := range perRun / 2 {
 			if _, err := tx.Exec(`INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
-				VALUES ('2026-11-02T10:00:00.000000Z', 1, 'admin@example.com', 'device.enable', ?, 'device', ?, '10.0.0.1', '{"version":3}')`, w.building, i); err != nil {
+				VALUES ('2026-11-02T10:00:00.000000Z', 1, 'admin@example.com', 'device.enable', ?, 'device', ?, '10.0.0.1', '{"version":3}')`, w.Building, i); err != nil {
 				b.Fatal(err)
 			}
 		}
 		for range perRun / 2 {
-			w.events++
+			w.EventsRecorded++
 			if _, err := tx.Exec(`INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
 				VALUES (?, 'SN-1', ?, '2026-11-02T10:00:00.000000Z', '2026-11-02T10:00:01.000000Z', 'courier_app', 'pkg 1', 'granted', 4, 'mqtt', '2026-11-02T10:00:00.000000Z')`,
-				w.building, fmt.Sprintf("e-%d", w.events)); err != nil {
+				w.Building, fmt.Sprintf("e-%d", w.EventsRecorded)); err != nil {
 				b.Fatal(err)
 			}
 		}
 		if err := tx.Commit(); err != nil {
 			b.Fatal(err)
 		}
-		*w.now = w.now.Add(time.Second)
+		*w.Now = w.Now.Add(time.Second)
 		b.StartTimer()
 		n, err := w.log.Sequence(sys())
 		if err != nil {
@@ -767,22 +628,4 @@ func BenchmarkSequence(b *testing.B) {
 		total += n
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "leaves/s")
-}
-
-// The daily retention purge records what it deletes in the log, so the log
-// still verifies after it, and the purge is itself an entry.
-func TestLogVerifiesAfterRetentionPurge(t *testing.T) {
-	w := newLogWorld(t)
-	old := w.now.AddDate(-4, 0, 0)
-	w.unlocks(t, 30, old)
-	w.unlocks(t, 5, time.Time{})
-	w.sequence(t)
-	n, err := sqlite.NewUnlockService(w.d).Purge(sys(), *w.now)
-	if err != nil || n != 30 {
-		t.Fatalf("purge: %d %v, want 30", n, err)
-	}
-	w.sequence(t)
-	if v := w.verify(t); !v.OK() || v.Purged != 30 {
-		t.Fatalf("verify after purge: %+v", v)
-	}
 }

@@ -18,18 +18,18 @@ var signLinkRE = regexp.MustCompile(`http://portal\.test/sign/([A-Za-z0-9_-]+)`)
 // gets the body whole, and the link in it works.
 func TestOutboxSealsBodiesAtRest(t *testing.T) {
 	w := newConsentWorld(t)
-	if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-1", w.signer.ID)); err != nil {
+	if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-1", w.Signer.ID)); err != nil {
 		t.Fatal(err)
 	}
 	raw := testtool.TableText(t, w.db.Reader())
 	if strings.Contains(raw, "/sign/") || strings.Contains(raw, "Review the full terms") {
 		t.Fatalf("the outbox table holds the body in the clear:\n%s", raw)
 	}
-	token := w.lastLink(t, w.signer.Email, "/sign/") // through PendingMessages
+	token := w.LastLink(t, w.Signer.Email, "/sign/") // through PendingMessages
 	if strings.Contains(raw, token) || bytes.Contains(testtool.DatabaseFiles(t, w.db.Path), []byte(token)) {
 		t.Fatal("the token is in the database")
 	}
-	if _, err := w.consents.OpenSigning(context.Background(), token); err != nil {
+	if _, err := w.Consents.OpenSigning(context.Background(), token); err != nil {
 		t.Fatalf("the mailed link does not work: %v", err)
 	}
 }
@@ -45,7 +45,7 @@ func TestOutboxBodiesOnceSent(t *testing.T) {
 	for _, logOnly := range []bool{false, true} {
 		out := sqlite.NewOutboxService(w.db)
 		out.LogOnly = logOnly
-		if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-"+map[bool]string{false: "smtp", true: "log"}[logOnly], w.signer.ID)); err != nil {
+		if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-"+map[bool]string{false: "smtp", true: "log"}[logOnly], w.Signer.ID)); err != nil {
 			t.Fatal(err)
 		}
 		pending, err := out.PendingMessages(context.Background(), 8, 10)
@@ -83,7 +83,7 @@ func TestOutboxBodiesOnceSent(t *testing.T) {
 func TestOutboxSecureStoredMail(t *testing.T) {
 	for _, logOnly := range []bool{false, true} {
 		w := newConsentWorld(t)
-		if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-1", w.signer.ID)); err != nil {
+		if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-1", w.Signer.ID)); err != nil {
 			t.Fatal(err)
 		}
 		out := sqlite.NewOutboxService(w.db)
@@ -101,7 +101,7 @@ func TestOutboxSecureStoredMail(t *testing.T) {
 		}
 		for _, sent := range []any{nil, "2026-01-01T00:00:00.000000Z"} {
 			if _, err := w.db.Writer().Exec(`INSERT INTO outbox (created_at, to_addr, subject, body, kind, sent_at) VALUES ('2026-01-01T00:00:00.000000Z', ?, 'Consent requested', ?, 'signing_link', ?)`,
-				w.signer.Email, body, sent); err != nil {
+				w.Signer.Email, body, sent); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -143,7 +143,7 @@ func TestOutboxSecureStoredMail(t *testing.T) {
 // Switching from logged mail to SMTP drops the bodies kept while logging.
 func TestOutboxSecureStoredMailDropsLoggedBodies(t *testing.T) {
 	w := newConsentWorld(t)
-	if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-1", w.signer.ID)); err != nil {
+	if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-1", w.Signer.ID)); err != nil {
 		t.Fatal(err)
 	}
 	logged := sqlite.NewOutboxService(w.db)
@@ -169,7 +169,7 @@ func TestOutboxSealedBodyBound(t *testing.T) {
 	w := newConsentWorld(t)
 	out := sqlite.NewOutboxService(w.db)
 	for _, serial := range []string{"SN-1", "SN-2"} {
-		if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request(serial, w.signer.ID)); err != nil {
+		if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request(serial, w.Signer.ID)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,7 +179,7 @@ func TestOutboxSealedBodyBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	pending, err := out.PendingMessages(context.Background(), 8, 10)
-	if err != nil || len(pending) != 1 || pending[0].To != w.signer.Email {
+	if err != nil || len(pending) != 1 || pending[0].To != w.Signer.Email {
 		t.Fatalf("pending: %+v, %v", pending, err)
 	}
 	var attempts int
@@ -197,53 +197,5 @@ func TestOutboxSealedBodyBound(t *testing.T) {
 	}
 	if err := w.db.SetSealKey([]byte("short")); err == nil {
 		t.Fatal("a short seal key was accepted")
-	}
-}
-
-// An admin retries an unsent mail from its first attempt; it is journaled.
-func TestOutboxRetryMessage(t *testing.T) {
-	w := newConsentWorld(t)
-	admin, err := sqlite.NewUserService(w.db).CreateUser(sys(), doorledger.NewUser{Email: "admin@example.com", Name: "Admin", Role: doorledger.RoleAdmin, Password: "correct horse battery"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.consents.RequestConsent(as(w.inst), w.A.ID, request("SN-1", w.signer.ID)); err != nil {
-		t.Fatal(err)
-	}
-	out := sqlite.NewOutboxService(w.db)
-	pending, _ := out.PendingMessages(context.Background(), 8, 10)
-	id := pending[0].ID
-	for range 8 {
-		if err := out.MarkFailed(context.Background(), id, "535 authentication failed"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if pending, _ := out.PendingMessages(context.Background(), 8, 10); len(pending) != 0 {
-		t.Fatal("a given-up mail is still pending")
-	}
-	if err := out.RetryMessage(as(w.manager), id); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
-		t.Fatalf("a manager retried mail: %v", err)
-	}
-	woken := false
-	w.db.OnMail = func() { woken = true }
-	if err := out.RetryMessage(as(admin), id); err != nil {
-		t.Fatal(err)
-	}
-	pending, _ = out.PendingMessages(context.Background(), 8, 10)
-	if len(pending) != 1 || pending[0].Attempts != 0 || !signLinkRE.MatchString(pending[0].Body) || !woken {
-		t.Fatalf("after retry: %+v (dispatcher woken: %v)", pending, woken)
-	}
-	entries, _ := sqlite.NewAuditService(w.db).FindAuditEntries(sys(), doorledger.AuditFilter{})
-	if e := entries[0]; e.Action != "mail.retry" || e.Actor != "admin@example.com" {
-		t.Fatalf("newest journal entry %+v", e)
-	}
-	if err := out.MarkSent(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.RetryMessage(as(admin), id); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
-		t.Fatalf("retry of a sent mail: %v", err)
-	}
-	if err := out.RetryMessage(as(admin), 9999); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
-		t.Fatalf("retry of an unknown mail: %v", err)
 	}
 }

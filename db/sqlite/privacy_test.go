@@ -23,10 +23,10 @@ func TestPrivacyEnableNeedsDisclosure(t *testing.T) {
 	devB, _ := w.enabledDevice(t, w.B)
 	privacy, devices := sqlite.NewPrivacyService(w.d), sqlite.NewDeviceService(w.d)
 	w.exec(t, `UPDATE devices SET desired_state = 'disabled', desired_version = 2 WHERE id IN (?, ?)`, dev, devB)
-	if err := privacy.SetPrivacyProfile(uctx(w.boardA), w.A, doorledger.PrivacyProfileTDPA); doorledger.ErrorCode(err) == "" {
+	if err := privacy.SetPrivacyProfile(uctx(w.BoardA), w.A, doorledger.PrivacyProfileTDPA); doorledger.ErrorCode(err) == "" {
 		t.Fatalf("the board set the profile: %v", err)
 	}
-	if err := privacy.SetPrivacyProfile(uctx(w.mgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+	if err := privacy.SetPrivacyProfile(uctx(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
 		t.Fatal(err)
 	}
 	refused := func(stmt string, args ...any) {
@@ -37,7 +37,7 @@ func TestPrivacyEnableNeedsDisclosure(t *testing.T) {
 	}
 	enable := `UPDATE devices SET desired_state = 'enabled', desired_version = 3 WHERE id = ?`
 	refused(enable, dev)
-	_, err := devices.SetDesiredState(uctx(w.mgrA), dev, doorledger.StateEnabled, "")
+	_, err := devices.SetDesiredState(uctx(w.MgrA), dev, doorledger.StateEnabled, "")
 	if doorledger.ErrorCode(err) != doorledger.ECONFLICT || !strings.Contains(doorledger.ErrorMessage(err), "vendor disclosure record") {
 		t.Fatalf("enable without disclosure: %v", err)
 	}
@@ -46,44 +46,44 @@ func TestPrivacyEnableNeedsDisclosure(t *testing.T) {
 		VALUES (?, 'Acme Access Systems LLC', 'door openings', 'deliveries', '', 'https://acme.example/privacy', 'x', 'x')`, w.A)
 	w.exec(t, `UPDATE devices SET vendor_disclosure_id = ? WHERE id = ?`, incomplete, dev)
 	refused(enable, dev)
-	if _, err := devices.SetDesiredState(uctx(w.mgrA), dev, doorledger.StateEnabled, ""); doorledger.ErrorCode(err) != doorledger.ECONFLICT ||
+	if _, err := devices.SetDesiredState(uctx(w.MgrA), dev, doorledger.StateEnabled, ""); doorledger.ErrorCode(err) != doorledger.ECONFLICT ||
 		!strings.Contains(doorledger.ErrorMessage(err), "lacks retention") {
 		t.Fatalf("enable with an incomplete disclosure: %v", err)
 	}
 	// Nor one of another building.
-	other, err := privacy.SaveVendorDisclosure(uctx(w.mgrB), w.B, 0, fullDisclosure)
+	other, err := privacy.SaveVendorDisclosure(uctx(w.MgrB), w.B, 0, fullDisclosure)
 	if err != nil {
 		t.Fatal(err)
 	}
 	refused(`UPDATE devices SET vendor_disclosure_id = ? WHERE id = ?`, other.ID, dev)
-	if err := privacy.SetDeviceDisclosure(uctx(w.mgrA), w.A, dev, other.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+	if err := privacy.SetDeviceDisclosure(uctx(w.MgrA), w.A, dev, other.ID); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("another building's record: %v", err)
 	}
 	// The form wants every field.
-	if _, err := privacy.SaveVendorDisclosure(uctx(w.mgrA), w.A, 0, doorledger.VendorDisclosureInput{LegalName: "Acme"}); doorledger.ErrorCode(err) != doorledger.EINVALID {
+	if _, err := privacy.SaveVendorDisclosure(uctx(w.MgrA), w.A, 0, doorledger.VendorDisclosureInput{LegalName: "Acme"}); doorledger.ErrorCode(err) != doorledger.EINVALID {
 		t.Fatalf("incomplete form: %v", err)
 	}
-	full, err := privacy.SaveVendorDisclosure(uctx(w.mgrA), w.A, 0, fullDisclosure)
+	full, err := privacy.SaveVendorDisclosure(uctx(w.MgrA), w.A, 0, fullDisclosure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := privacy.SetDeviceDisclosure(uctx(w.mgrA), w.A, dev, full.ID); err != nil {
+	if err := privacy.SetDeviceDisclosure(uctx(w.MgrA), w.A, dev, full.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := devices.SetDesiredState(uctx(w.mgrA), dev, doorledger.StateEnabled, ""); err != nil {
+	if _, err := devices.SetDesiredState(uctx(w.MgrA), dev, doorledger.StateEnabled, ""); err != nil {
 		t.Fatalf("enable with a complete disclosure: %v", err)
 	}
 	// Its record stays complete, and it cannot drop it while enabled.
 	refused(`UPDATE vendor_disclosures SET policy_url = '' WHERE id = ?`, full.ID)
-	if err := privacy.SetDeviceDisclosure(uctx(w.mgrA), w.A, dev, 0); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
+	if err := privacy.SetDeviceDisclosure(uctx(w.MgrA), w.A, dev, 0); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
 		t.Fatalf("dropping the record of an enabled device: %v", err)
 	}
 	refused(`UPDATE devices SET vendor_disclosure_id = NULL WHERE id = ?`, dev)
 	// Building B has no profile: its device enables as before.
-	if _, err := devices.SetDesiredState(uctx(w.mgrB), devB, doorledger.StateEnabled, ""); err != nil {
+	if _, err := devices.SetDesiredState(uctx(w.MgrB), devB, doorledger.StateEnabled, ""); err != nil {
 		t.Fatalf("building without the profile: %v", err)
 	}
-	st, err := privacy.PrivacyStatus(uctx(w.boardA), w.A)
+	st, err := privacy.PrivacyStatus(uctx(w.BoardA), w.A)
 	if err != nil || st.Profile != doorledger.PrivacyProfileTDPA || !st.Holds() || len(st.Checks) != 2 {
 		t.Fatalf("status: %+v %v", st, err)
 	}
@@ -99,7 +99,7 @@ func TestPrivacyRedaction(t *testing.T) {
 	devB, _ := w.enabledDevice(t, w.B)
 	logs := sqlite.NewLogService(w.d, mustLogKey(t))
 	privacy := sqlite.NewPrivacyService(w.d)
-	now := *w.now
+	now := *w.Now
 	old := now.AddDate(0, 0, -100)
 	oldEv := func(d int64, id string, result doorledger.UnlockResult) doorledger.UnlockEvent {
 		e := unlockEv(d, id, old, result)
@@ -148,10 +148,10 @@ func TestPrivacyRedaction(t *testing.T) {
 			t.Errorf("%s: allowed", stmt)
 		}
 	}
-	if err := privacy.SetPrivacyProfile(uctx(w.mgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+	if err := privacy.SetPrivacyProfile(uctx(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := privacy.RedactUnlocks(uctx(w.mgrA), now); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+	if _, err := privacy.RedactUnlocks(uctx(w.MgrA), now); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
 		t.Fatalf("a manager ran the job: %v", err)
 	}
 	n, err := privacy.RedactUnlocks(sys(), now)
@@ -172,10 +172,8 @@ func TestPrivacyRedaction(t *testing.T) {
 	if n, err := privacy.RedactUnlocks(sys(), now); err != nil || n != 0 {
 		t.Fatalf("second run redacted %d, %v", n, err)
 	}
-	var detail string
-	if err := w.d.Reader().QueryRow(`SELECT detail FROM audit_entries WHERE action = 'unlock.redact'`).Scan(&detail); err != nil ||
-		!strings.Contains(detail, `"events":3`) || !strings.Contains(detail, `"fields":"actor_ref"`) {
-		t.Fatalf("journal: %q %v", detail, err)
+	if detail := w.JournalEntry(t, 0, "unlock.redact").Detail; !strings.Contains(detail, `"events":3`) || !strings.Contains(detail, `"fields":"actor_ref"`) {
+		t.Fatalf("journal: %q", detail)
 	}
 	// A redacted event changes no further, nor does any other column with it.
 	for _, stmt := range []string{`UPDATE unlock_events SET result = 'granted' WHERE event_id = 'old-2'`,
@@ -199,7 +197,7 @@ func TestPrivacyRedaction(t *testing.T) {
 	if err != nil || !v.OK() || v.Redacted != 3 {
 		t.Fatalf("verify after redaction: %+v %v", v, err)
 	}
-	st, err := privacy.PrivacyStatus(uctx(w.mgrA), w.A)
+	st, err := privacy.PrivacyStatus(uctx(w.MgrA), w.A)
 	if err != nil || st.Redacted != 3 || !st.Checks[1].Holds {
 		t.Fatalf("status: %+v %v", st, err)
 	}
@@ -232,7 +230,7 @@ func TestPrivacyRedactedThenPurged(t *testing.T) {
 	dev, _ := w.enabledDevice(t, w.A)
 	logs := sqlite.NewLogService(w.d, mustLogKey(t))
 	privacy := sqlite.NewPrivacyService(w.d)
-	now := *w.now
+	now := *w.Now
 	var evs []doorledger.UnlockEvent
 	for i, days := range []int{120, 110, 100, 95} {
 		e := unlockEv(dev, "e"+string(rune('a'+i)), now.AddDate(0, 0, -days), doorledger.UnlockGranted)
@@ -241,13 +239,13 @@ func TestPrivacyRedactedThenPurged(t *testing.T) {
 	}
 	w.record(t, evs...)
 	logs.SignHead(sys())
-	if err := privacy.SetPrivacyProfile(uctx(w.mgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+	if err := privacy.SetPrivacyProfile(uctx(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := privacy.RedactUnlocks(sys(), now); err != nil || n != 4 {
 		t.Fatalf("redacted %d %v", n, err)
 	}
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, doorledger.UnlockSettings{RetentionDays: 105, BurstCount: 20, BurstMinutes: 10}); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, doorledger.UnlockSettings{RetentionDays: 105, BurstCount: 20, BurstMinutes: 10}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := w.svc.Purge(sys(), now); err != nil || n != 2 {
@@ -280,12 +278,12 @@ func TestPrivacyRedactionByEffectiveTime(t *testing.T) {
 	dev, _ := w.enabledDevice(t, w.A)
 	logs := sqlite.NewLogService(w.d, mustLogKey(t))
 	privacy := sqlite.NewPrivacyService(w.d)
-	now := *w.now
+	now := *w.Now
 	skewed := unlockEv(dev, "skewed", now.AddDate(0, 0, 400), doorledger.UnlockGranted)
 	skewed.ReceivedAt = now.AddDate(0, 0, -100)
 	w.record(t, skewed)
 	logs.SignHead(sys())
-	if err := privacy.SetPrivacyProfile(uctx(w.mgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+	if err := privacy.SetPrivacyProfile(uctx(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := privacy.RedactUnlocks(sys(), now); err != nil || n != 1 {
@@ -301,9 +299,7 @@ func TestPrivacyRedactionByEffectiveTime(t *testing.T) {
 	if err := w.d.Reader().QueryRow(`SELECT id FROM unlock_events WHERE event_id = 'old'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.d.Reader().QueryRow(`SELECT id FROM audit_entries WHERE action = 'unlock.redact'`).Scan(&entry); err != nil {
-		t.Fatal(err)
-	}
+	entry = w.JournalEntry(t, 0, "unlock.redact").ID
 	if _, err := w.d.Writer().Exec(`INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES (?, ?, zeroblob(32), zeroblob(32))`, id, entry); err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 
 // BenchmarkReportEvents measures the database side of the audit report and
 // each lever tried on it, in one run: a building (America/New_York, 20
-// devices) with DOORLEDGER_BENCH_EVENTS unlock events (default 100k, the
-// issue's report) over the last year, written in time order as ingest
+// devices) with DOORLEDGER_BENCH_EVENTS unlock events (default 100k) over
+// the last year, written in time order as ingest
 // leaves them (one building alone; DOORLEDGER_BENCH_OTHERS=k interleaves k
 // events of another building after each), 2% flagged and a tenth of those
 // acknowledged. One iteration reads one report's events:
@@ -63,7 +63,7 @@ func BenchmarkReportEvents(b *testing.B) {
 	logs := sqlite.NewLogService(w.d, mustLogKey(b))
 	reports := sqlite.NewReportService(w.d, logs, "https://portal.test")
 	ny := mustLoc(b, "America/New_York")
-	now := *w.now
+	now := *w.Now
 	from, to := day(now, ny, -364), day(now, ny, 0)
 	start, _ := time.ParseInLocation("2006-01-02", from, ny)
 	end, _ := time.ParseInLocation("2006-01-02", day(now, ny, 1), ny)
@@ -89,7 +89,7 @@ func BenchmarkReportEvents(b *testing.B) {
 		SELECT id, building_id, received_at, 'bench@example.com', 'Checked: a neighbour''s parcel.' FROM unlock_events
 		WHERE building_id = ? AND anomalies <> 0 AND id % 10 = 0`, w.A)
 	w.exec(b, `ANALYZE`)
-	r, err := reports.RequestReport(uctx(w.mgrA), doorledger.ReportRequest{BuildingID: w.A, Format: doorledger.ReportPDF, From: from, To: to})
+	r, err := reports.RequestReport(uctx(w.MgrA), doorledger.ReportRequest{BuildingID: w.A, Format: doorledger.ReportPDF, From: from, To: to})
 	if err != nil || r.Total != int64(n) {
 		b.Fatalf("request: %+v, %v", r, err)
 	}

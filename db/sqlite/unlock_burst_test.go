@@ -38,7 +38,7 @@ func TestUnlockBurstBatches(t *testing.T) {
 func testUnlockBurstBatches(t *testing.T) {
 	const limit, window = 5, 10 * time.Minute
 	w := newUnlockWorld(t, "UTC", time.Time{})
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrB), w.B, doorledger.UnlockSettings{
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrB), w.B, doorledger.UnlockSettings{
 		RetentionDays: 1095, BurstCount: limit, BurstMinutes: int(window / time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func testUnlockBurstBatches(t *testing.T) {
 	for i := range devs {
 		devs[i], _ = w.enabledDevice(t, w.B)
 	}
-	now := *w.now
+	now := *w.Now
 	rng := rand.New(rand.NewPCG(5, 5))
 	seq := 0
 	ev := func(at time.Time, r doorledger.UnlockResult) doorledger.UnlockEvent {

@@ -124,17 +124,6 @@ func mustCountDays(tb testing.TB, s *sqlite.UnlockService) int64 {
 	return n
 }
 
-// at returns an event of a device (0: an unknown relay of building A) whose
-// clock is right: received when it occurred.
-func (w *unlockWorld) at(device int64, id string, t time.Time, result doorledger.UnlockResult) doorledger.UnlockEvent {
-	e := unlockEv(device, id, t, result)
-	e.ReceivedAt = t
-	if device == 0 {
-		e.BuildingID, e.DeviceRef = w.A, "relay-9"
-	}
-	return e
-}
-
 // localTimes are instants around local midnights, on ordinary days and on
 // the days the zone's offset changes in 2026, in the past 90 days and beyond.
 func localTimes(tb testing.TB, loc *time.Location, now time.Time) []time.Time {
@@ -170,7 +159,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 		t.Run(tz, func(t *testing.T) {
 			w := newUnlockWorld(t, tz, time.Time{})
 			loc := mustLoc(t, tz)
-			now := *w.now
+			now := *w.Now
 			dev, _ := w.enabledDevice(t, w.A)
 			mustCountDays(t, w.svc) // the zones' offsets; nothing to count
 			checkRollup(t, w.d, w.A, 0, "empty")
@@ -178,7 +167,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 			n := 0
 			// One at a time.
 			for i, tm := range times[:8] {
-				w.record(t, w.at(dev, fmt.Sprintf("one-%d", i), tm, doorledger.UnlockGranted))
+				w.record(t, w.At(dev, fmt.Sprintf("one-%d", i), tm, doorledger.UnlockGranted))
 				n++
 			}
 			checkRollup(t, w.d, w.A, n, "single events")
@@ -192,7 +181,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 				if i%4 == 0 {
 					device = 0
 				}
-				batch = append(batch, w.at(device, fmt.Sprintf("batch-%d", i), tm, result))
+				batch = append(batch, w.At(device, fmt.Sprintf("batch-%d", i), tm, result))
 			}
 			if res := w.record(t, batch...); res.Inserted != len(batch) || res.Anomalous == 0 {
 				t.Fatalf("batch: %+v", res)
@@ -219,7 +208,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 				e.Source = doorledger.SourceCSV
 				imp = append(imp, e)
 			}
-			if res, err := w.svc.ImportUnlocks(uctx(w.mgrA), doorledger.UnlockImport{BuildingID: w.A, FileName: "export.csv", Events: imp}); err != nil || res.Inserted != len(imp) {
+			if res, err := w.svc.ImportUnlocks(uctx(w.MgrA), doorledger.UnlockImport{BuildingID: w.A, FileName: "export.csv", Events: imp}); err != nil || res.Inserted != len(imp) {
 				t.Fatalf("import: %+v %v", res, err)
 			}
 			n += len(imp)
@@ -234,7 +223,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 				ids = append(ids, id)
 			}
 			rows.Close()
-			if _, err := w.svc.AcknowledgeAnomalies(uctx(w.mgrA), w.A, ids, "checked"); err != nil {
+			if _, err := w.svc.AcknowledgeAnomalies(uctx(w.MgrA), w.A, ids, "checked"); err != nil {
 				t.Fatal(err)
 			}
 			checkRollup(t, w.d, w.A, n, "acknowledgements")
@@ -243,7 +232,7 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 			// DailyCounts reads the rollup: what it holds is what the chart shows.
 			today := now.In(loc).Format("2006-01-02")
 			w.exec(t, `UPDATE unlock_daily SET granted = 4242 WHERE building_id = ? AND day = ?`, w.A, today)
-			days, err := w.svc.DailyCounts(uctx(w.boardA), w.A, 0, 30)
+			days, err := w.svc.DailyCounts(uctx(w.BoardA), w.A, 0, 30)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,10 +248,10 @@ func TestUnlockDailyRollupAtInsert(t *testing.T) {
 func TestUnlockDailyRollupPurge(t *testing.T) {
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
 	loc := mustLoc(t, "America/New_York")
-	now := *w.now
+	now := *w.Now
 	dev, _ := w.enabledDevice(t, w.A)
 	mustCountDays(t, w.svc)
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
 		t.Fatal(err)
 	}
 	var evs []doorledger.UnlockEvent
@@ -271,11 +260,11 @@ func TestUnlockDailyRollupPurge(t *testing.T) {
 		if i%2 == 0 {
 			result = doorledger.UnlockDenied
 		}
-		evs = append(evs, w.at(dev, fmt.Sprintf("e-%d", i), tm, result))
+		evs = append(evs, w.At(dev, fmt.Sprintf("e-%d", i), tm, result))
 	}
 	// Around the purge's cutoff, both sides of it, on one local day.
 	cut := now.AddDate(0, 0, -30)
-	evs = append(evs, w.at(dev, "cut-before", cut.Add(-time.Second), doorledger.UnlockGranted), w.at(0, "cut-after", cut.Add(time.Second), doorledger.UnlockGranted))
+	evs = append(evs, w.At(dev, "cut-before", cut.Add(-time.Second), doorledger.UnlockGranted), w.At(0, "cut-after", cut.Add(time.Second), doorledger.UnlockGranted))
 	w.record(t, evs...)
 	checkRollup(t, w.d, w.A, len(evs), "before the purge")
 	n, err := w.svc.Purge(sys(), now)
@@ -296,20 +285,20 @@ func TestUnlockDailyRollupPurge(t *testing.T) {
 func TestUnlockDailyRollupZoneChange(t *testing.T) {
 	defer sqlite.SetCountDaysChunk(sqlite.SetCountDaysChunk(7))
 	w := newUnlockWorld(t, "America/New_York", time.Time{})
-	now := *w.now
+	now := *w.Now
 	dev, _ := w.enabledDevice(t, w.A)
 	mustCountDays(t, w.svc)
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
 		t.Fatal(err)
 	}
 	var evs []doorledger.UnlockEvent
 	for i, tm := range localTimes(t, mustLoc(t, "America/New_York"), now) {
-		evs = append(evs, w.at(dev, fmt.Sprintf("e-%d", i), tm, doorledger.UnlockGranted))
+		evs = append(evs, w.At(dev, fmt.Sprintf("e-%d", i), tm, doorledger.UnlockGranted))
 	}
 	w.record(t, evs...)
 	n := len(evs)
 	checkRollup(t, w.d, w.A, n, "in New York")
-	before, err := w.svc.DailyCounts(uctx(w.boardA), w.A, 0, 30)
+	before, err := w.svc.DailyCounts(uctx(w.BoardA), w.A, 0, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +309,7 @@ func TestUnlockDailyRollupZoneChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	zone := "Asia/Kolkata"
-	if _, err := buildings.UpdateBuilding(uctx(w.mgrA), w.A, doorledger.BuildingInput{Name: b.Name, Address: b.Address, Timezone: zone, ConsentMonths: b.ConsentMonths}); err != nil {
+	if _, err := buildings.UpdateBuilding(uctx(w.MgrA), w.A, doorledger.BuildingInput{Name: b.Name, Address: b.Address, Timezone: zone, ConsentMonths: b.ConsentMonths}); err != nil {
 		t.Fatal(err)
 	}
 	if c := w.count(t, `SELECT COUNT(*) FROM unlock_daily_zones WHERE building_id = ? AND zone = ? AND counted_until = ''`, w.A, zone); c != 1 {
@@ -328,7 +317,7 @@ func TestUnlockDailyRollupZoneChange(t *testing.T) {
 	}
 	// Meanwhile the chart counts the events, in the new zone.
 	kolkata := mustLoc(t, zone)
-	days, err := w.svc.DailyCounts(uctx(w.boardA), w.A, 0, 30)
+	days, err := w.svc.DailyCounts(uctx(w.BoardA), w.A, 0, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +344,7 @@ func TestUnlockDailyRollupZoneChange(t *testing.T) {
 		}
 		var more []doorledger.UnlockEvent
 		for j, tm := range []time.Time{now.AddDate(0, 0, -300), now.AddDate(0, 0, -45), now.AddDate(0, 0, -2), now.Add(-time.Minute)} {
-			more = append(more, w.at(dev, fmt.Sprintf("during-%d-%d", i, j), tm.In(kolkata), doorledger.UnlockDenied))
+			more = append(more, w.At(dev, fmt.Sprintf("during-%d-%d", i, j), tm.In(kolkata), doorledger.UnlockDenied))
 		}
 		n += w.record(t, more...).Inserted
 		if i == 2 {
@@ -370,7 +359,7 @@ func TestUnlockDailyRollupZoneChange(t *testing.T) {
 		t.Errorf("the catch-up took %d steps of 7 events for %d events and more", steps, len(evs))
 	}
 	checkRollup(t, w.d, w.A, n, "in Kolkata")
-	w.record(t, w.at(dev, "after", now.Add(-time.Second), doorledger.UnlockGranted))
+	w.record(t, w.At(dev, "after", now.Add(-time.Second), doorledger.UnlockGranted))
 	checkRollup(t, w.d, w.A, n+1, "recorded after the catch-up")
 }
 
@@ -380,15 +369,15 @@ func TestUnlockDailyRollupZoneChange(t *testing.T) {
 func TestUnlockDailyRollupPurgeDuringCatchUp(t *testing.T) {
 	defer sqlite.SetCountDaysChunk(sqlite.SetCountDaysChunk(1))
 	w := newUnlockWorld(t, "UTC", time.Time{})
-	now := *w.now
+	now := *w.Now
 	dev, _ := w.enabledDevice(t, w.A)
-	if _, err := w.svc.UpdateUnlockSettings(uctx(w.mgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
+	if _, err := w.svc.UpdateUnlockSettings(uctx(w.MgrA), w.A, doorledger.UnlockSettings{RetentionDays: 30, BurstCount: 20, BurstMinutes: 10}); err != nil {
 		t.Fatal(err)
 	}
 	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -60)
 	tie := now.Add(-time.Hour)
-	w.record(t, w.at(dev, "old-1", day.Add(time.Hour), doorledger.UnlockGranted), w.at(dev, "old-2", day.Add(2*time.Hour), doorledger.UnlockGranted),
-		w.at(dev, "tie-1", tie, doorledger.UnlockGranted), w.at(dev, "tie-2", tie, doorledger.UnlockDenied), w.at(0, "tie-3", tie, doorledger.UnlockGranted))
+	w.record(t, w.At(dev, "old-1", day.Add(time.Hour), doorledger.UnlockGranted), w.At(dev, "old-2", day.Add(2*time.Hour), doorledger.UnlockGranted),
+		w.At(dev, "tie-1", tie, doorledger.UnlockGranted), w.At(dev, "tie-2", tie, doorledger.UnlockDenied), w.At(0, "tie-3", tie, doorledger.UnlockGranted))
 	if done, err := sqlite.CountDaysStep(sys(), w.svc, w.A, "UTC"); err != nil || done {
 		t.Fatalf("first step: done %v, %v", done, err)
 	}
@@ -497,7 +486,7 @@ func TestUnlockDayOffsets(t *testing.T) {
 		}
 	}
 	dev, _ := w.enabledDevice(t, w.A)
-	w.record(t, w.at(dev, "e", w.now.Add(-time.Hour), doorledger.UnlockGranted))
+	w.record(t, w.At(dev, "e", w.Now.Add(-time.Hour), doorledger.UnlockGranted))
 	w.exec(t, `UPDATE unlock_day_offsets SET modifier = '+0 seconds' WHERE zone = 'Australia/Lord_Howe'`)
 	path := w.d.Path
 	if err := w.d.Close(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
@@ -28,23 +29,13 @@ type vendorWorld struct {
 func newVendorWorld(t *testing.T) *vendorWorld {
 	t.Helper()
 	w := &vendorWorld{unlockWorld: newUnlockWorld(t, "UTC", time.Time{})}
-	vs, err := sqlite.NewVendorService(w.d, w.svc, sealKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.vs = vs
+	w.vs = w.Vendors.(*sqlite.VendorService) // built on w.svc with sealKey (openServices)
 	w.d.OnDesired = func(states []doorledger.DesiredState) { w.pushes = append(w.pushes, states...) }
 	return w
 }
 
 func (w *vendorWorld) create(t *testing.T, name string, buildings ...int64) (*doorledger.VendorIntegration, string) {
-	t.Helper()
-	v, key, err := w.vs.CreateVendorIntegration(uctx(w.admin), doorledger.VendorIntegrationInput{
-		Name: name, WebhookURL: "https://" + strings.ToLower(strings.ReplaceAll(name, " ", "")) + ".example/hook", BuildingIDs: buildings})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v, key
+	return dbtest.CreateVendor(t, w.UnlockWorld, name, buildings...)
 }
 
 // request is a signed request of integration v at now, over body.
@@ -64,67 +55,6 @@ func wantKeys(t *testing.T, what string, got [][]byte, want ...string) {
 	}
 }
 
-func TestVendorIntegrationCreate(t *testing.T) {
-	w := newVendorWorld(t)
-	v, key := w.create(t, "Acme Cloud", w.B, w.A)
-	if !strings.HasPrefix(key, doorledger.VendorKeyPrefix) || len(key) != len(doorledger.VendorKeyPrefix)+43 {
-		t.Errorf("key %q: want the prefix and 32 random bytes in base64url", key)
-	}
-	sum := sha256.Sum256([]byte(key))
-	if v.Name != "Acme Cloud" || v.Key.Fingerprint != fmt.Sprintf("%x", sum[:4]) || v.PreviousKey.Fingerprint != "" || v.Retired {
-		t.Errorf("created %+v", v)
-	}
-	// Buildings by name: Alder Court (A), Birch House (B).
-	if !slices.Equal(v.BuildingIDs, []int64{w.A, w.B}) || !slices.Equal(v.Buildings, []string{"Alder Court", "Birch House"}) {
-		t.Errorf("buildings %v %v", v.BuildingIDs, v.Buildings)
-	}
-	list, err := w.vs.FindVendorIntegrations(uctx(w.admin))
-	if err != nil || len(list) != 1 || list[0].ID != v.ID {
-		t.Fatalf("list %v %v", list, err)
-	}
-	// One audit entry per covered building, so each building's journal shows it.
-	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'vendor.create' AND object_id = ?`, v.ID); n != 2 {
-		t.Errorf("audit entries %d, want 2", n)
-	}
-
-	for _, tt := range []struct {
-		name  string
-		in    doorledger.VendorIntegrationInput
-		field string
-		code  string
-	}{
-		{"no name", doorledger.VendorIntegrationInput{WebhookURL: "https://x.example", BuildingIDs: []int64{w.A}}, "name", doorledger.EINVALID},
-		{"plain http", doorledger.VendorIntegrationInput{Name: "X", WebhookURL: "http://x.example/hook", BuildingIDs: []int64{w.A}}, "webhook_url", doorledger.EINVALID},
-		{"credentials in URL", doorledger.VendorIntegrationInput{Name: "X", WebhookURL: "https://u:p@x.example/hook", BuildingIDs: []int64{w.A}}, "webhook_url", doorledger.EINVALID},
-		{"not a URL", doorledger.VendorIntegrationInput{Name: "X", WebhookURL: "x.example", BuildingIDs: []int64{w.A}}, "webhook_url", doorledger.EINVALID},
-		{"no building", doorledger.VendorIntegrationInput{Name: "X", WebhookURL: "https://x.example"}, "buildings", doorledger.EINVALID},
-		{"unknown building", doorledger.VendorIntegrationInput{Name: "X", WebhookURL: "https://x.example", BuildingIDs: []int64{999}}, "buildings", doorledger.EINVALID},
-		{"name in use", doorledger.VendorIntegrationInput{Name: "acme cloud", WebhookURL: "https://x.example", BuildingIDs: []int64{w.A}}, "name", doorledger.ECONFLICT},
-	} {
-		_, _, err := w.vs.CreateVendorIntegration(uctx(w.admin), tt.in)
-		if doorledger.ErrorCode(err) != tt.code || doorledger.ErrorFields(err)[tt.field] == "" {
-			t.Errorf("%s: err %v, want %s on %s", tt.name, err, tt.code, tt.field)
-		}
-	}
-	// Loopback http is allowed (a local simulator, tests).
-	if _, _, err := w.vs.CreateVendorIntegration(uctx(w.admin), doorledger.VendorIntegrationInput{Name: "Local", WebhookURL: "http://127.0.0.1:9/hook", BuildingIDs: []int64{w.A}}); err != nil {
-		t.Errorf("loopback http: %v", err)
-	}
-
-	// Admins only.
-	for _, ctx := range []context.Context{uctx(w.mgrA), uctx(w.boardA), context.Background()} {
-		if _, _, err := w.vs.CreateVendorIntegration(ctx, doorledger.VendorIntegrationInput{Name: "Y", WebhookURL: "https://y.example", BuildingIDs: []int64{w.A}}); err == nil {
-			t.Error("a non-admin created an integration")
-		}
-		if _, err := w.vs.FindVendorIntegrations(ctx); err == nil {
-			t.Error("a non-admin listed integrations")
-		}
-		if _, err := w.vs.RotateVendorKey(ctx, v.ID); err == nil {
-			t.Error("a non-admin rotated a key")
-		}
-	}
-}
-
 func TestVendorKeysRotateRemoveRetire(t *testing.T) {
 	w := newVendorWorld(t)
 	v, k1 := w.create(t, "Acme Cloud", w.A)
@@ -134,28 +64,28 @@ func TestVendorKeysRotateRemoveRetire(t *testing.T) {
 	}
 	wantKeys(t, "new", keys, k1)
 
-	k2, err := w.vs.RotateVendorKey(uctx(w.admin), v.ID)
+	k2, err := w.vs.RotateVendorKey(uctx(w.Admin), v.ID)
 	if err != nil || k2 == k1 {
 		t.Fatalf("rotate: %q %v", k2, err)
 	}
 	keys, _ = w.vs.VendorKeys(context.Background(), v.ID)
 	wantKeys(t, "after rotation: both, current first", keys, k2, k1)
-	got, _ := w.vs.FindVendorIntegrationByID(uctx(w.admin), v.ID)
+	got, _ := w.vs.FindVendorIntegrationByID(uctx(w.Admin), v.ID)
 	if got.PreviousKey.Fingerprint != v.Key.Fingerprint || got.Key.Fingerprint == v.Key.Fingerprint {
 		t.Errorf("fingerprints after rotation: %+v %+v", got.Key, got.PreviousKey)
 	}
 
 	// Rotating again drops the oldest key: two are active at most.
-	k3, _ := w.vs.RotateVendorKey(uctx(w.admin), v.ID)
+	k3, _ := w.vs.RotateVendorKey(uctx(w.Admin), v.ID)
 	keys, _ = w.vs.VendorKeys(context.Background(), v.ID)
 	wantKeys(t, "second rotation", keys, k3, k2)
 
-	if err := w.vs.RemovePreviousVendorKey(uctx(w.admin), v.ID); err != nil {
+	if err := w.vs.RemovePreviousVendorKey(uctx(w.Admin), v.ID); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ = w.vs.VendorKeys(context.Background(), v.ID)
 	wantKeys(t, "previous removed", keys, k3)
-	wantCode(t, "remove a previous key that is gone", w.vs.RemovePreviousVendorKey(uctx(w.admin), v.ID), doorledger.ECONFLICT)
+	wantCode(t, "remove a previous key that is gone", w.vs.RemovePreviousVendorKey(uctx(w.Admin), v.ID), doorledger.ECONFLICT)
 
 	// Keys are sealed: the database file holds none of them in clear, and
 	// another seal key does not open them.
@@ -180,16 +110,16 @@ func TestVendorKeysRotateRemoveRetire(t *testing.T) {
 		t.Error("a short seal key was accepted")
 	}
 
-	if err := w.vs.RetireVendorIntegration(uctx(w.admin), v.ID); err != nil {
+	if err := w.vs.RetireVendorIntegration(uctx(w.Admin), v.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = w.vs.VendorKeys(context.Background(), v.ID)
 	wantCode(t, "keys of a retired integration", err, doorledger.EUNAUTHORIZED)
 	_, err = w.vs.VendorKeys(context.Background(), 999)
 	wantCode(t, "keys of an unknown integration", err, doorledger.EUNAUTHORIZED)
-	_, err = w.vs.RotateVendorKey(uctx(w.admin), v.ID)
+	_, err = w.vs.RotateVendorKey(uctx(w.Admin), v.ID)
 	wantCode(t, "rotate a retired integration", err, doorledger.ECONFLICT)
-	wantCode(t, "retire twice", w.vs.RetireVendorIntegration(uctx(w.admin), v.ID), doorledger.ECONFLICT)
+	wantCode(t, "retire twice", w.vs.RetireVendorIntegration(uctx(w.Admin), v.ID), doorledger.ECONFLICT)
 	// Its name is free again.
 	w.create(t, "Acme Cloud", w.A)
 	for _, action := range []string{"vendor.rotate_key", "vendor.remove_previous_key", "vendor.retire"} {
@@ -216,14 +146,14 @@ func TestVendorDeviceRoute(t *testing.T) {
 
 	// A device of a building the integration does not cover: refused by the
 	// service and by the database.
-	wantCode(t, "device of another building", w.vs.SetDeviceVendor(uctx(w.admin), devB, v.ID), doorledger.EINVALID)
+	wantCode(t, "device of another building", w.vs.SetDeviceVendor(uctx(w.Admin), devB, v.ID), doorledger.EINVALID)
 	_, err = w.d.Writer().Exec(`UPDATE devices SET vendor_integration_id = ? WHERE id = ?`, v.ID, devB)
 	wantRefused(t, "direct update", err, "must cover its building")
-	wantCode(t, "a manager", w.vs.SetDeviceVendor(uctx(w.mgrA), devA, v.ID), doorledger.EFORBIDDEN)
-	wantCode(t, "unknown integration", w.vs.SetDeviceVendor(uctx(w.admin), devA, 999), doorledger.ENOTFOUND)
+	wantCode(t, "a manager", w.vs.SetDeviceVendor(uctx(w.MgrA), devA, v.ID), doorledger.EFORBIDDEN)
+	wantCode(t, "unknown integration", w.vs.SetDeviceVendor(uctx(w.Admin), devA, 999), doorledger.ENOTFOUND)
 
 	w.pushes = nil
-	if err := w.vs.SetDeviceVendor(uctx(w.admin), devA, v.ID); err != nil {
+	if err := w.vs.SetDeviceVendor(uctx(w.Admin), devA, v.ID); err != nil {
 		t.Fatal(err)
 	}
 	route, err = w.vs.DeviceRoute(context.Background(), devA)
@@ -237,7 +167,7 @@ func TestVendorDeviceRoute(t *testing.T) {
 	if len(w.pushes) != 1 || w.pushes[0].DeviceID != devA || w.pushes[0].Version != 1 || w.pushes[0].State != doorledger.StateEnabled {
 		t.Errorf("pushes %+v", w.pushes)
 	}
-	got, _ := w.vs.FindVendorIntegrationByID(uctx(w.admin), v.ID)
+	got, _ := w.vs.FindVendorIntegrationByID(uctx(w.Admin), v.ID)
 	if !slices.Equal(got.DeviceIDs, []int64{devA}) {
 		t.Errorf("devices %v", got.DeviceIDs)
 	}
@@ -245,20 +175,20 @@ func TestVendorDeviceRoute(t *testing.T) {
 		t.Errorf("device.vendor audit entries %d", n)
 	}
 	// Rotation: the portal signs with the new key.
-	k2, _ := w.vs.RotateVendorKey(uctx(w.admin), v.ID)
+	k2, _ := w.vs.RotateVendorKey(uctx(w.Admin), v.ID)
 	if route, _ := w.vs.DeviceRoute(context.Background(), devA); string(route.Key) != k2 {
 		t.Error("route still signs with the old key")
 	}
 	// Retired: pushes fail visibly rather than going elsewhere.
-	if err := w.vs.RetireVendorIntegration(uctx(w.admin), v.ID); err != nil {
+	if err := w.vs.RetireVendorIntegration(uctx(w.Admin), v.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = w.vs.DeviceRoute(context.Background(), devA)
 	wantCode(t, "route through a retired integration", err, doorledger.ECONFLICT)
 	devA2, _ := w.enabledDevice(t, w.A)
-	wantCode(t, "set a retired integration", w.vs.SetDeviceVendor(uctx(w.admin), devA2, v.ID), doorledger.ECONFLICT)
+	wantCode(t, "set a retired integration", w.vs.SetDeviceVendor(uctx(w.Admin), devA2, v.ID), doorledger.ECONFLICT)
 	// Back to MQTT.
-	if err := w.vs.SetDeviceVendor(uctx(w.admin), devA, 0); err != nil {
+	if err := w.vs.SetDeviceVendor(uctx(w.Admin), devA, 0); err != nil {
 		t.Fatal(err)
 	}
 	if route, err := w.vs.DeviceRoute(context.Background(), devA); err != nil || route.VendorID != 0 {
@@ -271,7 +201,7 @@ func TestVendorRecordEvents(t *testing.T) {
 	v, _ := w.create(t, "Acme Cloud", w.A)
 	devA, _ := w.enabledDevice(t, w.A)
 	devB, _ := w.enabledDevice(t, w.B)
-	now := *w.now
+	now := *w.Now
 	ev := func(dev int64, id string) doorledger.UnlockEvent {
 		e := unlockEv(dev, id, now.Add(-time.Minute), doorledger.UnlockGranted)
 		e.Source = doorledger.SourceHTTP
@@ -316,10 +246,10 @@ func TestVendorRecordEvents(t *testing.T) {
 	if res.Events != 3 || res.Inserted != 3 || res.Duplicates != 0 || res.Anomalous != 1 {
 		t.Errorf("result %+v", res)
 	}
-	if e := w.event(t, w.A, "e2"); e.DeviceID != devA || e.Source != doorledger.SourceHTTP {
+	if e := w.Event(t, w.A, "e2"); e.DeviceID != devA || e.Source != doorledger.SourceHTTP {
 		t.Errorf("e2 %+v", e)
 	}
-	if e := w.event(t, w.A, "e3"); e.DeviceID != 0 || !e.HasAnomaly(doorledger.AnomalyUnknownDevice) {
+	if e := w.Event(t, w.A, "e3"); e.DeviceID != 0 || !e.HasAnomaly(doorledger.AnomalyUnknownDevice) {
 		t.Errorf("e3 %+v", e)
 	}
 
@@ -354,7 +284,7 @@ func TestVendorRecordEvents(t *testing.T) {
 	}
 
 	// A retired integration records nothing.
-	w.vs.RetireVendorIntegration(uctx(w.admin), v.ID)
+	w.vs.RetireVendorIntegration(uctx(w.Admin), v.ID)
 	_, err = w.vs.RecordVendorEvents(context.Background(), w.request(v.ID, "after retirement"), []doorledger.UnlockEvent{ev(devA, "e5")})
 	wantCode(t, "retired", err, doorledger.EUNAUTHORIZED)
 }
@@ -364,11 +294,11 @@ func TestVendorReportState(t *testing.T) {
 	v, _ := w.create(t, "Acme Cloud", w.A)
 	other, _ := w.create(t, "Other Cloud", w.A)
 	devA, _ := w.enabledDevice(t, w.A)
-	if err := w.vs.SetDeviceVendor(uctx(w.admin), devA, v.ID); err != nil {
+	if err := w.vs.SetDeviceVendor(uctx(w.Admin), devA, v.ID); err != nil {
 		t.Fatal(err)
 	}
 	devices := sqlite.NewDeviceService(w.d)
-	cmd, err := devices.SetDesiredState(uctx(w.mgrA), devA, doorledger.StateDisabled, "test")
+	cmd, err := devices.SetDesiredState(uctx(w.MgrA), devA, doorledger.StateDisabled, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,106 @@
+package dbtest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
+)
+
+var logTests = []test{
+	{"LogVerifyAccess", testLogVerifyAccess},
+	{"LogVerifiesAfterRetentionPurge", testLogVerifiesAfterRetentionPurge},
+	{"LogMultiProof", testLogMultiProof},
+}
+
+func testLogVerifyAccess(t *testing.T, newServices NewServices) {
+	w := NewLogWorld(t, newServices(t))
+	w.Sequence(t)
+	users := w.Users
+	board, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "b@example.com", Name: "B", Role: doorledger.RoleBoard, Password: "correct horse battery"})
+	inst, _ := users.CreateUser(sys(), doorledger.NewUser{Email: "i@example.com", Name: "I", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+	as := func(u *doorledger.User) context.Context {
+		return doorledger.NewContextWithUser(context.Background(), u)
+	}
+	if _, err := w.Logs.Verify(as(board)); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+		t.Errorf("board verifies: %v", err)
+	}
+	if _, err := w.Logs.Verify(context.Background()); doorledger.ErrorCode(err) != doorledger.EUNAUTHORIZED {
+		t.Errorf("anonymous verifies: %v", err)
+	}
+	if _, err := w.Logs.Head(as(board), 0); err != nil {
+		t.Errorf("board reads the head: %v", err)
+	}
+	if _, err := w.Logs.ProveConsistency(as(inst), 1, 1); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN {
+		t.Errorf("installer asks for a proof: %v", err)
+	}
+	// An admin's verification is audited (and logged in turn).
+	v, err := w.Logs.Verify(as(w.Admin))
+	if err != nil || !v.OK() {
+		t.Fatalf("admin verifies: %v %v", err, v)
+	}
+	entries, _ := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 1})
+	if len(entries) != 1 || entries[0].Action != "log.verify" || entries[0].Actor != w.Admin.Email || !strings.Contains(entries[0].Detail, `"ok":true`) {
+		t.Errorf("last audit entry: %+v", entries[0])
+	}
+}
+
+// The daily retention purge records what it deletes in the log, so the log
+// still verifies after it, and the purge is itself an entry.
+func testLogVerifiesAfterRetentionPurge(t *testing.T, newServices NewServices) {
+	w := NewLogWorld(t, newServices(t))
+	old := w.Now.AddDate(-4, 0, 0)
+	w.RecordUnlocks(t, 30, old)
+	w.RecordUnlocks(t, 5, time.Time{})
+	w.Sequence(t)
+	n, err := w.Unlocks.Purge(sys(), *w.Now)
+	if err != nil || n != 30 {
+		t.Fatalf("purge: %d %v, want 30", n, err)
+	}
+	w.Sequence(t)
+	if v := w.Verify(t); !v.OK() || v.Purged != 30 {
+		t.Fatalf("verify after purge: %+v", v)
+	}
+}
+
+// TestLogMultiProof: the leaves of rows, and one proof for many of them,
+// which checks against the signed head.
+func testLogMultiProof(t *testing.T, newServices NewServices) {
+	w := NewLogWorld(t, newServices(t))
+	w.Audits(t, 5)
+	w.RecordUnlocks(t, 9, time.Time{})
+	head := w.Sequence(t)
+	ids := w.UnlockIDs(t)
+	leaves, err := w.Logs.LogLeaves(sys(), doorledger.LogKindUnlock, append([]int64{1 << 40}, ids...))
+	if err != nil || len(leaves) != len(ids) {
+		t.Fatalf("leaves: %d for %d rows (and one not logged), %v", len(leaves), len(ids), err)
+	}
+	var idx []int64
+	var hashes []doorledger.LogHash
+	for i, l := range leaves {
+		if l.RefID != ids[i] || l.Index != w.Index(t, doorledger.LogKindUnlock, ids[i]) {
+			t.Errorf("leaf %d: %+v", i, l)
+		}
+		if i%2 == 0 {
+			idx, hashes = append(idx, l.Index), append(hashes, l.Hash)
+		}
+	}
+	p, err := w.Logs.ProveInclusions(sys(), idx, head.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auditlog.CheckInclusions(p, hashes, *head); err != nil {
+		t.Errorf("the proof does not verify: %v", err)
+	}
+	for _, bad := range [][]int64{{idx[1], idx[0]}, {head.Size}} {
+		if _, err := w.Logs.ProveInclusions(sys(), bad, head.Size); doorledger.ErrorCode(err) != doorledger.EINVALID {
+			t.Errorf("indexes %v: %v, want EINVALID", bad, err)
+		}
+	}
+	if _, err := w.Logs.ProveInclusions(sys(), idx, head.Size+100); doorledger.ErrorCode(err) != doorledger.EINVALID {
+		t.Errorf("a tree larger than the log: %v", err)
+	}
+}

@@ -1,0 +1,63 @@
+package dbtest
+
+import (
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/doorledger/doorledger"
+)
+
+var outboxTests = []test{
+	{"OutboxRetryMessage", testOutboxRetryMessage},
+}
+
+var signLinkRE = regexp.MustCompile(regexp.QuoteMeta(BaseURL+"/sign/") + `([A-Za-z0-9_-]+)`)
+
+// An admin retries an unsent mail from its first attempt; it is journaled.
+func testOutboxRetryMessage(t *testing.T, newServices NewServices) {
+	w := NewConsentWorld(t, newServices(t))
+	admin, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "admin@example.com", Name: "Admin", Role: doorledger.RoleAdmin, Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-1", w.Signer.ID)); err != nil {
+		t.Fatal(err)
+	}
+	out := w.Outbox
+	pending, _ := out.PendingMessages(context.Background(), 8, 10)
+	id := pending[0].ID
+	for range 8 {
+		if err := out.MarkFailed(context.Background(), id, "535 authentication failed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pending, _ := out.PendingMessages(context.Background(), 8, 10); len(pending) != 0 {
+		t.Fatal("a given-up mail is still pending")
+	}
+	if err := out.RetryMessage(as(w.Manager), id); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+		t.Fatalf("a manager retried mail: %v", err)
+	}
+	woken := false
+	w.OnMail(func() { woken = true })
+	if err := out.RetryMessage(as(admin), id); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ = out.PendingMessages(context.Background(), 8, 10)
+	if len(pending) != 1 || pending[0].Attempts != 0 || !signLinkRE.MatchString(pending[0].Body) || !woken {
+		t.Fatalf("after retry: %+v (dispatcher woken: %v)", pending, woken)
+	}
+	entries, _ := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{})
+	if e := entries[0]; e.Action != "mail.retry" || e.Actor != "admin@example.com" {
+		t.Fatalf("newest journal entry %+v", e)
+	}
+	if err := out.MarkSent(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.RetryMessage(as(admin), id); doorledger.ErrorCode(err) != doorledger.ECONFLICT {
+		t.Fatalf("retry of a sent mail: %v", err)
+	}
+	if err := out.RetryMessage(as(admin), 9999); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+		t.Fatalf("retry of an unknown mail: %v", err)
+	}
+}

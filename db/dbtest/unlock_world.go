@@ -1,0 +1,221 @@
+package dbtest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// UnlockWorld is two buildings with their people, for the unlock tests.
+type UnlockWorld struct {
+	Services
+	A, B                              int64 // buildings
+	SignerA, SignerB                  int64
+	Admin, MgrA, BoardA, InstA, MgrB  *doorledger.User
+	MgrAEmail, BoardAEmail, MgrBEmail string
+	serial                            int
+	instB                             *doorledger.User // made on first need: B's installer
+}
+
+// NewUnlockWorld builds the world with building A in time zone tzA (B is UTC).
+// The clock starts at real time (a backend's rules compare consent expiry
+// with the database's own clock) unless start is set, which must not be in
+// the past either.
+func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *UnlockWorld {
+	tb.Helper()
+	if !start.IsZero() {
+		*s.Now = start.UTC()
+	}
+	w := &UnlockWorld{Services: s}
+	buildings, users := s.Buildings, s.Users
+	for _, b := range []struct {
+		id, signer *int64
+		name, tz   string
+	}{{&w.A, &w.SignerA, "Alder Court", tzA}, {&w.B, &w.SignerB, "Birch House", "UTC"}} {
+		bld, err := buildings.CreateBuilding(sys(), doorledger.BuildingInput{Name: b.name, Address: "1 " + b.name, Timezone: b.tz})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		*b.id = bld.ID
+		sg, err := buildings.AddSigner(sys(), bld.ID, doorledger.SignerInput{Name: "Pat Owner", Title: "Board president", Email: fmt.Sprintf("pat%d@example.com", bld.ID)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		*b.signer = sg.ID
+	}
+	for _, u := range []struct {
+		p      **doorledger.User
+		email  string
+		role   doorledger.Role
+		grants []int64
+	}{
+		{&w.Admin, "u-admin@example.com", doorledger.RoleAdmin, nil},
+		{&w.MgrA, "u-mgr-a@example.com", doorledger.RoleManager, []int64{w.A}},
+		{&w.BoardA, "u-board-a@example.com", doorledger.RoleBoard, []int64{w.A}},
+		{&w.InstA, "u-inst-a@example.com", doorledger.RoleInstaller, []int64{w.A}},
+		{&w.MgrB, "u-mgr-b@example.com", doorledger.RoleManager, []int64{w.B}},
+	} {
+		nu, err := users.CreateUser(sys(), doorledger.NewUser{Email: u.email, Name: u.email, Role: u.role, Password: "correct horse battery"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		*u.p = nu
+		for _, b := range u.grants {
+			if err := buildings.GrantAccess(sys(), b, nu.ID); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	w.MgrAEmail, w.BoardAEmail, w.MgrBEmail = w.MgrA.Email, w.BoardA.Email, w.MgrB.Email
+	return w
+}
+
+// EnabledDevice makes a device of building A or B enabled for the last 20
+// days, through the services: its installer asked 20 days ago, the
+// building's signer signed by the link at once, and the device confirmed
+// the enable.
+func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
+	tb.Helper()
+	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
+	if building == w.B {
+		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
+	}
+	before := int64(0) // the newest mail queued before the setup
+	if msgs := w.pendingMail(tb); len(msgs) > 0 {
+		before = msgs[len(msgs)-1].ID
+	}
+	now := *w.Now
+	*w.Now = now.AddDate(0, 0, -20)
+	defer func() { *w.Now = now }()
+	w.serial++
+	c, err := w.Consents.RequestConsent(As(installer), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
+	if err != nil {
+		tb.Fatalf("request consent: %v", err)
+	}
+	token := lastLink(tb, w.Outbox, addr, "/sign/")
+	sess, err := w.Consents.OpenSigning(context.Background(), token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signed, err := w.Consents.Sign(context.Background(), token, doorledger.SignInput{TypedName: "Pat Owner", AgreeESign: true, SignaturePNG: SignaturePNG,
+		IP: "192.0.2.1", UserAgent: "test", TermsSHA256: doorledger.TermsSHA256(sess.Terms)})
+	if err != nil {
+		tb.Fatalf("sign consent %d: %v", c.ID, err)
+	}
+	if signed.DeviceID == 0 {
+		tb.Fatalf("consent %d signed without a device", c.ID)
+	}
+	if err := w.DeviceReports.ReportState(sys(), doorledger.ReportedState{DeviceID: signed.DeviceID, State: doorledger.StateEnabled, Version: 1}); err != nil {
+		tb.Fatalf("device %d confirms: %v", signed.DeviceID, err)
+	}
+	// The mail of the setup (the link, "consent signed" alerts) is delivered,
+	// as the raw world queues none: the tests see only their own.
+	for _, m := range w.pendingMail(tb) {
+		if m.ID > before {
+			if err := w.Outbox.MarkSent(context.Background(), m.ID); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return signed.DeviceID, c.ID
+}
+
+// pendingMail returns the mail waiting to be sent, oldest first.
+func (w *UnlockWorld) pendingMail(tb testing.TB) []*doorledger.Message {
+	tb.Helper()
+	msgs, err := w.Outbox.PendingMessages(context.Background(), 100, 100000)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return msgs
+}
+
+// installerB is an installer of building B, made on first need (the world's
+// other people stay as they are).
+func (w *UnlockWorld) installerB(tb testing.TB) *doorledger.User {
+	tb.Helper()
+	if w.instB == nil {
+		u, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "u-inst-b@example.com", Name: "u-inst-b@example.com", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := w.Buildings.GrantAccess(sys(), w.B, u.ID); err != nil {
+			tb.Fatal(err)
+		}
+		w.instB = u
+	}
+	return w.instB
+}
+
+// UnlockEv is an unlock of a device by a courier's app.
+func UnlockEv(device int64, id string, at time.Time, result doorledger.UnlockResult) doorledger.UnlockEvent {
+	return doorledger.UnlockEvent{DeviceID: device, EventID: id, OccurredAt: at, Method: doorledger.MethodCourierApp,
+		ActorRef: "courier-" + id, Result: result}
+}
+
+var unlockEv = UnlockEv
+
+// At returns an event of a device (0: an unknown relay of building A) whose
+// clock is right: received when it occurred.
+func (w *UnlockWorld) At(device int64, id string, t time.Time, result doorledger.UnlockResult) doorledger.UnlockEvent {
+	e := UnlockEv(device, id, t, result)
+	e.ReceivedAt = t
+	if device == 0 {
+		e.BuildingID, e.DeviceRef = w.A, "relay-9"
+	}
+	return e
+}
+
+// GhostEv is an unlock reported for building by a device it does not know:
+// flagged unknown_device.
+func GhostEv(building int64, id string, w *UnlockWorld) doorledger.UnlockEvent {
+	return doorledger.UnlockEvent{BuildingID: building, DeviceRef: "GHOST-7", EventID: id, OccurredAt: w.Now.Add(-time.Minute),
+		Method: doorledger.MethodKeypad, ActorRef: "pkg-" + id, Result: doorledger.UnlockGranted}
+}
+
+// Record records events as a device's batch.
+func (w *UnlockWorld) Record(tb testing.TB, events ...doorledger.UnlockEvent) {
+	tb.Helper()
+	if err := w.Unlocks.RecordUnlocks(context.Background(), events); err != nil {
+		tb.Fatalf("record: %v", err)
+	}
+}
+
+// Event reads back one recorded event by building and event id.
+func (w *UnlockWorld) Event(tb testing.TB, building int64, eventID string) *doorledger.UnlockEvent {
+	tb.Helper()
+	e := w.findEvent(tb, building, eventID)
+	if e == nil {
+		tb.Fatalf("event %q not recorded", eventID)
+	}
+	return e
+}
+
+// Recorded tells whether the building's newest 500 events hold eventID.
+func (w *UnlockWorld) Recorded(tb testing.TB, building int64, eventID string) bool {
+	tb.Helper()
+	return w.findEvent(tb, building, eventID) != nil
+}
+
+func (w *UnlockWorld) findEvent(tb testing.TB, building int64, eventID string) *doorledger.UnlockEvent {
+	tb.Helper()
+	page, err := w.Unlocks.History(sys(), doorledger.UnlockFilter{BuildingID: building, Limit: 500})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range page.Events {
+		if e.EventID == eventID {
+			return e
+		}
+	}
+	return nil
+}
+
+// EventID is the portal's id of a recorded event, by the device's event id.
+func (w *UnlockWorld) EventID(tb testing.TB, building int64, eventID string) int64 {
+	tb.Helper()
+	return w.Event(tb, building, eventID).ID
+}

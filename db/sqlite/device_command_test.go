@@ -1,0 +1,493 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+func TestDeviceCommandVersionsAndReports(t *testing.T) {
+	w := newDeviceWorld(t)
+	id := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	mgr := w.ctx(w.mgrA)
+	var cmds []*doorledger.Command
+	for _, s := range []doorledger.DeviceState{enabled, disabled, enabled} {
+		cmd, err := w.svc.SetDesiredState(mgr, id, s, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	list, err := w.svc.FindCommands(mgr, doorledger.CommandFilter{DeviceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range list {
+		got = append(got, fmt.Sprintf("v%d %s %s", c.Version, c.State, c.Status))
+	}
+	if g, want := strings.Join(got, "; "), "v3 enabled pending; v2 disabled superseded; v1 enabled superseded"; g != want {
+		t.Errorf("commands, newest first: %s\nwant %s", g, want)
+	}
+	confirmed := func() int {
+		return w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.confirmed' AND object_id = ?`, cmds[2].ID)
+	}
+	badReports := func() int {
+		return w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.bad_report' AND object_id = ?`, id)
+	}
+
+	// Behind: recorded, confirms nothing.
+	w.report(t, id, disabled, 2)
+	if dev := w.mustDevice(t, id); dev.ReportedVersion != 2 || dev.ReportedState != disabled || !dev.Pending() {
+		t.Errorf("after v2 report: %+v", dev)
+	}
+	if c := w.mustCommand(t, id, 2); c.Status != doorledger.CommandSuperseded {
+		t.Errorf("v2 status = %s, want superseded (a superseded command is never confirmed)", c.Status)
+	}
+
+	// The desired version confirms its command, once.
+	*w.now = w.now.Add(1500 * time.Millisecond)
+	w.report(t, id, enabled, 3)
+	c := w.mustCommand(t, id, 3)
+	if c.Status != doorledger.CommandConfirmed || !c.ConfirmedAt.Equal(*w.now) || c.Latency() != 1500*time.Millisecond {
+		t.Errorf("v3 after report: %+v", c)
+	}
+	if dev := w.mustDevice(t, id); dev.Pending() || dev.ReportedState != enabled {
+		t.Errorf("device after confirmation: %+v", dev)
+	}
+	w.report(t, id, enabled, 3)
+	if n := confirmed(); n != 1 {
+		t.Errorf("%d command.confirmed entries after a duplicate, want 1", n)
+	}
+	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.confirmed' AND actor = ?`, fmt.Sprintf("device %d", id)); n != 1 {
+		t.Errorf("confirmation not audited as the device: %d", n)
+	}
+
+	// Out of order: ignored, but the device was seen.
+	*w.now = w.now.Add(time.Minute)
+	w.report(t, id, disabled, 2)
+	if dev := w.mustDevice(t, id); dev.ReportedVersion != 3 || dev.ReportedState != enabled || !dev.LastSeenAt.Equal(*w.now) {
+		t.Errorf("after an out-of-order report: reported %s v%d, seen %v (want enabled v3, seen %v)", dev.ReportedState, dev.ReportedVersion, dev.LastSeenAt, *w.now)
+	}
+
+	// A version never issued is suspicious: audited, not recorded, not confirmed.
+	w.report(t, id, enabled, 9)
+	if dev := w.mustDevice(t, id); dev.ReportedVersion != 3 || dev.DesiredVersion != 3 {
+		t.Errorf("after a report ahead of desired: %+v", dev)
+	}
+	if n := badReports(); n != 1 {
+		t.Errorf("%d bad_report entries, want 1", n)
+	}
+
+	// The right version in the wrong state confirms nothing: the device
+	// refused it (TestDeviceRefusedRevoke).
+	c4, err := w.svc.SetDesiredState(mgr, id, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.report(t, id, enabled, 4)
+	if c := w.mustCommand(t, id, 4); c.Status != doorledger.CommandRefused {
+		t.Errorf("v4 after a wrong-state report: %s, want refused", c.Status)
+	}
+	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.refused' AND object_id = ?`, c4.ID); n != 1 {
+		t.Errorf("%d command.refused entries, want 1", n)
+	}
+	w.report(t, id, disabled, 4)
+	if c := w.mustCommand(t, id, 4); c.Status != doorledger.CommandConfirmed || c.ID != c4.ID {
+		t.Errorf("v4 after the right report: %+v", c)
+	}
+	if open, err := w.svc.FindCommands(mgr, doorledger.CommandFilter{DeviceID: id, Open: true}); err != nil || len(open) != 0 {
+		t.Errorf("open commands: %+v, %v", open, err)
+	}
+	if dev := w.mustDevice(t, id); dev.Unconsented {
+		t.Errorf("a consented device was flagged")
+	}
+
+	// Unknown devices and malformed reports are refused for good.
+	err = w.svc.ReportState(context.Background(), doorledger.ReportedState{DeviceID: 9999, State: enabled, Version: 1})
+	wantCode(t, "report of an unknown device", err, doorledger.ENOTFOUND)
+	err = w.svc.ReportState(context.Background(), doorledger.ReportedState{DeviceID: id, State: "open", Version: 1})
+	wantCode(t, "report of a bad state", err, doorledger.EINVALID)
+}
+
+// The controller hears of desired states only once they are committed, and
+// never of a transaction that failed.
+func TestDeviceOnDesiredOnlyAfterCommit(t *testing.T) {
+	w := newDeviceWorld(t)
+	d1 := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	d2 := w.device(t, w.A, w.inst2, 0, "Acme")
+
+	// A refused enable pushes nothing.
+	if _, err := w.svc.SetDesiredState(w.ctx(w.mgrA), d2, enabled, ""); err == nil {
+		t.Fatal("enabled without consent")
+	}
+	// A lockdown that fails on its second device, after the first was decided.
+	if _, err := w.d.Writer().Exec(fmt.Sprintf(`CREATE TRIGGER test_fail BEFORE INSERT ON commands WHEN NEW.device_id = %d
+		BEGIN SELECT RAISE(ABORT, 'test failure'); END`, d2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.DisableDevices(w.ctx(w.mgrA), doorledger.DeviceFilter{BuildingID: w.A}, "lockdown"); err == nil || !strings.Contains(err.Error(), "test failure") {
+		t.Fatalf("lockdown with a failing device: %v", err)
+	}
+	if calls := w.pushCalls(); len(calls) != 0 {
+		t.Fatalf("a failed transaction reached the controller: %+v", calls)
+	}
+	if dev := w.mustDevice(t, d1); dev.DesiredVersion != 0 {
+		t.Errorf("d1 desired version %d after rollback, want 0", dev.DesiredVersion)
+	}
+	if _, err := w.d.Writer().Exec(`DROP TRIGGER test_fail`); err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := w.svc.DisableDevices(w.ctx(w.mgrA), doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := w.pushCalls()
+	if len(calls) != 1 || len(calls[0]) != 2 || calls[0][0].CommandID != cmds[0].ID || calls[0][1].CommandID != cmds[1].ID {
+		t.Errorf("pushed %+v, want the two commands in one call", calls)
+	}
+}
+
+func TestDeviceUnconsentedReportingEnabled(t *testing.T) {
+	w := newDeviceWorld(t)
+	mgr := w.ctx(w.mgrA)
+
+	// A manager records a black box found in the panel.
+	found, err := w.svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: " Shady ", Serial: "X-1", Location: "basement panel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found.Unconsented || found.DesiredState != disabled || found.ConsentID != 0 || found.InstallerID != 0 || found.Vendor != "Shady" {
+		t.Errorf("found device = %+v", found)
+	}
+	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.found' AND object_id = ?`, found.ID); n != 1 {
+		t.Errorf("%d device.found entries", n)
+	}
+	for _, to := range []string{w.mgrA.Email, w.boardA.Email} {
+		if n := w.count(t, alertsQuery, to, "Unconsented device found*"); n != 1 {
+			t.Errorf("%d found-device alerts to %s, want 1", n, to)
+		}
+	}
+	_, err = w.svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Shady", Serial: "X-1", Location: "roof"})
+	wantCode(t, "same vendor and serial again", err, doorledger.ECONFLICT)
+	_, err = w.svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Model: "?"})
+	if f := doorledger.ErrorFields(err); f["vendor"] == "" || f["serial"] == "" || f["location"] == "" {
+		t.Errorf("empty found device: %v", err)
+	}
+
+	// It reports that it is enabled: flagged, told to disable, alert.
+	w.report(t, found.ID, enabled, 0)
+	dev := w.mustDevice(t, found.ID)
+	if !dev.Unconsented || dev.DesiredState != disabled || dev.DesiredVersion != 1 || dev.ReportedState != enabled {
+		t.Errorf("after reporting enabled: %+v", dev)
+	}
+	if c := w.mustCommand(t, found.ID, 1); c.State != disabled || c.RequestedBy != "system" {
+		t.Errorf("command = %+v, want disabled by system", c)
+	}
+	calls := w.pushCalls()
+	if len(calls) != 1 || calls[0][0].DeviceID != found.ID || calls[0][0].State != disabled || calls[0][0].Version != 1 {
+		t.Errorf("pushed %+v, want the disable", calls)
+	}
+	unconsentedAudits := func(id int64) int {
+		return w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.unconsented' AND object_id = ? AND actor = ?`, id, fmt.Sprintf("device %d", id))
+	}
+	if n := unconsentedAudits(found.ID); n != 1 {
+		t.Errorf("%d device.unconsented entries, want 1", n)
+	}
+	for _, to := range []string{w.mgrA.Email, w.boardA.Email} {
+		if n := w.count(t, alertsQuery, to, "UNCONSENTED device*"); n != 1 {
+			t.Errorf("%d unconsented alerts to %s, want 1", n, to)
+		}
+	}
+	if n := w.count(t, alertsQuery, w.mgrB.Email, "*"); n != 0 {
+		t.Errorf("another building's manager got %d alerts", n)
+	}
+	// Saying it again changes nothing: no second command, alert or entry.
+	w.report(t, found.ID, enabled, 0)
+	if dev := w.mustDevice(t, found.ID); dev.DesiredVersion != 1 {
+		t.Errorf("desired version %d after a repeat, want 1", dev.DesiredVersion)
+	}
+	if n := w.count(t, alertsQuery, w.mgrA.Email, "UNCONSENTED device*"); n != 1 || unconsentedAudits(found.ID) != 1 {
+		t.Errorf("a repeat alerted again: %d alerts", n)
+	}
+	w.report(t, found.ID, disabled, 1)
+	if c := w.mustCommand(t, found.ID, 1); c.Status != doorledger.CommandConfirmed {
+		t.Errorf("disable not confirmed: %s", c.Status)
+	}
+
+	// A device awaiting its consent must not be enabled either.
+	waiting := w.device(t, w.A, w.inst1, w.consent(t, w.A, doorledger.ConsentAwaiting, time.Time{}), "Acme")
+	w.report(t, waiting, enabled, 0)
+	if dev := w.mustDevice(t, waiting); !dev.Unconsented || dev.DesiredVersion != 1 || unconsentedAudits(waiting) != 1 {
+		t.Errorf("awaiting device reporting enabled: %+v", dev)
+	}
+
+	// A device enabled under consent and merely behind the disable that followed
+	// the withdrawal is not "unconsented"; one claiming that disable's version
+	// while enabled is.
+	consent := w.activeConsent(t, w.A)
+	lagging := w.device(t, w.A, w.inst1, consent, "Acme")
+	if _, err := w.svc.SetDesiredState(mgr, lagging, enabled, ""); err != nil {
+		t.Fatal(err)
+	}
+	w.report(t, lagging, enabled, 1)
+	if _, err := w.svc.SetDesiredState(mgr, lagging, disabled, "withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Writer().Exec(`UPDATE consents SET status = 'withdrawn' WHERE id = ?`, consent); err != nil {
+		t.Fatal(err)
+	}
+	w.report(t, lagging, enabled, 1)
+	if dev := w.mustDevice(t, lagging); dev.Unconsented || dev.DesiredVersion != 2 || unconsentedAudits(lagging) != 0 {
+		t.Errorf("lagging device: %+v", dev)
+	}
+	w.report(t, lagging, enabled, 2)
+	if dev := w.mustDevice(t, lagging); !dev.Unconsented || dev.DesiredVersion != 3 || unconsentedAudits(lagging) != 1 {
+		t.Errorf("device enabled at the disable's version: %+v", dev)
+	}
+}
+
+func TestDeviceExpireUnconfirmed(t *testing.T) {
+	w := newDeviceWorld(t)
+	id := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	ctx := context.Background()
+	c1, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, enabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.MarkSent(ctx, c1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandSent || c.Attempts != 1 || !c.SentAt.Equal(*w.now) {
+		t.Errorf("after MarkSent: %+v", c)
+	}
+	expire := func() []doorledger.DesiredState {
+		t.Helper()
+		retries, err := w.svc.ExpireUnconfirmed(ctx, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return retries
+	}
+	audits := func() int {
+		return w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.not_confirmed' AND object_id = ? AND actor = 'system'`, c1.ID)
+	}
+	alerts := func(to string) int { return w.count(t, alertsQuery, to, "Device * did not confirm*") }
+
+	*w.now = w.now.Add(3 * time.Minute)
+	if r := expire(); len(r) != 0 {
+		t.Errorf("retries before the time-out: %+v", r)
+	}
+	*w.now = w.now.Add(3 * time.Minute)
+	want := doorledger.DesiredState{DeviceID: id, CommandID: c1.ID, State: enabled, Version: 1, IssuedAt: c1.RequestedAt}
+	for i := 0; i < 2; i++ {
+		if r := expire(); len(r) != 1 || r[0] != want {
+			t.Errorf("run %d: retries %+v, want [%+v]", i+1, r, want)
+		}
+		if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandNotConfirmed {
+			t.Errorf("run %d: status %s", i+1, c.Status)
+		}
+		if a, m := audits(), alerts(w.mgrA.Email); a != 1 || m != 1 {
+			t.Errorf("run %d: %d audit entries and %d alerts, want 1 and 1", i+1, a, m)
+		}
+	}
+	if n := alerts(w.boardA.Email); n != 0 {
+		t.Errorf("the board got %d time-out alerts", n)
+	}
+
+	// Retries are counted; a failure is kept; a retried command stays not confirmed.
+	if err := w.svc.MarkSent(ctx, c1.ID, errors.New("broker unavailable")); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.mustCommand(t, id, 1); c.Attempts != 2 || c.LastError != "broker unavailable" || c.Status != doorledger.CommandNotConfirmed {
+		t.Errorf("after a failed retry: %+v", c)
+	}
+	if err := w.svc.MarkSent(ctx, c1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.mustCommand(t, id, 1); c.Attempts != 3 || c.LastError != "" || c.Status != doorledger.CommandNotConfirmed {
+		t.Errorf("after a retry: %+v", c)
+	}
+	expire()
+	if a, m := audits(), alerts(w.mgrA.Email); a != 1 || m != 1 {
+		t.Errorf("after retrying: %d audit entries and %d alerts, want 1 and 1", a, m)
+	}
+
+	// The device comes back and confirms: nothing left to retry.
+	w.report(t, id, enabled, 1)
+	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandConfirmed {
+		t.Errorf("late confirmation: %s", c.Status)
+	}
+	if r := expire(); len(r) != 0 {
+		t.Errorf("retries after confirmation: %+v", r)
+	}
+
+	// A command never handed over times out as well.
+	c2, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	*w.now = w.now.Add(6 * time.Minute)
+	if r := expire(); len(r) != 1 || r[0].CommandID != c2.ID || r[0].State != disabled {
+		t.Errorf("retries of the unsent disable: %+v", r)
+	}
+	wantCode(t, "MarkSent of an unknown command", w.svc.MarkSent(ctx, 99999, nil), doorledger.ENOTFOUND)
+}
+
+func TestDevicePendingDesired(t *testing.T) {
+	w := newDeviceWorld(t)
+	mgr := w.ctx(w.mgrA)
+	d1 := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	w.device(t, w.A, w.inst1, 0, "Acme") // never given a desired state: nothing to publish
+	d3 := w.device(t, w.B, nil, 0, "Acme")
+	d4 := w.device(t, w.A, nil, 0, "Acme")
+	if _, err := w.svc.SetDesiredState(mgr, d1, enabled, ""); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := w.svc.SetDesiredState(mgr, d1, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3, err := w.svc.SetDesiredState(w.ctx(w.admin), d3, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.SetDesiredState(mgr, d4, disabled, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Writer().Exec(`UPDATE devices SET retired = 1 WHERE id = ?`, d4); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.svc.PendingDesired(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []doorledger.DesiredState{
+		{DeviceID: d1, CommandID: c2.ID, State: disabled, Version: 2, IssuedAt: *w.now},
+		{DeviceID: d3, CommandID: c3.ID, State: disabled, Version: 1, IssuedAt: *w.now},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("PendingDesired = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestDeviceDisableDevices(t *testing.T) {
+	w := newDeviceWorld(t)
+	a1 := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	a2 := w.device(t, w.A, w.inst2, 0, "Acme")
+	a3 := w.device(t, w.A, w.inst1, 0, "Bolt")
+	a4 := w.device(t, w.A, w.inst2, 0, "Bolt")
+	a5 := w.device(t, w.A, w.inst2, w.activeConsent(t, w.A), "Cobalt")
+	b1 := w.device(t, w.B, w.inst1, 0, "Acme")
+	b2 := w.device(t, w.B, w.inst2, 0, "Bolt")
+	mgr := w.ctx(w.mgrA)
+	for _, id := range []int64{a1, a5} {
+		if _, err := w.svc.SetDesiredState(mgr, id, enabled, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a4 is retired (skipped); a5 is retired but somehow still enabled (disabled all the same).
+	if _, err := w.d.Writer().Exec(`UPDATE devices SET retired = 1 WHERE id IN (?, ?)`, a4, a5); err != nil {
+		t.Fatal(err)
+	}
+
+	devices := func(cmds []*doorledger.Command) string {
+		var s []string
+		for _, c := range cmds {
+			if c.State != disabled || c.Status != doorledger.CommandPending {
+				t.Errorf("command %+v", c)
+			}
+			s = append(s, fmt.Sprint(c.DeviceID))
+		}
+		return strings.Join(s, ",")
+	}
+	ids := func(ids ...int64) string {
+		return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids)), ","), "[]")
+	}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		f    doorledger.DeviceFilter
+		want string
+	}{
+		{"manager, one installer", mgr, doorledger.DeviceFilter{InstallerID: w.inst1.ID}, ids(a1, a3)},
+		{"manager, one vendor (any case)", mgr, doorledger.DeviceFilter{Vendor: " acme "}, ids(a1, a2)},
+		{"manager, vendor in one building", mgr, doorledger.DeviceFilter{Vendor: "Bolt", BuildingID: w.A}, ids(a3)},
+		{"admin, one vendor everywhere", w.ctx(w.admin), doorledger.DeviceFilter{Vendor: "Bolt"}, ids(a3, b2)},
+		{"admin, one installer everywhere", w.ctx(w.admin), doorledger.DeviceFilter{InstallerID: w.inst1.ID}, ids(a1, a3, b1)},
+		{"other manager, one installer", w.ctx(w.mgrB), doorledger.DeviceFilter{InstallerID: w.inst1.ID}, ids(b1)},
+	} {
+		cmds, err := w.svc.DisableDevices(tt.ctx, tt.f, "installer under investigation")
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := devices(cmds); got != tt.want {
+			t.Errorf("%s: disabled %s, want %s", tt.name, got, tt.want)
+		}
+	}
+
+	// Building lockdown: every device of the building in service, in one push.
+	before := len(w.pushCalls())
+	lock, err := w.svc.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := devices(lock), ids(a1, a2, a3, a5); got != want {
+		t.Errorf("lockdown disabled %s, want %s", got, want)
+	}
+	if calls := w.pushCalls(); len(calls) != before+1 || len(calls[before]) != 4 {
+		t.Errorf("lockdown pushed in %d calls, want 1 of 4", len(calls)-before)
+	}
+	for _, id := range []int64{a1, a2, a3, a5} {
+		if dev := w.mustDevice(t, id); dev.DesiredState != disabled {
+			t.Errorf("device %d still %s", id, dev.DesiredState)
+		}
+	}
+	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.disable_many' AND building_id = ? AND actor = ?`, w.A, w.mgrA.Email); n < 1 {
+		t.Errorf("no device.disable_many entry")
+	}
+	if n := w.count(t, `SELECT COUNT(*) FROM commands WHERE device_id = ?`, a4); n != 0 {
+		t.Errorf("retired device got %d commands", n)
+	}
+
+	// The lockdown page's progress.
+	cmdIDs := make([]int64, len(lock))
+	for i, c := range lock {
+		cmdIDs[i] = c.ID
+	}
+	progress := func(ctx context.Context) (int, int) {
+		t.Helper()
+		n, rest, err := w.svc.CommandProgress(ctx, cmdIDs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, n + len(rest)
+	}
+	if n, total := progress(mgr); n != 0 || total != 4 {
+		t.Errorf("progress %d of %d, want 0 of 4", n, total)
+	}
+	w.report(t, a2, disabled, lock[1].Version)
+	w.report(t, a3, disabled, lock[2].Version)
+	if n, total := progress(mgr); n != 2 || total != 4 {
+		t.Errorf("progress %d of %d, want 2 of 4", n, total)
+	}
+	if n, total := progress(w.ctx(w.mgrB)); n != 0 || total != 0 {
+		t.Errorf("another building's manager sees progress %d of %d", n, total)
+	}
+
+	// Refusals.
+	_, err = w.svc.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.B}, "")
+	wantCode(t, "lockdown of a building not granted", err, doorledger.ENOTFOUND)
+	_, err = w.svc.DisableDevices(mgr, doorledger.DeviceFilter{}, "")
+	wantCode(t, "empty filter", err, doorledger.EINVALID)
+	_, err = w.svc.DisableDevices(w.ctx(w.inst1), doorledger.DeviceFilter{InstallerID: w.inst1.ID}, "")
+	wantCode(t, "installer", err, doorledger.EFORBIDDEN)
+	_, err = w.svc.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, strings.Repeat("x", 501))
+	wantCode(t, "long reason", err, doorledger.EINVALID)
+}
