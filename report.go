@@ -142,6 +142,18 @@ type ReportRecord struct {
 	HeadSize int64   // the log head the report prints: its size …
 	HeadRoot LogHash // … and root hash
 	HeadNote string  // … and signed note
+
+	// Holds is what the finished report holds, counted as it was written; nil
+	// until it is done, and for reports generated before this was recorded.
+	Holds *ReportHolds
+}
+
+// ReportHolds is what a finished report holds, for the board to read first.
+type ReportHolds struct {
+	Anomalies     int64 // unlock events flagged with an anomaly (the events are ReportRecord.Total)
+	OpenAnomalies int64 // of those, not acknowledged when the report was made
+	Consents      int64 // consents of the building's devices, every status
+	Devices       int64 // the building's devices, retired ones included
 }
 
 // FileName is the name a download is offered under.
@@ -185,9 +197,10 @@ type ReportService interface {
 	GatherReport(ctx context.Context, id string, fn func(*AuditReport) error) error
 	// ReportProgress records how many of total events have been written.
 	ReportProgress(ctx context.Context, id string, done, total int64) error
-	// FinishReport records the file's hash and size and the head it printed,
-	// and for a monthly report mails its subscribers a link.
-	FinishReport(ctx context.Context, id string, sha256 string, size int64, head *LogHead) error
+	// FinishReport records the file's hash and size, the head it printed and
+	// what it holds (EINVALID for a negative count, or more open anomalies than
+	// anomalies), and for a monthly report mails its subscribers a link.
+	FinishReport(ctx context.Context, id string, sha256 string, size int64, head *LogHead, holds ReportHolds) error
 	// FailReport records why a report could not be made.
 	FailReport(ctx context.Context, id string, reason string) error
 

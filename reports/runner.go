@@ -153,7 +153,7 @@ func (r *Runner) generate(ctx context.Context, rec *doorledger.ReportRecord) {
 	}()
 	out, err := r.write(ctx, rec)
 	if err == nil {
-		if err = r.svc.FinishReport(ctx, rec.ID, out.sum, out.size, out.head); err != nil {
+		if err = r.svc.FinishReport(ctx, rec.ID, out.sum, out.size, out.head, out.holds); err != nil {
 			os.Remove(out.path)
 			err = fmt.Errorf("finish: %w", err)
 		}
@@ -207,6 +207,7 @@ type written struct {
 	sum    string
 	size   int64
 	events int64
+	holds  doorledger.ReportHolds // what the file holds besides its events
 	head   *doorledger.LogHead
 }
 
@@ -256,6 +257,8 @@ func (r *Runner) write(ctx context.Context, rec *doorledger.ReportRecord) (out w
 			err = doorledger.Errorf(doorledger.EINVALID, "Unknown report format %q.", rec.Format)
 		}
 		out.events = p.total
+		out.holds = doorledger.ReportHolds{Anomalies: p.anomalies, OpenAnomalies: p.open,
+			Consents: int64(len(rep.Consents)), Devices: int64(len(rep.Devices))}
 		return err
 	})
 	if err != nil {
@@ -302,12 +305,13 @@ type progress struct {
 	id    string
 	walks int
 
-	walk    int   // walks started
-	total   int64 // events of the first walk
-	written int64 // events yielded in the later walks
-	done    int64 // the last progress recorded
-	last    time.Time
-	failed  bool // a progress record failed: logged once
+	walk            int   // walks started
+	total           int64 // events of the first walk
+	anomalies, open int64 // of those, flagged with an anomaly; and not acknowledged
+	written         int64 // events yielded in the later walks
+	done            int64 // the last progress recorded
+	last            time.Time
+	failed          bool // a progress record failed: logged once
 }
 
 // wrap counts the events events yields, records progress, and stops when
@@ -322,6 +326,12 @@ func (p *progress) wrap(events func(yield func(*doorledger.UnlockEvent) error) e
 		var n int64
 		err := events(func(ev *doorledger.UnlockEvent) error {
 			n++
+			if first && len(ev.Anomalies) > 0 {
+				p.anomalies++
+				if ev.OpenAnomaly() {
+					p.open++
+				}
+			}
 			if n%256 == 0 {
 				if err := p.ctx.Err(); err != nil {
 					return err

@@ -528,3 +528,42 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	})
 }
+
+// TestRunner_RecordsWhatTheReportHolds: the registry keeps what each format's
+// file holds — the anomalies among its events, how many were still open, the
+// consents and devices it lists — counted as the file was written, for the
+// report page to say first.
+func TestRunner_RecordsWhatTheReportHolds(t *testing.T) {
+	w := newRunnerWorld(t, 30) // every event from an unregistered device: each an anomaly
+	ids := make([]int64, 0, 10)
+	rows, err := w.d.Reader().Query(`SELECT id FROM unlock_events ORDER BY id LIMIT 10`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	ctx := doorledger.NewContextWithUser(context.Background(), w.manager)
+	if _, err := sqlite.NewUnlockService(w.d).AcknowledgeAnomalies(ctx, w.building.ID, ids, "The courier's relay, known to the manager"); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{doorledger.ReportPDF, doorledger.ReportCSV, doorledger.ReportBundle} {
+		rec := w.runOnce(t, w.request(t, format))
+		want := doorledger.ReportHolds{Anomalies: 30, OpenAnomalies: 20}
+		if rec.Status != doorledger.ReportDone || rec.Total != 30 || rec.Holds == nil || *rec.Holds != want {
+			t.Errorf("%s: status %s, total %d, holds %+v; want done, 30, %+v", format, rec.Status, rec.Total, rec.Holds, want)
+		}
+		// The database keeps them as the file was written.
+		for _, col := range []string{"held_anomalies", "held_open_anomalies", "held_consents", "held_devices"} {
+			_, err := w.d.Writer().Exec(`UPDATE reports SET `+col+` = `+col+` + 1 WHERE id = ?`, rec.ID)
+			if err == nil || !strings.Contains(err.Error(), "a finished report is never changed") {
+				t.Errorf("%s: changing %s of a finished report: %v", format, col, err)
+			}
+		}
+	}
+}

@@ -133,16 +133,38 @@ type ReportView struct {
 }
 
 // reportLead says first what the board wants to know of a report: the
-// unlock events it holds, over which dates; the rest of its content
-// (devices, consents, anomalies, commands, journal) is named after.
+// unlock events it holds, over which dates, the anomalies among them and the
+// consents and devices it lists, counted when it was written; the rest of its
+// content (commands, journal) is named after. A report finished before those
+// counts were recorded names its content without them.
 func reportLead(r *doorledger.ReportRecord) string {
 	events := "no unlock events"
-	if r.Total == 1 {
-		events = "1 unlock event"
-	} else if r.Total > 1 {
-		events = thousands(int(r.Total)) + " unlock events"
+	if r.Total > 0 {
+		events = counted(r.Total, "unlock event", "unlock events")
 	}
-	return "This report holds " + events + " from " + r.From + " to " + r.To + ", with the anomalies among them, every consent, device and command of the building, and its journal entries."
+	lead := "This report holds " + events + " from " + r.From + " to " + r.To
+	h := r.Holds
+	if h == nil {
+		return lead + ", with the anomalies among them, every consent, device and command of the building, and its journal entries."
+	}
+	switch {
+	case h.Anomalies == 0:
+		lead += ", no anomalies"
+	case h.OpenAnomalies == 0:
+		lead += ", " + counted(h.Anomalies, "anomaly", "anomalies") + " (all acknowledged)"
+	default:
+		lead += ", " + counted(h.Anomalies, "anomaly", "anomalies") + " (" + thousands(int(h.OpenAnomalies)) + " still open when it was made)"
+	}
+	return lead + ", " + counted(h.Consents, "consent", "consents") + " and " + counted(h.Devices, "device", "devices") +
+		", with every command of the building and its journal entries."
+}
+
+// counted is n and its noun: "1 consent", "1,204 consents".
+func counted(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return thousands(int(n)) + " " + many
 }
 
 // VerifyView is the verify page, and what it found in the files uploaded.

@@ -87,3 +87,29 @@ func TestReportLead(t *testing.T) {
 		}
 	}
 }
+
+// TestReportLeadHolds: a report whose counts were recorded leads with its
+// events, the anomalies among them and the consents and devices it lists.
+func TestReportLeadHolds(t *testing.T) {
+	const from = " from 2026-03-01 to 2026-03-31, "
+	const rest = ", with every command of the building and its journal entries."
+	for _, tt := range []struct {
+		total int64
+		holds doorledger.ReportHolds
+		want  string
+	}{
+		{0, doorledger.ReportHolds{}, "This report holds no unlock events" + from + "no anomalies, 0 consents and 0 devices" + rest},
+		{1, doorledger.ReportHolds{Anomalies: 1, OpenAnomalies: 1, Consents: 1, Devices: 1},
+			"This report holds 1 unlock event" + from + "1 anomaly (1 still open when it was made), 1 consent and 1 device" + rest},
+		{12034, doorledger.ReportHolds{Anomalies: 1500, OpenAnomalies: 0, Consents: 3, Devices: 2},
+			"This report holds 12,034 unlock events" + from + "1,500 anomalies (all acknowledged), 3 consents and 2 devices" + rest},
+		{40, doorledger.ReportHolds{Anomalies: 7, OpenAnomalies: 2, Consents: 1204, Devices: 5},
+			"This report holds 40 unlock events" + from + "7 anomalies (2 still open when it was made), 1,204 consents and 5 devices" + rest},
+	} {
+		holds := tt.holds
+		r := &doorledger.ReportRecord{From: "2026-03-01", To: "2026-03-31", Total: tt.total, Holds: &holds}
+		if got := reportLead(r); got != tt.want {
+			t.Errorf("reportLead(%d, %+v) =\n%q, want\n%q", tt.total, tt.holds, got, tt.want)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func (f *fixture) finish(t *testing.T, data []byte) *doorledger.ReportRecord {
 	}
 	head := must(f.logs.SignHead(gen))(t)
 	sum := sha256.Sum256(data)
-	if err := f.reports.FinishReport(gen, rec.ID, hex.EncodeToString(sum[:]), int64(len(data)), head); err != nil {
+	if err := f.reports.FinishReport(gen, rec.ID, hex.EncodeToString(sum[:]), int64(len(data)), head, doorledger.ReportHolds{}); err != nil {
 		t.Fatal(err)
 	}
 	return must(f.reports.FindReport(doorledger.NewContextWithUser(context.Background(), f.admin), rec.ID))(t)

@@ -225,6 +225,13 @@ func TestEndToEndReports(t *testing.T) {
 			t.Errorf("the finished report's page lacks %s", want)
 		}
 	}
+	// It leads with what it holds, counted as it was written (whether the
+	// granted openings fall outside delivery hours depends on the time of day).
+	lead := regexp.MustCompile(`This report holds 4 unlock events from ` + yesterday + ` to ` + today +
+		`, (no anomalies|1 anomaly \(1 still open when it was made\)|[23] anomalies \([23] still open when it was made\)), 1 consent and 1 device, with every command`)
+	if !lead.MatchString(page) {
+		t.Errorf("the finished report's page does not lead with what it holds:\n%s", page)
+	}
 	pdf := download(t, mgr, pdfReport, page, ".pdf", "application/pdf")
 	qpdfCheck(t, pdf)
 	text := pdfText(t, pdf)

@@ -80,7 +80,7 @@ func (w *ReportWorld) Finish(t testing.TB, id string) string {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte("the file of " + id))
-	if err := w.Reports.FinishReport(gen(), id, hex.EncodeToString(sum[:]), 1234, head); err != nil {
+	if err := w.Reports.FinishReport(gen(), id, hex.EncodeToString(sum[:]), 1234, head, doorledger.ReportHolds{}); err != nil {
 		t.Fatalf("finish %s: %v", id, err)
 	}
 	return hex.EncodeToString(sum[:])

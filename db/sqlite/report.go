@@ -47,7 +47,8 @@ const dateLayout = "2006-01-02"
 
 const reportColumns = `r.id, r.building_id, b.name, r.format, r.from_date, r.to_date, r.monthly,
 	r.requested_by, r.requested_name, r.requested_at, r.status, r.done, r.total, r.error, r.started_at, r.done_at,
-	COALESCE(r.sha256, ''), r.bytes, r.head_size, r.head_root, r.head_note`
+	COALESCE(r.sha256, ''), r.bytes, r.head_size, r.head_root, r.head_note,
+	r.held_anomalies, r.held_open_anomalies, r.held_consents, r.held_devices`
 
 const reportFrom = ` FROM reports r JOIN buildings b ON b.id = r.building_id`
 
@@ -55,13 +56,18 @@ func scanReport(row interface{ Scan(...any) error }) (*doorledger.ReportRecord, 
 	var r doorledger.ReportRecord
 	var requested string
 	var root []byte
+	var anomalies, open, consents, devices sql.NullInt64
 	if err := row.Scan(&r.ID, &r.BuildingID, &r.BuildingName, &r.Format, &r.From, &r.To, &r.Monthly,
 		&r.RequestedBy, &r.RequestedName, &requested, &r.Status, &r.Done, &r.Total, &r.Error, nullTime{&r.StartedAt}, nullTime{&r.DoneAt},
-		&r.SHA256, &r.Bytes, &r.HeadSize, &root, &r.HeadNote); err != nil {
+		&r.SHA256, &r.Bytes, &r.HeadSize, &root, &r.HeadNote, &anomalies, &open, &consents, &devices); err != nil {
 		return nil, err
 	}
 	r.RequestedAt = parseTime(requested)
 	copy(r.HeadRoot[:], root)
+	if r.Status == doorledger.ReportDone && anomalies.Valid {
+		r.Holds = &doorledger.ReportHolds{Anomalies: anomalies.Int64, OpenAnomalies: open.Int64,
+			Consents: consents.Int64, Devices: devices.Int64}
+	}
 	return &r, nil
 }
 
@@ -393,7 +399,7 @@ func (s *ReportService) ReportProgress(ctx context.Context, id string, done, tot
 	return tx.Commit()
 }
 
-func (s *ReportService) FinishReport(ctx context.Context, id string, sum string, size int64, head *doorledger.LogHead) error {
+func (s *ReportService) FinishReport(ctx context.Context, id string, sum string, size int64, head *doorledger.LogHead, holds doorledger.ReportHolds) error {
 	if err := requireGenerator(callerFrom(ctx)); err != nil {
 		return err
 	}
@@ -403,6 +409,9 @@ func (s *ReportService) FinishReport(ctx context.Context, id string, sum string,
 	}
 	if size <= 0 {
 		return doorledger.Errorf(doorledger.EINVALID, "A report's file is not empty (got %d bytes).", size)
+	}
+	if holds.Anomalies < 0 || holds.OpenAnomalies < 0 || holds.Consents < 0 || holds.Devices < 0 || holds.OpenAnomalies > holds.Anomalies {
+		return doorledger.Errorf(doorledger.EINVALID, "A report's counts start at 0, and its open anomalies are among its anomalies (got %+v).", holds)
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -422,12 +431,15 @@ func (s *ReportService) FinishReport(ctx context.Context, id string, sum string,
 		}
 		hsize, root, note = head.Size, head.Root[:], head.Note
 	}
-	r, err := tx.updateOpenReport(ctx, id, false, `status = 'done', done_at = ?, done = total, sha256 = ?, bytes = ?, head_size = ?, head_root = ?, head_note = ?`,
-		formatTime(tx.now), sum, size, hsize, root, note)
+	r, err := tx.updateOpenReport(ctx, id, false, `status = 'done', done_at = ?, done = total, sha256 = ?, bytes = ?, head_size = ?, head_root = ?, head_note = ?,
+		held_anomalies = ?, held_open_anomalies = ?, held_consents = ?, held_devices = ?`,
+		formatTime(tx.now), sum, size, hsize, root, note,
+		holds.Anomalies, holds.OpenAnomalies, holds.Consents, holds.Devices)
 	if err != nil {
 		return err
 	}
-	detail := map[string]any{"report": r.ID, "format": r.Format, "from": r.From, "to": r.To, "sha256": sum, "bytes": size, "head_size": hsize}
+	detail := map[string]any{"report": r.ID, "format": r.Format, "from": r.From, "to": r.To, "sha256": sum, "bytes": size, "head_size": hsize,
+		"anomalies": holds.Anomalies, "open_anomalies": holds.OpenAnomalies, "consents": holds.Consents, "devices": holds.Devices}
 	if head != nil {
 		detail["head_root"] = head.Root.String()
 	}

@@ -202,7 +202,7 @@ func TestReportAccess(t *testing.T) {
 		wantCode(t, u.Email+" NextReport", err, doorledger.EFORBIDDEN)
 		wantCode(t, u.Email+" GatherReport", w.reports.GatherReport(ctx, byBoard.ID, func(*doorledger.AuditReport) error { return nil }), doorledger.EFORBIDDEN)
 		wantCode(t, u.Email+" ReportProgress", w.reports.ReportProgress(ctx, byBoard.ID, 1, 2), doorledger.EFORBIDDEN)
-		wantCode(t, u.Email+" FinishReport", w.reports.FinishReport(ctx, byBoard.ID, sum, 10, nil), doorledger.EFORBIDDEN)
+		wantCode(t, u.Email+" FinishReport", w.reports.FinishReport(ctx, byBoard.ID, sum, 10, nil, doorledger.ReportHolds{}), doorledger.EFORBIDDEN)
 		wantCode(t, u.Email+" FailReport", w.reports.FailReport(ctx, byBoard.ID, "no"), doorledger.EFORBIDDEN)
 		_, err = w.reports.QueueMonthlyReports(ctx, *w.Now)
 		wantCode(t, u.Email+" QueueMonthlyReports", err, doorledger.EFORBIDDEN)
@@ -469,15 +469,17 @@ func TestReportLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, "bad hash", w.reports.FinishReport(gen(), a.ID, "abc", 10, head), doorledger.EINVALID)
-	wantCode(t, "empty file", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 0, head), doorledger.EINVALID)
+	wantCode(t, "bad hash", w.reports.FinishReport(gen(), a.ID, "abc", 10, head, doorledger.ReportHolds{}), doorledger.EINVALID)
+	wantCode(t, "empty file", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 0, head, doorledger.ReportHolds{}), doorledger.EINVALID)
 	forged := *head
 	forged.Root[0] ^= 1
-	wantCode(t, "unsigned head", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 10, &forged), doorledger.EINVALID)
-	wantCode(t, "finish a queued report", w.reports.FinishReport(gen(), b.ID, strings.Repeat("a", 64), 10, head), doorledger.ECONFLICT)
+	wantCode(t, "unsigned head", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 10, &forged, doorledger.ReportHolds{}), doorledger.EINVALID)
+	wantCode(t, "open anomalies above the anomalies", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 10, head, doorledger.ReportHolds{Anomalies: 1, OpenAnomalies: 2}), doorledger.EINVALID)
+	wantCode(t, "a negative count", w.reports.FinishReport(gen(), a.ID, strings.Repeat("a", 64), 10, head, doorledger.ReportHolds{Consents: -1}), doorledger.EINVALID)
+	wantCode(t, "finish a queued report", w.reports.FinishReport(gen(), b.ID, strings.Repeat("a", 64), 10, head, doorledger.ReportHolds{}), doorledger.ECONFLICT)
 
 	sum := strings.Repeat("0123456789abcdef", 4)
-	if err := w.reports.FinishReport(gen(), a.ID, strings.ToUpper(sum), 5000, head); err != nil {
+	if err := w.reports.FinishReport(gen(), a.ID, strings.ToUpper(sum), 5000, head, doorledger.ReportHolds{}); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := w.reports.FindReport(uctx(w.MgrA), a.ID)
@@ -488,7 +490,7 @@ func TestReportLifecycle(t *testing.T) {
 	if j := w.journal(t, w.A, "report.generate"); len(j) != 1 || !strings.Contains(j[0].Detail, sum) || !strings.Contains(j[0].Detail, a.ID) {
 		t.Errorf("journal: %+v", j)
 	}
-	wantCode(t, "finish twice", w.reports.FinishReport(gen(), a.ID, sum, 5000, head), doorledger.ECONFLICT)
+	wantCode(t, "finish twice", w.reports.FinishReport(gen(), a.ID, sum, 5000, head, doorledger.ReportHolds{}), doorledger.ECONFLICT)
 	wantCode(t, "fail a done report", w.reports.FailReport(gen(), a.ID, "late"), doorledger.ECONFLICT)
 	// Not a monthly report: no mail.
 	if n := w.count(t, `SELECT COUNT(*) FROM outbox WHERE kind = 'report'`); n != 0 {
@@ -497,7 +499,7 @@ func TestReportLifecycle(t *testing.T) {
 
 	// A report without a head (the log was empty) is registered without one.
 	w.claim(t, b.ID)
-	if err := w.reports.FinishReport(gen(), b.ID, sum, 10, nil); err != nil {
+	if err := w.reports.FinishReport(gen(), b.ID, sum, 10, nil, doorledger.ReportHolds{}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := w.reports.FindReport(uctx(w.MgrA), b.ID); r.HeadSize != 0 || r.HeadRoot != (doorledger.LogHash{}) || r.HeadNote != "" {
@@ -665,7 +667,7 @@ func TestReportSubscribeAndMonthly(t *testing.T) {
 	queue(next.AddDate(0, 1, 0).Add(6*time.Hour), 0)
 	w.claim(t, newer.ID)
 	head, _ := w.logs.SignHead(gen())
-	if err := w.reports.FinishReport(gen(), newer.ID, sum, 10, head); err != nil {
+	if err := w.reports.FinishReport(gen(), newer.ID, sum, 10, head, doorledger.ReportHolds{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := w.count(t, `SELECT COUNT(*) FROM outbox WHERE kind = 'report'`); n != 1 {
