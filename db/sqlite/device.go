@@ -11,10 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -39,12 +36,14 @@ type DeviceService struct {
 	SentFlushDelay time.Duration
 
 	sent    sentLog
-	reports reportQueue
+	reports *groupCommitter[doorledger.ReportedState, struct{}]
 }
 
 // NewDeviceService returns the SQLite device service.
 func NewDeviceService(db *DB) *DeviceService {
-	return &DeviceService{db: db, SentFlushDelay: 50 * time.Millisecond}
+	s := &DeviceService{db: db, SentFlushDelay: 50 * time.Millisecond}
+	s.reports = newGroupCommitter("report state", func() int { return maxReportGroup }, nil, s.writeReports)
+	return s
 }
 
 var (
@@ -681,129 +680,19 @@ func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedSt
 	if !r.State.Valid() || r.Version < 0 {
 		return doorledger.Errorf(doorledger.EINVALID, "A report names enabled or disabled and a version of 0 or more.")
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	req := &reportReq{ctx: ctx, r: r, done: make(chan error, 1)}
-	s.reports.mu.Lock()
-	s.reports.queue = append(s.reports.queue, req)
-	lead := !s.reports.running
-	s.reports.running = true
-	s.reports.mu.Unlock()
-	if lead {
-		// No committer: this caller commits what is queued (its own report
-		// among them) on its own goroutine, and leaves what arrives meanwhile
-		// to one started for it.
-		if s.commitNext() {
-			go s.reportLoop()
-		}
-	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		// The committer may still commit it: the device is not acknowledged,
-		// sends it again, and the repeat is a sign of life only.
-		return ctx.Err()
-	}
-}
-
-// reportReq is one report waiting for the committer.
-type reportReq struct {
-	ctx  context.Context
-	r    doorledger.ReportedState
-	done chan error // buffered: the committer never blocks on it
-}
-
-// reportQueue is what waits for the report committer.
-type reportQueue struct {
-	mu      sync.Mutex
-	queue   []*reportReq
-	running bool
-
-	groups, reports atomic.Int64 // transactions committed, reports in them
+	// If ctx ends first, the committer may still commit the report: the
+	// device is not acknowledged, sends it again, and the repeat is a sign of
+	// life only.
+	_, err := s.reports.submit(ctx, r)
+	return err
 }
 
 // ReportStats returns how many report transactions were committed and how
 // many reports they carried (their ratio is the grouping achieved).
-func (s *DeviceService) ReportStats() (groups, reports int64) {
-	return s.reports.groups.Load(), s.reports.reports.Load()
-}
+func (s *DeviceService) ReportStats() (groups, reports int64) { return s.reports.stats() }
 
 // maxReportGroup bounds the reports of one transaction.
 const maxReportGroup = 1000
-
-// reportLoop writes what is queued, group after group, until the queue is empty.
-func (s *DeviceService) reportLoop() {
-	for s.commitNext() {
-	}
-}
-
-// commitNext commits the next group of queued reports. It reports whether
-// more are queued; when none are, the committer's turn has ended.
-func (s *DeviceService) commitNext() bool {
-	s.reports.mu.Lock()
-	take := min(len(s.reports.queue), maxReportGroup)
-	group := slices.Clone(s.reports.queue[:take])
-	clear(s.reports.queue[:take])
-	s.reports.queue = s.reports.queue[take:]
-	s.reports.mu.Unlock()
-	if len(group) > 0 {
-		s.commitReports(group)
-	}
-	s.reports.mu.Lock()
-	defer s.reports.mu.Unlock()
-	if len(s.reports.queue) == 0 {
-		s.reports.running = false
-		s.reports.queue = nil
-		return false
-	}
-	return true
-}
-
-// commitReports writes reqs in one transaction and answers each; if the
-// shared transaction fails, each report is tried again in one of its own.
-func (s *DeviceService) commitReports(reqs []*reportReq) {
-	defer func() {
-		if p := recover(); p != nil {
-			for _, r := range reqs {
-				select {
-				case r.done <- fmt.Errorf("report state: internal error: %v", p):
-				default:
-				}
-			}
-		}
-	}()
-	live := reqs[:0:0]
-	for _, r := range reqs {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- err
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
-	errs, err := s.writeReports(live)
-	if err == nil {
-		for i, r := range live {
-			r.done <- errs[i]
-		}
-		return
-	}
-	if len(live) == 1 {
-		live[0].done <- err
-		return
-	}
-	for _, r := range live {
-		if errs, err := s.writeReports([]*reportReq{r}); err != nil {
-			r.done <- err
-		} else {
-			r.done <- errs[0]
-		}
-	}
-}
 
 // Savepoints isolate each report of a group.
 const (
@@ -814,7 +703,7 @@ const (
 
 // writeReports writes reqs in one transaction: each report's answer, or an
 // error for the whole transaction (nothing of it committed).
-func (s *DeviceService) writeReports(reqs []*reportReq) (errs []error, err error) {
+func (s *DeviceService) writeReports(reqs []groupWork[doorledger.ReportedState]) (answers []groupAnswer[struct{}], err error) {
 	ctx := context.Background() // the group's: no caller's cancellation ends it
 	if err := s.db.prepareWrites(ctx, reportWriteSQL); err != nil {
 		return nil, err
@@ -828,7 +717,7 @@ func (s *DeviceService) writeReports(reqs []*reportReq) (errs []error, err error
 	// transaction writes them too; given back unless committed.
 	var marks []sentMark
 	for _, r := range reqs {
-		marks = append(marks, s.sent.take(r.r.DeviceID)...)
+		marks = append(marks, s.sent.take(r.work.DeviceID)...)
 	}
 	defer func() {
 		if err != nil {
@@ -838,14 +727,14 @@ func (s *DeviceService) writeReports(reqs []*reportReq) (errs []error, err error
 	if err := tx.writeSent(ctx, marks); err != nil {
 		return nil, err
 	}
-	errs = make([]error, len(reqs))
+	answers = make([]groupAnswer[struct{}], len(reqs))
 	for i, r := range reqs {
 		pushes := len(tx.pushes)
 		if _, err := tx.exec(ctx, reportSavepointSQL); err != nil {
 			return nil, err
 		}
 		// The caller's values (its IP for the journal), not its cancellation.
-		if errs[i] = tx.reportState(context.WithoutCancel(r.ctx), r.r); errs[i] != nil {
+		if answers[i].err = tx.reportState(context.WithoutCancel(r.ctx), r.work); answers[i].err != nil {
 			if _, err := tx.exec(ctx, reportRollbackSQL); err != nil {
 				return nil, fmt.Errorf("roll back a refused report: %w", err)
 			}
@@ -858,9 +747,7 @@ func (s *DeviceService) writeReports(reqs []*reportReq) (errs []error, err error
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	s.reports.groups.Add(1)
-	s.reports.reports.Add(int64(len(reqs)))
-	return errs, nil
+	return answers, nil
 }
 
 // reportState is ReportState's work in tx, without the commit.

@@ -8,14 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -25,12 +22,10 @@ import (
 // ingest of unlock events with group commit, anomaly flags and alerts, and the
 // building's history, charts, export, retention and heartbeat watch.
 //
-// Group commit: RecordUnlocks queues the caller's events and waits. One
-// committer goroutine (started when work arrives, gone when the queue is
-// empty) takes everything waiting, up to MaxBatch events, and writes it in ONE
-// transaction on the DB's single writer connection, then answers each caller.
-// With synchronous=FULL a commit costs an fsync; sharing it among every
-// caller that arrived meanwhile is what makes durable ingest fast.
+// Group commit (groupCommitter): RecordUnlocks queues the caller's events and
+// waits; the committer takes everything waiting, up to MaxBatch events, and
+// writes it in ONE transaction on the DB's single writer connection, then
+// answers each caller.
 //
 // Each caller's batch is all or nothing: lookups that can refuse a batch
 // (unknown device id, device of another building) happen before anything is
@@ -43,39 +38,29 @@ type UnlockService struct {
 	// batch is never split).
 	MaxBatch int
 
-	mu      sync.Mutex
-	queue   []*ingestReq
-	running bool
-	idle    *sync.Cond // on mu: broadcast when the committer stops running
+	group *groupCommitter[*ingestReq, doorledger.ImportResult]
 
 	stmts map[string]*sql.Stmt // prepared on the writer connection; used by the committer only
 
 	cache ingestCache // used by the committer only
-
-	groups, grouped atomic.Int64 // transactions written, events in them
 }
 
 // Stats returns how many group-commit transactions were committed and how many
 // events they carried (their ratio is the batching achieved).
-func (s *UnlockService) Stats() (groups, events int64) { return s.groups.Load(), s.grouped.Load() }
+func (s *UnlockService) Stats() (groups, events int64) { return s.group.stats() }
 
 // NewUnlockService returns the SQLite unlock service.
 func NewUnlockService(db *DB) *UnlockService {
 	s := &UnlockService{db: db, MaxBatch: 10000}
-	s.idle = sync.NewCond(&s.mu)
+	s.group = newGroupCommitter("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
+	s.group.failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
 }
 
 // Wait returns when the committer has written everything queued, even
 // batches whose callers stopped waiting: at shutdown, after the transports
 // stopped and before the log is sequenced a last time.
-func (s *UnlockService) Wait() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.running {
-		s.idle.Wait()
-	}
-}
+func (s *UnlockService) Wait() { s.group.wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
@@ -122,16 +107,10 @@ func anomalyBit(kind string) int64 {
 
 // ingestReq is one caller's batch waiting for the committer.
 type ingestReq struct {
-	ctx    context.Context
+	ctx    context.Context // the caller's (set by writeGroup)
 	events []doorledger.UnlockEvent
 	lines  []int                    // file lines, for messages (imports)
 	imp    *doorledger.UnlockImport // a manager's import: audited with its counts
-	done   chan ingestAnswer        // buffered: the committer never blocks on it
-}
-
-type ingestAnswer struct {
-	res doorledger.ImportResult
-	err error
 }
 
 // label names event i of the request in messages: "event 3" (from 0) or "line 14".
@@ -212,7 +191,7 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	if len(in) == 0 {
 		return &doorledger.ImportResult{}, nil
 	}
-	r := &ingestReq{ctx: ctx, events: make([]doorledger.UnlockEvent, len(in)), lines: lines, imp: imp, done: make(chan ingestAnswer, 1)}
+	r := &ingestReq{events: make([]doorledger.UnlockEvent, len(in)), lines: lines, imp: imp}
 	var p problems
 	for i, ev := range in {
 		if err := ev.Validate(); err != nil {
@@ -228,134 +207,14 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	// If ctx ends first, the committer may still commit the batch: the
+	// caller does not acknowledge, the source sends it again, and the repeat
+	// is a no-op.
+	res, err := s.group.submit(ctx, r)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.queue = append(s.queue, r)
-	if !s.running {
-		s.running = true
-		go s.commitLoop()
-	}
-	s.mu.Unlock()
-	select {
-	case a := <-r.done:
-		if a.err != nil {
-			return nil, a.err
-		}
-		return &a.res, nil
-	case <-ctx.Done():
-		// The committer may still commit it: the caller does not acknowledge, the
-		// source sends it again, and the repeat is a no-op.
-		return nil, ctx.Err()
-	}
-}
-
-// Gathering: after a commit, the callers it released come back with their
-// next events within microseconds. Waiting for them, while the queue keeps
-// growing, makes groups larger (fewer commits, fewer pages written per event);
-// a caller alone waits gatherQuiet at most, nothing next to an fsync.
-const (
-	gatherQuiet = 30 * time.Microsecond
-	gatherMax   = 500 * time.Microsecond
-)
-
-func (s *UnlockService) queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.queue {
-		n += len(r.events)
-	}
-	return n
-}
-
-func (s *UnlockService) gather() {
-	start := time.Now()
-	last, grew := s.queued(), start
-	for {
-		runtime.Gosched()
-		now := time.Now()
-		if n := s.queued(); n > last {
-			last, grew = n, now
-		}
-		if last >= s.MaxBatch || now.Sub(grew) >= gatherQuiet || now.Sub(start) >= gatherMax {
-			return
-		}
-	}
-}
-
-// commitLoop writes what is queued, group after group, until the queue is empty.
-func (s *UnlockService) commitLoop() {
-	for {
-		s.gather()
-		s.mu.Lock()
-		n, take := 0, 0
-		for take < len(s.queue) && (take == 0 || n+len(s.queue[take].events) <= s.MaxBatch) {
-			n += len(s.queue[take].events)
-			take++
-		}
-		if take == 0 {
-			s.running = false
-			s.queue = nil
-			s.idle.Broadcast()
-			s.mu.Unlock()
-			return
-		}
-		group := slices.Clone(s.queue[:take])
-		clear(s.queue[:take])
-		s.queue = s.queue[take:]
-		s.mu.Unlock()
-		s.commitGroup(group)
-	}
-}
-
-// commitGroup writes the requests in one transaction and answers each; if the
-// shared transaction fails, each request is retried in a transaction of its own.
-func (s *UnlockService) commitGroup(reqs []*ingestReq) {
-	defer func() {
-		if p := recover(); p != nil {
-			slog.Error("unlock ingest panicked", "panic", p)
-			s.cache.reset(-1)
-			for _, r := range reqs {
-				select {
-				case r.done <- ingestAnswer{err: fmt.Errorf("record unlocks: internal error: %v", p)}:
-				default:
-				}
-			}
-		}
-	}()
-	live := reqs[:0:0]
-	for _, r := range reqs {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- ingestAnswer{err: err}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
-	answers, err := s.writeGroup(live)
-	if err == nil {
-		for i, r := range live {
-			r.done <- answers[i]
-		}
-		return
-	}
-	if len(live) == 1 {
-		live[0].done <- ingestAnswer{err: err}
-		return
-	}
-	slog.Warn("unlock group commit failed; retrying each batch alone", "batches", len(live), "err", err)
-	for _, r := range live {
-		answers, err := s.writeGroup([]*ingestReq{r})
-		if err != nil {
-			r.done <- ingestAnswer{err: err}
-		} else {
-			r.done <- answers[0]
-		}
-	}
+	return &res, nil
 }
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -485,7 +344,12 @@ type ingestGroup struct {
 	changed   bool // the group changed a device: the epoch moved
 }
 
-func (s *UnlockService) writeGroup(reqs []*ingestReq) (answers []ingestAnswer, err error) {
+func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []groupAnswer[doorledger.ImportResult], err error) {
+	reqs := make([]*ingestReq, len(calls))
+	for i, c := range calls {
+		c.work.ctx = c.ctx
+		reqs[i] = c.work
+	}
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
@@ -494,12 +358,7 @@ func (s *UnlockService) writeGroup(reqs []*ingestReq) (answers []ingestAnswer, e
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
-	defer func() {
-		if err != nil {
-			s.cache.reset(-1) // the group's changes to it were rolled back
-		}
-	}()
+	defer tx.Rollback() // on failure, the committer also resets the cache (failed)
 	var epoch int64
 	if err := tx.QueryRowContext(ctx, `SELECT n FROM unlock_cache_epoch WHERE id = 1`).Scan(&epoch); err != nil {
 		return nil, fmt.Errorf("read cache epoch: %w", err)
@@ -510,7 +369,7 @@ func (s *UnlockService) writeGroup(reqs []*ingestReq) (answers []ingestAnswer, e
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now), stmts: map[string]*sql.Stmt{},
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
 		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
-	answers = make([]ingestAnswer, len(reqs))
+	answers = make([]groupAnswer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {
 		return nil, err
@@ -520,7 +379,7 @@ func (s *UnlockService) writeGroup(reqs []*ingestReq) (answers []ingestAnswer, e
 			answers[i].err = refused[i]
 			continue
 		}
-		if answers[i].res, err = g.write(r); err != nil {
+		if answers[i].val, err = g.write(r); err != nil {
 			return nil, err
 		}
 	}
@@ -538,10 +397,6 @@ func (s *UnlockService) writeGroup(reqs []*ingestReq) (answers []ingestAnswer, e
 		return nil, fmt.Errorf("commit unlocks: %w", err)
 	}
 	s.cache.epoch = epoch
-	s.groups.Add(1)
-	for _, r := range reqs {
-		s.grouped.Add(int64(len(r.events)))
-	}
 	return answers, nil
 }
 
