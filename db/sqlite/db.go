@@ -32,7 +32,9 @@ type DB struct {
 	read  *readPool
 	Path  string
 
-	// Now is the clock, read once per transaction; tests fix it.
+	// Now is the DB's clock, read once per transaction (Tx.now); tests set
+	// it. It is the only clock Go code in this package reads; see clock.go
+	// for how it and SQLite's own clock meet.
 	Now func() time.Time
 	// PasswordCost is the bcrypt cost; tests lower it.
 	PasswordCost int
@@ -201,7 +203,7 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 	if _, err := tx.ExecContext(ctx, string(buf)); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, formatTime(time.Now())); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, formatTime(db.now())); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -238,7 +240,7 @@ func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{Tx: tx, db: db, now: db.Now().UTC().Truncate(time.Microsecond)}, nil
+	return &Tx{Tx: tx, db: db, now: db.now()}, nil
 }
 
 // Reader returns the read-only pool, for queries that need no transaction.

@@ -51,10 +51,6 @@ var (
 	_ doorledger.DeviceReports = (*DeviceService)(nil)
 )
 
-// enableRefused is the message of the trigger that refuses an enabled device
-// without an active consent (migrations/002).
-const enableRefused = "no device is enabled without an active consent"
-
 // maxReasonLen bounds the reason typed for a command.
 const maxReasonLen = 500
 
@@ -639,8 +635,9 @@ func (tx *Tx) reportedDevice(ctx context.Context, id int64) (*reportedDevice, er
 
 // disableIfConsentEnded disables a device that is still enabled although its
 // consent no longer permits it (it expired and the lapse job has not run yet).
-// The database refuses every other change to such a row, so the device paths
-// call this before they write the device. It returns the command, or nil.
+// The database refuses any change of such a row's desired state, consent or
+// building that leaves it enabled, so the device paths call this before they
+// write the device. It returns the command, or nil.
 func (tx *Tx) disableIfConsentEnded(ctx context.Context, deviceID int64) (*doorledger.Command, error) {
 	var desired doorledger.DeviceState
 	if err := tx.queryRowPrepared(ctx, desiredStateSQL, deviceID).Scan(&desired); err != nil {
@@ -909,29 +906,17 @@ func (tx *Tx) flagUnconsented(ctx context.Context, r doorledger.ReportedState, d
 }
 
 // DeviceSeen records that a device showed signs of life (connected, pinged) at
-// at (now when zero). Transports call it without a user.
+// at (the DB's clock when zero). Transports call it without a user. It writes
+// last_seen_at alone, which no refusing trigger watches (the rules on devices
+// fire on their desired state, consent, building and vendor links), so it is
+// recorded even for a device still enabled under a consent that ran out.
 func (s *DeviceService) DeviceSeen(ctx context.Context, deviceID int64, at time.Time) error {
 	if at.IsZero() {
-		at = s.db.Now()
+		at = s.db.now()
 	}
 	t := formatTime(at)
 	_, err := s.db.write.ExecContext(ctx, deviceSeenSQL, t, deviceID, t)
-	if !isRefusal(err, enableRefused) {
-		return err
-	}
-	// Still enabled under a consent that ran out: disable it, then record.
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.disableIfConsentEnded(ctx, deviceID); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, deviceSeenSQL, t, deviceID, t); err != nil {
-		return fmt.Errorf("device %d seen: %w", deviceID, err)
-	}
-	return tx.Commit()
+	return err
 }
 
 // PendingDesired returns the current desired state of every device that is not

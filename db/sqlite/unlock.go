@@ -1657,7 +1657,7 @@ func (s *UnlockService) Purge(ctx context.Context, now time.Time) (int64, error)
 	if err := callerFrom(ctx).requireAdmin(); err != nil {
 		return 0, err
 	}
-	if real := time.Now(); now.After(real) {
+	if real := sqliteNow(); now.After(real) {
 		now = real
 	}
 	rows, err := s.db.read.QueryContext(ctx, `SELECT id, unlock_retention_days FROM buildings ORDER BY id`)
