@@ -246,10 +246,7 @@ func (s *DeviceService) FlushSent(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
-		return err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
 	if err != nil {
 		return err
 	}
@@ -273,10 +270,7 @@ func (s *DeviceService) FlushSent(ctx context.Context) error {
 // held are written first, in the same transaction. ENOTFOUND for an unknown
 // command.
 func (s *DeviceService) MarkSent(ctx context.Context, commandID int64, sendErr error) error {
-	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
-		return err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
 	if err != nil {
 		return err
 	}

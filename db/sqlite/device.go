@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -373,12 +374,11 @@ func (s *DeviceService) SetDesiredState(ctx context.Context, deviceID int64, sta
 		return nil, err
 	}
 	c := callerFrom(ctx)
+	stmts := commandWriteSQL
 	if scope, _, err := deviceScope(c); err == nil {
-		if err := s.db.prepareWrites(ctx, append(commandWriteSQL, findDeviceSQL(scope))); err != nil {
-			return nil, err
-		}
+		stmts = append(slices.Clip(stmts), findDeviceSQL(scope))
 	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, stmts...)
 	if err != nil {
 		return nil, err
 	}
@@ -407,11 +407,8 @@ func (s *DeviceService) DisableDevices(ctx context.Context, f doorledger.DeviceF
 	if f.BuildingID == 0 && f.InstallerID == 0 && strings.TrimSpace(f.Vendor) == "" && f.ConsentID == 0 {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose a building, an installer or a vendor whose devices to disable.")
 	}
-	if err := s.db.prepareWrites(ctx, commandWriteSQL); err != nil {
-		return nil, err
-	}
 	c := callerFrom(ctx)
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, commandWriteSQL...)
 	if err != nil {
 		return nil, err
 	}
@@ -702,10 +699,7 @@ const (
 // error for the whole transaction (nothing of it committed).
 func (s *DeviceService) writeReports(reqs []groupWork[doorledger.ReportedState]) (answers []groupAnswer[struct{}], err error) {
 	ctx := context.Background() // the group's: no caller's cancellation ends it
-	if err := s.db.prepareWrites(ctx, reportWriteSQL); err != nil {
-		return nil, err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, reportWriteSQL...)
 	if err != nil {
 		return nil, err
 	}
@@ -955,10 +949,7 @@ func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Dura
 	if timeout <= 0 {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "The time-out must be positive.")
 	}
-	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
-		return nil, err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
 	if err != nil {
 		return nil, err
 	}

@@ -308,17 +308,16 @@ func (tx *Tx) appendLog(ctx context.Context, max int) (int, *auditlog.Frontier, 
 // logInsert writes rows many to a statement: one INSERT per row would
 // spend most of the sequencer's time in SQLite's statement overhead.
 type logInsert struct {
-	tx    *Tx
-	into  string
-	cols  int
-	args  []any
-	stmts map[int]*sql.Stmt
+	tx   *Tx
+	into string
+	cols int
+	args []any
 }
 
 const logInsertRows = 100
 
 func newLogInsert(tx *Tx, into string, cols int) *logInsert {
-	return &logInsert{tx: tx, into: into, cols: cols, stmts: map[int]*sql.Stmt{}}
+	return &logInsert{tx: tx, into: into, cols: cols}
 }
 
 func (b *logInsert) add(ctx context.Context, vals ...any) error {
@@ -334,16 +333,8 @@ func (b *logInsert) flush(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	st := b.stmts[n]
-	if st == nil {
-		row := "(" + strings.TrimSuffix(strings.Repeat("?,", b.cols), ",") + ")"
-		var err error
-		if st, err = b.tx.PrepareContext(ctx, "INSERT INTO "+b.into+" VALUES "+strings.TrimSuffix(strings.Repeat(row+",", n), ",")); err != nil {
-			return err
-		}
-		b.stmts[n] = st
-	}
-	if _, err := st.ExecContext(ctx, b.args...); err != nil {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", b.cols), ",") + ")"
+	if _, err := b.tx.exec(ctx, "INSERT INTO "+b.into+" VALUES "+strings.TrimSuffix(strings.Repeat(row+",", n), ","), b.args...); err != nil {
 		return fmt.Errorf("append to %s: %w", b.into, err)
 	}
 	b.args = b.args[:0]

@@ -40,8 +40,6 @@ type UnlockService struct {
 
 	group *groupCommitter[*ingestReq, doorledger.ImportResult]
 
-	stmts map[string]*sql.Stmt // prepared on the writer connection; used by the committer only
-
 	cache ingestCache // used by the committer only
 }
 
@@ -333,7 +331,6 @@ type ingestGroup struct {
 	tx        *Tx
 	ctx       context.Context // system: the group belongs to no caller
 	now       string          // tx.now as stored
-	stmts     map[string]*sql.Stmt
 	devices   map[int64]*ingestDevice
 	buildings map[int64]*ingestBuilding
 	refs      map[refKey]int64
@@ -351,10 +348,7 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 		reqs[i] = c.work
 	}
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
-	if err := s.prepare(ctx); err != nil {
-		return nil, err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +360,7 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 	if epoch != s.cache.epoch || s.cache.devices == nil || len(s.cache.devices) > maxCachedDevices {
 		s.cache.reset(epoch)
 	}
-	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now), stmts: map[string]*sql.Stmt{},
+	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now),
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
 		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
 	answers = make([]groupAnswer[doorledger.ImportResult], len(reqs))
@@ -400,7 +394,8 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 	return answers, nil
 }
 
-// The statements of the hot path, prepared once on the writer connection.
+// The statements of the hot path, prepared once on the writer connection
+// (named to BeginTx).
 const (
 	// No LIMIT: a bound LIMIT makes SQLite re-prepare the statement at every
 	// run (measured: 2-3x the cost); the window of a burst is small anyway.
@@ -410,41 +405,9 @@ const (
 		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted' ORDER BY effective_at`
 )
 
-// prepare prepares the hot path's statements once per service, on the
-// writer connection and outside any transaction (it has one connection).
-func (s *UnlockService) prepare(ctx context.Context) error {
-	if s.stmts != nil {
-		return nil
-	}
-	stmts := map[string]*sql.Stmt{}
-	for _, q := range []string{insertUnlockSQL, countGrantedSQL, grantedTimesSQL} {
-		st, err := s.db.write.PrepareContext(ctx, q)
-		if err != nil {
-			for _, st := range stmts {
-				st.Close()
-			}
-			return fmt.Errorf("prepare: %w", err)
-		}
-		stmts[q] = st
-	}
-	s.stmts = stmts
-	return nil
-}
-
 // stmt returns the group's transaction's handle on a prepared statement
 // (parsing SQL costs more than running these small statements).
-func (g *ingestGroup) stmt(query string) (*sql.Stmt, error) {
-	if st := g.stmts[query]; st != nil {
-		return st, nil
-	}
-	prepared := g.s.stmts[query]
-	if prepared == nil {
-		return nil, fmt.Errorf("statement not prepared: %s", query)
-	}
-	st := g.tx.StmtContext(g.ctx, prepared)
-	g.stmts[query] = st
-	return st, nil
-}
+func (g *ingestGroup) stmt(query string) (*sql.Stmt, error) { return g.tx.stmt(g.ctx, query) }
 
 // resolve does every lookup that can refuse a batch, before anything is
 // written: devices by id and by reference, buildings and their rules. It
