@@ -4,11 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // The per-day counts of unlock events (migration 050): unlock_daily holds a

@@ -5,10 +5,11 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // exportPage is how many rows ExportCSV reads per query: each page is a short

@@ -3,11 +3,12 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // checkUnlockRead allows the building's admins, managers and board to read its

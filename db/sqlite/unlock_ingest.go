@@ -4,11 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps

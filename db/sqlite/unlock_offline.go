@@ -3,8 +3,9 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // OfflineDevices finds the devices in service silent for longer than their

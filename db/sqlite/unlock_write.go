@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/doorledger/doorledger"
 	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // clockSkewed reports whether the event's device time is too far from the
