@@ -125,8 +125,8 @@ func (tx *Tx) disableConsentDevices(ctx context.Context, consentID int64, reason
 // Delivery records. After a push the controller records that the transport
 // took the command (MarkSentMany). Written in a transaction of its own, that
 // record took the single writer just before the device's confirming report
-// in 199 of 200 revokes, so the report waited behind a durable commit it did
-// not need (docs/benchmarks.md, issue 4). The records are therefore held in
+// in nearly every revoke, so the report waited behind a durable commit it did
+// not need (docs/benchmarks.md). The records are therefore held in
 // memory and written by the next transaction that concerns them: the
 // device's report (usually a millisecond later), ExpireUnconfirmed, MarkSent,
 // or on their own SentFlushDelay after the first one is held, or at FlushSent.

@@ -195,7 +195,7 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 // (named to BeginTx).
 const (
 	// No LIMIT: a bound LIMIT makes SQLite re-prepare the statement at every
-	// run (measured: 2-3x the cost); the window of a burst is small anyway.
+	// run (docs/benchmarks.md); the window of a burst is small anyway.
 	countGrantedSQL = `SELECT COUNT(*) FROM unlock_events
 		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted'`
 	grantedTimesSQL = `SELECT effective_at FROM unlock_events

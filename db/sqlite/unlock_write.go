@@ -35,7 +35,7 @@ const insertUnlockSQL = `INSERT INTO unlock_events
 // write records one accepted request's events with their anomaly flags, in
 // order (a burst count sees the events before it), acts on what they reveal,
 // and audits an import. One statement per row: a multi-row INSERT needs a
-// statement journal (a temp file here) and measured slower.
+// statement journal (a temp file here) and is slower (docs/benchmarks.md).
 func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 	res := doorledger.ImportResult{Events: len(r.events)}
 	insert, err := g.stmt(insertUnlockSQL)
