@@ -280,29 +280,51 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 	return batch, nil
 }
 
-// loadPurgeLeaves reads every logged purge record with its leaf, for the
-// checker to know up front which missing rows are accounted for.
-func loadPurgeLeaves(ctx context.Context, q querier) ([]auditlog.PurgeLeaf, error) {
-	rows, err := q.QueryContext(ctx, `SELECT idx, ref_id, hash FROM log_leaves WHERE kind = 'purge' ORDER BY idx`)
+// loggedLeaf is a leaf as the log stored it: its index, the id of the row it
+// logs, its hash and its level-0 tree hash (zero when not stored).
+type loggedLeaf struct {
+	index, ref  int64
+	hash, tree0 doorledger.LogHash
+}
+
+// loadLoggedLeaves reads the leaves query selects (idx, ref_id, hash, in
+// order) with their level-0 tree hashes.
+func loadLoggedLeaves(ctx context.Context, q querier, query string, args ...any) ([]loggedLeaf, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	var leaves []auditlog.PurgeLeaf
-	var refs []int64
+	var leaves []loggedLeaf
 	for rows.Next() {
-		var l auditlog.PurgeLeaf
-		var ref int64
+		var l loggedLeaf
 		var h []byte
-		if err := rows.Scan(&l.Index, &ref, &h); err != nil {
+		if err := rows.Scan(&l.index, &l.ref, &h); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		copy(l.Hash[:], h)
+		copy(l.hash[:], h)
 		leaves = append(leaves, l)
-		refs = append(refs, ref)
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil || len(leaves) == 0 {
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range leaves {
+		var b []byte
+		err := q.QueryRowContext(ctx, `SELECT hash FROM log_hashes WHERE idx = ?`, auditlog.StoredHashIndex(0, leaves[i].index)).Scan(&b)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		copy(leaves[i].tree0[:], b)
+	}
+	return leaves, nil
+}
+
+// loadPurgeLeaves reads every logged purge record with its leaf, for the
+// checker to know up front which missing rows are accounted for.
+func loadPurgeLeaves(ctx context.Context, q querier) ([]auditlog.PurgeLeaf, error) {
+	logged, err := loadLoggedLeaves(ctx, q, `SELECT idx, ref_id, hash FROM log_leaves WHERE kind = 'purge' ORDER BY idx`)
+	if err != nil || len(logged) == 0 {
 		return nil, err
 	}
 	records, err := loadPurgeRows(ctx, q, 0, math.MaxInt64, -1)
@@ -315,66 +337,19 @@ func loadPurgeLeaves(ctx context.Context, q querier) ([]auditlog.PurgeLeaf, erro
 			byID[r.id] = r.enc
 		}
 	}
-	idx := make([]int64, len(leaves))
-	for i, l := range leaves {
-		idx[i] = auditlog.StoredHashIndex(0, l.Index)
-	}
-	tree0, err := readLogHashesLenient(ctx, q, idx)
-	if err != nil {
-		return nil, err
-	}
-	for i := range leaves {
-		leaves[i].Row, leaves[i].Tree0 = byID[refs[i]], tree0[i]
+	leaves := make([]auditlog.PurgeLeaf, len(logged))
+	for i, l := range logged {
+		leaves[i] = auditlog.PurgeLeaf{Index: l.index, Hash: l.hash, Tree0: l.tree0, Row: byID[l.ref]}
 	}
 	return leaves, nil
-}
-
-// readLogHashesLenient is readLogHashes with the zero hash for one not stored.
-func readLogHashesLenient(ctx context.Context, q querier, idx []int64) ([]doorledger.LogHash, error) {
-	out := make([]doorledger.LogHash, len(idx))
-	for i, x := range idx {
-		var b []byte
-		err := q.QueryRowContext(ctx, `SELECT hash FROM log_hashes WHERE idx = ?`, x).Scan(&b)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, err
-		}
-		copy(out[i][:], b)
-	}
-	return out, nil
 }
 
 // loadRedactionLeaves reads every logged redaction entry with its leaf and
 // the digest of what the database recorded of the events it names, for the
 // checker to know up front how to check redacted rows.
 func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLeaf, error) {
-	rows, err := q.QueryContext(ctx, `SELECT l.idx, l.ref_id, l.hash FROM log_leaves l JOIN audit_entries a ON a.id = l.ref_id
+	logged, err := loadLoggedLeaves(ctx, q, `SELECT l.idx, l.ref_id, l.hash FROM log_leaves l JOIN audit_entries a ON a.id = l.ref_id
 		WHERE l.kind = 'audit' AND a.action = ? ORDER BY l.idx`, doorledger.RedactAction)
-	if err != nil {
-		return nil, err
-	}
-	var leaves []auditlog.RedactionLeaf
-	var refs []int64
-	for rows.Next() {
-		var l auditlog.RedactionLeaf
-		var ref int64
-		var h []byte
-		if err := rows.Scan(&l.Index, &ref, &h); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		copy(l.Hash[:], h)
-		leaves = append(leaves, l)
-		refs = append(refs, ref)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	idx := make([]int64, len(leaves))
-	for i, l := range leaves {
-		idx[i] = auditlog.StoredHashIndex(0, l.Index)
-	}
-	tree0, err := readLogHashesLenient(ctx, q, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -390,14 +365,18 @@ func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLe
 	if err != nil {
 		return nil, err
 	}
+	leaves := make([]auditlog.RedactionLeaf, 0, len(logged)+len(pending))
+	refs := make([]int64, 0, cap(leaves))
+	for _, l := range logged {
+		leaves = append(leaves, auditlog.RedactionLeaf{Index: l.index, Hash: l.hash, Tree0: l.tree0})
+		refs = append(refs, l.ref)
+	}
 	for _, id := range pending {
 		leaves = append(leaves, auditlog.RedactionLeaf{Index: -1, Pending: true})
 		refs = append(refs, id)
-		tree0 = append(tree0, doorledger.LogHash{})
 	}
 	for i := range leaves {
 		l := &leaves[i]
-		l.Tree0 = tree0[i]
 		entry, err := loadAuditRows(ctx, q, refs[i]-1, refs[i], 1)
 		if err != nil {
 			return nil, err

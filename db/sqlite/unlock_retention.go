@@ -23,25 +23,15 @@ func (s *UnlockService) Purge(ctx context.Context, now time.Time) (int64, error)
 	if real := sqliteNow(); now.After(real) {
 		now = real
 	}
-	rows, err := s.db.read.QueryContext(ctx, `SELECT id, unlock_retention_days FROM buildings ORDER BY id`)
-	if err != nil {
-		return 0, err
-	}
 	type building struct {
 		id   int64
 		days int
 	}
-	var list []building
-	for rows.Next() {
+	list, err := queryAll(ctx, s.db.read, func(r interface{ Scan(...any) error }) (building, error) {
 		var b building
-		if err := rows.Scan(&b.id, &b.days); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		list = append(list, b)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return b, r.Scan(&b.id, &b.days)
+	}, `SELECT id, unlock_retention_days FROM buildings ORDER BY id`)
+	if err != nil {
 		return 0, err
 	}
 	var total int64
@@ -72,17 +62,8 @@ func (s *UnlockService) purgeChunk(ctx context.Context, buildingID int64, days i
 	if err != nil {
 		return 0, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	ids, err := scanIDs(rows)
+	if err != nil {
 		return 0, err
 	}
 	if len(ids) == 0 {
