@@ -70,7 +70,7 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 				defer dc.seen.Done()
 				sctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "broker"), 5*time.Second)
 				defer cancel()
-				if err := a.devices.DeviceSeen(sctx, id, time.Now()); err != nil {
+				if err := a.devices.DeviceSeen(sctx, id, a.db.Now()); err != nil {
 					a.log.Debug("device seen", "device", id, "err", err)
 				}
 				hub.Notify(web.DeviceKey(id))

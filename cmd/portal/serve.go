@@ -244,7 +244,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}},
 		job{name: "unlock retention purge", every: 24 * time.Hour, run: func(ctx context.Context) error {
-			n, err := a.unlocks.Purge(ctx, time.Now())
+			n, err := a.unlocks.Purge(ctx, a.db.Now())
 			if n > 0 {
 				a.log.Info("unlock events purged", "count", n)
 			}
@@ -252,7 +252,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				return err
 			}
 			// Under the privacy profile, identifiable data goes after 90 days.
-			n, err = a.privacy.RedactUnlocks(ctx, time.Now())
+			n, err = a.privacy.RedactUnlocks(ctx, a.db.Now())
 			if n > 0 {
 				a.log.Info("unlock events redacted", "count", n)
 			}
@@ -269,7 +269,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}},
 		job{name: "monthly reports", every: time.Hour, run: func(ctx context.Context) error {
-			n, err := a.reports.QueueMonthlyReports(ctx, time.Now())
+			n, err := a.reports.QueueMonthlyReports(ctx, a.db.Now())
 			if n > 0 {
 				a.log.Info("monthly reports queued", "count", n)
 				runner.Notify()
@@ -283,7 +283,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}},
 		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {
-			_, err := a.unlocks.OfflineDevices(ctx, time.Now())
+			_, err := a.unlocks.OfflineDevices(ctx, a.db.Now())
 			return err
 		}},
 	)

@@ -12,7 +12,7 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-// AttentionService reads the attention list (issue 14.1): what needs a
+// AttentionService reads the attention list: what needs a
 // manager in every building they see. Each kind is one grouped count over a
 // small index (migrations/040: open anomalies are a count kept by triggers),
 // then the items of the buildings listed, a few of each kind per building.
@@ -58,8 +58,8 @@ var attentionCounts = []attentionCount{
 	{doorledger.AttentionUnconsented, `SELECT d.building_id, COUNT(*) FROM devices d
 		WHERE d.unconsented = 1 AND d.retired = 0%s GROUP BY d.building_id`, "d.building_id", nil},
 	// The device's current command only (an older one was superseded or
-	// confirmed). 'refused' is the status of a command the device refused
-	// (issue 10.1); it counts wherever the schema has it.
+	// confirmed). 'refused' is the status of a command the device refused;
+	// it counts wherever the schema has it.
 	{doorledger.AttentionCommand, `SELECT cm.building_id, COUNT(*) FROM commands cm JOIN devices d ON d.id = cm.device_id
 		WHERE cm.status IN ('not_confirmed', 'refused') AND cm.version = d.desired_version AND d.retired = 0%s
 		GROUP BY cm.building_id`, "cm.building_id", nil},

@@ -3,7 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,17 +98,8 @@ func (tx *Tx) disableConsentDevices(ctx context.Context, consentID int64, reason
 	if err != nil {
 		return nil, err
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	ids, err := scanIDs(rows)
+	if err != nil {
 		return nil, err
 	}
 	var cmds []*doorledger.Command
@@ -122,8 +116,8 @@ func (tx *Tx) disableConsentDevices(ctx context.Context, consentID int64, reason
 // Delivery records. After a push the controller records that the transport
 // took the command (MarkSentMany). Written in a transaction of its own, that
 // record took the single writer just before the device's confirming report
-// in 199 of 200 revokes, so the report waited behind a durable commit it did
-// not need (docs/benchmarks.md, issue 4). The records are therefore held in
+// in nearly every revoke, so the report waited behind a durable commit it did
+// not need (docs/benchmarks.md). The records are therefore held in
 // memory and written by the next transaction that concerns them: the
 // device's report (usually a millisecond later), ExpireUnconfirmed, MarkSent,
 // or on their own SentFlushDelay after the first one is held, or at FlushSent.
@@ -246,10 +240,7 @@ func (s *DeviceService) FlushSent(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
-		return err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
 	if err != nil {
 		return err
 	}
@@ -273,10 +264,7 @@ func (s *DeviceService) FlushSent(ctx context.Context) error {
 // held are written first, in the same transaction. ENOTFOUND for an unknown
 // command.
 func (s *DeviceService) MarkSent(ctx context.Context, commandID int64, sendErr error) error {
-	if err := s.db.prepareWrites(ctx, []string{markSentSQL}); err != nil {
-		return err
-	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
 	if err != nil {
 		return err
 	}
@@ -314,4 +302,323 @@ func (tx *Tx) markSent(ctx context.Context, commandID int64, sendErr error) erro
 		return doorledger.Errorf(doorledger.ENOTFOUND, "Command not found.")
 	}
 	return nil
+}
+
+// SetDesiredState enables or disables one device (the building's managers and
+// admins). ENOTFOUND when the caller cannot see the device, EFORBIDDEN when it
+// may only look, ECONFLICT to enable without an active consent or a retired device.
+func (s *DeviceService) SetDesiredState(ctx context.Context, deviceID int64, state doorledger.DeviceState, reason string) (*doorledger.Command, error) {
+	reason, err := cleanReason(reason)
+	if err != nil {
+		return nil, err
+	}
+	c := callerFrom(ctx)
+	stmts := commandWriteSQL
+	if scope, _, err := deviceScope(c); err == nil {
+		stmts = append(slices.Clip(stmts), findDeviceSQL(scope))
+	}
+	tx, err := s.db.BeginTx(ctx, stmts...)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.manageDevice(ctx, c, deviceID); err != nil {
+		return nil, err
+	}
+	cmd, err := tx.setDesiredState(ctx, deviceID, state, reason)
+	if err != nil {
+		return nil, err
+	}
+	return cmd, tx.Commit()
+}
+
+// DisableDevices disables, in one transaction, every device matching f in the
+// caller's buildings: a building lockdown (f.BuildingID), or every device of one
+// installer, vendor or consent in all the buildings the caller manages (admins:
+// all). Retired devices are skipped unless still enabled. EINVALID for an empty
+// filter, EFORBIDDEN for board members and installers, ENOTFOUND for a building
+// the caller does not see.
+func (s *DeviceService) DisableDevices(ctx context.Context, f doorledger.DeviceFilter, reason string) ([]*doorledger.Command, error) {
+	reason, err := cleanReason(reason)
+	if err != nil {
+		return nil, err
+	}
+	if f.BuildingID == 0 && f.InstallerID == 0 && strings.TrimSpace(f.Vendor) == "" && f.ConsentID == 0 {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose a building, an installer or a vendor whose devices to disable.")
+	}
+	c := callerFrom(ctx)
+	tx, err := s.db.BeginTx(ctx, commandWriteSQL...)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if f.BuildingID != 0 {
+		if err := checkManage(ctx, tx, c, f.BuildingID); err != nil {
+			return nil, err
+		}
+	} else if err := c.requireSignedIn(); err != nil {
+		return nil, err
+	} else if !canManageDevices(c) {
+		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only managers may disable devices.")
+	}
+	scope, args, err := deviceScope(c)
+	if err != nil {
+		return nil, err
+	}
+	where, fargs := deviceFilterWhere(f)
+	rows, err := tx.QueryContext(ctx, `SELECT d.id FROM devices d WHERE `+scope+where+
+		` AND (d.retired = 0 OR d.desired_state = 'enabled') ORDER BY d.id`, append(args, fargs...)...)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := scanIDs(rows)
+	if err != nil {
+		return nil, err
+	}
+	cmds := make([]*doorledger.Command, 0, len(ids))
+	perBuilding := map[int64][]int64{}
+	var order []int64
+	for _, id := range ids {
+		cmd, err := tx.setDesiredState(ctx, id, doorledger.StateDisabled, reason)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
+		if _, ok := perBuilding[cmd.BuildingID]; !ok {
+			order = append(order, cmd.BuildingID)
+		}
+		perBuilding[cmd.BuildingID] = append(perBuilding[cmd.BuildingID], cmd.ID)
+	}
+	// One entry per building says what the bulk action was; each device has its own.
+	for _, b := range order {
+		if err := tx.audit(ctx, "device.disable_many", b, "building", b, map[string]any{
+			"building": f.BuildingID, "installer": f.InstallerID, "vendor": strings.TrimSpace(f.Vendor), "consent": f.ConsentID,
+			"reason": reason, "commands": perBuilding[b]}); err != nil {
+			return nil, err
+		}
+	}
+	return cmds, tx.Commit()
+}
+
+func scanIDs(rows *sql.Rows) ([]int64, error) {
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+const commandColumns = `cm.id, cm.device_id, cm.building_id, cm.state, cm.version, cm.reason, cm.requested_by, cm.requested_at,
+	cm.sent_at, cm.attempts, cm.last_error, cm.confirmed_at, cm.refused_at, cm.status`
+
+func scanCommands(rows *sql.Rows) ([]*doorledger.Command, error) {
+	defer rows.Close()
+	var list []*doorledger.Command
+	for rows.Next() {
+		var cm doorledger.Command
+		if err := rows.Scan(&cm.ID, &cm.DeviceID, &cm.BuildingID, &cm.State, &cm.Version, &cm.Reason, &cm.RequestedBy,
+			nullTime{&cm.RequestedAt}, nullTime{&cm.SentAt}, &cm.Attempts, &cm.LastError, nullTime{&cm.ConfirmedAt}, nullTime{&cm.RefusedAt}, &cm.Status); err != nil {
+			return nil, err
+		}
+		list = append(list, &cm)
+	}
+	return list, rows.Err()
+}
+
+// FindCommands lists the commands of devices the caller may see, newest first.
+// ENOTFOUND for a device or building the caller does not see.
+func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFilter) ([]*doorledger.Command, error) {
+	c := callerFrom(ctx)
+	scope, args, err := deviceScope(c)
+	if err != nil {
+		return nil, err
+	}
+	if f.DeviceID != 0 {
+		if _, err := findDevice(ctx, s.db.read, c, f.DeviceID, s.db.Now()); err != nil {
+			return nil, err
+		}
+		scope += ` AND cm.device_id = ?`
+		args = append(args, f.DeviceID)
+	}
+	if f.BuildingID != 0 {
+		if err := checkBuilding(ctx, s.db.read, c, f.BuildingID); err != nil {
+			return nil, err
+		}
+		scope += ` AND cm.building_id = ?`
+		args = append(args, f.BuildingID)
+	}
+	if f.Open {
+		scope += ` AND cm.status IN ('pending', 'sent', 'not_confirmed', 'refused')`
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE `+scope+` ORDER BY cm.id DESC LIMIT ?`, append(args, f.Limit)...)
+	if err != nil {
+		return nil, err
+	}
+	return scanCommands(rows)
+}
+
+// CommandProgress is what a lockdown page polls: of the given commands (those
+// the caller may see; others are left out), how many the devices confirmed, and
+// the rest with their status (pending, sent, not_confirmed, refused or superseded), so
+// the page can say "confirmed of N" with N = confirmed + len(unconfirmed).
+func (s *DeviceService) CommandProgress(ctx context.Context, commandIDs []int64) (confirmed int, unconfirmed []*doorledger.Command, err error) {
+	c := callerFrom(ctx)
+	scope, args, err := deviceScope(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(commandIDs) == 0 {
+		return 0, nil, nil
+	}
+	ids, err := json.Marshal(commandIDs)
+	if err != nil {
+		return 0, nil, err
+	}
+	// One JSON parameter rather than one per id: a lockdown can hold more
+	// commands than SQLite allows parameters.
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE cm.id IN (SELECT value FROM json_each(?)) AND `+scope+` ORDER BY cm.id`, append([]any{string(ids)}, args...)...)
+	if err != nil {
+		return 0, nil, err
+	}
+	cmds, err := scanCommands(rows)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, cm := range cmds {
+		if cm.Status == doorledger.CommandConfirmed {
+			confirmed++
+		} else {
+			unconfirmed = append(unconfirmed, cm)
+		}
+	}
+	return confirmed, unconfirmed, nil
+}
+
+// PendingDesired returns the current desired state of every device that is not
+// retired and was ever given one (version > 0), with its latest command: what
+// the portal publishes (retained) at start-up, since the broker's own storage
+// is not trusted.
+func (s *DeviceService) PendingDesired(ctx context.Context) ([]doorledger.DesiredState, error) {
+	rows, err := s.db.read.QueryContext(ctx, `SELECT d.id, cm.id, d.desired_state, d.desired_version, cm.requested_at
+		FROM devices d JOIN commands cm ON cm.device_id = d.id AND cm.version = d.desired_version
+		WHERE d.retired = 0 AND d.desired_version > 0 ORDER BY d.id`)
+	if err != nil {
+		return nil, err
+	}
+	return scanDesired(rows)
+}
+
+func scanDesired(rows *sql.Rows) ([]doorledger.DesiredState, error) {
+	defer rows.Close()
+	var list []doorledger.DesiredState
+	for rows.Next() {
+		var ds doorledger.DesiredState
+		if err := rows.Scan(&ds.DeviceID, &ds.CommandID, &ds.State, &ds.Version, nullTime{&ds.IssuedAt}); err != nil {
+			return nil, err
+		}
+		list = append(list, ds)
+	}
+	return list, rows.Err()
+}
+
+// ExpireUnconfirmed marks the commands still pending or sent more than timeout
+// after they were requested as not confirmed, audits each and alerts the
+// building's managers once per command. It returns the desired states of every
+// not-confirmed or refused command of a device in service, for the controller
+// to retry. A refused command keeps its status: the device answered.
+func (s *DeviceService) ExpireUnconfirmed(ctx context.Context, timeout time.Duration) ([]doorledger.DesiredState, error) {
+	if timeout <= 0 {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "The time-out must be positive.")
+	}
+	tx, err := s.db.BeginTx(ctx, markSentSQL)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	// Delivery records still held are written first, as they happened first.
+	marks := s.sent.take(0)
+	err = tx.writeSent(ctx, marks)
+	var retries []doorledger.DesiredState
+	if err == nil {
+		retries, err = tx.expireUnconfirmed(ctx, timeout)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		s.sent.restore(marks)
+		return nil, err
+	}
+	return retries, nil
+}
+
+// expireUnconfirmed is ExpireUnconfirmed's work in tx, without the commit.
+func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]doorledger.DesiredState, error) {
+	sysctx := doorledger.NewSystemContext(ctx, "system")
+	type expired struct {
+		id, deviceID, buildingID, version int64
+		state                             doorledger.DeviceState
+		details                           doorledger.DeviceDetails
+		building                          string
+	}
+	// The redundant status list lets SQLite use the partial index commands_open.
+	rows, err := tx.QueryContext(ctx, `SELECT cm.id, cm.device_id, cm.building_id, cm.version, cm.state, d.vendor, d.model, d.serial, d.location, b.name
+		FROM commands cm JOIN devices d ON d.id = cm.device_id JOIN buildings b ON b.id = cm.building_id
+		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND cm.status IN ('pending', 'sent') AND cm.requested_at < ? AND d.retired = 0
+		ORDER BY cm.id`, formatTime(tx.now.Add(-timeout)))
+	if err != nil {
+		return nil, err
+	}
+	var list []expired
+	for rows.Next() {
+		var e expired
+		if err := rows.Scan(&e.id, &e.deviceID, &e.buildingID, &e.version, &e.state, &e.details.Vendor, &e.details.Model,
+			&e.details.Serial, &e.details.Location, &e.building); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		list = append(list, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, e := range list {
+		if _, err := tx.ExecContext(ctx, `UPDATE commands SET status = 'not_confirmed' WHERE id = ?`, e.id); err != nil {
+			return nil, fmt.Errorf("expire command %d: %w", e.id, err)
+		}
+		if err := tx.audit(sysctx, "command.not_confirmed", e.buildingID, "command", e.id, map[string]any{
+			"device": e.deviceID, "state": e.state, "version": e.version, "timeout": timeout.String()}); err != nil {
+			return nil, err
+		}
+		risk := "it may still be disabled"
+		if e.state == doorledger.StateDisabled {
+			risk = "couriers may still be able to open the door"
+		}
+		if err := tx.alertManagers(ctx, e.buildingID, false, fmt.Sprintf("Device %d did not confirm: %s at %s", e.deviceID, e.state, e.building),
+			fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s has not confirmed it is %s (command %d, version %d) within %s.\n"+
+				"Doorledger keeps retrying. Until it confirms, %s. If it stays silent, check its power and network, or the panel itself.\n",
+				e.deviceID, e.details.Vendor, orUnknown(e.details.Model), e.details.Serial, e.details.Location, e.building, e.state, e.id, e.version,
+				timeout, risk),
+			"command.not_confirmed:"+itoa(e.id)); err != nil {
+			return nil, err
+		}
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT cm.device_id, cm.id, cm.state, cm.version, cm.requested_at
+		FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND cm.status IN ('not_confirmed', 'refused') AND d.retired = 0 ORDER BY cm.id`)
+	if err != nil {
+		return nil, err
+	}
+	return scanDesired(rows)
 }

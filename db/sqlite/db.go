@@ -32,7 +32,9 @@ type DB struct {
 	read  *readPool
 	Path  string
 
-	// Now is the clock, read once per transaction; tests fix it.
+	// Now is the DB's clock, read once per transaction (Tx.now); tests set
+	// it. It is the only clock Go code in this package reads; see clock.go
+	// for how it and SQLite's own clock meet.
 	Now func() time.Time
 	// PasswordCost is the bcrypt cost; tests lower it.
 	PasswordCost int
@@ -47,8 +49,8 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	stmts  stmtCache // hot statements, prepared once (stmt.go)
-	sealer *sealer   // seals mail bodies (SetSealKey)
+	writeStmts stmtCache // statements prepared on the writer (stmt.go)
+	sealer     *sealer   // seals mail bodies (SetSealKey)
 
 	migrateThrough string // tests: the last migration to apply ("": all)
 }
@@ -118,6 +120,7 @@ func (db *DB) Open() (err error) {
 	}
 	db.write.SetMaxOpenConns(1)
 	db.write.SetConnMaxIdleTime(0)
+	db.writeStmts.pool = db.write
 	if err := db.migrate(context.Background()); err != nil {
 		db.write.Close()
 		return fmt.Errorf("migrate: %w", err)
@@ -131,7 +134,7 @@ func (db *DB) Open() (err error) {
 		db.write.Close()
 		return fmt.Errorf("open readers: %w", err)
 	}
-	db.read = &readPool{DB: read}
+	db.read = newReadPool(read)
 	db.read.SetMaxOpenConns(8)
 	// Keep them all: opening one parses the schema again and loses the
 	// statements prepared on it (database/sql keeps only 2 idle by default).
@@ -201,7 +204,7 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 	if _, err := tx.ExecContext(ctx, string(buf)); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, formatTime(time.Now())); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, formatTime(db.now())); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -213,6 +216,7 @@ type Tx struct {
 	db  *DB
 	now time.Time
 
+	stmts  map[string]*sql.Stmt      // the transaction's handles on prepared statements (stmt.go)
 	pushes []doorledger.DesiredState // desired states to push after commit
 	mailed bool                      // mail was queued
 }
@@ -232,13 +236,20 @@ func (tx *Tx) Commit() error {
 	return nil
 }
 
-// BeginTx starts a write transaction.
-func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
+// BeginTx starts a write transaction. stmts are the statements the write
+// runs often enough to keep compiled across transactions: those not prepared
+// yet are prepared on the writer first, while it is free (stmt.go).
+func (db *DB) BeginTx(ctx context.Context, stmts ...string) (*Tx, error) {
+	for _, q := range stmts {
+		if _, err := db.writeStmts.get(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{Tx: tx, db: db, now: db.Now().UTC().Truncate(time.Microsecond)}, nil
+	return &Tx{Tx: tx, db: db, now: db.now()}, nil
 }
 
 // Reader returns the read-only pool, for queries that need no transaction.

@@ -308,7 +308,7 @@ func (s *PrivacyService) RedactUnlocks(ctx context.Context, now time.Time) (int6
 		return 0, err
 	}
 	// The database judges age by its own clock: never ahead of it.
-	if real := time.Now(); now.After(real) {
+	if real := sqliteNow(); now.After(real) {
 		now = real
 	}
 	buildings, err := queryAll(ctx, s.db.read, scanID, `SELECT id FROM buildings WHERE privacy_profile = ? ORDER BY id`, doorledger.PrivacyProfileTDPA)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger"
 )
 
 // The per-day counts of unlock events (migration 050): unlock_daily holds a
@@ -282,4 +285,106 @@ func dailyCountsCurrent(ctx context.Context, q querier, buildingID int64) (bool,
 	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM unlock_daily_zones WHERE building_id = ? AND counted_until = ?)`,
 		buildingID, countedAll).Scan(&ok)
 	return ok, err
+}
+
+// DailyCounts counts a building's (or one of its devices') events of the last
+// days, by the date of their effective time in the building's time zone (23-
+// and 25-hour days included), oldest first, every day present. A building's
+// counts are read from unlock_daily (unlock_daily.go), kept at every insert
+// and purge; one device's, and a building's whose counts are being dated
+// again, are counted from the events.
+func (s *UnlockService) DailyCounts(ctx context.Context, buildingID, deviceID int64, days int) ([]doorledger.UnlockDay, error) {
+	loc, err := checkUnlockRead(ctx, s.db.read, callerFrom(ctx), buildingID)
+	if err != nil {
+		return nil, err
+	}
+	if days <= 0 {
+		days = 30
+	} else if days > 366 {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Count at most 366 days.")
+	}
+	if deviceID != 0 {
+		var n int
+		if err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE id = ? AND building_id = ?`, deviceID, buildingID).Scan(&n); err != nil {
+			return nil, err
+		} else if n == 0 {
+			return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Device not found.")
+		}
+	}
+	today := s.db.Now().In(loc)
+	out := make([]doorledger.UnlockDay, days)
+	for i := range out {
+		out[i].Date = time.Date(today.Year(), today.Month(), today.Day()-(days-1-i), 0, 0, 0, 0, loc).Format("2006-01-02")
+	}
+	if deviceID == 0 {
+		if ok, err := dailyCountsCurrent(ctx, s.db.read, buildingID); err != nil {
+			return nil, fmt.Errorf("daily counts: %w", err)
+		} else if ok {
+			return out, readDailyCounts(ctx, s.db.read, buildingID, out)
+		}
+	}
+	return out, countDays(ctx, s.db.read, buildingID, deviceID, loc, out)
+}
+
+// readDailyCounts fills days (consecutive dates, oldest first) from unlock_daily.
+func readDailyCounts(ctx context.Context, q querier, buildingID int64, days []doorledger.UnlockDay) error {
+	rows, err := q.QueryContext(ctx, `SELECT day, granted, denied, anomalous FROM unlock_daily
+		WHERE building_id = ?1 AND day >= ?2 AND day <= ?3`, buildingID, days[0].Date, days[len(days)-1].Date)
+	if err != nil {
+		return fmt.Errorf("daily counts: %w", err)
+	}
+	defer rows.Close()
+	at := make(map[string]int, len(days))
+	for i, d := range days {
+		at[d.Date] = i
+	}
+	for rows.Next() {
+		var day string
+		var g, dn, a int
+		if err := rows.Scan(&day, &g, &dn, &a); err != nil {
+			return err
+		}
+		if i, ok := at[day]; ok {
+			days[i].Granted, days[i].Denied, days[i].Anomalous = g, dn, a
+		}
+	}
+	return rows.Err()
+}
+
+// countDays fills days (consecutive dates in loc, oldest first) by counting
+// the events of each, of one device when deviceID is not 0.
+func countDays(ctx context.Context, q querier, buildingID, deviceID int64, loc *time.Location, days []doorledger.UnlockDay) error {
+	// Numbered parameters throughout: ?1 the building, ?2 the device, then the days.
+	values := make([]string, len(days))
+	args := []any{buildingID, deviceID}
+	for i, d := range days {
+		day, err := time.ParseInLocation("2006-01-02", d.Date, loc)
+		if err != nil {
+			return err
+		}
+		end := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
+		n := len(args)
+		values[i] = fmt.Sprintf("(?%d, ?%d, ?%d)", n+1, n+2, n+3)
+		args = append(args, i, formatTime(day), formatTime(end))
+	}
+	deviceCond := ""
+	if deviceID != 0 {
+		deviceCond = " AND e.device_id = ?2"
+	}
+	rows, err := q.QueryContext(ctx, `WITH d(i, lo, hi) AS (VALUES `+strings.Join(values, ", ")+`)
+		SELECT d.i, SUM(e.result = 'granted'), SUM(e.result = 'denied'), SUM(e.anomalies <> 0)
+		FROM d JOIN unlock_events e ON e.building_id = ?1 AND e.effective_at >= d.lo AND e.effective_at < d.hi`+deviceCond+`
+		GROUP BY d.i`, args...)
+	if err != nil {
+		return fmt.Errorf("daily counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i, g, dn, a int
+		if err := rows.Scan(&i, &g, &dn, &a); err != nil {
+			return err
+		}
+		days[i].Granted, days[i].Denied, days[i].Anomalous = g, dn, a
+	}
+	return rows.Err()
 }

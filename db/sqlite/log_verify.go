@@ -1,0 +1,420 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/auditlog"
+)
+
+// Verify recomputes the whole log from the rows, in one read transaction (a
+// consistent snapshot while the portal goes on writing), and reports the first
+// entry that does not match, and the first signed head that does not. Admins
+// and the system; a person's verification is itself audited.
+func (s *LogService) Verify(ctx context.Context) (*doorledger.LogVerification, error) {
+	c := callerFrom(ctx)
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	v, err := s.verify(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("verify the log: %w", err)
+	}
+	if c.user != nil {
+		tx, err := s.db.BeginTx(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback()
+		detail := map[string]any{"ok": v.OK(), "entries": v.Entries}
+		if v.Problem != nil {
+			detail["problem"] = v.Problem.String()
+		}
+		if err := tx.audit(ctx, "log.verify", 0, "log", 0, detail); err != nil {
+			return nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, error) {
+	rtx, err := s.db.read.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rtx.Rollback()
+	v := &doorledger.LogVerification{VerifierKey: s.verifierKey}
+	if v.Entries, err = logSize(ctx, rtx); err != nil {
+		return nil, err
+	}
+	heads, err := loadLogHeads(ctx, rtx, `ORDER BY size`)
+	if err != nil {
+		return nil, err
+	}
+	if len(heads) > 0 {
+		v.Head = &heads[len(heads)-1]
+	}
+	purges, err := loadPurgeLeaves(ctx, rtx)
+	if err != nil {
+		return nil, err
+	}
+	chk := auditlog.NewChecker(s.verifier, heads, purges)
+	redactions, err := loadRedactionLeaves(ctx, rtx)
+	if err != nil {
+		return nil, err
+	}
+	chk.AddRedactions(redactions)
+	last := map[string]int64{}
+	for next := int64(0); ; {
+		stored, err := loadStoredLeaves(ctx, rtx, next)
+		if err != nil {
+			return nil, err
+		}
+		if len(stored) == 0 {
+			break
+		}
+		batch, err := logLeafBatch(ctx, rtx, stored, last)
+		if err != nil {
+			return nil, err
+		}
+		if v.Problem = chk.Check(batch); v.Problem != nil {
+			break
+		}
+		next = stored[len(stored)-1].idx + 1
+	}
+	if v.Problem == nil {
+		v.Problem = chk.Finish()
+	}
+	v.Purged, v.Redacted, v.Heads = chk.Purged(), chk.Redacted(), chk.Heads()
+	if err := checkUnsequenced(ctx, rtx, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// maxOverdue bounds the unsequenced rows a verification names.
+const maxOverdue = 10
+
+// checkUnsequenced counts the rows committed but not in the log. Judged by
+// the rows' own times, not the clock's (a copy verified days later says the
+// same): those within LogMergeDelay of the database's newest row are
+// Pending, the sequencer's ordinary delay (or a crash's: the next start
+// sequences them); older ones are Overdue, and a problem when the log is
+// otherwise intact.
+func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerification) error {
+	var newest string
+	for _, src := range logSources {
+		var t sql.NullString
+		if err := q.QueryRowContext(ctx, `SELECT MAX(`+src.at+`) FROM `+src.table).Scan(&t); err != nil {
+			return err
+		}
+		newest = max(newest, t.String)
+	}
+	if newest == "" {
+		return nil
+	}
+	v.Newest = parseTime(newest)
+	cutoff := formatTime(v.Newest.Add(-doorledger.LogMergeDelay))
+	var overdue int64
+	for _, src := range logSources {
+		after, err := lastLogged(ctx, q, src.kind)
+		if err != nil {
+			return err
+		}
+		var n, late int64
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(`+src.at+` < ?), 0) FROM `+src.table+` WHERE id > ?`,
+			cutoff, after).Scan(&n, &late); err != nil {
+			return err
+		}
+		v.Pending += n - late
+		overdue += late
+		if late == 0 {
+			continue
+		}
+		rows, err := q.QueryContext(ctx, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > ? AND `+src.at+` < ? ORDER BY id LIMIT ?`,
+			after, cutoff, maxOverdue)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r := doorledger.LogRowRef{Kind: src.kind}
+			var at string
+			if err := rows.Scan(&r.ID, &at); err != nil {
+				rows.Close()
+				return err
+			}
+			r.At = parseTime(at)
+			v.Overdue = append(v.Overdue, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	if overdue == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.Overdue, func(a, b doorledger.LogRowRef) int { return a.At.Compare(b.At) })
+	v.Overdue = v.Overdue[:min(len(v.Overdue), maxOverdue)]
+	names := make([]string, len(v.Overdue))
+	for i, r := range v.Overdue {
+		names[i] = fmt.Sprintf("%s (%s)", r, formatTime(r.At))
+	}
+	list := strings.Join(names, ", ")
+	if overdue > int64(len(names)) {
+		list += fmt.Sprintf(" and %d more", overdue-int64(len(names)))
+	}
+	if v.Problem == nil {
+		first := v.Overdue[0]
+		v.Problem = &doorledger.LogProblem{What: doorledger.LogUnsequenced, Index: v.Entries, Kind: first.Kind, RefID: first.ID,
+			Detail: fmt.Sprintf("%d rows committed more than %s before the database's newest row (%s) are not in the log: %s",
+				overdue, doorledger.LogMergeDelay, newest, list)}
+	}
+	return nil
+}
+
+// storedLogLeaf is a row of log_leaves.
+type storedLogLeaf struct {
+	idx  int64
+	kind string
+	ref  int64
+	enc  int64
+	hash doorledger.LogHash
+}
+
+func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]storedLogLeaf, error) {
+	rows, err := q.QueryContext(ctx, `SELECT idx, kind, ref_id, enc, hash FROM log_leaves WHERE idx >= ? ORDER BY idx LIMIT ?`, from, verifyBatch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []storedLogLeaf
+	for rows.Next() {
+		var l storedLogLeaf
+		var h []byte
+		if err := rows.Scan(&l.idx, &l.kind, &l.ref, &l.enc, &h); err != nil {
+			return nil, err
+		}
+		copy(l.hash[:], h)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// logLeafBatch joins stored leaves with their rows as they are now and their
+// stored tree hashes. last holds, by kind, the largest id of the leaves
+// before; the rows in between are read by id range, so that a row slipped in
+// among logged ones is seen.
+func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last map[string]int64) ([]auditlog.Leaf, error) {
+	upto := map[string]int64{}
+	for _, l := range stored {
+		upto[l.kind] = max(upto[l.kind], l.ref)
+	}
+	rows := map[string][]logRow{}
+	for _, src := range logSources {
+		if upto[src.kind] <= last[src.kind] {
+			continue
+		}
+		list, err := src.load(ctx, q, last[src.kind], upto[src.kind], -1)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", src.table, err)
+		}
+		rows[src.kind] = list
+	}
+	lo := auditlog.StoredHashIndex(0, stored[0].idx)
+	hi := auditlog.StoredHashCount(stored[len(stored)-1].idx + 1)
+	tree := map[int64]doorledger.LogHash{}
+	hrows, err := q.QueryContext(ctx, `SELECT idx, hash FROM log_hashes WHERE idx >= ? AND idx < ?`, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	for hrows.Next() {
+		var i int64
+		var b []byte
+		if err := hrows.Scan(&i, &b); err != nil {
+			hrows.Close()
+			return nil, err
+		}
+		var h doorledger.LogHash
+		copy(h[:], b)
+		tree[i] = h
+	}
+	hrows.Close()
+	if err := hrows.Err(); err != nil {
+		return nil, err
+	}
+
+	pos := map[string]int{}
+	batch := make([]auditlog.Leaf, len(stored))
+	for i, s := range stored {
+		l := auditlog.Leaf{Index: s.idx, Kind: s.kind, RefID: s.ref, Hash: s.hash}
+		for x := auditlog.StoredHashIndex(0, s.idx); x < auditlog.StoredHashCount(s.idx+1); x++ {
+			l.Tree = append(l.Tree, tree[x])
+		}
+		list, p := rows[s.kind], pos[s.kind]
+		for ; p < len(list) && list[p].id < s.ref; p++ {
+			if list[p].id > last[s.kind] {
+				l.Unlogged = append(l.Unlogged, list[p].id)
+			}
+		}
+		if p < len(list) && list[p].id == s.ref {
+			l.Row, l.RowErr, l.Redaction = list[p].enc, list[p].err, list[p].red
+			if s.enc != auditlog.Version {
+				l.Row, l.RowErr = nil, fmt.Errorf("unknown encoding version %d", s.enc)
+			}
+			p++
+		}
+		pos[s.kind] = p
+		last[s.kind] = max(last[s.kind], s.ref)
+		batch[i] = l
+	}
+	return batch, nil
+}
+
+// loggedLeaf is a leaf as the log stored it: its index, the id of the row it
+// logs, its hash and its level-0 tree hash (zero when not stored).
+type loggedLeaf struct {
+	index, ref  int64
+	hash, tree0 doorledger.LogHash
+}
+
+// loadLoggedLeaves reads the leaves query selects (idx, ref_id, hash, in
+// order) with their level-0 tree hashes.
+func loadLoggedLeaves(ctx context.Context, q querier, query string, args ...any) ([]loggedLeaf, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	var leaves []loggedLeaf
+	for rows.Next() {
+		var l loggedLeaf
+		var h []byte
+		if err := rows.Scan(&l.index, &l.ref, &h); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		copy(l.hash[:], h)
+		leaves = append(leaves, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range leaves {
+		var b []byte
+		err := q.QueryRowContext(ctx, `SELECT hash FROM log_hashes WHERE idx = ?`, auditlog.StoredHashIndex(0, leaves[i].index)).Scan(&b)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		copy(leaves[i].tree0[:], b)
+	}
+	return leaves, nil
+}
+
+// loadPurgeLeaves reads every logged purge record with its leaf, for the
+// checker to know up front which missing rows are accounted for.
+func loadPurgeLeaves(ctx context.Context, q querier) ([]auditlog.PurgeLeaf, error) {
+	logged, err := loadLoggedLeaves(ctx, q, `SELECT idx, ref_id, hash FROM log_leaves WHERE kind = 'purge' ORDER BY idx`)
+	if err != nil || len(logged) == 0 {
+		return nil, err
+	}
+	records, err := loadPurgeRows(ctx, q, 0, math.MaxInt64, -1)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[int64][]byte{}
+	for _, r := range records {
+		if r.err == nil {
+			byID[r.id] = r.enc
+		}
+	}
+	leaves := make([]auditlog.PurgeLeaf, len(logged))
+	for i, l := range logged {
+		leaves[i] = auditlog.PurgeLeaf{Index: l.index, Hash: l.hash, Tree0: l.tree0, Row: byID[l.ref]}
+	}
+	return leaves, nil
+}
+
+// loadRedactionLeaves reads every logged redaction entry with its leaf and
+// the digest of what the database recorded of the events it names, for the
+// checker to know up front how to check redacted rows.
+func loadRedactionLeaves(ctx context.Context, q querier) ([]auditlog.RedactionLeaf, error) {
+	logged, err := loadLoggedLeaves(ctx, q, `SELECT l.idx, l.ref_id, l.hash FROM log_leaves l JOIN audit_entries a ON a.id = l.ref_id
+		WHERE l.kind = 'audit' AND a.action = ? ORDER BY l.idx`, doorledger.RedactAction)
+	if err != nil {
+		return nil, err
+	}
+	// And those committed but not yet sequenced (the merge delay).
+	last, err := lastLogged(ctx, q, doorledger.LogKindAudit)
+	if err != nil {
+		return nil, err
+	}
+	pending, err := queryAll(ctx, q, func(r interface{ Scan(...any) error }) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM audit_entries WHERE id > ? AND action = ? ORDER BY id`, last, doorledger.RedactAction)
+	if err != nil {
+		return nil, err
+	}
+	leaves := make([]auditlog.RedactionLeaf, 0, len(logged)+len(pending))
+	refs := make([]int64, 0, cap(leaves))
+	for _, l := range logged {
+		leaves = append(leaves, auditlog.RedactionLeaf{Index: l.index, Hash: l.hash, Tree0: l.tree0})
+		refs = append(refs, l.ref)
+	}
+	for _, id := range pending {
+		leaves = append(leaves, auditlog.RedactionLeaf{Index: -1, Pending: true})
+		refs = append(refs, id)
+	}
+	for i := range leaves {
+		l := &leaves[i]
+		entry, err := loadAuditRows(ctx, q, refs[i]-1, refs[i], 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(entry) == 1 && entry[0].err == nil {
+			l.Row = entry[0].enc
+		}
+		recs, err := redactedLeaves(ctx, q, refs[i])
+		if err != nil {
+			return nil, err
+		}
+		var h auditlog.RedactionHasher
+		for _, r := range recs {
+			h.Add(r.UnlockID, r.Logged, r.Redacted)
+		}
+		l.Count = h.Count()
+		l.Recorded, l.Err = h.Sum()
+	}
+	return leaves, nil
+}
+
+// redactedLeaves reads what a redaction recorded of each event it names, by id.
+func redactedLeaves(ctx context.Context, q querier, redactionID int64) ([]doorledger.RedactedLeaf, error) {
+	rows, err := q.QueryContext(ctx, `SELECT unlock_id, leaf, redacted FROM unlock_redactions WHERE redaction_id = ? ORDER BY unlock_id`, redactionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []doorledger.RedactedLeaf
+	for rows.Next() {
+		var r doorledger.RedactedLeaf
+		var l, d []byte
+		if err := rows.Scan(&r.UnlockID, &l, &d); err != nil {
+			return nil, err
+		}
+		copy(r.Logged[:], l)
+		copy(r.Redacted[:], d)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

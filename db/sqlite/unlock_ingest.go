@@ -1,0 +1,559 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// ingestDevice is what anomaly checks need of a device. The committer keeps
+// it across groups while the database's unlock_cache_epoch says nothing it
+// depends on changed (see migrations/003), and updates it with what a group
+// does to the device. Times are kept as stored text, which sorts as time.
+type ingestDevice struct {
+	id, buildingID                  int64
+	vendor, model, serial, location string
+	retired, unconsented            bool
+	desired                         doorledger.DeviceState
+	desiredVer                      int64
+	desiredSince                    string // when the desired version was requested
+	consentID                       int64
+	consentStatus                   string
+	signedAt, expiresAt, statusAt   string
+	lastSeen                        string
+}
+
+// consentCovers reports whether the device's current consent covered t.
+func (d *ingestDevice) consentCovers(t string) bool {
+	if d.consentID == 0 || d.signedAt == "" || t < d.signedAt || t >= d.expiresAt {
+		return false
+	}
+	switch d.consentStatus {
+	case string(doorledger.ConsentSigned):
+		return true
+	case string(doorledger.ConsentWithdrawn), string(doorledger.ConsentLapsed):
+		return t < d.statusAt
+	}
+	return false // declined, awaiting, or disputed: never valid
+}
+
+func (d *ingestDevice) consentActiveAt(now string) bool {
+	return d.consentStatus == string(doorledger.ConsentSigned) && d.expiresAt > now
+}
+
+// ingestBuilding is a building's rules, cached like devices.
+type ingestBuilding struct {
+	id          int64
+	name        string
+	loc         *time.Location
+	hours       doorledger.DeliverySchedule
+	burstN      int
+	burstWindow time.Duration
+	alertBoard  bool
+}
+
+// burstCheck is a building's burst check within one group.
+type burstCheck struct {
+	mode       burstMode
+	minT, maxT time.Time // of the group's events checked
+	// burstMemory: the occurrence times (Unix µs, sorted) of the building's
+	// granted unlocks recorded in (minT - window, maxT], the group's own
+	// added as they are recorded.
+	times []int64
+}
+
+type burstMode int
+
+const (
+	burstNone   burstMode = iota // no event of the group can be a burst
+	burstMemory                  // count each event's window in times
+	burstQuery                   // count each event's window in the database
+)
+
+// burstMemoryMax bounds the times a burst check keeps in memory; past it, or
+// past 64 times the events checked, each event is counted in the database. A
+// variable for tests.
+var burstMemoryMax = 50000
+
+// count returns how many of the times fall in (t - window, t].
+func (bc *burstCheck) count(t, window int64) int {
+	lo, _ := slices.BinarySearch(bc.times, t-window+1)
+	hi, _ := slices.BinarySearch(bc.times, t+1)
+	return hi - lo
+}
+
+// add records a granted unlock's time.
+func (bc *burstCheck) add(t int64) {
+	i, _ := slices.BinarySearch(bc.times, t)
+	bc.times = slices.Insert(bc.times, i, t)
+}
+
+type refKey struct {
+	buildingID int64
+	ref        string
+}
+
+// ingestCache is the committer's knowledge of devices and buildings, valid
+// while the database's epoch is the one it was read at.
+type ingestCache struct {
+	epoch     int64
+	devices   map[int64]*ingestDevice
+	buildings map[int64]*ingestBuilding
+	refs      map[refKey]int64 // 0: unknown, -1: ambiguous
+}
+
+func (c *ingestCache) reset(epoch int64) {
+	c.epoch = epoch
+	c.devices = map[int64]*ingestDevice{}
+	c.buildings = map[int64]*ingestBuilding{}
+	c.refs = map[refKey]int64{}
+}
+
+// maxCachedDevices bounds the cache; past it, it starts again.
+const maxCachedDevices = 200000
+
+// seenEvery is how often a device heard from is written as seen: under load
+// its last_seen_at is written once per interval, not once per event.
+const seenEvery = 10 * time.Second
+
+// ingestGroup is one group-commit transaction.
+type ingestGroup struct {
+	s         *UnlockService
+	tx        *Tx
+	ctx       context.Context // system: the group belongs to no caller
+	now       string          // tx.now as stored
+	devices   map[int64]*ingestDevice
+	buildings map[int64]*ingestBuilding
+	refs      map[refKey]int64
+	bursts    map[int64]*burstCheck
+	seen      map[int64]bool // devices heard from directly (MQTT, HTTP)
+	alerts    map[string]*unlockAlert
+	alertKeys []string
+	changed   bool // the group changed a device: the epoch moved
+}
+
+func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []groupAnswer[doorledger.ImportResult], err error) {
+	reqs := make([]*ingestReq, len(calls))
+	for i, c := range calls {
+		c.work.ctx = c.ctx
+		reqs[i] = c.work
+	}
+	ctx := doorledger.NewSystemContext(context.Background(), "system")
+	tx, err := s.db.BeginTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // on failure, the committer also resets the cache (failed)
+	var epoch int64
+	if err := tx.QueryRowContext(ctx, `SELECT n FROM unlock_cache_epoch WHERE id = 1`).Scan(&epoch); err != nil {
+		return nil, fmt.Errorf("read cache epoch: %w", err)
+	}
+	if epoch != s.cache.epoch || s.cache.devices == nil || len(s.cache.devices) > maxCachedDevices {
+		s.cache.reset(epoch)
+	}
+	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now),
+		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
+		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
+	answers = make([]groupAnswer[doorledger.ImportResult], len(reqs))
+	refused, err := g.resolve(reqs)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range reqs {
+		if refused[i] != nil {
+			answers[i].err = refused[i]
+			continue
+		}
+		if answers[i].val, err = g.write(r); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.finish(); err != nil {
+		return nil, err
+	}
+	// What this group changed (a device flagged unconsented) moved the epoch:
+	// take the new one, since the cache was kept up to date by hand.
+	if g.changed {
+		if err := tx.QueryRowContext(ctx, `SELECT n FROM unlock_cache_epoch WHERE id = 1`).Scan(&epoch); err != nil {
+			return nil, fmt.Errorf("read cache epoch: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit unlocks: %w", err)
+	}
+	s.cache.epoch = epoch
+	return answers, nil
+}
+
+// The statements of the hot path, prepared once on the writer connection
+// (named to BeginTx).
+const (
+	// No LIMIT: a bound LIMIT makes SQLite re-prepare the statement at every
+	// run (docs/benchmarks.md); the window of a burst is small anyway.
+	countGrantedSQL = `SELECT COUNT(*) FROM unlock_events
+		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted'`
+	grantedTimesSQL = `SELECT effective_at FROM unlock_events
+		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted' ORDER BY effective_at`
+)
+
+// stmt returns the group's transaction's handle on a prepared statement
+// (parsing SQL costs more than running these small statements).
+func (g *ingestGroup) stmt(query string) (*sql.Stmt, error) { return g.tx.stmt(g.ctx, query) }
+
+// resolve does every lookup that can refuse a batch, before anything is
+// written: devices by id and by reference, buildings and their rules. It
+// returns, per request, why it is refused (nil: accepted).
+func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
+	tx := g.tx
+	var deviceIDs, buildingIDs []int64
+	for _, r := range reqs {
+		for i := range r.events {
+			ev := &r.events[i]
+			if ev.ReceivedAt.IsZero() {
+				ev.ReceivedAt = tx.now
+			}
+			if ev.DeviceID != 0 {
+				if g.devices[ev.DeviceID] == nil {
+					deviceIDs = append(deviceIDs, ev.DeviceID)
+				}
+				continue
+			}
+			if g.buildings[ev.BuildingID] == nil {
+				buildingIDs = append(buildingIDs, ev.BuildingID)
+			}
+			k := refKey{ev.BuildingID, ev.DeviceRef}
+			id, ok := g.refs[k]
+			if !ok {
+				var err error
+				if id, err = g.lookupRef(k); err != nil {
+					return nil, err
+				}
+			}
+			if id > 0 && g.devices[id] == nil {
+				deviceIDs = append(deviceIDs, id)
+			}
+		}
+	}
+	if err := g.loadDevices(deviceIDs); err != nil {
+		return nil, err
+	}
+	for _, id := range deviceIDs {
+		if d := g.devices[id]; d != nil && g.buildings[d.buildingID] == nil {
+			buildingIDs = append(buildingIDs, d.buildingID)
+		}
+	}
+	if err := g.loadBuildings(buildingIDs); err != nil {
+		return nil, err
+	}
+
+	refused := make([]error, len(reqs))
+	for ri, r := range reqs {
+		var p problems
+		for i := range r.events {
+			ev := &r.events[i]
+			if ev.DeviceID != 0 {
+				d := g.devices[ev.DeviceID]
+				if d == nil {
+					p.add(r.label(i), fmt.Sprintf("device_id: no device %d", ev.DeviceID))
+				} else if ev.BuildingID != 0 && ev.BuildingID != d.buildingID {
+					p.add(r.label(i), fmt.Sprintf("device_id: device %d is not in building %d", ev.DeviceID, ev.BuildingID))
+				} else if ev.DeviceRef != "" && !sameSerial(ev.DeviceRef, d.serial) {
+					// Two devices named: recording either would be a guess.
+					p.add(r.label(i), fmt.Sprintf("device: %q is not the serial of device %d; device_id and device name different devices", ev.DeviceRef, ev.DeviceID))
+				} else {
+					ev.BuildingID = d.buildingID
+				}
+				continue
+			}
+			if g.buildings[ev.BuildingID] == nil {
+				p.add(r.label(i), fmt.Sprintf("building_id: no building %d", ev.BuildingID))
+				continue
+			}
+			switch id := g.refs[refKey{ev.BuildingID, ev.DeviceRef}]; {
+			case id < 0:
+				p.add(r.label(i), fmt.Sprintf("device: %q matches several devices of this building; give the device id", ev.DeviceRef))
+			case id > 0:
+				ev.DeviceID = id
+			}
+		}
+		refused[ri] = p.err()
+	}
+
+	// Burst detection without a query per event. An event of the group is a
+	// burst when the building's granted unlocks recorded before it in its
+	// window, plus itself, exceed the limit: at most the count recorded
+	// around the whole group (one query) plus the most of the group's own
+	// granted unlocks in any one window ending at an event checked. When that
+	// bound is within the limit, no event of the group is a burst (the usual
+	// case: live traffic arrives in the order it happens, a group spans
+	// seconds). Otherwise the times recorded around the group are read once,
+	// and each event's window is counted in memory as the group records its
+	// own; only when they are too many is each counted in the database. A
+	// vendor's batch or a device's backlog holds more than the limit, spread
+	// over hours: it costs one or two queries a building, not one an event.
+	times := map[int64]*burstTimes{}
+	for ri, r := range reqs {
+		if refused[ri] != nil {
+			continue
+		}
+		for i := range r.events {
+			ev := &r.events[i]
+			b := g.buildings[ev.BuildingID]
+			if b.burstN <= 0 || ev.Result != doorledger.UnlockGranted {
+				continue
+			}
+			bt := times[b.id]
+			if bt == nil {
+				bt = &burstTimes{}
+				times[b.id] = bt
+			}
+			// Windows are of effective time (as stored: microseconds,
+			// truncated): a skewed event is not checked, but counted at the
+			// time it was received.
+			at := effectiveAt(ev).UnixMicro()
+			bt.all = append(bt.all, at)
+			if clockSkewed(ev) {
+				continue
+			}
+			bt.checked = append(bt.checked, at)
+			bc := g.bursts[b.id]
+			if bc == nil {
+				bc = &burstCheck{minT: ev.OccurredAt, maxT: ev.OccurredAt}
+				g.bursts[b.id] = bc
+			}
+			if ev.OccurredAt.Before(bc.minT) {
+				bc.minT = ev.OccurredAt
+			}
+			if ev.OccurredAt.After(bc.maxT) {
+				bc.maxT = ev.OccurredAt
+			}
+		}
+	}
+	for id, bc := range g.bursts {
+		b := g.buildings[id]
+		from := bc.minT.Add(-b.burstWindow)
+		n, err := g.countGranted(b, from, bc.maxT)
+		if err != nil {
+			return nil, err
+		}
+		switch bt := times[id]; {
+		case n+bt.mostInWindow(b.burstWindow.Microseconds()) <= b.burstN:
+			bc.mode = burstNone
+		case n > burstMemoryMax || n > 64*len(bt.checked):
+			bc.mode = burstQuery // reading them all would cost more than a count each
+		default:
+			bc.mode = burstMemory
+			if bc.times, err = g.grantedTimes(b, from, bc.maxT, n); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return refused, nil
+}
+
+// burstTimes are the occurrence times (Unix µs) of a group's granted unlocks
+// in one building: all of them, and those checked for a burst.
+type burstTimes struct{ all, checked []int64 }
+
+// mostInWindow returns the most of all's times within [t-window, t] for a
+// checked time t (one µs wider than a burst's window (t-window, t]: a bound).
+func (bt *burstTimes) mostInWindow(window int64) int {
+	slices.Sort(bt.all)
+	slices.Sort(bt.checked)
+	most, lo, hi := 0, 0, 0
+	for _, t := range bt.checked {
+		for hi < len(bt.all) && bt.all[hi] <= t {
+			hi++
+		}
+		for lo < hi && bt.all[lo] < t-window {
+			lo++
+		}
+		most = max(most, hi-lo)
+	}
+	return most
+}
+
+// sameSerial reports whether a device reference names the device of serial,
+// as lookupRef matches them (SQLite's NOCASE: ASCII letters only).
+func sameSerial(ref, serial string) bool {
+	if len(ref) != len(serial) {
+		return false
+	}
+	for i := 0; i < len(ref); i++ {
+		a, b := ref[i], serial[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// lookupRef finds the device a source named by its serial (any case) in a building.
+func (g *ingestGroup) lookupRef(k refKey) (int64, error) {
+	rows, err := g.tx.QueryContext(g.ctx, `SELECT id FROM devices WHERE building_id = ? AND serial = ? COLLATE NOCASE AND retired = 0 ORDER BY id LIMIT 2`, k.buildingID, k.ref)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var id int64
+	switch len(ids) {
+	case 1:
+		id = ids[0]
+	case 2:
+		id = -1
+	}
+	g.refs[k] = id
+	return id, nil
+}
+
+// countGranted counts the building's recorded granted unlocks in (from, to].
+func (g *ingestGroup) countGranted(b *ingestBuilding, from, to time.Time) (int, error) {
+	st, err := g.stmt(countGrantedSQL)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = st.QueryRowContext(g.ctx, b.id, formatTime(from), formatTime(to)).Scan(&n)
+	return n, err
+}
+
+// grantedTimes reads the times (Unix µs, sorted) of the building's recorded
+// granted unlocks in (from, to], of which there are about n.
+func (g *ingestGroup) grantedTimes(b *ingestBuilding, from, to time.Time, n int) ([]int64, error) {
+	st, err := g.stmt(grantedTimesSQL)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(g.ctx, b.id, formatTime(from), formatTime(to))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	times := make([]int64, 0, n)
+	for rows.Next() {
+		var at string
+		if err := rows.Scan(&at); err != nil {
+			return nil, err
+		}
+		times = append(times, parseTime(at).UnixMicro())
+	}
+	return times, rows.Err()
+}
+
+func chunks(ids []int64, size int) [][]int64 {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var out [][]int64
+	for len(ids) > 0 {
+		n := min(size, len(ids))
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	return out
+}
+
+func inList(ids []int64) (string, []any) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", len(ids)), ","), args
+}
+
+func (g *ingestGroup) loadDevices(ids []int64) error {
+	for _, part := range chunks(ids, 500) {
+		marks, args := inList(part)
+		rows, err := g.tx.QueryContext(g.ctx, `SELECT d.id, d.building_id, d.vendor, d.model, d.serial, d.location, d.retired, d.unconsented,
+			d.desired_state, d.desired_version,
+			COALESCE((SELECT cm.requested_at FROM commands cm WHERE cm.device_id = d.id AND cm.version = d.desired_version), ''),
+			COALESCE(c.id, 0), COALESCE(c.status, ''), COALESCE(c.signed_at, ''), COALESCE(c.expires_at, ''), COALESCE(c.status_at, ''),
+			COALESCE(d.last_seen_at, '')
+			FROM devices d LEFT JOIN consents c ON c.id = d.consent_id AND c.building_id = d.building_id
+			WHERE d.id IN (`+marks+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("load devices: %w", err)
+		}
+		for rows.Next() {
+			var d ingestDevice
+			if err := rows.Scan(&d.id, &d.buildingID, &d.vendor, &d.model, &d.serial, &d.location, &d.retired, &d.unconsented,
+				&d.desired, &d.desiredVer, &d.desiredSince,
+				&d.consentID, &d.consentStatus, &d.signedAt, &d.expiresAt, &d.statusAt, &d.lastSeen); err != nil {
+				rows.Close()
+				return err
+			}
+			g.devices[d.id] = &d
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *ingestGroup) loadBuildings(ids []int64) error {
+	for _, part := range chunks(ids, 500) {
+		marks, args := inList(part)
+		rows, err := g.tx.QueryContext(g.ctx, `SELECT id, name, timezone, delivery_hours, burst_count, burst_minutes, alert_board
+			FROM buildings WHERE id IN (`+marks+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("load buildings: %w", err)
+		}
+		for rows.Next() {
+			var b ingestBuilding
+			var tz, hours string
+			var minutes int
+			if err := rows.Scan(&b.id, &b.name, &tz, &hours, &b.burstN, &minutes, &b.alertBoard); err != nil {
+				rows.Close()
+				return err
+			}
+			b.loc = location(tz)
+			b.hours, _ = doorledger.ParseDeliverySchedule(hours) // validated when saved
+			b.burstWindow = time.Duration(minutes) * time.Minute
+			g.buildings[b.id] = &b
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var locations sync.Map // time zone name → *time.Location
+
+// location loads a time zone once (UTC when it does not load).
+func location(name string) *time.Location {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil || name == "" {
+		loc = time.UTC
+	}
+	locations.Store(name, loc)
+	return loc
+}

@@ -1,0 +1,315 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// clockSkewed reports whether the event's device time is too far from the
+// time it was received to be trusted.
+func clockSkewed(ev *doorledger.UnlockEvent) bool {
+	d := ev.OccurredAt.Sub(ev.ReceivedAt)
+	return d > doorledger.ClockSkewAhead || (ev.Source != doorledger.SourceCSV && d < -doorledger.ClockSkewBehind)
+}
+
+// effectiveAt is doorledger.UnlockEvent.EffectiveAt of an event about to be
+// recorded, before its flags are set (the database derives the same time
+// from the flags and times it stores: unlock_events.effective_at).
+func effectiveAt(ev *doorledger.UnlockEvent) time.Time {
+	if clockSkewed(ev) {
+		return ev.ReceivedAt
+	}
+	return ev.OccurredAt
+}
+
+const insertUnlockSQL = `INSERT INTO unlock_events
+	(building_id, device_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+
+// write records one accepted request's events with their anomaly flags, in
+// order (a burst count sees the events before it), acts on what they reveal,
+// and audits an import. One statement per row: a multi-row INSERT needs a
+// statement journal (a temp file here) and is slower (docs/benchmarks.md).
+func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
+	res := doorledger.ImportResult{Events: len(r.events)}
+	insert, err := g.stmt(insertUnlockSQL)
+	if err != nil {
+		return res, err
+	}
+	for i := range r.events {
+		ev := &r.events[i]
+		b := g.buildings[ev.BuildingID]
+		d := g.devices[ev.DeviceID] // nil: unknown device
+		occurred, received := formatTime(ev.OccurredAt), formatTime(ev.ReceivedAt)
+		flags, err := g.flags(ev, occurred, b, d)
+		if err != nil {
+			return res, err
+		}
+		effective := occurred
+		if flags&bitClockSkew != 0 {
+			effective = received
+		}
+		out, err := insert.ExecContext(g.ctx, ev.BuildingID, nullInt(ev.DeviceID), ev.DeviceRef, ev.EventID,
+			occurred, received, ev.Method, ev.ActorRef, string(ev.Result), flags, ev.Source, effective)
+		if err != nil {
+			return res, fmt.Errorf("insert unlock event: %w", err)
+		}
+		if d != nil && ev.Source != doorledger.SourceCSV {
+			g.seen[d.id] = true // a repeat is a sign of life too
+		}
+		if n, _ := out.RowsAffected(); n == 0 {
+			res.Duplicates++
+			continue
+		}
+		res.Inserted++
+		ev.ID, _ = out.LastInsertId()
+		if bc := g.bursts[b.id]; bc != nil && bc.mode == burstMemory && ev.Result == doorledger.UnlockGranted {
+			bc.add(effectiveAt(ev).UnixMicro())
+		}
+		if flags == 0 {
+			continue
+		}
+		res.Anomalous++
+		ev.Anomalies = anomalyKinds(flags)
+		var cmd *doorledger.Command
+		if flags&bitWithoutConsent != 0 && !d.consentActiveAt(g.now) {
+			if cmd, err = g.flagUnconsented(d, ev); err != nil {
+				return res, err
+			}
+		}
+		g.alert(b, d, ev, flags, cmd)
+	}
+	if r.imp != nil {
+		actx := context.WithoutCancel(r.ctx)
+		if err := g.tx.audit(actx, "unlocks.import", r.imp.BuildingID, "building", r.imp.BuildingID, map[string]any{
+			"file": r.imp.FileName, "sha256": r.imp.SHA256, "events": res.Events, "inserted": res.Inserted,
+			"duplicates": res.Duplicates, "anomalous": res.Anomalous}); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// flags computes the anomaly flags of an event about to be recorded. Device
+// state, consent, delivery hours and bursts are judged at the event's
+// effective time (the time received when the device clock is not to be
+// trusted), from the cached state when it answers, from the command and
+// consent history otherwise.
+func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *ingestBuilding, d *ingestDevice) (int64, error) {
+	var flags int64
+	t, ts := ev.OccurredAt, occurred
+	if clockSkewed(ev) {
+		flags |= bitClockSkew
+		t, ts = ev.ReceivedAt, formatTime(ev.ReceivedAt)
+	}
+	if d == nil {
+		flags |= bitUnknownDevice
+	}
+	if ev.Result != doorledger.UnlockGranted {
+		// A device flagged unconsented (found in a panel, or seen enabled
+		// without consent) has no business at the door: an attempt through
+		// it is an anomaly even when it refused the courier.
+		if d != nil && d.unconsented {
+			flags |= bitWithoutConsent
+		}
+		return flags, nil
+	}
+	if d != nil {
+		enabled, err := g.enabledAt(d, ts)
+		if err != nil {
+			return 0, err
+		} else if !enabled {
+			flags |= bitAfterRevocation
+		}
+		consented, err := g.consentedAt(d, ts)
+		if err != nil {
+			return 0, err
+		} else if !consented {
+			flags |= bitWithoutConsent
+		}
+	}
+	if !b.hours.Allows(t, b.loc) {
+		flags |= bitOutsideHours
+	}
+	if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && flags&bitClockSkew == 0 {
+		n := 0
+		if bc.mode == burstMemory {
+			n = bc.count(t.UnixMicro(), b.burstWindow.Microseconds())
+		} else {
+			var err error
+			if n, err = g.countGranted(b, t.Add(-b.burstWindow), t); err != nil {
+				return 0, err
+			}
+		}
+		if n+1 > b.burstN {
+			flags |= bitBurst
+		}
+	}
+	return flags, nil
+}
+
+// enabledAt reports whether the device's desired state was enabled at t.
+// Disabled covers a disable not yet confirmed by the device, and a device
+// never enabled.
+func (g *ingestGroup) enabledAt(d *ingestDevice, t string) (bool, error) {
+	if d.retired || d.desiredVer == 0 {
+		return false, nil
+	}
+	if t >= d.desiredSince {
+		return d.desired == doorledger.StateEnabled, nil
+	}
+	var state string
+	err := g.tx.QueryRowContext(g.ctx, `SELECT state FROM commands WHERE device_id = ? AND requested_at <= ? ORDER BY version DESC LIMIT 1`,
+		d.id, t).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return state == string(doorledger.StateEnabled), err
+}
+
+// consentedAt reports whether a consent of the device's building covered the
+// device at t: signed by then, not yet expired, not withdrawn or lapsed by
+// then, and never disputed.
+func (g *ingestGroup) consentedAt(d *ingestDevice, t string) (bool, error) {
+	if d.consentCovers(t) {
+		return true, nil
+	}
+	var n int
+	err := g.tx.QueryRowContext(g.ctx, `SELECT COUNT(*) FROM consents c WHERE c.building_id = ?1 AND (c.id = ?2 OR c.device_id = ?3)
+		AND c.signed_at <= ?4 AND c.expires_at > ?4 AND (c.status = 'signed' OR (c.status IN ('withdrawn', 'lapsed') AND c.status_at > ?4))`,
+		d.buildingID, d.consentID, d.id, t).Scan(&n)
+	return n > 0, err
+}
+
+// flagUnconsented marks a device that opened the door without an active
+// consent: unconsented, and told to disable (unless it was both already, so a
+// stream of its events does not make a stream of commands).
+func (g *ingestGroup) flagUnconsented(d *ingestDevice, ev *doorledger.UnlockEvent) (*doorledger.Command, error) {
+	if d.unconsented && d.desired == doorledger.StateDisabled && d.desiredVer > 0 {
+		return nil, nil
+	}
+	cmd, err := g.tx.setDesiredState(g.ctx, d.id, doorledger.StateDisabled, "opened the door without an active consent")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := g.tx.ExecContext(g.ctx, `UPDATE devices SET unconsented = 1 WHERE id = ?`, d.id); err != nil {
+		return nil, fmt.Errorf("flag device %d: %w", d.id, err)
+	}
+	if err := g.tx.auditAs(g.ctx, 0, "device "+itoa(d.id), "device.unconsented", d.buildingID, "device", d.id, map[string]any{
+		"unlock_event": ev.ID, "event_id": ev.EventID, "command": cmd.ID}); err != nil {
+		return nil, err
+	}
+	d.unconsented, d.desired, d.desiredVer, d.desiredSince = true, cmd.State, cmd.Version, formatTime(cmd.RequestedAt)
+	g.changed = true
+	return cmd, nil
+}
+
+// unlockAlert gathers the group's events that share one alert key.
+type unlockAlert struct {
+	b      *ingestBuilding
+	d      *ingestDevice
+	ref    string
+	flags  int64
+	events []string
+	more   int
+	cmd    *doorledger.Command
+}
+
+const alertEventsListed = 10
+
+// alert adds an anomalous event to the alert of its building, device,
+// combination of anomalies and hour received: the outbox sends one mail per
+// key, so a burst is one mail, not a hundred.
+func (g *ingestGroup) alert(b *ingestBuilding, d *ingestDevice, ev *doorledger.UnlockEvent, flags int64, cmd *doorledger.Command) {
+	dev := "ref:" + ev.DeviceRef
+	if d != nil {
+		dev = "device:" + itoa(d.id)
+	}
+	key := fmt.Sprintf("unlock:%d:%s:%d:%s", b.id, dev, flags, ev.ReceivedAt.UTC().Format("2006-01-02T15"))
+	a := g.alerts[key]
+	if a == nil {
+		a = &unlockAlert{b: b, d: d, ref: ev.DeviceRef, flags: flags}
+		g.alerts[key] = a
+		g.alertKeys = append(g.alertKeys, key)
+	}
+	if cmd != nil {
+		a.cmd = cmd
+	}
+	if len(a.events) >= alertEventsListed {
+		a.more++
+		return
+	}
+	line := fmt.Sprintf("  %s  %s  %s", effectiveAt(ev).In(b.loc).Format("2006-01-02 15:04:05 MST"), ev.Result, ev.Method)
+	if ev.ActorRef != "" {
+		line += "  actor " + ev.ActorRef
+	}
+	if clockSkewed(ev) {
+		line += "  (received then; the device's clock said " + ev.OccurredAt.In(b.loc).Format("2006-01-02 15:04:05 MST") + ")"
+	}
+	a.events = append(a.events, line+"  (event "+ev.EventID+")")
+}
+
+// finish records that the group's devices were heard from (once per
+// seenEvery under load) and queues the alerts.
+func (g *ingestGroup) finish() error {
+	if len(g.seen) > 0 {
+		stale := formatTime(g.tx.now.Add(-seenEvery))
+		var ids []int64
+		for id := range g.seen {
+			if d := g.devices[id]; d.lastSeen < stale {
+				ids = append(ids, id)
+			}
+		}
+		for _, part := range chunks(ids, 500) {
+			marks, args := inList(part)
+			if _, err := g.tx.ExecContext(g.ctx, `UPDATE devices SET last_seen_at = ?1 WHERE id IN (`+marks+`)
+				AND (last_seen_at IS NULL OR last_seen_at < ?1)`, append([]any{g.now}, args...)...); err != nil {
+				return fmt.Errorf("devices seen: %w", err)
+			}
+			for _, id := range part {
+				g.devices[id].lastSeen = g.now
+			}
+		}
+	}
+	for _, key := range g.alertKeys {
+		a := g.alerts[key]
+		kinds := anomalyKinds(a.flags)
+		var who string
+		if a.d != nil {
+			model := a.d.model
+			if model == "" {
+				model = "(model unknown)"
+			}
+			who = fmt.Sprintf("device %d (%s %s, serial %s, at %s)", a.d.id, a.d.vendor, model, a.d.serial, a.d.location)
+		} else {
+			who = fmt.Sprintf("an unknown device calling itself %q, which is not registered in this building", a.ref)
+		}
+		var body strings.Builder
+		fmt.Fprintf(&body, "Doorledger recorded door events at %s from %s that need your attention:\n\n", a.b.name, who)
+		for _, k := range kinds {
+			fmt.Fprintf(&body, "- %s: it %s.\n", k, doorledger.AnomalyDescription(k))
+		}
+		body.WriteString("\nEvents (building time):\n")
+		for _, l := range a.events {
+			body.WriteString(l + "\n")
+		}
+		if a.more > 0 {
+			fmt.Fprintf(&body, "  … and %d more.\n", a.more)
+		}
+		if a.cmd != nil {
+			fmt.Fprintf(&body, "\nThe device has no active consent: Doorledger flagged it unconsented and told it to disable itself (command %d). Until it confirms, couriers may still be able to open the door: check the panel.\n", a.cmd.ID)
+		}
+		body.WriteString("\nFurther events like these within the hour are recorded without another mail; see the building's unlock history.\n")
+		subject := fmt.Sprintf("Unlock anomaly at %s: %s", a.b.name, strings.Join(kinds, ", "))
+		if err := g.tx.alertManagers(g.ctx, a.b.id, a.b.alertBoard, subject, body.String(), key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
