@@ -719,7 +719,7 @@ func crashSetup(t *testing.T, base string, n int) []crashDevice {
 		t.Fatalf("building page lists %d devices, want %d:\n%s", len(paths), n, body)
 	}
 	// Burst detection off: with it on, every granted event of a building in a
-	// burst costs a COUNT over the burst window (db/sqlite/unlock.go countGranted),
+	// burst costs a COUNT over the burst window (db/sqlite/unlock_ingest.go countGranted),
 	// which at this test's rate (thousands of events within the window) slows
 	// ingest to a few hundred events a second and leaves the kills nothing in
 	// flight to catch. Every other check of the ingest path stays on.
