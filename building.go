@@ -3,6 +3,7 @@ package doorledger
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,11 +20,24 @@ type Building struct {
 }
 
 // Location returns the building's time zone (UTC if the name does not load).
-func (b *Building) Location() *time.Location {
-	if loc, err := time.LoadLocation(b.Timezone); err == nil {
-		return loc
+func (b *Building) Location() *time.Location { return Location(b.Timezone) }
+
+var locations sync.Map // time zone name → *time.Location
+
+// Location returns the time zone of an IANA name, loaded from the zone data
+// once per name and shared (a *time.Location is safe for concurrent use): a
+// page listing a thousand buildings would otherwise read the zone files a
+// thousand times. UTC when the name is empty or does not load.
+func Location(name string) *time.Location {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location)
 	}
-	return time.UTC
+	loc, err := time.LoadLocation(name)
+	if err != nil || name == "" {
+		loc = time.UTC
+	}
+	locations.Store(name, loc)
+	return loc
 }
 
 // BuildingInput is what a form creates or edits.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -543,17 +542,5 @@ func (g *ingestGroup) loadBuildings(ids []int64) error {
 	return nil
 }
 
-var locations sync.Map // time zone name → *time.Location
-
-// location loads a time zone once (UTC when it does not load).
-func location(name string) *time.Location {
-	if l, ok := locations.Load(name); ok {
-		return l.(*time.Location)
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil || name == "" {
-		loc = time.UTC
-	}
-	locations.Store(name, loc)
-	return loc
-}
+// location is the time zone of a name, loaded once (UTC when it does not load).
+func location(name string) *time.Location { return doorledger.Location(name) }
