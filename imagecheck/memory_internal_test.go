@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/imagetest"
 )
 
 // pngHead returns the chunks of a PNG up to an empty IDAT: enough for
@@ -196,4 +197,27 @@ func TestDecodingBudget(t *testing.T) {
 		t.Fatalf("after release: %v", err)
 	}
 	again()
+}
+
+// TestDecodedMemoryCollectedBeforeRelease: a large decode's memory is
+// collected before its share of the budget is given back, so the next
+// decode the budget lets in does not allocate beside the last one's garbage.
+// With the collector off (as a loaded machine's collector lags behind),
+// nothing but the release collects.
+func TestDecodedMemoryCollectedBeforeRelease(t *testing.T) {
+	large, err := imagetest.ZeroPNG(4600, 4600, imagetest.RGBA, 8, false) // 85 MB decoded
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, _, err := Photo(large); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 16<<20 {
+		t.Errorf("after a photo of 85 MB decoded the heap holds %d MB more: its memory was not collected before the budget was released", grown>>20)
+	}
 }
