@@ -96,6 +96,21 @@ func checkBuilding(ctx context.Context, q querier, c caller, buildingID int64) e
 	return nil
 }
 
+// beginManaging begins a write to a building the caller must manage, as
+// checkManage says (ENOTFOUND without a grant, EFORBIDDEN for a role that
+// only reads it); the caller commits or rolls it back as after BeginTx.
+func (db *DB) beginManaging(ctx context.Context, buildingID int64) (*Tx, error) {
+	tx, err := db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx, nil
+}
+
 // checkManage is checkBuilding plus the manager role: a board member or
 // installer who sees the building gets EFORBIDDEN.
 func checkManage(ctx context.Context, q querier, c caller, buildingID int64) error {

@@ -110,14 +110,11 @@ func (s *BuildingService) CreateBuilding(ctx context.Context, in doorledger.Buil
 }
 
 func (s *BuildingService) UpdateBuilding(ctx context.Context, id int64, in doorledger.BuildingInput) (*doorledger.Building, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), id); err != nil {
-		return nil, err
-	}
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -136,14 +133,11 @@ func (s *BuildingService) UpdateBuilding(ctx context.Context, id int64, in doorl
 }
 
 func (s *BuildingService) AddSigner(ctx context.Context, buildingID int64, in doorledger.SignerInput) (*doorledger.Signer, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return nil, err
-	}
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -166,14 +160,11 @@ func (s *BuildingService) AddSigner(ctx context.Context, buildingID int64, in do
 }
 
 func (s *BuildingService) RemoveSigner(ctx context.Context, buildingID, signerID int64) error {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return err
-	}
 	res, err := tx.ExecContext(ctx, `UPDATE signers SET active = 0, removed_at = ? WHERE id = ? AND building_id = ? AND active = 1`, formatTime(tx.now), signerID, buildingID)
 	if err != nil {
 		return err

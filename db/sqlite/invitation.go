@@ -38,14 +38,11 @@ func scanInvitation(row interface{ Scan(...any) error }) (*doorledger.Invitation
 }
 
 func (s *InvitationService) Invite(ctx context.Context, buildingID int64, email, name, company string) (*doorledger.Invitation, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return nil, err
-	}
 	email, name, company = strings.ToLower(strings.TrimSpace(email)), strings.TrimSpace(name), strings.TrimSpace(company)
 	v := doorledger.Validation{}
 	doorledger.ValidateEmail(v, "invite_email", email)
@@ -127,14 +124,11 @@ func (s *InvitationService) FindInvitations(ctx context.Context, buildingID int6
 }
 
 func (s *InvitationService) WithdrawInvitation(ctx context.Context, buildingID, id int64) error {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return err
-	}
 	res, err := tx.ExecContext(ctx, `UPDATE invitations SET withdrawn_at = ? WHERE id = ? AND building_id = ? AND accepted_at IS NULL AND withdrawn_at IS NULL`,
 		formatTime(tx.now), id, buildingID)
 	if err != nil {

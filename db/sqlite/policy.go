@@ -29,14 +29,11 @@ func (s *PolicyService) FindConsentPolicy(ctx context.Context, buildingID int64)
 }
 
 func (s *PolicyService) SetConsentPolicy(ctx context.Context, buildingID int64, in doorledger.PolicyInput) (*doorledger.ConsentPolicy, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return nil, err
-	}
 	b, err := findBuilding(ctx, tx, buildingID)
 	if err != nil {
 		return nil, err

@@ -109,14 +109,11 @@ func (s *PrivacyService) SetPrivacyProfile(ctx context.Context, buildingID int64
 	if profile != doorledger.PrivacyProfileNone && profile != doorledger.PrivacyProfileTDPA {
 		return doorledger.Errorf(doorledger.EINVALID, "Choose a privacy profile.")
 	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return err
-	}
 	res, err := tx.ExecContext(ctx, `UPDATE buildings SET privacy_profile = ?, privacy_profile_at = ? WHERE id = ? AND privacy_profile <> ?`,
 		profile, formatTime(tx.now), buildingID, profile)
 	if err != nil {
@@ -135,14 +132,11 @@ func (s *PrivacyService) SaveVendorDisclosure(ctx context.Context, buildingID, i
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return nil, err
-	}
 	at := formatTime(tx.now)
 	action := "vendor_disclosure.update"
 	if id == 0 {
@@ -173,14 +167,11 @@ func (s *PrivacyService) SaveVendorDisclosure(ctx context.Context, buildingID, i
 }
 
 func (s *PrivacyService) SetDeviceDisclosure(ctx context.Context, buildingID, deviceID, disclosureID int64) error {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return err
-	}
 	if disclosureID < 0 {
 		return doorledger.Errorf(doorledger.EINVALID, "Choose a vendor disclosure record.")
 	}

@@ -342,14 +342,11 @@ func (s *ResidentService) NoticeSettings(ctx context.Context, buildingID int64) 
 }
 
 func (s *ResidentService) RotateNoticeSlug(ctx context.Context, buildingID int64) (string, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return "", err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return "", err
-	}
 	var slug string
 	if err := tx.QueryRowContext(ctx, `INSERT INTO building_notices (building_id, slug, slug_at) VALUES (?, lower(hex(randomblob(16))), ?)
 		ON CONFLICT (building_id) DO UPDATE SET slug = excluded.slug, slug_at = excluded.slug_at RETURNING slug`,
@@ -368,14 +365,11 @@ func (s *ResidentService) SetNoticeContact(ctx context.Context, buildingID int64
 	if err != nil {
 		return err
 	}
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return err
-	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO building_notices (building_id, slug, slug_at, contact) VALUES (?, lower(hex(randomblob(16))), ?, ?)
 		ON CONFLICT (building_id) DO UPDATE SET contact = excluded.contact`, buildingID, formatTime(tx.now), contact); err != nil {
 		return fmt.Errorf("set notice contact of building %d: %w", buildingID, err)

@@ -31,14 +31,11 @@ func readUnlockSettings(ctx context.Context, q querier, buildingID int64) (*door
 // UpdateUnlockSettings changes a building's rules (its managers, admins),
 // audited with the old and new values. EINVALID with per-field messages.
 func (s *UnlockService) UpdateUnlockSettings(ctx context.Context, buildingID int64, in doorledger.UnlockSettings) (*doorledger.UnlockSettings, error) {
-	tx, err := s.db.BeginTx(ctx)
+	tx, err := s.db.beginManaging(ctx, buildingID)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if err := checkManage(ctx, tx, callerFrom(ctx), buildingID); err != nil {
-		return nil, err
-	}
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
