@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -172,7 +173,7 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 			return false
 		}
 		if errors.Is(context.Cause(open), errStreamReplaced) {
-			endStream(w, streamTooMany)
+			s.endStream(w, streamTooMany)
 		}
 		return true
 	}
@@ -213,7 +214,9 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 		}
 		if html := buf.String(); html != last {
 			last = html
-			writeEvent(w, event, html)
+			if err := s.writeEvent(w, event, html); err != nil {
+				return nil // the client stopped reading (or left): the stream ends
+			}
 		}
 		if finished {
 			return nil
@@ -237,7 +240,7 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 				if doorledger.ErrorCode(err) != doorledger.EUNAUTHORIZED {
 					s.log.Error("stream session check", "route", c.Path(), "err", err)
 				}
-				endStream(w, streamSessionEnded)
+				s.endStream(w, streamSessionEnded)
 				return nil
 			}
 		}
@@ -245,14 +248,33 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 }
 
 // writeEvent sends one server-sent event; each line of data is a data: line.
-func writeEvent(w *echo.Response, event, data string) {
-	fmt.Fprintf(w, "event: %s\n", event)
-	for _, line := range strings.Split(data, "\n") {
-		fmt.Fprintf(w, "data: %s\n", line)
+// The write must be taken by the client within the StreamWrite timeout: a
+// client that stopped reading would otherwise hold the handler, its buffers
+// and its stream slot for as long as the connection lives, blocked on a full
+// TCP buffer. The deadline is lifted after each event, so the connection can
+// serve another request once the stream ends.
+func (s *Server) writeEvent(w *echo.Response, event, data string) error {
+	rc := http.NewResponseController(w.Writer) // its errors, which echo's Flush swallows
+	if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.withDefaults().StreamWrite)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
 	}
-	fmt.Fprint(w, "\n")
-	w.Flush()
+	var b strings.Builder
+	fmt.Fprintf(&b, "event: %s\n", event)
+	for _, line := range strings.Split(data, "\n") {
+		fmt.Fprintf(&b, "data: %s\n", line)
+	}
+	b.WriteString("\n")
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // endStream sends endEvent with the message the page shows.
-func endStream(w *echo.Response, msg string) { writeEvent(w, endEvent, msg) }
+func (s *Server) endStream(w *echo.Response, msg string) { _ = s.writeEvent(w, endEvent, msg) }

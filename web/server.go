@@ -64,6 +64,34 @@ type Config struct {
 	// NoticeRate and ResidentPostRate hold each client of the residents'
 	// pages (reading; reporting and subscribing); zero: the defaults.
 	NoticeRate, ResidentPostRate RateLimit
+	// Timeouts bound slow and broken clients; zero fields: the defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts bound what a slow or broken client can hold (docs/reliability.md).
+type Timeouts struct {
+	// ReadHeader closes a connection whose request headers take longer
+	// (a slowloris client); default 10 s.
+	ReadHeader time.Duration
+	// Idle closes a keep-alive connection idle for longer; default 2 min.
+	Idle time.Duration
+	// StreamWrite ends a live stream whose client has not taken one event
+	// within it (a client that stopped reading); default 15 s.
+	StreamWrite time.Duration
+}
+
+// withDefaults fills the zero fields.
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader == 0 {
+		t.ReadHeader = 10 * time.Second
+	}
+	if t.Idle == 0 {
+		t.Idle = 2 * time.Minute
+	}
+	if t.StreamWrite == 0 {
+		t.StreamWrite = 15 * time.Second
+	}
+	return t
 }
 
 // Server is the portal's HTTP server.
@@ -94,6 +122,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, echo: echo.New(), bodyLimits: map[string]int64{}, rateLimits: map[string]*ipLimiter{}, hub: cfg.Hub, streams: newStreamRegistry(),
 		sessionCookie: sessionCookieName, csrfCookie: csrfCookieName}
 	if cfg.Secure {
@@ -119,9 +148,9 @@ func NewServer(cfg Config) *Server {
 	s.routes()
 	s.http = &http.Server{
 		Handler:           e,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 		ReadTimeout:       2 * time.Minute, // uploads from phones on slow links
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       cfg.Timeouts.Idle,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	return s

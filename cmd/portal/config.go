@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doorledger/doorledger/web"
 )
 
 // config is everything serve needs, from flags with environment defaults.
@@ -34,6 +36,10 @@ type config struct {
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
+
+	// webTimeouts bound slow and broken HTTP clients; zero: the web
+	// package's defaults. Only tests set it (through the app hook).
+	webTimeouts web.Timeouts
 }
 
 // secure says whether browsers reach the portal over HTTPS: it serves TLS

@@ -177,6 +177,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Secure:     cfg.secure(),
 		TrustProxy: cfg.TrustProxy,
 		Logger:     a.log,
+		Timeouts:   cfg.webTimeouts,
 	})
 	if err := a.web.Listen(cfg.Addr); err != nil {
 		return fmt.Errorf("listen: %w", err)

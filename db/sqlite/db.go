@@ -90,6 +90,11 @@ func (db *DB) SetSealKey(key []byte) error {
 //     and revocation facts are evidence, and group commit keeps ingest fast anyway.
 //   - busy_timeout(5000): wait for a lock up to 5 s instead of failing at once
 //     (another process such as the CLI may hold it briefly).
+//   - journal_size_limit(16 MiB): after a checkpoint resets the WAL, the file is
+//     cut back to this. Without it the WAL kept the largest size it ever had:
+//     a backup's long read transaction pins it, and 20 s of ingest grew it past
+//     100 MB that stayed on disk after the reader went (docs/reliability.md).
+//     Four times the auto-checkpoint's 1000 pages, so ordinary work never cuts.
 //   - _txlock=immediate (writer): take the write lock at BEGIN, so a transaction
 //     that reads then writes cannot deadlock on the upgrade.
 //   - query_only(1) (readers): a read connection can never write by mistake.
@@ -99,6 +104,7 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_size_limit(16777216)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {

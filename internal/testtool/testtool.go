@@ -41,4 +41,5 @@ var debianPackages = map[string]string{
 	"qpdf":      "qpdf",
 	"chromium":  "chromium",
 	"zbarimg":   "zbar-tools",
+	"sqlite3":   "sqlite3",
 }
