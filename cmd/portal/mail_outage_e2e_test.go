@@ -54,10 +54,7 @@ func (r *relay) received() [][]byte {
 	return append([][]byte(nil), r.got...)
 }
 
-type relaySession struct {
-	r    *relay
-	data []byte
-}
+type relaySession struct{ r *relay }
 
 func (s *relaySession) Mail(string, *smtp.MailOptions) error { return nil }
 func (s *relaySession) Rcpt(string, *smtp.RcptOptions) error {
