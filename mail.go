@@ -22,6 +22,11 @@ type Message struct {
 	SentAt     time.Time
 	Attempts   int
 	LastError  string
+	// FailedAt is when the dispatcher gave up: the retry budget was spent, or
+	// the server refused the mail for good (an SMTP 5xx). Zero while it is
+	// queued, being retried, or sent. Such a mail could not be delivered and
+	// is sent again only when an admin retries it (RetryMessage).
+	FailedAt time.Time
 }
 
 // OutboxService reads and updates the outbox.
@@ -29,15 +34,17 @@ type OutboxService interface {
 	// FindMessages lists the newest messages (admins): to, subject, state,
 	// attempts and last error; bodies only while mail is only logged (no SMTP).
 	FindMessages(ctx context.Context, limit int) ([]*Message, error)
-	// PendingMessages returns unsent messages with fewer than maxAttempts tries,
-	// bodies opened (the dispatcher).
+	// PendingMessages returns unsent messages with fewer than maxAttempts tries
+	// that were not given up on, bodies opened (the dispatcher).
 	PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*Message, error)
-	// MarkSent records delivery (and drops the body); MarkFailed records a failed attempt.
+	// MarkSent records delivery (and drops the body); MarkFailed records a
+	// failed attempt, and with final set that the dispatcher gives up on the
+	// message (FailedAt: "could not deliver").
 	MarkSent(ctx context.Context, id int64) error
-	MarkFailed(ctx context.Context, id int64, reason string) error
+	MarkFailed(ctx context.Context, id int64, reason string, final bool) error
 	// RetryMessage sends an unsent message again from its first attempt
-	// (admins), e.g. after the dispatcher gave up on it. ENOTFOUND for an
-	// unknown message, ECONFLICT for one already sent.
+	// (admins), e.g. after the dispatcher gave up on it; FailedAt is cleared.
+	// ENOTFOUND for an unknown message, ECONFLICT for one already sent.
 	RetryMessage(ctx context.Context, id int64) error
 }
 

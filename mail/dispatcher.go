@@ -14,7 +14,7 @@ import (
 // Dispatcher defaults.
 const (
 	DefaultInterval    = 5 * time.Second
-	DefaultMaxAttempts = 8
+	DefaultMaxAttempts = 10
 	DefaultRetryDelay  = 30 * time.Second
 	maxRetryDelay      = time.Hour
 	batchSize          = 50
@@ -27,9 +27,14 @@ const (
 //
 // A failed message is retried on later passes, after RetryDelay and then twice
 // as long after each further failure (at most an hour), until it has been tried
-// MaxAttempts times; it then stays in the outbox with its last error for an
-// admin to see. The wait between retries is kept in memory, so after a restart
-// every pending message is tried at once.
+// MaxAttempts times: with the defaults, 10 attempts over about three hours
+// (30 s, 1, 2, 4, 8, 16, 32, 60, 60 min apart), so a mail server down for an
+// hour or two costs no mail. The dispatcher then gives up on it: it stays in
+// the outbox as "could not deliver" (FailedAt) with its last error, for an
+// admin to see and retry. A refusal for good (an SMTP 5xx reply, see
+// IsPermanent) is given up on at once: the same request would be refused
+// again. The wait between retries is kept in memory, so after a restart every
+// pending message is tried at once.
 type Dispatcher struct {
 	Outbox      doorledger.OutboxService
 	Mailer      doorledger.Mailer
@@ -37,6 +42,10 @@ type Dispatcher struct {
 	Interval    time.Duration // between polls of the outbox; 0: DefaultInterval
 	MaxAttempts int           // 0: DefaultMaxAttempts
 	RetryDelay  time.Duration // wait after the first failure; 0: DefaultRetryDelay
+	// Now is the clock that retry times are read from (nil: time.Now). Tests
+	// set it to run hours of an outage without waiting for them; Run's timers
+	// still wait in real time, at most Interval.
+	Now func() time.Time
 
 	once sync.Once
 	wake chan struct{}
@@ -72,7 +81,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.pass(ctx, false)
 		wait := d.interval()
 		if next, ok := d.nextRetry(); ok {
-			wait = min(wait, max(time.Until(next), 0))
+			wait = min(wait, max(next.Sub(d.now()), 0))
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -116,7 +125,7 @@ func (d *Dispatcher) pass(ctx context.Context, all bool) error {
 			d.logger().Error("mail dispatcher", "err", err)
 			return errors.Join(append(errs, err)...)
 		}
-		now := time.Now()
+		now := d.now()
 		pending := make(map[int64]bool, len(msgs))
 		attempted := 0
 		for _, m := range msgs {
@@ -172,19 +181,21 @@ func (d *Dispatcher) send(ctx context.Context, m *doorledger.Message) error {
 	if ctx.Err() != nil {
 		return nil // shutting down: this attempt does not count
 	}
+	permanent := IsPermanent(sendErr)
 	sendErr = fmt.Errorf("send mail %d: %w", m.ID, sendErr)
-	if err := d.Outbox.MarkFailed(ctx, m.ID, sendErr.Error()); err != nil {
+	attempts := m.Attempts + 1
+	final := permanent || attempts >= d.maxAttempts()
+	if err := d.Outbox.MarkFailed(ctx, m.ID, sendErr.Error(), final); err != nil {
 		log.Error("mail failed and not marked", "err", sendErr, "mark_err", err)
 		return errors.Join(sendErr, err)
 	}
-	attempts := m.Attempts + 1
-	if attempts >= d.maxAttempts() {
+	if final {
 		delete(d.retryAt, m.ID)
-		log.Error("mail failed; giving up", "attempts", attempts, "err", sendErr)
+		log.Error("mail could not be delivered; giving up", "attempts", attempts, "permanent", permanent, "err", sendErr)
 		return sendErr
 	}
 	delay := d.retryDelay(attempts)
-	d.retryAt[m.ID] = time.Now().Add(delay)
+	d.retryAt[m.ID] = d.now().Add(delay)
 	log.Warn("mail failed; will retry", "attempts", attempts, "retry_in", delay, "err", sendErr)
 	return sendErr
 }
@@ -211,6 +222,13 @@ func (d *Dispatcher) nextRetry() (time.Time, bool) {
 		}
 	}
 	return next, !next.IsZero()
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
 }
 
 func (d *Dispatcher) interval() time.Duration {

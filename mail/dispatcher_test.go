@@ -57,7 +57,7 @@ func (o *fakeOutbox) PendingMessages(ctx context.Context, maxAttempts, limit int
 	o.polls++
 	var list []*doorledger.Message
 	for _, m := range o.msgs {
-		if m.SentAt.IsZero() && m.Attempts < maxAttempts {
+		if m.SentAt.IsZero() && m.FailedAt.IsZero() && m.Attempts < maxAttempts {
 			c := *m
 			list = append(list, &c)
 		}
@@ -78,12 +78,15 @@ func (o *fakeOutbox) MarkSent(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string) error {
+func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string, final bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.msgs[id]
 	m.Attempts++
 	m.LastError = reason
+	if final {
+		m.FailedAt = time.Now()
+	}
 	return nil
 }
 
@@ -91,6 +94,7 @@ func (o *fakeOutbox) RetryMessage(ctx context.Context, id int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.msgs[id].Attempts = 0
+	o.msgs[id].FailedAt = time.Time{}
 	return nil
 }
 

@@ -41,6 +41,10 @@ type testServer struct {
 	msgs     []received
 	stalled  chan struct{} // see StallAtMail
 	release  chan struct{}
+	rcptErr  *smtp.SMTPError // see Refuse
+	dataErr  *smtp.SMTPError
+
+	stop func() // see Stop
 }
 
 // MustTestServer starts an SMTP server that requires AUTH PLAIN as user/pass.
@@ -53,6 +57,13 @@ func MustTestServer(tb testing.TB, tlsMode, user, pass string) *testServer {
 
 // mustTestServer is MustTestServer whose listener is wrapped by wrap, if not nil.
 func mustTestServer(tb testing.TB, tlsMode, user, pass string, wrap func(net.Listener) net.Listener) *testServer {
+	tb.Helper()
+	return mustTestServerAt(tb, "127.0.0.1:0", tlsMode, user, pass, wrap)
+}
+
+// mustTestServerAt is mustTestServer listening on addr: a server started
+// again where a stopped one was.
+func mustTestServerAt(tb testing.TB, listenAddr, tlsMode, user, pass string, wrap func(net.Listener) net.Listener) *testServer {
 	tb.Helper()
 	ts := &testServer{user: user, pass: pass}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -67,7 +78,7 @@ func mustTestServer(tb testing.TB, tlsMode, user, pass string, wrap func(net.Lis
 	logger := &testLogger{tb: tb}
 	s.ErrorLog = logger
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,13 +105,25 @@ func mustTestServer(tb testing.TB, tlsMode, user, pass string, wrap func(net.Lis
 		defer close(done)
 		s.Serve(l)
 	}()
-	tb.Cleanup(func() {
+	ts.stop = sync.OnceFunc(func() {
 		logger.stop()
 		s.Close()
 		l.Close() // in case Close ran before Serve registered the listener
 		<-done
 	})
+	tb.Cleanup(ts.stop)
 	return ts
+}
+
+// Stop closes the server: its port refuses connections from now on.
+func (ts *testServer) Stop() { ts.stop() }
+
+// Refuse makes the server answer every RCPT TO with rcpt and every message
+// (the reply after DATA's content) with data; nil accepts.
+func (ts *testServer) Refuse(rcpt, data *smtp.SMTPError) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.rcptErr, ts.dataErr = rcpt, data
 }
 
 // Config returns a mailer configuration for this server.
@@ -181,6 +204,12 @@ func (s *testSession) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *testSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.srv.mu.Lock()
+	refuse := s.srv.rcptErr
+	s.srv.mu.Unlock()
+	if refuse != nil {
+		return refuse
+	}
 	s.msg.To = append(s.msg.To, to)
 	return nil
 }
@@ -192,8 +221,11 @@ func (s *testSession) Data(r io.Reader) error {
 	}
 	s.msg.Data = b
 	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if s.srv.dataErr != nil {
+		return s.srv.dataErr
+	}
 	s.srv.msgs = append(s.srv.msgs, s.msg)
-	s.srv.mu.Unlock()
 	return nil
 }
 

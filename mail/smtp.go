@@ -341,3 +341,20 @@ func messageID(m *doorledger.Message, from string) string {
 	rand.Read(r[:])
 	return "doorledger." + hex.EncodeToString(r[:]) + "@" + domain
 }
+
+// IsPermanent says whether err, from a Mailer's Send, is the SMTP server
+// refusing the mail for good: a 5xx reply to MAIL, RCPT or DATA (an unknown
+// recipient, a message refused as such). Sending it again would be refused
+// again, so the Dispatcher gives up on it at once rather than retrying it for
+// hours; an admin sees it as "could not deliver" and retries it once the cause
+// is fixed. Everything else is temporary: a 4xx reply, a refused or dropped
+// connection, a time-out, and failures before the mail transaction (TLS,
+// AUTH), which are the server's or the configuration's and pass when fixed.
+func IsPermanent(err error) bool {
+	var se *gomail.SendError
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.ErrorCode()
+	return code >= 500 && code <= 599
+}

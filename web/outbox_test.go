@@ -47,10 +47,19 @@ func TestOutboxPageWithSMTPShowsNoBodies(t *testing.T) {
 	token := f.lastToken(t, "/sign/")
 	pending := must(f.outbox.PendingMessages(context.Background(), 8, 10))(t)
 	id := pending[0].ID
-	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed"); err != nil {
+	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", false); err != nil {
 		t.Fatal(err)
 	}
 	admin := f.smtpClient(t)
+	_, page := admin.get("/outbox")
+	row := regexp.MustCompile(`(?s)<tr id="mail-` + fmt.Sprint(id) + `".*?</tr>`).FindString(page)
+	if !strings.Contains(row, "not sent, will retry") || strings.Contains(row, "could not deliver") {
+		t.Fatalf("a mail being retried:\n%s", row)
+	}
+	// The dispatcher gives up on it: "could not deliver", retry offered.
+	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", true); err != nil {
+		t.Fatal(err)
+	}
 	resp, page := admin.get("/outbox")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("outbox: %d", resp.StatusCode)
@@ -58,8 +67,8 @@ func TestOutboxPageWithSMTPShowsNoBodies(t *testing.T) {
 	if strings.Contains(page, token) || strings.Contains(page, "/sign/") || strings.Contains(page, "Review the full terms") {
 		t.Fatalf("the outbox page shows a body:\n%s", page)
 	}
-	row := regexp.MustCompile(`(?s)<tr id="mail-` + fmt.Sprint(id) + `".*?</tr>`).FindString(page)
-	for _, want := range []string{f.signer.Email, "Consent requested: delivery device at Building A", "not sent", "<td>1</td>",
+	row = regexp.MustCompile(`(?s)<tr id="mail-` + fmt.Sprint(id) + `".*?</tr>`).FindString(page)
+	for _, want := range []string{f.signer.Email, "Consent requested: delivery device at Building A", "could not deliver", "<td>2</td>",
 		"535 authentication failed", fmt.Sprintf(`action="/outbox/%d/retry"`, id)} {
 		if !strings.Contains(row, want) {
 			t.Errorf("the delivery row lacks %q:\n%s", want, row)

@@ -27,13 +27,18 @@ func testOutboxRetryMessage(t *testing.T, newServices NewServices) {
 	out := w.Outbox
 	pending, _ := out.PendingMessages(context.Background(), 8, 10)
 	id := pending[0].ID
-	for range 8 {
-		if err := out.MarkFailed(context.Background(), id, "535 authentication failed"); err != nil {
+	for i := range 2 {
+		// The second attempt is final (a 5xx, or the budget spent): given up on
+		// though it has fewer than 8 attempts.
+		if err := out.MarkFailed(context.Background(), id, "550 no such user", i == 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if pending, _ := out.PendingMessages(context.Background(), 8, 10); len(pending) != 0 {
 		t.Fatal("a given-up mail is still pending")
+	}
+	if msgs, _ := out.FindMessages(as(admin), 10); len(msgs) != 1 || msgs[0].FailedAt.IsZero() || msgs[0].Attempts != 2 || msgs[0].LastError != "550 no such user" {
+		t.Fatalf("given up: %+v", msgs)
 	}
 	if err := out.RetryMessage(as(w.Manager), id); doorledger.ErrorCode(err) != doorledger.EFORBIDDEN && doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
 		t.Fatalf("a manager retried mail: %v", err)
@@ -44,7 +49,7 @@ func testOutboxRetryMessage(t *testing.T, newServices NewServices) {
 		t.Fatal(err)
 	}
 	pending, _ = out.PendingMessages(context.Background(), 8, 10)
-	if len(pending) != 1 || pending[0].Attempts != 0 || !signLinkRE.MatchString(pending[0].Body) || !woken {
+	if len(pending) != 1 || pending[0].Attempts != 0 || !pending[0].FailedAt.IsZero() || !signLinkRE.MatchString(pending[0].Body) || !woken {
 		t.Fatalf("after retry: %+v (dispatcher woken: %v)", pending, woken)
 	}
 	entries, _ := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{})

@@ -98,7 +98,7 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 	return nil
 }
 
-const messageColumns = `id, created_at, to_addr, subject, body, body_sealed, kind, building_id, sent_at, attempts, last_error`
+const messageColumns = `id, created_at, to_addr, subject, body, body_sealed, kind, building_id, sent_at, attempts, last_error, failed_at`
 
 // storedMessage is a row of the outbox, its body as stored.
 type storedMessage struct {
@@ -116,7 +116,7 @@ func scanMessages(ctx context.Context, q querier, query string, args ...any) ([]
 	for rows.Next() {
 		var m storedMessage
 		var created string
-		if err := rows.Scan(&m.ID, &created, &m.To, &m.Subject, &m.Body, &m.sealed, &m.Kind, &m.BuildingID, nullTime{&m.SentAt}, &m.Attempts, &m.LastError); err != nil {
+		if err := rows.Scan(&m.ID, &created, &m.To, &m.Subject, &m.Body, &m.sealed, &m.Kind, &m.BuildingID, nullTime{&m.SentAt}, &m.Attempts, &m.LastError, nullTime{&m.FailedAt}); err != nil {
 			return nil, err
 		}
 		m.CreatedAt = parseTime(created)
@@ -167,11 +167,12 @@ func (s *OutboxService) FindMessages(ctx context.Context, limit int) ([]*doorled
 	return list, nil
 }
 
-// PendingMessages returns what the dispatcher is to send, bodies opened. A
+// PendingMessages returns what the dispatcher is to send, bodies opened: not
+// sent, not given up on (failed_at), tried fewer than maxAttempts times. A
 // body that does not open (the data directory's key was replaced) can never
 // be sent: it is marked failed for good, with the reason, and left out.
 func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*doorledger.Message, error) {
-	stored, err := scanMessages(ctx, s.db.read, `SELECT `+messageColumns+` FROM outbox WHERE sent_at IS NULL AND attempts < ? ORDER BY id LIMIT ?`, maxAttempts, limit)
+	stored, err := scanMessages(ctx, s.db.read, `SELECT `+messageColumns+` FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ? ORDER BY id LIMIT ?`, maxAttempts, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -179,8 +180,8 @@ func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit 
 	for _, m := range stored {
 		body, err := s.open(m)
 		if err != nil {
-			if _, uerr := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = ?, last_error = ? WHERE id = ?`,
-				maxAttempts, "Not sent: the body "+errSealedElsewhere.Error()+".", m.ID); uerr != nil {
+			if _, uerr := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = ?, last_error = ?, failed_at = ? WHERE id = ?`,
+				maxAttempts, "Not sent: the body "+errSealedElsewhere.Error()+".", formatTime(s.db.now()), m.ID); uerr != nil {
 				return nil, errors.Join(err, uerr)
 			}
 			continue
@@ -220,16 +221,24 @@ func (s *OutboxService) MarkSent(ctx context.Context, id int64) error {
 	return tx.Commit()
 }
 
-func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string) error {
+// MarkFailed records a failed attempt and its reason; with final set, that the
+// dispatcher gives up on the mail (failed_at, the DB's clock): it is not
+// pending any more until an admin retries it.
+func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string, final bool) error {
 	if len(reason) > 500 {
 		reason = reason[:500]
 	}
-	_, err := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?`, reason, id)
+	var failedAt any // NULL unless final
+	if final {
+		failedAt = formatTime(s.db.now())
+	}
+	_, err := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ? AND sent_at IS NULL`, reason, failedAt, id)
 	return err
 }
 
-// RetryMessage puts an unsent message back to its first attempt (admins) and
-// wakes the dispatcher. Its last error stays until the next attempt.
+// RetryMessage puts an unsent message back to its first attempt (admins),
+// no longer given up on, and wakes the dispatcher. Its last error stays until
+// the next attempt.
 func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if err := callerFrom(ctx).requireAdmin(); err != nil {
 		return err
@@ -248,7 +257,7 @@ func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if sent.Valid {
 		return doorledger.Errorf(doorledger.ECONFLICT, "This mail was sent already.")
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = 0 WHERE id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = 0, failed_at = NULL WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("retry mail %d: %w", id, err)
 	}
 	if err := tx.audit(ctx, "mail.retry", buildingID, "mail", id, map[string]string{"to": to, "kind": kind}); err != nil {
