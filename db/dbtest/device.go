@@ -1,0 +1,243 @@
+package dbtest
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+var deviceTests = []test{
+	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
+}
+
+// DeviceWorld is the unlock world (building A in UTC) that records the
+// desired states handed to the device controller, and checks each is
+// committed by then: read back through the services, which see only
+// committed data.
+type DeviceWorld struct {
+	*UnlockWorld
+	mu       sync.Mutex
+	pushes   [][]doorledger.DesiredState
+	pushErrs []string
+}
+
+// NewDeviceWorld builds the device world on s.
+func NewDeviceWorld(t *testing.T, s Services) *DeviceWorld {
+	t.Helper()
+	w := &DeviceWorld{UnlockWorld: NewUnlockWorld(t, s, "UTC", time.Time{})}
+	s.OnDesired(func(states []doorledger.DesiredState) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.pushes = append(w.pushes, states)
+		for _, st := range states {
+			d, err := w.Devices.FindDeviceByID(sys(), st.DeviceID)
+			if err != nil || d.DesiredVersion < st.Version {
+				w.pushErrs = append(w.pushErrs, fmt.Sprintf("device %d: pushed version %d before commit (%+v, %v)", st.DeviceID, st.Version, d, err))
+			}
+		}
+	})
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, e := range w.pushErrs {
+			t.Error(e)
+		}
+	})
+	return w
+}
+
+// PushCalls returns the desired states handed to the controller, one batch
+// per commit.
+func (w *DeviceWorld) PushCalls() [][]doorledger.DesiredState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([][]doorledger.DesiredState(nil), w.pushes...)
+}
+
+// MustDevice reads a device back.
+func (w *DeviceWorld) MustDevice(t testing.TB, id int64) *doorledger.Device {
+	t.Helper()
+	dev, err := w.Devices.FindDeviceByID(sys(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dev
+}
+
+// MustCommand reads back a device's command of the given version.
+func (w *DeviceWorld) MustCommand(t testing.TB, deviceID, version int64) *doorledger.Command {
+	t.Helper()
+	cmds, err := w.Devices.FindCommands(sys(), doorledger.CommandFilter{DeviceID: deviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if c.Version == version {
+			return c
+		}
+	}
+	t.Fatalf("device %d has no command of version %d", deviceID, version)
+	return nil
+}
+
+// Report is the device reporting its state at version.
+func (w *DeviceWorld) Report(t testing.TB, id int64, state doorledger.DeviceState, version int64) {
+	t.Helper()
+	if err := w.DeviceReports.ReportState(context.Background(), doorledger.ReportedState{DeviceID: id, State: state, Version: version, At: time.Now()}); err != nil {
+		t.Fatalf("report %s v%d of device %d: %v", state, version, id, err)
+	}
+}
+
+// JournalCount counts the journal entries with the action about object id
+// (0: any) by actor ("": any).
+func (w *DeviceWorld) JournalCount(t testing.TB, action string, id int64, actor string) int {
+	t.Helper()
+	n := 0
+	for _, e := range w.Journal(t, 0, action) {
+		if (id == 0 || e.ObjectID == id) && (actor == "" || e.Actor == actor) {
+			n++
+		}
+	}
+	return n
+}
+
+// AlertCount counts the alerts queued to addr whose subject matches glob
+// ("*" any text).
+func (w *DeviceWorld) AlertCount(t testing.TB, addr, glob string) int {
+	t.Helper()
+	re := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(glob), `\*`, ".*") + "$")
+	n := 0
+	for _, s := range w.Alerts(t, addr) {
+		if re.MatchString(s) {
+			n++
+		}
+	}
+	return n
+}
+
+// signedDevice requests and signs a consent for a device of building A, now,
+// and returns the device and the signer's withdraw link. The device is
+// enabled at version 1, not yet confirmed.
+func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID int64, withdraw string) {
+	t.Helper()
+	addr := fmt.Sprintf("pat%d@example.com", w.A)
+	w.serial++
+	c, err := w.Consents.RequestConsent(As(w.InstA), w.A, Request(fmt.Sprintf("SN-%05d", w.serial), w.SignerA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := lastLink(t, w.Outbox, addr, "/sign/")
+	sess, err := w.Consents.OpenSigning(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := w.Consents.Sign(context.Background(), token, doorledger.SignInput{TypedName: "Pat Owner", AgreeESign: true, SignaturePNG: SignaturePNG,
+		IP: "192.0.2.1", UserAgent: "test", TermsSHA256: doorledger.TermsSHA256(sess.Terms)})
+	if err != nil || signed.DeviceID == 0 {
+		t.Fatalf("sign consent %d: device %d, %v", c.ID, signed.DeviceID, err)
+	}
+	return signed.DeviceID, lastLink(t, w.Outbox, addr, "/consent/withdraw/")
+}
+
+func testDeviceUnconsentedReportingEnabled(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	mgr := as(w.MgrA)
+	enabled, disabled := doorledger.StateEnabled, doorledger.StateDisabled
+
+	// A manager records a black box found in the panel.
+	found, err := w.Devices.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: " Shady ", Serial: "X-1", Location: "basement panel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found.Unconsented || found.DesiredState != disabled || found.ConsentID != 0 || found.InstallerID != 0 || found.Vendor != "Shady" {
+		t.Errorf("found device = %+v", found)
+	}
+	if n := w.JournalCount(t, "device.found", found.ID, ""); n != 1 {
+		t.Errorf("%d device.found entries", n)
+	}
+	for _, to := range []string{w.MgrA.Email, w.BoardA.Email} {
+		if n := w.AlertCount(t, to, "Unconsented device found*"); n != 1 {
+			t.Errorf("%d found-device alerts to %s, want 1", n, to)
+		}
+	}
+	_, err = w.Devices.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Shady", Serial: "X-1", Location: "roof"})
+	WantCode(t, "same vendor and serial again", err, doorledger.ECONFLICT)
+	_, err = w.Devices.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Model: "?"})
+	if f := doorledger.ErrorFields(err); f["vendor"] == "" || f["serial"] == "" || f["location"] == "" {
+		t.Errorf("empty found device: %v", err)
+	}
+
+	// It reports that it is enabled: flagged, told to disable, alert.
+	w.Report(t, found.ID, enabled, 0)
+	dev := w.MustDevice(t, found.ID)
+	if !dev.Unconsented || dev.DesiredState != disabled || dev.DesiredVersion != 1 || dev.ReportedState != enabled {
+		t.Errorf("after reporting enabled: %+v", dev)
+	}
+	if c := w.MustCommand(t, found.ID, 1); c.State != disabled || c.RequestedBy != "system" {
+		t.Errorf("command = %+v, want disabled by system", c)
+	}
+	calls := w.PushCalls()
+	if len(calls) != 1 || calls[0][0].DeviceID != found.ID || calls[0][0].State != disabled || calls[0][0].Version != 1 {
+		t.Errorf("pushed %+v, want the disable", calls)
+	}
+	unconsentedAudits := func(id int64) int {
+		return w.JournalCount(t, "device.unconsented", id, fmt.Sprintf("device %d", id))
+	}
+	if n := unconsentedAudits(found.ID); n != 1 {
+		t.Errorf("%d device.unconsented entries, want 1", n)
+	}
+	for _, to := range []string{w.MgrA.Email, w.BoardA.Email} {
+		if n := w.AlertCount(t, to, "UNCONSENTED device*"); n != 1 {
+			t.Errorf("%d unconsented alerts to %s, want 1", n, to)
+		}
+	}
+	if n := w.AlertCount(t, w.MgrB.Email, "*"); n != 0 {
+		t.Errorf("another building's manager got %d alerts", n)
+	}
+	// Saying it again changes nothing: no second command, alert or entry.
+	w.Report(t, found.ID, enabled, 0)
+	if dev := w.MustDevice(t, found.ID); dev.DesiredVersion != 1 {
+		t.Errorf("desired version %d after a repeat, want 1", dev.DesiredVersion)
+	}
+	if n := w.AlertCount(t, w.MgrA.Email, "UNCONSENTED device*"); n != 1 || unconsentedAudits(found.ID) != 1 {
+		t.Errorf("a repeat alerted again: %d alerts", n)
+	}
+	w.Report(t, found.ID, disabled, 1)
+	if c := w.MustCommand(t, found.ID, 1); c.Status != doorledger.CommandConfirmed {
+		t.Errorf("disable not confirmed: %s", c.Status)
+	}
+
+	// A device awaiting its consent must not be enabled either.
+	req, err := w.Consents.RequestConsent(as(w.InstA), w.A, Request("SN-WAITING", w.SignerA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := req.DeviceID
+	w.Report(t, waiting, enabled, 0)
+	if dev := w.MustDevice(t, waiting); !dev.Unconsented || dev.DesiredVersion != 1 || unconsentedAudits(waiting) != 1 {
+		t.Errorf("awaiting device reporting enabled: %+v", dev)
+	}
+
+	// A device enabled under consent and merely behind the disable that followed
+	// the withdrawal is not "unconsented"; one claiming that disable's version
+	// while enabled is. Signing enables it (v1); the withdrawal disables it (v2).
+	lagging, withdraw := w.signedDevice(t)
+	w.Report(t, lagging, enabled, 1)
+	if _, err := w.Consents.EndByToken(context.Background(), withdraw, "withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	w.Report(t, lagging, enabled, 1)
+	if dev := w.MustDevice(t, lagging); dev.Unconsented || dev.DesiredVersion != 2 || unconsentedAudits(lagging) != 0 {
+		t.Errorf("lagging device: %+v", dev)
+	}
+	w.Report(t, lagging, enabled, 2)
+	if dev := w.MustDevice(t, lagging); !dev.Unconsented || dev.DesiredVersion != 3 || unconsentedAudits(lagging) != 1 {
+		t.Errorf("device enabled at the disable's version: %+v", dev)
+	}
+}
