@@ -13,6 +13,7 @@ import (
 )
 
 var deviceTests = []test{
+	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
 }
 
@@ -143,6 +144,130 @@ func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID int64, withdraw strin
 		t.Fatalf("sign consent %d: device %d, %v", c.ID, signed.DeviceID, err)
 	}
 	return signed.DeviceID, lastLink(t, w.Outbox, addr, "/consent/withdraw/")
+}
+
+// ConsentedDevice is a device of building A resting on a signed consent and
+// never enabled (desired version 0): signed while the building followed the
+// privacy profile without a disclosure record for it, which holds the
+// device disabled, and the profile dropped after.
+func (w *DeviceWorld) ConsentedDevice(t *testing.T) int64 {
+	t.Helper()
+	if err := w.Privacy.SetPrivacyProfile(as(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := w.signedDevice(t)
+	if err := w.Privacy.SetPrivacyProfile(as(w.MgrA), w.A, doorledger.PrivacyProfileNone); err != nil {
+		t.Fatal(err)
+	}
+	if d := w.MustDevice(t, id); d.DesiredVersion != 0 || d.ConsentState != doorledger.ConsentSigned {
+		t.Fatalf("consented device: desired %s v%d, consent %s; want v0 under a signed consent", d.DesiredState, d.DesiredVersion, d.ConsentState)
+	}
+	return id
+}
+
+func testDeviceCommandVersionsAndReports(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	id := w.ConsentedDevice(t)
+	mgr := as(w.MgrA)
+	enabled, disabled := doorledger.StateEnabled, doorledger.StateDisabled
+	var cmds []*doorledger.Command
+	for _, s := range []doorledger.DeviceState{enabled, disabled, enabled} {
+		cmd, err := w.Devices.SetDesiredState(mgr, id, s, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	list, err := w.Devices.FindCommands(mgr, doorledger.CommandFilter{DeviceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range list {
+		got = append(got, fmt.Sprintf("v%d %s %s", c.Version, c.State, c.Status))
+	}
+	if g, want := strings.Join(got, "; "), "v3 enabled pending; v2 disabled superseded; v1 enabled superseded"; g != want {
+		t.Errorf("commands, newest first: %s\nwant %s", g, want)
+	}
+	confirmed := func() int {
+		return w.JournalCount(t, "command.confirmed", cmds[2].ID, "")
+	}
+	badReports := func() int {
+		return w.JournalCount(t, "device.bad_report", id, "")
+	}
+
+	// Behind: recorded, confirms nothing.
+	w.Report(t, id, disabled, 2)
+	if dev := w.MustDevice(t, id); dev.ReportedVersion != 2 || dev.ReportedState != disabled || !dev.Pending() {
+		t.Errorf("after v2 report: %+v", dev)
+	}
+	if c := w.MustCommand(t, id, 2); c.Status != doorledger.CommandSuperseded {
+		t.Errorf("v2 status = %s, want superseded (a superseded command is never confirmed)", c.Status)
+	}
+
+	// The desired version confirms its command, once.
+	*w.Now = w.Now.Add(1500 * time.Millisecond)
+	w.Report(t, id, enabled, 3)
+	c := w.MustCommand(t, id, 3)
+	if c.Status != doorledger.CommandConfirmed || !c.ConfirmedAt.Equal(*w.Now) || c.Latency() != 1500*time.Millisecond {
+		t.Errorf("v3 after report: %+v", c)
+	}
+	if dev := w.MustDevice(t, id); dev.Pending() || dev.ReportedState != enabled {
+		t.Errorf("device after confirmation: %+v", dev)
+	}
+	w.Report(t, id, enabled, 3)
+	if n := confirmed(); n != 1 {
+		t.Errorf("%d command.confirmed entries after a duplicate, want 1", n)
+	}
+	if n := w.JournalCount(t, "command.confirmed", 0, fmt.Sprintf("device %d", id)); n != 1 {
+		t.Errorf("confirmation not audited as the device: %d", n)
+	}
+
+	// Out of order: ignored, but the device was seen.
+	*w.Now = w.Now.Add(time.Minute)
+	w.Report(t, id, disabled, 2)
+	if dev := w.MustDevice(t, id); dev.ReportedVersion != 3 || dev.ReportedState != enabled || !dev.LastSeenAt.Equal(*w.Now) {
+		t.Errorf("after an out-of-order report: reported %s v%d, seen %v (want enabled v3, seen %v)", dev.ReportedState, dev.ReportedVersion, dev.LastSeenAt, *w.Now)
+	}
+
+	// A version never issued is suspicious: audited, not recorded, not confirmed.
+	w.Report(t, id, enabled, 9)
+	if dev := w.MustDevice(t, id); dev.ReportedVersion != 3 || dev.DesiredVersion != 3 {
+		t.Errorf("after a report ahead of desired: %+v", dev)
+	}
+	if n := badReports(); n != 1 {
+		t.Errorf("%d bad_report entries, want 1", n)
+	}
+
+	// The right version in the wrong state confirms nothing: the device
+	// refused it (TestDeviceRefusedRevoke).
+	c4, err := w.Devices.SetDesiredState(mgr, id, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Report(t, id, enabled, 4)
+	if c := w.MustCommand(t, id, 4); c.Status != doorledger.CommandRefused {
+		t.Errorf("v4 after a wrong-state report: %s, want refused", c.Status)
+	}
+	if n := w.JournalCount(t, "command.refused", c4.ID, ""); n != 1 {
+		t.Errorf("%d command.refused entries, want 1", n)
+	}
+	w.Report(t, id, disabled, 4)
+	if c := w.MustCommand(t, id, 4); c.Status != doorledger.CommandConfirmed || c.ID != c4.ID {
+		t.Errorf("v4 after the right report: %+v", c)
+	}
+	if open, err := w.Devices.FindCommands(mgr, doorledger.CommandFilter{DeviceID: id, Open: true}); err != nil || len(open) != 0 {
+		t.Errorf("open commands: %+v, %v", open, err)
+	}
+	if dev := w.MustDevice(t, id); dev.Unconsented {
+		t.Errorf("a consented device was flagged")
+	}
+
+	// Unknown devices and malformed reports are refused for good.
+	err = w.DeviceReports.ReportState(context.Background(), doorledger.ReportedState{DeviceID: 9999, State: enabled, Version: 1})
+	WantCode(t, "report of an unknown device", err, doorledger.ENOTFOUND)
+	err = w.DeviceReports.ReportState(context.Background(), doorledger.ReportedState{DeviceID: id, State: "open", Version: 1})
+	WantCode(t, "report of a bad state", err, doorledger.EINVALID)
 }
 
 func testDeviceUnconsentedReportingEnabled(t *testing.T, newServices NewServices) {
