@@ -13,6 +13,7 @@ import (
 )
 
 var deviceTests = []test{
+	{"DeviceEnableWithActiveConsent", testDeviceEnableWithActiveConsent},
 	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
 }
@@ -123,9 +124,9 @@ func (w *DeviceWorld) AlertCount(t testing.TB, addr, glob string) int {
 }
 
 // signedDevice requests and signs a consent for a device of building A, now,
-// and returns the device and the signer's withdraw link. The device is
+// and returns the device, the consent and the signer's withdraw link. The device is
 // enabled at version 1, not yet confirmed.
-func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID int64, withdraw string) {
+func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID, consentID int64, withdraw string) {
 	t.Helper()
 	addr := fmt.Sprintf("pat%d@example.com", w.A)
 	w.serial++
@@ -143,31 +144,57 @@ func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID int64, withdraw strin
 	if err != nil || signed.DeviceID == 0 {
 		t.Fatalf("sign consent %d: device %d, %v", c.ID, signed.DeviceID, err)
 	}
-	return signed.DeviceID, lastLink(t, w.Outbox, addr, "/consent/withdraw/")
+	return signed.DeviceID, c.ID, lastLink(t, w.Outbox, addr, "/consent/withdraw/")
 }
 
 // ConsentedDevice is a device of building A resting on a signed consent and
 // never enabled (desired version 0): signed while the building followed the
 // privacy profile without a disclosure record for it, which holds the
 // device disabled, and the profile dropped after.
-func (w *DeviceWorld) ConsentedDevice(t *testing.T) int64 {
+func (w *DeviceWorld) ConsentedDevice(t *testing.T) (deviceID, consentID int64) {
 	t.Helper()
 	if err := w.Privacy.SetPrivacyProfile(as(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := w.signedDevice(t)
+	id, consent, _ := w.signedDevice(t)
 	if err := w.Privacy.SetPrivacyProfile(as(w.MgrA), w.A, doorledger.PrivacyProfileNone); err != nil {
 		t.Fatal(err)
 	}
 	if d := w.MustDevice(t, id); d.DesiredVersion != 0 || d.ConsentState != doorledger.ConsentSigned {
 		t.Fatalf("consented device: desired %s v%d, consent %s; want v0 under a signed consent", d.DesiredState, d.DesiredVersion, d.ConsentState)
 	}
-	return id
+	return id, consent
+}
+
+// THE RULE (4): with an active consent, enabling works and is pushed after commit.
+func testDeviceEnableWithActiveConsent(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	enabled := doorledger.StateEnabled
+	id, consent := w.ConsentedDevice(t)
+	cmd, err := w.Devices.SetDesiredState(as(w.MgrA), id, enabled, "signed by the board")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.Version != 1 || cmd.State != enabled || cmd.Status != doorledger.CommandPending || cmd.RequestedBy != w.MgrA.Email || cmd.BuildingID != w.A {
+		t.Errorf("command = %+v", cmd)
+	}
+	dev := w.MustDevice(t, id)
+	if dev.DesiredState != enabled || dev.DesiredVersion != 1 || !dev.Pending() || dev.ConsentID != consent || dev.ConsentState != doorledger.ConsentSigned {
+		t.Errorf("device = %+v", dev)
+	}
+	if n := w.JournalCount(t, "device.enable", id, w.MgrA.Email); n != 1 {
+		t.Errorf("%d device.enable audit entries, want 1", n)
+	}
+	calls := w.PushCalls()
+	want := doorledger.DesiredState{DeviceID: id, CommandID: cmd.ID, State: enabled, Version: 1, IssuedAt: *w.Now}
+	if len(calls) != 1 || len(calls[0]) != 1 || calls[0][0] != want {
+		t.Errorf("pushed %+v, want [[%+v]]", calls, want)
+	}
 }
 
 func testDeviceCommandVersionsAndReports(t *testing.T, newServices NewServices) {
 	w := NewDeviceWorld(t, newServices(t))
-	id := w.ConsentedDevice(t)
+	id, _ := w.ConsentedDevice(t)
 	mgr := as(w.MgrA)
 	enabled, disabled := doorledger.StateEnabled, doorledger.StateDisabled
 	var cmds []*doorledger.Command
@@ -352,7 +379,7 @@ func testDeviceUnconsentedReportingEnabled(t *testing.T, newServices NewServices
 	// A device enabled under consent and merely behind the disable that followed
 	// the withdrawal is not "unconsented"; one claiming that disable's version
 	// while enabled is. Signing enables it (v1); the withdrawal disables it (v2).
-	lagging, withdraw := w.signedDevice(t)
+	lagging, _, withdraw := w.signedDevice(t)
 	w.Report(t, lagging, enabled, 1)
 	if _, err := w.Consents.EndByToken(context.Background(), withdraw, "withdrawn"); err != nil {
 		t.Fatal(err)
