@@ -128,23 +128,8 @@ func (w *DeviceWorld) AlertCount(t testing.TB, addr, glob string) int {
 // enabled at version 1, not yet confirmed.
 func (w *DeviceWorld) signedDevice(t *testing.T) (deviceID, consentID int64, withdraw string) {
 	t.Helper()
-	addr := fmt.Sprintf("pat%d@example.com", w.A)
-	w.serial++
-	c, err := w.Consents.RequestConsent(As(w.InstA), w.A, Request(fmt.Sprintf("SN-%05d", w.serial), w.SignerA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := lastLink(t, w.Outbox, addr, "/sign/")
-	sess, err := w.Consents.OpenSigning(context.Background(), token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := w.Consents.Sign(context.Background(), token, doorledger.SignInput{TypedName: "Pat Owner", AgreeESign: true, SignaturePNG: SignaturePNG,
-		IP: "192.0.2.1", UserAgent: "test", TermsSHA256: doorledger.TermsSHA256(sess.Terms)})
-	if err != nil || signed.DeviceID == 0 {
-		t.Fatalf("sign consent %d: device %d, %v", c.ID, signed.DeviceID, err)
-	}
-	return signed.DeviceID, c.ID, lastLink(t, w.Outbox, addr, "/consent/withdraw/")
+	deviceID, consentID = w.signedConsent(t, w.A)
+	return deviceID, consentID, lastLink(t, w.Outbox, fmt.Sprintf("pat%d@example.com", w.A), "/consent/withdraw/")
 }
 
 // ConsentedDevice is a device of building A resting on a signed consent and
