@@ -50,6 +50,9 @@ type Services struct {
 	Now *time.Time
 	// OnMail sets the hook called after a commit that queued mail.
 	OnMail func(func())
+	// OnDesired sets the hook handing committed desired states to the
+	// device controller.
+	OnDesired func(func([]doorledger.DesiredState))
 }
 
 // NewServices makes a fresh Services for one test; it cleans up after itself
@@ -77,6 +80,7 @@ func Run(t *testing.T, newServices NewServices) {
 		reportTests,
 		vendorTests,
 		logTests,
+		deviceTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

@@ -79,10 +79,6 @@ func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *Unl
 // the enable.
 func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
 	tb.Helper()
-	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
-	if building == w.B {
-		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
-	}
 	before := int64(0) // the newest mail queued before the setup
 	if msgs := w.pendingMail(tb); len(msgs) > 0 {
 		before = msgs[len(msgs)-1].ID
@@ -90,6 +86,31 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 	now := *w.Now
 	*w.Now = now.AddDate(0, 0, -20)
 	defer func() { *w.Now = now }()
+	deviceID, consentID = w.signedConsent(tb, building)
+	if err := w.DeviceReports.ReportState(sys(), doorledger.ReportedState{DeviceID: deviceID, State: doorledger.StateEnabled, Version: 1}); err != nil {
+		tb.Fatalf("device %d confirms: %v", deviceID, err)
+	}
+	// The mail of the setup (the link, "consent signed" alerts) is delivered,
+	// as the raw world queues none: the tests see only their own.
+	for _, m := range w.pendingMail(tb) {
+		if m.ID > before {
+			if err := w.Outbox.MarkSent(context.Background(), m.ID); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return deviceID, consentID
+}
+
+// signedConsent has building A's or B's installer ask for a device, now,
+// and the building's signer sign by the link mailed: the device is enabled
+// at version 1, not yet confirmed (unless a privacy hold keeps it disabled).
+func (w *UnlockWorld) signedConsent(tb testing.TB, building int64) (deviceID, consentID int64) {
+	tb.Helper()
+	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
+	if building == w.B {
+		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
+	}
 	w.serial++
 	c, err := w.Consents.RequestConsent(As(installer), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
 	if err != nil {
@@ -107,18 +128,6 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 	}
 	if signed.DeviceID == 0 {
 		tb.Fatalf("consent %d signed without a device", c.ID)
-	}
-	if err := w.DeviceReports.ReportState(sys(), doorledger.ReportedState{DeviceID: signed.DeviceID, State: doorledger.StateEnabled, Version: 1}); err != nil {
-		tb.Fatalf("device %d confirms: %v", signed.DeviceID, err)
-	}
-	// The mail of the setup (the link, "consent signed" alerts) is delivered,
-	// as the raw world queues none: the tests see only their own.
-	for _, m := range w.pendingMail(tb) {
-		if m.ID > before {
-			if err := w.Outbox.MarkSent(context.Background(), m.ID); err != nil {
-				tb.Fatal(err)
-			}
-		}
 	}
 	return signed.DeviceID, c.ID
 }

@@ -329,32 +329,6 @@ func TestDeviceRuleConsentCannotEndUnderEnabledDevice(t *testing.T) {
 	}
 }
 
-// THE RULE (4): with an active consent, enabling works and is pushed after commit.
-func TestDeviceEnableWithActiveConsent(t *testing.T) {
-	w := newDeviceWorld(t)
-	consent := w.activeConsent(t, w.A)
-	id := w.device(t, w.A, w.inst1, consent, "Acme")
-	cmd, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, enabled, "signed by the board")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cmd.Version != 1 || cmd.State != enabled || cmd.Status != doorledger.CommandPending || cmd.RequestedBy != w.mgrA.Email || cmd.BuildingID != w.A {
-		t.Errorf("command = %+v", cmd)
-	}
-	dev := w.mustDevice(t, id)
-	if dev.DesiredState != enabled || dev.DesiredVersion != 1 || !dev.Pending() || dev.ConsentID != consent || dev.ConsentState != doorledger.ConsentSigned {
-		t.Errorf("device = %+v", dev)
-	}
-	if n := w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'device.enable' AND object_id = ? AND actor = ?`, id, w.mgrA.Email); n != 1 {
-		t.Errorf("%d device.enable audit entries, want 1", n)
-	}
-	calls := w.pushCalls()
-	want := doorledger.DesiredState{DeviceID: id, CommandID: cmd.ID, State: enabled, Version: 1, IssuedAt: *w.now}
-	if len(calls) != 1 || len(calls[0]) != 1 || calls[0][0] != want {
-		t.Errorf("pushed %+v, want [[%+v]]", calls, want)
-	}
-}
-
 // THE RULE (5): signed evidence cannot change; consents and devices are never deleted.
 func TestDeviceRuleEvidenceImmutableNothingDeleted(t *testing.T) {
 	w := newDeviceWorld(t)

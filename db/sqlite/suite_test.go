@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"testing"
 
+	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db/dbtest"
 	"github.com/doorledger/doorledger/db/sqlite"
@@ -58,5 +59,6 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Attention:     sqlite.NewAttentionService(d),
 		Now:           now,
 		OnMail:        func(f func()) { d.OnMail = f },
+		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 	}, d
 }
