@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -66,6 +67,7 @@ type ClientConfig struct {
 // stops is delivered again when it comes back.
 type Client struct {
 	cm     *autopaho.ConnectionManager
+	up     atomic.Bool // connected to the broker, for readiness
 	in     ingester
 	stats  counters
 	guard  pushGuard
@@ -127,13 +129,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			c.log.Info("connected to broker", "broker", u.Host, "session_present", ca.SessionPresent)
+			c.up.Store(true)
 			go c.onUp(cm)
 		},
 		OnConnectionDown: func() bool {
+			c.up.Store(false)
 			c.log.Warn("connection to broker lost", "broker", u.Host)
 			return true
 		},
 		OnConnectError: func(err error) {
+			c.up.Store(false)
 			c.log.Warn("connect to broker failed", "broker", u.Host, "error", err)
 		},
 		ClientConfig: paho.ClientConfig{
@@ -153,6 +158,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) AwaitConnection(ctx context.Context) error {
 	return c.cm.AwaitConnection(ctx)
 }
+
+// Connected reports whether the client is connected to the broker now: false
+// from the moment the connection is lost until the broker accepts it again.
+func (c *Client) Connected() bool { return c.up.Load() }
 
 // Stats returns the message counters (the connection counters stay zero).
 func (c *Client) Stats() Stats { return c.stats.snapshot() }

@@ -288,14 +288,17 @@ func TestDeviceLiveOutcome(t *testing.T) {
 		name  string
 		cmd   *doorledger.Command
 		now   time.Time
+		down  bool // the broker does not accept the portal
 		words string
 		class string
 	}{
-		{"confirmed", confirmed, testAt.Add(time.Second), "Revoked — confirmed by the device in 19 ms", "outcome-ok"},
-		{"waiting", sent, testAt.Add(5 * time.Second), "Revoke sent — waiting for the device to confirm.", "outcome-warn"},
-		{"timed out", sent, testAt.Add(2 * time.Minute), "Revoke not confirmed: the device has not answered for 2m0s; the portal keeps retrying and the managers were alerted.", "outcome-danger"},
+		{"confirmed", confirmed, testAt.Add(time.Second), false, "Revoked — confirmed by the device in 19 ms", "outcome-ok"},
+		{"waiting", sent, testAt.Add(5 * time.Second), false, "Revoke sent — waiting for the device to confirm.", "outcome-warn"},
+		{"timed out", sent, testAt.Add(2 * time.Minute), false, "Revoke not confirmed: the device has not answered for 2m0s; the portal keeps retrying and the managers were alerted.", "outcome-danger"},
+		{"broker down", sent, testAt.Add(2 * time.Minute), true, "Revoke waiting for the broker: the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back, and the device confirms it then.", "outcome-warn"},
+		{"confirmed, broker down", confirmed, testAt.Add(time.Second), true, "Revoked — confirmed by the device in 19 ms", "outcome-ok"},
 	} {
-		doc := render(t, DeviceLive(d, []*doorledger.Command{tt.cmd}, time.UTC, tt.now, time.Minute, false))
+		doc := render(t, DeviceLive(d, []*doorledger.Command{tt.cmd}, time.UTC, tt.now, time.Minute, tt.down, false))
 		p := one(t, doc, "#device-outcome")
 		if got := text(p); got != tt.words {
 			t.Errorf("%s: outcome %q, want %q", tt.name, got, tt.words)

@@ -16,6 +16,9 @@ type DeviceView struct {
 	Now       time.Time
 	Timeout   time.Duration
 	Unlocks   *UnlockSummary // door openings: nil for installers
+	// BrokerDown: the portal is not connected to the MQTT broker, so a
+	// command not yet confirmed is waiting for the broker, not the device.
+	BrokerDown bool
 }
 
 // ProgressView is the live progress of a lockdown or a revoke-all.

@@ -757,7 +757,7 @@ func DevicePage(p Page, v DeviceView) templ.Component {
 // DeviceLive is what the device page's stream keeps current: the state, the
 // outcome of the last command in words, and (oob, in the stream's messages)
 // the command table further down the page, swapped out of band.
-func DeviceLive(d *doorledger.Device, cmds []*doorledger.Command, loc *time.Location, now time.Time, timeout time.Duration, oob bool) templ.Component {
+func DeviceLive(d *doorledger.Device, cmds []*doorledger.Command, loc *time.Location, now time.Time, timeout time.Duration, brokerDown bool, oob bool) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -783,7 +783,7 @@ func DeviceLive(d *doorledger.Device, cmds []*doorledger.Command, loc *time.Loca
 			return templ_7745c5c3_Err
 		}
 		if len(cmds) > 0 {
-			var templ_7745c5c3_Var39 = []any{"outcome", outcomeClass(cmds[0], now, timeout)}
+			var templ_7745c5c3_Var39 = []any{"outcome", outcomeClass(cmds[0], now, timeout, brokerDown)}
 			templ_7745c5c3_Err = templ.RenderCSSItems(ctx, templ_7745c5c3_Buffer, templ_7745c5c3_Var39...)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
@@ -806,9 +806,9 @@ func DeviceLive(d *doorledger.Device, cmds []*doorledger.Command, loc *time.Loca
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var41 string
-			templ_7745c5c3_Var41, templ_7745c5c3_Err = templ.JoinStringErrs(CommandOutcome(cmds[0], now, timeout))
+			templ_7745c5c3_Var41, templ_7745c5c3_Err = templ.JoinStringErrs(CommandOutcome(cmds[0], now, timeout, brokerDown))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/devices.templ`, Line: 130, Col: 135}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/devices.templ`, Line: 130, Col: 159}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var41))
 			if templ_7745c5c3_Err != nil {
@@ -917,7 +917,7 @@ func DeviceControls(p Page, v DeviceView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = DeviceLive(v.Device, v.Commands, v.Building.Location(), v.Now, v.Timeout, false).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = DeviceLive(v.Device, v.Commands, v.Building.Location(), v.Now, v.Timeout, v.BrokerDown, false).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -317,8 +317,10 @@ func toneClass(t doorledger.Tone) string {
 }
 
 // CommandOutcome says in words how the device's last command c went:
-// "Revoked — confirmed by the device in 19 ms", or what went wrong.
-func CommandOutcome(c *doorledger.Command, now time.Time, timeout time.Duration) string {
+// "Revoked — confirmed by the device in 19 ms", or what went wrong. With the
+// broker down (brokerDown) a command still open waits for the broker: the
+// device cannot be reached, so "not confirmed by the device" would blame it.
+func CommandOutcome(c *doorledger.Command, now time.Time, timeout time.Duration, brokerDown bool) string {
 	done, doing := "Enabled", "Enable"
 	if c.State == doorledger.StateDisabled {
 		done, doing = "Revoked", "Revoke"
@@ -334,16 +336,20 @@ func CommandOutcome(c *doorledger.Command, now time.Time, timeout time.Duration)
 		return doing + " REFUSED by the device: it reports it is still " + string(c.State.Other()) + "; the portal keeps retrying and the managers were alerted." + why
 	case c.Status == doorledger.CommandSuperseded:
 		return doing + " replaced by a newer command before the device confirmed it."
+	case brokerDown:
+		return doing + " waiting for the broker: the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back, and the device confirms it then." + why
 	case c.Status == doorledger.CommandNotConfirmed || (!c.RequestedAt.IsZero() && now.Sub(c.RequestedAt) > timeout):
 		return doing + " not confirmed: the device has not answered for " + doorledger.Elapsed(now.Sub(c.RequestedAt)) + "; the portal keeps retrying and the managers were alerted." + why
 	}
 	return doing + " sent — waiting for the device to confirm." + why
 }
 
-func outcomeClass(c *doorledger.Command, now time.Time, timeout time.Duration) string {
+func outcomeClass(c *doorledger.Command, now time.Time, timeout time.Duration, brokerDown bool) string {
 	switch {
 	case c.Status == doorledger.CommandConfirmed:
 		return "outcome-ok"
+	case brokerDown && c.Status != doorledger.CommandRefused:
+		return "outcome-warn"
 	case c.Status == doorledger.CommandRefused || c.Status == doorledger.CommandNotConfirmed || (c.Status != doorledger.CommandSuperseded && now.Sub(c.RequestedAt) > timeout):
 		return "outcome-danger"
 	}

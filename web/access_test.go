@@ -37,6 +37,7 @@ type accessRow struct {
 // TestAccessMatrixCoversEveryRoute.
 var matrix = []accessRow{
 	{"GET", "/healthz", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/readyz", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/static*", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},

@@ -54,7 +54,7 @@ func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, bu
 	if err != nil {
 		return views.DeviceView{}, err
 	}
-	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
+	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout, BrokerDown: s.brokerDown(),
 		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
 	if v.Unlocks, err = s.unlockSummary(ctx, unlocks, b, d.ID, []*doorledger.Device{d}); err != nil {
 		return views.DeviceView{}, err
@@ -186,7 +186,7 @@ func (s *Server) handleDeviceEvents(devices doorledger.DeviceService, buildings 
 			if err != nil {
 				return nil, true, err
 			}
-			return views.DeviceLive(d, cmds, loc, time.Now(), s.cfg.CommandTimeout, true), false, nil
+			return views.DeviceLive(d, cmds, loc, time.Now(), s.cfg.CommandTimeout, s.brokerDown(), true), false, nil
 		})
 	}
 }

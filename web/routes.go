@@ -45,6 +45,7 @@ func (s *Server) routes() {
 
 	// Public.
 	e.GET("/healthz", handleHealth(s.cfg.Health))
+	e.GET("/readyz", handleReady(s.cfg.Ready))
 	e.StaticFS("/static", static.FS)
 	e.GET("/login", s.handleLoginPage)
 	e.POST("/login", s.handleLogin(users), public...)

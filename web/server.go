@@ -40,6 +40,13 @@ type Config struct {
 
 	// Health reports readiness for /healthz (the database answers).
 	Health func(ctx context.Context) error
+	// Ready reports readiness for /readyz: nil when the database is writable
+	// and the device broker accepts; otherwise the reason, shown as is.
+	Ready func(ctx context.Context) error
+	// BrokerUp reports whether the device broker accepts the portal now (nil:
+	// always, as the embedded broker does); the device page says a command
+	// waits for the broker while it does not.
+	BrokerUp func() bool
 
 	// SessionKeys are the gorilla/securecookie key pairs (hash key 64 bytes,
 	// block key 32 bytes), newest first; older pairs still decode during rotation.

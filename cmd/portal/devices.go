@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,6 +32,29 @@ func (r liveReports) ReportState(ctx context.Context, rep doorledger.ReportedSta
 	}
 	r.hub.Notify(web.DeviceKey(rep.DeviceID))
 	r.hub.Notify(web.DevicesKey)
+	return nil
+}
+
+// ready is /readyz's check: the database takes a write lock within a few
+// seconds, and the external broker (if any) has the portal connected. The
+// embedded broker runs in this process: it accepts while the portal does.
+func ready(ctx context.Context, a *app, dc *deviceControl) error {
+	if dc.client != nil && !dc.client.Connected() {
+		return errors.New("the MQTT broker does not accept the portal's connection")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := a.db.Writer().Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("the database is not writable: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("the database is not writable: %w", err)
+	}
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
+		return fmt.Errorf("the database is not writable: %w", err)
+	}
 	return nil
 }
 

@@ -34,7 +34,7 @@ type extMosquitto struct {
 // directory and starts Mosquitto on a free port.
 func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
 	t.Helper()
-	mosq := testtool.Require(t, "mosquitto")
+	testtool.Require(t, "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,22 +43,29 @@ func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
 		env: map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}}
 	ln.Close()
 	m.writeConfig()
-	m.cmd = exec.Command(mosq, "-c", filepath.Join(m.confDir, "mosquitto.conf"))
+	m.start(t)
+	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
+	return m
+}
+
+// start starts Mosquitto with the files in confDir on addr (again, after stop)
+// and waits until it accepts connections.
+func (m *extMosquitto) start(t *testing.T) {
+	t.Helper()
+	m.cmd = exec.Command(testtool.Require(t, "mosquitto"), "-c", filepath.Join(m.confDir, "mosquitto.conf"))
 	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.Dial("tcp", m.addr); err == nil {
 			c.Close()
-			break
+			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("mosquitto did not start: %v\n%s", err, m.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
 }
 
 // writeConfig runs `portal mosquitto-config` for the data directory.

@@ -171,6 +171,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
 		},
+		Ready:       func(ctx context.Context) error { return ready(ctx, a, dc) },
+		BrokerUp:    func() bool { return dc.client == nil || dc.client.Connected() },
 		SessionKeys: keys,
 		SMTP:        cfg.SMTPURL != "",
 		Hub:         hub, CommandTimeout: cfg.CommandTimeout,
