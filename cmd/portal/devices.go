@@ -44,15 +44,7 @@ func ready(ctx context.Context, a *app, dc *deviceControl) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := a.db.Writer().Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("the database is not writable: %w", err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return fmt.Errorf("the database is not writable: %w", err)
-	}
-	if _, err := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
+	if err := a.db.Writable(ctx); err != nil {
 		return fmt.Errorf("the database is not writable: %w", err)
 	}
 	return nil

@@ -103,7 +103,7 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(busyTimeoutMS)+")")
 	q.Add("_pragma", "journal_size_limit(16777216)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
@@ -266,6 +266,36 @@ func (db *DB) Reader() *sql.DB { return db.read.DB }
 func (db *DB) Writer() *sql.DB { return db.write }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its answer ("ok" when sound).
+// busyTimeoutMS is how long a statement waits for a lock another connection
+// holds before it fails (SQLITE_BUSY).
+const busyTimeoutMS = 5000
+
+// Writable reports whether a write could start now: it takes the write lock
+// (BEGIN IMMEDIATE) on the writer's connection and lets it go, waiting until
+// ctx ends at most. For /readyz: a database another process holds locked, or
+// one on a read-only or failed disk, is not ready.
+func (db *DB) Writable(ctx context.Context) error {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		// SQLite's busy wait does not see ctx: wait for the lock no longer
+		// than ctx allows, then give the connection its usual wait back.
+		wait := min(max(time.Until(deadline).Milliseconds(), 0), busyTimeoutMS)
+		if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = `+strconv.FormatInt(wait, 10)); err != nil {
+			return err
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA busy_timeout = `+strconv.Itoa(busyTimeoutMS))
+	}
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+	return err
+}
+
 func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 	var s string
 	err := db.read.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&s)
