@@ -27,14 +27,15 @@ var locations sync.Map // time zone name → *time.Location
 // Location returns the time zone of an IANA name, loaded from the zone data
 // once per name and shared (a *time.Location is safe for concurrent use): a
 // page listing a thousand buildings would otherwise read the zone files a
-// thousand times. UTC when the name is empty or does not load.
+// thousand times. UTC when the name is empty or does not load; only names
+// that load are kept, so the map holds at most the zone database's names.
 func Location(name string) *time.Location {
 	if l, ok := locations.Load(name); ok {
 		return l.(*time.Location)
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil || name == "" {
-		loc = time.UTC
+		return time.UTC
 	}
 	locations.Store(name, loc)
 	return loc

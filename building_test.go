@@ -30,3 +30,12 @@ func TestLocationLoadedOnce(t *testing.T) {
 		t.Errorf("shared zone %s, fresh %s", a, b)
 	}
 }
+
+// TestLocationKeepsOnlyZones: names that do not load are not kept, so no
+// stream of made-up names grows the shared map.
+func TestLocationKeepsOnlyZones(t *testing.T) {
+	Location("Nowhere/Kept-Not")
+	if _, kept := locations.Load("Nowhere/Kept-Not"); kept {
+		t.Error("a name that does not load was kept")
+	}
+}

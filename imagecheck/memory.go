@@ -34,10 +34,10 @@ const (
 	// collected before its share of the budget is given back. The budget
 	// counts the bytes a decode holds while it runs; once it ends they are
 	// garbage until the collector runs, and the next decode, let in by the
-	// released budget, would allocate beside them: under load, 8 uploads of
-	// 85 MB images one after another reached 357 MB resident against a 128 MB
-	// budget. A collection of the portal's small heap costs milliseconds,
-	// against hundreds for decoding such an image.
+	// released budget, would allocate beside them, so that under load the
+	// resident memory grew well past the budget (docs/security.md, Uploads).
+	// A collection of the portal's small heap costs far less than decoding
+	// such an image.
 	collectFrom = 16 << 20
 )
 
