@@ -3,6 +3,7 @@
 //
 //	portal [serve] [flags]                 start the portal (default)
 //	portal user add|disable|reset-password operators' account recovery
+//	portal backup|restore                  online backup of the data directory
 package main
 
 import (
@@ -35,6 +36,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return mosquittoCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "audit":
 			return auditCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "backup":
+			return backupCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "restore":
+			return restoreCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -51,6 +56,8 @@ Usage:
   portal user disable -email E                 disable an account and end its sessions
   portal audit verify [-data DIR] [-key VKEY]  re-compute the tamper-evident log; exit 1 at the first mismatch
   portal audit head                            print the latest signed log head
+  portal backup -out FILE [-data DIR]          a consistent backup (database, keys, reports) while the portal runs
+  portal restore -in FILE -data NEWDIR         unpack a backup into a new, empty data directory
   portal mosquitto-config -out DIR             write an external Mosquitto's config, password and ACL files
   portal user reset-password -email E          set a new generated password, end its sessions
 `
