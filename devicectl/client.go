@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,11 @@ type ClientConfig struct {
 	// SessionExpiry is how long the broker keeps the session while the portal
 	// is disconnected (default DefaultSessionExpiry).
 	SessionExpiry time.Duration
+	// ShareGroup, when set, subscribes through MQTT 5 shared subscriptions
+	// ($share/ShareGroup/…): several portal instances, each with its own
+	// account and ClientID in the same group, each receive a share of the
+	// devices' messages, so every report and event is processed once.
+	ShareGroup string
 
 	// Devices and Events receive what devices send; both must commit before
 	// returning nil, as the message is acknowledged only after that.
@@ -73,6 +79,7 @@ type Client struct {
 	guard  pushGuard
 	log    *slog.Logger
 	onConn func()
+	share  string
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -92,6 +99,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultPortalClientID
 	}
+	if strings.ContainsAny(cfg.ShareGroup, "/+#") {
+		return nil, fmt.Errorf("new client: bad share group %q", cfg.ShareGroup)
+	}
 	if cfg.SessionExpiry <= 0 {
 		cfg.SessionExpiry = DefaultSessionExpiry
 	}
@@ -103,7 +113,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		log:    cfg.Logger.With("component", "mqtt-client"),
+		share:  cfg.ShareGroup,
+		log:    cfg.Logger.With("component", "mqtt-client", "client_id", cfg.ClientID),
 		onConn: cfg.OnConnected,
 		ctx:    ctx,
 		cancel: cancel,
@@ -222,17 +233,34 @@ func (c *Client) Close() error {
 	}
 }
 
+// SubscriptionFilters are the topic filters the portal subscribes to: every
+// device's reported and events topics, through the shared subscription
+// group when there is one.
+func SubscriptionFilters(shareGroup string) []string {
+	prefix := ""
+	if shareGroup != "" {
+		prefix = "$share/" + shareGroup + "/"
+	}
+	return []string{prefix + TopicPrefix + "+/" + KindReported, prefix + TopicPrefix + "+/" + KindEvents}
+}
+
 // onUp subscribes to every device's reported and events topics. With a
 // resumed session the subscriptions already exist; subscribing again is
-// harmless and covers a broker that lost them.
+// harmless and covers a broker that lost them. A session that subscribed
+// without the share group before (one instance, then several) drops those
+// plain subscriptions, or it would receive every message besides its share.
 func (c *Client) onUp(cm *autopaho.ConnectionManager) {
-	sub := &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: TopicPrefix + "+/" + KindReported, QoS: 1},
-		{Topic: TopicPrefix + "+/" + KindEvents, QoS: 1},
-	}}
+	sub := &paho.Subscribe{}
+	for _, f := range SubscriptionFilters(c.share) {
+		sub.Subscriptions = append(sub.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		_, err := cm.Subscribe(ctx, sub)
+		if err == nil && c.share != "" {
+			// "No subscription existed" (0x11) is a success code.
+			_, err = cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: SubscriptionFilters("")})
+		}
 		cancel()
 		if err == nil {
 			break

@@ -85,6 +85,12 @@ const portalUser, portalPass = "doorledger-portal", "portal-pass"
 // directory and starts Mosquitto on it.
 func startMosquitto(t *testing.T) *mosquitto {
 	t.Helper()
+	return startMosquittoWith(t, nil)
+}
+
+// startMosquittoWith is startMosquitto with the config changed by edit first.
+func startMosquittoWith(t *testing.T, edit func(*devicectl.MosquittoConfig)) *mosquitto {
+	t.Helper()
 	path := requireTool(t, "mosquitto", "/usr/sbin/mosquitto")
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -105,6 +111,9 @@ func startMosquitto(t *testing.T) *mosquitto {
 	}
 	if os.Geteuid() == 0 {
 		cfg.User = "root" // else Mosquitto drops to "mosquitto", who cannot read t.TempDir()
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	conf, err := devicectl.WriteMosquittoConfig(cfg)
 	if err != nil {

@@ -32,7 +32,8 @@ type config struct {
 	MQTTAddr       string        // the embedded broker's listen address
 	MQTTTLSAddr    string        // and its TLS listener (with -tls-cert/-tls-key)
 	MQTTURL        string        // an external broker instead of the embedded one
-	MQTTUser       string        // the portal's account on the external broker
+	MQTTUser       string        // the portal's account on the external broker (and its client id)
+	MQTTShareGroup string        // the MQTT 5 shared-subscription group of several instances
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
@@ -86,6 +87,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", getenv("DOORLEDGER_MQTT_TLS_ADDR"), "embedded MQTT broker TLS listen address, with -tls-cert/-tls-key (env DOORLEDGER_MQTT_TLS_ADDR)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")
 	fs.StringVar(&cfg.MQTTUser, "mqtt-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's username on the external broker (env DOORLEDGER_MQTT_USER)")
+	fs.StringVar(&cfg.MQTTShareGroup, "mqtt-share-group", getenv("DOORLEDGER_MQTT_SHARE_GROUP"), "with -mqtt-url: receive devices' messages through this MQTT 5 shared-subscription group, so several instances (each its own -mqtt-user) process each message once (env DOORLEDGER_MQTT_SHARE_GROUP)")
 	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", envDuration(getenv, "DOORLEDGER_COMMAND_TIMEOUT", 30*time.Second), "how long a device may take to confirm a command before it is retried and the managers alerted (env DOORLEDGER_COMMAND_TIMEOUT)")
 	fs.IntVar(&cfg.DemoDevices, "demo-devices", 3, "simulated devices to start with -demo")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")

@@ -71,6 +71,7 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interf
 	if cfg.MQTTURL != "" {
 		client, err := devicectl.NewClient(devicectl.ClientConfig{
 			URL: cfg.MQTTURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
+			ClientID: cfg.MQTTUser, ShareGroup: cfg.MQTTShareGroup,
 			Devices: reports, Events: web.LiveUnlocks(a.unlocks, hub), Logger: a.log,
 		})
 		if err != nil {

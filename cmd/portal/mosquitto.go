@@ -25,6 +25,7 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	listen := fs.String("listen", "127.0.0.1:1883", "the Mosquitto listener's host:port")
 	runAs := fs.String("run-as", "", "the OS user Mosquitto drops to when started as root (it must read the files; default mosquitto)")
 	user := fs.String("service-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's account on the broker")
+	instances := fs.Int("instances", 1, "portal instances sharing the broker: accounts service-user, service-user-2 … service-user-N, one per instance (its -mqtt-user), all with DOORLEDGER_MQTT_PASSWORD: each instance must be able to take over another's session")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,13 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return err
 	}
+	if *instances < 1 {
+		return fmt.Errorf("mosquitto-config: -instances must be at least 1")
+	}
 	cfg := devicectl.MosquittoConfig{Dir: *out, Listen: *listen, Service: devicectl.MosquittoAccount{Username: *user, Password: pass}, User: *runAs}
+	for i := 2; i <= *instances; i++ {
+		cfg.Instances = append(cfg.Instances, devicectl.MosquittoAccount{Username: fmt.Sprintf("%s-%d", *user, i), Password: pass})
+	}
 	for _, c := range creds {
 		cfg.Devices = append(cfg.Devices, devicectl.MosquittoDevice{ID: c.DeviceID, Hash: c.Hash})
 	}
