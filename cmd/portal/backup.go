@@ -100,7 +100,7 @@ func writeBackup(w io.Writer, dir, snap string) (files int, err error) {
 			return nil
 		case name == dbFile || strings.HasPrefix(name, dbFile+"-"):
 			return nil // the live database, its WAL and shared memory: the snapshot stands for them
-		case !d.Type().IsRegular():
+		case !d.Type().IsRegular(), name == lockFile:
 			return nil
 		}
 		files++
