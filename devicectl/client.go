@@ -63,6 +63,10 @@ type ClientConfig struct {
 	// DefaultCallTimeout).
 	CallTimeout time.Duration
 	Logger      *slog.Logger
+
+	// drain: connect to resume the session only (no subscribing), and let
+	// the broker end it when the connection closes (Drain).
+	drain bool
 }
 
 // Client is the transport for an external MQTT 5 broker (Mosquitto, EMQX,
@@ -80,6 +84,11 @@ type Client struct {
 	log    *slog.Logger
 	onConn func()
 	share  string
+	drain  bool
+	// busy counts messages being committed; last is when one last started
+	// or ended (UnixNano): Drain waits until neither moves.
+	busy atomic.Int64
+	last atomic.Int64
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -114,6 +123,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		share:  cfg.ShareGroup,
+		drain:  cfg.drain,
 		log:    cfg.Logger.With("component", "mqtt-client", "client_id", cfg.ClientID),
 		onConn: cfg.OnConnected,
 		ctx:    ctx,
@@ -122,12 +132,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.in = ingester{devices: cfg.Devices, events: cfg.Events, timeout: cfg.CallTimeout, stats: &c.stats}
 
 	receiveMax := uint16(256) // unacknowledged messages the broker may send at once
+	expiry := uint32(min(cfg.SessionExpiry/time.Second, math.MaxUint32)) // MQTT's field is 32 bits of seconds
+	if cfg.drain {
+		expiry = 0 // the session ends with this connection
+	}
 	c.cm, err = autopaho.NewConnection(ctx, autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        cfg.TLS,
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: false,                                                      // resume the session left at the last stop
-		SessionExpiryInterval:         uint32(min(cfg.SessionExpiry/time.Second, math.MaxUint32)), // MQTT's field is 32 bits of seconds
+		SessionExpiryInterval:         expiry,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 500*time.Millisecond, 2),
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),
@@ -141,7 +155,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			c.log.Info("connected to broker", "broker", u.Host, "session_present", ca.SessionPresent)
 			c.up.Store(true)
-			go c.onUp(cm)
+			c.last.Store(time.Now().UnixNano())
+			if !c.drain {
+				go c.onUp(cm)
+			}
 		},
 		OnConnectionDown: func() bool {
 			c.up.Store(false)
@@ -283,6 +300,12 @@ func (c *Client) onUp(cm *autopaho.ConnectionManager) {
 // connection drops, or the client closes; an unacknowledged message comes
 // again on the next connection.
 func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
+	c.busy.Add(1)
+	c.last.Store(time.Now().UnixNano())
+	defer func() {
+		c.last.Store(time.Now().UnixNano())
+		c.busy.Add(-1)
+	}()
 	p := pr.Packet
 	id, kind, ok := ParseTopic(p.Topic)
 	if !ok || kind == KindDesired {

@@ -165,3 +165,44 @@ func TestWriteMosquittoConfig_Instances(t *testing.T) {
 		t.Error("an instance account named like the service account was accepted")
 	}
 }
+
+// Drain takes over a stopped instance's session, commits its queued share,
+// and ends the session: afterwards the broker routes the whole group's
+// traffic to the live instance (with the session kept, half of it would wait
+// for the stopped one), and the stopped instance, back, starts afresh and
+// takes its share again.
+func TestMosquitto_DrainEndsStoppedSession(t *testing.T) {
+	m := startMosquittoWith(t, withInstanceB)
+	f := newFakePortal(nil)
+	sharedClient(t, m, f, portalUser, portalPass, "doorledger")
+	b := sharedClient(t, m, f, instanceB, instanceBPass, "doorledger")
+	d := MustSim(t, m.addr, devicectl.SimConfig{DeviceID: 1, Secret: secrets[1]})
+	if err := d.AwaitConnected(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ids := sendUnlocks(t, d, 40)
+
+	st, err := devicectl.Drain(waitCtx(t), devicectl.ClientConfig{URL: "mqtt://" + m.addr, Username: instanceB, Password: instanceBPass,
+		ClientID: instanceB, ShareGroup: "doorledger", Devices: f, Events: f, Logger: testLogger()}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the drain committed %d events queued for the stopped instance", st.Events)
+	if st.Events == 0 {
+		t.Error("the drain found nothing queued for the stopped instance")
+	}
+	eachOnce(t, f, ids)
+
+	ids = append(ids, sendUnlocks(t, d, 40)...) // B's session is gone: all to A
+	eachOnce(t, f, ids)
+
+	b2 := sharedClient(t, m, f, instanceB, instanceBPass, "doorledger")
+	ids = append(ids, sendUnlocks(t, d, 20)...)
+	eachOnce(t, f, ids)
+	if b2.Stats().Events == 0 {
+		t.Error("the instance back after its session was drained takes no share")
+	}
+}
