@@ -87,8 +87,8 @@ type Client struct {
 	drain  bool
 	// busy counts messages being committed; last is when one last started
 	// or ended (UnixNano): Drain waits until neither moves.
-	busy atomic.Int64
-	last atomic.Int64
+	busy   atomic.Int64
+	last   atomic.Int64
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -131,7 +131,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.in = ingester{devices: cfg.Devices, events: cfg.Events, timeout: cfg.CallTimeout, stats: &c.stats}
 
-	receiveMax := uint16(256) // unacknowledged messages the broker may send at once
+	receiveMax := uint16(256)                                            // unacknowledged messages the broker may send at once
 	expiry := uint32(min(cfg.SessionExpiry/time.Second, math.MaxUint32)) // MQTT's field is 32 bits of seconds
 	if cfg.drain {
 		expiry = 0 // the session ends with this connection
@@ -140,7 +140,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        cfg.TLS,
 		KeepAlive:                     30,
-		CleanStartOnInitialConnection: false,                                                      // resume the session left at the last stop
+		CleanStartOnInitialConnection: false, // resume the session left at the last stop
 		SessionExpiryInterval:         expiry,
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 500*time.Millisecond, 2),
 		ConnectUsername:               cfg.Username,
