@@ -298,6 +298,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			_, err := a.residents.NotifyResidents(ctx)
 			return err
 		}},
+		// Sessions past their lifetime or idle time go (they are refused anyway).
+		job{name: "session purge", every: time.Hour, run: func(ctx context.Context) error {
+			n, err := a.users.PurgeSessions(ctx)
+			if n > 0 {
+				a.log.Info("expired sessions purged", "count", n)
+			}
+			return err
+		}},
 		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {
 			_, err := a.unlocks.OfflineDevices(ctx, a.db.Now())
 			return err

@@ -71,6 +71,7 @@ type test struct {
 func Run(t *testing.T, newServices NewServices) {
 	for _, group := range [][]test{
 		userTests,
+		sessionTests,
 		consentTests,
 		paperTests,
 		textTests,
