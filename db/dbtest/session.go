@@ -181,7 +181,7 @@ func testSessionPurge(t *testing.T, newServices NewServices) {
 			t.Fatalf("old session after %d uses: %v", i, err)
 		}
 	}
-	fresh := w.signIn(t, w.a, "") // also sweeps; the purge must find none left then
+	fresh := w.signIn(t, w.a, "")                                             // also sweeps; the purge must find none left then
 	*w.Now = w.Now.Add(doorledger.SessionMaxAge - 11*time.Hour + time.Second) // old is past its lifetime
 	n, err := w.Users.PurgeSessions(ctx)
 	if err != nil {
