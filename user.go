@@ -147,7 +147,25 @@ type UserService interface {
 	// ETOOMANY (with the retry time in the message) when the account or the IP has
 	// failed too often, and EUNAUTHORIZED for a wrong email or password.
 	Authenticate(ctx context.Context, email, password, ip string) (*User, error)
-	// CreateSession starts a new session for u, ending the session replaced (if any).
+	// The signed-in browsers' sessions.
+	SessionService
+	// CountUsers returns how many accounts exist (to know a first start).
+	CountUsers(ctx context.Context) (int, error)
+	// FindUserByEmail is for operators' CLI use (admins or the system).
+	FindUserByEmail(ctx context.Context, email string) (*User, error)
+}
+
+// SessionService keeps the signed-in browsers in the database, so that any
+// instance of the portal serves any request: a browser signed in through one
+// instance is signed in on every other, and a session ended through one is
+// ended on all. The cookie carries the session's random id (signed and
+// encrypted); the database keeps only a hash of it, so a copy of the database
+// yields no live session. A session ends SessionMaxAge after sign-in, or
+// SessionIdleTimeout after it was last seen, whichever comes first; disabling
+// a user or setting their password (UserService) ends all of theirs.
+type SessionService interface {
+	// CreateSession starts a new session for u, ending the session replaced
+	// (if any): a new id at every sign-in.
 	CreateSession(ctx context.Context, u *User, replaces, ip, userAgent string) (*Session, error)
 	// SessionUser returns the user of a live session and marks it seen;
 	// EUNAUTHORIZED when it expired, was ended, or the user was disabled.
@@ -159,10 +177,9 @@ type UserService interface {
 	EndSession(ctx context.Context, sessionID string) error
 	// EndAllSessions signs every browser of the user out (logout everywhere).
 	EndAllSessions(ctx context.Context, userID int64) error
-	// CountUsers returns how many accounts exist (to know a first start).
-	CountUsers(ctx context.Context) (int, error)
-	// FindUserByEmail is for operators' CLI use (admins or the system).
-	FindUserByEmail(ctx context.Context, email string) (*User, error)
+	// PurgeSessions deletes the sessions past their lifetime or idle timeout
+	// and returns how many (a background job; SessionUser refuses them anyway).
+	PurgeSessions(ctx context.Context) (int, error)
 }
 
 // Session lifetime limits.

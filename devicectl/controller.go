@@ -46,6 +46,10 @@ type Controller struct {
 	// Workers push in parallel (default 8): a lockdown of hundreds of devices
 	// must not wait on one slow publish.
 	Workers int
+	// Retrying reports whether this instance retries unconfirmed commands
+	// now: with several instances on one database, only the one holding the
+	// command retries' lease does (cmd/portal). Nil: always.
+	Retrying func() bool
 
 	mu      sync.Mutex
 	queue   []doorledger.DesiredState
@@ -115,6 +119,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.mu.Unlock()
 			c.push(ctx, batch, true)
 		case <-retry.C:
+			if c.Retrying != nil && !c.Retrying() {
+				continue
+			}
 			again, err := c.Store.ExpireUnconfirmed(ctx, c.Timeout)
 			if err != nil {
 				if ctx.Err() == nil {

@@ -38,6 +38,14 @@ type config struct {
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
 
+	// Instance names this portal among the instances sharing its database
+	// (the holder of the leases of the background work it runs); default:
+	// the host and a random suffix, new at each start.
+	Instance string
+	// LeaseTTL is how long this instance holds background work without
+	// renewing it: a dead instance's work is taken over within it and a third.
+	LeaseTTL time.Duration
+
 	// webTimeouts bound slow and broken HTTP clients; zero: the web
 	// package's defaults. Only tests set it (through the app hook).
 	webTimeouts web.Timeouts
@@ -90,6 +98,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.MQTTShareGroup, "mqtt-share-group", getenv("DOORLEDGER_MQTT_SHARE_GROUP"), "with -mqtt-url: receive devices' messages through this MQTT 5 shared-subscription group, so several instances (each its own -mqtt-user) process each message once (env DOORLEDGER_MQTT_SHARE_GROUP)")
 	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", envDuration(getenv, "DOORLEDGER_COMMAND_TIMEOUT", 30*time.Second), "how long a device may take to confirm a command before it is retried and the managers alerted (env DOORLEDGER_COMMAND_TIMEOUT)")
 	fs.IntVar(&cfg.DemoDevices, "demo-devices", 3, "simulated devices to start with -demo")
+	fs.StringVar(&cfg.Instance, "instance", getenv("DOORLEDGER_INSTANCE"), "this instance's name among the portals sharing the database (default: the host name and a random suffix, new at each start) (env DOORLEDGER_INSTANCE)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "DOORLEDGER_LEASE_TTL", DefaultLeaseTTL), "how long an instance holds background work without renewing it; a dead instance's work is taken over within it and a third (env DOORLEDGER_LEASE_TTL)")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +110,12 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	if cfg.LeaseTTL < 300*time.Millisecond {
+		return nil, fmt.Errorf("-lease-ttl: want at least 300ms, have %s", cfg.LeaseTTL)
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = newInstanceID()
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, fmt.Errorf("-tls-cert and -tls-key go together")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -146,6 +147,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
+	// Background work runs once across the instances sharing the database:
+	// each piece under its lease (jobs.go).
+	leases := &leaser{leases: sqlite.NewLeaseService(a.db), instance: cfg.Instance, ttl: cfg.LeaseTTL, log: a.log}
+	a.log.Info("instance", "name", cfg.Instance, "lease_ttl", cfg.LeaseTTL)
 	hub := web.NewHub()
 	devctx, stopDevices := context.WithCancel(sysctx)
 	dc, err := startDeviceControl(devctx, a, hub, stdout)
@@ -153,7 +158,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		stopDevices()
 		return err
 	}
-	defer func() { stopDevices(); dc.Close(a.log) }()
+	// Unconfirmed commands are retried by the instance holding their lease.
+	var retrying atomic.Bool
+	dc.ctl.Retrying = retrying.Load
+	retriesDone := make(chan struct{})
+	go func() {
+		defer close(retriesDone)
+		leases.hold(devctx, "command retries", func(ctx context.Context) error {
+			retrying.Store(true)
+			defer retrying.Store(false)
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	defer func() { stopDevices(); <-retriesDone; dc.Close(a.log) }()
 	if cfg.Demo {
 		sims, err := startDemoDevices(devctx, a, dc, stdout)
 		if err != nil {
@@ -220,28 +238,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log}
 	a.db.OnMail = disp.Notify
 	mailCtx, stopMail := context.WithCancel(sysctx)
-	mailDone := make(chan error, 1)
-	go func() { mailDone <- disp.Run(mailCtx) }()
+	mailDone := make(chan struct{})
+	go func() { defer close(mailDone); leases.hold(mailCtx, "mail dispatch", disp.Run) }()
 	defer func() { stopMail(); <-mailDone }()
 
 	// The report generator, started after the mail dispatcher so that a
 	// monthly report's mail is sent as soon as it is committed; stopped (its
-	// report in progress left to be requeued at the next start) before the
-	// database closes.
+	// report in progress left to be requeued by the instance that holds the
+	// generator next) before the database closes.
 	runnerCtx, stopRunner := context.WithCancel(sysctx)
-	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- runner.Run(runnerCtx) }()
-	defer func() {
-		stopRunner()
-		if err := <-runnerDone; err != nil {
-			a.log.Error("report generator", "err", err)
-		}
-	}()
+	runnerDone := make(chan struct{})
+	go func() { defer close(runnerDone); leases.hold(runnerCtx, "report generation", runner.Run) }()
+	defer func() { stopRunner(); <-runnerDone }()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
 	var waitJobs func()
 	defer func() { stopJobs(); waitJobs() }()
-	waitJobs = runJobs(jobs, a.log,
+	waitJobs = runJobs(jobs, leases,
 		job{name: "consent lapse", every: time.Minute, run: func(ctx context.Context) error {
 			n, err := a.consents.LapseDue(ctx)
 			if n > 0 {
@@ -291,6 +304,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// seconds of its journal entry (db/sqlite/resident_notify.go).
 		job{name: "resident notices", every: 2 * time.Second, run: func(ctx context.Context) error {
 			_, err := a.residents.NotifyResidents(ctx)
+			return err
+		}},
+		// Sessions past their lifetime or idle time go (they are refused anyway).
+		job{name: "session purge", every: time.Hour, run: func(ctx context.Context) error {
+			n, err := a.users.PurgeSessions(ctx)
+			if n > 0 {
+				a.log.Info("expired sessions purged", "count", n)
+			}
 			return err
 		}},
 		job{name: "offline devices", every: time.Minute, run: func(ctx context.Context) error {

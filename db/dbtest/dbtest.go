@@ -42,6 +42,7 @@ type Services struct {
 	Vendors       doorledger.VendorService
 	Outbox        doorledger.OutboxService
 	Attention     doorledger.AttentionService
+	Leases        doorledger.LeaseService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -70,6 +71,7 @@ type test struct {
 func Run(t *testing.T, newServices NewServices) {
 	for _, group := range [][]test{
 		userTests,
+		sessionTests,
 		consentTests,
 		paperTests,
 		textTests,
@@ -81,6 +83,7 @@ func Run(t *testing.T, newServices NewServices) {
 		vendorTests,
 		logTests,
 		deviceTests,
+		leaseTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

@@ -439,14 +439,39 @@ func (s *UserService) CreateSession(ctx context.Context, u *doorledger.User, rep
 		return nil, err
 	}
 	// Expired sessions of anyone are swept here, where sessions are written anyway.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE created_at < ? OR last_seen_at < ?`,
-		formatTime(tx.now.Add(-doorledger.SessionMaxAge)), formatTime(tx.now.Add(-doorledger.SessionIdleTimeout))); err != nil {
+	if _, err := tx.purgeSessions(ctx); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
 	return &doorledger.Session{ID: token, UserID: u.ID, CreatedAt: tx.now, LastSeenAt: tx.now, IP: ip, UserAgent: userAgent}, nil
+}
+
+// PurgeSessions deletes the sessions past their lifetime or idle timeout.
+func (s *UserService) PurgeSessions(ctx context.Context) (int, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	n, err := tx.purgeSessions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
+}
+
+// purgeSessions deletes the sessions past their lifetime or idle timeout at
+// the transaction's time.
+func (tx *Tx) purgeSessions(ctx context.Context) (int, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE created_at < ? OR last_seen_at < ?`,
+		formatTime(tx.now.Add(-doorledger.SessionMaxAge)), formatTime(tx.now.Add(-doorledger.SessionIdleTimeout)))
+	if err != nil {
+		return 0, fmt.Errorf("purge sessions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // sessionTouchEvery bounds how often a session's last-seen time is written.
