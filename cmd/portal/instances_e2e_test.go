@@ -33,13 +33,15 @@ func leaseHolders(t *testing.T, d *sqlite.DB) map[string]string {
 }
 
 // Two portals on one data directory, as two instances behind a load
-// balancer: a browser signed in through one is signed in on the other, and
-// signed out through the other on both; the first holds every piece of
-// background work, and when it stops the second takes all of it over.
+// balancer (on an external broker: one with the embedded broker runs alone):
+// a browser signed in through one is signed in on the other, and signed out
+// through the other on both; the first holds every piece of background work,
+// and when it stops the second takes all of it over.
 func TestEndToEndTwoInstances(t *testing.T) {
 	dir := t.TempDir()
-	a := MustStartPortal(t, dir, "-instance", "a", "-lease-ttl", "900ms")
-	b := MustStartPortal(t, dir, "-instance", "b", "-lease-ttl", "900ms")
+	broker := noBrokerURL(t)
+	a := MustStartPortal(t, dir, "-instance", "a", "-lease-ttl", "900ms", "-mqtt-url", broker)
+	b := MustStartPortal(t, dir, "-instance", "b", "-lease-ttl", "900ms", "-mqtt-url", broker)
 
 	onA := NewClient(t, a.URL)
 	onA.MustLogin(testAdminEmail, a.AdminPass)

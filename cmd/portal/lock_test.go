@@ -32,12 +32,7 @@ func TestSecondPortalOnDataDirRefused(t *testing.T) {
 // Portals on an external broker share a data directory; none runs beside a
 // portal with the embedded broker, either way round.
 func TestExternalBrokerPortalsShareDataDir(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	noBroker := "mqtt://" + l.Addr().String() // nothing answers MQTT there: the lock comes first
-	l.Close()
+	noBroker := noBrokerURL(t)
 	serve := func(dir string, args ...string) error {
 		var out, errb bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -58,4 +53,17 @@ func TestExternalBrokerPortalsShareDataDir(t *testing.T) {
 	}
 	a.Stop(t)
 	b.Stop(t)
+}
+
+// noBrokerURL is an MQTT URL where nothing answers: portals started on it run
+// (they connect in the background) with no device traffic, for tests of
+// what several instances on one database share.
+func noBrokerURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "mqtt://" + l.Addr().String()
 }
