@@ -34,6 +34,7 @@ type config struct {
 	MQTTURL        string        // an external broker instead of the embedded one
 	MQTTUser       string        // the portal's account on the external broker (and its client id)
 	MQTTShareGroup string        // the MQTT 5 shared-subscription group of several instances
+	MQTTPeers      []string      // every instance's -mqtt-user in the group: a stopped one's session is drained
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
@@ -96,6 +97,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")
 	fs.StringVar(&cfg.MQTTUser, "mqtt-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's username on the external broker (env DOORLEDGER_MQTT_USER)")
 	fs.StringVar(&cfg.MQTTShareGroup, "mqtt-share-group", getenv("DOORLEDGER_MQTT_SHARE_GROUP"), "with -mqtt-url: receive devices' messages through this MQTT 5 shared-subscription group, so several instances (each its own -mqtt-user) process each message once (env DOORLEDGER_MQTT_SHARE_GROUP)")
+	peers := fs.String("mqtt-peers", getenv("DOORLEDGER_MQTT_PEERS"), "with -mqtt-share-group: the -mqtt-user of every instance in the group, comma-separated; the session an instance that stopped leaves on the broker is drained by another (env DOORLEDGER_MQTT_PEERS)")
 	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", envDuration(getenv, "DOORLEDGER_COMMAND_TIMEOUT", 30*time.Second), "how long a device may take to confirm a command before it is retried and the managers alerted (env DOORLEDGER_COMMAND_TIMEOUT)")
 	fs.IntVar(&cfg.DemoDevices, "demo-devices", 3, "simulated devices to start with -demo")
 	fs.StringVar(&cfg.Instance, "instance", getenv("DOORLEDGER_INSTANCE"), "this instance's name among the portals sharing the database (default: the host name and a random suffix, new at each start) (env DOORLEDGER_INSTANCE)")
@@ -110,6 +112,14 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.MQTTPeers = append(cfg.MQTTPeers, p)
+		}
+	}
+	if len(cfg.MQTTPeers) > 0 && (cfg.MQTTShareGroup == "" || cfg.MQTTURL == "") {
+		return nil, fmt.Errorf("-mqtt-peers goes with -mqtt-url and -mqtt-share-group")
 	}
 	if cfg.LeaseTTL < 300*time.Millisecond {
 		return nil, fmt.Errorf("-lease-ttl: want at least 300ms, have %s", cfg.LeaseTTL)

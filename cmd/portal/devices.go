@@ -59,21 +59,39 @@ type deviceControl struct {
 	ctl    *devicectl.Controller
 	done   chan error
 	seen   sync.WaitGroup // "device seen" writes in progress
+	bg     sync.WaitGroup // the broker session's lease and the peers' watch (takeover.go)
 }
 
 // startDeviceControl starts the transport and the controller; desired state
 // committed from now on is pushed after each commit.
-func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, stdout interface{ Write([]byte) (int, error) }) (*deviceControl, error) {
+func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, leases *leaser, stdout interface{ Write([]byte) (int, error) }) (*deviceControl, error) {
 	cfg := a.cfg
 	reports := liveReports{devices: a.devices, hub: hub}
 	dc := &deviceControl{done: make(chan error, 1)}
 	var transport doorledger.Transport
 	if cfg.MQTTURL != "" {
-		client, err := devicectl.NewClient(devicectl.ClientConfig{
+		ccfg := devicectl.ClientConfig{
 			URL: cfg.MQTTURL, Username: cfg.MQTTUser, Password: cfg.MQTTPassword,
 			ClientID: cfg.MQTTUser, ShareGroup: cfg.MQTTShareGroup,
 			Devices: reports, Events: web.LiveUnlocks(a.unlocks, hub), Logger: a.log,
-		})
+		}
+		if cfg.MQTTShareGroup != "" {
+			// This instance's broker session is its own only under its lease
+			// (takeover.go): another may be draining it after a crash.
+			if err := awaitSessionLease(ctx, leases.leases, cfg.MQTTUser, leases.instance, leases.ttl, a.log); err != nil {
+				return nil, fmt.Errorf("broker session lease: %w", err)
+			}
+			dc.bg.Add(2)
+			go func() {
+				defer dc.bg.Done()
+				leases.hold(ctx, sessionLease(cfg.MQTTUser), func(ctx context.Context) error { <-ctx.Done(); return nil })
+			}()
+			go func() {
+				defer dc.bg.Done()
+				watchPeers(ctx, leases.leases, leases.instance, leases.ttl, cfg.MQTTPeers, ccfg, a.log)
+			}()
+		}
+		client, err := devicectl.NewClient(ccfg)
 		if err != nil {
 			return nil, fmt.Errorf("external MQTT broker: %w", err)
 		}
@@ -147,4 +165,5 @@ func (dc *deviceControl) Close(log *slog.Logger) {
 		dc.client.Close()
 	}
 	dc.seen.Wait()
+	dc.bg.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,18 +22,26 @@ import (
 // extMosquitto is a Mosquitto configured by `portal mosquitto-config` from a
 // data directory, running until the test ends.
 type extMosquitto struct {
-	t       *testing.T
-	addr    string
-	dataDir string
-	confDir string
-	env     map[string]string
-	cmd     *exec.Cmd
-	log     syncBuffer
+	t         *testing.T
+	addr      string
+	dataDir   string
+	confDir   string
+	env       map[string]string
+	instances int
+	cmd       *exec.Cmd
+	log       syncBuffer
 }
 
 // startMosquitto writes the broker's files from the (stopped) portal's data
 // directory and starts Mosquitto on a free port.
 func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
+	t.Helper()
+	return startMosquittoInstances(t, dataDir, 1)
+}
+
+// startMosquittoInstances is startMosquitto with accounts for n portal
+// instances (mosquitto-config -instances n).
+func startMosquittoInstances(t *testing.T, dataDir string, n int) *extMosquitto {
 	t.Helper()
 	testtool.Require(t, "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -40,7 +49,7 @@ func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
 		t.Fatal(err)
 	}
 	m := &extMosquitto{t: t, addr: ln.Addr().String(), dataDir: dataDir, confDir: filepath.Join(t.TempDir(), "mosquitto"),
-		env: map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}}
+		env: map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}, instances: n}
 	ln.Close()
 	m.writeConfig()
 	m.start(t)
@@ -73,7 +82,7 @@ func (m *extMosquitto) writeConfig() {
 	m.t.Helper()
 	var out, errb bytes.Buffer
 	getenv := func(k string) string { return m.env[k] }
-	if err := run(context.Background(), []string{"mosquitto-config", "-data", m.dataDir, "-out", m.confDir, "-listen", m.addr, "-run-as", "root"}, getenv, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"mosquitto-config", "-data", m.dataDir, "-out", m.confDir, "-listen", m.addr, "-run-as", "root", "-instances", strconv.Itoa(max(m.instances, 1))}, getenv, &out, &errb); err != nil {
 		m.t.Fatalf("mosquitto-config: %v\n%s", err, errb.String())
 	}
 }

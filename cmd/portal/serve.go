@@ -153,7 +153,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	a.log.Info("instance", "name", cfg.Instance, "lease_ttl", cfg.LeaseTTL)
 	hub := web.NewHub()
 	devctx, stopDevices := context.WithCancel(sysctx)
-	dc, err := startDeviceControl(devctx, a, hub, stdout)
+	dc, err := startDeviceControl(devctx, a, hub, leases, stdout)
 	if err != nil {
 		stopDevices()
 		return err
