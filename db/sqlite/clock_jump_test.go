@@ -118,6 +118,11 @@ func TestClockJumpBackLogHeads(t *testing.T) {
 	first := w.Sequence(t)
 	clock.pass(time.Second)
 	clock.jump(-time.Hour)
+	w.Audits(t, 1)
+	if h := w.Sequence(t); h.At.Before(first.At) {
+		t.Errorf("head of %d signed on demand dated %s, before the head of %d (%s)", h.Size, h.At, first.Size, first.At)
+	}
+	first = w.Sequence(t)
 	w.Audits(t, 2)
 	if _, err := w.log.Sequence(sys()); err != nil {
 		t.Fatal(err)
