@@ -52,6 +52,11 @@ type Device struct {
 
 	CommandAt     time.Time     // when the current desired state was requested
 	CommandStatus CommandStatus // of that command: pending, sent, confirmed, not confirmed, refused
+	// CommandWaited is how long that command, still pending or sent, had
+	// waited when the device was read, as the store measured it on a clock
+	// that does not jump when the machine's clock is set (0: not measured;
+	// Status then goes by CommandAt).
+	CommandWaited time.Duration
 }
 
 // Confirmed reports whether the device reported its desired version in its
@@ -101,6 +106,9 @@ type Standing struct {
 func (d *Device) Status(now time.Time, timeout time.Duration) Standing {
 	told := string(d.DesiredState)
 	waited := now.Sub(d.CommandAt)
+	if d.CommandWaited > 0 {
+		waited = d.CommandWaited
+	}
 	switch {
 	case d.DesiredVersion == 0:
 		return Standing{Code: "none", Label: told, Detail: "no command yet", Tone: ToneNone}
@@ -194,6 +202,10 @@ type Command struct {
 	ConfirmedAt time.Time
 	RefusedAt   time.Time // when the device last reported this version in the other state (zero: never)
 	Status      CommandStatus
+	// Waited is how long the command, still pending or sent, had waited
+	// when it was read, as the store measured it on a clock that does not
+	// jump when the machine's clock is set (0: not measured; see WaitedAt).
+	Waited time.Duration
 	// Took is the time from request to confirmation as the portal measured
 	// it, on a clock that does not jump when the machine's clock is set
 	// (0: not measured).
@@ -211,6 +223,15 @@ func (c *Command) Latency() time.Duration {
 		return c.Took
 	}
 	return max(c.ConfirmedAt.Sub(c.RequestedAt), 0)
+}
+
+// WaitedAt is how long the command has waited at now: as measured (Waited),
+// else since RequestedAt, never below zero.
+func (c *Command) WaitedAt(now time.Time) time.Duration {
+	if c.Waited > 0 {
+		return c.Waited
+	}
+	return max(now.Sub(c.RequestedAt), 0)
 }
 
 // DesiredState is what a transport delivers to a device.

@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
@@ -83,7 +82,7 @@ func (s *Server) buildingView(c echo.Context, p buildingPage, id int64) (views.B
 	if err != nil {
 		return views.BuildingView{}, err
 	}
-	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now(), Timeout: s.cfg.CommandTimeout}
+	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: s.now(), Timeout: s.cfg.CommandTimeout}
 	if v.Consents, err = p.consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
 		return v, err
 	}

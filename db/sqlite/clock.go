@@ -113,3 +113,26 @@ func (db *DB) waited(k commandKey, requested, now time.Time, mono time.Duration)
 	}
 	return max(d, 0)
 }
+
+// measureCommands sets how long each pending or sent command has waited
+// (Command.Waited), at the DB's clocks now.
+func (db *DB) measureCommands(cmds []*doorledger.Command) {
+	now, mono := db.now(), db.Mono()
+	for _, c := range cmds {
+		if c.Status == doorledger.CommandPending || c.Status == doorledger.CommandSent {
+			c.Waited = db.waited(commandKey{c.DeviceID, c.Version}, c.RequestedAt, now, mono)
+		}
+	}
+}
+
+// measureDevices sets how long each device's pending or sent command has
+// waited (Device.CommandWaited), at the wall time now and the DB's monotonic
+// clock now.
+func (db *DB) measureDevices(now time.Time, devices ...*doorledger.Device) {
+	mono := db.Mono()
+	for _, d := range devices {
+		if d.CommandStatus == doorledger.CommandPending || d.CommandStatus == doorledger.CommandSent {
+			d.CommandWaited = db.waited(commandKey{d.ID, d.DesiredVersion}, d.CommandAt, now, mono)
+		}
+	}
+}

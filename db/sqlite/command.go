@@ -467,7 +467,9 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 	if err != nil {
 		return nil, err
 	}
-	return scanCommands(rows)
+	cmds, err := scanCommands(rows)
+	s.db.measureCommands(cmds)
+	return cmds, err
 }
 
 // CommandProgress is what a lockdown page polls: of the given commands (those
@@ -498,6 +500,7 @@ func (s *DeviceService) CommandProgress(ctx context.Context, commandIDs []int64)
 	if err != nil {
 		return 0, nil, err
 	}
+	s.db.measureCommands(cmds)
 	for _, cm := range cmds {
 		if cm.Status == doorledger.CommandConfirmed {
 			confirmed++
