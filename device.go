@@ -57,6 +57,10 @@ type Device struct {
 	// that does not jump when the machine's clock is set (0: not measured;
 	// Status then goes by CommandAt).
 	CommandWaited time.Duration
+	// BrokerDown is set by the portal while it cannot reach its MQTT
+	// broker: a command still open then waits for the broker, not for the
+	// device (a webhook device is not concerned).
+	BrokerDown bool
 }
 
 // Confirmed reports whether the device reported its desired version in its
@@ -118,6 +122,9 @@ func (d *Device) Status(now time.Time, timeout time.Duration) Standing {
 		return Standing{Code: "refused", Label: told + " · device refused: still " + string(d.ReportedState), Detail: detail, Tone: ToneAlarm}
 	case d.Confirmed():
 		return Standing{Code: "confirmed", Label: told + " · confirmed", Detail: "confirmed", Tone: ToneOK}
+	case d.BrokerDown && d.Transport != "webhook" && d.CommandStatus != CommandSuperseded:
+		return Standing{Code: "waiting_broker", Label: told + " · waiting for the broker",
+			Detail: "the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back", Tone: ToneWarn}
 	case d.CommandStatus == CommandNotConfirmed || (timeout > 0 && !d.CommandAt.IsZero() && waited > timeout):
 		detail := "not confirmed"
 		if !d.CommandAt.IsZero() {

@@ -89,6 +89,7 @@ func (s *Server) buildingView(c echo.Context, p buildingPage, id int64) (views.B
 	if v.Devices, err = p.devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
+	s.markBroker(v.Devices...)
 	if v.Unlocks, err = s.unlockSummary(ctx, p.unlocks, b, 0, v.Devices); err != nil {
 		return v, err
 	}
