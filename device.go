@@ -52,6 +52,15 @@ type Device struct {
 
 	CommandAt     time.Time     // when the current desired state was requested
 	CommandStatus CommandStatus // of that command: pending, sent, confirmed, not confirmed, refused
+	// CommandWaited is how long that command, still pending or sent, had
+	// waited when the device was read, as the store measured it on a clock
+	// that does not jump when the machine's clock is set (0: not measured;
+	// Status then goes by CommandAt).
+	CommandWaited time.Duration
+	// BrokerDown is set by the portal while it cannot reach its MQTT
+	// broker: a command still open then waits for the broker, not for the
+	// device (a webhook device is not concerned).
+	BrokerDown bool
 }
 
 // Confirmed reports whether the device reported its desired version in its
@@ -101,6 +110,9 @@ type Standing struct {
 func (d *Device) Status(now time.Time, timeout time.Duration) Standing {
 	told := string(d.DesiredState)
 	waited := now.Sub(d.CommandAt)
+	if d.CommandWaited > 0 {
+		waited = d.CommandWaited
+	}
 	switch {
 	case d.DesiredVersion == 0:
 		return Standing{Code: "none", Label: told, Detail: "no command yet", Tone: ToneNone}
@@ -110,6 +122,9 @@ func (d *Device) Status(now time.Time, timeout time.Duration) Standing {
 		return Standing{Code: "refused", Label: told + " · device refused: still " + string(d.ReportedState), Detail: detail, Tone: ToneAlarm}
 	case d.Confirmed():
 		return Standing{Code: "confirmed", Label: told + " · confirmed", Detail: "confirmed", Tone: ToneOK}
+	case d.BrokerDown && d.Transport != "webhook" && d.CommandStatus != CommandSuperseded:
+		return Standing{Code: "waiting_broker", Label: told + " · waiting for the broker",
+			Detail: "the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back", Tone: ToneWarn}
 	case d.CommandStatus == CommandNotConfirmed || (timeout > 0 && !d.CommandAt.IsZero() && waited > timeout):
 		detail := "not confirmed"
 		if !d.CommandAt.IsZero() {
@@ -194,14 +209,36 @@ type Command struct {
 	ConfirmedAt time.Time
 	RefusedAt   time.Time // when the device last reported this version in the other state (zero: never)
 	Status      CommandStatus
+	// Waited is how long the command, still pending or sent, had waited
+	// when it was read, as the store measured it on a clock that does not
+	// jump when the machine's clock is set (0: not measured; see WaitedAt).
+	Waited time.Duration
+	// Took is the time from request to confirmation as the portal measured
+	// it, on a clock that does not jump when the machine's clock is set
+	// (0: not measured).
+	Took time.Duration
 }
 
-// Latency is the time from request to confirmation (0 if unconfirmed).
+// Latency is the time from request to confirmation (0 if unconfirmed): as
+// measured (Took), else the difference of the recorded times, never below
+// zero (the machine's clock may have been set back in between).
 func (c *Command) Latency() time.Duration {
 	if c.ConfirmedAt.IsZero() {
 		return 0
 	}
-	return c.ConfirmedAt.Sub(c.RequestedAt)
+	if c.Took > 0 {
+		return c.Took
+	}
+	return max(c.ConfirmedAt.Sub(c.RequestedAt), 0)
+}
+
+// WaitedAt is how long the command has waited at now: as measured (Waited),
+// else since RequestedAt, never below zero.
+func (c *Command) WaitedAt(now time.Time) time.Duration {
+	if c.Waited > 0 {
+		return c.Waited
+	}
+	return max(now.Sub(c.RequestedAt), 0)
 }
 
 // DesiredState is what a transport delivers to a device.

@@ -45,6 +45,21 @@ func TestDeviceStatus(t *testing.T) {
 		{"same version, other state, command not yet marked", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2,
 			ReportedState: doorledger.StateEnabled, ReportedVersion: 2, CommandAt: at, CommandStatus: doorledger.CommandSent},
 			at.Add(time.Second), "refused", "disabled · device refused: still enabled", "device refused: still enabled after it received version 2; managers alerted", doorledger.ToneAlarm},
+		// While the broker is down, an open command waits for it, in every
+		// list as on the device page; a refusal is still the device's, and
+		// a webhook device does not use the broker.
+		{"broker down, past the time-out", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2, ReportedState: doorledger.StateEnabled, ReportedVersion: 1,
+			CommandAt: at, CommandStatus: doorledger.CommandNotConfirmed, BrokerDown: true},
+			at.Add(73 * time.Second), "waiting_broker", "disabled · waiting for the broker", "the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back", doorledger.ToneWarn},
+		{"broker down, refused", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2, ReportedState: doorledger.StateEnabled, ReportedVersion: 2,
+			CommandAt: at, CommandStatus: doorledger.CommandRefused, BrokerDown: true},
+			at.Add(time.Second), "refused", "disabled · device refused: still enabled", "device refused: still enabled after it received version 2; managers alerted", doorledger.ToneAlarm},
+		{"broker down, webhook device", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2, ReportedState: doorledger.StateEnabled, ReportedVersion: 1,
+			CommandAt: at, CommandStatus: doorledger.CommandSent, Transport: "webhook", BrokerDown: true},
+			at.Add(73 * time.Second), "not_confirmed", "disabled · not confirmed", "not confirmed after 1m13s", doorledger.ToneAlarm},
+		{"broker down, confirmed", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2, ReportedState: doorledger.StateDisabled, ReportedVersion: 2,
+			CommandAt: at, CommandStatus: doorledger.CommandConfirmed, BrokerDown: true},
+			at.Add(time.Hour), "confirmed", "disabled · confirmed", "confirmed", doorledger.ToneOK},
 		{"confirmed", doorledger.Device{DesiredState: doorledger.StateDisabled, DesiredVersion: 2, ReportedState: doorledger.StateDisabled, ReportedVersion: 2,
 			CommandAt: at, CommandStatus: doorledger.CommandConfirmed},
 			at.Add(time.Hour), "confirmed", "disabled · confirmed", "confirmed", doorledger.ToneOK},
@@ -59,6 +74,12 @@ func TestDeviceStatus(t *testing.T) {
 				t.Errorf("pending %v, confirmed %v, refused %v: want exactly one", tt.d.Pending(), tt.d.Confirmed(), tt.d.Refused())
 			}
 		})
+	}
+	// Measured on the monotonic clock (CommandWaited), the wait is that, not
+	// now - CommandAt: the machine's clock may have been set in between.
+	d0 := doorledger.Device{DesiredState: doorledger.StateEnabled, DesiredVersion: 1, CommandAt: at, CommandStatus: doorledger.CommandSent, CommandWaited: 12 * time.Second}
+	if got := d0.Status(at.Add(time.Hour), timeout); got.Code != "pending" || got.Detail != "pending 12 s" {
+		t.Errorf("waited 12 s, the clock set an hour forward: %+v, want pending 12 s", got)
 	}
 	// A report has no time-out: only the recorded status says "not confirmed".
 	d := doorledger.Device{DesiredState: doorledger.StateEnabled, DesiredVersion: 1, CommandAt: at, CommandStatus: doorledger.CommandSent}

@@ -92,7 +92,9 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 		err = fmt.Errorf("report state of device %d: %w", id, err)
 	case KindEvents:
 		var evs []doorledger.UnlockEvent
-		if evs, err = ParseEvents(id, payload, time.Now()); err != nil {
+		// Received at the database's clock, the portal's (zero: stamped
+		// when committed), not the machine's read here.
+		if evs, err = ParseEvents(id, payload, time.Time{}); err != nil {
 			in.stats.invalid.Add(1)
 			return rejected, err
 		}

@@ -128,7 +128,8 @@ func ParseReport(id int64, payload []byte) (doorledger.ReportedState, error) {
 }
 
 // ParseEvents decodes an events payload from device id: one JSON object or an
-// array of them (at most MaxEventsPerMessage). receivedAt is the portal's clock.
+// array of them (at most MaxEventsPerMessage). receivedAt is the portal's clock
+// (zero: the store stamps the events when it commits them).
 // Errors are EINVALID and name the offending event.
 func ParseEvents(id int64, payload []byte, receivedAt time.Time) ([]doorledger.UnlockEvent, error) {
 	payload = bytes.TrimSpace(payload)

@@ -14,6 +14,9 @@ type AttentionView struct {
 	Attention *doorledger.Attention
 	// CanManage: the user may resolve (managers, admins); boards read only.
 	CanManage bool
+	// BrokerDown: the portal cannot reach its MQTT broker, so a command not
+	// confirmed waits for the broker rather than blaming the device.
+	BrokerDown bool
 }
 
 // attentionKindWords names n things of a kind, as the list's headings say it.
@@ -79,15 +82,18 @@ func attentionHref(b *doorledger.BuildingAttention, it doorledger.AttentionItem)
 }
 
 // attentionItemText says what an item is and since when.
-func attentionItemText(b *doorledger.BuildingAttention, it doorledger.AttentionItem, now time.Time) string {
+func attentionItemText(b *doorledger.BuildingAttention, it doorledger.AttentionItem, now time.Time, brokerDown bool) string {
 	loc := b.Location()
 	switch it.Kind {
 	case doorledger.AttentionUnconsented:
 		return fmt.Sprintf("Device %d: %s — recorded %s", it.DeviceID, it.Label, FormTime(it.At, loc))
 	case doorledger.AttentionCommand:
 		what := "not confirmed"
-		if it.Status == "refused" {
+		switch {
+		case it.Status == "refused":
 			what = "refused by the device"
+		case brokerDown:
+			what = "waiting for the broker (the portal cannot reach it)"
 		}
 		return fmt.Sprintf("Device %d: %s — command of %s %s", it.DeviceID, it.Label, FormTime(it.At, loc), what)
 	case doorledger.AttentionOffline:

@@ -414,9 +414,9 @@ func AttentionList(v AttentionView) templ.Component {
 							}
 							if it.Kind == doorledger.AttentionResidentReport && !v.CanManage {
 								var templ_7745c5c3_Var25 string
-								templ_7745c5c3_Var25, templ_7745c5c3_Err = templ.JoinStringErrs(attentionItemText(b, it, a.CheckedAt))
+								templ_7745c5c3_Var25, templ_7745c5c3_Err = templ.JoinStringErrs(attentionItemText(b, it, a.CheckedAt, v.BrokerDown))
 								if templ_7745c5c3_Err != nil {
-									return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/attention.templ`, Line: 62, Col: 51}
+									return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/attention.templ`, Line: 62, Col: 65}
 								}
 								_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var25))
 								if templ_7745c5c3_Err != nil {
@@ -441,9 +441,9 @@ func AttentionList(v AttentionView) templ.Component {
 									return templ_7745c5c3_Err
 								}
 								var templ_7745c5c3_Var27 string
-								templ_7745c5c3_Var27, templ_7745c5c3_Err = templ.JoinStringErrs(attentionItemText(b, it, a.CheckedAt))
+								templ_7745c5c3_Var27, templ_7745c5c3_Err = templ.JoinStringErrs(attentionItemText(b, it, a.CheckedAt, v.BrokerDown))
 								if templ_7745c5c3_Err != nil {
-									return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/attention.templ`, Line: 64, Col: 99}
+									return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/attention.templ`, Line: 64, Col: 113}
 								}
 								_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var27))
 								if templ_7745c5c3_Err != nil {

@@ -92,3 +92,25 @@ func TestBuildingFormAction(t *testing.T) {
 		t.Errorf("building 12's form posts to %q, want %q", got, want)
 	}
 }
+
+// While the broker is down, the attention list says a command not confirmed
+// waits for the broker, as the device page does; a refusal is the device's.
+func TestAttentionCommandWhileBrokerDown(t *testing.T) {
+	b := &doorledger.BuildingAttention{BuildingID: 1, Name: "Alder Court", Timezone: "UTC"}
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	item := doorledger.AttentionItem{Kind: doorledger.AttentionCommand, DeviceID: 4, Label: "Acme K2", At: at, Status: "not_confirmed"}
+	for _, tt := range []struct {
+		status     string
+		brokerDown bool
+		want       string
+	}{
+		{"not_confirmed", false, "Device 4: Acme K2 — command of 2026-12-07 09:00 UTC not confirmed"},
+		{"not_confirmed", true, "Device 4: Acme K2 — command of 2026-12-07 09:00 UTC waiting for the broker (the portal cannot reach it)"},
+		{"refused", true, "Device 4: Acme K2 — command of 2026-12-07 09:00 UTC refused by the device"},
+	} {
+		item.Status = tt.status
+		if got := attentionItemText(b, item, at.Add(time.Hour), tt.brokerDown); got != tt.want {
+			t.Errorf("%s, broker down %v: %q\nwant %q", tt.status, tt.brokerDown, got, tt.want)
+		}
+	}
+}

@@ -338,8 +338,8 @@ func CommandOutcome(c *doorledger.Command, now time.Time, timeout time.Duration,
 		return doing + " replaced by a newer command before the device confirmed it."
 	case brokerDown:
 		return doing + " waiting for the broker: the portal cannot reach the MQTT broker; the command is sent as soon as the broker is back, and the device confirms it then." + why
-	case c.Status == doorledger.CommandNotConfirmed || (!c.RequestedAt.IsZero() && now.Sub(c.RequestedAt) > timeout):
-		return doing + " not confirmed: the device has not answered for " + doorledger.Elapsed(now.Sub(c.RequestedAt)) + "; the portal keeps retrying and the managers were alerted." + why
+	case c.Status == doorledger.CommandNotConfirmed || (!c.RequestedAt.IsZero() && c.WaitedAt(now) > timeout):
+		return doing + " not confirmed: the device has not answered for " + doorledger.Elapsed(c.WaitedAt(now)) + "; the portal keeps retrying and the managers were alerted." + why
 	}
 	return doing + " sent — waiting for the device to confirm." + why
 }
@@ -350,7 +350,7 @@ func outcomeClass(c *doorledger.Command, now time.Time, timeout time.Duration, b
 		return "outcome-ok"
 	case brokerDown && c.Status != doorledger.CommandRefused:
 		return "outcome-warn"
-	case c.Status == doorledger.CommandRefused || c.Status == doorledger.CommandNotConfirmed || (c.Status != doorledger.CommandSuperseded && now.Sub(c.RequestedAt) > timeout):
+	case c.Status == doorledger.CommandRefused || c.Status == doorledger.CommandNotConfirmed || (c.Status != doorledger.CommandSuperseded && c.WaitedAt(now) > timeout):
 		return "outcome-danger"
 	}
 	return "outcome-warn"

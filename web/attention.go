@@ -29,7 +29,7 @@ func (s *Server) attentionView(ctx context.Context, attention doorledger.Attenti
 	if err != nil {
 		return views.AttentionView{}, err
 	}
-	return views.AttentionView{Attention: a, CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}, nil
+	return views.AttentionView{Attention: a, CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx)), BrokerDown: s.brokerDown()}, nil
 }
 
 // handleHome is the first screen: the attention list, or an installer's buildings.

@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
@@ -83,13 +82,14 @@ func (s *Server) buildingView(c echo.Context, p buildingPage, id int64) (views.B
 	if err != nil {
 		return views.BuildingView{}, err
 	}
-	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: time.Now(), Timeout: s.cfg.CommandTimeout}
+	v := views.BuildingView{Building: b, CanManage: doorledger.CanManage(u), Now: s.now(), Timeout: s.cfg.CommandTimeout}
 	if v.Consents, err = p.consents.FindConsents(ctx, doorledger.ConsentFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
 	if v.Devices, err = p.devices.FindDevices(ctx, doorledger.DeviceFilter{BuildingID: id}); err != nil {
 		return v, err
 	}
+	s.markBroker(v.Devices...)
 	if v.Unlocks, err = s.unlockSummary(ctx, p.unlocks, b, 0, v.Devices); err != nil {
 		return v, err
 	}

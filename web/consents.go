@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/imagecheck"
@@ -142,7 +141,7 @@ func (s *Server) handleConsentCreate(buildings doorledger.BuildingService, conse
 					v.Add(k, m)
 				}
 			}
-			paper.Validate(v, time.Now())
+			paper.Validate(v, s.now())
 			err = withProblems(v.Err(), problems)
 		} else if perr == nil {
 			req.Photos = photos
@@ -245,7 +244,7 @@ func (s *Server) renderConsentWith(c echo.Context, consents doorledger.ConsentSe
 	default:
 		v.Terms = doorledger.ConsentTerms(con, b)
 	}
-	v.Now = time.Now()
+	v.Now = s.now()
 	var err error
 	if v.Timeline, err = consents.ConsentTimeline(ctx, con.ID); err != nil {
 		return err
@@ -321,7 +320,7 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 			return err
 		}
 		var buf bytes.Buffer
-		if err := reports.ConsentCertificate(&buf, con, b, time.Now().UTC()); err != nil {
+		if err := reports.ConsentCertificate(&buf, con, b, s.now().UTC()); err != nil {
 			return fmt.Errorf("certificate for consent %d: %w", con.ID, err)
 		}
 		c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consent-%d-certificate.pdf"`, con.ID))

@@ -54,7 +54,8 @@ func (s *Server) deviceView(c echo.Context, devices doorledger.DeviceService, bu
 	if err != nil {
 		return views.DeviceView{}, err
 	}
-	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: time.Now(), Timeout: s.cfg.CommandTimeout, BrokerDown: s.brokerDown(),
+	s.markBroker(d)
+	v := views.DeviceView{Device: d, Building: b, Commands: cmds, Now: s.now(), Timeout: s.cfg.CommandTimeout, BrokerDown: s.brokerDown(),
 		CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
 	if v.Unlocks, err = s.unlockSummary(ctx, unlocks, b, d.ID, []*doorledger.Device{d}); err != nil {
 		return views.DeviceView{}, err
@@ -186,7 +187,8 @@ func (s *Server) handleDeviceEvents(devices doorledger.DeviceService, buildings 
 			if err != nil {
 				return nil, true, err
 			}
-			return views.DeviceLive(d, cmds, loc, time.Now(), s.cfg.CommandTimeout, s.brokerDown(), true), false, nil
+			s.markBroker(d)
+			return views.DeviceLive(d, cmds, loc, s.now(), s.cfg.CommandTimeout, s.brokerDown(), true), false, nil
 		})
 	}
 }
@@ -198,8 +200,9 @@ func buildingLocation(c echo.Context, buildings doorledger.BuildingService, id i
 	return time.UTC
 }
 
-// progress loads the devices a lockdown or revoke-all covers.
-func progress(ctx context.Context, devices doorledger.DeviceService, f doorledger.DeviceFilter, timeout time.Duration) (views.ProgressView, error) {
+// progress loads the devices a lockdown or revoke-all covers, judged at the
+// portal's clock.
+func (s *Server) progress(ctx context.Context, devices doorledger.DeviceService, f doorledger.DeviceFilter) (views.ProgressView, error) {
 	list, err := devices.FindDevices(ctx, f)
 	if err != nil {
 		return views.ProgressView{}, err
@@ -210,7 +213,8 @@ func progress(ctx context.Context, devices doorledger.DeviceService, f doorledge
 			live = append(live, d)
 		}
 	}
-	return views.ProgressView{Devices: live, Now: time.Now(), Timeout: timeout}, nil
+	s.markBroker(live...)
+	return views.ProgressView{Devices: live, Now: s.now(), Timeout: s.cfg.CommandTimeout}, nil
 }
 
 func (s *Server) handleLockdownPage(buildings doorledger.BuildingService, devices doorledger.DeviceService) echo.HandlerFunc {
@@ -225,7 +229,7 @@ func (s *Server) handleLockdownPage(buildings doorledger.BuildingService, device
 			return err
 		}
 		v := views.LockdownView{Building: b, Started: c.QueryParam("started") != ""}
-		if v.Progress, err = progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout); err != nil {
+		if v.Progress, err = s.progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}); err != nil {
 			return err
 		}
 		for _, d := range v.Progress.Devices {
@@ -265,7 +269,7 @@ func (s *Server) handleLockdownEvents(buildings doorledger.BuildingService, devi
 			return err
 		}
 		return s.streamEvery(c, users, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
-			v, err := progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id}, s.cfg.CommandTimeout)
+			v, err := s.progress(ctx, devices, doorledger.DeviceFilter{BuildingID: id})
 			return views.Progress(v), false, err
 		})
 	}
@@ -295,7 +299,7 @@ func (s *Server) handleDevicesIndex(devices doorledger.DeviceService) echo.Handl
 		if err != nil {
 			return err
 		}
-		v := views.DevicesIndexView{Vendor: f.Vendor, Installer: f.InstallerID, Installers: map[int64]string{}, Now: time.Now(), Timeout: s.cfg.CommandTimeout,
+		v := views.DevicesIndexView{Vendor: f.Vendor, Installer: f.InstallerID, Installers: map[int64]string{}, Now: s.now(), Timeout: s.cfg.CommandTimeout,
 			Started: c.QueryParam("started") != "", CanManage: doorledger.CanManage(doorledger.UserFromContext(ctx))}
 		seen := map[string]bool{}
 		for _, d := range all {
@@ -308,7 +312,7 @@ func (s *Server) handleDevicesIndex(devices doorledger.DeviceService) echo.Handl
 			}
 		}
 		sort.Strings(v.Vendors)
-		if v.Progress, err = progress(ctx, devices, f, s.cfg.CommandTimeout); err != nil {
+		if v.Progress, err = s.progress(ctx, devices, f); err != nil {
 			return err
 		}
 		v.Devices = v.Progress.Devices
@@ -347,7 +351,7 @@ func (s *Server) handleDevicesEvents(devices doorledger.DeviceService, users doo
 			return err
 		}
 		return s.streamEvery(c, users, "progress", []string{DevicesKey}, listStreamGap, func(ctx context.Context) (templ.Component, bool, error) {
-			v, err := progress(ctx, devices, f, s.cfg.CommandTimeout)
+			v, err := s.progress(ctx, devices, f)
 			return views.Progress(v), false, err
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/imagecheck"
@@ -227,7 +226,7 @@ func (s *Server) handlePaperAttach(consents doorledger.ConsentService, buildings
 			}
 		} else {
 			v := doorledger.Validation{}
-			in.Validate(v, time.Now())
+			in.Validate(v, s.now())
 			err = withProblems(v.Err(), problems)
 		}
 		if !formError(&f, err) {

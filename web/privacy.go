@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/reports"
@@ -157,7 +156,7 @@ func (s *Server) handleTenantNoticePDF(privacy doorledger.PrivacyService) echo.H
 			return err
 		}
 		var buf bytes.Buffer
-		if err := reports.TenantPrivacyNoticePDF(&buf, n, time.Now()); err != nil {
+		if err := reports.TenantPrivacyNoticePDF(&buf, n, s.now()); err != nil {
 			return err
 		}
 		h := c.Response().Header()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/doorledger/doorledger"
+
 	"github.com/labstack/echo/v4"
 )
 
@@ -25,4 +27,13 @@ func handleReady(check func(ctx context.Context) error) echo.HandlerFunc {
 // brokerDown says whether the device broker does not accept the portal now.
 func (s *Server) brokerDown() bool {
 	return s.cfg.BrokerUp != nil && !s.cfg.BrokerUp()
+}
+
+// markBroker marks the devices while the broker is down, so that their
+// status says a command waits for the broker (doorledger.Device.BrokerDown).
+func (s *Server) markBroker(list ...*doorledger.Device) {
+	down := s.brokerDown()
+	for _, d := range list {
+		d.BrokerDown = down
+	}
 }

@@ -132,7 +132,7 @@ func (s *Server) handleReports(buildings doorledger.BuildingService, reports doo
 		if err != nil {
 			return err
 		}
-		from, to, note := defaultReportRange(c.Request().Context(), unlocks, b, time.Now())
+		from, to, note := defaultReportRange(c.Request().Context(), unlocks, b, s.now())
 		f := views.Form{Values: map[string]string{"format": doorledger.ReportPDF, "from": from, "to": to}}
 		for _, k := range []string{"format", "from", "to"} {
 			if q := strings.TrimSpace(c.QueryParam(k)); q != "" {

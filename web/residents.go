@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/a-h/templ"
 	"github.com/doorledger/doorledger"
@@ -275,7 +274,7 @@ func (s *Server) handleNoticePoster(buildings doorledger.BuildingService, reside
 		}
 		var buf bytes.Buffer
 		if err := reports.NoticePosterPDF(&buf, reports.Poster{BuildingName: b.Name, URL: settings.URL, Contact: settings.Contact,
-			Paper: paper, CreatedAt: time.Now()}); err != nil {
+			Paper: paper, CreatedAt: s.now()}); err != nil {
 			return err
 		}
 		h := c.Response().Header()

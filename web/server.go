@@ -73,6 +73,11 @@ type Config struct {
 	NoticeRate, ResidentPostRate RateLimit
 	// Timeouts bound slow and broken clients; zero fields: the defaults.
 	Timeouts Timeouts
+	// Now is the portal's wall clock, the one the database records by
+	// (nil: time.Now): pages judge and date by it, so that a test can set it.
+	// How long something takes within a request is measured on the
+	// machine's monotonic clock instead (time.Since).
+	Now func() time.Time
 }
 
 // Timeouts bound what a slow or broken client can hold (docs/reliability.md).
@@ -125,6 +130,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.Hub == nil {
 		cfg.Hub = NewHub()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
@@ -204,3 +212,6 @@ func (s *Server) Serve(certFile, keyFile string) error {
 
 // Shutdown stops accepting and waits for requests in flight, up to ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+// now reads the portal's wall clock (Config.Now).
+func (s *Server) now() time.Time { return s.cfg.Now() }

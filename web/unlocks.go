@@ -90,7 +90,7 @@ func (s *Server) unlockSummary(ctx context.Context, unlocks doorledger.UnlockSer
 	if len(sum.Days) > 0 {
 		sum.Since = sum.Days[0].Date
 	} else {
-		sum.Since = time.Now().In(loc).AddDate(0, 0, 1-summaryDays).Format("2006-01-02")
+		sum.Since = s.now().In(loc).AddDate(0, 0, 1-summaryDays).Format("2006-01-02")
 	}
 	// The building page lists its open anomalies, however old: they stay
 	// until a manager says what was done about them.
@@ -309,7 +309,7 @@ func (s *Server) handleUnlocksCSV(buildings doorledger.BuildingService, devices 
 			return s.renderUnlocks(c, unlocks, devices, b, flt, f, ferr)
 		}
 		flt.After = doorledger.UnlockCursor{}
-		name := fmt.Sprintf("unlocks-building-%d-%s.csv", b.ID, time.Now().In(b.Location()).Format("20060102-150405"))
+		name := fmt.Sprintf("unlocks-building-%d-%s.csv", b.ID, s.now().In(b.Location()).Format("20060102-150405"))
 		w := &attachment{c: c, contentType: "text/csv; charset=utf-8", name: name}
 		n, err := unlocks.ExportCSV(c.Request().Context(), flt, w)
 		switch {

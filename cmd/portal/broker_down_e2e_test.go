@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,6 +68,17 @@ func TestEndToEndExternalBrokerDown(t *testing.T) {
 			t.Fatalf("device page with the broker down %v after the revoke:\n%s", time.Since(revoked), outcome(body))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The devices list and the building page say so too, not "not confirmed".
+	_, home := mgr.Get(device)
+	building := regexp.MustCompile(`href="(/buildings/\d+)"`).FindStringSubmatch(home)
+	if building == nil {
+		t.Fatalf("device page links no building:\n%s", home)
+	}
+	for _, page := range []string{"/devices", building[1]} {
+		if _, body := mgr.Get(page); !strings.Contains(body, `data-status="waiting_broker"`) || strings.Contains(body, `data-status="not_confirmed"`) {
+			t.Errorf("%s with the broker down, past the time-out: want the revoke waiting for the broker\n%s", page, body)
+		}
 	}
 	if n := sim.Undelivered(); n != openings {
 		t.Errorf("device holds %d undelivered openings, want %d", n, openings)

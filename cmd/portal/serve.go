@@ -206,6 +206,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		TrustProxy: cfg.TrustProxy,
 		Logger:     a.log,
 		Timeouts:   cfg.webTimeouts,
+		Now:        a.db.Now,
 	})
 	if err := a.web.Listen(cfg.Addr); err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -235,7 +236,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("DOORLEDGER_SMTP_URL: %w", err)
 		}
 	}
-	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log}
+	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log, Now: a.db.Now}
 	a.db.OnMail = disp.Notify
 	mailCtx, stopMail := context.WithCancel(sysctx)
 	mailDone := make(chan struct{})

@@ -139,7 +139,13 @@ func cleanReason(reason string) (string, error) {
 }
 
 func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
-	return findDevice(ctx, s.db.read, callerFrom(ctx), id, s.db.Now())
+	now := s.db.Now()
+	d, err := findDevice(ctx, s.db.read, callerFrom(ctx), id, now)
+	if err != nil {
+		return nil, err
+	}
+	s.db.measureDevices(now, d)
+	return d, nil
 }
 
 func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilter) ([]*doorledger.Device, error) {
@@ -168,6 +174,7 @@ func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilt
 		}
 		list = append(list, d)
 	}
+	s.db.measureDevices(now, list...)
 	return list, rows.Err()
 }
 
