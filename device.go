@@ -194,14 +194,23 @@ type Command struct {
 	ConfirmedAt time.Time
 	RefusedAt   time.Time // when the device last reported this version in the other state (zero: never)
 	Status      CommandStatus
+	// Took is the time from request to confirmation as the portal measured
+	// it, on a clock that does not jump when the machine's clock is set
+	// (0: not measured).
+	Took time.Duration
 }
 
-// Latency is the time from request to confirmation (0 if unconfirmed).
+// Latency is the time from request to confirmation (0 if unconfirmed): as
+// measured (Took), else the difference of the recorded times, never below
+// zero (the machine's clock may have been set back in between).
 func (c *Command) Latency() time.Duration {
 	if c.ConfirmedAt.IsZero() {
 		return 0
 	}
-	return c.ConfirmedAt.Sub(c.RequestedAt)
+	if c.Took > 0 {
+		return c.Took
+	}
+	return max(c.ConfirmedAt.Sub(c.RequestedAt), 0)
 }
 
 // DesiredState is what a transport delivers to a device.

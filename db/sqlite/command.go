@@ -414,16 +414,20 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 }
 
 const commandColumns = `cm.id, cm.device_id, cm.building_id, cm.state, cm.version, cm.reason, cm.requested_by, cm.requested_at,
-	cm.sent_at, cm.attempts, cm.last_error, cm.confirmed_at, cm.refused_at, cm.status`
+	cm.sent_at, cm.attempts, cm.last_error, cm.confirmed_at, cm.refused_at, cm.status, COALESCE(cm.latency_us, 0)`
 
 func scanCommands(rows *sql.Rows) ([]*doorledger.Command, error) {
 	defer rows.Close()
 	var list []*doorledger.Command
 	for rows.Next() {
 		var cm doorledger.Command
+		var took int64
 		if err := rows.Scan(&cm.ID, &cm.DeviceID, &cm.BuildingID, &cm.State, &cm.Version, &cm.Reason, &cm.RequestedBy,
-			nullTime{&cm.RequestedAt}, nullTime{&cm.SentAt}, &cm.Attempts, &cm.LastError, nullTime{&cm.ConfirmedAt}, nullTime{&cm.RefusedAt}, &cm.Status); err != nil {
+			nullTime{&cm.RequestedAt}, nullTime{&cm.SentAt}, &cm.Attempts, &cm.LastError, nullTime{&cm.ConfirmedAt}, nullTime{&cm.RefusedAt}, &cm.Status, &took); err != nil {
 			return nil, err
+		}
+		if cm.Status == doorledger.CommandConfirmed {
+			cm.Took = time.Duration(took) * time.Microsecond
 		}
 		list = append(list, &cm)
 	}
@@ -571,28 +575,41 @@ func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]d
 		details                           doorledger.DeviceDetails
 		building                          string
 	}
+	// How long each open command has waited is judged in Go (Tx.waited): on
+	// the monotonic clock for the commands this process recorded, so that
+	// setting the machine's clock forward does not time them out at once, nor
+	// back delay their alert by as much; by the recorded time for the others.
 	// The redundant status list lets SQLite use the partial index commands_open.
-	rows, err := tx.QueryContext(ctx, `SELECT cm.id, cm.device_id, cm.building_id, cm.version, cm.state, d.vendor, d.model, d.serial, d.location, b.name
+	rows, err := tx.QueryContext(ctx, `SELECT cm.id, cm.device_id, cm.building_id, cm.version, cm.state, d.vendor, d.model, d.serial, d.location, b.name,
+		cm.requested_at, cm.status
 		FROM commands cm JOIN devices d ON d.id = cm.device_id JOIN buildings b ON b.id = cm.building_id
-		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND cm.status IN ('pending', 'sent') AND cm.requested_at < ? AND d.retired = 0
-		ORDER BY cm.id`, formatTime(tx.now.Add(-timeout)))
+		WHERE cm.status IN ('pending', 'sent', 'not_confirmed', 'refused') AND d.retired = 0
+		ORDER BY cm.id`)
 	if err != nil {
 		return nil, err
 	}
 	var list []expired
+	open := map[commandKey]bool{}
 	for rows.Next() {
 		var e expired
+		var requested string
+		var status doorledger.CommandStatus
 		if err := rows.Scan(&e.id, &e.deviceID, &e.buildingID, &e.version, &e.state, &e.details.Vendor, &e.details.Model,
-			&e.details.Serial, &e.details.Location, &e.building); err != nil {
+			&e.details.Serial, &e.details.Location, &e.building, &requested, &status); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		list = append(list, e)
+		k := commandKey{e.deviceID, e.version}
+		open[k] = true
+		if (status == doorledger.CommandPending || status == doorledger.CommandSent) && tx.waited(k, parseTime(requested)) > timeout {
+			list = append(list, e)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	tx.db.opened.keep(open)
 	for _, e := range list {
 		if _, err := tx.ExecContext(ctx, `UPDATE commands SET status = 'not_confirmed' WHERE id = ?`, e.id); err != nil {
 			return nil, fmt.Errorf("expire command %d: %w", e.id, err)

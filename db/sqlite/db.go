@@ -36,6 +36,10 @@ type DB struct {
 	// it. It is the only clock Go code in this package reads; see clock.go
 	// for how it and SQLite's own clock meet.
 	Now func() time.Time
+	// Mono is the DB's monotonic clock: time passed since a fixed instant,
+	// which does not jump when Now does (clock.go). Read once per
+	// transaction (Tx.mono) for how long things take.
+	Mono func() time.Duration
 	// PasswordCost is the bcrypt cost; tests lower it.
 	PasswordCost int
 	// OnDesired is called after a commit that changed devices' desired state,
@@ -49,8 +53,9 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	writeStmts stmtCache // statements prepared on the writer (stmt.go)
-	sealer     *sealer   // seals mail bodies (SetSealKey)
+	writeStmts stmtCache      // statements prepared on the writer (stmt.go)
+	opened     openedCommands // commands waiting for their device, by monotonic time (clock.go)
+	sealer     *sealer        // seals mail bodies (SetSealKey)
 
 	migrateThrough string // tests: the last migration to apply ("": all)
 }
@@ -60,6 +65,7 @@ func NewDB(path string) *DB {
 	return &DB{
 		Path:              path,
 		Now:               time.Now,
+		Mono:              machineMono(),
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
@@ -219,8 +225,9 @@ func (db *DB) migrateFile(ctx context.Context, name string) error {
 // Tx is a write transaction with the time read once at its start.
 type Tx struct {
 	*sql.Tx
-	db  *DB
-	now time.Time
+	db   *DB
+	now  time.Time
+	mono time.Duration // DB.Mono at the start
 
 	stmts  map[string]*sql.Stmt      // the transaction's handles on prepared statements (stmt.go)
 	pushes []doorledger.DesiredState // desired states to push after commit
@@ -233,8 +240,11 @@ func (tx *Tx) Commit() error {
 	if err := tx.Tx.Commit(); err != nil {
 		return err
 	}
-	if len(tx.pushes) > 0 && tx.db.OnDesired != nil {
-		tx.db.OnDesired(tx.pushes)
+	if len(tx.pushes) > 0 {
+		tx.db.opened.add(tx.pushes, tx.mono)
+		if tx.db.OnDesired != nil {
+			tx.db.OnDesired(tx.pushes)
+		}
 	}
 	if tx.mailed && tx.db.OnMail != nil {
 		tx.db.OnMail()
@@ -255,7 +265,7 @@ func (db *DB) BeginTx(ctx context.Context, stmts ...string) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{Tx: tx, db: db, now: db.now()}, nil
+	return &Tx{Tx: tx, db: db, now: db.now(), mono: db.Mono()}, nil
 }
 
 // Reader returns the read-only pool, for queries that need no transaction.

@@ -22,6 +22,10 @@ func MustOpenDB(tb testing.TB) (*sqlite.DB, *time.Time) {
 	// with SQLite's own clock.
 	now := time.Now().UTC().Truncate(time.Second)
 	d.Now = func() time.Time { return now }
+	// Moving this clock means time passes: the monotonic clock follows it
+	// (a clock jump moves Now alone; see clock_jump_test.go).
+	start := now
+	d.Mono = func() time.Duration { return now.Sub(start) }
 	if err := d.Open(); err != nil {
 		tb.Fatal(err)
 	}

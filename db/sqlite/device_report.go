@@ -30,8 +30,11 @@ const (
 	issuedStateSQL    = `SELECT state FROM commands WHERE device_id = ? AND version = ?`
 	recordReportedSQL = `UPDATE devices SET reported_state = ?, reported_version = ?, reported_at = ?,
 		last_seen_at = MAX(COALESCE(last_seen_at, ''), ?) WHERE id = ?`
-	confirmCommandSQL = `UPDATE commands SET status = 'confirmed', confirmed_at = ?
-		WHERE device_id = ? AND version = ? AND status IN ('pending', 'sent', 'not_confirmed', 'refused') RETURNING id, requested_at`
+	// latency_us: on the monotonic clock when this process recorded the
+	// command (?4), else the recorded times' difference, never below zero.
+	confirmCommandSQL = `UPDATE commands SET status = 'confirmed', confirmed_at = ?1,
+		latency_us = COALESCE(?4, MAX(0, CAST(ROUND((julianday(?1) - julianday(requested_at)) * 86400000000) AS INTEGER)))
+		WHERE device_id = ?2 AND version = ?3 AND status IN ('pending', 'sent', 'not_confirmed', 'refused') RETURNING id, requested_at, latency_us`
 	// A confirmation the device goes back on is withdrawn: confirmed_at says
 	// when the command was last confirmed, and the journal keeps each one.
 	refuseCommandSQL = `UPDATE commands SET status = 'refused', refused_at = ?1, confirmed_at = NULL
@@ -260,7 +263,7 @@ func (tx *Tx) refuseCommand(ctx context.Context, r doorledger.ReportedState, d *
 	}
 	if err := tx.auditAs(ctx, 0, label, "command.refused", d.buildingID, "command", id, map[string]any{
 		"device": r.DeviceID, "version": r.Version, "desired_state": state, "reported_state": r.State,
-		"after_ms": tx.now.Sub(parseTime(requested)).Milliseconds()}); err != nil {
+		"after_ms": tx.waited(commandKey{r.DeviceID, r.Version}, parseTime(requested)).Milliseconds()}); err != nil {
 		return err
 	}
 	risk := "Until it disables, couriers may still be able to open the door."
@@ -286,16 +289,20 @@ func verbOf(state doorledger.DeviceState) string {
 
 // confirmCommand marks the command of the reported version confirmed, once.
 func (tx *Tx) confirmCommand(ctx context.Context, r doorledger.ReportedState, buildingID int64, label string) error {
-	var id int64
+	var id, latency int64
 	var requested string
-	err := tx.queryRowPrepared(ctx, confirmCommandSQL, formatTime(tx.now), r.DeviceID, r.Version).Scan(&id, &requested)
+	var measured any // NULL: not recorded by this process
+	if m, ok := tx.db.opened.get(commandKey{r.DeviceID, r.Version}); ok {
+		measured = max(tx.mono-m, 0).Microseconds()
+	}
+	err := tx.queryRowPrepared(ctx, confirmCommandSQL, formatTime(tx.now), r.DeviceID, r.Version, measured).Scan(&id, &requested, &latency)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil // confirmed already
 	} else if err != nil {
 		return fmt.Errorf("confirm command of device %d version %d: %w", r.DeviceID, r.Version, err)
 	}
 	return tx.auditAs(ctx, 0, label, "command.confirmed", buildingID, "command", id, map[string]any{
-		"device": r.DeviceID, "state": r.State, "version": r.Version, "latency_ms": tx.now.Sub(parseTime(requested)).Milliseconds()})
+		"device": r.DeviceID, "state": r.State, "version": r.Version, "latency_ms": latency / 1000})
 }
 
 // flagUnconsented marks a device that says it is enabled without an active

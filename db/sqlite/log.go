@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -44,6 +45,28 @@ type LogService struct {
 	// Batch bounds the entries one sequencing transaction appends, so that
 	// writers wait for the writer connection milliseconds, not a whole backlog.
 	Batch int
+
+	// signed is the monotonic reading (DB.Mono) when this service last signed
+	// a head, if hasSigned.
+	signedMu  sync.Mutex
+	signed    time.Duration
+	hasSigned bool
+}
+
+// headDue reports whether a head signed at wall time at is old enough
+// (HeadEvery) for the next, at the wall time now and monotonic reading mono:
+// by the monotonic clock when this service signed it, so that setting the
+// machine's clock back does not hold the next head back by as much; else by
+// the wall clock, and at once when the head is dated after now.
+func (s *LogService) headDue(at, now time.Time, mono time.Duration) bool {
+	s.signedMu.Lock()
+	signed, ok := s.signed, s.hasSigned
+	s.signedMu.Unlock()
+	if ok {
+		return mono-signed >= s.HeadEvery
+	}
+	d := now.Sub(at)
+	return d < 0 || d >= s.HeadEvery
 }
 
 // NewLogService returns the log on db, signing heads with key (nil: the log
@@ -168,7 +191,7 @@ func (s *LogService) hasWork(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	due := size > headSize && (headAt == "" || s.db.Now().Sub(parseTime(headAt)) >= s.HeadEvery)
+	due := size > headSize && (headAt == "" || s.headDue(parseTime(headAt), s.db.Now(), s.db.Mono()))
 	return pending || due, nil
 }
 
@@ -191,19 +214,36 @@ func (s *LogService) sequenceOnce(ctx context.Context, force bool) (int, *doorle
 	}
 	caughtUp := n < s.batch()
 	grown := tree.Size() > 0 && (head == nil || head.Size < tree.Size())
-	if caughtUp && grown && (force || head == nil || tx.now.Sub(head.At) >= s.HeadEvery) {
-		if head, err = s.signHead(ctx, tx, tree); err != nil {
+	signed := false
+	if caughtUp && grown && (force || head == nil || s.headDue(head.At, tx.now, tx.mono)) {
+		if head, err = s.signHead(ctx, tx, tree, head); err != nil {
 			return 0, nil, err
 		}
+		signed = true
 	}
-	return n, head, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, nil, err
+	}
+	if signed {
+		s.signedMu.Lock()
+		s.signed, s.hasSigned = tx.mono, true
+		s.signedMu.Unlock()
+	}
+	return n, head, nil
 }
 
-func (s *LogService) signHead(ctx context.Context, tx *Tx, tree *auditlog.Frontier) (*doorledger.LogHead, error) {
+// signHead signs and records the head of tree, after the latest head prev
+// (nil: none). Its time is the transaction's, but never before prev's: with
+// the machine's clock set back, heads keep their order in time as in size.
+func (s *LogService) signHead(ctx context.Context, tx *Tx, tree *auditlog.Frontier, prev *doorledger.LogHead) (*doorledger.LogHead, error) {
 	if s.key == nil {
 		return nil, errors.New("no key to sign the log's head with")
 	}
-	h := &doorledger.LogHead{Size: tree.Size(), Root: tree.Root(), At: tx.now}
+	at := tx.now
+	if prev != nil && prev.At.After(at) {
+		at = prev.At
+	}
+	h := &doorledger.LogHead{Size: tree.Size(), Root: tree.Root(), At: at}
 	var err error
 	if h.Note, err = auditlog.SignHead(s.key.Signer(), h.Size, h.Root); err != nil {
 		return nil, err

@@ -457,7 +457,10 @@ func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorl
 	if err != nil {
 		return nil, nil, err
 	}
-	if now := s.db.Now().UTC(); now.Sub(sess.LastSeenAt) > sessionTouchEvery {
+	// A last use dated after now (the machine's clock was set back) is
+	// written again too: the idle time-out counts from this use, not from
+	// a time still to come.
+	if now := s.db.Now().UTC(); now.Sub(sess.LastSeenAt) > sessionTouchEvery || now.Before(sess.LastSeenAt) {
 		if _, err := s.db.write.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, formatTime(now), HashToken(sessionID)); err != nil {
 			return nil, nil, err
 		}
