@@ -42,6 +42,7 @@ type Services struct {
 	Vendors       doorledger.VendorService
 	Outbox        doorledger.OutboxService
 	Attention     doorledger.AttentionService
+	Ops           doorledger.OpsService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -81,6 +82,7 @@ func Run(t *testing.T, newServices NewServices) {
 		vendorTests,
 		logTests,
 		deviceTests,
+		opsTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

@@ -57,6 +57,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Vendors:       vendors,
 		Outbox:        sqlite.NewOutboxService(d),
 		Attention:     sqlite.NewAttentionService(d),
+		Ops:           sqlite.NewOpsService(d),
 		Now:           now,
 		OnMail:        func(f func()) { d.OnMail = f },
 		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
