@@ -185,6 +185,9 @@ func (b *Broker) TLSAddr() string { return b.tlsAddr }
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats { return b.stats.snapshot() }
 
+// Connected returns how many clients (devices) are connected now.
+func (b *Broker) Connected() int64 { return atomic.LoadInt64(&b.server.Info.ClientsConnected) }
+
 // Push publishes d as the retained desired state of its device (QoS 1). It
 // returns once the broker holds it: a connected device gets it now, any other
 // when it next subscribes. Pushing an older version than one already pushed is

@@ -67,7 +67,7 @@ func requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 // the server's time in a Server-Timing header ("app;dur=" in ms, up to the
 // response's headers: pages are rendered to a buffer first, so that is the
 // whole page's work), which browsers' tools and the benchmarks read.
-func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
+func requestLogger(log *slog.Logger, observe func(route, method string, code int, took time.Duration)) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -82,8 +82,12 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 			if u := doorledger.UserFromContext(c.Request().Context()); u != nil {
 				uid = u.ID
 			}
+			took := time.Since(start)
 			log.Info("request", "method", c.Request().Method, "route", c.Path(), "status", c.Response().Status,
-				"duration", time.Since(start).Round(time.Microsecond), "user", uid, "ip", c.RealIP())
+				"duration", took.Round(time.Microsecond), "user", uid, "ip", c.RealIP())
+			if observe != nil {
+				observe(c.Path(), c.Request().Method, c.Response().Status, took)
+			}
 			return nil
 		}
 	}

@@ -27,7 +27,7 @@ func (s *Server) routes() {
 		middleware.Recover(),
 		securityHeaders(s.cfg.Secure),
 		requestContext,
-		requestLogger(s.log),
+		requestLogger(s.log, s.cfg.ObserveRequest),
 		s.rateLimit, // public routes: each client held to its allowance before any body is read
 		s.bodyLimit,
 		s.loadSession(users), // the session first: nothing below reads a body before the caller is known

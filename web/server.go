@@ -43,6 +43,10 @@ type Config struct {
 	// Ready reports readiness for /readyz: nil when the database is writable
 	// and the device broker accepts; otherwise the reason, shown as is.
 	Ready func(ctx context.Context) error
+	// ObserveRequest, if set, is told of every answered request: the route
+	// pattern as registered (echo's router only ever names a registered
+	// pattern, never the raw path), method, status and duration.
+	ObserveRequest func(route, method string, code int, took time.Duration)
 	// BrokerUp reports whether the device broker accepts the portal now (nil:
 	// always, as the embedded broker does); the device page says a command
 	// waits for the broker while it does not.

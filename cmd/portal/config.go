@@ -35,6 +35,8 @@ type config struct {
 	MQTTUser       string        // the portal's account on the external broker (and its client id)
 	MQTTShareGroup string        // the MQTT 5 shared-subscription group of several instances
 	MQTTPeers      []string      // every instance's -mqtt-user in the group: a stopped one's session is drained
+	MetricsAddr    string        // where /metrics listens ("" = off)
+	MetricsToken   string        // bearer token /metrics requires (DOORLEDGER_METRICS_TOKEN only)
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
@@ -96,6 +98,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", getenv("DOORLEDGER_MQTT_TLS_ADDR"), "embedded MQTT broker TLS listen address, with -tls-cert/-tls-key (env DOORLEDGER_MQTT_TLS_ADDR)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")
 	fs.StringVar(&cfg.MQTTUser, "mqtt-user", envOr(getenv, "DOORLEDGER_MQTT_USER", "doorledger-portal"), "the portal's username on the external broker (env DOORLEDGER_MQTT_USER)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", getenv("DOORLEDGER_METRICS_ADDR"), "serve Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9464, apart from the portal's own (env DOORLEDGER_METRICS_ADDR; a bearer token in DOORLEDGER_METRICS_TOKEN, if set, is required)")
 	fs.StringVar(&cfg.MQTTShareGroup, "mqtt-share-group", getenv("DOORLEDGER_MQTT_SHARE_GROUP"), "with -mqtt-url: receive devices' messages through this MQTT 5 shared-subscription group, so several instances (each its own -mqtt-user) process each message once (env DOORLEDGER_MQTT_SHARE_GROUP)")
 	peers := fs.String("mqtt-peers", getenv("DOORLEDGER_MQTT_PEERS"), "with -mqtt-share-group: the -mqtt-user of every instance in the group, comma-separated; the session an instance that stopped leaves on the broker is drained by another (env DOORLEDGER_MQTT_PEERS)")
 	fs.DurationVar(&cfg.CommandTimeout, "command-timeout", envDuration(getenv, "DOORLEDGER_COMMAND_TIMEOUT", 30*time.Second), "how long a device may take to confirm a command before it is retried and the managers alerted (env DOORLEDGER_COMMAND_TIMEOUT)")
@@ -133,6 +136,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	cfg.AdminPass = getenv("DOORLEDGER_ADMIN_PASSWORD")
 	cfg.SMTPURL = getenv("DOORLEDGER_SMTP_URL")
 	cfg.MQTTPassword = getenv("DOORLEDGER_MQTT_PASSWORD")
+	cfg.MetricsToken = getenv("DOORLEDGER_METRICS_TOKEN")
 	if v := getenv("DOORLEDGER_BCRYPT_COST"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 4 || n > 31 {

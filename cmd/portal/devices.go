@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/web"
 )
@@ -36,8 +37,10 @@ func (r liveReports) ReportState(ctx context.Context, rep doorledger.ReportedSta
 }
 
 // ready is /readyz's check: the database takes a write lock within a few
-// seconds, and the external broker (if any) has the portal connected. The
-// embedded broker runs in this process: it accepts while the portal does.
+// seconds, the external broker (if any) has the portal connected, and the
+// verifiable log's sequencer (which runs every second) is less than
+// maxLogLag behind. The embedded broker runs in this process: it accepts
+// while the portal does.
 func ready(ctx context.Context, a *app, dc *deviceControl) error {
 	if dc.client != nil && !dc.client.Connected() {
 		return errors.New("the MQTT broker does not accept the portal's connection")
@@ -47,8 +50,19 @@ func ready(ctx context.Context, a *app, dc *deviceControl) error {
 	if err := a.db.Writable(ctx); err != nil {
 		return fmt.Errorf("the database is not writable: %w", err)
 	}
+	_, lag, err := sqlite.NewOpsService(a.db).LogBacklog(doorledger.NewSystemContext(ctx, "readyz"))
+	if err != nil {
+		return fmt.Errorf("the audit log's backlog cannot be read: %w", err)
+	}
+	if lag > maxLogLag {
+		return fmt.Errorf("the audit log's sequencer is %s behind (at most %s)", lag.Round(time.Second), maxLogLag)
+	}
 	return nil
 }
+
+// maxLogLag is how far behind the log's sequencer may fall before /readyz
+// says not ready.
+const maxLogLag = 10 * time.Second
 
 // deviceControl is the running device-control module: a transport (the embedded
 // broker, or a client of an external one) and the controller that pushes desired

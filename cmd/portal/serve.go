@@ -188,6 +188,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	var observe func(route, method string, code int, took time.Duration)
+	if cfg.MetricsAddr != "" {
+		m := newMetrics(a, dc)
+		mctx, stopMetrics := context.WithCancel(sysctx)
+		addr, wait, err := serveMetrics(mctx, a.log, cfg.MetricsAddr, cfg.MetricsToken, m)
+		if err != nil {
+			stopMetrics()
+			return err
+		}
+		defer func() { stopMetrics(); wait() }()
+		observe = m.ObserveRequest
+		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+	}
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
@@ -197,11 +210,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
 		},
-		Ready:       func(ctx context.Context) error { return ready(ctx, a, dc) },
-		BrokerUp:    func() bool { return dc.client == nil || dc.client.Connected() },
-		SessionKeys: keys,
-		SMTP:        cfg.SMTPURL != "",
-		Hub:         hub, CommandTimeout: cfg.CommandTimeout,
+		Ready:          func(ctx context.Context) error { return ready(ctx, a, dc) },
+		BrokerUp:       func() bool { return dc.client == nil || dc.client.Connected() },
+		ObserveRequest: observe,
+		SessionKeys:    keys,
+		SMTP:           cfg.SMTPURL != "",
+		Hub:            hub, CommandTimeout: cfg.CommandTimeout,
 		Secure:     cfg.secure(),
 		TrustProxy: cfg.TrustProxy,
 		Logger:     a.log,

@@ -43,6 +43,7 @@ type Services struct {
 	Outbox        doorledger.OutboxService
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
+	Ops           doorledger.OpsService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -84,6 +85,7 @@ func Run(t *testing.T, newServices NewServices) {
 		logTests,
 		deviceTests,
 		leaseTests,
+		opsTests,
 	} {
 		for _, tc := range group {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })

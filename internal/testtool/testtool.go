@@ -42,4 +42,5 @@ var debianPackages = map[string]string{
 	"chromium":  "chromium",
 	"zbarimg":   "zbar-tools",
 	"sqlite3":   "sqlite3",
+	"promtool":  "prometheus",
 }
