@@ -26,3 +26,8 @@ func handleReady(check func(ctx context.Context) error) echo.HandlerFunc {
 func (s *Server) brokerDown() bool {
 	return s.cfg.BrokerUp != nil && !s.cfg.BrokerUp()
 }
+
+// diskFull says whether the portal refuses ingest for want of disk space now.
+func (s *Server) diskFull() bool {
+	return s.cfg.DiskFull != nil && s.cfg.DiskFull()
+}
