@@ -172,7 +172,7 @@ func (s *Space) Check(ctx context.Context) error {
 		}
 	}
 	if s.full.Load() {
-		if free < s.Floor+s.Reserve {
+		if free < s.resumeAt() {
 			return s.record(ctx, free)
 		}
 		if err := s.writeReserve(); err != nil {
@@ -194,6 +194,15 @@ func (s *Space) Check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// minResume is the least free space at which an episode ends, whatever the
+// floor and reserve: with both 0 (no floor, no reserve) a disk at 0 bytes
+// free would otherwise end the episode it just started, once a second.
+const minResume = 1 << 20
+
+// resumeAt is the free space at which an episode ends: room for the reserve
+// to be written back with the floor still free.
+func (s *Space) resumeAt() int64 { return max(s.Floor+s.Reserve, minResume) }
 
 // record writes the episode and the admins' alert, once per episode (an
 // episode left open by a restart is the same one).
@@ -233,7 +242,7 @@ func (s *Space) record(ctx context.Context, free int64) error {
 	body := fmt.Sprintf("The disk of the portal's data directory (%s) is full: %d bytes are free, below the %d bytes the portal keeps for revokes.\n\n"+
 		"Until space is freed, the portal refuses door events from devices (they keep them and send them again) and from vendors (HTTP 503 with Retry-After). Nothing it acknowledged is lost. Revoking and enabling devices, and the rest of the portal, still work.\n\n"+
 		"Free at least %d bytes on that disk; ingest resumes by itself, without a restart.\n",
-		filepath.Dir(s.db.Path), free, s.Floor, s.Floor+s.Reserve-free)
+		filepath.Dir(s.db.Path), free, s.Floor, s.resumeAt()-free)
 	for _, addr := range to {
 		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: "Doorledger: the data disk is full; door events are refused", Body: body, Kind: "alert"},
 			fmt.Sprintf("disk-full:%d:%s", id, addr)); err != nil {

@@ -163,3 +163,36 @@ func TestSpaceDiskFull(t *testing.T) {
 		t.Fatalf("ingest after space returned: %v", err)
 	}
 }
+
+// TestSpaceWithoutFloorStaysFull: with neither floor nor reserve, a write
+// that found the disk full starts an episode that the next check does not end
+// while nothing is free (it ended at once, and started again with the next
+// write, once a second: the banner came and went).
+func TestSpaceWithoutFloorStaysFull(t *testing.T) {
+	w := newUnlockWorld(t, "UTC", time.Time{})
+	ctx := context.Background()
+	dev, _ := w.enabledDevice(t, w.A)
+	sp := w.d.Space()
+	sp.Floor, sp.Reserve = 0, 0
+	if err := w.d.SetMaxPages(ctx, pageCount(t, w.d)+20); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for n := 0; err == nil; n++ {
+		if n > 10000 {
+			t.Fatal("the page limit was never reached")
+		}
+		ev := unlockEv(dev, fmt.Sprintf("ev-%05d", n), (*w.Now).Add(-time.Duration(n)*time.Millisecond), doorledger.UnlockGranted)
+		ev.ActorRef = strings.Repeat("x", 250)
+		_, err = w.svc.RecordUnlocksResult(ctx, []doorledger.UnlockEvent{ev})
+	}
+	if doorledger.ErrorCode(err) != doorledger.EUNAVAILABLE || !sp.Full() {
+		t.Fatalf("ingest past the page limit: %v, Full %v; want EUNAVAILABLE and full", err, sp.Full())
+	}
+	if err := sp.Check(ctx); err != nil && doorledger.ErrorCode(err) != doorledger.EUNAVAILABLE {
+		t.Fatal(err)
+	}
+	if !sp.Full() {
+		t.Fatal("the check ended the episode with the database still full")
+	}
+}
