@@ -46,7 +46,10 @@ const bannerMark = `id="portal-notice"`
 func TestSlowDiskFull(t *testing.T) {
 	mnt := t.TempDir()
 	mode := "tmpfs"
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", diskSize), "tmpfs", mnt).CombinedOutput(); err != nil {
+	if os.Getenv("DOORLEDGER_TEST_NO_MOUNT") != "" { // to run the fallback where mounting works
+		mode = "max_page_count"
+		t.Log("DOORLEDGER_TEST_NO_MOUNT is set: not mounting")
+	} else if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", diskSize), "tmpfs", mnt).CombinedOutput(); err != nil {
 		mode = "max_page_count"
 		t.Logf("mount refused (%v: %s)", err, strings.TrimSpace(string(out)))
 	} else {
