@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -291,19 +290,4 @@ func fill(path string) (int64, error) {
 			return n, err
 		}
 	}
-}
-
-// postVendor posts a batch of unlock events as the vendor's cloud, signed
-// now, and returns the answer with its header.
-func postVendor(t *testing.T, p *Portal, vendorID, key, batch string) (int, string, http.Header) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/vendors/%s/events", p.URL, vendorID), strings.NewReader(batch))
-	req.Header.Set(devicectl.SignatureHeader, devicectl.Sign([]byte(key), time.Now(), []byte(batch)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(answer), resp.Header
 }

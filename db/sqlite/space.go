@@ -222,21 +222,8 @@ func (s *Space) record(ctx context.Context, free int64) error {
 		formatTime(tx.now), free).Scan(&id); err != nil {
 		return fmt.Errorf("record disk-full episode: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
+	to, err := tx.emails(ctx, `SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
 	if err != nil {
-		return err
-	}
-	var to []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return err
-		}
-		to = append(to, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	body := fmt.Sprintf("The disk of the portal's data directory (%s) is full: %d bytes are free, below the %d bytes the portal keeps for revokes.\n\n"+
