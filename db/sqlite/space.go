@@ -239,8 +239,12 @@ func (s *Space) record(ctx context.Context, free int64) error {
 	return tx.Commit()
 }
 
-// end closes an open episode.
+// end closes an open episode. It takes the write lock only when there is one.
 func (s *Space) end(ctx context.Context) error {
+	var open int64
+	if err := s.db.read.QueryRowContext(ctx, `SELECT count(*) FROM disk_full_episodes WHERE ended_at IS NULL`).Scan(&open); err != nil || open == 0 {
+		return err
+	}
 	tx, err := s.db.BeginTx(doorledger.NewSystemContext(ctx, "system"))
 	if err != nil {
 		return err
@@ -251,7 +255,7 @@ func (s *Space) end(ctx context.Context) error {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // nothing to write: no commit
+		return nil
 	}
 	return tx.Commit()
 }
