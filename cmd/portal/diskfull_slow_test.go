@@ -291,3 +291,76 @@ func fill(path string) (int64, error) {
 		}
 	}
 }
+
+// TestSlowDiskFullExternalBroker: with an external Mosquitto, events the
+// portal refuses for a full disk (here SQLite's page limit) wait in the
+// portal's session, but the device's report behind them goes through: a
+// revoke made during the episode is confirmed during it. Once space returns
+// the events are stored, each once.
+func TestSlowDiskFullExternalBroker(t *testing.T) {
+	dir := t.TempDir()
+	p := MustStartPortal(t, dir)
+	mgr, device, id, secret := consentedDevice(t, p)
+	p.Stop(t)
+	m := startMosquitto(t, dir)
+	var appDB *sqlite.DB
+	p = mustStartPortalHook(t, dir, func(a *app) { appDB = a.db }, m.env, "-mqtt-url", "mqtt://"+m.addr, "-disk-floor-mb", "4")
+	p.MQTT = "mqtt://" + m.addr
+	lastPortal = p
+	mgr.base = p.URL
+	reader, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "doorledger.db")+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	sim := startSim(t, p, id, secret, t.TempDir())
+	awaitApplied(t, sim, 1, doorledger.StateEnabled)
+
+	var pages int64
+	reader.QueryRow(`PRAGMA page_count`).Scan(&pages)
+	if err := appDB.SetMaxPages(context.Background(), pages+256); err != nil {
+		t.Fatal(err)
+	}
+	awaitPage(t, mgr, device, bannerMark)
+	const openings = 3
+	for range openings {
+		if _, err := sim.Unlock(devicectl.EventMessage{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The broker took them (the device's PUBACK is Mosquitto's); the portal
+	// refuses them until space returns.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sim.AwaitDelivered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if status, _, body := mgr.Post(device, device+"/revoke", nil); status != http.StatusSeeOther {
+		t.Fatalf("revoke on a full disk: %d\n%s", status, body)
+	}
+	awaitApplied(t, sim, 2, doorledger.StateDisabled)
+	awaitConfirmed(t, reader, id, 2)
+	t.Logf("revoke confirmed %v after it was asked, with %d refused events ahead of the report", time.Since(start).Round(time.Millisecond), openings)
+	var stored int
+	reader.QueryRow(`SELECT count(*) FROM unlock_events WHERE device_id = ?`, id).Scan(&stored)
+	if stored != 0 {
+		t.Fatalf("%d events stored on a full disk", stored)
+	}
+
+	freed := time.Now()
+	if err := appDB.SetMaxPages(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var n, distinct int
+		reader.QueryRow(`SELECT count(*), count(DISTINCT event_id) FROM unlock_events WHERE device_id = ?`, id).Scan(&n, &distinct)
+		if n == openings && distinct == openings {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events (%d distinct) stored 30 s after space returned, want %d", n, distinct, openings)
+		}
+	}
+	t.Logf("space returned → the %d events stored %v later", openings, time.Since(freed).Round(time.Millisecond))
+}
