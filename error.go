@@ -19,6 +19,7 @@ const (
 	EUNAUTHORIZED = "unauthorized" // no valid sign-in
 	ECONFLICT     = "conflict"     // the object's state does not allow this now
 	ETOOMANY      = "too_many"     // throttled; retry later
+	EUNAVAILABLE  = "unavailable"  // cannot be done now (the disk is full); retry later, nothing was kept
 	EINTERNAL     = "internal"     // a bug or an outage; the user sees "Internal error"
 )
 

@@ -425,6 +425,7 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 // Reason codes a device sees in a negative PUBACK or a DISCONNECT (MQTT 5).
 var (
 	codeNotCommitted      = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "not committed: publish again later"}
+	codeUnavailable       = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "the portal's disk is full: publish again later"}
 	codeCredentialChanged = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "credential changed: connect with the new secret"}
 )
 
@@ -458,9 +459,17 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		// 3.1.1 cannot say no: acknowledge and drop, as resending cannot help.
 		return pk, packets.CodeSuccessIgnore
 	default:
-		h.b.log.Error("device message not committed", "device", id, "topic", pk.TopicName, "error", err)
+		code := codeNotCommitted
+		if doorledger.ErrorCode(err) == doorledger.EUNAVAILABLE {
+			// The disk is full: expected until space returns, and logged
+			// once by the portal, not per message.
+			code = codeUnavailable
+			h.b.log.Debug("device message refused for now", "device", id, "topic", pk.TopicName, "error", err)
+		} else {
+			h.b.log.Error("device message not committed", "device", id, "topic", pk.TopicName, "error", err)
+		}
 		if v5ack {
-			return pk, codeNotCommitted
+			return pk, code
 		}
 		if pk.FixedHeader.Qos > 0 {
 			cl.Stop(fmt.Errorf("not committed: %w", err))

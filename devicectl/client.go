@@ -298,7 +298,8 @@ func (c *Client) onUp(cm *autopaho.ConnectionManager) {
 // services fail it retries in place (holding back later messages, whose
 // acknowledgements MQTT requires in order) until they succeed, the
 // connection drops, or the client closes; an unacknowledged message comes
-// again on the next connection.
+// again on the next connection. Events refused because the disk is full are
+// retried aside instead, so that devices' reports still get through.
 func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 	c.busy.Add(1)
 	c.last.Store(time.Now().UnixNano())
@@ -313,23 +314,47 @@ func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 		c.ack(pr)
 		return true, nil
 	}
+	out, err := c.in.ingest(c.ctx, id, kind, p.Payload)
+	if out == failed && kind == KindEvents && doorledger.ErrorCode(err) == doorledger.EUNAVAILABLE {
+		// The disk is full: events wait for space, but the reports behind
+		// them (a revoke's confirmation) must not wait with them. The events
+		// are retried aside; paho still sends the acknowledgements in the
+		// order the messages came (its acksTracker), whatever order they
+		// are committed in, and ingest of events is idempotent.
+		c.log.Warn("device events refused for now; retrying aside", "device", id, "error", err)
+		go c.settle(pr, id, kind, out, err)
+		return true, nil
+	}
+	c.settle(pr, id, kind, out, err)
+	return true, nil
+}
+
+// settle acknowledges a message once committed (or refused for good),
+// trying it again while the services fail, until the connection drops or the
+// client closes.
+func (c *Client) settle(pr paho.PublishReceived, id int64, kind string, out outcome, err error) {
+	p := pr.Packet
 	for attempt := 0; ; attempt++ {
-		out, err := c.in.ingest(c.ctx, id, kind, p.Payload)
+		if attempt > 0 {
+			out, err = c.in.ingest(c.ctx, id, kind, p.Payload)
+		}
 		switch out {
 		case committed:
 			c.ack(pr)
-			return true, nil
+			return
 		case rejected:
 			c.log.Warn("device message refused", "device", id, "topic", p.Topic, "error", err)
 			c.ack(pr)
-			return true, nil
+			return
 		}
-		c.log.Error("device message not committed; retrying", "device", id, "topic", p.Topic, "attempt", attempt+1, "error", err)
+		if doorledger.ErrorCode(err) != doorledger.EUNAVAILABLE {
+			c.log.Error("device message not committed; retrying", "device", id, "topic", p.Topic, "attempt", attempt+1, "error", err)
+		}
 		select {
 		case <-c.ctx.Done():
-			return true, nil
+			return
 		case <-pr.Client.Done():
-			return true, nil
+			return
 		case <-time.After(retryDelay(attempt)):
 		}
 	}

@@ -20,7 +20,16 @@ type Page struct {
 	CSRF   string
 	Flash  []Flash
 	Active string // which nav entry is current
+	// Notice is a banner about the portal itself, on every page while it
+	// holds (the disk is full: DiskFullNotice); "" for none.
+	Notice string
 }
+
+// DiskFullNotice is the banner admins and managers see while the portal's
+// disk is full (docs/reliability.md, "Disk full").
+const DiskFullNotice = "The portal's disk is full. Door events from devices and vendors are not recorded for now: " +
+	"devices keep them and send them again once space is freed, and nothing already recorded is lost. " +
+	"Revoking and enabling devices still works. The administrators have been alerted."
 
 // Flash is a one-time message shown at the top of the next page.
 type Flash struct {

@@ -43,6 +43,7 @@ const (
 	reasonInvalidEvent       = "invalid_event"
 	reasonInvalidReport      = "invalid_report"
 	reasonInternal           = "internal"
+	reasonUnavailable        = "unavailable" // the disk is full: nothing kept, send again after Retry-After
 )
 
 // apiError is a refusal of the machine API.
@@ -61,10 +62,14 @@ func refuse(status int, reason, msg string) *apiError {
 
 // writeAPIError answers a refusal, logging it (internal ones with their cause).
 func (s *Server) writeAPIError(c echo.Context, vendorID int64, e *apiError, cause error) error {
-	if e.status >= 500 {
+	switch {
+	case e.status == http.StatusServiceUnavailable:
+		s.log.Warn("vendor api: refused for now", "route", c.Path(), "vendor", vendorID, "err", cause)
+		c.Response().Header().Set("Retry-After", retryAfter)
+	case e.status >= 500:
 		s.log.Error("vendor api: internal error", "route", c.Path(), "vendor", vendorID, "err", cause)
 		e.Error = "Internal error. It has been logged; please try again."
-	} else {
+	default:
 		s.log.Warn("vendor api: refused", "route", c.Path(), "vendor", vendorID, "status", e.status, "reason", e.Reason, "error", e.Error)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
@@ -211,6 +216,8 @@ func serviceError(err error, invalid string) *apiError {
 		return refuse(http.StatusConflict, reasonReplayed, doorledger.ErrorMessage(err))
 	case doorledger.EUNAUTHORIZED:
 		return refuse(http.StatusUnauthorized, reasonUnknownIntegration, doorledger.ErrorMessage(err))
+	case doorledger.EUNAVAILABLE:
+		return refuse(http.StatusServiceUnavailable, reasonUnavailable, doorledger.ErrorMessage(err))
 	}
 	return refuse(http.StatusInternalServerError, reasonInternal, "")
 }

@@ -18,6 +18,7 @@ var statusOf = map[string]int{
 	doorledger.EUNAUTHORIZED: http.StatusUnauthorized,
 	doorledger.ECONFLICT:     http.StatusConflict,
 	doorledger.ETOOMANY:      http.StatusTooManyRequests,
+	doorledger.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	doorledger.EINTERNAL:     http.StatusInternalServerError,
 }
 
@@ -52,7 +53,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 			s.log.Error("internal error", "route", c.Path(), "method", c.Request().Method, "err", err)
 		}
 	}
-	if status >= 500 {
+	if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", retryAfter)
+	} else if status >= 500 {
 		msg = "Internal error. It has been logged; please try again."
 	}
 	if status == http.StatusUnauthorized && wantsHTML(c) && c.Request().Method == http.MethodGet {
@@ -74,6 +77,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("render error page", "err", err)
 	}
 }
+
+// retryAfter is the Retry-After of a 503 (EUNAVAILABLE: the disk is full),
+// in seconds: about when the portal's check of free space may have let
+// ingest in again (docs/reliability.md, "Disk full").
+const retryAfter = "30"
 
 // reasonFor is the reason, for programs, of a JSON error the error handler
 // answers: every API error carries one, as the machine API's own refusals do
@@ -97,6 +105,8 @@ func reasonFor(status int) string {
 		return "invalid"
 	case http.StatusTooManyRequests:
 		return "too_many_requests"
+	case http.StatusServiceUnavailable:
+		return reasonUnavailable
 	}
 	if status >= 500 {
 		return reasonInternal

@@ -37,3 +37,8 @@ func (s *Server) markBroker(list ...*doorledger.Device) {
 		d.BrokerDown = down
 	}
 }
+
+// diskFull says whether the portal refuses ingest for want of disk space now.
+func (s *Server) diskFull() bool {
+	return s.cfg.DiskFull != nil && s.cfg.DiskFull()
+}

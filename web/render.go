@@ -25,6 +25,9 @@ func render(c echo.Context, status int, t templ.Component) error {
 func (s *Server) page(c echo.Context, title, active string) views.Page {
 	p := views.Page{Title: title, Active: active, User: doorledger.UserFromContext(c.Request().Context())}
 	p.CSRF, _ = c.Get(csrfKey).(string)
+	if u := p.User; u != nil && (u.Role == doorledger.RoleAdmin || u.Role == doorledger.RoleManager) && s.diskFull() {
+		p.Notice = views.DiskFullNotice
+	}
 	sess, err := s.sessions.Get(c.Request(), s.sessionCookie)
 	if err == nil {
 		changed := false
@@ -72,7 +75,7 @@ func formOf(c echo.Context, names ...string) views.Form {
 // error handler.
 func formError(f *views.Form, err error) bool {
 	switch doorledger.ErrorCode(err) {
-	case doorledger.EINVALID, doorledger.ECONFLICT, doorledger.ETOOMANY, doorledger.EUNAUTHORIZED:
+	case doorledger.EINVALID, doorledger.ECONFLICT, doorledger.ETOOMANY, doorledger.EUNAUTHORIZED, doorledger.EUNAVAILABLE:
 		f.Errors = doorledger.ErrorFields(err)
 		if len(f.Errors) == 0 || doorledger.ErrorCode(err) != doorledger.EINVALID {
 			f.Error = doorledger.ErrorMessage(err)

@@ -51,6 +51,9 @@ type Config struct {
 	// always, as the embedded broker does); the device page says a command
 	// waits for the broker while it does not.
 	BrokerUp func() bool
+	// DiskFull reports whether ingest is refused because the data disk is
+	// full (nil: never); admins and managers then see a banner on every page.
+	DiskFull func() bool
 
 	// SessionKeys are the gorilla/securecookie key pairs (hash key 64 bytes,
 	// block key 32 bytes), newest first; older pairs still decode during rotation.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/web"
 )
 
@@ -40,6 +41,8 @@ type config struct {
 	MQTTPassword   string        // from DOORLEDGER_MQTT_PASSWORD only
 	CommandTimeout time.Duration // how long a device may take to confirm
 	DemoDevices    int           // simulated devices started with -demo
+	DiskFloor      int64         // bytes: ingest is refused while less is free on the data disk
+	DiskReserve    int64         // bytes: the reserve file released when the data disk is full
 
 	// Instance names this portal among the instances sharing its database
 	// (the holder of the leases of the background work it runs); default:
@@ -77,6 +80,13 @@ func envDuration(getenv func(string) string, key string, def time.Duration) time
 	return def
 }
 
+func envInt64(getenv func(string) string, key string, def int64) int64 {
+	if n, err := strconv.ParseInt(getenv(key), 10, 64); err == nil && n >= 0 {
+		return n
+	}
+	return def
+}
+
 func envBool(getenv func(string) string, key string) bool {
 	b, _ := strconv.ParseBool(getenv(key))
 	return b
@@ -107,6 +117,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "DOORLEDGER_LEASE_TTL", DefaultLeaseTTL), "how long an instance holds background work without renewing it; a dead instance's work is taken over within it and a third (env DOORLEDGER_LEASE_TTL)")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
+	floorMB := fs.Int64("disk-floor-mb", envInt64(getenv, "DOORLEDGER_DISK_FLOOR_MB", sqlite.DefaultSpaceFloor>>20), "refuse device and vendor events (503, negative PUBACK) while less than this many MiB are free on the data disk, keeping them for revokes (env DOORLEDGER_DISK_FLOOR_MB)")
+	reserveMB := fs.Int64("disk-reserve-mb", envInt64(getenv, "DOORLEDGER_DISK_RESERVE_MB", sqlite.DefaultSpaceReserve>>20), "size in MiB of the reserve file kept in the data directory and released when the disk is full; 0: none (env DOORLEDGER_DISK_RESERVE_MB)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -130,6 +142,10 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if cfg.Instance == "" {
 		cfg.Instance = newInstanceID()
 	}
+	if *floorMB < 0 || *reserveMB < 0 {
+		return nil, fmt.Errorf("-disk-floor-mb and -disk-reserve-mb: want 0 or more")
+	}
+	cfg.DiskFloor, cfg.DiskReserve = *floorMB<<20, *reserveMB<<20
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
 	}

@@ -74,7 +74,9 @@ func mustStartPortalHook(tb testing.TB, dataDir string, hook func(*app), extraEn
 	}
 	ctx, cancel := context.WithCancel(base)
 	p := &Portal{DataDir: dataDir, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
-	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4"}
+	// No disk reserve (8 MiB written and synced at each start) unless a
+	// test asks for one: TestSlowDiskFull does, by flag.
+	env := map[string]string{"DOORLEDGER_BCRYPT_COST": "4", "DOORLEDGER_DISK_RESERVE_MB": "0"}
 	for k, v := range extraEnv {
 		env[k] = v
 	}

@@ -106,6 +106,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	// Free space (docs/reliability.md, "Disk full"): ingest is refused below
+	// the floor; the reserve is released when the disk fills up.
+	space := a.db.Space()
+	space.Floor, space.Reserve = cfg.DiskFloor, cfg.DiskReserve
 	if hook, ok := ctx.Value(appHookKey{}).(func(*app)); ok {
 		hook(a) // tests: e.g. a controllable clock, before anything runs
 	}
@@ -213,6 +217,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Ready:          func(ctx context.Context) error { return ready(ctx, a, dc) },
 		BrokerUp:       func() bool { return dc.client == nil || dc.client.Connected() },
 		ObserveRequest: observe,
+		DiskFull:       space.Full,
 		SessionKeys:    keys,
 		SMTP:           cfg.SMTPURL != "",
 		Hub:            hub, CommandTimeout: cfg.CommandTimeout,
@@ -265,6 +270,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	runnerDone := make(chan struct{})
 	go func() { defer close(runnerDone); leases.hold(runnerCtx, "report generation", runner.Run) }()
 	defer func() { stopRunner(); <-runnerDone }()
+
+	// The check of free space: once a second, and at once when a write
+	// finds the disk full; it alerts the admins once per episode (through
+	// the dispatcher above) and lets ingest in again when space returns.
+	spaceCtx, stopSpace := context.WithCancel(sysctx)
+	spaceDone := make(chan struct{})
+	go func() { defer close(spaceDone); space.Run(spaceCtx, time.Second) }()
+	defer func() { stopSpace(); <-spaceDone }()
 
 	jobs, stopJobs := context.WithCancel(sysctx)
 	var waitJobs func()

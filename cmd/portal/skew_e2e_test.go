@@ -89,6 +89,13 @@ func createIntegration(t *testing.T, admin *Client, building, webhook string) (i
 // signed now with key, and returns the answer.
 func postVendorEvents(t *testing.T, p *Portal, vendorID, key, batch string) (int, string) {
 	t.Helper()
+	status, answer, _ := postVendor(t, p, vendorID, key, batch)
+	return status, answer
+}
+
+// postVendor is postVendorEvents that also returns the answer's header.
+func postVendor(t *testing.T, p *Portal, vendorID, key, batch string) (int, string, http.Header) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/vendors/%s/events", p.URL, vendorID), strings.NewReader(batch))
 	req.Header.Set(devicectl.SignatureHeader, devicectl.Sign([]byte(key), time.Now(), []byte(batch)))
 	resp, err := http.DefaultClient.Do(req)
@@ -97,5 +104,5 @@ func postVendorEvents(t *testing.T, p *Portal, vendorID, key, batch string) (int
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(answer)
+	return resp.StatusCode, string(answer), resp.Header
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -53,6 +54,9 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
+	space    *Space       // free space: ingest's floor and the reserve (space.go)
+	maxPages atomic.Int64 // SetMaxPages's limit (0: none)
+
 	writeStmts stmtCache      // statements prepared on the writer (stmt.go)
 	opened     openedCommands // commands waiting for their device, by monotonic time (clock.go)
 	sealer     *sealer        // seals mail bodies (SetSealKey)
@@ -62,7 +66,7 @@ type DB struct {
 
 // NewDB returns a DB for the SQLite file at path; call Open before use.
 func NewDB(path string) *DB {
-	return &DB{
+	db := &DB{
 		Path:              path,
 		Now:               time.Now,
 		Mono:              machineMono(),
@@ -71,6 +75,8 @@ func NewDB(path string) *DB {
 		LoginIPLimit:      30,
 		sealer:            randomSealer(),
 	}
+	db.space = newSpace(db)
+	return db
 }
 
 // SetSealKey sets the key (SealKeySize bytes, kept outside the database: the
@@ -236,9 +242,12 @@ type Tx struct {
 
 // Commit commits, then hands what the transaction decided to the device
 // controller and the mail dispatcher: only committed facts leave the process.
+//
+// A commit the disk had no room for is errDiskFull (EUNAVAILABLE) and starts
+// a disk-full episode (space.go).
 func (tx *Tx) Commit() error {
 	if err := tx.Tx.Commit(); err != nil {
-		return err
+		return tx.db.space.failed(err)
 	}
 	if len(tx.pushes) > 0 {
 		tx.db.opened.add(tx.pushes, tx.mono)

@@ -54,3 +54,6 @@ func CountDaysStep(ctx context.Context, s *UnlockService, buildingID int64, zone
 	_, done, err = s.countDaysStep(ctx, buildingID, zone)
 	return done, err
 }
+
+// IsDiskFull is the classifier of disk-full errors (errors.go).
+var IsDiskFull = isDiskFull

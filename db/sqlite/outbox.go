@@ -71,21 +71,11 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 	if board {
 		roles = "'manager', 'board'"
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
+	to, err := tx.emails(ctx, `SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
 		WHERE g.building_id = ? AND u.disabled = 0 AND u.role IN (`+roles+`) ORDER BY u.id`, buildingID)
 	if err != nil {
 		return err
 	}
-	var to []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return err
-		}
-		to = append(to, e)
-	}
-	rows.Close()
 	for _, addr := range to {
 		key := ""
 		if dedupKey != "" {
@@ -96,6 +86,24 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 		}
 	}
 	return nil
+}
+
+// emails returns the addresses query selects (one column), in its order.
+func (tx *Tx) emails(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var to []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		to = append(to, e)
+	}
+	return to, rows.Err()
 }
 
 const messageColumns = `id, created_at, to_addr, subject, body, body_sealed, kind, building_id, sent_at, attempts, last_error, failed_at`

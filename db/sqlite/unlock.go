@@ -195,12 +195,17 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	if err := p.err(); err != nil {
 		return nil, err
 	}
+	// Below the free-space floor ingest is refused (EUNAVAILABLE), leaving
+	// the last of the disk to revokes (space.go).
+	if err := s.db.space.Admit(ctx); err != nil {
+		return nil, err
+	}
 	// If ctx ends first, the committer may still commit the batch: the
 	// caller does not acknowledge, the source sends it again, and the repeat
 	// is a no-op.
 	res, err := s.group.submit(ctx, r)
 	if err != nil {
-		return nil, err
+		return nil, s.db.space.failed(err)
 	}
 	return &res, nil
 }
