@@ -3,6 +3,7 @@
 //
 //	portal [serve] [flags]                 start the portal (default)
 //	portal user add|disable|reset-password operators' account recovery
+//	portal witness serve|key               a witness that cosigns a portal's log
 package main
 
 import (
@@ -35,6 +36,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return mosquittoCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "audit":
 			return auditCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "witness":
+			return witnessCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -51,6 +54,7 @@ Usage:
   portal user disable -email E                 disable an account and end its sessions
   portal audit verify [-data DIR] [-key VKEY]  re-compute the tamper-evident log; exit 1 at the first mismatch
   portal audit head                            print the latest signed log head
+  portal witness serve -dir DIR -log LOGKEY   run a witness of a portal's log (see 'portal witness')
   portal mosquitto-config -out DIR             write an external Mosquitto's config, password and ACL files
   portal user reset-password -email E          set a new generated password, end its sessions
 `
