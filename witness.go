@@ -2,6 +2,8 @@ package doorledger
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -73,12 +75,73 @@ type WitnessPolicy struct {
 // witnesses meet the policy.
 func (p WitnessPolicy) Met(cosigners int) bool { return cosigners >= p.K }
 
+// WitnessKey is a configured witness as a report records it: its label and
+// its cosignature verifier key.
+type WitnessKey struct {
+	Name        string
+	VerifierKey string
+}
+
 // WitnessedHead is a signed head and the cosignatures of it by configured
-// witnesses.
+// witnesses, with the policy and the witnesses configured when it was read.
+// Head is nil when no head meets the policy.
 type WitnessedHead struct {
 	Head         *LogHead
 	Cosignatures []Cosignature
 	Policy       WitnessPolicy
+	Configured   []WitnessKey
+}
+
+// Missing names the configured witnesses with no cosignature of Head.
+func (w *WitnessedHead) Missing() []string {
+	have := map[string]bool{}
+	for _, c := range w.Cosignatures {
+		have[c.VerifierKey] = true
+	}
+	var out []string
+	for _, k := range w.Configured {
+		if !have[k.VerifierKey] {
+			out = append(out, k.Name)
+		}
+	}
+	return out
+}
+
+// CosignedNote is Head's signed note with the witnesses' cosignature lines
+// after the log's signature: a cosigned checkpoint, as c2sp.org/tlog-witness
+// clients read it ("" without a Head).
+func (w *WitnessedHead) CosignedNote() string {
+	if w == nil || w.Head == nil {
+		return ""
+	}
+	s := w.Head.Note
+	for _, c := range w.Cosignatures {
+		s += c.Line + "\n"
+	}
+	return s
+}
+
+// Summary says, for people, who vouched for the head: "cosigned by 1 of 2
+// witnesses (Alice 2026-12-07 17:40 UTC); missing: Bob", or why none did.
+func (w *WitnessedHead) Summary() string {
+	if w == nil || w.Policy.N == 0 {
+		return "no witnesses configured: the log is signed by the portal's key alone"
+	}
+	if w.Head == nil {
+		return fmt.Sprintf("no checkpoint met the policy (%d of %d witnesses) yet; missing: %s", w.Policy.K, w.Policy.N, JoinAnd(w.Missing()))
+	}
+	who := make([]string, len(w.Cosignatures))
+	for i, c := range w.Cosignatures {
+		who[i] = c.Witness + " " + c.SignedAt.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	s := fmt.Sprintf("cosigned by %d of %d witnesses", len(w.Cosignatures), w.Policy.N)
+	if len(who) > 0 {
+		s += " (" + strings.Join(who, ", ") + ")"
+	}
+	if m := w.Missing(); len(m) > 0 {
+		s += "; missing: " + JoinAnd(m)
+	}
+	return s
 }
 
 // WitnessService keeps the witnesses, the policy and the cosignatures.
@@ -124,7 +187,7 @@ type WitnessService interface {
 	// head's, and those that arrived later for later heads.
 	Cosignatures(ctx context.Context, fromSize int64) ([]Cosignature, error)
 	// LatestWitnessed returns the largest signed head of at most maxSize
-	// entries (0: any) whose cosignatures meet the policy; Head is nil when
-	// none does.
+	// entries (0: any) whose cosignatures meet the policy (with K = 0, that
+	// any witness cosigned); Head is nil when none does.
 	LatestWitnessed(ctx context.Context, maxSize int64) (*WitnessedHead, error)
 }

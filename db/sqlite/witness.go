@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -424,36 +423,83 @@ func findCosignatures(ctx context.Context, q querier, where string, args ...any)
 }
 
 // LatestWitnessed returns the largest head of at most maxSize entries (0:
-// any) that K configured witnesses cosigned (log readers). With K = 0 it is
-// the largest head.
+// any) that K configured witnesses cosigned (log readers); with K = 0, the
+// largest any witness cosigned.
 func (s *WitnessService) LatestWitnessed(ctx context.Context, maxSize int64) (*doorledger.WitnessedHead, error) {
 	if err := requireLogReader(callerFrom(ctx)); err != nil {
 		return nil, err
 	}
-	p, err := witnessPolicy(ctx, s.db.read)
+	return latestWitnessed(ctx, s.db.read, maxSize)
+}
+
+func latestWitnessed(ctx context.Context, q querier, maxSize int64) (*doorledger.WitnessedHead, error) {
+	p, err := witnessPolicy(ctx, q)
 	if err != nil {
+		return nil, err
+	}
+	out := &doorledger.WitnessedHead{Policy: p}
+	rows, err := q.QueryContext(ctx, `SELECT name, vkey FROM witnesses WHERE removed_at IS NULL ORDER BY name COLLATE NOCASE, id`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var k doorledger.WitnessKey
+		if err := rows.Scan(&k.Name, &k.VerifierKey); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out.Configured = append(out.Configured, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	if maxSize <= 0 {
 		maxSize = 1<<63 - 1
 	}
-	var size int64
-	err = s.db.read.QueryRowContext(ctx, `SELECT h.size FROM log_heads h WHERE h.size <= ?1 AND ?2 <= (
+	// The latest heads with enough cosignatures stored, each checked: a
+	// cosignature that does not verify over the head as stored now (the
+	// head was re-signed since: the log was rewritten) does not count.
+	candidates, err := loadLogHeads(ctx, q, `h WHERE h.size <= ?1 AND ?2 <= (
 			SELECT COUNT(*) FROM witness_cosignatures c JOIN witnesses w ON w.id = c.witness_id
 			WHERE c.size = h.size AND w.removed_at IS NULL)
-		ORDER BY h.size DESC LIMIT 1`, maxSize, p.K).Scan(&size)
-	if errors.Is(err, sql.ErrNoRows) {
-		return &doorledger.WitnessedHead{Policy: p}, nil
-	} else if err != nil {
-		return nil, err
-	}
-	heads, err := loadLogHeads(ctx, s.db.read, `WHERE size = ?`, size)
-	if err != nil || len(heads) == 0 {
-		return nil, fmt.Errorf("latest witnessed head %d: %w", size, err)
-	}
-	cosigs, err := findCosignatures(ctx, s.db.read, ` AND c.size = ?`, size)
+		ORDER BY h.size DESC LIMIT 16`, maxSize, max(p.K, 1))
 	if err != nil {
 		return nil, err
 	}
-	return &doorledger.WitnessedHead{Head: &heads[0], Cosignatures: cosigs, Policy: p}, nil
+	for i := range candidates {
+		h := &candidates[i]
+		cosigs, err := findCosignatures(ctx, q, ` AND c.size = ?`, h.Size)
+		if err != nil {
+			return nil, err
+		}
+		var valid []doorledger.Cosignature
+		for _, c := range cosigs {
+			if v, err := witness.ParseVerifierKey(c.VerifierKey); err == nil {
+				if _, err := witness.CheckCosignature(v, h.Note, c.Line); err == nil {
+					valid = append(valid, c)
+				}
+			}
+		}
+		if len(valid) >= max(p.K, 1) {
+			out.Head, out.Cosignatures = h, valid
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+// witnessedFor is what a report records of the witnesses: the latest head
+// of at most head's size that met the policy, and the proof that head
+// extends it.
+func witnessedFor(ctx context.Context, q querier, logs doorledger.LogService, head *doorledger.LogHead) (*doorledger.WitnessedHead, *doorledger.LogConsistencyProof, error) {
+	w, err := latestWitnessed(ctx, q, head.Size)
+	if err != nil || w.Head == nil || w.Head.Size == head.Size {
+		return w, nil, err
+	}
+	proof, err := logs.ProveConsistency(ctx, w.Head.Size, head.Size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consistency of the witnessed head %d with %d: %w", w.Head.Size, head.Size, err)
+	}
+	return w, proof, nil
 }
