@@ -143,8 +143,8 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/reports", s.handleReportRequest(buildings, reports, reportFiles), readers...)
 	e.POST("/buildings/:id/reports/subscription", s.handleReportSubscription(buildings, reports), readers...)
 	e.GET("/reports/verify", s.handleVerifyPage(logs), readers...)
-	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, logs), readers...)
-	e.GET("/reports/:report", s.handleReport(buildings, reports, logs), readers...)
+	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, logs, witnesses), readers...)
+	e.GET("/reports/:report", s.handleReport(buildings, reports, logs, witnesses), readers...)
 	e.GET("/reports/:report/status", s.handleReportStatus(buildings, reports, logs), readers...)
 	e.GET("/reports/:report/download", s.handleReportDownload(buildings, reports, logs, reportFiles), readers...)
 

@@ -1,11 +1,13 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/views"
+	"github.com/doorledger/doorledger/witness"
 	"github.com/labstack/echo/v4"
 )
 
@@ -104,4 +106,40 @@ func (s *Server) handleWitnessRemove(witnesses doorledger.WitnessService, logs d
 		}
 		return c.Redirect(http.StatusSeeOther, "/witnesses")
 	}
+}
+
+// vouched says which of trusted vouched for a registered report's head
+// (nil when it has none or nobody is trusted), k of them being required.
+func vouched(ctx context.Context, logs doorledger.LogService, witnesses doorledger.WitnessService, rec *doorledger.ReportRecord, trusted []witness.Trusted, k int) (*views.WitnessesVouched, error) {
+	if rec == nil || rec.HeadSize == 0 || len(trusted) == 0 || witnesses == nil {
+		return nil, nil
+	}
+	head := &doorledger.LogHead{Size: rec.HeadSize, Root: rec.HeadRoot, Note: rec.HeadNote}
+	vs, err := witness.Vouch(ctx, logs, witnesses, head, trusted)
+	if err != nil {
+		return nil, err
+	}
+	w := &views.WitnessesVouched{}
+	w.Summary, w.OK = witness.Summary(vs, k)
+	for _, v := range vs {
+		w.Vouchers = append(w.Vouchers, views.VoucherRow{Label: v.Label, Vouched: v.Vouched, Size: v.Size, SignedAt: v.SignedAt, Problem: v.Problem})
+	}
+	return w, nil
+}
+
+// configuredVouched is vouched with the portal's configured witnesses and
+// policy: the report's page shows cosignatures that arrived after it.
+func configuredVouched(ctx context.Context, logs doorledger.LogService, witnesses doorledger.WitnessService, rec *doorledger.ReportRecord) (*views.WitnessesVouched, error) {
+	if witnesses == nil || rec == nil || rec.HeadSize == 0 {
+		return nil, nil
+	}
+	now, err := witnesses.LatestWitnessed(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	trusted := make([]witness.Trusted, len(now.Configured))
+	for i, c := range now.Configured {
+		trusted[i] = witness.Trusted{Label: c.Name, VerifierKey: c.VerifierKey}
+	}
+	return vouched(ctx, logs, witnesses, rec, trusted, now.Policy.K)
 }
