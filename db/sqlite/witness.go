@@ -438,17 +438,40 @@ func latestWitnessed(ctx context.Context, q querier, maxSize int64) (*doorledger
 		return nil, err
 	}
 	out := &doorledger.WitnessedHead{Policy: p}
-	rows, err := q.QueryContext(ctx, `SELECT name, vkey FROM witnesses WHERE removed_at IS NULL ORDER BY name COLLATE NOCASE, id`)
+	// A witness vouches for nothing in this log when its latest
+	// cosignature no longer verifies over the head the portal holds of that
+	// size (the log was rewritten and re-signed since), or when it refused
+	// a later checkpoint as inconsistent or wrongly signed: what it saw is
+	// not this log.
+	rows, err := q.QueryContext(ctx, `SELECT w.name, w.vkey,
+			COALESCE((SELECT c.line FROM witness_cosignatures c WHERE c.witness_id = w.id ORDER BY c.size DESC LIMIT 1), ''),
+			COALESCE((SELECT h.note FROM witness_cosignatures c JOIN log_heads h ON h.size = c.size WHERE c.witness_id = w.id ORDER BY c.size DESC LIMIT 1), ''),
+			EXISTS (SELECT 1 FROM witness_refusals r WHERE r.witness_id = w.id AND r.security = 1
+				AND r.size > COALESCE((SELECT MAX(c.size) FROM witness_cosignatures c WHERE c.witness_id = w.id), 0))
+		FROM witnesses w WHERE w.removed_at IS NULL ORDER BY w.name COLLATE NOCASE, w.id`)
 	if err != nil {
 		return nil, err
 	}
+	disowned := map[string]bool{} // by key
 	for rows.Next() {
 		var k doorledger.WitnessKey
-		if err := rows.Scan(&k.Name, &k.VerifierKey); err != nil {
+		var line, note string
+		var alarm bool
+		if err := rows.Scan(&k.Name, &k.VerifierKey, &line, &note, &alarm); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		out.Configured = append(out.Configured, k)
+		if alarm {
+			disowned[k.VerifierKey] = true
+		} else if line != "" {
+			v, err := witness.ParseVerifierKey(k.VerifierKey)
+			if err != nil {
+				disowned[k.VerifierKey] = true
+			} else if _, err := witness.CheckCosignature(v, note, line); err != nil {
+				disowned[k.VerifierKey] = true
+			}
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -475,6 +498,9 @@ func latestWitnessed(ctx context.Context, q querier, maxSize int64) (*doorledger
 		}
 		var valid []doorledger.Cosignature
 		for _, c := range cosigs {
+			if disowned[c.VerifierKey] {
+				continue
+			}
 			if v, err := witness.ParseVerifierKey(c.VerifierKey); err == nil {
 				if _, err := witness.CheckCosignature(v, h.Note, c.Line); err == nil {
 					valid = append(valid, c)
