@@ -84,7 +84,7 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn...)
 	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn...)
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
-	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers), readers...)
+	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers, witnesses), readers...)
 	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
 	// A building's consent policy (managers); an expired request is
 	// sent again by its installer or a manager (the service checks which).
