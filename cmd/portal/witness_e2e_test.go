@@ -140,9 +140,9 @@ func bundleVerifier(t *testing.T) string {
 	return bin
 }
 
-// verifyBundle unzips a bundle and runs the verifier in it with the
-// board's witness file.
-func verifyBundle(t *testing.T, bin string, zipped []byte, boardFile string) (string, error) {
+// unzipBundle writes a bundle's files into a new directory, as a board
+// unzips it.
+func unzipBundle(t *testing.T, zipped []byte) string {
 	t.Helper()
 	zr, err := zip.NewReader(bytes.NewReader(zipped), int64(len(zipped)))
 	if err != nil {
@@ -162,8 +162,15 @@ func verifyBundle(t *testing.T, bin string, zipped []byte, boardFile string) (st
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// verifyBundle unzips a bundle and runs the verifier in it with the
+// board's witness file.
+func verifyBundle(t *testing.T, bin string, zipped []byte, boardFile string) (string, error) {
+	t.Helper()
 	cmd := exec.Command(bin, "-witnesses", boardFile)
-	cmd.Dir = dir
+	cmd.Dir = unzipBundle(t, zipped)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -369,29 +369,8 @@ func (tx *Tx) alertAdmins(ctx context.Context, name string, r *doorledger.Witnes
 			"or did not accept the log's signature: the log it was shown may have been rewritten (a fork). " +
 			"Verify the audit log now (Admin > Audit log > Verify now) and compare the heads your boards hold.\n"
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
-	if err != nil {
-		return err
-	}
-	var to []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			rows.Close()
-			return err
-		}
-		to = append(to, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, addr := range to {
-		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: subject, Body: body, Kind: "alert"}, dedupKey+":"+addr); err != nil {
-			return err
-		}
-	}
-	return nil
+	return tx.alertEach(ctx, &doorledger.Message{Subject: subject, Body: body, Kind: "alert"}, dedupKey,
+		`SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
 }
 
 // Cosignatures returns the configured witnesses' cosignatures of heads of
