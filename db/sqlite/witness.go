@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net/url"
 	"strings"
@@ -333,12 +332,16 @@ func (s *WitnessService) RecordRefusal(ctx context.Context, r *doorledger.Witnes
 	if err := tx.QueryRowContext(ctx, `SELECT name FROM witnesses WHERE id = ?`, r.WitnessID).Scan(&name); err != nil {
 		return notFound(err, "Witness not found.")
 	}
-	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT MAX(size) FROM witness_refusals WHERE witness_id = ? AND status = ? AND size = ?`,
-		r.WitnessID, r.Status, r.Size).Scan(&last); err != nil {
+	// One refusal kept, journaled and mailed per witness and answer until
+	// it cosigns again: a witness that goes on refusing each new head
+	// (every minute while the log grows) does not mail the admins each time.
+	var seen int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM witness_refusals WHERE witness_id = ?1 AND status = ?2
+		AND size > COALESCE((SELECT MAX(size) FROM witness_cosignatures WHERE witness_id = ?1), 0)`,
+		r.WitnessID, r.Status).Scan(&seen); err != nil {
 		return err
 	}
-	if !last.Valid { // the first refusal of this checkpoint: keep, journal and alert
+	if seen == 0 {
 		res, err := tx.ExecContext(ctx, `INSERT INTO witness_refusals (witness_id, size, status, reason, security, at) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.WitnessID, r.Size, r.Status, r.Reason, r.Security, formatTime(tx.now))
 		if err != nil {

@@ -228,7 +228,11 @@ func TestWitnessRefusesFork(t *testing.T) {
 	if err := w.d.Reader().QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE action = 'witness.refused'`).Scan(&journaled); err != nil || journaled != 2 {
 		t.Fatalf("refusals journaled: %d (%v)", journaled, err)
 	}
-	// Retrying the same checkpoint after the back-off alerts no more.
+	// Retrying the same checkpoint after the back-off, or refusing the
+	// next head, alerts no more.
+	*w.Now = w.Now.Add(time.Hour)
+	w.run(t)
+	w.grow(t, 2)
 	*w.Now = w.Now.Add(time.Hour)
 	w.run(t)
 	if err := w.d.Reader().QueryRow(`SELECT COUNT(*) FROM outbox WHERE kind = 'alert'`).Scan(&mails); err != nil || mails != 2 {
