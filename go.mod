@@ -3,6 +3,7 @@ module github.com/doorledger/doorledger
 go 1.26.8
 
 require (
+	filippo.io/torchwood v0.6.1
 	github.com/a-h/templ v0.3.977
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0

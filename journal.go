@@ -517,6 +517,24 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		return s + "it does NOT verify: " + d.text("problem")
 	},
 
+	// Witnesses of the log (docs/witnesses.md).
+	"witness.add": func(e *AuditEntry, d detail) string {
+		return "added the witness " + quote(d.text("witness")) + " at " + d.text("url") + ", key " + d.text("key")
+	},
+	"witness.remove": func(e *AuditEntry, d detail) string {
+		return "removed the witness " + quote(d.text("witness")) + "; its cosignatures no longer count"
+	},
+	"witness.policy": func(e *AuditEntry, d detail) string {
+		return fmt.Sprintf("set the witness policy to %d of %d witnesses (was %d)", d.int("k"), d.int("n"), d.int("previous_k"))
+	},
+	"witness.refused": func(e *AuditEntry, d detail) string {
+		s := fmt.Sprintf("the witness %s refused the log's checkpoint of %d entries (%d): %s", quote(d.text("witness")), d.int("size"), d.int("status"), d.text("reason"))
+		if d.flag("security") {
+			s = "SECURITY: " + s + "; the log it was shown may have been rewritten"
+		}
+		return s
+	},
+
 	// Vendor integrations.
 	"vendor.create": func(e *AuditEntry, d detail) string {
 		s := "created the vendor integration " + quote(d.text("vendor_integration"))

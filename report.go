@@ -54,6 +54,15 @@ type AuditReport struct {
 
 	LogHead     *LogHead // a head of the verifiable log signed for the report; nil when there is none yet
 	VerifierKey string   // the key that verifies LogHead's signature (LogService.VerifierKey)
+
+	// Witnessed is the latest checkpoint of at most LogHead's size that met
+	// the witness policy when the report was generated, with its
+	// cosignatures and the witnesses configured then (its Head nil when
+	// none met it; nil without a LogHead). WitnessProof proves that LogHead
+	// extends it (nil when they are the same size). The report does not
+	// wait for cosignatures: later ones show on its registry page.
+	Witnessed    *WitnessedHead
+	WitnessProof *LogConsistencyProof
 }
 
 // Range returns the instants the report covers: from the start of From up to

@@ -195,6 +195,10 @@ func (k *Key) VerifierKey() string { return k.vkey }
 // PublicKey is the raw Ed25519 public key.
 func (k *Key) PublicKey() ed25519.PublicKey { return k.public }
 
+// PrivateKey is the Ed25519 private key, for signers of other formats than
+// signed notes (a witness's cosignatures: witness.Open).
+func (k *Key) PrivateKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(k.seed) }
+
 // HeadVerifier checks the log's signed heads: notes signed with one Ed25519
 // key, under whatever key name the signature line gives (a checkpoint's is
 // the log's origin; heads signed before checkpoints carry the name the key

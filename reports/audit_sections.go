@@ -544,6 +544,7 @@ func (p *auditPrinter) logHead() {
 			note = "(empty)"
 		}
 		pdf.MultiCell(contentWidth, 3.8, note, "1", "L", false)
+		p.witnesses()
 	}
 	p.heading("How to verify")
 	key := a.r.VerifierKey
@@ -563,4 +564,25 @@ func (p *auditPrinter) logHead() {
 		pdf.MultiCell(contentWidth-6, 4.6, oneLine(s), "", "L", false)
 		pdf.Ln(1)
 	}
+}
+
+// witnesses prints who vouched for the log: the latest checkpoint that met
+// the witness policy when the report was generated, and its cosignatures.
+func (p *auditPrinter) witnesses() {
+	w, pdf := p.a.r.Witnessed, p.pdf
+	p.heading("Witnesses")
+	if w == nil || w.Policy.N == 0 {
+		p.para("No witnesses were configured: this head is signed by the portal's key alone.")
+		return
+	}
+	if w.Head == nil {
+		p.box(colorWarn, "NOT WITNESSED", "No checkpoint of the log met the witness policy ("+fmt.Sprintf("%d of %d", w.Policy.K, w.Policy.N)+") when this report was generated: "+w.Summary()+".")
+		return
+	}
+	p.para("Independent witnesses cosign a checkpoint only after checking that the log only grew since the last one they cosigned. The checkpoint below is the latest that met the policy when this report was generated; the evidence bundle proves this report's head extends it. Cosignatures that arrived later show on the report's page in the portal.")
+	p.field("Policy", fmt.Sprintf("%d of %d witnesses", w.Policy.K, w.Policy.N))
+	p.fieldSized("Witnessed", w.Summary(), 8)
+	p.field("Checkpoint", number64(w.Head.Size)+" entries")
+	pdf.SetFont(fontFamily, "", 8)
+	pdf.MultiCell(contentWidth, 3.8, multiLine(w.CosignedNote()), "1", "L", false)
 }

@@ -47,6 +47,10 @@ const (
 	bundleKey      = "verifier-key.txt"
 	bundleVerify   = "verify.go"
 	bundleRedacted = "redactions.jsonl"
+
+	bundleWitnessed  = "witness-checkpoint.txt" // the latest checkpoint that met the witness policy, cosigned
+	bundleWitnessPf  = "witness-proof.txt"      // the consistency proof from it to log-head.txt
+	bundleWitnessCfg = "witnesses-configured.txt"
 )
 
 // The JSON formats of the bundle, named in each consent file and each line
@@ -304,6 +308,42 @@ func (b *bundle) head() error {
 	}
 	b.headSize, b.headRoot = size, root
 	b.add(bundleHead, []byte(r.LogHead.Note))
+	return b.witnessed()
+}
+
+// witnessed adds the latest checkpoint that met the witness policy when
+// the report was generated, with its cosignatures, the proof that the
+// report's head extends it, and the witnesses configured then. The offline
+// verifier checks the cosignatures only against the keys the board gives
+// it: a bundle cannot vouch for its own witnesses.
+func (b *bundle) witnessed() error {
+	w := b.r.Witnessed
+	if w == nil || w.Policy.N == 0 {
+		return nil
+	}
+	var cfg bytes.Buffer
+	fmt.Fprintf(&cfg, "# The witnesses configured on the portal when this report was generated, for reference only:\n"+
+		"# verify with the keys your board got from the witnesses themselves (verify.go -witnesses FILE).\n"+
+		"# Policy: %d of %d.\n", w.Policy.K, w.Policy.N)
+	for _, k := range w.Configured {
+		fmt.Fprintf(&cfg, "# %s: %s\n", oneLine(k.Name), k.VerifierKey)
+	}
+	b.add(bundleWitnessCfg, cfg.Bytes())
+	if w.Head == nil {
+		return nil
+	}
+	b.add(bundleWitnessed, []byte(w.CosignedNote()))
+	var pf bytes.Buffer
+	fmt.Fprintf(&pf, "old %d\nnew %d\n", w.Head.Size, b.headSize)
+	if p := b.r.WitnessProof; p != nil {
+		if p.OldSize != w.Head.Size || p.NewSize != b.headSize {
+			return fmt.Errorf("evidence bundle %s: the witness proof is from %d to %d, not %d to %d", b.r.ID, p.OldSize, p.NewSize, w.Head.Size, b.headSize)
+		}
+		for _, h := range p.Hashes {
+			pf.WriteString(base64.StdEncoding.EncodeToString(h[:]) + "\n")
+		}
+	}
+	b.add(bundleWitnessPf, pf.Bytes())
 	return nil
 }
 
@@ -876,6 +916,13 @@ log-head.txt
 verifier-key.txt
     The portal's public key (note verifier key) that verifies log-head.txt.
     Every report prints it too.
+witness-checkpoint.txt, witness-proof.txt, witnesses-configured.txt
+    When the portal has witnesses: the latest checkpoint that met the witness
+    policy when the report was generated, with the cosignatures of the
+    witnesses (c2sp.org/tlog-cosignature), and the consistency proof that
+    log-head.txt extends it. witnesses-configured.txt lists the witnesses the
+    portal had then, for reference: verify with the keys your board got from
+    the witnesses themselves (step 3).
 verify.go
     A Go program, standard library only, that checks all of the above (step 3).
 
@@ -906,6 +953,16 @@ How to verify
    file, row or entry that does not verify. Check that verifier-key.txt is
    the key your portal shows (admin pages, every report): a bundle signed
    with another key proves nothing.
+
+   Witnesses. Keep a file of the witnesses your board trusts, one key a line
+   as each witness printed it, and "k N" for how many must have cosigned:
+
+       go run verify.go -witnesses board-witnesses.txt [the verifier key]
+
+   It checks each cosignature of witness-checkpoint.txt against those keys,
+   that log-head.txt extends that checkpoint (witness-proof.txt), says which
+   witnesses vouched and when, names those missing, and exits non-zero when
+   fewer than k vouched.
 
 4. Later reports. A later report's head extends this one when the log only
    appended in between: upload both reports on the "Verify a report" page for

@@ -28,6 +28,14 @@ import (
 // it is NOT signed and has no evidence. Later facts (declined, withdrawn,
 // disputed, lapsed) follow with their time and note.
 func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Building, generatedAt time.Time) error {
+	return ConsentCertificateWitnessed(w, c, b, generatedAt, nil)
+}
+
+// ConsentCertificateWitnessed is ConsentCertificate ending with the
+// portal's log as its witnesses vouched for it when the certificate was
+// made: the latest checkpoint that met the witness policy, with its
+// cosignatures (wh nil: not printed).
+func ConsentCertificateWitnessed(w io.Writer, c *doorledger.Consent, b *doorledger.Building, generatedAt time.Time, wh *doorledger.WitnessedHead) error {
 	if c == nil || b == nil {
 		return fmt.Errorf("consent certificate: consent and building are required")
 	}
@@ -38,7 +46,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		CreatedAt: generatedAt,
 	}
 	if len(c.Signers) > 1 {
-		return multiSignerCertificate(w, c, b, d)
+		return multiSignerCertificate(w, c, b, d, wh)
 	}
 	// The stored image reaches fpdf's decoder, so it is validated again here
 	// however it was stored.
@@ -52,7 +60,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 	loc := b.Location()
 
 	err := render(w, d, func(pdf *fpdf.Fpdf) {
-		p := &printer{pdf: pdf, loc: loc}
+		p := &printer{pdf: pdf, loc: loc, witnessed: wh}
 		p.title(c, generatedAt)
 		p.status(c, generatedAt)
 
@@ -95,6 +103,7 @@ func ConsentCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Buildi
 		}
 		p.paperForm(c)
 		p.laterFacts(c)
+		p.witnessedLog()
 	})
 	if err != nil {
 		return fmt.Errorf("consent certificate %d: %w", c.ID, err)
@@ -111,8 +120,32 @@ type signatureImage struct {
 
 // printer writes the parts of a certificate in a consistent layout.
 type printer struct {
-	pdf *fpdf.Fpdf
-	loc *time.Location // the building's
+	pdf       *fpdf.Fpdf
+	loc       *time.Location            // the building's
+	witnessed *doorledger.WitnessedHead // the log as witnesses vouched for it; nil: not printed
+}
+
+// witnessedLog prints who vouched for the portal's log, which holds this
+// consent's journal entries, when the certificate was made.
+func (p *printer) witnessedLog() {
+	w := p.witnessed
+	if w == nil {
+		return
+	}
+	p.heading("Witnessed log")
+	if w.Policy.N == 0 {
+		p.field("Witnesses", "none configured: the log is signed by the portal's key alone")
+		return
+	}
+	p.field("Policy", fmt.Sprintf("%d of %d witnesses", w.Policy.K, w.Policy.N))
+	if w.Head == nil {
+		p.box(colorWarn, "NOT WITNESSED", "No checkpoint of the portal's log met the witness policy when this certificate was made: "+w.Summary()+".")
+		return
+	}
+	p.fieldSized("Witnessed", w.Summary(), 8)
+	p.field("Checkpoint", fmt.Sprintf("%d entries", w.Head.Size))
+	p.pdf.SetFont(fontFamily, "", 7)
+	p.pdf.MultiCell(contentWidth, 3.4, multiLine(w.CosignedNote()), "1", "L", false)
 }
 
 type rgb struct{ r, g, b int }

@@ -18,7 +18,7 @@ import (
 // name, time, IP address, user agent, how the roster address was verified,
 // the SHA-256 of the terms signed checked against the printed terms, and
 // the drawn signature.
-func multiSignerCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Building, d document) error {
+func multiSignerCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Building, d document, wh *doorledger.WitnessedHead) error {
 	sigs := c.Signatures()
 	images := make([]signatureImage, len(sigs))
 	for i, s := range sigs {
@@ -29,7 +29,7 @@ func multiSignerCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Bu
 	}
 	loc := b.Location()
 	err := render(w, d, func(pdf *fpdf.Fpdf) {
-		p := &printer{pdf: pdf, loc: loc}
+		p := &printer{pdf: pdf, loc: loc, witnessed: wh}
 		p.title(c, d.CreatedAt)
 		p.policyStatus(c, d.CreatedAt)
 
@@ -72,6 +72,7 @@ func multiSignerCertificate(w io.Writer, c *doorledger.Consent, b *doorledger.Bu
 		}
 		p.paperForm(c)
 		p.laterFacts(c)
+		p.witnessedLog()
 	})
 	if err != nil {
 		return fmt.Errorf("consent certificate %d: %w", c.ID, err)

@@ -432,3 +432,35 @@ func MustQPDFCheck(tb testing.TB, qpdf string, pdf []byte) {
 		tb.Errorf("qpdf --check output:\n%s", out)
 	}
 }
+
+// TestConsentCertificate_Witnessed: the certificate ends with the portal's
+// log as its witnesses vouched for it: the policy, who cosigned and when,
+// who is missing, and the cosigned checkpoint; none met says so.
+func TestConsentCertificate_Witnessed(t *testing.T) {
+	c, b := SampleConsent(t), SampleBuilding()
+	wh := &doorledger.WitnessedHead{
+		Head:   &doorledger.LogHead{Size: 42, Note: "example.com/log\n42\nAAAA\n\n— example.com/log sig\n"},
+		Policy: doorledger.WitnessPolicy{K: 1, N: 2},
+		Cosignatures: []doorledger.Cosignature{{Witness: "Alice", VerifierKey: "a", Line: "— alice-witness cosig",
+			SignedAt: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}},
+		Configured: []doorledger.WitnessKey{{Name: "Alice", VerifierKey: "a"}, {Name: "Bob", VerifierKey: "b"}},
+	}
+	for _, tc := range []struct {
+		wh   *doorledger.WitnessedHead
+		want []string
+	}{
+		{wh, []string{"Witnessed log", "1 of 2 witnesses", "cosigned by 1 of 2 witnesses (Alice 2026-11-22 09:00 UTC); missing: Bob", "42 entries", "— alice-witness cosig"}},
+		{&doorledger.WitnessedHead{Policy: wh.Policy, Configured: wh.Configured}, []string{"NOT WITNESSED", "missing: Alice and Bob"}},
+	} {
+		var buf bytes.Buffer
+		if err := reports.ConsentCertificateWitnessed(&buf, c, b, generatedAt, tc.wh); err != nil {
+			t.Fatal(err)
+		}
+		text := MustPDFText(t, buf.Bytes())
+		for _, want := range tc.want {
+			if !containsText(text, want) {
+				t.Errorf("certificate lacks %q:\n%s", want, text)
+			}
+		}
+	}
+}

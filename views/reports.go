@@ -130,6 +130,26 @@ type ReportView struct {
 	Days        int            // dates the range covers
 	VerifierKey string         // verifies the log head's signature
 	Origin      string         // the log's origin line
+	// Witnesses is who vouched for the report's head, among the witnesses
+	// configured now, counting cosignatures that arrived after it was
+	// issued; nil when none are configured or it has no head.
+	Witnesses *WitnessesVouched
+}
+
+// WitnessesVouched is which witnesses vouched for a report's head.
+type WitnessesVouched struct {
+	Summary  string // "vouched for by 1 of 2 witnesses (…); missing: …"
+	OK       bool   // at least k vouched
+	Vouchers []VoucherRow
+}
+
+// VoucherRow is one witness's answer for a head.
+type VoucherRow struct {
+	Label    string
+	Vouched  bool
+	Size     int64     // the head it cosigned (this one or a later one)
+	SignedAt time.Time // when
+	Problem  string    // why it does not vouch
 }
 
 // reportLead says first what the board wants to know of a report: the
@@ -188,6 +208,9 @@ type VerifiedFile struct {
 	// HeadProblem says why the report's signed head does not verify with the
 	// portal's key ("" when it does, or when it has none).
 	HeadProblem string
+	// Witnesses is which of the witnesses the board entered vouched for
+	// the report's head (nil when none were entered).
+	Witnesses *WitnessesVouched
 	// Claims is a report id written in the file when the file is not a
 	// registered report; Claimed is that report, when the user may see it.
 	Claims  string

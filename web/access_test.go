@@ -12,6 +12,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/sqlite"
+	"github.com/doorledger/doorledger/witness"
 )
 
 // Outcomes of a request in the access matrix.
@@ -69,6 +70,10 @@ var matrix = []accessRow{
 	{"POST", "/users/:user/password", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/audit", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/audit/verify", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/witnesses", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/witnesses", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/witnesses/policy", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/witnesses/:witness/remove", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/outbox/:mail/retry", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
@@ -272,6 +277,13 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 	case strings.Contains(path, ":device"):
 		c, _ := f.signedConsent(t)
 		path = strings.Replace(path, ":device", fmt.Sprint(c.DeviceID), 1)
+	case strings.Contains(path, ":witness"):
+		w, err := witness.Open(t.TempDir(), "access-witness", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wi := must(f.witnesses.AddWitness(ctx, doorledger.WitnessInput{Name: fmt.Sprintf("W%d", nextID()), URL: "https://w.example", VerifierKey: w.VerifierKey()}))(t)
+		path = strings.Replace(path, ":witness", fmt.Sprint(wi.ID), 1)
 	case strings.Contains(path, ":vendor"):
 		v, _, err := f.vendorService(t).CreateVendorIntegration(ctx, doorledger.VendorIntegrationInput{
 			Name: fmt.Sprintf("Vendor %d", nextID()), WebhookURL: "https://vendor.example/hook", BuildingIDs: []int64{f.A.ID}})

@@ -310,7 +310,7 @@ func (s *Server) handleConsentSignature(consents doorledger.ConsentService) echo
 	}
 }
 
-func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, buildings doorledger.BuildingService, papers doorledger.PaperService) echo.HandlerFunc {
+func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, buildings doorledger.BuildingService, papers doorledger.PaperService, witnesses doorledger.WitnessService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		con, b, err := consentAndBuilding(c, consents, buildings)
 		if err != nil {
@@ -319,8 +319,14 @@ func (s *Server) handleConsentCertificate(consents doorledger.ConsentService, bu
 		if err := loadPaperThumbnail(c, papers, con); err != nil {
 			return err
 		}
+		var wh *doorledger.WitnessedHead
+		if witnesses != nil {
+			if wh, err = witnesses.LatestWitnessed(c.Request().Context(), 0); err != nil {
+				return err
+			}
+		}
 		var buf bytes.Buffer
-		if err := reports.ConsentCertificate(&buf, con, b, s.now().UTC()); err != nil {
+		if err := reports.ConsentCertificateWitnessed(&buf, con, b, s.now().UTC(), wh); err != nil {
 			return fmt.Errorf("certificate for consent %d: %w", con.ID, err)
 		}
 		c.Response().Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consent-%d-certificate.pdf"`, con.ID))

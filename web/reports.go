@@ -24,6 +24,7 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/views"
+	"github.com/doorledger/doorledger/witness"
 	"github.com/labstack/echo/v4"
 )
 
@@ -208,10 +209,13 @@ func reportView(ctx context.Context, buildings doorledger.BuildingService, repor
 	return v, nil
 }
 
-func (s *Server) handleReport(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService) echo.HandlerFunc {
+func (s *Server) handleReport(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService, witnesses doorledger.WitnessService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		v, err := reportView(c.Request().Context(), buildings, reports, logs, c.Param("report"))
 		if err != nil {
+			return err
+		}
+		if v.Witnesses, err = configuredVouched(c.Request().Context(), logs, witnesses, v.Report); err != nil {
 			return err
 		}
 		return render(c, http.StatusOK, views.ReportPage(s.page(c, "Report "+v.Report.ID, "buildings"), v))
@@ -381,10 +385,14 @@ func readUpload(fh *multipart.FileHeader) (*views.VerifiedFile, string, error) {
 // handleVerify looks an uploaded file up in the registry by its SHA-256 and,
 // given a second one, proves that the later report's log extends the
 // earlier one's.
-func (s *Server) handleVerify(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService) echo.HandlerFunc {
+func (s *Server) handleVerify(buildings doorledger.BuildingService, reports doorledger.ReportService, logs doorledger.LogService, witnesses doorledger.WitnessService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		v := views.VerifyView{Form: views.Form{Errors: map[string]string{}}}
+		v := views.VerifyView{Form: views.Form{Errors: map[string]string{}, Values: map[string]string{"witnesses": c.FormValue("witnesses")}}}
+		trusted, k, terr := witness.ParseTrusted(v.Form.Value("witnesses"))
+		if terr != nil {
+			v.Form.Errors["witnesses"] = doorledger.ErrorMessage(terr)
+		}
 		for _, field := range []string{"file", "other"} {
 			fh, err := c.FormFile(field)
 			var mbe *http.MaxBytesError
@@ -407,6 +415,9 @@ func (s *Server) handleVerify(buildings doorledger.BuildingService, reports door
 			}
 			f.Field = field
 			if err := s.lookUpReport(ctx, buildings, reports, logs, f); err != nil {
+				return err
+			}
+			if f.Witnesses, err = vouched(ctx, logs, witnesses, f.Report, trusted, k); err != nil {
 				return err
 			}
 			v.Files = append(v.Files, *f)

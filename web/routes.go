@@ -19,7 +19,7 @@ func (s *Server) routes() {
 	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
 	policies, papers, invitations, outbox, logs := s.cfg.Policies, s.cfg.Papers, s.cfg.Invitations, s.cfg.Outbox, s.cfg.Logs
 	attention, unlocks, reports, residents, privacy, vendors := s.cfg.Attention, s.cfg.Unlocks, s.cfg.Reports, s.cfg.Residents, s.cfg.Privacy, s.cfg.Vendors
-	reportFiles := s.cfg.ReportFiles
+	reportFiles, witnesses := s.cfg.ReportFiles, s.cfg.Witnesses
 	// The building page reads many services; it and the forms on it take them together.
 	buildingPage := buildingPage{buildings: buildings, users: users, consents: consents, devices: devices,
 		unlocks: unlocks, papers: papers, residents: residents, invitations: invitations}
@@ -84,7 +84,7 @@ func (s *Server) routes() {
 	e.GET("/consents/:consent", s.handleConsent(consents, buildings), signedIn...)
 	e.GET("/consents/:consent/photos/:photo", s.handleConsentPhoto(consents), signedIn...)
 	e.GET("/consents/:consent/signature.png", s.handleConsentSignature(consents), readers...)
-	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers), readers...)
+	e.GET("/consents/:consent/certificate.pdf", s.handleConsentCertificate(consents, buildings, papers, witnesses), readers...)
 	e.POST("/consents/:consent/renew", s.handleConsentRenew(consents, buildings), managers...)
 	// A building's consent policy (managers); an expired request is
 	// sent again by its installer or a manager (the service checks which).
@@ -143,8 +143,8 @@ func (s *Server) routes() {
 	e.POST("/buildings/:id/reports", s.handleReportRequest(buildings, reports, reportFiles), readers...)
 	e.POST("/buildings/:id/reports/subscription", s.handleReportSubscription(buildings, reports), readers...)
 	e.GET("/reports/verify", s.handleVerifyPage(logs), readers...)
-	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, logs), readers...)
-	e.GET("/reports/:report", s.handleReport(buildings, reports, logs), readers...)
+	s.upload(http.MethodPost, "/reports/verify", verifyBodyLimit, s.handleVerify(buildings, reports, logs, witnesses), readers...)
+	e.GET("/reports/:report", s.handleReport(buildings, reports, logs, witnesses), readers...)
 	e.GET("/reports/:report/status", s.handleReportStatus(buildings, reports, logs), readers...)
 	e.GET("/reports/:report/download", s.handleReportDownload(buildings, reports, logs, reportFiles), readers...)
 
@@ -215,6 +215,11 @@ func (s *Server) routes() {
 	e.POST("/users/:user/password", s.handleUserPassword(users), admin...)
 	e.GET("/audit", s.handleAudit(audit, logs), admin...)
 	e.POST("/audit/verify", s.handleAuditVerify(audit, logs), admin...)
+	// Witnesses of the log (docs/witnesses.md): who cosigns, the k-of-n policy.
+	e.GET("/witnesses", s.handleWitnesses(witnesses, logs), admin...)
+	e.POST("/witnesses", s.handleWitnessAdd(witnesses, logs), admin...)
+	e.POST("/witnesses/policy", s.handleWitnessPolicy(witnesses, logs), admin...)
+	e.POST("/witnesses/:witness/remove", s.handleWitnessRemove(witnesses, logs), admin...)
 	e.GET("/outbox", s.handleOutbox(outbox), admin...)
 	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(outbox), admin...)
 }

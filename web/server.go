@@ -28,6 +28,7 @@ type Config struct {
 	Outbox      doorledger.OutboxService
 	Devices     doorledger.DeviceService
 	Logs        doorledger.LogService
+	Witnesses   doorledger.WitnessService // who cosigns the log, and the policy
 	Vendors     doorledger.VendorService
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService

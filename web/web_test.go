@@ -40,6 +40,7 @@ type fixture struct {
 	logs      *sqlite.LogService
 	residents *sqlite.ResidentService
 	privacy   *sqlite.PrivacyService
+	witnesses *sqlite.WitnessService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -74,13 +75,14 @@ func newFixture(tb testing.TB) *fixture {
 	f := &fixture{tb: tb, db: d, users: sqlite.NewUserService(d), buildings: sqlite.NewBuildingService(d),
 		consents: sqlite.NewConsentService(d, "http://portal.test"), outbox: sqlite.NewOutboxService(d),
 		reports: sqlite.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: sqlite.NewResidentService(d, "http://portal.test"),
-		privacy: sqlite.NewPrivacyService(d)}
+		privacy: sqlite.NewPrivacyService(d), witnesses: sqlite.NewWitnessService(d)}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(d),
 		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(d), Invitations: sqlite.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:     sqlite.NewDeviceService(d),
 		Unlocks:     sqlite.NewUnlockService(d),
 		Logs:        logs,
+		Witnesses:   f.witnesses,
 		Reports:     f.reports,
 		Residents:   f.residents,
 		Privacy:     f.privacy,

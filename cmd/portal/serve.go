@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/reports"
 	"github.com/doorledger/doorledger/web"
+	"github.com/doorledger/doorledger/witness"
 )
 
 // app is the wired portal: the database, its services and the web server.
@@ -40,6 +42,7 @@ type app struct {
 	unlocks     *sqlite.UnlockService
 	vendors     *sqlite.VendorService
 	logs        *sqlite.LogService
+	witnesses   *sqlite.WitnessService
 	reports     *sqlite.ReportService
 	residents   *sqlite.ResidentService
 	web         *web.Server
@@ -130,6 +133,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	a.logs = sqlite.NewLogService(a.db, key)
+	a.witnesses = sqlite.NewWitnessService(a.db)
 	// Registered before every other deferred stop, so it runs after them all,
 	// just before the database closes: everything committed is sequenced.
 	defer a.sequenceAtShutdown()
@@ -209,7 +213,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: sqlite.NewAttentionService(a.db),
+		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -295,6 +299,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			_, err := a.logs.Sequence(ctx)
 			return err
 		}},
+		// Witnesses: each new signed head goes to every witness due an
+		// attempt (docs/witnesses.md); failures back off in the service.
+		job{name: "witnesses", every: 2 * time.Second, run: (&witness.Submitter{Log: a.logs, Witnesses: a.witnesses,
+			HTTP: &http.Client{Timeout: 20 * time.Second}}).Run},
 		job{name: "unlock retention purge", every: 24 * time.Hour, run: func(ctx context.Context) error {
 			n, err := a.unlocks.Purge(ctx, a.db.Now())
 			if n > 0 {

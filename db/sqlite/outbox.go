@@ -71,8 +71,15 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 	if board {
 		roles = "'manager', 'board'"
 	}
-	to, err := tx.emails(ctx, `SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
+	return tx.alertEach(ctx, &doorledger.Message{Subject: subject, Body: body, Kind: "alert", BuildingID: buildingID}, dedupKey,
+		`SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
 		WHERE g.building_id = ? AND u.disabled = 0 AND u.role IN (`+roles+`) ORDER BY u.id`, buildingID)
+}
+
+// alertEach queues m to every address query returns, at most once per
+// address for dedupKey ("": no de-duplication).
+func (tx *Tx) alertEach(ctx context.Context, m *doorledger.Message, dedupKey, query string, args ...any) error {
+	to, err := tx.emails(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -81,7 +88,9 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 		if dedupKey != "" {
 			key = dedupKey + ":" + addr
 		}
-		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: subject, Body: body, Kind: "alert", BuildingID: buildingID}, key); err != nil {
+		msg := *m
+		msg.To = addr
+		if err := tx.queueMail(ctx, &msg, key); err != nil {
 			return err
 		}
 	}

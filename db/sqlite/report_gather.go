@@ -60,6 +60,11 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 	if err != nil {
 		return err
 	}
+	if head != nil {
+		if r.Witnessed, r.WitnessProof, err = witnessedFor(ctx, s.db.read, s.logs, head); err != nil {
+			return fmt.Errorf("report %s: %w", id, err)
+		}
+	}
 	lo, hi := formatTime(start), formatTime(end)
 	if r.Devices, err = queryAll(ctx, tx, func(row interface{ Scan(...any) error }) (*doorledger.Device, error) { return scanDevice(row, now) },
 		`SELECT `+deviceColumns+deviceFrom+` WHERE d.building_id = ? ORDER BY d.id`, b.ID); err != nil {

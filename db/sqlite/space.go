@@ -222,19 +222,13 @@ func (s *Space) record(ctx context.Context, free int64) error {
 		formatTime(tx.now), free).Scan(&id); err != nil {
 		return fmt.Errorf("record disk-full episode: %w", err)
 	}
-	to, err := tx.emails(ctx, `SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
-	if err != nil {
-		return err
-	}
 	body := fmt.Sprintf("The disk of the portal's data directory (%s) is full: %d bytes are free, below the %d bytes the portal keeps for revokes.\n\n"+
 		"Until space is freed, the portal refuses door events from devices (they keep them and send them again) and from vendors (HTTP 503 with Retry-After). Nothing it acknowledged is lost. Revoking and enabling devices, and the rest of the portal, still work.\n\n"+
 		"Free at least %d bytes on that disk; ingest resumes by itself, without a restart.\n",
 		filepath.Dir(s.db.Path), free, s.Floor, s.resumeAt()-free)
-	for _, addr := range to {
-		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: "Doorledger: the data disk is full; door events are refused", Body: body, Kind: "alert"},
-			fmt.Sprintf("disk-full:%d:%s", id, addr)); err != nil {
-			return err
-		}
+	if err := tx.alertEach(ctx, &doorledger.Message{Subject: "Doorledger: the data disk is full; door events are refused", Body: body, Kind: "alert"},
+		fmt.Sprintf("disk-full:%d", id), `SELECT email FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

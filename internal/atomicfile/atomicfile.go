@@ -82,3 +82,22 @@ func LoadOrCreate(path string, size int, newSecret func([]byte) error) ([]byte, 
 	}
 	return buf, err
 }
+
+// Replace writes data to path in place of what is there, readable by the
+// owner only: written in full and synced under a temporary name, then
+// renamed over path, so that a crash leaves either the old file or the new
+// one, whole.
+func Replace(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone once renamed; removes a failed write's
+	if err := write(tmp, data); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}

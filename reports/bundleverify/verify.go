@@ -3,7 +3,7 @@
 // it with `go run verify.go` and nothing else, no module and no other file. It
 // ships in every bundle as verify.go; in the bundle's directory:
 //
-//	go run verify.go [verifier key]
+//	go run verify.go [-witnesses FILE] [verifier key]
 //
 // It checks, in order, and stops at the first failure, naming it:
 //
@@ -30,7 +30,18 @@
 //     its leaf as logged and the leaf hash of its row as it remains,
 //     matches those rows of events.csv (with the leaf the line gives, which
 //     step 6 proves) and what the line of redactions.jsonl gives of the
-//     events the bundle does not hold.
+//     events the bundle does not hold;
+//  8. with -witnesses FILE (the witnesses the board trusts: one cosignature
+//     key a line, "<name>+<hash>+<key>" as each witness printed it, with an
+//     optional label before it, and "k N" for how many must vouch): that
+//     witness-checkpoint.txt is signed by the log's key, which of those
+//     witnesses cosigned it (c2sp.org/tlog-cosignature: Ed25519 over
+//     "cosignature/v1\ntime <unix seconds>\n" and the checkpoint), and that
+//     log-head.txt extends it (the RFC 6962 consistency proof of
+//     witness-proof.txt); it names the witnesses that vouched, when, and those
+//     missing, and fails when fewer than k vouched. The keys come from the
+//     board, never from the bundle: a bundle cannot vouch for its own
+//     witnesses.
 //
 // The canonical encoding (Doorledger's package auditlog) is
 // "doorledger-log/1\n" then one line per field, "name length value\n",
@@ -66,6 +77,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -88,6 +100,12 @@ func main() {
 }
 
 func run(args []string, out io.Writer) error {
+	flags := flag.NewFlagSet("verify", flag.ContinueOnError)
+	witnessFile := flags.String("witnesses", "", "a file of the witnesses your board trusts: one key a line, and \"k N\"")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	args = flags.Args()
 	if err := checkManifest(out); err != nil {
 		return err
 	}
@@ -114,7 +132,10 @@ func run(args []string, out io.Writer) error {
 	if err := checkEvents(head, leaves, reds, out); err != nil {
 		return err
 	}
-	return checkRedactions(reds, out)
+	if err := checkRedactions(reds, out); err != nil {
+		return err
+	}
+	return checkWitnesses(*witnessFile, head, out)
 }
 
 // checkManifest compares every file with README.txt's manifest.
@@ -1045,6 +1066,257 @@ func checkRedactions(reds map[int64]*redaction, out io.Writer) error {
 	}
 	if len(reds) > 0 {
 		fmt.Fprintf(out, "redactions: %d, naming %d events, match their digests\n", len(reds), events)
+	}
+	return nil
+}
+
+// witnessKey is a witness's cosignature key, "<name>+<hash>+<base64(0x04
+// || Ed25519 key)>" (c2sp.org/tlog-cosignature), with the board's label.
+type witnessKey struct {
+	label, name string
+	pub         ed25519.PublicKey
+	hash        uint32
+}
+
+// cosignatureKeyHash is a cosignature key's hash: the first four bytes of
+// SHA-256(name || "\n" || 0x04 || Ed25519 public key).
+func cosignatureKeyHash(name string, pub ed25519.PublicKey) uint32 {
+	h := sha256.New()
+	h.Write([]byte(name))
+	h.Write([]byte{'\n', 4})
+	h.Write(pub)
+	return binary.BigEndian.Uint32(h.Sum(nil))
+}
+
+// readWitnessFile reads the board's witnesses: "# comments", "k N", and
+// lines "[label] <name>+<hash>+<key>".
+func readWitnessFile(path string) (keys []*witnessKey, k int, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	k = -1
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if fields[0] == "k" && len(fields) == 2 {
+			if k, err = strconv.Atoi(fields[1]); err != nil || k < 0 {
+				return nil, 0, fmt.Errorf("%s line %d: k wants a whole number", path, i+1)
+			}
+			continue
+		}
+		vkey := fields[len(fields)-1]
+		name, rest, ok1 := strings.Cut(vkey, "+")
+		hash16, key64, ok2 := strings.Cut(rest, "+")
+		h, err1 := strconv.ParseUint(hash16, 16, 32)
+		raw, err2 := base64.StdEncoding.DecodeString(key64)
+		if !ok1 || !ok2 || len(hash16) != 8 || err1 != nil || err2 != nil || !validKeyName(name) || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 4 {
+			return nil, 0, fmt.Errorf("%s line %d: not a witness's cosignature key (<name>+<hash>+<key>, type 0x04)", path, i+1)
+		}
+		w := &witnessKey{label: strings.Join(fields[:len(fields)-1], " "), name: name, pub: ed25519.PublicKey(raw[1:]), hash: uint32(h)}
+		if cosignatureKeyHash(name, w.pub) != w.hash {
+			return nil, 0, fmt.Errorf("%s line %d: the key's hash does not match its key", path, i+1)
+		}
+		if w.label == "" {
+			w.label = name
+		}
+		keys = append(keys, w)
+	}
+	if len(keys) == 0 {
+		return nil, 0, fmt.Errorf("%s: no witness keys", path)
+	}
+	if k < 0 || k > len(keys) {
+		k = len(keys) // all of them, unless the board says fewer
+	}
+	return keys, k, nil
+}
+
+// cosignedAt checks w's cosignature among a note's signature lines, of the
+// checkpoint text, and returns the time in it (false: none by w; an error:
+// one that does not verify).
+func cosignedAt(sigs []byte, text string, w *witnessKey) (time.Time, bool, error) {
+	for _, line := range strings.Split(string(sigs), "\n") {
+		body, ok := strings.CutPrefix(line, "— ")
+		name, b64, ok2 := strings.Cut(body, " ")
+		if !ok || !ok2 || name != w.name {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(sig) != 4+8+ed25519.SignatureSize || binary.BigEndian.Uint32(sig) != w.hash {
+			continue // another key of the same name
+		}
+		ts := binary.BigEndian.Uint64(sig[4:])
+		msg := "cosignature/v1\ntime " + strconv.FormatUint(ts, 10) + "\n" + text
+		if !ed25519.Verify(w.pub, []byte(msg), sig[12:]) {
+			return time.Time{}, false, fmt.Errorf("the cosignature of %s does not verify", w.label)
+		}
+		return time.Unix(int64(ts), 0).UTC(), true, nil
+	}
+	return time.Time{}, false, nil
+}
+
+// checkConsistency checks an RFC 6962 consistency proof that the tree of
+// newSize entries with root newRoot extends the tree of oldSize entries
+// with root oldRoot (0 < oldSize <= newSize). The proof's hashes are in the
+// order RFC 6962's SUBPROOF lists them (as golang.org/x/mod/sumdb/tlog's
+// ProveTree does): a subtree's proof, then its sibling.
+func checkConsistency(proof []hash, oldSize int64, oldRoot hash, newSize int64, newRoot hash) error {
+	if oldSize < 1 || oldSize > newSize {
+		return errors.New("consistency proof: sizes out of order")
+	}
+	// sub returns the hashes of the old and the new tree within the
+	// subtree of n entries whose first m belong to the old tree; whole
+	// reports whether the old tree is exactly a left part of it so far.
+	var sub func(m, n int64, whole bool) (hash, hash, error)
+	sub = func(m, n int64, whole bool) (hash, hash, error) {
+		if m == n {
+			if whole {
+				return oldRoot, oldRoot, nil
+			}
+			if len(proof) == 0 {
+				return hash{}, hash{}, errors.New("consistency proof: too short")
+			}
+			h := proof[0]
+			proof = proof[1:]
+			return h, h, nil
+		}
+		k := split(n)
+		if m <= k {
+			o, nw, err := sub(m, k, whole)
+			if err != nil || len(proof) == 0 {
+				return o, nw, cmp.Or(err, errors.New("consistency proof: too short"))
+			}
+			right := proof[0]
+			proof = proof[1:]
+			return o, nodeHash(nw, right), nil
+		}
+		o, nw, err := sub(m-k, n-k, false)
+		if err != nil || len(proof) == 0 {
+			return o, nw, cmp.Or(err, errors.New("consistency proof: too short"))
+		}
+		left := proof[0]
+		proof = proof[1:]
+		return nodeHash(left, o), nodeHash(left, nw), nil
+	}
+	o, nw, err := sub(oldSize, newSize, true)
+	if err != nil {
+		return err
+	}
+	if len(proof) != 0 {
+		return errors.New("consistency proof: too long")
+	}
+	if o != oldRoot || nw != newRoot {
+		return errors.New("consistency proof: the later head does not extend the earlier one")
+	}
+	return nil
+}
+
+// checkWitnesses is step 8 (see the package comment).
+func checkWitnesses(path string, head *tree, out io.Writer) error {
+	_, err := os.Stat("witness-checkpoint.txt")
+	have := err == nil
+	if path == "" {
+		if have {
+			fmt.Fprintln(out, "witnesses: not checked: give -witnesses FILE with the witness keys your board trusts")
+		}
+		return nil
+	}
+	keys, k, err := readWitnessFile(path)
+	if err != nil {
+		return fmt.Errorf("witnesses: %w", err)
+	}
+	labels := func(ws []*witnessKey) string {
+		s := make([]string, len(ws))
+		for i, w := range ws {
+			s[i] = w.label
+		}
+		return strings.Join(s, ", ")
+	}
+	if head == nil || !have {
+		if k == 0 {
+			fmt.Fprintln(out, "witnesses: the bundle has no witnessed checkpoint (none required)")
+			return nil
+		}
+		return fmt.Errorf("witnesses: the bundle has no witnessed checkpoint: none of the %d required vouched; missing: %s", k, labels(keys))
+	}
+	msg, err := os.ReadFile("witness-checkpoint.txt")
+	if err != nil {
+		return err
+	}
+	logKey, err := os.ReadFile("verifier-key.txt")
+	if err != nil {
+		return err
+	}
+	lk, err := parseVerifierKey(strings.TrimSpace(string(logKey)))
+	if err != nil {
+		return err
+	}
+	text, err := openNote(msg, lk)
+	if err != nil {
+		return fmt.Errorf("witness-checkpoint.txt is not signed by the log's key: %w", err)
+	}
+	cp, err := parseCheckpoint(text)
+	if err != nil {
+		return fmt.Errorf("witness-checkpoint.txt: %w", err)
+	}
+	if cp.origin != head.origin {
+		return fmt.Errorf("witness-checkpoint.txt is a checkpoint of %q, not of this log (%q)", cp.origin, head.origin)
+	}
+	// The consistency proof from the witnessed checkpoint to the head.
+	pf, err := os.ReadFile("witness-proof.txt")
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(pf), "\n"), "\n")
+	if len(lines) < 2 || lines[0] != "old "+strconv.FormatInt(cp.size, 10) || lines[1] != "new "+strconv.FormatInt(head.size, 10) {
+		return fmt.Errorf("witness-proof.txt is not a proof from %d to %d entries", cp.size, head.size)
+	}
+	var proof []hash
+	for _, l := range lines[2:] {
+		h, err := base64.StdEncoding.DecodeString(l)
+		if err != nil || len(h) != len(hash{}) {
+			return fmt.Errorf("witness-proof.txt: a bad hash %q", l)
+		}
+		proof = append(proof, hash(h))
+	}
+	if cp.size == head.size {
+		if len(proof) != 0 || cp.root != head.root {
+			return errors.New("witness-checkpoint.txt has the head's size but another root: the log was forked")
+		}
+	} else if err := checkConsistency(proof, cp.size, cp.root, head.size, head.root); err != nil {
+		return fmt.Errorf("witness-proof.txt: %w", err)
+	}
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	sigs := msg[i+2:]
+	var vouched, missing []*witnessKey
+	var when []string
+	for _, w := range keys {
+		at, ok, err := cosignedAt(sigs, text, w)
+		if err != nil || !ok {
+			// A cosignature that does not verify vouches for nothing: the
+			// witness cosigned another checkpoint (another history).
+			missing = append(missing, w)
+			if err != nil {
+				fmt.Fprintf(out, "witnesses: %v\n", err)
+			}
+			continue
+		}
+		vouched = append(vouched, w)
+		when = append(when, w.label+" at "+at.Format("2006-01-02 15:04:05 UTC"))
+	}
+	fmt.Fprintf(out, "witnesses: the checkpoint of %d entries, which this head extends, was cosigned by %d of the %d witnesses you trust", cp.size, len(vouched), len(keys))
+	if len(when) > 0 {
+		fmt.Fprintf(out, ": %s", strings.Join(when, "; "))
+	}
+	fmt.Fprintln(out)
+	if len(missing) > 0 {
+		fmt.Fprintf(out, "witnesses: missing: %s\n", labels(missing))
+	}
+	if len(vouched) < k {
+		return fmt.Errorf("witnesses: only %d of the %d required witnesses vouched for this log; missing: %s", len(vouched), k, labels(missing))
 	}
 	return nil
 }

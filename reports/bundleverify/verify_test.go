@@ -7,11 +7,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	mrand "math/rand"
+	"os"
 	"strings"
 	"testing"
+
+	"filippo.io/torchwood"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
@@ -262,5 +266,109 @@ func TestParseCheckpointMatchesAuditlog(t *testing.T) {
 		if _, err := auditlog.ParseCheckpoint(bad); err == nil {
 			t.Errorf("auditlog parsed %q", bad)
 		}
+	}
+}
+
+// TestConsistencyMatchesTlog holds checkConsistency against tlog.ProveTree
+// and CheckTree on every pair of sizes up to 70: each of tlog's proofs
+// verifies, and a proof against a changed old root, or with a hash
+// flipped, does not.
+func TestConsistencyMatchesTlog(t *testing.T) {
+	var tr tlogTree
+	const max = 70
+	for n := int64(0); n < max; n++ {
+		hs, err := tlog.StoredHashes(n, []byte(fmt.Sprint("entry ", n)), &tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.hashes = append(tr.hashes, hs...)
+	}
+	for newSize := int64(1); newSize <= max; newSize++ {
+		newRoot, err := tlog.TreeHash(newSize, &tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for oldSize := int64(1); oldSize <= newSize; oldSize++ {
+			oldRoot, _ := tlog.TreeHash(oldSize, &tr)
+			p, err := tlog.ProveTree(newSize, oldSize, &tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tlog.CheckTree(p, newSize, newRoot, oldSize, oldRoot); err != nil {
+				t.Fatalf("tlog itself refuses %d→%d: %v", oldSize, newSize, err)
+			}
+			proof := make([]hash, len(p))
+			for i, h := range p {
+				proof[i] = hash(h)
+			}
+			if err := checkConsistency(proof, oldSize, hash(oldRoot), newSize, hash(newRoot)); err != nil {
+				t.Fatalf("%d→%d: %v", oldSize, newSize, err)
+			}
+			bad := hash(oldRoot)
+			bad[0] ^= 1
+			if checkConsistency(proof, oldSize, bad, newSize, hash(newRoot)) == nil {
+				t.Fatalf("%d→%d: accepted another old root", oldSize, newSize)
+			}
+			if len(proof) > 0 {
+				flipped := append([]hash(nil), proof...)
+				flipped[len(flipped)/2][3] ^= 1
+				if checkConsistency(flipped, oldSize, hash(oldRoot), newSize, hash(newRoot)) == nil {
+					t.Fatalf("%d→%d: accepted a changed proof", oldSize, newSize)
+				}
+			}
+		}
+	}
+}
+
+// TestCosignatureMatchesTorchwood holds cosignedAt against torchwood's
+// cosignature/v1 signer: a witness's cosignature verifies with its key and
+// gives its time; another witness's key of the same name, or another
+// checkpoint, does not verify.
+func TestCosignatureMatchesTorchwood(t *testing.T) {
+	logKey, err := auditlog.LoadOrCreateKey(t.TempDir()+"/log.key", "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := auditlog.SignHead(logKey.Signer(), 10, doorledger.LogHash{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func() (*torchwood.CosignatureSigner, *witnessKey) {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, err := torchwood.NewCosignatureSigner("board-witness", priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := t.TempDir() + "/w.txt"
+		if err := os.WriteFile(path, []byte("k 1\nBoard's lawyer "+s.Verifier().String()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		keys, k, err := readWitnessFile(path)
+		if err != nil || k != 1 || len(keys) != 1 || keys[0].label != "Board's lawyer" {
+			t.Fatalf("readWitnessFile: %v %d %+v", err, k, keys)
+		}
+		return s, keys[0]
+	}
+	s, w := mk()
+	_, other := mk()
+	n, err := note.Open([]byte(signed), note.VerifierList(logKey.Verifier()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosigned, err := note.Sign(n, logKey.Signer(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.LastIndex(cosigned, []byte("\n\n"))
+	sigs := cosigned[i+2:]
+	at, ok, err := cosignedAt(sigs, n.Text, w)
+	if err != nil || !ok || at.IsZero() {
+		t.Fatalf("the witness's cosignature: %v %v %v", at, ok, err)
+	}
+	if _, ok, err := cosignedAt(sigs, n.Text, other); ok || err != nil {
+		t.Fatalf("another key of the same name: %v %v", ok, err)
+	}
+	if _, _, err := cosignedAt(sigs, strings.Replace(n.Text, "\n10\n", "\n11\n", 1), w); err == nil {
+		t.Fatal("the cosignature verified for another checkpoint")
 	}
 }
