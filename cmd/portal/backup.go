@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -178,8 +179,34 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 		return fmt.Errorf("restore: %w", err)
 	}
 	fmt.Fprintf(stdout, "Restored %s into %s: the database and %d files.\n", *in, dir, n-1)
+	if size, witnesses, err := restoredLog(ctx, filepath.Join(dir, dbFile)); err == nil && size > 0 {
+		fmt.Fprintf(stdout, "WARNING: the restored log ends at its head of %d entries. Anyone who kept a later head sees the restored\n"+
+			"log as a fork once it grows past that: boards' reports", size)
+		if witnesses > 0 {
+			fmt.Fprintf(stdout, " and the %d outside witnesses configured, which refuse a checkpoint that does not extend the\n"+
+				"last one they cosigned", witnesses)
+		}
+		fmt.Fprintln(stdout, ". Restore only to recover from a loss, and say so to the boards.")
+	}
 	fmt.Fprintf(stdout, "Check it with: portal audit verify -data %s\n", dir)
 	return nil
+}
+
+// restoredLog reads the restored database's latest signed head size and how
+// many outside witnesses it has configured.
+func restoredLog(ctx context.Context, path string) (size, witnesses int64, err error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(size), 0) FROM log_heads`).Scan(&size); err != nil {
+		return 0, 0, err
+	}
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM witnesses`).Scan(&witnesses); err != nil {
+		return size, 0, nil // a database from before witnesses
+	}
+	return size, witnesses, nil
 }
 
 // readBackup unpacks a backup into dir: regular files only, each name a

@@ -114,6 +114,9 @@ func TestBackupUnderWriteLoad(t *testing.T) {
 	if err := run(ctx, []string{"restore", "-in", backup, "-data", restored}, getenv, &out, &errb); err != nil {
 		t.Fatalf("restore: %v\n%s", err, errb.String())
 	}
+	if !strings.Contains(out.String(), "WARNING: the restored log ends at its head of ") {
+		t.Errorf("restore does not warn that the log rolls back:\n%s", out.String())
+	}
 	for _, name := range []string{"vendor.key", "session.keys", "log.key", "log.origin"} {
 		a, err1 := os.ReadFile(filepath.Join(p.DataDir, name))
 		b, err2 := os.ReadFile(filepath.Join(restored, name))
