@@ -70,13 +70,14 @@ type test struct {
 // A backend that does not implement every service yet runs those it does
 // with RunGroups.
 var Groups = []string{
-	"users", "consents", "papers", "text", "residents", "outbox",
+	"users", "buildings", "consents", "papers", "text", "residents", "outbox",
 	"policies", "unlocks", "reports", "vendors", "logs", "devices",
 }
 
 // groups are the tests of each group.
 var groups = map[string][]test{
 	"users":     userTests,
+	"buildings": buildingTests,
 	"consents":  consentTests,
 	"papers":    paperTests,
 	"text":      textTests,
