@@ -4,6 +4,26 @@
 // written in one transaction together with the audit entry that records it,
 // and the rules SQLite enforces with triggers are PL/pgSQL triggers and
 // constraints here (migrations/).
+//
+// A service is ported from package sqlite faithfully (same behaviour, same
+// messages, the same dbtest groups pass), written for PostgreSQL:
+//
+//   - $1 placeholders; RETURNING instead of LastInsertId; tag.RowsAffected().
+//   - Times are timestamptz: pass time.Time (ts(t) for a nullable one, NULL
+//     when zero) and scan with at(&t) (UTC; zero for NULL). Flags are
+//     boolean, blobs bytea, calendar dates date.
+//   - A failed statement aborts the whole PostgreSQL transaction (SQLite
+//     goes on): where package sqlite catches a unique violation and carries
+//     on, write INSERT … ON CONFLICT … DO NOTHING RETURNING and treat "no
+//     row" as the conflict.
+//   - Several instances and connections write at once (SQLite has one
+//     writer): a read-then-write that relied on that takes the row FOR
+//     UPDATE, an advisory lock (pg_advisory_xact_lock), or retries on
+//     isRetryable; ids are not commit order.
+//   - Text sorts by the database's collation: ORDER BY … COLLATE "C" keeps
+//     SQLite's byte order where a page or test depends on it.
+//   - Refusals by triggers are RAISE EXCEPTION (SQLSTATE P0001) with
+//     package sqlite's messages: isRefusal(err, message).
 package postgres
 
 import (
@@ -231,6 +251,26 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	}
 	if tx.mailed && tx.db.OnMail != nil {
 		tx.db.OnMail()
+	}
+	return nil
+}
+
+// Writable reports whether a write could start now, waiting until ctx ends
+// at most: for /readyz. A transaction that would be read-only (a standby,
+// or a database set default_transaction_read_only) or an unreachable server
+// is not ready.
+func (db *DB) Writable(ctx context.Context) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var readOnly string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('transaction_read_only')`).Scan(&readOnly); err != nil {
+		return err
+	}
+	if readOnly == "on" {
+		return errors.New("the PostgreSQL database takes no writes (a standby, or set read-only)")
 	}
 	return nil
 }

@@ -31,3 +31,20 @@ func TestMigrations(t *testing.T) {
 		t.Fatalf("%d migrations recorded after opening again, want %d", again, n)
 	}
 }
+
+// A database that takes writes is writable; one set read-only (as a
+// standby is) is not.
+func TestWritable(t *testing.T) {
+	db, _ := MustOpenDB(t)
+	ctx := context.Background()
+	if err := db.Writable(ctx); err != nil {
+		t.Fatalf("writable database: %v", err)
+	}
+	if _, err := db.Pool().Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	db.Pool().Reset() // new connections read the setting
+	if err := db.Writable(ctx); err == nil {
+		t.Fatal("a read-only database said writable")
+	}
+}
