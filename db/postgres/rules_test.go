@@ -186,3 +186,72 @@ func TestRulesRefuse(t *testing.T) {
 }
 
 const zeros32 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// What the rules allow they let through: the retention purge of an event
+// past its building's retention (its day and open anomaly counted down),
+// the redaction of an event's identifiable data after 90 days under the
+// privacy profile, an acknowledgement of an anomaly, and under that profile
+// an enable with a complete vendor disclosure record only.
+func TestRulesAllow(t *testing.T) {
+	d, exec := ruleWorld(t)
+	ctx := context.Background()
+	must := func(sql string) {
+		t.Helper()
+		if err := exec(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(sql string) int {
+		t.Helper()
+		var n int
+		if err := d.Pool().QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	old := `now() - interval '100 days'`
+	must(`UPDATE buildings SET unlock_retention_days = 30, privacy_profile = 'nyc_tdpa', privacy_profile_at = now() WHERE id = 1`)
+	must(`INSERT INTO unlock_events (id, building_id, device_id, event_id, occurred_at, received_at, effective_at, method, actor_ref, result, anomalies, source)
+		VALUES (2, 1, 1, 'old', ` + old + `, ` + old + `, ` + old + `, 'code', 'courier 9', 'denied', 8, 'mqtt'),
+		       (3, 1, 1, 'old2', ` + old + `, ` + old + `, ` + old + `, 'code', 'courier 9', 'granted', 0, 'mqtt')`)
+	if n := count(`SELECT n FROM building_open_anomalies WHERE building_id = 1`); n != 2 {
+		t.Fatalf("open anomalies: %d, want 2", n)
+	}
+	// Redaction: the journal entry and the record first, then the event.
+	must(`INSERT INTO audit_entries (id, at, actor, action, building_id) VALUES (500, now(), 'system', 'unlock.redact', 1)`)
+	must(`INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES (3, 500, '\x` + zeros32 + `', '\x` + zeros32 + `')`)
+	wantRefused(t, "redaction under another entry", exec(`UPDATE unlock_events SET actor_ref = '', redaction_id = 1, redacted_at = now() WHERE id = 3`),
+		"unlock events are never changed, but for the redaction of identifiable data after 90 days under the privacy profile")
+	must(`UPDATE unlock_events SET actor_ref = '', redaction_id = 500, redacted_at = now() WHERE id = 3`)
+	wantRefused(t, "redacted twice", exec(`UPDATE unlock_events SET actor_ref = '', redaction_id = 500, redacted_at = now() WHERE id = 3`),
+		"unlock events are never changed, but for the redaction of identifiable data after 90 days under the privacy profile")
+	// Acknowledgement: of an anomalous event of the building only.
+	wantRefused(t, "ack of a plain event", exec(`INSERT INTO anomaly_acks (event_id, building_id, acked_at, actor, note) VALUES (3, 1, now(), 'm', 'ok')`),
+		"only an anomalous unlock event of the building can be acknowledged")
+	must(`INSERT INTO anomaly_acks (event_id, building_id, acked_at, actor, note) VALUES (1, 1, now(), 'm', 'false alarm')`)
+	if n := count(`SELECT n FROM building_open_anomalies WHERE building_id = 1`); n != 1 {
+		t.Fatalf("open anomalies after an acknowledgement: %d, want 1", n)
+	}
+	// The purge: past retention only; the open anomaly and day counts go with it.
+	wantRefused(t, "purge a recent event", exec(`DELETE FROM unlock_events WHERE id = 1`),
+		"unlock events are deleted only by the retention purge, once past the building's retention")
+	days := count(`SELECT COALESCE(SUM(granted + denied), 0) FROM unlock_daily WHERE building_id = 1`)
+	must(`DELETE FROM unlock_events WHERE id IN (2, 3)`)
+	if n := count(`SELECT n FROM building_open_anomalies WHERE building_id = 1`); n != 0 {
+		t.Errorf("open anomalies after the purge: %d, want 0", n)
+	}
+	if n := count(`SELECT COALESCE(SUM(granted + denied), 0) FROM unlock_daily WHERE building_id = 1`); n != days-2 {
+		t.Errorf("day counts after purging 2 events: %d, want %d", n, days-2)
+	}
+	if n := count(`SELECT COUNT(*) FROM unlock_daily WHERE granted = 0 AND denied = 0 AND anomalous = 0`); n != 0 {
+		t.Errorf("%d days counted down to nothing kept", n)
+	}
+	// Under the profile: an enable needs a complete disclosure record.
+	wantRefused(t, "enable without disclosure", exec(`UPDATE devices SET desired_state = 'disabled' WHERE id = 1; UPDATE devices SET desired_state = 'enabled' WHERE id = 1`),
+		"under the Tenant Data Privacy Act profile no device is enabled without a complete vendor disclosure record")
+	must(`INSERT INTO vendor_disclosures (id, building_id, legal_name, data_collected, purpose, retention, policy_url, created_at, updated_at)
+		VALUES (1, 1, 'Acme Inc.', 'codes', 'deliveries', '90 days', 'https://acme.example/privacy', now(), now())`)
+	must(`UPDATE devices SET vendor_disclosure_id = 1, desired_state = 'enabled' WHERE id = 1`)
+	wantRefused(t, "empty the disclosure of an enabled device", exec(`UPDATE vendor_disclosures SET purpose = ' ' WHERE id = 1`),
+		"an enabled device names this vendor disclosure record: it must stay complete")
+}
