@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/doorledger/doorledger/db/postgres"
 )
 
 // TestMigrations: every migration applied and recorded once; opening again
@@ -60,4 +62,35 @@ func BenchmarkNewDatabase(b *testing.B) {
 	}
 	b.Logf("cluster started in %v, template migrated in %v, a database made in %v on average",
 		cluster.Started.Round(time.Millisecond), cluster.Migrated.Round(time.Millisecond), cluster.PerDatabase().Round(time.Millisecond))
+}
+
+// Instances started together on an empty database apply each migration
+// once: the first takes the migrations' advisory lock, the others wait and
+// find them recorded.
+func TestMigrateConcurrently(t *testing.T) {
+	url := cluster.EmptyDatabase(t)
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	dbs := make([]*postgres.DB, 3)
+	for i := range dbs {
+		dbs[i] = postgres.NewDB(url)
+		go func() { errs <- dbs[i].Open(ctx) }()
+	}
+	for range dbs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, d := range dbs {
+			d.Close()
+		}
+	}()
+	var n, distinct int
+	if err := dbs[0].Pool().QueryRow(ctx, `SELECT COUNT(*), COUNT(DISTINCT name) FROM migrations`).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n < 8 || n != distinct {
+		t.Fatalf("%d migrations recorded (%d distinct), want each of at least 8 once", n, distinct)
+	}
 }

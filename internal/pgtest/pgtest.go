@@ -105,6 +105,18 @@ func (c *Cluster) Main(m *testing.M) int {
 // a copy of the template; it is dropped when the test ends.
 func (c *Cluster) Database(tb testing.TB) string {
 	tb.Helper()
+	return c.database(tb, templateDB)
+}
+
+// EmptyDatabase is Database without the template: an empty database (a
+// copy of template0), for tests of what runs on one (migrations).
+func (c *Cluster) EmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	return c.database(tb, "template0")
+}
+
+func (c *Cluster) database(tb testing.TB, template string) string {
+	tb.Helper()
 	c.once.Do(func() { c.err = c.start() })
 	if c.err != nil {
 		if c.missing && os.Getenv(testtool.RequireEnv) != "1" {
@@ -120,7 +132,7 @@ func (c *Cluster) Database(tb testing.TB) string {
 	// (BenchmarkNewDatabase in db/postgres).
 	began := time.Now()
 	c.mu.Lock()
-	err := c.exec(ctx, "postgres", `CREATE DATABASE `+name+` TEMPLATE `+templateDB+` STRATEGY FILE_COPY`)
+	err := c.exec(ctx, "postgres", `CREATE DATABASE `+name+` TEMPLATE `+template+` STRATEGY FILE_COPY`)
 	c.mu.Unlock()
 	c.creating.Add(int64(time.Since(began)))
 	if err != nil {
