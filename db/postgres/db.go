@@ -75,6 +75,7 @@ type DB struct {
 	LoginIPLimit      int
 
 	sealer *sealer // seals mail bodies (SetSealKey)
+	leases leases  // the leases held (lease.go)
 }
 
 // NewDB returns a DB for the database at url; call Open before use.
@@ -124,12 +125,13 @@ func (db *DB) Open(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pool.
+// Close releases the DB's leases and closes the pool.
 func (db *DB) Close() error {
+	err := db.releaseAll()
 	if db.pool != nil {
 		db.pool.Close()
 	}
-	return nil
+	return err
 }
 
 // Pool returns the connection pool: for tests that go around the services

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"time"
 
@@ -295,14 +294,6 @@ func (s *UserService) Authenticate(ctx context.Context, email, password, ip stri
 		return nil, err
 	}
 	return u, nil
-}
-
-// lockKey is the advisory lock key of a name: sign-in attempts of one
-// account, or from one IP, take turns on it.
-func lockKey(kind, name string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("doorledger " + kind + " " + name))
-	return int64(h.Sum64())
 }
 
 // beginAttempt checks the throttle and, when the attempt may go on, records it
