@@ -189,7 +189,11 @@ func (c *Cluster) start() error {
 	if err != nil {
 		return err
 	}
+	removeAbandoned()
 	if c.dir, err = os.MkdirTemp("", "pgtest-"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
 	if cred != nil {
@@ -202,7 +206,7 @@ func (c *Cluster) start() error {
 	data := filepath.Join(c.dir, "data")
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", superuser,
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
@@ -300,6 +304,27 @@ func (c *Cluster) stop() error {
 		errs = append(errs, os.RemoveAll(c.dir))
 	}
 	return errors.Join(errs...)
+}
+
+// ownerFile holds the pid of the test binary a cluster's directory is for.
+const ownerFile = "owner.pid"
+
+// removeAbandoned removes the directories of clusters whose test binary died
+// without cleaning up (a panic, a -timeout, a kill): the kernel stopped their
+// server then (Pdeathsig), and the next test binary removes what is left.
+func removeAbandoned() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not one of ours, or still being made
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its test binary is alive (or the pid is not ours to judge)
+		}
+		os.RemoveAll(dir)
+	}
 }
 
 // credential is whom to run initdb and the server as: the postgres user

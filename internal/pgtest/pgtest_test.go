@@ -3,6 +3,9 @@ package pgtest
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/doorledger/doorledger/internal/testtool"
@@ -82,5 +85,34 @@ func TestSkipsWithoutBinaries(t *testing.T) {
 	}
 	if none.server != nil || none.dir != "" {
 		t.Fatal("a cluster half-started")
+	}
+}
+
+// The directory of a cluster whose test binary died is removed by the next
+// start; one whose binary lives is left alone.
+func TestRemoveAbandoned(t *testing.T) {
+	dirOf := func(pid int) string {
+		t.Helper()
+		dir, err := os.MkdirTemp("", "pgtest-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	abandoned, alive := dirOf(dead.Process.Pid), dirOf(os.Getpid())
+	removeAbandoned()
+	if _, err := os.Stat(abandoned); !os.IsNotExist(err) {
+		t.Errorf("the directory of a dead test binary is still there: %v", err)
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Errorf("the directory of a live test binary went: %v", err)
 	}
 }
