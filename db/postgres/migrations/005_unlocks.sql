@@ -211,19 +211,22 @@ CREATE FUNCTION unlock_daily_count() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
 	z unlock_daily_zones;
 	e unlock_events;
-	sign integer := 1;
 BEGIN
-	IF TG_OP = 'INSERT' THEN e := NEW; ELSE e := OLD; sign := -1; END IF;
+	IF TG_OP = 'INSERT' THEN e := NEW; ELSE e := OLD; END IF;
 	SELECT * INTO z FROM unlock_daily_zones WHERE building_id = e.building_id;
 	IF NOT FOUND OR e.effective_at >= z.counted_until THEN
 		RETURN NULL;
 	END IF;
-	INSERT INTO unlock_daily AS d (building_id, day, granted, denied, anomalous)
-	VALUES (e.building_id, (e.effective_at AT TIME ZONE z.zone)::date,
-		sign * (e.result = 'granted')::integer, sign * (e.result = 'denied')::integer, sign * (e.anomalies <> 0)::integer)
-	ON CONFLICT (building_id, day) DO UPDATE SET granted = d.granted + excluded.granted,
-		denied = d.denied + excluded.denied, anomalous = d.anomalous + excluded.anomalous;
-	IF sign < 0 THEN
+	IF TG_OP = 'INSERT' THEN
+		INSERT INTO unlock_daily AS d (building_id, day, granted, denied, anomalous)
+		VALUES (e.building_id, (e.effective_at AT TIME ZONE z.zone)::date,
+			(e.result = 'granted')::integer, (e.result = 'denied')::integer, (e.anomalies <> 0)::integer)
+		ON CONFLICT (building_id, day) DO UPDATE SET granted = d.granted + excluded.granted,
+			denied = d.denied + excluded.denied, anomalous = d.anomalous + excluded.anomalous;
+	ELSE
+		UPDATE unlock_daily SET granted = granted - (e.result = 'granted')::integer,
+			denied = denied - (e.result = 'denied')::integer, anomalous = anomalous - (e.anomalies <> 0)::integer
+		WHERE building_id = e.building_id AND day = (e.effective_at AT TIME ZONE z.zone)::date;
 		DELETE FROM unlock_daily WHERE building_id = e.building_id AND day = (e.effective_at AT TIME ZONE z.zone)::date
 			AND granted = 0 AND denied = 0 AND anomalous = 0;
 	END IF;
