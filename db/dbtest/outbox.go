@@ -12,16 +12,17 @@ var outboxTests = []test{
 	{"OutboxRetryMessage", testOutboxRetryMessage},
 }
 
-var signLinkRE = regexp.MustCompile(regexp.QuoteMeta(BaseURL+"/sign/") + `([A-Za-z0-9_-]+)`)
+var inviteLinkRE = regexp.MustCompile(regexp.QuoteMeta(BaseURL+"/invite/") + `([A-Za-z0-9_-]+)`)
 
 // An admin retries an unsent mail from its first attempt; it is journaled.
+// (The mail is an invitation: a mail of the services every backend has.)
 func testOutboxRetryMessage(t *testing.T, newServices NewServices) {
 	w := NewConsentWorld(t, newServices(t))
 	admin, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "admin@example.com", Name: "Admin", Role: doorledger.RoleAdmin, Password: "correct horse battery"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Consents.RequestConsent(as(w.Inst), w.A.ID, request("SN-1", w.Signer.ID)); err != nil {
+	if _, err := w.Invitations.Invite(as(w.Manager), w.A.ID, "new@example.com", "Nia New", "FastKey"); err != nil {
 		t.Fatal(err)
 	}
 	out := w.Outbox
@@ -49,7 +50,7 @@ func testOutboxRetryMessage(t *testing.T, newServices NewServices) {
 		t.Fatal(err)
 	}
 	pending, _ = out.PendingMessages(context.Background(), 8, 10)
-	if len(pending) != 1 || pending[0].Attempts != 0 || !pending[0].FailedAt.IsZero() || !signLinkRE.MatchString(pending[0].Body) || !woken {
+	if len(pending) != 1 || pending[0].Attempts != 0 || !pending[0].FailedAt.IsZero() || !inviteLinkRE.MatchString(pending[0].Body) || !woken {
 		t.Fatalf("after retry: %+v (dispatcher woken: %v)", pending, woken)
 	}
 	entries, _ := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{})

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Background work that must run once across instances (log sequencing,
+// report generation, retention, mail dispatch…) runs under a lease: a
+// session-level advisory lock held on a connection of its own. PostgreSQL
+// lets it go the moment that session ends, so when the instance holding it
+// dies (its connections close, or the server finds them dead) another
+// instance's next TryLease takes it over, with no expiry to wait for.
+
+// Lease is a named lease this instance holds.
+type Lease struct {
+	db   *DB
+	name string
+	conn *pgx.Conn // the session holding the lock, out of the pool
+}
+
+// leases are the leases a DB holds, closed with it.
+type leases struct {
+	mu   sync.Mutex
+	held map[*Lease]bool
+}
+
+// lockKey is the advisory lock key of a name: sign-in attempts of one
+// account or IP take turns on it, and a lease is held on it.
+func lockKey(kind, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("doorledger " + kind + " " + name))
+	return int64(h.Sum64())
+}
+
+// LeaseApplicationName is how a lease's session shows in pg_stat_activity.
+func LeaseApplicationName(name string) string { return "doorledger lease " + name }
+
+// TryLease takes the named lease if no instance holds it: ok is false when
+// another does. The holder calls Release when done; Close releases the
+// DB's leases too.
+func (db *DB) TryLease(ctx context.Context, name string) (lease *Lease, ok bool, err error) {
+	pooled, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	// The lock lives with the session: the connection leaves the pool, so
+	// that no other work runs on it and the pool never recycles it.
+	conn := pooled.Hijack()
+	if _, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false)`, LeaseApplicationName(name)); err != nil {
+		conn.Close(ctx)
+		return nil, false, fmt.Errorf("lease %s: %w", name, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey("lease", name)).Scan(&ok); err != nil || !ok {
+		conn.Close(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("lease %s: %w", name, err)
+		}
+		return nil, false, nil
+	}
+	l := &Lease{db: db, name: name, conn: conn}
+	db.leases.mu.Lock()
+	if db.leases.held == nil {
+		db.leases.held = map[*Lease]bool{}
+	}
+	db.leases.held[l] = true
+	db.leases.mu.Unlock()
+	return l, true, nil
+}
+
+// Held reports whether the lease is still held: false when its session was
+// lost (the server restarted, or ended it). Work under a lease checks it
+// before each step it must not do twice.
+func (l *Lease) Held(ctx context.Context) bool {
+	var held bool
+	key := lockKey("lease", l.name)
+	// pg_locks names a bigint advisory key by its two halves.
+	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+		AND granted AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1)`,
+		uint64(key)>>32, uint64(key)&0xffffffff).Scan(&held)
+	return err == nil && held
+}
+
+// Release lets the lease go (another instance may take it at once): it
+// ends the lease's session, and the lock with it.
+func (l *Lease) Release() error {
+	l.db.leases.mu.Lock()
+	delete(l.db.leases.held, l)
+	l.db.leases.mu.Unlock()
+	return l.conn.Close(context.Background())
+}
+
+// releaseAll releases every lease the DB holds (Close).
+func (db *DB) releaseAll() error {
+	db.leases.mu.Lock()
+	list := make([]*Lease, 0, len(db.leases.held))
+	for l := range db.leases.held {
+		list = append(list, l)
+	}
+	db.leases.mu.Unlock()
+	var errs []error
+	for _, l := range list {
+		errs = append(errs, l.Release())
+	}
+	return errors.Join(errs...)
+}

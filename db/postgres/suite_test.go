@@ -1,0 +1,46 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/dbtest"
+	"github.com/doorledger/doorledger/db/postgres"
+)
+
+// implemented are the groups of the behavioural suite whose services
+// PostgreSQL implements so far (issue 15 is under way): TestServices runs
+// them and says which it does not run yet.
+var implemented = []string{"users", "sessions", "buildings", "outbox"}
+
+// TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
+// the groups implemented so far.
+func TestServices(t *testing.T) {
+	t.Logf("dbtest groups not run on PostgreSQL yet (services not ported): %v", dbtest.Missing(implemented...))
+	dbtest.RunGroups(t, newPostgresServices, implemented...)
+}
+
+func newPostgresServices(t *testing.T) dbtest.Services {
+	s, _ := openServices(t)
+	return s
+}
+
+// openServices opens a database (MustOpenDB) and the services ported so
+// far, as the suite sees them (the rest are nil), and returns the database
+// too for the tests that must reach it.
+func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
+	tb.Helper()
+	d, now := MustOpenDB(tb)
+	buildings := postgres.NewBuildingService(d)
+	buildings.BaseURL = dbtest.BaseURL
+	return dbtest.Services{
+		Users:       postgres.NewUserService(d),
+		Buildings:   buildings,
+		Invitations: postgres.NewInvitationService(d, dbtest.BaseURL),
+		Audit:       postgres.NewAuditService(d),
+		Outbox:      postgres.NewOutboxService(d),
+		Now:         now,
+		OnMail:      func(f func()) { d.OnMail = f },
+		OnDesired:   func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
+	}, d
+}

@@ -1,0 +1,554 @@
+package postgres
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// UserService implements doorledger.UserService.
+type UserService struct{ db *DB }
+
+// NewUserService returns the PostgreSQL user service.
+func NewUserService(db *DB) *UserService { return &UserService{db: db} }
+
+var _ doorledger.UserService = (*UserService)(nil)
+
+const userColumns = `id, email, name, role, company, disabled, created_at`
+
+// bcryptMaxLen is the most bytes of a password bcrypt reads.
+const bcryptMaxLen = 72
+
+// passwordKey is what bcrypt is given for a password: the password itself up
+// to bcryptMaxLen bytes, and beyond that the base64 of its HMAC-SHA256 under
+// a fixed label, so that every byte of a long passphrase counts. The same as
+// package sqlite's, so that hashes copied from SQLite verify here.
+func passwordKey(password string) []byte {
+	if len(password) <= bcryptMaxLen {
+		return []byte(password)
+	}
+	m := hmac.New(sha256.New, []byte("doorledger password pre-hash v1"))
+	m.Write([]byte(password))
+	return []byte(base64.StdEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// hashPassword is the one place a password is hashed.
+func hashPassword(password string, cost int) (string, error) {
+	h, err := bcrypt.GenerateFromPassword(passwordKey(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// passwordMatches is the one place a password is checked against its hash.
+func passwordMatches(hash, password string) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), passwordKey(password)) == nil
+}
+
+func scanUser(row interface{ Scan(...any) error }) (*doorledger.User, error) {
+	var u doorledger.User
+	if err := row.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.Company, &u.Disabled, at(&u.CreatedAt)); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func (s *UserService) FindUserByID(ctx context.Context, id int64) (*doorledger.User, error) {
+	c := callerFrom(ctx)
+	if err := c.requireSignedIn(); err != nil {
+		return nil, err
+	}
+	if !c.allBuildings() && c.user.ID != id {
+		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
+	}
+	u, err := scanUser(s.db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return u, notFound(err, "User not found.")
+}
+
+func (s *UserService) FindUserByEmail(ctx context.Context, email string) (*doorledger.User, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	u, err := scanUser(s.db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, strings.ToLower(strings.TrimSpace(email))))
+	return u, notFound(err, "No account has that email address.")
+}
+
+func (s *UserService) FindUsers(ctx context.Context) ([]*doorledger.User, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	// COLLATE "C": byte order, as SQLite sorts text.
+	return queryAll(ctx, s.db.pool, scanUser, `SELECT `+userColumns+` FROM users ORDER BY role COLLATE "C", name COLLATE "C", id`)
+}
+
+func (s *UserService) CountUsers(ctx context.Context) (n int, err error) {
+	err = s.db.pool.QueryRow(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
+	return n, err
+}
+
+func (s *UserService) CreateUser(ctx context.Context, n doorledger.NewUser) (*doorledger.User, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	hash, err := hashPassword(n.Password, s.db.PasswordCost)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := createUser(ctx, tx, n, hash)
+	if err != nil {
+		return nil, err
+	}
+	return u, tx.Commit(ctx)
+}
+
+// errEmailTaken is CreateUser's answer for an address another account has.
+func errEmailTaken() error {
+	return &doorledger.Error{Code: doorledger.ECONFLICT, Message: "An account with that email already exists.",
+		Fields: map[string]string{"email": "An account with that email already exists."}}
+}
+
+func createUser(ctx context.Context, tx *Tx, n doorledger.NewUser, hash string) (*doorledger.User, error) {
+	// ON CONFLICT: a taken address is an answer, not an aborted transaction
+	// (an invitation accepted by an address that has an account goes on).
+	var id int64
+	err := tx.QueryRow(ctx, `
+		INSERT INTO users (email, name, role, company, password_hash, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT ON CONSTRAINT users_email DO NOTHING RETURNING id`,
+		n.Email, n.Name, n.Role, n.Company, hash, tx.now).Scan(&id)
+	if err := notFound(err, ""); doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
+		return nil, errEmailTaken()
+	} else if err != nil {
+		return nil, fmt.Errorf("insert user: %w", err)
+	}
+	if err := tx.audit(ctx, "user.create", 0, "user", id, map[string]any{"email": n.Email, "role": n.Role}); err != nil {
+		return nil, err
+	}
+	return &doorledger.User{ID: id, Email: n.Email, Name: n.Name, Role: n.Role, Company: n.Company, CreatedAt: tx.now}, nil
+}
+
+func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.UserUpdate) (*doorledger.User, error) {
+	c := callerFrom(ctx)
+	if err := c.requireAdmin(); err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return nil, notFound(err, "User not found.")
+	}
+	v := doorledger.Validation{}
+	if upd.Name != nil {
+		if u.Name = strings.TrimSpace(*upd.Name); u.Name == "" {
+			v.Add("name", "Enter the person's name.")
+		} else if len(u.Name) > 200 {
+			v.Add("name", "Keep the name under 200 characters.")
+		}
+		doorledger.ValidateLine(v, "name", u.Name)
+	}
+	if upd.Role != nil {
+		if !upd.Role.Valid() {
+			v.Add("role", "Choose a role.")
+		}
+		u.Role = *upd.Role
+	}
+	if upd.Company != nil {
+		if u.Company = strings.TrimSpace(*upd.Company); len(u.Company) > 200 {
+			v.Add("company", "Keep the company under 200 characters.")
+		}
+		doorledger.ValidateLine(v, "company", u.Company)
+	}
+	if upd.Disabled != nil {
+		if *upd.Disabled && c.user != nil && c.user.ID == id {
+			v.Add("disabled", "You cannot disable your own account.")
+		}
+		u.Disabled = *upd.Disabled
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE users SET name = $1, role = $2, company = $3, disabled = $4, updated_at = $5 WHERE id = $6`,
+		u.Name, u.Role, u.Company, u.Disabled, tx.now, id); err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	if u.Disabled {
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.audit(ctx, "user.update", 0, "user", id, map[string]any{"role": u.Role, "disabled": u.Disabled}); err != nil {
+		return nil, err
+	}
+	return u, tx.Commit(ctx)
+}
+
+func (s *UserService) SetPassword(ctx context.Context, id int64, current, next string) error {
+	c := callerFrom(ctx)
+	if err := c.requireSignedIn(); err != nil {
+		return err
+	}
+	self := c.user != nil && c.user.ID == id
+	if !self && !c.allBuildings() {
+		return doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
+	}
+	v := doorledger.Validation{}
+	doorledger.ValidatePassword(v, "password", next)
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if self && c.system == "" {
+		var hash string
+		if err := s.db.pool.QueryRow(ctx, `SELECT password_hash FROM users WHERE id = $1`, id).Scan(&hash); err != nil {
+			return notFound(err, "User not found.")
+		}
+		if !passwordMatches(hash, current) {
+			return &doorledger.Error{Code: doorledger.EINVALID, Message: "Your current password is not right.",
+				Fields: map[string]string{"current": "This is not your current password."}}
+		}
+	}
+	hash, err := hashPassword(next, s.db.PasswordCost)
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	tag, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3`, hash, tx.now, id)
+	if err != nil {
+		return err
+	} else if tag.RowsAffected() == 0 {
+		return doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
+	}
+	// A new password ends every session, this browser's too: it signs in again.
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, id); err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "user.password", 0, "user", id, nil); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// dummyHash is compared against when the email is unknown, so that a wrong
+// address takes as long as a wrong password and does not reveal who has an account.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("doorledger-dummy-password"), bcrypt.DefaultCost)
+
+// Authenticate records the attempt before it checks the password: the
+// throttle check and the attempt's row (a failure until the password proves
+// right) are one transaction that holds the account's and the IP's locks
+// (beginAttempt), so N guesses sent at once, to any instance, are N attempts,
+// and those past the limit are refused without running bcrypt.
+func (s *UserService) Authenticate(ctx context.Context, email, password, ip string) (*doorledger.User, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	var hash string
+	var u *doorledger.User
+	var x doorledger.User
+	err := s.db.pool.QueryRow(ctx, `SELECT `+userColumns+`, password_hash FROM users WHERE email = $1`, email).
+		Scan(&x.ID, &x.Email, &x.Name, &x.Role, &x.Company, &x.Disabled, at(&x.CreatedAt), &hash)
+	if err == nil {
+		u = &x
+	} else if err := notFound(err, ""); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+		return nil, err
+	}
+	var uid int64
+	if u != nil {
+		uid = u.ID
+	}
+	attempt, err := s.beginAttempt(ctx, email, ip, uid)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil {
+		hash = string(dummyHash)
+	}
+	if !passwordMatches(hash, password) || u == nil || u.Disabled {
+		if err := s.endAttempt(ctx, attempt, email, uid, false); err != nil {
+			return nil, err
+		}
+		return nil, doorledger.Errorf(doorledger.EUNAUTHORIZED, "The email or password is not right.")
+	}
+	if err := s.endAttempt(ctx, attempt, email, uid, true); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// beginAttempt checks the throttle and, when the attempt may go on, records it
+// as a failure, in one transaction; it returns the attempt's id. PostgreSQL
+// runs transactions side by side, so the transaction first takes the
+// account's lock, then the IP's (always in that order: no deadlock), held
+// until it ends: attempts of one account or IP are counted one by one, as
+// SQLite's one writer counts them. A refused attempt is journaled
+// (user.login_throttled) but not counted, so it does not extend the lock-out.
+func (s *UserService) beginAttempt(ctx context.Context, email, ip string, userID int64) (int64, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)`,
+		lockKey("login email", email), lockKey("login ip", ip)); err != nil {
+		return 0, err
+	}
+	if err := s.checkThrottle(ctx, tx, email, ip, tx.now); err != nil {
+		if doorledger.ErrorCode(err) != doorledger.ETOOMANY {
+			return 0, err
+		}
+		if aerr := tx.auditAs(ctx, userID, email, "user.login_throttled", 0, "user", userID, nil); aerr != nil {
+			return 0, aerr
+		}
+		if cerr := tx.Commit(ctx); cerr != nil {
+			return 0, cerr
+		}
+		return 0, err
+	}
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO login_attempts (at, email, ip, user_id, ok) VALUES ($1, $2, $3, $4, false) RETURNING id`,
+		tx.now, email, ip, userID).Scan(&id); err != nil {
+		return 0, err
+	}
+	return id, tx.Commit(ctx)
+}
+
+// endAttempt journals the attempt's outcome; a success marks its row so, and
+// the account's failures before it stop counting.
+func (s *UserService) endAttempt(ctx context.Context, attemptID int64, email string, userID int64, ok bool) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	action := "user.login_failed"
+	if ok {
+		action = "user.login"
+		if _, err := tx.Exec(ctx, `UPDATE login_attempts SET ok = true WHERE id = $1`, attemptID); err != nil {
+			return err
+		}
+	}
+	if err := tx.auditAs(ctx, userID, email, action, 0, "user", userID, nil); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// checkThrottle refuses when the account or the IP has failed too often within
+// the window, counting attempts still being checked as failures. Failures of
+// an account before its last success do not count.
+func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip string, now time.Time) error {
+	since := now.Add(-doorledger.LoginWindow)
+	check := func(limit int, query string, args ...any) error {
+		var n int
+		var oldest time.Time
+		if err := tx.QueryRow(ctx, query, args...).Scan(&n, at(&oldest)); err != nil {
+			return err
+		}
+		if n < limit {
+			return nil
+		}
+		wait := oldest.Add(doorledger.LoginWindow).Sub(now).Round(time.Second)
+		if wait < time.Second {
+			wait = time.Second
+		}
+		return doorledger.Errorf(doorledger.ETOOMANY, "Too many failed sign-ins. Try again in %s.", wait)
+	}
+	// The account's failures since its last success (by id: the account's
+	// lock orders its attempts, and several may share a timestamp); the
+	// oldest that still counts tells when the lock lifts.
+	if err := check(s.db.LoginAccountLimit, `
+		SELECT COUNT(*), MIN(at) FROM (
+			SELECT at FROM login_attempts
+			WHERE email = $1 AND NOT ok AND at >= $2
+			  AND id > COALESCE((SELECT MAX(id) FROM login_attempts WHERE email = $1 AND ok), 0)
+			ORDER BY at DESC LIMIT $3) recent`, email, since, s.db.LoginAccountLimit); err != nil {
+		return err
+	}
+	return check(s.db.LoginIPLimit, `
+		SELECT COUNT(*), MIN(at) FROM (
+			SELECT at FROM login_attempts WHERE ip = $1 AND NOT ok AND at >= $2
+			ORDER BY at DESC LIMIT $3) recent`, ip, since, s.db.LoginIPLimit)
+}
+
+// newToken returns 32 random bytes, URL-safe encoded, and the hex SHA-256 to store.
+func newToken() (token, hash string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, HashToken(token)
+}
+
+// HashToken is how session ids and one-time tokens are stored (as package
+// sqlite stores them).
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *UserService) CreateSession(ctx context.Context, u *doorledger.User, replaces, ip, userAgent string) (*doorledger.Session, error) {
+	if len(userAgent) > 500 {
+		userAgent = userAgent[:500]
+	}
+	token, hash := newToken()
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if replaces != "" {
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, HashToken(replaces)); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES ($1, $2, $3, $3, $4, $5)`,
+		hash, u.ID, tx.now, ip, userAgent); err != nil {
+		return nil, err
+	}
+	// Expired sessions of anyone are swept here, where sessions are written anyway.
+	if _, err := tx.purgeSessions(ctx); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return &doorledger.Session{ID: token, UserID: u.ID, CreatedAt: tx.now, LastSeenAt: tx.now, IP: ip, UserAgent: userAgent}, nil
+}
+
+// sessionTouchEvery bounds how often a session's last-seen time is written.
+const sessionTouchEvery = time.Minute
+
+func (s *UserService) SessionUser(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
+	u, sess, err := s.liveSession(ctx, sessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if now := s.db.now(); now.Sub(sess.LastSeenAt) > sessionTouchEvery {
+		if _, err := s.db.pool.Exec(ctx, `UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2`, now, HashToken(sessionID)); err != nil {
+			return nil, nil, err
+		}
+		sess.LastSeenAt = now
+	}
+	return u, sess, nil
+}
+
+// CheckSession is SessionUser without marking the session seen: a live page
+// asks every second, and an open tab is not a person using the portal.
+func (s *UserService) CheckSession(ctx context.Context, sessionID string) error {
+	_, _, err := s.liveSession(ctx, sessionID)
+	return err
+}
+
+// liveSession reads a session and its user: EUNAUTHORIZED when there is no
+// such session (ended, or never), it is past its lifetime or idle timeout, or
+// the user is disabled.
+func (s *UserService) liveSession(ctx context.Context, sessionID string) (*doorledger.User, *doorledger.Session, error) {
+	unauth := doorledger.Errorf(doorledger.EUNAUTHORIZED, "Your session has ended. Please sign in again.")
+	if sessionID == "" {
+		return nil, nil, unauth
+	}
+	var sess doorledger.Session
+	var u doorledger.User
+	err := s.db.pool.QueryRow(ctx, `
+		SELECT s.user_id, s.created_at, s.last_seen_at, s.ip, s.user_agent,
+		       u.id, u.email, u.name, u.role, u.company, u.disabled, u.created_at
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1`, HashToken(sessionID)).
+		Scan(&sess.UserID, at(&sess.CreatedAt), at(&sess.LastSeenAt), &sess.IP, &sess.UserAgent,
+			&u.ID, &u.Email, &u.Name, &u.Role, &u.Company, &u.Disabled, at(&u.CreatedAt))
+	if err != nil {
+		if doorledger.ErrorCode(notFound(err, "")) == doorledger.ENOTFOUND {
+			return nil, nil, unauth
+		}
+		return nil, nil, err
+	}
+	sess.ID = sessionID
+	now := s.db.Now().UTC()
+	if u.Disabled || now.Sub(sess.CreatedAt) > doorledger.SessionMaxAge || now.Sub(sess.LastSeenAt) > doorledger.SessionIdleTimeout {
+		return nil, nil, unauth
+	}
+	return &u, &sess, nil
+}
+
+func (s *UserService) EndSession(ctx context.Context, sessionID string) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, HashToken(sessionID)); err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "user.logout", 0, "user", callerFrom(ctx).id(), nil); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// PurgeSessions deletes the sessions past their lifetime or idle timeout.
+func (s *UserService) PurgeSessions(ctx context.Context) (int, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	n, err := tx.purgeSessions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit(ctx)
+}
+
+// purgeSessions deletes the sessions past their lifetime or idle timeout at
+// the transaction's time.
+func (tx *Tx) purgeSessions(ctx context.Context) (int, error) {
+	tag, err := tx.Exec(ctx, `DELETE FROM sessions WHERE created_at < $1 OR last_seen_at < $2`,
+		tx.now.Add(-doorledger.SessionMaxAge), tx.now.Add(-doorledger.SessionIdleTimeout))
+	if err != nil {
+		return 0, fmt.Errorf("purge sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+func (s *UserService) EndAllSessions(ctx context.Context, userID int64) error {
+	c := callerFrom(ctx)
+	if err := c.requireSignedIn(); err != nil {
+		return err
+	}
+	if !c.allBuildings() && c.user.ID != userID {
+		return doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "user.logout_everywhere", 0, "user", userID, nil); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
