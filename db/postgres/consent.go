@@ -221,3 +221,12 @@ func nullInt(n int64) any {
 	}
 	return n
 }
+
+// detailTime is a time as package sqlite writes it into a journal entry's
+// detail, so that entries read the same on either backend.
+func detailTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
+}

@@ -193,7 +193,7 @@ func (tx *Tx) insertRequest(ctx context.Context, buildingID, installerID int64, 
 		return 0, err
 	}
 	return id, tx.audit(ctx, "consent.request", buildingID, "consent", id, map[string]any{"signers": ids, "policy": policy.ID, "mode": mode,
-		"serial": d.Serial, "renewal_of": renewalOf, "resend_of": resendOf, "expires": ts(expires)})
+		"serial": d.Serial, "renewal_of": renewalOf, "resend_of": resendOf, "expires": detailTime(expires)})
 }
 
 // mailSigningLinks mails each named signer who has not signed their own

@@ -30,8 +30,11 @@ func (s *ConsentService) RemindAndExpire(ctx context.Context) (expired, reminded
 		return 0, 0, err
 	}
 	for _, c := range due {
-		if err := s.expire(sysctx, tx, c); err != nil {
+		ok, err := s.expire(sysctx, tx, c)
+		if err != nil {
 			return 0, 0, err
+		} else if ok {
+			expired++
 		}
 	}
 	pending, err := queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
@@ -49,7 +52,7 @@ func (s *ConsentService) RemindAndExpire(ctx context.Context) (expired, reminded
 			return 0, 0, err
 		}
 	}
-	return len(due), reminded, tx.Commit(ctx)
+	return expired, reminded, tx.Commit(ctx)
 }
 
 // remind mails the reminders of one request due now and returns how many.
@@ -75,9 +78,13 @@ func (s *ConsentService) remind(ctx context.Context, tx *Tx, c *doorledger.Conse
 		} else if later > 0 {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO consent_reminders (consent_id, signer_id, kind, day, sent_at) VALUES ($1, $2, 'reminder', $3, $4)`,
-			c.ID, rs.Signer.ID, day, ts(tx.now)); err != nil {
+		// Another instance's run may have sent it meanwhile: the first
+		// row wins, and only its writer mails.
+		if tag, err := tx.Exec(ctx, `INSERT INTO consent_reminders (consent_id, signer_id, kind, day, sent_at) VALUES ($1, $2, 'reminder', $3, $4)
+			ON CONFLICT DO NOTHING`, c.ID, rs.Signer.ID, day, ts(tx.now)); err != nil {
 			return 0, err
+		} else if tag.RowsAffected() == 0 {
+			continue
 		}
 		if err := s.mailSigningLink(ctx, tx, c, rs, "reminder"); err != nil {
 			return 0, err
@@ -90,12 +97,18 @@ func (s *ConsentService) remind(ctx context.Context, tx *Tx, c *doorledger.Conse
 // expire marks a request past its period expired: its signing links and
 // codes stop working, the installer and the managers are told, and it can be
 // sent again as a new request.
-func (s *ConsentService) expire(ctx context.Context, tx *Tx, c *doorledger.Consent) error {
-	if _, err := tx.Exec(ctx, `UPDATE consents SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL`, ts(tx.now), c.ID); err != nil {
-		return fmt.Errorf("expire consent %d: %w", c.ID, err)
+//
+// It reports false, doing nothing, for a request no longer awaiting
+// signatures when its row is written: signed, declined or expired by
+// another transaction since the list of due requests was read.
+func (s *ConsentService) expire(ctx context.Context, tx *Tx, c *doorledger.Consent) (bool, error) {
+	if tag, err := tx.Exec(ctx, `UPDATE consents SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL AND status = 'awaiting_signature'`, ts(tx.now), c.ID); err != nil {
+		return false, fmt.Errorf("expire consent %d: %w", c.ID, err)
+	} else if tag.RowsAffected() == 0 {
+		return false, nil
 	}
 	if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
-		return err
+		return false, err
 	}
 	got := "no signature"
 	if signed := signedByWords(c); signed != "" {
@@ -103,10 +116,10 @@ func (s *ConsentService) expire(ctx context.Context, tx *Tx, c *doorledger.Conse
 	}
 	note := fmt.Sprintf("not signed as the policy requires (%s) within %d days: %s; still needed: %s", c.Policy.Describe(), c.Policy.ExpiryDays, got, c.Need.Describe())
 	if err := tx.consentEvent(ctx, c.ID, "expired", note); err != nil {
-		return err
+		return false, err
 	}
-	if err := tx.audit(ctx, "consent.expire", c.BuildingID, "consent", c.ID, map[string]any{"requested_at": ts(c.RequestedAt), "still_needed": c.Need.Describe()}); err != nil {
-		return err
+	if err := tx.audit(ctx, "consent.expire", c.BuildingID, "consent", c.ID, map[string]any{"requested_at": detailTime(c.RequestedAt), "still_needed": c.Need.Describe()}); err != nil {
+		return false, err
 	}
 	subject := fmt.Sprintf("Consent request #%d expired unsigned — %s", c.ID, c.BuildingName)
 	body := fmt.Sprintf(`Consent request #%d for %s %s, serial %s, at %s (%s) expired on %s:
@@ -123,8 +136,8 @@ its page:
 	if err := tx.QueryRow(ctx, `SELECT email FROM users WHERE id = $1 AND NOT disabled`, c.InstallerID).Scan(&email); err == nil {
 		// The installer reads no contact data of signers: names and titles only.
 		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: subject, Body: c.MaskAddresses(body), Kind: "alert", BuildingID: c.BuildingID}, ""); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return tx.alertManagers(ctx, c.BuildingID, false, subject, body, fmt.Sprintf("consent-expired:%d", c.ID))
+	return true, tx.alertManagers(ctx, c.BuildingID, false, subject, body, fmt.Sprintf("consent-expired:%d", c.ID))
 }
