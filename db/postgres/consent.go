@@ -230,3 +230,11 @@ func detailTime(t time.Time) string {
 	}
 	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
 }
+
+// lockKey takes, until the transaction ends, the advisory lock of one kind
+// of write to one building: where package sqlite counted then wrote under
+// its one writer (a cap on open reports, say), writers here take turns.
+func (tx *Tx) lockKey(ctx context.Context, kind string, id int64) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(kind, itoa(id)))
+	return err
+}

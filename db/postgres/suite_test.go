@@ -44,6 +44,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Audit:       postgres.NewAuditService(d),
 		Policies:    postgres.NewPolicyService(d),
 		Papers:      consents,
+		Residents:   postgres.NewResidentService(d, dbtest.BaseURL),
 		Outbox:      postgres.NewOutboxService(d),
 		Now:         now,
 		OnMail:      func(f func()) { d.OnMail = f },
