@@ -45,6 +45,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Policies:    postgres.NewPolicyService(d),
 		Papers:      consents,
 		Residents:   postgres.NewResidentService(d, dbtest.BaseURL),
+		Privacy:     postgres.NewPrivacyService(d),
 		Outbox:      postgres.NewOutboxService(d),
 		Now:         now,
 		OnMail:      func(f func()) { d.OnMail = f },
