@@ -20,10 +20,15 @@ import (
 // signed consents now rest on a signer no longer on the roster (they stay
 // valid: the signer was authorized when they signed). It returns the ids of
 // the requests withdrawn (stranded) and of the signed consents.
+//
+// The requests are taken FOR NO KEY UPDATE, as findConsent takes one: a
+// signature being written at this moment by the signer removed is either
+// committed first and stands, or waits and finds them off the roster.
 func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildingID, signerID int64) (withdrawn, signed []int64, err error) {
 	list, err := queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
 		WHERE c.building_id = $1 AND c.status IN ('awaiting_signature', 'signed') AND c.expired_at IS NULL
-		AND (c.signer_id = $2 OR EXISTS (SELECT 1 FROM consent_signers n WHERE n.consent_id = c.id AND n.signer_id = $3)) ORDER BY c.id`, buildingID, signerID, signerID)
+		AND (c.signer_id = $2 OR EXISTS (SELECT 1 FROM consent_signers n WHERE n.consent_id = c.id AND n.signer_id = $3)) ORDER BY c.id
+		FOR NO KEY UPDATE OF c`, buildingID, signerID, signerID)
 	if err != nil || len(list) == 0 {
 		return nil, nil, err
 	}

@@ -44,6 +44,11 @@ func (s *PolicyService) SetConsentPolicy(ctx context.Context, buildingID int64, 
 	if err != nil {
 		return nil, err
 	}
+	// Policies of a building are recorded one at a time, so that the latest
+	// (highest id) is the one committed last: ids are not commit order.
+	if err := tx.lockKey(ctx, "consent policy", buildingID); err != nil {
+		return nil, err
+	}
 	before, err := currentPolicy(ctx, tx, buildingID)
 	if err != nil {
 		return nil, err
@@ -113,6 +118,14 @@ func currentPolicy(ctx context.Context, q querier, buildingID int64) (*doorledge
 func (tx *Tx) policyForRequest(ctx context.Context, buildingID int64) (*doorledger.ConsentPolicy, error) {
 	p, err := currentPolicy(ctx, tx, buildingID)
 	if err != nil || p.ID != 0 {
+		return p, err
+	}
+	// Two first requests at once record the default once: the second
+	// waits, then finds the first's row.
+	if err := tx.lockKey(ctx, "consent policy", buildingID); err != nil {
+		return nil, err
+	}
+	if p, err = currentPolicy(ctx, tx, buildingID); err != nil || p.ID != 0 {
 		return p, err
 	}
 	p.ID, err = tx.recordPolicy(doorledger.NewSystemContext(ctx, "default policy"), p)
