@@ -1,0 +1,245 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*doorledger.SigningSession, string, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer tx.Rollback()
+	t, c, me, err := tx.linkConsent(ctx, token, "withdraw", "dispute")
+	if err != nil {
+		return nil, "", err
+	}
+	sess, err := doneSession(ctx, tx, c, me)
+	if err != nil {
+		return nil, "", err
+	}
+	// The link works while the consent is signed, or while the request this
+	// signer signed awaits others; after that (or once used) it says what
+	// happened. Either way, only what the signer already saw.
+	sess.Done = !t.live || !endable(c)
+	return sess, t.purpose, nil
+}
+
+// endable reports whether a signer's withdraw or dispute link can end c: a
+// signed consent, or a request awaiting further signatures.
+func endable(c *doorledger.Consent) bool {
+	return c.Status == doorledger.ConsentSigned || c.Status == doorledger.ConsentAwaiting
+}
+
+func (s *ConsentService) MailEndLinks(ctx context.Context, token string) error {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	_, c, me, err := tx.linkConsent(ctx, token, "sign", "withdraw", "dispute")
+	if err != nil {
+		return err
+	}
+	if c.Status != doorledger.ConsentSigned && (c.Status != doorledger.ConsentAwaiting || me.Signature == nil) {
+		return doorledger.Errorf(doorledger.ECONFLICT, "Consent #%d is %s: there is nothing left to withdraw or report.", c.ID, strings.ToLower(statusWords(c.Status)))
+	}
+	if me.Signature == nil {
+		return doorledger.Errorf(doorledger.ECONFLICT, "%s did not sign consent #%d: there is no signature of theirs to withdraw or report.", me.Signer.Name, c.ID)
+	}
+	var recent int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM consent_events WHERE consent_id = $1 AND kind = 'links_mailed' AND at > $2`,
+		c.ID, ts(tx.now.Add(-24*time.Hour))).Scan(&recent); err != nil {
+		return err
+	}
+	if recent >= doorledger.EndLinkMailsPerDay {
+		return doorledger.Errorf(doorledger.ETOOMANY, "The links were mailed %d times in the last day. Look for those mails at your registered address, or try again tomorrow.", recent)
+	}
+	expires := c.ExpiresAt
+	if expires.IsZero() {
+		expires = c.RequestExpiresAt.AddDate(0, 120, 0)
+	}
+	links, err := s.issueEndLinks(ctx, tx, c.ID, me.Signer.ID, expires)
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf(`Dear %s,
+
+Someone holding a link mailed to you for consent #%d (%s %s, serial %s, at %s, %s)
+asked for these links again. The earlier links still work.
+
+%s
+If you did not ask for this mail, nothing has changed: the links only work from
+this mailbox.
+— Doorledger, for the managers of %s
+`, me.Signer.Name, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.BuildingName, links, c.BuildingName)
+	if err := tx.queueMail(ctx, &doorledger.Message{To: me.Signer.Email, Subject: "Links to withdraw or report consent #" + itoa(c.ID) + " for " + c.BuildingName,
+		Body: body, Kind: "signed", BuildingID: c.BuildingID}, ""); err != nil { // the same links as the confirmation
+		return err
+	}
+	if err := tx.consentEvent(ctx, c.ID, "links_mailed", "withdraw and “I did not sign this” links mailed again to "+me.Signer.Email); err != nil {
+		return err
+	}
+	if err := tx.auditAs(ctx, 0, fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email), "consent.links_mailed", c.BuildingID, "consent", c.ID, nil); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (s *ConsentService) EndByToken(ctx context.Context, token, reason string) (*doorledger.Consent, error) {
+	reason, err := doorledger.NormalizeReason(reason, 1000)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var t linkToken
+	for _, p := range []string{"withdraw", "dispute"} {
+		if t, err = tx.useToken(ctx, token, p, true); err == nil {
+			break
+		} else if doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, notFoundLink
+	}
+	id := t.consentID
+	c, err := findConsent(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	me := signerOf(c, t.signerID)
+	status := doorledger.ConsentWithdrawn
+	if t.purpose == "dispute" {
+		status = doorledger.ConsentDisputed
+	}
+	actor := fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email)
+	if len(c.Signers) > 1 && reason == "" {
+		reason = "by " + me.Signer.Name + " (" + me.Signer.Title + ")"
+	} else if len(c.Signers) > 1 {
+		reason = "by " + me.Signer.Name + " (" + me.Signer.Title + "): " + reason
+	}
+	sysctx := doorledger.NewSystemContext(ctx, actor)
+	if c.Status == doorledger.ConsentAwaiting {
+		err = s.endRequest(sysctx, tx, c, status, reason)
+	} else {
+		err = s.endConsent(sysctx, tx, c, status, reason)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Every link dies with the consent.
+	if _, err := tx.Exec(ctx, `UPDATE consent_tokens SET used_at = $1 WHERE consent_id = $2 AND used_at IS NULL`, ts(tx.now), id); err != nil {
+		return nil, err
+	}
+	ended, err := findConsent(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if ended.Status == doorledger.ConsentDeclined { // a request ended before it was signed: say what the signer did
+		ended.Status = status
+	}
+	return ended, tx.Commit(ctx)
+}
+
+// endRequest ends a request one of whose signers, having signed, withdraws
+// their signature or reports that they did not sign it before the others
+// signed: nothing was enabled, and nothing will be. The request is recorded
+// as declined (only a signed consent can be withdrawn or disputed), with the
+// fact — withdrawn or disputed, by whom — on its timeline, and the managers
+// (and, for a dispute, the board) are alerted.
+func (s *ConsentService) endRequest(ctx context.Context, tx *Tx, c *doorledger.Consent, status doorledger.ConsentStatus, note string) error {
+	res, err := tx.Exec(ctx, `UPDATE consents SET status = 'declined', status_at = $1, status_note = $2 WHERE id = $3 AND status = 'awaiting_signature'`,
+		ts(tx.now), string(status)+" "+note, c.ID)
+	if err != nil {
+		return fmt.Errorf("end request %d: %w", c.ID, err)
+	} else if n := res.RowsAffected(); n == 0 {
+		return doorledger.Errorf(doorledger.ECONFLICT, "This request no longer awaits signatures.")
+	}
+	if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
+		return err
+	}
+	if err := tx.consentEvent(ctx, c.ID, string(status), note+"; the request ends unsigned"); err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "consent."+string(status), c.BuildingID, "consent", c.ID, map[string]any{"note": note, "request_ended": true}); err != nil {
+		return err
+	}
+	what := "a signer WITHDREW their signature"
+	if status == doorledger.ConsentDisputed {
+		what = "a signer says they DID NOT SIGN it"
+	}
+	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed,
+		fmt.Sprintf("Consent request #%d ENDED — %s — %s", c.ID, what, c.BuildingName),
+		fmt.Sprintf("Consent request #%d for %s %s, serial %s, at %s: %s (%s) before the signatures its policy requires were complete.\nIt ends unsigned; nothing was enabled and nothing will be.\n%s/consents/%d\n",
+			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, what, orDash(note), s.BaseURL, c.ID), "")
+}
+
+// endConsent withdraws, disputes or lapses a signed consent: every device under it
+// is disabled first (the database refuses the status change otherwise), the fact
+// is recorded, and the building's managers are alerted.
+func (s *ConsentService) endConsent(ctx context.Context, tx *Tx, c *doorledger.Consent, status doorledger.ConsentStatus, note string) error {
+	cmds, err := tx.disableConsentDevices(ctx, c.ID, fmt.Sprintf("consent #%d %s", c.ID, status))
+	if err != nil {
+		return err
+	}
+	res, err := tx.Exec(ctx, `UPDATE consents SET status = $1, status_at = $2, status_note = $3 WHERE id = $4 AND status = 'signed'`,
+		status, ts(tx.now), note, c.ID)
+	if err != nil {
+		return fmt.Errorf("end consent %d: %w", c.ID, err)
+	} else if n := res.RowsAffected(); n == 0 {
+		return doorledger.Errorf(doorledger.ECONFLICT, "This consent is no longer signed.")
+	}
+	if err := tx.consentEvent(ctx, c.ID, string(status), note); err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "consent."+string(status), c.BuildingID, "consent", c.ID, map[string]any{"note": note, "devices_disabled": len(cmds)}); err != nil {
+		return err
+	}
+	what := map[doorledger.ConsentStatus]string{
+		doorledger.ConsentWithdrawn: "was WITHDRAWN by the signer",
+		doorledger.ConsentDisputed:  "was DISPUTED: the signer says they did not sign it",
+		doorledger.ConsentLapsed:    "LAPSED: its period ended without renewal",
+	}[status]
+	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed,
+		fmt.Sprintf("Consent #%d %s — %s", c.ID, strings.ToUpper(string(status)), c.BuildingName),
+		fmt.Sprintf("Consent #%d for %s %s, serial %s, at %s %s.\nNote: %s\n\n%d device(s) under it are being disabled now.\n%s/consents/%d\n",
+			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, what, orDash(note), len(cmds), s.BaseURL, c.ID), "")
+}
+
+func (s *ConsentService) LapseDue(ctx context.Context) (int, error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	ids, err := queryAll(ctx, tx, scanID, `SELECT id FROM consents WHERE status = 'signed' AND expires_at <= $1 ORDER BY id`, ts(tx.now))
+	if err != nil {
+		return 0, err
+	}
+	sysctx := doorledger.NewSystemContext(ctx, "system")
+	lapsed := 0
+	for _, id := range ids {
+		c, err := findConsent(ctx, tx, id)
+		if err != nil {
+			return 0, err
+		}
+		if c.Status != doorledger.ConsentSigned { // ended by another instance (or a signer) since the list was read
+			continue
+		}
+		if err := s.endConsent(sysctx, tx, c, doorledger.ConsentLapsed, "period ended "+c.ExpiresAt.Format("2006-01-02")); err != nil {
+			return 0, err
+		}
+		lapsed++
+	}
+	return lapsed, tx.Commit(ctx)
+}

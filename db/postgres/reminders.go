@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// RemindAndExpire is the reminders job (see doorledger.ConsentService). It
+// runs in one transaction at the database's clock (DB.Now): first it expires
+// every request past its period, so that none of them is reminded, then it
+// mails the reminders due. A reminder is due to a named signer who has not
+// signed, is on the roster, and whose turn it is, on each day of the
+// schedule recorded with the request; each goes once (consent_reminders),
+// and when the job was not running on a day, only the latest reminder due
+// is sent. Each carries a fresh signing link; the earlier links keep working
+// until the request expires.
+func (s *ConsentService) RemindAndExpire(ctx context.Context) (expired, reminded int, err error) {
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	sysctx := doorledger.NewSystemContext(ctx, "system")
+	due, err := queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
+		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL AND c.request_expires_at IS NOT NULL AND c.request_expires_at <= $1 ORDER BY c.id`, ts(tx.now))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, c := range due {
+		ok, err := s.expire(sysctx, tx, c)
+		if err != nil {
+			return 0, 0, err
+		} else if ok {
+			expired++
+		}
+	}
+	pending, err := queryConsents(ctx, tx, `SELECT `+consentColumns+consentFrom+`
+		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL AND c.request_expires_at > $1 AND c.mode = 'link' ORDER BY c.id`, ts(tx.now))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, c := range pending {
+		n, err := s.remind(sysctx, tx, c)
+		if err != nil {
+			return 0, 0, err
+		}
+		reminded += n
+		if err := s.mailTurns(sysctx, tx, c); err != nil {
+			return 0, 0, err
+		}
+	}
+	return expired, reminded, tx.Commit(ctx)
+}
+
+// remind mails the reminders of one request due now and returns how many.
+func (s *ConsentService) remind(ctx context.Context, tx *Tx, c *doorledger.Consent) (int, error) {
+	day := 0 // the latest day of the schedule reached
+	for _, d := range c.Policy.ReminderDays {
+		if !c.RequestedAt.Add(time.Duration(d) * 24 * time.Hour).After(tx.now) {
+			day = d
+		}
+	}
+	if day == 0 {
+		return 0, nil
+	}
+	sent := 0
+	for _, rs := range c.Signers {
+		if rs.State != doorledger.SignerToSign {
+			continue // signed, removed, not needed, or waiting for their turn
+		}
+		var later int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM consent_reminders WHERE consent_id = $1 AND signer_id = $2 AND kind = 'reminder' AND day >= $3`,
+			c.ID, rs.Signer.ID, day).Scan(&later); err != nil {
+			return 0, err
+		} else if later > 0 {
+			continue
+		}
+		// Another instance's run may have sent it meanwhile: the first
+		// row wins, and only its writer mails.
+		if tag, err := tx.Exec(ctx, `INSERT INTO consent_reminders (consent_id, signer_id, kind, day, sent_at) VALUES ($1, $2, 'reminder', $3, $4)
+			ON CONFLICT DO NOTHING`, c.ID, rs.Signer.ID, day, ts(tx.now)); err != nil {
+			return 0, err
+		} else if tag.RowsAffected() == 0 {
+			continue
+		}
+		if err := s.mailSigningLink(ctx, tx, c, rs, "reminder"); err != nil {
+			return 0, err
+		}
+		sent++
+	}
+	return sent, nil
+}
+
+// expire marks a request past its period expired: its signing links and
+// codes stop working, the installer and the managers are told, and it can be
+// sent again as a new request.
+//
+// It reports false, doing nothing, for a request no longer awaiting
+// signatures when its row is written: signed, declined or expired by
+// another transaction since the list of due requests was read.
+func (s *ConsentService) expire(ctx context.Context, tx *Tx, c *doorledger.Consent) (bool, error) {
+	if tag, err := tx.Exec(ctx, `UPDATE consents SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL AND status = 'awaiting_signature'`, ts(tx.now), c.ID); err != nil {
+		return false, fmt.Errorf("expire consent %d: %w", c.ID, err)
+	} else if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
+		return false, err
+	}
+	got := "no signature"
+	if signed := signedByWords(c); signed != "" {
+		got = "signed only by " + signed
+	}
+	note := fmt.Sprintf("not signed as the policy requires (%s) within %d days: %s; still needed: %s", c.Policy.Describe(), c.Policy.ExpiryDays, got, c.Need.Describe())
+	if err := tx.consentEvent(ctx, c.ID, "expired", note); err != nil {
+		return false, err
+	}
+	if err := tx.audit(ctx, "consent.expire", c.BuildingID, "consent", c.ID, map[string]any{"requested_at": detailTime(c.RequestedAt), "still_needed": c.Need.Describe()}); err != nil {
+		return false, err
+	}
+	subject := fmt.Sprintf("Consent request #%d expired unsigned — %s", c.ID, c.BuildingName)
+	body := fmt.Sprintf(`Consent request #%d for %s %s, serial %s, at %s (%s) expired on %s:
+it was %s.
+Its signing links and codes no longer work; the device stays disabled.
+
+The installer or a manager can send it again as a new request, in one step, on
+its page:
+  %s/consents/%d
+
+— Doorledger, for the managers of %s
+`, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.BuildingName, tx.now.Format("2006-01-02"), note, s.BaseURL, c.ID, c.BuildingName)
+	var email string
+	if err := tx.QueryRow(ctx, `SELECT email FROM users WHERE id = $1 AND NOT disabled`, c.InstallerID).Scan(&email); err == nil {
+		// The installer reads no contact data of signers: names and titles only.
+		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: subject, Body: c.MaskAddresses(body), Kind: "alert", BuildingID: c.BuildingID}, ""); err != nil {
+			return false, err
+		}
+	}
+	return true, tx.alertManagers(ctx, c.BuildingID, false, subject, body, fmt.Sprintf("consent-expired:%d", c.ID))
+}
