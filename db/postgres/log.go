@@ -239,6 +239,10 @@ type logSource struct {
 	at string
 	// seq is the sequence its ids come from (migration 120).
 	seq string
+	// locked: its rows are written only by the holder of logLock (the
+	// purge's records), so its ids are commit order and the horizon is the
+	// sequence's last value: no writer elsewhere holds it back.
+	locked bool
 }
 
 // logRow is a row, encoded; err says why it could not be.
@@ -251,9 +255,9 @@ type logRow struct {
 
 // The sequencer takes the kinds in this order within a batch.
 var logSources = []logSource{
-	{doorledger.LogKindAudit, "audit_entries", loadAuditRows, "at", "audit_entries_id_seq"},
-	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows, "received_at", "unlock_events_id_seq"},
-	{doorledger.LogKindPurge, "log_purges", loadPurgeRows, "at", "log_purges_id_seq"},
+	{doorledger.LogKindAudit, "audit_entries", loadAuditRows, "at", "audit_entries_id_seq", false},
+	{doorledger.LogKindUnlock, "unlock_events", loadUnlockRows, "received_at", "unlock_events_id_seq", false},
+	{doorledger.LogKindPurge, "log_purges", loadPurgeRows, "at", "log_purges_id_seq", true},
 }
 
 // appendLog appends to the log, in tx (which holds logLock), up to max rows
@@ -406,8 +410,16 @@ func (h *logHorizon) settled(ctx context.Context, pool *pgxpool.Pool, q querier)
 		return nil, fmt.Errorf("log horizon: %w", err)
 	}
 	out := make(map[string]int64, len(logSources))
-	for k, v := range h.reached {
-		out[k] = v
+	for _, src := range logSources {
+		if src.locked {
+			var v int64
+			if err := q.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM `+src.table).Scan(&v); err != nil {
+				return nil, fmt.Errorf("log horizon: %w", err)
+			}
+			out[src.kind] = v
+		} else {
+			out[src.kind] = h.reached[src.kind]
+		}
 	}
 	return out, nil
 }
