@@ -279,3 +279,46 @@ func TestLogPurgeWhileWritersInFlight(t *testing.T) {
 		t.Fatalf("rows not in the log: %d %v", unlogged, err)
 	}
 }
+
+// BenchmarkSequence measures the sequencer's throughput as package sqlite's
+// BenchmarkSequence does: 20,000 rows committed per run (half audit
+// entries, half unlock events), appended to the log, in leaves per second.
+//
+//	go test ./db/postgres/ -run '^$' -bench Sequence -benchtime 5x
+func BenchmarkSequence(b *testing.B) {
+	const perRun = 20000
+	d, now := MustOpenDB(b)
+	logs := postgres.NewLogService(d, mustLogKey(b))
+	logs.HeadEvery = time.Hour
+	bld, err := postgres.NewBuildingService(d).CreateBuilding(sys(), doorledger.BuildingInput{Name: "Alder Court", Address: "1 Alder Court", Timezone: "UTC"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var total int64
+	b.ResetTimer()
+	for run := range b.N {
+		b.StopTimer()
+		if err := pgx.BeginFunc(ctx, d.Pool(), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
+				SELECT '2026-11-02T10:00:00Z', 1, 'admin@example.com', 'device.enable', $1, 'device', i, '10.0.0.1', '{"version":3}'
+				FROM generate_series(1, $2::int) i`, bld.ID, perRun/2); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO unlock_events (building_id, device_ref, event_id, occurred_at, received_at, method, actor_ref, result, anomalies, source, effective_at)
+				SELECT $1, 'SN-1', $3 || '-' || i, '2026-11-02T10:00:00Z', '2026-11-02T10:00:01Z', 'courier_app', 'pkg 1', 'granted', 4, 'mqtt', '2026-11-02T10:00:00Z'
+				FROM generate_series(1, $2::int) i`, bld.ID, perRun/2, fmt.Sprint(run))
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		*now = now.Add(time.Second)
+		b.StartTimer()
+		n, err := logs.Sequence(sys())
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += n
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "leaves/s")
+}
