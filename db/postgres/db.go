@@ -74,8 +74,9 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	sealer *sealer // seals mail bodies (SetSealKey)
-	leases leases  // the leases held (lease.go)
+	sealer  *sealer    // seals mail bodies (SetSealKey)
+	leases  leases     // the leases held (lease.go)
+	horizon logHorizon // the log sequencer's horizon (log.go)
 }
 
 // NewDB returns a DB for the database at url; call Open before use.

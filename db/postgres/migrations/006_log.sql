@@ -4,10 +4,9 @@
 -- whose heads are signed with the portal's key. Writers never touch these
 -- tables; the sequencer appends to them in its own transactions.
 --
--- NOTE for the sequencer's port (issue 15): ids are not commit order on
--- PostgreSQL (several writers), so "resume after the highest id" may skip a
--- row committed late with a lower id; the sequencer must find what is not
--- logged yet another way (e.g. an anti-join on log_leaves_ref).
+-- Ids are not commit order on PostgreSQL (several writers): the sequencer
+-- logs each kind in id order only up to a horizon below which every id is
+-- settled (migration 120, LogService in log.go).
 
 -- One row per entry, in log order.
 CREATE TABLE log_leaves (
