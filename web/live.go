@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/a-h/templ"
@@ -137,6 +138,41 @@ func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove 
 	}
 }
 
+// streamRenders is how many streams may re-read the database and render at
+// once. Every open stream re-reads on each tick and wake-up; with 200 pages
+// open, their reads took every read connection and, in SQLite's page cache
+// (one lock for every connection of the process), slowed the single writer
+// until device messages waited past their time-out and were sent again
+// (docs/reliability.md, Load). Streams queue for a slot instead: under load
+// a page shows a change a little later, and ingest and commands keep going.
+const streamRenders = 2
+
+// renderSlots bounds the streams re-reading at once (streamRenders). Its
+// zero value is ready to use.
+type renderSlots struct {
+	once    sync.Once
+	slots   chan struct{}
+	waiting atomic.Int64 // streams waiting for a slot
+}
+
+// acquire waits for a slot and returns its release, or false when ctx ends first.
+func (r *renderSlots) acquire(ctx context.Context) (release func(), ok bool) {
+	r.once.Do(func() { r.slots = make(chan struct{}, streamRenders) })
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }, true
+	default:
+	}
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
 // listStreamGap is the least time between two renders of a stream that shows
 // many devices. Every report of any device wakes those streams, and each
 // render re-reads all their devices: during a lockdown, rendering on every
@@ -199,9 +235,15 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 		case <-wake:
 		default:
 		}
+		release, ok := s.renders.acquire(ctx)
+		if !ok {
+			done()
+			return nil
+		}
 		rendered = time.Now()
 		comp, finished, err := render(ctx)
 		if err != nil {
+			release()
 			if done() {
 				return nil
 			}
@@ -209,7 +251,9 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 			return nil
 		}
 		var buf bytes.Buffer
-		if err := comp.Render(ctx, &buf); err != nil {
+		err = comp.Render(ctx, &buf)
+		release() // not held while the client takes the event
+		if err != nil {
 			return nil
 		}
 		if html := buf.String(); html != last {
