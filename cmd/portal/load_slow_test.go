@@ -15,7 +15,10 @@ package main
 // verifies — and prints the figures the goals are about (time to converge,
 // the portal's memory and goroutines, revoke p99 under load against idle in
 // the same run), which depend on the machine. DOORLEDGER_LOAD_CPUPROFILE=file
-// writes a CPU profile of the portal's process during the load.
+// writes a CPU profile of the portal's process during the load,
+// DOORLEDGER_LOAD_DUMP=dir its goroutines and log if the lockdown is not
+// confirmed in time, and DOORLEDGER_LOAD_RATE=n makes n events a second
+// instead of 1,000.
 
 import (
 	"context"
@@ -32,12 +35,18 @@ func TestSlowLoad(t *testing.T) {
 	const (
 		viewers         = 10 // managers, each with the most live pages one user may keep open
 		lockdownStreams = 4  // of each manager's pages: the lockdown page; the others are device pages
-		eventRate       = 1000
 		idleRevokes     = 100
 		convergeWithin  = 30 * time.Second
 		loadAtLeast     = 40 * time.Second // events arrive at least this long
 	)
 	const perViewer = 20 // web.streamsPerUser: a 21st stream would close the user's oldest
+	eventRate := 1000
+	if v := os.Getenv("DOORLEDGER_LOAD_RATE"); v != "" {
+		var err error
+		if eventRate, err = strconv.Atoi(v); err != nil || eventRate <= 0 {
+			t.Fatalf("DOORLEDGER_LOAD_RATE=%q: events a second, a positive number", v)
+		}
+	}
 	began := time.Now()
 	r := startLoadRig(t, viewers)
 	reader := r.bp.reader

@@ -440,10 +440,10 @@ func (v *viewer) watch(ctx context.Context, wg *sync.WaitGroup, base string, w *
 type revoker struct {
 	attempts atomic.Int64 // revokes clicked
 	mu       sync.Mutex
-	samples []time.Duration
-	errs    []error
-	stop    context.CancelFunc
-	done    chan struct{}
+	samples  []time.Duration
+	errs     []error
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // record keeps a sample or an error.
