@@ -64,6 +64,9 @@ func TestSlowLoad(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("idle revokes: %v", errs)
 	}
+	i50, i99 := percentiles(idle)
+	t.Logf("idle: revoke click → page shows confirmed p50 %s p99 %s (%d); portal RSS %.1f MiB, %d goroutines, %d fds",
+		i50.Round(time.Microsecond), i99.Round(time.Microsecond), len(idle), mb(idleStats.RSS), idleStats.Goroutines, idleStats.FDs)
 
 	// The devices of the building to lock down, at their current version.
 	lockIdx := r.devicesOf(true)
@@ -305,7 +308,6 @@ func TestSlowLoad(t *testing.T) {
 		}
 	}
 
-	i50, i99 := percentiles(idle)
 	l50, l99 := percentiles(loaded)
 	a50, a99 := percentiles(lockLag)
 	d50, d99 := percentiles(devLag)
