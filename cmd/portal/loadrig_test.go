@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,13 +454,6 @@ func (rv *revoker) record(d time.Duration, err error) {
 	} else {
 		rv.samples = append(rv.samples, d)
 	}
-}
-
-// since returns the samples from the n-th on, and how many there are in all.
-func (rv *revoker) since(n int) ([]time.Duration, int) {
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	return slices.Clone(rv.samples[min(n, len(rv.samples)):]), len(rv.samples)
 }
 
 // revokeLoop revokes the devices ids in turn, one every interval at most (0:

@@ -205,6 +205,13 @@ func (s soakSample) row() string {
 		s.at.Round(time.Second), mb(s.s.RSS), s.s.Goroutines, s.s.FDs, mb(uint64(s.wal)), mb(uint64(s.db)), s.events, s.revokes, p99)
 }
 
+// since returns the samples from the n-th on, and how many there are in all.
+func (rv *revoker) since(n int) ([]time.Duration, int) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return slices.Clone(rv.samples[min(n, len(rv.samples)):]), len(rv.samples)
+}
+
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
