@@ -667,14 +667,20 @@ func (g *pushGuard) do(id, version int64, publish func() error) (skipped bool, e
 	return false, nil
 }
 
-// quietHandler demotes mochi's message-less warnings to debug: mochi logs
-// every connection that ends without a DISCONNECT (a device losing its
-// radio link) as a warning with an empty message, which would flood the log
-// of a portal with 1,000s of devices. OnConnection reports those instead.
+// quietHandler demotes two kinds of mochi's records to debug. Its
+// message-less warnings: mochi logs every connection that ends without a
+// DISCONNECT (a device losing its radio link) as a warning with an empty
+// message, which would flood the log of a portal with 1,000s of devices;
+// OnConnection reports those instead. And "publish packet error", which
+// mochi logs with the whole packet (its payload printed byte by byte) for
+// every message the hook does not acknowledge: the hook has logged it
+// already, with the device and the cause, and under load — commits timing
+// out, every device publishing again — formatting those packets took a third
+// of the portal's CPU (docs/reliability.md, Load).
 type quietHandler struct{ slog.Handler }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "" && r.Level == slog.LevelWarn {
+	if (r.Message == "" && r.Level == slog.LevelWarn) || r.Message == "publish packet error" {
 		r.Level = slog.LevelDebug
 	}
 	if !h.Handler.Enabled(ctx, r.Level) {

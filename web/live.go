@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/a-h/templ"
@@ -137,6 +138,51 @@ func (r *streamRegistry) add(userID int64, end context.CancelCauseFunc) (remove 
 	}
 }
 
+// streamRenders is how many streams may re-read the database and render at
+// once. Every open stream re-reads on each tick and wake-up; with 200 pages
+// open, their reads took every read connection and, in SQLite's page cache
+// (one lock for every connection of the process), slowed the single writer
+// until device messages waited past their time-out and were sent again
+// (docs/reliability.md, Load). A stream woken by news (or opening) queues for
+// a slot; a re-read the tick alone asks for is skipped while every slot is
+// taken. Under load a page shows a change a little later, and ingest and
+// commands keep going.
+const streamRenders = 2
+
+// renderSlots bounds the streams re-reading at once (streamRenders). Its
+// zero value is ready to use.
+type renderSlots struct {
+	once    sync.Once
+	slots   chan struct{}
+	waiting atomic.Int64 // streams waiting for a slot
+}
+
+// acquireCtx waits for a slot and returns its release, or nil when ctx ends first.
+func (r *renderSlots) acquireCtx(ctx context.Context) (release func()) {
+	if release = r.tryAcquire(); release != nil {
+		return release
+	}
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// tryAcquire takes a free slot and returns its release, or nil when every slot is taken.
+func (r *renderSlots) tryAcquire() (release func()) {
+	r.once.Do(func() { r.slots = make(chan struct{}, streamRenders) })
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }
+	default:
+		return nil
+	}
+}
+
 // listStreamGap is the least time between two renders of a stream that shows
 // many devices. Every report of any device wakes those streams, and each
 // render re-reads all their devices: during a lockdown, rendering on every
@@ -183,6 +229,7 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 	defer tick.Stop()
 	var last string
 	var rendered, checked time.Time
+	ticked := false // the next render is asked for by the tick alone
 	checked = time.Now()
 	for {
 		if wait := gap - time.Since(rendered); gap > 0 && wait > 0 {
@@ -199,34 +246,51 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 		case <-wake:
 		default:
 		}
-		rendered = time.Now()
-		comp, finished, err := render(ctx)
-		if err != nil {
-			if done() {
+		// A render that something asked for (the first, a wake-up) waits
+		// for a slot; one that only the tick asks for is skipped when every
+		// slot is taken: under load, streams re-read for news first.
+		var release func()
+		if ticked {
+			release = s.renders.tryAcquire()
+		} else if release = s.renders.acquireCtx(ctx); release == nil {
+			done()
+			return nil
+		}
+		if release != nil {
+			rendered = time.Now()
+			comp, finished, err := render(ctx)
+			if err != nil {
+				release()
+				if done() {
+					return nil
+				}
+				s.log.Error("stream render", "route", c.Path(), "err", err)
 				return nil
 			}
-			s.log.Error("stream render", "route", c.Path(), "err", err)
-			return nil
-		}
-		var buf bytes.Buffer
-		if err := comp.Render(ctx, &buf); err != nil {
-			return nil
-		}
-		if html := buf.String(); html != last {
-			last = html
-			if err := s.writeEvent(w, event, html); err != nil {
-				return nil // the client stopped reading (or left): the stream ends
+			var buf bytes.Buffer
+			err = comp.Render(ctx, &buf)
+			release() // not held while the client takes the event
+			if err != nil {
+				return nil
 			}
-		}
-		if finished {
-			return nil
+			if html := buf.String(); html != last {
+				last = html
+				if err := s.writeEvent(w, event, html); err != nil {
+					return nil // the client stopped reading (or left): the stream ends
+				}
+			}
+			if finished {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
 			done()
 			return nil
 		case <-wake:
+			ticked = false
 		case <-tick.C:
+			ticked = true
 		}
 		// The session is re-read at most once a tick, however often the
 		// stream is woken: the database's word, not the user in the request's

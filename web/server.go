@@ -127,6 +127,7 @@ type Server struct {
 	rateLimits map[string]*ipLimiter // "METHOD path" → per-client limit, for public routes
 	hub        *Hub
 	streams    *streamRegistry // open live streams per user
+	renders    renderSlots     // stream re-reads running at once
 
 	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
 }

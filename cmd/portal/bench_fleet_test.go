@@ -46,7 +46,7 @@ type localFleet struct {
 	once sync.Once
 }
 
-var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+var discardLog = slog.New(slog.DiscardHandler)
 
 func startLocalFleet(tb testing.TB, brokerURL string, devs []seededDevice) *localFleet {
 	tb.Helper()

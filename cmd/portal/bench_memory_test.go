@@ -5,10 +5,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,19 +31,40 @@ func readMem() memFigures {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	m := memFigures{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine()}
-	if buf, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(buf), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				m.RSS = kb << 10
-			}
-		}
-	}
-	return m
+	return memFigures{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine(), RSS: vmRSS()}
 }
 
 func mb(n uint64) float64 { return float64(n) / (1 << 20) }
+
+// procStats is what a process holds as it runs, read without a collection.
+type procStats struct {
+	RSS        uint64 // bytes
+	Goroutines int
+	FDs        int // open file descriptors (sockets, the database and its WAL, ...)
+}
+
+func readStats() procStats {
+	s := procStats{Goroutines: runtime.NumGoroutine(), RSS: vmRSS()}
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		s.FDs = len(fds)
+	}
+	return s
+}
+
+// vmRSS reads the process's resident set size from /proc.
+func vmRSS() uint64 {
+	buf, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(buf), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
 
 // BenchmarkPortalMemory1000 measures the portal's memory with 1,000 devices
 // connected. In the other benchmarks the portal runs in the test process
@@ -92,21 +116,22 @@ func BenchmarkPortalMemory1000(b *testing.B) {
 // portalChild is a portal running alone in a child process.
 type portalChild struct {
 	*childProcess
-	out  *bufio.Scanner
-	mqtt string
+	out       *bufio.Scanner
+	url, mqtt string
 }
 
-func startPortalChild(b *testing.B, dataDir string) *portalChild {
+func startPortalChild(b testing.TB, dataDir string) *portalChild {
 	b.Helper()
 	child, stdout := startChild(b, "TestBenchPortalProcess", "DOORLEDGER_BENCH_PORTAL="+dataDir)
 	pc := &portalChild{childProcess: child, out: bufio.NewScanner(stdout)}
 	b.Cleanup(pc.Stop)
+	pc.url = pc.await(b, "portal http ")
 	pc.mqtt = pc.await(b, "portal mqtt ")
 	return pc
 }
 
 // await reads the child's output up to a line with prefix and returns its rest.
-func (pc *portalChild) await(b *testing.B, prefix string) string {
+func (pc *portalChild) await(b testing.TB, prefix string) string {
 	b.Helper()
 	for pc.out.Scan() {
 		if rest, ok := strings.CutPrefix(pc.out.Text(), prefix); ok {
@@ -119,7 +144,7 @@ func (pc *portalChild) await(b *testing.B, prefix string) string {
 
 // send gives the child a command, with device lines for "fleet", and waits
 // until it is done.
-func (pc *portalChild) send(b *testing.B, command string, devs []seededDevice) {
+func (pc *portalChild) send(b testing.TB, command string, devs []seededDevice) {
 	b.Helper()
 	var in bytes.Buffer
 	fmt.Fprintln(&in, command)
@@ -132,7 +157,7 @@ func (pc *portalChild) send(b *testing.B, command string, devs []seededDevice) {
 	pc.await(b, "portal done "+command)
 }
 
-func (pc *portalChild) mem(b *testing.B) memFigures {
+func (pc *portalChild) mem(b testing.TB) memFigures {
 	b.Helper()
 	if _, err := fmt.Fprintln(pc.stdin, "mem"); err != nil {
 		b.Fatal(err)
@@ -144,9 +169,12 @@ func (pc *portalChild) mem(b *testing.B) memFigures {
 	return m
 }
 
-// TestBenchPortalProcess is the memory benchmark's portal process, not a test:
-// it starts the portal on the seeded data directory, prints its broker URL,
-// and answers "mem" (its memory) and "fleet" (device lines up to "go": run
+// TestBenchPortalProcess is the benchmarks' and the load tests' portal
+// process, not a test: it starts the portal on the seeded data directory,
+// prints its URL and broker URL, and answers "mem" (its memory after a
+// collection), "stats" (resident set, goroutines and open files as they are,
+// without a collection), "cpuprofile" then a file name and "stopprofile" (a
+// CPU profile of the portal alone), and "fleet" (device lines up to "go": run
 // those simulators in this process) until stdin closes.
 func TestBenchPortalProcess(t *testing.T) {
 	dir := os.Getenv("DOORLEDGER_BENCH_PORTAL")
@@ -154,13 +182,56 @@ func TestBenchPortalProcess(t *testing.T) {
 		t.Skip("the memory benchmark's portal process (DOORLEDGER_BENCH_PORTAL=dir)")
 	}
 	p := MustStartPortal(t, dir)
+	fmt.Printf("portal http %s\n", p.URL)
 	fmt.Printf("portal mqtt %s\n", p.MQTT)
 	in := bufio.NewScanner(os.Stdin)
+	var profile *os.File
+	defer func() {
+		if profile != nil {
+			pprof.StopCPUProfile()
+			profile.Close()
+		}
+	}()
 	for in.Scan() {
 		switch in.Text() {
 		case "mem":
 			m := readMem()
 			fmt.Printf("portal mem %d %d %d %d %d\n", m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines)
+		case "stats":
+			s := readStats()
+			fmt.Printf("portal stats %d %d %d\n", s.RSS, s.Goroutines, s.FDs)
+		case "cpuprofile":
+			// The next line names the file; "stopprofile" ends it.
+			if !in.Scan() {
+				return
+			}
+			f, err := os.Create(in.Text())
+			if err == nil {
+				if err = pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+				} else {
+					profile = f
+				}
+			}
+			fmt.Printf("portal done cpuprofile %v\n", err)
+		case "dump":
+			// The next line names a directory: the portal's goroutines and
+			// its log so far go there.
+			if !in.Scan() {
+				return
+			}
+			var g bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&g, 2)
+			err := errors.Join(os.WriteFile(filepath.Join(in.Text(), "goroutines.txt"), g.Bytes(), 0o600),
+				os.WriteFile(filepath.Join(in.Text(), "portal.log"), []byte(p.Stderr.String()), 0o600))
+			fmt.Printf("portal done dump %v\n", err)
+		case "stopprofile":
+			if profile != nil {
+				pprof.StopCPUProfile()
+				profile.Close()
+				profile = nil
+			}
+			fmt.Println("portal done stopprofile")
 		case "fleet":
 			var devs []seededDevice
 			for in.Scan() && in.Text() != "go" {
@@ -175,4 +246,17 @@ func TestBenchPortalProcess(t *testing.T) {
 			fmt.Println("portal done fleet")
 		}
 	}
+}
+
+// stats asks the child for its procStats.
+func (pc *portalChild) stats(b testing.TB) procStats {
+	b.Helper()
+	if _, err := fmt.Fprintln(pc.stdin, "stats"); err != nil {
+		b.Fatal(err)
+	}
+	var s procStats
+	if _, err := fmt.Sscan(pc.await(b, "portal stats "), &s.RSS, &s.Goroutines, &s.FDs); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

@@ -86,7 +86,7 @@ func (bp *benchPortal) revokeOne(id int64) (revokeSample, error) {
 }
 
 // reenable enables devices again (untimed) and waits until they confirm.
-func (bp *benchPortal) reenable(b *testing.B, ids []int64) {
+func (bp *benchPortal) reenable(b testing.TB, ids []int64) {
 	b.Helper()
 	for _, id := range ids {
 		if status, err := bp.post(context.Background(), fmt.Sprintf("/devices/%d/enable", id), true); err != nil || status != http.StatusOK {

@@ -306,8 +306,16 @@ func startBenchPortal(b *testing.B) *benchPortal {
 	awaitCount(b, bp.reader, benchDevices, confirmedQuery)
 	b.Logf("seeded %d consented devices in %s; their simulators connected and confirmed in %s",
 		len(w.Devices), w.SeedTaken.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	bp.mgr = NewClient(b, p.URL)
-	bp.mgr.MustLogin(w.Manager, w.Password)
+	bp.signIn(b)
+	return bp
+}
+
+// signIn signs the world's manager in, with one client for clicks and one
+// for streams.
+func (bp *benchPortal) signIn(b testing.TB) {
+	b.Helper()
+	bp.mgr = NewClient(b, bp.URL)
+	bp.mgr.MustLogin(bp.world.Manager, bp.world.Password)
 	// Streams on connections of their own, as a browser holds its page's
 	// EventSource on one connection and sends the button's POST on the page's
 	// kept-alive other. On one shared pool the stream of each revoke took the
@@ -315,7 +323,6 @@ func startBenchPortal(b *testing.B) *benchPortal {
 	bp.hc = &http.Client{Jar: bp.mgr.http.Jar, CheckRedirect: bp.mgr.http.CheckRedirect}
 	bp.sse = &http.Client{Jar: bp.mgr.http.Jar, CheckRedirect: bp.mgr.http.CheckRedirect, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	bp.csrf = bp.mgr.CSRF("/buildings")
-	return bp
 }
 
 // post sends what an htmx button sends: a POST with the CSRF header.
@@ -346,13 +353,19 @@ type sseStream struct {
 
 func (bp *benchPortal) openStream(path string) (*sseStream, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), benchWait)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, bp.URL+path, nil)
+	return openSSE(ctx, cancel, bp.sse, bp.URL+path)
+}
+
+// openSSE opens the stream at url with client; cancel ends ctx, and with it
+// the stream, at Close.
+func openSSE(ctx context.Context, cancel context.CancelFunc, client *http.Client, url string) (*sseStream, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := bp.sse.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -360,7 +373,7 @@ func (bp *benchPortal) openStream(path string) (*sseStream, error) {
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		cancel()
-		return nil, fmt.Errorf("GET %s: %d", path, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
 	}
 	return &sseStream{body: resp.Body, r: bufio.NewReader(resp.Body), cancel: cancel}, nil
 }

@@ -1,0 +1,510 @@
+//go:build slow || soak
+
+package main
+
+// The rig of the load test (load_slow_test.go) and the soak (soak_test.go):
+// the benchmarks' seeded world of 1,000 consented devices (bench_test.go),
+// the portal alone in a child process (TestBenchPortalProcess, so that its
+// resident set, goroutines and open files are its own), the 1,000 simulated
+// devices connected over TCP to its embedded broker from this process,
+// unlock events made at a steady rate through those simulators, live streams
+// read by signed-in managers as their pages' EventSource reads them, and
+// revokes timed as a manager's click until the device page's stream shows
+// the device confirmed.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/db/sqlite"
+	"github.com/doorledger/doorledger/devicectl"
+)
+
+// loadEventPre starts the id of every event the rig makes.
+const loadEventPre = "load-"
+
+// loadRig is a seeded portal under load.
+type loadRig struct {
+	tb       testing.TB
+	world    *benchWorld
+	pc       *portalChild
+	pcMu     sync.Mutex // one conversation with the child at a time
+	bp       *benchPortal
+	fleet    *localFleet
+	sims     []*devicectl.SimDevice // world.Devices' order
+	managers []string               // e-mails of the extra managers, granted the lockdown building
+}
+
+// startLoadRig seeds the world with managers more managers, starts the portal
+// in a child process, connects every simulator and waits until every device
+// confirmed its desired state. Burst detection is off in every building: at
+// the rig's rates (hundreds of granted unlocks a second in a building) every
+// event would be a burst anomaly with its alert, which is not the load the
+// test is about.
+func startLoadRig(tb testing.TB, managers int) *loadRig {
+	tb.Helper()
+	began := time.Now()
+	dir := tb.TempDir()
+	if parent := os.Getenv("DOORLEDGER_BENCH_DATA"); parent != "" {
+		var err error
+		if dir, err = os.MkdirTemp(parent, "doorledger-load-"); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	r := &loadRig{tb: tb, world: seedDir(tb, dir)}
+	r.seedManagers(managers)
+	r.pc = startPortalChild(tb, dir)
+	r.bp = &benchPortal{Portal: &Portal{URL: r.pc.url, DataDir: dir}, world: r.world, reader: openReader(tb, dir)}
+	connect := time.Now()
+	r.fleet = startLocalFleet(tb, r.pc.mqtt, r.world.Devices)
+	tb.Cleanup(r.fleet.Stop) // before the portal stops (cleanups run last first)
+	r.sims = r.fleet.sims
+	awaitCount(tb, r.bp.reader, benchDevices, confirmedQuery)
+	r.bp.signIn(tb)
+	tb.Logf("seeded %d consented devices and %d managers in %s; simulators connected and confirmed in %s (rig ready after %s)",
+		len(r.world.Devices), managers+1, r.world.SeedTaken.Round(time.Millisecond), time.Since(connect).Round(time.Millisecond),
+		time.Since(began).Round(time.Millisecond))
+	return r
+}
+
+// seedManagers adds n managers granted the lockdown building, and turns burst
+// detection off in every building.
+func (r *loadRig) seedManagers(n int) {
+	tb := r.tb
+	ctx := context.Background()
+	sys := doorledger.NewSystemContext(ctx, "load seed")
+	d := sqlite.NewDB(filepath.Join(r.world.DataDir, "doorledger.db"))
+	d.PasswordCost = 4
+	if err := d.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	defer d.Close()
+	users, buildings, unlocks := sqlite.NewUserService(d), sqlite.NewBuildingService(d), sqlite.NewUnlockService(d)
+	for i := range n {
+		email := fmt.Sprintf("manager%02d@bench.example", i+1)
+		u, err := users.CreateUser(sys, doorledger.NewUser{Email: email, Name: fmt.Sprintf("Manager %d", i+1), Role: doorledger.RoleManager, Password: r.world.Password})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := buildings.GrantAccess(sys, r.world.Lockdown, u.ID); err != nil {
+			tb.Fatal(err)
+		}
+		r.managers = append(r.managers, email)
+	}
+	seen := map[int64]bool{}
+	for _, dev := range r.world.Devices {
+		if seen[dev.Building] {
+			continue
+		}
+		seen[dev.Building] = true
+		st, err := unlocks.UnlockSettings(sys, dev.Building)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		st.BurstCount = 0
+		if _, err := unlocks.UpdateUnlockSettings(sys, dev.Building, *st); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// stats reads the portal process's resident set, goroutines and open files.
+func (r *loadRig) stats() procStats {
+	r.pcMu.Lock()
+	defer r.pcMu.Unlock()
+	return r.pc.stats(r.tb)
+}
+
+// mem reads the portal process's memory after a full collection.
+func (r *loadRig) mem() memFigures {
+	r.pcMu.Lock()
+	defer r.pcMu.Unlock()
+	return r.pc.mem(r.tb)
+}
+
+// cpuProfile starts a CPU profile of the portal process into path; the
+// returned function stops it.
+func (r *loadRig) cpuProfile(path string) func() {
+	r.pcMu.Lock()
+	defer r.pcMu.Unlock()
+	if _, err := fmt.Fprintf(r.pc.stdin, "cpuprofile\n%s\n", path); err != nil {
+		r.tb.Fatal(err)
+	}
+	if res := r.pc.await(r.tb, "portal done cpuprofile "); res != "<nil>" {
+		r.tb.Fatalf("cpu profile of the portal: %s", res)
+	}
+	return func() {
+		r.pcMu.Lock()
+		defer r.pcMu.Unlock()
+		fmt.Fprintln(r.pc.stdin, "stopprofile")
+		r.pc.await(r.tb, "portal done stopprofile")
+	}
+}
+
+// dump writes the portal's goroutines and log into dir.
+func (r *loadRig) dump(dir string) {
+	r.pcMu.Lock()
+	defer r.pcMu.Unlock()
+	if _, err := fmt.Fprintf(r.pc.stdin, "dump\n%s\n", dir); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.tb.Logf("portal's goroutines and log written to %s: %s", dir, r.pc.await(r.tb, "portal done dump "))
+}
+
+// walSize is the size of the database's write-ahead log.
+func (r *loadRig) walSize() int64 {
+	fi, err := os.Stat(filepath.Join(r.world.DataDir, "doorledger.db-wal"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// devicesOf returns the indexes (in world.Devices) of the devices in the
+// lockdown building (in) or outside it.
+func (r *loadRig) devicesOf(in bool) []int {
+	var idx []int
+	for i, d := range r.world.Devices {
+		if (d.Building == r.world.Lockdown) == in {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// stopPortal stops the portal's process (after the simulators) and runs
+// `portal audit verify` on its data directory.
+func (r *loadRig) stopPortal() {
+	tb := r.tb
+	tb.Helper()
+	r.fleet.Stop()
+	r.pc.Stop()
+	if code := r.pc.cmd.ProcessState.ExitCode(); code != 0 {
+		tb.Errorf("the portal's process exited with %d", code)
+	}
+	var out, errb strings.Builder
+	getenv := func(string) string { return "" }
+	if err := run(context.Background(), []string{"audit", "verify", "-data", r.world.DataDir}, getenv, &out, &errb); err != nil {
+		tb.Errorf("portal audit verify: %v\n%s%s", err, out.String(), errb.String())
+	} else {
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		tb.Logf("portal audit verify: %s", lines[len(lines)-1])
+	}
+}
+
+// awaitProgress polls query (a COUNT) until it returns want, saying every
+// 10 s how far it got and how many events were made and stored.
+func (r *loadRig) awaitProgress(wait time.Duration, prod *producer, query string, want int, args ...any) {
+	tb := r.tb
+	tb.Helper()
+	start := time.Now()
+	said := start
+	for {
+		var n int
+		if err := r.bp.reader.QueryRow(query, args...).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		if n == want {
+			return
+		}
+		if time.Since(said) >= 10*time.Second {
+			said = time.Now()
+			var stored int64
+			r.bp.reader.QueryRow(`SELECT COUNT(*) FROM unlock_events WHERE event_id LIKE ?`, loadEventPre+"%").Scan(&stored)
+			tb.Logf("after %s: %d of %d; events made %d, stored %d", time.Since(start).Round(time.Second), n, want, prod.total.Load(), stored)
+		}
+		if time.Since(start) > wait {
+			if dir := os.Getenv("DOORLEDGER_LOAD_DUMP"); dir != "" {
+				r.dump(dir)
+			}
+			tb.Fatalf("%s: %d, want %d after %s", query, n, want, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// producer makes unlock events through the simulators at a steady rate, each
+// device in turn, with ids the rig chooses: load-<device>-<n>, n counting
+// from 0 per device, so that what was made can be counted in the database.
+type producer struct {
+	sims    []*devicectl.SimDevice
+	made    []atomic.Int64 // per simulator
+	total   atomic.Int64
+	skipped atomic.Int64 // events not made because the producer fell more than a second behind
+	stop    context.CancelFunc
+	done    chan struct{}
+	began   time.Time
+	ended   time.Time
+}
+
+// produce starts making rate events a second until stop.
+func produce(sims []*devicectl.SimDevice, rate int) *producer {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &producer{sims: sims, made: make([]atomic.Int64, len(sims)), stop: cancel, done: make(chan struct{}), began: time.Now()}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		next, due := 0, int64(0)
+		for {
+			select {
+			case <-ctx.Done():
+				p.ended = time.Now()
+				return
+			case <-tick.C:
+			}
+			due = int64(time.Since(p.began).Seconds() * float64(rate))
+			if behind := due - p.total.Load() - p.skipped.Load(); behind > int64(rate) {
+				p.skipped.Add(behind - int64(rate))
+			}
+			for p.total.Load()+p.skipped.Load() < due {
+				i := next % len(sims)
+				next++
+				n := p.made[i].Load()
+				if _, err := sims[i].Unlock(devicectl.EventMessage{EventID: fmt.Sprintf("%s%d-%d", loadEventPre, sims[i].ID(), n), ActorRef: "courier"}); err != nil {
+					panic(err) // no state directory: Unlock cannot fail
+				}
+				p.made[i].Add(1)
+				p.total.Add(1)
+			}
+		}
+	}()
+	return p
+}
+
+// Stop stops making events and returns the rate achieved.
+func (p *producer) Stop() float64 {
+	p.stop()
+	<-p.done
+	return float64(p.total.Load()) / p.ended.Sub(p.began).Seconds()
+}
+
+// checkStored waits until every simulator saw each of its events
+// acknowledged, then checks that the database holds each event made exactly
+// once (counted on the table itself: NOT INDEXED, so that a broken unique
+// index cannot hide a duplicate). It returns the number of events.
+func (p *producer) checkStored(tb testing.TB, reader *sql.DB, wait time.Duration) int64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for _, s := range p.sims {
+		if err := s.AwaitDelivered(ctx); err != nil {
+			tb.Fatalf("device %d: %d events never acknowledged: %v", s.ID(), s.Undelivered(), err)
+		}
+	}
+	want := map[int64]int64{}
+	for i, s := range p.sims {
+		want[s.ID()] = p.made[i].Load()
+	}
+	rows, err := reader.Query(`SELECT device_id, COUNT(*), COUNT(DISTINCT event_id) FROM unlock_events NOT INDEXED WHERE event_id LIKE ?1 GROUP BY device_id`, loadEventPre+"%")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var stored, dups, lost int64
+	for rows.Next() {
+		var dev, n, distinct int64
+		if err := rows.Scan(&dev, &n, &distinct); err != nil {
+			tb.Fatal(err)
+		}
+		stored += distinct
+		dups += n - distinct
+		if distinct > want[dev] {
+			tb.Errorf("device %d: %d distinct events stored, %d made", dev, distinct, want[dev])
+		}
+		lost += max(0, want[dev]-distinct)
+		delete(want, dev)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	for _, n := range want {
+		lost += n
+	}
+	if dups > 0 || lost > 0 {
+		tb.Errorf("events made and acknowledged %d: stored %d, LOST %d, stored more than once %d", p.total.Load(), stored, lost, dups)
+	}
+	return stored
+}
+
+// watched is a live stream a manager's page holds open, read by a goroutine
+// that reconnects when the server ends it, as EventSource does.
+type watched struct {
+	path      string
+	converged func(string) bool // the last fragment shows what the test waits for
+
+	mu         sync.Mutex
+	last       string
+	events     int
+	since      time.Time // when the last fragment arrived
+	okAt       time.Time // when the fragment that first converged arrived (zero: not converged)
+	reconnects int
+	ended      []string // errors and end events
+}
+
+func (w *watched) got(ev string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last, w.since = ev, time.Now()
+	w.events++
+	if strings.Contains(ev, "Live updates stopped") {
+		w.ended = append(w.ended, ev)
+	}
+	if w.converged != nil && w.converged(ev) {
+		if w.okAt.IsZero() {
+			w.okAt = w.since
+		}
+	} else {
+		w.okAt = time.Time{}
+	}
+}
+
+// state returns the last fragment, whether it converged and when it did.
+func (w *watched) state() (events int, converged bool, at time.Time, last string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events, !w.okAt.IsZero(), w.okAt, w.last
+}
+
+// viewer is a signed-in manager with the streams of the pages they hold open.
+type viewer struct {
+	client  *Client
+	sse     *http.Client
+	streams []*watched
+}
+
+// newViewer signs a manager in; streams go over connections of their own.
+func (r *loadRig) newViewer(email string) *viewer {
+	c := NewClient(r.tb, r.bp.URL)
+	c.MustLogin(email, r.world.Password)
+	return &viewer{client: c, sse: &http.Client{Jar: c.http.Jar, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+}
+
+// watch opens a stream for the viewer and reads it until ctx ends; ready is
+// told once its first event arrived.
+func (v *viewer) watch(ctx context.Context, wg *sync.WaitGroup, base string, w *watched, ready chan<- error) {
+	v.streams = append(v.streams, w)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		first := true
+		for ctx.Err() == nil {
+			sctx, cancel := context.WithCancel(ctx)
+			st, err := openSSE(sctx, cancel, v.sse, base+w.path)
+			if err != nil {
+				if first {
+					ready <- err
+					return
+				}
+				w.mu.Lock()
+				w.ended = append(w.ended, err.Error())
+				w.mu.Unlock()
+				time.Sleep(time.Second)
+				continue
+			}
+			for {
+				ev, err := st.next()
+				if err != nil {
+					break
+				}
+				w.got(ev)
+				if first {
+					first = false
+					ready <- nil
+				}
+			}
+			st.Close()
+			if ctx.Err() == nil {
+				w.mu.Lock()
+				w.reconnects++
+				w.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// revoker revokes devices one after another, the way their manager's page
+// does, and times each until the page's stream shows it confirmed.
+type revoker struct {
+	attempts atomic.Int64 // revokes clicked
+	mu       sync.Mutex
+	samples  []time.Duration
+	errs     []error
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// record keeps a sample or an error.
+func (rv *revoker) record(d time.Duration, err error) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	if err != nil {
+		rv.errs = append(rv.errs, err)
+	} else {
+		rv.samples = append(rv.samples, d)
+	}
+}
+
+// revokeLoop revokes the devices ids in turn, one every interval at most (0:
+// each as soon as the last is confirmed), until stop or the list ends. A
+// revoke whose page does not show it confirmed within benchWait is an error
+// of the loop, which goes on.
+// reenable enables each device again once its revoke is shown (untimed).
+func (r *loadRig) revokeLoop(ids []int64, interval time.Duration, reenable bool) *revoker {
+	ctx, cancel := context.WithCancel(context.Background())
+	rv := &revoker{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rv.done)
+		for i := 0; ctx.Err() == nil; i++ {
+			if i == len(ids) {
+				if !reenable {
+					return
+				}
+				i = 0
+			}
+			start := time.Now()
+			rv.attempts.Add(1)
+			s, err := r.bp.revokeOne(ids[i])
+			if err != nil {
+				// Not shown within benchWait: said at the end; the database
+				// says whether it was confirmed after all.
+				rv.record(0, err)
+			} else {
+				rv.record(s.shown.Sub(s.click), nil)
+			}
+			if reenable {
+				if status, err := r.bp.post(ctx, fmt.Sprintf("/devices/%d/enable", ids[i]), true); err != nil || status != http.StatusOK {
+					if ctx.Err() == nil {
+						rv.record(0, fmt.Errorf("enable device %d: %d %v", ids[i], status, err))
+					}
+					return
+				}
+			}
+			if wait := interval - time.Since(start); wait > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
+			}
+		}
+	}()
+	return rv
+}
+
+// Stop ends the loop after the revoke under way and returns its samples.
+func (rv *revoker) Stop() ([]time.Duration, []error) {
+	rv.stop()
+	<-rv.done
+	return rv.samples, rv.errs
+}
