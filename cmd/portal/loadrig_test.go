@@ -1,8 +1,8 @@
-//go:build slow || soak
+//go:build load || soak
 
 package main
 
-// The rig of the load test (load_slow_test.go) and the soak (soak_test.go):
+// The rig of the load test (load_test.go) and the soak (soak_test.go):
 // the benchmarks' seeded world of 1,000 consented devices (bench_test.go),
 // the portal alone in a child process (TestBenchPortalProcess, so that its
 // resident set, goroutines and open files are its own), the 1,000 simulated

@@ -1,4 +1,4 @@
-//go:build slow
+//go:build load
 
 package main
 
@@ -7,7 +7,7 @@ package main
 // events a second arrive over MQTT and another manager revokes devices one
 // after another. Run with:
 //
-//	go test -tags slow -run TestSlowLoad -v -count=1 ./cmd/portal/
+//	go test -tags load -run TestLoad -v -count=1 ./cmd/portal/
 //
 // The test asserts what must hold on any machine — every stream shows every
 // device confirmed within 30 s of the last confirmation, every acknowledged
@@ -31,7 +31,7 @@ import (
 	"time"
 )
 
-func TestSlowLoad(t *testing.T) {
+func TestLoad(t *testing.T) {
 	const (
 		viewers         = 10 // managers, each with the most live pages one user may keep open
 		lockdownStreams = 4  // of each manager's pages: the lockdown page; the others are device pages
