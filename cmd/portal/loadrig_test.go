@@ -508,3 +508,16 @@ func (rv *revoker) Stop() ([]time.Duration, []error) {
 	<-rv.done
 	return rv.samples, rv.errs
 }
+
+// stats asks the child for its procStats.
+func (pc *portalChild) stats(b testing.TB) procStats {
+	b.Helper()
+	if _, err := fmt.Fprintln(pc.stdin, "stats"); err != nil {
+		b.Fatal(err)
+	}
+	var s procStats
+	if _, err := fmt.Sscan(pc.await(b, "portal stats "), &s.RSS, &s.Goroutines, &s.FDs); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}

@@ -266,7 +266,7 @@ func TestEndToEndWitnesses(t *testing.T) {
 
 	// Bob comes back on the same address and catches up; the older
 	// report's page now shows his later cosignature.
-	bob = startWitness(t, bob.dir, "bob-witness", bobAddr, key.VerifierKey())
+	startWitness(t, bob.dir, "bob-witness", bobAddr, key.VerifierKey())
 	_, _, backHead, _ := reportOf(t, admin, building, doorledger.ReportCSV)
 	awaitWitnesses(t, admin, "saw Bob catch up", func(rows map[string]string) bool {
 		return cosignedSize(rows["Bob"]) >= backHead && strings.Contains(rows["Bob"], "up to date")

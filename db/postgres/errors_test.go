@@ -47,3 +47,43 @@ func TestErrorClassifier(t *testing.T) {
 		t.Errorf("classify(refusal) = %v", e)
 	}
 }
+
+// Two transactions that lock the same rows in opposite orders deadlock;
+// PostgreSQL aborts one of them, and isRetryable says running it again is
+// right.
+func TestIsRetryable(t *testing.T) {
+	d, _ := MustOpenDB(t)
+	ctx := context.Background()
+	if _, err := d.Pool().Exec(ctx, `CREATE TABLE retry_test (id int PRIMARY KEY, n int); INSERT INTO retry_test VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	t1, err := d.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t1.Rollback(ctx)
+	t2, err := d.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t2.Rollback(ctx)
+	if _, err := t1.Exec(ctx, `UPDATE retry_test SET n = 1 WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := t2.Exec(ctx, `UPDATE retry_test SET n = 1 WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { _, err := t1.Exec(ctx, `UPDATE retry_test SET n = 2 WHERE id = 2`); errs <- err }()
+	go func() { _, err := t2.Exec(ctx, `UPDATE retry_test SET n = 2 WHERE id = 1`); errs <- err }()
+	first := <-errs
+	if first == nil { // the survivor: the other was aborted, so its lock went
+		first = <-errs
+	}
+	if first == nil || !postgres.IsRetryable(first) {
+		t.Errorf("deadlock: %v, want a retryable error", first)
+	}
+	if postgres.IsRetryable(postgres.Classify(nil)) {
+		t.Error("no error is retryable")
+	}
+}

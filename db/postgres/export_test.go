@@ -7,4 +7,5 @@ var (
 	IsCheckViolation      = isCheckViolation
 	IsRefusal             = isRefusal
 	Classify              = classify
+	IsRetryable           = isRetryable
 )

@@ -442,18 +442,6 @@ func (s *ResidentService) ResolveResidentReport(ctx context.Context, buildingID,
 	return tx.Commit(ctx)
 }
 
-// residentReportsIn reads a building's resident reports made in [lo, hi),
-// for the audit report: what was reported and what came of it, never the
-// resident's contact address.
-func residentReportsIn(ctx context.Context, q querier, buildingID int64, lo, hi string) ([]*doorledger.ResidentReport, error) {
-	list, err := queryAll(ctx, q, scanResidentReport, `SELECT `+residentReportColumns+` FROM resident_reports
-		WHERE building_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY id`, buildingID, lo, hi)
-	for _, r := range list {
-		r.Contact = ""
-	}
-	return list, err
-}
-
 // defang keeps a mail reader from making a link of what a resident typed:
 // "http://x" reads "http[:]//x", "www.x" reads "www[.]x". Pages print it as
 // text and never need this.
