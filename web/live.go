@@ -86,6 +86,15 @@ const (
 	streamsPerUser = 20
 )
 
+// streamTickSkips is how many re-reads in a row that only the tick asks for
+// a stream may skip while every render slot is taken; the next one waits
+// for a slot. The tick is what makes a page converge when no wake-up comes
+// (the news landed on another instance), so it may be put off, never
+// skipped for good: with 40 lockdown pages keeping both slots busy, a device
+// page skipped every tick and kept showing a command "pending" that the
+// database had confirmed (docs/reliability.md, Load).
+const streamTickSkips = 3
+
 // endEvent is the event that closes a stream for good: the page's script
 // closes its EventSource (which would otherwise reconnect) and shows the
 // message (static/app.js).
@@ -225,11 +234,12 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 	}
 	wake, unsubscribe := s.hub.Subscribe(keys...)
 	defer unsubscribe()
-	tick := time.NewTicker(streamTick)
-	defer tick.Stop()
+	ticks, stopTicks := s.streamTicker()
+	defer stopTicks()
 	var last string
 	var rendered, checked time.Time
 	ticked := false // the next render is asked for by the tick alone
+	skipped := 0    // tick-only re-reads skipped in a row
 	checked = time.Now()
 	for {
 		if wait := gap - time.Since(rendered); gap > 0 && wait > 0 {
@@ -242,21 +252,28 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 			case <-t.C:
 			}
 		}
-		select { // this render covers every wake-up so far
-		case <-wake:
-		default:
-		}
 		// A render that something asked for (the first, a wake-up) waits
 		// for a slot; one that only the tick asks for is skipped when every
-		// slot is taken: under load, streams re-read for news first.
+		// slot is taken, at most streamTickSkips times in a row: under load,
+		// streams re-read for news first.
 		var release func()
-		if ticked {
+		if ticked && skipped < streamTickSkips {
 			release = s.renders.tryAcquire()
 		} else if release = s.renders.acquireCtx(ctx); release == nil {
 			done()
 			return nil
 		}
-		if release != nil {
+		if release == nil {
+			skipped++
+		} else {
+			skipped = 0
+			// This render covers every wake-up so far. Taken only once
+			// the render is sure: a wake-up that came with the tick of a
+			// skipped re-read stays to be served, not dropped.
+			select {
+			case <-wake:
+			default:
+			}
 			rendered = time.Now()
 			comp, finished, err := render(ctx)
 			if err != nil {
@@ -289,7 +306,7 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 			return nil
 		case <-wake:
 			ticked = false
-		case <-tick.C:
+		case <-ticks:
 			ticked = true
 		}
 		// The session is re-read at most once a tick, however often the
@@ -309,6 +326,15 @@ func (s *Server) streamEvery(c echo.Context, users doorledger.UserService, event
 			}
 		}
 	}
+}
+
+// streamTicker returns a stream's tick channel and the function that stops it.
+func (s *Server) streamTicker() (<-chan time.Time, func()) {
+	if s.ticks != nil {
+		return s.ticks()
+	}
+	t := time.NewTicker(streamTick)
+	return t.C, t.Stop
 }
 
 // writeEvent sends one server-sent event; each line of data is a data: line.

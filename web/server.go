@@ -126,8 +126,9 @@ type Server struct {
 	bodyLimits map[string]int64      // route path → body limit, for routes that take uploads
 	rateLimits map[string]*ipLimiter // "METHOD path" → per-client limit, for public routes
 	hub        *Hub
-	streams    *streamRegistry // open live streams per user
-	renders    renderSlots     // stream re-reads running at once
+	streams    *streamRegistry                   // open live streams per user
+	renders    renderSlots                       // stream re-reads running at once
+	ticks      func() (<-chan time.Time, func()) // a stream's ticker and its stop; nil: every streamTick
 
 	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
 }
