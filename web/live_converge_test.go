@@ -159,7 +159,7 @@ func TestStreamWakeUpNotLostWithSkippedTick(t *testing.T) {
 		cs.ticks <- time.Now()
 		close(cs.gate)
 		waiter := <-got
-		cs.gate = make(chan struct{}) // read by the next held render only
+		cs.gate = make(chan struct{})                // read by the next held render only
 		deadline := time.Now().Add(10 * time.Second) // a failure bound only
 		for cs.s.renders.waiting.Load() == 0 {
 			if time.Now().After(deadline) {
