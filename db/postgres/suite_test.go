@@ -48,6 +48,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Privacy:     postgres.NewPrivacyService(d),
 		Outbox:      postgres.NewOutboxService(d),
 		Leases:      postgres.NewLeaseService(d),
+		Ops:         postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
 		Now:         now,
 		OnMail:      func(f func()) { d.OnMail = f },
 		OnDesired:   func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
