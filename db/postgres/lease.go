@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 
+	"github.com/doorledger/doorledger"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -108,4 +110,63 @@ func (db *DB) releaseAll() error {
 		errs = append(errs, l.Release())
 	}
 	return errors.Join(errs...)
+}
+
+// LeaseService implements doorledger.LeaseService on the leases table
+// (migration 140), as package sqlite's: time-limited leases that a holder
+// renews, for callers written against the root interface. (TryLease above
+// is the session-bound alternative, free the moment its holder's session
+// ends.)
+//
+// The lease's times come from the DB's clock read once per transaction
+// (Tx.now), as everywhere in Go code here and as in package sqlite: the
+// behavioural suite moves that clock to lapse a lease. Instances therefore
+// compare terms by their own clocks, which must agree to well within a
+// lease's term (NTP keeps them within milliseconds; terms are seconds).
+type LeaseService struct{ db *DB }
+
+// NewLeaseService returns the lease service on db.
+func NewLeaseService(db *DB) *LeaseService { return &LeaseService{db: db} }
+
+var _ doorledger.LeaseService = (*LeaseService)(nil)
+
+// AcquireLease is one upsert: the row is written only when it is new, lapsed
+// or holder's own. Racing upserts of one name take turns on the row and
+// each re-checks the condition on the row as the one before left it, so two
+// instances racing for a free lease cannot both win. When the upsert wrote
+// nothing, the row as it stands (committed by the winner) says who holds it.
+func (s *LeaseService) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, time.Time, error) {
+	if name == "" || holder == "" || ttl <= 0 {
+		return false, time.Time{}, doorledger.Errorf(doorledger.EINVALID, "A lease needs a name, a holder and a term above zero.")
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	defer tx.Rollback()
+	var held string
+	var until time.Time
+	err = tx.QueryRow(ctx, `INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+		WHERE leases.holder = excluded.holder OR leases.until <= $4
+		RETURNING holder, until`,
+		name, holder, tx.now.Add(ttl), tx.now).Scan(&held, at(&until))
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, `SELECT holder, until FROM leases WHERE name = $1`, name).Scan(&held, at(&until))
+	}
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("acquire lease %s: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, time.Time{}, fmt.Errorf("acquire lease %s: %w", name, err)
+	}
+	return held == holder, until, nil
+}
+
+// ReleaseLease deletes the row when holder holds it.
+func (s *LeaseService) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.db.pool.Exec(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
 }
