@@ -35,15 +35,19 @@ type OutboxService interface {
 	// attempts and last error; bodies only while mail is only logged (no SMTP).
 	FindMessages(ctx context.Context, limit int) ([]*Message, error)
 	// PendingMessages returns unsent messages with fewer than maxAttempts tries
-	// that were not given up on, bodies opened (the dispatcher).
+	// that were not given up on and are due (their next attempt not after the
+	// services' clock), bodies opened (the dispatcher).
 	PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*Message, error)
 	// MarkSent records delivery (and drops the body); MarkFailed records a
-	// failed attempt, and with final set that the dispatcher gives up on the
-	// message (FailedAt: "could not deliver").
+	// failed attempt and that the message is next due retryAfter from now (the
+	// services' clock; stored, so a restarted portal keeps to it), or with
+	// final set that the dispatcher gives up on the message (FailedAt: "could
+	// not deliver").
 	MarkSent(ctx context.Context, id int64) error
-	MarkFailed(ctx context.Context, id int64, reason string, final bool) error
+	MarkFailed(ctx context.Context, id int64, reason string, final bool, retryAfter time.Duration) error
 	// RetryMessage sends an unsent message again from its first attempt
-	// (admins), e.g. after the dispatcher gave up on it; FailedAt is cleared.
+	// (admins), e.g. after the dispatcher gave up on it: FailedAt is cleared
+	// and the message is due now.
 	// ENOTFOUND for an unknown message, ECONFLICT for one already sent.
 	RetryMessage(ctx context.Context, id int64) error
 }

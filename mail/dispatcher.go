@@ -33,8 +33,9 @@ const (
 // the outbox as "could not deliver" (FailedAt) with its last error, for an
 // admin to see and retry. A refusal for good (an SMTP 5xx reply, see
 // IsPermanent) is given up on at once: the same request would be refused
-// again. The wait between retries is kept in memory, so after a restart every
-// pending message is tried at once.
+// again. When a message is next due is stored with it (MarkFailed), and the
+// outbox hands out only messages that are due, so a dispatcher started again
+// during an outage keeps to the backoff rather than trying every message at once.
 type Dispatcher struct {
 	Outbox      doorledger.OutboxService
 	Mailer      doorledger.Mailer
@@ -42,16 +43,11 @@ type Dispatcher struct {
 	Interval    time.Duration // between polls of the outbox; 0: DefaultInterval
 	MaxAttempts int           // 0: DefaultMaxAttempts
 	RetryDelay  time.Duration // wait after the first failure; 0: DefaultRetryDelay
-	// Now is the clock that retry times are read from (nil: time.Now). Tests
-	// set it to run hours of an outage without waiting for them; Run's timers
-	// still wait in real time, at most Interval.
-	Now func() time.Time
 
 	once sync.Once
 	wake chan struct{}
 
-	mu      sync.Mutex          // one pass at a time, whether from Run or Flush
-	retryAt map[int64]time.Time // failed messages: not before this time
+	mu sync.Mutex // one pass at a time, whether from Run or Flush
 }
 
 // Notify wakes Run so that mail just committed goes out now rather than at the
@@ -70,20 +66,17 @@ func (d *Dispatcher) wakeChan() chan struct{} {
 }
 
 // Run sends pending mail until ctx is done, then returns nil. It polls every
-// Interval, when Notify is called, and when a failed message is due again.
-// A message being sent when ctx ends is not counted as a failed attempt.
+// Interval and when Notify is called, so a failed message goes out again at
+// most Interval after it is due. A message being sent when ctx ends is not
+// counted as a failed attempt.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.Outbox == nil || d.Mailer == nil {
 		return errors.New("mail dispatcher: Outbox and Mailer required")
 	}
 	wake := d.wakeChan()
 	for {
-		d.pass(ctx, false)
-		wait := d.interval()
-		if next, ok := d.nextRetry(); ok {
-			wait = min(wait, max(next.Sub(d.now()), 0))
-		}
-		t := time.NewTimer(wait)
+		d.pass(ctx)
+		t := time.NewTimer(d.interval())
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -95,28 +88,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// Flush tries every pending message once, ignoring the wait between retries,
-// and returns the errors of those that failed (for the CLI and tests).
+// Flush tries every message that is due once and returns the errors of
+// those that failed (for tests).
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	if d.Outbox == nil || d.Mailer == nil {
 		return errors.New("mail dispatcher: Outbox and Mailer required")
 	}
-	return d.pass(ctx, true)
+	return d.pass(ctx)
 }
 
-// pass sends what is pending. With all set it ignores retry times.
-func (d *Dispatcher) pass(ctx context.Context, all bool) error {
+// pass sends what is due, batch by batch, each message at most once.
+func (d *Dispatcher) pass(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.retryAt == nil {
-		d.retryAt = make(map[int64]time.Time)
-	}
 	var errs []error
 	tried := make(map[int64]bool)
 	for {
-		// Ask for enough rows to get past the ones still waiting to be retried.
-		limit := batchSize + len(d.retryAt)
-		msgs, err := d.Outbox.PendingMessages(ctx, d.maxAttempts(), limit)
+		msgs, err := d.Outbox.PendingMessages(ctx, d.maxAttempts(), batchSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return errors.Join(errs...)
@@ -125,16 +113,10 @@ func (d *Dispatcher) pass(ctx context.Context, all bool) error {
 			d.logger().Error("mail dispatcher", "err", err)
 			return errors.Join(append(errs, err)...)
 		}
-		now := d.now()
-		pending := make(map[int64]bool, len(msgs))
 		attempted := 0
 		for _, m := range msgs {
-			pending[m.ID] = true
-			if m.Attempts == 0 {
-				delete(d.retryAt, m.ID) // an admin asked to retry it now (RetryMessage)
-			}
-			if tried[m.ID] || (!all && now.Before(d.retryAt[m.ID])) {
-				continue
+			if tried[m.ID] {
+				continue // failed in this pass and due again already (a tiny RetryDelay), or not marked
 			}
 			tried[m.ID] = true
 			attempted++
@@ -145,17 +127,7 @@ func (d *Dispatcher) pass(ctx context.Context, all bool) error {
 				return errors.Join(errs...)
 			}
 		}
-		if len(msgs) < limit {
-			// The whole backlog was seen: forget retry times of messages that
-			// are no longer pending (sent by another pass, or given up).
-			for id := range d.retryAt {
-				if !pending[id] {
-					delete(d.retryAt, id)
-				}
-			}
-			return errors.Join(errs...)
-		}
-		if attempted == 0 {
+		if len(msgs) < batchSize || attempted == 0 {
 			return errors.Join(errs...)
 		}
 	}
@@ -166,7 +138,6 @@ func (d *Dispatcher) send(ctx context.Context, m *doorledger.Message) error {
 	log := d.logger().With("id", m.ID, "kind", m.Kind)
 	sendErr := d.Mailer.Send(ctx, m)
 	if sendErr == nil {
-		delete(d.retryAt, m.ID)
 		// Record the delivery even if shutdown has begun, or it would be sent twice.
 		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -185,17 +156,15 @@ func (d *Dispatcher) send(ctx context.Context, m *doorledger.Message) error {
 	sendErr = fmt.Errorf("send mail %d: %w", m.ID, sendErr)
 	attempts := m.Attempts + 1
 	final := permanent || attempts >= d.maxAttempts()
-	if err := d.Outbox.MarkFailed(ctx, m.ID, sendErr.Error(), final); err != nil {
+	delay := d.retryDelay(attempts)
+	if err := d.Outbox.MarkFailed(ctx, m.ID, sendErr.Error(), final, delay); err != nil {
 		log.Error("mail failed and not marked", "err", sendErr, "mark_err", err)
 		return errors.Join(sendErr, err)
 	}
 	if final {
-		delete(d.retryAt, m.ID)
 		log.Error("mail could not be delivered; giving up", "attempts", attempts, "permanent", permanent, "err", sendErr)
 		return sendErr
 	}
-	delay := d.retryDelay(attempts)
-	d.retryAt[m.ID] = d.now().Add(delay)
 	log.Warn("mail failed; will retry", "attempts", attempts, "retry_in", delay, "err", sendErr)
 	return sendErr
 }
@@ -210,25 +179,6 @@ func (d *Dispatcher) retryDelay(attempts int) time.Duration {
 		delay *= 2
 	}
 	return min(delay, maxRetryDelay)
-}
-
-func (d *Dispatcher) nextRetry() (time.Time, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var next time.Time
-	for _, t := range d.retryAt {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
-	return next, !next.IsZero()
-}
-
-func (d *Dispatcher) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
 }
 
 func (d *Dispatcher) interval() time.Duration {

@@ -19,12 +19,13 @@ import (
 type fakeOutbox struct {
 	mu     sync.Mutex
 	msgs   map[int64]*doorledger.Message
+	due    map[int64]time.Time // next attempt of a failed message
 	nextID int64
 	polls  int // calls of PendingMessages
 }
 
 func newFakeOutbox() *fakeOutbox {
-	return &fakeOutbox{msgs: make(map[int64]*doorledger.Message)}
+	return &fakeOutbox{msgs: make(map[int64]*doorledger.Message), due: make(map[int64]time.Time)}
 }
 
 func (o *fakeOutbox) Add(to, subject string) int64 {
@@ -57,7 +58,7 @@ func (o *fakeOutbox) PendingMessages(ctx context.Context, maxAttempts, limit int
 	o.polls++
 	var list []*doorledger.Message
 	for _, m := range o.msgs {
-		if m.SentAt.IsZero() && m.FailedAt.IsZero() && m.Attempts < maxAttempts {
+		if m.SentAt.IsZero() && m.FailedAt.IsZero() && m.Attempts < maxAttempts && !time.Now().Before(o.due[m.ID]) {
 			c := *m
 			list = append(list, &c)
 		}
@@ -78,7 +79,7 @@ func (o *fakeOutbox) MarkSent(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string, final bool) error {
+func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string, final bool, retryAfter time.Duration) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.msgs[id]
@@ -86,6 +87,8 @@ func (o *fakeOutbox) MarkFailed(ctx context.Context, id int64, reason string, fi
 	m.LastError = reason
 	if final {
 		m.FailedAt = time.Now()
+	} else {
+		o.due[id] = time.Now().Add(retryAfter)
 	}
 	return nil
 }
@@ -95,6 +98,7 @@ func (o *fakeOutbox) RetryMessage(ctx context.Context, id int64) error {
 	defer o.mu.Unlock()
 	o.msgs[id].Attempts = 0
 	o.msgs[id].FailedAt = time.Time{}
+	delete(o.due, id)
 	return nil
 }
 
@@ -162,8 +166,7 @@ func TestDispatcher_RetriesThenSucceeds(t *testing.T) {
 	out := newFakeOutbox()
 	id := out.Add("a@example.com", "Hi")
 	mailer := &fakeMailer{fail: func(m *doorledger.Message, call int) bool { return call <= 2 }}
-	// The hour-long interval shows the retries are driven by RetryDelay.
-	d := &Dispatcher{Outbox: out, Mailer: mailer, Logger: discardLogger(), Interval: time.Hour, RetryDelay: time.Millisecond}
+	d := &Dispatcher{Outbox: out, Mailer: mailer, Logger: discardLogger(), Interval: time.Millisecond, RetryDelay: time.Millisecond}
 	MustRun(t, d)
 
 	waitFor(t, "message sent", func() bool { return !out.Get(id).SentAt.IsZero() })
@@ -265,11 +268,11 @@ func TestDispatcher_Flush(t *testing.T) {
 	if out.Get(ok).SentAt.IsZero() {
 		t.Error("good message not sent")
 	}
-	// Flush ignores the wait between retries.
-	if err := d.Flush(context.Background()); err == nil {
-		t.Error("second Flush: no error")
+	// Flush keeps to the wait between retries: the failed message is not due.
+	if err := d.Flush(context.Background()); err != nil {
+		t.Errorf("second Flush: %v", err)
 	}
-	if got, want := out.Get(bad).Attempts, 2; got != want {
+	if got, want := out.Get(bad).Attempts, 1; got != want {
 		t.Errorf("attempts = %d, want %d", got, want)
 	}
 	if got, want := mailer.Calls(ok), 1; got != want {
@@ -286,7 +289,7 @@ func TestDispatcher_Backlog(t *testing.T) {
 	}
 	mailer := &fakeMailer{fail: func(m *doorledger.Message, _ int) bool { return m.ID <= batchSize }}
 	d := &Dispatcher{Outbox: out, Mailer: mailer, Logger: discardLogger(), RetryDelay: time.Hour}
-	if err := d.pass(context.Background(), false); err == nil {
+	if err := d.pass(context.Background()); err == nil {
 		t.Fatal("pass: no error although messages failed")
 	}
 	for _, id := range ids {

@@ -81,7 +81,7 @@ func newOutageWorld(t *testing.T) *outageWorld {
 	w := &outageWorld{outboxWorld: newOutboxWorld(t), clock: &testClock{t: time.Now().UTC().Truncate(time.Second)}}
 	w.d.Now = w.clock.Now
 	w.log = &attemptLog{Mailer: w.srv.MustMailer(t, w.srv.Config(TLSNone)), clock: w.clock}
-	w.disp = &Dispatcher{Outbox: w.outbox, Mailer: w.log, Logger: discardLogger(), Now: w.clock.Now}
+	w.disp = &Dispatcher{Outbox: w.outbox, Mailer: w.log, Logger: discardLogger()}
 	sys := doorledger.NewSystemContext(context.Background(), "test")
 	admin, err := sqlite.NewUserService(w.d).CreateUser(sys, doorledger.NewUser{Email: "admin@example.com", Name: "Admin", Role: doorledger.RoleAdmin, Password: "correct horse battery"})
 	if err != nil {
@@ -96,7 +96,7 @@ func newOutageWorld(t *testing.T) *outageWorld {
 func (w *outageWorld) run(span, step time.Duration) {
 	for end := w.clock.Now().Add(span); w.clock.Now().Before(end); {
 		w.clock.Add(step)
-		w.disp.pass(context.Background(), false)
+		w.disp.pass(context.Background())
 	}
 }
 
@@ -198,10 +198,10 @@ func TestMailServerDownForHours(t *testing.T) {
 	// Before the outage: consent SN-0 requested, signed, its withdraw link
 	// mailed; consent SN-1 requested, its signing link mailed.
 	w.request(t, "SN-0", false)
-	w.disp.pass(ctx, false)
+	w.disp.pass(ctx)
 	w.sign(t, linkTokens(w.received(t), "/sign/")[0])
 	w.request(t, "SN-1", false)
-	w.disp.pass(ctx, false)
+	w.disp.pass(ctx)
 	got := w.received(t)
 	withdraw, sign := linkTokens(got, "/consent/withdraw/"), linkTokens(got, "/sign/")
 	if len(withdraw) != 1 || len(sign) != 2 {
@@ -284,6 +284,45 @@ func TestMailServerDownForHours(t *testing.T) {
 	}
 	if got := w.received(t); !strings.Contains(got, "/consent/withdraw/") || len(linkTokens(got, "/sign/")) != 1 {
 		t.Errorf("after the outage, delivered:\n%s", got)
+	}
+}
+
+// The portal is restarted again and again during an outage: a new
+// Dispatcher on the same database before every pass. The backoff survives,
+// since when each mail is next due is stored with it: no restart resends a
+// mail before its next attempt is due, and the attempts keep the schedule of
+// a portal that ran throughout. (With the wait kept in the dispatcher's
+// memory, every restart tried every pending mail at once.)
+func TestMailServerDownDispatcherRestarts(t *testing.T) {
+	w := newOutageWorld(t)
+	w.srv.Stop()
+	start := w.clock.Now()
+	w.request(t, "SN-0", false)
+	id := w.newest(t, w.signer.Email)
+
+	for end := start.Add(4 * time.Hour); w.clock.Now().Before(end); {
+		w.clock.Add(15 * time.Second)
+		w.disp = &Dispatcher{Outbox: w.outbox, Mailer: w.log, Logger: discardLogger()}
+		w.disp.pass(context.Background())
+	}
+	times := w.log.times(id)
+	wantGaps(t, "mail restarted on", times, defaultGaps)
+	t.Logf("attempts at %v after the outage began, the dispatcher new before every pass", offsets(start, times))
+	if m := w.messages(t)[id]; m.FailedAt.IsZero() || m.Attempts != DefaultMaxAttempts {
+		t.Fatalf("after 4 hours down: failed %v, %d attempts", m.FailedAt, m.Attempts)
+	}
+
+	// An admin's Retry makes it due at once, for a new dispatcher too.
+	w.srv = mustTestServerAt(t, net.JoinHostPort(w.srv.Host, strconv.Itoa(w.srv.Port)), TLSNone, "portal", "s3cret", nil)
+	if err := w.outbox.RetryMessage(w.admin, id); err != nil {
+		t.Fatal(err)
+	}
+	w.disp = &Dispatcher{Outbox: w.outbox, Mailer: w.log, Logger: discardLogger()}
+	if err := w.disp.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m := w.messages(t)[id]; m.SentAt.IsZero() || len(w.srv.Messages()) != 1 {
+		t.Fatalf("after the retry: sent %v, the server received %d", m.SentAt, len(w.srv.Messages()))
 	}
 }
 

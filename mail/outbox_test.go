@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/sqlite"
@@ -171,7 +172,8 @@ func TestOutboxKeepsNoUsableTokenAtRest(t *testing.T) {
 	// sealed; retried once the relay accepts, it carries the real link.
 	w.request(t, "SN-3", false)
 	w.flush(t, bad, true)
-	w.scan(t) // with a live link waiting in the outbox
+	w.scan(t)                                                               // with a live link waiting in the outbox
+	w.d.Now = func() time.Time { return time.Now().Add(DefaultRetryDelay) } // its retry due
 	w.flush(t, good, false)
 
 	got := w.received(t)

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/web"
@@ -47,7 +48,7 @@ func TestOutboxPageWithSMTPShowsNoBodies(t *testing.T) {
 	token := f.lastToken(t, "/sign/")
 	pending := must(f.outbox.PendingMessages(context.Background(), 8, 10))(t)
 	id := pending[0].ID
-	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", false); err != nil {
+	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", false, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	admin := f.smtpClient(t)
@@ -57,7 +58,7 @@ func TestOutboxPageWithSMTPShowsNoBodies(t *testing.T) {
 		t.Fatalf("a mail being retried:\n%s", row)
 	}
 	// The dispatcher gives up on it: "could not deliver", retry offered.
-	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", true); err != nil {
+	if err := f.outbox.MarkFailed(context.Background(), id, "smtp 127.0.0.1:25: auth: 535 authentication failed", true, 0); err != nil {
 		t.Fatal(err)
 	}
 	resp, page := admin.get("/outbox")

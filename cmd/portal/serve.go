@@ -259,7 +259,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("DOORLEDGER_SMTP_URL: %w", err)
 		}
 	}
-	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log, Now: a.db.Now}
+	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log}
 	a.db.OnMail = disp.Notify
 	mailCtx, stopMail := context.WithCancel(sysctx)
 	mailDone := make(chan struct{})

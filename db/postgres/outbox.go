@@ -150,12 +150,14 @@ func (s *OutboxService) FindMessages(ctx context.Context, limit int) ([]*doorled
 }
 
 // PendingMessages returns what the dispatcher is to send, bodies opened: not
-// sent, not given up on (failed_at), tried fewer than maxAttempts times. A
+// sent, not given up on (failed_at), tried fewer than maxAttempts times, and
+// due (next_attempt_at, migration 150, not after the DB's clock). A
 // body that does not open (the data directory's key was replaced) can never
 // be sent: it is marked failed for good, with the reason, and left out.
 func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*doorledger.Message, error) {
 	stored, err := scanMessages(ctx, s.db.pool, `SELECT `+messageColumns+` FROM outbox
-		WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < $1 ORDER BY id LIMIT $2`, maxAttempts, limit)
+		WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < $1 AND (next_attempt_at IS NULL OR next_attempt_at <= $2)
+		ORDER BY id LIMIT $3`, maxAttempts, ts(s.db.now()), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -198,24 +200,28 @@ func (s *OutboxService) MarkSent(ctx context.Context, id int64) error {
 	return tx.Commit(ctx)
 }
 
-// MarkFailed records a failed attempt and its reason; with final set, that the
-// dispatcher gives up on the mail (failed_at, the DB's clock): it is not
+// MarkFailed records a failed attempt and its reason, and that the mail is
+// next due retryAfter from now (next_attempt_at, the DB's clock); with final
+// set, that the dispatcher gives up on the mail (failed_at): it is not
 // pending any more until an admin retries it.
-func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string, final bool) error {
+func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string, final bool, retryAfter time.Duration) error {
 	if len(reason) > 500 {
 		reason = reason[:500]
 	}
-	var failedAt time.Time // NULL unless final
+	now := s.db.now()
+	var failedAt, nextAt time.Time // NULL: failed_at unless final, next_attempt_at when final
 	if final {
-		failedAt = s.db.now()
+		failedAt = now
+	} else {
+		nextAt = now.Add(max(retryAfter, 0))
 	}
-	_, err := s.db.pool.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $1, failed_at = $2 WHERE id = $3 AND sent_at IS NULL`,
-		reason, ts(failedAt), id)
+	_, err := s.db.pool.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $1, failed_at = $2, next_attempt_at = $3 WHERE id = $4 AND sent_at IS NULL`,
+		reason, ts(failedAt), ts(nextAt), id)
 	return err
 }
 
 // RetryMessage puts an unsent message back to its first attempt (admins),
-// no longer given up on, and wakes the dispatcher. Its last error stays until
+// no longer given up on and due now, and wakes the dispatcher. Its last error stays until
 // the next attempt.
 func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if err := callerFrom(ctx).requireAdmin(); err != nil {
@@ -237,7 +243,7 @@ func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if sent {
 		return doorledger.Errorf(doorledger.ECONFLICT, "This mail was sent already.")
 	}
-	if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = 0, failed_at = NULL WHERE id = $1`, id); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = 0, failed_at = NULL, next_attempt_at = NULL WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("retry mail %d: %w", id, err)
 	}
 	if err := tx.audit(ctx, "mail.retry", buildingID, "mail", id, map[string]string{"to": to, "kind": kind}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/doorledger/doorledger"
 )
@@ -185,11 +186,14 @@ func (s *OutboxService) FindMessages(ctx context.Context, limit int) ([]*doorled
 }
 
 // PendingMessages returns what the dispatcher is to send, bodies opened: not
-// sent, not given up on (failed_at), tried fewer than maxAttempts times. A
+// sent, not given up on (failed_at), tried fewer than maxAttempts times, and
+// due (next_attempt_at, migration 105, not after the DB's clock). A
 // body that does not open (the data directory's key was replaced) can never
 // be sent: it is marked failed for good, with the reason, and left out.
 func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit int) ([]*doorledger.Message, error) {
-	stored, err := scanMessages(ctx, s.db.read, `SELECT `+messageColumns+` FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ? ORDER BY id LIMIT ?`, maxAttempts, limit)
+	stored, err := scanMessages(ctx, s.db.read, `SELECT `+messageColumns+` FROM outbox
+		WHERE sent_at IS NULL AND failed_at IS NULL AND attempts < ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+		ORDER BY id LIMIT ?`, maxAttempts, formatTime(s.db.now()), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -238,23 +242,28 @@ func (s *OutboxService) MarkSent(ctx context.Context, id int64) error {
 	return tx.Commit()
 }
 
-// MarkFailed records a failed attempt and its reason; with final set, that the
-// dispatcher gives up on the mail (failed_at, the DB's clock): it is not
+// MarkFailed records a failed attempt and its reason, and that the mail is
+// next due retryAfter from now (next_attempt_at, the DB's clock); with final
+// set, that the dispatcher gives up on the mail (failed_at): it is not
 // pending any more until an admin retries it.
-func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string, final bool) error {
+func (s *OutboxService) MarkFailed(ctx context.Context, id int64, reason string, final bool, retryAfter time.Duration) error {
 	if len(reason) > 500 {
 		reason = reason[:500]
 	}
-	var failedAt any // NULL unless final
+	now := s.db.now()
+	var failedAt, nextAt any // failed_at NULL unless final, next_attempt_at unless not
 	if final {
-		failedAt = formatTime(s.db.now())
+		failedAt = formatTime(now)
+	} else {
+		nextAt = formatTime(now.Add(max(retryAfter, 0)))
 	}
-	_, err := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ? AND sent_at IS NULL`, reason, failedAt, id)
+	_, err := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ?, next_attempt_at = ? WHERE id = ? AND sent_at IS NULL`,
+		reason, failedAt, nextAt, id)
 	return err
 }
 
 // RetryMessage puts an unsent message back to its first attempt (admins),
-// no longer given up on, and wakes the dispatcher. Its last error stays until
+// no longer given up on and due now, and wakes the dispatcher. Its last error stays until
 // the next attempt.
 func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if err := callerFrom(ctx).requireAdmin(); err != nil {
@@ -274,7 +283,7 @@ func (s *OutboxService) RetryMessage(ctx context.Context, id int64) error {
 	if sent.Valid {
 		return doorledger.Errorf(doorledger.ECONFLICT, "This mail was sent already.")
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = 0, failed_at = NULL WHERE id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = 0, failed_at = NULL, next_attempt_at = NULL WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("retry mail %d: %w", id, err)
 	}
 	if err := tx.audit(ctx, "mail.retry", buildingID, "mail", id, map[string]string{"to": to, "kind": kind}); err != nil {
