@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -448,17 +447,6 @@ func crashEnv() []string {
 		}
 	}
 	return append(env, "DOORLEDGER_BCRYPT_COST=4", "DOORLEDGER_ADMIN_PASSWORD="+crashAdminPass)
-}
-
-// freeLoopbackAddr returns a loopback address with a port free right now.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (cp *crashPortal) start(t *testing.T) {

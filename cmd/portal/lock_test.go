@@ -58,12 +58,15 @@ func TestExternalBrokerPortalsShareDataDir(t *testing.T) {
 // noBrokerURL is an MQTT URL where nothing answers: portals started on it run
 // (they connect in the background) with no device traffic, for tests of
 // what several instances on one database share.
-func noBrokerURL(t *testing.T) string {
+func noBrokerURL(t *testing.T) string { return "mqtt://" + freeLoopbackAddr(t) }
+
+// freeLoopbackAddr returns a loopback address with a port free right now.
+func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	return "mqtt://" + l.Addr().String()
+	return l.Addr().String()
 }

@@ -84,12 +84,7 @@ func (s *relaySession) Logout() error { return nil }
 // an admin's Retry once the server accepts delivers it exactly once, and the
 // signing link in it opens the signing page.
 func TestEndToEndMailServerDownThenRefusing(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // down: nothing listens on addr
+	addr := freeLoopbackAddr(t) // down: nothing listens on addr
 	p := MustStartPortalEnv(t, "", map[string]string{"DOORLEDGER_SMTP_URL": "smtp://" + addr + "?from=portal@example.com&tls=none&timeout=5s"})
 	lastPortal = p
 	admin := NewClient(t, p.URL)
