@@ -57,17 +57,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil {
 		return fmt.Errorf("audit: no database in %s (use -data)", dir)
 	}
-	key, err := auditlog.LoadKey(filepath.Join(dir, auditlog.KeyFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("audit: %w", err)
-	}
-	// The log's checkpoints are signed under its origin (a data directory
-	// from before checkpoints has none yet: its heads name no log).
-	if origin, err := auditlog.LoadOrigin(filepath.Join(dir, auditlog.OriginFile)); err == nil && key != nil {
-		if key, err = key.Named(origin); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	key, err := loadLogKey(dir)
+	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	a, err := openApp(&config{DataDir: dir}, stderr)
@@ -137,4 +128,24 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	fmt.Fprintln(stdout, "OK: every entry matches the database, and every head its entries and signature.")
 	return nil
+}
+
+// loadLogKey reads the data directory's log key, named for the log's
+// origin; nil when the directory has none yet (the portal creates it on its
+// first start).
+func loadLogKey(dir string) (*auditlog.Key, error) {
+	key, err := auditlog.LoadKey(filepath.Join(dir, auditlog.KeyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	// The log's checkpoints are signed under its origin (a data directory
+	// from before checkpoints has none yet: its heads name no log).
+	if origin, err := auditlog.LoadOrigin(filepath.Join(dir, auditlog.OriginFile)); err == nil && key != nil {
+		if key, err = key.Named(origin); err != nil {
+			return nil, err
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return key, nil
 }

@@ -4,6 +4,7 @@
 //	portal [serve] [flags]                 start the portal (default)
 //	portal user add|disable|reset-password operators' account recovery
 //	portal backup|restore                  online backup of the data directory
+//	portal migrate -to postgres://…        copy the SQLite database into PostgreSQL
 //	portal witness serve|key               a witness that cosigns a portal's log
 package main
 
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return backupCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "restore":
 			return restoreCommand(ctx, args[1:], getenv, stdout, stderr)
+		case "migrate":
+			return migrateCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "witness":
 			return witnessCommand(ctx, args[1:], getenv, stdout, stderr)
 		case "help", "-h", "--help":
@@ -61,6 +64,7 @@ Usage:
   portal audit head                            print the latest signed log head
   portal backup -out FILE [-data DIR]          a consistent backup (database, keys, reports) while the portal runs
   portal restore -in FILE -data NEWDIR         unpack a backup into a new, empty data directory
+  portal migrate -to postgres://… [-data DIR]  copy the SQLite database into an empty PostgreSQL database, and prove it
   portal witness serve -dir DIR -log LOGKEY   run a witness of a portal's log (see 'portal witness')
   portal mosquitto-config -out DIR             write an external Mosquitto's config, password and ACL files
   portal user reset-password -email E          set a new generated password, end its sessions

@@ -1,0 +1,236 @@
+package pgmigrate
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// sqliteOnly lists the tables of package sqlite's schema that have no
+// counterpart in package postgres's, and why nothing is lost by leaving them.
+// Any other table found on one side only stops the copy.
+var sqliteOnly = map[string]string{
+	"sqlite_sequence":    "SQLite's AUTOINCREMENT bookkeeping: the largest id each table ever gave; it sets the target's sequences instead, so no id is given twice",
+	"migrations":         "each backend records its own migrations; the target's are db/postgres's, applied before the copy",
+	"unlock_day_offsets": "SQLite's table of UTC offsets per time zone for dating unlock events; PostgreSQL knows time zones itself",
+	"disk_full_episodes": "episodes of the SQLite data directory's disk running full (db/sqlite/space.go); PostgreSQL's disk is the database server's, and the alerts the episodes raised are in the outbox and the journal, which are copied",
+}
+
+// postgresOnly lists the tables of package postgres's schema that have no
+// counterpart in package sqlite's.
+var postgresOnly = map[string]string{
+	"migrations": "each backend records its own migrations",
+}
+
+// seeded are the tables the target's migrations fill with their one row;
+// the copy replaces it with the source's. (witness_policy: once the
+// witnesses' port adds it, as package sqlite's migration 095 seeds it.)
+var seeded = []string{"unlock_cache_epoch", "resident_notice_cursor", "witness_policy"}
+
+// column is one column of a table: its name and, on PostgreSQL, its type
+// as format_type writes it ("bigint", "timestamp with time zone", …).
+type column struct {
+	name    string
+	pgType  string
+	notNull bool
+}
+
+// table is what is copied of one table: the columns both schemas have, in
+// the target's order.
+type table struct {
+	name    string
+	columns []column
+}
+
+// readSQLiteSchema lists the source's tables and their columns.
+func readSQLiteSchema(ctx context.Context, tx *sql.Tx) (map[string][]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("read the SQLite schema: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	schema := map[string][]string{}
+	for _, name := range names {
+		cols, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, name)
+		if err != nil {
+			return nil, fmt.Errorf("read the SQLite schema of %s: %w", name, err)
+		}
+		schema[name] = []string{}
+		for cols.Next() {
+			var col string
+			if err := cols.Scan(&col); err != nil {
+				cols.Close()
+				return nil, err
+			}
+			schema[name] = append(schema[name], col)
+		}
+		cols.Close()
+		if err := cols.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return schema, nil
+}
+
+// readPostgresSchema lists the target's tables (in its current schema) and
+// their columns with their types.
+func readPostgresSchema(ctx context.Context, tx pgx.Tx) (map[string][]column, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+		AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY c.relname, a.attnum`)
+	if err != nil {
+		return nil, fmt.Errorf("read the PostgreSQL schema: %w", err)
+	}
+	defer rows.Close()
+	schema := map[string][]column{}
+	for rows.Next() {
+		var t string
+		var c column
+		if err := rows.Scan(&t, &c.name, &c.pgType, &c.notNull); err != nil {
+			return nil, err
+		}
+		schema[t] = append(schema[t], c)
+	}
+	return schema, rows.Err()
+}
+
+// plan matches the two schemas table by table and column by column. A table
+// or column on one side only is an error that names every one of them
+// (but for the tables listed above with their reason): copying would drop
+// its data, or leave a column the services expect to hold it empty.
+func plan(src map[string][]string, dst map[string][]column) ([]table, error) {
+	var onlySrc, onlyDst, colsSrc, colsDst []string
+	var tables []table
+	for name, cols := range src {
+		if _, ok := sqliteOnly[name]; ok {
+			continue
+		}
+		dcols, ok := dst[name]
+		if !ok {
+			onlySrc = append(onlySrc, name)
+			continue
+		}
+		t := table{name: name}
+		for _, c := range dcols {
+			if !slices.Contains(cols, c.name) {
+				colsDst = append(colsDst, name+"."+c.name)
+				continue
+			}
+			t.columns = append(t.columns, c)
+		}
+		for _, c := range cols {
+			if !slices.ContainsFunc(dcols, func(d column) bool { return d.name == c }) {
+				colsSrc = append(colsSrc, name+"."+c)
+			}
+		}
+		tables = append(tables, t)
+	}
+	for name := range dst {
+		if _, ok := postgresOnly[name]; ok {
+			continue
+		}
+		if _, ok := src[name]; !ok {
+			onlyDst = append(onlyDst, name)
+		}
+	}
+	var problems []string
+	for _, p := range []struct {
+		what  string
+		names []string
+	}{
+		{"tables in the SQLite database but not in PostgreSQL's schema", onlySrc},
+		{"columns in the SQLite database but not in PostgreSQL's schema", colsSrc},
+		{"tables in PostgreSQL's schema but not in the SQLite database", onlyDst},
+		{"columns in PostgreSQL's schema but not in the SQLite database", colsDst},
+	} {
+		if len(p.names) > 0 {
+			sort.Strings(p.names)
+			problems = append(problems, p.what+": "+strings.Join(p.names, ", "))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("the two schemas differ, and copying would lose data or leave it out (a migration of db/postgres is missing, or the SQLite data directory is of another version): %s", strings.Join(problems, "; "))
+	}
+	sort.Slice(tables, func(i, j int) bool { return tables[i].name < tables[j].name })
+	return tables, nil
+}
+
+// referenceOrder orders the tables so that each comes after the tables its
+// foreign keys reference (self-references aside: a COPY checks them at its
+// end), since the copy keeps foreign keys checked.
+func referenceOrder(ctx context.Context, tx pgx.Tx, tables []table) ([]table, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c
+		WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace`)
+	if err != nil {
+		return nil, fmt.Errorf("read foreign keys: %w", err)
+	}
+	defer rows.Close()
+	refs := map[string][]string{}
+	for rows.Next() {
+		var from, to string
+		if err := rows.Scan(&from, &to); err != nil {
+			return nil, err
+		}
+		if from != to {
+			refs[from] = append(refs[from], to)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	byName := map[string]table{}
+	for _, t := range tables {
+		byName[t.name] = t
+	}
+	var out []table
+	state := map[string]int{} // 1: being placed, 2: placed
+	var place func(name string, path []string) error
+	place = func(name string, path []string) error {
+		switch state[name] {
+		case 2:
+			return nil
+		case 1:
+			return fmt.Errorf("foreign keys form a cycle: %s", strings.Join(append(path, name), " → "))
+		}
+		state[name] = 1
+		deps := refs[name]
+		sort.Strings(deps)
+		for _, d := range deps {
+			if err := place(d, append(path, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		if t, ok := byName[name]; ok {
+			out = append(out, t)
+		}
+		return nil
+	}
+	for _, t := range tables {
+		if err := place(t.name, nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
