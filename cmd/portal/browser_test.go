@@ -17,7 +17,7 @@ import (
 // TestMain shares one Chromium across the package's browser tests and closes
 // it at the end. Without Chromium those tests skip (see browsertest.Require).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgCluster.Main(m) // m.Run, then the PostgreSQL cluster stopped
 	browsertest.Shutdown()
 	os.Exit(code)
 }

@@ -18,7 +18,7 @@ import (
 func copyTable(ctx context.Context, src *sql.Tx, dst pgx.Tx, t table) (int64, error) {
 	names := make([]string, len(t.columns))
 	for i, c := range t.columns {
-		names[i] = c.name
+		names[i] = c.Name
 	}
 	rows, err := src.QueryContext(ctx, `SELECT `+quoteSQLite(names)+` FROM "`+t.name+`"`)
 	if err != nil {
@@ -67,7 +67,7 @@ func (s *rowSource) Values() ([]any, error) {
 		v, err := convert(s.t.name, c, s.raw[i])
 		if err != nil {
 			// Name the row by its first column (its id or key).
-			s.err = fmt.Errorf("row %s = %v, column %s: %w", s.t.columns[0].name, s.raw[0], c.name, err)
+			s.err = fmt.Errorf("row %s = %v, column %s: %w", s.t.columns[0].Name, s.raw[0], c.Name, err)
 			return nil, s.err
 		}
 		s.out[i] = v
@@ -91,10 +91,10 @@ func convert(tableName string, c column, v any) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
-	if special, ok := specialColumns[tableName+"."+c.name]; ok {
+	if special, ok := specialColumns[tableName+"."+c.Name]; ok {
 		return special(v)
 	}
-	switch c.pgType {
+	switch c.PGType {
 	case "bigint", "integer", "smallint":
 		n, ok := v.(int64)
 		if !ok {
@@ -132,7 +132,7 @@ func convert(tableName string, c column, v any) (any, error) {
 		}
 		if s == "" {
 			// db/sqlite writes no time as '' (formatTime); db/postgres as NULL.
-			if c.notNull {
+			if c.NotNull {
 				return nil, fmt.Errorf("no time ('') in a column that needs one")
 			}
 			return nil, nil
@@ -153,7 +153,7 @@ func convert(tableName string, c column, v any) (any, error) {
 		}
 		return pgtype.Date{Time: t, Valid: true}, nil
 	}
-	return nil, fmt.Errorf("no conversion into PostgreSQL's %s: add one to db/pgmigrate", c.pgType)
+	return nil, fmt.Errorf("no conversion into PostgreSQL's %s: add one to db/pgmigrate", c.PGType)
 }
 
 func parseTime(s string) (time.Time, error) {

@@ -238,14 +238,14 @@ func setSequences(ctx context.Context, stx *sql.Tx, ptx pgx.Tx, tables []table) 
 	for _, t := range tables {
 		for _, c := range t.columns {
 			var seq *string
-			if err := ptx.QueryRow(ctx, `SELECT pg_get_serial_sequence($1, $2)`, pgx.Identifier{t.name}.Sanitize(), c.name).Scan(&seq); err != nil {
-				return fmt.Errorf("sequence of %s.%s: %w", t.name, c.name, err)
+			if err := ptx.QueryRow(ctx, `SELECT pg_get_serial_sequence($1, $2)`, pgx.Identifier{t.name}.Sanitize(), c.Name).Scan(&seq); err != nil {
+				return fmt.Errorf("sequence of %s.%s: %w", t.name, c.Name, err)
 			}
 			if seq == nil {
 				continue
 			}
 			var max int64
-			if err := ptx.QueryRow(ctx, `SELECT COALESCE(max(`+pgx.Identifier{c.name}.Sanitize()+`), 0) FROM `+pgx.Identifier{t.name}.Sanitize()).Scan(&max); err != nil {
+			if err := ptx.QueryRow(ctx, `SELECT COALESCE(max(`+pgx.Identifier{c.Name}.Sanitize()+`), 0) FROM `+pgx.Identifier{t.name}.Sanitize()).Scan(&max); err != nil {
 				return err
 			}
 			max = maxInt(max, given[t.name])

@@ -35,9 +35,9 @@ var seeded = []string{"unlock_cache_epoch", "resident_notice_cursor", "witness_p
 // column is one column of a table: its name and, on PostgreSQL, its type
 // as format_type writes it ("bigint", "timestamp with time zone", …).
 type column struct {
-	name    string
-	pgType  string
-	notNull bool
+	Name    string
+	PGType  string
+	NotNull bool
 }
 
 // table is what is copied of one table: the columns both schemas have, in
@@ -106,7 +106,7 @@ func readPostgresSchema(ctx context.Context, tx pgx.Tx) (map[string][]column, er
 	for rows.Next() {
 		var t string
 		var c column
-		if err := rows.Scan(&t, &c.name, &c.pgType, &c.notNull); err != nil {
+		if err := rows.Scan(&t, &c.Name, &c.PGType, &c.NotNull); err != nil {
 			return nil, err
 		}
 		schema[t] = append(schema[t], c)
@@ -132,14 +132,14 @@ func plan(src map[string][]string, dst map[string][]column) ([]table, error) {
 		}
 		t := table{name: name}
 		for _, c := range dcols {
-			if !slices.Contains(cols, c.name) {
-				colsDst = append(colsDst, name+"."+c.name)
+			if !slices.Contains(cols, c.Name) {
+				colsDst = append(colsDst, name+"."+c.Name)
 				continue
 			}
 			t.columns = append(t.columns, c)
 		}
 		for _, c := range cols {
-			if !slices.ContainsFunc(dcols, func(d column) bool { return d.name == c }) {
+			if !slices.ContainsFunc(dcols, func(d column) bool { return d.Name == c }) {
 				colsSrc = append(colsSrc, name+"."+c)
 			}
 		}
