@@ -80,6 +80,23 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	return nil
 }
 
+// refuseBackupOnPostgres is `portal backup`'s answer when the portal's
+// database is PostgreSQL (-database-url, which branch w11-pgwire adds; its
+// backup command calls this first): nil for the SQLite database of the data
+// directory. PostgreSQL is backed up by its own tools, which know its
+// consistency and replication; the data directory then holds only the keys
+// and report files, backed up beside it (docs/deploy.md, "Backup and
+// restore").
+func refuseBackupOnPostgres(databaseURL string) error {
+	if databaseURL == "" {
+		return nil
+	}
+	return errors.New("backup: the portal's database is PostgreSQL (-database-url), which portal backup does not copy: " +
+		"back it up with PostgreSQL's own tools (pg_dump for a snapshot, pg_basebackup with WAL archiving or a replica " +
+		"for point-in-time recovery) and copy the shared key directory (session.keys, log.key, log.origin, vendor.key, reports/) " +
+		"beside it, as docs/deploy.md says under \"Backup and restore\"")
+}
+
 // writeBackup writes the snapshot and the data directory's other files to w.
 func writeBackup(w io.Writer, dir, snap string) (files int, err error) {
 	zw := gzip.NewWriter(w)

@@ -204,3 +204,27 @@ func mustWriteTarGz(t *testing.T, w *bytes.Buffer, entries map[string]string) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackupRefusedOnPostgres: on PostgreSQL `portal backup` refuses and
+// points to PostgreSQL's tools and docs/deploy.md; on SQLite it goes on.
+func TestBackupRefusedOnPostgres(t *testing.T) {
+	if err := refuseBackupOnPostgres(""); err != nil {
+		t.Errorf("refused without a database URL: %v", err)
+	}
+	err := refuseBackupOnPostgres("postgres://doorledger@db/doorledger")
+	if err == nil {
+		t.Fatal("backup not refused on PostgreSQL")
+	}
+	for _, want := range []string{"PostgreSQL", "pg_dump", "pg_basebackup", "docs/deploy.md", "vendor.key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q: %v", want, err)
+		}
+	}
+	doc, rerr := os.ReadFile("../../docs/deploy.md")
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !strings.Contains(string(doc), "## Backup and restore") {
+		t.Error(`docs/deploy.md has no "## Backup and restore", where the refusal points`)
+	}
+}
