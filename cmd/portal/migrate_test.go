@@ -83,6 +83,8 @@ func TestMigrateToPostgres(t *testing.T) {
 			fmt.Sprintf("no device is enabled without an active consent of its building, signed as its policy requires (trigger devices_enable_needs_consent, consents_end_needs_devices_disabled, consents_signed_needs_quorum, consents_signed_only_from_awaiting): device %d", id)},
 		{"open anomalies miscounted", `UPDATE building_open_anomalies SET n = n + 3`,
 			"each building's open anomalies are its anomalous unlock events not acknowledged"},
+		{"an event of a device that does not exist", `UPDATE unlock_events SET device_id = 9999 WHERE id = (SELECT max(id) FROM unlock_events)`,
+			"the copy breaks unlock_events's foreign key unlock_events_device_id_fkey"},
 		{"an event's effective time moved", `UPDATE unlock_events SET effective_at = '2026-01-01T00:00:00.000000Z' WHERE id = (SELECT max(id) FROM unlock_events)`,
 			"an unlock event's effective time is its received time when flagged clock_skew, else its occurred time"},
 	} {

@@ -11,8 +11,10 @@
 //
 // The target's user triggers are off during the copy, in that transaction
 // only (ALTER TABLE … DISABLE TRIGGER USER, undone before the commit; its
-// lock keeps every other session out of the tables meanwhile); foreign
-// keys, checks and unique constraints stay on. Every rule a trigger
+// lock keeps every other session out of the tables meanwhile). Checks and
+// unique constraints stay on; foreign keys are dropped for the copy and
+// added again after it, in the same transaction, which checks each in one
+// pass over its table. Every rule a trigger
 // enforces is re-checked on the copied rows before the commit (rules.go).
 //
 // The proof, after the copy: the row count of every table equals the
@@ -131,6 +133,12 @@ func Migrate(ctx context.Context, src *sql.DB, dst *postgres.DB, key *auditlog.K
 		}
 	}
 
+	// Foreign keys are checked once per table after the copy, not once
+	// per row during it (a check per row halved COPY's speed).
+	fks, err := dropForeignKeys(ctx, ptx, tables)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(progress, "The target is empty and its schema matches; copying %d tables:\n", len(tables))
 	res := &Result{}
 	for _, t := range tables {
@@ -142,6 +150,9 @@ func Migrate(ctx context.Context, src *sql.DB, dst *postgres.DB, key *auditlog.K
 		res.Tables = append(res.Tables, TableCount{Name: t.name, Source: -1, Target: n})
 		res.Rows += n
 		fmt.Fprintf(progress, "  %-30s %10d rows  %s\n", t.name, n, time.Since(start).Round(time.Millisecond))
+	}
+	if err := addForeignKeys(ctx, ptx, fks); err != nil {
+		return nil, err
 	}
 	if err := setSequences(ctx, stx, ptx, tables); err != nil {
 		return nil, err

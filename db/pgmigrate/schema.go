@@ -234,3 +234,47 @@ func referenceOrder(ctx context.Context, tx pgx.Tx, tables []table) ([]table, er
 	}
 	return out, nil
 }
+
+// foreignKey is a foreign key constraint as pg_get_constraintdef writes it.
+type foreignKey struct {
+	table, name, def string
+}
+
+// dropForeignKeys drops the copied tables' foreign keys, returning them to
+// be added again (addForeignKeys) in the same transaction.
+func dropForeignKeys(ctx context.Context, tx pgx.Tx, tables []table) ([]foreignKey, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.name
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+		WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace AND c.conrelid::regclass::text = ANY($1)
+		ORDER BY 1, 2`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read foreign keys: %w", err)
+	}
+	fks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (foreignKey, error) {
+		var fk foreignKey
+		return fk, r.Scan(&fk.table, &fk.name, &fk.def)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read foreign keys: %w", err)
+	}
+	for _, fk := range fks {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+pgx.Identifier{fk.table}.Sanitize()+` DROP CONSTRAINT `+pgx.Identifier{fk.name}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("drop %s's foreign key %s for the copy: %w", fk.table, fk.name, err)
+		}
+	}
+	return fks, nil
+}
+
+// addForeignKeys adds the foreign keys again; each is checked on every row.
+func addForeignKeys(ctx context.Context, tx pgx.Tx, fks []foreignKey) error {
+	for _, fk := range fks {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+pgx.Identifier{fk.table}.Sanitize()+` ADD CONSTRAINT `+pgx.Identifier{fk.name}.Sanitize()+` `+fk.def); err != nil {
+			return fmt.Errorf("the copy breaks %s's foreign key %s (%s), and was rolled back: %w", fk.table, fk.name, fk.def, err)
+		}
+	}
+	return nil
+}
