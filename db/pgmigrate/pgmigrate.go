@@ -101,9 +101,6 @@ func Migrate(ctx context.Context, src *sql.DB, dst *postgres.DB, key *auditlog.K
 	if err != nil {
 		return nil, err
 	}
-	if tables, err = referenceOrder(ctx, ptx, tables); err != nil {
-		return nil, err
-	}
 	triggers, err := userTriggers(ctx, ptx)
 	if err != nil {
 		return nil, err

@@ -175,66 +175,6 @@ func plan(src map[string][]string, dst map[string][]column) ([]table, error) {
 	return tables, nil
 }
 
-// referenceOrder orders the tables so that each comes after the tables its
-// foreign keys reference (self-references aside: a COPY checks them at its
-// end), since the copy keeps foreign keys checked.
-func referenceOrder(ctx context.Context, tx pgx.Tx, tables []table) ([]table, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c
-		WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace`)
-	if err != nil {
-		return nil, fmt.Errorf("read foreign keys: %w", err)
-	}
-	defer rows.Close()
-	refs := map[string][]string{}
-	for rows.Next() {
-		var from, to string
-		if err := rows.Scan(&from, &to); err != nil {
-			return nil, err
-		}
-		if from != to {
-			refs[from] = append(refs[from], to)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	byName := map[string]table{}
-	for _, t := range tables {
-		byName[t.name] = t
-	}
-	var out []table
-	state := map[string]int{} // 1: being placed, 2: placed
-	var place func(name string, path []string) error
-	place = func(name string, path []string) error {
-		switch state[name] {
-		case 2:
-			return nil
-		case 1:
-			return fmt.Errorf("foreign keys form a cycle: %s", strings.Join(append(path, name), " → "))
-		}
-		state[name] = 1
-		deps := refs[name]
-		sort.Strings(deps)
-		for _, d := range deps {
-			if err := place(d, append(path, name)); err != nil {
-				return err
-			}
-		}
-		state[name] = 2
-		if t, ok := byName[name]; ok {
-			out = append(out, t)
-		}
-		return nil
-	}
-	for _, t := range tables {
-		if err := place(t.name, nil); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // foreignKey is a foreign key constraint as pg_get_constraintdef writes it.
 type foreignKey struct {
 	table, name, def string
