@@ -16,6 +16,7 @@ var deviceTests = []test{
 	{"DeviceEnableWithActiveConsent", testDeviceEnableWithActiveConsent},
 	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
+	{"DeviceConcurrentCommandsTakeTurns", testDeviceConcurrentCommandsTakeTurns},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the
