@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/devicectl"
 )
 
 // BaseURL is the portal address the services must put in the links they mail
@@ -45,6 +46,10 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	// Controller is what the device controller needs of the database
+	// (delivery records, time-outs, the states to publish at start-up):
+	// the device service on both backends.
+	Controller devicectl.Store
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules

@@ -17,6 +17,8 @@ var deviceTests = []test{
 	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
 	{"DeviceConcurrentCommandsTakeTurns", testDeviceConcurrentCommandsTakeTurns},
+	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
+	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the
@@ -253,7 +255,7 @@ func testDeviceCommandVersionsAndReports(t *testing.T, newServices NewServices) 
 	}
 
 	// The right version in the wrong state confirms nothing: the device
-	// refused it (TestDeviceRefusedRevoke).
+	// refused it (testDeviceRefusedRevoke).
 	c4, err := w.Devices.SetDesiredState(mgr, id, disabled, "")
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Consents:      consents,
 		Devices:       devices,
 		DeviceReports: devices,
+		Controller:    devices,
 		Audit:         postgres.NewAuditService(d),
 		Policies:      postgres.NewPolicyService(d),
 		Papers:        consents,
