@@ -78,7 +78,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "devices", "attention", "leases", "ops",
 }
 
 // groups are the tests of each group.
@@ -99,6 +99,7 @@ var groups = map[string][]test{
 	"vendors":   vendorTests,
 	"logs":      logTests,
 	"devices":   deviceTests,
+	"attention": attentionTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of
