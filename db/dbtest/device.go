@@ -19,6 +19,7 @@ var deviceTests = []test{
 	{"DeviceConcurrentCommandsTakeTurns", testDeviceConcurrentCommandsTakeTurns},
 	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
 	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
+	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

@@ -291,3 +291,58 @@ func testDeviceRefusedRevoke(t *testing.T, newServices NewServices) {
 }
 
 func deviceLabel(id int64) string { return "device " + itoa(id) }
+
+// Delivery records (Controller.MarkSentMany, which may hold them a while)
+// written after their command was confirmed or timed out leave the status
+// alone, and the latest delivery time wins whatever the order.
+func testDeviceDeliveryRecordsAnyOrder(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	enabled := doorledger.StateEnabled
+	ctx := context.Background()
+	id, _ := w.ConsentedDevice(t)
+	c1, err := w.Devices.SetDesiredState(as(w.MgrA), id, enabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Timed out before its record was written: ExpireUnconfirmed writes the
+	// record first, then finds the command past its time-out.
+	first := *w.Now
+	if err := w.Controller.MarkSentMany(ctx, []doorledger.DesiredState{{DeviceID: id, CommandID: c1.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	*w.Now = w.Now.Add(10 * time.Minute)
+	retries, err := w.Controller.ExpireUnconfirmed(ctx, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(retries) != 1 {
+		t.Fatalf("retries %+v", retries)
+	}
+	if c := w.MustCommand(t, id, 1); c.Status != doorledger.CommandNotConfirmed || c.Attempts != 1 || !c.SentAt.Equal(first) {
+		t.Errorf("after the time-out: %+v", c)
+	}
+	// The retry's record may be held; a failed retry, recorded at once, writes it first.
+	retried := *w.Now
+	if err := w.Controller.MarkSentMany(ctx, retries); err != nil {
+		t.Fatal(err)
+	}
+	*w.Now = w.Now.Add(time.Second)
+	if err := w.Controller.MarkSent(ctx, c1.ID, context.DeadlineExceeded); err != nil {
+		t.Fatal(err)
+	}
+	c := w.MustCommand(t, id, 1)
+	if c.Status != doorledger.CommandNotConfirmed || c.Attempts != 3 || !c.SentAt.Equal(retried) || c.LastError != context.DeadlineExceeded.Error() {
+		t.Errorf("after a held retry and a failed one: %+v", c)
+	}
+	// Confirmed, then a record arrives late: still confirmed.
+	w.Report(t, id, enabled, 1)
+	if err := w.Controller.MarkSentMany(ctx, []doorledger.DesiredState{{DeviceID: id, CommandID: c1.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Controller.FlushSent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.MustCommand(t, id, 1); c.Status != doorledger.CommandConfirmed || c.Attempts != 4 {
+		t.Errorf("a late record: %+v", c)
+	}
+}
