@@ -20,6 +20,7 @@ var deviceTests = []test{
 	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
 	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
 	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
+	{"DeviceDisableDevices", testDeviceDisableDevices},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

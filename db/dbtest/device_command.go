@@ -346,3 +346,126 @@ func testDeviceDeliveryRecordsAnyOrder(t *testing.T, newServices NewServices) {
 		t.Errorf("a late record: %+v", c)
 	}
 }
+
+// DisableDevices: every device of one installer or vendor in the
+// caller's buildings (admins: all), or a building's lockdown in one push;
+// the lockdown page's progress; who may not.
+func testDeviceDisableDevices(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	disabled := doorledger.StateDisabled
+	inst2, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "u-inst2-a@example.com", Name: "Second installer", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []struct{ b, u int64 }{{w.A, inst2.ID}, {w.B, w.InstA.ID}} {
+		if err := w.Buildings.GrantAccess(sys(), g.b, g.u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(u *doorledger.User, building, signer int64, vendor, serial string) int64 {
+		t.Helper()
+		r := Request(serial, signer)
+		r.Device.Vendor = vendor
+		c, err := w.Consents.RequestConsent(as(u), building, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.DeviceID
+	}
+	a1, _, _ := w.signedDevice(t) // InstA's, "Acme Access", enabled
+	a2 := ask(inst2, w.A, w.SignerA, "Acme Access", "DD-2")
+	a3 := ask(w.InstA, w.A, w.SignerA, "Bolt", "DD-3")
+	a4 := ask(inst2, w.A, w.SignerA, "Bolt", "DD-4")
+	b1 := ask(w.InstA, w.B, w.SignerB, "Acme Access", "DD-5")
+	b2 := ask(w.InstA, w.B, w.SignerB, "Bolt", "DD-6")
+	mgr := as(w.MgrA)
+
+	devices := func(cmds []*doorledger.Command) string {
+		var s []string
+		for _, c := range cmds {
+			if c.State != disabled || c.Status != doorledger.CommandPending {
+				t.Errorf("command %+v", c)
+			}
+			s = append(s, itoa(c.DeviceID))
+		}
+		return strings.Join(s, ",")
+	}
+	ids := func(ids ...int64) string {
+		var s []string
+		for _, id := range ids {
+			s = append(s, itoa(id))
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		f    doorledger.DeviceFilter
+		want string
+	}{
+		{"manager, one installer", mgr, doorledger.DeviceFilter{InstallerID: w.InstA.ID}, ids(a1, a3)},
+		{"manager, one vendor (any case)", mgr, doorledger.DeviceFilter{Vendor: " acme access "}, ids(a1, a2)},
+		{"manager, vendor in one building", mgr, doorledger.DeviceFilter{Vendor: "Bolt", BuildingID: w.A}, ids(a3, a4)},
+		{"admin, one vendor everywhere", as(w.Admin), doorledger.DeviceFilter{Vendor: "Bolt"}, ids(a3, a4, b2)},
+		{"admin, one installer everywhere", as(w.Admin), doorledger.DeviceFilter{InstallerID: w.InstA.ID}, ids(a1, a3, b1, b2)},
+		{"other manager, one installer", as(w.MgrB), doorledger.DeviceFilter{InstallerID: w.InstA.ID}, ids(b1, b2)},
+	} {
+		cmds, err := w.Devices.DisableDevices(tt.ctx, tt.f, "installer under investigation")
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := devices(cmds); got != tt.want {
+			t.Errorf("%s: disabled %s, want %s", tt.name, got, tt.want)
+		}
+	}
+
+	// Building lockdown: every device of the building in service, in one push.
+	before := len(w.PushCalls())
+	lock, err := w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := devices(lock), ids(a1, a2, a3, a4); got != want {
+		t.Errorf("lockdown disabled %s, want %s", got, want)
+	}
+	if calls := w.PushCalls(); len(calls) != before+1 || len(calls[before]) != 4 {
+		t.Errorf("lockdown pushed in %d calls, want 1 of 4", len(calls)-before)
+	}
+	for _, id := range []int64{a1, a2, a3, a4} {
+		if dev := w.MustDevice(t, id); dev.DesiredState != disabled {
+			t.Errorf("device %d still %s", id, dev.DesiredState)
+		}
+	}
+	if n := w.JournalCount(t, "device.disable_many", w.A, w.MgrA.Email); n < 1 {
+		t.Errorf("no device.disable_many entry")
+	}
+
+	// The devices confirm as they answer: the rest stay open.
+	w.Report(t, a2, disabled, lock[1].Version)
+	w.Report(t, a3, disabled, lock[2].Version)
+	open, err := w.Devices.FindCommands(mgr, doorledger.CommandFilter{BuildingID: w.A, Open: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var still []int64
+	for _, c := range open {
+		still = append(still, c.DeviceID)
+	}
+	slices.Sort(still)
+	if got, want := ids(still...), ids(a1, a4); got != want {
+		t.Errorf("open commands of A after two confirmations: devices %s, want %s", got, want)
+	}
+
+	// Refusals.
+	_, err = w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.B}, "")
+	WantCode(t, "lockdown of a building not granted", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{}, "")
+	WantCode(t, "empty filter", err, doorledger.EINVALID)
+	_, err = w.Devices.DisableDevices(as(w.InstA), doorledger.DeviceFilter{InstallerID: w.InstA.ID}, "")
+	WantCode(t, "installer", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.DisableDevices(as(w.BoardA), doorledger.DeviceFilter{BuildingID: w.A}, "")
+	WantCode(t, "board lockdown", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, strings.Repeat("x", 501))
+	WantCode(t, "long reason", err, doorledger.EINVALID)
+}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,67 @@ func TestDeviceDeliveryRecordsFlushOnTheirOwn(t *testing.T) {
 	}
 	if c := w.MustCommand(t, id, 1); c.Attempts != 1 {
 		t.Errorf("attempts %d, want 1", c.Attempts)
+	}
+}
+
+// A lockdown skips retired devices, unless one is somehow still enabled;
+// its progress (CommandProgress, one array parameter for any number of
+// commands) counts the devices' confirmations, in the caller's buildings.
+func TestDeviceDisableDevicesRetired(t *testing.T) {
+	w, _, exec := deviceWorld(t)
+	mgr := doorledger.NewContextWithUser(context.Background(), w.MgrA)
+	svc := w.Devices.(*postgres.DeviceService)
+	a1, _ := w.EnabledDevice(t, w.A)
+	found, err := svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-1", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired, err := svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-2", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stillOn, _ := w.EnabledDevice(t, w.A)
+	if err := exec(`UPDATE devices SET retired = true WHERE id IN ($1, $2)`, retired.ID, stillOn); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := svc.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, c := range lock {
+		got = append(got, c.DeviceID)
+	}
+	if want := []int64{a1, found.ID, stillOn}; !slices.Equal(got, want) {
+		t.Errorf("lockdown disabled %v, want %v", got, want)
+	}
+	if d := w.MustDevice(t, retired.ID); d.DesiredVersion != 0 {
+		t.Errorf("retired device given version %d", d.DesiredVersion)
+	}
+
+	ids := make([]int64, len(lock))
+	for i, c := range lock {
+		ids[i] = c.ID
+	}
+	progress := func(ctx context.Context) (int, int) {
+		t.Helper()
+		n, rest, err := svc.CommandProgress(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, n + len(rest)
+	}
+	if n, total := progress(mgr); n != 0 || total != 3 {
+		t.Errorf("progress %d of %d, want 0 of 3", n, total)
+	}
+	w.Report(t, a1, doorledger.StateDisabled, lock[0].Version)
+	if n, total := progress(mgr); n != 1 || total != 3 {
+		t.Errorf("progress %d of %d, want 1 of 3", n, total)
+	}
+	if n, total := progress(doorledger.NewContextWithUser(context.Background(), w.MgrB)); n != 0 || total != 0 {
+		t.Errorf("another building's manager sees progress %d of %d", n, total)
+	}
+	if n, rest, err := svc.CommandProgress(mgr, nil); n != 0 || rest != nil || err != nil {
+		t.Errorf("progress of no commands: %d, %v, %v", n, rest, err)
 	}
 }
