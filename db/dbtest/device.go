@@ -21,6 +21,7 @@ var deviceTests = []test{
 	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
 	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
 	{"DeviceDisableDevices", testDeviceDisableDevices},
+	{"DeviceCredential", testDeviceCredential},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

@@ -2,6 +2,7 @@ package dbtest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -468,4 +469,70 @@ func testDeviceDisableDevices(t *testing.T, newServices NewServices) {
 	WantCode(t, "board lockdown", err, doorledger.EFORBIDDEN)
 	_, err = w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, strings.Repeat("x", 501))
 	WantCode(t, "long reason", err, doorledger.EINVALID)
+}
+
+// A device's credential: 32 random bytes in base64url, given once, never
+// journaled; the right secret authenticates its device only, and a rotation
+// ends the old one. Managers and admins issue them.
+func testDeviceCredential(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	ctx := context.Background()
+	id, _ := w.ConsentedDevice(t)
+	other, _ := w.ConsentedDevice(t) // never given a credential
+	secret, err := w.Devices.IssueCredential(as(w.MgrA), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(raw) != 32 {
+		t.Fatalf("secret %q: %d bytes, %v; want 32 random bytes in base64url", secret, len(raw), err)
+	}
+	if err := w.DeviceReports.AuthenticateDevice(ctx, id, secret); err != nil {
+		t.Errorf("right secret: %v", err)
+	}
+	for _, tt := range []struct {
+		name   string
+		id     int64
+		secret string
+	}{
+		{"wrong secret", id, secret + "x"},
+		{"empty secret", id, ""},
+		{"another device's secret", other, secret},
+		{"no credential issued, empty secret", other, ""},
+		{"unknown device", 9999, secret},
+	} {
+		WantCode(t, tt.name, w.DeviceReports.AuthenticateDevice(ctx, tt.id, tt.secret), doorledger.EUNAUTHORIZED)
+	}
+
+	// Rotation invalidates the old secret.
+	rotated, err := w.Devices.IssueCredential(as(w.Admin), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	WantCode(t, "old secret after rotation", w.DeviceReports.AuthenticateDevice(ctx, id, secret), doorledger.EUNAUTHORIZED)
+	if err := w.DeviceReports.AuthenticateDevice(ctx, id, rotated); err != nil {
+		t.Errorf("new secret: %v", err)
+	}
+	var details []string
+	for _, e := range w.Journal(t, 0, "device.credential") {
+		if e.ObjectID == id {
+			details = append(details, e.Detail)
+		}
+	}
+	if fmt.Sprint(details) != `[{"rotated":false} {"rotated":true}]` {
+		t.Errorf("device.credential entries %v, want the issue then the rotation", details)
+	}
+	for _, e := range w.Journal(t, 0, "device.credential") {
+		if strings.Contains(e.Detail, secret) || strings.Contains(e.Detail, rotated) {
+			t.Errorf("a secret is in the journal: %s", e.Detail)
+		}
+	}
+	for _, m := range w.MailsTo(t, w.MgrA.Email) {
+		if strings.Contains(m.Body, secret) || strings.Contains(m.Body, rotated) {
+			t.Errorf("a secret is in the mail: %s", m.Subject)
+		}
+	}
+	_, err = w.Devices.IssueCredential(as(w.BoardA), id)
+	WantCode(t, "board", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.IssueCredential(as(w.MgrB), id)
+	WantCode(t, "another building's manager", err, doorledger.ENOTFOUND)
 }
