@@ -22,6 +22,7 @@ var deviceTests = []test{
 	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
 	{"DeviceDisableDevices", testDeviceDisableDevices},
 	{"DeviceCredential", testDeviceCredential},
+	{"DeviceAccess", testDeviceAccess},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

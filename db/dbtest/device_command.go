@@ -536,3 +536,141 @@ func testDeviceCredential(t *testing.T, newServices NewServices) {
 	_, err = w.Devices.IssueCredential(as(w.MgrB), id)
 	WantCode(t, "another building's manager", err, doorledger.ENOTFOUND)
 }
+
+// Who sees and changes which devices: another building's manager finds
+// nothing, the board looks but does not touch, an installer sees only what
+// they installed, admins everything, nobody signed in nothing.
+func testDeviceAccess(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	enabled, disabled := doorledger.StateEnabled, doorledger.StateDisabled
+	inst2, err := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "u-inst2-a@example.com", Name: "Second installer", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Buildings.GrantAccess(sys(), w.A, inst2.ID); err != nil {
+		t.Fatal(err)
+	}
+	a1, _, _ := w.signedDevice(t) // InstA's
+	req, err := w.Consents.RequestConsent(as(inst2), w.A, Request("ACC-2", w.SignerA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2 := req.DeviceID
+	b, err := w.Devices.RecordFoundDevice(as(w.MgrB), w.B, doorledger.DeviceDetails{Vendor: "Acme Access", Serial: "ACC-B", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1 := b.ID
+	for _, id := range []int64{a1, a2} {
+		if _, err := w.Devices.SetDesiredState(as(w.MgrA), id, disabled, "setup"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(ctx context.Context, f doorledger.DeviceFilter) string {
+		t.Helper()
+		list, err := w.Devices.FindDevices(ctx, f)
+		if err != nil {
+			t.Fatalf("FindDevices(%+v): %v", f, err)
+		}
+		var s []string
+		for _, d := range list {
+			s = append(s, itoa(d.ID))
+		}
+		return strings.Join(s, ",")
+	}
+	list := func(ids ...int64) string {
+		var s []string
+		for _, id := range ids {
+			s = append(s, itoa(id))
+		}
+		return strings.Join(s, ",")
+	}
+	found := doorledger.DeviceDetails{Vendor: "X", Serial: "1", Location: "panel"}
+
+	// A manager of another building: not found, whatever the method.
+	mgrB := as(w.MgrB)
+	_, err = w.Devices.FindDeviceByID(mgrB, a1)
+	WantCode(t, "mgrB FindDeviceByID", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.SetDesiredState(mgrB, a1, disabled, "")
+	WantCode(t, "mgrB SetDesiredState", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.IssueCredential(mgrB, a1)
+	WantCode(t, "mgrB IssueCredential", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.FindDevices(mgrB, doorledger.DeviceFilter{BuildingID: w.A})
+	WantCode(t, "mgrB FindDevices of A", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.FindCommands(mgrB, doorledger.CommandFilter{DeviceID: a1})
+	WantCode(t, "mgrB FindCommands of a1", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.FindCommands(mgrB, doorledger.CommandFilter{BuildingID: w.A})
+	WantCode(t, "mgrB FindCommands of A", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.RecordFoundDevice(mgrB, w.A, found)
+	WantCode(t, "mgrB RecordFoundDevice in A", err, doorledger.ENOTFOUND)
+	_, err = w.Devices.DisableDevices(mgrB, doorledger.DeviceFilter{BuildingID: w.A}, "")
+	WantCode(t, "mgrB lockdown of A", err, doorledger.ENOTFOUND)
+	if got, want := ids(mgrB, doorledger.DeviceFilter{}), list(b1); got != want {
+		t.Errorf("mgrB sees %s, want %s", got, want)
+	}
+
+	// The board looks but does not touch.
+	board := as(w.BoardA)
+	if _, err := w.Devices.FindDeviceByID(board, a1); err != nil {
+		t.Errorf("board FindDeviceByID: %v", err)
+	}
+	if got, want := ids(board, doorledger.DeviceFilter{}), list(a1, a2); got != want {
+		t.Errorf("board sees %s, want %s", got, want)
+	}
+	_, err = w.Devices.SetDesiredState(board, a1, disabled, "")
+	WantCode(t, "board SetDesiredState", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.IssueCredential(board, a1)
+	WantCode(t, "board IssueCredential", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.RecordFoundDevice(board, w.A, found)
+	WantCode(t, "board RecordFoundDevice", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.DisableDevices(board, doorledger.DeviceFilter{Vendor: "Acme Access"}, "")
+	WantCode(t, "board disable by vendor", err, doorledger.EFORBIDDEN)
+	if cmds, err := w.Devices.FindCommands(board, doorledger.CommandFilter{BuildingID: w.A}); err != nil || len(cmds) != 3 {
+		t.Errorf("board FindCommands: %d, %v; want 3 (a1's enable and disable, a2's disable)", len(cmds), err)
+	}
+
+	// An installer sees only what they installed, in buildings they were invited to.
+	inst := as(w.InstA)
+	if got, want := ids(inst, doorledger.DeviceFilter{}), list(a1); got != want {
+		t.Errorf("installer sees %s, want %s", got, want)
+	}
+	if got := ids(inst, doorledger.DeviceFilter{InstallerID: inst2.ID}); got != "" {
+		t.Errorf("installer filtering on another installer sees %s", got)
+	}
+	for _, id := range []int64{a2, b1} {
+		_, err = w.Devices.FindDeviceByID(inst, id)
+		WantCode(t, fmt.Sprintf("installer FindDeviceByID(%d)", id), err, doorledger.ENOTFOUND)
+	}
+	_, err = w.Devices.SetDesiredState(inst, a1, enabled, "")
+	WantCode(t, "installer enables own device", err, doorledger.EFORBIDDEN)
+	_, err = w.Devices.SetDesiredState(inst, a2, disabled, "")
+	WantCode(t, "installer disables another's device", err, doorledger.ENOTFOUND)
+	if cmds, err := w.Devices.FindCommands(inst, doorledger.CommandFilter{BuildingID: w.A}); err != nil || len(cmds) != 2 || cmds[0].DeviceID != a1 || cmds[1].DeviceID != a1 {
+		t.Errorf("installer FindCommands: %+v, %v; want only a1's", cmds, err)
+	}
+
+	// Admins see everything; nobody signed in sees nothing.
+	if got, want := ids(as(w.Admin), doorledger.DeviceFilter{}), list(a1, a2, b1); got != want {
+		t.Errorf("admin sees %s, want %s", got, want)
+	}
+	if got, want := ids(as(w.Admin), doorledger.DeviceFilter{Vendor: "acme access"}), list(a1, a2, b1); got != want {
+		t.Errorf("admin by vendor (any case) sees %s, want %s", got, want)
+	}
+	if got, want := ids(as(w.Admin), doorledger.DeviceFilter{Vendor: "acme access", InstallerID: inst2.ID}), list(a2); got != want {
+		t.Errorf("admin by vendor and installer sees %s, want %s", got, want)
+	}
+	_, err = w.Devices.FindDevices(context.Background(), doorledger.DeviceFilter{})
+	WantCode(t, "anonymous FindDevices", err, doorledger.EUNAUTHORIZED)
+	_, err = w.Devices.FindDeviceByID(context.Background(), a1)
+	WantCode(t, "anonymous FindDeviceByID", err, doorledger.EUNAUTHORIZED)
+
+	// The consent state is joined: signed, awaiting, none.
+	for _, c := range []struct {
+		id   int64
+		want doorledger.ConsentStatus
+	}{{a1, doorledger.ConsentSigned}, {a2, doorledger.ConsentAwaiting}, {b1, ""}} {
+		if got := w.MustDevice(t, c.id).ConsentState; got != c.want {
+			t.Errorf("device %d ConsentState = %q, want %q", c.id, got, c.want)
+		}
+	}
+}

@@ -153,6 +153,9 @@ func TestDeviceConsentRunsOutByTheDatabaseClock(t *testing.T) {
 		t.Errorf("bookkeeping on a device whose consent ran out: %v", err)
 	}
 	*w.Now = time.Now().UTC()
+	if got := w.MustDevice(t, other).ConsentState; got != doorledger.ConsentLapsed {
+		t.Errorf("ConsentState past the expiry = %q, want lapsed (before the lapse job records it)", got)
+	}
 	w.Report(t, id, doorledger.StateEnabled, 1)
 	if dev := w.MustDevice(t, id); dev.DesiredState != doorledger.StateDisabled || dev.DesiredVersion != 2 || dev.Unconsented {
 		t.Errorf("device after its report: %+v", dev)
