@@ -23,6 +23,7 @@ var deviceTests = []test{
 	{"DeviceDisableDevices", testDeviceDisableDevices},
 	{"DeviceCredential", testDeviceCredential},
 	{"DeviceAccess", testDeviceAccess},
+	{"DevicePendingDesired", testDevicePendingDesired},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

@@ -674,3 +674,42 @@ func testDeviceAccess(t *testing.T, newServices NewServices) {
 		}
 	}
 }
+
+// PendingDesired: what the portal publishes at start-up, every device ever
+// given a desired state with its latest command, whichever building.
+func testDevicePendingDesired(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	enabled, disabled := doorledger.StateEnabled, doorledger.StateDisabled
+	mgr := as(w.MgrA)
+	d1, _ := w.ConsentedDevice(t)
+	if _, err := w.Consents.RequestConsent(as(w.InstA), w.A, Request("PD-2", w.SignerA)); err != nil {
+		t.Fatal(err) // its device is never given a desired state: nothing to publish
+	}
+	d3, err := w.Devices.RecordFoundDevice(as(w.MgrB), w.B, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "PD-3", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Devices.SetDesiredState(mgr, d1, enabled, ""); err != nil {
+		t.Fatal(err)
+	}
+	*w.Now = w.Now.Add(time.Second)
+	c2, err := w.Devices.SetDesiredState(mgr, d1, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3, err := w.Devices.SetDesiredState(as(w.Admin), d3.ID, disabled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Controller.PendingDesired(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []doorledger.DesiredState{
+		{DeviceID: d1, CommandID: c2.ID, State: disabled, Version: 2, IssuedAt: *w.Now},
+		{DeviceID: d3.ID, CommandID: c3.ID, State: disabled, Version: 1, IssuedAt: *w.Now},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("PendingDesired = %+v\nwant %+v", got, want)
+	}
+}
