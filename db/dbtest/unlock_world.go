@@ -3,6 +3,7 @@ package dbtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -227,4 +228,75 @@ func (w *UnlockWorld) findEvent(tb testing.TB, building int64, eventID string) *
 func (w *UnlockWorld) EventID(tb testing.TB, building int64, eventID string) int64 {
 	tb.Helper()
 	return w.Event(tb, building, eventID).ID
+}
+
+// resultRecorder is what both backends' unlock services offer besides
+// doorledger.EventSink: RecordUnlocks that says what was new.
+type resultRecorder interface {
+	RecordUnlocksResult(ctx context.Context, events []doorledger.UnlockEvent) (*doorledger.ImportResult, error)
+}
+
+// RecordResult records events as a device's batch and returns what was new.
+func (w *UnlockWorld) RecordResult(tb testing.TB, events ...doorledger.UnlockEvent) *doorledger.ImportResult {
+	tb.Helper()
+	r, ok := w.Unlocks.(resultRecorder)
+	if !ok {
+		tb.Fatalf("%T has no RecordUnlocksResult", w.Unlocks)
+	}
+	res, err := r.RecordUnlocksResult(context.Background(), events)
+	if err != nil {
+		tb.Fatalf("record: %v", err)
+	}
+	return res
+}
+
+// Events returns every event f selects (f.After and f.Limit ignored), newest first.
+func (w *UnlockWorld) Events(tb testing.TB, f doorledger.UnlockFilter) []*doorledger.UnlockEvent {
+	tb.Helper()
+	var out []*doorledger.UnlockEvent
+	f.After, f.Limit = doorledger.UnlockCursor{}, 500
+	for {
+		page, err := w.Unlocks.History(sys(), f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, page.Events...)
+		if page.Next.IsZero() {
+			return out
+		}
+		f.After = page.Next
+	}
+}
+
+// CountEvents counts the events f selects (nil: of both buildings), only
+// those of the given event ids when some are given.
+func (w *UnlockWorld) CountEvents(tb testing.TB, f *doorledger.UnlockFilter, eventIDs ...string) int {
+	tb.Helper()
+	filters := []doorledger.UnlockFilter{{BuildingID: w.A}, {BuildingID: w.B}}
+	if f != nil {
+		filters = []doorledger.UnlockFilter{*f}
+	}
+	n := 0
+	for _, f := range filters {
+		for _, e := range w.Events(tb, f) {
+			if len(eventIDs) == 0 || slices.Contains(eventIDs, e.EventID) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// CountAcknowledged counts the acknowledged events of both buildings.
+func (w *UnlockWorld) CountAcknowledged(tb testing.TB) int {
+	tb.Helper()
+	n := 0
+	for _, b := range []int64{w.A, w.B} {
+		for _, e := range w.Events(tb, doorledger.UnlockFilter{BuildingID: b, AnomaliesOnly: true}) {
+			if e.Acknowledged() {
+				n++
+			}
+		}
+	}
+	return n
 }
