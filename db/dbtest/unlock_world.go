@@ -19,6 +19,7 @@ type UnlockWorld struct {
 	MgrAEmail, BoardAEmail, MgrBEmail string
 	serial                            int
 	instB                             *doorledger.User // made on first need: B's installer
+	signers                           map[int64]int64  // the roster signer of each building AddBuilding made
 }
 
 // NewUnlockWorld builds the world with building A in time zone tzA (B is UTC).
@@ -74,7 +75,7 @@ func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *Unl
 	return w
 }
 
-// EnabledDevice makes a device of building A or B enabled for the last 20
+// EnabledDevice makes a device of building A or B (or one AddBuilding made) enabled for the last 20
 // days, through the services: its installer asked 20 days ago, the
 // building's signer signed by the link at once, and the device confirmed
 // the enable.
@@ -111,6 +112,8 @@ func (w *UnlockWorld) signedConsent(tb testing.TB, building int64) (deviceID, co
 	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
 	if building == w.B {
 		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
+	} else if s, ok := w.signers[building]; ok {
+		signer, addr = s, fmt.Sprintf("pat%d@example.com", building)
 	}
 	w.serial++
 	c, err := w.Consents.RequestConsent(As(installer), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
@@ -141,6 +144,29 @@ func (w *UnlockWorld) pendingMail(tb testing.TB) []*doorledger.Message {
 		tb.Fatal(err)
 	}
 	return msgs
+}
+
+// AddBuilding adds a building in time zone tz, with a roster signer, on
+// which A's installer may ask for devices (EnabledDevice): for benchmarks
+// that spread their devices.
+func (w *UnlockWorld) AddBuilding(tb testing.TB, name, tz string) int64 {
+	tb.Helper()
+	bld, err := w.Buildings.CreateBuilding(sys(), doorledger.BuildingInput{Name: name, Address: "1 " + name, Timezone: tz})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sg, err := w.Buildings.AddSigner(sys(), bld.ID, doorledger.SignerInput{Name: "Pat Owner", Title: "Board president", Email: fmt.Sprintf("pat%d@example.com", bld.ID)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Buildings.GrantAccess(sys(), bld.ID, w.InstA.ID); err != nil {
+		tb.Fatal(err)
+	}
+	if w.signers == nil {
+		w.signers = map[int64]int64{}
+	}
+	w.signers[bld.ID] = sg.ID
+	return bld.ID
 }
 
 // installerB is an installer of building B, made on first need (the world's
