@@ -16,6 +16,10 @@ var deviceTests = []test{
 	{"DeviceEnableWithActiveConsent", testDeviceEnableWithActiveConsent},
 	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
+	{"DeviceConcurrentCommandsTakeTurns", testDeviceConcurrentCommandsTakeTurns},
+	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
+	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
+	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the
@@ -252,7 +256,7 @@ func testDeviceCommandVersionsAndReports(t *testing.T, newServices NewServices) 
 	}
 
 	// The right version in the wrong state confirms nothing: the device
-	// refused it (TestDeviceRefusedRevoke).
+	// refused it (testDeviceRefusedRevoke).
 	c4, err := w.Devices.SetDesiredState(mgr, id, disabled, "")
 	if err != nil {
 		t.Fatal(err)

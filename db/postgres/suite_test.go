@@ -11,7 +11,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents", "unlocks", "logs"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -42,6 +42,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Consents:      consents,
 		Devices:       devices,
 		DeviceReports: devices,
+		Controller:    devices,
 		Audit:         postgres.NewAuditService(d),
 		Policies:      postgres.NewPolicyService(d),
 		Papers:        consents,
@@ -50,6 +51,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Outbox:        postgres.NewOutboxService(d),
 		Unlocks:       postgres.NewUnlockService(d),
 		Logs:          postgres.NewLogService(d, mustLogKey(tb)),
+		Attention:     postgres.NewAttentionService(d),
 		Leases:        postgres.NewLeaseService(d),
 		Ops:           postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
 		Now:           now,

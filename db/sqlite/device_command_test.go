@@ -2,11 +2,9 @@ package sqlite_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/doorledger/doorledger"
 )
@@ -47,93 +45,6 @@ func TestDeviceOnDesiredOnlyAfterCommit(t *testing.T) {
 	if len(calls) != 1 || len(calls[0]) != 2 || calls[0][0].CommandID != cmds[0].ID || calls[0][1].CommandID != cmds[1].ID {
 		t.Errorf("pushed %+v, want the two commands in one call", calls)
 	}
-}
-
-func TestDeviceExpireUnconfirmed(t *testing.T) {
-	w := newDeviceWorld(t)
-	id := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
-	ctx := context.Background()
-	c1, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, enabled, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.svc.MarkSent(ctx, c1.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandSent || c.Attempts != 1 || !c.SentAt.Equal(*w.now) {
-		t.Errorf("after MarkSent: %+v", c)
-	}
-	expire := func() []doorledger.DesiredState {
-		t.Helper()
-		retries, err := w.svc.ExpireUnconfirmed(ctx, 5*time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return retries
-	}
-	audits := func() int {
-		return w.count(t, `SELECT COUNT(*) FROM audit_entries WHERE action = 'command.not_confirmed' AND object_id = ? AND actor = 'system'`, c1.ID)
-	}
-	alerts := func(to string) int { return w.count(t, alertsQuery, to, "Device * did not confirm*") }
-
-	*w.now = w.now.Add(3 * time.Minute)
-	if r := expire(); len(r) != 0 {
-		t.Errorf("retries before the time-out: %+v", r)
-	}
-	*w.now = w.now.Add(3 * time.Minute)
-	want := doorledger.DesiredState{DeviceID: id, CommandID: c1.ID, State: enabled, Version: 1, IssuedAt: c1.RequestedAt}
-	for i := 0; i < 2; i++ {
-		if r := expire(); len(r) != 1 || r[0] != want {
-			t.Errorf("run %d: retries %+v, want [%+v]", i+1, r, want)
-		}
-		if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandNotConfirmed {
-			t.Errorf("run %d: status %s", i+1, c.Status)
-		}
-		if a, m := audits(), alerts(w.mgrA.Email); a != 1 || m != 1 {
-			t.Errorf("run %d: %d audit entries and %d alerts, want 1 and 1", i+1, a, m)
-		}
-	}
-	if n := alerts(w.boardA.Email); n != 0 {
-		t.Errorf("the board got %d time-out alerts", n)
-	}
-
-	// Retries are counted; a failure is kept; a retried command stays not confirmed.
-	if err := w.svc.MarkSent(ctx, c1.ID, errors.New("broker unavailable")); err != nil {
-		t.Fatal(err)
-	}
-	if c := w.mustCommand(t, id, 1); c.Attempts != 2 || c.LastError != "broker unavailable" || c.Status != doorledger.CommandNotConfirmed {
-		t.Errorf("after a failed retry: %+v", c)
-	}
-	if err := w.svc.MarkSent(ctx, c1.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	if c := w.mustCommand(t, id, 1); c.Attempts != 3 || c.LastError != "" || c.Status != doorledger.CommandNotConfirmed {
-		t.Errorf("after a retry: %+v", c)
-	}
-	expire()
-	if a, m := audits(), alerts(w.mgrA.Email); a != 1 || m != 1 {
-		t.Errorf("after retrying: %d audit entries and %d alerts, want 1 and 1", a, m)
-	}
-
-	// The device comes back and confirms: nothing left to retry.
-	w.report(t, id, enabled, 1)
-	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandConfirmed {
-		t.Errorf("late confirmation: %s", c.Status)
-	}
-	if r := expire(); len(r) != 0 {
-		t.Errorf("retries after confirmation: %+v", r)
-	}
-
-	// A command never handed over times out as well.
-	c2, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, disabled, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	*w.now = w.now.Add(6 * time.Minute)
-	if r := expire(); len(r) != 1 || r[0].CommandID != c2.ID || r[0].State != disabled {
-		t.Errorf("retries of the unsent disable: %+v", r)
-	}
-	wantCode(t, "MarkSent of an unknown command", w.svc.MarkSent(ctx, 99999, nil), doorledger.ENOTFOUND)
 }
 
 func TestDevicePendingDesired(t *testing.T) {

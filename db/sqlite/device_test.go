@@ -221,12 +221,11 @@ func wantRefused(t *testing.T, what string, err error, msg string) {
 }
 
 const (
-	ruleMsg     = "no device is enabled without an active consent"
-	endRuleMsg  = "disable the devices of a consent before ending it"
-	immutable   = "signed consents are immutable"
-	enabled     = doorledger.StateEnabled
-	disabled    = doorledger.StateDisabled
-	alertsQuery = `SELECT COUNT(*) FROM outbox WHERE kind = 'alert' AND to_addr = ? AND subject GLOB ?`
+	ruleMsg    = "no device is enabled without an active consent"
+	endRuleMsg = "disable the devices of a consent before ending it"
+	immutable  = "signed consents are immutable"
+	enabled    = doorledger.StateEnabled
+	disabled   = doorledger.StateDisabled
 )
 
 // THE RULE (1, 2): neither the service nor a direct write enables a device

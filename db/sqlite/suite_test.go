@@ -46,6 +46,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Consents:      consents,
 		Devices:       devices,
 		DeviceReports: devices,
+		Controller:    devices,
 		Unlocks:       unlocks,
 		Logs:          logs,
 		Reports:       sqlite.NewReportService(d, logs, dbtest.BaseURL),
