@@ -23,6 +23,7 @@ var unlockIngestTests = []test{
 	{"UnlockGroupCommitConcurrency", testUnlockGroupCommitConcurrency},
 	{"AnomalyAcknowledge", testAnomalyAcknowledge},
 	{"AnomalyAckInLog", testAnomalyAckInLog},
+	{"UnlockUnconsentedDeniedIsAnomaly", testUnlockUnconsentedDeniedIsAnomaly},
 }
 
 // ackN acknowledges anomalous events of a building, keeping only the error.
@@ -393,5 +394,71 @@ func testAnomalyAckInLog(t *testing.T, newServices NewServices) {
 	v, err := logs.Verify(sys())
 	if err != nil || !v.OK() {
 		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
+
+// A device recorded as found without consent has no business at
+// the door at all: each attempt through it is an anomaly, refused by the
+// device or not. A device that only waits for its consent and refuses
+// couriers is doing what it should.
+func testUnlockUnconsentedDeniedIsAnomaly(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	now := *w.Now
+	found, err := w.Devices.RecordFoundDevice(As(w.MgrA), w.A, doorledger.DeviceDetails{
+		Vendor: "Unknown", Serial: "FOUND-1", Location: "behind the mailboxes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found.Unconsented {
+		t.Fatalf("a found device is not flagged unconsented: %+v", found)
+	}
+	requested, err := w.Consents.RequestConsent(As(w.InstA), w.A, Request("AWAIT-1", w.SignerA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaiting := requested.DeviceID
+	before := len(w.Alerts(t, w.MgrAEmail))
+
+	w.RecordResult(t,
+		unlockEv(found.ID, "found-denied", now.Add(-2*time.Minute), doorledger.UnlockDenied),
+		unlockEv(found.ID, "found-granted", now.Add(-time.Minute), doorledger.UnlockGranted),
+		unlockEv(awaiting, "awaiting-denied", now.Add(-time.Minute), doorledger.UnlockDenied),
+	)
+	for _, tt := range []struct {
+		id   string
+		want []string
+	}{
+		{"found-denied", []string{doorledger.AnomalyWithoutConsent}},
+		{"found-granted", []string{doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent}},
+		{"awaiting-denied", nil},
+	} {
+		if got := w.Event(t, w.A, tt.id).Anomalies; !slices.Equal(got, tt.want) {
+			t.Errorf("%s: anomalies %v, want %v", tt.id, got, tt.want)
+		}
+	}
+	var denied []string
+	for _, s := range w.Alerts(t, w.MgrAEmail)[before:] {
+		if strings.Contains(s, "without_consent") {
+			denied = append(denied, s)
+		}
+	}
+	if len(denied) == 0 {
+		t.Errorf("no anomaly alert for the found device's attempts; alerts: %q", w.Alerts(t, w.MgrAEmail)[before:])
+	}
+	// The device is told to disable once, however many attempts it makes.
+	cmds, err := w.Devices.FindCommands(sys(), doorledger.CommandFilter{DeviceID: found.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(slices.DeleteFunc(cmds, func(c *doorledger.Command) bool { return c.State != doorledger.StateDisabled })); n != 1 {
+		t.Errorf("%d disable commands for the found device, want 1", n)
+	}
+	// The anomalies filter finds the denied attempt.
+	page, err := w.Unlocks.History(sys(), doorledger.UnlockFilter{BuildingID: w.A, Result: doorledger.UnlockDenied, AnomaliesOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 || page.Events[0].EventID != "found-denied" {
+		t.Errorf("denied anomalies: %d events, want found-denied only", len(page.Events))
 	}
 }
