@@ -24,6 +24,7 @@ var unlockIngestTests = []test{
 	{"AnomalyAcknowledge", testAnomalyAcknowledge},
 	{"AnomalyAckInLog", testAnomalyAckInLog},
 	{"UnlockUnconsentedDeniedIsAnomaly", testUnlockUnconsentedDeniedIsAnomaly},
+	{"UnlockAnomalies", testUnlockAnomalies},
 }
 
 // ackN acknowledges anomalous events of a building, keeping only the error.
@@ -461,4 +462,152 @@ func testUnlockUnconsentedDeniedIsAnomaly(t *testing.T, newServices NewServices)
 	if len(page.Events) != 1 || page.Events[0].EventID != "found-denied" {
 		t.Errorf("denied anomalies: %d events, want found-denied only", len(page.Events))
 	}
+}
+
+// Every kind of anomaly, judged at the event's effective time in the
+// building's zone: after revocation, without consent (and the device told to
+// disable, once), unknown device, outside hours, burst, clock skew.
+func testUnlockAnomalies(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "America/New_York", time.Time{})
+	now := *w.Now
+	ok, _ := w.EnabledDevice(t, w.A)
+	revoked, _ := w.EnabledDevice(t, w.A)
+	w.Revoke(t, revoked, now.Add(-10*time.Minute))
+	flags := func(id string) []string { return w.Event(t, w.A, id).Anomalies }
+	want := func(id string, kinds ...string) {
+		t.Helper()
+		if got := flags(id); !slices.Equal(got, kinds) {
+			t.Errorf("%s: anomalies %v, want %v", id, got, kinds)
+		}
+	}
+
+	w.RecordResult(t,
+		unlockEv(ok, "plain", now.Add(-time.Minute), doorledger.UnlockGranted),
+		unlockEv(revoked, "before-revocation", now.Add(-20*time.Minute), doorledger.UnlockGranted),
+		unlockEv(revoked, "after-revocation", now.Add(-5*time.Minute), doorledger.UnlockGranted),
+		unlockEv(revoked, "refused-after-revocation", now.Add(-4*time.Minute), doorledger.UnlockDenied),
+		unlockEv(ok, "before-enabled", now.AddDate(0, 0, -25), doorledger.UnlockGranted),
+		unlockEv(ok, "future", now.Add(48*time.Hour), doorledger.UnlockGranted),
+		unlockEv(ok, "denied-future", now.Add(48*time.Hour), doorledger.UnlockDenied),
+	)
+	want("plain")
+	want("before-revocation")
+	want("after-revocation", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
+	// The device obeyed, but it had just opened the door without consent and
+	// is flagged unconsented: every attempt through it is an anomaly now
+	// (TestUnlockUnconsentedDeniedIsAnomaly).
+	want("refused-after-revocation", doorledger.AnomalyWithoutConsent)
+	want("before-enabled", doorledger.AnomalyAfterRevocation, doorledger.AnomalyWithoutConsent)
+	// Skewed: judged at the time received (now), when the device was fine.
+	want("future", doorledger.AnomalyClockSkew)
+	want("denied-future", doorledger.AnomalyClockSkew)
+
+	// Opening the door without consent marks the device unconsented and tells
+	// it to disable, once.
+	if d, err := w.Devices.FindDeviceByID(sys(), revoked); err != nil || !d.Unconsented || d.DesiredVersion != 3 {
+		t.Fatalf("revoked device after unlocking: %+v %v, want unconsented at version 3", d, err)
+	}
+	commands := func() []*doorledger.Command {
+		t.Helper()
+		cmds, err := w.Devices.FindCommands(sys(), doorledger.CommandFilter{DeviceID: revoked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmds
+	}
+	if n := len(slices.DeleteFunc(commands(), func(c *doorledger.Command) bool {
+		return c.Version != 3 || c.State != doorledger.StateDisabled || c.RequestedBy != "system"
+	})); n != 1 {
+		t.Fatalf("disable command: %d", n)
+	}
+	if n := len(slices.DeleteFunc(w.Journal(t, w.A, "device.unconsented"), func(e *doorledger.AuditEntry) bool { return e.ObjectID != revoked })); n != 1 {
+		t.Fatalf("audit device.unconsented: %d", n)
+	}
+	w.RecordResult(t, unlockEv(revoked, "again", now.Add(-3*time.Minute), doorledger.UnlockGranted))
+	if n := len(commands()); n != 3 {
+		t.Fatalf("commands after a second unlock: %d, want 3", n)
+	}
+
+	// Unknown device: by reference; a reference that is a registered serial
+	// (any case) is that device.
+	w.RecordResult(t,
+		doorledger.UnlockEvent{DeviceRef: "GHOST-7", BuildingID: w.A, EventID: "ghost", OccurredAt: now.Add(-time.Minute), Method: "Courier App", Result: doorledger.UnlockDenied},
+		doorledger.UnlockEvent{DeviceRef: "sn-00001", BuildingID: w.A, EventID: "by-serial", OccurredAt: now.Add(-time.Minute), Method: "keypad", Result: doorledger.UnlockGranted},
+	)
+	want("ghost", doorledger.AnomalyUnknownDevice)
+	if e := w.Event(t, w.A, "ghost"); e.DeviceID != 0 || e.DeviceRef != "GHOST-7" || e.Method != "courier_app" {
+		t.Errorf("ghost: %+v", e)
+	}
+	if e := w.Event(t, w.A, "by-serial"); e.DeviceID != ok || len(e.Anomalies) != 0 {
+		t.Errorf("by serial: %+v, want device %d", e, ok)
+	}
+
+	// Outside hours, in the building's time zone.
+	st, err := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DeliveryHours, err = doorledger.ParseDeliverySchedule("mon-fri 08:00-20:00"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+		t.Fatal(err)
+	}
+	ny, _ := time.LoadLocation("America/New_York")
+	local := now.In(ny)
+	day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, ny)
+	for day.Weekday() != time.Saturday || !day.Add(10*time.Hour).Before(now) {
+		day = day.AddDate(0, 0, -1)
+	}
+	w.RecordResult(t,
+		unlockEv(ok, "saturday-10", day.Add(10*time.Hour), doorledger.UnlockGranted),
+		unlockEv(ok, "friday-19:59", day.Add(-4*time.Hour-time.Minute), doorledger.UnlockGranted),
+		unlockEv(ok, "friday-20:00", day.Add(-4*time.Hour), doorledger.UnlockGranted),
+		unlockEv(ok, "saturday-denied", day.Add(11*time.Hour), doorledger.UnlockDenied),
+	)
+	want("saturday-10", doorledger.AnomalyOutsideHours)
+	want("friday-19:59")
+	want("friday-20:00", doorledger.AnomalyOutsideHours)
+	want("saturday-denied")
+
+	// Burst: more than 3 granted unlocks in 10 minutes; denied ones do not count.
+	st.DeliveryHours, st.BurstCount, st.BurstMinutes = doorledger.DeliverySchedule{}, 3, 10
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.B, *st); doorledger.ErrorCode(err) != doorledger.ENOTFOUND {
+		t.Fatalf("manager of A sets B: %v", err)
+	}
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrB), w.B, *st); err != nil {
+		t.Fatal(err)
+	}
+	devB, _ := w.EnabledDevice(t, w.B)
+	base := now.Add(-time.Hour)
+	var burst []doorledger.UnlockEvent
+	for i := 0; i < 6; i++ {
+		r := doorledger.UnlockGranted
+		if i == 1 {
+			r = doorledger.UnlockDenied
+		}
+		burst = append(burst, unlockEv(devB, fmt.Sprintf("burst-%d", i), base.Add(time.Duration(i)*time.Minute), r))
+	}
+	burst = append(burst, unlockEv(devB, "burst-late", base.Add(30*time.Minute), doorledger.UnlockGranted))
+	w.RecordResult(t, burst[:3]...) // in two groups: what is recorded counts
+	w.RecordResult(t, burst[3:]...)
+	for i, wantBurst := range []bool{false, false, false, false, true, true, false} {
+		e := w.Event(t, w.B, burst[i].EventID)
+		if got := e.HasAnomaly(doorledger.AnomalyBurst); got != wantBurst {
+			t.Errorf("%s: burst %v, want %v", e.EventID, got, wantBurst)
+		}
+	}
+
+	// Clock skew: far ahead, far behind; an imported export may be old.
+	w.RecordResult(t,
+		unlockEv(ok, "ahead", now.Add(25*time.Hour), doorledger.UnlockDenied),
+		unlockEv(ok, "behind", now.AddDate(0, 0, -40), doorledger.UnlockDenied),
+	)
+	want("ahead", doorledger.AnomalyClockSkew)
+	want("behind", doorledger.AnomalyClockSkew)
+	if _, err := w.Unlocks.ImportUnlocks(As(w.MgrA), doorledger.UnlockImport{BuildingID: w.A, Events: []doorledger.UnlockEvent{
+		unlockEv(ok, "imported-old", now.AddDate(0, 0, -40), doorledger.UnlockDenied)}}); err != nil {
+		t.Fatal(err)
+	}
+	want("imported-old")
 }

@@ -20,6 +20,7 @@ type UnlockWorld struct {
 	serial                            int
 	instB                             *doorledger.User // made on first need: B's installer
 	signers                           map[int64]int64  // the roster signer of each building AddBuilding made
+	withdraw                          map[int64]string // the withdrawal link of each device EnabledDevice made
 }
 
 // NewUnlockWorld builds the world with building A in time zone tzA (B is UTC).
@@ -89,6 +90,11 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 	*w.Now = now.AddDate(0, 0, -20)
 	defer func() { *w.Now = now }()
 	deviceID, consentID = w.signedConsent(tb, building)
+	if w.withdraw == nil {
+		w.withdraw = map[int64]string{}
+	}
+	addr := fmt.Sprintf("pat%d@example.com", building)
+	w.withdraw[deviceID] = lastLink(tb, w.Outbox, addr, "/consent/withdraw/")
 	if err := w.DeviceReports.ReportState(sys(), doorledger.ReportedState{DeviceID: deviceID, State: doorledger.StateEnabled, Version: 1}); err != nil {
 		tb.Fatalf("device %d confirms: %v", deviceID, err)
 	}
@@ -102,6 +108,19 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 		}
 	}
 	return deviceID, consentID
+}
+
+// Revoke has the signer of a device EnabledDevice made withdraw its consent
+// by the link mailed at signing, at time at: the consent service disables
+// the device and withdraws the consent then.
+func (w *UnlockWorld) Revoke(tb testing.TB, deviceID int64, at time.Time) {
+	tb.Helper()
+	now := *w.Now
+	*w.Now = at
+	defer func() { *w.Now = now }()
+	if _, err := w.Consents.EndByToken(context.Background(), w.withdraw[deviceID], "revoked"); err != nil {
+		tb.Fatalf("revoke device %d: %v", deviceID, err)
+	}
 }
 
 // signedConsent has building A's or B's installer ask for a device, now,
