@@ -25,6 +25,7 @@ var unlockIngestTests = []test{
 	{"AnomalyAckInLog", testAnomalyAckInLog},
 	{"UnlockUnconsentedDeniedIsAnomaly", testUnlockUnconsentedDeniedIsAnomaly},
 	{"UnlockAnomalies", testUnlockAnomalies},
+	{"UnlockAlerts", testUnlockAlerts},
 }
 
 // ackN acknowledges anomalous events of a building, keeping only the error.
@@ -610,4 +611,99 @@ func testUnlockAnomalies(t *testing.T, newServices NewServices) {
 		t.Fatal(err)
 	}
 	want("imported-old")
+}
+
+// Anomalies alert the building's managers (and board, when it says so):
+// one mail per device, kind and hour, however many events and groups.
+func testUnlockAlerts(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	now := *w.Now
+	dev, _ := w.EnabledDevice(t, w.A)
+	w.Revoke(t, dev, now.Add(-time.Hour))
+	settings := func(f func(*doorledger.UnlockSettings)) {
+		t.Helper()
+		st, err := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(st)
+		if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settings(func(st *doorledger.UnlockSettings) { st.BurstCount = 0 }) // bursts are below
+	// 40 unlocks by a revoked device in four batches, concurrently: one mail
+	// per manager for the device, its anomalies and the hour. The board is
+	// told only when the building says so.
+	var wg sync.WaitGroup
+	for b := 0; b < 4; b++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var evs []doorledger.UnlockEvent
+			for i := 0; i < 10; i++ {
+				evs = append(evs, unlockEv(dev, fmt.Sprintf("r-%d-%d", b, i), now.Add(-time.Duration(b*10+i)*time.Second), doorledger.UnlockGranted))
+			}
+			if err := w.Unlocks.RecordUnlocks(context.Background(), evs); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
+		t.Fatalf("manager's alerts: %q", got)
+	}
+	if got := w.Alerts(t, w.BoardAEmail); len(got) != 0 {
+		t.Fatalf("board's alerts: %q", got)
+	}
+	if got := w.Alerts(t, w.MgrBEmail); len(got) != 0 {
+		t.Fatalf("other building's manager: %q", got)
+	}
+	var body string // bodies are sealed at rest: read them as the dispatcher does
+	pending, _ := w.Outbox.PendingMessages(context.Background(), 100, 1000)
+	for _, m := range pending {
+		if m.To == w.MgrAEmail && m.Kind == "alert" {
+			body = m.Body
+		}
+	}
+	for _, s := range []string{"Alder Court", fmt.Sprintf("device %d", dev), "unconsented", "within the hour", "courier-r-"} {
+		if !strings.Contains(body, s) {
+			t.Errorf("alert body lacks %q:\n%s", s, body)
+		}
+	}
+	// An unknown device is another alert; with alert_board, the board gets it too.
+	settings(func(st *doorledger.UnlockSettings) { st.AlertBoard = true })
+	for i := 0; i < 3; i++ {
+		w.Record(t, doorledger.UnlockEvent{DeviceRef: "BLACK-BOX", BuildingID: w.A, EventID: fmt.Sprintf("bb-%d", i), OccurredAt: now, Method: "remote", Result: doorledger.UnlockGranted})
+	}
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 2 {
+		t.Fatalf("manager's alerts: %q", got)
+	}
+	if got := w.Alerts(t, w.BoardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
+		t.Fatalf("board's alerts: %q", got)
+	}
+	// An hour later, the same anomalies alert again.
+	*w.Now = now.Add(time.Hour)
+	w.Record(t, unlockEv(dev, "next-hour", now.Add(time.Hour), doorledger.UnlockGranted))
+	if got := w.Alerts(t, w.MgrAEmail); len(got) != 3 {
+		t.Fatalf("manager's alerts an hour later: %q", got)
+	}
+	// A burst of 100 unlocks by a good device in B (more than 20 in 10
+	// minutes): one mail.
+	good, _ := w.EnabledDevice(t, w.B)
+	var evs []doorledger.UnlockEvent
+	for i := 0; i < 100; i++ {
+		evs = append(evs, unlockEv(good, fmt.Sprintf("b-%d", i), now.Add(time.Duration(i)*time.Second), doorledger.UnlockGranted))
+	}
+	for i := 0; i < 100; i += 10 {
+		w.Record(t, evs[i:i+10]...)
+	}
+	if got := w.Alerts(t, w.MgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
+		t.Fatalf("burst alerts: %q", got)
+	}
+	if n := len(slices.DeleteFunc(w.Events(t, doorledger.UnlockFilter{BuildingID: w.B, DeviceID: good}), func(e *doorledger.UnlockEvent) bool {
+		return !slices.Equal(e.Anomalies, []string{doorledger.AnomalyBurst})
+	})); n != 80 {
+		t.Fatalf("burst events flagged: %d, want 80", n)
+	}
 }

@@ -82,10 +82,7 @@ func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *Unl
 // the enable.
 func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
 	tb.Helper()
-	before := int64(0) // the newest mail queued before the setup
-	if msgs := w.pendingMail(tb); len(msgs) > 0 {
-		before = msgs[len(msgs)-1].ID
-	}
+	before := w.newestMail(tb) // the newest mail queued before the setup
 	now := *w.Now
 	*w.Now = now.AddDate(0, 0, -20)
 	defer func() { *w.Now = now }()
@@ -100,6 +97,22 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 	}
 	// The mail of the setup (the link, "consent signed" alerts) is delivered,
 	// as the raw world queues none: the tests see only their own.
+	w.deliverAfter(tb, before)
+	return deviceID, consentID
+}
+
+// newestMail is the id of the newest mail waiting (0: none).
+func (w *UnlockWorld) newestMail(tb testing.TB) int64 {
+	tb.Helper()
+	if msgs := w.pendingMail(tb); len(msgs) > 0 {
+		return msgs[len(msgs)-1].ID
+	}
+	return 0
+}
+
+// deliverAfter marks the mail queued after message before as sent.
+func (w *UnlockWorld) deliverAfter(tb testing.TB, before int64) {
+	tb.Helper()
 	for _, m := range w.pendingMail(tb) {
 		if m.ID > before {
 			if err := w.Outbox.MarkSent(context.Background(), m.ID); err != nil {
@@ -107,14 +120,15 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 			}
 		}
 	}
-	return deviceID, consentID
 }
 
 // Revoke has the signer of a device EnabledDevice made withdraw its consent
 // by the link mailed at signing, at time at: the consent service disables
-// the device and withdraws the consent then.
+// the device and withdraws the consent then. Its mail is delivered, as
+// EnabledDevice's is.
 func (w *UnlockWorld) Revoke(tb testing.TB, deviceID int64, at time.Time) {
 	tb.Helper()
+	defer w.deliverAfter(tb, w.newestMail(tb))
 	now := *w.Now
 	*w.Now = at
 	defer func() { *w.Now = now }()

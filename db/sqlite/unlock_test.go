@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -122,88 +121,6 @@ func TestUnlockAnomalyLapsedConsent(t *testing.T) {
 	w.record(t, unlockEv(lapsing, "lapsed", now.Add(2*time.Hour), doorledger.UnlockGranted))
 	if got := w.Event(t, w.A, "lapsed").Anomalies; !slices.Equal(got, []string{doorledger.AnomalyWithoutConsent}) {
 		t.Errorf("lapsed: anomalies %v, want without_consent", got)
-	}
-}
-
-func TestUnlockAlerts(t *testing.T) {
-	w := newUnlockWorld(t, "UTC", time.Time{})
-	now := *w.Now
-	dev, consent := w.enabledDevice(t, w.A)
-	w.revoke(t, dev, consent, now.Add(-time.Hour))
-	w.exec(t, `UPDATE buildings SET burst_count = 0 WHERE id = ?`, w.A) // bursts are below
-	// 40 unlocks by a revoked device in four batches, concurrently: one mail
-	// per manager for the device, its anomalies and the hour. The board is
-	// told only when the building says so.
-	var wg sync.WaitGroup
-	for b := 0; b < 4; b++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var evs []doorledger.UnlockEvent
-			for i := 0; i < 10; i++ {
-				evs = append(evs, unlockEv(dev, fmt.Sprintf("r-%d-%d", b, i), now.Add(-time.Duration(b*10+i)*time.Second), doorledger.UnlockGranted))
-			}
-			if err := w.svc.RecordUnlocks(context.Background(), evs); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if got := w.Alerts(t, w.MgrAEmail); len(got) != 1 || !strings.Contains(got[0], "after_revocation, without_consent") {
-		t.Fatalf("manager's alerts: %q", got)
-	}
-	if got := w.Alerts(t, w.BoardAEmail); len(got) != 0 {
-		t.Fatalf("board's alerts: %q", got)
-	}
-	if got := w.Alerts(t, w.MgrBEmail); len(got) != 0 {
-		t.Fatalf("other building's manager: %q", got)
-	}
-	var body string // bodies are sealed at rest: read them as the dispatcher does
-	pending, _ := sqlite.NewOutboxService(w.d).PendingMessages(context.Background(), 100, 1000)
-	for _, m := range pending {
-		if m.To == w.MgrAEmail && m.Kind == "alert" {
-			body = m.Body
-		}
-	}
-	for _, s := range []string{"Alder Court", fmt.Sprintf("device %d", dev), "unconsented", "within the hour", "courier-r-"} {
-		if !strings.Contains(body, s) {
-			t.Errorf("alert body lacks %q:\n%s", s, body)
-		}
-	}
-	// An unknown device is another alert; with alert_board, the board gets it too.
-	if _, err := w.d.Writer().Exec(`UPDATE buildings SET alert_board = 1 WHERE id = ?`, w.A); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		w.record(t, doorledger.UnlockEvent{DeviceRef: "BLACK-BOX", BuildingID: w.A, EventID: fmt.Sprintf("bb-%d", i), OccurredAt: now, Method: "remote", Result: doorledger.UnlockGranted})
-	}
-	if got := w.Alerts(t, w.MgrAEmail); len(got) != 2 {
-		t.Fatalf("manager's alerts: %q", got)
-	}
-	if got := w.Alerts(t, w.BoardAEmail); len(got) != 1 || !strings.Contains(got[0], "unknown_device") {
-		t.Fatalf("board's alerts: %q", got)
-	}
-	// An hour later, the same anomalies alert again.
-	*w.Now = now.Add(time.Hour)
-	w.record(t, unlockEv(dev, "next-hour", now.Add(time.Hour), doorledger.UnlockGranted))
-	if got := w.Alerts(t, w.MgrAEmail); len(got) != 3 {
-		t.Fatalf("manager's alerts an hour later: %q", got)
-	}
-	// A burst of 100 unlocks by a good device in B (more than 20 in 10
-	// minutes): one mail.
-	good, _ := w.enabledDevice(t, w.B)
-	var evs []doorledger.UnlockEvent
-	for i := 0; i < 100; i++ {
-		evs = append(evs, unlockEv(good, fmt.Sprintf("b-%d", i), now.Add(time.Duration(i)*time.Second), doorledger.UnlockGranted))
-	}
-	for i := 0; i < 100; i += 10 {
-		w.record(t, evs[i:i+10]...)
-	}
-	if got := w.Alerts(t, w.MgrBEmail); len(got) != 1 || !strings.HasSuffix(got[0], ": burst") {
-		t.Fatalf("burst alerts: %q", got)
-	}
-	if n := w.count(t, `SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND anomalies = 16`, good); n != 80 {
-		t.Fatalf("burst events flagged: %d, want 80", n)
 	}
 }
 
