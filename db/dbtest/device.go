@@ -20,6 +20,10 @@ var deviceTests = []test{
 	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
 	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
 	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
+	{"DeviceDisableDevices", testDeviceDisableDevices},
+	{"DeviceCredential", testDeviceCredential},
+	{"DeviceAccess", testDeviceAccess},
+	{"DevicePendingDesired", testDevicePendingDesired},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,121 @@ func TestDeviceDeliveryRecordsFlushOnTheirOwn(t *testing.T) {
 	}
 	if c := w.MustCommand(t, id, 1); c.Attempts != 1 {
 		t.Errorf("attempts %d, want 1", c.Attempts)
+	}
+}
+
+// A lockdown skips retired devices, unless one is somehow still enabled,
+// and their states are not published at start-up; a lockdown's progress (CommandProgress, one array parameter for any number of
+// commands) counts the devices' confirmations, in the caller's buildings.
+func TestDeviceDisableDevicesRetired(t *testing.T) {
+	w, _, exec := deviceWorld(t)
+	mgr := doorledger.NewContextWithUser(context.Background(), w.MgrA)
+	svc := w.Devices.(*postgres.DeviceService)
+	a1, _ := w.EnabledDevice(t, w.A)
+	found, err := svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-1", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired, err := svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-2", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stillOn, _ := w.EnabledDevice(t, w.A)
+	if err := exec(`UPDATE devices SET retired = true WHERE id IN ($1, $2)`, retired.ID, stillOn); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := svc.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, c := range lock {
+		got = append(got, c.DeviceID)
+	}
+	if want := []int64{a1, found.ID, stillOn}; !slices.Equal(got, want) {
+		t.Errorf("lockdown disabled %v, want %v", got, want)
+	}
+	if d := w.MustDevice(t, retired.ID); d.DesiredVersion != 0 {
+		t.Errorf("retired device given version %d", d.DesiredVersion)
+	}
+	// A retired device's state is not published at start-up.
+	pending, err := svc.PendingDesired(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published []int64
+	for _, p := range pending {
+		published = append(published, p.DeviceID)
+	}
+	if want := []int64{a1, found.ID}; !slices.Equal(published, want) {
+		t.Errorf("PendingDesired publishes %v, want %v (not the retired one)", published, want)
+	}
+
+	ids := make([]int64, len(lock))
+	for i, c := range lock {
+		ids[i] = c.ID
+	}
+	progress := func(ctx context.Context) (int, int) {
+		t.Helper()
+		n, rest, err := svc.CommandProgress(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, n + len(rest)
+	}
+	if n, total := progress(mgr); n != 0 || total != 3 {
+		t.Errorf("progress %d of %d, want 0 of 3", n, total)
+	}
+	w.Report(t, a1, doorledger.StateDisabled, lock[0].Version)
+	if n, total := progress(mgr); n != 1 || total != 3 {
+		t.Errorf("progress %d of %d, want 1 of 3", n, total)
+	}
+	if n, total := progress(doorledger.NewContextWithUser(context.Background(), w.MgrB)); n != 0 || total != 0 {
+		t.Errorf("another building's manager sees progress %d of %d", n, total)
+	}
+	if n, rest, err := svc.CommandProgress(mgr, nil); n != 0 || rest != nil || err != nil {
+		t.Errorf("progress of no commands: %d, %v, %v", n, rest, err)
+	}
+}
+
+// The controller hears of desired states only once they are committed, and
+// never of a transaction that failed: a lockdown that fails on its second
+// device (a trigger injected) pushes nothing and leaves the first as it was.
+func TestDeviceOnDesiredOnlyAfterCommit(t *testing.T) {
+	w, _, exec := deviceWorld(t)
+	mgr := doorledger.NewContextWithUser(context.Background(), w.MgrA)
+	d1, _ := w.EnabledDevice(t, w.A)
+	d2, err := w.Devices.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-1", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(w.PushCalls())
+	for _, stmt := range []string{
+		`CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'test failure'; END $$`,
+		fmt.Sprintf(`CREATE TRIGGER test_fail BEFORE INSERT ON commands FOR EACH ROW WHEN (NEW.device_id = %d) EXECUTE FUNCTION test_fail()`, d2.ID),
+	} {
+		if err := exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown"); err == nil || !strings.Contains(err.Error(), "test failure") {
+		t.Fatalf("lockdown with a failing device: %v", err)
+	}
+	if calls := w.PushCalls(); len(calls) != before {
+		t.Fatalf("a failed transaction reached the controller: %+v", calls[before:])
+	}
+	if dev := w.MustDevice(t, d1); dev.DesiredState != doorledger.StateEnabled || dev.DesiredVersion != 1 {
+		t.Errorf("d1 after the rollback: %s v%d, want enabled v1", dev.DesiredState, dev.DesiredVersion)
+	}
+	if err := exec(`DROP TRIGGER test_fail ON commands`); err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := w.Devices.DisableDevices(mgr, doorledger.DeviceFilter{BuildingID: w.A}, "lockdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := w.PushCalls()
+	if len(calls) != before+1 || len(calls[before]) != 2 || calls[before][0].CommandID != cmds[0].ID || calls[before][1].CommandID != cmds[1].ID {
+		t.Errorf("pushed %+v, want the two commands in one call", calls[before:])
 	}
 }

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -151,6 +153,9 @@ func TestDeviceConsentRunsOutByTheDatabaseClock(t *testing.T) {
 		t.Errorf("bookkeeping on a device whose consent ran out: %v", err)
 	}
 	*w.Now = time.Now().UTC()
+	if got := w.MustDevice(t, other).ConsentState; got != doorledger.ConsentLapsed {
+		t.Errorf("ConsentState past the expiry = %q, want lapsed (before the lapse job records it)", got)
+	}
 	w.Report(t, id, doorledger.StateEnabled, 1)
 	if dev := w.MustDevice(t, id); dev.DesiredState != doorledger.StateDisabled || dev.DesiredVersion != 2 || dev.Unconsented {
 		t.Errorf("device after its report: %+v", dev)
@@ -166,4 +171,49 @@ func TestDeviceConsentRunsOutByTheDatabaseClock(t *testing.T) {
 func isRefusal(err error, message string) bool {
 	var e *pgconn.PgError
 	return errors.As(err, &e) && e.Code == "P0001" && e.Message == message
+}
+
+// What a device's credential leaves in the database: the hex SHA-256 of the
+// secret only (and the broker's hash when BrokerHash is set), in neither the
+// journal nor the outbox; a retired device is refused and gets no new one.
+// The rest is dbtest's DeviceCredential.
+func TestDeviceCredentialStored(t *testing.T) {
+	w, d, exec := deviceWorld(t)
+	ctx := context.Background()
+	svc := w.Devices.(*postgres.DeviceService)
+	svc.BrokerHash = func(secret string) (string, error) { return "broker:" + secret[:4], nil }
+	id, _ := w.ConsentedDevice(t)
+	secret, err := svc.IssueCredential(doorledger.NewContextWithUser(ctx, w.MgrA), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	var found bool
+	if err := d.Pool().QueryRow(ctx, `SELECT secret_hash, EXISTS (SELECT 1 FROM audit_entries WHERE detail LIKE '%' || $2 || '%' OR detail LIKE '%' || secret_hash || '%')
+		FROM devices WHERE id = $1`, id, secret).Scan(&stored, &found); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if stored != hex.EncodeToString(sum[:]) {
+		t.Errorf("stored %q, want the hex SHA-256 of the secret", stored)
+	}
+	if found {
+		t.Error("the secret or its hash is in the audit journal")
+	}
+	creds, err := svc.MosquittoCredentials(sys())
+	if err != nil || len(creds) != 1 || creds[0].DeviceID != id || creds[0].Hash != "broker:"+secret[:4] {
+		t.Errorf("broker credentials %+v, %v", creds, err)
+	}
+	_, err = svc.MosquittoCredentials(doorledger.NewContextWithUser(ctx, w.MgrA))
+	dbtest.WantCode(t, "broker credentials for a manager", err, doorledger.EFORBIDDEN)
+
+	if err := exec(`UPDATE devices SET retired = true WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	dbtest.WantCode(t, "retired device", svc.AuthenticateDevice(ctx, id, secret), doorledger.EUNAUTHORIZED)
+	_, err = svc.IssueCredential(doorledger.NewContextWithUser(ctx, w.MgrA), id)
+	dbtest.WantCode(t, "credential for a retired device", err, doorledger.ECONFLICT)
+	if creds, err := svc.MosquittoCredentials(sys()); err != nil || len(creds) != 0 {
+		t.Errorf("broker credentials of a retired device: %+v, %v", creds, err)
+	}
 }
