@@ -238,3 +238,40 @@ func TestDeviceOnDesiredOnlyAfterCommit(t *testing.T) {
 		t.Errorf("pushed %+v, want the two commands in one call", calls[before:])
 	}
 }
+
+// A device's report and a manager's command of the same device at once,
+// while the report carries a held delivery record of the device: both go
+// through, neither fails on a deadlock (the report takes the device's row
+// before it writes the record, in the order the command takes them).
+func TestDeviceReportAndCommandAtOnce(t *testing.T) {
+	w, _, _ := deviceWorld(t)
+	svc := w.Devices.(*postgres.DeviceService)
+	svc.SentFlushDelay = time.Hour
+	ctx := context.Background()
+	mgr := doorledger.NewContextWithUser(ctx, w.MgrA)
+	found, err := svc.RecordFoundDevice(mgr, w.A, doorledger.DeviceDetails{Vendor: "Ghost", Serial: "G-1", Location: "roof"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 40 {
+		c, err := svc.SetDesiredState(mgr, found.ID, doorledger.StateDisabled, "")
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if err := svc.MarkSentMany(ctx, []doorledger.DesiredState{{DeviceID: found.ID, CommandID: c.ID, Version: c.Version}}); err != nil {
+			t.Fatal(err)
+		}
+		errs := atOnce(2, func(i int) error {
+			if i == 0 {
+				return svc.ReportState(ctx, doorledger.ReportedState{DeviceID: found.ID, State: doorledger.StateDisabled, Version: c.Version})
+			}
+			_, err := svc.SetDesiredState(mgr, found.ID, doorledger.StateDisabled, "")
+			return err
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", round, [2]string{"report", "command"}[i], err)
+			}
+		}
+	}
+}
