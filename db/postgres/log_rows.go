@@ -111,7 +111,12 @@ func loadPurgeRows(ctx context.Context, q querier, after, upto int64, limit int)
 }
 
 func loadLogRows(ctx context.Context, q querier, query string, after, upto int64, limit int, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
-	rows, err := q.Query(ctx, query, after, upto, limit)
+	return loadLogRowsArgs(ctx, q, query, []any{after, upto, limit}, encode)
+}
+
+// loadLogRowsArgs is loadLogRows of a query with its own arguments.
+func loadLogRowsArgs(ctx context.Context, q querier, query string, args []any, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
+	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -294,14 +294,3 @@ func (s *PrivacyService) TenantNotice(ctx context.Context, slug string) (*doorle
 	}
 	return n, rows.Err()
 }
-
-func (s *PrivacyService) RedactUnlocks(ctx context.Context, now time.Time) (int64, error) {
-	if err := callerFrom(ctx).requireAdmin(); err != nil {
-		return 0, err
-	}
-	// Redaction checks each event against its log leaf before it changes
-	// it (package sqlite's redactChunk); it comes with the port of the
-	// unlock events and the log, which reads those rows (issue 15). Until
-	// then nothing is redacted, and the job says so rather than pretend.
-	return 0, errors.New("postgres: redaction of unlock events comes with the port of the unlock log (issue 15); nothing was redacted")
-}

@@ -11,7 +11,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -49,6 +49,8 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Residents:     postgres.NewResidentService(d, dbtest.BaseURL),
 		Privacy:       postgres.NewPrivacyService(d),
 		Outbox:        postgres.NewOutboxService(d),
+		Unlocks:       postgres.NewUnlockService(d),
+		Logs:          postgres.NewLogService(d, mustLogKey(tb)),
 		Attention:     postgres.NewAttentionService(d),
 		Leases:        postgres.NewLeaseService(d),
 		Ops:           postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
