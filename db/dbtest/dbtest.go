@@ -45,6 +45,7 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	Witnesses     doorledger.WitnessService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -73,7 +74,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "leases", "ops",
 }
 
 // groups are the tests of each group.
@@ -93,6 +94,7 @@ var groups = map[string][]test{
 	"reports":   reportTests,
 	"vendors":   vendorTests,
 	"logs":      logTests,
+	"witnesses": witnessTests,
 	"devices":   deviceTests,
 }
 
