@@ -33,6 +33,9 @@ func MustOpenDB(tb testing.TB) (*postgres.DB, *time.Time) {
 	// retention with PostgreSQL's own clock.
 	now := time.Now().UTC().Truncate(time.Second)
 	d.Now = func() time.Time { return now }
+	// Moving this clock means time passes: the monotonic clock follows it.
+	start := now
+	d.Mono = func() time.Duration { return now.Sub(start) }
 	if err := d.Open(context.Background()); err != nil {
 		tb.Fatal(err)
 	}

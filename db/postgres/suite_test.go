@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/doorledger/doorledger"
@@ -12,7 +11,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "witnesses"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -35,44 +34,26 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 	buildings := postgres.NewBuildingService(d)
 	buildings.BaseURL = dbtest.BaseURL
 	consents := postgres.NewConsentService(d, dbtest.BaseURL)
+	devices := postgres.NewDeviceService(d)
 	return dbtest.Services{
-		Users:       postgres.NewUserService(d),
-		Buildings:   buildings,
-		Invitations: postgres.NewInvitationService(d, dbtest.BaseURL),
-		Consents:    consents,
-		Devices:     deviceStates{d: d},
-		Audit:       postgres.NewAuditService(d),
-		Policies:    postgres.NewPolicyService(d),
-		Papers:      consents,
-		Residents:   postgres.NewResidentService(d, dbtest.BaseURL),
-		Privacy:     postgres.NewPrivacyService(d),
-		Outbox:      postgres.NewOutboxService(d),
-		Leases:      postgres.NewLeaseService(d),
-		Ops:         postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
-		Logs:        postgres.NewLogService(d, mustLogKey(tb)),
-		Witnesses:   postgres.NewWitnessService(d),
-		Now:         now,
-		OnMail:      func(f func()) { d.OnMail = f },
-		OnDesired:   func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
+		Users:         postgres.NewUserService(d),
+		Buildings:     buildings,
+		Invitations:   postgres.NewInvitationService(d, dbtest.BaseURL),
+		Consents:      consents,
+		Devices:       devices,
+		DeviceReports: devices,
+		Audit:         postgres.NewAuditService(d),
+		Policies:      postgres.NewPolicyService(d),
+		Papers:        consents,
+		Residents:     postgres.NewResidentService(d, dbtest.BaseURL),
+		Privacy:       postgres.NewPrivacyService(d),
+		Outbox:        postgres.NewOutboxService(d),
+		Leases:        postgres.NewLeaseService(d),
+		Ops:           postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
+		Logs:          postgres.NewLogService(d, mustLogKey(tb)),
+		Witnesses:     postgres.NewWitnessService(d),
+		Now:           now,
+		OnMail:        func(f func()) { d.OnMail = f },
+		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 	}, d
-}
-
-// deviceStates stands in for the device service until its port (w9-pg3)
-// lands: the consent groups read a device's desired state and consent
-// (dbtest's ConsentWorld.Device) from the database itself. Any other
-// method of doorledger.DeviceService panics on the nil interface.
-type deviceStates struct {
-	doorledger.DeviceService
-	d *postgres.DB
-}
-
-func (s deviceStates) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
-	var dev doorledger.Device
-	var consentID *int64
-	err := s.d.Pool().QueryRow(ctx, `SELECT id, building_id, desired_state, consent_id FROM devices WHERE id = $1`, id).
-		Scan(&dev.ID, &dev.BuildingID, &dev.DesiredState, &consentID)
-	if consentID != nil {
-		dev.ConsentID = *consentID
-	}
-	return &dev, err
 }
