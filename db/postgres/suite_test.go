@@ -48,6 +48,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Residents:     postgres.NewResidentService(d, dbtest.BaseURL),
 		Privacy:       postgres.NewPrivacyService(d),
 		Outbox:        postgres.NewOutboxService(d),
+		Unlocks:       postgres.NewUnlockService(d),
 		Leases:        postgres.NewLeaseService(d),
 		Ops:           postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
 		Logs:          postgres.NewLogService(d, mustLogKey(tb)),
