@@ -11,7 +11,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents", "logs", "witnesses"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
