@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/doorledger/doorledger"
@@ -11,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents", "logs", "witnesses"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents", "logs", "witnesses", "reports", "vendors", "ops"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -25,6 +26,9 @@ func newPostgresServices(t *testing.T) dbtest.Services {
 	return s
 }
 
+// sealKey seals the vendor keys of the tests' databases.
+var sealKey = bytes.Repeat([]byte{7}, postgres.SealKeySize)
+
 // openServices opens a database (MustOpenDB) and the services ported so
 // far, as the suite sees them (the rest are nil), and returns the database
 // too for the tests that must reach it.
@@ -35,6 +39,12 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 	buildings.BaseURL = dbtest.BaseURL
 	consents := postgres.NewConsentService(d, dbtest.BaseURL)
 	devices := postgres.NewDeviceService(d)
+	unlocks := postgres.NewUnlockService(d)
+	logs := postgres.NewLogService(d, mustLogKey(tb))
+	vendors, err := postgres.NewVendorService(d, unlocks, sealKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return dbtest.Services{
 		Users:         postgres.NewUserService(d),
 		Buildings:     buildings,
@@ -48,10 +58,12 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Residents:     postgres.NewResidentService(d, dbtest.BaseURL),
 		Privacy:       postgres.NewPrivacyService(d),
 		Outbox:        postgres.NewOutboxService(d),
-		Unlocks:       postgres.NewUnlockService(d),
+		Unlocks:       unlocks,
 		Leases:        postgres.NewLeaseService(d),
-		Ops:           postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
-		Logs:          postgres.NewLogService(d, mustLogKey(tb)),
+		Ops:           postgres.NewOpsService(d),
+		Logs:          logs,
+		Reports:       postgres.NewReportService(d, logs, dbtest.BaseURL),
+		Vendors:       vendors,
 		Witnesses:     postgres.NewWitnessService(d),
 		Now:           now,
 		OnMail:        func(f func()) { d.OnMail = f },
