@@ -57,6 +57,9 @@ type Services struct {
 	// OnDesired sets the hook handing committed desired states to the
 	// device controller.
 	OnDesired func(func([]doorledger.DesiredState))
+	// MaxReportEvents lowers the report service's bound on the unlock
+	// events of one report (doorledger.MaxReportEvents).
+	MaxReportEvents func(int64)
 }
 
 // NewServices makes a fresh Services for one test; it cleans up after itself

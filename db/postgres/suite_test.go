@@ -41,32 +41,34 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 	devices := postgres.NewDeviceService(d)
 	unlocks := postgres.NewUnlockService(d)
 	logs := postgres.NewLogService(d, mustLogKey(tb))
+	reports := postgres.NewReportService(d, logs, dbtest.BaseURL)
 	vendors, err := postgres.NewVendorService(d, unlocks, sealKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return dbtest.Services{
-		Users:         postgres.NewUserService(d),
-		Buildings:     buildings,
-		Invitations:   postgres.NewInvitationService(d, dbtest.BaseURL),
-		Consents:      consents,
-		Devices:       devices,
-		DeviceReports: devices,
-		Audit:         postgres.NewAuditService(d),
-		Policies:      postgres.NewPolicyService(d),
-		Papers:        consents,
-		Residents:     postgres.NewResidentService(d, dbtest.BaseURL),
-		Privacy:       postgres.NewPrivacyService(d),
-		Outbox:        postgres.NewOutboxService(d),
-		Unlocks:       unlocks,
-		Leases:        postgres.NewLeaseService(d),
-		Ops:           postgres.NewOpsService(d),
-		Logs:          logs,
-		Reports:       postgres.NewReportService(d, logs, dbtest.BaseURL),
-		Vendors:       vendors,
-		Witnesses:     postgres.NewWitnessService(d),
-		Now:           now,
-		OnMail:        func(f func()) { d.OnMail = f },
-		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
+		Users:           postgres.NewUserService(d),
+		Buildings:       buildings,
+		Invitations:     postgres.NewInvitationService(d, dbtest.BaseURL),
+		Consents:        consents,
+		Devices:         devices,
+		DeviceReports:   devices,
+		Audit:           postgres.NewAuditService(d),
+		Policies:        postgres.NewPolicyService(d),
+		Papers:          consents,
+		Residents:       postgres.NewResidentService(d, dbtest.BaseURL),
+		Privacy:         postgres.NewPrivacyService(d),
+		Outbox:          postgres.NewOutboxService(d),
+		Unlocks:         unlocks,
+		Leases:          postgres.NewLeaseService(d),
+		Ops:             postgres.NewOpsService(d),
+		Logs:            logs,
+		Reports:         reports,
+		Vendors:         vendors,
+		Witnesses:       postgres.NewWitnessService(d),
+		Now:             now,
+		OnMail:          func(f func()) { d.OnMail = f },
+		OnDesired:       func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
+		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
 	}, d
 }
