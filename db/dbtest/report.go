@@ -12,7 +12,7 @@ import (
 var reportTests = append([]test{
 	{"ReportGatherAcknowledgements", testReportGatherAcknowledgements},
 	{"ReportEventsStopEarly", testReportEventsStopEarly},
-}, reportRegistryTests...)
+}, append(reportRegistryTests, reportGatherTests...)...)
 
 // TestReportGatherAcknowledgements checks that the report's events carry
 // their acknowledgements as the snapshot holds them: one given before the
