@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/devicectl"
 )
 
 // BaseURL is the portal address the services must put in the links they mail
@@ -46,6 +47,10 @@ type Services struct {
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
 	Witnesses     doorledger.WitnessService
+	// Controller is what the device controller needs of the database
+	// (delivery records, time-outs, the states to publish at start-up):
+	// the device service on both backends.
+	Controller devicectl.Store
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -77,7 +82,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops",
 }
 
 // groups are the tests of each group.
@@ -99,6 +104,7 @@ var groups = map[string][]test{
 	"logs":      logTests,
 	"witnesses": witnessTests,
 	"devices":   deviceTests,
+	"attention": attentionTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

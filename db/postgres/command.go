@@ -177,8 +177,22 @@ func (l *sentLog) disarm() {
 	l.mu.Unlock()
 }
 
-// writeSent writes held delivery records in tx.
+// writeSent writes held delivery records in tx. Their devices' rows are
+// taken first, in the order of their ids, then their commands': the order
+// every writer of devices takes them in (setDesiredState, a lockdown), so
+// that a report or a command of the same device at once waits rather than
+// deadlocks.
 func (tx *Tx) writeSent(ctx context.Context, marks []sentMark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	devices := make([]int64, 0, len(marks))
+	for _, m := range marks {
+		devices = append(devices, m.device)
+	}
+	if _, err := tx.Exec(ctx, `SELECT FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, devices); err != nil {
+		return fmt.Errorf("lock the devices of delivery records: %w", err)
+	}
 	for _, m := range marks {
 		if _, err := tx.Exec(ctx, markSentSQL, m.at, m.command); err != nil {
 			return fmt.Errorf("mark command %d sent: %w", m.command, err)

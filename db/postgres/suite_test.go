@@ -12,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "text", "residents", "logs", "witnesses", "reports", "vendors", "ops"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "logs", "witnesses", "reports", "vendors", "ops"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -53,12 +53,14 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Consents:        consents,
 		Devices:         devices,
 		DeviceReports:   devices,
+		Controller:      devices,
 		Audit:           postgres.NewAuditService(d),
 		Policies:        postgres.NewPolicyService(d),
 		Papers:          consents,
 		Residents:       postgres.NewResidentService(d, dbtest.BaseURL),
 		Privacy:         postgres.NewPrivacyService(d),
 		Outbox:          postgres.NewOutboxService(d),
+		Attention:       postgres.NewAttentionService(d),
 		Unlocks:         unlocks,
 		Leases:          postgres.NewLeaseService(d),
 		Ops:             postgres.NewOpsService(d),

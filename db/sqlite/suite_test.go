@@ -47,6 +47,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Consents:        consents,
 		Devices:         devices,
 		DeviceReports:   devices,
+		Controller:      devices,
 		Unlocks:         unlocks,
 		Logs:            logs,
 		Reports:         reports,
