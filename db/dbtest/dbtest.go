@@ -98,7 +98,7 @@ var groups = map[string][]test{
 	"residents": residentTests,
 	"outbox":    outboxTests,
 	"policies":  policyTests,
-	"unlocks":   unlockTests,
+	"unlocks":   append(unlockTests, unlockIngestTests...),
 	"reports":   reportTests,
 	"vendors":   vendorTests,
 	"logs":      logTests,

@@ -143,7 +143,7 @@ func (g *ingestGroup) write(reqs []*ingestReq) ([]doorledger.ImportResult, error
 }
 
 // existing returns which of the requests' events are recorded already:
-// one query per kind of key.
+// one query per kind of key, a probe of its unique index per event.
 func (g *ingestGroup) existing(reqs []*ingestReq) (map[eventKey]bool, error) {
 	var devs []int64
 	var devEvents, refs, refEvents []string
@@ -160,8 +160,8 @@ func (g *ingestGroup) existing(reqs []*ingestReq) (map[eventKey]bool, error) {
 	}
 	found := map[eventKey]bool{}
 	if len(devs) > 0 {
-		rows, err := g.tx.Query(g.ctx, `SELECT e.device_id, e.event_id FROM unlock_events e
-			JOIN unnest($1::bigint[], $2::text[]) AS k (device_id, event_id) ON e.device_id = k.device_id AND e.event_id = k.event_id`, devs, devEvents)
+		rows, err := g.tx.Query(g.ctx, `SELECT k.device_id, k.event_id FROM unnest($1::bigint[], $2::text[]) AS k (device_id, event_id)
+			WHERE EXISTS (SELECT 1 FROM unlock_events e WHERE e.device_id = k.device_id AND e.event_id = k.event_id)`, devs, devEvents)
 		if err != nil {
 			return nil, fmt.Errorf("find recorded events: %w", err)
 		}
@@ -171,9 +171,9 @@ func (g *ingestGroup) existing(reqs []*ingestReq) (map[eventKey]bool, error) {
 		}
 	}
 	if len(blds) > 0 {
-		rows, err := g.tx.Query(g.ctx, `SELECT e.building_id, e.device_ref, e.event_id FROM unlock_events e
-			JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k (building_id, device_ref, event_id)
-			ON e.device_id IS NULL AND e.building_id = k.building_id AND e.device_ref = k.device_ref AND e.event_id = k.event_id`, blds, refs, refEvents)
+		rows, err := g.tx.Query(g.ctx, `SELECT k.building_id, k.device_ref, k.event_id FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k (building_id, device_ref, event_id)
+			WHERE EXISTS (SELECT 1 FROM unlock_events e WHERE e.device_id IS NULL AND e.building_id = k.building_id
+				AND e.device_ref = k.device_ref AND e.event_id = k.event_id)`, blds, refs, refEvents)
 		if err != nil {
 			return nil, fmt.Errorf("find recorded events: %w", err)
 		}
