@@ -46,6 +46,7 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	Witnesses     doorledger.WitnessService
 	// Controller is what the device controller needs of the database
 	// (delivery records, time-outs, the states to publish at start-up):
 	// the device service on both backends.
@@ -61,6 +62,9 @@ type Services struct {
 	// OnDesired sets the hook handing committed desired states to the
 	// device controller.
 	OnDesired func(func([]doorledger.DesiredState))
+	// MaxReportEvents lowers the report service's bound on the unlock
+	// events of one report (doorledger.MaxReportEvents).
+	MaxReportEvents func(int64)
 }
 
 // NewServices makes a fresh Services for one test; it cleans up after itself
@@ -78,7 +82,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "attention", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops",
 }
 
 // groups are the tests of each group.
@@ -98,6 +102,7 @@ var groups = map[string][]test{
 	"reports":   reportTests,
 	"vendors":   vendorTests,
 	"logs":      logTests,
+	"witnesses": witnessTests,
 	"devices":   deviceTests,
 	"attention": attentionTests,
 }
