@@ -45,6 +45,7 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	Webhooks      doorledger.WebhookService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -53,6 +54,8 @@ type Services struct {
 	Now *time.Time
 	// OnMail sets the hook called after a commit that queued mail.
 	OnMail func(func())
+	// OnEvent sets the hook called after a commit that queued webhook deliveries.
+	OnEvent func(func())
 	// OnDesired sets the hook handing committed desired states to the
 	// device controller.
 	OnDesired func(func([]doorledger.DesiredState))
@@ -73,7 +76,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops", "webhooks",
 }
 
 // groups are the tests of each group.
@@ -94,6 +97,7 @@ var groups = map[string][]test{
 	"vendors":   vendorTests,
 	"logs":      logTests,
 	"devices":   deviceTests,
+	"webhooks":  webhookTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

@@ -59,8 +59,10 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Attention:     sqlite.NewAttentionService(d),
 		Leases:        sqlite.NewLeaseService(d),
 		Ops:           sqlite.NewOpsService(d),
+		Webhooks:      sqlite.NewWebhookService(d),
 		Now:           now,
 		OnMail:        func(f func()) { d.OnMail = f },
+		OnEvent:       func(f func()) { d.OnEvent = f },
 		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 	}, d
 }
