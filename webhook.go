@@ -317,4 +317,11 @@ type WebhookService interface {
 	// up on (FailedAt) when the attempt was made at or after GiveUpAt. It
 	// returns the delivery's state afterwards. ENOTFOUND.
 	RecordWebhookAttempt(ctx context.Context, id int64, a WebhookAttempt, retryAfter time.Duration) (string, error)
+	// PruneWebhookDeliveries deletes the deliveries done with (delivered or
+	// given up on) that were queued more than keep ago by the services'
+	// clock, and returns how many (the dispatcher, now and then).
+	PruneWebhookDeliveries(ctx context.Context, keep time.Duration) (int64, error)
 }
+
+// WebhookDeliveryRetention is how long a delivery done with stays listed.
+const WebhookDeliveryRetention = 30 * 24 * time.Hour

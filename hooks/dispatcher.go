@@ -43,6 +43,9 @@ const (
 	// maxResponseRead bounds what is read of an answer; the rest is dropped
 	// with the connection.
 	maxResponseRead = 64 << 10
+	// pruneEvery is how often Run deletes deliveries past
+	// doorledger.WebhookDeliveryRetention.
+	pruneEvery = time.Hour
 )
 
 // Dispatcher sends due deliveries. After a failure a delivery is due again
@@ -134,8 +137,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return errors.New("event dispatcher: Webhooks required")
 	}
 	wake := d.wakeChan()
+	var pruned time.Time // by this process's monotonic clock
 	for {
 		d.pass(ctx)
+		if pruned.IsZero() || time.Since(pruned) > pruneEvery {
+			if n, err := d.Webhooks.PruneWebhookDeliveries(ctx, doorledger.WebhookDeliveryRetention); err != nil && ctx.Err() == nil {
+				d.logger().Error("event dispatcher: prune deliveries", "err", err)
+			} else if n > 0 {
+				d.logger().Info("pruned old deliveries", "deleted", n)
+			}
+			pruned = time.Now()
+		}
 		t := time.NewTimer(d.interval())
 		select {
 		case <-ctx.Done():

@@ -76,28 +76,29 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops", "webhooks",
+	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops", "webhooks", "webhookevents",
 }
 
 // groups are the tests of each group.
 var groups = map[string][]test{
-	"users":     userTests,
-	"sessions":  sessionTests,
-	"leases":    leaseTests,
-	"ops":       opsTests,
-	"buildings": buildingTests,
-	"consents":  consentTests,
-	"papers":    paperTests,
-	"text":      textTests,
-	"residents": residentTests,
-	"outbox":    outboxTests,
-	"policies":  policyTests,
-	"unlocks":   unlockTests,
-	"reports":   reportTests,
-	"vendors":   vendorTests,
-	"logs":      logTests,
-	"devices":   deviceTests,
-	"webhooks":  webhookTests,
+	"users":         userTests,
+	"sessions":      sessionTests,
+	"leases":        leaseTests,
+	"ops":           opsTests,
+	"buildings":     buildingTests,
+	"consents":      consentTests,
+	"papers":        paperTests,
+	"text":          textTests,
+	"residents":     residentTests,
+	"outbox":        outboxTests,
+	"policies":      policyTests,
+	"unlocks":       unlockTests,
+	"reports":       reportTests,
+	"vendors":       vendorTests,
+	"logs":          logTests,
+	"devices":       deviceTests,
+	"webhooks":      webhookTests,
+	"webhookevents": webhookEventTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

@@ -11,15 +11,39 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
+// Outbound events. The group "webhooks" needs only the consent world's
+// services; "webhookevents", every event source (devices, their reports,
+// unlocks), so a backend runs it once it has them all.
 var webhookTests = []test{
 	{"WebhookSubscriptionsAdminsOnly", testWebhookSubscriptionsAdminsOnly},
-	{"WebhookEventsQueuedWithTheirChange", testWebhookEventsQueuedWithTheirChange},
 	{"WebhookBackoffWindowAndReplay", testWebhookBackoffWindowAndReplay},
 	{"WebhookDisableStopsDeliveries", testWebhookDisableStopsDeliveries},
 }
 
-// subscribe subscribes a receiver to types as w's admin.
-func (w *UnlockWorld) subscribe(t testing.TB, name string, types ...string) (*doorledger.WebhookSubscription, string) {
+var webhookEventTests = []test{
+	{"WebhookEventsQueuedWithTheirChange", testWebhookEventsQueuedWithTheirChange},
+}
+
+// hookWorld is a world with an admin, who manages subscriptions.
+type hookWorld struct {
+	Services
+	Admin *doorledger.User
+}
+
+func newHookWorld(t testing.TB, s Services, admin *doorledger.User) hookWorld {
+	t.Helper()
+	if admin == nil {
+		var err error
+		if admin, err = s.Users.CreateUser(sys(), doorledger.NewUser{Email: "hooks-admin@example.com", Name: "Admin",
+			Role: doorledger.RoleAdmin, Password: "correct horse battery"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hookWorld{Services: s, Admin: admin}
+}
+
+// subscribe subscribes a receiver to types as the admin.
+func (w hookWorld) subscribe(t testing.TB, name string, types ...string) (*doorledger.WebhookSubscription, string) {
 	t.Helper()
 	sub, secret, err := w.Webhooks.CreateWebhookSubscription(as(w.Admin), doorledger.WebhookSubscriptionInput{
 		Name: name, URL: "https://pms.example.com/hooks/" + name, EventTypes: types})
@@ -29,8 +53,8 @@ func (w *UnlockWorld) subscribe(t testing.TB, name string, types ...string) (*do
 	return sub, secret
 }
 
-// deliveries lists every delivery, oldest first.
-func (w *UnlockWorld) deliveries(t testing.TB, f doorledger.WebhookDeliveryFilter) []*doorledger.WebhookDelivery {
+// deliveries lists the deliveries f selects, oldest first.
+func (w hookWorld) deliveries(t testing.TB, f doorledger.WebhookDeliveryFilter) []*doorledger.WebhookDelivery {
 	t.Helper()
 	list, err := w.Webhooks.FindWebhookDeliveries(as(w.Admin), f)
 	if err != nil {
@@ -42,7 +66,7 @@ func (w *UnlockWorld) deliveries(t testing.TB, f doorledger.WebhookDeliveryFilte
 	return list
 }
 
-func (w *UnlockWorld) pendingDeliveries(t testing.TB) []*doorledger.WebhookDelivery {
+func (w hookWorld) pendingDeliveries(t testing.TB) []*doorledger.WebhookDelivery {
 	t.Helper()
 	list, err := w.Webhooks.PendingWebhookDeliveries(context.Background(), 100)
 	if err != nil {
@@ -54,13 +78,15 @@ func (w *UnlockWorld) pendingDeliveries(t testing.TB) []*doorledger.WebhookDeliv
 // Only admins see and change subscriptions; the secret is returned once,
 // with its prefix, and never listed; bad input is refused per field.
 func testWebhookSubscriptionsAdminsOnly(t *testing.T, newServices NewServices) {
-	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	cw := NewConsentWorld(t, newServices(t))
+	w := newHookWorld(t, cw.Services, nil)
+	mgr := cw.Manager
 	in := doorledger.WebhookSubscriptionInput{Name: "PMS", URL: "https://pms.example.com/in", EventTypes: []string{doorledger.EventDeviceRevoked}}
-	_, _, err := w.Webhooks.CreateWebhookSubscription(as(w.MgrA), in)
+	_, _, err := w.Webhooks.CreateWebhookSubscription(as(mgr), in)
 	WantCode(t, "a manager subscribes", err, doorledger.EFORBIDDEN)
-	_, err = w.Webhooks.FindWebhookSubscriptions(as(w.MgrA))
+	_, err = w.Webhooks.FindWebhookSubscriptions(as(mgr))
 	WantCode(t, "a manager lists subscriptions", err, doorledger.EFORBIDDEN)
-	_, err = w.Webhooks.FindWebhookDeliveries(as(w.MgrA), doorledger.WebhookDeliveryFilter{})
+	_, err = w.Webhooks.FindWebhookDeliveries(as(mgr), doorledger.WebhookDeliveryFilter{})
 	WantCode(t, "a manager lists deliveries", err, doorledger.EFORBIDDEN)
 
 	_, _, err = w.Webhooks.CreateWebhookSubscription(as(w.Admin), doorledger.WebhookSubscriptionInput{
@@ -91,8 +117,9 @@ func testWebhookSubscriptionsAdminsOnly(t *testing.T, newServices NewServices) {
 // can tell what happened from the body; a type nobody took queues nothing.
 func testWebhookEventsQueuedWithTheirChange(t *testing.T, newServices NewServices) {
 	w := NewDeviceWorld(t, newServices(t))
-	all, _ := w.subscribe(t, "siem", doorledger.EventTypes...)
-	revokes, _ := w.subscribe(t, "pms", doorledger.EventDeviceRevoked)
+	h := newHookWorld(t, w.Services, w.Admin)
+	all, _ := h.subscribe(t, "siem", doorledger.EventTypes...)
+	revokes, _ := h.subscribe(t, "pms", doorledger.EventDeviceRevoked)
 	woken := 0
 	w.OnEvent(func() { woken++ })
 
@@ -104,7 +131,7 @@ func testWebhookEventsQueuedWithTheirChange(t *testing.T, newServices NewService
 	w.Record(t, GhostEv(w.A, "ghost-1", w.UnlockWorld)) // unknown_device: an anomaly
 
 	var types []string
-	for _, d := range w.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: all.ID}) {
+	for _, d := range h.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: all.ID}) {
 		types = append(types, d.EventType)
 		var ev doorledger.Event
 		if err := json.Unmarshal(d.Payload, &ev); err != nil {
@@ -133,11 +160,11 @@ func testWebhookEventsQueuedWithTheirChange(t *testing.T, newServices NewService
 	if got := strings.Join(types, " "); got != strings.Join(want, " ") {
 		t.Fatalf("events of the subscription to every type: %s; want %s", got, strings.Join(want, " "))
 	}
-	pms := w.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: revokes.ID})
+	pms := h.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: revokes.ID})
 	if len(pms) != 1 || pms[0].EventType != doorledger.EventDeviceRevoked {
 		t.Fatalf("deliveries to the revoke subscription: %+v", pms)
 	}
-	for _, d := range w.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: all.ID}) {
+	for _, d := range h.deliveries(t, doorledger.WebhookDeliveryFilter{SubscriptionID: all.ID}) {
 		if d.EventType == doorledger.EventDeviceRevoked && d.EventID != pms[0].EventID {
 			t.Fatalf("one revoke, two event ids: %s and %s", d.EventID, pms[0].EventID)
 		}
@@ -145,16 +172,16 @@ func testWebhookEventsQueuedWithTheirChange(t *testing.T, newServices NewService
 	if woken == 0 {
 		t.Fatal("the dispatcher was not woken after a commit that queued events")
 	}
-	pending := w.pendingDeliveries(t)
+	pending := h.pendingDeliveries(t)
 	if len(pending) != 6 || string(pending[0].Secret) == "" || !strings.HasPrefix(string(pending[0].Secret), doorledger.WebhookSecretPrefix) {
 		t.Fatalf("pending: %d, the first with secret %q", len(pending), pending[0].Secret)
 	}
 
 	// A change refused (rolled back) queues nothing.
-	before := len(w.deliveries(t, doorledger.WebhookDeliveryFilter{}))
+	before := len(h.deliveries(t, doorledger.WebhookDeliveryFilter{}))
 	_, err := w.Devices.SetDesiredState(as(w.BoardA), id, doorledger.StateEnabled, "")
 	WantCode(t, "a board member enables", err, doorledger.EFORBIDDEN)
-	if after := len(w.deliveries(t, doorledger.WebhookDeliveryFilter{})); after != before {
+	if after := len(h.deliveries(t, doorledger.WebhookDeliveryFilter{})); after != before {
 		t.Fatalf("a refused change queued %d deliveries", after-before)
 	}
 }
@@ -164,10 +191,11 @@ func testWebhookEventsQueuedWithTheirChange(t *testing.T, newServices NewService
 // its give-up time, and is given up on once an attempt fails at or after
 // it; a replay sends it again with the same event id for another window.
 func testWebhookBackoffWindowAndReplay(t *testing.T, newServices NewServices) {
-	w := NewDeviceWorld(t, newServices(t))
-	w.subscribe(t, "pms", doorledger.EventDeviceEnabled)
+	cw := NewConsentWorld(t, newServices(t))
+	w := newHookWorld(t, cw.Services, nil)
+	w.subscribe(t, "pms", doorledger.EventConsentSigned)
 	start := *w.Now
-	w.signedDevice(t)
+	cw.Signed(t, "SN-HOOK-1")
 	pending := w.pendingDeliveries(t)
 	if len(pending) != 1 {
 		t.Fatalf("pending %d", len(pending))
@@ -212,7 +240,7 @@ func testWebhookBackoffWindowAndReplay(t *testing.T, newServices NewServices) {
 		t.Fatalf("failed: %+v", failed)
 	}
 
-	WantCode(t, "a manager replays", w.Webhooks.ReplayWebhookDelivery(as(w.MgrA), d.ID), doorledger.EFORBIDDEN)
+	WantCode(t, "a manager replays", w.Webhooks.ReplayWebhookDelivery(as(cw.Manager), d.ID), doorledger.EFORBIDDEN)
 	WantCode(t, "an unknown delivery replayed", w.Webhooks.ReplayWebhookDelivery(as(w.Admin), 9999), doorledger.ENOTFOUND)
 	if err := w.Webhooks.ReplayWebhookDelivery(as(w.Admin), d.ID); err != nil {
 		t.Fatal(err)
@@ -222,7 +250,7 @@ func testWebhookBackoffWindowAndReplay(t *testing.T, newServices NewServices) {
 		!p[0].GiveUpAt.Equal(w.Now.Add(doorledger.WebhookRetryWindow)) {
 		t.Fatalf("replayed: %+v", p)
 	}
-	if e := w.JournalEntry(t, w.A, "webhook.replay"); e.ObjectID != d.ID || e.Actor != w.Admin.Email {
+	if e := w.JournalEntry(t, cw.A.ID, "webhook.replay"); e.ObjectID != d.ID || e.Actor != w.Admin.Email {
 		t.Fatalf("journal %+v", e)
 	}
 	if state, _ := w.Webhooks.RecordWebhookAttempt(context.Background(), d.ID, doorledger.WebhookAttempt{Status: 204}, time.Minute); state != doorledger.DeliveryDelivered {
@@ -239,22 +267,26 @@ func testWebhookBackoffWindowAndReplay(t *testing.T, newServices NewServices) {
 	if p := w.pendingDeliveries(t); len(p) != 1 || p[0].EventID != d.EventID {
 		t.Fatalf("replayed after delivery: %+v", p)
 	}
+	// A delivery still to make is never pruned, however old.
+	*w.Now = w.Now.Add(2 * doorledger.WebhookDeliveryRetention)
+	if n, err := w.Webhooks.PruneWebhookDeliveries(context.Background(), doorledger.WebhookDeliveryRetention); err != nil || n != 0 {
+		t.Fatalf("pruned %d pending, %v", n, err)
+	}
 }
 
 // Disabling a subscription gives up on its undelivered events and queues no
 // more; it cannot be replayed to.
 func testWebhookDisableStopsDeliveries(t *testing.T, newServices NewServices) {
-	w := NewDeviceWorld(t, newServices(t))
-	sub, _ := w.subscribe(t, "pms", doorledger.EventDeviceEnabled, doorledger.EventDeviceRevoked)
-	id, _, _ := w.signedDevice(t)
+	cw := NewConsentWorld(t, newServices(t))
+	w := newHookWorld(t, cw.Services, nil)
+	sub, _ := w.subscribe(t, "pms", doorledger.EventConsentSigned)
+	cw.Signed(t, "SN-HOOK-1")
 	if err := w.Webhooks.DisableWebhookSubscription(as(w.Admin), sub.ID); err != nil {
 		t.Fatal(err)
 	}
 	WantCode(t, "disabled twice", w.Webhooks.DisableWebhookSubscription(as(w.Admin), sub.ID), doorledger.ECONFLICT)
 	WantCode(t, "an unknown subscription disabled", w.Webhooks.DisableWebhookSubscription(as(w.Admin), 9999), doorledger.ENOTFOUND)
-	if _, err := w.Devices.SetDesiredState(as(w.MgrA), id, doorledger.StateDisabled, ""); err != nil {
-		t.Fatal(err)
-	}
+	cw.Signed(t, "SN-HOOK-2")
 	list := w.deliveries(t, doorledger.WebhookDeliveryFilter{})
 	if len(list) != 1 || list[0].State() != doorledger.DeliveryFailed || !strings.Contains(list[0].LastError, "disabled") {
 		t.Fatalf("after disabling: %+v", list)
@@ -263,6 +295,14 @@ func testWebhookDisableStopsDeliveries(t *testing.T, newServices NewServices) {
 		t.Fatal("a disabled subscription's delivery is pending")
 	}
 	WantCode(t, "a replay to a disabled subscription", w.Webhooks.ReplayWebhookDelivery(as(w.Admin), list[0].ID), doorledger.ECONFLICT)
+	// Done with, it is kept for the retention period, then pruned.
+	if n, err := w.Webhooks.PruneWebhookDeliveries(context.Background(), doorledger.WebhookDeliveryRetention); err != nil || n != 0 {
+		t.Fatalf("pruned %d at once, %v", n, err)
+	}
+	*w.Now = w.Now.Add(doorledger.WebhookDeliveryRetention + time.Second)
+	if n, err := w.Webhooks.PruneWebhookDeliveries(context.Background(), doorledger.WebhookDeliveryRetention); err != nil || n != 1 {
+		t.Fatalf("pruned %d after the retention, %v", n, err)
+	}
 	subs, _ := w.Webhooks.FindWebhookSubscriptions(as(w.Admin))
 	if len(subs) != 1 || subs[0].Active() {
 		t.Fatalf("subscriptions: %+v", subs)

@@ -371,6 +371,15 @@ func (s *WebhookService) RecordWebhookAttempt(ctx context.Context, id int64, a d
 	return state, tx.Commit()
 }
 
+func (s *WebhookService) PruneWebhookDeliveries(ctx context.Context, keep time.Duration) (int64, error) {
+	res, err := s.db.write.ExecContext(ctx, `DELETE FROM webhook_deliveries
+		WHERE (delivered_at IS NOT NULL OR failed_at IS NOT NULL) AND created_at < ?`, formatTime(s.db.now().Add(-keep)))
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // cutExcerpt keeps at most MaxResponseExcerpt bytes of s, valid UTF-8 with
 // control characters other than line breaks and tabs replaced.
 func cutExcerpt(s string) string {
