@@ -2,6 +2,10 @@ package doorledger
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -9,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outbound events: admins subscribe other systems (property-management
@@ -81,6 +86,52 @@ type Event struct {
 	Actor        string          `json:"actor,omitempty"`
 	JournalEntry int64           `json:"journal_entry,omitempty"`
 	Data         json.RawMessage `json:"data,omitempty"` // the journal entry's detail, or the unlock event's fields
+}
+
+// NewEventID returns a fresh event id: "evt_" and 32 random hex digits.
+func NewEventID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "evt_" + hex.EncodeToString(b), nil
+}
+
+// NewWebhookSecret returns a fresh subscription secret: WebhookSecretPrefix
+// and 32 random bytes, base64url; and its fingerprint (the first 8 hex
+// digits of its SHA-256), which tells it apart without revealing it.
+func NewWebhookSecret() (secret, fingerprint string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	secret = WebhookSecretPrefix + base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(secret))
+	return secret, hex.EncodeToString(sum[:4]), nil
+}
+
+// NewJournalEvent is the event a journal entry makes (ID and CreatedAt are
+// set when it is queued); false when its action makes none.
+func NewJournalEvent(entryID int64, actor, action string, buildingID int64, objectType string, objectID int64, detail string) (*Event, bool) {
+	typ, ok := EventTypeForAction(action)
+	if !ok {
+		return nil, false
+	}
+	return &Event{Type: typ, BuildingID: buildingID, Action: action, ObjectType: objectType, ObjectID: objectID,
+		Actor: actor, JournalEntry: entryID, Data: json.RawMessage(detail)}, true
+}
+
+// NewAnomalyEvent is the event of an anomalous unlock event just recorded
+// (ID and CreatedAt are set when it is queued).
+func NewAnomalyEvent(ev *UnlockEvent) (*Event, error) {
+	data, err := json.Marshal(map[string]any{
+		"device_id": ev.DeviceID, "device_ref": ev.DeviceRef, "event_id": ev.EventID, "occurred_at": ev.OccurredAt.UTC(),
+		"received_at": ev.ReceivedAt.UTC(), "method": ev.Method, "result": ev.Result, "anomalies": ev.Anomalies, "source": ev.Source,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Event{Type: EventUnlockAnomaly, BuildingID: ev.BuildingID, ObjectType: "unlock_event", ObjectID: ev.ID, Data: data}, nil
 }
 
 // Webhook headers besides the signature (devicectl.SignatureHeader).
@@ -275,6 +326,31 @@ type WebhookAttempt struct {
 	Status  int    // HTTP status; 0 when no answer came
 	Excerpt string // the answer's first bytes (cut to MaxResponseExcerpt)
 	Err     string // why it failed ("" when the receiver answered 2xx)
+}
+
+// Cut bounds the attempt for storage: the excerpt and the error to
+// MaxResponseExcerpt bytes each, cut at a character, valid UTF-8, control
+// characters other than line breaks and tabs replaced.
+func (a WebhookAttempt) Cut() WebhookAttempt {
+	a.Excerpt, a.Err = cutExcerpt(a.Excerpt), cutExcerpt(a.Err)
+	return a
+}
+
+func cutExcerpt(s string) string {
+	if len(s) > MaxResponseExcerpt {
+		i := MaxResponseExcerpt
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 // OK reports whether the attempt delivered the event.

@@ -12,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "webhooks"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -48,9 +48,11 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Privacy:     postgres.NewPrivacyService(d),
 		Outbox:      postgres.NewOutboxService(d),
 		Leases:      postgres.NewLeaseService(d),
+		Webhooks:    postgres.NewWebhookService(d),
 		Ops:         postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
 		Now:         now,
 		OnMail:      func(f func()) { d.OnMail = f },
+		OnEvent:     func(f func()) { d.OnEvent = f },
 		OnDesired:   func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 	}, d
 }

@@ -2,16 +2,12 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/doorledger/doorledger"
 )
@@ -46,12 +42,11 @@ const queueEventSQL = `INSERT INTO webhook_deliveries (subscription_id, event_id
 // queueJournalEvent queues the event a journal entry makes, if its action
 // makes one and a subscription takes it.
 func (tx *Tx) queueJournalEvent(ctx context.Context, entryID int64, actor, action string, buildingID int64, objectType string, objectID int64, detail string) error {
-	typ, ok := doorledger.EventTypeForAction(action)
+	ev, ok := doorledger.NewJournalEvent(entryID, actor, action, buildingID, objectType, objectID, detail)
 	if !ok {
 		return nil
 	}
-	return tx.queueEvent(ctx, &doorledger.Event{Type: typ, BuildingID: buildingID, Action: action,
-		ObjectType: objectType, ObjectID: objectID, Actor: actor, JournalEntry: entryID, Data: json.RawMessage(detail)})
+	return tx.queueEvent(ctx, ev)
 }
 
 // queueEvent queues ev (its ID and CreatedAt set here) for every active
@@ -65,11 +60,11 @@ func (tx *Tx) queueEvent(ctx context.Context, ev *doorledger.Event) error {
 	if !subscribed {
 		return nil
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
+	id, err := doorledger.NewEventID()
+	if err != nil {
 		return err
 	}
-	ev.ID = "evt_" + hex.EncodeToString(id)
+	ev.ID = id
 	ev.CreatedAt = tx.now.UTC()
 	payload, err := json.Marshal(ev)
 	if err != nil {
@@ -85,15 +80,11 @@ func (tx *Tx) queueEvent(ctx context.Context, ev *doorledger.Event) error {
 
 // queueAnomaly queues the event of an anomalous unlock event just recorded.
 func (tx *Tx) queueAnomaly(ctx context.Context, ev *doorledger.UnlockEvent) error {
-	data, err := json.Marshal(map[string]any{
-		"device_id": ev.DeviceID, "device_ref": ev.DeviceRef, "event_id": ev.EventID, "occurred_at": ev.OccurredAt.UTC(),
-		"received_at": ev.ReceivedAt.UTC(), "method": ev.Method, "result": ev.Result, "anomalies": ev.Anomalies, "source": ev.Source,
-	})
+	e, err := doorledger.NewAnomalyEvent(ev)
 	if err != nil {
 		return err
 	}
-	return tx.queueEvent(ctx, &doorledger.Event{Type: doorledger.EventUnlockAnomaly, BuildingID: ev.BuildingID,
-		ObjectType: "unlock_event", ObjectID: ev.ID, Data: data})
+	return tx.queueEvent(ctx, e)
 }
 
 const subscriptionColumns = `id, name, url, event_types, secret_fp, created_at, created_by, disabled_at`
@@ -124,11 +115,10 @@ func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorl
 	if err := in.Validate(); err != nil {
 		return nil, "", err
 	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
+	secret, fp, err := doorledger.NewWebhookSecret()
+	if err != nil {
 		return nil, "", err
 	}
-	secret := doorledger.WebhookSecretPrefix + base64.RawURLEncoding.EncodeToString(buf)
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, "", err
@@ -137,7 +127,7 @@ func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorl
 	var id int64
 	if err := tx.QueryRowContext(ctx, `INSERT INTO webhook_subscriptions (name, url, event_types, secret_fp, created_at, created_by)
 		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		in.Name, in.URL, " "+strings.Join(in.EventTypes, " ")+" ", keyFingerprint(secret), formatTime(tx.now), c.label()).Scan(&id); err != nil {
+		in.Name, in.URL, " "+strings.Join(in.EventTypes, " ")+" ", fp, formatTime(tx.now), c.label()).Scan(&id); err != nil {
 		return nil, "", fmt.Errorf("create webhook subscription: %w", err)
 	}
 	sealed, err := s.db.sealer.seal([]byte(secret), webhookSecretAAD(id))
@@ -148,7 +138,7 @@ func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorl
 		return nil, "", err
 	}
 	if err := tx.audit(ctx, "webhook.subscribe", 0, "webhook_subscription", id, map[string]any{
-		"name": in.Name, "url": in.URL, "event_types": in.EventTypes, "secret": keyFingerprint(secret)}); err != nil {
+		"name": in.Name, "url": in.URL, "event_types": in.EventTypes, "secret": fp}); err != nil {
 		return nil, "", err
 	}
 	sub, err := scanSubscription(tx.QueryRowContext(ctx, `SELECT `+subscriptionColumns+` FROM webhook_subscriptions WHERE id = ?`, id))
@@ -328,7 +318,7 @@ type scanFunc func(dest ...any) error
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 func (s *WebhookService) RecordWebhookAttempt(ctx context.Context, id int64, a doorledger.WebhookAttempt, retryAfter time.Duration) (string, error) {
-	a.Excerpt, a.Err = cutExcerpt(a.Excerpt), cutExcerpt(a.Err)
+	a = a.Cut()
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return "", err
@@ -378,23 +368,4 @@ func (s *WebhookService) PruneWebhookDeliveries(ctx context.Context, keep time.D
 		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
 	return res.RowsAffected()
-}
-
-// cutExcerpt keeps at most MaxResponseExcerpt bytes of s, valid UTF-8 with
-// control characters other than line breaks and tabs replaced.
-func cutExcerpt(s string) string {
-	if len(s) > doorledger.MaxResponseExcerpt {
-		i := doorledger.MaxResponseExcerpt
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i]
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
-			return '\uFFFD'
-		}
-		return r
-	}, s)
 }
