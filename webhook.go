@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -214,26 +213,7 @@ func (in *WebhookSubscriptionInput) Validate() error {
 // the address it resolves to may be reached (private networks) is decided
 // when it is called (WebhookAddressAllowed). EINVALID.
 func ValidateEventURL(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case raw == "":
-		return Errorf(EINVALID, "Enter the URL events are posted to.")
-	case len(raw) > 2000:
-		return Errorf(EINVALID, "Keep the URL under 2000 characters.")
-	case err != nil || u.Host == "" || u.Opaque != "":
-		return Errorf(EINVALID, "Enter a full URL, such as https://pms.example.com/doorledger/events.")
-	case u.User != nil:
-		return Errorf(EINVALID, "Put no user name or password in the URL; requests are signed instead.")
-	case u.Fragment != "":
-		return Errorf(EINVALID, "Remove the #fragment from the URL.")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-		return nil
-	case u.Scheme == "http":
-		return Errorf(EINVALID, "Use https; plain http is allowed only to this machine (localhost).")
-	}
-	return Errorf(EINVALID, "Use an https URL.")
+	return validateSignedURL(raw, "Enter the URL events are posted to.", "https://pms.example.com/doorledger/events")
 }
 
 // WebhookAddressAllowed reports whether an event may be posted to ip: a
