@@ -567,6 +567,25 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		return s
 	},
 
+	// Outbound events.
+	"webhook.subscribe": func(e *AuditEntry, d detail) string {
+		s := "subscribed " + quote(d.text("name")) + " (" + d.text("url") + ") to " + strings.Join(d.strings("event_types"), ", ")
+		if k := d.text("secret"); k != "" {
+			s += ", secret " + k
+		}
+		return s
+	},
+	"webhook.disable": func(e *AuditEntry, d detail) string {
+		s := "disabled the event subscription " + quote(d.text("name"))
+		if n := d.int("undelivered"); n > 0 {
+			s += fmt.Sprintf("; %d undelivered events given up", n)
+		}
+		return s
+	},
+	"webhook.replay": func(e *AuditEntry, d detail) string {
+		return "queued event " + d.text("event_id") + " (" + d.text("event_type") + ") to be delivered again, " + objectRef(e)
+	},
+
 	// Mail.
 	"mail.retry": func(e *AuditEntry, d detail) string {
 		s := "queued mail " + objectRef(e) + " to be sent again"

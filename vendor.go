@@ -77,14 +77,21 @@ func (in *VendorIntegrationInput) Validate() error {
 // must not cross a network in clear. Credentials in the URL are refused (the
 // signature authenticates the portal). EINVALID.
 func ValidateWebhookURL(raw string) error {
+	return validateSignedURL(raw, "Enter the vendor's webhook URL.", "https://api.vendor.example/doorledger")
+}
+
+// validateSignedURL is ValidateWebhookURL's check, which the portal's other
+// signed requests (outbound events) share: empty says what is missing,
+// example is a full URL to show.
+func validateSignedURL(raw, empty, example string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case raw == "":
-		return Errorf(EINVALID, "Enter the vendor's webhook URL.")
+		return Errorf(EINVALID, "%s", empty)
 	case len(raw) > 2000:
 		return Errorf(EINVALID, "Keep the URL under 2000 characters.")
 	case err != nil || u.Host == "" || u.Opaque != "":
-		return Errorf(EINVALID, "Enter a full URL, such as https://api.vendor.example/doorledger.")
+		return Errorf(EINVALID, "Enter a full URL, such as %s.", example)
 	case u.User != nil:
 		return Errorf(EINVALID, "Put no user name or password in the URL; requests are signed instead.")
 	case u.Fragment != "":

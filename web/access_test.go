@@ -76,6 +76,10 @@ var matrix = []accessRow{
 	{"POST", "/witnesses/:witness/remove", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/outbox", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/outbox/:mail/retry", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/webhooks", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/webhooks", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/webhooks/:subscription/disable", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/webhooks/deliveries/:delivery/replay", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations", [6]string{login, ok, ok, nf, nf, nf}},
 	{"POST", "/buildings/:id/invitations/:invitation/withdraw", [6]string{login, ok, ok, nf, nf, nf}},
 	{"GET", "/buildings/:id/consents/new", [6]string{login, nf, nf, nf, nf, ok}},
@@ -231,6 +235,17 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":disclosure", fmt.Sprint(d.ID), 1)
 	}
 	switch {
+	case strings.Contains(path, ":subscription"):
+		path = strings.Replace(path, ":subscription", fmt.Sprint(f.subscribe(t).ID), 1)
+	case strings.Contains(path, ":delivery"):
+		f.subscribe(t)
+		must(sqlite.NewUnlockService(f.db).RecordUnlocksResult(ctx, []doorledger.UnlockEvent{{BuildingID: f.A.ID, DeviceRef: "GHOST-9",
+			EventID: fmt.Sprintf("matrix-%d", nextID()), OccurredAt: time.Now(), Method: "keypad", Result: doorledger.UnlockGranted}}))(t)
+		var id int64
+		if err := f.db.Reader().QueryRow(`SELECT MAX(id) FROM webhook_deliveries`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		path = strings.Replace(path, ":delivery", fmt.Sprint(id), 1)
 	case strings.Contains(path, ":slug"):
 		path = strings.Replace(path, ":slug", f.noticeSlug(t), 1)
 	case strings.HasPrefix(path, "/residents/confirm/"):

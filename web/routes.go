@@ -222,6 +222,11 @@ func (s *Server) routes() {
 	e.POST("/witnesses/:witness/remove", s.handleWitnessRemove(witnesses, logs), admin...)
 	e.GET("/outbox", s.handleOutbox(outbox), admin...)
 	e.POST("/outbox/:mail/retry", s.handleOutboxRetry(outbox), admin...)
+	// Outbound events (issue 16): subscriptions, deliveries, replay.
+	e.GET("/webhooks", s.handleWebhooks(s.cfg.Webhooks), admin...)
+	e.POST("/webhooks", s.handleWebhookCreate(s.cfg.Webhooks), admin...)
+	e.POST("/webhooks/:subscription/disable", s.handleWebhookDisable(s.cfg.Webhooks), admin...)
+	e.POST("/webhooks/deliveries/:delivery/replay", s.handleWebhookReplay(s.cfg.Webhooks), admin...)
 }
 
 // upload registers a route that takes a larger body than DefaultBodyLimit.

@@ -30,6 +30,7 @@ type Config struct {
 	Logs        doorledger.LogService
 	Witnesses   doorledger.WitnessService // who cosigns the log, and the policy
 	Vendors     doorledger.VendorService
+	Webhooks    doorledger.WebhookService // outbound events: subscriptions and deliveries
 	Unlocks     doorledger.UnlockService
 	Reports     doorledger.ReportService
 	Residents   doorledger.ResidentService

@@ -87,6 +87,7 @@ func newFixture(tb testing.TB) *fixture {
 		Residents:   f.residents,
 		Privacy:     f.privacy,
 		Attention:   sqlite.NewAttentionService(d),
+		Webhooks:    sqlite.NewWebhookService(d),
 		DiskFull:    d.Space().Full,
 		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -43,6 +43,9 @@ type config struct {
 	DemoDevices    int           // simulated devices started with -demo
 	DiskFloor      int64         // bytes: ingest is refused while less is free on the data disk
 	DiskReserve    int64         // bytes: the reserve file released when the data disk is full
+	// WebhooksAllowPrivate lets outbound events reach loopback, private and
+	// link-local addresses (receivers on the portal's own network, tests).
+	WebhooksAllowPrivate bool
 
 	// Instance names this portal among the instances sharing its database
 	// (the holder of the leases of the background work it runs); default:
@@ -115,6 +118,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.IntVar(&cfg.DemoDevices, "demo-devices", 3, "simulated devices to start with -demo")
 	fs.StringVar(&cfg.Instance, "instance", getenv("DOORLEDGER_INSTANCE"), "this instance's name among the portals sharing the database (default: the host name and a random suffix, new at each start) (env DOORLEDGER_INSTANCE)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "DOORLEDGER_LEASE_TTL", DefaultLeaseTTL), "how long an instance holds background work without renewing it; a dead instance's work is taken over within it and a third (env DOORLEDGER_LEASE_TTL)")
+	fs.BoolVar(&cfg.WebhooksAllowPrivate, "webhooks-allow-private", envBool(getenv, "DOORLEDGER_WEBHOOKS_ALLOW_PRIVATE"), "let outbound events (webhook subscriptions) reach loopback, private and link-local addresses; off, only public addresses are connected to (env DOORLEDGER_WEBHOOKS_ALLOW_PRIVATE)")
 	level := fs.String("log-level", envOr(getenv, "DOORLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env DOORLEDGER_LOG_LEVEL)")
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
 	floorMB := fs.Int64("disk-floor-mb", envInt64(getenv, "DOORLEDGER_DISK_FLOOR_MB", sqlite.DefaultSpaceFloor>>20), "refuse device and vendor events (503, negative PUBACK) while less than this many MiB are free on the data disk, keeping them for revokes (env DOORLEDGER_DISK_FLOOR_MB)")

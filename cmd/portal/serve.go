@@ -213,7 +213,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses,
+		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, Webhooks: sqlite.NewWebhookService(a.db),
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err
@@ -265,6 +265,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	mailDone := make(chan struct{})
 	go func() { defer close(mailDone); leases.hold(mailCtx, "mail dispatch", disp.Run) }()
 	defer func() { stopMail(); <-mailDone }()
+	defer startEventDispatcher(sysctx, a, leases, cfg.WebhooksAllowPrivate)()
 
 	// The report generator, started after the mail dispatcher so that a
 	// monthly report's mail is sent as soon as it is committed; stopped (its

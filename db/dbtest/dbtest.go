@@ -51,6 +51,7 @@ type Services struct {
 	// (delivery records, time-outs, the states to publish at start-up):
 	// the device service on both backends.
 	Controller devicectl.Store
+	Webhooks   doorledger.WebhookService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -59,6 +60,8 @@ type Services struct {
 	Now *time.Time
 	// OnMail sets the hook called after a commit that queued mail.
 	OnMail func(func())
+	// OnEvent sets the hook called after a commit that queued webhook deliveries.
+	OnEvent func(func())
 	// OnDesired sets the hook handing committed desired states to the
 	// device controller.
 	OnDesired func(func([]doorledger.DesiredState))
@@ -82,29 +85,31 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops", "webhooks", "webhookevents",
 }
 
 // groups are the tests of each group.
 var groups = map[string][]test{
-	"users":     userTests,
-	"sessions":  sessionTests,
-	"leases":    leaseTests,
-	"ops":       opsTests,
-	"buildings": buildingTests,
-	"consents":  consentTests,
-	"papers":    paperTests,
-	"text":      textTests,
-	"residents": residentTests,
-	"outbox":    outboxTests,
-	"policies":  policyTests,
-	"unlocks":   append(unlockTests, unlockIngestTests...),
-	"reports":   reportTests,
-	"vendors":   vendorTests,
-	"logs":      logTests,
-	"witnesses": witnessTests,
-	"devices":   deviceTests,
-	"attention": attentionTests,
+	"users":         userTests,
+	"sessions":      sessionTests,
+	"leases":        leaseTests,
+	"ops":           opsTests,
+	"buildings":     buildingTests,
+	"consents":      consentTests,
+	"papers":        paperTests,
+	"text":          textTests,
+	"residents":     residentTests,
+	"outbox":        outboxTests,
+	"policies":      policyTests,
+	"unlocks":       append(unlockTests, unlockIngestTests...),
+	"reports":       reportTests,
+	"vendors":       vendorTests,
+	"logs":          logTests,
+	"witnesses":     witnessTests,
+	"devices":       deviceTests,
+	"attention":     attentionTests,
+	"webhooks":      webhookTests,
+	"webhookevents": webhookEventTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

@@ -134,10 +134,19 @@ func (tx *Tx) auditAs(ctx context.Context, actorID int64, actor, action string, 
 		}
 		d = string(buf)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		tx.now, actorID, actor, action, buildingID, objectType, objectID, doorledger.IPFromContext(ctx), d)
-	return err
+	const insert = `INSERT INTO audit_entries (at, actor_id, actor, action, building_id, object_type, object_id, ip, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	args := []any{tx.now, actorID, actor, action, buildingID, objectType, objectID, doorledger.IPFromContext(ctx), d}
+	if _, ok := doorledger.EventTypeForAction(action); !ok {
+		_, err := tx.Exec(ctx, insert, args...)
+		return err
+	}
+	// Outbound events are made from the journal, in the entry's transaction (webhook.go).
+	var entryID int64
+	if err := tx.QueryRow(ctx, insert+` RETURNING id`, args...).Scan(&entryID); err != nil {
+		return err
+	}
+	return tx.queueJournalEvent(ctx, entryID, actor, action, buildingID, objectType, objectID, d)
 }
 
 // notFound maps pgx.ErrNoRows to a coded ENOTFOUND with msg.

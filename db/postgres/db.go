@@ -73,6 +73,9 @@ type DB struct {
 	// OnMail is called after a commit that queued mail, so the dispatcher can
 	// send it at once rather than at its next poll. It must not block.
 	OnMail func()
+	// OnEvent is called after a commit that queued webhook deliveries (or
+	// replayed one), so the event dispatcher posts them at once. It must not block.
+	OnEvent func()
 
 	// Login throttling: failures allowed within LoginWindow per account and per IP.
 	LoginAccountLimit int
@@ -229,6 +232,7 @@ type Tx struct {
 
 	pushes []doorledger.DesiredState // desired states to push after commit
 	mailed bool                      // mail was queued
+	hooked bool                      // webhook deliveries were queued
 }
 
 // BeginTx starts a transaction (READ COMMITTED, PostgreSQL's default).
@@ -264,6 +268,9 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	}
 	if tx.mailed && tx.db.OnMail != nil {
 		tx.db.OnMail()
+	}
+	if tx.hooked && tx.db.OnEvent != nil {
+		tx.db.OnEvent()
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops", "webhooks"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -72,5 +72,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		OnMail:          func(f func()) { d.OnMail = f },
 		OnDesired:       func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
+		Webhooks:        postgres.NewWebhookService(d),
+		OnEvent:         func(f func()) { d.OnEvent = f },
 	}, d
 }

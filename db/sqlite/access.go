@@ -144,12 +144,20 @@ func (tx *Tx) auditAs(ctx context.Context, actorID int64, actor, action string, 
 		}
 		d = string(buf)
 	}
-	_, err := tx.exec(ctx, auditInsertSQL,
+	res, err := tx.exec(ctx, auditInsertSQL,
 		formatTime(tx.now), actorID, actor, action, buildingID, objectType, objectID, doorledger.IPFromContext(ctx), d)
 	if err != nil {
 		return err
 	}
-	return nil
+	if _, ok := doorledger.EventTypeForAction(action); !ok {
+		return nil
+	}
+	// Outbound events are made from the journal, in the entry's transaction (webhook.go).
+	entryID, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	return tx.queueJournalEvent(ctx, entryID, actor, action, buildingID, objectType, objectID, d)
 }
 
 // notFound maps sql.ErrNoRows to a coded ENOTFOUND with msg.

@@ -49,6 +49,9 @@ type DB struct {
 	// OnMail is called after a commit that queued mail, so the dispatcher can
 	// send it at once rather than at its next poll. It must not block.
 	OnMail func()
+	// OnEvent is called after a commit that queued webhook deliveries (or
+	// replayed one), so the event dispatcher posts them at once. It must not block.
+	OnEvent func()
 
 	// Login throttling: failures allowed within LoginWindow per account and per IP.
 	LoginAccountLimit int
@@ -238,6 +241,7 @@ type Tx struct {
 	stmts  map[string]*sql.Stmt      // the transaction's handles on prepared statements (stmt.go)
 	pushes []doorledger.DesiredState // desired states to push after commit
 	mailed bool                      // mail was queued
+	hooked bool                      // webhook deliveries were queued
 }
 
 // Commit commits, then hands what the transaction decided to the device
@@ -257,6 +261,9 @@ func (tx *Tx) Commit() error {
 	}
 	if tx.mailed && tx.db.OnMail != nil {
 		tx.db.OnMail()
+	}
+	if tx.hooked && tx.db.OnEvent != nil {
+		tx.db.OnEvent()
 	}
 	return nil
 }

@@ -66,5 +66,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		OnMail:          func(f func()) { d.OnMail = f },
 		OnDesired:       func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
+		Webhooks:        sqlite.NewWebhookService(d),
+		OnEvent:         func(f func()) { d.OnEvent = f },
 	}, d
 }

@@ -84,6 +84,9 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 			}
 		}
 		g.alert(b, d, ev, flags, cmd)
+		if err := g.tx.queueAnomaly(g.ctx, ev); err != nil {
+			return res, err
+		}
 	}
 	if r.imp != nil {
 		actx := context.WithoutCancel(r.ctx)

@@ -1,0 +1,351 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// WebhookService implements doorledger.WebhookService on PostgreSQL, as
+// package sqlite's does (migrations/250, translated from its 120): a
+// delivery is queued by the transaction that makes its event: auditAs for
+// the journal's (queueJournalEvent), and, once unlock ingest is ported, the
+// unlock writer for each anomalous event, as package sqlite's does
+// (tx.queueEvent with doorledger.NewAnomalyEvent); posted by package hooks.
+type WebhookService struct{ db *DB }
+
+// NewWebhookService returns the PostgreSQL webhook service.
+func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
+
+var _ doorledger.WebhookService = (*WebhookService)(nil)
+
+// webhookSecretAAD binds a sealed secret to its subscription; the same
+// binding as package sqlite's, so a secret copied from SQLite opens here.
+func webhookSecretAAD(id int64) []byte {
+	return []byte(fmt.Sprintf("doorledger webhook secret %d", id))
+}
+
+// queueJournalEvent queues the event a journal entry makes, if its action
+// makes one and a subscription takes it.
+func (tx *Tx) queueJournalEvent(ctx context.Context, entryID int64, actor, action string, buildingID int64, objectType string, objectID int64, detail string) error {
+	ev, ok := doorledger.NewJournalEvent(entryID, actor, action, buildingID, objectType, objectID, detail)
+	if !ok {
+		return nil
+	}
+	return tx.queueEvent(ctx, ev)
+}
+
+// queueEvent queues ev (its ID and CreatedAt set here) for every active
+// subscription to its type, in tx; with none, it costs one query.
+func (tx *Tx) queueEvent(ctx context.Context, ev *doorledger.Event) error {
+	var subscribed bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_subscriptions
+		WHERE disabled_at IS NULL AND position(' ' || $1 || ' ' in event_types) > 0)`, ev.Type).Scan(&subscribed); err != nil {
+		return fmt.Errorf("queue event %s: %w", ev.Type, err)
+	}
+	if !subscribed {
+		return nil
+	}
+	id, err := doorledger.NewEventID()
+	if err != nil {
+		return err
+	}
+	ev.ID, ev.CreatedAt = id, tx.now
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("queue event %s: %w", ev.Type, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, building_id, created_at, payload, give_up_at)
+		SELECT id, $1, $2, $3, $4, $5, $6 FROM webhook_subscriptions
+		WHERE disabled_at IS NULL AND position(' ' || $2 || ' ' in event_types) > 0`,
+		ev.ID, ev.Type, ev.BuildingID, tx.now, string(payload), tx.now.Add(doorledger.WebhookRetryWindow)); err != nil {
+		return fmt.Errorf("queue event %s: %w", ev.Type, err)
+	}
+	tx.hooked = true
+	return nil
+}
+
+const subscriptionColumns = `id, name, url, event_types, secret_fp, created_at, created_by, disabled_at`
+
+func scanSubscription(row interface{ Scan(...any) error }) (*doorledger.WebhookSubscription, error) {
+	var s doorledger.WebhookSubscription
+	var types string
+	if err := row.Scan(&s.ID, &s.Name, &s.URL, &types, &s.SecretFingerprint, at(&s.CreatedAt), &s.CreatedBy, at(&s.DisabledAt)); err != nil {
+		return nil, err
+	}
+	s.EventTypes = strings.Fields(types)
+	return &s, nil
+}
+
+func (s *WebhookService) FindWebhookSubscriptions(ctx context.Context) ([]*doorledger.WebhookSubscription, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	return queryAll(ctx, s.db.pool, scanSubscription,
+		`SELECT `+subscriptionColumns+` FROM webhook_subscriptions ORDER BY disabled_at IS NOT NULL, lower(name), id`)
+}
+
+func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorledger.WebhookSubscriptionInput) (*doorledger.WebhookSubscription, string, error) {
+	c := callerFrom(ctx)
+	if err := c.requireAdmin(); err != nil {
+		return nil, "", err
+	}
+	if err := in.Validate(); err != nil {
+		return nil, "", err
+	}
+	secret, fp, err := doorledger.NewWebhookSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer tx.Rollback()
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO webhook_subscriptions (name, url, event_types, secret_fp, created_at, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		in.Name, in.URL, " "+strings.Join(in.EventTypes, " ")+" ", fp, tx.now, c.label()).Scan(&id); err != nil {
+		return nil, "", fmt.Errorf("create webhook subscription: %w", err)
+	}
+	sealed, err := s.db.sealer.seal([]byte(secret), webhookSecretAAD(id))
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhook_subscriptions SET secret_sealed = $1 WHERE id = $2`, sealed, id); err != nil {
+		return nil, "", err
+	}
+	if err := tx.audit(ctx, "webhook.subscribe", 0, "webhook_subscription", id, map[string]any{
+		"name": in.Name, "url": in.URL, "event_types": in.EventTypes, "secret": fp}); err != nil {
+		return nil, "", err
+	}
+	sub, err := scanSubscription(tx.QueryRow(ctx, `SELECT `+subscriptionColumns+` FROM webhook_subscriptions WHERE id = $1`, id))
+	if err != nil {
+		return nil, "", err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, "", err
+	}
+	return sub, secret, nil
+}
+
+func (s *WebhookService) DisableWebhookSubscription(ctx context.Context, id int64) error {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	sub, err := scanSubscription(tx.QueryRow(ctx, `SELECT `+subscriptionColumns+` FROM webhook_subscriptions WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return notFound(err, "Subscription not found.")
+	}
+	if !sub.Active() {
+		return doorledger.Errorf(doorledger.ECONFLICT, "This subscription is disabled already.")
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhook_subscriptions SET disabled_at = $1 WHERE id = $2`, tx.now, id); err != nil {
+		return err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET failed_at = $1, last_error = 'Not sent: the subscription was disabled.'
+		WHERE subscription_id = $2 AND delivered_at IS NULL AND failed_at IS NULL`, tx.now, id)
+	if err != nil {
+		return err
+	}
+	if err := tx.audit(ctx, "webhook.disable", 0, "webhook_subscription", id, map[string]any{
+		"name": sub.Name, "url": sub.URL, "undelivered": tag.RowsAffected()}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+const deliveryColumns = `d.id, d.subscription_id, s.name, s.url, d.event_id, d.event_type, d.building_id, d.created_at, d.payload,
+	d.attempts, d.give_up_at, d.next_attempt_at, d.last_attempt_at, d.delivered_at, d.failed_at,
+	d.response_status, d.response_excerpt, d.last_error`
+
+func scanDelivery(row interface{ Scan(...any) error }) (*doorledger.WebhookDelivery, error) {
+	var d doorledger.WebhookDelivery
+	var payload string
+	if err := row.Scan(&d.ID, &d.SubscriptionID, &d.SubscriptionName, &d.URL, &d.EventID, &d.EventType, &d.BuildingID,
+		at(&d.CreatedAt), &payload, &d.Attempts, at(&d.GiveUpAt), at(&d.NextAttemptAt),
+		at(&d.LastAttemptAt), at(&d.DeliveredAt), at(&d.FailedAt),
+		&d.ResponseStatus, &d.ResponseExcerpt, &d.LastError); err != nil {
+		return nil, err
+	}
+	d.Payload = []byte(payload)
+	return &d, nil
+}
+
+// deliveryStateWhere is the condition on d selecting a delivery state.
+var deliveryStateWhere = map[string]string{
+	doorledger.DeliveryPending:   `d.delivered_at IS NULL AND d.failed_at IS NULL AND d.attempts = 0`,
+	doorledger.DeliveryRetrying:  `d.delivered_at IS NULL AND d.failed_at IS NULL AND d.attempts > 0`,
+	doorledger.DeliveryDelivered: `d.delivered_at IS NOT NULL`,
+	doorledger.DeliveryFailed:    `d.delivered_at IS NULL AND d.failed_at IS NOT NULL`,
+}
+
+func (s *WebhookService) FindWebhookDeliveries(ctx context.Context, f doorledger.WebhookDeliveryFilter) ([]*doorledger.WebhookDelivery, error) {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return nil, err
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	var where []string
+	var args []any
+	if f.SubscriptionID != 0 {
+		args = append(args, f.SubscriptionID)
+		where = append(where, fmt.Sprintf(`d.subscription_id = $%d`, len(args)))
+	}
+	if f.State != "" {
+		cond, ok := deliveryStateWhere[f.State]
+		if !ok {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Unknown delivery state %q.", f.State)
+		}
+		where = append(where, cond)
+	}
+	query := `SELECT ` + deliveryColumns + ` FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	args = append(args, f.Limit)
+	query += fmt.Sprintf(` ORDER BY d.id DESC LIMIT $%d`, len(args))
+	return queryAll(ctx, s.db.pool, scanDelivery, query, args...)
+}
+
+func (s *WebhookService) ReplayWebhookDelivery(ctx context.Context, id int64) error {
+	if err := callerFrom(ctx).requireAdmin(); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	d, err := scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryColumns+`
+		FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.id = $1 FOR UPDATE OF d`, id))
+	if err != nil {
+		return notFound(err, "Delivery not found.")
+	}
+	var disabled bool
+	if err := tx.QueryRow(ctx, `SELECT disabled_at IS NOT NULL FROM webhook_subscriptions WHERE id = $1`, d.SubscriptionID).Scan(&disabled); err != nil {
+		return err
+	}
+	if disabled {
+		return doorledger.Errorf(doorledger.ECONFLICT, "Its subscription is disabled: nothing is sent to it any more.")
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = 0, delivered_at = NULL, failed_at = NULL,
+		next_attempt_at = NULL, give_up_at = $1 WHERE id = $2`, tx.now.Add(doorledger.WebhookRetryWindow), id); err != nil {
+		return fmt.Errorf("replay delivery %d: %w", id, err)
+	}
+	if err := tx.audit(ctx, "webhook.replay", d.BuildingID, "webhook_delivery", id, map[string]any{
+		"subscription": d.SubscriptionID, "event_id": d.EventID, "event_type": d.EventType, "was": d.State()}); err != nil {
+		return err
+	}
+	tx.hooked = true
+	return tx.Commit(ctx)
+}
+
+func (s *WebhookService) PendingWebhookDeliveries(ctx context.Context, limit int) ([]*doorledger.WebhookDelivery, error) {
+	rows, err := s.db.pool.Query(ctx, `SELECT `+deliveryColumns+`, s.secret_sealed
+		FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
+		WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $1)
+			AND s.disabled_at IS NULL
+		ORDER BY d.next_attempt_at NULLS FIRST, d.id LIMIT $2`, s.db.now(), limit)
+	if err != nil {
+		return nil, err
+	}
+	var list []*doorledger.WebhookDelivery
+	var sealed [][]byte
+	for rows.Next() {
+		var seal []byte
+		d, err := scanDelivery(scanFunc(func(dest ...any) error { return rows.Scan(append(dest, &seal)...) }))
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		list, sealed = append(list, d), append(sealed, seal)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	due := list[:0]
+	for i, d := range list {
+		secret, err := s.db.sealer.open(sealed[i], webhookSecretAAD(d.SubscriptionID))
+		if err != nil {
+			if _, uerr := s.db.pool.Exec(ctx, `UPDATE webhook_deliveries SET failed_at = $1, last_error = $2 WHERE id = $3`,
+				s.db.now(), "Not sent: the subscription's secret "+errSealedElsewhere.Error()+".", d.ID); uerr != nil {
+				return nil, errors.Join(err, uerr)
+			}
+			continue
+		}
+		d.Secret = secret
+		due = append(due, d)
+	}
+	return due, nil
+}
+
+// scanFunc adapts a function to the Scan interface.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+func (s *WebhookService) RecordWebhookAttempt(ctx context.Context, id int64, a doorledger.WebhookAttempt, retryAfter time.Duration) (string, error) {
+	a = a.Cut()
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	var giveUp, delivered, failed time.Time
+	if err := tx.QueryRow(ctx, `SELECT give_up_at, delivered_at, failed_at FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, id).
+		Scan(at(&giveUp), at(&delivered), at(&failed)); err != nil {
+		return "", notFound(err, "Delivery not found.")
+	}
+	state := doorledger.DeliveryDelivered
+	switch {
+	case !delivered.IsZero() || !failed.IsZero():
+		// Delivered or given up on meanwhile: the attempt is kept as the
+		// last answer, the state as it is.
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET last_attempt_at = $1, response_status = $2, response_excerpt = $3, last_error = $4 WHERE id = $5`,
+			tx.now, a.Status, a.Excerpt, a.Err, id)
+		if delivered.IsZero() {
+			state = doorledger.DeliveryFailed
+		}
+	case a.OK():
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = $1, delivered_at = $1,
+			next_attempt_at = NULL, response_status = $2, response_excerpt = $3, last_error = '' WHERE id = $4`, tx.now, a.Status, a.Excerpt, id)
+	case !tx.now.Before(giveUp):
+		state = doorledger.DeliveryFailed
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = $1, failed_at = $1,
+			next_attempt_at = NULL, response_status = $2, response_excerpt = $3, last_error = $4 WHERE id = $5`, tx.now, a.Status, a.Excerpt, a.Err, id)
+	default:
+		state = doorledger.DeliveryRetrying
+		next := tx.now.Add(max(retryAfter, 0))
+		if next.After(giveUp) {
+			next = giveUp // the last attempt is made when the window ends
+		}
+		_, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = $1, next_attempt_at = $2,
+			response_status = $3, response_excerpt = $4, last_error = $5 WHERE id = $6`, tx.now, next, a.Status, a.Excerpt, a.Err, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("record attempt of delivery %d: %w", id, err)
+	}
+	return state, tx.Commit(ctx)
+}
+
+func (s *WebhookService) PruneWebhookDeliveries(ctx context.Context, keep time.Duration) (int64, error) {
+	tag, err := s.db.pool.Exec(ctx, `DELETE FROM webhook_deliveries
+		WHERE (delivered_at IS NOT NULL OR failed_at IS NOT NULL) AND created_at < $1`, s.db.now().Add(-keep))
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
