@@ -45,6 +45,7 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	SecondFactors doorledger.SecondFactorService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -74,6 +75,7 @@ type test struct {
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
 	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops",
+	"secondfactors",
 }
 
 // groups are the tests of each group.
@@ -94,6 +96,8 @@ var groups = map[string][]test{
 	"vendors":   vendorTests,
 	"logs":      logTests,
 	"devices":   deviceTests,
+
+	"secondfactors": secondFactorTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

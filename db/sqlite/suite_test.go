@@ -59,6 +59,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		Attention:     sqlite.NewAttentionService(d),
 		Leases:        sqlite.NewLeaseService(d),
 		Ops:           sqlite.NewOpsService(d),
+		SecondFactors: sqlite.NewSecondFactorService(d),
 		Now:           now,
 		OnMail:        func(f func()) { d.OnMail = f },
 		OnDesired:     func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
