@@ -43,6 +43,13 @@ var matrix = []accessRow{
 	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/logout", [6]string{ok, ok, ok, ok, ok, ok}},
+	// The second factor at sign-in: only for the browser that just proved
+	// a password (none here), so everyone is sent back to the sign-in form.
+	{"GET", "/login/second-factor", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/second-factor", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/login/enrol", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/enrol/start", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/enrol", [6]string{ok, ok, ok, ok, ok, ok}},
 	// The first screen: the attention list for managers, admins
 	// and boards (manager B: of their own buildings); installers are sent to
 	// their buildings, and their stream is not found.
@@ -51,6 +58,14 @@ var matrix = []accessRow{
 	{"POST", "/logout/everywhere", [6]string{login, ok, ok, ok, ok, ok}},
 	{"GET", "/account", [6]string{login, ok, ok, ok, ok, ok}},
 	{"POST", "/account/password", [6]string{login, ok, ok, ok, ok, ok}},
+	// A second factor is for managers and admins.
+	{"GET", "/account/second-factor", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/totp", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/totp/confirm", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/recovery-codes", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/users/:user/second-factor/reset", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/second-factor", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/second-factor", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/buildings", [6]string{login, ok, ok, ok, ok, ok}},
 	{"GET", "/buildings/new", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings", [6]string{login, ok, nf, nf, nf, nf}},

@@ -35,6 +35,9 @@ type Config struct {
 	Residents   doorledger.ResidentService
 	Privacy     doorledger.PrivacyService   // buildings' privacy profiles
 	Attention   doorledger.AttentionService // the first screen: what needs attention
+	// SecondFactors keeps managers' and admins' second factors (nil: none
+	// are asked for).
+	SecondFactors doorledger.SecondFactorService
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles
