@@ -91,12 +91,15 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	},
 	// Second factors (secondfactor.go): never the secret or the code.
 	"user.2fa_enrolled": func(e *AuditEntry, d detail) string {
-		return "set up a second factor: " + factorName(d.text("factor"))
+		return "set up a second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
 	},
 	"user.2fa_used": func(e *AuditEntry, d detail) string {
-		return "proved their second factor: " + factorName(d.text("factor"))
+		return "proved their second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
 	},
-	"user.2fa_failed":    func(*AuditEntry, detail) string { return "gave a wrong second-factor code" },
+	"user.2fa_removed": func(e *AuditEntry, d detail) string {
+		return "removed a second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
+	},
+	"user.2fa_failed":    func(*AuditEntry, detail) string { return "failed to prove their second factor" },
 	"user.2fa_throttled": func(*AuditEntry, detail) string { return "was refused a second-factor try: too many wrong codes" },
 	"user.2fa_recovery": func(e *AuditEntry, d detail) string {
 		return fmt.Sprintf("used a one-time recovery code instead of their second factor (%d left)", d.int("left"))
@@ -105,7 +108,7 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		return fmt.Sprintf("made %d new recovery codes, ending the old ones", d.int("count"))
 	},
 	"user.2fa_reset": func(e *AuditEntry, d detail) string {
-		return "reset the second factor of " + objectRef(e) + ": authenticator app and recovery codes removed"
+		return "reset the second factor of " + objectRef(e) + ": authenticator app, passkeys and recovery codes removed"
 	},
 	"user.2fa_policy": func(e *AuditEntry, d detail) string {
 		roles := d.text("roles")
@@ -976,4 +979,12 @@ func factorName(kind string) string {
 		return "recovery code"
 	}
 	return kind
+}
+
+// nameSuffix is ` “name”` for a named thing, "" otherwise.
+func nameSuffix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " “" + name + "”"
 }

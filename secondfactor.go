@@ -40,10 +40,37 @@ type SecondFactors struct {
 	TOTP         bool      // an authenticator app is confirmed
 	TOTPAt       time.Time // when it was
 	RecoveryLeft int       // recovery codes not used yet
+	Passkeys     int       // passkeys registered
 }
 
 // Any reports whether the user has a second factor to be asked for.
-func (f *SecondFactors) Any() bool { return f != nil && f.TOTP }
+func (f *SecondFactors) Any() bool { return f != nil && (f.TOTP || f.Passkeys > 0) }
+
+// Passkey is a WebAuthn credential of a user: it signs in alone (a passkey
+// is something the user has, unlocked by something they are or know) and
+// stands for the second factor after a password.
+type Passkey struct {
+	ID           int64
+	UserID       int64
+	Name         string // the user's name for it ("work laptop")
+	CredentialID []byte
+	// Data is the credential as the WebAuthn library records it (public
+	// key, signature counter, flags), opaque to the domain.
+	Data       []byte
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never used to sign in
+}
+
+// ValidatePasskeyName checks the name a user gives a passkey.
+func ValidatePasskeyName(v Validation, field, name string) {
+	switch {
+	case strings.TrimSpace(name) == "":
+		v.Add(field, "Name the passkey, such as the device it is on.")
+	case len(name) > 100:
+		v.Add(field, "Keep the name under 100 characters.")
+	}
+	ValidateLine(v, field, name)
+}
 
 // TOTPSetup is a new authenticator-app secret, shown while it is enrolled:
 // the QR code carries URL, the key is for typing by hand.
@@ -113,10 +140,32 @@ type SecondFactorService interface {
 	// by it. EUNAUTHORIZED for a wrong code, ETOOMANY (with the retry time in
 	// the message) when the account or the IP has failed too often.
 	VerifySecondFactor(ctx context.Context, userID int64, code, ip string) (SecondFactorKind, error)
-	// ResetSecondFactor removes every second factor of the user, recovery
-	// codes included (admins and the system; ENOTFOUND otherwise): for
+	// ResetSecondFactor removes every second factor of the user, passkeys
+	// and recovery codes included (admins and the system; ENOTFOUND otherwise): for
 	// someone who lost their phone.
 	ResetSecondFactor(ctx context.Context, userID int64) error
+
+	// AddPasskey registers a passkey of the signed-in caller, whose browser
+	// proved it (EFORBIDDEN for a role that may not have a second factor,
+	// EINVALID for a bad name, ECONFLICT for a credential registered already).
+	AddPasskey(ctx context.Context, name string, credentialID, data []byte) (*Passkey, error)
+	// Passkeys lists the user's passkeys: the caller's own, or anyone's for
+	// an admin or the system (ENOTFOUND otherwise).
+	Passkeys(ctx context.Context, userID int64) ([]*Passkey, error)
+	// FindPasskey returns the passkey with the credential id and its user
+	// (at sign-in, before anyone is signed in); ENOTFOUND when there is none
+	// or the user is disabled.
+	FindPasskey(ctx context.Context, credentialID []byte) (*Passkey, *User, error)
+	// PasskeyUsed records that the user's browser proved the passkey, with
+	// its credential's new data (the signature counter moves), journaled
+	// as a use; ETOOMANY when the account or the IP has failed too often.
+	PasskeyUsed(ctx context.Context, passkeyID int64, data []byte, ip string) error
+	// PasskeyFailed records a passkey the browser did not prove for the user
+	// (journaled, and counted as a failed try); EUNAUTHORIZED, or ETOOMANY.
+	PasskeyFailed(ctx context.Context, userID int64, ip string) error
+	// RemovePasskey removes one of the caller's passkeys (ENOTFOUND for
+	// another's), journaled.
+	RemovePasskey(ctx context.Context, passkeyID int64) error
 
 	// SecondFactorPolicy returns the roles that must have a second factor.
 	SecondFactorPolicy(ctx context.Context) ([]Role, error)

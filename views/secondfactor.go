@@ -37,7 +37,10 @@ type RecoveryCodesView struct {
 // AccountSecondFactorView is a user's own second-factor page.
 type AccountSecondFactorView struct {
 	Factors  *doorledger.SecondFactors
+	Keys     []*doorledger.Passkey
 	Required bool // their role must have one
+	Passkeys bool // the portal offers passkeys
+	Form     Form // the passkey form, re-rendered
 }
 
 // StepUpView asks for the second factor again before an action goes on:
@@ -64,5 +67,13 @@ func factorSummary(f *doorledger.SecondFactors) string {
 	if f == nil || !f.Any() {
 		return "None."
 	}
-	return "Authenticator app, set up " + UTC(f.TOTPAt) + "; " + plural(f.RecoveryLeft, "1 recovery code", strconv.Itoa(f.RecoveryLeft)+" recovery codes") + " left."
+	var parts []string
+	if f.TOTP {
+		parts = append(parts, "Authenticator app, set up "+UTC(f.TOTPAt))
+	}
+	if f.Passkeys > 0 {
+		parts = append(parts, plural(f.Passkeys, "1 passkey", strconv.Itoa(f.Passkeys)+" passkeys"))
+	}
+	parts = append(parts, plural(f.RecoveryLeft, "1 recovery code", strconv.Itoa(f.RecoveryLeft)+" recovery codes")+" left")
+	return strings.Join(parts, "; ") + "."
 }

@@ -64,6 +64,10 @@ func (s *Server) routes() {
 	e.GET("/login/enrol", s.handleEnrolPage(users, factors))
 	e.POST("/login/enrol/start", s.handleEnrolStart(users, factors), public...)
 	e.POST("/login/enrol", s.handleEnrolConfirm(users, factors), public...)
+	// Passkeys sign in alone, or after a password as its second factor
+	// (passkey.go); the options also serve the step-up page.
+	e.POST("/login/passkey/options", s.handlePasskeyOptions, public...)
+	e.POST("/login/passkey", s.handlePasskeyLogin(users, factors), public...)
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
@@ -79,6 +83,9 @@ func (s *Server) routes() {
 	e.POST("/account/second-factor/totp", s.handleAccountTOTPStart(factors), managers...)
 	e.POST("/account/second-factor/totp/confirm", s.handleAccountTOTPConfirm(factors), managers...)
 	e.POST("/account/second-factor/recovery-codes", s.handleAccountRecoveryCodes(factors), managers...)
+	e.POST("/account/passkeys/options", s.handlePasskeyRegisterOptions(factors), managers...)
+	e.POST("/account/passkeys", s.handlePasskeyAdd(factors), managers...)
+	e.POST("/account/passkeys/:passkey/remove", s.handlePasskeyRemove(factors), managers...)
 
 	// Buildings: the service answers 404 for a building without a grant.
 	e.GET("/buildings", s.handleBuildings(buildings, attention), signedIn...)

@@ -287,18 +287,7 @@ func (s *Server) renderTOTPSetup(c echo.Context, status int, setup *doorledger.T
 
 func (s *Server) handleAccountFactors(factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		u := doorledger.UserFromContext(ctx)
-		f, err := factors.SecondFactors(ctx, u.ID)
-		if err != nil {
-			return err
-		}
-		roles, err := factors.SecondFactorPolicy(ctx)
-		if err != nil {
-			return err
-		}
-		return render(c, http.StatusOK, views.AccountSecondFactorPage(s.page(c, "Second factor", "account"),
-			views.AccountSecondFactorView{Factors: f, Required: slices.Contains(roles, u.Role)}))
+		return s.renderAccountFactors(c, factors, http.StatusOK, views.Form{})
 	}
 }
 
@@ -443,7 +432,7 @@ func (s *Server) requireRecentFactor(factors doorledger.SecondFactorService, wha
 			}
 			v := views.StepUpView{Action: c.Request().URL.Path, What: what}
 			for name, values := range params {
-				if name == "_csrf" || name == "_second_factor" {
+				if name == "_csrf" || name == "_second_factor" || name == "_passkey" {
 					continue
 				}
 				for _, value := range values {
@@ -460,7 +449,19 @@ func (s *Server) requireRecentFactor(factors doorledger.SecondFactorService, wha
 				return 0
 			})
 			status, form := http.StatusOK, views.Form{}
-			if code := params.Get("_second_factor"); code != "" {
+			if key := params.Get("_passkey"); key != "" {
+				err := s.stepUpPasskey(c, factors, u, key)
+				if err == nil {
+					if err := s.markFactor(c); err != nil {
+						return err
+					}
+					return next(c)
+				}
+				if !codeRefused(c, err) {
+					return err
+				}
+				status, form = formStatus(err), views.Form{Error: doorledger.ErrorMessage(err)}
+			} else if code := params.Get("_second_factor"); code != "" {
 				_, err := factors.VerifySecondFactor(ctx, u.ID, code, c.RealIP())
 				if err == nil {
 					if err := s.markFactor(c); err != nil {

@@ -90,6 +90,7 @@ func newFixture(tb testing.TB) *fixture {
 		Privacy:       f.privacy,
 		Attention:     sqlite.NewAttentionService(d),
 		SecondFactors: f.factors,
+		PublicURL:     "http://localhost",                  // a host name: passkeys are offered
 		Now:           func() time.Time { return d.Now() }, // the portal's one clock, as cmd/portal wires it
 		DiskFull:      d.Space().Full,
 		SessionKeys:   [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},

@@ -215,7 +215,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, SecondFactors: a.factors,
+		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, SecondFactors: a.factors, PublicURL: cfg.PublicURL,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err

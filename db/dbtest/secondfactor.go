@@ -1,6 +1,7 @@
 package dbtest
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ var secondFactorTests = []test{
 	{"SecondFactorThrottle", testSecondFactorThrottle},
 	{"SecondFactorReset", testSecondFactorReset},
 	{"SecondFactorPolicy", testSecondFactorPolicy},
+	{"Passkeys", testPasskeys},
 }
 
 // factorWorld is an admin, a manager and a board member.
@@ -293,5 +295,61 @@ func testSecondFactorPolicy(t *testing.T, newServices NewServices) {
 	}
 	if roles, err := sf.SecondFactorPolicy(sys()); err != nil || len(roles) != 0 {
 		t.Fatalf("cleared: %v, %v", roles, err)
+	}
+}
+
+// Passkeys: registered by managers and admins, found by credential id at
+// sign-in, each use and failure recorded and journaled, removed by their
+// owner or with a reset.
+func testPasskeys(t *testing.T, newServices NewServices) {
+	w := newFactorWorld(t, newServices)
+	sf := w.SecondFactors
+	_, err := sf.AddPasskey(as(w.board), "phone", []byte("cred-b"), []byte("{}"))
+	wantCode(t, "a board member adds one", err, doorledger.EFORBIDDEN)
+	_, err = sf.AddPasskey(as(w.manager), " ", []byte("cred-m"), []byte("{}"))
+	wantCode(t, "no name", err, doorledger.EINVALID)
+	p, err := sf.AddPasskey(as(w.manager), "work laptop", []byte("cred-m"), []byte(`{"n":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sf.AddPasskey(as(w.admin), "same", []byte("cred-m"), []byte("{}"))
+	wantCode(t, "a credential registered already", err, doorledger.ECONFLICT)
+	if f, err := sf.SecondFactors(as(w.manager), w.manager.ID); err != nil || f.Passkeys != 1 || !f.Any() {
+		t.Fatalf("factors with a passkey: %+v, %v", f, err)
+	}
+	found, u, err := sf.FindPasskey(context.Background(), []byte("cred-m"))
+	if err != nil || found.ID != p.ID || u.ID != w.manager.ID || string(found.Data) != `{"n":0}` {
+		t.Fatalf("find: %+v %+v %v", found, u, err)
+	}
+	_, _, err = sf.FindPasskey(context.Background(), []byte("nope"))
+	wantCode(t, "an unknown credential", err, doorledger.ENOTFOUND)
+	*w.Now = w.Now.Add(time.Minute)
+	if err := sf.PasskeyUsed(context.Background(), p.ID, []byte(`{"n":1}`), "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := sf.Passkeys(as(w.manager), w.manager.ID)
+	if err != nil || len(list) != 1 || string(list[0].Data) != `{"n":1}` || !list[0].LastUsedAt.Equal(*w.Now) || list[0].Name != "work laptop" {
+		t.Fatalf("after a use: %+v, %v", list, err)
+	}
+	_, err = sf.Passkeys(as(w.board), w.manager.ID)
+	wantCode(t, "a board member lists another's", err, doorledger.ENOTFOUND)
+	wantCode(t, "a failed passkey", sf.PasskeyFailed(context.Background(), w.manager.ID, "192.0.2.1"), doorledger.EUNAUTHORIZED)
+	wantCode(t, "another's passkey removed", sf.RemovePasskey(as(w.admin), p.ID), doorledger.ENOTFOUND)
+	if err := sf.RemovePasskey(as(w.manager), p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.AddPasskey(as(w.manager), "phone", []byte("cred-m2"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.ResetSecondFactor(as(w.admin), w.manager.ID); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := sf.SecondFactors(as(w.manager), w.manager.ID); err != nil || f.Any() {
+		t.Fatalf("after the reset: %+v, %v", f, err)
+	}
+	got := w.journal(t, w.manager)
+	want := []string{"user.2fa_enrolled", "user.2fa_used", "user.2fa_failed", "user.2fa_removed", "user.2fa_enrolled", "user.2fa_reset"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("journal %v, want %v", got, want)
 	}
 }

@@ -57,6 +57,9 @@ func secondFactors(ctx context.Context, q querier, userID int64) (*doorledger.Se
 	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID).Scan(&f.RecoveryLeft); err != nil {
 		return nil, fmt.Errorf("count recovery codes: %w", err)
 	}
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM passkeys WHERE user_id = ?`, userID).Scan(&f.Passkeys); err != nil {
+		return nil, fmt.Errorf("count passkeys: %w", err)
+	}
 	return &f, nil
 }
 
@@ -183,7 +186,7 @@ func (s *SecondFactorService) NewRecoveryCodes(ctx context.Context) ([]string, e
 		return nil, err
 	}
 	if !f.Any() {
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Set up an authenticator app first: recovery codes stand in for it.")
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Set up a second factor first: recovery codes stand in for it.")
 	}
 	codes, err := tx.newRecoveryCodes(ctx, u.ID)
 	if err != nil {
@@ -309,7 +312,7 @@ func (s *SecondFactorService) ResetSecondFactor(ctx context.Context, userID int6
 	} else if n == 0 {
 		return doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
 	}
-	for _, q := range []string{`DELETE FROM user_totp WHERE user_id = ?`, `DELETE FROM recovery_codes WHERE user_id = ?`} {
+	for _, q := range []string{`DELETE FROM user_totp WHERE user_id = ?`, `DELETE FROM recovery_codes WHERE user_id = ?`, `DELETE FROM passkeys WHERE user_id = ?`} {
 		if _, err := tx.ExecContext(ctx, q, userID); err != nil {
 			return fmt.Errorf("reset second factor: %w", err)
 		}
