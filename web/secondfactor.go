@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -439,30 +440,15 @@ func (s *Server) requireRecentFactor(factors doorledger.SecondFactorService, wha
 					v.Fields = append(v.Fields, views.FormHidden{Name: name, Value: value})
 				}
 			}
-			slices.SortStableFunc(v.Fields, func(a, b views.FormHidden) int {
-				switch {
-				case a.Name < b.Name:
-					return -1
-				case a.Name > b.Name:
-					return 1
-				}
-				return 0
-			})
+			slices.SortStableFunc(v.Fields, func(a, b views.FormHidden) int { return strings.Compare(a.Name, b.Name) })
 			status, form := http.StatusOK, views.Form{}
-			if key := params.Get("_passkey"); key != "" {
-				err := s.stepUpPasskey(c, factors, u, key)
-				if err == nil {
-					if err := s.markFactor(c); err != nil {
-						return err
-					}
-					return next(c)
+			if key, code := params.Get("_passkey"), params.Get("_second_factor"); key != "" || code != "" {
+				var err error
+				if key != "" {
+					err = s.stepUpPasskey(c, factors, u, key)
+				} else {
+					_, err = factors.VerifySecondFactor(ctx, u.ID, code, c.RealIP())
 				}
-				if !codeRefused(c, err) {
-					return err
-				}
-				status, form = formStatus(err), views.Form{Error: doorledger.ErrorMessage(err)}
-			} else if code := params.Get("_second_factor"); code != "" {
-				_, err := factors.VerifySecondFactor(ctx, u.ID, code, c.RealIP())
 				if err == nil {
 					if err := s.markFactor(c); err != nil {
 						return err
@@ -473,6 +459,9 @@ func (s *Server) requireRecentFactor(factors doorledger.SecondFactorService, wha
 					return err
 				}
 				status, form = formStatus(err), codeForm("_second_factor", err)
+				if key != "" { // the passkey's refusal is the whole form's: it has no field
+					form = views.Form{Error: doorledger.ErrorMessage(err)}
+				}
 			}
 			if c.Request().Header.Get("HX-Request") != "" {
 				// The action was posted by htmx to swap a fragment: the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -31,12 +30,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	p := mustStartPortalHook(t, "", func(a *app) {
 		a.db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	}, nil, "-addr", addr, "-public-url", base)
-	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"user", "add", "-email", "pk@example.com", "-name", "Pat Key", "-role", "manager", "-data", p.DataDir},
-		func(string) string { return "" }, &out, &errb); err != nil {
-		t.Fatalf("user add: %v\n%s", err, errb.String())
-	}
-	pass := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(out.String())[1]
+	pass := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(userCLI(t, p.DataDir, "add", "-email", "pk@example.com", "-name", "Pat Key", "-role", "manager"))[1]
 
 	ctx := browsertest.NewTab(t, browsertest.Options{})
 	browsertest.Do(t, ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {

@@ -17,14 +17,7 @@ import (
 // with `portal user reset-2fa EMAIL`: the next sign-in asks for no code.
 func TestUserCommandResetSecondFactor(t *testing.T) {
 	p := MustStartPortal(t, "")
-	cli := func(args ...string) string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if err := run(context.Background(), append([]string{"user"}, append(args, "-data", p.DataDir)...), func(string) string { return "" }, &out, &errb); err != nil {
-			t.Fatalf("portal user %v: %v\n%s", args, err, errb.String())
-		}
-		return out.String()
-	}
+	cli := func(args ...string) string { return userCLI(t, p.DataDir, args...) }
 	m := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(cli("add", "-email", "lost@example.com", "-name", "Lost", "-role", "manager"))
 	if m == nil {
 		t.Fatal("portal user add printed no password")
@@ -50,4 +43,15 @@ func TestUserCommandResetSecondFactor(t *testing.T) {
 		t.Fatalf("reset-2fa printed %q", out)
 	}
 	NewClient(t, p.URL).MustLogin("lost@example.com", m[1])
+}
+
+// userCLI runs `portal user ARGS -data DIR` as an operator would and returns
+// what it printed.
+func userCLI(t *testing.T, dataDir string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), append([]string{"user"}, append(args, "-data", dataDir)...), func(string) string { return "" }, &out, &errb); err != nil {
+		t.Fatalf("portal user %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String()
 }

@@ -72,20 +72,7 @@ func (s *SecondFactorService) Passkeys(ctx context.Context, userID int64) ([]*do
 	if !c.allBuildings() && c.user.ID != userID {
 		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "User not found.")
 	}
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+passkeyColumns+` FROM passkeys WHERE user_id = ? ORDER BY id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*doorledger.Passkey
-	for rows.Next() {
-		p, err := scanPasskey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db.read, scanPasskey, `SELECT `+passkeyColumns+` FROM passkeys WHERE user_id = ? ORDER BY id`, userID)
 }
 
 func (s *SecondFactorService) FindPasskey(ctx context.Context, credentialID []byte) (*doorledger.Passkey, *doorledger.User, error) {

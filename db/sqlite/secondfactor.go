@@ -324,20 +324,9 @@ func (s *SecondFactorService) ResetSecondFactor(ctx context.Context, userID int6
 }
 
 func (s *SecondFactorService) SecondFactorPolicy(ctx context.Context) ([]doorledger.Role, error) {
-	rows, err := s.db.read.QueryContext(ctx, `SELECT role FROM second_factor_policy ORDER BY role`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var roles []doorledger.Role
-	for rows.Next() {
-		var r doorledger.Role
-		if err := rows.Scan(&r); err != nil {
-			return nil, err
-		}
-		roles = append(roles, r)
-	}
-	return roles, rows.Err()
+	return queryAll(ctx, s.db.read, func(row interface{ Scan(...any) error }) (r doorledger.Role, err error) {
+		return r, row.Scan(&r)
+	}, `SELECT role FROM second_factor_policy ORDER BY role`)
 }
 
 func (s *SecondFactorService) SetSecondFactorPolicy(ctx context.Context, roles []doorledger.Role) error {
