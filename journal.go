@@ -89,6 +89,38 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 		}
 		return "ended every session of " + objectRef(e)
 	},
+	// Second factors (secondfactor.go): never the secret or the code.
+	"user.2fa_enrolled": func(e *AuditEntry, d detail) string {
+		return "set up a second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
+	},
+	"user.2fa_used": func(e *AuditEntry, d detail) string {
+		return "proved their second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
+	},
+	"user.2fa_removed": func(e *AuditEntry, d detail) string {
+		return "removed a second factor: " + factorName(d.text("factor")) + nameSuffix(d.text("name"))
+	},
+	"user.2fa_failed":    func(*AuditEntry, detail) string { return "failed to prove their second factor" },
+	"user.2fa_throttled": func(*AuditEntry, detail) string { return "was refused a second-factor try: too many wrong codes" },
+	"user.2fa_recovery": func(e *AuditEntry, d detail) string {
+		return fmt.Sprintf("used a one-time recovery code instead of their second factor (%d left)", d.int("left"))
+	},
+	"user.2fa_recovery_codes": func(e *AuditEntry, d detail) string {
+		return fmt.Sprintf("made %d new recovery codes, ending the old ones", d.int("count"))
+	},
+	"user.2fa_reset": func(e *AuditEntry, d detail) string {
+		return "reset the second factor of " + objectRef(e) + ": authenticator app, passkeys and recovery codes removed"
+	},
+	"user.2fa_policy": func(e *AuditEntry, d detail) string {
+		roles := d.text("roles")
+		if roles == "" {
+			return "required a second factor of no one"
+		}
+		var names []string
+		for _, r := range strings.Split(roles, ",") {
+			names = append(names, r+"s")
+		}
+		return "required a second factor of " + JoinAnd(names)
+	},
 
 	// Buildings, access, the signers' roster, invitations.
 	"building.create": func(e *AuditEntry, d detail) string {
@@ -953,4 +985,25 @@ func dateRange(from, to string) string {
 		return f.Format("2 Jan") + " – " + t.Format("2 Jan 2006")
 	}
 	return strconv.Itoa(f.Day()) + "–" + t.Format("2 Jan 2006")
+}
+
+// factorName is how the journal names a second factor.
+func factorName(kind string) string {
+	switch SecondFactorKind(kind) {
+	case FactorTOTP:
+		return "authenticator app"
+	case FactorPasskey:
+		return "passkey"
+	case FactorRecovery:
+		return "recovery code"
+	}
+	return kind
+}
+
+// nameSuffix is ` “name”` for a named thing, "" otherwise.
+func nameSuffix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " “" + name + "”"
 }

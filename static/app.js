@@ -161,4 +161,67 @@
 		input.insertAdjacentElement("afterend", note);
 		input.value = "";
 	});
+	// Passkeys (WebAuthn). A form with data-passkey="create" (register) or
+	// "get" (sign in, or confirm an action) asks the browser for a passkey
+	// before it is sent: the options come from data-passkey-options, posted
+	// with the form's CSRF token, and the browser's answer goes as JSON into
+	// the form's hidden field named by data-passkey-field.
+	function fromB64url(s) {
+		s = s.replace(/-/g, "+").replace(/_/g, "/");
+		while (s.length % 4) { s += "="; }
+		var bin = atob(s), out = new Uint8Array(bin.length);
+		for (var i = 0; i < bin.length; i++) { out[i] = bin.charCodeAt(i); }
+		return out.buffer;
+	}
+	function toB64url(buf) {
+		var bytes = new Uint8Array(buf), bin = "";
+		for (var i = 0; i < bytes.length; i++) { bin += String.fromCharCode(bytes[i]); }
+		return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+	}
+	document.addEventListener("submit", function (ev) {
+		var form = ev.target, mode = form.getAttribute && form.getAttribute("data-passkey");
+		if (!mode) { return; }
+		ev.preventDefault();
+		var field = form.querySelector('input[name="' + form.getAttribute("data-passkey-field") + '"]');
+		var shown = form.querySelector("[data-passkey-error]");
+		var csrf = form.querySelector('input[name="_csrf"]');
+		if (!window.PublicKeyCredential) {
+			if (shown) { shown.textContent = "This browser has no passkeys."; shown.hidden = false; }
+			return;
+		}
+		fetch(form.getAttribute("data-passkey-options"), {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf ? csrf.value : ""}})
+			.then(function (r) {
+				if (!r.ok) { throw new Error("the portal answered " + r.status); }
+				return r.json();
+			})
+			.then(function (opts) {
+				var pk = opts.publicKey;
+				pk.challenge = fromB64url(pk.challenge);
+				if (mode === "create") {
+					pk.user.id = fromB64url(pk.user.id);
+					(pk.excludeCredentials || []).forEach(function (c) { c.id = fromB64url(c.id); });
+					return navigator.credentials.create({publicKey: pk});
+				}
+				(pk.allowCredentials || []).forEach(function (c) { c.id = fromB64url(c.id); });
+				return navigator.credentials.get({publicKey: pk});
+			})
+			.then(function (cred) {
+				var r = cred.response;
+				var out = {id: cred.id, rawId: toB64url(cred.rawId), type: cred.type, clientExtensionResults: cred.getClientExtensionResults(),
+					response: {clientDataJSON: toB64url(r.clientDataJSON)}};
+				if (mode === "create") {
+					out.response.attestationObject = toB64url(r.attestationObject);
+					if (r.getTransports) { out.response.transports = r.getTransports(); }
+				} else {
+					out.response.authenticatorData = toB64url(r.authenticatorData);
+					out.response.signature = toB64url(r.signature);
+					if (r.userHandle) { out.response.userHandle = toB64url(r.userHandle); }
+				}
+				field.value = JSON.stringify(out);
+				form.submit(); // not a submit event: this listener does not run again
+			})
+			.catch(function (e) {
+				if (shown) { shown.textContent = "No passkey was given (" + e.message + "). Try again."; shown.hidden = false; }
+			});
+	});
 })();

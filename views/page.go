@@ -23,6 +23,8 @@ type Page struct {
 	// Notice is a banner about the portal itself, on every page while it
 	// holds (the disk is full: DiskFullNotice); "" for none.
 	Notice string
+	// Passkeys says the portal offers passkeys (it is reached at a host name).
+	Passkeys bool
 }
 
 // DiskFullNotice is the banner admins and managers see while the portal's

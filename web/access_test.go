@@ -43,6 +43,16 @@ var matrix = []accessRow{
 	{"GET", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/logout", [6]string{ok, ok, ok, ok, ok, ok}},
+	// The second factor at sign-in: only for the browser that just proved
+	// a password (none here), so everyone is sent back to the sign-in form.
+	{"GET", "/login/second-factor", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/second-factor", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/login/enrol", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/enrol/start", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/enrol", [6]string{ok, ok, ok, ok, ok, ok}},
+	// Passkeys sign in anyone who has one (none here: refused, the form again).
+	{"POST", "/login/passkey/options", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"POST", "/login/passkey", [6]string{ok, ok, ok, ok, ok, ok}},
 	// The first screen: the attention list for managers, admins
 	// and boards (manager B: of their own buildings); installers are sent to
 	// their buildings, and their stream is not found.
@@ -51,6 +61,18 @@ var matrix = []accessRow{
 	{"POST", "/logout/everywhere", [6]string{login, ok, ok, ok, ok, ok}},
 	{"GET", "/account", [6]string{login, ok, ok, ok, ok, ok}},
 	{"POST", "/account/password", [6]string{login, ok, ok, ok, ok, ok}},
+	// A second factor is for managers and admins.
+	{"GET", "/account/second-factor", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/totp", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/totp/confirm", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/recovery-codes", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/passkeys/options", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/passkeys", [6]string{login, ok, ok, ok, nf, nf}},
+	// Manager A's passkey: theirs alone to remove.
+	{"POST", "/account/passkeys/:passkey/remove", [6]string{login, nf, ok, nf, nf, nf}},
+	{"POST", "/users/:user/second-factor/reset", [6]string{login, ok, nf, nf, nf, nf}},
+	{"GET", "/second-factor", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/second-factor", [6]string{login, ok, nf, nf, nf, nf}},
 	{"GET", "/buildings", [6]string{login, ok, ok, ok, ok, ok}},
 	{"GET", "/buildings/new", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/buildings", [6]string{login, ok, nf, nf, nf, nf}},
@@ -224,6 +246,13 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":user", fmt.Sprint(u.ID), 1)
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
+	if strings.Contains(path, ":passkey") {
+		k := must(f.factors.AddPasskey(doorledger.NewContextWithUser(context.Background(), f.managerA), "key",
+			[]byte(fmt.Sprintf("cred-%d", nextID())), []byte("{}")))(t)
+		path = strings.Replace(path, ":passkey", fmt.Sprint(k.ID), 1)
+		// Gone after the request: manager A signs in with a password alone in every other row.
+		t.Cleanup(func() { _ = f.factors.ResetSecondFactor(sys(), f.managerA.ID) })
+	}
 	if strings.Contains(path, "/privacy") {
 		if err := f.privacy.SetPrivacyProfile(doorledger.NewContextWithUser(context.Background(), f.admin), f.A.ID, doorledger.PrivacyProfileTDPA); err != nil {
 			t.Fatal(err)

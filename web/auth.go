@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -59,7 +60,7 @@ func (s *Server) handleLoginPage(c echo.Context) error {
 	return render(c, http.StatusOK, views.LoginPage(s.page(c, "Sign in", ""), views.Form{}, safeNext(c.QueryParam("next"))))
 }
 
-func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleLogin(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		f := formOf(c, "email")
 		next := safeNext(c.FormValue("next"))
@@ -74,23 +75,16 @@ func (s *Server) handleLogin(users doorledger.UserService) echo.HandlerFunc {
 			}
 			return render(c, formStatus(err), views.LoginPage(s.page(c, "Sign in", ""), f, next))
 		}
-		// A new session every sign-in: the session this browser had (if any) is
-		// ended, so a cookie planted or copied before sign-in is worth nothing.
-		old, _ := c.Get("sid").(string)
-		if old == "" {
-			sess, _ := s.sessions.Get(c.Request(), s.sessionCookie)
-			old, _ = sess.Values["sid"].(string)
+		// A user with a second factor proves it before the session starts;
+		// one whose role requires it and who has none sets it up first.
+		if step, err := secondFactorStep(ctx, factors, u); err != nil {
+			return err
+		} else if step != "" {
+			return s.startPending(c, u, next, step)
 		}
-		created, err := users.CreateSession(ctx, u, old, c.RealIP(), c.Request().UserAgent())
-		if err != nil {
+		if err := s.signIn(c, users, u, time.Time{}); err != nil {
 			return err
 		}
-		sess, _ := s.sessions.New(c.Request(), s.sessionCookie)
-		sess.Values["sid"] = created.ID
-		if err := sess.Save(c.Request(), c.Response()); err != nil {
-			return err
-		}
-		s.clearCSRF(c) // and a new CSRF token
 		return c.Redirect(http.StatusSeeOther, next)
 	}
 }

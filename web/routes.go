@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/static"
@@ -19,7 +20,7 @@ func (s *Server) routes() {
 	users, buildings, audit, consents, devices := s.cfg.Users, s.cfg.Buildings, s.cfg.Audit, s.cfg.Consents, s.cfg.Devices
 	policies, papers, invitations, outbox, logs := s.cfg.Policies, s.cfg.Papers, s.cfg.Invitations, s.cfg.Outbox, s.cfg.Logs
 	attention, unlocks, reports, residents, privacy, vendors := s.cfg.Attention, s.cfg.Unlocks, s.cfg.Reports, s.cfg.Residents, s.cfg.Privacy, s.cfg.Vendors
-	reportFiles, witnesses := s.cfg.ReportFiles, s.cfg.Witnesses
+	reportFiles, witnesses, factors := s.cfg.ReportFiles, s.cfg.Witnesses, s.cfg.SecondFactors
 	// The building page reads many services; it and the forms on it take them together.
 	buildingPage := buildingPage{buildings: buildings, users: users, consents: consents, devices: devices,
 		unlocks: unlocks, papers: papers, residents: residents, invitations: invitations}
@@ -42,13 +43,31 @@ func (s *Server) routes() {
 	managers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager), s.csrfForm}
 	readers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleAdmin, doorledger.RoleManager, doorledger.RoleBoard), s.csrfForm}
 	installers := []echo.MiddlewareFunc{requireUser, requireRole(doorledger.RoleInstaller), s.csrfForm}
+	// stepUp is a list for an action that asks for the second factor again
+	// when the last was longer ago than doorledger.StepUpAge (secondfactor.go);
+	// what says what the action does.
+	stepUp := func(list []echo.MiddlewareFunc, what string) []echo.MiddlewareFunc {
+		return append(slices.Clip(list), s.requireRecentFactor(factors, what))
+	}
 
 	// Public.
 	e.GET("/healthz", handleHealth(s.cfg.Health))
 	e.GET("/readyz", handleReady(s.cfg.Ready))
 	e.StaticFS("/static", static.FS)
 	e.GET("/login", s.handleLoginPage)
-	e.POST("/login", s.handleLogin(users), public...)
+	e.POST("/login", s.handleLogin(users, factors), public...)
+	// The second factor after the password, and its setup at sign-in for
+	// a user whose role requires one and who has none: the browser that
+	// proved the password within minutes, as its cookie says.
+	e.GET("/login/second-factor", s.handleSecondFactorPage(users))
+	e.POST("/login/second-factor", s.handleSecondFactorLogin(users, factors), public...)
+	e.GET("/login/enrol", s.handleEnrolPage(users, factors))
+	e.POST("/login/enrol/start", s.handleEnrolStart(users, factors), public...)
+	e.POST("/login/enrol", s.handleEnrolConfirm(users, factors), public...)
+	// Passkeys sign in alone, or after a password as its second factor
+	// (passkey.go); the options also serve the step-up page.
+	e.POST("/login/passkey/options", s.handlePasskeyOptions, public...)
+	e.POST("/login/passkey", s.handlePasskeyLogin(users, factors), public...)
 	e.POST("/logout", s.handleLogout(users), public...)
 
 	// Signed in.
@@ -59,6 +78,14 @@ func (s *Server) routes() {
 	e.POST("/logout/everywhere", s.handleLogoutEverywhere(users), signedIn...)
 	e.GET("/account", s.handleAccount, signedIn...)
 	e.POST("/account/password", s.handleAccountPassword(users), signedIn...)
+	// Managers' and admins' own second factor.
+	e.GET("/account/second-factor", s.handleAccountFactors(factors), managers...)
+	e.POST("/account/second-factor/totp", s.handleAccountTOTPStart(factors), managers...)
+	e.POST("/account/second-factor/totp/confirm", s.handleAccountTOTPConfirm(factors), managers...)
+	e.POST("/account/second-factor/recovery-codes", s.handleAccountRecoveryCodes(factors), managers...)
+	e.POST("/account/passkeys/options", s.handlePasskeyRegisterOptions(factors), managers...)
+	e.POST("/account/passkeys", s.handlePasskeyAdd(factors), managers...)
+	e.POST("/account/passkeys/:passkey/remove", s.handlePasskeyRemove(factors), managers...)
 
 	// Buildings: the service answers 404 for a building without a grant.
 	e.GET("/buildings", s.handleBuildings(buildings, attention), signedIn...)
@@ -67,9 +94,9 @@ func (s *Server) routes() {
 	e.GET("/buildings/:id", s.handleBuilding(buildingPage), signedIn...)
 	e.GET("/buildings/:id/edit", s.handleBuildingEdit(buildings), managers...)
 	e.POST("/buildings/:id", s.handleBuildingUpdate(buildings), managers...)
-	e.POST("/buildings/:id/signers", s.handleSignerAdd(buildingPage), managers...)
-	e.POST("/buildings/:id/signers/:signer/remove", s.handleSignerRemove(buildings), managers...)
-	e.POST("/buildings/:id/grants", s.handleGrantAdd(buildingPage), admin...)
+	e.POST("/buildings/:id/signers", s.handleSignerAdd(buildingPage), stepUp(managers, "Changing the signers' roster")...)
+	e.POST("/buildings/:id/signers/:signer/remove", s.handleSignerRemove(buildings), stepUp(managers, "Changing the signers' roster")...)
+	e.POST("/buildings/:id/grants", s.handleGrantAdd(buildingPage), stepUp(admin, "Granting access to a building")...)
 	e.POST("/buildings/:id/grants/:user/remove", s.handleGrantRemove(buildings), admin...)
 	e.GET("/buildings/:id/audit", s.handleBuildingAudit(buildings, audit), readers...)
 	e.POST("/buildings/:id/invitations", s.handleInvite(buildingPage), managers...)
@@ -113,8 +140,10 @@ func (s *Server) routes() {
 	e.GET("/devices/:device", s.handleDevice(devices, buildings, unlocks), readers...)
 	e.GET("/devices/:device/events", s.handleDeviceEvents(devices, buildings, users), readers...)
 	e.POST("/devices/:device/revoke", s.handleSetState(devices, doorledger.StateDisabled), managers...)
-	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), managers...)
-	e.POST("/devices/:device/credential", s.handleCredential(devices), managers...)
+	// Revoking stays one click; enabling and issuing a device secret ask
+	// for the second factor again when the last is not recent.
+	e.POST("/devices/:device/enable", s.handleSetState(devices, doorledger.StateEnabled), stepUp(managers, "Enabling a device")...)
+	e.POST("/devices/:device/credential", s.handleCredential(devices), stepUp(managers, "Issuing a device secret")...)
 
 	// Unlock history: the building's readers see its history, live
 	// rows, CSV export and the charts; its managers set delivery hours, burst,
@@ -198,7 +227,7 @@ func (s *Server) routes() {
 	// session: the HMAC signature is the credential (the CSRF check skips
 	// /api/), and every refusal is JSON (docs/ingest.md).
 	e.GET("/vendors", s.handleVendors(vendors, buildings, devices), admin...)
-	e.POST("/vendors", s.handleVendorCreate(vendors, buildings, devices), admin...)
+	e.POST("/vendors", s.handleVendorCreate(vendors, buildings, devices), stepUp(admin, "Creating a vendor integration")...)
 	e.POST("/vendors/:vendor/rotate", s.handleVendorRotate(vendors, buildings, devices), admin...)
 	e.POST("/vendors/:vendor/previous-key/remove", s.handleVendorRemovePreviousKey(vendors, buildings, devices), admin...)
 	e.POST("/vendors/:vendor/retire", s.handleVendorRetire(vendors, buildings, devices), admin...)
@@ -210,9 +239,12 @@ func (s *Server) routes() {
 	e.GET("/users", s.handleUsers(users), admin...)
 	e.GET("/users/new", s.handleUserNew, admin...)
 	e.POST("/users", s.handleUserCreate(users), admin...)
-	e.GET("/users/:user", s.handleUser(users), admin...)
-	e.POST("/users/:user", s.handleUserUpdate(users), admin...)
-	e.POST("/users/:user/password", s.handleUserPassword(users), admin...)
+	e.GET("/users/:user", s.handleUser(users, factors), admin...)
+	e.POST("/users/:user", s.handleUserUpdate(users, factors), admin...)
+	e.POST("/users/:user/password", s.handleUserPassword(users, factors), admin...)
+	e.POST("/users/:user/second-factor/reset", s.handleUserFactorReset(users, factors), admin...)
+	e.GET("/second-factor", s.handleFactorPolicyPage(factors), admin...)
+	e.POST("/second-factor", s.handleFactorPolicy(factors), admin...)
 	e.GET("/audit", s.handleAudit(audit, logs), admin...)
 	e.POST("/audit/verify", s.handleAuditVerify(audit, logs), admin...)
 	// Witnesses of the log (docs/witnesses.md): who cosigns, the k-of-n policy.

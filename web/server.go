@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
 )
@@ -36,6 +37,12 @@ type Config struct {
 	Residents   doorledger.ResidentService
 	Privacy     doorledger.PrivacyService   // buildings' privacy profiles
 	Attention   doorledger.AttentionService // the first screen: what needs attention
+	// SecondFactors keeps managers' and admins' second factors (nil: none
+	// are asked for).
+	SecondFactors doorledger.SecondFactorService
+	// PublicURL is the address people reach the portal at; its host is the
+	// passkeys' relying party (none on an IP address: browsers refuse it).
+	PublicURL string
 	// ReportFiles is the report generator: woken when a report is queued,
 	// and where finished reports are read from.
 	ReportFiles ReportFiles
@@ -132,6 +139,8 @@ type Server struct {
 	ticks      func() (<-chan time.Time, func()) // a stream's ticker and its stop; nil: every streamTick
 
 	sessionCookie, csrfCookie string // cookie names, with the __Host- prefix when Secure
+
+	webauthn *webauthn.WebAuthn // passkeys' relying party (passkey.go); nil: no passkeys here
 }
 
 // NewServer builds the Echo instance with every route and middleware.
@@ -154,6 +163,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Secure {
 		s.sessionCookie, s.csrfCookie = hostCookiePrefix+sessionCookieName, hostCookiePrefix+csrfCookieName
 	}
+	s.webauthn = newWebAuthn(cfg.PublicURL)
 	s.sessions = sessions.NewCookieStore(cfg.SessionKeys...)
 	s.sessions.Options = &sessions.Options{
 		Path:     "/",

@@ -50,7 +50,7 @@ func userForm(u *doorledger.User) views.Form {
 	return f
 }
 
-func (s *Server) handleUser(users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleUser(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "user")
 		if err != nil {
@@ -60,11 +60,11 @@ func (s *Server) handleUser(users doorledger.UserService) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, views.UserEditPage(s.page(c, u.Name, "users"), u, userForm(u), views.Form{}))
+		return s.renderUserEdit(c, factors, http.StatusOK, u, userForm(u), views.Form{})
 	}
 }
 
-func (s *Server) handleUserUpdate(users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleUserUpdate(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "user")
 		if err != nil {
@@ -81,13 +81,13 @@ func (s *Server) handleUserUpdate(users doorledger.UserService) echo.HandlerFunc
 			if !formError(&f, err) {
 				return err
 			}
-			return render(c, formStatus(err), views.UserEditPage(s.page(c, u.Name, "users"), u, f, views.Form{}))
+			return s.renderUserEdit(c, factors, formStatus(err), u, f, views.Form{})
 		}
 		return s.redirect(c, "/users", "Account saved.")
 	}
 }
 
-func (s *Server) handleUserPassword(users doorledger.UserService) echo.HandlerFunc {
+func (s *Server) handleUserPassword(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, err := pathID(c, "user")
 		if err != nil {
@@ -103,7 +103,7 @@ func (s *Server) handleUserPassword(users doorledger.UserService) echo.HandlerFu
 			if !formError(&pw, err) {
 				return err
 			}
-			return render(c, formStatus(err), views.UserEditPage(s.page(c, u.Name, "users"), u, userForm(u), pw))
+			return s.renderUserEdit(c, factors, formStatus(err), u, userForm(u), pw)
 		}
 		if me := doorledger.UserFromContext(ctx); me.ID == id {
 			return s.signOut(c, "Your password is changed. Sign in with the new password.")

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
@@ -41,6 +42,7 @@ type fixture struct {
 	residents *sqlite.ResidentService
 	privacy   *sqlite.PrivacyService
 	witnesses *sqlite.WitnessService
+	factors   *sqlite.SecondFactorService
 	signer    *doorledger.Signer
 	server    *web.Server
 	http      *httptest.Server
@@ -75,22 +77,25 @@ func newFixture(tb testing.TB) *fixture {
 	f := &fixture{tb: tb, db: d, users: sqlite.NewUserService(d), buildings: sqlite.NewBuildingService(d),
 		consents: sqlite.NewConsentService(d, "http://portal.test"), outbox: sqlite.NewOutboxService(d),
 		reports: sqlite.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: sqlite.NewResidentService(d, "http://portal.test"),
-		privacy: sqlite.NewPrivacyService(d), witnesses: sqlite.NewWitnessService(d)}
+		privacy: sqlite.NewPrivacyService(d), witnesses: sqlite.NewWitnessService(d), factors: sqlite.NewSecondFactorService(d)}
 	f.server = web.NewServer(web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(d),
 		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(d), Invitations: sqlite.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
-		Devices:     sqlite.NewDeviceService(d),
-		Unlocks:     sqlite.NewUnlockService(d),
-		Logs:        logs,
-		Witnesses:   f.witnesses,
-		Reports:     f.reports,
-		Residents:   f.residents,
-		Privacy:     f.privacy,
-		Attention:   sqlite.NewAttentionService(d),
-		Webhooks:    sqlite.NewWebhookService(d),
-		DiskFull:    d.Space().Full,
-		SessionKeys: [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Devices:       sqlite.NewDeviceService(d),
+		Unlocks:       sqlite.NewUnlockService(d),
+		Logs:          logs,
+		Witnesses:     f.witnesses,
+		Reports:       f.reports,
+		Residents:     f.residents,
+		Privacy:       f.privacy,
+		Attention:     sqlite.NewAttentionService(d),
+		Webhooks:      sqlite.NewWebhookService(d),
+		SecondFactors: f.factors,
+		PublicURL:     "http://localhost",                  // a host name: passkeys are offered
+		Now:           func() time.Time { return d.Now() }, // the portal's one clock, as cmd/portal wires it
+		DiskFull:      d.Space().Full,
+		SessionKeys:   [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	f.http = httptest.NewServer(f.server.Handler())
 	tb.Cleanup(f.http.Close)

@@ -106,7 +106,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("DOORLEDGER_TLS_CERT"), "TLS certificate file; with -tls-key serves HTTPS and marks cookies Secure (env DOORLEDGER_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", envBool(getenv, "DOORLEDGER_TRUST_PROXY"), "take client IPs from X-Forwarded-For (only behind a reverse proxy) (env DOORLEDGER_TRUST_PROXY)")
-	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>); https marks cookies Secure, for TLS ended at a reverse proxy (env DOORLEDGER_PUBLIC_URL)")
+	fs.StringVar(&cfg.PublicURL, "public-url", getenv("DOORLEDGER_PUBLIC_URL"), "the portal's address as people reach it, for links in mail (default: http(s)://<addr>); https marks cookies Secure, for TLS ended at a reverse proxy; its host is the passkeys' relying party, none on an IP address (env DOORLEDGER_PUBLIC_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(getenv, "DOORLEDGER_MQTT_ADDR", "127.0.0.1:1883"), "embedded MQTT broker listen address (env DOORLEDGER_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls-addr", getenv("DOORLEDGER_MQTT_TLS_ADDR"), "embedded MQTT broker TLS listen address, with -tls-cert/-tls-key (env DOORLEDGER_MQTT_TLS_ADDR)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", getenv("DOORLEDGER_MQTT_URL"), "external MQTT broker, e.g. mqtt://broker:1883, instead of the embedded one (env DOORLEDGER_MQTT_URL)")

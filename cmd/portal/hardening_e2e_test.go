@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -75,14 +73,7 @@ func TestLongAdminPasswordFromEnvironment(t *testing.T) {
 // never long) are hashed as every other path does and sign in.
 func TestUserCommandPasswordsSignIn(t *testing.T) {
 	p := MustStartPortal(t, "")
-	cli := func(args ...string) string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if err := run(context.Background(), append([]string{"user"}, append(args, "-data", p.DataDir)...), func(string) string { return "" }, &out, &errb); err != nil {
-			t.Fatalf("portal user %v: %v\n%s", args, err, errb.String())
-		}
-		return out.String()
-	}
+	cli := func(args ...string) string { return userCLI(t, p.DataDir, args...) }
 	m := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(cli("add", "-email", "op@example.com", "-name", "Op", "-role", "manager"))
 	if m == nil {
 		t.Fatal("portal user add printed no password")

@@ -2,7 +2,7 @@
 // and its embedded MQTT broker, on one machine.
 //
 //	portal [serve] [flags]                 start the portal (default)
-//	portal user add|disable|reset-password operators' account recovery
+//	portal user add|disable|reset-password|reset-2fa operators' account recovery
 //	portal backup|restore                  online backup of the data directory
 //	portal migrate -to postgres://…        copy the SQLite database into PostgreSQL
 //	portal witness serve|key               a witness that cosigns a portal's log
@@ -68,4 +68,5 @@ Usage:
   portal witness serve -dir DIR -log LOGKEY   run a witness of a portal's log (see 'portal witness')
   portal mosquitto-config -out DIR             write an external Mosquitto's config, password and ACL files
   portal user reset-password -email E          set a new generated password, end its sessions
+  portal user reset-2fa EMAIL                  remove the account's second factor (a lost phone)
 `

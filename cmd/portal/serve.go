@@ -45,6 +45,7 @@ type app struct {
 	witnesses   *sqlite.WitnessService
 	reports     *sqlite.ReportService
 	residents   *sqlite.ResidentService
+	factors     *sqlite.SecondFactorService // sealed with the key SetSealKey sets
 	web         *web.Server
 }
 
@@ -86,6 +87,7 @@ func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	if a.vendors, err = sqlite.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
 		return nil, err
 	}
+	a.factors = sqlite.NewSecondFactorService(a.db)
 	return a, nil
 }
 
@@ -213,7 +215,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, Webhooks: sqlite.NewWebhookService(a.db),
+		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, Webhooks: sqlite.NewWebhookService(a.db), SecondFactors: a.factors, PublicURL: cfg.PublicURL,
 		Health: func(ctx context.Context) error {
 			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
 			return err

@@ -5,16 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/doorledger/doorledger"
 )
 
-// userCommand is `portal user add|disable|reset-password`: account recovery for
+// userCommand is `portal user add|disable|reset-password|reset-2fa`: account recovery for
 // operators without SQL. It works on the data directory directly (the portal may
 // be running; SQLite's locking keeps both consistent) and is audited as "cli".
 func userCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("user: want add, disable or reset-password\n%s", usage)
+		return fmt.Errorf("user: want add, disable, reset-password or reset-2fa\n%s", usage)
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -24,8 +25,18 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	name := fs.String("name", "", "full name (add)")
 	role := fs.String("role", "", "admin, manager, board or installer (add)")
 	company := fs.String("company", "", "company (add, installers)")
-	if err := fs.Parse(args[1:]); err != nil {
+	rest, positional := args[1:], ""
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") { // the email first: portal user reset-2fa EMAIL [-data DIR]
+		positional, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
 		return err
+	}
+	if positional == "" && fs.NArg() == 1 { // or last
+		positional = fs.Arg(0)
+	}
+	if *email == "" {
+		*email = positional
 	}
 	cfg := &config{DataDir: *dataDir}
 	a, err := openApp(cfg, stderr)
@@ -68,6 +79,15 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			return userError(err)
 		}
 		fmt.Fprintf(stdout, "New password for %s: %s (every session ended; the account is enabled)\n", u.Email, pass)
+	case "reset-2fa":
+		u, err := a.users.FindUserByEmail(ctx, *email)
+		if err != nil {
+			return userError(err)
+		}
+		if err := a.factors.ResetSecondFactor(ctx, u.ID); err != nil {
+			return userError(err)
+		}
+		fmt.Fprintf(stdout, "Second factor of %s reset: authenticator app and recovery codes removed; they set up a new one at their next sign-in if their role requires it.\n", u.Email)
 	default:
 		return fmt.Errorf("user: unknown command %q\n%s", sub, usage)
 	}

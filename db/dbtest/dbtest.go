@@ -50,8 +50,9 @@ type Services struct {
 	// Controller is what the device controller needs of the database
 	// (delivery records, time-outs, the states to publish at start-up):
 	// the device service on both backends.
-	Controller devicectl.Store
-	Webhooks   doorledger.WebhookService
+	Controller    devicectl.Store
+	Webhooks      doorledger.WebhookService
+	SecondFactors doorledger.SecondFactorService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -85,7 +86,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops", "webhooks", "webhookevents",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops", "webhooks", "webhookevents", "secondfactors",
 }
 
 // groups are the tests of each group.
@@ -110,6 +111,7 @@ var groups = map[string][]test{
 	"attention":     attentionTests,
 	"webhooks":      webhookTests,
 	"webhookevents": webhookEventTests,
+	"secondfactors": secondFactorTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

@@ -367,6 +367,22 @@ func (s *UserService) endAttempt(ctx context.Context, attemptID int64, email str
 // the window, counting attempts still being checked as failures. Failures of
 // an account before its last success do not count.
 func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip string, now time.Time) error {
+	return tx.checkThrottle(ctx, throttle{table: "login_attempts", account: "email", accountLimit: s.db.LoginAccountLimit,
+		ipLimit: s.db.LoginIPLimit, message: "Too many failed sign-ins. Try again in %s."}, email, ip, now)
+}
+
+// throttle says where attempts of one kind are recorded (a table with at,
+// ok, ip and the account's column) and how many failures are allowed.
+type throttle struct {
+	table, account        string // table and account column: trusted names, never input
+	accountLimit, ipLimit int
+	message               string // with %s for the wait
+}
+
+// checkThrottle refuses (ETOOMANY) when the account or the IP has failed th's
+// limit within doorledger.LoginWindow, counting attempts still being checked
+// as failures. Failures of an account before its last success do not count.
+func (tx *Tx) checkThrottle(ctx context.Context, th throttle, account any, ip string, now time.Time) error {
 	since := formatTime(now.Add(-doorledger.LoginWindow))
 	check := func(limit int, query string, args ...any) error {
 		var n int
@@ -383,24 +399,24 @@ func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip strin
 		if wait < time.Second {
 			wait = time.Second
 		}
-		return doorledger.Errorf(doorledger.ETOOMANY, "Too many failed sign-ins. Try again in %s.", wait)
+		return doorledger.Errorf(doorledger.ETOOMANY, th.message, wait)
 	}
 	// The account's failures since its last success (by id: attempts are
 	// recorded in order, and several may share a timestamp); the oldest that
 	// still counts tells when the lock lifts: the limit-th most recent failure
 	// ages out.
-	if err := check(s.db.LoginAccountLimit, `
+	if err := check(th.accountLimit, `
 		SELECT COUNT(*), MIN(at) FROM (
-			SELECT at FROM login_attempts
-			WHERE email = ?1 AND ok = 0 AND at >= ?2
-			  AND id > COALESCE((SELECT MAX(id) FROM login_attempts WHERE email = ?1 AND ok = 1), 0)
-			ORDER BY at DESC LIMIT ?3)`, email, since, s.db.LoginAccountLimit); err != nil {
+			SELECT at FROM `+th.table+`
+			WHERE `+th.account+` = ?1 AND ok = 0 AND at >= ?2
+			  AND id > COALESCE((SELECT MAX(id) FROM `+th.table+` WHERE `+th.account+` = ?1 AND ok = 1), 0)
+			ORDER BY at DESC LIMIT ?3)`, account, since, th.accountLimit); err != nil {
 		return err
 	}
-	return check(s.db.LoginIPLimit, `
+	return check(th.ipLimit, `
 		SELECT COUNT(*), MIN(at) FROM (
-			SELECT at FROM login_attempts WHERE ip = ?1 AND ok = 0 AND at >= ?2
-			ORDER BY at DESC LIMIT ?3)`, ip, since, s.db.LoginIPLimit)
+			SELECT at FROM `+th.table+` WHERE ip = ?1 AND ok = 0 AND at >= ?2
+			ORDER BY at DESC LIMIT ?3)`, ip, since, th.ipLimit)
 }
 
 // newToken returns 32 random bytes, URL-safe encoded, and the hex SHA-256 to store.
