@@ -13,7 +13,6 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 const auditUsage = `Usage:
@@ -40,6 +39,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	flags := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	dataDir := flags.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	dbURL := flags.String("database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	vkey := flags.String("key", "", "verifier key to check the heads with, as printed in a report (default: the data directory's)")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
@@ -54,7 +54,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil && *dbURL == "" {
 		return fmt.Errorf("audit: no database in %s (use -data)", dir)
 	}
 	key, err := auditlog.LoadKey(filepath.Join(dir, auditlog.KeyFile))
@@ -70,12 +70,13 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("audit: %w", err)
 	}
-	a, err := openApp(&config{DataDir: dir}, stderr)
+	a, err := openApp(&config{DataDir: dir, DatabaseURL: *dbURL}, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	logs := sqlite.NewLogService(a.db, key)
+	a.db.OpenLog(a, key)
+	logs := a.logs
 	if *vkey != "" {
 		if err := logs.UseVerifierKey(*vkey); err != nil {
 			return fmt.Errorf("audit: -key: %s", doorledger.ErrorMessage(err))

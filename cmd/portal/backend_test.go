@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorledger/doorledger/db/postgres"
+	"github.com/doorledger/doorledger/db/sqlite"
+	"github.com/doorledger/doorledger/internal/pgtest"
+	"github.com/doorledger/doorledger/web"
+)
+
+// pgCluster is the package's throw-away PostgreSQL cluster (started by the
+// first test that asks for a database, stopped by TestMain); its template
+// holds every migration.
+var pgCluster = pgtest.Cluster{Template: func(ctx context.Context, url string) error {
+	db := postgres.NewDB(url)
+	if err := db.Open(ctx); err != nil {
+		return err
+	}
+	return db.Close()
+}}
+
+// sqliteDB is the app's SQLite database, for tests that reach under the
+// services (a clock they control, the disk's limits, rows read directly).
+func (a *app) sqliteDB() *sqlite.DB { return a.db.(*liteBackend).db }
+
+// A page open on one instance wakes when a change is notified through
+// another instance on the same PostgreSQL database, and an instance does
+// not take back its own keys (it woke its pages when it sent them).
+func TestRelayChangesBetweenInstances(t *testing.T) {
+	url := pgCluster.Database(t)
+	open := func() *postgres.DB {
+		db := postgres.NewDB(url)
+		if err := db.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hubA, hubB := web.NewHub(), web.NewHub()
+	waitA := relayChanges(ctx, open(), hubA, discardLog)
+	waitB := relayChanges(ctx, open(), hubB, discardLog)
+	defer func() { cancel(); waitA(); waitB() }()
+
+	onA, unsubscribe := hubA.Subscribe(web.DeviceKey(7))
+	defer unsubscribe()
+	// B notifies until A's page wakes: a key sent before A listens is lost
+	// (the page's tick covers that).
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for woken := false; !woken; {
+		hubB.Notify(web.DeviceKey(7))
+		select {
+		case <-onA:
+			woken = true
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("a change notified on instance B never woke the page on instance A")
+		}
+	}
+
+	// Keys come back to their sender through PostgreSQL; it skips them.
+	r := &pageRelay{origin: "aaaa"}
+	for msg, want := range map[string]bool{"aaaa device:7": false, "bbbb device:7": true, "bbbb ": false, "": false, "device:7": false} {
+		if key, ok := r.fromOthers(msg); ok != want || ok && key != "device:7" {
+			t.Errorf("fromOthers(%q) = %q, %v; want %v", msg, key, ok, want)
+		}
+	}
+}
+
+// With -database-url the portal opens PostgreSQL; while services it needs
+// have no PostgreSQL implementation, it refuses and names them.
+func TestOpenAppPostgresNamesWhatIsMissing(t *testing.T) {
+	url := pgCluster.Database(t)
+	_, err := openApp(&config{DataDir: t.TempDir(), DatabaseURL: url, BcryptCost: 4}, io.Discard)
+	if err == nil {
+		t.Skip("every service is ported: the end-to-end tests on PostgreSQL cover the start")
+	}
+	t.Log(err)
+	for _, want := range []string{"-database-url", "not yet ported to PostgreSQL", "run without -database-url"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
