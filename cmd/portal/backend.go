@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -39,6 +40,11 @@ type backend interface {
 	// Space is the data disk's free-space guard; nil on PostgreSQL, whose
 	// disk is the database server's.
 	Space() diskSpace
+	// LockInstances takes the database's instance lock for as long as it
+	// is open: shared on an external broker (several instances), exclusive
+	// with the embedded one (it runs alone). SQLite's is the data
+	// directory's (lockDataDir).
+	LockInstances(ctx context.Context, shared bool) error
 	// Changes relays live pages' wake-ups between instances; nil on SQLite,
 	// where one portal serves them all.
 	Changes() changeRelay
@@ -180,8 +186,9 @@ func (b *liteBackend) OnMail(fn func())                             { b.db.OnMai
 func (b *liteBackend) Pools() map[string]*sql.DB {
 	return map[string]*sql.DB{"sqlite_write": b.db.Writer(), "sqlite_read": b.db.Reader()}
 }
-func (b *liteBackend) Space() diskSpace     { return liteSpace{b.db.Space()} }
-func (b *liteBackend) Changes() changeRelay { return nil }
+func (b *liteBackend) Space() diskSpace                          { return liteSpace{b.db.Space()} }
+func (b *liteBackend) Changes() changeRelay                      { return nil }
+func (b *liteBackend) LockInstances(context.Context, bool) error { return nil }
 func (b *liteBackend) OpenLog(a *app, key *auditlog.Key) {
 	logs := sqlite.NewLogService(b.db, key)
 	reports := sqlite.NewReportService(b.db, logs, a.cfg.PublicURL)
@@ -267,6 +274,20 @@ func (b *pgBackend) OnMail(fn func())                             { b.db.OnMail 
 func (b *pgBackend) Pools() map[string]*sql.DB                    { return nil }
 func (b *pgBackend) Space() diskSpace                             { return nil }
 func (b *pgBackend) Changes() changeRelay                         { return b.db }
+func (b *pgBackend) LockInstances(ctx context.Context, shared bool) error {
+	ok, err := b.db.LockInstances(ctx, shared)
+	switch {
+	case err != nil:
+		return fmt.Errorf("database instance lock: %w", err)
+	case !ok && shared:
+		return errors.New("a portal with the embedded MQTT broker runs on this database, and runs alone: " +
+			"stop it, and run every instance on an external broker (-mqtt-url; docs/operations.md)")
+	case !ok:
+		return errors.New("another portal runs on this database: a portal with the embedded MQTT broker runs alone; " +
+			"several instances share an external broker (-mqtt-url) and one database (docs/operations.md)")
+	}
+	return nil
+}
 func (b *pgBackend) OpenLog(a *app, key *auditlog.Key) {
 	a.logs = postgres.NewLogService(b.db, key)
 	// The report registry is not yet ported: openPostgres refuses.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strings"
@@ -88,4 +89,49 @@ func TestOpenAppPostgresNamesWhatIsMissing(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
+}
+
+// requirePostgresPortal skips the test while the portal cannot run on
+// PostgreSQL (services not yet ported: openApp says which).
+func requirePostgresPortal(t *testing.T, url string) {
+	t.Helper()
+	a, err := openApp(&config{DataDir: t.TempDir(), DatabaseURL: url, BcryptCost: 4}, io.Discard)
+	if err != nil {
+		t.Skipf("SKIPPED: the portal does not run on PostgreSQL yet: %v", err)
+	}
+	a.Close()
+}
+
+// On PostgreSQL, instances with their own data directories still meet in
+// the database: portals on an external broker run together; one with the
+// embedded broker runs alone, either way round.
+func TestPostgresEmbeddedBrokerRunsAlone(t *testing.T) {
+	url := pgCluster.Database(t)
+	requirePostgresPortal(t, url)
+	env := map[string]string{"DOORLEDGER_DATABASE_URL": url}
+	noBroker := noBrokerURL(t)
+	serve := func(args ...string) error {
+		var out, errb bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-mqtt-addr", "127.0.0.1:0", "-data", t.TempDir()}, args...),
+			func(k string) string { return env[k] }, &out, &errb)
+	}
+
+	embedded := MustStartPortalEnv(t, "", env)
+	if err := serve("-mqtt-url", noBroker); err == nil || !strings.Contains(err.Error(), "embedded MQTT broker runs on this database") {
+		t.Errorf("an external-broker portal beside an embedded one: %v", err)
+	}
+	if err := serve(); err == nil || !strings.Contains(err.Error(), "another portal runs on this database") {
+		t.Errorf("a second embedded-broker portal: %v", err)
+	}
+	embedded.Stop(t)
+
+	a := MustStartPortalEnv(t, "", env, "-mqtt-url", noBroker)
+	b := MustStartPortalEnv(t, "", env, "-mqtt-url", noBroker)
+	if err := serve(); err == nil || !strings.Contains(err.Error(), "another portal runs on this database") {
+		t.Errorf("an embedded-broker portal beside external-broker ones: %v", err)
+	}
+	a.Stop(t)
+	b.Stop(t)
 }

@@ -101,6 +101,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	if err := a.db.LockInstances(ctx, cfg.MQTTURL != ""); err != nil {
+		return err
+	}
 	// Free space (docs/reliability.md, "Disk full"): ingest is refused below
 	// the floor; the reserve is released when the disk fills up. SQLite only.
 	space := a.db.Space()
