@@ -23,6 +23,7 @@ const auditUsage = `Usage:
                                                the log (judged by the rows' times, not the clock's)
   portal audit head [-data DIR]                print the log's origin, its verifier key and the latest
                                                signed head (a C2SP checkpoint)
+Both take -database-url (env DOORLEDGER_DATABASE_URL) for a portal on PostgreSQL.
 `
 
 // auditCommand is `portal audit verify|head`: the verifiable log from the
