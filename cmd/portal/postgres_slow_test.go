@@ -66,10 +66,19 @@ func TestSlowPostgresTwoInstances(t *testing.T) {
 		t.Fatalf("revoke through B: %d\n%s", status, body)
 	}
 	clicked := time.Now()
+	applied := make(chan time.Duration, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sim.AwaitVersion(ctx, 2)
+		applied <- time.Since(clicked)
+	}()
 	onA.await(t, 2)
-	t.Logf("revoke clicked on B: A's page showed it confirmed %v after B answered", time.Since(clicked).Round(time.Millisecond))
-	onA.Close()
+	shown := time.Since(clicked)
 	awaitApplied(t, sim, 2, doorledger.StateDisabled)
+	t.Logf("revoke clicked on B: the device applied it %v and A's page showed it confirmed %v after B answered",
+		(<-applied).Round(time.Millisecond), shown.Round(time.Millisecond))
+	onA.Close()
 
 	// Unlock events, each acknowledged by the broker.
 	send := func(k int) {
