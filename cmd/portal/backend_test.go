@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/postgres"
 	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/internal/pgtest"
@@ -134,4 +136,32 @@ func TestPostgresEmbeddedBrokerRunsAlone(t *testing.T) {
 	}
 	a.Stop(t)
 	b.Stop(t)
+}
+
+// The portal on PostgreSQL, as one instance with the embedded broker: the
+// consent story, a device enabled by the signature and revoked by its
+// manager, and `portal audit verify` on the database afterwards.
+func TestEndToEndPostgres(t *testing.T) {
+	url := pgCluster.Database(t)
+	requirePostgresPortal(t, url)
+	p := MustStartPortalEnv(t, "", map[string]string{"DOORLEDGER_DATABASE_URL": url})
+	lastPortal = p
+	mgr, device, id, secret := consentedDevice(t, p)
+	sim := startSim(t, p, id, secret, t.TempDir())
+	awaitApplied(t, sim, 1, doorledger.StateEnabled)
+	awaitPage(t, mgr, device, `data-status="confirmed"`)
+	if status, _, body := mgr.Post(device, device+"/revoke", nil); status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d\n%s", status, body)
+	}
+	awaitApplied(t, sim, 2, doorledger.StateDisabled)
+	awaitPage(t, mgr, device, `data-status="confirmed"`)
+	p.Stop(t)
+
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"audit", "verify", "-data", p.DataDir, "-database-url", url}, func(string) string { return "" }, &out, &errb); err != nil {
+		t.Fatalf("audit verify: %v\n%s%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "OK: every entry matches") {
+		t.Errorf("audit verify:\n%s", out.String())
+	}
 }
