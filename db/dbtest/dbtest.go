@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/devicectl"
 )
 
 // BaseURL is the portal address the services must put in the links they mail
@@ -45,6 +46,11 @@ type Services struct {
 	Attention     doorledger.AttentionService
 	Leases        doorledger.LeaseService
 	Ops           doorledger.OpsService
+	Witnesses     doorledger.WitnessService
+	// Controller is what the device controller needs of the database
+	// (delivery records, time-outs, the states to publish at start-up):
+	// the device service on both backends.
+	Controller devicectl.Store
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -56,6 +62,9 @@ type Services struct {
 	// OnDesired sets the hook handing committed desired states to the
 	// device controller.
 	OnDesired func(func([]doorledger.DesiredState))
+	// MaxReportEvents lowers the report service's bound on the unlock
+	// events of one report (doorledger.MaxReportEvents).
+	MaxReportEvents func(int64)
 }
 
 // NewServices makes a fresh Services for one test; it cleans up after itself
@@ -73,7 +82,7 @@ type test struct {
 // with RunGroups.
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
-	"policies", "unlocks", "reports", "vendors", "logs", "devices", "leases", "ops",
+	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops",
 }
 
 // groups are the tests of each group.
@@ -89,11 +98,13 @@ var groups = map[string][]test{
 	"residents": residentTests,
 	"outbox":    outboxTests,
 	"policies":  policyTests,
-	"unlocks":   unlockTests,
+	"unlocks":   append(unlockTests, unlockIngestTests...),
 	"reports":   reportTests,
 	"vendors":   vendorTests,
 	"logs":      logTests,
+	"witnesses": witnessTests,
 	"devices":   deviceTests,
+	"attention": attentionTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

@@ -16,6 +16,14 @@ var deviceTests = []test{
 	{"DeviceEnableWithActiveConsent", testDeviceEnableWithActiveConsent},
 	{"DeviceCommandVersionsAndReports", testDeviceCommandVersionsAndReports},
 	{"DeviceUnconsentedReportingEnabled", testDeviceUnconsentedReportingEnabled},
+	{"DeviceConcurrentCommandsTakeTurns", testDeviceConcurrentCommandsTakeTurns},
+	{"DeviceExpireUnconfirmed", testDeviceExpireUnconfirmed},
+	{"DeviceRefusedRevoke", testDeviceRefusedRevoke},
+	{"DeviceDeliveryRecordsAnyOrder", testDeviceDeliveryRecordsAnyOrder},
+	{"DeviceDisableDevices", testDeviceDisableDevices},
+	{"DeviceCredential", testDeviceCredential},
+	{"DeviceAccess", testDeviceAccess},
+	{"DevicePendingDesired", testDevicePendingDesired},
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the
@@ -252,7 +260,7 @@ func testDeviceCommandVersionsAndReports(t *testing.T, newServices NewServices) 
 	}
 
 	// The right version in the wrong state confirms nothing: the device
-	// refused it (TestDeviceRefusedRevoke).
+	// refused it (testDeviceRefusedRevoke).
 	c4, err := w.Devices.SetDesiredState(mgr, id, disabled, "")
 	if err != nil {
 		t.Fatal(err)

@@ -9,10 +9,10 @@ import (
 	"github.com/doorledger/doorledger"
 )
 
-var reportTests = []test{
+var reportTests = append([]test{
 	{"ReportGatherAcknowledgements", testReportGatherAcknowledgements},
 	{"ReportEventsStopEarly", testReportEventsStopEarly},
-}
+}, append(reportRegistryTests, reportGatherTests...)...)
 
 // TestReportGatherAcknowledgements checks that the report's events carry
 // their acknowledgements as the snapshot holds them: one given before the

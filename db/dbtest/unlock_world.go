@@ -3,6 +3,7 @@ package dbtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ type UnlockWorld struct {
 	MgrAEmail, BoardAEmail, MgrBEmail string
 	serial                            int
 	instB                             *doorledger.User // made on first need: B's installer
+	signers                           map[int64]int64  // the roster signer of each building AddBuilding made
+	withdraw                          map[int64]string // the withdrawal link of each device EnabledDevice made
 }
 
 // NewUnlockWorld builds the world with building A in time zone tzA (B is UTC).
@@ -73,25 +76,43 @@ func NewUnlockWorld(tb testing.TB, s Services, tzA string, start time.Time) *Unl
 	return w
 }
 
-// EnabledDevice makes a device of building A or B enabled for the last 20
+// EnabledDevice makes a device of building A or B (or one AddBuilding made) enabled for the last 20
 // days, through the services: its installer asked 20 days ago, the
 // building's signer signed by the link at once, and the device confirmed
 // the enable.
 func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, consentID int64) {
 	tb.Helper()
-	before := int64(0) // the newest mail queued before the setup
-	if msgs := w.pendingMail(tb); len(msgs) > 0 {
-		before = msgs[len(msgs)-1].ID
-	}
+	before := w.newestMail(tb) // the newest mail queued before the setup
 	now := *w.Now
 	*w.Now = now.AddDate(0, 0, -20)
 	defer func() { *w.Now = now }()
 	deviceID, consentID = w.signedConsent(tb, building)
+	if w.withdraw == nil {
+		w.withdraw = map[int64]string{}
+	}
+	addr := fmt.Sprintf("pat%d@example.com", building)
+	w.withdraw[deviceID] = lastLink(tb, w.Outbox, addr, "/consent/withdraw/")
 	if err := w.DeviceReports.ReportState(sys(), doorledger.ReportedState{DeviceID: deviceID, State: doorledger.StateEnabled, Version: 1}); err != nil {
 		tb.Fatalf("device %d confirms: %v", deviceID, err)
 	}
 	// The mail of the setup (the link, "consent signed" alerts) is delivered,
 	// as the raw world queues none: the tests see only their own.
+	w.deliverAfter(tb, before)
+	return deviceID, consentID
+}
+
+// newestMail is the id of the newest mail waiting (0: none).
+func (w *UnlockWorld) newestMail(tb testing.TB) int64 {
+	tb.Helper()
+	if msgs := w.pendingMail(tb); len(msgs) > 0 {
+		return msgs[len(msgs)-1].ID
+	}
+	return 0
+}
+
+// deliverAfter marks the mail queued after message before as sent.
+func (w *UnlockWorld) deliverAfter(tb testing.TB, before int64) {
+	tb.Helper()
 	for _, m := range w.pendingMail(tb) {
 		if m.ID > before {
 			if err := w.Outbox.MarkSent(context.Background(), m.ID); err != nil {
@@ -99,7 +120,21 @@ func (w *UnlockWorld) EnabledDevice(tb testing.TB, building int64) (deviceID, co
 			}
 		}
 	}
-	return deviceID, consentID
+}
+
+// Revoke has the signer of a device EnabledDevice made withdraw its consent
+// by the link mailed at signing, at time at: the consent service disables
+// the device and withdraws the consent then. Its mail is delivered, as
+// EnabledDevice's is.
+func (w *UnlockWorld) Revoke(tb testing.TB, deviceID int64, at time.Time) {
+	tb.Helper()
+	defer w.deliverAfter(tb, w.newestMail(tb))
+	now := *w.Now
+	*w.Now = at
+	defer func() { *w.Now = now }()
+	if _, err := w.Consents.EndByToken(context.Background(), w.withdraw[deviceID], "revoked"); err != nil {
+		tb.Fatalf("revoke device %d: %v", deviceID, err)
+	}
 }
 
 // signedConsent has building A's or B's installer ask for a device, now,
@@ -110,6 +145,8 @@ func (w *UnlockWorld) signedConsent(tb testing.TB, building int64) (deviceID, co
 	signer, addr, installer := w.SignerA, fmt.Sprintf("pat%d@example.com", w.A), w.InstA
 	if building == w.B {
 		signer, addr, installer = w.SignerB, fmt.Sprintf("pat%d@example.com", w.B), w.installerB(tb)
+	} else if s, ok := w.signers[building]; ok {
+		signer, addr = s, fmt.Sprintf("pat%d@example.com", building)
 	}
 	w.serial++
 	c, err := w.Consents.RequestConsent(As(installer), building, Request(fmt.Sprintf("SN-%05d", w.serial), signer))
@@ -140,6 +177,29 @@ func (w *UnlockWorld) pendingMail(tb testing.TB) []*doorledger.Message {
 		tb.Fatal(err)
 	}
 	return msgs
+}
+
+// AddBuilding adds a building in time zone tz, with a roster signer, on
+// which A's installer may ask for devices (EnabledDevice): for benchmarks
+// that spread their devices.
+func (w *UnlockWorld) AddBuilding(tb testing.TB, name, tz string) int64 {
+	tb.Helper()
+	bld, err := w.Buildings.CreateBuilding(sys(), doorledger.BuildingInput{Name: name, Address: "1 " + name, Timezone: tz})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sg, err := w.Buildings.AddSigner(sys(), bld.ID, doorledger.SignerInput{Name: "Pat Owner", Title: "Board president", Email: fmt.Sprintf("pat%d@example.com", bld.ID)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Buildings.GrantAccess(sys(), bld.ID, w.InstA.ID); err != nil {
+		tb.Fatal(err)
+	}
+	if w.signers == nil {
+		w.signers = map[int64]int64{}
+	}
+	w.signers[bld.ID] = sg.ID
+	return bld.ID
 }
 
 // installerB is an installer of building B, made on first need (the world's
@@ -227,4 +287,75 @@ func (w *UnlockWorld) findEvent(tb testing.TB, building int64, eventID string) *
 func (w *UnlockWorld) EventID(tb testing.TB, building int64, eventID string) int64 {
 	tb.Helper()
 	return w.Event(tb, building, eventID).ID
+}
+
+// resultRecorder is what both backends' unlock services offer besides
+// doorledger.EventSink: RecordUnlocks that says what was new.
+type resultRecorder interface {
+	RecordUnlocksResult(ctx context.Context, events []doorledger.UnlockEvent) (*doorledger.ImportResult, error)
+}
+
+// RecordResult records events as a device's batch and returns what was new.
+func (w *UnlockWorld) RecordResult(tb testing.TB, events ...doorledger.UnlockEvent) *doorledger.ImportResult {
+	tb.Helper()
+	r, ok := w.Unlocks.(resultRecorder)
+	if !ok {
+		tb.Fatalf("%T has no RecordUnlocksResult", w.Unlocks)
+	}
+	res, err := r.RecordUnlocksResult(context.Background(), events)
+	if err != nil {
+		tb.Fatalf("record: %v", err)
+	}
+	return res
+}
+
+// Events returns every event f selects (f.After and f.Limit ignored), newest first.
+func (w *UnlockWorld) Events(tb testing.TB, f doorledger.UnlockFilter) []*doorledger.UnlockEvent {
+	tb.Helper()
+	var out []*doorledger.UnlockEvent
+	f.After, f.Limit = doorledger.UnlockCursor{}, 500
+	for {
+		page, err := w.Unlocks.History(sys(), f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, page.Events...)
+		if page.Next.IsZero() {
+			return out
+		}
+		f.After = page.Next
+	}
+}
+
+// CountEvents counts the events f selects (nil: of both buildings), only
+// those of the given event ids when some are given.
+func (w *UnlockWorld) CountEvents(tb testing.TB, f *doorledger.UnlockFilter, eventIDs ...string) int {
+	tb.Helper()
+	filters := []doorledger.UnlockFilter{{BuildingID: w.A}, {BuildingID: w.B}}
+	if f != nil {
+		filters = []doorledger.UnlockFilter{*f}
+	}
+	n := 0
+	for _, f := range filters {
+		for _, e := range w.Events(tb, f) {
+			if len(eventIDs) == 0 || slices.Contains(eventIDs, e.EventID) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// CountAcknowledged counts the acknowledged events of both buildings.
+func (w *UnlockWorld) CountAcknowledged(tb testing.TB) int {
+	tb.Helper()
+	n := 0
+	for _, b := range []int64{w.A, w.B} {
+		for _, e := range w.Events(tb, doorledger.UnlockFilter{BuildingID: b, AnomaliesOnly: true}) {
+			if e.Acknowledged() {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -61,6 +61,10 @@ type DB struct {
 	// Now is the DB's clock, read once per transaction (Tx.now); tests set
 	// it. See clock.go.
 	Now func() time.Time
+	// Mono is the DB's monotonic clock: time passed since a fixed instant,
+	// read once per transaction (Tx.mono) for how long things take. See
+	// clock.go.
+	Mono func() time.Duration
 	// PasswordCost is the bcrypt cost; tests lower it.
 	PasswordCost int
 	// OnDesired is called after a commit that changed devices' desired state,
@@ -74,9 +78,10 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	sealer  *sealer    // seals mail bodies (SetSealKey)
-	leases  leases     // the leases held (lease.go)
-	horizon logHorizon // the log sequencer's horizon (log.go)
+	sealer  *sealer        // seals mail bodies (SetSealKey)
+	leases  leases         // the leases held (lease.go)
+	horizon logHorizon     // the log sequencer's horizon (log.go)
+	opened  openedCommands // commands waiting for their device, by monotonic time (clock.go)
 }
 
 // NewDB returns a DB for the database at url; call Open before use.
@@ -84,6 +89,7 @@ func NewDB(url string) *DB {
 	return &DB{
 		URL:               url,
 		Now:               time.Now,
+		Mono:              machineMono(),
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
@@ -217,8 +223,9 @@ type querier interface {
 // Tx is a write transaction with the time read once at its start.
 type Tx struct {
 	pgx.Tx
-	db  *DB
-	now time.Time
+	db   *DB
+	now  time.Time
+	mono time.Duration // DB.Mono at the start
 
 	pushes []doorledger.DesiredState // desired states to push after commit
 	mailed bool                      // mail was queued
@@ -230,7 +237,7 @@ func (db *DB) BeginTx(ctx context.Context) (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{Tx: tx, db: db, now: db.now()}, nil
+	return &Tx{Tx: tx, db: db, now: db.now(), mono: db.Mono()}, nil
 }
 
 // Rollback rolls back; after Commit it does nothing. It takes no context
@@ -249,8 +256,11 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	if err := tx.Tx.Commit(ctx); err != nil {
 		return err
 	}
-	if len(tx.pushes) > 0 && tx.db.OnDesired != nil {
-		tx.db.OnDesired(tx.pushes)
+	if len(tx.pushes) > 0 {
+		tx.db.opened.add(tx.pushes, tx.mono)
+		if tx.db.OnDesired != nil {
+			tx.db.OnDesired(tx.pushes)
+		}
 	}
 	if tx.mailed && tx.db.OnMail != nil {
 		tx.db.OnMail()

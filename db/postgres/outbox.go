@@ -70,8 +70,15 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 	if board {
 		roles = append(roles, string(doorledger.RoleBoard))
 	}
-	rows, err := tx.Query(ctx, `SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
+	return tx.alertEach(ctx, &doorledger.Message{Subject: subject, Body: body, Kind: "alert", BuildingID: buildingID}, dedupKey,
+		`SELECT u.email FROM grants g JOIN users u ON u.id = g.user_id
 		WHERE g.building_id = $1 AND NOT u.disabled AND u.role = ANY ($2) ORDER BY u.id`, buildingID, roles)
+}
+
+// alertEach queues m to every address query returns, at most once per
+// address for dedupKey ("": no de-duplication).
+func (tx *Tx) alertEach(ctx context.Context, m *doorledger.Message, dedupKey, query string, args ...any) error {
+	rows, err := tx.Query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -84,7 +91,9 @@ func (tx *Tx) alertManagers(ctx context.Context, buildingID int64, board bool, s
 		if dedupKey != "" {
 			key = dedupKey + ":" + addr
 		}
-		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: subject, Body: body, Kind: "alert", BuildingID: buildingID}, key); err != nil {
+		msg := *m
+		msg.To = addr
+		if err := tx.queueMail(ctx, &msg, key); err != nil {
 			return err
 		}
 	}

@@ -426,5 +426,6 @@ func paperDisputes(ctx context.Context, q querier, buildingID int64) ([]doorledg
 		return d, r.Scan(&d.InstallerID, &d.Installer, &d.Company, &d.Vendor, &d.Forms, &d.Disputed)
 	}, `SELECT c.installer_id, u.name, u.company, c.vendor, COUNT(*), COUNT(p.disputed_at)
 		FROM paper_forms p JOIN consents c ON c.id = p.consent_id JOIN users u ON u.id = c.installer_id
-		WHERE c.building_id = $1 GROUP BY c.installer_id, c.vendor ORDER BY COUNT(p.disputed_at) DESC, u.name, c.vendor`, buildingID)
+		WHERE c.building_id = $1 GROUP BY c.installer_id, u.id, c.vendor
+		ORDER BY COUNT(p.disputed_at) DESC, u.name COLLATE "C", c.vendor COLLATE "C"`, buildingID)
 }

@@ -2,8 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // queryAll runs query and scans every row with scan.
@@ -67,4 +71,24 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
+}
+
+// sqlArgs collects the arguments of a query built piece by piece (a scope,
+// optional filters): add appends one and returns its placeholder.
+type sqlArgs []any
+
+func (a *sqlArgs) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// insertReturningID runs an INSERT … ON CONFLICT DO NOTHING RETURNING id: the
+// new row's id, or 0 when the conflict inserted nothing.
+func insertReturningID(ctx context.Context, q querier, query string, args ...any) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, query, args...).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return id, err
 }

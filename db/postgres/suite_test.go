@@ -1,7 +1,7 @@
 package postgres_test
 
 import (
-	"context"
+	"bytes"
 	"testing"
 
 	"github.com/doorledger/doorledger"
@@ -12,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -26,6 +26,9 @@ func newPostgresServices(t *testing.T) dbtest.Services {
 	return s
 }
 
+// sealKey seals the vendor keys of the tests' databases.
+var sealKey = bytes.Repeat([]byte{7}, postgres.SealKeySize)
+
 // openServices opens a database (MustOpenDB) and the services ported so
 // far, as the suite sees them (the rest are nil), and returns the database
 // too for the tests that must reach it.
@@ -35,42 +38,39 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 	buildings := postgres.NewBuildingService(d)
 	buildings.BaseURL = dbtest.BaseURL
 	consents := postgres.NewConsentService(d, dbtest.BaseURL)
-	return dbtest.Services{
-		Users:       postgres.NewUserService(d),
-		Buildings:   buildings,
-		Invitations: postgres.NewInvitationService(d, dbtest.BaseURL),
-		Consents:    consents,
-		Devices:     deviceStates{d: d},
-		Audit:       postgres.NewAuditService(d),
-		Policies:    postgres.NewPolicyService(d),
-		Papers:      consents,
-		Residents:   postgres.NewResidentService(d, dbtest.BaseURL),
-		Privacy:     postgres.NewPrivacyService(d),
-		Outbox:      postgres.NewOutboxService(d),
-		Leases:      postgres.NewLeaseService(d),
-		Ops:         postgres.NewOpsService(d), // its group needs the device world: ops_test.go checks it meanwhile
-		Now:         now,
-		OnMail:      func(f func()) { d.OnMail = f },
-		OnDesired:   func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
-	}, d
-}
-
-// deviceStates stands in for the device service until its port (w9-pg3)
-// lands: the consent groups read a device's desired state and consent
-// (dbtest's ConsentWorld.Device) from the database itself. Any other
-// method of doorledger.DeviceService panics on the nil interface.
-type deviceStates struct {
-	doorledger.DeviceService
-	d *postgres.DB
-}
-
-func (s deviceStates) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
-	var dev doorledger.Device
-	var consentID *int64
-	err := s.d.Pool().QueryRow(ctx, `SELECT id, building_id, desired_state, consent_id FROM devices WHERE id = $1`, id).
-		Scan(&dev.ID, &dev.BuildingID, &dev.DesiredState, &consentID)
-	if consentID != nil {
-		dev.ConsentID = *consentID
+	devices := postgres.NewDeviceService(d)
+	unlocks := postgres.NewUnlockService(d)
+	logs := postgres.NewLogService(d, mustLogKey(tb))
+	reports := postgres.NewReportService(d, logs, dbtest.BaseURL)
+	vendors, err := postgres.NewVendorService(d, unlocks, sealKey)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return &dev, err
+	return dbtest.Services{
+		Users:           postgres.NewUserService(d),
+		Buildings:       buildings,
+		Invitations:     postgres.NewInvitationService(d, dbtest.BaseURL),
+		Consents:        consents,
+		Devices:         devices,
+		DeviceReports:   devices,
+		Controller:      devices,
+		Audit:           postgres.NewAuditService(d),
+		Policies:        postgres.NewPolicyService(d),
+		Papers:          consents,
+		Residents:       postgres.NewResidentService(d, dbtest.BaseURL),
+		Privacy:         postgres.NewPrivacyService(d),
+		Outbox:          postgres.NewOutboxService(d),
+		Attention:       postgres.NewAttentionService(d),
+		Unlocks:         unlocks,
+		Leases:          postgres.NewLeaseService(d),
+		Ops:             postgres.NewOpsService(d),
+		Logs:            logs,
+		Reports:         reports,
+		Vendors:         vendors,
+		Witnesses:       postgres.NewWitnessService(d),
+		Now:             now,
+		OnMail:          func(f func()) { d.OnMail = f },
+		OnDesired:       func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
+		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
+	}, d
 }

@@ -6,17 +6,6 @@ import (
 	"time"
 )
 
-// UnlockService implements, as it is ported from package sqlite (issue 15),
-// doorledger.UnlockService. Ported so far: the retention purge (Purge),
-// which the verifiable log records. Ingest, history, daily counts,
-// settings, export and anomalies follow.
-type UnlockService struct {
-	db *DB
-}
-
-// NewUnlockService returns the PostgreSQL unlock service.
-func NewUnlockService(db *DB) *UnlockService { return &UnlockService{db: db} }
-
 // purgeChunk bounds the rows one purge transaction deletes.
 const purgeChunk = 5000
 

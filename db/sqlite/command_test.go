@@ -68,60 +68,6 @@ func TestDeviceDeliveryRecordsRideOnTheReport(t *testing.T) {
 	}
 }
 
-// A record written after its command was confirmed or timed out leaves the
-// status alone, and the latest delivery time wins whatever the order.
-func TestDeviceDeliveryRecordsAnyOrder(t *testing.T) {
-	w := newDeviceWorld(t)
-	w.svc.SentFlushDelay = time.Hour
-	ctx := context.Background()
-	id := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
-	c1, err := w.svc.SetDesiredState(w.ctx(w.mgrA), id, enabled, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Timed out before its record was written: ExpireUnconfirmed writes the
-	// record first, then finds the command past its time-out.
-	first := *w.now
-	if err := w.svc.MarkSentMany(ctx, []doorledger.DesiredState{{DeviceID: id, CommandID: c1.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	*w.now = w.now.Add(10 * time.Minute)
-	retries, err := w.svc.ExpireUnconfirmed(ctx, 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(retries) != 1 {
-		t.Fatalf("retries %+v", retries)
-	}
-	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandNotConfirmed || c.Attempts != 1 || !c.SentAt.Equal(first) {
-		t.Errorf("after the time-out: %+v", c)
-	}
-	// The retry's record is held; a failed retry, recorded at once, writes it first.
-	retried := *w.now
-	if err := w.svc.MarkSentMany(ctx, retries); err != nil {
-		t.Fatal(err)
-	}
-	*w.now = w.now.Add(time.Second)
-	if err := w.svc.MarkSent(ctx, c1.ID, context.DeadlineExceeded); err != nil {
-		t.Fatal(err)
-	}
-	c := w.mustCommand(t, id, 1)
-	if c.Status != doorledger.CommandNotConfirmed || c.Attempts != 3 || !c.SentAt.Equal(retried) || c.LastError != context.DeadlineExceeded.Error() {
-		t.Errorf("after a held retry and a failed one: %+v", c)
-	}
-	// Confirmed, then a record arrives late: still confirmed.
-	w.report(t, id, enabled, 1)
-	if err := w.svc.MarkSentMany(ctx, []doorledger.DesiredState{{DeviceID: id, CommandID: c1.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.svc.FlushSent(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if c := w.mustCommand(t, id, 1); c.Status != doorledger.CommandConfirmed || c.Attempts != 4 {
-		t.Errorf("a late record: %+v", c)
-	}
-}
-
 // Without a transaction of its device, a record is written on its own after
 // SentFlushDelay.
 func TestDeviceDeliveryRecordsFlushOnTheirOwn(t *testing.T) {

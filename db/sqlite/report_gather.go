@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/eventcodec"
 )
 
 // GatherReport reads everything the report prints from one read transaction.
@@ -120,7 +120,7 @@ func (s *ReportService) GatherReport(ctx context.Context, id string, fn func(*do
 
 // reportEvents yields a report's unlock events from its snapshot. The first
 // walk reads the database and keeps a compact copy of each event (encoded
-// as in report_codec.go; its size in docs/benchmarks.md); later walks,
+// by package eventcodec; its size in docs/benchmarks.md); later walks,
 // which the PDF (twice) and the evidence bundle (four times) make, replay
 // that copy, so the database is read once. A first walk that
 // stops early, or that would keep more than maxKeptEvents events or
@@ -139,7 +139,7 @@ type reportEvents struct {
 	building int64
 	lo, hi   string
 
-	kept    []byte // the events of the first complete walk, encoded (appendEvent)
+	kept    []byte // the events of the first complete walk, encoded (eventcodec.Append)
 	n       int    // how many are kept
 	done    bool   // a walk completed: kept holds every event
 	tooMany bool   // the events are more than a copy may hold: every walk reads the database
@@ -197,7 +197,7 @@ func (r *reportEvents) walkDB(yield func(*doorledger.UnlockEvent) error) error {
 			if r.n >= maxKeptEvents || len(r.kept) >= maxKeptBytes {
 				keep, r.kept, r.tooMany = false, nil, true
 			} else {
-				r.kept = appendEvent(r.kept, e)
+				r.kept = eventcodec.Append(r.kept, e)
 				r.n++
 			}
 		}
@@ -221,7 +221,7 @@ func (r *reportEvents) replay(yield func(*doorledger.UnlockEvent) error) error {
 	buf := r.kept
 	for range r.n {
 		var err error
-		if buf, err = readEvent(buf, &e); err != nil {
+		if buf, err = eventcodec.Read(buf, &e); err != nil {
 			return fmt.Errorf("report %s: kept unlock events: %w", r.report, err)
 		}
 		if err := yield(&e); err != nil {
@@ -254,7 +254,7 @@ func (sc *eventScanner) scan(rows *sql.Rows) (*doorledger.UnlockEvent, error) {
 	}
 	e.DeviceRef, e.EventID, e.Method, e.ActorRef, e.Result, e.Source = f[0], f[1], f[2], f[3], doorledger.UnlockResult(f[4]), f[5]
 	e.OccurredAt, e.ReceivedAt = parseDBTime(sc.occurred), parseDBTime(sc.received)
-	e.Anomalies = kindsOf(sc.bits)
+	e.Anomalies = eventcodec.Kinds(sc.bits)
 	e.AcknowledgedAt, e.AcknowledgedBy, e.AckNote = time.Time{}, "", ""
 	if sc.ack.Valid {
 		var a [3]string
@@ -277,21 +277,4 @@ func split(s string, f []string) bool {
 	}
 	f[len(f)-1] = s
 	return strings.IndexByte(s, 0x1f) < 0
-}
-
-// anomalyKindSets holds anomalyKinds of every combination of bits, so that
-// scanning an event allocates none. Their capacity is their length: a
-// caller appending to one gets a copy.
-var anomalyKindSets = func() (sets [64][]string) {
-	for bits := range sets {
-		sets[bits] = slices.Clip(anomalyKinds(int64(bits)))
-	}
-	return sets
-}()
-
-func kindsOf(bits int64) []string {
-	if bits >= 0 && bits < int64(len(anomalyKindSets)) {
-		return anomalyKindSets[bits]
-	}
-	return anomalyKinds(bits)
 }

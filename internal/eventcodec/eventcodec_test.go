@@ -1,4 +1,4 @@
-package sqlite
+package eventcodec
 
 import (
 	"bytes"
@@ -33,20 +33,20 @@ func codecEvents() []doorledger.UnlockEvent {
 	}
 }
 
-// TestReportCodecRoundTrip checks that events appended one after another
+// TestCodecRoundTrip checks that events appended one after another
 // into one buffer, as a report's first walk keeps them, read back in order
 // exactly as they were, with nothing left over.
-func TestReportCodecRoundTrip(t *testing.T) {
+func TestCodecRoundTrip(t *testing.T) {
 	want := codecEvents()
 	var buf []byte
 	for i := range want {
-		buf = appendEvent(buf, &want[i])
+		buf = Append(buf, &want[i])
 	}
 	rest := buf
 	for i := range want {
 		var got doorledger.UnlockEvent
 		var err error
-		if rest, err = readEvent(rest, &got); err != nil {
+		if rest, err = Read(rest, &got); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 		if !slices.Equal(got.Anomalies, want[i].Anomalies) {
@@ -62,19 +62,19 @@ func TestReportCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// TestReportCodecReusedEvent checks that decoding into the event of the
+// TestCodecReusedEvent checks that decoding into the event of the
 // previous one, as replay does, leaves nothing of it behind: an
 // acknowledgement, a received time or anomalies it had and the next lacks.
-func TestReportCodecReusedEvent(t *testing.T) {
+func TestCodecReusedEvent(t *testing.T) {
 	events := codecEvents()
 	acked, plain := events[2], events[1]
-	buf := appendEvent(appendEvent(nil, &acked), &plain)
+	buf := Append(Append(nil, &acked), &plain)
 	var e doorledger.UnlockEvent
-	rest, err := readEvent(buf, &e)
+	rest, err := Read(buf, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readEvent(rest, &e); err != nil {
+	if _, err := Read(rest, &e); err != nil {
 		t.Fatal(err)
 	}
 	if e.Acknowledged() || e.AcknowledgedBy != "" || e.AckNote != "" || !e.ReceivedAt.IsZero() || !slices.Equal(e.Anomalies, plain.Anomalies) {
@@ -82,31 +82,31 @@ func TestReportCodecReusedEvent(t *testing.T) {
 	}
 }
 
-// TestReportCodecDamaged checks that every truncation of an encoded event is
-// refused with errKept, never a panic or a half-read event taken as whole.
-func TestReportCodecDamaged(t *testing.T) {
+// TestCodecDamaged checks that every truncation of an encoded event is
+// refused with ErrDamaged, never a panic or a half-read event taken as whole.
+func TestCodecDamaged(t *testing.T) {
 	for i, ev := range codecEvents() {
-		b := appendEvent(nil, &ev)
+		b := Append(nil, &ev)
 		for n := range len(b) {
 			var e doorledger.UnlockEvent
-			if _, err := readEvent(b[:n], &e); !errors.Is(err, errKept) {
-				t.Errorf("event %d cut at %d of %d bytes: %v, want errKept", i, n, len(b), err)
+			if _, err := Read(b[:n], &e); !errors.Is(err, ErrDamaged) {
+				t.Errorf("event %d cut at %d of %d bytes: %v, want ErrDamaged", i, n, len(b), err)
 			}
 		}
 	}
 }
 
-// FuzzReportCodec checks that readEvent never panics on any input, and that
+// FuzzCodec checks that readEvent never panics on any input, and that
 // what it reads, encoded again, reads back the same.
-func FuzzReportCodec(f *testing.F) {
+func FuzzCodec(f *testing.F) {
 	for _, ev := range codecEvents() {
-		f.Add(appendEvent(nil, &ev))
+		f.Add(Append(nil, &ev))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e doorledger.UnlockEvent
-		rest, err := readEvent(b, &e)
+		rest, err := Read(b, &e)
 		if err != nil {
 			return
 		}
@@ -114,7 +114,7 @@ func FuzzReportCodec(f *testing.F) {
 			t.Fatalf("rest of %d bytes from %d", len(rest), len(b))
 		}
 		var again doorledger.UnlockEvent
-		if _, err := readEvent(appendEvent(nil, &e), &again); err != nil {
+		if _, err := Read(Append(nil, &e), &again); err != nil {
 			t.Fatalf("re-encoded %+v: %v", e, err)
 		}
 		if !slices.Equal(again.Anomalies, e.Anomalies) || again.ID != e.ID || again.DeviceID != e.DeviceID ||

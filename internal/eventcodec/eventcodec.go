@@ -1,14 +1,19 @@
-package sqlite
+// Package eventcodec encodes unlock events compactly, for the copy a
+// report keeps of its events between the walks the PDF and the evidence
+// bundle make (see the report services of package sqlite and package
+// postgres, and docs/benchmarks.md for the size).
+package eventcodec
 
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/doorledger/doorledger"
 )
 
-// Kept events are encoded as: flags (1: acknowledged, 2: no received time),
+// Events are encoded as: flags (1: acknowledged, 2: no received time),
 // the id, device id, occurred and received times (µs since the epoch, the
 // received time as a difference) as varints, the anomaly bits, then the
 // texts (device ref, event id, method, actor ref, result, source; when
@@ -19,7 +24,8 @@ const (
 	keptNoReceived = 2
 )
 
-func appendEvent(b []byte, e *doorledger.UnlockEvent) []byte {
+// Append appends e, encoded, to b.
+func Append(b []byte, e *doorledger.UnlockEvent) []byte {
 	var flags byte
 	if e.Acknowledged() {
 		flags |= keptAcked
@@ -35,7 +41,7 @@ func appendEvent(b []byte, e *doorledger.UnlockEvent) []byte {
 	b = binary.AppendVarint(b, e.ReceivedAt.UnixMicro()-occurred)
 	var bits int64
 	for _, k := range e.Anomalies {
-		bits |= anomalyBit(k)
+		bits |= bit(k)
 	}
 	b = binary.AppendUvarint(b, uint64(bits))
 	for _, s := range [...]string{e.DeviceRef, e.EventID, e.Method, e.ActorRef, string(e.Result), e.Source} {
@@ -52,12 +58,14 @@ func appendText(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
-var errKept = errors.New("damaged")
+// ErrDamaged says a buffer does not hold a whole encoded event.
+var ErrDamaged = errors.New("damaged")
 
-// readEvent decodes the event at the start of b into e and returns the rest.
-func readEvent(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
+// Read decodes the event at the start of b into e, every field of e
+// overwritten, and returns the rest.
+func Read(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
 	if len(b) == 0 {
-		return nil, errKept
+		return nil, ErrDamaged
 	}
 	flags := b[0]
 	b = b[1:]
@@ -71,7 +79,7 @@ func readEvent(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
 			nums[i], n = binary.Varint(b)
 		}
 		if n <= 0 {
-			return nil, errKept
+			return nil, ErrDamaged
 		}
 		b = b[n:]
 	}
@@ -81,12 +89,12 @@ func readEvent(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
 	if flags&keptNoReceived != 0 {
 		e.ReceivedAt = time.Time{}
 	}
-	e.Anomalies = kindsOf(nums[4])
+	e.Anomalies = Kinds(nums[4])
 	var f [6]string
 	for i := range f {
 		var ok bool
 		if f[i], b, ok = readText(b); !ok {
-			return nil, errKept
+			return nil, ErrDamaged
 		}
 	}
 	e.DeviceRef, e.EventID, e.Method, e.ActorRef, e.Result, e.Source = f[0], f[1], f[2], f[3], doorledger.UnlockResult(f[4]), f[5]
@@ -94,7 +102,7 @@ func readEvent(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
 	if flags&keptAcked != 0 {
 		at, n := binary.Varint(b)
 		if n <= 0 {
-			return nil, errKept
+			return nil, ErrDamaged
 		}
 		b = b[n:]
 		e.AcknowledgedAt = time.UnixMicro(at).UTC()
@@ -102,7 +110,7 @@ func readEvent(b []byte, e *doorledger.UnlockEvent) ([]byte, error) {
 		e.AcknowledgedBy, b, ok1 = readText(b)
 		e.AckNote, b, ok2 = readText(b)
 		if !ok1 || !ok2 {
-			return nil, errKept
+			return nil, ErrDamaged
 		}
 	}
 	return b, nil
@@ -114,4 +122,56 @@ func readText(b []byte) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return string(b[n : n+int(l)]), b[n+int(l):], true
+}
+
+// anomalyBits are the flags of an event's anomalies, as both databases keep
+// them (unlock_events.anomalies): fixed forever.
+var anomalyBits = []struct {
+	kind string
+	bit  int64
+}{
+	{doorledger.AnomalyAfterRevocation, 1},
+	{doorledger.AnomalyWithoutConsent, 2},
+	{doorledger.AnomalyUnknownDevice, 4},
+	{doorledger.AnomalyOutsideHours, 8},
+	{doorledger.AnomalyBurst, 16},
+	{doorledger.AnomalyClockSkew, 32},
+}
+
+func bit(kind string) int64 {
+	for _, a := range anomalyBits {
+		if a.kind == kind {
+			return a.bit
+		}
+	}
+	return 0
+}
+
+func kinds(bits int64) []string {
+	var list []string
+	for _, a := range anomalyBits {
+		if bits&a.bit != 0 {
+			list = append(list, a.kind)
+		}
+	}
+	return list
+}
+
+// kindSets holds the kinds of every combination of bits, so that reading
+// an event allocates none. Their capacity is their length: a caller
+// appending to one gets a copy.
+var kindSets = func() (sets [64][]string) {
+	for bits := range sets {
+		sets[bits] = slices.Clip(kinds(int64(bits)))
+	}
+	return sets
+}()
+
+// Kinds names the anomalies of an event's bits, the same slice for the same
+// bits (not to be changed).
+func Kinds(bits int64) []string {
+	if bits >= 0 && bits < int64(len(kindSets)) {
+		return kindSets[bits]
+	}
+	return kinds(bits)
 }

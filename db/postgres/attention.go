@@ -1,0 +1,355 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/jackc/pgx/v5"
+)
+
+// AttentionService reads the attention list: what needs a manager in every
+// building they see. Each kind is one grouped count over a small index (open
+// anomalies are a count kept by triggers: building_open_anomalies), then the
+// items of the buildings listed, a few of each kind per building. Ported
+// from package sqlite's attention.go.
+type AttentionService struct {
+	db *DB
+}
+
+// NewAttentionService returns the PostgreSQL attention service.
+func NewAttentionService(db *DB) *AttentionService { return &AttentionService{db: db} }
+
+var _ doorledger.AttentionService = (*AttentionService)(nil)
+
+// The queries name their arguments (pgx.NamedArgs): @user is the caller's id
+// (when scoped), @now the clock, @bound the kind's bound in time, @ids the
+// buildings listed and @per the items per building. A query sends only the
+// arguments it names.
+
+// attentionScope returns the condition limiting a count to the caller's
+// buildings (on the column col), and the caller's id for @user: nothing for
+// admins and the system, the granted buildings for managers and boards.
+// Installers are refused: the list is not theirs.
+func attentionScope(c caller) (func(col string) string, int64, error) {
+	if err := c.requireSignedIn(); err != nil {
+		return nil, 0, err
+	}
+	switch c.role() {
+	case doorledger.RoleAdmin:
+		return func(string) string { return "" }, 0, nil
+	case doorledger.RoleManager, doorledger.RoleBoard:
+		return func(col string) string {
+			return " AND " + col + " IN (SELECT building_id FROM grants WHERE user_id = @user)"
+		}, c.user.ID, nil
+	}
+	return nil, 0, doorledger.Errorf(doorledger.EFORBIDDEN, "The attention list is for managers and boards.")
+}
+
+// attentionCount is one kind's count per building: the query selects
+// (building_id, count[, oldest time]). %s is the scope condition.
+type attentionCount struct {
+	kind  doorledger.AttentionKind
+	query string
+	col   string // the building column the scope applies to
+	bound func(now time.Time) time.Time
+}
+
+var attentionCounts = []attentionCount{
+	{doorledger.AttentionUnconsented, `SELECT d.building_id, count(*) FROM devices d
+		WHERE d.unconsented AND NOT d.retired%s GROUP BY d.building_id`, "d.building_id", nil},
+	// The device's current command only (an older one was superseded or
+	// confirmed); 'refused' is the status of a command the device refused.
+	{doorledger.AttentionCommand, `SELECT cm.building_id, count(*) FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE cm.status IN ('not_confirmed', 'refused') AND cm.version = d.desired_version AND NOT d.retired%s
+		GROUP BY cm.building_id`, "cm.building_id", nil},
+	// The rule of UnlockService.OfflineDevices: silent (since last seen, or
+	// registered if never) longer than the device's heartbeat, else its
+	// building's; 0 is not watched. offline_after is that since plus that
+	// heartbeat, kept by triggers (migrations/004): an index range.
+	{doorledger.AttentionOffline, `SELECT d.building_id, count(*) FROM devices d
+		WHERE NOT d.retired AND d.offline_after < @now%s GROUP BY d.building_id`, "d.building_id", nil},
+	{doorledger.AttentionAnomalies, `SELECT o.building_id, o.n FROM building_open_anomalies o WHERE o.n > 0%s`, "o.building_id", nil},
+	{doorledger.AttentionAwaiting, `SELECT c.building_id, count(*), min(c.requested_at) FROM consents c
+		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL%s GROUP BY c.building_id`, "c.building_id", nil},
+	// A signed consent a device in service rests on (a signed renewal moves
+	// the device to the new consent), lapsing within the window or past its
+	// end and not yet recorded lapsed.
+	{doorledger.AttentionLapsing, `SELECT c.building_id, count(*) FROM consents c
+		WHERE c.status = 'signed' AND c.expires_at <= @bound
+		AND EXISTS (SELECT 1 FROM devices d WHERE d.consent_id = c.id AND NOT d.retired)%s GROUP BY c.building_id`, "c.building_id",
+		func(now time.Time) time.Time { return now.Add(doorledger.AttentionLapsingWithin) }},
+	// Withdrawals and disputes, of signed consents and of requests ended
+	// before they were signed (recorded declined, the fact on the timeline).
+	{doorledger.AttentionEnded, `SELECT c.building_id, count(*) FROM consent_events e JOIN consents c ON c.id = e.consent_id
+		WHERE e.kind IN ('withdrawn', 'disputed') AND e.at >= @bound%s GROUP BY c.building_id`, "c.building_id",
+		func(now time.Time) time.Time { return now.Add(-doorledger.AttentionEndedWithin) }},
+	{doorledger.AttentionResidentReport, `SELECT r.building_id, count(*) FROM resident_reports r
+		WHERE r.resolved_at IS NULL%s GROUP BY r.building_id`, "r.building_id", nil},
+}
+
+// counts reads every kind's count per building the caller sees.
+func (s *AttentionService) counts(ctx context.Context, now time.Time) (map[int64]*doorledger.AttentionCounts, error) {
+	scope, user, err := attentionScope(callerFrom(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]*doorledger.AttentionCounts{}
+	for _, k := range attentionCounts {
+		args := pgx.NamedArgs{"user": user, "now": now, "bound": bound(k, now)}
+		if err := s.countKind(ctx, k, fmt.Sprintf(k.query, scope(k.col)), args, out); err != nil {
+			return nil, fmt.Errorf("count %s: %w", k.kind, err)
+		}
+	}
+	return out, nil
+}
+
+// bound is the kind's bound in time (@bound) at now: now unless the kind has its own.
+func bound(k attentionCount, now time.Time) time.Time {
+	if k.bound != nil {
+		return k.bound(now)
+	}
+	return now
+}
+
+func (s *AttentionService) countKind(ctx context.Context, k attentionCount, query string, args pgx.NamedArgs, out map[int64]*doorledger.AttentionCounts) error {
+	rows, err := s.db.pool.Query(ctx, query, args)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var n int
+		var oldest time.Time
+		dest := []any{&id, &n}
+		if k.kind == doorledger.AttentionAwaiting {
+			dest = append(dest, at(&oldest))
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		c := out[id]
+		if c == nil {
+			c = &doorledger.AttentionCounts{}
+			out[id] = c
+		}
+		c.Add(k.kind, n)
+		if !oldest.IsZero() {
+			c.OldestAwaiting = oldest
+		}
+	}
+	return rows.Err()
+}
+
+// AttentionCounts returns the counts of the caller's buildings that have something.
+func (s *AttentionService) AttentionCounts(ctx context.Context) (map[int64]doorledger.AttentionCounts, error) {
+	counts, err := s.counts(ctx, s.db.now())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]doorledger.AttentionCounts, len(counts))
+	for id, c := range counts {
+		out[id] = *c
+	}
+	return out, nil
+}
+
+// Attention returns what needs the caller, with the items of the buildings listed.
+func (s *AttentionService) Attention(ctx context.Context, opts doorledger.AttentionOptions) (*doorledger.Attention, error) {
+	if opts.MaxBuildings <= 0 {
+		opts.MaxBuildings = 50
+	}
+	if opts.ItemsPerKind <= 0 {
+		opts.ItemsPerKind = 5
+	}
+	now := s.db.now()
+	counts, err := s.counts(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	c := callerFrom(ctx)
+	a := &doorledger.Attention{CheckedAt: now, Needing: len(counts)}
+	seen := `SELECT count(*) FROM buildings`
+	var seenArgs []any
+	if !c.allBuildings() {
+		seen, seenArgs = `SELECT count(*) FROM grants WHERE user_id = $1`, []any{c.user.ID}
+	}
+	if err := s.db.pool.QueryRow(ctx, seen, seenArgs...).Scan(&a.Buildings); err != nil {
+		return nil, fmt.Errorf("count buildings: %w", err)
+	}
+	if len(counts) == 0 {
+		return a, nil
+	}
+	ids := make([]int64, 0, len(counts))
+	for id, bc := range counts {
+		ids = append(ids, id)
+		for kind, n := range bc.Counts {
+			a.Totals.Add(kind, n)
+		}
+		if !bc.OldestAwaiting.IsZero() && (a.Totals.OldestAwaiting.IsZero() || bc.OldestAwaiting.Before(a.Totals.OldestAwaiting)) {
+			a.Totals.OldestAwaiting = bc.OldestAwaiting
+		}
+	}
+	// The buildings with the most first, then by name: names first.
+	names, err := s.buildingNames(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]*doorledger.BuildingAttention, 0, len(ids))
+	for _, id := range ids {
+		n := names[id]
+		list = append(list, &doorledger.BuildingAttention{BuildingID: id, Name: n[0], Timezone: n[1], Counts: *counts[id]})
+	}
+	slices.SortFunc(list, func(x, y *doorledger.BuildingAttention) int {
+		if c := cmp.Compare(y.Counts.Total(), x.Counts.Total()); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Name, y.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.BuildingID, y.BuildingID)
+	})
+	if len(list) > opts.MaxBuildings {
+		list = list[:opts.MaxBuildings]
+	}
+	if err := s.items(ctx, now, list, opts.ItemsPerKind); err != nil {
+		return nil, err
+	}
+	a.Listed = list
+	return a, nil
+}
+
+func (s *AttentionService) buildingNames(ctx context.Context, ids []int64) (map[int64][2]string, error) {
+	rows, err := s.db.pool.Query(ctx, `SELECT id, name, timezone FROM buildings WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("building names: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[int64][2]string, len(ids))
+	for rows.Next() {
+		var id int64
+		var name, tz string
+		if err := rows.Scan(&id, &name, &tz); err != nil {
+			return nil, err
+		}
+		out[id] = [2]string{name, tz}
+	}
+	return out, rows.Err()
+}
+
+// attentionItems are the items of one kind: (building_id, id, label parts…,
+// at, status) of the buildings in @ids, at most @per per building, oldest
+// first; @now and @bound as for the counts.
+var attentionItems = map[doorledger.AttentionKind]string{
+	doorledger.AttentionUnconsented: `SELECT building_id, id, vendor, model, serial, location, created_at, '' FROM (
+		SELECT d.*, row_number() OVER (PARTITION BY d.building_id ORDER BY d.created_at, d.id) AS rn FROM devices d
+		WHERE d.unconsented AND NOT d.retired AND d.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionCommand: `SELECT building_id, id, vendor, model, serial, location, requested_at, status FROM (
+		SELECT d.building_id, d.id, d.vendor, d.model, d.serial, d.location, cm.requested_at, cm.status,
+			row_number() OVER (PARTITION BY d.building_id ORDER BY cm.requested_at, cm.id) AS rn
+		FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE cm.status IN ('not_confirmed', 'refused') AND cm.version = d.desired_version AND NOT d.retired
+		AND cm.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionOffline: `SELECT building_id, id, vendor, model, serial, location, since, '' FROM (
+		SELECT d.building_id, d.id, d.vendor, d.model, d.serial, d.location, COALESCE(d.last_seen_at, d.created_at) AS since,
+			row_number() OVER (PARTITION BY d.building_id ORDER BY COALESCE(d.last_seen_at, d.created_at), d.id) AS rn
+		FROM devices d WHERE NOT d.retired AND d.offline_after < @now
+		AND d.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionAwaiting: `SELECT building_id, id, vendor, model, serial, location, requested_at, '' FROM (
+		SELECT c.building_id, c.id, c.vendor, c.model, c.serial, c.location, c.requested_at,
+			row_number() OVER (PARTITION BY c.building_id ORDER BY c.requested_at, c.id) AS rn
+		FROM consents c WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL
+		AND c.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionLapsing: `SELECT building_id, id, vendor, model, serial, location, expires_at, '' FROM (
+		SELECT c.building_id, c.id, c.vendor, c.model, c.serial, c.location, c.expires_at,
+			row_number() OVER (PARTITION BY c.building_id ORDER BY c.expires_at, c.id) AS rn
+		FROM consents c WHERE c.status = 'signed' AND c.expires_at <= @bound
+		AND EXISTS (SELECT 1 FROM devices d WHERE d.consent_id = c.id AND NOT d.retired)
+		AND c.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionEnded: `SELECT building_id, id, vendor, model, serial, location, at, kind FROM (
+		SELECT c.building_id, c.id, c.vendor, c.model, c.serial, c.location, e.at, e.kind,
+			row_number() OVER (PARTITION BY c.building_id ORDER BY e.at DESC, e.id DESC) AS rn
+		FROM consent_events e JOIN consents c ON c.id = e.consent_id
+		WHERE e.kind IN ('withdrawn', 'disputed') AND e.at >= @bound
+		AND c.building_id = ANY(@ids)) x WHERE rn <= @per`,
+	doorledger.AttentionResidentReport: `SELECT building_id, id, '', '', '', location, created_at, '' FROM (
+		SELECT r.building_id, r.id, r.location, r.created_at,
+			row_number() OVER (PARTITION BY r.building_id ORDER BY r.created_at, r.id) AS rn
+		FROM resident_reports r WHERE r.resolved_at IS NULL
+		AND r.building_id = ANY(@ids)) x WHERE rn <= @per`,
+}
+
+// items reads, for the buildings listed, up to per items of each kind.
+func (s *AttentionService) items(ctx context.Context, now time.Time, list []*doorledger.BuildingAttention, per int) error {
+	byID := make(map[int64]*doorledger.BuildingAttention, len(list))
+	ids := make([]int64, 0, len(list))
+	for _, b := range list {
+		byID[b.BuildingID] = b
+		ids = append(ids, b.BuildingID)
+		if n := b.Counts.Of(doorledger.AttentionAnomalies); n > 0 {
+			b.Items = append(b.Items, doorledger.AttentionItem{Kind: doorledger.AttentionAnomalies})
+		}
+	}
+	for _, k := range attentionCounts {
+		query, ok := attentionItems[k.kind]
+		if !ok {
+			continue
+		}
+		args := pgx.NamedArgs{"ids": ids, "now": now, "bound": bound(k, now), "per": per}
+		if err := s.itemsOf(ctx, k.kind, query, args, byID); err != nil {
+			return fmt.Errorf("items %s: %w", k.kind, err)
+		}
+	}
+	return nil
+}
+
+func (s *AttentionService) itemsOf(ctx context.Context, kind doorledger.AttentionKind, query string, args pgx.NamedArgs, byID map[int64]*doorledger.BuildingAttention) error {
+	rows, err := s.db.pool.Query(ctx, query, args)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var bid, id int64
+		var vendor, model, serial, location, status string
+		it := doorledger.AttentionItem{Kind: kind}
+		if err := rows.Scan(&bid, &id, &vendor, &model, &serial, &location, at(&it.At), &status); err != nil {
+			return err
+		}
+		it.Status = status
+		switch kind {
+		case doorledger.AttentionUnconsented, doorledger.AttentionCommand, doorledger.AttentionOffline:
+			it.DeviceID = id
+		case doorledger.AttentionResidentReport:
+			it.ReportID = id
+		default:
+			it.ConsentID = id
+		}
+		if kind == doorledger.AttentionResidentReport {
+			it.Label = location
+		} else {
+			it.Label = deviceWords(vendor, model, serial, location)
+		}
+		if b := byID[bid]; b != nil {
+			b.Items = append(b.Items, it)
+		}
+	}
+	return rows.Err()
+}
+
+// deviceWords names a device: "Acme K2, serial SN-1, at lobby panel".
+func deviceWords(vendor, model, serial, location string) string {
+	s := strings.TrimSpace(vendor + " " + model)
+	if serial != "" {
+		s += ", serial " + serial
+	}
+	if location != "" {
+		s += ", at " + location
+	}
+	return s
+}

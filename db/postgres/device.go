@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/doorledger/doorledger"
+)
+
+// DeviceService implements doorledger.DeviceService for people (it reads the
+// caller from ctx) and doorledger.DeviceReports for transports, plus what the
+// device controller needs: the desired states to publish at start-up, delivery
+// bookkeeping and time-outs. Transports call without a user in ctx; the service
+// labels what devices and the portal itself do ("device 12", "system").
+// Ported from package sqlite's device.go, command.go, device_report.go and
+// device_credential.go.
+type DeviceService struct {
+	db *DB
+	// BrokerHash, when set, also hashes each new secret in an external
+	// broker's password-file format (devicectl.MosquittoHash), kept beside the
+	// portal's own hash for MosquittoCredentials.
+	BrokerHash func(secret string) (string, error)
+	// Sessions, when set, ends a device's connections made with its old
+	// secret once a new one is committed (the embedded broker).
+	Sessions doorledger.DeviceSessions
+	// SentFlushDelay is how long a delivery record (MarkSentMany) may wait for
+	// a transaction of its device to carry it before it is written on its own.
+	SentFlushDelay time.Duration
+
+	sent    sentLog
+	reports atomic.Int64 // reports committed (ReportStats)
+}
+
+// NewDeviceService returns the PostgreSQL device service.
+func NewDeviceService(db *DB) *DeviceService {
+	return &DeviceService{db: db, SentFlushDelay: 50 * time.Millisecond}
+}
+
+var (
+	_ doorledger.DeviceService = (*DeviceService)(nil)
+	_ doorledger.DeviceReports = (*DeviceService)(nil)
+)
+
+// maxReasonLen bounds the reason typed for a command.
+const maxReasonLen = 500
+
+const deviceColumns = `d.id, d.building_id, d.vendor, d.model, d.serial, d.location, d.opens,
+	COALESCE(d.installer_id, 0), COALESCE(d.consent_id, 0), COALESCE(c.status, ''), c.expires_at,
+	d.transport, d.unconsented, d.retired, d.desired_state, d.desired_version, COALESCE(d.reported_state, ''),
+	d.reported_version, d.last_seen_at, d.created_at, COALESCE(iu.name, ''), COALESCE(iu.company, ''), b.name,
+	lc.requested_at, COALESCE(lc.status, '')`
+
+// deviceFrom joins the consent, the installer, the building and the device's
+// latest command (for "pending for 12 s" and "not confirmed").
+const deviceFrom = ` FROM devices d LEFT JOIN consents c ON c.id = d.consent_id
+	LEFT JOIN users iu ON iu.id = d.installer_id JOIN buildings b ON b.id = d.building_id
+	LEFT JOIN commands lc ON lc.device_id = d.id AND lc.version = d.desired_version`
+
+// scanDevice reads deviceColumns. A signed consent past its expiry is shown as
+// lapsed even before the lapse job records it: it no longer permits enabling.
+func scanDevice(row interface{ Scan(...any) error }, now time.Time) (*doorledger.Device, error) {
+	var d doorledger.Device
+	var expires time.Time
+	if err := row.Scan(&d.ID, &d.BuildingID, &d.Vendor, &d.Model, &d.Serial, &d.Location, &d.Opens,
+		&d.InstallerID, &d.ConsentID, &d.ConsentState, at(&expires),
+		&d.Transport, &d.Unconsented, &d.Retired, &d.DesiredState, &d.DesiredVersion, &d.ReportedState,
+		&d.ReportedVersion, at(&d.LastSeenAt), at(&d.CreatedAt), &d.Installer, &d.Company, &d.BuildingName,
+		at(&d.CommandAt), &d.CommandStatus); err != nil {
+		return nil, err
+	}
+	if d.ConsentState == doorledger.ConsentSigned && !expires.After(now) {
+		d.ConsentState = doorledger.ConsentLapsed
+	}
+	return &d, nil
+}
+
+// deviceScope returns the condition on devices d that limits a query to what
+// the caller may see, its arguments added to args: every device for admins
+// and the system; the devices of granted buildings for managers and boards;
+// of those, only the ones they installed for installers.
+func deviceScope(c caller, args *sqlArgs) (string, error) {
+	if err := c.requireSignedIn(); err != nil {
+		return "", err
+	}
+	if c.allBuildings() {
+		return "true", nil
+	}
+	user := args.add(c.user.ID)
+	cond := `d.building_id IN (SELECT building_id FROM grants WHERE user_id = ` + user + `)`
+	if c.role() == doorledger.RoleInstaller {
+		cond += ` AND d.installer_id = ` + user
+	}
+	return cond, nil
+}
+
+// canManageDevices reports whether the caller's role may change devices (in
+// the buildings it sees).
+func canManageDevices(c caller) bool {
+	r := c.role()
+	return r == doorledger.RoleAdmin || r == doorledger.RoleManager
+}
+
+// findDevice loads a device the caller may see; ENOTFOUND otherwise.
+func findDevice(ctx context.Context, q querier, c caller, id int64, now time.Time) (*doorledger.Device, error) {
+	args := sqlArgs{id}
+	scope, err := deviceScope(c, &args)
+	if err != nil {
+		return nil, err
+	}
+	d, err := scanDevice(q.QueryRow(ctx, `SELECT `+deviceColumns+deviceFrom+` WHERE d.id = $1 AND `+scope, args...), now)
+	return d, notFound(err, "Device not found.")
+}
+
+// manageDevice loads a device the caller may change: ENOTFOUND when the caller
+// cannot see it, EFORBIDDEN when it can but may not change it.
+func (tx *Tx) manageDevice(ctx context.Context, c caller, id int64) (*doorledger.Device, error) {
+	d, err := findDevice(ctx, tx, c, id, tx.now)
+	if err != nil {
+		return nil, err
+	}
+	if !canManageDevices(c) {
+		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only the building's managers may do that.")
+	}
+	return d, nil
+}
+
+// cleanReason normalizes the reason of a command. A control character in it
+// is replaced, not refused: nothing stops a revoke but its length.
+func cleanReason(reason string) (string, error) {
+	return doorledger.NormalizeReason(doorledger.ScrubText(doorledger.NormalizeText(reason), true), maxReasonLen)
+}
+
+func (s *DeviceService) FindDeviceByID(ctx context.Context, id int64) (*doorledger.Device, error) {
+	now := s.db.now()
+	d, err := findDevice(ctx, s.db.pool, callerFrom(ctx), id, now)
+	if err != nil {
+		return nil, err
+	}
+	s.db.measureDevices(now, d)
+	return d, nil
+}
+
+func (s *DeviceService) FindDevices(ctx context.Context, f doorledger.DeviceFilter) ([]*doorledger.Device, error) {
+	c := callerFrom(ctx)
+	var args sqlArgs
+	scope, err := deviceScope(c, &args)
+	if err != nil {
+		return nil, err
+	}
+	if f.BuildingID != 0 {
+		if err := checkBuilding(ctx, s.db.pool, c, f.BuildingID); err != nil {
+			return nil, err
+		}
+	}
+	where := deviceFilterWhere(f, &args)
+	now := s.db.now()
+	list, err := queryAll(ctx, s.db.pool, func(row interface{ Scan(...any) error }) (*doorledger.Device, error) {
+		return scanDevice(row, now)
+	}, `SELECT `+deviceColumns+deviceFrom+` WHERE `+scope+where+` ORDER BY d.building_id, d.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.db.measureDevices(now, list...)
+	return list, nil
+}
+
+// deviceFilterWhere turns f into " AND …" conditions on devices d, their
+// arguments added to args.
+func deviceFilterWhere(f doorledger.DeviceFilter, args *sqlArgs) string {
+	var b strings.Builder
+	if f.BuildingID != 0 {
+		b.WriteString(` AND d.building_id = ` + args.add(f.BuildingID))
+	}
+	if f.InstallerID != 0 {
+		b.WriteString(` AND d.installer_id = ` + args.add(f.InstallerID))
+	}
+	if v := strings.TrimSpace(f.Vendor); v != "" {
+		// SQLite's COLLATE NOCASE folds ASCII letters only.
+		b.WriteString(` AND lower(d.vendor) = lower(` + args.add(v) + `)`)
+	}
+	if f.ConsentID != 0 {
+		b.WriteString(` AND d.consent_id = ` + args.add(f.ConsentID))
+	}
+	return b.String()
+}
+
+// validateFoundDevice checks what a manager knows of a device found in a panel:
+// the vendor, serial and location are needed to tell it apart; model and door
+// may be unknown.
+func validateFoundDevice(d *doorledger.DeviceDetails) error {
+	v := doorledger.Validation{}
+	for _, f := range []struct {
+		name, label string
+		val         *string
+		required    bool
+	}{
+		{"vendor", "the vendor", &d.Vendor, true}, {"model", "the model", &d.Model, false},
+		{"serial", "the serial number", &d.Serial, true}, {"location", "where it was found", &d.Location, true},
+		{"opens", "which door it opens", &d.Opens, false},
+	} {
+		*f.val = strings.TrimSpace(*f.val)
+		if *f.val == "" && f.required {
+			v.Add(f.name, "Enter "+f.label+".")
+		} else if len(*f.val) > 300 {
+			v.Add(f.name, "Keep this under 300 characters.")
+		}
+		doorledger.ValidateLine(v, f.name, *f.val)
+	}
+	return v.Err()
+}
+
+func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64, det doorledger.DeviceDetails) (*doorledger.Device, error) {
+	c := callerFrom(ctx)
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := checkManage(ctx, tx, c, buildingID); err != nil {
+		return nil, err
+	}
+	if err := validateFoundDevice(&det); err != nil {
+		return nil, err
+	}
+	// A failed statement would abort the transaction: the serial's unique
+	// index is a conflict that inserts nothing.
+	id, err := insertReturningID(ctx, tx, `INSERT INTO devices (building_id, vendor, model, serial, location, opens, origin, unconsented, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 'found', true, $7) ON CONFLICT DO NOTHING RETURNING id`,
+		buildingID, det.Vendor, det.Model, det.Serial, det.Location, det.Opens, tx.now)
+	if err != nil {
+		return nil, fmt.Errorf("insert found device: %w", err)
+	} else if id == 0 {
+		return nil, &doorledger.Error{Code: doorledger.ECONFLICT, Message: "Please correct the highlighted fields.",
+			Fields: map[string]string{"serial": "A device of this vendor with this serial number is already registered in this building."}}
+	}
+	if err := tx.audit(ctx, "device.found", buildingID, "device", id, det); err != nil {
+		return nil, err
+	}
+	var building string
+	if err := tx.QueryRow(ctx, `SELECT name FROM buildings WHERE id = $1`, buildingID).Scan(&building); err != nil {
+		return nil, err
+	}
+	if err := tx.alertManagers(ctx, buildingID, true, fmt.Sprintf("Unconsented device found at %s", building),
+		fmt.Sprintf("%s recorded a device found without consent at %s: %s %s, serial %s, at %s.\n"+
+			"It is registered as device %d, flagged unconsented and disabled. No signer has consented to it.\n",
+			c.label(), building, det.Vendor, orUnknown(det.Model), det.Serial, det.Location, id), "device.found:"+itoa(id)); err != nil {
+		return nil, err
+	}
+	d, err := findDevice(ctx, tx, c, id, tx.now)
+	if err != nil {
+		return nil, err
+	}
+	return d, tx.Commit(ctx)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(model unknown)"
+	}
+	return s
+}

@@ -1,0 +1,180 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/doorledger/doorledger"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// subscriberCond is true for a subscription s of a user u who still may
+// receive the building's report: an enabled admin, or an enabled manager or
+// board member with a grant on it.
+const subscriberCond = `u.id = s.user_id AND NOT u.disabled AND (u.role = 'admin' OR (u.role IN ('manager', 'board')
+	AND EXISTS (SELECT 1 FROM grants g WHERE g.building_id = s.building_id AND g.user_id = s.user_id)))`
+
+// mailSubscribers queues, in tx, one mail per subscriber of the building
+// with the monthly report's link and hash.
+func (s *ReportService) mailSubscribers(ctx context.Context, tx *Tx, r *doorledger.ReportRecord) error {
+	to, err := queryAll(ctx, tx, func(row interface{ Scan(...any) error }) (string, error) {
+		var addr string
+		return addr, row.Scan(&addr)
+	}, `SELECT u.email FROM report_subscriptions s JOIN users u ON `+subscriberCond+` WHERE s.building_id = $1 ORDER BY u.id`, r.BuildingID)
+	if err != nil {
+		return err
+	}
+	month := r.From
+	if t, err := time.Parse(dateLayout, r.From); err == nil {
+		month = t.Format("January 2006")
+	}
+	link := s.BaseURL + "/reports/" + r.ID
+	subject := fmt.Sprintf("Monthly audit report: %s, %s", r.BuildingName, month)
+	body := fmt.Sprintf("The audit report of %s for %s (%s to %s, building time) is ready.\n\n"+
+		"Report:   %s\nSHA-256:  %s\nDownload: %s\n\n"+
+		"The SHA-256 identifies the file: to check that a copy you hold is the one Doorledger issued and that it was not altered, "+
+		"upload it on the portal's \"Verify a report\" page.\n\n"+
+		"You receive this mail because you subscribed to the building's monthly report; you can turn it off on the building's reports page.\n",
+		r.BuildingName, month, r.From, r.To, r.ID, r.SHA256, link)
+	for _, addr := range to {
+		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: subject, Body: body, Kind: "report", BuildingID: r.BuildingID},
+			"report:"+r.ID+":"+addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSubscriber allows a person who reads the building's reports.
+func checkSubscriber(ctx context.Context, q querier, c caller, buildingID int64) error {
+	if _, err := checkUnlockRead(ctx, q, c, buildingID); err != nil {
+		return err
+	}
+	if c.user == nil {
+		return doorledger.Errorf(doorledger.EFORBIDDEN, "Only a person can subscribe to a report.")
+	}
+	return nil
+}
+
+func (s *ReportService) Subscribe(ctx context.Context, buildingID int64, on bool) error {
+	c := callerFrom(ctx)
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := checkSubscriber(ctx, tx, c, buildingID); err != nil {
+		return err
+	}
+	var tag pgconn.CommandTag
+	action := "report.subscribe"
+	if on {
+		tag, err = tx.Exec(ctx, `INSERT INTO report_subscriptions (user_id, building_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			c.user.ID, buildingID, tx.now)
+	} else {
+		action = "report.unsubscribe"
+		tag, err = tx.Exec(ctx, `DELETE FROM report_subscriptions WHERE user_id = $1 AND building_id = $2`, c.user.ID, buildingID)
+	}
+	if err != nil {
+		return fmt.Errorf("subscription: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // as asked already
+	}
+	if err := tx.audit(ctx, action, buildingID, "user", c.user.ID, map[string]any{"monthly": true}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (s *ReportService) Subscribed(ctx context.Context, buildingID int64) (bool, error) {
+	c := callerFrom(ctx)
+	if err := checkSubscriber(ctx, s.db.pool, c, buildingID); err != nil {
+		return false, err
+	}
+	var on bool
+	err := s.db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM report_subscriptions WHERE user_id = $1 AND building_id = $2)`,
+		c.user.ID, buildingID).Scan(&on)
+	return on, err
+}
+
+// QueueMonthlyReports queues, for every building with a subscriber who may
+// still receive it, the PDF of the last calendar month that has ended at now
+// in the building's time zone, unless one is registered already (a unique
+// index makes that hold across portals too). A month with more unlock events
+// than a report holds is registered as failed, with the reason, so that it is
+// visible and not retried every hour.
+func (s *ReportService) QueueMonthlyReports(ctx context.Context, now time.Time) (int, error) {
+	if err := requireGenerator(callerFrom(ctx)); err != nil {
+		return 0, err
+	}
+	type month struct {
+		building int64
+		from, to string
+		events   int64
+	}
+	type building struct {
+		id int64
+		tz string
+	}
+	list, err := queryAll(ctx, s.db.pool, func(row interface{ Scan(...any) error }) (building, error) {
+		var b building
+		return b, row.Scan(&b.id, &b.tz)
+	}, `SELECT b.id, b.timezone FROM buildings b WHERE EXISTS (
+		SELECT 1 FROM report_subscriptions s JOIN users u ON `+subscriberCond+` WHERE s.building_id = b.id) ORDER BY b.id`)
+	if err != nil {
+		return 0, fmt.Errorf("monthly reports: %w", err)
+	}
+	var due []month
+	for _, b := range list {
+		loc := doorledger.Location(b.tz)
+		local := now.In(loc)
+		end := time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, loc)
+		start := time.Date(local.Year(), local.Month()-1, 1, 0, 0, 0, 0, loc)
+		m := month{building: b.id, from: start.Format(dateLayout), to: end.AddDate(0, 0, -1).Format(dateLayout)}
+		var exists bool
+		if err := s.db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reports WHERE building_id = $1 AND from_date = $2 AND monthly)`,
+			b.id, m.from).Scan(&exists); err != nil {
+			return 0, err
+		} else if exists {
+			continue
+		}
+		if m.events, err = countEvents(ctx, s.db.pool, b.id, start, end); err != nil {
+			return 0, err
+		}
+		due = append(due, m)
+	}
+	if len(due) == 0 {
+		return 0, nil
+	}
+
+	tx, err := s.db.BeginTx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	queued := 0
+	for _, m := range due {
+		r := &doorledger.ReportRecord{BuildingID: m.building, Format: doorledger.ReportPDF, From: m.from, To: m.to, Monthly: true,
+			RequestedName: "system", RequestedAt: tx.now, Status: doorledger.ReportQueued, Total: m.events}
+		if m.events > s.maxEvents() {
+			days := (&doorledger.AuditReport{From: m.from, To: m.to}).Days()
+			r.Status, r.Error = doorledger.ReportFailed, doorledger.ErrorMessage(tooManyEvents(m.from, m.to, days, m.events, s.maxEvents()))
+		}
+		if err := tx.insertReport(ctx, r); errors.Is(err, errMonthExists) {
+			continue // another portal queued it meanwhile
+		} else if err != nil {
+			return 0, err
+		}
+		if err := tx.audit(ctx, "report.request", r.BuildingID, "report", 0, map[string]any{
+			"report": r.ID, "format": r.Format, "from": r.From, "to": r.To, "events": m.events, "monthly": true, "status": r.Status}); err != nil {
+			return 0, err
+		}
+		if r.Status == doorledger.ReportQueued {
+			queued++
+		}
+	}
+	return queued, tx.Commit(ctx)
+}
