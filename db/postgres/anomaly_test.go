@@ -80,6 +80,11 @@ func TestAnomalyAcksAppendOnly(t *testing.T) {
 		t.Error("an empty note: allowed")
 	}
 	wantRefused(t, "truncate unlock events", exec(`TRUNCATE unlock_events CASCADE`), "unlock events are deleted only by the retention purge, once past the building's retention")
+	if err := exec(`INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES ($1, 1, '\x`+zeros32+`', '\x`+zeros32+`')`, gh2); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, "change a redaction record", exec(`UPDATE unlock_redactions SET redaction_id = 2`), "redaction records are never changed")
+	wantRefused(t, "delete a redaction record", exec(`DELETE FROM unlock_redactions`), "redaction records are never deleted")
 	wantRefused(t, "truncate redaction records", exec(`TRUNCATE unlock_redactions`), "redaction records are never deleted")
 	page, err := w.unlocks.History(sys(), doorledger.UnlockFilter{BuildingID: w.building})
 	if err != nil {
