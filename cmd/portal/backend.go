@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -211,9 +210,7 @@ type liteSpace struct{ *sqlite.Space }
 func (s liteSpace) Limit(floor, reserve int64) { s.Floor, s.Reserve = floor, reserve }
 
 // openPostgres connects to the PostgreSQL database at cfg.DatabaseURL
-// (applying its migrations) and builds the services on it. It refuses,
-// naming them, while services the portal needs have no PostgreSQL
-// implementation yet (issue 15 ports them one cluster at a time).
+// (applying its migrations) and builds the services on it.
 func openPostgres(a *app, sealKey func() ([]byte, error)) error {
 	cfg := a.cfg
 	db := postgres.NewDB(cfg.DatabaseURL)
@@ -248,22 +245,30 @@ func openPostgres(a *app, sealKey func() ([]byte, error)) error {
 	outbox := postgres.NewOutboxService(db)
 	outbox.LogOnly = cfg.SMTPURL == ""
 	a.outbox = outbox
+	devices := postgres.NewDeviceService(db)
+	devices.BrokerHash = devicectl.MosquittoHash
+	devices.Sessions = &a.sessions
+	a.devices = devices
+	pg.devices = devices
+	unlocks := postgres.NewUnlockService(db)
+	a.unlocks = unlocks
 	residents := postgres.NewResidentService(db, cfg.PublicURL)
 	a.residents = residents
+	if a.vendors, err = postgres.NewVendorService(db, unlocks, key); err != nil {
+		return err
+	}
+	a.witnesses = postgres.NewWitnessService(db)
+	a.attention = postgres.NewAttentionService(db)
 	a.leases = postgres.NewLeaseService(db)
 	a.ops = postgres.NewOpsService(db)
 	a.baseURLs = []*string{&consents.BaseURL, &invitations.BaseURL, &residents.BaseURL}
-	// The report registry is built with the log (OpenLog): not yet here.
-	if missing := append(a.missing(), "reports"); len(missing) > 0 {
-		return fmt.Errorf("-database-url: PostgreSQL cannot serve the portal yet: %s not yet ported to PostgreSQL (issue 15); "+
-			"run without -database-url to use SQLite", strings.Join(missing, ", "))
-	}
 	return nil
 }
 
 // pgBackend is the PostgreSQL database.
 type pgBackend struct {
-	db *postgres.DB
+	db      *postgres.DB
+	devices *postgres.DeviceService
 }
 
 func (b *pgBackend) Now() time.Time                               { return b.db.Now() }
@@ -289,34 +294,20 @@ func (b *pgBackend) LockInstances(ctx context.Context, shared bool) error {
 	return nil
 }
 func (b *pgBackend) OpenLog(a *app, key *auditlog.Key) {
-	a.logs = postgres.NewLogService(b.db, key)
-	// The report registry is not yet ported: openPostgres refuses.
+	logs := postgres.NewLogService(b.db, key)
+	reports := postgres.NewReportService(b.db, logs, a.cfg.PublicURL)
+	a.logs, a.reports = logs, reports
+	a.baseURLs = append(a.baseURLs, &reports.BaseURL)
 }
 func (b *pgBackend) MosquittoDevices(ctx context.Context) ([]devicectl.MosquittoDevice, error) {
-	return nil, fmt.Errorf("mosquitto-config: device credentials are not yet ported to PostgreSQL")
+	creds, err := b.devices.MosquittoCredentials(ctx)
+	var list []devicectl.MosquittoDevice
+	for _, c := range creds {
+		list = append(list, devicectl.MosquittoDevice{ID: c.DeviceID, Hash: c.Hash})
+	}
+	return list, err
 }
 func (b *pgBackend) Close() error { return b.db.Close() }
-
-// missing names the services the portal needs that the backend did not build.
-func (a *app) missing() []string {
-	var names []string
-	for _, s := range []struct {
-		name  string
-		built bool
-	}{
-		{"users", a.users != nil}, {"buildings", a.buildings != nil}, {"audit", a.audit != nil},
-		{"consents", a.consents != nil}, {"policies", a.policies != nil}, {"privacy", a.privacy != nil},
-		{"invitations", a.invitations != nil}, {"outbox", a.outbox != nil}, {"devices", a.devices != nil},
-		{"unlocks", a.unlocks != nil}, {"vendors", a.vendors != nil}, {"witnesses", a.witnesses != nil},
-		{"residents", a.residents != nil}, {"attention", a.attention != nil}, {"leases", a.leases != nil},
-		{"ops", a.ops != nil},
-	} {
-		if !s.built {
-			names = append(names, s.name)
-		}
-	}
-	return names
-}
 
 // redactURL drops the password from a database URL, for messages.
 func redactURL(s string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,39 +76,11 @@ func TestRelayChangesBetweenInstances(t *testing.T) {
 	}
 }
 
-// With -database-url the portal opens PostgreSQL; while services it needs
-// have no PostgreSQL implementation, it refuses and names them.
-func TestOpenAppPostgresNamesWhatIsMissing(t *testing.T) {
-	url := pgCluster.Database(t)
-	_, err := openApp(&config{DataDir: t.TempDir(), DatabaseURL: url, BcryptCost: 4}, io.Discard)
-	if err == nil {
-		t.Skip("every service is ported: the end-to-end tests on PostgreSQL cover the start")
-	}
-	t.Log(err)
-	for _, want := range []string{"-database-url", "not yet ported to PostgreSQL", "run without -database-url"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
-}
-
-// requirePostgresPortal skips the test while the portal cannot run on
-// PostgreSQL (services not yet ported: openApp says which).
-func requirePostgresPortal(t *testing.T, url string) {
-	t.Helper()
-	a, err := openApp(&config{DataDir: t.TempDir(), DatabaseURL: url, BcryptCost: 4}, io.Discard)
-	if err != nil {
-		t.Skipf("SKIPPED: the portal does not run on PostgreSQL yet: %v", err)
-	}
-	a.Close()
-}
-
 // On PostgreSQL, instances with their own data directories still meet in
 // the database: portals on an external broker run together; one with the
 // embedded broker runs alone, either way round.
 func TestPostgresEmbeddedBrokerRunsAlone(t *testing.T) {
 	url := pgCluster.Database(t)
-	requirePostgresPortal(t, url)
 	env := map[string]string{"DOORLEDGER_DATABASE_URL": url}
 	noBroker := noBrokerURL(t)
 	serve := func(args ...string) error {
@@ -143,7 +114,6 @@ func TestPostgresEmbeddedBrokerRunsAlone(t *testing.T) {
 // manager, and `portal audit verify` on the database afterwards.
 func TestEndToEndPostgres(t *testing.T) {
 	url := pgCluster.Database(t)
-	requirePostgresPortal(t, url)
 	p := MustStartPortalEnv(t, "", map[string]string{"DOORLEDGER_DATABASE_URL": url})
 	lastPortal = p
 	mgr, device, id, secret := consentedDevice(t, p)

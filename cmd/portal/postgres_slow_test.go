@@ -27,7 +27,6 @@ import (
 // once; `portal audit verify` passes on the database.
 func TestSlowPostgresTwoInstances(t *testing.T) {
 	dbURL := pgCluster.Database(t)
-	requirePostgresPortal(t, dbURL)
 	dir := t.TempDir()
 	m := startMosquittoEnv(t, dir, 2, map[string]string{"DOORLEDGER_DATABASE_URL": dbURL})
 	common := []string{"-mqtt-url", "mqtt://" + m.addr, "-mqtt-share-group", "doorledger",
