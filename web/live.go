@@ -22,10 +22,13 @@ import (
 // reported, a command was recorded. It carries no data and nothing depends on
 // it for correctness — every stream also re-reads the database on a short tick,
 // so a portal behind a load balancer (where the report may land on another
-// instance) still converges, only a little later.
+// instance) still converges, only a little later. Instances that share a
+// database relay their keys to each other (Relay, Wake), so their pages
+// wake at once too.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	mu    sync.Mutex
+	subs  map[string]map[chan struct{}]struct{}
+	relay func(key string)
 }
 
 // NewHub returns an empty hub.
@@ -55,8 +58,22 @@ func (h *Hub) Subscribe(keys ...string) (<-chan struct{}, func()) {
 	}
 }
 
-// Notify wakes every subscriber of key; it never blocks.
+// Relay has every key notified from now on also given to fn, which carries
+// it to the other instances' hubs (their Wake); fn must not block. Set it
+// before the hub is in use.
+func (h *Hub) Relay(fn func(key string)) { h.relay = fn }
+
+// Notify wakes every subscriber of key, and relays it; it never blocks.
 func (h *Hub) Notify(key string) {
+	h.Wake(key)
+	if h.relay != nil {
+		h.relay(key)
+	}
+}
+
+// Wake wakes every subscriber of key without relaying it: for a key
+// another instance relayed. It never blocks.
+func (h *Hub) Wake(key string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs[key] {

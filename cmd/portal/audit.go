@@ -13,7 +13,6 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 const auditUsage = `Usage:
@@ -24,6 +23,7 @@ const auditUsage = `Usage:
                                                the log (judged by the rows' times, not the clock's)
   portal audit head [-data DIR]                print the log's origin, its verifier key and the latest
                                                signed head (a C2SP checkpoint)
+Both take -database-url (env DOORLEDGER_DATABASE_URL) for a portal on PostgreSQL.
 `
 
 // auditCommand is `portal audit verify|head`: the verifiable log from the
@@ -40,6 +40,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	flags := flag.NewFlagSet("audit "+sub, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	dataDir := flags.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	dbURL := flags.String("database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	vkey := flags.String("key", "", "verifier key to check the heads with, as printed in a report (default: the data directory's)")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
@@ -54,19 +55,20 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "doorledger.db")); err != nil && *dbURL == "" {
 		return fmt.Errorf("audit: no database in %s (use -data)", dir)
 	}
 	key, err := loadLogKey(dir)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	a, err := openApp(&config{DataDir: dir}, stderr)
+	a, err := openApp(&config{DataDir: dir, DatabaseURL: *dbURL}, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	logs := sqlite.NewLogService(a.db, key)
+	a.db.OpenLog(a, key)
+	logs := a.logs
 	if *vkey != "" {
 		if err := logs.UseVerifierKey(*vkey); err != nil {
 			return fmt.Errorf("audit: -key: %s", doorledger.ErrorMessage(err))

@@ -39,7 +39,11 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	flags.SetOutput(stderr)
 	dataDir := flags.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
 	out := flags.String("out", "", "backup file to create (must not exist)")
+	dbURL := flags.String("database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if err := refuseBackupOnPostgres(*dbURL); err != nil {
 		return err
 	}
 	if *out == "" || flags.NArg() > 0 {
@@ -81,8 +85,8 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 }
 
 // refuseBackupOnPostgres is `portal backup`'s answer when the portal's
-// database is PostgreSQL (-database-url, which branch w11-pgwire adds; its
-// backup command calls this first): nil for the SQLite database of the data
+// database is PostgreSQL (-database-url or DOORLEDGER_DATABASE_URL: the
+// command asks this first): nil for the SQLite database of the data
 // directory. PostgreSQL is backed up by its own tools, which know its
 // consistency and replication; the data directory then holds only the keys
 // and report files, backed up beside it (docs/deploy.md, "Backup and

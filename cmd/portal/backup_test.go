@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"database/sql"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,9 +212,21 @@ func TestBackupRefusedOnPostgres(t *testing.T) {
 	if err := refuseBackupOnPostgres(""); err != nil {
 		t.Errorf("refused without a database URL: %v", err)
 	}
-	err := refuseBackupOnPostgres("postgres://doorledger@db/doorledger")
+	// Through the command, as an operator runs it: the URL from the
+	// environment, as the portal's units set it, and nothing is written.
+	out := filepath.Join(t.TempDir(), "b.tar.gz")
+	env := func(k string) string {
+		if k == "DOORLEDGER_DATABASE_URL" {
+			return "postgres://doorledger@db/doorledger"
+		}
+		return ""
+	}
+	err := backupCommand(context.Background(), []string{"-data", t.TempDir(), "-out", out}, env, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("backup not refused on PostgreSQL")
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Error("a refused backup wrote its file")
 	}
 	for _, want := range []string{"PostgreSQL", "pg_dump", "pg_basebackup", "docs/deploy.md", "vendor.key"} {
 		if !strings.Contains(err.Error(), want) {

@@ -28,7 +28,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	base := "http://localhost:" + port
 	var offset atomic.Int64 // the portal's clock ahead of the machine's, moved by the test
 	p := mustStartPortalHook(t, "", func(a *app) {
-		a.db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		a.sqliteDB().Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	}, nil, "-addr", addr, "-public-url", base)
 	pass := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(userCLI(t, p.DataDir, "add", "-email", "pk@example.com", "-name", "Pat Key", "-role", "manager"))[1]
 

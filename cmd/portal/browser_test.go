@@ -16,8 +16,9 @@ import (
 
 // TestMain shares one Chromium across the package's browser tests and closes
 // it at the end. Without Chromium those tests skip (see browsertest.Require).
+// It stops the PostgreSQL cluster too, if a test started it.
 func TestMain(m *testing.M) {
-	code := pgCluster.Main(m) // m.Run, then the PostgreSQL cluster stopped
+	code := pgCluster.Main(m)
 	browsertest.Shutdown()
 	os.Exit(code)
 }

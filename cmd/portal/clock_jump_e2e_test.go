@@ -22,7 +22,7 @@ func TestEndToEndClockJump(t *testing.T) {
 	const timeout = 5 * time.Second
 	clock := &clocktest.Jumpable{}
 	var a *app
-	p := mustStartPortalHook(t, "", func(app *app) { app.db.Now, a = clock.Now, app }, nil, "-command-timeout", timeout.String())
+	p := mustStartPortalHook(t, "", func(app *app) { app.sqliteDB().Now, a = clock.Now, app }, nil, "-command-timeout", timeout.String())
 	lastPortal = p
 	mgr, device, id, secret := consentedDevice(t, p)
 	sim := startSim(t, p, id, secret, t.TempDir())
@@ -53,7 +53,7 @@ func TestEndToEndClockJump(t *testing.T) {
 	latency := func(version int64, body string) (journal time.Duration, page string) {
 		t.Helper()
 		var ms int64
-		if err := a.db.Reader().QueryRow(`SELECT json_extract(detail, '$.latency_ms') FROM audit_entries
+		if err := a.sqliteDB().Reader().QueryRow(`SELECT json_extract(detail, '$.latency_ms') FROM audit_entries
 			WHERE action = 'command.confirmed' AND json_extract(detail, '$.version') = ?`, version).Scan(&ms); err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,11 @@ type config struct {
 	PublicURL  string // the address people reach the portal at, for links in mail
 	SMTPURL    string // from DOORLEDGER_SMTP_URL only: it may hold a password
 
+	// DatabaseURL selects PostgreSQL (postgres://…) instead of the SQLite
+	// database in DataDir; the keys and report files stay in DataDir, a
+	// directory every instance shares.
+	DatabaseURL string
+
 	MQTTAddr       string        // the embedded broker's listen address
 	MQTTTLSAddr    string        // and its TLS listener (with -tls-cert/-tls-key)
 	MQTTURL        string        // an external broker instead of the embedded one
@@ -95,6 +100,10 @@ func envBool(getenv func(string) string, key string) bool {
 	return b
 }
 
+// databaseURLUsage describes -database-url, which every command that opens
+// the database takes.
+const databaseURLUsage = "PostgreSQL database, e.g. postgres://doorledger@db:5432/doorledger, instead of the SQLite database in the data directory (which still holds the keys and report files: share it between instances) (env DOORLEDGER_DATABASE_URL)"
+
 // parseServe reads serve's flags; each defaults to its environment variable.
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
@@ -102,6 +111,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "DOORLEDGER_ADDR", "127.0.0.1:8080"), "HTTP listen address (env DOORLEDGER_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory: database, keys (env DOORLEDGER_DATA)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	fs.BoolVar(&cfg.Demo, "demo", envBool(getenv, "DOORLEDGER_DEMO"), "seed a demo building and its users (env DOORLEDGER_DEMO)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("DOORLEDGER_TLS_CERT"), "TLS certificate file; with -tls-key serves HTTPS and marks cookies Secure (env DOORLEDGER_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("DOORLEDGER_TLS_KEY"), "TLS key file (env DOORLEDGER_TLS_KEY)")

@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/web"
 )
@@ -50,7 +50,7 @@ func ready(ctx context.Context, a *app, dc *deviceControl) error {
 	if err := a.db.Writable(ctx); err != nil {
 		return fmt.Errorf("the database is not writable: %w", err)
 	}
-	_, lag, err := sqlite.NewOpsService(a.db).LogBacklog(doorledger.NewSystemContext(ctx, "readyz"))
+	_, lag, err := a.ops.LogBacklog(doorledger.NewSystemContext(ctx, "readyz"))
 	if err != nil {
 		return fmt.Errorf("the audit log's backlog cannot be read: %w", err)
 	}
@@ -134,7 +134,7 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, leases *lease
 		}
 		dc.broker, transport = broker, broker
 		// A new secret ends the connections made with the old one.
-		a.devices.Sessions = broker
+		a.sessions.broker.Store(broker)
 		fmt.Fprintf(stdout, "Devices: embedded MQTT broker on mqtt://%s\n", broker.Addr())
 	}
 	// Devices under a vendor integration get their desired state through the
@@ -155,16 +155,30 @@ func startDeviceControl(ctx context.Context, a *app, hub *web.Hub, leases *lease
 	// goroutine — a request that still renders its answer — yields to it
 	// once, which takes most of the wait out of commit → push started in the
 	// revoke benchmark (docs/benchmarks.md).
-	a.db.OnDesired = func(states []doorledger.DesiredState) {
+	a.db.OnDesired(func(states []doorledger.DesiredState) {
 		for _, d := range states {
 			hub.Notify(web.DeviceKey(d.DeviceID))
 		}
 		hub.Notify(web.DevicesKey)
 		dc.ctl.Enqueue(states)
 		runtime.Gosched()
-	}
+	})
 	go func() { dc.done <- dc.ctl.Run(ctx) }()
 	return dc, nil
+}
+
+// brokerSessions ends devices' connections through the embedded broker, once
+// it runs: the device service is built before it, and with an external
+// broker there is none to tell (doorledger.DeviceSessions).
+type brokerSessions struct {
+	broker atomic.Pointer[devicectl.Broker]
+}
+
+func (s *brokerSessions) DisconnectDevice(ctx context.Context, deviceID int64) int {
+	if b := s.broker.Load(); b != nil {
+		return b.DisconnectDevice(ctx, deviceID)
+	}
+	return 0
 }
 
 // Close stops the transport after the controller has stopped (its context ended).

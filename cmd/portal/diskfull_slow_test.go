@@ -62,7 +62,7 @@ func TestSlowDiskFull(t *testing.T) {
 	t.Logf("mode: %s", mode)
 	dataDir := filepath.Join(mnt, "data")
 	var appDB *sqlite.DB
-	p := mustStartPortalHook(t, dataDir, func(a *app) { appDB = a.db }, nil,
+	p := mustStartPortalHook(t, dataDir, func(a *app) { appDB = a.sqliteDB() }, nil,
 		"-disk-floor-mb", fmt.Sprint(diskFloorMB), "-disk-reserve-mb", fmt.Sprint(diskReserveMB))
 	lastPortal = p
 	mgr, device, id, secret := consentedDevice(t, p)
@@ -304,7 +304,7 @@ func TestSlowDiskFullExternalBroker(t *testing.T) {
 	p.Stop(t)
 	m := startMosquitto(t, dir)
 	var appDB *sqlite.DB
-	p = mustStartPortalHook(t, dir, func(a *app) { appDB = a.db }, m.env, "-mqtt-url", "mqtt://"+m.addr, "-disk-floor-mb", "4")
+	p = mustStartPortalHook(t, dir, func(a *app) { appDB = a.sqliteDB() }, m.env, "-mqtt-url", "mqtt://"+m.addr, "-disk-floor-mb", "4")
 	p.MQTT = "mqtt://" + m.addr
 	lastPortal = p
 	mgr.base = p.URL

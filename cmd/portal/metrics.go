@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/metrics"
 )
@@ -18,7 +16,7 @@ import (
 // newMetrics builds the portal's metrics from its parts.
 func newMetrics(a *app, dc *deviceControl) *metrics.Metrics {
 	return metrics.New(metrics.Sources{
-		Ops: sqlite.NewOpsService(a.db),
+		Ops: a.ops,
 		Devices: func() (map[string]int64, int64) {
 			var st devicectl.Stats
 			connected := int64(-1)
@@ -39,7 +37,7 @@ func newMetrics(a *app, dc *deviceControl) *metrics.Metrics {
 			"unlock_events":  a.unlocks.Stats,
 			"device_reports": a.devices.ReportStats,
 		},
-		Pools:  map[string]*sql.DB{"sqlite_write": a.db.Writer(), "sqlite_read": a.db.Reader()},
+		Pools:  a.db.Pools(),
 		Logger: a.log,
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db/sqlite"
 )
 
 // /metrics on its own address, behind a bearer token: the route patterns of
@@ -127,7 +126,7 @@ func TestReadyWhenLogSequencerBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.logs = sqlite.NewLogService(a.db, key)
+	a.db.OpenLog(a, key)
 	ctx := doorledger.NewSystemContext(context.Background(), "test")
 	if _, err := a.users.CreateUser(ctx, doorledger.NewUser{Email: "ops@example.com", Name: "Ops", Role: doorledger.RoleAdmin, Password: "correct horse battery"}); err != nil {
 		t.Fatal(err)
@@ -137,7 +136,7 @@ func TestReadyWhenLogSequencerBehind(t *testing.T) {
 		t.Fatalf("ready with a fresh backlog: %v", err)
 	}
 	later := time.Now().Add(20 * time.Second)
-	a.db.Now = func() time.Time { return later }
+	a.sqliteDB().Now = func() time.Time { return later }
 	err = ready(ctx, a, dc)
 	if err == nil || !strings.Contains(err.Error(), "sequencer is 20s behind") {
 		t.Fatalf("ready with a backlog 20 s old: %v", err)

@@ -12,28 +12,9 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/db/postgres"
 	"github.com/doorledger/doorledger/devicectl"
-	"github.com/doorledger/doorledger/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
-
-// pgCluster is the package's throw-away PostgreSQL cluster (TestMain stops
-// it); its template holds db/postgres's migrations and what other branches
-// of issue 15 add to them (db/pgmigrate/testdata/pending.sql).
-var pgCluster = pgtest.Cluster{Template: func(ctx context.Context, url string) error {
-	db := postgres.NewDB(url)
-	if err := db.Open(ctx); err != nil {
-		return err
-	}
-	defer db.Close()
-	pending, err := os.ReadFile("../../db/pgmigrate/testdata/pending.sql")
-	if err != nil {
-		return err
-	}
-	_, err = db.Pool().Exec(ctx, string(pending))
-	return err
-}}
 
 // TestMigrateToPostgres: a data directory made by the portal (a consent
 // signed through its link, a device enabled, a simulated device's unlocks,

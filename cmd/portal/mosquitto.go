@@ -21,6 +21,7 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	fs := flag.NewFlagSet("mosquitto-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	dbURL := fs.String("database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	out := fs.String("out", "", "directory to write mosquitto.conf, passwd and acl into")
 	listen := fs.String("listen", "127.0.0.1:1883", "the Mosquitto listener's host:port")
 	runAs := fs.String("run-as", "", "the OS user Mosquitto drops to when started as root (it must read the files; default mosquitto)")
@@ -33,12 +34,12 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	if *out == "" || pass == "" {
 		return fmt.Errorf("mosquitto-config: give -out and the portal's broker password in DOORLEDGER_MQTT_PASSWORD")
 	}
-	a, err := openApp(&config{DataDir: *dataDir}, stderr)
+	a, err := openApp(&config{DataDir: *dataDir, DatabaseURL: *dbURL}, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	creds, err := a.devices.MosquittoCredentials(doorledger.NewSystemContext(ctx, "cli"))
+	devices, err := a.db.MosquittoDevices(doorledger.NewSystemContext(ctx, "cli"))
 	if err != nil {
 		return err
 	}
@@ -49,9 +50,7 @@ func mosquittoCommand(ctx context.Context, args []string, getenv func(string) st
 	for i := 2; i <= *instances; i++ {
 		cfg.Instances = append(cfg.Instances, devicectl.MosquittoAccount{Username: fmt.Sprintf("%s-%d", *user, i), Password: pass})
 	}
-	for _, c := range creds {
-		cfg.Devices = append(cfg.Devices, devicectl.MosquittoDevice{ID: c.DeviceID, Hash: c.Hash})
-	}
+	cfg.Devices = devices
 	conf, err := devicectl.WriteMosquittoConfig(cfg)
 	if err != nil {
 		return err

@@ -43,6 +43,13 @@ func startMosquitto(t *testing.T, dataDir string) *extMosquitto {
 // instances (mosquitto-config -instances n).
 func startMosquittoInstances(t *testing.T, dataDir string, n int) *extMosquitto {
 	t.Helper()
+	return startMosquittoEnv(t, dataDir, n, nil)
+}
+
+// startMosquittoEnv is startMosquittoInstances with environment variables
+// for mosquitto-config and the portals (e.g. DOORLEDGER_DATABASE_URL).
+func startMosquittoEnv(t *testing.T, dataDir string, n int, env map[string]string) *extMosquitto {
+	t.Helper()
 	testtool.Require(t, "mosquitto")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,6 +58,9 @@ func startMosquittoInstances(t *testing.T, dataDir string, n int) *extMosquitto 
 	m := &extMosquitto{t: t, addr: ln.Addr().String(), dataDir: dataDir, confDir: filepath.Join(t.TempDir(), "mosquitto"),
 		env: map[string]string{"DOORLEDGER_MQTT_PASSWORD": "portal-broker-pass"}, instances: n}
 	ln.Close()
+	for k, v := range env {
+		m.env[k] = v
+	}
 	m.writeConfig()
 	m.start(t)
 	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })

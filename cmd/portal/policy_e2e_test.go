@@ -45,7 +45,7 @@ type boardWorld struct {
 func newBoardWorld(t *testing.T) *boardWorld {
 	t.Helper()
 	b := &boardWorld{clock: &testClock{now: time.Now().UTC()}}
-	p := mustStartPortalHook(t, "", func(a *app) { a.db.Now, b.app = b.clock.Now, a }, nil)
+	p := mustStartPortalHook(t, "", func(a *app) { a.sqliteDB().Now, b.app = b.clock.Now, a }, nil)
 	b.rosterWorld = newRosterWorldOn(t, p)
 	for _, s := range [][3]string{{"Paula Prez", "President", "paula@example.com"}, {"Tom Trent", "Treasurer", "tom@example.com"}, {"Sam Sec", "Secretary", "sam@example.com"}} {
 		if status, _, body := b.mgr.Post(b.building, b.building+"/signers", url.Values{"signer_name": {s[0]}, "signer_title": {s[1]}, "signer_email": {s[2]}}); status != http.StatusSeeOther {

@@ -17,7 +17,6 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db/sqlite"
-	"github.com/doorledger/doorledger/devicectl"
 	"github.com/doorledger/doorledger/internal/atomicfile"
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/reports"
@@ -26,68 +25,61 @@ import (
 )
 
 // app is the wired portal: the database, its services and the web server.
+// The services are the root's interfaces, on SQLite or PostgreSQL
+// (backend.go).
 type app struct {
 	cfg         *config
 	log         *slog.Logger
-	db          *sqlite.DB
-	users       *sqlite.UserService
-	buildings   *sqlite.BuildingService
-	audit       *sqlite.AuditService
-	consents    *sqlite.ConsentService
-	policies    *sqlite.PolicyService
-	privacy     *sqlite.PrivacyService
-	invitations *sqlite.InvitationService
-	outbox      *sqlite.OutboxService
-	devices     *sqlite.DeviceService
-	unlocks     *sqlite.UnlockService
-	vendors     *sqlite.VendorService
-	logs        *sqlite.LogService
-	witnesses   *sqlite.WitnessService
-	reports     *sqlite.ReportService
-	residents   *sqlite.ResidentService
-	factors     *sqlite.SecondFactorService // sealed with the key SetSealKey sets
+	db          backend
+	users       doorledger.UserService
+	buildings   doorledger.BuildingService
+	audit       doorledger.AuditService
+	consents    consentStore
+	policies    doorledger.PolicyService
+	privacy     doorledger.PrivacyService
+	invitations doorledger.InvitationService
+	outbox      doorledger.OutboxService
+	devices     deviceStore
+	unlocks     unlockStore
+	vendors     vendorStore
+	logs        logStore
+	witnesses   doorledger.WitnessService
+	reports     doorledger.ReportService
+	residents   doorledger.ResidentService
+	attention   doorledger.AttentionService
+	leases      doorledger.LeaseService
+	ops         opsStore
+	factors     doorledger.SecondFactorService // nil on PostgreSQL (not ported yet)
+	webhooks    doorledger.WebhookService
 	web         *web.Server
+
+	// sessions ends devices' connections through the embedded broker once
+	// it runs (devices.go).
+	sessions brokerSessions
+	// baseURLs are the services' base URLs for links in mail, set to the
+	// address listened on when there is no public URL.
+	baseURLs []*string
 }
 
-// openApp opens the data directory and database and builds the services.
+// openApp opens the data directory and the database (PostgreSQL with
+// cfg.DatabaseURL, else SQLite in the data directory) and builds the services.
 func openApp(cfg *config, stderr io.Writer) (*app, error) {
 	a := &app{cfg: cfg}
 	a.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	a.db = sqlite.NewDB(filepath.Join(cfg.DataDir, "doorledger.db"))
-	if cfg.BcryptCost != 0 {
-		a.db.PasswordCost = cfg.BcryptCost
+	sealKey := func() ([]byte, error) { return vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key")) }
+	open := openSQLite
+	if cfg.DatabaseURL != "" {
+		open = openPostgres
 	}
-	if err := a.db.Open(); err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	a.users = sqlite.NewUserService(a.db)
-	a.buildings = sqlite.NewBuildingService(a.db)
-	a.buildings.BaseURL = cfg.PublicURL
-	a.audit = sqlite.NewAuditService(a.db)
-	a.consents = sqlite.NewConsentService(a.db, cfg.PublicURL)
-	a.policies = sqlite.NewPolicyService(a.db)
-	a.privacy = sqlite.NewPrivacyService(a.db)
-	a.invitations = sqlite.NewInvitationService(a.db, cfg.PublicURL)
-	a.outbox = sqlite.NewOutboxService(a.db)
-	a.devices = sqlite.NewDeviceService(a.db)
-	a.devices.BrokerHash = devicectl.MosquittoHash
-	a.unlocks = sqlite.NewUnlockService(a.db)
-	a.residents = sqlite.NewResidentService(a.db, cfg.PublicURL)
-	sealKey, err := vendorSealKey(filepath.Join(cfg.DataDir, "vendor.key"))
-	if err != nil {
+	if err := open(a, sealKey); err != nil {
+		if a.db != nil {
+			a.db.Close()
+		}
 		return nil, err
 	}
-	// The same key seals mail bodies until they are sent.
-	if err := a.db.SetSealKey(sealKey); err != nil {
-		return nil, err
-	}
-	if a.vendors, err = sqlite.NewVendorService(a.db, a.unlocks, sealKey); err != nil {
-		return nil, err
-	}
-	a.factors = sqlite.NewSecondFactorService(a.db)
 	return a, nil
 }
 
@@ -111,10 +103,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	if err := a.db.LockInstances(ctx, cfg.MQTTURL != ""); err != nil {
+		return err
+	}
 	// Free space (docs/reliability.md, "Disk full"): ingest is refused below
-	// the floor; the reserve is released when the disk fills up.
+	// the floor; the reserve is released when the disk fills up. SQLite only.
 	space := a.db.Space()
-	space.Floor, space.Reserve = cfg.DiskFloor, cfg.DiskReserve
+	if space != nil {
+		space.Limit(cfg.DiskFloor, cfg.DiskReserve)
+	}
 	if hook, ok := ctx.Value(appHookKey{}).(func(*app)); ok {
 		hook(a) // tests: e.g. a controllable clock, before anything runs
 	}
@@ -123,25 +120,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// without it (mail only logged) they stay sealed for admins to read on the
 	// Outbox page. Bodies stored in the clear by an older version, or kept
 	// while mail was only logged, are sealed or dropped now.
-	a.outbox.LogOnly = cfg.SMTPURL == ""
-	if n, err := a.outbox.SecureStoredMail(ctx); err != nil {
-		return fmt.Errorf("secure stored mail: %w", err)
-	} else if n > 0 {
-		a.log.Info("stored mail bodies sealed or dropped", "count", n)
+	if err := a.secureStoredMail(ctx); err != nil {
+		return err
 	}
 
 	key, err := logKey(cfg)
 	if err != nil {
 		return err
 	}
-	a.logs = sqlite.NewLogService(a.db, key)
-	a.witnesses = sqlite.NewWitnessService(a.db)
+	a.db.OpenLog(a, key)
 	// Registered before every other deferred stop, so it runs after them all,
 	// just before the database closes: everything committed is sequenced.
 	defer a.sequenceAtShutdown()
 	// Reports: the registry, and the generator that writes the queued ones
 	// into <data>/reports, one at a time, for as long as the portal runs.
-	a.reports = sqlite.NewReportService(a.db, a.logs, cfg.PublicURL)
 	reportDir := filepath.Join(cfg.DataDir, "reports")
 	if err := os.MkdirAll(reportDir, 0o700); err != nil {
 		return fmt.Errorf("report directory: %w", err)
@@ -159,9 +151,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// Background work runs once across the instances sharing the database:
 	// each piece under its lease (jobs.go).
-	leases := &leaser{leases: sqlite.NewLeaseService(a.db), instance: cfg.Instance, ttl: cfg.LeaseTTL, log: a.log}
+	leases := &leaser{leases: a.leases, instance: cfg.Instance, ttl: cfg.LeaseTTL, log: a.log}
 	a.log.Info("instance", "name", cfg.Instance, "lease_ttl", cfg.LeaseTTL)
 	hub := web.NewHub()
+	// Instances on one database wake each other's live pages.
+	if changes := a.db.Changes(); changes != nil {
+		relayCtx, stopRelay := context.WithCancel(sysctx)
+		waitRelay := relayChanges(relayCtx, changes, hub, a.log)
+		defer func() { stopRelay(); waitRelay() }()
+	}
 	devctx, stopDevices := context.WithCancel(sysctx)
 	dc, err := startDeviceControl(devctx, a, hub, leases, stdout)
 	if err != nil {
@@ -215,15 +213,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
-		Attention: sqlite.NewAttentionService(a.db), Witnesses: a.witnesses, Webhooks: sqlite.NewWebhookService(a.db), SecondFactors: a.factors, PublicURL: cfg.PublicURL,
-		Health: func(ctx context.Context) error {
-			_, err := a.db.Reader().ExecContext(ctx, `SELECT 1`)
-			return err
-		},
+		Attention: a.attention, Witnesses: a.witnesses, Webhooks: a.webhooks, SecondFactors: a.factors, PublicURL: cfg.PublicURL,
+		Health:         a.db.Ping,
 		Ready:          func(ctx context.Context) error { return ready(ctx, a, dc) },
 		BrokerUp:       func() bool { return dc.client == nil || dc.client.Connected() },
 		ObserveRequest: observe,
-		DiskFull:       space.Full,
+		DiskFull:       diskFull(space),
 		SessionKeys:    keys,
 		SMTP:           cfg.SMTPURL != "",
 		Hub:            hub, CommandTimeout: cfg.CommandTimeout,
@@ -241,10 +236,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	if cfg.PublicURL == "" {
-		a.consents.BaseURL = scheme + "://" + a.web.Addr()
-		a.invitations.BaseURL = a.consents.BaseURL
-		a.reports.BaseURL = a.consents.BaseURL
-		a.residents.BaseURL = a.consents.BaseURL
+		for _, u := range a.baseURLs {
+			*u = scheme + "://" + a.web.Addr()
+		}
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
@@ -262,7 +256,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 	disp := &mail.Dispatcher{Outbox: a.outbox, Mailer: mailer, Logger: a.log}
-	a.db.OnMail = disp.Notify
+	a.db.OnMail(disp.Notify)
 	mailCtx, stopMail := context.WithCancel(sysctx)
 	mailDone := make(chan struct{})
 	go func() { defer close(mailDone); leases.hold(mailCtx, "mail dispatch", disp.Run) }()
@@ -281,10 +275,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The check of free space: once a second, and at once when a write
 	// finds the disk full; it alerts the admins once per episode (through
 	// the dispatcher above) and lets ingest in again when space returns.
-	spaceCtx, stopSpace := context.WithCancel(sysctx)
-	spaceDone := make(chan struct{})
-	go func() { defer close(spaceDone); space.Run(spaceCtx, time.Second) }()
-	defer func() { stopSpace(); <-spaceDone }()
+	if space != nil {
+		spaceCtx, stopSpace := context.WithCancel(sysctx)
+		spaceDone := make(chan struct{})
+		go func() { defer close(spaceDone); space.Run(spaceCtx, time.Second) }()
+		defer func() { stopSpace(); <-spaceDone }()
+	}
 
 	jobs, stopJobs := context.WithCancel(sysctx)
 	var waitJobs func()
@@ -481,7 +477,7 @@ func sessionKeys(path string) ([][]byte, error) {
 // losing it means rotating every integration's key, and mail not yet sent is
 // marked failed.
 func vendorSealKey(path string) ([]byte, error) {
-	return loadOrCreateKey(path, sqlite.SealKeySize, "vendor seal key")
+	return loadOrCreateKey(path, sqlite.SealKeySize, "vendor seal key") // the same size on PostgreSQL
 }
 
 // loadOrCreateKey reads a random key of size bytes from path, creating it

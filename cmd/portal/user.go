@@ -21,6 +21,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", envOr(getenv, "DOORLEDGER_DATA", "./data"), "data directory (env DOORLEDGER_DATA)")
+	dbURL := fs.String("database-url", getenv("DOORLEDGER_DATABASE_URL"), databaseURLUsage)
 	email := fs.String("email", "", "the account's email")
 	name := fs.String("name", "", "full name (add)")
 	role := fs.String("role", "", "admin, manager, board or installer (add)")
@@ -38,7 +39,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	if *email == "" {
 		*email = positional
 	}
-	cfg := &config{DataDir: *dataDir}
+	cfg := &config{DataDir: *dataDir, DatabaseURL: *dbURL}
 	a, err := openApp(cfg, stderr)
 	if err != nil {
 		return err

@@ -14,20 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// cluster's template holds db/postgres's migrations and what other
-// branches add (testdata/pending.sql).
+// cluster's template holds db/postgres's migrations.
 var cluster = pgtest.Cluster{Template: func(ctx context.Context, url string) error {
 	db := postgres.NewDB(url)
 	if err := db.Open(ctx); err != nil {
 		return err
 	}
-	defer db.Close()
-	pending, err := os.ReadFile("testdata/pending.sql")
-	if err != nil {
-		return err
-	}
-	_, err = db.Pool().Exec(ctx, string(pending))
-	return err
+	return db.Close()
 }}
 
 func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }

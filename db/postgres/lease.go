@@ -47,6 +47,12 @@ func LeaseApplicationName(name string) string { return "doorledger lease " + nam
 // another does. The holder calls Release when done; Close releases the
 // DB's leases too.
 func (db *DB) TryLease(ctx context.Context, name string) (lease *Lease, ok bool, err error) {
+	return db.tryLock(ctx, name, `SELECT pg_try_advisory_lock($1)`)
+}
+
+// tryLock takes the advisory lock of the lease name with query (a
+// pg_try_advisory_lock function of $1) on a session of its own.
+func (db *DB) tryLock(ctx context.Context, name, query string) (lease *Lease, ok bool, err error) {
 	pooled, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
@@ -58,7 +64,7 @@ func (db *DB) TryLease(ctx context.Context, name string) (lease *Lease, ok bool,
 		conn.Close(ctx)
 		return nil, false, fmt.Errorf("lease %s: %w", name, err)
 	}
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey("lease", name)).Scan(&ok); err != nil || !ok {
+	if err := conn.QueryRow(ctx, query, lockKey("lease", name)).Scan(&ok); err != nil || !ok {
 		conn.Close(ctx)
 		if err != nil {
 			return nil, false, fmt.Errorf("lease %s: %w", name, err)
