@@ -87,7 +87,8 @@ type SimDevice struct {
 	mu        sync.Mutex
 	st        simState
 	reportDue bool
-	link      *simLink // current connection manager; nil when offline
+	lastRep   ReportTimes // the last report acknowledged
+	link      *simLink    // current connection manager; nil when offline
 	changed   chan struct{}
 	cancel    context.CancelFunc
 	ctx       context.Context
@@ -260,6 +261,21 @@ func (d *SimDevice) Applied() Applied {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.st.Applied
+}
+
+// ReportTimes says when a report of an applied state was sent: the publish
+// started (the device had nothing in flight before it) and its PUBACK came
+// (the portal committed it).
+type ReportTimes struct {
+	Version        int64
+	Started, Acked time.Time
+}
+
+// LastReport returns the times of the last report acknowledged.
+func (d *SimDevice) LastReport() ReportTimes {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastRep
 }
 
 // Undelivered returns how many unlock events await acknowledgement.
@@ -550,10 +566,12 @@ func (d *SimDevice) flush() error {
 		if err != nil {
 			return fmt.Errorf("encode report: %w", err)
 		}
+		started := time.Now()
 		if err := d.publish(up, cm, d.reported, payload); err != nil {
 			return err
 		}
 		d.mu.Lock()
+		d.lastRep = ReportTimes{Version: applied.Version, Started: started, Acked: time.Now()}
 		if d.st.Applied.Version == applied.Version {
 			d.reportDue = false
 			d.notifyLocked()
