@@ -65,3 +65,10 @@ func WritersWaiting(d *DB) (urgent, bulk int) {
 	defer d.writes.mu.Unlock()
 	return len(d.writes.urgent), len(d.writes.bulk)
 }
+
+// IngestQueued returns the events waiting for the next ingest transaction.
+func IngestQueued(s *UnlockService) int {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return s.group.queued
+}

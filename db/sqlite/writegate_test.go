@@ -122,3 +122,80 @@ func TestWriterServesCommandsBeforeEventBatches(t *testing.T) {
 		}
 	}
 }
+
+// Events beyond UnlockService.MaxQueued are refused at once (EUNAVAILABLE:
+// the device or vendor sends them again), not held behind the writer until
+// their sender times out: a device sends one message at a time, so its
+// report confirming a revoke would wait behind them.
+func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
+	w := newDeviceWorld(t)
+	unlocks := sqlite.NewUnlockService(w.d)
+	unlocks.MaxBatch, unlocks.MaxQueued = 1, 3
+	ctx := context.Background()
+	dev := w.device(t, w.A, w.inst1, w.activeConsent(t, w.A), "Acme")
+	at := w.now.Add(-time.Minute)
+	ev := func(ids ...string) []doorledger.UnlockEvent {
+		var evs []doorledger.UnlockEvent
+		for _, id := range ids {
+			evs = append(evs, unlockEv(dev, id, at, doorledger.UnlockGranted))
+		}
+		return evs
+	}
+	if err := unlocks.RecordUnlocks(ctx, ev("warm-up")); err != nil { // statements prepared
+		t.Fatal(err)
+	}
+	awaitTrue := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	hold, err := w.d.BeginTx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	go func() { errs <- unlocks.RecordUnlocks(ctx, ev("a")) }()
+	awaitTrue("the first batch waits for the writer", func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b == 1 })
+	for _, id := range []string{"b", "c", "d"} {
+		go func() { errs <- unlocks.RecordUnlocks(ctx, ev(id)) }()
+	}
+	awaitTrue("three batches queued behind it", func() bool { return sqlite.IngestQueued(unlocks) == 3 })
+
+	refused := make(chan error, 1)
+	go func() { refused <- unlocks.RecordUnlocks(ctx, ev("e")) }()
+	select {
+	case err := <-refused:
+		wantCode(t, "a batch beyond MaxQueued", err, doorledger.EUNAVAILABLE)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a batch beyond MaxQueued waits for the writer instead of being refused")
+	}
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sent again once the queue has room, it is recorded; a batch heavier
+	// than MaxQueued is taken when nothing waits.
+	if err := unlocks.RecordUnlocks(ctx, ev("e")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlocks.RecordUnlocks(ctx, ev("f1", "f2", "f3", "f4", "f5")); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := w.d.Reader().QueryRow(`SELECT COUNT(*) FROM unlock_events WHERE device_id = ? AND event_id <> 'warm-up'`, dev).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 10 {
+		t.Errorf("%d events stored, want 10 (a–e and f1–f5, each once)", n)
+	}
+}
