@@ -516,6 +516,11 @@ func (d *SimDevice) sendLoop() {
 	retry.Stop()
 	defer retry.Stop()
 	attempt := 0
+	// After a failed publish the events wait out the back-off, even when a
+	// new unlock or a new desired state wakes the sender: a report due is
+	// sent at once, but a portal that refused the events as busy is not
+	// sent them again at every wake-up.
+	var holdEvents time.Time
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -528,11 +533,14 @@ func (d *SimDevice) sendLoop() {
 			}
 			unlockTimer.Reset(d.nextUnlock())
 		}
-		if err := d.flush(); err != nil {
+		events := !time.Now().Before(holdEvents)
+		if err := d.flush(events); err != nil {
 			d.log.Warn("publish failed; will retry", "error", err, "attempt", attempt+1)
-			retry.Reset(retryDelay(attempt))
+			delay := retryDelay(attempt)
+			retry.Reset(delay)
+			holdEvents = time.Now().Add(delay)
 			attempt++
-		} else {
+		} else if events {
 			attempt = 0
 		}
 	}
@@ -545,9 +553,9 @@ func (d *SimDevice) nextUnlock() time.Duration {
 // maxBatch bounds the events sent in one message.
 const maxBatch = 100
 
-// flush publishes what is due. It returns an error when something must be
-// retried.
-func (d *SimDevice) flush() error {
+// flush publishes what is due: the report, then (with events) a batch of
+// events. It returns an error when something must be retried.
+func (d *SimDevice) flush(events bool) error {
 	d.mu.Lock()
 	var cm *autopaho.ConnectionManager
 	var up context.Context
@@ -555,7 +563,10 @@ func (d *SimDevice) flush() error {
 		cm, up = d.link.cm, d.link.up
 	}
 	reportDue, applied := d.reportDue, d.st.Applied
-	batch := append([]EventMessage(nil), d.st.Outbox[:min(len(d.st.Outbox), maxBatch)]...)
+	var batch []EventMessage
+	if events {
+		batch = append(batch, d.st.Outbox[:min(len(d.st.Outbox), maxBatch)]...)
+	}
 	d.mu.Unlock()
 	if cm == nil {
 		return nil // onUp wakes us

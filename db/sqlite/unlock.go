@@ -50,6 +50,18 @@ const DefaultMaxQueued = 1000
 var errIngestBusy = &doorledger.Error{Code: doorledger.EUNAVAILABLE,
 	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
 
+// IngestBusy reports whether events beyond MaxQueued wait for the next
+// ingest transaction: transports refuse device messages unread meanwhile
+// (devicectl).
+func (s *UnlockService) IngestBusy() bool {
+	if s.MaxQueued <= 0 {
+		return false
+	}
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return s.group.queued >= s.MaxQueued
+}
+
 // Stats returns how many group-commit transactions were committed and how many
 // events they carried (their ratio is the batching achieved).
 func (s *UnlockService) Stats() (groups, events int64) { return s.group.stats() }
