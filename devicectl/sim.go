@@ -522,23 +522,25 @@ func (d *SimDevice) sendLoop() {
 	// sent them again at every wake-up.
 	var holdEvents time.Time
 	for {
+		retried := false
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-d.kick:
 		case <-retry.C:
+			retried = true
 		case <-unlockC:
 			if _, err := d.Unlock(EventMessage{ActorRef: "sim-" + newEventID()[:8]}); err != nil {
 				d.log.Error("unlock not saved", "error", err)
 			}
 			unlockTimer.Reset(d.nextUnlock())
 		}
-		events := !time.Now().Before(holdEvents)
+		// The retry timer ends the hold: it was set for it.
+		events := retried || !time.Now().Before(holdEvents)
 		if err := d.flush(events); err != nil {
 			d.log.Warn("publish failed; will retry", "error", err, "attempt", attempt+1)
-			delay := retryDelay(attempt)
-			retry.Reset(delay)
-			holdEvents = time.Now().Add(delay)
+			holdEvents = time.Now().Add(retryDelay(attempt))
+			retry.Reset(time.Until(holdEvents))
 			attempt++
 		} else if events {
 			attempt = 0
