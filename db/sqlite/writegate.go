@@ -84,10 +84,3 @@ func (g *writeGate) release() {
 		g.held = false
 	}
 }
-
-// waiting returns how many urgent callers wait for the writer.
-func (g *writeGate) waiting() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.urgent)
-}

@@ -51,13 +51,7 @@ func TestWriterServesCommandsBeforeEventBatches(t *testing.T) {
 	// waitingFor waits until n write transactions wait for the writer.
 	waitingFor := func(what string, n int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for u, b := sqlite.WritersWaiting(w.d); u+b < n; u, b = sqlite.WritersWaiting(w.d) {
-			if time.Now().After(deadline) {
-				t.Fatalf("never: %s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		awaitCond(t, what, func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b >= n })
 	}
 
 	const batches = 5
@@ -144,16 +138,6 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	if err := unlocks.RecordUnlocks(ctx, ev("warm-up")); err != nil { // statements prepared
 		t.Fatal(err)
 	}
-	awaitTrue := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("never: %s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 
 	hold, err := w.d.BeginTx(ctx)
 	if err != nil {
@@ -161,11 +145,11 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	errs := make(chan error, 4)
 	go func() { errs <- unlocks.RecordUnlocks(ctx, ev("a")) }()
-	awaitTrue("the first batch waits for the writer", func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b == 1 })
+	awaitCond(t, "the first batch waits for the writer", func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b == 1 })
 	for _, id := range []string{"b", "c", "d"} {
 		go func() { errs <- unlocks.RecordUnlocks(ctx, ev(id)) }()
 	}
-	awaitTrue("three batches queued behind it", func() bool { return sqlite.IngestQueued(unlocks) == 3 })
+	awaitCond(t, "three batches queued behind it", func() bool { return sqlite.IngestQueued(unlocks) == 3 })
 
 	refused := make(chan error, 1)
 	go func() { refused <- unlocks.RecordUnlocks(ctx, ev("e")) }()
@@ -197,5 +181,18 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	if n != 10 {
 		t.Errorf("%d events stored, want 10 (a–e and f1–f5, each once)", n)
+	}
+}
+
+// awaitCond polls cond until it holds; after 30 s the test fails (a guard
+// against a hang, not a measure).
+func awaitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
