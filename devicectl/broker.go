@@ -425,7 +425,6 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 // Reason codes a device sees in a negative PUBACK or a DISCONNECT (MQTT 5).
 var (
 	codeNotCommitted      = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "not committed: publish again later"}
-	codeUnavailable       = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "the portal's disk is full: publish again later"}
 	codeCredentialChanged = packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "credential changed: connect with the new secret"}
 )
 
@@ -461,9 +460,11 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	default:
 		code := codeNotCommitted
 		if doorledger.ErrorCode(err) == doorledger.EUNAVAILABLE {
-			// The disk is full: expected until space returns, and logged
-			// once by the portal, not per message.
-			code = codeUnavailable
+			// The disk is full, or more events wait to be committed than
+			// the portal takes (sqlite.UnlockService.MaxQueued): expected
+			// while it lasts, and logged by the portal, not per message. The
+			// reason is the portal's own: which of the two, to send again.
+			code = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: doorledger.ErrorMessage(err)}
 			h.b.log.Debug("device message refused for now", "device", id, "topic", pk.TopicName, "error", err)
 		} else {
 			h.b.log.Error("device message not committed", "device", id, "topic", pk.TopicName, "error", err)

@@ -672,3 +672,50 @@ func TestBroker_TakeoverKeepsNewConnection(t *testing.T) {
 		c.Disconnect(&paho.Disconnect{})
 	}
 }
+
+// While the portal has more events waiting than it takes (IngestBusy), a
+// device's events are refused unread with a negative PUBACK and sent again
+// later; the device's report confirming a new desired state is not held
+// behind them (docs/reliability.md, Load).
+func TestBroker_BusyRefusesEventsReportGoesThrough(t *testing.T) {
+	f := newFakePortal(secrets)
+	b := MustBroker(t, f, "")
+	d := MustSim(t, b.Addr(), devicectl.SimConfig{DeviceID: 1, Secret: "s1-secret"})
+	if err := d.AwaitConnected(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.busy = true
+	f.mu.Unlock()
+	ev, err := d.Unlock(devicectl.EventMessage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedBy := waitCtx(t)
+	for b.Stats().Busy == 0 {
+		select {
+		case <-refusedBy.Done():
+			t.Fatal("the events were not refused as busy")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := b.Push(context.Background(), doorledger.DesiredState{DeviceID: 1, State: doorledger.StateDisabled, Version: 7}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(t, "the report of version 7 while the events are refused", func() bool { return f.countReports(1, 7) == 1 })
+	f.mu.Lock()
+	if len(f.events) != 0 || f.calls != 1 {
+		t.Errorf("while busy: %d events recorded, %d calls; want the events refused unread and only the report committed", len(f.events), f.calls)
+	}
+	f.busy = false
+	f.mu.Unlock()
+	f.waitFor(t, "the event sent again once not busy", func() bool { return f.hasEvent(1, ev.EventID) })
+	if err := d.AwaitDelivered(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.events) != 1 {
+		t.Errorf("%d events recorded, want 1", len(f.events))
+	}
+}

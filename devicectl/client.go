@@ -316,12 +316,15 @@ func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 	}
 	out, err := c.in.ingest(c.ctx, id, kind, p.Payload)
 	if out == failed && kind == KindEvents && doorledger.ErrorCode(err) == doorledger.EUNAVAILABLE {
-		// The disk is full: events wait for space, but the reports behind
+		// The disk is full or ingest is busy (sqlite.UnlockService.MaxQueued):
+		// events wait, but the reports behind
 		// them (a revoke's confirmation) must not wait with them. The events
 		// are retried aside; paho still sends the acknowledgements in the
 		// order the messages came (its acksTracker), whatever order they
 		// are committed in, and ingest of events is idempotent.
-		c.log.Warn("device events refused for now; retrying aside", "device", id, "error", err)
+		// Debug: while the disk is full or ingest is busy, every message
+		// comes this way (the portal logs the episode itself).
+		c.log.Debug("device events refused for now; retrying aside", "device", id, "error", err)
 		go c.settle(pr, id, kind, out, err)
 		return true, nil
 	}

@@ -34,6 +34,7 @@ type fakePortal struct {
 	authHeld    chan struct{} // receives when an answer waits on authHold
 	failReports int           // fail the next n ReportState calls
 	failEvents  int           // fail the next n RecordUnlocks calls
+	busy        bool          // IngestBusy: more events wait than the portal takes
 	hold        chan struct{}
 	held        chan struct{} // receives when a ReportState call is held
 	reports     []doorledger.ReportedState
@@ -112,6 +113,12 @@ func (f *fakePortal) RecordUnlocks(_ context.Context, evs []doorledger.UnlockEve
 	}
 	f.events = append(f.events, evs...)
 	return nil
+}
+
+func (f *fakePortal) IngestBusy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.busy
 }
 
 func (f *fakePortal) onConnection(id int64, connected bool) {

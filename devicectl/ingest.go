@@ -27,12 +27,13 @@ type Stats struct {
 	Events       int64 // unlock events committed (RecordUnlocks returned nil)
 	Invalid      int64 // messages refused for good: malformed, or the service refused them as invalid
 	CommitErrors int64 // ReportState/RecordUnlocks failures: the message was not acknowledged
+	Busy         int64 // event messages refused unread while the portal had too many waiting (not acknowledged)
 }
 
 type counters struct {
 	connects, refusedUsername, refusedClientID, refusedCredential, authErrors atomic.Int64
 	deniedSubscribe, deniedPublish, willsDropped, credentialCuts              atomic.Int64
-	reports, events, invalid, commitErrors                                    atomic.Int64
+	reports, events, invalid, commitErrors, busy                              atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -50,6 +51,7 @@ func (c *counters) snapshot() Stats {
 		Events:            c.events.Load(),
 		Invalid:           c.invalid.Load(),
 		CommitErrors:      c.commitErrors.Load(),
+		Busy:              c.busy.Load(),
 	}
 }
 
@@ -91,6 +93,12 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 		}
 		err = fmt.Errorf("report state of device %d: %w", id, err)
 	case KindEvents:
+		// Refused before the payload is even parsed: a busy portal must not
+		// spend on messages it will not keep what it lacks for the others.
+		if b, ok := in.events.(busySink); ok && b.IngestBusy() {
+			in.stats.busy.Add(1)
+			return failed, errIngestBusy
+		}
 		var evs []doorledger.UnlockEvent
 		// Received at the database's clock, the portal's (zero: stamped
 		// when committed), not the machine's read here.
@@ -114,6 +122,17 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 	in.stats.commitErrors.Add(1)
 	return failed, err
 }
+
+// busySink is an EventSink that says when it has more events waiting to be
+// committed than it takes (sqlite.UnlockService.MaxQueued).
+type busySink interface{ IngestBusy() bool }
+
+// errIngestBusy refuses a device's events while its EventSink is busy: not
+// committed, to be sent again shortly (a negative PUBACK). The device's
+// report, which it sends before its next events, then does not wait behind
+// them.
+var errIngestBusy = &doorledger.Error{Code: doorledger.EUNAVAILABLE,
+	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
 
 // permanent reports whether a service error would come back unchanged on retry.
 func permanent(err error) bool {

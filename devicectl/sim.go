@@ -87,7 +87,8 @@ type SimDevice struct {
 	mu        sync.Mutex
 	st        simState
 	reportDue bool
-	link      *simLink // current connection manager; nil when offline
+	lastRep   ReportTimes // the last report acknowledged
+	link      *simLink    // current connection manager; nil when offline
 	changed   chan struct{}
 	cancel    context.CancelFunc
 	ctx       context.Context
@@ -260,6 +261,21 @@ func (d *SimDevice) Applied() Applied {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.st.Applied
+}
+
+// ReportTimes says when a report of an applied state was sent: the publish
+// started (the device had nothing in flight before it) and its PUBACK came
+// (the portal committed it).
+type ReportTimes struct {
+	Version        int64
+	Started, Acked time.Time
+}
+
+// LastReport returns the times of the last report acknowledged.
+func (d *SimDevice) LastReport() ReportTimes {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastRep
 }
 
 // Undelivered returns how many unlock events await acknowledgement.
@@ -500,23 +516,33 @@ func (d *SimDevice) sendLoop() {
 	retry.Stop()
 	defer retry.Stop()
 	attempt := 0
+	// After a failed publish the events wait out the back-off, even when a
+	// new unlock or a new desired state wakes the sender: a report due is
+	// sent at once, but a portal that refused the events as busy is not
+	// sent them again at every wake-up.
+	var holdEvents time.Time
 	for {
+		retried := false
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-d.kick:
 		case <-retry.C:
+			retried = true
 		case <-unlockC:
 			if _, err := d.Unlock(EventMessage{ActorRef: "sim-" + newEventID()[:8]}); err != nil {
 				d.log.Error("unlock not saved", "error", err)
 			}
 			unlockTimer.Reset(d.nextUnlock())
 		}
-		if err := d.flush(); err != nil {
+		// The retry timer ends the hold: it was set for it.
+		events := retried || !time.Now().Before(holdEvents)
+		if err := d.flush(events); err != nil {
 			d.log.Warn("publish failed; will retry", "error", err, "attempt", attempt+1)
-			retry.Reset(retryDelay(attempt))
+			holdEvents = time.Now().Add(retryDelay(attempt))
+			retry.Reset(time.Until(holdEvents))
 			attempt++
-		} else {
+		} else if events {
 			attempt = 0
 		}
 	}
@@ -529,9 +555,9 @@ func (d *SimDevice) nextUnlock() time.Duration {
 // maxBatch bounds the events sent in one message.
 const maxBatch = 100
 
-// flush publishes what is due. It returns an error when something must be
-// retried.
-func (d *SimDevice) flush() error {
+// flush publishes what is due: the report, then (with events) a batch of
+// events. It returns an error when something must be retried.
+func (d *SimDevice) flush(events bool) error {
 	d.mu.Lock()
 	var cm *autopaho.ConnectionManager
 	var up context.Context
@@ -539,7 +565,10 @@ func (d *SimDevice) flush() error {
 		cm, up = d.link.cm, d.link.up
 	}
 	reportDue, applied := d.reportDue, d.st.Applied
-	batch := append([]EventMessage(nil), d.st.Outbox[:min(len(d.st.Outbox), maxBatch)]...)
+	var batch []EventMessage
+	if events {
+		batch = append(batch, d.st.Outbox[:min(len(d.st.Outbox), maxBatch)]...)
+	}
 	d.mu.Unlock()
 	if cm == nil {
 		return nil // onUp wakes us
@@ -550,10 +579,12 @@ func (d *SimDevice) flush() error {
 		if err != nil {
 			return fmt.Errorf("encode report: %w", err)
 		}
+		started := time.Now()
 		if err := d.publish(up, cm, d.reported, payload); err != nil {
 			return err
 		}
 		d.mu.Lock()
+		d.lastRep = ReportTimes{Version: applied.Version, Started: started, Acked: time.Now()}
 		if d.st.Applied.Version == applied.Version {
 			d.reportDue = false
 			d.notifyLocked()

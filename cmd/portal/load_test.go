@@ -319,6 +319,8 @@ func TestLoad(t *testing.T) {
 	t.Logf("  (the test saw all %d converged %s after the last confirmation, polling)", len(all), convergedAfter.Round(time.Millisecond))
 	t.Logf("revoke click → page shows confirmed: idle p50 %s p99 %s (%d); under load p50 %s p99 %s (%d); p99 ratio %.1f (goal ≤ 3)",
 		i50.Round(time.Microsecond), i99.Round(time.Microsecond), len(idle), l50.Round(time.Microsecond), l99.Round(time.Microsecond), len(loaded), float64(l99)/float64(i99))
+	t.Logf("where a revoke's time went (%d idle, %d under load traced):\n  idle:%s\n  under load:%s",
+		len(rv.traces), len(rvLoad.traces), tracePhases(rv.traces), tracePhases(rvLoad.traces))
 	t.Logf("portal process: before the streams RSS %.1f MiB, %d goroutines, %d fds; streams open %.1f MiB, %d goroutines, %d fds; peak under load %.1f MiB, %d goroutines, %d fds, WAL %.1f MiB; after %.1f MiB (%.1f MiB after a GC, heap %.1f MiB), %d goroutines, %d fds",
 		mb(idleStats.RSS), idleStats.Goroutines, idleStats.FDs, mb(openStats.RSS), openStats.Goroutines, openStats.FDs,
 		mb(peak.RSS), peak.Goroutines, peak.FDs, mb(uint64(peakWAL)), mb(after.RSS), mb(afterGC.RSS), mb(afterGC.HeapInuse), after.Goroutines, after.FDs)

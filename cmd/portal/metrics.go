@@ -30,7 +30,7 @@ func newMetrics(a *app, dc *deviceControl) *metrics.Metrics {
 				"connects": st.Connects, "refused_username": st.RefusedUsername, "refused_client_id": st.RefusedClientID,
 				"refused_credential": st.RefusedCredential, "auth_errors": st.AuthErrors, "denied_subscribe": st.DeniedSubscribe,
 				"denied_publish": st.DeniedPublish, "credential_cuts": st.CredentialCuts,
-				"reports": st.Reports, "events": st.Events, "invalid": st.Invalid, "commit_errors": st.CommitErrors,
+				"reports": st.Reports, "events": st.Events, "invalid": st.Invalid, "commit_errors": st.CommitErrors, "busy": st.Busy,
 			}, connected
 		},
 		Groups: map[string]func() (int64, int64){

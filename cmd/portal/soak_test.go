@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,7 +172,7 @@ func TestSoak(t *testing.T) {
 	stored := prod.checkStored(t, r.bp.reader, benchWait)
 	// Every revoke confirmed, or (one not shown in time, then enabled
 	// again) replaced by a newer command; none still open.
-	awaitCount(t, r.bp.reader, 0, `SELECT COUNT(*) FROM commands WHERE reason = 'revoked by a manager' AND status NOT IN ('confirmed', 'superseded')`)
+	r.awaitRevokesClosed(benchWait)
 	var cmds, unconfirmed int
 	if err := r.bp.reader.QueryRow(`SELECT COUNT(*), COUNT(*) FILTER (WHERE status <> 'confirmed') FROM commands WHERE reason = 'revoked by a manager'`).Scan(&cmds, &unconfirmed); err != nil {
 		t.Fatal(err)
@@ -194,6 +195,53 @@ func TestSoak(t *testing.T) {
 		time.Since(start).Round(time.Second), achieved, prod.total.Load(), prod.skipped.Load(), stored, len(revokes), p50.Round(time.Millisecond), p99.Round(time.Millisecond), reconnects)
 	r.stopPortal()
 	t.Logf("took %s", time.Since(began).Round(time.Second))
+}
+
+// awaitRevokesClosed waits until no revoke is open (every one confirmed or
+// replaced by a newer command); past wait it fails, saying for each open
+// one what the database and its simulator know of it.
+func (r *loadRig) awaitRevokesClosed(wait time.Duration) {
+	t := r.tb
+	t.Helper()
+	const open = `FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE cm.reason = 'revoked by a manager' AND cm.status NOT IN ('confirmed', 'superseded')`
+	deadline := time.Now().Add(wait)
+	for {
+		var n int
+		if err := r.bp.reader.QueryRow(`SELECT COUNT(*) ` + open).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rows, err := r.bp.reader.Query(`SELECT cm.id, cm.device_id, cm.version, cm.status, cm.requested_at, COALESCE(cm.sent_at, ''), cm.attempts, COALESCE(cm.last_error, ''),
+		d.desired_version, d.reported_version, COALESCE(d.reported_state, ''), COALESCE(d.last_seen_at, '') ` + open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, dev, v, attempts, desired, reported int64
+		var status, requested, sent, lastErr, state, seen string
+		if err := rows.Scan(&id, &dev, &v, &status, &requested, &sent, &attempts, &lastErr, &desired, &reported, &state, &seen); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "\n  command %d device %d version %d: %s, requested %s, sent %s, %d attempts %q; device desired v%d, reported %s v%d, last seen %s",
+			id, dev, v, status, requested, sent, attempts, lastErr, desired, state, reported, seen)
+		for i, w := range r.world.Devices {
+			if w.ID == dev {
+				sim := r.sims[i]
+				fmt.Fprintf(&b, "; simulator connected %v, applied %+v, last report %+v, %d events undelivered", sim.Connected(), sim.Applied(), sim.LastReport(), sim.Undelivered())
+			}
+		}
+	}
+	t.Fatalf("revokes still open (neither confirmed nor replaced) %s after the run:%s", wait, b.String())
 }
 
 func (s soakSample) row() string {

@@ -61,6 +61,7 @@ type DB struct {
 	maxPages atomic.Int64 // SetMaxPages's limit (0: none)
 
 	writeStmts stmtCache      // statements prepared on the writer (stmt.go)
+	writes     writeGate      // which write transaction gets the writer next (writegate.go)
 	opened     openedCommands // commands waiting for their device, by monotonic time (clock.go)
 	sealer     *sealer        // seals mail bodies (SetSealKey)
 
@@ -238,6 +239,7 @@ type Tx struct {
 	now  time.Time
 	mono time.Duration // DB.Mono at the start
 
+	gate   *writeGate                // held until Commit or Rollback (nil: given back)
 	stmts  map[string]*sql.Stmt      // the transaction's handles on prepared statements (stmt.go)
 	pushes []doorledger.DesiredState // desired states to push after commit
 	mailed bool                      // mail was queued
@@ -250,7 +252,9 @@ type Tx struct {
 // A commit the disk had no room for is errDiskFull (EUNAVAILABLE) and starts
 // a disk-full episode (space.go).
 func (tx *Tx) Commit() error {
-	if err := tx.Tx.Commit(); err != nil {
+	err := tx.Tx.Commit()
+	tx.release()
+	if err != nil {
 		return tx.db.space.failed(err)
 	}
 	if len(tx.pushes) > 0 {
@@ -268,20 +272,50 @@ func (tx *Tx) Commit() error {
 	return nil
 }
 
+// Rollback rolls the transaction back, unless it committed already.
+func (tx *Tx) Rollback() error {
+	err := tx.Tx.Rollback()
+	tx.release()
+	return err
+}
+
+// release gives the writer back to the gate, once.
+func (tx *Tx) release() {
+	if tx.gate != nil {
+		tx.gate.release()
+		tx.gate = nil
+	}
+}
+
 // BeginTx starts a write transaction. stmts are the statements the write
 // runs often enough to keep compiled across transactions: those not prepared
-// yet are prepared on the writer first, while it is free (stmt.go).
+// yet are prepared on the writer first, while it is free (stmt.go). It takes
+// the writer ahead of any bulk work waiting for it (writeGate).
 func (db *DB) BeginTx(ctx context.Context, stmts ...string) (*Tx, error) {
+	return db.beginTx(ctx, false, stmts)
+}
+
+// beginBulkTx is BeginTx for bulk work (unlock events): it waits while any
+// other write waits for the writer (writeGate).
+func (db *DB) beginBulkTx(ctx context.Context, stmts ...string) (*Tx, error) {
+	return db.beginTx(ctx, true, stmts)
+}
+
+func (db *DB) beginTx(ctx context.Context, bulk bool, stmts []string) (*Tx, error) {
 	for _, q := range stmts {
 		if _, err := db.writeStmts.get(ctx, q); err != nil {
 			return nil, err
 		}
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
+	if err := db.writes.acquire(ctx, bulk); err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{Tx: tx, db: db, now: db.now(), mono: db.Mono()}, nil
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		db.writes.release()
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &Tx{Tx: tx, db: db, gate: &db.writes, now: db.now(), mono: db.Mono()}, nil
 }
 
 // Reader returns the read-only pool, for queries that need no transaction.

@@ -57,3 +57,18 @@ func CountDaysStep(ctx context.Context, s *UnlockService, buildingID int64, zone
 
 // IsDiskFull is the classifier of disk-full errors (errors.go).
 var IsDiskFull = isDiskFull
+
+// WritersWaiting returns how many write transactions wait for the writer:
+// urgent ones and bulk ones (writeGate).
+func WritersWaiting(d *DB) (urgent, bulk int) {
+	d.writes.mu.Lock()
+	defer d.writes.mu.Unlock()
+	return len(d.writes.urgent), len(d.writes.bulk)
+}
+
+// IngestQueued returns the events waiting for the next ingest transaction.
+func IngestQueued(s *UnlockService) int {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return s.group.queued
+}

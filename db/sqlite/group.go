@@ -49,6 +49,7 @@ type groupCommitter[W, A any] struct {
 
 	mu      sync.Mutex
 	queue   []*groupCall[W, A]
+	queued  int // the summed size of queue's work
 	running bool
 	idle    *sync.Cond // on mu: broadcast when the committer stops running
 
@@ -97,12 +98,26 @@ func (c *groupCommitter[W, A]) sizeOf(w W) int {
 // submit queues work and returns its answer once the group holding it has
 // committed (or failed), or ctx's error if ctx ends first.
 func (c *groupCommitter[W, A]) submit(ctx context.Context, work W) (A, error) {
+	return c.submitWithin(ctx, work, 0, nil)
+}
+
+// submitWithin is submit that refuses work at once, with full, when the work
+// already queued (not yet in a running group) and this work's would weigh
+// more than limit (0: no limit). Work is never refused while the queue is
+// empty, so a call heavier than limit still gets through.
+func (c *groupCommitter[W, A]) submitWithin(ctx context.Context, work W, limit int, full error) (A, error) {
 	var zero A
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
 	call := &groupCall[W, A]{groupWork: groupWork[W]{ctx: ctx, work: work}, done: make(chan groupAnswer[A], 1)}
+	size := c.sizeOf(work)
 	c.mu.Lock()
+	if limit > 0 && c.queued > 0 && c.queued+size > limit {
+		c.mu.Unlock()
+		return zero, full
+	}
+	c.queued += size
 	c.queue = append(c.queue, call)
 	lead := !c.running
 	c.running = true
@@ -153,6 +168,7 @@ func (c *groupCommitter[W, A]) commitNext() bool {
 	group := slices.Clone(c.queue[:take])
 	clear(c.queue[:take])
 	c.queue = c.queue[take:]
+	c.queued -= n
 	c.mu.Unlock()
 	if len(group) > 0 {
 		c.commit(group)

@@ -27,10 +27,39 @@ type UnlockService struct {
 	// MaxBatch bounds the events of one group-commit transaction (one caller's
 	// batch is never split).
 	MaxBatch int
+	// MaxQueued bounds the events of devices and vendors (RecordUnlocks)
+	// waiting for the next group-commit transaction; 0: no bound. Beyond it a
+	// batch is refused at once with EUNAVAILABLE (a negative PUBACK, HTTP
+	// 503), to be sent again, rather than held until it times out: a device
+	// sends one message at a time, so its report confirming a revoke would
+	// wait behind its events (docs/reliability.md, Load). It also bounds an
+	// ingest transaction, which every other write waits for (writeGate).
+	// Imports of a manager's file are not refused.
+	MaxQueued int
 
 	group *groupCommitter[*ingestReq, doorledger.ImportResult]
 
 	cache ingestCache // used by the committer only
+}
+
+// DefaultMaxQueued is UnlockService.MaxQueued's default: about a tenth of a
+// second of ingest on a quiet machine (docs/benchmarks.md: 12k events/s).
+const DefaultMaxQueued = 1000
+
+// errIngestBusy refuses events beyond UnlockService.MaxQueued.
+var errIngestBusy = &doorledger.Error{Code: doorledger.EUNAVAILABLE,
+	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
+
+// IngestBusy reports whether events beyond MaxQueued wait for the next
+// ingest transaction: transports refuse device messages unread meanwhile
+// (devicectl).
+func (s *UnlockService) IngestBusy() bool {
+	if s.MaxQueued <= 0 {
+		return false
+	}
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return s.group.queued >= s.MaxQueued
 }
 
 // Stats returns how many group-commit transactions were committed and how many
@@ -39,7 +68,7 @@ func (s *UnlockService) Stats() (groups, events int64) { return s.group.stats() 
 
 // NewUnlockService returns the SQLite unlock service.
 func NewUnlockService(db *DB) *UnlockService {
-	s := &UnlockService{db: db, MaxBatch: 10000}
+	s := &UnlockService{db: db, MaxBatch: 10000, MaxQueued: DefaultMaxQueued}
 	s.group = newGroupCommitter("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
 	s.group.failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
@@ -203,7 +232,11 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	// If ctx ends first, the committer may still commit the batch: the
 	// caller does not acknowledge, the source sends it again, and the repeat
 	// is a no-op.
-	res, err := s.group.submit(ctx, r)
+	limit := s.MaxQueued
+	if imp != nil {
+		limit = 0
+	}
+	res, err := s.group.submitWithin(ctx, r, limit, errIngestBusy)
 	if err != nil {
 		return nil, s.db.space.failed(err)
 	}

@@ -144,7 +144,7 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 		reqs[i] = c.work
 	}
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
-	tx, err := s.db.BeginTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
+	tx, err := s.db.beginBulkTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
 	if err != nil {
 		return nil, err
 	}
