@@ -51,17 +51,11 @@ type Cluster struct {
 	port     int
 	server   *exec.Cmd
 	exited   chan struct{}
-	mu       sync.Mutex   // CREATE DATABASE … TEMPLATE, one at a time
-	n        atomic.Int64 // databases handed to tests
-	creating atomic.Int64 // nanoseconds tests waited for them
-	// spare is the next test's database, made from the template in the
-	// background while the current test runs (spareMu guards taking it and
-	// starting the next; spareMaking says one is on its way).
-	spareMu     sync.Mutex
-	spare       chan made
-	spareMaking bool
-	Started     time.Duration // how long initdb and the server's start took
-	Migrated    time.Duration // how long the template's migration took
+	mu       sync.Mutex    // CREATE DATABASE … TEMPLATE, one at a time
+	n        atomic.Int64  // databases made
+	creating atomic.Int64  // nanoseconds spent making them
+	Started  time.Duration // how long initdb and the server's start took
+	Migrated time.Duration // how long the template's migration took
 }
 
 // superuser is the cluster's bootstrap role (initdb -U).
@@ -98,7 +92,7 @@ func version(p string) int {
 func (c *Cluster) Main(m *testing.M) int {
 	code := m.Run()
 	if c.server != nil && testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "pgtest: cluster started in %v, template migrated in %v, %d databases, a test waited %v on average for its own\n",
+		fmt.Fprintf(os.Stderr, "pgtest: cluster started in %v, template migrated in %v, %d databases made in %v on average\n",
 			c.Started.Round(time.Millisecond), c.Migrated.Round(time.Millisecond), c.n.Load(), c.PerDatabase().Round(time.Millisecond))
 	}
 	if err := c.stop(); err != nil {
@@ -130,17 +124,17 @@ func (c *Cluster) database(tb testing.TB, template string) string {
 		}
 		tb.Fatalf("pgtest: %v", c.err)
 	}
-	c.n.Add(1)
+	name := fmt.Sprintf("t%d", c.n.Add(1))
 	ctx := context.Background()
+	// FILE_COPY copies the template's files (its checkpoints cost little
+	// with fsync off); PostgreSQL 15's default, WAL_LOG, writes the whole
+	// copy to the WAL: 2.3 s against 0.9-1.9 s a database here under load
+	// (BenchmarkNewDatabase in db/postgres).
 	began := time.Now()
-	var m made
-	if template == templateDB {
-		m = c.takeSpare()
-	} else {
-		m = c.create(template)
-	}
+	c.mu.Lock()
+	err := c.exec(ctx, "postgres", `CREATE DATABASE `+name+` TEMPLATE `+template+` STRATEGY FILE_COPY`)
+	c.mu.Unlock()
 	c.creating.Add(int64(time.Since(began)))
-	name, err := m.name, m.err
 	if err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
@@ -153,54 +147,7 @@ func (c *Cluster) database(tb testing.TB, template string) string {
 	return c.URL(name)
 }
 
-// made is a database made for a test, or why it could not be.
-type made struct {
-	name string
-	err  error
-}
-
-// seq names the databases.
-var seq atomic.Int64
-
-// create makes a database, a copy of template. FILE_COPY copies the
-// template's files (its checkpoints cost little with fsync off);
-// PostgreSQL 15's default, WAL_LOG, writes the whole copy to the WAL: 2.3 s
-// against 0.9-1.9 s a database here under load (BenchmarkNewDatabase in
-// db/postgres).
-func (c *Cluster) create(template string) made {
-	name := fmt.Sprintf("t%d", seq.Add(1))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return made{name, c.exec(context.Background(), "postgres", `CREATE DATABASE `+name+` TEMPLATE `+template+` STRATEGY FILE_COPY`)}
-}
-
-// takeSpare hands over a copy of the template: the spare made in the
-// background if one is on its way (waiting for the rest of it), else one
-// made now; then it starts the next spare, which the next test takes.
-// Making a copy took most of a PostgreSQL test's time (0.7 s of 1.2 s a
-// test in db/postgres, under load): the spare makes it while a test runs.
-// A spare left at exit goes with the cluster.
-func (c *Cluster) takeSpare() made {
-	c.spareMu.Lock()
-	defer c.spareMu.Unlock()
-	if c.spare == nil {
-		c.spare = make(chan made, 1)
-	}
-	var m made
-	if c.spareMaking {
-		m = <-c.spare
-		c.spareMaking = false
-	} else {
-		m = c.create(templateDB)
-	}
-	if m.err == nil {
-		c.spareMaking = true
-		go func() { c.spare <- c.create(templateDB) }()
-	}
-	return m
-}
-
-// PerDatabase is the mean time a test waited for its database.
+// PerDatabase is the mean time a test's database took to make.
 func (c *Cluster) PerDatabase() time.Duration {
 	if n := c.n.Load(); n > 0 {
 		return time.Duration(c.creating.Load() / n)
