@@ -103,7 +103,7 @@ func (bp *benchPortal) reenable(b testing.TB, ids []int64) {
 // writer).
 func (bp *benchPortal) dbTimes(device, version int64) (requested, sent, confirmed time.Time, err error) {
 	var r, s, c sql.NullString
-	if err = bp.reader.QueryRow(`SELECT requested_at, sent_at, confirmed_at FROM commands WHERE device_id = ? AND version = ?`, device, version).Scan(&r, &s, &c); err != nil {
+	if err = bp.reader.QueryRow(rebind(bp.pg, `SELECT requested_at, sent_at, confirmed_at FROM commands WHERE device_id = ? AND version = ?`), device, version).Scan(&r, &s, &c); err != nil {
 		return
 	}
 	var errs [3]error
@@ -128,8 +128,18 @@ func (bp *benchPortal) dbTimes(device, version int64) (requested, sent, confirme
 //     the report hook before it returns (the report is committed before it is
 //     acknowledged and shown), on a database file beside the portal's, with
 //     the portal's pragmas (WAL, synchronous=FULL).
+//
+// It runs on each backend (benchBackends), with the durable floor's commits
+// on the same backend: the SQLite file above, or a one-row table in a
+// database of the same (durable) PostgreSQL cluster as the portal's.
 func BenchmarkRevoke(b *testing.B) {
-	bp := startBenchPortal(b)
+	for _, backend := range benchBackends {
+		b.Run(string(backend), func(b *testing.B) { benchmarkRevoke(b, backend) })
+	}
+}
+
+func benchmarkRevoke(b *testing.B, backend benchBackend) {
+	bp := startBenchPortalOn(b, backend)
 	// Every 5th device: spread over the six buildings.
 	var ids []int64
 	n := benchRevokes
@@ -139,7 +149,7 @@ func BenchmarkRevoke(b *testing.B) {
 	for i := 0; i < len(bp.world.Devices) && len(ids) < n; i += len(bp.world.Devices) / n {
 		ids = append(ids, bp.world.Devices[i].ID)
 	}
-	floor := startFloor(b)
+	floor := startFloor(b, backend)
 	var samples []revokeSample
 	var floorSamples, durableSamples, commitSamples []time.Duration
 	first := true
@@ -270,8 +280,8 @@ func commitOne(ctx context.Context, db *sql.DB, stmt *sql.Stmt, args ...any) err
 }
 
 // floorRig is a devicectl.Broker on a trivial report sink with benchDevices
-// simulators connected to it over TCP, and a SQLite database for the
-// durable round trip.
+// simulators connected to it over TCP, and a database of the backend for
+// the durable round trip.
 type floorRig struct {
 	br       *devicectl.Broker
 	f        *floorReports
@@ -281,7 +291,7 @@ type floorRig struct {
 	n        int
 }
 
-func startFloor(b *testing.B) *floorRig {
+func startFloor(b *testing.B, backend benchBackend) *floorRig {
 	b.Helper()
 	r := &floorRig{f: &floorReports{reports: map[int64]chan floorReport{}}, versions: map[int64]int64{}}
 	devs := make([]seededDevice, benchDevices)
@@ -290,23 +300,14 @@ func startFloor(b *testing.B) *floorRig {
 		r.ids = append(r.ids, devs[i].ID)
 		r.f.reports[devs[i].ID] = make(chan floorReport, 4)
 	}
-	// The portal's pragmas (db.dsn): a commit costs what the portal's do.
-	path := filepath.Join(benchDataDir(b), "floor.db")
-	fdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_txlock=immediate")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { fdb.Close() })
-	fdb.SetMaxOpenConns(1)
-	if _, err := fdb.Exec(`CREATE TABLE floor (id INTEGER PRIMARY KEY, desired INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0);
-		WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) INSERT INTO floor (id) SELECT i FROM n`, benchDevices); err != nil {
-		b.Fatal(err)
-	}
+	pg := backend == onPostgres
+	fdb := openFloorDB(b, pg)
+	var err error
 	r.f.db = fdb
-	if r.desired, err = fdb.Prepare(`UPDATE floor SET desired = ? WHERE id = ?`); err != nil {
+	if r.desired, err = fdb.Prepare(rebind(pg, `UPDATE floor SET desired = ? WHERE id = ?`)); err != nil {
 		b.Fatal(err)
 	}
-	if r.f.stmt, err = fdb.Prepare(`UPDATE floor SET reported = ? WHERE id = ?`); err != nil {
+	if r.f.stmt, err = fdb.Prepare(rebind(pg, `UPDATE floor SET reported = ? WHERE id = ?`)); err != nil {
 		b.Fatal(err)
 	}
 	if r.br, err = devicectl.NewBroker(devicectl.BrokerConfig{Addr: "127.0.0.1:0", Devices: r.f, Events: r.f, Logger: discardLog}); err != nil {
@@ -315,6 +316,37 @@ func startFloor(b *testing.B) *floorRig {
 	b.Cleanup(func() { r.br.Close() })
 	startFleet(b, "mqtt://"+r.br.Addr(), devs) // stopped at cleanup, before the broker closes
 	return r
+}
+
+// openFloorDB opens the durable floor's database with its table of
+// benchDevices rows. SQLite: a file beside the portal's with the portal's
+// pragmas (db.dsn); PostgreSQL: a database of the portal's cluster. Either
+// way a commit costs what the portal's do.
+func openFloorDB(b *testing.B, pg bool) *sql.DB {
+	b.Helper()
+	var fdb *sql.DB
+	stmts := []string{`CREATE TABLE floor (id INTEGER PRIMARY KEY, desired INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0)`,
+		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) INSERT INTO floor (id) SELECT i FROM n`}
+	if pg {
+		fdb = openPGReader(b, pgCluster.EmptyDatabase(b))
+		stmts = []string{`CREATE TABLE floor (id bigint PRIMARY KEY, desired bigint NOT NULL DEFAULT 0, reported bigint NOT NULL DEFAULT 0)`,
+			`INSERT INTO floor (id) SELECT generate_series(1, $1::bigint)`}
+	} else {
+		path := filepath.Join(benchDataDir(b), "floor.db")
+		var err error
+		if fdb, err = sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_txlock=immediate"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { fdb.Close() })
+	}
+	fdb.SetMaxOpenConns(1)
+	if _, err := fdb.Exec(stmts[0]); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := fdb.Exec(stmts[1], benchDevices); err != nil {
+		b.Fatal(err)
+	}
+	return fdb
 }
 
 // roundTrip times one Push of a new desired state to the next device until

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,8 +17,13 @@ import (
 
 // TestMain shares one Chromium across the package's browser tests and closes
 // it at the end. Without Chromium those tests skip (see browsertest.Require).
-// It stops the PostgreSQL cluster too, if a test started it.
+// It stops the PostgreSQL cluster too, if a test started it; the cluster is
+// durable (fsync on) when benchmarks run, as db/postgres's (issue 15).
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		pgCluster.Durable = true
+	}
 	code := pgCluster.Main(m)
 	browsertest.Shutdown()
 	os.Exit(code)
