@@ -171,7 +171,7 @@ var rules = []rule{
 // truncate) only: the copy makes none, and from the commit on they guard
 // the target. Also the unlock cache's epoch, which counts changes.
 var changeOnly = []string{
-	"anomaly_acks_no_delete", "anomaly_acks_no_update",
+	"anomaly_acks_no_delete", "anomaly_acks_no_truncate", "anomaly_acks_no_update",
 	"audit_entries_append_only", "audit_entries_no_truncate",
 	"consent_events_append_only", "consent_policies_append_only",
 	"consent_signatures_immutable", "consent_signers_recorded",
@@ -185,8 +185,10 @@ var changeOnly = []string{
 	"resident_reports_final", "resident_reports_no_delete",
 	"signers_removed_for_good",
 	"unlock_events_delete_only_expired", "unlock_events_no_truncate",
-	"unlock_redactions_no_delete", "unlock_redactions_no_update",
+	"unlock_redactions_no_delete", "unlock_redactions_no_truncate", "unlock_redactions_no_update",
 	"vendor_disclosures_no_delete", "vendor_integrations_no_delete",
+	"witness_cosignatures_append_only", "witness_cosignatures_no_truncate",
+	"witness_refusals_append_only", "witness_refusals_no_truncate",
 	"unlock_cache_building_update", "unlock_cache_consent_update", "unlock_cache_device_insert", "unlock_cache_device_update",
 }
 
