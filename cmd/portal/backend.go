@@ -262,6 +262,7 @@ func openPostgres(a *app, sealKey func() ([]byte, error)) error {
 	}
 	a.witnesses = postgres.NewWitnessService(db)
 	a.webhooks = postgres.NewWebhookService(db)
+	a.factors = postgres.NewSecondFactorService(db) // sealed with the key SetSealKey set above
 	a.attention = postgres.NewAttentionService(db)
 	a.leases = postgres.NewLeaseService(db)
 	a.ops = postgres.NewOpsService(db)

@@ -49,7 +49,7 @@ type app struct {
 	attention   doorledger.AttentionService
 	leases      doorledger.LeaseService
 	ops         opsStore
-	factors     doorledger.SecondFactorService // nil on PostgreSQL (not ported yet)
+	factors     doorledger.SecondFactorService // second factors (issue 16), on either backend
 	webhooks    doorledger.WebhookService
 	web         *web.Server
 

@@ -12,7 +12,7 @@ import (
 // implemented are the groups of the behavioural suite whose services
 // PostgreSQL implements so far (issue 15 is under way): TestServices runs
 // them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops", "webhooks"}
+var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops", "webhooks", "webhookevents", "secondfactors"}
 
 // TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
 // the groups implemented so far.
@@ -73,6 +73,7 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		OnDesired:       func(f func([]doorledger.DesiredState)) { d.OnDesired = f },
 		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
 		Webhooks:        postgres.NewWebhookService(d),
+		SecondFactors:   postgres.NewSecondFactorService(d),
 		OnEvent:         func(f func()) { d.OnEvent = f },
 	}, d
 }

@@ -126,6 +126,11 @@ func (g *ingestGroup) write(reqs []*ingestReq) ([]doorledger.ImportResult, error
 				return nil, err
 			}
 		}
+		if row.flags != 0 {
+			if err := g.tx.queueAnomaly(g.ctx, row.ev); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for ri, r := range reqs {
 		if r.imp == nil {

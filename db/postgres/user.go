@@ -313,7 +313,7 @@ func (s *UserService) beginAttempt(ctx context.Context, email, ip string, userID
 		lockKey("login email", email), lockKey("login ip", ip)); err != nil {
 		return 0, err
 	}
-	if err := s.checkThrottle(ctx, tx, email, ip, tx.now); err != nil {
+	if err := tx.checkThrottle(ctx, s.loginThrottle(), email, ip, tx.now); err != nil {
 		if doorledger.ErrorCode(err) != doorledger.ETOOMANY {
 			return 0, err
 		}
@@ -354,10 +354,26 @@ func (s *UserService) endAttempt(ctx context.Context, attemptID int64, email str
 	return tx.Commit(ctx)
 }
 
-// checkThrottle refuses when the account or the IP has failed too often within
-// the window, counting attempts still being checked as failures. Failures of
-// an account before its last success do not count.
-func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip string, now time.Time) error {
+// throttle is a table of attempts counted against a limit per account and
+// per IP: sign-ins (login_attempts) and second-factor tries
+// (second_factor_attempts).
+type throttle struct {
+	table, account        string // table and account column: trusted names, never input
+	accountLimit, ipLimit int
+	message               string // with %s for the wait
+}
+
+// loginThrottle is how sign-ins are throttled.
+func (s *UserService) loginThrottle() throttle {
+	return throttle{table: "login_attempts", account: "email", accountLimit: s.db.LoginAccountLimit,
+		ipLimit: s.db.LoginIPLimit, message: "Too many failed sign-ins. Try again in %s."}
+}
+
+// checkThrottle refuses (ETOOMANY) when the account or the IP has failed
+// th's limit within the window, counting attempts still being checked as
+// failures. Failures of an account before its last success do not count.
+// The caller holds the account's and the IP's advisory locks.
+func (tx *Tx) checkThrottle(ctx context.Context, th throttle, account any, ip string, now time.Time) error {
 	since := now.Add(-doorledger.LoginWindow)
 	check := func(limit int, query string, args ...any) error {
 		var n int
@@ -372,23 +388,23 @@ func (s *UserService) checkThrottle(ctx context.Context, tx *Tx, email, ip strin
 		if wait < time.Second {
 			wait = time.Second
 		}
-		return doorledger.Errorf(doorledger.ETOOMANY, "Too many failed sign-ins. Try again in %s.", wait)
+		return doorledger.Errorf(doorledger.ETOOMANY, th.message, wait)
 	}
 	// The account's failures since its last success (by id: the account's
 	// lock orders its attempts, and several may share a timestamp); the
 	// oldest that still counts tells when the lock lifts.
-	if err := check(s.db.LoginAccountLimit, `
+	if err := check(th.accountLimit, `
 		SELECT COUNT(*), MIN(at) FROM (
-			SELECT at FROM login_attempts
-			WHERE email = $1 AND NOT ok AND at >= $2
-			  AND id > COALESCE((SELECT MAX(id) FROM login_attempts WHERE email = $1 AND ok), 0)
-			ORDER BY at DESC LIMIT $3) recent`, email, since, s.db.LoginAccountLimit); err != nil {
+			SELECT at FROM `+th.table+`
+			WHERE `+th.account+` = $1 AND NOT ok AND at >= $2
+			  AND id > COALESCE((SELECT MAX(id) FROM `+th.table+` WHERE `+th.account+` = $1 AND ok), 0)
+			ORDER BY at DESC LIMIT $3) recent`, account, since, th.accountLimit); err != nil {
 		return err
 	}
-	return check(s.db.LoginIPLimit, `
+	return check(th.ipLimit, `
 		SELECT COUNT(*), MIN(at) FROM (
-			SELECT at FROM login_attempts WHERE ip = $1 AND NOT ok AND at >= $2
-			ORDER BY at DESC LIMIT $3) recent`, ip, since, s.db.LoginIPLimit)
+			SELECT at FROM `+th.table+` WHERE ip = $1 AND NOT ok AND at >= $2
+			ORDER BY at DESC LIMIT $3) recent`, ip, since, th.ipLimit)
 }
 
 // newToken returns 32 random bytes, URL-safe encoded, and the hex SHA-256 to store.

@@ -14,9 +14,9 @@ import (
 // WebhookService implements doorledger.WebhookService on PostgreSQL, as
 // package sqlite's does (migrations/250, translated from its 120): a
 // delivery is queued by the transaction that makes its event: auditAs for
-// the journal's (queueJournalEvent), and, once unlock ingest is ported, the
-// unlock writer for each anomalous event, as package sqlite's does
-// (tx.queueEvent with doorledger.NewAnomalyEvent); posted by package hooks.
+// the journal's (queueJournalEvent), and the unlock writer for each
+// anomalous event (queueAnomaly), as package sqlite's do; posted by package
+// hooks.
 type WebhookService struct{ db *DB }
 
 // NewWebhookService returns the PostgreSQL webhook service.
@@ -68,6 +68,15 @@ func (tx *Tx) queueEvent(ctx context.Context, ev *doorledger.Event) error {
 	}
 	tx.hooked = true
 	return nil
+}
+
+// queueAnomaly queues the event of an anomalous unlock event just recorded.
+func (tx *Tx) queueAnomaly(ctx context.Context, ev *doorledger.UnlockEvent) error {
+	e, err := doorledger.NewAnomalyEvent(ev)
+	if err != nil {
+		return err
+	}
+	return tx.queueEvent(ctx, e)
 }
 
 const subscriptionColumns = `id, name, url, event_types, secret_fp, created_at, created_by, disabled_at`
