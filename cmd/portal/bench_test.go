@@ -296,7 +296,6 @@ func openPGReader(tb testing.TB, url string) *sql.DB {
 // directory keeps the keys the portals on PostgreSQL use.
 func migrateWorld(b *testing.B, w *benchWorld) string {
 	b.Helper()
-	dropUnported(b, w.DataDir)
 	url := pgCluster.Database(b)
 	start := time.Now()
 	var out, errb strings.Builder
@@ -305,35 +304,6 @@ func migrateWorld(b *testing.B, w *benchWorld) string {
 	}
 	b.Logf("copied the seeded world to PostgreSQL in %s", time.Since(start).Round(time.Millisecond))
 	return url
-}
-
-// unportedTables are SQLite's tables that db/postgres has no port of yet
-// (second factors run on SQLite only, ddf9b83); `portal migrate` refuses a
-// database that has them.
-var unportedTables = []string{"passkeys", "recovery_codes", "user_totp", "second_factor_attempts", "second_factor_policy"}
-
-// dropUnported drops unportedTables from the seeded world's database before
-// its copy, after checking they are empty: the world seeds none, so the
-// copy loses nothing.
-func dropUnported(b *testing.B, dataDir string) {
-	b.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "doorledger.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	for _, t := range unportedTables {
-		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&n); err != nil {
-			b.Fatalf("%s: %v", t, err)
-		}
-		if n != 0 {
-			b.Fatalf("%s has %d rows: not droppable before the copy", t, n)
-		}
-		if _, err := db.Exec(`DROP TABLE ` + t); err != nil {
-			b.Fatalf("drop %s: %v", t, err)
-		}
-	}
 }
 
 // openReader opens the data directory's database read-only for the harness,
