@@ -40,8 +40,13 @@ func leaseHolders(t *testing.T, d *sqlite.DB) map[string]string {
 func TestEndToEndTwoInstances(t *testing.T) {
 	dir := t.TempDir()
 	broker := noBrokerURL(t)
-	a := MustStartPortal(t, dir, "-instance", "a", "-lease-ttl", "900ms", "-mqtt-url", broker)
-	b := MustStartPortal(t, dir, "-instance", "b", "-lease-ttl", "900ms", "-mqtt-url", broker)
+	// The default term (6 s, renewed every 2 s): with 900 ms, a renewal of
+	// A's delayed past its term on a loaded machine (load average 10) let B
+	// take a lease while A ran, twice this session. A releases its leases
+	// when it stops, so B's takeover below waits one renewal period, not a
+	// term.
+	a := MustStartPortal(t, dir, "-instance", "a", "-lease-ttl", "6s", "-mqtt-url", broker)
+	b := MustStartPortal(t, dir, "-instance", "b", "-lease-ttl", "6s", "-mqtt-url", broker)
 
 	onA := NewClient(t, a.URL)
 	onA.MustLogin(testAdminEmail, a.AdminPass)
