@@ -9,17 +9,10 @@ import (
 	"github.com/doorledger/doorledger/db/postgres"
 )
 
-// implemented are the groups of the behavioural suite whose services
-// PostgreSQL implements so far (issue 15 is under way): TestServices runs
-// them and says which it does not run yet.
-var implemented = []string{"users", "sessions", "buildings", "outbox", "consents", "policies", "papers", "leases", "devices", "attention", "text", "residents", "unlocks", "logs", "witnesses", "reports", "vendors", "ops", "webhooks", "webhookevents", "secondfactors"}
-
-// TestServices runs the backend-agnostic behavioural suite on PostgreSQL:
-// the groups implemented so far.
-func TestServices(t *testing.T) {
-	t.Logf("dbtest groups not run on PostgreSQL yet (services not ported): %v", dbtest.Missing(implemented...))
-	dbtest.RunGroups(t, newPostgresServices, implemented...)
-}
+// TestServices runs the whole backend-agnostic behavioural suite on
+// PostgreSQL, as db/sqlite's TestServices does on SQLite: every service is
+// ported (issue 15).
+func TestServices(t *testing.T) { dbtest.Run(t, newPostgresServices) }
 
 func newPostgresServices(t *testing.T) dbtest.Services {
 	s, _ := openServices(t)
