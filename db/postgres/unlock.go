@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // UnlockService implements doorledger.UnlockService, ported from package
@@ -15,7 +16,7 @@ import (
 // commit, anomaly flags and alerts, and the building's history, charts,
 // export, retention and heartbeat watch.
 //
-// Group commit (groupCommitter): RecordUnlocks queues the caller's events and
+// Group commit (internal/groupcommit): RecordUnlocks queues the caller's events and
 // waits; the committer takes everything waiting, up to MaxBatch events, and
 // writes it in ONE transaction (one commit, one WAL flush), its events in
 // one INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING, then answers
@@ -34,27 +35,27 @@ type UnlockService struct {
 	// batch is never split).
 	MaxBatch int
 
-	group *groupCommitter[*ingestReq, doorledger.ImportResult]
+	group *groupcommit.Committer[*ingestReq, doorledger.ImportResult]
 
 	cache ingestCache // used by the committer only
 }
 
 // Stats returns how many group-commit transactions were committed and how many
 // events they carried (their ratio is the batching achieved).
-func (s *UnlockService) Stats() (groups, events int64) { return s.group.stats() }
+func (s *UnlockService) Stats() (groups, events int64) { return s.group.Stats() }
 
 // NewUnlockService returns the PostgreSQL unlock service.
 func NewUnlockService(db *DB) *UnlockService {
 	s := &UnlockService{db: db, MaxBatch: 10000}
-	s.group = newGroupCommitter("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
-	s.group.failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
+	s.group = groupcommit.New("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
+	s.group.Failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
 }
 
 // Wait returns when the committer has written everything queued, even
 // batches whose callers stopped waiting: at shutdown, after the transports
 // stopped and before the log is sequenced a last time.
-func (s *UnlockService) Wait() { s.group.wait() }
+func (s *UnlockService) Wait() { s.group.Wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
@@ -190,7 +191,7 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	// If ctx ends first, the committer may still commit the batch: the
 	// caller does not acknowledge, the source sends it again, and the repeat
 	// is a no-op.
-	res, err := s.group.submit(ctx, r)
+	res, err := s.group.Submit(ctx, r)
 	if err != nil {
 		return nil, err
 	}

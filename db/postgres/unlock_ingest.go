@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -142,11 +143,11 @@ type ingestGroup struct {
 // of its new events recorded meanwhile (errIngestRaced).
 const groupAttempts = 5
 
-func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []groupAnswer[doorledger.ImportResult], err error) {
+func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answers []groupcommit.Answer[doorledger.ImportResult], err error) {
 	reqs := make([]*ingestReq, len(calls))
 	for i, c := range calls {
-		c.work.ctx = c.ctx
-		reqs[i] = c.work
+		c.Work.ctx = c.Ctx
+		reqs[i] = c.Work
 	}
 	for attempt := 1; ; attempt++ {
 		answers, err = s.tryGroup(reqs)
@@ -161,7 +162,7 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 }
 
 // tryGroup writes the group in one transaction.
-func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupAnswer[doorledger.ImportResult], error) {
+func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupcommit.Answer[doorledger.ImportResult], error) {
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -178,7 +179,7 @@ func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupAnswer[doorledger.Im
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx,
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
 		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
-	answers := make([]groupAnswer[doorledger.ImportResult], len(reqs))
+	answers := make([]groupcommit.Answer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {
 		return nil, err
@@ -186,7 +187,7 @@ func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupAnswer[doorledger.Im
 	var accepted []*ingestReq
 	for i, r := range reqs {
 		if refused[i] != nil {
-			answers[i].err = refused[i]
+			answers[i].Err = refused[i]
 			continue
 		}
 		accepted = append(accepted, r)
@@ -197,7 +198,7 @@ func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupAnswer[doorledger.Im
 	}
 	for i, j := 0, 0; i < len(reqs); i++ {
 		if refused[i] == nil {
-			answers[i].val = results[j]
+			answers[i].Val = results[j]
 			j++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // DeviceService implements doorledger.DeviceService for people (it reads the
@@ -28,13 +29,13 @@ type DeviceService struct {
 	SentFlushDelay time.Duration
 
 	sent    sentLog
-	reports *groupCommitter[doorledger.ReportedState, struct{}]
+	reports *groupcommit.Committer[doorledger.ReportedState, struct{}]
 }
 
 // NewDeviceService returns the SQLite device service.
 func NewDeviceService(db *DB) *DeviceService {
 	s := &DeviceService{db: db, SentFlushDelay: 50 * time.Millisecond}
-	s.reports = newGroupCommitter("report state", func() int { return maxReportGroup }, nil, s.writeReports)
+	s.reports = groupcommit.New("report state", func() int { return maxReportGroup }, nil, s.writeReports)
 	return s
 }
 

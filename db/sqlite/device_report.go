@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // reportedDevice is what ReportState needs of a device, read in its transaction.
@@ -103,13 +104,13 @@ func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedSt
 	// If ctx ends first, the committer may still commit the report: the
 	// device is not acknowledged, sends it again, and the repeat is a sign of
 	// life only.
-	_, err := s.reports.submit(ctx, r)
+	_, err := s.reports.Submit(ctx, r)
 	return err
 }
 
 // ReportStats returns how many report transactions were committed and how
 // many reports they carried (their ratio is the grouping achieved).
-func (s *DeviceService) ReportStats() (groups, reports int64) { return s.reports.stats() }
+func (s *DeviceService) ReportStats() (groups, reports int64) { return s.reports.Stats() }
 
 // maxReportGroup bounds the reports of one transaction.
 const maxReportGroup = 1000
@@ -123,7 +124,7 @@ const (
 
 // writeReports writes reqs in one transaction: each report's answer, or an
 // error for the whole transaction (nothing of it committed).
-func (s *DeviceService) writeReports(reqs []groupWork[doorledger.ReportedState]) (answers []groupAnswer[struct{}], err error) {
+func (s *DeviceService) writeReports(reqs []groupcommit.Item[doorledger.ReportedState]) (answers []groupcommit.Answer[struct{}], err error) {
 	ctx := context.Background() // the group's: no caller's cancellation ends it
 	tx, err := s.db.BeginTx(ctx, reportWriteSQL...)
 	if err != nil {
@@ -134,7 +135,7 @@ func (s *DeviceService) writeReports(reqs []groupWork[doorledger.ReportedState])
 	// transaction writes them too; given back unless committed.
 	var marks []sentMark
 	for _, r := range reqs {
-		marks = append(marks, s.sent.take(r.work.DeviceID)...)
+		marks = append(marks, s.sent.take(r.Work.DeviceID)...)
 	}
 	defer func() {
 		if err != nil {
@@ -144,14 +145,14 @@ func (s *DeviceService) writeReports(reqs []groupWork[doorledger.ReportedState])
 	if err := tx.writeSent(ctx, marks); err != nil {
 		return nil, err
 	}
-	answers = make([]groupAnswer[struct{}], len(reqs))
+	answers = make([]groupcommit.Answer[struct{}], len(reqs))
 	for i, r := range reqs {
 		pushes := len(tx.pushes)
 		if _, err := tx.exec(ctx, reportSavepointSQL); err != nil {
 			return nil, err
 		}
 		// The caller's values (its IP for the journal), not its cancellation.
-		if answers[i].err = tx.reportState(context.WithoutCancel(r.ctx), r.work); answers[i].err != nil {
+		if answers[i].Err = tx.reportState(context.WithoutCancel(r.Ctx), r.Work); answers[i].Err != nil {
 			if _, err := tx.exec(ctx, reportRollbackSQL); err != nil {
 				return nil, fmt.Errorf("roll back a refused report: %w", err)
 			}

@@ -68,7 +68,5 @@ func WritersWaiting(d *DB) (urgent, bulk int) {
 
 // IngestQueued returns the events waiting for the next ingest transaction.
 func IngestQueued(s *UnlockService) int {
-	s.group.mu.Lock()
-	defer s.group.mu.Unlock()
-	return s.group.queued
+	return s.group.Queued()
 }

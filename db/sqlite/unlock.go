@@ -6,13 +6,14 @@ import (
 	"strconv"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // UnlockService implements doorledger.UnlockService: durable, idempotent
 // ingest of unlock events with group commit, anomaly flags and alerts, and the
 // building's history, charts, export, retention and heartbeat watch.
 //
-// Group commit (groupCommitter): RecordUnlocks queues the caller's events and
+// Group commit (internal/groupcommit): RecordUnlocks queues the caller's events and
 // waits; the committer takes everything waiting, up to MaxBatch events, and
 // writes it in ONE transaction on the DB's single writer connection, then
 // answers each caller.
@@ -37,7 +38,7 @@ type UnlockService struct {
 	// Imports of a manager's file are not refused.
 	MaxQueued int
 
-	group *groupCommitter[*ingestReq, doorledger.ImportResult]
+	group *groupcommit.Committer[*ingestReq, doorledger.ImportResult]
 
 	cache ingestCache // used by the committer only
 }
@@ -57,27 +58,25 @@ func (s *UnlockService) IngestBusy() bool {
 	if s.MaxQueued <= 0 {
 		return false
 	}
-	s.group.mu.Lock()
-	defer s.group.mu.Unlock()
-	return s.group.queued >= s.MaxQueued
+	return s.group.Queued() >= s.MaxQueued
 }
 
 // Stats returns how many group-commit transactions were committed and how many
 // events they carried (their ratio is the batching achieved).
-func (s *UnlockService) Stats() (groups, events int64) { return s.group.stats() }
+func (s *UnlockService) Stats() (groups, events int64) { return s.group.Stats() }
 
 // NewUnlockService returns the SQLite unlock service.
 func NewUnlockService(db *DB) *UnlockService {
 	s := &UnlockService{db: db, MaxBatch: 10000, MaxQueued: DefaultMaxQueued}
-	s.group = newGroupCommitter("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
-	s.group.failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
+	s.group = groupcommit.New("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
+	s.group.Failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
 }
 
 // Wait returns when the committer has written everything queued, even
 // batches whose callers stopped waiting: at shutdown, after the transports
 // stopped and before the log is sequenced a last time.
-func (s *UnlockService) Wait() { s.group.wait() }
+func (s *UnlockService) Wait() { s.group.Wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
@@ -236,7 +235,7 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	if imp != nil {
 		limit = 0
 	}
-	res, err := s.group.submitWithin(ctx, r, limit, errIngestBusy)
+	res, err := s.group.SubmitWithin(ctx, r, limit, errIngestBusy)
 	if err != nil {
 		return nil, s.db.space.failed(err)
 	}

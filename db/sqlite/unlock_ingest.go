@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/groupcommit"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -137,11 +138,11 @@ type ingestGroup struct {
 	changed   bool // the group changed a device: the epoch moved
 }
 
-func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []groupAnswer[doorledger.ImportResult], err error) {
+func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answers []groupcommit.Answer[doorledger.ImportResult], err error) {
 	reqs := make([]*ingestReq, len(calls))
 	for i, c := range calls {
-		c.work.ctx = c.ctx
-		reqs[i] = c.work
+		c.Work.ctx = c.Ctx
+		reqs[i] = c.Work
 	}
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
 	tx, err := s.db.beginBulkTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
@@ -159,17 +160,17 @@ func (s *UnlockService) writeGroup(calls []groupWork[*ingestReq]) (answers []gro
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now),
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
 		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
-	answers = make([]groupAnswer[doorledger.ImportResult], len(reqs))
+	answers = make([]groupcommit.Answer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {
 		return nil, err
 	}
 	for i, r := range reqs {
 		if refused[i] != nil {
-			answers[i].err = refused[i]
+			answers[i].Err = refused[i]
 			continue
 		}
-		if answers[i].val, err = g.write(r); err != nil {
+		if answers[i].Val, err = g.write(r); err != nil {
 			return nil, err
 		}
 	}

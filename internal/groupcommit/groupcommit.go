@@ -1,19 +1,13 @@
-package sqlite
-
-import (
-	"context"
-	"fmt"
-	"log/slog"
-	"slices"
-	"sync"
-	"sync/atomic"
-)
-
-// groupCommitter batches the work of concurrent callers into shared write
-// transactions. With synchronous=FULL a commit costs an fsync; sharing it among
-// every caller that arrived meanwhile is what makes durable writes fast when
-// many callers write at once (unlock ingest, devices' reports during a
-// lockdown).
+// Package groupcommit batches the work of concurrent callers into shared
+// write transactions, for the storage backends (package sqlite and package
+// postgres): unlock ingest, devices' reports. The backend supplies the
+// write (begin, its SQL, commit); the committer decides what goes in which
+// transaction and answers each caller.
+//
+// With synchronous=FULL (SQLite) or synchronous_commit (PostgreSQL) a commit
+// costs an fsync; sharing it among every caller that arrived meanwhile is
+// what makes durable writes fast when many callers write at once (unlock
+// ingest, devices' reports during a lockdown).
 //
 // The leader rule: a caller that finds no committer running becomes it and
 // commits what is queued (its own work among it) on its own goroutine, so a
@@ -34,83 +28,111 @@ import (
 //     context's error; its work is skipped if its group has not started yet,
 //     and otherwise may still be committed (the sender repeats it, and the
 //     repeat is idempotent).
-type groupCommitter[W, A any] struct {
+package groupcommit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Committer commits work W of concurrent callers in groups, answering each
+// with A. Make one with New.
+type Committer[W, A any] struct {
 	// write writes a group's work in ONE transaction and commits it. It
 	// returns an answer per call, or an error when nothing was committed.
-	write func(calls []groupWork[W]) ([]groupAnswer[A], error)
+	write func(calls []Item[W]) ([]Answer[A], error)
 	// size weighs a piece of work (nil: 1 each); max bounds the summed size of
 	// a group (nil or 0: no bound). A single call's work is never split.
 	size func(W) int
 	max  func() int
-	// failed is told when a group's write failed or panicked, before the
-	// retries (nil: nothing to do).
-	failed func()
+	// Failed is told when a group's write failed or panicked, before the
+	// retries (nil: nothing to do). Set it before the first Submit.
+	Failed func()
 	name   string // for logs and errors
 
 	mu      sync.Mutex
-	queue   []*groupCall[W, A]
+	queue   []*call[W, A]
 	queued  int // the summed size of queue's work
 	running bool
-	idle    *sync.Cond // on mu: broadcast when the committer stops running
+	// changed (on mu) is broadcast when the queue grows and when the
+	// committer stops running (Wait waits for the latter).
+	changed *sync.Cond
 
 	groups, items atomic.Int64 // transactions committed, sizes of their work
 }
 
-// groupWork is one caller's work, with the caller's context: its values
-// (who asks, from where) and whether the caller still waits. write must not
+// Item is one caller's work, with the caller's context: its values (who
+// asks, from where) and whether the caller still waits. The write must not
 // let that context's cancellation end the shared transaction.
-type groupWork[W any] struct {
-	ctx  context.Context
-	work W
+type Item[W any] struct {
+	Ctx  context.Context
+	Work W
 }
 
-// groupCall is one caller waiting for the committer.
-type groupCall[W, A any] struct {
-	groupWork[W]
-	done chan groupAnswer[A] // buffered: the committer never blocks on it
+// Answer is the answer to one call: its value, or the error that call alone
+// gets (the other calls of the group are still committed).
+type Answer[A any] struct {
+	Val A
+	Err error
 }
 
-// groupAnswer is the answer to one call.
-type groupAnswer[A any] struct {
-	val A
-	err error
+// call is one caller waiting for the committer.
+type call[W, A any] struct {
+	Item[W]
+	done chan Answer[A] // buffered: the committer never blocks on it
 }
 
-func newGroupCommitter[W, A any](name string, max func() int, size func(W) int, write func([]groupWork[W]) ([]groupAnswer[A], error)) *groupCommitter[W, A] {
-	c := &groupCommitter[W, A]{name: name, max: max, size: size, write: write}
-	c.idle = sync.NewCond(&c.mu)
+// New returns a committer named name (in logs and errors) that commits
+// groups with write. size weighs a piece of work (nil: 1 each); max bounds
+// the summed size of a group (nil, or a result of 0: no bound), read before
+// each group. A single call's work is never split.
+func New[W, A any](name string, max func() int, size func(W) int, write func([]Item[W]) ([]Answer[A], error)) *Committer[W, A] {
+	c := &Committer[W, A]{name: name, max: max, size: size, write: write}
+	c.changed = sync.NewCond(&c.mu)
 	return c
 }
 
-// stats returns how many groups were committed and the summed size of their
+// Stats returns how many groups were committed and the summed size of their
 // work (their ratio is the grouping achieved).
-func (c *groupCommitter[W, A]) stats() (groups, items int64) {
+func (c *Committer[W, A]) Stats() (groups, items int64) {
 	return c.groups.Load(), c.items.Load()
 }
 
-func (c *groupCommitter[W, A]) sizeOf(w W) int {
+// Queued returns the summed size of the work queued and not yet in a
+// running group.
+func (c *Committer[W, A]) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+func (c *Committer[W, A]) sizeOf(w W) int {
 	if c.size == nil {
 		return 1
 	}
 	return c.size(w)
 }
 
-// submit queues work and returns its answer once the group holding it has
+// Submit queues work and returns its answer once the group holding it has
 // committed (or failed), or ctx's error if ctx ends first.
-func (c *groupCommitter[W, A]) submit(ctx context.Context, work W) (A, error) {
-	return c.submitWithin(ctx, work, 0, nil)
+func (c *Committer[W, A]) Submit(ctx context.Context, work W) (A, error) {
+	return c.SubmitWithin(ctx, work, 0, nil)
 }
 
-// submitWithin is submit that refuses work at once, with full, when the work
+// SubmitWithin is Submit that refuses work at once, with full, when the work
 // already queued (not yet in a running group) and this work's would weigh
 // more than limit (0: no limit). Work is never refused while the queue is
 // empty, so a call heavier than limit still gets through.
-func (c *groupCommitter[W, A]) submitWithin(ctx context.Context, work W, limit int, full error) (A, error) {
+func (c *Committer[W, A]) SubmitWithin(ctx context.Context, work W, limit int, full error) (A, error) {
 	var zero A
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	call := &groupCall[W, A]{groupWork: groupWork[W]{ctx: ctx, work: work}, done: make(chan groupAnswer[A], 1)}
+	cl := &call[W, A]{Item: Item[W]{Ctx: ctx, Work: work}, done: make(chan Answer[A], 1)}
 	size := c.sizeOf(work)
 	c.mu.Lock()
 	if limit > 0 && c.queued > 0 && c.queued+size > limit {
@@ -118,39 +140,40 @@ func (c *groupCommitter[W, A]) submitWithin(ctx context.Context, work W, limit i
 		return zero, full
 	}
 	c.queued += size
-	c.queue = append(c.queue, call)
+	c.queue = append(c.queue, cl)
 	lead := !c.running
 	c.running = true
+	c.changed.Broadcast()
 	c.mu.Unlock()
 	if lead && c.commitNext() {
 		go c.loop()
 	}
 	select {
-	case a := <-call.done:
-		return a.val, a.err
+	case a := <-cl.done:
+		return a.Val, a.Err
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
 }
 
-// wait returns when the committer has written everything queued, even work
+// Wait returns when the committer has written everything queued, even work
 // whose callers stopped waiting.
-func (c *groupCommitter[W, A]) wait() {
+func (c *Committer[W, A]) Wait() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.running {
-		c.idle.Wait()
+		c.changed.Wait()
 	}
 }
 
-func (c *groupCommitter[W, A]) loop() {
+func (c *Committer[W, A]) loop() {
 	for c.commitNext() {
 	}
 }
 
 // commitNext commits the next group. It reports whether more is queued; when
 // nothing is, the committer's turn has ended.
-func (c *groupCommitter[W, A]) commitNext() bool {
+func (c *Committer[W, A]) commitNext() bool {
 	limit := 0
 	if c.max != nil {
 		limit = c.max()
@@ -158,7 +181,7 @@ func (c *groupCommitter[W, A]) commitNext() bool {
 	c.mu.Lock()
 	n, take := 0, 0
 	for take < len(c.queue) {
-		s := c.sizeOf(c.queue[take].work)
+		s := c.sizeOf(c.queue[take].Work)
 		if take > 0 && limit > 0 && n+s > limit {
 			break
 		}
@@ -178,7 +201,7 @@ func (c *groupCommitter[W, A]) commitNext() bool {
 	if len(c.queue) == 0 {
 		c.running = false
 		c.queue = nil
-		c.idle.Broadcast()
+		c.changed.Broadcast()
 		return false
 	}
 	return true
@@ -186,37 +209,37 @@ func (c *groupCommitter[W, A]) commitNext() bool {
 
 // commit writes calls in one transaction and answers each; if it fails, each
 // call is tried again alone.
-func (c *groupCommitter[W, A]) commit(calls []*groupCall[W, A]) {
-	live := make([]groupWork[W], 0, len(calls))
-	var waiting []*groupCall[W, A]
-	for _, call := range calls {
-		if err := call.ctx.Err(); err != nil {
-			call.done <- groupAnswer[A]{err: err}
+func (c *Committer[W, A]) commit(calls []*call[W, A]) {
+	live := make([]Item[W], 0, len(calls))
+	var waiting []*call[W, A]
+	for _, cl := range calls {
+		if err := cl.Ctx.Err(); err != nil {
+			cl.done <- Answer[A]{Err: err}
 			continue
 		}
-		live = append(live, call.groupWork)
-		waiting = append(waiting, call)
+		live = append(live, cl.Item)
+		waiting = append(waiting, cl)
 	}
 	if len(live) == 0 {
 		return
 	}
 	answers, err := c.tryWrite(live)
 	if err == nil {
-		for i, call := range waiting {
-			call.done <- answers[i]
+		for i, cl := range waiting {
+			cl.done <- answers[i]
 		}
 		return
 	}
 	if len(live) == 1 {
-		waiting[0].done <- groupAnswer[A]{err: err}
+		waiting[0].done <- Answer[A]{Err: err}
 		return
 	}
 	slog.Warn(c.name+": group commit failed; retrying each caller alone", "callers", len(live), "err", err)
-	for i, call := range waiting {
+	for i, cl := range waiting {
 		if answers, err := c.tryWrite(live[i : i+1]); err != nil {
-			call.done <- groupAnswer[A]{err: err}
+			cl.done <- Answer[A]{Err: err}
 		} else {
-			call.done <- answers[0]
+			cl.done <- answers[0]
 		}
 	}
 }
@@ -224,14 +247,14 @@ func (c *groupCommitter[W, A]) commit(calls []*groupCall[W, A]) {
 // tryWrite runs write, counting what it committed; a panic is an error of the
 // whole group (nothing of it was committed: write's transaction rolls back as
 // the panic unwinds).
-func (c *groupCommitter[W, A]) tryWrite(calls []groupWork[W]) (answers []groupAnswer[A], err error) {
+func (c *Committer[W, A]) tryWrite(calls []Item[W]) (answers []Answer[A], err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			slog.Error(c.name+" panicked", "panic", p)
 			answers, err = nil, fmt.Errorf("%s: internal error: %v", c.name, p)
 		}
-		if err != nil && c.failed != nil {
-			c.failed()
+		if err != nil && c.Failed != nil {
+			c.Failed()
 		}
 	}()
 	answers, err = c.write(calls)
@@ -242,8 +265,8 @@ func (c *groupCommitter[W, A]) tryWrite(calls []groupWork[W]) (answers []groupAn
 		return nil, fmt.Errorf("%s: %d answers for %d calls", c.name, len(answers), len(calls))
 	}
 	c.groups.Add(1)
-	for _, call := range calls {
-		c.items.Add(int64(c.sizeOf(call.work)))
+	for _, cl := range calls {
+		c.items.Add(int64(c.sizeOf(cl.Work)))
 	}
 	return answers, nil
 }
