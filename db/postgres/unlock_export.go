@@ -1,27 +1,18 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"io"
-	"strings"
-	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/unlockcsv"
 )
 
-// exportPage is how many rows ExportCSV reads per query: each page is a short
-// read, so a long export holds no snapshot open (vacuum goes on).
-const exportPage = 2000
-
 // ExportCSV streams every event matching f to w as CSV, newest first by
-// effective time, page by page, so memory stays constant however many there are. The export is
-// audited first. Each anomalous event carries its acknowledgement, if any
-// (when, by whom, the manager's note). Text that came from devices or people
-// and starts like a spreadsheet formula (= + - @) is prefixed with ' so that
-// opening the file runs nothing.
+// effective time, page by page, so memory stays constant however many there
+// are (internal/unlockcsv: its columns and spreadsheet-safe cells). The
+// export is audited first.
 func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter, w io.Writer) (int64, error) {
 	c := callerFrom(ctx)
 	loc, err := checkUnlockRead(ctx, s.db.pool, c, f.BuildingID)
@@ -39,13 +30,7 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 	if err := s.db.pool.QueryRow(ctx, `SELECT COUNT(*) FROM (`+query+`) export`, args...).Scan(&count); err != nil {
 		return 0, fmt.Errorf("count the export: %w", err)
 	}
-	detail := map[string]any{"format": "csv", "events": count, "from": f.From, "to": f.To}
-	for k, v := range map[string]any{"device_id": f.DeviceID, "device_ref": f.DeviceRef, "method": f.Method, "result": string(f.Result),
-		"anomalies_only": f.AnomaliesOnly, "anomaly": f.Anomaly, "open_only": f.OpenOnly} {
-		if v != int64(0) && v != "" && v != false {
-			detail[k] = v
-		}
-	}
+	detail := unlockcsv.AuditDetail(f, count)
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return 0, err
@@ -58,76 +43,22 @@ func (s *UnlockService) ExportCSV(ctx context.Context, f doorledger.UnlockFilter
 		return 0, err
 	}
 
-	bw := bufio.NewWriterSize(w, 64<<10)
-	cw := csv.NewWriter(bw)
-	// effective_at, last so that the earlier columns keep their places, is
-	// the time the event counts at and the file's order (the device's time,
-	// or the time received when its clock is flagged skewed).
-	if err := cw.Write([]string{"occurred_at", "occurred_at_utc", "received_at_utc", "device_id", "device_ref", "event_id",
-		"method", "actor_ref", "result", "anomalies", "source", "acknowledged_at_utc", "acknowledged_by", "ack_note", "effective_at"}); err != nil {
-		return 0, err
-	}
-	var n int64
-	rec := make([]string, 15)
-	for {
-		query, args, _ := historyQuery(f, loc, exportPage)
+	return unlockcsv.Write(ctx, w, f, loc, func(f doorledger.UnlockFilter, each func(*doorledger.UnlockEvent) error) error {
+		query, args, _ := historyQuery(f, loc, unlockcsv.Page)
 		rows, err := s.db.pool.Query(ctx, query, args...)
 		if err != nil {
-			return n, fmt.Errorf("export unlocks: %w", err)
+			return fmt.Errorf("export unlocks: %w", err)
 		}
-		var last *doorledger.UnlockEvent
-		got := 0
+		defer rows.Close()
 		for rows.Next() {
 			e, err := scanUnlock(rows)
 			if err != nil {
-				rows.Close()
-				return n, err
+				return err
 			}
-			rec[0] = e.OccurredAt.In(loc).Format(time.RFC3339Nano)
-			rec[1] = e.OccurredAt.UTC().Format(time.RFC3339Nano)
-			rec[2] = e.ReceivedAt.UTC().Format(time.RFC3339Nano)
-			rec[3] = ""
-			if e.DeviceID != 0 {
-				rec[3] = itoa(e.DeviceID)
+			if err := each(e); err != nil {
+				return err
 			}
-			rec[4], rec[5], rec[6], rec[7] = safeCell(e.DeviceRef), safeCell(e.EventID), e.Method, safeCell(e.ActorRef)
-			rec[8], rec[9], rec[10] = string(e.Result), strings.Join(e.Anomalies, " "), e.Source
-			rec[11], rec[12], rec[13] = "", safeCell(e.AcknowledgedBy), safeCell(e.AckNote)
-			if e.Acknowledged() {
-				rec[11] = e.AcknowledgedAt.UTC().Format(time.RFC3339Nano)
-			}
-			rec[14] = e.EffectiveAt().In(loc).Format(time.RFC3339Nano)
-			if err := cw.Write(rec); err != nil {
-				rows.Close()
-				return n, err
-			}
-			n++
-			got++
-			last = e
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return n, err
-		}
-		cw.Flush()
-		if err := cw.Error(); err != nil {
-			return n, err
-		}
-		if got < exportPage {
-			break
-		}
-		f.After = doorledger.UnlockCursor{At: last.EffectiveAt(), ID: last.ID}
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-	}
-	return n, bw.Flush()
-}
-
-// safeCell defuses text that a spreadsheet would read as a formula.
-func safeCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+		return rows.Err()
+	})
 }

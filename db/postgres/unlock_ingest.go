@@ -9,6 +9,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/groupcommit"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -132,8 +133,7 @@ type ingestGroup struct {
 	refs      map[refKey]int64
 	bursts    map[int64]*burstCheck
 	seen      map[int64]bool // devices heard from directly (MQTT, HTTP)
-	alerts    map[string]*unlockAlert
-	alertKeys []string
+	alerts    notice.UnlockAlerts
 	changed   bool // the group changed a device: the epoch moved
 }
 
@@ -178,7 +178,7 @@ func (s *UnlockService) tryGroup(reqs []*ingestReq) ([]groupcommit.Answer[doorle
 	}
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx,
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
-		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
+		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}}
 	answers := make([]groupcommit.Answer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {

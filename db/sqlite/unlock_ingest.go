@@ -10,6 +10,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/groupcommit"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -133,8 +134,7 @@ type ingestGroup struct {
 	refs      map[refKey]int64
 	bursts    map[int64]*burstCheck
 	seen      map[int64]bool // devices heard from directly (MQTT, HTTP)
-	alerts    map[string]*unlockAlert
-	alertKeys []string
+	alerts    notice.UnlockAlerts
 	changed   bool // the group changed a device: the epoch moved
 }
 
@@ -159,7 +159,7 @@ func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answer
 	}
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now),
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
-		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}, alerts: map[string]*unlockAlert{}}
+		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}}
 	answers = make([]groupcommit.Answer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // clockSkewed reports whether the event's device time is too far from the
@@ -213,49 +213,15 @@ func (g *ingestGroup) flagUnconsented(d *ingestDevice, ev *doorledger.UnlockEven
 	return cmd, nil
 }
 
-// unlockAlert gathers the group's events that share one alert key.
-type unlockAlert struct {
-	b      *ingestBuilding
-	d      *ingestDevice
-	ref    string
-	flags  int64
-	events []string
-	more   int
-	cmd    *doorledger.Command
-}
-
-const alertEventsListed = 10
-
-// alert adds an anomalous event to the alert of its building, device,
-// combination of anomalies and hour received: the outbox sends one mail per
-// key, so a burst is one mail, not a hundred.
+// alert adds an anomalous event to the group's managers' alerts
+// (internal/notice: one per building, device, combination of anomalies and
+// hour received).
 func (g *ingestGroup) alert(b *ingestBuilding, d *ingestDevice, ev *doorledger.UnlockEvent, flags int64, cmd *doorledger.Command) {
-	dev := "ref:" + ev.DeviceRef
+	var dev *notice.UnlockAlertDevice
 	if d != nil {
-		dev = "device:" + itoa(d.id)
+		dev = &notice.UnlockAlertDevice{ID: d.id, Vendor: d.vendor, Model: d.model, Serial: d.serial, Location: d.location}
 	}
-	key := fmt.Sprintf("unlock:%d:%s:%d:%s", b.id, dev, flags, ev.ReceivedAt.UTC().Format("2006-01-02T15"))
-	a := g.alerts[key]
-	if a == nil {
-		a = &unlockAlert{b: b, d: d, ref: ev.DeviceRef, flags: flags}
-		g.alerts[key] = a
-		g.alertKeys = append(g.alertKeys, key)
-	}
-	if cmd != nil {
-		a.cmd = cmd
-	}
-	if len(a.events) >= alertEventsListed {
-		a.more++
-		return
-	}
-	line := fmt.Sprintf("  %s  %s  %s", effectiveAt(ev).In(b.loc).Format("2006-01-02 15:04:05 MST"), ev.Result, ev.Method)
-	if ev.ActorRef != "" {
-		line += "  actor " + ev.ActorRef
-	}
-	if clockSkewed(ev) {
-		line += "  (received then; the device's clock said " + ev.OccurredAt.In(b.loc).Format("2006-01-02 15:04:05 MST") + ")"
-	}
-	a.events = append(a.events, line+"  (event "+ev.EventID+")")
+	g.alerts.Add(notice.UnlockAlertBuilding{ID: b.id, Name: b.name, Loc: b.loc}, dev, ev, flags, clockSkewed(ev), cmd)
 }
 
 // finish records that the group's devices were heard from (once per
@@ -280,37 +246,10 @@ func (g *ingestGroup) finish() error {
 			}
 		}
 	}
-	for _, key := range g.alertKeys {
-		a := g.alerts[key]
-		kinds := anomalyKinds(a.flags)
-		var who string
-		if a.d != nil {
-			model := a.d.model
-			if model == "" {
-				model = "(model unknown)"
-			}
-			who = fmt.Sprintf("device %d (%s %s, serial %s, at %s)", a.d.id, a.d.vendor, model, a.d.serial, a.d.location)
-		} else {
-			who = fmt.Sprintf("an unknown device calling itself %q, which is not registered in this building", a.ref)
-		}
-		var body strings.Builder
-		fmt.Fprintf(&body, "Doorledger recorded door events at %s from %s that need your attention:\n\n", a.b.name, who)
-		for _, k := range kinds {
-			fmt.Fprintf(&body, "- %s: it %s.\n", k, doorledger.AnomalyDescription(k))
-		}
-		body.WriteString("\nEvents (building time):\n")
-		for _, l := range a.events {
-			body.WriteString(l + "\n")
-		}
-		if a.more > 0 {
-			fmt.Fprintf(&body, "  … and %d more.\n", a.more)
-		}
-		if a.cmd != nil {
-			fmt.Fprintf(&body, "\nThe device has no active consent: Doorledger flagged it unconsented and told it to disable itself (command %d). Until it confirms, couriers may still be able to open the door: check the panel.\n", a.cmd.ID)
-		}
-		body.WriteString("\nFurther events like these within the hour are recorded without another mail; see the building's unlock history.\n")
-		subject := fmt.Sprintf("Unlock anomaly at %s: %s", a.b.name, strings.Join(kinds, ", "))
-		if err := g.tx.alertManagers(g.ctx, a.b.id, a.b.alertBoard, subject, body.String(), key); err != nil {
+	for _, a := range g.alerts.All() {
+		subject, body := a.Mail(anomalyKinds(a.Flags))
+		b := g.buildings[a.Building.ID]
+		if err := g.tx.alertManagers(g.ctx, b.id, b.alertBoard, subject, body, a.Key); err != nil {
 			return err
 		}
 	}
