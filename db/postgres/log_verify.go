@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/internal/logverify"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -91,7 +90,7 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 		if v.Problem = chk.Check(batch); v.Problem != nil {
 			break
 		}
-		next = stored[len(stored)-1].idx + 1
+		next = stored[len(stored)-1].Idx + 1
 	}
 	if v.Problem == nil {
 		v.Problem = chk.Finish()
@@ -102,9 +101,6 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 	}
 	return v, nil
 }
-
-// maxOverdue bounds the unsequenced rows a verification names.
-const maxOverdue = 10
 
 // checkUnsequenced counts the rows committed but not in the log, as package
 // sqlite's does: judged by the rows' own times, those within LogMergeDelay
@@ -147,7 +143,7 @@ func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerificat
 		refs, err := queryAll(ctx, q, func(row interface{ Scan(...any) error }) (doorledger.LogRowRef, error) {
 			r := doorledger.LogRowRef{Kind: src.kind}
 			return r, row.Scan(&r.ID, at(&r.At))
-		}, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > $1 AND `+src.at+` < $2 ORDER BY id LIMIT $3`, after, cutoff, maxOverdue)
+		}, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > $1 AND `+src.at+` < $2 ORDER BY id LIMIT $3`, after, cutoff, logverify.MaxOverdue)
 		if err != nil {
 			return err
 		}
@@ -156,44 +152,20 @@ func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerificat
 	if overdue == 0 {
 		return nil
 	}
-	slices.SortStableFunc(v.Overdue, func(a, b doorledger.LogRowRef) int { return a.At.Compare(b.At) })
-	v.Overdue = v.Overdue[:min(len(v.Overdue), maxOverdue)]
-	names := make([]string, len(v.Overdue))
-	for i, r := range v.Overdue {
-		names[i] = fmt.Sprintf("%s (%s)", r, r.At.Format(logTimeLayout))
-	}
-	list := strings.Join(names, ", ")
-	if overdue > int64(len(names)) {
-		list += fmt.Sprintf(" and %d more", overdue-int64(len(names)))
-	}
-	if v.Problem == nil {
-		first := v.Overdue[0]
-		v.Problem = &doorledger.LogProblem{What: doorledger.LogUnsequenced, Index: v.Entries, Kind: first.Kind, RefID: first.ID,
-			Detail: fmt.Sprintf("%d rows committed more than %s before the database's newest row (%s) are not in the log: %s",
-				overdue, doorledger.LogMergeDelay, newest.Format(logTimeLayout), list)}
-	}
+	logverify.Unsequenced(v, overdue, newest.Format(logTimeLayout))
 	return nil
 }
 
 // logTimeLayout is how a verification's problem writes times (package
 // sqlite's stored form).
-const logTimeLayout = "2006-01-02T15:04:05.000000Z"
+const logTimeLayout = logverify.TimeLayout
 
-// storedLogLeaf is a row of log_leaves.
-type storedLogLeaf struct {
-	idx  int64
-	kind string
-	ref  int64
-	enc  int64
-	hash doorledger.LogHash
-}
-
-func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]storedLogLeaf, error) {
-	return queryAll(ctx, q, func(row interface{ Scan(...any) error }) (storedLogLeaf, error) {
-		var l storedLogLeaf
+func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]logverify.Stored, error) {
+	return queryAll(ctx, q, func(row interface{ Scan(...any) error }) (logverify.Stored, error) {
+		var l logverify.Stored
 		var h []byte
-		err := row.Scan(&l.idx, &l.kind, &l.ref, &l.enc, &h)
-		copy(l.hash[:], h)
+		err := row.Scan(&l.Idx, &l.Kind, &l.Ref, &l.Enc, &h)
+		copy(l.Hash[:], h)
 		return l, err
 	}, `SELECT idx, kind, ref_id, enc::bigint, hash FROM log_leaves WHERE idx >= $1 ORDER BY idx LIMIT $2`, from, verifyBatch)
 }
@@ -202,12 +174,9 @@ func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]storedLogLe
 // stored tree hashes. last holds, by kind, the largest id of the leaves
 // before; the rows in between are read by id range, so that a row slipped in
 // among logged ones is seen.
-func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last map[string]int64) ([]auditlog.Leaf, error) {
-	upto := map[string]int64{}
-	for _, l := range stored {
-		upto[l.kind] = max(upto[l.kind], l.ref)
-	}
-	rows := map[string][]logRow{}
+func logLeafBatch(ctx context.Context, q querier, stored []logverify.Stored, last map[string]int64) ([]auditlog.Leaf, error) {
+	upto := logverify.Upto(stored)
+	rows := map[string][]logverify.Row{}
 	for _, src := range logSources {
 		if upto[src.kind] <= last[src.kind] {
 			continue
@@ -216,10 +185,14 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", src.table, err)
 		}
-		rows[src.kind] = list
+		joined := make([]logverify.Row, len(list))
+		for i, r := range list {
+			joined[i] = logverify.Row{ID: r.id, Enc: r.enc, Err: r.err, Red: r.red}
+		}
+		rows[src.kind] = joined
 	}
-	lo := auditlog.StoredHashIndex(0, stored[0].idx)
-	hi := auditlog.StoredHashCount(stored[len(stored)-1].idx + 1)
+	lo := auditlog.StoredHashIndex(0, stored[0].Idx)
+	hi := auditlog.StoredHashCount(stored[len(stored)-1].Idx + 1)
 	tree := map[int64]doorledger.LogHash{}
 	hrows, err := q.Query(ctx, `SELECT idx, hash FROM log_hashes WHERE idx >= $1 AND idx < $2`, lo, hi)
 	if err != nil {
@@ -241,31 +214,7 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 		return nil, err
 	}
 
-	pos := map[string]int{}
-	batch := make([]auditlog.Leaf, len(stored))
-	for i, s := range stored {
-		l := auditlog.Leaf{Index: s.idx, Kind: s.kind, RefID: s.ref, Hash: s.hash}
-		for x := auditlog.StoredHashIndex(0, s.idx); x < auditlog.StoredHashCount(s.idx+1); x++ {
-			l.Tree = append(l.Tree, tree[x])
-		}
-		list, p := rows[s.kind], pos[s.kind]
-		for ; p < len(list) && list[p].id < s.ref; p++ {
-			if list[p].id > last[s.kind] {
-				l.Unlogged = append(l.Unlogged, list[p].id)
-			}
-		}
-		if p < len(list) && list[p].id == s.ref {
-			l.Row, l.RowErr, l.Redaction = list[p].enc, list[p].err, list[p].red
-			if s.enc != auditlog.Version {
-				l.Row, l.RowErr = nil, fmt.Errorf("unknown encoding version %d", s.enc)
-			}
-			p++
-		}
-		pos[s.kind] = p
-		last[s.kind] = max(last[s.kind], s.ref)
-		batch[i] = l
-	}
-	return batch, nil
+	return logverify.Join(stored, rows, tree, last), nil
 }
 
 // loggedLeaf is a leaf as the log stored it: its index, the id of the row it

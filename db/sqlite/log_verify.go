@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/internal/logverify"
 )
 
 // Verify recomputes the whole log from the rows, in one read transaction (a
@@ -89,7 +88,7 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 		if v.Problem = chk.Check(batch); v.Problem != nil {
 			break
 		}
-		next = stored[len(stored)-1].idx + 1
+		next = stored[len(stored)-1].Idx + 1
 	}
 	if v.Problem == nil {
 		v.Problem = chk.Finish()
@@ -100,9 +99,6 @@ func (s *LogService) verify(ctx context.Context) (*doorledger.LogVerification, e
 	}
 	return v, nil
 }
-
-// maxOverdue bounds the unsequenced rows a verification names.
-const maxOverdue = 10
 
 // checkUnsequenced counts the rows committed but not in the log. Judged by
 // the rows' own times, not the clock's (a copy verified days later says the
@@ -141,7 +137,7 @@ func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerificat
 			continue
 		}
 		rows, err := q.QueryContext(ctx, `SELECT id, `+src.at+` FROM `+src.table+` WHERE id > ? AND `+src.at+` < ? ORDER BY id LIMIT ?`,
-			after, cutoff, maxOverdue)
+			after, cutoff, logverify.MaxOverdue)
 		if err != nil {
 			return err
 		}
@@ -163,48 +159,24 @@ func checkUnsequenced(ctx context.Context, q querier, v *doorledger.LogVerificat
 	if overdue == 0 {
 		return nil
 	}
-	slices.SortStableFunc(v.Overdue, func(a, b doorledger.LogRowRef) int { return a.At.Compare(b.At) })
-	v.Overdue = v.Overdue[:min(len(v.Overdue), maxOverdue)]
-	names := make([]string, len(v.Overdue))
-	for i, r := range v.Overdue {
-		names[i] = fmt.Sprintf("%s (%s)", r, formatTime(r.At))
-	}
-	list := strings.Join(names, ", ")
-	if overdue > int64(len(names)) {
-		list += fmt.Sprintf(" and %d more", overdue-int64(len(names)))
-	}
-	if v.Problem == nil {
-		first := v.Overdue[0]
-		v.Problem = &doorledger.LogProblem{What: doorledger.LogUnsequenced, Index: v.Entries, Kind: first.Kind, RefID: first.ID,
-			Detail: fmt.Sprintf("%d rows committed more than %s before the database's newest row (%s) are not in the log: %s",
-				overdue, doorledger.LogMergeDelay, newest, list)}
-	}
+	logverify.Unsequenced(v, overdue, newest)
 	return nil
 }
 
-// storedLogLeaf is a row of log_leaves.
-type storedLogLeaf struct {
-	idx  int64
-	kind string
-	ref  int64
-	enc  int64
-	hash doorledger.LogHash
-}
-
-func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]storedLogLeaf, error) {
+func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]logverify.Stored, error) {
 	rows, err := q.QueryContext(ctx, `SELECT idx, kind, ref_id, enc, hash FROM log_leaves WHERE idx >= ? ORDER BY idx LIMIT ?`, from, verifyBatch)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []storedLogLeaf
+	var out []logverify.Stored
 	for rows.Next() {
-		var l storedLogLeaf
+		var l logverify.Stored
 		var h []byte
-		if err := rows.Scan(&l.idx, &l.kind, &l.ref, &l.enc, &h); err != nil {
+		if err := rows.Scan(&l.Idx, &l.Kind, &l.Ref, &l.Enc, &h); err != nil {
 			return nil, err
 		}
-		copy(l.hash[:], h)
+		copy(l.Hash[:], h)
 		out = append(out, l)
 	}
 	return out, rows.Err()
@@ -214,12 +186,9 @@ func loadStoredLeaves(ctx context.Context, q querier, from int64) ([]storedLogLe
 // stored tree hashes. last holds, by kind, the largest id of the leaves
 // before; the rows in between are read by id range, so that a row slipped in
 // among logged ones is seen.
-func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last map[string]int64) ([]auditlog.Leaf, error) {
-	upto := map[string]int64{}
-	for _, l := range stored {
-		upto[l.kind] = max(upto[l.kind], l.ref)
-	}
-	rows := map[string][]logRow{}
+func logLeafBatch(ctx context.Context, q querier, stored []logverify.Stored, last map[string]int64) ([]auditlog.Leaf, error) {
+	upto := logverify.Upto(stored)
+	rows := map[string][]logverify.Row{}
 	for _, src := range logSources {
 		if upto[src.kind] <= last[src.kind] {
 			continue
@@ -228,10 +197,14 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", src.table, err)
 		}
-		rows[src.kind] = list
+		joined := make([]logverify.Row, len(list))
+		for i, r := range list {
+			joined[i] = logverify.Row{ID: r.id, Enc: r.enc, Err: r.err, Red: r.red}
+		}
+		rows[src.kind] = joined
 	}
-	lo := auditlog.StoredHashIndex(0, stored[0].idx)
-	hi := auditlog.StoredHashCount(stored[len(stored)-1].idx + 1)
+	lo := auditlog.StoredHashIndex(0, stored[0].Idx)
+	hi := auditlog.StoredHashCount(stored[len(stored)-1].Idx + 1)
 	tree := map[int64]doorledger.LogHash{}
 	hrows, err := q.QueryContext(ctx, `SELECT idx, hash FROM log_hashes WHERE idx >= ? AND idx < ?`, lo, hi)
 	if err != nil {
@@ -253,31 +226,7 @@ func logLeafBatch(ctx context.Context, q querier, stored []storedLogLeaf, last m
 		return nil, err
 	}
 
-	pos := map[string]int{}
-	batch := make([]auditlog.Leaf, len(stored))
-	for i, s := range stored {
-		l := auditlog.Leaf{Index: s.idx, Kind: s.kind, RefID: s.ref, Hash: s.hash}
-		for x := auditlog.StoredHashIndex(0, s.idx); x < auditlog.StoredHashCount(s.idx+1); x++ {
-			l.Tree = append(l.Tree, tree[x])
-		}
-		list, p := rows[s.kind], pos[s.kind]
-		for ; p < len(list) && list[p].id < s.ref; p++ {
-			if list[p].id > last[s.kind] {
-				l.Unlogged = append(l.Unlogged, list[p].id)
-			}
-		}
-		if p < len(list) && list[p].id == s.ref {
-			l.Row, l.RowErr, l.Redaction = list[p].enc, list[p].err, list[p].red
-			if s.enc != auditlog.Version {
-				l.Row, l.RowErr = nil, fmt.Errorf("unknown encoding version %d", s.enc)
-			}
-			p++
-		}
-		pos[s.kind] = p
-		last[s.kind] = max(last[s.kind], s.ref)
-		batch[i] = l
-	}
-	return batch, nil
+	return logverify.Join(stored, rows, tree, last), nil
 }
 
 // loggedLeaf is a leaf as the log stored it: its index, the id of the row it
