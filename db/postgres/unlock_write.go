@@ -10,6 +10,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/notice"
+	"github.com/doorledger/doorledger/internal/unlockburst"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -99,8 +100,11 @@ func (g *ingestGroup) write(reqs []*ingestReq) ([]doorledger.ImportResult, error
 			row := &pendingRow{ev: ev, flags: flags, res: res}
 			rows = append(rows, row)
 			res.Inserted++
-			if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && ev.Result == doorledger.UnlockGranted {
-				bc.add(effectiveAt(ev).UnixMicro())
+			// Query too keeps the group's own times: its rows are written
+			// after every event is judged, so a count in the database does
+			// not see them.
+			if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && ev.Result == doorledger.UnlockGranted {
+				bc.Add(effectiveAt(ev).UnixMicro())
 			}
 			if flags == 0 {
 				continue
@@ -302,9 +306,9 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, b *ingestBuilding, d *in
 	if !b.hours.Allows(t, b.loc) {
 		flags |= bitOutsideHours
 	}
-	if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && flags&bitClockSkew == 0 {
-		n := bc.count(t.UnixMicro(), b.burstWindow.Microseconds())
-		if bc.mode == burstQuery {
+	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&bitClockSkew == 0 {
+		n := bc.Count(t.UnixMicro(), b.burstWindow.Microseconds())
+		if bc.Mode == unlockburst.Query {
 			recorded, err := g.countGranted(b, t.Add(-b.burstWindow), t)
 			if err != nil {
 				return 0, err

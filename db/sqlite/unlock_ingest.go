@@ -11,6 +11,7 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/groupcommit"
 	"github.com/doorledger/doorledger/internal/notice"
+	"github.com/doorledger/doorledger/internal/unlockburst"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -59,41 +60,10 @@ type ingestBuilding struct {
 	alertBoard  bool
 }
 
-// burstCheck is a building's burst check within one group.
-type burstCheck struct {
-	mode       burstMode
-	minT, maxT time.Time // of the group's events checked
-	// burstMemory: the occurrence times (Unix µs, sorted) of the building's
-	// granted unlocks recorded in (minT - window, maxT], the group's own
-	// added as they are recorded.
-	times []int64
-}
-
-type burstMode int
-
-const (
-	burstNone   burstMode = iota // no event of the group can be a burst
-	burstMemory                  // count each event's window in times
-	burstQuery                   // count each event's window in the database
-)
-
 // burstMemoryMax bounds the times a burst check keeps in memory; past it, or
 // past 64 times the events checked, each event is counted in the database. A
 // variable for tests.
 var burstMemoryMax = 50000
-
-// count returns how many of the times fall in (t - window, t].
-func (bc *burstCheck) count(t, window int64) int {
-	lo, _ := slices.BinarySearch(bc.times, t-window+1)
-	hi, _ := slices.BinarySearch(bc.times, t+1)
-	return hi - lo
-}
-
-// add records a granted unlock's time.
-func (bc *burstCheck) add(t int64) {
-	i, _ := slices.BinarySearch(bc.times, t)
-	bc.times = slices.Insert(bc.times, i, t)
-}
 
 type refKey struct {
 	buildingID int64
@@ -132,7 +102,7 @@ type ingestGroup struct {
 	devices   map[int64]*ingestDevice
 	buildings map[int64]*ingestBuilding
 	refs      map[refKey]int64
-	bursts    map[int64]*burstCheck
+	bursts    map[int64]*unlockburst.Check
 	seen      map[int64]bool // devices heard from directly (MQTT, HTTP)
 	alerts    notice.UnlockAlerts
 	changed   bool // the group changed a device: the epoch moved
@@ -159,7 +129,7 @@ func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answer
 	}
 	g := &ingestGroup{s: s, tx: tx, ctx: ctx, now: formatTime(tx.now),
 		devices: s.cache.devices, buildings: s.cache.buildings, refs: s.cache.refs,
-		bursts: map[int64]*burstCheck{}, seen: map[int64]bool{}}
+		bursts: map[int64]*unlockburst.Check{}, seen: map[int64]bool{}}
 	answers = make([]groupcommit.Answer[doorledger.ImportResult], len(reqs))
 	refused, err := g.resolve(reqs)
 	if err != nil {
@@ -285,19 +255,11 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 		refused[ri] = p.err()
 	}
 
-	// Burst detection without a query per event. An event of the group is a
-	// burst when the building's granted unlocks recorded before it in its
-	// window, plus itself, exceed the limit: at most the count recorded
-	// around the whole group (one query) plus the most of the group's own
-	// granted unlocks in any one window ending at an event checked. When that
-	// bound is within the limit, no event of the group is a burst (the usual
-	// case: live traffic arrives in the order it happens, a group spans
-	// seconds). Otherwise the times recorded around the group are read once,
-	// and each event's window is counted in memory as the group records its
-	// own; only when they are too many is each counted in the database. A
-	// vendor's batch or a device's backlog holds more than the limit, spread
-	// over hours: it costs one or two queries a building, not one an event.
-	times := map[int64]*burstTimes{}
+	// Burst detection without a query per event (internal/unlockburst
+	// says how): one count around the whole group per building; the times
+	// recorded around it read once when an event may be a burst; a count per
+	// event only when they are too many.
+	var plan unlockburst.Plan
 	for ri, r := range reqs {
 		if refused[ri] != nil {
 			continue
@@ -308,75 +270,25 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 			if b.burstN <= 0 || ev.Result != doorledger.UnlockGranted {
 				continue
 			}
-			bt := times[b.id]
-			if bt == nil {
-				bt = &burstTimes{}
-				times[b.id] = bt
-			}
-			// Windows are of effective time (as stored: microseconds,
-			// truncated): a skewed event is not checked, but counted at the
-			// time it was received.
-			at := effectiveAt(ev).UnixMicro()
-			bt.all = append(bt.all, at)
-			if clockSkewed(ev) {
-				continue
-			}
-			bt.checked = append(bt.checked, at)
-			bc := g.bursts[b.id]
-			if bc == nil {
-				bc = &burstCheck{minT: ev.OccurredAt, maxT: ev.OccurredAt}
-				g.bursts[b.id] = bc
-			}
-			if ev.OccurredAt.Before(bc.minT) {
-				bc.minT = ev.OccurredAt
-			}
-			if ev.OccurredAt.After(bc.maxT) {
-				bc.maxT = ev.OccurredAt
-			}
+			// Windows are of effective time (as stored: microseconds).
+			plan.Add(b.id, effectiveAt(ev).UnixMicro(), ev.OccurredAt, clockSkewed(ev))
 		}
 	}
+	g.bursts = plan.Checks()
 	for id, bc := range g.bursts {
 		b := g.buildings[id]
-		from := bc.minT.Add(-b.burstWindow)
-		n, err := g.countGranted(b, from, bc.maxT)
+		from := bc.MinT.Add(-b.burstWindow)
+		n, err := g.countGranted(b, from, bc.MaxT)
 		if err != nil {
 			return nil, err
 		}
-		switch bt := times[id]; {
-		case n+bt.mostInWindow(b.burstWindow.Microseconds()) <= b.burstN:
-			bc.mode = burstNone
-		case n > burstMemoryMax || n > 64*len(bt.checked):
-			bc.mode = burstQuery // reading them all would cost more than a count each
-		default:
-			bc.mode = burstMemory
-			if bc.times, err = g.grantedTimes(b, from, bc.maxT, n); err != nil {
+		if plan.Choose(id, n, b.burstN, b.burstWindow, burstMemoryMax) {
+			if bc.Times, err = g.grantedTimes(b, from, bc.MaxT, n); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return refused, nil
-}
-
-// burstTimes are the occurrence times (Unix µs) of a group's granted unlocks
-// in one building: all of them, and those checked for a burst.
-type burstTimes struct{ all, checked []int64 }
-
-// mostInWindow returns the most of all's times within [t-window, t] for a
-// checked time t (one µs wider than a burst's window (t-window, t]: a bound).
-func (bt *burstTimes) mostInWindow(window int64) int {
-	slices.Sort(bt.all)
-	slices.Sort(bt.checked)
-	most, lo, hi := 0, 0, 0
-	for _, t := range bt.checked {
-		for hi < len(bt.all) && bt.all[hi] <= t {
-			hi++
-		}
-		for lo < hi && bt.all[lo] < t-window {
-			lo++
-		}
-		most = max(most, hi-lo)
-	}
-	return most
 }
 
 // sameSerial reports whether a device reference names the device of serial,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/notice"
+	"github.com/doorledger/doorledger/internal/unlockburst"
 )
 
 // clockSkewed reports whether the event's device time is too far from the
@@ -69,8 +70,8 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 		}
 		res.Inserted++
 		ev.ID, _ = out.LastInsertId()
-		if bc := g.bursts[b.id]; bc != nil && bc.mode == burstMemory && ev.Result == doorledger.UnlockGranted {
-			bc.add(effectiveAt(ev).UnixMicro())
+		if bc := g.bursts[b.id]; bc != nil && bc.Mode == unlockburst.Memory && ev.Result == doorledger.UnlockGranted {
+			bc.Add(effectiveAt(ev).UnixMicro())
 		}
 		if flags == 0 {
 			continue
@@ -140,10 +141,10 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 	if !b.hours.Allows(t, b.loc) {
 		flags |= bitOutsideHours
 	}
-	if bc := g.bursts[b.id]; bc != nil && bc.mode != burstNone && flags&bitClockSkew == 0 {
+	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&bitClockSkew == 0 {
 		n := 0
-		if bc.mode == burstMemory {
-			n = bc.count(t.UnixMicro(), b.burstWindow.Microseconds())
+		if bc.Mode == unlockburst.Memory {
+			n = bc.Count(t.UnixMicro(), b.burstWindow.Microseconds())
 		} else {
 			var err error
 			if n, err = g.countGranted(b, t.Add(-b.burstWindow), t); err != nil {
