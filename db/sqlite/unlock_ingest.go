@@ -12,6 +12,7 @@ import (
 	"github.com/doorledger/doorledger/internal/groupcommit"
 	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/internal/unlockburst"
+	"github.com/doorledger/doorledger/internal/unlockref"
 )
 
 // ingestDevice is what anomaly checks need of a device. The committer keeps
@@ -222,36 +223,20 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 		return nil, err
 	}
 
+	known := unlockref.Known{
+		Device: func(id int64) (int64, string, bool) {
+			if d := g.devices[id]; d != nil {
+				return d.buildingID, d.serial, true
+			}
+			return 0, "", false
+		},
+		Building: func(id int64) bool { return g.buildings[id] != nil },
+		Ref:      func(building int64, ref string) int64 { return g.refs[refKey{building, ref}] },
+	}
 	refused := make([]error, len(reqs))
 	for ri, r := range reqs {
 		var p problems
-		for i := range r.events {
-			ev := &r.events[i]
-			if ev.DeviceID != 0 {
-				d := g.devices[ev.DeviceID]
-				if d == nil {
-					p.add(r.label(i), fmt.Sprintf("device_id: no device %d", ev.DeviceID))
-				} else if ev.BuildingID != 0 && ev.BuildingID != d.buildingID {
-					p.add(r.label(i), fmt.Sprintf("device_id: device %d is not in building %d", ev.DeviceID, ev.BuildingID))
-				} else if ev.DeviceRef != "" && !sameSerial(ev.DeviceRef, d.serial) {
-					// Two devices named: recording either would be a guess.
-					p.add(r.label(i), fmt.Sprintf("device: %q is not the serial of device %d; device_id and device name different devices", ev.DeviceRef, ev.DeviceID))
-				} else {
-					ev.BuildingID = d.buildingID
-				}
-				continue
-			}
-			if g.buildings[ev.BuildingID] == nil {
-				p.add(r.label(i), fmt.Sprintf("building_id: no building %d", ev.BuildingID))
-				continue
-			}
-			switch id := g.refs[refKey{ev.BuildingID, ev.DeviceRef}]; {
-			case id < 0:
-				p.add(r.label(i), fmt.Sprintf("device: %q matches several devices of this building; give the device id", ev.DeviceRef))
-			case id > 0:
-				ev.DeviceID = id
-			}
-		}
+		unlockref.Resolve(r.events, r.label, known, p.add)
 		refused[ri] = p.err()
 	}
 
@@ -289,27 +274,6 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 		}
 	}
 	return refused, nil
-}
-
-// sameSerial reports whether a device reference names the device of serial,
-// as lookupRef matches them (SQLite's NOCASE: ASCII letters only).
-func sameSerial(ref, serial string) bool {
-	if len(ref) != len(serial) {
-		return false
-	}
-	for i := 0; i < len(ref); i++ {
-		a, b := ref[i], serial[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }
 
 // lookupRef finds the device a source named by its serial (any case) in a building.
