@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -229,25 +229,9 @@ func (tx *Tx) refuseCommand(ctx context.Context, r doorledger.ReportedState, d *
 		"after_ms": tx.waited(commandKey{r.DeviceID, r.Version}, requested).Milliseconds()}); err != nil {
 		return err
 	}
-	risk := "Until it disables, couriers may still be able to open the door."
-	if state == doorledger.StateEnabled {
-		risk = "Until it enables, couriers cannot open the door with it."
-	}
-	det := d.details
-	return tx.alertManagers(ctx, d.buildingID, false, fmt.Sprintf("Device %d REFUSED to %s at %s", r.DeviceID, verbOf(state), d.building),
-		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s received command %d (version %d), which told it to be %s, and reported that it is still %s.\n"+
-			"%s Doorledger keeps sending the command. Check the device at the panel; if it does not obey, remove it or cut its power.\n",
-			r.DeviceID, det.Vendor, orUnknown(det.Model), det.Serial, det.Location, d.building, id, r.Version, state,
-			strings.ToUpper(string(r.State)), risk),
+	subject, body := notice.DeviceRefusedMail(r.DeviceID, d.details, d.building, id, r.Version, state, r.State)
+	return tx.alertManagers(ctx, d.buildingID, false, subject, body,
 		"command.refused:"+itoa(id)+":"+detailTime(tx.now))
-}
-
-// verbOf is the verb of a command to state: "disable", "enable".
-func verbOf(state doorledger.DeviceState) string {
-	if state == doorledger.StateEnabled {
-		return "enable"
-	}
-	return "disable"
 }
 
 // confirmCommand marks the command of the reported version confirmed, once.
@@ -284,11 +268,8 @@ func (tx *Tx) flagUnconsented(ctx context.Context, r doorledger.ReportedState, d
 		"reported_state": r.State, "reported_version": r.Version, "command": cmd.ID}); err != nil {
 		return nil, err
 	}
-	det := d.details
-	return cmd, tx.alertManagers(ctx, d.buildingID, true, fmt.Sprintf("UNCONSENTED device %d enabled at %s", r.DeviceID, d.building),
-		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s reported that it is ENABLED, but it has no active consent from an authorized signer.\n"+
-			"Doorledger flagged it unconsented and told it to disable itself (command %d). Until it confirms, couriers may still be able to open the door: check the panel.\n",
-			r.DeviceID, det.Vendor, orUnknown(det.Model), det.Serial, det.Location, d.building, cmd.ID),
+	subject, body := notice.DeviceUnconsentedMail(r.DeviceID, d.details, d.building, cmd.ID)
+	return cmd, tx.alertManagers(ctx, d.buildingID, true, subject, body,
 		fmt.Sprintf("device.unconsented:%d:%d", r.DeviceID, cmd.Version))
 }
 
