@@ -529,6 +529,61 @@ type UnlockFilter struct {
 	Limit         int          // 0: 50; at most 500
 }
 
+// Unlock history pages: UnlockFilter.Limit's default and most.
+const (
+	DefaultUnlockPage = 50
+	MaxUnlockPage     = 500
+)
+
+// PageSize is the events of a page f asks for: Limit, DefaultUnlockPage
+// when 0 (or less), at most MaxUnlockPage.
+func (f UnlockFilter) PageSize() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultUnlockPage
+	case f.Limit > MaxUnlockPage:
+		return MaxUnlockPage
+	}
+	return f.Limit
+}
+
+// Dates checks f and returns the span of effective time its dates select
+// in loc, the building's time zone: from its first day's start (zero:
+// open) to the end of its last day, excluded (zero: open). EINVALID names
+// the fields that are wrong: a date, an end before the start, the result, an
+// anomaly kind not in AnomalyKinds.
+func (f UnlockFilter) Dates(loc *time.Location) (from, to time.Time, err error) {
+	v := Validation{}
+	if f.From != "" {
+		t, err := time.ParseInLocation("2006-01-02", f.From, loc)
+		if err != nil {
+			v.Add("from", "Use a date such as 2026-03-08.")
+		}
+		from = t
+	}
+	if f.To != "" {
+		t, err := time.ParseInLocation("2006-01-02", f.To, loc)
+		if err != nil {
+			v.Add("to", "Use a date such as 2026-03-08.")
+		} else {
+			to = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
+			if !from.IsZero() && !to.After(from) {
+				v.Add("to", "The end date must not be before the start date.")
+			}
+		}
+	}
+	if f.Result != "" && f.Result != UnlockGranted && f.Result != UnlockDenied {
+		v.Add("result", "Choose granted or denied.")
+	}
+	if f.Anomaly != "" && !slices.Contains(AnomalyKinds, f.Anomaly) {
+		v.Add("anomaly", "Choose a kind of anomaly from the list.")
+	}
+	if err := v.Err(); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	return from, to, nil
+}
+
 // UnlockPage is a page of history, newest first.
 type UnlockPage struct {
 	Events   []*UnlockEvent

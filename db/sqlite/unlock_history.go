@@ -50,11 +50,6 @@ func scanUnlock(row interface{ Scan(...any) error }) (*doorledger.UnlockEvent, e
 	return &e, nil
 }
 
-const (
-	defaultHistoryLimit = 50
-	maxHistoryLimit     = 500
-)
-
 // historyQuery builds the keyset query of f: numbered parameters and a row
 // value comparison on (effective_at, id), so SQLite walks the index
 // (building_id, effective_at, id) backwards from the cursor and stops after
@@ -62,46 +57,24 @@ const (
 // (doorledger.UnlockEvent.EffectiveAt): an event a wrong clock dated a year
 // back, received today, is today's.
 func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (string, []any, error) {
-	v := doorledger.Validation{}
+	from, to, err := f.Dates(loc)
+	if err != nil {
+		return "", nil, err
+	}
 	upperAt, upperID := "~", int64(math.MaxInt64) // '~' sorts after every time
 	if !f.After.IsZero() {
 		upperAt, upperID = formatTime(f.After.At), f.After.ID
 	}
 	lower := ""
-	var from, to time.Time
-	if f.From != "" {
-		t, err := time.ParseInLocation("2006-01-02", f.From, loc)
-		if err != nil {
-			v.Add("from", "Use a date such as 2026-03-08.")
-		}
-		from, lower = t, formatTime(t)
+	if !from.IsZero() {
+		lower = formatTime(from)
 	}
-	if f.To != "" {
-		t, err := time.ParseInLocation("2006-01-02", f.To, loc)
-		if err != nil {
-			v.Add("to", "Use a date such as 2026-03-08.")
-		} else {
-			to = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
-			if !from.IsZero() && !to.After(from) {
-				v.Add("to", "The end date must not be before the start date.")
-			}
-			if s := formatTime(to); s < upperAt || (s == upperAt && upperID > 0) {
-				upperAt, upperID = s, 0
-			}
+	if !to.IsZero() {
+		if s := formatTime(to); s < upperAt || (s == upperAt && upperID > 0) {
+			upperAt, upperID = s, 0
 		}
 	}
-	if f.Result != "" && f.Result != doorledger.UnlockGranted && f.Result != doorledger.UnlockDenied {
-		v.Add("result", "Choose granted or denied.")
-	}
-	bit := int64(0)
-	if f.Anomaly != "" {
-		if bit = anomalyBit(f.Anomaly); bit == 0 {
-			v.Add("anomaly", "Choose a kind of anomaly from the list.")
-		}
-	}
-	if err := v.Err(); err != nil {
-		return "", nil, err
-	}
+	bit := anomalyBit(f.Anomaly) // 0: any
 	var b strings.Builder
 	b.WriteString(`SELECT ` + unlockColumns + ` FROM ` + unlockFrom + `
 		WHERE e.building_id = ?1 AND (e.effective_at, e.id) < (?2, ?3)`)
@@ -146,12 +119,7 @@ func (s *UnlockService) History(ctx context.Context, f doorledger.UnlockFilter) 
 	if err != nil {
 		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultHistoryLimit
-	} else if limit > maxHistoryLimit {
-		limit = maxHistoryLimit
-	}
+	limit := f.PageSize()
 	query, args, err := historyQuery(f, loc, limit+1)
 	if err != nil {
 		return nil, err
@@ -218,7 +186,7 @@ func (s *UnlockService) ExplainHistory(ctx context.Context, f doorledger.UnlockF
 	if err != nil {
 		return nil, err
 	}
-	query, args, err := historyQuery(f, loc, defaultHistoryLimit+1)
+	query, args, err := historyQuery(f, loc, doorledger.DefaultUnlockPage+1)
 	if err != nil {
 		return nil, err
 	}
