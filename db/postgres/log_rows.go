@@ -8,6 +8,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 )
 
 // Rows are read column by column as PostgreSQL hands them, strictly: a value
@@ -39,30 +40,6 @@ func loadUnlockRows(ctx context.Context, q querier, after, upto int64, limit int
 		after, upto, limit, encodeUnlockColumns)
 }
 
-// anomalyBits are the bits of unlock_events.anomalies, fixed forever.
-var anomalyBits = []struct {
-	kind string
-	bit  int64
-}{
-	{doorledger.AnomalyAfterRevocation, 1},
-	{doorledger.AnomalyWithoutConsent, 2},
-	{doorledger.AnomalyUnknownDevice, 4},
-	{doorledger.AnomalyOutsideHours, 8},
-	{doorledger.AnomalyBurst, 16},
-	{doorledger.AnomalyClockSkew, 32},
-}
-
-// anomalyKinds names the flags of an event's anomalies bits.
-func anomalyKinds(bits int64) []string {
-	var kinds []string
-	for _, a := range anomalyBits {
-		if bits&a.bit != 0 {
-			kinds = append(kinds, a.kind)
-		}
-	}
-	return kinds
-}
-
 // unlockFromColumns reads an event from logUnlockColumns.
 func unlockFromColumns(c *logColumns) (*doorledger.UnlockEvent, error) {
 	u := doorledger.UnlockEvent{ID: c.int(0), BuildingID: c.int(1), DeviceID: c.int(2), DeviceRef: c.text(3), EventID: c.text(4),
@@ -75,7 +52,7 @@ func unlockFromColumns(c *logColumns) (*doorledger.UnlockEvent, error) {
 	if bits < 0 || bits > 63 {
 		return nil, fmt.Errorf("anomalies: unknown flags %d", bits)
 	}
-	u.Anomalies = anomalyKinds(bits)
+	u.Anomalies = anomalybits.Kinds(bits)
 	return &u, nil
 }
 

@@ -59,25 +59,6 @@ func (s *UnlockService) Wait() { s.group.Wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
-// The anomaly bits of unlock_events.anomalies (anomalyBits, log_rows.go).
-const (
-	bitAfterRevocation int64 = 1 << iota
-	bitWithoutConsent
-	bitUnknownDevice
-	bitOutsideHours
-	bitBurst
-	bitClockSkew
-)
-
-func anomalyBit(kind string) int64 {
-	for _, a := range anomalyBits {
-		if a.kind == kind {
-			return a.bit
-		}
-	}
-	return 0
-}
-
 // ingestReq is one caller's batch waiting for the committer.
 type ingestReq struct {
 	ctx    context.Context // the caller's (set by writeGroup)

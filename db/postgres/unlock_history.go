@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -46,7 +47,7 @@ func scanUnlock(row interface{ Scan(...any) error }) (*doorledger.UnlockEvent, e
 		&e.Method, &e.ActorRef, &e.Result, &bits, &e.Source, at(&e.AcknowledgedAt), &e.AcknowledgedBy, &e.AckNote); err != nil {
 		return nil, err
 	}
-	e.Anomalies = anomalyKinds(bits)
+	e.Anomalies = anomalybits.Kinds(bits)
 	return &e, nil
 }
 
@@ -68,7 +69,7 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 	if !to.IsZero() && (upperAt.IsZero() || to.Before(upperAt) || (to.Equal(upperAt) && upperID > 0)) {
 		upperAt, upperID = to, 0
 	}
-	bit := anomalyBit(f.Anomaly) // 0: any
+	bit := anomalybits.Bit(f.Anomaly) // 0: any
 	var b strings.Builder
 	upper := pgtype.Timestamptz{Time: upperAt, Valid: true}
 	if upperAt.IsZero() {

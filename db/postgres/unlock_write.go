@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/internal/unlockburst"
 	"github.com/jackc/pgx/v5"
@@ -110,8 +111,8 @@ func (g *ingestGroup) write(reqs []*ingestReq) ([]doorledger.ImportResult, error
 				continue
 			}
 			res.Anomalous++
-			ev.Anomalies = anomalyKinds(flags)
-			if flags&bitWithoutConsent != 0 && !d.consentActiveAt(g.tx.now) {
+			ev.Anomalies = anomalybits.Kinds(flags)
+			if flags&anomalybits.WithoutConsent != 0 && !d.consentActiveAt(g.tx.now) {
 				if row.unconsented, err = g.flagUnconsented(d); err != nil {
 					return nil, err
 				}
@@ -232,7 +233,7 @@ func (g *ingestGroup) insert(rows []*pendingRow) error {
 		ref[i], eventID[i], method[i], actor[i] = ev.DeviceRef, ev.EventID, ev.Method, ev.ActorRef
 		result[i], source[i] = string(ev.Result), ev.Source
 		occurred[i], received[i], effectve[i] = ev.OccurredAt, ev.ReceivedAt, ev.OccurredAt
-		if row.flags&bitClockSkew != 0 {
+		if row.flags&anomalybits.ClockSkew != 0 {
 			effectve[i] = ev.ReceivedAt
 		}
 	}
@@ -259,7 +260,7 @@ func compareRows(a, b *pendingRow) int {
 }
 
 func (r *pendingRow) effective() time.Time {
-	if r.flags&bitClockSkew != 0 {
+	if r.flags&anomalybits.ClockSkew != 0 {
 		return r.ev.ReceivedAt
 	}
 	return r.ev.OccurredAt
@@ -274,18 +275,18 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, b *ingestBuilding, d *in
 	var flags int64
 	t := ev.OccurredAt
 	if clockSkewed(ev) {
-		flags |= bitClockSkew
+		flags |= anomalybits.ClockSkew
 		t = ev.ReceivedAt
 	}
 	if d == nil {
-		flags |= bitUnknownDevice
+		flags |= anomalybits.UnknownDevice
 	}
 	if ev.Result != doorledger.UnlockGranted {
 		// A device flagged unconsented (found in a panel, or seen enabled
 		// without consent) has no business at the door: an attempt through
 		// it is an anomaly even when it refused the courier.
 		if d != nil && d.unconsented {
-			flags |= bitWithoutConsent
+			flags |= anomalybits.WithoutConsent
 		}
 		return flags, nil
 	}
@@ -294,19 +295,19 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, b *ingestBuilding, d *in
 		if err != nil {
 			return 0, err
 		} else if !enabled {
-			flags |= bitAfterRevocation
+			flags |= anomalybits.AfterRevocation
 		}
 		consented, err := g.consentedAt(d, t)
 		if err != nil {
 			return 0, err
 		} else if !consented {
-			flags |= bitWithoutConsent
+			flags |= anomalybits.WithoutConsent
 		}
 	}
 	if !b.hours.Allows(t, b.loc) {
-		flags |= bitOutsideHours
+		flags |= anomalybits.OutsideHours
 	}
-	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&bitClockSkew == 0 {
+	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&anomalybits.ClockSkew == 0 {
 		n := bc.Count(t.UnixMicro(), b.burstWindow.Microseconds())
 		if bc.Mode == unlockburst.Query {
 			recorded, err := g.countGranted(b, t.Add(-b.burstWindow), t)
@@ -316,7 +317,7 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, b *ingestBuilding, d *in
 			n += recorded
 		}
 		if n+1 > b.burstN {
-			flags |= bitBurst
+			flags |= anomalybits.Burst
 		}
 	}
 	return flags, nil
@@ -409,7 +410,7 @@ func (g *ingestGroup) finish() error {
 		}
 	}
 	for _, a := range g.alerts.All() {
-		subject, body := a.Mail(anomalyKinds(a.Flags))
+		subject, body := a.Mail(anomalybits.Kinds(a.Flags))
 		b := g.buildings[a.Building.ID]
 		if err := g.tx.alertManagers(g.ctx, b.id, b.alertBoard, subject, body, a.Key); err != nil {
 			return err

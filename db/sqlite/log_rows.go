@@ -9,6 +9,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 )
 
 // Rows are read column by column as SQLite holds them, strictly: a value of
@@ -51,7 +52,7 @@ func unlockFromColumns(c *logColumns) (*doorledger.UnlockEvent, error) {
 	if bits < 0 || bits > 63 {
 		return nil, fmt.Errorf("anomalies: unknown flags %d", bits)
 	}
-	u.Anomalies = anomalyKinds(bits)
+	u.Anomalies = anomalybits.Kinds(bits)
 	return &u, nil
 }
 

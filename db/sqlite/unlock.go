@@ -80,47 +80,6 @@ func (s *UnlockService) Wait() { s.group.Wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
 
-// Anomaly bit flags as stored in unlock_events.anomalies: fixed forever.
-var anomalyBits = []struct {
-	kind string
-	bit  int64
-}{
-	{doorledger.AnomalyAfterRevocation, 1},
-	{doorledger.AnomalyWithoutConsent, 2},
-	{doorledger.AnomalyUnknownDevice, 4},
-	{doorledger.AnomalyOutsideHours, 8},
-	{doorledger.AnomalyBurst, 16},
-	{doorledger.AnomalyClockSkew, 32},
-}
-
-const (
-	bitAfterRevocation int64 = 1 << iota
-	bitWithoutConsent
-	bitUnknownDevice
-	bitOutsideHours
-	bitBurst
-	bitClockSkew
-)
-
-func anomalyKinds(bits int64) []string {
-	var kinds []string
-	for _, a := range anomalyBits {
-		if bits&a.bit != 0 {
-			kinds = append(kinds, a.kind)
-		}
-	}
-	return kinds
-}
-
-func anomalyBit(kind string) int64 {
-	for _, a := range anomalyBits {
-		if a.kind == kind {
-			return a.bit
-		}
-	}
-	return 0
-}
-
 // ingestReq is one caller's batch waiting for the committer.
 type ingestReq struct {
 	ctx    context.Context // the caller's (set by writeGroup)

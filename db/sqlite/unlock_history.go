@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 )
 
 // checkUnlockRead allows the building's admins, managers and board to read its
@@ -45,7 +46,7 @@ func scanUnlock(row interface{ Scan(...any) error }) (*doorledger.UnlockEvent, e
 		&e.Method, &e.ActorRef, &e.Result, &bits, &e.Source, &acked, &e.AcknowledgedBy, &e.AckNote); err != nil {
 		return nil, err
 	}
-	e.OccurredAt, e.ReceivedAt, e.Anomalies = parseTime(occurred), parseTime(received), anomalyKinds(bits)
+	e.OccurredAt, e.ReceivedAt, e.Anomalies = parseTime(occurred), parseTime(received), anomalybits.Kinds(bits)
 	e.AcknowledgedAt = parseTime(acked)
 	return &e, nil
 }
@@ -74,7 +75,7 @@ func historyQuery(f doorledger.UnlockFilter, loc *time.Location, limit int) (str
 			upperAt, upperID = s, 0
 		}
 	}
-	bit := anomalyBit(f.Anomaly) // 0: any
+	bit := anomalybits.Bit(f.Anomaly) // 0: any
 	var b strings.Builder
 	b.WriteString(`SELECT ` + unlockColumns + ` FROM ` + unlockFrom + `
 		WHERE e.building_id = ?1 AND (e.effective_at, e.id) < (?2, ?3)`)

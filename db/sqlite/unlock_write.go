@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/internal/unlockburst"
 )
@@ -53,7 +54,7 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 			return res, err
 		}
 		effective := occurred
-		if flags&bitClockSkew != 0 {
+		if flags&anomalybits.ClockSkew != 0 {
 			effective = received
 		}
 		out, err := insert.ExecContext(g.ctx, ev.BuildingID, nullInt(ev.DeviceID), ev.DeviceRef, ev.EventID,
@@ -77,9 +78,9 @@ func (g *ingestGroup) write(r *ingestReq) (doorledger.ImportResult, error) {
 			continue
 		}
 		res.Anomalous++
-		ev.Anomalies = anomalyKinds(flags)
+		ev.Anomalies = anomalybits.Kinds(flags)
 		var cmd *doorledger.Command
-		if flags&bitWithoutConsent != 0 && !d.consentActiveAt(g.now) {
+		if flags&anomalybits.WithoutConsent != 0 && !d.consentActiveAt(g.now) {
 			if cmd, err = g.flagUnconsented(d, ev); err != nil {
 				return res, err
 			}
@@ -109,18 +110,18 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 	var flags int64
 	t, ts := ev.OccurredAt, occurred
 	if clockSkewed(ev) {
-		flags |= bitClockSkew
+		flags |= anomalybits.ClockSkew
 		t, ts = ev.ReceivedAt, formatTime(ev.ReceivedAt)
 	}
 	if d == nil {
-		flags |= bitUnknownDevice
+		flags |= anomalybits.UnknownDevice
 	}
 	if ev.Result != doorledger.UnlockGranted {
 		// A device flagged unconsented (found in a panel, or seen enabled
 		// without consent) has no business at the door: an attempt through
 		// it is an anomaly even when it refused the courier.
 		if d != nil && d.unconsented {
-			flags |= bitWithoutConsent
+			flags |= anomalybits.WithoutConsent
 		}
 		return flags, nil
 	}
@@ -129,19 +130,19 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 		if err != nil {
 			return 0, err
 		} else if !enabled {
-			flags |= bitAfterRevocation
+			flags |= anomalybits.AfterRevocation
 		}
 		consented, err := g.consentedAt(d, ts)
 		if err != nil {
 			return 0, err
 		} else if !consented {
-			flags |= bitWithoutConsent
+			flags |= anomalybits.WithoutConsent
 		}
 	}
 	if !b.hours.Allows(t, b.loc) {
-		flags |= bitOutsideHours
+		flags |= anomalybits.OutsideHours
 	}
-	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&bitClockSkew == 0 {
+	if bc := g.bursts[b.id]; bc != nil && bc.Mode != unlockburst.None && flags&anomalybits.ClockSkew == 0 {
 		n := 0
 		if bc.Mode == unlockburst.Memory {
 			n = bc.Count(t.UnixMicro(), b.burstWindow.Microseconds())
@@ -152,7 +153,7 @@ func (g *ingestGroup) flags(ev *doorledger.UnlockEvent, occurred string, b *inge
 			}
 		}
 		if n+1 > b.burstN {
-			flags |= bitBurst
+			flags |= anomalybits.Burst
 		}
 	}
 	return flags, nil
@@ -248,7 +249,7 @@ func (g *ingestGroup) finish() error {
 		}
 	}
 	for _, a := range g.alerts.All() {
-		subject, body := a.Mail(anomalyKinds(a.Flags))
+		subject, body := a.Mail(anomalybits.Kinds(a.Flags))
 		b := g.buildings[a.Building.ID]
 		if err := g.tx.alertManagers(g.ctx, b.id, b.alertBoard, subject, body, a.Key); err != nil {
 			return err

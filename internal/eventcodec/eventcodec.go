@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/anomalybits"
 )
 
 // Events are encoded as: flags (1: acknowledged, 2: no received time),
@@ -41,7 +42,7 @@ func Append(b []byte, e *doorledger.UnlockEvent) []byte {
 	b = binary.AppendVarint(b, e.ReceivedAt.UnixMicro()-occurred)
 	var bits int64
 	for _, k := range e.Anomalies {
-		bits |= bit(k)
+		bits |= anomalybits.Bit(k)
 	}
 	b = binary.AppendUvarint(b, uint64(bits))
 	for _, s := range [...]string{e.DeviceRef, e.EventID, e.Method, e.ActorRef, string(e.Result), e.Source} {
@@ -124,45 +125,12 @@ func readText(b []byte) (string, []byte, bool) {
 	return string(b[n : n+int(l)]), b[n+int(l):], true
 }
 
-// anomalyBits are the flags of an event's anomalies, as both databases keep
-// them (unlock_events.anomalies): fixed forever.
-var anomalyBits = []struct {
-	kind string
-	bit  int64
-}{
-	{doorledger.AnomalyAfterRevocation, 1},
-	{doorledger.AnomalyWithoutConsent, 2},
-	{doorledger.AnomalyUnknownDevice, 4},
-	{doorledger.AnomalyOutsideHours, 8},
-	{doorledger.AnomalyBurst, 16},
-	{doorledger.AnomalyClockSkew, 32},
-}
-
-func bit(kind string) int64 {
-	for _, a := range anomalyBits {
-		if a.kind == kind {
-			return a.bit
-		}
-	}
-	return 0
-}
-
-func kinds(bits int64) []string {
-	var list []string
-	for _, a := range anomalyBits {
-		if bits&a.bit != 0 {
-			list = append(list, a.kind)
-		}
-	}
-	return list
-}
-
 // kindSets holds the kinds of every combination of bits, so that reading
 // an event allocates none. Their capacity is their length: a caller
 // appending to one gets a copy.
 var kindSets = func() (sets [64][]string) {
 	for bits := range sets {
-		sets[bits] = slices.Clip(kinds(int64(bits)))
+		sets[bits] = slices.Clip(anomalybits.Kinds(int64(bits)))
 	}
 	return sets
 }()
@@ -173,5 +141,5 @@ func Kinds(bits int64) []string {
 	if bits >= 0 && bits < int64(len(kindSets)) {
 		return kindSets[bits]
 	}
-	return kinds(bits)
+	return anomalybits.Kinds(bits)
 }
