@@ -1,0 +1,27 @@
+// Package token makes the random secrets the portal hands out (session ids,
+// one-time links, invitations) and the hash under which every storage backend
+// keeps them, so that a copy of the database yields no usable token.
+package token
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+)
+
+// New returns 32 random bytes, URL-safe encoded, and the hash to store.
+func New() (token, hash string) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, Hash(token)
+}
+
+// Hash is how tokens are stored: the hex SHA-256 of the token.
+func Hash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
