@@ -6,6 +6,7 @@ package token
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 )
@@ -24,4 +25,17 @@ func New() (token, hash string) {
 func Hash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// Matches reports whether token hashes to stored (a Hash), in time that
+// does not depend on where they differ; a stored value that is not a hash
+// (none issued) is still compared, against zeros, and never matches.
+func Matches(stored, token string) bool {
+	want, err := hex.DecodeString(stored)
+	valid := err == nil && len(want) == sha256.Size
+	if !valid {
+		want = make([]byte, sha256.Size) // still compare, so timing says nothing
+	}
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], want) == 1 && valid
 }

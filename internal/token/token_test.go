@@ -20,3 +20,16 @@ func TestHash(t *testing.T) {
 		t.Errorf("Hash(abc) = %s, want %s", got, want)
 	}
 }
+
+func TestMatches(t *testing.T) {
+	tok, hash := New()
+	if !Matches(hash, tok) {
+		t.Error("a token does not match its own hash")
+	}
+	if Matches(hash, tok+"x") || Matches("", tok) || Matches("zz", "") {
+		t.Error("a wrong token, or one against no hash, matches")
+	}
+	if Matches("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "") != true {
+		t.Error("the empty token does not match its hash (callers refuse it themselves)")
+	}
+}
