@@ -1,7 +1,10 @@
 package doorledger
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -156,4 +159,95 @@ type AttentionService interface {
 	// that has something (absent: nothing), for the buildings list. Same
 	// errors as Attention.
 	AttentionCounts(ctx context.Context) (map[int64]AttentionCounts, error)
+}
+
+// AttentionBound is the bound in time a kind is counted against at now:
+// lapsing consents end within AttentionLapsingWithin, ended ones ended
+// within AttentionEndedWithin; the other kinds are judged at now.
+func AttentionBound(kind AttentionKind, now time.Time) time.Time {
+	switch kind {
+	case AttentionLapsing:
+		return now.Add(AttentionLapsingWithin)
+	case AttentionEnded:
+		return now.Add(-AttentionEndedWithin)
+	}
+	return now
+}
+
+// WithDefaults fills in the options left 0.
+func (o AttentionOptions) WithDefaults() AttentionOptions {
+	if o.MaxBuildings <= 0 {
+		o.MaxBuildings = 50
+	}
+	if o.ItemsPerKind <= 0 {
+		o.ItemsPerKind = 5
+	}
+	return o
+}
+
+// Sum adds every building's counts to a.Totals (the oldest awaiting
+// signature is the oldest of all) and returns the buildings' ids.
+func (a *Attention) Sum(counts map[int64]*AttentionCounts) []int64 {
+	ids := make([]int64, 0, len(counts))
+	for id, bc := range counts {
+		ids = append(ids, id)
+		for kind, n := range bc.Counts {
+			a.Totals.Add(kind, n)
+		}
+		if !bc.OldestAwaiting.IsZero() && (a.Totals.OldestAwaiting.IsZero() || bc.OldestAwaiting.Before(a.Totals.OldestAwaiting)) {
+			a.Totals.OldestAwaiting = bc.OldestAwaiting
+		}
+	}
+	return ids
+}
+
+// RankAttention lists the buildings of counts, named by names (id: name and
+// time zone), those needing the most first, then by name and id, at most max.
+func RankAttention(counts map[int64]*AttentionCounts, names map[int64][2]string, max int) []*BuildingAttention {
+	list := make([]*BuildingAttention, 0, len(counts))
+	for id, c := range counts {
+		n := names[id]
+		list = append(list, &BuildingAttention{BuildingID: id, Name: n[0], Timezone: n[1], Counts: *c})
+	}
+	slices.SortFunc(list, func(x, y *BuildingAttention) int {
+		if c := cmp.Compare(y.Counts.Total(), x.Counts.Total()); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Name, y.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.BuildingID, y.BuildingID)
+	})
+	if len(list) > max {
+		list = list[:max]
+	}
+	return list
+}
+
+// NewAttentionItem is an item of kind about the row id (a device, a consent
+// or a resident's report, by kind), labelled with the device's words
+// ("Acme K2, serial SN-1, at lobby panel") or, for a resident's report, its
+// location.
+func NewAttentionItem(kind AttentionKind, id int64, vendor, model, serial, location, status string, at time.Time) AttentionItem {
+	it := AttentionItem{Kind: kind, Status: status, At: at}
+	switch kind {
+	case AttentionUnconsented, AttentionCommand, AttentionOffline:
+		it.DeviceID = id
+	case AttentionResidentReport:
+		it.ReportID = id
+	default:
+		it.ConsentID = id
+	}
+	if kind == AttentionResidentReport {
+		it.Label = location
+		return it
+	}
+	it.Label = strings.TrimSpace(vendor + " " + model)
+	if serial != "" {
+		it.Label += ", serial " + serial
+	}
+	if location != "" {
+		it.Label += ", at " + location
+	}
+	return it
 }

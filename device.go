@@ -3,6 +3,7 @@ package doorledger
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -324,4 +325,29 @@ type DeviceService interface {
 	DisableDevices(ctx context.Context, f DeviceFilter, reason string) ([]*Command, error)
 	// FindCommands lists commands, newest first.
 	FindCommands(ctx context.Context, f CommandFilter) ([]*Command, error)
+}
+
+// ValidateFound trims and checks what a manager knows of a device found in a
+// panel: the vendor, serial and location are needed to tell it apart; model
+// and door may be unknown. EINVALID with a message per field.
+func (d *DeviceDetails) ValidateFound() error {
+	v := Validation{}
+	for _, f := range []struct {
+		name, label string
+		val         *string
+		required    bool
+	}{
+		{"vendor", "the vendor", &d.Vendor, true}, {"model", "the model", &d.Model, false},
+		{"serial", "the serial number", &d.Serial, true}, {"location", "where it was found", &d.Location, true},
+		{"opens", "which door it opens", &d.Opens, false},
+	} {
+		*f.val = strings.TrimSpace(*f.val)
+		if *f.val == "" && f.required {
+			v.Add(f.name, "Enter "+f.label+".")
+		} else if len(*f.val) > 300 {
+			v.Add(f.name, "Keep this under 300 characters.")
+		}
+		ValidateLine(v, f.name, *f.val)
+	}
+	return v.Err()
 }

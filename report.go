@@ -2,6 +2,11 @@ package doorledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -176,6 +181,132 @@ type ReportRequest struct {
 	BuildingID int64
 	Format     string
 	From, To   string // 2006-01-02 in the building's time zone
+}
+
+// Validate trims the request and checks its format and its dates in the
+// building's time zone loc, as AuditReport.Range reads them, at now; it
+// returns the instants they cover. The end may not be after today: a report
+// does not describe days still to come. Nor need it be, to hold an event a
+// wrong device clock dated ahead: reports select events by their effective
+// time, which is then the time received. EINVALID with a message per field.
+func (req *ReportRequest) Validate(loc *time.Location, now time.Time) (start, end time.Time, err error) {
+	req.Format, req.From, req.To = strings.TrimSpace(req.Format), strings.TrimSpace(req.From), strings.TrimSpace(req.To)
+	v := Validation{}
+	switch req.Format {
+	case ReportPDF, ReportCSV, ReportBundle:
+	default:
+		v.Add("format", "Choose PDF, CSV or evidence bundle.")
+	}
+	f, errF := time.ParseInLocation("2006-01-02", req.From, loc)
+	t, errT := time.ParseInLocation("2006-01-02", req.To, loc)
+	if errF != nil {
+		v.Add("from", "Use a date such as 2026-11-01.")
+	}
+	if errT != nil {
+		v.Add("to", "Use a date such as 2026-11-30.")
+	}
+	if errF == nil && errT == nil {
+		today := now.In(loc).Format("2006-01-02")
+		switch {
+		case t.Before(f):
+			v.Add("to", "The end date must not be before the start date.")
+		case req.To > today:
+			v.Add("to", fmt.Sprintf("The end date must not be after today (%s in the building's time zone).", today))
+		}
+		r := AuditReport{Building: &Building{Timezone: loc.String()}, From: req.From, To: req.To}
+		start, end, _ = r.Range()
+	}
+	return start, end, v.Err()
+}
+
+// CheckReportEvents refuses (EINVALID) a range from..to of n unlock events
+// when n is more than max, the most one report holds, with a range length
+// that would fit.
+func CheckReportEvents(from, to string, n, max int64) error {
+	if n <= max {
+		return nil
+	}
+	days := (&AuditReport{From: from, To: to}).Days()
+	fit := int64(days) * max / n
+	if fit < 1 {
+		fit = 1
+	}
+	return Errorf(EINVALID, "From %s to %s the building has %s unlock events, more than the %s one report can hold. "+
+		"Choose a shorter range (about %d days or fewer) and request several reports.", from, to, thousands(n), thousands(max), fit)
+}
+
+// thousands writes n with comma separators: 250,000.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// NewReportID returns a readable, unique id: the building, the request's UTC
+// time to the second and 16 random bits (storage retries a collision).
+func NewReportID(buildingID int64, at time.Time) string {
+	var b [2]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("AR-%d-%s-%s", buildingID, at.UTC().Format("20060102T150405Z"), hex.EncodeToString(b[:]))
+}
+
+// ReportSHA256 normalizes a report's SHA-256 as typed or computed: EINVALID
+// unless it is 64 hexadecimal digits.
+func ReportSHA256(sum string) (string, error) {
+	sum = strings.ToLower(strings.TrimSpace(sum))
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+		return sum, Errorf(EINVALID, "A SHA-256 is 64 hexadecimal digits.")
+	}
+	return sum, nil
+}
+
+// CheckReportResult checks what the generator says a finished report is:
+// its file's SHA-256 (normalized and returned), its size and what it holds.
+// EINVALID.
+func CheckReportResult(sum string, size int64, holds ReportHolds) (string, error) {
+	sum, err := ReportSHA256(sum)
+	if err != nil {
+		return sum, Errorf(EINVALID, "A report's SHA-256 is 64 hexadecimal digits (got %q).", sum)
+	}
+	if size <= 0 {
+		return sum, Errorf(EINVALID, "A report's file is not empty (got %d bytes).", size)
+	}
+	if holds.Anomalies < 0 || holds.OpenAnomalies < 0 || holds.Consents < 0 || holds.Devices < 0 || holds.OpenAnomalies > holds.Anomalies {
+		return sum, Errorf(EINVALID, "A report's counts start at 0, and its open anomalies are among its anomalies (got %+v).", holds)
+	}
+	return sum, nil
+}
+
+// ReportFailReason is the reason a failed report records: the generator's,
+// trimmed and cut to 1,000 bytes, or a plain sentence when it gave none.
+func ReportFailReason(reason string) string {
+	if reason = strings.TrimSpace(reason); reason == "" {
+		return "The report could not be made."
+	} else if len(reason) > 1000 {
+		return reason[:1000]
+	}
+	return reason
+}
+
+// ReportMonth is the calendar month before the one now falls in, in loc:
+// what the boards' monthly report covers, as dates (both included) and the
+// instants [start, end).
+func ReportMonth(now time.Time, loc *time.Location) (from, to string, start, end time.Time) {
+	local := now.In(loc)
+	end = time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, loc)
+	start = time.Date(local.Year(), local.Month()-1, 1, 0, 0, 0, 0, loc)
+	return start.Format("2006-01-02"), end.AddDate(0, 0, -1).Format("2006-01-02"), start, end
 }
 
 // ReportService keeps the report registry, gathers reports from one

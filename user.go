@@ -117,6 +117,39 @@ type UserUpdate struct {
 	Disabled *bool
 }
 
+// Apply validates upd and applies it to u, the account as stored. self says
+// the caller is that account: nobody disables their own.
+func (upd UserUpdate) Apply(u *User, self bool) error {
+	v := Validation{}
+	if upd.Name != nil {
+		if u.Name = strings.TrimSpace(*upd.Name); u.Name == "" {
+			v.Add("name", "Enter the person's name.")
+		} else if len(u.Name) > 200 {
+			v.Add("name", "Keep the name under 200 characters.")
+		}
+		ValidateLine(v, "name", u.Name)
+	}
+	if upd.Role != nil {
+		if !upd.Role.Valid() {
+			v.Add("role", "Choose a role.")
+		}
+		u.Role = *upd.Role
+	}
+	if upd.Company != nil {
+		if u.Company = strings.TrimSpace(*upd.Company); len(u.Company) > 200 {
+			v.Add("company", "Keep the company under 200 characters.")
+		}
+		ValidateLine(v, "company", u.Company)
+	}
+	if upd.Disabled != nil {
+		if *upd.Disabled && self {
+			v.Add("disabled", "You cannot disable your own account.")
+		}
+		u.Disabled = *upd.Disabled
+	}
+	return v.Err()
+}
+
 // Session is a signed-in browser. Its ID travels in an encrypted cookie; the row
 // is the server's word that it is still valid, so deleting it signs the browser out.
 type Session struct {
@@ -126,6 +159,35 @@ type Session struct {
 	LastSeenAt time.Time
 	IP         string
 	UserAgent  string
+}
+
+// Ended reports whether s is past its lifetime (SessionMaxAge) or its idle
+// timeout (SessionIdleTimeout) at now.
+func (s *Session) Ended(now time.Time) bool {
+	return now.Sub(s.CreatedAt) > SessionMaxAge || now.Sub(s.LastSeenAt) > SessionIdleTimeout
+}
+
+// ErrEmailTaken is CreateUser's answer for an address another account has.
+func ErrEmailTaken() error {
+	return &Error{Code: ECONFLICT, Message: "An account with that email already exists.",
+		Fields: map[string]string{"email": "An account with that email already exists."}}
+}
+
+// ErrWrongCurrentPassword is SetPassword's answer when the current password
+// a user gives for their own account is not right.
+func ErrWrongCurrentPassword() error {
+	return &Error{Code: EINVALID, Message: "Your current password is not right.",
+		Fields: map[string]string{"current": "This is not your current password."}}
+}
+
+// LoginWait is how long an account or IP throttled since its oldest counted
+// failure waits: until that failure leaves LoginWindow, at least a second.
+func LoginWait(oldest, now time.Time) time.Duration {
+	wait := oldest.Add(LoginWindow).Sub(now).Round(time.Second)
+	if wait < time.Second {
+		wait = time.Second
+	}
+	return wait
 }
 
 // UserService manages accounts, passwords and sessions.

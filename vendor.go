@@ -2,6 +2,10 @@ package doorledger
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"net"
 	"net/url"
 	"slices"
@@ -41,6 +45,23 @@ type VendorKeyInfo struct {
 // VendorKeyPrefix starts every vendor key, so that secret scanners and people
 // recognize one. The whole key, prefix included, is the HMAC secret.
 const VendorKeyPrefix = "dlvk_"
+
+// NewVendorKey returns a fresh key: the prefix and 32 random bytes, base64url.
+// The whole text is the HMAC secret.
+func NewVendorKey() (string, error) {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	return VendorKeyPrefix + base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+// VendorKeyFingerprint is how a key is told apart without revealing it
+// (VendorKeyInfo.Fingerprint): the first 8 hex digits of its SHA-256.
+func VendorKeyFingerprint(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:4])
+}
 
 // VendorIntegrationInput is what an admin types to create an integration.
 type VendorIntegrationInput struct {

@@ -1,11 +1,8 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -56,40 +53,37 @@ type attentionCount struct {
 	kind  doorledger.AttentionKind
 	query string
 	col   string // the building column the scope applies to
-	bound func(now time.Time) time.Time
 }
 
 var attentionCounts = []attentionCount{
 	{doorledger.AttentionUnconsented, `SELECT d.building_id, count(*) FROM devices d
-		WHERE d.unconsented AND NOT d.retired%s GROUP BY d.building_id`, "d.building_id", nil},
+		WHERE d.unconsented AND NOT d.retired%s GROUP BY d.building_id`, "d.building_id"},
 	// The device's current command only (an older one was superseded or
 	// confirmed); 'refused' is the status of a command the device refused.
 	{doorledger.AttentionCommand, `SELECT cm.building_id, count(*) FROM commands cm JOIN devices d ON d.id = cm.device_id
 		WHERE cm.status IN ('not_confirmed', 'refused') AND cm.version = d.desired_version AND NOT d.retired%s
-		GROUP BY cm.building_id`, "cm.building_id", nil},
+		GROUP BY cm.building_id`, "cm.building_id"},
 	// The rule of UnlockService.OfflineDevices: silent (since last seen, or
 	// registered if never) longer than the device's heartbeat, else its
 	// building's; 0 is not watched. offline_after is that since plus that
 	// heartbeat, kept by triggers (migrations/004): an index range.
 	{doorledger.AttentionOffline, `SELECT d.building_id, count(*) FROM devices d
-		WHERE NOT d.retired AND d.offline_after < @now%s GROUP BY d.building_id`, "d.building_id", nil},
-	{doorledger.AttentionAnomalies, `SELECT o.building_id, o.n FROM building_open_anomalies o WHERE o.n > 0%s`, "o.building_id", nil},
+		WHERE NOT d.retired AND d.offline_after < @now%s GROUP BY d.building_id`, "d.building_id"},
+	{doorledger.AttentionAnomalies, `SELECT o.building_id, o.n FROM building_open_anomalies o WHERE o.n > 0%s`, "o.building_id"},
 	{doorledger.AttentionAwaiting, `SELECT c.building_id, count(*), min(c.requested_at) FROM consents c
-		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL%s GROUP BY c.building_id`, "c.building_id", nil},
+		WHERE c.status = 'awaiting_signature' AND c.expired_at IS NULL%s GROUP BY c.building_id`, "c.building_id"},
 	// A signed consent a device in service rests on (a signed renewal moves
 	// the device to the new consent), lapsing within the window or past its
 	// end and not yet recorded lapsed.
 	{doorledger.AttentionLapsing, `SELECT c.building_id, count(*) FROM consents c
 		WHERE c.status = 'signed' AND c.expires_at <= @bound
-		AND EXISTS (SELECT 1 FROM devices d WHERE d.consent_id = c.id AND NOT d.retired)%s GROUP BY c.building_id`, "c.building_id",
-		func(now time.Time) time.Time { return now.Add(doorledger.AttentionLapsingWithin) }},
+		AND EXISTS (SELECT 1 FROM devices d WHERE d.consent_id = c.id AND NOT d.retired)%s GROUP BY c.building_id`, "c.building_id"},
 	// Withdrawals and disputes, of signed consents and of requests ended
 	// before they were signed (recorded declined, the fact on the timeline).
 	{doorledger.AttentionEnded, `SELECT c.building_id, count(*) FROM consent_events e JOIN consents c ON c.id = e.consent_id
-		WHERE e.kind IN ('withdrawn', 'disputed') AND e.at >= @bound%s GROUP BY c.building_id`, "c.building_id",
-		func(now time.Time) time.Time { return now.Add(-doorledger.AttentionEndedWithin) }},
+		WHERE e.kind IN ('withdrawn', 'disputed') AND e.at >= @bound%s GROUP BY c.building_id`, "c.building_id"},
 	{doorledger.AttentionResidentReport, `SELECT r.building_id, count(*) FROM resident_reports r
-		WHERE r.resolved_at IS NULL%s GROUP BY r.building_id`, "r.building_id", nil},
+		WHERE r.resolved_at IS NULL%s GROUP BY r.building_id`, "r.building_id"},
 }
 
 // counts reads every kind's count per building the caller sees.
@@ -100,20 +94,12 @@ func (s *AttentionService) counts(ctx context.Context, now time.Time) (map[int64
 	}
 	out := map[int64]*doorledger.AttentionCounts{}
 	for _, k := range attentionCounts {
-		args := pgx.NamedArgs{"user": user, "now": now, "bound": bound(k, now)}
+		args := pgx.NamedArgs{"user": user, "now": now, "bound": doorledger.AttentionBound(k.kind, now)}
 		if err := s.countKind(ctx, k, fmt.Sprintf(k.query, scope(k.col)), args, out); err != nil {
 			return nil, fmt.Errorf("count %s: %w", k.kind, err)
 		}
 	}
 	return out, nil
-}
-
-// bound is the kind's bound in time (@bound) at now: now unless the kind has its own.
-func bound(k attentionCount, now time.Time) time.Time {
-	if k.bound != nil {
-		return k.bound(now)
-	}
-	return now
 }
 
 func (s *AttentionService) countKind(ctx context.Context, k attentionCount, query string, args pgx.NamedArgs, out map[int64]*doorledger.AttentionCounts) error {
@@ -161,12 +147,7 @@ func (s *AttentionService) AttentionCounts(ctx context.Context) (map[int64]doorl
 
 // Attention returns what needs the caller, with the items of the buildings listed.
 func (s *AttentionService) Attention(ctx context.Context, opts doorledger.AttentionOptions) (*doorledger.Attention, error) {
-	if opts.MaxBuildings <= 0 {
-		opts.MaxBuildings = 50
-	}
-	if opts.ItemsPerKind <= 0 {
-		opts.ItemsPerKind = 5
-	}
+	opts = opts.WithDefaults()
 	now := s.db.now()
 	counts, err := s.counts(ctx, now)
 	if err != nil {
@@ -185,38 +166,13 @@ func (s *AttentionService) Attention(ctx context.Context, opts doorledger.Attent
 	if len(counts) == 0 {
 		return a, nil
 	}
-	ids := make([]int64, 0, len(counts))
-	for id, bc := range counts {
-		ids = append(ids, id)
-		for kind, n := range bc.Counts {
-			a.Totals.Add(kind, n)
-		}
-		if !bc.OldestAwaiting.IsZero() && (a.Totals.OldestAwaiting.IsZero() || bc.OldestAwaiting.Before(a.Totals.OldestAwaiting)) {
-			a.Totals.OldestAwaiting = bc.OldestAwaiting
-		}
-	}
+	ids := a.Sum(counts)
 	// The buildings with the most first, then by name: names first.
 	names, err := s.buildingNames(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	list := make([]*doorledger.BuildingAttention, 0, len(ids))
-	for _, id := range ids {
-		n := names[id]
-		list = append(list, &doorledger.BuildingAttention{BuildingID: id, Name: n[0], Timezone: n[1], Counts: *counts[id]})
-	}
-	slices.SortFunc(list, func(x, y *doorledger.BuildingAttention) int {
-		if c := cmp.Compare(y.Counts.Total(), x.Counts.Total()); c != 0 {
-			return c
-		}
-		if c := strings.Compare(x.Name, y.Name); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.BuildingID, y.BuildingID)
-	})
-	if len(list) > opts.MaxBuildings {
-		list = list[:opts.MaxBuildings]
-	}
+	list := doorledger.RankAttention(counts, names, opts.MaxBuildings)
 	if err := s.items(ctx, now, list, opts.ItemsPerKind); err != nil {
 		return nil, err
 	}
@@ -300,7 +256,7 @@ func (s *AttentionService) items(ctx context.Context, now time.Time, list []*doo
 		if !ok {
 			continue
 		}
-		args := pgx.NamedArgs{"ids": ids, "now": now, "bound": bound(k, now), "per": per}
+		args := pgx.NamedArgs{"ids": ids, "now": now, "bound": doorledger.AttentionBound(k.kind, now), "per": per}
 		if err := s.itemsOf(ctx, k.kind, query, args, byID); err != nil {
 			return fmt.Errorf("items %s: %w", k.kind, err)
 		}
@@ -317,39 +273,13 @@ func (s *AttentionService) itemsOf(ctx context.Context, kind doorledger.Attentio
 	for rows.Next() {
 		var bid, id int64
 		var vendor, model, serial, location, status string
-		it := doorledger.AttentionItem{Kind: kind}
-		if err := rows.Scan(&bid, &id, &vendor, &model, &serial, &location, at(&it.At), &status); err != nil {
+		var when time.Time
+		if err := rows.Scan(&bid, &id, &vendor, &model, &serial, &location, at(&when), &status); err != nil {
 			return err
 		}
-		it.Status = status
-		switch kind {
-		case doorledger.AttentionUnconsented, doorledger.AttentionCommand, doorledger.AttentionOffline:
-			it.DeviceID = id
-		case doorledger.AttentionResidentReport:
-			it.ReportID = id
-		default:
-			it.ConsentID = id
-		}
-		if kind == doorledger.AttentionResidentReport {
-			it.Label = location
-		} else {
-			it.Label = deviceWords(vendor, model, serial, location)
-		}
 		if b := byID[bid]; b != nil {
-			b.Items = append(b.Items, it)
+			b.Items = append(b.Items, doorledger.NewAttentionItem(kind, id, vendor, model, serial, location, status, when))
 		}
 	}
 	return rows.Err()
-}
-
-// deviceWords names a device: "Acme K2, serial SN-1, at lobby panel".
-func deviceWords(vendor, model, serial, location string) string {
-	s := strings.TrimSpace(vendor + " " + model)
-	if serial != "" {
-		s += ", serial " + serial
-	}
-	if location != "" {
-		s += ", at " + location
-	}
-	return s
 }

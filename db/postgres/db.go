@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,7 +82,7 @@ type DB struct {
 	LoginAccountLimit int
 	LoginIPLimit      int
 
-	sealer  *sealer        // seals mail bodies (SetSealKey)
+	sealer  *seal.Sealer   // seals mail bodies (SetSealKey)
 	leases  leases         // the leases held (lease.go)
 	horizon logHorizon     // the log sequencer's horizon (log.go)
 	opened  openedCommands // commands waiting for their device, by monotonic time (clock.go)
@@ -96,7 +97,7 @@ func NewDB(url string) *DB {
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
-		sealer:            randomSealer(),
+		sealer:            seal.Random(),
 	}
 }
 
@@ -105,7 +106,7 @@ func NewDB(url string) *DB {
 // not hold in the clear, such as mail bodies waiting for delivery. Until it is
 // set, a random key is used that lives as long as the process.
 func (db *DB) SetSealKey(key []byte) error {
-	s, err := newSealer(key)
+	s, err := seal.New(key)
 	if err != nil {
 		return fmt.Errorf("seal key: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // DeviceService implements doorledger.DeviceService for people (it reads the
@@ -187,31 +188,6 @@ func deviceFilterWhere(f doorledger.DeviceFilter, args *sqlArgs) string {
 	return b.String()
 }
 
-// validateFoundDevice checks what a manager knows of a device found in a panel:
-// the vendor, serial and location are needed to tell it apart; model and door
-// may be unknown.
-func validateFoundDevice(d *doorledger.DeviceDetails) error {
-	v := doorledger.Validation{}
-	for _, f := range []struct {
-		name, label string
-		val         *string
-		required    bool
-	}{
-		{"vendor", "the vendor", &d.Vendor, true}, {"model", "the model", &d.Model, false},
-		{"serial", "the serial number", &d.Serial, true}, {"location", "where it was found", &d.Location, true},
-		{"opens", "which door it opens", &d.Opens, false},
-	} {
-		*f.val = strings.TrimSpace(*f.val)
-		if *f.val == "" && f.required {
-			v.Add(f.name, "Enter "+f.label+".")
-		} else if len(*f.val) > 300 {
-			v.Add(f.name, "Keep this under 300 characters.")
-		}
-		doorledger.ValidateLine(v, f.name, *f.val)
-	}
-	return v.Err()
-}
-
 func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64, det doorledger.DeviceDetails) (*doorledger.Device, error) {
 	c := callerFrom(ctx)
 	tx, err := s.db.BeginTx(ctx)
@@ -222,7 +198,7 @@ func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64,
 	if err := checkManage(ctx, tx, c, buildingID); err != nil {
 		return nil, err
 	}
-	if err := validateFoundDevice(&det); err != nil {
+	if err := det.ValidateFound(); err != nil {
 		return nil, err
 	}
 	// A failed statement would abort the transaction: the serial's unique
@@ -243,10 +219,8 @@ func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64,
 	if err := tx.QueryRow(ctx, `SELECT name FROM buildings WHERE id = $1`, buildingID).Scan(&building); err != nil {
 		return nil, err
 	}
-	if err := tx.alertManagers(ctx, buildingID, true, fmt.Sprintf("Unconsented device found at %s", building),
-		fmt.Sprintf("%s recorded a device found without consent at %s: %s %s, serial %s, at %s.\n"+
-			"It is registered as device %d, flagged unconsented and disabled. No signer has consented to it.\n",
-			c.label(), building, det.Vendor, orUnknown(det.Model), det.Serial, det.Location, id), "device.found:"+itoa(id)); err != nil {
+	subject, body := notice.DeviceFoundAlert(c.label(), building, det, id)
+	if err := tx.alertManagers(ctx, buildingID, true, subject, body, "device.found:"+itoa(id)); err != nil {
 		return nil, err
 	}
 	d, err := findDevice(ctx, tx, c, id, tx.now)
@@ -256,9 +230,5 @@ func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64,
 	return d, tx.Commit(ctx)
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "(model unknown)"
-	}
-	return s
-}
+// orUnknown is a device's model as alerts name it (notice.DeviceModel).
+func orUnknown(s string) string { return notice.DeviceModel(s) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/passhash"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -181,7 +182,7 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
-		h, err := hashPassword(password, s.db.PasswordCost)
+		h, err := passhash.Hash(password, s.db.PasswordCost)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +193,7 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		return nil, err
 	default:
 		// An installer with an account proves it with their password.
-		if x.Role != doorledger.RoleInstaller || x.Disabled || !passwordMatches(hash, password) {
+		if x.Role != doorledger.RoleInstaller || x.Disabled || !passhash.Matches(hash, password) {
 			return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "That is not the password of your installer account.",
 				Fields: map[string]string{"password": "That is not the password of your installer account."}}
 		}

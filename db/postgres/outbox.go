@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -31,13 +31,6 @@ func NewOutboxService(db *DB) *OutboxService { return &OutboxService{db: db} }
 
 var _ doorledger.OutboxService = (*OutboxService)(nil)
 
-// bodyAAD binds a sealed body to its row and recipient: moved to another row,
-// or its row's recipient changed, it does not open. The same binding as
-// package sqlite's, so that a body copied from SQLite opens here.
-func bodyAAD(id int64, to string) []byte {
-	return []byte("doorledger mail body " + strconv.FormatInt(id, 10) + " " + to)
-}
-
 // queueMail writes a message to the outbox in tx, its body sealed. A non-empty
 // dedupKey sends at most one message per key (alerts about the same thing).
 // The subject is made one line whatever it was built from.
@@ -52,7 +45,7 @@ func (tx *Tx) queueMail(ctx context.Context, m *doorledger.Message, dedupKey str
 	} else if err != nil {
 		return fmt.Errorf("queue mail: %w", err)
 	}
-	sealed, err := tx.db.sealer.seal([]byte(m.Body), bodyAAD(id, m.To))
+	sealed, err := tx.db.sealer.Seal([]byte(m.Body), seal.MailBody(id, m.To))
 	if err != nil {
 		return fmt.Errorf("queue mail: %w", err)
 	}
@@ -122,7 +115,7 @@ func (s *OutboxService) open(m *storedMessage) (string, error) {
 	if m.sealed == nil {
 		return m.Body, nil
 	}
-	body, err := s.db.sealer.open(m.sealed, bodyAAD(m.ID, m.To))
+	body, err := s.db.sealer.Open(m.sealed, seal.MailBody(m.ID, m.To))
 	if err != nil {
 		return "", fmt.Errorf("body of mail %d: %w", m.ID, err)
 	}
@@ -175,7 +168,7 @@ func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit 
 		body, err := s.open(m)
 		if err != nil {
 			if _, uerr := s.db.pool.Exec(ctx, `UPDATE outbox SET attempts = $1, last_error = $2, failed_at = $3 WHERE id = $4`,
-				maxAttempts, "Not sent: the body "+errSealedElsewhere.Error()+".", s.db.now(), m.ID); uerr != nil {
+				maxAttempts, "Not sent: the body "+seal.ErrSealedElsewhere.Error()+".", s.db.now(), m.ID); uerr != nil {
 				return nil, errors.Join(err, uerr)
 			}
 			continue

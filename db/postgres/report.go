@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -43,8 +41,6 @@ func NewReportService(db *DB, logs *LogService, baseURL string) *ReportService {
 }
 
 var _ doorledger.ReportService = (*ReportService)(nil)
-
-const dateLayout = "2006-01-02"
 
 // reportColumns: the dates as text (2006-01-02), as the domain keeps them.
 const reportColumns = `r.id, r.building_id, b.name, r.format, r.from_date::text, r.to_date::text, r.monthly,
@@ -112,14 +108,6 @@ func checkReport(ctx context.Context, q querier, c caller, id string) (*doorledg
 	return r, nil
 }
 
-// newReportID returns a readable, unique id: the building, the request's UTC
-// time to the second and 16 random bits (collisions are retried on insert).
-func newReportID(buildingID int64, at time.Time) string {
-	var b [2]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("AR-%d-%s-%s", buildingID, at.UTC().Format("20060102T150405Z"), hex.EncodeToString(b[:]))
-}
-
 // errMonthExists says a monthly report of that building and month is registered already.
 var errMonthExists = errors.New("monthly report exists")
 
@@ -129,7 +117,7 @@ var errMonthExists = errors.New("monthly report exists")
 // transaction goes on as package sqlite's does.
 func (tx *Tx) insertReport(ctx context.Context, r *doorledger.ReportRecord) error {
 	for try := 0; ; try++ {
-		r.ID = newReportID(r.BuildingID, r.RequestedAt)
+		r.ID = doorledger.NewReportID(r.BuildingID, r.RequestedAt)
 		var id string
 		err := tx.QueryRow(ctx, `INSERT INTO reports (id, building_id, format, from_date, to_date, monthly,
 			requested_by, requested_name, requested_at, status, total, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -157,35 +145,6 @@ func (tx *Tx) insertReport(ctx context.Context, r *doorledger.ReportRecord) erro
 	}
 }
 
-// reportRange checks a request's dates in the building's time zone, as
-// AuditReport.Range reads them, and returns the instants they cover. The end
-// may not be after today: a report does not describe days still to come.
-// Nor need it be, to hold an event a wrong device clock dated ahead: reports
-// select events by their effective time, which is then the time received.
-func reportRange(v doorledger.Validation, from, to string, loc *time.Location, now time.Time) (start, end time.Time) {
-	f, errF := time.ParseInLocation(dateLayout, from, loc)
-	t, errT := time.ParseInLocation(dateLayout, to, loc)
-	if errF != nil {
-		v.Add("from", "Use a date such as 2026-11-01.")
-	}
-	if errT != nil {
-		v.Add("to", "Use a date such as 2026-11-30.")
-	}
-	if errF != nil || errT != nil {
-		return start, end
-	}
-	today := now.In(loc).Format(dateLayout)
-	switch {
-	case t.Before(f):
-		v.Add("to", "The end date must not be before the start date.")
-	case to > today:
-		v.Add("to", fmt.Sprintf("The end date must not be after today (%s in the building's time zone).", today))
-	}
-	r := doorledger.AuditReport{Building: &doorledger.Building{Timezone: loc.String()}, From: from, To: to}
-	start, end, _ = r.Range()
-	return start, end
-}
-
 // countEvents counts the building's unlock events whose effective time is in
 // [start, end): an index-only scan of the (building_id, effective_at, id) index.
 func countEvents(ctx context.Context, q querier, buildingID int64, start, end time.Time) (int64, error) {
@@ -196,35 +155,6 @@ func countEvents(ctx context.Context, q querier, buildingID int64, start, end ti
 		return 0, fmt.Errorf("count unlock events: %w", err)
 	}
 	return n, nil
-}
-
-// tooManyEvents is the message for a range over the limit, with a range
-// length that would fit.
-func tooManyEvents(from, to string, days int, n, max int64) error {
-	fit := int64(days) * max / n
-	if fit < 1 {
-		fit = 1
-	}
-	return doorledger.Errorf(doorledger.EINVALID, "From %s to %s the building has %s unlock events, more than the %s one report can hold. "+
-		"Choose a shorter range (about %d days or fewer) and request several reports.", from, to, thousands(n), thousands(max), fit)
-}
-
-// thousands writes n with comma separators: 250,000.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 func (s *ReportService) maxEvents() int64 {
@@ -240,15 +170,8 @@ func (s *ReportService) RequestReport(ctx context.Context, req doorledger.Report
 	if err != nil {
 		return nil, err
 	}
-	req.Format, req.From, req.To = strings.TrimSpace(req.Format), strings.TrimSpace(req.From), strings.TrimSpace(req.To)
-	v := doorledger.Validation{}
-	switch req.Format {
-	case doorledger.ReportPDF, doorledger.ReportCSV, doorledger.ReportBundle:
-	default:
-		v.Add("format", "Choose PDF, CSV or evidence bundle.")
-	}
-	start, end := reportRange(v, req.From, req.To, loc, s.db.Now())
-	if err := v.Err(); err != nil {
+	start, end, err := req.Validate(loc, s.db.Now())
+	if err != nil {
 		return nil, err
 	}
 	// Counted before the transaction, as package sqlite counts on its read pool.
@@ -256,9 +179,8 @@ func (s *ReportService) RequestReport(ctx context.Context, req doorledger.Report
 	if err != nil {
 		return nil, err
 	}
-	if n > s.maxEvents() {
-		days := (&doorledger.AuditReport{From: req.From, To: req.To}).Days()
-		return nil, tooManyEvents(req.From, req.To, days, n, s.maxEvents())
+	if err := doorledger.CheckReportEvents(req.From, req.To, n, s.maxEvents()); err != nil {
+		return nil, err
 	}
 
 	tx, err := s.db.BeginTx(ctx)
@@ -301,9 +223,9 @@ func (s *ReportService) FindReportBySHA256(ctx context.Context, sum string) (*do
 	if err := c.requireSignedIn(); err != nil {
 		return nil, err
 	}
-	sum = strings.ToLower(strings.TrimSpace(sum))
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
-		return nil, doorledger.Errorf(doorledger.EINVALID, "A SHA-256 is 64 hexadecimal digits.")
+	sum, err := doorledger.ReportSHA256(sum)
+	if err != nil {
+		return nil, err
 	}
 	notIssued := doorledger.Errorf(doorledger.ENOTFOUND, "No report with this SHA-256 was issued for a building you can see.")
 	if c.role() == doorledger.RoleInstaller {
@@ -425,15 +347,9 @@ func (s *ReportService) FinishReport(ctx context.Context, id string, sum string,
 	if err := requireGenerator(callerFrom(ctx)); err != nil {
 		return err
 	}
-	sum = strings.ToLower(strings.TrimSpace(sum))
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
-		return doorledger.Errorf(doorledger.EINVALID, "A report's SHA-256 is 64 hexadecimal digits (got %q).", sum)
-	}
-	if size <= 0 {
-		return doorledger.Errorf(doorledger.EINVALID, "A report's file is not empty (got %d bytes).", size)
-	}
-	if holds.Anomalies < 0 || holds.OpenAnomalies < 0 || holds.Consents < 0 || holds.Devices < 0 || holds.OpenAnomalies > holds.Anomalies {
-		return doorledger.Errorf(doorledger.EINVALID, "A report's counts start at 0, and its open anomalies are among its anomalies (got %+v).", holds)
+	sum, err := doorledger.CheckReportResult(sum, size, holds)
+	if err != nil {
+		return err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -481,11 +397,7 @@ func (s *ReportService) FailReport(ctx context.Context, id string, reason string
 	if err := requireGenerator(callerFrom(ctx)); err != nil {
 		return err
 	}
-	if reason = strings.TrimSpace(reason); reason == "" {
-		reason = "The report could not be made."
-	} else if len(reason) > 1000 {
-		reason = reason[:1000]
-	}
+	reason = doorledger.ReportFailReason(reason)
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 	"github.com/doorledger/doorledger/internal/twofactor"
 	"github.com/jackc/pgx/v5"
 )
@@ -26,10 +27,6 @@ type SecondFactorService struct{ db *DB }
 func NewSecondFactorService(db *DB) *SecondFactorService { return &SecondFactorService{db: db} }
 
 var _ doorledger.SecondFactorService = (*SecondFactorService)(nil)
-
-// totpAAD binds a sealed secret to its user: moved to another row, it does
-// not open. The same as package sqlite's, so a copied database's secrets open.
-func totpAAD(userID int64) []byte { return []byte("doorledger totp secret " + itoa(userID)) }
 
 // throttle is how second-factor tries are throttled.
 func (s *SecondFactorService) throttle() throttle {
@@ -89,7 +86,7 @@ func (s *SecondFactorService) StartTOTP(ctx context.Context) (*doorledger.TOTPSe
 		return nil, err
 	}
 	setup := twofactor.NewTOTP(u.Email)
-	sealed, err := s.db.sealer.seal([]byte(setup.Secret), totpAAD(u.ID))
+	sealed, err := s.db.sealer.Seal([]byte(setup.Secret), seal.TOTPSecret(u.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +119,7 @@ func (s *SecondFactorService) PendingTOTP(ctx context.Context) (*doorledger.TOTP
 	if err != nil {
 		return nil, notFound(err, "There is no authenticator app being set up.")
 	}
-	secret, err := s.db.sealer.open(sealed, totpAAD(u.ID))
+	secret, err := s.db.sealer.Open(sealed, seal.TOTPSecret(u.ID))
 	if err != nil {
 		return nil, fmt.Errorf("open totp secret: %w", err)
 	}
@@ -141,7 +138,7 @@ func (s *SecondFactorService) ConfirmTOTP(ctx context.Context, code, ip string) 
 		if err := tx.QueryRow(ctx, `SELECT secret_sealed FROM user_totp WHERE user_id = $1 AND confirmed_at IS NULL`, u.ID).Scan(&sealed); err != nil {
 			return false, notFound(err, "There is no authenticator app being set up. Start again.")
 		}
-		secret, err := s.db.sealer.open(sealed, totpAAD(u.ID))
+		secret, err := s.db.sealer.Open(sealed, seal.TOTPSecret(u.ID))
 		if err != nil {
 			return false, fmt.Errorf("open totp secret: %w", err)
 		}
@@ -238,7 +235,7 @@ func (s *SecondFactorService) VerifySecondFactor(ctx context.Context, userID int
 			} else if err != nil {
 				return false, err
 			}
-			secret, err := s.db.sealer.open(sealed, totpAAD(userID))
+			secret, err := s.db.sealer.Open(sealed, seal.TOTPSecret(userID))
 			if err != nil {
 				return false, fmt.Errorf("open totp secret: %w", err)
 			}

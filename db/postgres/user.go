@@ -2,17 +2,13 @@ package postgres
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"golang.org/x/crypto/bcrypt"
+	"github.com/doorledger/doorledger/internal/passhash"
+	"github.com/doorledger/doorledger/internal/token"
 )
 
 // UserService implements doorledger.UserService.
@@ -24,36 +20,6 @@ func NewUserService(db *DB) *UserService { return &UserService{db: db} }
 var _ doorledger.UserService = (*UserService)(nil)
 
 const userColumns = `id, email, name, role, company, disabled, created_at`
-
-// bcryptMaxLen is the most bytes of a password bcrypt reads.
-const bcryptMaxLen = 72
-
-// passwordKey is what bcrypt is given for a password: the password itself up
-// to bcryptMaxLen bytes, and beyond that the base64 of its HMAC-SHA256 under
-// a fixed label, so that every byte of a long passphrase counts. The same as
-// package sqlite's, so that hashes copied from SQLite verify here.
-func passwordKey(password string) []byte {
-	if len(password) <= bcryptMaxLen {
-		return []byte(password)
-	}
-	m := hmac.New(sha256.New, []byte("doorledger password pre-hash v1"))
-	m.Write([]byte(password))
-	return []byte(base64.StdEncoding.EncodeToString(m.Sum(nil)))
-}
-
-// hashPassword is the one place a password is hashed.
-func hashPassword(password string, cost int) (string, error) {
-	h, err := bcrypt.GenerateFromPassword(passwordKey(password), cost)
-	if err != nil {
-		return "", fmt.Errorf("hash password: %w", err)
-	}
-	return string(h), nil
-}
-
-// passwordMatches is the one place a password is checked against its hash.
-func passwordMatches(hash, password string) bool {
-	return bcrypt.CompareHashAndPassword([]byte(hash), passwordKey(password)) == nil
-}
 
 func scanUser(row interface{ Scan(...any) error }) (*doorledger.User, error) {
 	var u doorledger.User
@@ -103,7 +69,7 @@ func (s *UserService) CreateUser(ctx context.Context, n doorledger.NewUser) (*do
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	hash, err := hashPassword(n.Password, s.db.PasswordCost)
+	hash, err := passhash.Hash(n.Password, s.db.PasswordCost)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +85,6 @@ func (s *UserService) CreateUser(ctx context.Context, n doorledger.NewUser) (*do
 	return u, tx.Commit(ctx)
 }
 
-// errEmailTaken is CreateUser's answer for an address another account has.
-func errEmailTaken() error {
-	return &doorledger.Error{Code: doorledger.ECONFLICT, Message: "An account with that email already exists.",
-		Fields: map[string]string{"email": "An account with that email already exists."}}
-}
-
 func createUser(ctx context.Context, tx *Tx, n doorledger.NewUser, hash string) (*doorledger.User, error) {
 	// ON CONFLICT: a taken address is an answer, not an aborted transaction
 	// (an invitation accepted by an address that has an account goes on).
@@ -134,7 +94,7 @@ func createUser(ctx context.Context, tx *Tx, n doorledger.NewUser, hash string) 
 		VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT ON CONSTRAINT users_email DO NOTHING RETURNING id`,
 		n.Email, n.Name, n.Role, n.Company, hash, tx.now).Scan(&id)
 	if err := notFound(err, ""); doorledger.ErrorCode(err) == doorledger.ENOTFOUND {
-		return nil, errEmailTaken()
+		return nil, doorledger.ErrEmailTaken()
 	} else if err != nil {
 		return nil, fmt.Errorf("insert user: %w", err)
 	}
@@ -158,34 +118,7 @@ func (s *UserService) UpdateUser(ctx context.Context, id int64, upd doorledger.U
 	if err != nil {
 		return nil, notFound(err, "User not found.")
 	}
-	v := doorledger.Validation{}
-	if upd.Name != nil {
-		if u.Name = strings.TrimSpace(*upd.Name); u.Name == "" {
-			v.Add("name", "Enter the person's name.")
-		} else if len(u.Name) > 200 {
-			v.Add("name", "Keep the name under 200 characters.")
-		}
-		doorledger.ValidateLine(v, "name", u.Name)
-	}
-	if upd.Role != nil {
-		if !upd.Role.Valid() {
-			v.Add("role", "Choose a role.")
-		}
-		u.Role = *upd.Role
-	}
-	if upd.Company != nil {
-		if u.Company = strings.TrimSpace(*upd.Company); len(u.Company) > 200 {
-			v.Add("company", "Keep the company under 200 characters.")
-		}
-		doorledger.ValidateLine(v, "company", u.Company)
-	}
-	if upd.Disabled != nil {
-		if *upd.Disabled && c.user != nil && c.user.ID == id {
-			v.Add("disabled", "You cannot disable your own account.")
-		}
-		u.Disabled = *upd.Disabled
-	}
-	if err := v.Err(); err != nil {
+	if err := upd.Apply(u, c.user != nil && c.user.ID == id); err != nil {
 		return nil, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE users SET name = $1, role = $2, company = $3, disabled = $4, updated_at = $5 WHERE id = $6`,
@@ -222,12 +155,11 @@ func (s *UserService) SetPassword(ctx context.Context, id int64, current, next s
 		if err := s.db.pool.QueryRow(ctx, `SELECT password_hash FROM users WHERE id = $1`, id).Scan(&hash); err != nil {
 			return notFound(err, "User not found.")
 		}
-		if !passwordMatches(hash, current) {
-			return &doorledger.Error{Code: doorledger.EINVALID, Message: "Your current password is not right.",
-				Fields: map[string]string{"current": "This is not your current password."}}
+		if !passhash.Matches(hash, current) {
+			return doorledger.ErrWrongCurrentPassword()
 		}
 	}
-	hash, err := hashPassword(next, s.db.PasswordCost)
+	hash, err := passhash.Hash(next, s.db.PasswordCost)
 	if err != nil {
 		return err
 	}
@@ -251,10 +183,6 @@ func (s *UserService) SetPassword(ctx context.Context, id int64, current, next s
 	}
 	return tx.Commit(ctx)
 }
-
-// dummyHash is compared against when the email is unknown, so that a wrong
-// address takes as long as a wrong password and does not reveal who has an account.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("doorledger-dummy-password"), bcrypt.DefaultCost)
 
 // Authenticate records the attempt before it checks the password: the
 // throttle check and the attempt's row (a failure until the password proves
@@ -282,9 +210,9 @@ func (s *UserService) Authenticate(ctx context.Context, email, password, ip stri
 		return nil, err
 	}
 	if u == nil {
-		hash = string(dummyHash)
+		hash = passhash.Dummy // a wrong address takes as long as a wrong password
 	}
-	if !passwordMatches(hash, password) || u == nil || u.Disabled {
+	if !passhash.Matches(hash, password) || u == nil || u.Disabled {
 		if err := s.endAttempt(ctx, attempt, email, uid, false); err != nil {
 			return nil, err
 		}
@@ -384,11 +312,7 @@ func (tx *Tx) checkThrottle(ctx context.Context, th throttle, account any, ip st
 		if n < limit {
 			return nil
 		}
-		wait := oldest.Add(doorledger.LoginWindow).Sub(now).Round(time.Second)
-		if wait < time.Second {
-			wait = time.Second
-		}
-		return doorledger.Errorf(doorledger.ETOOMANY, th.message, wait)
+		return doorledger.Errorf(doorledger.ETOOMANY, th.message, doorledger.LoginWait(oldest, now))
 	}
 	// The account's failures since its last success (by id: the account's
 	// lock orders its attempts, and several may share a timestamp); the
@@ -407,22 +331,11 @@ func (tx *Tx) checkThrottle(ctx context.Context, th throttle, account any, ip st
 			ORDER BY at DESC LIMIT $3) recent`, ip, since, th.ipLimit)
 }
 
-// newToken returns 32 random bytes, URL-safe encoded, and the hex SHA-256 to store.
-func newToken() (token, hash string) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	token = base64.RawURLEncoding.EncodeToString(b)
-	return token, HashToken(token)
-}
+// newToken returns a new random token and the hash to store.
+func newToken() (tok, hash string) { return token.New() }
 
-// HashToken is how session ids and one-time tokens are stored (as package
-// sqlite stores them).
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+// HashToken is how session ids and one-time tokens are stored.
+func HashToken(tok string) string { return token.Hash(tok) }
 
 func (s *UserService) CreateSession(ctx context.Context, u *doorledger.User, replaces, ip, userAgent string) (*doorledger.Session, error) {
 	if len(userAgent) > 500 {
@@ -501,7 +414,7 @@ func (s *UserService) liveSession(ctx context.Context, sessionID string) (*doorl
 	}
 	sess.ID = sessionID
 	now := s.db.Now().UTC()
-	if u.Disabled || now.Sub(sess.CreatedAt) > doorledger.SessionMaxAge || now.Sub(sess.LastSeenAt) > doorledger.SessionIdleTimeout {
+	if u.Disabled || sess.Ended(now) {
 		return nil, nil, unauth
 	}
 	return &u, &sess, nil

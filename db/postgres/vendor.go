@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -26,7 +23,7 @@ import (
 // integration's id the same way, so keys copied from SQLite open here.
 type VendorService struct {
 	db      *DB
-	sealer  *sealer
+	sealer  *seal.Sealer
 	devices *DeviceService
 	unlocks *UnlockService
 }
@@ -36,7 +33,7 @@ type VendorService struct {
 // SealKeySize random bytes kept outside the database, the same at every
 // start and on every instance.
 func NewVendorService(db *DB, unlocks *UnlockService, sealKey []byte) (*VendorService, error) {
-	sl, err := newSealer(sealKey)
+	sl, err := seal.New(sealKey)
 	if err != nil {
 		return nil, fmt.Errorf("new vendor service: %w", err)
 	}
@@ -48,31 +45,12 @@ func NewVendorService(db *DB, unlocks *UnlockService, sealKey []byte) (*VendorSe
 
 var _ doorledger.VendorService = (*VendorService)(nil)
 
-// newVendorKey returns a fresh key: the prefix and 32 random bytes, base64url.
-// The whole text is the HMAC secret.
-func newVendorKey() (string, error) {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	return doorledger.VendorKeyPrefix + base64.RawURLEncoding.EncodeToString(buf), nil
-}
-
-func keyFingerprint(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:4])
-}
-
-// sealAAD binds a sealed key to its integration: moved to another row, it
-// does not open.
-func sealAAD(vendorID int64) []byte { return []byte("doorledger vendor key " + itoa(vendorID)) }
-
 func (s *VendorService) seal(vendorID int64, key string) ([]byte, error) {
-	return s.sealer.seal([]byte(key), sealAAD(vendorID))
+	return s.sealer.Seal([]byte(key), seal.VendorKey(vendorID))
 }
 
 func (s *VendorService) unseal(vendorID int64, sealed []byte) ([]byte, error) {
-	key, err := s.sealer.open(sealed, sealAAD(vendorID))
+	key, err := s.sealer.Open(sealed, seal.VendorKey(vendorID))
 	if err != nil {
 		return nil, fmt.Errorf("key of vendor integration %d: %w", vendorID, err)
 	}
@@ -210,7 +188,7 @@ func (s *VendorService) CreateVendorIntegration(ctx context.Context, in doorledg
 	if err := v.Err(); err != nil {
 		return nil, "", err
 	}
-	key, err := newVendorKey()
+	key, err := doorledger.NewVendorKey()
 	if err != nil {
 		return nil, "", err
 	}
@@ -218,7 +196,7 @@ func (s *VendorService) CreateVendorIntegration(ctx context.Context, in doorledg
 	// keeps the transaction usable to say so.
 	var id int64
 	err = tx.QueryRow(ctx, `INSERT INTO vendor_integrations (name, webhook_url, key_sealed, key_fp, key_at, created_at)
-		VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT DO NOTHING RETURNING id`, in.Name, in.WebhookURL, keyFingerprint(key), tx.now).Scan(&id)
+		VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT DO NOTHING RETURNING id`, in.Name, in.WebhookURL, doorledger.VendorKeyFingerprint(key), tx.now).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, "", &doorledger.Error{Code: doorledger.ECONFLICT, Message: "Please correct the highlighted fields.",
 			Fields: map[string]string{"name": "An active integration has this name already."}}
@@ -280,7 +258,7 @@ func (s *VendorService) RotateVendorKey(ctx context.Context, id int64) (string, 
 	if err != nil {
 		return "", err
 	}
-	key, err := newVendorKey()
+	key, err := doorledger.NewVendorKey()
 	if err != nil {
 		return "", err
 	}
@@ -289,10 +267,10 @@ func (s *VendorService) RotateVendorKey(ctx context.Context, id int64) (string, 
 		return "", err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE vendor_integrations SET prev_key_sealed = key_sealed, prev_key_fp = key_fp, prev_key_at = key_at,
-		key_sealed = $1, key_fp = $2, key_at = $3 WHERE id = $4`, sealed, keyFingerprint(key), tx.now, id); err != nil {
+		key_sealed = $1, key_fp = $2, key_at = $3 WHERE id = $4`, sealed, doorledger.VendorKeyFingerprint(key), tx.now, id); err != nil {
 		return "", fmt.Errorf("rotate key of vendor integration %d: %w", id, err)
 	}
-	if err := tx.auditVendor(ctx, "vendor.rotate_key", v, map[string]any{"key": keyFingerprint(key),
+	if err := tx.auditVendor(ctx, "vendor.rotate_key", v, map[string]any{"key": doorledger.VendorKeyFingerprint(key),
 		"previous_key": v.Key.Fingerprint, "dropped_key": v.PreviousKey.Fingerprint}); err != nil {
 		return "", err
 	}

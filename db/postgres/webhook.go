@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 )
 
 // WebhookService implements doorledger.WebhookService on PostgreSQL, as
@@ -23,12 +24,6 @@ type WebhookService struct{ db *DB }
 func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
 
 var _ doorledger.WebhookService = (*WebhookService)(nil)
-
-// webhookSecretAAD binds a sealed secret to its subscription; the same
-// binding as package sqlite's, so a secret copied from SQLite opens here.
-func webhookSecretAAD(id int64) []byte {
-	return []byte(fmt.Sprintf("doorledger webhook secret %d", id))
-}
 
 // queueJournalEvent queues the event a journal entry makes, if its action
 // makes one and a subscription takes it.
@@ -122,7 +117,7 @@ func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorl
 		in.Name, in.URL, " "+strings.Join(in.EventTypes, " ")+" ", fp, tx.now, c.label()).Scan(&id); err != nil {
 		return nil, "", fmt.Errorf("create webhook subscription: %w", err)
 	}
-	sealed, err := s.db.sealer.seal([]byte(secret), webhookSecretAAD(id))
+	sealed, err := s.db.sealer.Seal([]byte(secret), seal.WebhookSecret(id))
 	if err != nil {
 		return nil, "", err
 	}
@@ -287,10 +282,10 @@ func (s *WebhookService) PendingWebhookDeliveries(ctx context.Context, limit int
 	}
 	due := list[:0]
 	for i, d := range list {
-		secret, err := s.db.sealer.open(sealed[i], webhookSecretAAD(d.SubscriptionID))
+		secret, err := s.db.sealer.Open(sealed[i], seal.WebhookSecret(d.SubscriptionID))
 		if err != nil {
 			if _, uerr := s.db.pool.Exec(ctx, `UPDATE webhook_deliveries SET failed_at = $1, last_error = $2 WHERE id = $3`,
-				s.db.now(), "Not sent: the subscription's secret "+errSealedElsewhere.Error()+".", d.ID); uerr != nil {
+				s.db.now(), "Not sent: the subscription's secret "+seal.ErrSealedElsewhere.Error()+".", d.ID); uerr != nil {
 				return nil, errors.Join(err, uerr)
 			}
 			continue

@@ -3,12 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/witness"
 )
 
@@ -24,21 +23,6 @@ type WitnessService struct {
 func NewWitnessService(db *DB) *WitnessService { return &WitnessService{db: db} }
 
 var _ doorledger.WitnessService = (*WitnessService)(nil)
-
-// Backoff after failed attempts: witnessRetryMin doubled per failure in a
-// row, at most witnessRetryMax.
-const (
-	witnessRetryMin = 2 * time.Second
-	witnessRetryMax = 10 * time.Minute
-)
-
-func witnessBackoff(failures int) time.Duration {
-	d := witnessRetryMin
-	for i := 1; i < failures && d < witnessRetryMax; i++ {
-		d *= 2
-	}
-	return min(d, witnessRetryMax)
-}
 
 const witnessColumns = `w.id, w.name, w.url, w.vkey, w.added_at,
 	COALESCE((SELECT MAX(c.size) FROM witness_cosignatures c WHERE c.witness_id = w.id), 0),
@@ -103,21 +87,7 @@ func (s *WitnessService) WitnessRefusals(ctx context.Context, limit int) ([]*doo
 
 // validWitness checks an admin's input, field by field.
 func validWitness(ctx context.Context, q querier, in *doorledger.WitnessInput) error {
-	v := doorledger.Validation{}
-	in.Name = strings.TrimSpace(doorledger.ScrubText(in.Name, false))
-	in.URL = strings.TrimSpace(in.URL)
-	in.VerifierKey = strings.TrimSpace(in.VerifierKey)
-	if in.Name == "" {
-		v.Add("name", "Give the witness a name, as in “Board's lawyer”.")
-	} else if len(in.Name) > 100 {
-		v.Add("name", "At most 100 characters.")
-	}
-	if u, err := url.Parse(in.URL); in.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		v.Add("url", "Enter the witness's address, as in https://witness.example.org.")
-	}
-	if _, err := witness.ParseVerifierKey(in.VerifierKey); err != nil {
-		v.Add("vkey", "Enter the key 'portal witness serve' printed: "+err.Error()+".")
-	}
+	v := witness.CheckInput(in)
 	for _, c := range []struct{ field, column, value, msg string }{
 		{"name", "name", in.Name, "A witness of that name is configured already."},
 		{"vkey", "vkey", in.VerifierKey, "That witness is configured already."},
@@ -317,7 +287,7 @@ func (tx *Tx) witnessFailed(ctx context.Context, witnessID int64, reason string,
 	}
 	failures++
 	_, err := tx.Exec(ctx, `UPDATE witness_state SET failures = $1, next_attempt_at = $2, last_error = $3 WHERE witness_id = $4`,
-		failures, tx.now.Add(witnessBackoff(failures)), reason, witnessID)
+		failures, tx.now.Add(witness.Backoff(failures)), reason, witnessID)
 	return err
 }
 
@@ -369,14 +339,7 @@ func (s *WitnessService) RecordRefusal(ctx context.Context, r *doorledger.Witnes
 
 // alertAdmins mails every admin about a witness's refusal.
 func (tx *Tx) alertAdmins(ctx context.Context, name string, r *doorledger.WitnessRefusal, dedupKey string) error {
-	subject := fmt.Sprintf("Witness %s refused the audit log's checkpoint of %d entries", name, r.Size)
-	body := fmt.Sprintf("The witness %s refused the audit log's checkpoint of %d entries: %s.\n", name, r.Size, r.Reason)
-	if r.Security {
-		subject = "SECURITY: " + subject
-		body += "\nThis is a security event. The witness did not accept that this checkpoint extends the log it cosigned before, " +
-			"or did not accept the log's signature: the log it was shown may have been rewritten (a fork). " +
-			"Verify the audit log now (Admin > Audit log > Verify now) and compare the heads your boards hold.\n"
-	}
+	subject, body := notice.WitnessRefusedAlert(name, r)
 	return tx.alertEach(ctx, &doorledger.Message{Subject: subject, Body: body, Kind: "alert"}, dedupKey,
 		`SELECT email FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id`)
 }

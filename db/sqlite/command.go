@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
+	"github.com/doorledger/doorledger/internal/sentlog"
 )
 
 // consentActive reports whether the device's consent permits enabling it now:
@@ -134,74 +135,20 @@ const markSentSQL = `UPDATE commands SET attempts = attempts + 1, sent_at = MAX(
 	status = CASE status WHEN 'pending' THEN 'sent' ELSE status END WHERE id = ?`
 
 // sentMark is one delivery record held until written.
-type sentMark struct {
-	command, device int64
-	at              string
-}
+type sentMark = sentlog.Mark
 
-// sentLog holds delivery records until a transaction writes them. A
-// transaction takes them while it holds the writer and gives them back unless
-// it commits, so each is written exactly once.
-type sentLog struct {
-	mu    sync.Mutex
-	marks []sentMark
-	armed bool // a flush is scheduled
-}
+// sentLog holds delivery records until a transaction writes them
+// (internal/sentlog).
+type sentLog struct{ sentlog.Log }
 
-// add holds marks; it reports whether a flush must be scheduled.
-func (l *sentLog) add(marks []sentMark) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.marks = append(l.marks, marks...)
-	arm := !l.armed && len(l.marks) > 0
-	l.armed = l.armed || arm
-	return arm
-}
-
-// take removes and returns the marks of device (0: all).
-func (l *sentLog) take(device int64) []sentMark {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if device == 0 {
-		m := l.marks
-		l.marks = nil
-		return m
-	}
-	var taken []sentMark
-	kept := l.marks[:0]
-	for _, m := range l.marks {
-		if m.device == device {
-			taken = append(taken, m)
-		} else {
-			kept = append(kept, m)
-		}
-	}
-	clear(l.marks[len(kept):])
-	l.marks = kept
-	return taken
-}
-
-// restore gives back marks a transaction did not commit.
-func (l *sentLog) restore(marks []sentMark) {
-	if len(marks) == 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.marks = append(l.marks, marks...)
-}
-
-func (l *sentLog) disarm() {
-	l.mu.Lock()
-	l.armed = false
-	l.mu.Unlock()
-}
+func (l *sentLog) take(device int64) []sentMark { return l.Take(device) }
+func (l *sentLog) restore(marks []sentMark)     { l.Restore(marks) }
 
 // writeSent writes held delivery records in tx.
 func (tx *Tx) writeSent(ctx context.Context, marks []sentMark) error {
 	for _, m := range marks {
-		if _, err := tx.exec(ctx, markSentSQL, m.at, m.command); err != nil {
-			return fmt.Errorf("mark command %d sent: %w", m.command, err)
+		if _, err := tx.exec(ctx, markSentSQL, formatTime(m.At), m.Command); err != nil {
+			return fmt.Errorf("mark command %d sent: %w", m.Command, err)
 		}
 	}
 	return nil
@@ -211,16 +158,16 @@ func (tx *Tx) writeSent(ctx context.Context, marks []sentMark) error {
 // returns at once: the records are written by the next transaction of their
 // device (its report, normally) or within SentFlushDelay (see sentLog).
 func (s *DeviceService) MarkSentMany(ctx context.Context, sent []doorledger.DesiredState) error {
-	at := formatTime(s.db.Now())
+	at := s.db.Now()
 	marks := make([]sentMark, 0, len(sent))
 	for _, d := range sent {
 		if d.CommandID != 0 {
-			marks = append(marks, sentMark{command: d.CommandID, device: d.DeviceID, at: at})
+			marks = append(marks, sentMark{Command: d.CommandID, Device: d.DeviceID, At: at})
 		}
 	}
-	if s.sent.add(marks) {
+	if s.sent.Add(marks) {
 		time.AfterFunc(s.SentFlushDelay, func() {
-			s.sent.disarm()
+			s.sent.Disarm()
 			ctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "system"), 5*time.Second)
 			defer cancel()
 			// On failure the records stay held: ExpireUnconfirmed, which the
@@ -234,10 +181,7 @@ func (s *DeviceService) MarkSentMany(ctx context.Context, sent []doorledger.Desi
 // FlushSent writes every delivery record still held, in one transaction. The
 // controller calls it when it stops.
 func (s *DeviceService) FlushSent(ctx context.Context) error {
-	s.sent.mu.Lock()
-	n := len(s.sent.marks)
-	s.sent.mu.Unlock()
-	if n == 0 {
+	if s.sent.Len() == 0 {
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, markSentSQL)
@@ -621,16 +565,8 @@ func (tx *Tx) expireUnconfirmed(ctx context.Context, timeout time.Duration) ([]d
 			"device": e.deviceID, "state": e.state, "version": e.version, "timeout": timeout.String()}); err != nil {
 			return nil, err
 		}
-		risk := "it may still be disabled"
-		if e.state == doorledger.StateDisabled {
-			risk = "couriers may still be able to open the door"
-		}
-		if err := tx.alertManagers(ctx, e.buildingID, false, fmt.Sprintf("Device %d did not confirm: %s at %s", e.deviceID, e.state, e.building),
-			fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s has not confirmed it is %s (command %d, version %d) within %s.\n"+
-				"Doorledger keeps retrying. Until it confirms, %s. If it stays silent, check its power and network, or the panel itself.\n",
-				e.deviceID, e.details.Vendor, orUnknown(e.details.Model), e.details.Serial, e.details.Location, e.building, e.state, e.id, e.version,
-				timeout, risk),
-			"command.not_confirmed:"+itoa(e.id)); err != nil {
+		subject, body := notice.CommandNotConfirmedAlert(e.deviceID, e.details, e.building, e.state, e.id, e.version, timeout)
+		if err := tx.alertManagers(ctx, e.buildingID, false, subject, body, "command.not_confirmed:"+itoa(e.id)); err != nil {
 			return nil, err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 	"golang.org/x/crypto/bcrypt"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -63,7 +64,7 @@ type DB struct {
 	writeStmts stmtCache      // statements prepared on the writer (stmt.go)
 	writes     writeGate      // which write transaction gets the writer next (writegate.go)
 	opened     openedCommands // commands waiting for their device, by monotonic time (clock.go)
-	sealer     *sealer        // seals mail bodies (SetSealKey)
+	sealer     *seal.Sealer   // seals mail bodies (SetSealKey)
 
 	migrateThrough string // tests: the last migration to apply ("": all)
 }
@@ -77,7 +78,7 @@ func NewDB(path string) *DB {
 		PasswordCost:      bcrypt.DefaultCost,
 		LoginAccountLimit: 10,
 		LoginIPLimit:      30,
-		sealer:            randomSealer(),
+		sealer:            seal.Random(),
 	}
 	db.space = newSpace(db)
 	return db
@@ -89,7 +90,7 @@ func NewDB(path string) *DB {
 // set, a random key is used that lives as long as the process: enough for
 // tests, not for a portal that restarts with mail still queued.
 func (db *DB) SetSealKey(key []byte) error {
-	s, err := newSealer(key)
+	s, err := seal.New(key)
 	if err != nil {
 		return fmt.Errorf("seal key: %w", err)
 	}

@@ -2,16 +2,12 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/token"
 )
 
 // IssueCredential creates or rotates the device's secret: 32 random bytes,
@@ -76,29 +72,20 @@ func (s *DeviceService) issueCredential(ctx context.Context, deviceID int64) (se
 	if err := tx.QueryRowContext(ctx, `SELECT secret_hash FROM devices WHERE id = ?`, deviceID).Scan(&prev); err != nil {
 		return "", 0, false, err
 	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", 0, false, err
-	}
-	secret = base64.RawURLEncoding.EncodeToString(buf)
+	secret, hash := token.New()
 	brokerHash := ""
 	if s.BrokerHash != nil {
 		if brokerHash, err = s.BrokerHash(secret); err != nil {
 			return "", 0, false, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET secret_hash = ?, mosquitto_hash = ? WHERE id = ?`, secretHash(secret), brokerHash, deviceID); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET secret_hash = ?, mosquitto_hash = ? WHERE id = ?`, hash, brokerHash, deviceID); err != nil {
 		return "", 0, false, fmt.Errorf("store credential of device %d: %w", deviceID, err)
 	}
 	if err := tx.audit(ctx, "device.credential", d.BuildingID, "device", deviceID, map[string]any{"rotated": prev != ""}); err != nil {
 		return "", 0, false, err
 	}
 	return secret, d.BuildingID, prev != "", tx.Commit()
-}
-
-func secretHash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
 }
 
 // AuthenticateDevice checks a device's credential: EUNAUTHORIZED, alike, when
@@ -111,14 +98,8 @@ func (s *DeviceService) AuthenticateDevice(ctx context.Context, deviceID int64, 
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("authenticate device %d: %w", deviceID, err)
 	}
-	found := err == nil
-	want, derr := hex.DecodeString(stored)
-	if derr != nil || len(want) != sha256.Size {
-		want, found = make([]byte, sha256.Size), false // still compare, so timing says nothing
-	}
-	got := sha256.Sum256([]byte(secret))
-	match := subtle.ConstantTimeCompare(got[:], want) == 1
-	if !found || retired || secret == "" || !match {
+	match := token.Matches(stored, secret) // compared even when not found, so timing says nothing
+	if err != nil || retired || secret == "" || !match {
 		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Unknown device or wrong credential.")
 	}
 	return nil

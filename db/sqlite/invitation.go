@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/passhash"
 )
 
 // InvitationService implements doorledger.InvitationService.
@@ -190,7 +191,7 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
-		h, err := hashPassword(password, s.db.PasswordCost)
+		h, err := passhash.Hash(password, s.db.PasswordCost)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +202,7 @@ func (s *InvitationService) AcceptInvitation(ctx context.Context, token, passwor
 		return nil, err
 	default:
 		// An installer with an account proves it with their password.
-		if x.Role != doorledger.RoleInstaller || x.Disabled || !passwordMatches(hash, password) {
+		if x.Role != doorledger.RoleInstaller || x.Disabled || !passhash.Matches(hash, password) {
 			return nil, &doorledger.Error{Code: doorledger.EINVALID, Message: "That is not the password of your installer account.",
 				Fields: map[string]string{"password": "That is not the password of your installer account."}}
 		}

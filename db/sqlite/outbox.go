@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 )
 
 // OutboxService implements doorledger.OutboxService.
@@ -30,13 +31,6 @@ func NewOutboxService(db *DB) *OutboxService { return &OutboxService{db: db} }
 
 var _ doorledger.OutboxService = (*OutboxService)(nil)
 
-// bodyAAD binds a sealed body to its row and recipient: moved to another row,
-// or its row's recipient changed, it does not open, so nobody who can only
-// write the database redirects a link to themselves.
-func bodyAAD(id int64, to string) []byte {
-	return []byte("doorledger mail body " + strconv.FormatInt(id, 10) + " " + to)
-}
-
 // queueMail writes a message to the outbox in tx, its body sealed. A non-empty
 // dedupKey sends at most one message per key (alerts about the same thing).
 //
@@ -54,7 +48,7 @@ func (tx *Tx) queueMail(ctx context.Context, m *doorledger.Message, dedupKey str
 	} else if err != nil {
 		return fmt.Errorf("queue mail: %w", err)
 	}
-	sealed, err := tx.db.sealer.seal([]byte(m.Body), bodyAAD(id, m.To))
+	sealed, err := tx.db.sealer.Seal([]byte(m.Body), seal.MailBody(id, m.To))
 	if err != nil {
 		return fmt.Errorf("queue mail: %w", err)
 	}
@@ -149,7 +143,7 @@ func (s *OutboxService) open(m *storedMessage) (string, error) {
 	if m.sealed == nil {
 		return m.Body, nil
 	}
-	body, err := s.db.sealer.open(m.sealed, bodyAAD(m.ID, m.To))
+	body, err := s.db.sealer.Open(m.sealed, seal.MailBody(m.ID, m.To))
 	if err != nil {
 		return "", fmt.Errorf("body of mail %d: %w", m.ID, err)
 	}
@@ -202,7 +196,7 @@ func (s *OutboxService) PendingMessages(ctx context.Context, maxAttempts, limit 
 		body, err := s.open(m)
 		if err != nil {
 			if _, uerr := s.db.write.ExecContext(ctx, `UPDATE outbox SET attempts = ?, last_error = ?, failed_at = ? WHERE id = ?`,
-				maxAttempts, "Not sent: the body "+errSealedElsewhere.Error()+".", formatTime(s.db.now()), m.ID); uerr != nil {
+				maxAttempts, "Not sent: the body "+seal.ErrSealedElsewhere.Error()+".", formatTime(s.db.now()), m.ID); uerr != nil {
 				return nil, errors.Join(err, uerr)
 			}
 			continue
@@ -230,7 +224,7 @@ func (s *OutboxService) MarkSent(ctx context.Context, id int64) error {
 		_, err = tx.ExecContext(ctx, `UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = '', body = '', body_sealed = NULL WHERE id = ?`, formatTime(tx.now), id)
 	case body != "":
 		var sealed []byte
-		if sealed, err = s.db.sealer.seal([]byte(body), bodyAAD(id, to)); err == nil {
+		if sealed, err = s.db.sealer.Seal([]byte(body), seal.MailBody(id, to)); err == nil {
 			_, err = tx.ExecContext(ctx, `UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = '', body = '', body_sealed = ? WHERE id = ?`, formatTime(tx.now), sealed, id)
 		}
 	default:
@@ -356,7 +350,7 @@ func (s *OutboxService) secureStoredMail(ctx context.Context, conn *sql.Conn) (i
 	for _, c := range found {
 		var sealed []byte
 		if !c.sent || s.LogOnly {
-			if sealed, err = s.db.sealer.seal([]byte(c.body), bodyAAD(c.id, c.to)); err != nil {
+			if sealed, err = s.db.sealer.Seal([]byte(c.body), seal.MailBody(c.id, c.to)); err != nil {
 				return 0, err
 			}
 		}

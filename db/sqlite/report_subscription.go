@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // subscriberCond is true for a subscription s of a user u who still may
@@ -26,18 +27,7 @@ func (s *ReportService) mailSubscribers(ctx context.Context, tx *Tx, r *doorledg
 	if err != nil {
 		return err
 	}
-	month := r.From
-	if t, err := time.Parse(dateLayout, r.From); err == nil {
-		month = t.Format("January 2006")
-	}
-	link := s.BaseURL + "/reports/" + r.ID
-	subject := fmt.Sprintf("Monthly audit report: %s, %s", r.BuildingName, month)
-	body := fmt.Sprintf("The audit report of %s for %s (%s to %s, building time) is ready.\n\n"+
-		"Report:   %s\nSHA-256:  %s\nDownload: %s\n\n"+
-		"The SHA-256 identifies the file: to check that a copy you hold is the one Doorledger issued and that it was not altered, "+
-		"upload it on the portal's \"Verify a report\" page.\n\n"+
-		"You receive this mail because you subscribed to the building's monthly report; you can turn it off on the building's reports page.\n",
-		r.BuildingName, month, r.From, r.To, r.ID, r.SHA256, link)
+	subject, body := notice.ReportReadyMail(r, s.BaseURL)
 	for _, addr := range to {
 		if err := tx.queueMail(ctx, &doorledger.Message{To: addr, Subject: subject, Body: body, Kind: "report", BuildingID: r.BuildingID},
 			"report:"+r.ID+":"+addr); err != nil {
@@ -129,11 +119,8 @@ func (s *ReportService) QueueMonthlyReports(ctx context.Context, now time.Time) 
 	}
 	var due []month
 	for _, b := range list {
-		loc := location(b.tz)
-		local := now.In(loc)
-		end := time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, loc)
-		start := time.Date(local.Year(), local.Month()-1, 1, 0, 0, 0, 0, loc)
-		m := month{building: b.id, from: start.Format(dateLayout), to: end.AddDate(0, 0, -1).Format(dateLayout)}
+		from, to, start, end := doorledger.ReportMonth(now, location(b.tz))
+		m := month{building: b.id, from: from, to: to}
 		var exists bool
 		if err := s.db.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM reports WHERE building_id = ? AND from_date = ? AND monthly = 1)`,
 			b.id, m.from).Scan(&exists); err != nil {
@@ -159,9 +146,8 @@ func (s *ReportService) QueueMonthlyReports(ctx context.Context, now time.Time) 
 	for _, m := range due {
 		r := &doorledger.ReportRecord{BuildingID: m.building, Format: doorledger.ReportPDF, From: m.from, To: m.to, Monthly: true,
 			RequestedName: "system", RequestedAt: tx.now, Status: doorledger.ReportQueued, Total: m.events}
-		if m.events > s.maxEvents() {
-			days := (&doorledger.AuditReport{From: m.from, To: m.to}).Days()
-			r.Status, r.Error = doorledger.ReportFailed, doorledger.ErrorMessage(tooManyEvents(m.from, m.to, days, m.events, s.maxEvents()))
+		if err := doorledger.CheckReportEvents(m.from, m.to, m.events, s.maxEvents()); err != nil {
+			r.Status, r.Error = doorledger.ReportFailed, doorledger.ErrorMessage(err)
 		}
 		if err := tx.insertReport(ctx, r); errors.Is(err, errMonthExists) {
 			continue // another portal queued it meanwhile

@@ -2,16 +2,13 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 )
 
 // VendorService implements doorledger.VendorService: vendor integrations, their
@@ -26,7 +23,7 @@ import (
 // or confirmations. See migrations/005_vendors.sql.
 type VendorService struct {
 	db      *DB
-	sealer  *sealer
+	sealer  *seal.Sealer
 	devices *DeviceService
 	unlocks *UnlockService
 }
@@ -35,7 +32,7 @@ type VendorService struct {
 // unlock service (vendor batches join its group commit); sealKey is
 // SealKeySize random bytes kept outside the database, the same at every start.
 func NewVendorService(db *DB, unlocks *UnlockService, sealKey []byte) (*VendorService, error) {
-	sl, err := newSealer(sealKey)
+	sl, err := seal.New(sealKey)
 	if err != nil {
 		return nil, fmt.Errorf("new vendor service: %w", err)
 	}
@@ -47,31 +44,12 @@ func NewVendorService(db *DB, unlocks *UnlockService, sealKey []byte) (*VendorSe
 
 var _ doorledger.VendorService = (*VendorService)(nil)
 
-// newVendorKey returns a fresh key: the prefix and 32 random bytes, base64url.
-// The whole text is the HMAC secret.
-func newVendorKey() (string, error) {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	return doorledger.VendorKeyPrefix + base64.RawURLEncoding.EncodeToString(buf), nil
-}
-
-func keyFingerprint(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:4])
-}
-
-// sealAAD binds a sealed key to its integration: moved to another row, it
-// does not open.
-func sealAAD(vendorID int64) []byte { return []byte("doorledger vendor key " + itoa(vendorID)) }
-
 func (s *VendorService) seal(vendorID int64, key string) ([]byte, error) {
-	return s.sealer.seal([]byte(key), sealAAD(vendorID))
+	return s.sealer.Seal([]byte(key), seal.VendorKey(vendorID))
 }
 
 func (s *VendorService) unseal(vendorID int64, sealed []byte) ([]byte, error) {
-	key, err := s.sealer.open(sealed, sealAAD(vendorID))
+	key, err := s.sealer.Open(sealed, seal.VendorKey(vendorID))
 	if err != nil {
 		return nil, fmt.Errorf("key of vendor integration %d: %w", vendorID, err)
 	}
@@ -227,13 +205,13 @@ func (s *VendorService) CreateVendorIntegration(ctx context.Context, in doorledg
 	if err := v.Err(); err != nil {
 		return nil, "", err
 	}
-	key, err := newVendorKey()
+	key, err := doorledger.NewVendorKey()
 	if err != nil {
 		return nil, "", err
 	}
 	var id int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO vendor_integrations (name, webhook_url, key_sealed, key_fp, key_at, created_at)
-		VALUES (?, ?, x'', ?, ?, ?) RETURNING id`, in.Name, in.WebhookURL, keyFingerprint(key), formatTime(tx.now), formatTime(tx.now)).Scan(&id)
+		VALUES (?, ?, x'', ?, ?, ?) RETURNING id`, in.Name, in.WebhookURL, doorledger.VendorKeyFingerprint(key), formatTime(tx.now), formatTime(tx.now)).Scan(&id)
 	if isUniqueViolation(err) {
 		return nil, "", &doorledger.Error{Code: doorledger.ECONFLICT, Message: "Please correct the highlighted fields.",
 			Fields: map[string]string{"name": "An active integration has this name already."}}
@@ -290,7 +268,7 @@ func (s *VendorService) RotateVendorKey(ctx context.Context, id int64) (string, 
 	if err != nil {
 		return "", err
 	}
-	key, err := newVendorKey()
+	key, err := doorledger.NewVendorKey()
 	if err != nil {
 		return "", err
 	}
@@ -300,10 +278,10 @@ func (s *VendorService) RotateVendorKey(ctx context.Context, id int64) (string, 
 	}
 	now := formatTime(tx.now)
 	if _, err := tx.ExecContext(ctx, `UPDATE vendor_integrations SET prev_key_sealed = key_sealed, prev_key_fp = key_fp, prev_key_at = key_at,
-		key_sealed = ?, key_fp = ?, key_at = ? WHERE id = ?`, sealed, keyFingerprint(key), now, id); err != nil {
+		key_sealed = ?, key_fp = ?, key_at = ? WHERE id = ?`, sealed, doorledger.VendorKeyFingerprint(key), now, id); err != nil {
 		return "", fmt.Errorf("rotate key of vendor integration %d: %w", id, err)
 	}
-	if err := tx.auditVendor(ctx, "vendor.rotate_key", v, map[string]any{"key": keyFingerprint(key),
+	if err := tx.auditVendor(ctx, "vendor.rotate_key", v, map[string]any{"key": doorledger.VendorKeyFingerprint(key),
 		"previous_key": v.Key.Fingerprint, "dropped_key": v.PreviousKey.Fingerprint}); err != nil {
 		return "", err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/seal"
 )
 
 // WebhookService implements doorledger.WebhookService: subscriptions of other
@@ -26,9 +27,6 @@ type WebhookService struct{ db *DB }
 func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
 
 var _ doorledger.WebhookService = (*WebhookService)(nil)
-
-// webhookSecretAAD binds a sealed secret to its subscription.
-func webhookSecretAAD(id int64) []byte { return []byte("doorledger webhook secret " + itoa(id)) }
 
 // queueEventExistsSQL says whether any active subscription takes an event type.
 const queueEventExistsSQL = `SELECT EXISTS (SELECT 1 FROM webhook_subscriptions
@@ -130,7 +128,7 @@ func (s *WebhookService) CreateWebhookSubscription(ctx context.Context, in doorl
 		in.Name, in.URL, " "+strings.Join(in.EventTypes, " ")+" ", fp, formatTime(tx.now), c.label()).Scan(&id); err != nil {
 		return nil, "", fmt.Errorf("create webhook subscription: %w", err)
 	}
-	sealed, err := s.db.sealer.seal([]byte(secret), webhookSecretAAD(id))
+	sealed, err := s.db.sealer.Seal([]byte(secret), seal.WebhookSecret(id))
 	if err != nil {
 		return nil, "", err
 	}
@@ -297,11 +295,11 @@ func (s *WebhookService) PendingWebhookDeliveries(ctx context.Context, limit int
 	rows.Close()
 	due := list[:0]
 	for i, d := range list {
-		secret, err := s.db.sealer.open(sealed[i], webhookSecretAAD(d.SubscriptionID))
+		secret, err := s.db.sealer.Open(sealed[i], seal.WebhookSecret(d.SubscriptionID))
 		if err != nil {
 			// Another data directory's key: it can never be signed here.
 			if _, uerr := s.db.write.ExecContext(ctx, `UPDATE webhook_deliveries SET failed_at = ?, last_error = ? WHERE id = ?`,
-				formatTime(s.db.now()), "Not sent: the subscription's secret "+errSealedElsewhere.Error()+".", d.ID); uerr != nil {
+				formatTime(s.db.now()), "Not sent: the subscription's secret "+seal.ErrSealedElsewhere.Error()+".", d.ID); uerr != nil {
 				return nil, errors.Join(err, uerr)
 			}
 			continue
