@@ -142,6 +142,101 @@ func (c *Consent) WaitingFor(signerID int64) []Signer {
 	return nil
 }
 
+// SignerOf returns the named signer with the roster id (the request's one
+// signer when id is 0 or the request predates named signers).
+func (c *Consent) SignerOf(id int64) *RequestSigner {
+	if id == 0 {
+		id = c.SignerID
+	}
+	if rs := c.RequestSigner(id); rs != nil {
+		return rs
+	}
+	return &RequestSigner{Signer: c.Signer, Position: 1, State: SignerToSign}
+}
+
+// WaitingWords names the signers a turn waits for: "the President (Paula Prez)".
+func WaitingWords(list []Signer) string {
+	words := make([]string, len(list))
+	for i, s := range list {
+		words[i] = "the " + s.Title + " (" + s.Name + ")"
+	}
+	return JoinAnd(words)
+}
+
+// WaitingError answers a signer who would sign before their turn
+// (ECONFLICT); waiting is c.WaitingFor(them).
+func (c *Consent) WaitingError(waiting []Signer) error {
+	return Errorf(ECONFLICT, "Consent #%d is signed in order: it is waiting for %s to sign first. You will be mailed when it is your turn.", c.ID, WaitingWords(waiting))
+}
+
+// SignerRemovedError answers a signer taken off the roster who would sign
+// (ECONFLICT): they cannot sign it, and the request says who still can.
+func (c *Consent) SignerRemovedError(sg Signer) error {
+	when := ""
+	if !sg.RemovedAt.IsZero() {
+		when = " on " + sg.RemovedAt.UTC().Format("2006-01-02")
+	}
+	if len(c.Signers) > 1 && c.Need.Satisfiable {
+		return Errorf(ECONFLICT, "%s was removed from the roster of authorized signers of %s%s, so they can no longer sign consent #%d, by link or by code. The request still needs %s from its other signers.",
+			sg.Name, c.BuildingName, when, c.ID, c.Need.Describe())
+	}
+	return Errorf(ECONFLICT, "%s was removed from the roster of authorized signers of %s%s, so consent #%d can no longer be signed, by link or by code. Nothing was enabled. The building's managers can ask a current signer instead.",
+		sg.Name, c.BuildingName, when, c.ID)
+}
+
+// InPersonSigner returns the named signer of request c to sign in person
+// on the installer's screen (signerID 0: the next whose turn it is), or why
+// they cannot: c no longer awaits signatures (ECONFLICT), does not name
+// them (ENOTFOUND), they left the roster, signed already, or wait for
+// their turn (ECONFLICT).
+func (c *Consent) InPersonSigner(signerID int64) (*RequestSigner, error) {
+	if c.Status != ConsentAwaiting {
+		return nil, Errorf(ECONFLICT, "This consent is %s; there is nothing to sign.", strings.ReplaceAll(string(c.Status), "_", " "))
+	}
+	var me *RequestSigner
+	if signerID == 0 {
+		for i := range c.Signers {
+			if c.Signers[i].State == SignerToSign {
+				me = &c.Signers[i]
+				break
+			}
+		}
+		if me == nil {
+			me = c.SignerOf(0)
+		}
+	} else if me = c.RequestSigner(signerID); me == nil {
+		return nil, Errorf(ENOTFOUND, "This request does not name that signer.")
+	}
+	switch {
+	case !me.Signer.Active:
+		return nil, c.SignerRemovedError(me.Signer)
+	case me.Signature != nil:
+		return nil, Errorf(ECONFLICT, "%s signed consent #%d already: one person signs once.", me.Signer.Name, c.ID)
+	}
+	if waiting := c.WaitingFor(me.Signer.ID); len(waiting) > 0 {
+		return nil, c.WaitingError(waiting)
+	}
+	return me, nil
+}
+
+// ReminderDay is the latest day of its policy's reminder schedule that
+// request c has reached at now (0: none yet).
+func (c *Consent) ReminderDay(now time.Time) int {
+	day := 0
+	for _, d := range c.Policy.ReminderDays {
+		if !c.RequestedAt.Add(time.Duration(d) * 24 * time.Hour).After(now) {
+			day = d
+		}
+	}
+	return day
+}
+
+// Endable reports whether a signer's withdraw or dispute link can end c: a
+// signed consent, or a request awaiting further signatures.
+func (c *Consent) Endable() bool {
+	return c.Status == ConsentSigned || c.Status == ConsentAwaiting
+}
+
 // ConsentSignature is the evidence captured when the signer signed.
 type ConsentSignature struct {
 	TermsSHA256  string // hex SHA-256 of the exact canonical terms shown

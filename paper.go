@@ -3,6 +3,7 @@ package doorledger
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -241,4 +242,69 @@ type PaperService interface {
 	// PaperDisputes counts a building's paper forms per installer and
 	// vendor, with the disputed ones (its readers).
 	PaperDisputes(ctx context.Context, buildingID int64) ([]PaperDisputes, error)
+}
+
+// Claimed checks a paper form's input against the request it goes on
+// (fields in v): the signers it names are named by the request (named) and
+// have not signed (signed), and, when policy is given (an installer's form),
+// they are enough people with the roles the policy requires. It returns them.
+func (in *PaperFormInput) Claimed(v Validation, now time.Time, named []*Signer, signed map[int64]bool, policy *ConsentPolicy) []*Signer {
+	in.Validate(v, now)
+	var claimed []*Signer
+	seen := map[int64]bool{}
+	for _, id := range in.SignedByIDs {
+		var found *Signer
+		for _, sg := range named {
+			if sg.ID == id {
+				found = sg
+			}
+		}
+		switch {
+		case seen[id]:
+			continue
+		case found == nil:
+			v.Add("paper_signed_by", "Tick only signers who are asked to sign this request: tick them above too.")
+			return nil
+		case signed[id]:
+			v.Add("paper_signed_by", found.Name+" has signed this request already.")
+			return nil
+		}
+		seen[id] = true
+		claimed = append(claimed, found)
+	}
+	if policy != nil && len(claimed) > 0 {
+		if err := CheckNamedSigners(policy, claimed); err != nil {
+			v.Add("paper_signed_by", "The paper form must be signed as this building's policy requires: "+ErrorFields(err)["signer_id"])
+		}
+	}
+	return claimed
+}
+
+// PaperToConfirm is the entry of c's paper form that asks the signer of me,
+// when one does and they have not answered.
+func (c *Consent) PaperToConfirm(me *RequestSigner) *PaperSigner {
+	if c.Paper == nil || me == nil {
+		return nil
+	}
+	if ps := c.Paper.Asks(me.Signer.ID); ps != nil && ps.Answer == PaperUnanswered {
+		return ps
+	}
+	return nil
+}
+
+// CheckPaperConfirm requires a signer the paper form names to confirm it
+// with their signature: the box ticked (field paper_confirm in v), and the
+// form the page showed (ECONFLICT otherwise).
+func (c *Consent) CheckPaperConfirm(me *RequestSigner, in SignInput, v Validation) error {
+	if c.PaperToConfirm(me) == nil {
+		return nil
+	}
+	if !in.ConfirmPaper {
+		v.Add("paper_confirm", "Tick this to confirm that you signed the paper form, or answer “I did not sign this form” below it.")
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(in.PaperSHA256), []byte(c.Paper.SHA256())) != 1 {
+		return Errorf(ECONFLICT, "The paper form changed since the page was opened. Please look at it again before signing.")
+	}
+	return nil
 }

@@ -310,3 +310,72 @@ type ResidentService interface {
 	// many notices it queued.
 	NotifyResidents(ctx context.Context) (int, error)
 }
+
+// NoticeRow is a device as the storage reads it for a building's public
+// notice: the device (Device: its number, vendor, model and doors), its
+// desired and reported states, and the consent it rests on or was last
+// asked for (Status "" for none).
+type NoticeRow struct {
+	Device                                         NoticeDevice
+	Desired, Reported, Status, SignerTitle         string
+	Unconsented, Retired                           bool
+	Created, Commanded, Requested, Signed, Expires time.Time
+	StatusAt                                       time.Time
+}
+
+// Notice says how the public notice shows the device at now, or nil when it
+// leaves it out: disabled (or found) more than NoticeRetention ago, and not
+// able to open the door.
+func (r NoticeRow) Notice(now time.Time) *NoticeDevice {
+	d := r.Device
+	if r.Status != "" {
+		c := &NoticeConsent{Status: ConsentStatus(r.Status), RequestedAt: r.Requested, SignedAt: r.Signed,
+			SignerRole: r.SignerTitle, ValidUntil: r.Expires}
+		switch {
+		case c.Status == ConsentSigned && !r.Expires.After(now):
+			// Past its end, the lapse job will record it within a minute.
+			c.Status, c.EndedAt = ConsentLapsed, r.Expires
+		case c.Status != ConsentSigned && c.Status != ConsentAwaiting:
+			c.EndedAt = r.StatusAt
+		}
+		d.Consent = c
+	}
+	d.Since = r.Created
+	if !r.Commanded.IsZero() {
+		d.Since = r.Commanded
+	}
+	canOpen := r.Desired == string(StateEnabled) || r.Reported == string(StateEnabled)
+	switch {
+	case r.Desired == string(StateEnabled):
+		d.State = NoticeEnabled
+	case r.Unconsented:
+		d.State = NoticeUnconsented
+	case r.Status == string(ConsentAwaiting):
+		d.State = NoticeAwaiting
+		if !r.Requested.IsZero() {
+			d.Since = r.Requested
+		}
+	default:
+		d.State = NoticeDisabled
+	}
+	d.Unconfirmed = r.Desired != string(StateEnabled) && r.Reported == string(StateEnabled)
+	recent := !d.Since.Before(now.Add(-NoticeRetention))
+	if !canOpen && !recent && (d.State != NoticeAwaiting || r.Retired) {
+		return nil
+	}
+	return &d
+}
+
+// Rank orders the devices of a notice: those that can open the door first,
+// then those found without consent, then those awaiting consent, then the rest.
+func (d *NoticeDevice) Rank() int {
+	switch {
+	case d.State == NoticeEnabled || d.Unconfirmed:
+		return 0
+	case d.State == NoticeUnconsented:
+		return 1
+	case d.State == NoticeAwaiting:
+		return 2
+	}
+	return 3
+}

@@ -128,6 +128,10 @@ func RunGroups(t *testing.T, newServices NewServices, names ...string) {
 			t.Fatalf("dbtest: no group %q (groups: %v)", name, Groups)
 		}
 		for _, tc := range group {
+			newServices := newServices
+			if mailGoldenGroups[name] {
+				newServices = withMailGolden(tc.name, newServices)
+			}
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, newServices) })
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 var policyTests = []test{
 	{"PolicyRemovedSignerDropsOut", testPolicyRemovedSignerDropsOut},
+	{"PolicyMailTexts", testPolicyMailTexts},
 }
 
 // A signer removed before signing drops out, and the request says who is

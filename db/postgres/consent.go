@@ -144,47 +144,6 @@ func (tx *Tx) consentEvent(ctx context.Context, consentID int64, kind, note stri
 	return err
 }
 
-// signerRemoved is the answer to a signer taken off the roster who would sign
-// (ECONFLICT): they cannot sign it, and the request says who still can.
-func signerRemoved(c *doorledger.Consent, sg doorledger.Signer) error {
-	when := ""
-	if !sg.RemovedAt.IsZero() {
-		when = " on " + sg.RemovedAt.UTC().Format("2006-01-02")
-	}
-	if len(c.Signers) > 1 && c.Need.Satisfiable {
-		return doorledger.Errorf(doorledger.ECONFLICT, "%s was removed from the roster of authorized signers of %s%s, so they can no longer sign consent #%d, by link or by code. The request still needs %s from its other signers.",
-			sg.Name, c.BuildingName, when, c.ID, c.Need.Describe())
-	}
-	return doorledger.Errorf(doorledger.ECONFLICT, "%s was removed from the roster of authorized signers of %s%s, so consent #%d can no longer be signed, by link or by code. Nothing was enabled. The building's managers can ask a current signer instead.",
-		sg.Name, c.BuildingName, when, c.ID)
-}
-
-// signerOf returns the named signer with the roster id (the request's one
-// signer when id is 0 or the request predates named signers).
-func signerOf(c *doorledger.Consent, id int64) *doorledger.RequestSigner {
-	if id == 0 {
-		id = c.SignerID
-	}
-	if rs := c.RequestSigner(id); rs != nil {
-		return rs
-	}
-	return &doorledger.RequestSigner{Signer: c.Signer, Position: 1, State: doorledger.SignerToSign}
-}
-
-// waitingErr answers a signer who would sign before their turn (ECONFLICT).
-func waitingErr(c *doorledger.Consent, waiting []doorledger.Signer) error {
-	return doorledger.Errorf(doorledger.ECONFLICT, "Consent #%d is signed in order: it is waiting for %s to sign first. You will be mailed when it is your turn.", c.ID, waitingWords(waiting))
-}
-
-// waitingWords names the signers a turn waits for: "the President (Paula Prez)".
-func waitingWords(list []doorledger.Signer) string {
-	words := make([]string, len(list))
-	for i, s := range list {
-		words[i] = "the " + s.Title + " (" + s.Name + ")"
-	}
-	return doorledger.JoinAnd(words)
-}
-
 // buildingLoc is the building's time zone (UTC if it cannot be read).
 func buildingLoc(ctx context.Context, q querier, buildingID int64) *time.Location {
 	b, err := findBuilding(ctx, q, buildingID)

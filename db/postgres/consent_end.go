@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*doorledger.SigningSession, string, error) {
@@ -26,14 +27,8 @@ func (s *ConsentService) OpenAfterSigning(ctx context.Context, token string) (*d
 	// The link works while the consent is signed, or while the request this
 	// signer signed awaits others; after that (or once used) it says what
 	// happened. Either way, only what the signer already saw.
-	sess.Done = !t.live || !endable(c)
+	sess.Done = !t.live || !c.Endable()
 	return sess, t.purpose, nil
-}
-
-// endable reports whether a signer's withdraw or dispute link can end c: a
-// signed consent, or a request awaiting further signatures.
-func endable(c *doorledger.Consent) bool {
-	return c.Status == doorledger.ConsentSigned || c.Status == doorledger.ConsentAwaiting
 }
 
 func (s *ConsentService) MailEndLinks(ctx context.Context, token string) error {
@@ -68,18 +63,7 @@ func (s *ConsentService) MailEndLinks(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf(`Dear %s,
-
-Someone holding a link mailed to you for consent #%d (%s %s, serial %s, at %s, %s)
-asked for these links again. The earlier links still work.
-
-%s
-If you did not ask for this mail, nothing has changed: the links only work from
-this mailbox.
-— Doorledger, for the managers of %s
-`, me.Signer.Name, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.BuildingName, links, c.BuildingName)
-	if err := tx.queueMail(ctx, &doorledger.Message{To: me.Signer.Email, Subject: "Links to withdraw or report consent #" + itoa(c.ID) + " for " + c.BuildingName,
-		Body: body, Kind: "signed", BuildingID: c.BuildingID}, ""); err != nil { // the same links as the confirmation
+	if err := tx.queueMail(ctx, notice.EndLinksAgain(c, me, links), ""); err != nil {
 		return err
 	}
 	if err := tx.consentEvent(ctx, c.ID, "links_mailed", "withdraw and “I did not sign this” links mailed again to "+me.Signer.Email); err != nil {
@@ -117,17 +101,13 @@ func (s *ConsentService) EndByToken(ctx context.Context, token, reason string) (
 	if err != nil {
 		return nil, err
 	}
-	me := signerOf(c, t.signerID)
+	me := c.SignerOf(t.signerID)
 	status := doorledger.ConsentWithdrawn
 	if t.purpose == "dispute" {
 		status = doorledger.ConsentDisputed
 	}
 	actor := fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email)
-	if len(c.Signers) > 1 && reason == "" {
-		reason = "by " + me.Signer.Name + " (" + me.Signer.Title + ")"
-	} else if len(c.Signers) > 1 {
-		reason = "by " + me.Signer.Name + " (" + me.Signer.Title + "): " + reason
-	}
+	reason = notice.EndNote(c, me, reason)
 	sysctx := doorledger.NewSystemContext(ctx, actor)
 	if c.Status == doorledger.ConsentAwaiting {
 		err = s.endRequest(sysctx, tx, c, status, reason)
@@ -174,14 +154,8 @@ func (s *ConsentService) endRequest(ctx context.Context, tx *Tx, c *doorledger.C
 	if err := tx.audit(ctx, "consent."+string(status), c.BuildingID, "consent", c.ID, map[string]any{"note": note, "request_ended": true}); err != nil {
 		return err
 	}
-	what := "a signer WITHDREW their signature"
-	if status == doorledger.ConsentDisputed {
-		what = "a signer says they DID NOT SIGN it"
-	}
-	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed,
-		fmt.Sprintf("Consent request #%d ENDED — %s — %s", c.ID, what, c.BuildingName),
-		fmt.Sprintf("Consent request #%d for %s %s, serial %s, at %s: %s (%s) before the signatures its policy requires were complete.\nIt ends unsigned; nothing was enabled and nothing will be.\n%s/consents/%d\n",
-			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, what, orDash(note), s.BaseURL, c.ID), "")
+	a := notice.RequestEnded(c, status, note, s.BaseURL)
+	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed, a.Subject, a.Body, "")
 }
 
 // endConsent withdraws, disputes or lapses a signed consent: every device under it
@@ -205,15 +179,8 @@ func (s *ConsentService) endConsent(ctx context.Context, tx *Tx, c *doorledger.C
 	if err := tx.audit(ctx, "consent."+string(status), c.BuildingID, "consent", c.ID, map[string]any{"note": note, "devices_disabled": len(cmds)}); err != nil {
 		return err
 	}
-	what := map[doorledger.ConsentStatus]string{
-		doorledger.ConsentWithdrawn: "was WITHDRAWN by the signer",
-		doorledger.ConsentDisputed:  "was DISPUTED: the signer says they did not sign it",
-		doorledger.ConsentLapsed:    "LAPSED: its period ended without renewal",
-	}[status]
-	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed,
-		fmt.Sprintf("Consent #%d %s — %s", c.ID, strings.ToUpper(string(status)), c.BuildingName),
-		fmt.Sprintf("Consent #%d for %s %s, serial %s, at %s %s.\nNote: %s\n\n%d device(s) under it are being disabled now.\n%s/consents/%d\n",
-			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, what, orDash(note), len(cmds), s.BaseURL, c.ID), "")
+	a := notice.ConsentEnded(c, status, note, len(cmds), s.BaseURL)
+	return tx.alertManagers(ctx, c.BuildingID, status == doorledger.ConsentDisputed, a.Subject, a.Body, "")
 }
 
 func (s *ConsentService) LapseDue(ctx context.Context) (int, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -27,31 +28,9 @@ func installerConsent(ctx context.Context, q querier, id, signerID int64) (*door
 	if callerFrom(ctx).role() != doorledger.RoleInstaller {
 		return nil, nil, doorledger.Errorf(doorledger.ENOTFOUND, "Consent not found.")
 	}
-	if c.Status != doorledger.ConsentAwaiting {
-		return nil, nil, doorledger.Errorf(doorledger.ECONFLICT, "This consent is %s; there is nothing to sign.", strings.ReplaceAll(string(c.Status), "_", " "))
-	}
-	var me *doorledger.RequestSigner
-	if signerID == 0 {
-		for i := range c.Signers {
-			if c.Signers[i].State == doorledger.SignerToSign {
-				me = &c.Signers[i]
-				break
-			}
-		}
-		if me == nil {
-			me = signerOf(c, 0)
-		}
-	} else if me = c.RequestSigner(signerID); me == nil {
-		return nil, nil, doorledger.Errorf(doorledger.ENOTFOUND, "This request does not name that signer.")
-	}
-	switch {
-	case !me.Signer.Active:
-		return nil, nil, signerRemoved(c, me.Signer)
-	case me.Signature != nil:
-		return nil, nil, doorledger.Errorf(doorledger.ECONFLICT, "%s signed consent #%d already: one person signs once.", me.Signer.Name, c.ID)
-	}
-	if waiting := c.WaitingFor(me.Signer.ID); len(waiting) > 0 {
-		return nil, nil, waitingErr(c, waiting)
+	me, err := c.InPersonSigner(signerID)
+	if err != nil {
+		return nil, nil, err
 	}
 	return c, me, nil
 }
@@ -93,20 +72,7 @@ func (s *ConsentService) SendCode(ctx context.Context, consentID, signerID int64
 		consentID, me.Signer.ID, codeHash(consentID, code), ts(tx.now), ts(tx.now.Add(doorledger.CodeTTL))); err != nil {
 		return err
 	}
-	body := fmt.Sprintf(`Dear %s,
-
-%s of %s is with you to sign consent #%d for %s: %s %s (serial %s) at %s.
-
-Your code is: %s
-
-Type it on the installer's screen only if you are there and want to review and
-sign. It works for 10 minutes. If you are not with the installer, do not share
-it; ignore this mail.
-
-— Doorledger, for the managers of %s
-`, me.Signer.Name, c.Installer, orNone(c.Company), c.ID, c.BuildingName, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, code, c.BuildingName)
-	if err := tx.queueMail(ctx, &doorledger.Message{To: me.Signer.Email, Subject: "Your code to sign consent #" + itoa(c.ID),
-		Body: body, Kind: "signing_code", BuildingID: c.BuildingID}, ""); err != nil {
+	if err := tx.queueMail(ctx, notice.Code(c, me, code), ""); err != nil {
 		return err
 	}
 	if err := tx.consentEvent(ctx, consentID, "code_sent", "to "+me.Signer.Email); err != nil {

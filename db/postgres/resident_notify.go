@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -99,13 +99,7 @@ func (s *ResidentService) Subscribe(ctx context.Context, slug, email string) err
 	if err != nil {
 		return err
 	}
-	if err := tx.queueMail(ctx, &doorledger.Message{To: email, Kind: doorledger.MailResidentConfirm, BuildingID: b.id,
-		Subject: "Confirm: notices about the door devices of " + b.name,
-		Body: fmt.Sprintf("Someone, we hope you, asked to be told when a delivery device that can open the doors of %s is enabled, "+
-			"disabled, found without consent, or its consent ends.\n\n"+
-			"To confirm, open this link and press Confirm (it works for 48 hours, once):\n%s\n\n"+
-			"If it was not you, ignore this mail: nothing more will be sent, and the address is forgotten in 48 hours.\n",
-			b.name, s.link(doorledger.ResidentConfirmPath, token))}, ""); err != nil {
+	if err := tx.queueMail(ctx, notice.ResidentConfirm(email, b.name, b.id, s.link(doorledger.ResidentConfirmPath, token)), ""); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -348,28 +342,18 @@ func (s *ResidentService) notifyBuilding(ctx context.Context, tx *Tx, buildingID
 		} else if line == "" {
 			continue
 		}
-		lines = append(lines, "- "+line)
+		lines = append(lines, line)
 		ids = append(ids, f.auditID)
 	}
 	if len(lines) == 0 {
 		return 0, nil
 	}
-	subject := fmt.Sprintf("%d changes to the door devices of %s", len(lines), name)
-	if len(lines) == 1 {
-		subject = "A change to the door devices of " + name
-	}
-	body := fmt.Sprintf("Doorledger: news about the delivery devices that can open the doors of %s.\n\n%s\n\n"+
-		"Every device that can open the building's doors, and the consent behind it:\n%s%s%s\n",
-		name, strings.Join(lines, "\n"), s.BaseURL, doorledger.NoticePath, slug)
 	for _, sub := range subs {
 		token, err := tx.residentToken(ctx, sub.id, "unsubscribe", residentUnsubscribeTTL)
 		if err != nil {
 			return 0, err
 		}
-		if err := tx.queueMail(ctx, &doorledger.Message{To: sub.email, Kind: doorledger.MailResidentNotice, BuildingID: buildingID,
-			Subject: subject,
-			Body: body + fmt.Sprintf("\nYou get this because you subscribed to notices about %s. To unsubscribe (one click, then confirm):\n%s\n",
-				name, s.link(doorledger.ResidentUnsubscribePath, token))},
+		if err := tx.queueMail(ctx, notice.ResidentNotice(sub.email, name, buildingID, lines, s.BaseURL+doorledger.NoticePath+slug, s.link(doorledger.ResidentUnsubscribePath, token)),
 			fmt.Sprintf("resident.notice:%d:%d", sub.id, ids[len(ids)-1])); err != nil {
 			return 0, err
 		}
@@ -386,7 +370,6 @@ func (s *ResidentService) notifyBuilding(ctx context.Context, tx *Tx, buildingID
 // It is "" for a fact that changes nothing residents see (the end of a
 // consent the device was renewed off).
 func (s *ResidentService) factLine(ctx context.Context, tx *Tx, f *residentFact, loc *time.Location) (string, error) {
-	when := f.at.In(loc).Format("2006-01-02 15:04 MST")
 	var q string
 	switch f.objectType {
 	case "device":
@@ -410,37 +393,8 @@ func (s *ResidentService) factLine(ctx context.Context, tx *Tx, f *residentFact,
 	if f.objectType == "consent" && current != f.objectID {
 		return "", nil // a consent the device no longer runs on (renewed since): nothing changes for residents
 	}
-	device := strings.TrimSpace(vendor + " " + model)
-	device += fmt.Sprintf(" (device #%d", id)
-	if opens != "" {
-		device += ", opens: " + opens
-	}
-	device += ")"
-	byRole := "the signer"
-	if role != "" {
-		byRole = "the " + role
-	}
-	switch f.action {
-	case "device.enable":
-		line := when + ": " + device + " was ENABLED: it can open the door."
-		if !signed.IsZero() {
-			line += fmt.Sprintf(" Consent signed on %s by %s, valid until %s.", signed.In(loc).Format("2006-01-02"), byRole, expires.In(loc).Format("2006-01-02"))
-		}
-		return line, nil
-	case "device.disable":
-		return when + ": " + device + " was DISABLED: it must no longer open the door.", nil
-	case "device.found":
-		return when + ": " + device + " was FOUND WITHOUT CONSENT and recorded; it is kept disabled.", nil
-	case "device.unconsented":
-		return when + ": " + device + " was found working WITHOUT CONSENT; it was told to disable itself.", nil
-	case "consent.withdrawn":
-		return when + ": the consent to " + device + " was WITHDRAWN by " + byRole + ".", nil
-	case "consent.disputed":
-		return when + ": the consent to " + device + " was DISPUTED: " + byRole + " says they did not sign it.", nil
-	case "consent.lapsed":
-		return when + ": the consent to " + device + " LAPSED: its period ended without renewal.", nil
-	}
-	return "", nil
+	return notice.ResidentFact{Action: f.action, At: f.at, DeviceID: id, Vendor: vendor, Model: model, Opens: opens, Role: role,
+		Signed: signed, Expires: expires}.Line(loc), nil
 }
 
 // purge forgets unconfirmed addresses and expired links, at most once an hour.

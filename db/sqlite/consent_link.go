@@ -3,11 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // issueToken stores a new one-time token of a named signer of the consent
@@ -96,12 +96,7 @@ func (s *ConsentService) issueEndLinks(ctx context.Context, tx *Tx, consentID, s
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf(`To withdraw this consent (every device under it is disabled at once):
-  %s
-
-If you did NOT sign this, report it (the device is disabled and the managers alerted):
-  %s
-`, s.link("/consent/withdraw/", withdraw), s.link("/consent/dispute/", dispute)), nil
+	return notice.EndLinks(s.link("/consent/withdraw/", withdraw), s.link("/consent/dispute/", dispute)), nil
 }
 
 // linkConsent resolves a token of one of the purposes as findToken does,
@@ -115,5 +110,5 @@ func (tx *Tx) linkConsent(ctx context.Context, token string, purposes ...string)
 	if err != nil {
 		return t, nil, nil, err
 	}
-	return t, c, signerOf(c, t.signerID), nil
+	return t, c, c.SignerOf(t.signerID), nil
 }

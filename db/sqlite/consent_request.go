@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 func (s *ConsentService) RequestConsent(ctx context.Context, buildingID int64, r doorledger.ConsentRequest) (*doorledger.Consent, error) {
@@ -40,7 +41,7 @@ func (s *ConsentService) RequestConsent(ctx context.Context, buildingID int64, r
 	}
 	var claimed []*doorledger.Signer
 	if r.Paper != nil {
-		claimed = checkPaper(r.Paper, tx.now, v, named, nil, policy)
+		claimed = r.Paper.Claimed(v, tx.now, named, nil, policy)
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -220,57 +221,8 @@ func (s *ConsentService) mailSigningLink(ctx context.Context, tx *Tx, c *doorled
 	if err != nil {
 		return err
 	}
-	until := "for 7 days"
-	if !c.RequestExpiresAt.IsZero() {
-		until = "until " + c.RequestExpiresAt.In(buildingLoc(ctx, tx, c.BuildingID)).Format("2006-01-02 15:04 MST") + ", when the request expires"
-	}
-	who := ""
-	if len(c.Signers) > 1 {
-		var others []string
-		for _, o := range c.Signers {
-			if o.Signer.ID != rs.Signer.ID {
-				others = append(others, o.Signer.Name+" ("+o.Signer.Title+")")
-			}
-		}
-		who = fmt.Sprintf("\nThis building requires %s. Also asked: %s.\n", c.Policy.Describe(), doorledger.JoinAnd(others))
-	}
-	order := ""
-	if waiting := c.WaitingFor(rs.Signer.ID); len(waiting) > 0 {
-		order = fmt.Sprintf("\nThey sign in order: the link shows the terms now, and takes your signature once\n%s has signed. You will be mailed when it is your turn.\n", waitingWords(waiting))
-	}
-	subject, opening := "Consent requested: delivery device at "+c.BuildingName, ""
-	switch why {
-	case "turn":
-		subject, opening = "Your turn to sign: delivery device at "+c.BuildingName, "It is your turn to sign: the signers before you have signed.\n\n"
-	case "reminder":
-		subject, opening = "Reminder: consent requested for a delivery device at "+c.BuildingName, "A reminder: your signature is still needed.\n\n"
-	case "paper":
-		subject, opening = "Did you sign this form? Delivery device at "+c.BuildingName, "A paper form was attached to this request on your behalf.\n\n"
-	}
-	if c.Paper != nil && c.Paper.Asks(rs.Signer.ID) != nil {
-		order += fmt.Sprintf("\n%s says you signed a paper form for this device (dated %s). Your signing page\nshows it and asks: did you sign this form? If you did not, answer so there:\nthe request is then refused and the managers and the board are alerted.\n",
-			c.Paper.AttachedBy, c.Paper.DateWritten)
-	}
-	body := fmt.Sprintf(`Dear %s,
-
-%s%s of %s asks for your consent, as an authorized signer for %s, to enable a
-delivery-access device: %s %s (serial %s), installed at %s. It opens: %s.
-%s%s
-Review the full terms and sign or decline here (the link works once, %s):
-
-  %s
-
-If you did not expect this request, decline it or ignore this mail: nothing is
-enabled without your signature.
-
-— Doorledger, for the managers of %s
-`, rs.Signer.Name, opening, c.Installer, orNone(c.Company), c.BuildingName, c.Device.Vendor, c.Device.Model, c.Device.Serial,
-		c.Device.Location, c.Device.Opens, who, order, until, s.link("/sign/", token), c.BuildingName)
-	kind := "signing_link"
-	if why == "reminder" {
-		kind = "reminder"
-	}
-	if err := tx.queueMail(ctx, &doorledger.Message{To: rs.Signer.Email, Subject: subject, Body: body, Kind: kind, BuildingID: c.BuildingID}, ""); err != nil {
+	m := notice.SigningLink(c, rs, why, buildingLoc(ctx, tx, c.BuildingID), s.link("/sign/", token))
+	if err := tx.queueMail(ctx, m, ""); err != nil {
 		return err
 	}
 	event, note := "mailed", "signing link to "+rs.Signer.Email

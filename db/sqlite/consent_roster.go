@@ -4,9 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // withdrawSignerRequests follows a signer's removal from the roster, in the
@@ -27,22 +27,18 @@ func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildi
 		return nil, nil, err
 	}
 	at := formatTime(tx.now)
-	var pending, active, still strings.Builder
+	var pending, active, still []*doorledger.Consent
 	byInstaller := map[int64][]*doorledger.Consent{}
 	var installers []int64
-	line := func(b *strings.Builder, c *doorledger.Consent) {
-		fmt.Fprintf(b, "  consent #%d: %s %s, serial %s, at %s (installer %s, %s)\n    %s/consents/%d\n",
-			c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.Installer, orNone(c.Company), baseURL, c.ID)
-	}
 	var removed doorledger.Signer
 	cs := &ConsentService{BaseURL: baseURL}
 	for _, c := range list {
-		me := signerOf(c, signerID)
+		me := c.SignerOf(signerID)
 		removed = me.Signer
 		if c.Status == doorledger.ConsentSigned {
 			if me.Signature != nil || c.SignerID == signerID {
 				signed = append(signed, c.ID)
-				line(&active, c)
+				active = append(active, c)
 			}
 			continue
 		}
@@ -58,8 +54,7 @@ func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildi
 			return nil, nil, err
 		}
 		if c.Need.Satisfiable {
-			line(&still, c)
-			fmt.Fprintf(&still, "    still needed: %s\n", c.Need.Describe())
+			still = append(still, c)
 			if err := tx.consentEvent(ctx, c.ID, "links_withdrawn",
 				fmt.Sprintf("%s was removed from the roster by %s: their signing link and codes no longer work. Still needed: %s", me.Signer.Name, callerFrom(ctx).label(), c.Need.Describe())); err != nil {
 				return nil, nil, err
@@ -70,7 +65,7 @@ func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildi
 			continue
 		}
 		withdrawn = append(withdrawn, c.ID)
-		line(&pending, c)
+		pending = append(pending, c)
 		if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
 			return nil, nil, err
 		}
@@ -86,7 +81,6 @@ func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildi
 		}
 		byInstaller[c.InstallerID] = append(byInstaller[c.InstallerID], c)
 	}
-	first := list[0]
 	for _, id := range installers {
 		var email string
 		if err := tx.QueryRowContext(ctx, `SELECT email FROM users WHERE id = ? AND disabled = 0`, id).Scan(&email); err == sql.ErrNoRows {
@@ -94,38 +88,13 @@ func (tx *Tx) withdrawSignerRequests(ctx context.Context, baseURL string, buildi
 		} else if err != nil {
 			return nil, nil, err
 		}
-		var b strings.Builder
-		for _, c := range byInstaller[id] {
-			line(&b, c)
-		}
-		// The signer's name only: installers get no contact data of signers.
-		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: fmt.Sprintf("Consent requests at %s can no longer be signed", first.BuildingName),
-			Body: fmt.Sprintf(`%s was removed from the roster of authorized signers of %s, so these
-requests of yours can no longer be signed: their signing links and codes no
-longer work, and nothing was enabled.
-
-%s
-The building's managers have been told; they can ask a current signer instead.
-
-— Doorledger, for the managers of %s
-`, removed.Name, first.BuildingName, b.String(), first.BuildingName), Kind: "alert", BuildingID: buildingID}, ""); err != nil {
+		if err := tx.queueMail(ctx, notice.RequestsUnsignable(email, removed, byInstaller[id], baseURL), ""); err != nil {
 			return nil, nil, err
 		}
 	}
-	if pending.Len()+active.Len()+still.Len() == 0 {
+	if len(pending)+len(active)+len(still) == 0 {
 		return withdrawn, signed, nil
 	}
-	var body strings.Builder
-	fmt.Fprintf(&body, "%s (%s) was removed from the roster of authorized signers of %s by %s.\n", removed.Name, removed.Title, first.BuildingName, callerFrom(ctx).label())
-	if pending.Len() > 0 {
-		fmt.Fprintf(&body, "\nRequests awaiting their signature can no longer be signed (their links and codes no\nlonger work; the installers were told). Ask a current signer on each consent's page:\n%s", pending.String())
-	}
-	if still.Len() > 0 {
-		fmt.Fprintf(&body, "\nRequests that named them among several signers: they drop out, and the others can\nstill satisfy the policy:\n%s", still.String())
-	}
-	if active.Len() > 0 {
-		fmt.Fprintf(&body, "\nConsents they signed stay valid (they were authorized when they signed) and are\nflagged on the building page and in reports. Ask a current signer to renew them on\neach consent's page:\n%s", active.String())
-	}
-	return withdrawn, signed, tx.alertManagers(ctx, buildingID, false,
-		fmt.Sprintf("Signer removed at %s: %d request(s) withdrawn, %d signed consent(s) to renew", first.BuildingName, len(withdrawn), len(signed)), body.String(), "")
+	a := notice.SignerRemoved(list[0].BuildingName, removed, callerFrom(ctx).label(), pending, still, active, baseURL)
+	return withdrawn, signed, tx.alertManagers(ctx, buildingID, false, a.Subject, a.Body, "")
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/namecheck"
 )
 
@@ -62,7 +63,7 @@ func (s *ConsentService) OpenSigning(ctx context.Context, token string) (*doorle
 	case c.Status != doorledger.ConsentAwaiting || me.Signature != nil:
 		return doneSession(ctx, tx, c, me)
 	case !me.Signer.Active:
-		return nil, signerRemoved(c, me.Signer)
+		return nil, c.SignerRemovedError(me.Signer)
 	case !t.live:
 		return nil, notFoundLink
 	}
@@ -127,20 +128,20 @@ func validateSign(in *doorledger.SignInput, sess *doorledger.SigningSession) err
 // signature otherwise (030's consent_signatures_valid).
 func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent, me *doorledger.RequestSigner, in doorledger.SignInput, method doorledger.VerificationMethod) (*doorledger.Consent, error) {
 	if !me.Signer.Active {
-		return nil, signerRemoved(c, me.Signer)
+		return nil, c.SignerRemovedError(me.Signer)
 	}
 	if me.Signature != nil {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "%s signed consent #%d already: one person signs once.", me.Signer.Name, c.ID)
 	}
 	if waiting := c.WaitingFor(me.Signer.ID); len(waiting) > 0 {
-		return nil, waitingErr(c, waiting)
+		return nil, c.WaitingError(waiting)
 	}
 	sess, err := signingSession(ctx, tx, c, me)
 	if err != nil {
 		return nil, err
 	}
 	pv := doorledger.Validation{}
-	if err := checkPaperConfirm(c, me, in, pv); err != nil {
+	if err := c.CheckPaperConfirm(me, in, pv); err != nil {
 		return nil, err
 	}
 	if err := validateSign(&in, sess); err != nil || len(pv) > 0 {
@@ -193,10 +194,10 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 		return nil, err
 	}
 	if !after.Need.Satisfied {
-		if err := tx.consentEvent(ctx, c.ID, "signature", fmt.Sprintf("%s; the roster address was verified by %s. Still needed: %s", nameNote, methodWords(method), after.Need.Describe())); err != nil {
+		if err := tx.consentEvent(ctx, c.ID, "signature", fmt.Sprintf("%s; the roster address was verified by %s. Still needed: %s", nameNote, notice.MethodWords(method), after.Need.Describe())); err != nil {
 			return nil, err
 		}
-		if err := s.mailSignatureRecorded(ctx, tx, after, signerOf(after, me.Signer.ID), b, method, differs, in.TypedName); err != nil {
+		if err := s.mailSignatureRecorded(ctx, tx, after, after.SignerOf(me.Signer.ID), b, method, differs, in.TypedName); err != nil {
 			return nil, err
 		}
 		if err := s.mailTurns(ctx, tx, after); err != nil {
@@ -204,10 +205,10 @@ func (s *ConsentService) sign(ctx context.Context, tx *Tx, c *doorledger.Consent
 		}
 		return after, nil
 	}
-	if err := tx.consentEvent(ctx, c.ID, "signed", fmt.Sprintf("%s; the roster address was verified by %s", nameNote, methodWords(method))); err != nil {
+	if err := tx.consentEvent(ctx, c.ID, "signed", fmt.Sprintf("%s; the roster address was verified by %s", nameNote, notice.MethodWords(method))); err != nil {
 		return nil, err
 	}
-	return s.complete(ctx, tx, after, signerOf(after, me.Signer.ID), b, method)
+	return s.complete(ctx, tx, after, after.SignerOf(me.Signer.ID), b, method)
 }
 
 // complete marks a request whose signatures satisfy its policy signed (the
@@ -252,8 +253,8 @@ func (s *ConsentService) complete(ctx context.Context, tx *Tx, c *doorledger.Con
 		if hold, err := tx.privacyHold(ctx, c.DeviceID); err != nil {
 			return nil, err
 		} else if hold != "" {
-			if err := tx.alertManagers(ctx, c.BuildingID, false, fmt.Sprintf("Consent #%d signed: device %d stays disabled", c.ID, c.DeviceID),
-				hold+"\n", "privacy.hold:"+itoa(c.ID)); err != nil {
+			a := notice.PrivacyHold(c, hold)
+			if err := tx.alertManagers(ctx, c.BuildingID, false, a.Subject, a.Body, "privacy.hold:"+itoa(c.ID)); err != nil {
 				return nil, err
 			}
 		} else if _, err := tx.setDesiredState(sysctx, c.DeviceID, doorledger.StateEnabled, fmt.Sprintf("consent #%d signed", c.ID)); err != nil {
@@ -264,77 +265,22 @@ func (s *ConsentService) complete(ctx context.Context, tx *Tx, c *doorledger.Con
 	if err != nil {
 		return nil, err
 	}
-	loc := b.Location()
-	typedNote := ""
-	if sig.NameDiffers {
-		typedNote = fmt.Sprintf("You signed with the name “%s”, which differs from the name on the roster, “%s”;\nthe record shows both.\n", sig.TypedName, last.Signer.Name)
-	}
-	others := ""
-	if len(c.Signers) > 1 {
-		others = "Signed by: " + signedByWords(c) + ".\n"
-	}
-	body := fmt.Sprintf(`Dear %s,
-
-You signed consent #%d for %s: %s %s (serial %s) at %s.
-Signed: %s (%s). Your registered address, %s, was verified by %s.
-%s%sTerms SHA-256: %s
-It lasts until %s unless renewed.
-
-%s
-Keep this mail as your copy.
-— Doorledger, for the managers of %s
-`, last.Signer.Name, c.ID, b.Name, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location,
-		tx.now.Format("2006-01-02 15:04 MST"), tx.now.In(loc).Format("2006-01-02 15:04 MST"), last.Signer.Email, methodWords(method), typedNote, others, sig.TermsSHA256,
-		expires.In(loc).Format("2006-01-02"), links, b.Name)
-	if err := tx.queueMail(ctx, &doorledger.Message{To: last.Signer.Email, Subject: "You signed consent #" + itoa(c.ID) + " for " + b.Name,
-		Body: body, Kind: "signed", BuildingID: b.ID}, ""); err != nil {
+	if err := tx.queueMail(ctx, notice.Signed(c, last, b, method, tx.now, expires, links), ""); err != nil {
 		return nil, err
 	}
 	for _, rs := range c.Signers { // the earlier signers: their links of their own confirmation still work
 		if rs.Signature == nil || rs.Signer.ID == last.Signer.ID {
 			continue
 		}
-		if err := tx.queueMail(ctx, &doorledger.Message{To: rs.Signer.Email, Subject: "Consent #" + itoa(c.ID) + " for " + b.Name + " is now signed",
-			Body: fmt.Sprintf(`Dear %s,
-
-Consent #%d for %s: %s %s (serial %s) at %s, which you signed, now has the
-signatures its policy requires (%s): signed by %s.
-The device is being enabled. It lasts until %s unless renewed.
-
-The withdraw and "I did not sign this" links of the mail confirming your
-signature still work: any one signer's withdrawal ends the consent.
-— Doorledger, for the managers of %s
-`, rs.Signer.Name, c.ID, b.Name, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.Policy.Describe(), signedByWords(c),
-				expires.In(loc).Format("2006-01-02"), b.Name), Kind: "signed", BuildingID: b.ID}, ""); err != nil {
+		if err := tx.queueMail(ctx, notice.NowSigned(c, rs, b, expires), ""); err != nil {
 			return nil, err
 		}
 	}
-	typedNote = ""
-	if sig.NameDiffers {
-		typedNote = fmt.Sprintf("\nThe typed name, “%s”, DIFFERS from the roster name; the signer confirmed signing with it.\n", sig.TypedName)
-	}
-	who := fmt.Sprintf("%s (%s) signed consent #%d", last.Signer.Name, last.Signer.Title, c.ID)
-	if len(c.Signers) > 1 {
-		who = fmt.Sprintf("Consent #%d now has the signatures its policy requires (%s): %s. The last", c.ID, c.Policy.Describe(), signedByWords(c)) +
-			fmt.Sprintf(", %s (%s), signed", last.Signer.Name, last.Signer.Title)
-	}
-	if err := tx.alertManagers(ctx, b.ID, false, fmt.Sprintf("Consent #%d signed at %s", c.ID, b.Name),
-		fmt.Sprintf("%s for %s %s, serial %s, at %s; their roster address was verified by %s. The device is being enabled.\n%s\n%s/consents/%d\n",
-			who, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, methodWords(method), typedNote, s.BaseURL, c.ID), ""); err != nil {
+	a := notice.SignedAlert(c, last, b, method, s.BaseURL)
+	if err := tx.alertManagers(ctx, b.ID, false, a.Subject, a.Body, ""); err != nil {
 		return nil, err
 	}
 	return findConsent(ctx, tx, c.ID)
-}
-
-// signedByWords lists a request's signatures: "Paula Prez (President) and Tom Trent (Treasurer)".
-func signedByWords(c *doorledger.Consent) string {
-	var names []string
-	for _, rs := range c.Signers {
-		if rs.Signature != nil {
-			names = append(names, rs.Signer.Name+" ("+rs.Signer.Title+")")
-		}
-	}
-	return doorledger.JoinAnd(names)
 }
 
 // mailSignatureRecorded confirms one signature of a request that awaits
@@ -350,29 +296,7 @@ func (s *ConsentService) mailSignatureRecorded(ctx context.Context, tx *Tx, c *d
 	if err != nil {
 		return err
 	}
-	typedNote := ""
-	if differs {
-		typedNote = fmt.Sprintf("You signed with the name “%s”, which differs from the name on the roster, “%s”;\nthe record shows both.\n", typed, me.Signer.Name)
-	}
-	body := fmt.Sprintf(`Dear %s,
-
-Your signature on consent #%d for %s is recorded: %s %s (serial %s) at %s.
-Signed: %s. Your registered address, %s, was verified by %s.
-%sTerms SHA-256: %s
-
-This building requires %s. Signed so far: %s.
-Still needed: %s. Nothing is enabled until then; you will be mailed when the
-consent is signed.
-
-If you change your mind before or after, or did not sign this:
-%s
-Keep this mail as your copy.
-— Doorledger, for the managers of %s
-`, me.Signer.Name, c.ID, b.Name, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location,
-		tx.now.In(b.Location()).Format("2006-01-02 15:04 MST"), me.Signer.Email, methodWords(method), typedNote, c.TermsSHA256,
-		c.Policy.Describe(), signedByWords(c), c.Need.Describe(), links, b.Name)
-	return tx.queueMail(ctx, &doorledger.Message{To: me.Signer.Email, Subject: "Your signature on consent #" + itoa(c.ID) + " for " + b.Name + " is recorded",
-		Body: body, Kind: "signed", BuildingID: b.ID}, "")
+	return tx.queueMail(ctx, notice.SignatureRecorded(c, me, b, method, differs, typed, tx.now, links), "")
 }
 
 // mailTurns mails, under ordered signing, each signer whose turn has come
@@ -403,14 +327,6 @@ func (s *ConsentService) mailTurns(ctx context.Context, tx *Tx, c *doorledger.Co
 	return nil
 }
 
-// methodWords says how the signer's roster address was verified.
-func methodWords(m doorledger.VerificationMethod) string {
-	if m == doorledger.VerifyCode {
-		return "a 6-digit code mailed to it (in person)"
-	}
-	return "a one-time link mailed to it"
-}
-
 func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.SignInput) (*doorledger.Consent, error) {
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
@@ -423,10 +339,10 @@ func (s *ConsentService) Sign(ctx context.Context, token string, in doorledger.S
 	}
 	if c.Status == doorledger.ConsentAwaiting && me.Signature == nil {
 		if !me.Signer.Active {
-			return nil, signerRemoved(c, me.Signer) // said before "link not valid": the signer's links were withdrawn with them
+			return nil, c.SignerRemovedError(me.Signer) // said before "link not valid": the signer's links were withdrawn with them
 		}
 		if waiting := c.WaitingFor(me.Signer.ID); len(waiting) > 0 && t.live {
-			return nil, waitingErr(c, waiting) // the link stays usable for their turn
+			return nil, c.WaitingError(waiting) // the link stays usable for their turn
 		}
 	}
 	if _, err := tx.useToken(ctx, token, "sign", true); err != nil {
@@ -462,7 +378,7 @@ func (s *ConsentService) Decline(ctx context.Context, token, reason string) erro
 	if err != nil {
 		return err
 	}
-	me := signerOf(c, t.signerID)
+	me := c.SignerOf(t.signerID)
 	if !me.Signer.Active || me.Signature != nil {
 		return notFoundLink
 	}
@@ -486,9 +402,8 @@ func (s *ConsentService) Decline(ctx context.Context, token, reason string) erro
 	if err := tx.auditAs(ctx, 0, fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email), "consent.decline", c.BuildingID, "consent", id, map[string]string{"reason": reason}); err != nil {
 		return err
 	}
-	if err := tx.alertManagers(ctx, c.BuildingID, false, fmt.Sprintf("Consent #%d declined at %s", id, c.BuildingName),
-		fmt.Sprintf("%s (%s) declined consent #%d for %s %s, serial %s, at %s.\nReason: %s\n\nThe device stays disabled.\n%s/consents/%d\n",
-			me.Signer.Name, me.Signer.Title, id, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, orDash(reason), s.BaseURL, id), ""); err != nil {
+	a := notice.Declined(c, me, reason, s.BaseURL)
+	if err := tx.alertManagers(ctx, c.BuildingID, false, a.Subject, a.Body, ""); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -3,14 +3,13 @@ package sqlite
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // Paper forms: see paper.go at the root and migration 035.
@@ -73,42 +72,6 @@ func loadPaper(ctx context.Context, q querier, c *doorledger.Consent) error {
 	return nil
 }
 
-// checkPaper checks a paper form's input against the request it goes on:
-// the signers it names are named by the request and have not signed, and,
-// when policy is given (an installer's form), they are enough people with
-// the roles the policy requires. It returns them.
-func checkPaper(in *doorledger.PaperFormInput, now time.Time, v doorledger.Validation, named []*doorledger.Signer, signed map[int64]bool, policy *doorledger.ConsentPolicy) []*doorledger.Signer {
-	in.Validate(v, now)
-	var claimed []*doorledger.Signer
-	seen := map[int64]bool{}
-	for _, id := range in.SignedByIDs {
-		var found *doorledger.Signer
-		for _, sg := range named {
-			if sg.ID == id {
-				found = sg
-			}
-		}
-		switch {
-		case seen[id]:
-			continue
-		case found == nil:
-			v.Add("paper_signed_by", "Tick only signers who are asked to sign this request: tick them above too.")
-			return nil
-		case signed[id]:
-			v.Add("paper_signed_by", found.Name+" has signed this request already.")
-			return nil
-		}
-		seen[id] = true
-		claimed = append(claimed, found)
-	}
-	if policy != nil && len(claimed) > 0 {
-		if err := doorledger.CheckNamedSigners(policy, claimed); err != nil {
-			v.Add("paper_signed_by", "The paper form must be signed as this building's policy requires: "+doorledger.ErrorFields(err)["signer_id"])
-		}
-	}
-	return claimed
-}
-
 // attachPaper writes a paper form on request c (read in tx) with its files
 // and the signers it names, its fact on the timeline and its journal entry.
 func (tx *Tx) attachPaper(ctx context.Context, c *doorledger.Consent, in doorledger.PaperFormInput, claimed []*doorledger.Signer) error {
@@ -149,14 +112,7 @@ func (tx *Tx) attachPaper(ctx context.Context, c *doorledger.Consent, in doorled
 		names = append(names, sg.Name+" ("+sg.Title+")")
 		ids = append(ids, sg.ID)
 	}
-	what := fmt.Sprintf("%d photo(s)", len(form.Files))
-	if in.Kind == doorledger.PaperPDF {
-		what = fmt.Sprintf("a PDF of %d page(s)", pages)
-	}
-	note := fmt.Sprintf("%s, said to be signed by %s on %s; SHA-256 %s; each is asked to confirm it", what, doorledger.JoinAnd(names), in.DateWritten, form.SHA256())
-	if cl.role() != doorledger.RoleInstaller {
-		note = "attached by a manager on a signer's behalf: " + note
-	}
+	note := notice.PaperAttachedNote(in, len(form.Files), pages, names, form.SHA256(), cl.role() != doorledger.RoleInstaller)
 	if err := tx.consentEvent(ctx, c.ID, "paper_form", note); err != nil {
 		return err
 	}
@@ -164,38 +120,10 @@ func (tx *Tx) attachPaper(ctx context.Context, c *doorledger.Consent, in doorled
 		"sha256": form.SHA256(), "files": hashes, "signed_by": ids, "date_written": in.DateWritten, "on_behalf": cl.role() != doorledger.RoleInstaller})
 }
 
-// paperToConfirm is the paper form entry that asks the signer of me, when
-// one does and they have not answered.
-func paperToConfirm(c *doorledger.Consent, me *doorledger.RequestSigner) *doorledger.PaperSigner {
-	if c.Paper == nil || me == nil {
-		return nil
-	}
-	if ps := c.Paper.Asks(me.Signer.ID); ps != nil && ps.Answer == doorledger.PaperUnanswered {
-		return ps
-	}
-	return nil
-}
-
-// checkPaperConfirm requires a signer the paper form names to confirm it
-// with their signature: the box ticked, and the form the page showed.
-func checkPaperConfirm(c *doorledger.Consent, me *doorledger.RequestSigner, in doorledger.SignInput, v doorledger.Validation) error {
-	if paperToConfirm(c, me) == nil {
-		return nil
-	}
-	if !in.ConfirmPaper {
-		v.Add("paper_confirm", "Tick this to confirm that you signed the paper form, or answer “I did not sign this form” below it.")
-		return nil
-	}
-	if subtle.ConstantTimeCompare([]byte(in.PaperSHA256), []byte(c.Paper.SHA256())) != 1 {
-		return doorledger.Errorf(doorledger.ECONFLICT, "The paper form changed since the page was opened. Please look at it again before signing.")
-	}
-	return nil
-}
-
 // confirmPaper records, with the signature just given (signatureID), that
 // the signer confirmed the paper form.
 func (tx *Tx) confirmPaper(ctx context.Context, c *doorledger.Consent, me *doorledger.RequestSigner, signatureID int64, actor string) error {
-	if paperToConfirm(c, me) == nil {
+	if c.PaperToConfirm(me) == nil {
 		return nil
 	}
 	hash := c.Paper.SHA256()
@@ -238,7 +166,7 @@ func (s *ConsentService) AttachPaperForm(ctx context.Context, consentID int64, i
 		signed[sg.ID] = rs.Signature != nil
 	}
 	v := doorledger.Validation{}
-	claimed := checkPaper(&in, tx.now, v, named, signed, nil)
+	claimed := in.Claimed(v, tx.now, named, signed, nil)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -306,7 +234,7 @@ func (s *ConsentService) DisputePaperForm(ctx context.Context, token, reason str
 	if err != nil {
 		return nil, err
 	}
-	if paperToConfirm(c, me) == nil || me.Signature != nil {
+	if c.PaperToConfirm(me) == nil || me.Signature != nil {
 		return nil, doorledger.Errorf(doorledger.ECONFLICT, "The paper form of consent #%d does not await your answer.", c.ID)
 	}
 	// A link that no longer works for signing still answers for the form
@@ -318,10 +246,7 @@ func (s *ConsentService) DisputePaperForm(ctx context.Context, token, reason str
 	}
 	actor := fmt.Sprintf("signer %s <%s>", me.Signer.Name, me.Signer.Email)
 	sysctx := doorledger.NewSystemContext(ctx, actor)
-	note := fmt.Sprintf("%s (%s) answered “I did not sign this form”", me.Signer.Name, me.Signer.Title)
-	if reason != "" {
-		note += ": " + reason
-	}
+	note := notice.PaperDisputedNote(me, reason)
 	if _, err := tx.ExecContext(ctx, `UPDATE paper_form_signers SET answer = 'disputed', answered_at = ?, note = ? WHERE paper_form_id = ? AND signer_id = ?`,
 		formatTime(tx.now), reason, c.Paper.ID, me.Signer.ID); err != nil {
 		return nil, fmt.Errorf("dispute paper form: %w", err)
@@ -368,10 +293,7 @@ func (s *ConsentService) DisputePaperForm(ctx context.Context, token, reason str
 	if _, err := tx.ExecContext(ctx, `UPDATE consent_codes SET used_at = ? WHERE consent_id = ? AND used_at IS NULL`, formatTime(tx.now), c.ID); err != nil {
 		return nil, err
 	}
-	ended := "the request is refused"
-	if c.Status == doorledger.ConsentSigned {
-		ended = "the consent is disputed"
-	}
+	ended := notice.PaperEnded(c)
 	if err := tx.consentEvent(ctx, c.ID, "paper_disputed", fmt.Sprintf("%s; %s and the installer's submission is marked disputed", note, ended)); err != nil {
 		return nil, err
 	}
@@ -380,20 +302,8 @@ func (s *ConsentService) DisputePaperForm(ctx context.Context, token, reason str
 		return nil, err
 	}
 	loc := buildingLoc(ctx, tx, c.BuildingID)
-	if err := tx.alertManagers(ctx, c.BuildingID, true,
-		fmt.Sprintf("Paper form DISPUTED — consent #%d — %s", c.ID, c.BuildingName),
-		fmt.Sprintf(`%s (%s) says they DID NOT SIGN the paper form attached to consent #%d:
-%s %s, serial %s, at %s.
-
-The form: %s, attached by %s (%s) on %s, said to be signed by %s.
-Reason given: %s
-
-Consequence: %s; the device stays disabled%s. %s's submission is marked
-disputed and counted on the building page and in the board report.
-%s/consents/%d
-`, me.Signer.Name, me.Signer.Title, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location,
-			c.Paper.Describe(), c.Paper.AttachedBy, c.Paper.AttachedAs, c.Paper.AttachedAt.In(loc).Format("2006-01-02 15:04 MST"), c.Paper.SignedByWords(),
-			orDash(reason), ended, disabledWords(disabled), c.Installer, s.BaseURL, c.ID), ""); err != nil {
+	a := notice.PaperDisputed(c, me, reason, ended, disabled, loc, s.BaseURL)
+	if err := tx.alertManagers(ctx, c.BuildingID, true, a.Subject, a.Body, ""); err != nil {
 		return nil, err
 	}
 	after, err := findConsent(ctx, tx, c.ID)
@@ -401,13 +311,6 @@ disputed and counted on the building page and in the board report.
 		return nil, err
 	}
 	return after, tx.Commit()
-}
-
-func disabledWords(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (%d device(s) that were enabled are being disabled now)", n)
 }
 
 func (s *ConsentService) PaperDisputes(ctx context.Context, buildingID int64) ([]doorledger.PaperDisputes, error) {

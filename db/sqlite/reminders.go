@@ -3,9 +3,9 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // RemindAndExpire is the reminders job (see doorledger.ConsentService). It
@@ -54,12 +54,7 @@ func (s *ConsentService) RemindAndExpire(ctx context.Context) (expired, reminded
 
 // remind mails the reminders of one request due now and returns how many.
 func (s *ConsentService) remind(ctx context.Context, tx *Tx, c *doorledger.Consent) (int, error) {
-	day := 0 // the latest day of the schedule reached
-	for _, d := range c.Policy.ReminderDays {
-		if !c.RequestedAt.Add(time.Duration(d) * 24 * time.Hour).After(tx.now) {
-			day = d
-		}
-	}
+	day := c.ReminderDay(tx.now)
 	if day == 0 {
 		return 0, nil
 	}
@@ -97,34 +92,20 @@ func (s *ConsentService) expire(ctx context.Context, tx *Tx, c *doorledger.Conse
 	if err := tx.closeRequestLinks(ctx, c.ID); err != nil {
 		return err
 	}
-	got := "no signature"
-	if signed := signedByWords(c); signed != "" {
-		got = "signed only by " + signed
-	}
-	note := fmt.Sprintf("not signed as the policy requires (%s) within %d days: %s; still needed: %s", c.Policy.Describe(), c.Policy.ExpiryDays, got, c.Need.Describe())
+	note := notice.ExpiredNote(c)
 	if err := tx.consentEvent(ctx, c.ID, "expired", note); err != nil {
 		return err
 	}
 	if err := tx.audit(ctx, "consent.expire", c.BuildingID, "consent", c.ID, map[string]any{"requested_at": formatTime(c.RequestedAt), "still_needed": c.Need.Describe()}); err != nil {
 		return err
 	}
-	subject := fmt.Sprintf("Consent request #%d expired unsigned — %s", c.ID, c.BuildingName)
-	body := fmt.Sprintf(`Consent request #%d for %s %s, serial %s, at %s (%s) expired on %s:
-it was %s.
-Its signing links and codes no longer work; the device stays disabled.
-
-The installer or a manager can send it again as a new request, in one step, on
-its page:
-  %s/consents/%d
-
-— Doorledger, for the managers of %s
-`, c.ID, c.Device.Vendor, c.Device.Model, c.Device.Serial, c.Device.Location, c.BuildingName, tx.now.Format("2006-01-02"), note, s.BaseURL, c.ID, c.BuildingName)
+	a := notice.Expired(c, note, tx.now, s.BaseURL)
 	var email string
 	if err := tx.QueryRowContext(ctx, `SELECT email FROM users WHERE id = ? AND disabled = 0`, c.InstallerID).Scan(&email); err == nil {
 		// The installer reads no contact data of signers: names and titles only.
-		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: subject, Body: c.MaskAddresses(body), Kind: "alert", BuildingID: c.BuildingID}, ""); err != nil {
+		if err := tx.queueMail(ctx, &doorledger.Message{To: email, Subject: a.Subject, Body: c.MaskAddresses(a.Body), Kind: "alert", BuildingID: c.BuildingID}, ""); err != nil {
 			return err
 		}
 	}
-	return tx.alertManagers(ctx, c.BuildingID, false, subject, body, fmt.Sprintf("consent-expired:%d", c.ID))
+	return tx.alertManagers(ctx, c.BuildingID, false, a.Subject, a.Body, fmt.Sprintf("consent-expired:%d", c.ID))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // ResidentService implements doorledger.ResidentService: the building's
@@ -150,7 +151,7 @@ func (s *ResidentService) PublicNotice(ctx context.Context, slug string) (*doorl
 		return nil, err
 	}
 	// What can open the door first, then found ones, awaiting, disabled.
-	slices.SortStableFunc(n.Devices, func(a, b *doorledger.NoticeDevice) int { return cmp.Compare(noticeRank(a), noticeRank(b)) })
+	slices.SortStableFunc(n.Devices, func(a, b *doorledger.NoticeDevice) int { return cmp.Compare(a.Rank(), b.Rank()) })
 	if n.OpeningsLastWeek, err = s.weeklyOpenings(ctx, b.id, now); err != nil {
 		return nil, err
 	}
@@ -177,62 +178,13 @@ func (s *ResidentService) weeklyOpenings(ctx context.Context, buildingID int64, 
 // shows it, or nil when the notice leaves it out: disabled (or found) more
 // than doorledger.NoticeRetention ago, and not able to open the door.
 func scanNoticeDevice(row interface{ Scan(...any) error }, now time.Time) (*doorledger.NoticeDevice, error) {
-	var d doorledger.NoticeDevice
-	var desired, reported, status, title string
-	var unconsented, retired bool
-	var created, commanded, requested, signed, expires, statusAt time.Time
-	if err := row.Scan(&d.ID, &d.Vendor, &d.Model, &d.Opens, &desired, &reported, &unconsented, &retired, nullTime{&created},
-		nullTime{&commanded}, &status, nullTime{&requested}, nullTime{&signed}, nullTime{&expires}, nullTime{&statusAt}, &title); err != nil {
+	var r doorledger.NoticeRow
+	d := &r.Device
+	if err := row.Scan(&d.ID, &d.Vendor, &d.Model, &d.Opens, &r.Desired, &r.Reported, &r.Unconsented, &r.Retired, nullTime{&r.Created},
+		nullTime{&r.Commanded}, &r.Status, nullTime{&r.Requested}, nullTime{&r.Signed}, nullTime{&r.Expires}, nullTime{&r.StatusAt}, &r.SignerTitle); err != nil {
 		return nil, err
 	}
-	if status != "" {
-		c := &doorledger.NoticeConsent{Status: doorledger.ConsentStatus(status), RequestedAt: requested, SignedAt: signed,
-			SignerRole: title, ValidUntil: expires}
-		switch {
-		case c.Status == doorledger.ConsentSigned && !expires.After(now):
-			// Past its end, the lapse job will record it within a minute.
-			c.Status, c.EndedAt = doorledger.ConsentLapsed, expires
-		case c.Status != doorledger.ConsentSigned && c.Status != doorledger.ConsentAwaiting:
-			c.EndedAt = statusAt
-		}
-		d.Consent = c
-	}
-	d.Since = created
-	if !commanded.IsZero() {
-		d.Since = commanded
-	}
-	canOpen := desired == string(doorledger.StateEnabled) || reported == string(doorledger.StateEnabled)
-	switch {
-	case desired == string(doorledger.StateEnabled):
-		d.State = doorledger.NoticeEnabled
-	case unconsented:
-		d.State = doorledger.NoticeUnconsented
-	case status == string(doorledger.ConsentAwaiting):
-		d.State = doorledger.NoticeAwaiting
-		if !requested.IsZero() {
-			d.Since = requested
-		}
-	default:
-		d.State = doorledger.NoticeDisabled
-	}
-	d.Unconfirmed = desired != string(doorledger.StateEnabled) && reported == string(doorledger.StateEnabled)
-	recent := !d.Since.Before(now.Add(-doorledger.NoticeRetention))
-	if !canOpen && !recent && (d.State != doorledger.NoticeAwaiting || retired) {
-		return nil, nil
-	}
-	return &d, nil
-}
-
-func noticeRank(d *doorledger.NoticeDevice) int {
-	switch {
-	case d.State == doorledger.NoticeEnabled || d.Unconfirmed:
-		return 0
-	case d.State == doorledger.NoticeUnconsented:
-		return 1
-	case d.State == doorledger.NoticeAwaiting:
-		return 2
-	}
-	return 3
+	return r.Notice(now), nil
 }
 
 func (s *ResidentService) ReportDevice(ctx context.Context, slug string, in doorledger.ResidentReportInput) (*doorledger.ResidentReport, error) {
@@ -277,18 +229,8 @@ func (s *ResidentService) ReportDevice(ctx context.Context, slug string, in door
 		map[string]any{"photo": in.Photo != nil, "contact_given": in.Contact != ""}); err != nil {
 		return nil, err
 	}
-	photoLine, contactLine := "none", "none given"
-	if in.Photo != nil {
-		photoLine = "one, on the building page"
-	}
-	if in.Contact != "" {
-		contactLine = in.Contact + " (erased from Doorledger once you resolve the report)"
-	}
-	if err := tx.alertManagers(ctx, b.id, b.alertBoard, fmt.Sprintf("Resident report: a device not listed at %s", b.name),
-		fmt.Sprintf("A resident of %s reports a device that the building's public notice does not list (report #%d).\n\n"+
-			"Where: %s\nPhoto: %s\nContact: %s\n\n"+
-			"Check the panel, then resolve the report on the building page (record the device as found, or say why not):\n%s/buildings/%d#residents\n",
-			b.name, id, defang(in.Location), photoLine, contactLine, s.BaseURL, b.id), ""); err != nil {
+	a := notice.ResidentReport(b.name, b.id, id, in, s.BaseURL)
+	if err := tx.alertManagers(ctx, b.id, b.alertBoard, a.Subject, a.Body, ""); err != nil {
 		return nil, err
 	}
 	r := &doorledger.ResidentReport{ID: id, BuildingID: b.id, CreatedAt: tx.now, Location: in.Location, HasPhoto: in.Photo != nil, Contact: in.Contact}
@@ -448,12 +390,4 @@ func residentReportsIn(ctx context.Context, q querier, buildingID int64, lo, hi 
 		r.Contact = ""
 	}
 	return list, err
-}
-
-// defang keeps a mail reader from making a link of what a resident typed:
-// "http://x" reads "http[:]//x", "www.x" reads "www[.]x". Pages print it as
-// text and never need this.
-func defang(s string) string {
-	s = strings.ReplaceAll(s, "://", "[:]//")
-	return strings.ReplaceAll(s, "www.", "www[.]")
 }
