@@ -124,6 +124,21 @@ func (p *Provider) RedirectURL() string {
 	return p.redirect
 }
 
+// AuthOrigin is the origin (scheme://host) of the provider's authorization
+// endpoint, where the browser is sent; "" until discovered.
+func (p *Provider) AuthOrigin() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.op == nil {
+		return ""
+	}
+	u, err := url.Parse(p.oauth.Endpoint.AuthURL)
+	if err != nil || u.Host == "" || strings.ContainsAny(u.Host, " ;,'\"") {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // Available reports whether the provider was discovered.
 func (p *Provider) Available() bool {
 	p.mu.Lock()

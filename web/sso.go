@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -49,13 +50,21 @@ func (s *Server) ssoFlowCookie() string {
 	return ssoFlowCookieName
 }
 
-// ssoButton is the sign-in page's button: none without a provider.
-func (s *Server) ssoButton() views.SSOButton {
+// ssoButton is the sign-in page's button: none without a provider. The
+// button's form posts to the portal, which redirects it to the provider;
+// browsers hold a form's redirects to the page's CSP form-action too, so a
+// signed-out page lets forms go to the provider's authorization endpoint.
+func (s *Server) ssoButton(c echo.Context) views.SSOButton {
 	p := s.cfg.SSO
 	if p == nil {
 		return views.SSOButton{}
 	}
-	return views.SSOButton{Name: p.Name(), Available: p.Available()}
+	b := views.SSOButton{Name: p.Name(), Available: p.Available()}
+	if origin := p.AuthOrigin(); origin != "" && doorledger.UserFromContext(c.Request().Context()) == nil {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", strings.Replace(h.Get("Content-Security-Policy"), "form-action 'self'", "form-action 'self' "+origin, 1))
+	}
+	return b
 }
 
 var errNoSSO = doorledger.Errorf(doorledger.ENOTFOUND, "Single sign-on is not set up on this portal.")
