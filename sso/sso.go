@@ -56,6 +56,12 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
+// String keeps the client secret out of any print of the configuration.
+func (c Config) String() string {
+	return fmt.Sprintf("sso.Config{Issuer:%s ClientID:%s ClientSecret:(%d bytes) RedirectURL:%s Name:%s}",
+		c.Issuer, c.ClientID, len(c.ClientSecret), c.RedirectURL, c.Name)
+}
+
 // Provider is one OpenID provider, discovered or not yet.
 type Provider struct {
 	cfg Config

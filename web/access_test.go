@@ -53,10 +53,10 @@ var matrix = []accessRow{
 	// Passkeys sign in anyone who has one (none here: refused, the form again).
 	{"POST", "/login/passkey/options", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login/passkey", [6]string{ok, ok, ok, ok, ok, ok}},
-	// Single sign-on: not set up here (no provider), so not found for
-	// anyone; with a provider, anyone may start or finish it (sso_test.go).
-	{"POST", "/login/sso", [6]string{nf, nf, nf, nf, nf, nf}},
-	{"GET", "/login/sso/callback", [6]string{nf, nf, nf, nf, nf, nf}},
+	// Single sign-on (the matrix's portal has a provider): anyone may start
+	// it; the callback without a flow shows the sign-in page with why.
+	{"POST", "/login/sso", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/login/sso/callback", [6]string{ok, ok, ok, ok, ok, ok}},
 	// The domains allowed to sign up by SSO are the admins'.
 	{"GET", "/sso", [6]string{login, ok, nf, nf, nf, nf}},
 	{"POST", "/sso/domains", [6]string{login, ok, nf, nf, nf, nf}},
@@ -392,7 +392,7 @@ func outcome(resp *http.Response) string {
 }
 
 func TestAccessMatrix(t *testing.T) {
-	f := newFixture(t).withVendors(t)
+	f := newFixture(t, withSSO(t)).withVendors(t)
 	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
 	for _, row := range matrix {
 		for i, role := range roles {

@@ -47,19 +47,33 @@ func newSSOFixture(t *testing.T, now func() time.Time) *ssoFixture {
 	t.Helper()
 	sf := &ssoFixture{}
 	sf.fixture = newFixture(t, func(f *fixture, cfg *web.Config) {
-		callback := f.http.URL + sso.CallbackPath
-		sf.op = oidctest.Start(t, []oidctest.Client{
-			{ID: "doorledger", Secret: ssoSecret, RedirectURIs: []string{callback}},
-			// Another application at the same provider, which (wrongly) lists the portal's callback too.
-			{ID: "other-app", Secret: "other-secret", RedirectURIs: []string{callback}},
-		}, ssoUsers)
-		sf.provider = newSSOProvider(t, sf.op.URL, callback, now)
-		if err := sf.provider.Discover(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		sf.op, sf.provider = startSSO(t, f, now)
 		cfg.SSO = sf.provider
 	})
 	return sf
+}
+
+// withSSO is the fixture option of a portal with single sign-on through a
+// provider of its own (the access tests: every route served as configured).
+func withSSO(t *testing.T) func(f *fixture, cfg *web.Config) {
+	return func(f *fixture, cfg *web.Config) { _, cfg.SSO = startSSO(t, f, nil) }
+}
+
+// startSSO starts a provider that knows f's portal and the portal's
+// side of it, discovered.
+func startSSO(t *testing.T, f *fixture, now func() time.Time) (*oidctest.Provider, *sso.Provider) {
+	t.Helper()
+	callback := f.http.URL + sso.CallbackPath
+	op := oidctest.Start(t, []oidctest.Client{
+		{ID: "doorledger", Secret: ssoSecret, RedirectURIs: []string{callback}},
+		// Another application at the same provider, which (wrongly) lists the portal's callback too.
+		{ID: "other-app", Secret: "other-secret", RedirectURIs: []string{callback}},
+	}, ssoUsers)
+	p := newSSOProvider(t, op.URL, callback, now)
+	if err := p.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return op, p
 }
 
 func newSSOProvider(t *testing.T, issuer, callback string, now func() time.Time) *sso.Provider {
@@ -72,8 +86,8 @@ func newSSOProvider(t *testing.T, issuer, callback string, now func() time.Time)
 	return p
 }
 
-// startSSO presses "Sign in with …" and returns where the portal sends the browser.
-func startSSO(t *testing.T, c *client, next string) string {
+// pressSSO presses "Sign in with …" and returns where the portal sends the browser.
+func pressSSO(t *testing.T, c *client, next string) string {
 	t.Helper()
 	resp, body := c.post("/login/sso", url.Values{"next": {next}}, "")
 	if resp.StatusCode != http.StatusSeeOther {
@@ -103,7 +117,7 @@ func callback(t *testing.T, c *client, back *url.URL) (*http.Response, string) {
 // ssoSignIn is the whole sign-in of username through the provider.
 func (sf *ssoFixture) ssoSignIn(t *testing.T, c *client, username, next string) (*http.Response, string) {
 	t.Helper()
-	return callback(t, c, provide(t, c, startSSO(t, c, next), username))
+	return callback(t, c, provide(t, c, pressSSO(t, c, next), username))
 }
 
 // lastEntries returns the journal's newest n entries, newest first.
@@ -129,7 +143,7 @@ func TestSSOSignIn(t *testing.T) {
 	if !strings.Contains(body, "Sign in with Example IdP") || strings.Contains(body, "(unavailable)") {
 		t.Fatalf("sign-in page without the SSO button:\n%.2000s", body)
 	}
-	auth := startSSO(t, c, "/buildings")
+	auth := pressSSO(t, c, "/buildings")
 	u, _ := url.Parse(auth)
 	q := u.Query()
 	if !strings.HasPrefix(auth, sf.op.URL+"/auth?") || q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" ||
@@ -166,7 +180,7 @@ func TestSSOSignIn(t *testing.T) {
 func TestSSOReplayedAndForeignState(t *testing.T) {
 	sf := newSSOFixture(t, nil)
 	c := sf.client()
-	back := provide(t, c, startSSO(t, c, "/"), "manager")
+	back := provide(t, c, pressSSO(t, c, "/"), "manager")
 	flow := c.cookie("dl_sso")
 	if flow == "" {
 		t.Fatal("no flow cookie")
@@ -187,8 +201,8 @@ func TestSSOReplayedAndForeignState(t *testing.T) {
 	// Login CSRF: a victim's browser that started its own flow is handed
 	// the attacker's callback.
 	attacker, victim := sf.client(), sf.client()
-	theirs := provide(t, attacker, startSSO(t, attacker, "/"), "admin")
-	startSSO(t, victim, "/")
+	theirs := provide(t, attacker, pressSSO(t, attacker, "/"), "admin")
+	pressSSO(t, victim, "/")
 	resp, body = callback(t, victim, theirs)
 	wantRefused(t, resp, body, http.StatusBadRequest, "not started in this browser")
 	if resp, _ := victim.get("/buildings"); resp.StatusCode != http.StatusSeeOther {
@@ -211,7 +225,7 @@ func TestSSOReplayedAndForeignState(t *testing.T) {
 func TestSSOCodeForAnotherApplication(t *testing.T) {
 	sf := newSSOFixture(t, nil)
 	c := sf.client()
-	auth, _ := url.Parse(startSSO(t, c, "/"))
+	auth, _ := url.Parse(pressSSO(t, c, "/"))
 	other := oauth2.Config{ClientID: "other-app", RedirectURL: c.base.String() + sso.CallbackPath,
 		Endpoint: oauth2.Endpoint{AuthURL: sf.op.URL + "/auth"}, Scopes: []string{"openid", "email"}}
 	back := provide(t, c, other.AuthCodeURL(auth.Query().Get("state"), oauth2.SetAuthURLParam("nonce", auth.Query().Get("nonce"))), "manager")
