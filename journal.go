@@ -83,6 +83,24 @@ var auditSentences = map[string]func(e *AuditEntry, d detail) string{
 	"user.login_failed":    func(*AuditEntry, detail) string { return "failed to sign in: unknown account or wrong password" },
 	"user.login_throttled": func(*AuditEntry, detail) string { return "was refused signing in: too many failed attempts" },
 	"user.logout":          func(*AuditEntry, detail) string { return "signed out" },
+	// Single sign-on (sso.go): the provider by its issuer URL.
+	"user.login_sso": func(e *AuditEntry, d detail) string { return "signed in via " + ssoIssuer(d) },
+	"user.login_sso_failed": func(e *AuditEntry, d detail) string {
+		return "was refused signing in via " + ssoIssuer(d) + reasonSuffix(d.text("reason"))
+	},
+	"user.create_sso": func(e *AuditEntry, d detail) string {
+		s := "was given an account" + roleSuffix(d.text("role")) + " at their first sign-in via " + ssoIssuer(d)
+		if dom := d.text("domain"); dom != "" {
+			s += ", by the domain " + dom + " allowed for it"
+		}
+		return s
+	},
+	"sso.domain_allow": func(e *AuditEntry, d detail) string {
+		return "allowed sign-up by single sign-on for " + orWords(d.text("domain"), "a domain") + roleSuffix(d.text("role"))
+	},
+	"sso.domain_remove": func(e *AuditEntry, d detail) string {
+		return "stopped sign-up by single sign-on for " + orWords(d.text("domain"), "a domain")
+	},
 	"user.logout_everywhere": func(e *AuditEntry, d detail) string {
 		if e.ObjectID == e.ActorID && e.ActorID != 0 {
 			return "signed out everywhere, ending every session"
@@ -1006,4 +1024,15 @@ func nameSuffix(name string) string {
 		return ""
 	}
 	return " “" + name + "”"
+}
+
+// ssoIssuer names the provider of a sign-in by SSO: its issuer URL.
+func ssoIssuer(d detail) string { return orWords(d.text("issuer"), "single sign-on") }
+
+// orWords returns s, or words when s is empty.
+func orWords(s, words string) string {
+	if s == "" {
+		return words
+	}
+	return s
 }

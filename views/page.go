@@ -25,6 +25,9 @@ type Page struct {
 	Notice string
 	// Passkeys says the portal offers passkeys (it is reached at a host name).
 	Passkeys bool
+	// SSO is the sign-in page's single sign-on button (sso.go); its Name is
+	// "" when the portal has no OpenID provider.
+	SSO SSOButton
 }
 
 // DiskFullNotice is the banner admins and managers see while the portal's

@@ -47,7 +47,7 @@ func UsersPage(p Page, users []*doorledger.User) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Users</h1><p><a href=\"/users/new\" role=\"button\">New user</a> <a href=\"/second-factor\" role=\"button\" class=\"secondary outline\">Second factor policy</a></p><div class=\"overflow-auto\"><table class=\"striped\"><thead><tr><th>Name</th><th>Email</th><th>Role</th><th>Status</th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Users</h1><p><a href=\"/users/new\" role=\"button\">New user</a> <a href=\"/second-factor\" role=\"button\" class=\"secondary outline\">Second factor policy</a> <a href=\"/sso\" role=\"button\" class=\"secondary outline\">Single sign-on</a></p><div class=\"overflow-auto\"><table class=\"striped\"><thead><tr><th>Name</th><th>Email</th><th>Role</th><th>Status</th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -53,6 +53,14 @@ var matrix = []accessRow{
 	// Passkeys sign in anyone who has one (none here: refused, the form again).
 	{"POST", "/login/passkey/options", [6]string{ok, ok, ok, ok, ok, ok}},
 	{"POST", "/login/passkey", [6]string{ok, ok, ok, ok, ok, ok}},
+	// Single sign-on (the matrix's portal has a provider): anyone may start
+	// it; the callback without a flow shows the sign-in page with why.
+	{"POST", "/login/sso", [6]string{ok, ok, ok, ok, ok, ok}},
+	{"GET", "/login/sso/callback", [6]string{ok, ok, ok, ok, ok, ok}},
+	// The domains allowed to sign up by SSO are the admins'.
+	{"GET", "/sso", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/sso/domains", [6]string{login, ok, nf, nf, nf, nf}},
+	{"POST", "/sso/domains/:domain/remove", [6]string{login, ok, nf, nf, nf, nf}},
 	// The first screen: the attention list for managers, admins
 	// and boards (manager B: of their own buildings); installers are sent to
 	// their buildings, and their stream is not found.
@@ -246,6 +254,10 @@ func (f *fixture) concrete(t *testing.T, path string) string {
 		path = strings.Replace(path, ":user", fmt.Sprint(u.ID), 1)
 	}
 	path = strings.Replace(path, ":user", fmt.Sprint(f.managerA.ID), 1)
+	if strings.Contains(path, ":domain") {
+		d := must(sqlite.NewSSOService(f.db).AllowSSODomain(ctx, doorledger.SSODomain{Domain: fmt.Sprintf("d%d.example.com", nextID()), Role: doorledger.RoleBoard}))(t)
+		path = strings.Replace(path, ":domain", d.Domain, 1)
+	}
 	if strings.Contains(path, ":passkey") {
 		k := must(f.factors.AddPasskey(doorledger.NewContextWithUser(context.Background(), f.managerA), "key",
 			[]byte(fmt.Sprintf("cred-%d", nextID())), []byte("{}")))(t)
@@ -380,7 +392,7 @@ func outcome(resp *http.Response) string {
 }
 
 func TestAccessMatrix(t *testing.T) {
-	f := newFixture(t).withVendors(t)
+	f := newFixture(t, withSSO(t)).withVendors(t)
 	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
 	for _, row := range matrix {
 		for i, role := range roles {

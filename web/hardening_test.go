@@ -238,7 +238,7 @@ func TestCSRFTokenNotTakenFromQuery(t *testing.T) {
 // allowed there, is refused with 403 before its handler runs. A route
 // registered without csrfForm at the end of its middleware fails here.
 func TestEveryFormNeedsCSRFToken(t *testing.T) {
-	f := newFixture(t).withVendors(t)
+	f := newFixture(t, withSSO(t)).withVendors(t)
 	emails := []string{"", f.admin.Email, f.managerA.Email, f.managerB.Email, f.boardA.Email, f.instA.Email}
 	for _, row := range matrix {
 		if row.method != http.MethodPost || strings.HasPrefix(row.path, "/api/") {

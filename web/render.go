@@ -26,6 +26,7 @@ func (s *Server) page(c echo.Context, title, active string) views.Page {
 	p := views.Page{Title: title, Active: active, User: doorledger.UserFromContext(c.Request().Context())}
 	p.CSRF, _ = c.Get(csrfKey).(string)
 	p.Passkeys = s.webauthn != nil
+	p.SSO = s.ssoButton(c)
 	if u := p.User; u != nil && (u.Role == doorledger.RoleAdmin || u.Role == doorledger.RoleManager) && s.diskFull() {
 		p.Notice = views.DiskFullNotice
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/sso"
 	"github.com/doorledger/doorledger/static"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -69,6 +70,11 @@ func (s *Server) routes() {
 	e.POST("/login/passkey/options", s.handlePasskeyOptions, public...)
 	e.POST("/login/passkey", s.handlePasskeyLogin(users, factors), public...)
 	e.POST("/logout", s.handleLogout(users), public...)
+	// Single sign-on (sso.go): "Sign in with …" goes to the OpenID
+	// provider, which sends the browser back to the callback; from there
+	// the sign-in goes on as after a password.
+	e.POST("/login/sso", s.handleSSOStart, public...)
+	e.GET(sso.CallbackPath, s.handleSSOCallback(s.cfg.SSOAccounts, users, factors))
 
 	// Signed in.
 	// The first screen: what needs attention, across every building the
@@ -245,6 +251,10 @@ func (s *Server) routes() {
 	e.POST("/users/:user/second-factor/reset", s.handleUserFactorReset(users, factors), admin...)
 	e.GET("/second-factor", s.handleFactorPolicyPage(factors), admin...)
 	e.POST("/second-factor", s.handleFactorPolicy(factors), admin...)
+	// Which email domains get an account at their first sign-in by SSO.
+	e.GET("/sso", s.handleSSOPage(s.cfg.SSOAccounts), admin...)
+	e.POST("/sso/domains", s.handleSSODomainAllow(s.cfg.SSOAccounts), stepUp(admin, "Allowing sign-up by single sign-on")...)
+	e.POST("/sso/domains/:domain/remove", s.handleSSODomainRemove(s.cfg.SSOAccounts), admin...)
 	e.GET("/audit", s.handleAudit(audit, logs), admin...)
 	e.POST("/audit/verify", s.handleAuditVerify(audit, logs), admin...)
 	// Witnesses of the log (docs/witnesses.md): who cosigns, the k-of-n policy.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/sso"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
@@ -40,6 +41,11 @@ type Config struct {
 	// SecondFactors keeps managers' and admins' second factors (nil: none
 	// are asked for).
 	SecondFactors doorledger.SecondFactorService
+	// SSO is the OpenID provider people may sign in through (nil: none), and
+	// SSOAccounts matches its identities to accounts and keeps the domains
+	// allowed to sign up (web/sso.go).
+	SSO         *sso.Provider
+	SSOAccounts doorledger.SSOService
 	// PublicURL is the address people reach the portal at; its host is the
 	// passkeys' relying party (none on an IP address: browsers refuse it).
 	PublicURL string

@@ -65,7 +65,9 @@ func must[T any](v T, err error) func(testing.TB) T {
 	}
 }
 
-func newFixture(tb testing.TB) *fixture {
+// newFixture builds the portal; each option may change its configuration
+// (it knows the portal's address already: f.http.URL).
+func newFixture(tb testing.TB, options ...func(f *fixture, cfg *web.Config)) *fixture {
 	tb.Helper()
 	d := sqlite.NewDB(filepath.Join(tb.TempDir(), "test.db"))
 	d.PasswordCost = 4
@@ -78,7 +80,10 @@ func newFixture(tb testing.TB) *fixture {
 		consents: sqlite.NewConsentService(d, "http://portal.test"), outbox: sqlite.NewOutboxService(d),
 		reports: sqlite.NewReportService(d, logs, "http://portal.test"), logs: logs, residents: sqlite.NewResidentService(d, "http://portal.test"),
 		privacy: sqlite.NewPrivacyService(d), witnesses: sqlite.NewWitnessService(d), factors: sqlite.NewSecondFactorService(d)}
-	f.server = web.NewServer(web.Config{
+	// The listener first, so that an option can give the portal its own address.
+	f.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.server.Handler().ServeHTTP(w, r) }))
+	tb.Cleanup(f.http.Close)
+	cfg := web.Config{
 		Users: f.users, Buildings: f.buildings, Audit: sqlite.NewAuditService(d),
 		Consents: f.consents, Papers: f.consents, Policies: sqlite.NewPolicyService(d), Invitations: sqlite.NewInvitationService(d, "http://portal.test"), Outbox: f.outbox,
 		Devices:       sqlite.NewDeviceService(d),
@@ -96,9 +101,12 @@ func newFixture(tb testing.TB) *fixture {
 		DiskFull:      d.Space().Full,
 		SessionKeys:   [][]byte{[]byte(strings.Repeat("h", 64)), []byte(strings.Repeat("b", 32))},
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	f.http = httptest.NewServer(f.server.Handler())
-	tb.Cleanup(f.http.Close)
+		SSOAccounts:   sqlite.NewSSOService(d),
+	}
+	for _, o := range options {
+		o(f, &cfg)
+	}
+	f.server = web.NewServer(cfg)
 
 	ctx := sys()
 	f.A = must(f.buildings.CreateBuilding(ctx, doorledger.BuildingInput{Name: "Building A", Address: "1 A St", Timezone: "America/New_York"}))(tb)

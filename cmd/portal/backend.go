@@ -163,6 +163,7 @@ func openSQLite(a *app, sealKey func() ([]byte, error)) error {
 	a.witnesses = sqlite.NewWitnessService(db)
 	a.factors = sqlite.NewSecondFactorService(db) // sealed with the key SetSealKey sets
 	a.webhooks = sqlite.NewWebhookService(db)
+	a.sso = sqlite.NewSSOService(db)
 	a.attention = sqlite.NewAttentionService(db)
 	a.leases = sqlite.NewLeaseService(db)
 	a.ops = sqlite.NewOpsService(db)
@@ -262,6 +263,7 @@ func openPostgres(a *app, sealKey func() ([]byte, error)) error {
 	}
 	a.witnesses = postgres.NewWitnessService(db)
 	a.webhooks = postgres.NewWebhookService(db)
+	a.sso = postgres.NewSSOService(db)
 	a.factors = postgres.NewSecondFactorService(db) // sealed with the key SetSealKey set above
 	a.attention = postgres.NewAttentionService(db)
 	a.leases = postgres.NewLeaseService(db)

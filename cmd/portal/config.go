@@ -60,6 +60,9 @@ type config struct {
 	// renewing it: a dead instance's work is taken over within it and a third.
 	LeaseTTL time.Duration
 
+	// SSO is the OpenID provider people may sign in through (sso.go).
+	SSO ssoConfig
+
 	// webTimeouts bound slow and broken HTTP clients; zero: the web
 	// package's defaults. Only tests set it (through the app hook).
 	webTimeouts web.Timeouts
@@ -133,11 +136,15 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&cfg.AdminEmail, "admin-email", envOr(getenv, "DOORLEDGER_ADMIN_EMAIL", "admin@doorledger.localhost"), "email of the admin created on first start (env DOORLEDGER_ADMIN_EMAIL)")
 	floorMB := fs.Int64("disk-floor-mb", envInt64(getenv, "DOORLEDGER_DISK_FLOOR_MB", sqlite.DefaultSpaceFloor>>20), "refuse device and vendor events (503, negative PUBACK) while less than this many MiB are free on the data disk, keeping them for revokes (env DOORLEDGER_DISK_FLOOR_MB)")
 	reserveMB := fs.Int64("disk-reserve-mb", envInt64(getenv, "DOORLEDGER_DISK_RESERVE_MB", sqlite.DefaultSpaceReserve>>20), "size in MiB of the reserve file kept in the data directory and released when the disk is full; 0: none (env DOORLEDGER_DISK_RESERVE_MB)")
+	checkSSO := addSSOFlags(fs, getenv, &cfg.SSO)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkSSO(); err != nil {
+		return nil, err
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)

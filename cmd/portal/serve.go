@@ -20,6 +20,7 @@ import (
 	"github.com/doorledger/doorledger/internal/atomicfile"
 	"github.com/doorledger/doorledger/mail"
 	"github.com/doorledger/doorledger/reports"
+	"github.com/doorledger/doorledger/sso"
 	"github.com/doorledger/doorledger/web"
 	"github.com/doorledger/doorledger/witness"
 )
@@ -51,6 +52,7 @@ type app struct {
 	ops         opsStore
 	factors     doorledger.SecondFactorService // second factors (issue 16), on either backend
 	webhooks    doorledger.WebhookService
+	sso         doorledger.SSOService // the domains allowed to sign up by SSO, and its sign-ins
 	web         *web.Server
 
 	// sessions ends devices' connections through the embedded broker once
@@ -209,11 +211,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		observe = m.ObserveRequest
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
 	}
+	provider, stopSSO, err := startSSO(sysctx, cfg, a.db.Now, a.log)
+	if err != nil {
+		return err
+	}
+	defer stopSSO()
 	a.web = web.NewServer(web.Config{
 		Users: a.users, Buildings: a.buildings, Audit: a.audit,
 		Consents: a.consents, Papers: a.consents, Policies: a.policies, Invitations: a.invitations, Outbox: a.outbox, Devices: a.devices, Vendors: a.vendors, Unlocks: a.unlocks, Logs: a.logs,
 		Reports: a.reports, ReportFiles: runner, Residents: a.residents, Privacy: a.privacy,
 		Attention: a.attention, Witnesses: a.witnesses, Webhooks: a.webhooks, SecondFactors: a.factors, PublicURL: cfg.PublicURL,
+		SSO: provider, SSOAccounts: a.sso,
 		Health:         a.db.Ping,
 		Ready:          func(ctx context.Context) error { return ready(ctx, a, dc) },
 		BrokerUp:       func() bool { return dc.client == nil || dc.client.Connected() },
@@ -239,9 +247,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		for _, u := range a.baseURLs {
 			*u = scheme + "://" + a.web.Addr()
 		}
+		if provider != nil {
+			provider.SetRedirectURL(scheme + "://" + a.web.Addr() + sso.CallbackPath)
+		}
 	}
 	fmt.Fprintf(stdout, "Doorledger is listening on %s://%s (data in %s)\n", scheme, a.web.Addr(), cfg.DataDir)
 	a.log.Info("listening", "addr", a.web.Addr(), "data", cfg.DataDir)
+	if provider != nil {
+		fmt.Fprintf(stdout, "Single sign-on through %s (redirect URL to register there: %s)\n", provider.Issuer(), provider.RedirectURL())
+	}
 
 	// Mail: the dispatcher sends what the outbox holds (or logs it without SMTP);
 	// the database wakes it after each commit that queued mail.

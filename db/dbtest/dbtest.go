@@ -53,6 +53,7 @@ type Services struct {
 	Controller    devicectl.Store
 	Webhooks      doorledger.WebhookService
 	SecondFactors doorledger.SecondFactorService
+	SSO           doorledger.SSOService
 
 	// Now is the services' clock, read once per transaction; a test moves it.
 	// It starts at the real time truncated to the second: a backend's rules
@@ -87,6 +88,7 @@ type test struct {
 var Groups = []string{
 	"users", "sessions", "buildings", "consents", "papers", "text", "residents", "outbox",
 	"policies", "unlocks", "reports", "vendors", "logs", "witnesses", "devices", "attention", "leases", "ops", "webhooks", "webhookevents", "secondfactors",
+	"sso",
 }
 
 // groups are the tests of each group.
@@ -112,6 +114,7 @@ var groups = map[string][]test{
 	"webhooks":      webhookTests,
 	"webhookevents": webhookEventTests,
 	"secondfactors": secondFactorTests,
+	"sso":           ssoTests,
 }
 
 // Run runs the whole suite, one subtest per behaviour, each on services of

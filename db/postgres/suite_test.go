@@ -68,5 +68,6 @@ func openServices(tb testing.TB) (dbtest.Services, *postgres.DB) {
 		Webhooks:        postgres.NewWebhookService(d),
 		SecondFactors:   postgres.NewSecondFactorService(d),
 		OnEvent:         func(f func()) { d.OnEvent = f },
+		SSO:             postgres.NewSSOService(d),
 	}, d
 }

@@ -68,6 +68,7 @@ func openServicesWithKey(tb testing.TB, key *auditlog.Key) (dbtest.Services, *sq
 		MaxReportEvents: func(n int64) { reports.MaxEvents = n },
 		Webhooks:        sqlite.NewWebhookService(d),
 		OnEvent:         func(f func()) { d.OnEvent = f },
+		SSO:             sqlite.NewSSOService(d),
 		SecondFactors:   sqlite.NewSecondFactorService(d),
 	}, d
 }
