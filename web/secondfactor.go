@@ -278,7 +278,7 @@ func (s *Server) renderTOTPSetup(c echo.Context, status int, setup *doorledger.T
 
 func (s *Server) handleAccountFactors(factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return s.renderAccountFactors(c, factors, http.StatusOK, views.Form{})
+		return s.renderAccountFactors(c, factors, http.StatusOK, views.Form{}, "")
 	}
 }
 
@@ -307,6 +307,29 @@ func (s *Server) handleAccountTOTPConfirm(factors doorledger.SecondFactorService
 		return render(c, http.StatusOK, views.RecoveryCodesPage(s.page(c, "Your recovery codes", "account"),
 			views.RecoveryCodesView{Codes: codes, Continue: "/account/second-factor"}))
 	}
+}
+
+func (s *Server) handleAccountTOTPRemove(factors doorledger.SecondFactorService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := factors.RemoveTOTP(c.Request().Context())
+		if doorledger.ErrorCode(err) == doorledger.ENOTFOUND { // removed meanwhile, or never set up
+			return s.redirect(c, "/account/second-factor", "")
+		}
+		return s.factorRemoved(c, factors, err, "Authenticator app removed.")
+	}
+}
+
+// factorRemoved answers the removal of one of the user's own second
+// factors: their page with msg, or with why it was refused (their role
+// requires a second factor and it was their last).
+func (s *Server) factorRemoved(c echo.Context, factors doorledger.SecondFactorService, err error, msg string) error {
+	switch doorledger.ErrorCode(err) {
+	case "":
+		return s.redirect(c, "/account/second-factor", msg)
+	case doorledger.ECONFLICT:
+		return s.renderAccountFactors(c, factors, http.StatusConflict, views.Form{}, doorledger.ErrorMessage(err))
+	}
+	return err
 }
 
 func (s *Server) handleAccountRecoveryCodes(factors doorledger.SecondFactorService) echo.HandlerFunc {
