@@ -79,6 +79,16 @@ type TOTPSetup struct {
 	URL    string // otpauth://totp/…
 }
 
+// KeepRequiredFactor refuses (ECONFLICT) a removal that would leave a user
+// whose role requires a second factor (the policy) with none; left says
+// whether they would have one after it.
+func KeepRequiredFactor(required, left bool) error {
+	if left || !required {
+		return nil
+	}
+	return Errorf(ECONFLICT, "Your role requires a second factor and this is your last one: add another (a passkey or an authenticator app) before you remove it.")
+}
+
 // MayHaveSecondFactor reports whether a role may enrol a second factor, and
 // so whether an admin may require one of it.
 func (r Role) MayHaveSecondFactor() bool { return r == RoleAdmin || r == RoleManager }
@@ -164,8 +174,13 @@ type SecondFactorService interface {
 	// (journaled, and counted as a failed try); EUNAUTHORIZED, or ETOOMANY.
 	PasskeyFailed(ctx context.Context, userID int64, ip string) error
 	// RemovePasskey removes one of the caller's passkeys (ENOTFOUND for
-	// another's), journaled.
+	// another's), journaled. ECONFLICT when it is their last second factor
+	// and their role requires one (KeepRequiredFactor). Recovery codes go
+	// with the last second factor.
 	RemovePasskey(ctx context.Context, passkeyID int64) error
+	// RemoveTOTP removes the caller's authenticator app, journaled, as
+	// RemovePasskey removes a passkey; ENOTFOUND when they have none.
+	RemoveTOTP(ctx context.Context) error
 
 	// SecondFactorPolicy returns the roles that must have a second factor.
 	SecondFactorPolicy(ctx context.Context) ([]Role, error)

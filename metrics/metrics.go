@@ -1,14 +1,13 @@
 // Package metrics exposes the portal's figures in the Prometheus text format
 // (github.com/prometheus/client_golang): HTTP requests by route pattern, the
 // device traffic counters of the MQTT transport, group-commit batches, the
-// database pools, and what the database says waits or failed (OpsStats), read
-// at each scrape.
+// database pools (pools.go), and what the database says waits or failed
+// (OpsStats, WebhookStats), read at each scrape.
 package metrics
 
 import (
 	"context"
 	"crypto/subtle"
-	"database/sql"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -32,8 +31,9 @@ type Sources struct {
 	Devices func() (counters map[string]int64, connected int64)
 	// Groups are the group committers' totals: commits and items, by name.
 	Groups map[string]func() (groups, items int64)
-	// Pools are database/sql pools, by name, for their pool statistics.
-	Pools  map[string]*sql.DB
+	// Pools read the database pools' figures, by pool name (SQLPool,
+	// PgxPool).
+	Pools  map[string]func() PoolStats
 	Logger *slog.Logger
 }
 
@@ -61,9 +61,6 @@ func New(src Sources) *Metrics {
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route", "method"})
 	m.reg.MustRegister(m.requests, m.latency)
-	for name, db := range src.Pools {
-		m.reg.MustRegister(collectors.NewDBStatsCollector(db, name))
-	}
 	m.reg.MustRegister(&sourceCollector{src: src})
 	return m
 }
@@ -111,12 +108,20 @@ var (
 	descLogPending      = prometheus.NewDesc("doorledger_log_pending_rows", "Committed rows not yet in the verifiable log.", nil, nil)
 	descLogLag          = prometheus.NewDesc("doorledger_log_sequencing_lag_seconds", "How long the oldest row not yet in the verifiable log has waited (0 when none).", nil, nil)
 	descScrapeErrors    = prometheus.NewDesc("doorledger_ops_scrape_error", "1 when the database's figures could not be read at this scrape.", nil, nil)
+	descHooksPending    = prometheus.NewDesc("doorledger_webhook_deliveries_pending", "Outbound event deliveries not delivered nor given up on: due, or waiting to retry.", nil, nil)
+	descHooksOldest     = prometheus.NewDesc("doorledger_webhook_oldest_pending_seconds", "How long the oldest pending delivery has waited since it was queued or replayed (0 when none).", nil, nil)
+	descHooksFailing    = prometheus.NewDesc("doorledger_webhook_deliveries_failing", "Deliveries waiting to retry after a failed attempt, by subscription id and the reason of that attempt (no_answer, redirect, client_error, server_error, other).", []string{"subscription", "reason"}, nil)
+	descHooksGivenUp    = prometheus.NewDesc("doorledger_webhook_deliveries_given_up", "Deliveries of an active subscription given up on (retried for 24 h) and not replayed, still listed (30 days), by subscription id.", []string{"subscription"}, nil)
 	descCommandStatuses = []string{"pending", "sent", "confirmed", "not_confirmed", "refused", "superseded"}
 )
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDeviceCounter, descDevicesUp, descGroupCommits, descGroupItems, descCommands,
-		descRevokeLatency, descOutbox, descReportsQueued, descLogPending, descLogLag, descScrapeErrors} {
+		descRevokeLatency, descOutbox, descReportsQueued, descLogPending, descLogLag, descScrapeErrors,
+		descHooksPending, descHooksOldest, descHooksFailing, descHooksGivenUp} {
+		ch <- d
+	}
+	for _, d := range poolDescs {
 		ch <- d
 	}
 }
@@ -136,12 +141,19 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGroupCommits, prometheus.CounterValue, float64(groups), name)
 		ch <- prometheus.MustNewConstMetric(descGroupItems, prometheus.CounterValue, float64(items), name)
 	}
+	for name, f := range c.src.Pools {
+		collectPool(ch, name, f())
+	}
 	if c.src.Ops == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(doorledger.NewSystemContext(context.Background(), "metrics"), ScrapeTimeout)
 	defer cancel()
 	st, err := c.src.Ops.OpsStats(ctx)
+	var hooks *doorledger.WebhookStats
+	if err == nil {
+		hooks, err = c.src.Ops.WebhookStats(ctx)
+	}
 	failed := 0.0
 	if err != nil {
 		failed = 1
@@ -172,6 +184,20 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReportsQueued, prometheus.GaugeValue, float64(st.ReportsQueued))
 	ch <- prometheus.MustNewConstMetric(descLogPending, prometheus.GaugeValue, float64(st.LogPending))
 	ch <- prometheus.MustNewConstMetric(descLogLag, prometheus.GaugeValue, st.LogLag.Seconds())
+	collectWebhooks(ch, hooks)
+}
+
+// collectWebhooks sends the outbound events' figures. Subscriptions are
+// labelled by id, never by URL (which may carry a receiver's token).
+func collectWebhooks(ch chan<- prometheus.Metric, st *doorledger.WebhookStats) {
+	ch <- prometheus.MustNewConstMetric(descHooksPending, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(descHooksOldest, prometheus.GaugeValue, st.OldestPending.Seconds())
+	for _, f := range st.Failing {
+		ch <- prometheus.MustNewConstMetric(descHooksFailing, prometheus.GaugeValue, float64(f.Deliveries), strconv.FormatInt(f.SubscriptionID, 10), f.Reason)
+	}
+	for sub, n := range st.GivenUp {
+		ch <- prometheus.MustNewConstMetric(descHooksGivenUp, prometheus.GaugeValue, float64(n), strconv.FormatInt(sub, 10))
+	}
 }
 
 func known(status string) bool {

@@ -38,9 +38,10 @@ type RecoveryCodesView struct {
 type AccountSecondFactorView struct {
 	Factors  *doorledger.SecondFactors
 	Keys     []*doorledger.Passkey
-	Required bool // their role must have one
-	Passkeys bool // the portal offers passkeys
-	Form     Form // the passkey form, re-rendered
+	Required bool   // their role must have one
+	Passkeys bool   // the portal offers passkeys
+	Form     Form   // the passkey form, re-rendered
+	Refused  string // why the removal of a second factor was refused
 }
 
 // StepUpView asks for the second factor again before an action goes on:

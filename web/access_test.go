@@ -74,6 +74,7 @@ var matrix = []accessRow{
 	{"POST", "/account/second-factor/totp", [6]string{login, ok, ok, ok, nf, nf}},
 	{"POST", "/account/second-factor/totp/confirm", [6]string{login, ok, ok, ok, nf, nf}},
 	{"POST", "/account/second-factor/recovery-codes", [6]string{login, ok, ok, ok, nf, nf}},
+	{"POST", "/account/second-factor/totp/remove", [6]string{login, ok, ok, ok, nf, nf}},
 	{"POST", "/account/passkeys/options", [6]string{login, ok, ok, ok, nf, nf}},
 	{"POST", "/account/passkeys", [6]string{login, ok, ok, ok, nf, nf}},
 	// Manager A's passkey: theirs alone to remove.

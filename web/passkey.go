@@ -165,7 +165,7 @@ func (s *Server) handlePasskeyAdd(factors doorledger.SecondFactorService) echo.H
 			if !formError(&f, err) {
 				return err
 			}
-			return s.renderAccountFactors(c, factors, formStatus(err), f)
+			return s.renderAccountFactors(c, factors, formStatus(err), f, "")
 		}
 		return s.redirect(c, "/account/second-factor", "Passkey added: you can sign in with it alone.")
 	}
@@ -177,10 +177,7 @@ func (s *Server) handlePasskeyRemove(factors doorledger.SecondFactorService) ech
 		if err != nil {
 			return err
 		}
-		if err := factors.RemovePasskey(c.Request().Context(), id); err != nil {
-			return err
-		}
-		return s.redirect(c, "/account/second-factor", "Passkey removed.")
+		return s.factorRemoved(c, factors, factors.RemovePasskey(c.Request().Context(), id), "Passkey removed.")
 	}
 }
 
@@ -301,15 +298,16 @@ func (s *Server) stepUpPasskey(c echo.Context, factors doorledger.SecondFactorSe
 	return nil
 }
 
-// renderAccountFactors draws the user's own second-factor page.
-func (s *Server) renderAccountFactors(c echo.Context, factors doorledger.SecondFactorService, status int, f views.Form) error {
+// renderAccountFactors draws the user's own second-factor page, with the
+// passkey form f and why a removal was refused ("": none).
+func (s *Server) renderAccountFactors(c echo.Context, factors doorledger.SecondFactorService, status int, f views.Form, refused string) error {
 	ctx := c.Request().Context()
 	u := doorledger.UserFromContext(ctx)
 	v, err := accountFactors(ctx, factors, u)
 	if err != nil {
 		return err
 	}
-	v.Form, v.Passkeys = f, s.webauthn != nil
+	v.Form, v.Passkeys, v.Refused = f, s.webauthn != nil, refused
 	return render(c, status, views.AccountSecondFactorPage(s.page(c, "Second factor", "account"), v))
 }
 

@@ -89,9 +89,10 @@ func (s *Server) routes() {
 	e.POST("/account/second-factor/totp", s.handleAccountTOTPStart(factors), managers...)
 	e.POST("/account/second-factor/totp/confirm", s.handleAccountTOTPConfirm(factors), managers...)
 	e.POST("/account/second-factor/recovery-codes", s.handleAccountRecoveryCodes(factors), managers...)
+	e.POST("/account/second-factor/totp/remove", s.handleAccountTOTPRemove(factors), stepUp(managers, "Removing your authenticator app")...)
 	e.POST("/account/passkeys/options", s.handlePasskeyRegisterOptions(factors), managers...)
 	e.POST("/account/passkeys", s.handlePasskeyAdd(factors), managers...)
-	e.POST("/account/passkeys/:passkey/remove", s.handlePasskeyRemove(factors), managers...)
+	e.POST("/account/passkeys/:passkey/remove", s.handlePasskeyRemove(factors), stepUp(managers, "Removing a passkey")...)
 
 	// Buildings: the service answers 404 for a building without a grant.
 	e.GET("/buildings", s.handleBuildings(buildings, attention), signedIn...)

@@ -93,6 +93,23 @@ func (s *Server) pendingUser(c echo.Context, users doorledger.UserService) (*doo
 	return u, safeNext(next), nil
 }
 
+// afterPassword is a handler of the second factor's step at sign-in: h runs
+// for the user who proved their password in this browser within
+// pendingMaxAge (pendingUser), with where the sign-in goes next; a browser
+// with none goes back to the sign-in page. Every such step checks the
+// proved password here.
+func (s *Server) afterPassword(users doorledger.UserService, h func(c echo.Context, u *doorledger.User, next string) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u, next, err := s.pendingUser(c, users)
+		if err != nil {
+			return err
+		} else if u == nil {
+			return c.Redirect(http.StatusSeeOther, "/login")
+		}
+		return h(c, u, next)
+	}
+}
+
 // signIn starts a new session for u in this browser, ending the one it had
 // (a cookie planted or copied before sign-in is worth nothing), with the
 // time u proved their second factor (zero: not at this sign-in).
@@ -155,25 +172,13 @@ func codeRefused(c echo.Context, err error) bool {
 }
 
 func (s *Server) handleSecondFactorPage(users doorledger.UserService) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u, _, err := s.pendingUser(c, users)
-		if err != nil {
-			return err
-		} else if u == nil {
-			return c.Redirect(http.StatusSeeOther, "/login")
-		}
+	return s.afterPassword(users, func(c echo.Context, _ *doorledger.User, _ string) error {
 		return render(c, http.StatusOK, views.SecondFactorLoginPage(s.page(c, "Second factor", ""), views.Form{}))
-	}
+	})
 }
 
 func (s *Server) handleSecondFactorLogin(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u, next, err := s.pendingUser(c, users)
-		if err != nil {
-			return err
-		} else if u == nil {
-			return s.redirect(c, "/login", "")
-		}
+	return s.afterPassword(users, func(c echo.Context, u *doorledger.User, next string) error {
 		kind, err := factors.VerifySecondFactor(c.Request().Context(), u.ID, c.FormValue("code"), c.RealIP())
 		if err != nil {
 			if !codeRefused(c, err) {
@@ -188,7 +193,7 @@ func (s *Server) handleSecondFactorLogin(users doorledger.UserService, factors d
 			s.flash(c, "ok", "You signed in with a recovery code; it cannot be used again. Lost your authenticator app? Ask an admin to reset your second factor.")
 		}
 		return c.Redirect(http.StatusSeeOther, next)
-	}
+	})
 }
 
 // asPending is ctx acting as u, who proved their password (the
@@ -198,11 +203,8 @@ func asPending(ctx context.Context, u *doorledger.User) context.Context {
 }
 
 func (s *Server) handleEnrolPage(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u, _, err := s.pendingUser(c, users)
-		if err != nil {
-			return err
-		} else if u == nil || !u.Role.MayHaveSecondFactor() {
+	return s.afterPassword(users, func(c echo.Context, u *doorledger.User, _ string) error {
+		if !u.Role.MayHaveSecondFactor() {
 			return c.Redirect(http.StatusSeeOther, "/login")
 		}
 		setup, err := factors.PendingTOTP(asPending(c.Request().Context(), u))
@@ -212,17 +214,11 @@ func (s *Server) handleEnrolPage(users doorledger.UserService, factors doorledge
 			return err
 		}
 		return s.renderTOTPSetup(c, http.StatusOK, setup, "/login/enrol", true, views.Form{})
-	}
+	})
 }
 
 func (s *Server) handleEnrolStart(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u, _, err := s.pendingUser(c, users)
-		if err != nil {
-			return err
-		} else if u == nil {
-			return s.redirect(c, "/login", "")
-		}
+	return s.afterPassword(users, func(c echo.Context, u *doorledger.User, _ string) error {
 		setup, err := factors.StartTOTP(asPending(c.Request().Context(), u))
 		switch doorledger.ErrorCode(err) {
 		case "":
@@ -231,17 +227,11 @@ func (s *Server) handleEnrolStart(users doorledger.UserService, factors doorledg
 			return c.Redirect(http.StatusSeeOther, "/login/second-factor")
 		}
 		return err
-	}
+	})
 }
 
 func (s *Server) handleEnrolConfirm(users doorledger.UserService, factors doorledger.SecondFactorService) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		u, next, err := s.pendingUser(c, users)
-		if err != nil {
-			return err
-		} else if u == nil {
-			return s.redirect(c, "/login", "")
-		}
+	return s.afterPassword(users, func(c echo.Context, u *doorledger.User, next string) error {
 		ctx := asPending(c.Request().Context(), u)
 		codes, err := factors.ConfirmTOTP(ctx, c.FormValue("code"), c.RealIP())
 		if err != nil {
@@ -252,7 +242,7 @@ func (s *Server) handleEnrolConfirm(users doorledger.UserService, factors doorle
 		}
 		c.SetRequest(c.Request().WithContext(ctx)) // the page is drawn for them, signed in
 		return render(c, http.StatusOK, views.RecoveryCodesPage(s.page(c, "Your recovery codes", ""), views.RecoveryCodesView{Codes: codes, Continue: next}))
-	}
+	})
 }
 
 // setupRefused re-renders an authenticator app's setup after a refused
@@ -288,7 +278,7 @@ func (s *Server) renderTOTPSetup(c echo.Context, status int, setup *doorledger.T
 
 func (s *Server) handleAccountFactors(factors doorledger.SecondFactorService) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return s.renderAccountFactors(c, factors, http.StatusOK, views.Form{})
+		return s.renderAccountFactors(c, factors, http.StatusOK, views.Form{}, "")
 	}
 }
 
@@ -317,6 +307,29 @@ func (s *Server) handleAccountTOTPConfirm(factors doorledger.SecondFactorService
 		return render(c, http.StatusOK, views.RecoveryCodesPage(s.page(c, "Your recovery codes", "account"),
 			views.RecoveryCodesView{Codes: codes, Continue: "/account/second-factor"}))
 	}
+}
+
+func (s *Server) handleAccountTOTPRemove(factors doorledger.SecondFactorService) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := factors.RemoveTOTP(c.Request().Context())
+		if doorledger.ErrorCode(err) == doorledger.ENOTFOUND { // removed meanwhile, or never set up
+			return s.redirect(c, "/account/second-factor", "")
+		}
+		return s.factorRemoved(c, factors, err, "Authenticator app removed.")
+	}
+}
+
+// factorRemoved answers the removal of one of the user's own second
+// factors: their page with msg, or with why it was refused (their role
+// requires a second factor and it was their last).
+func (s *Server) factorRemoved(c echo.Context, factors doorledger.SecondFactorService, err error, msg string) error {
+	switch doorledger.ErrorCode(err) {
+	case "":
+		return s.redirect(c, "/account/second-factor", msg)
+	case doorledger.ECONFLICT:
+		return s.renderAccountFactors(c, factors, http.StatusConflict, views.Form{}, doorledger.ErrorMessage(err))
+	}
+	return err
 }
 
 func (s *Server) handleAccountRecoveryCodes(factors doorledger.SecondFactorService) echo.HandlerFunc {

@@ -64,6 +64,18 @@ func enrolTOTP(t *testing.T, c *client, now *time.Time) (string, []string) {
 	return secret, out
 }
 
+// withApp fixes f's clock, signs a new client in as email and sets up an
+// authenticator app through it; it returns the clock, the client and the
+// app's secret.
+func (f *fixture) withApp(t *testing.T, email string) (*time.Time, *client, string) {
+	t.Helper()
+	now := f.clock()
+	c := f.client()
+	c.login(email)
+	secret, _ := enrolTOTP(t, c, now)
+	return now, c, secret
+}
+
 // signInWithCode signs c in as email with the password then code, and
 // returns the second step's answer.
 func signInWithCode(t *testing.T, c *client, email, code string) (*http.Response, string) {
@@ -266,10 +278,7 @@ func TestSecondFactorRequiredAtSignIn(t *testing.T) {
 // Revoking stays one click.
 func TestStepUp(t *testing.T) {
 	f := newFixture(t)
-	now := f.clock()
-	setup := f.client()
-	setup.login(f.managerA.Email)
-	secret, _ := enrolTOTP(t, setup, now)
+	now, _, secret := f.withApp(t, f.managerA.Email)
 	c := f.client()
 	if resp, _ := signInWithCode(t, c, f.managerA.Email, totpCode(t, secret, *now)); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign in: %d", resp.StatusCode)
@@ -356,4 +365,72 @@ func roster(t *testing.T, f *fixture) string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// A manager removes their own authenticator app: asked for the second
+// factor again when the last was more than 15 minutes ago, refused with a
+// clear message while their role requires a second factor and it is their
+// last, never without the form's CSRF token; journaled.
+func TestRemoveOwnSecondFactor(t *testing.T) {
+	f := newFixture(t)
+	now, c, secret := f.withApp(t, f.managerA.Email)
+	a := f.client()
+	a.login(f.admin.Email)
+	if resp, _ := a.post("/second-factor", url.Values{"role": {"manager"}}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("requiring it of managers: %d", resp.StatusCode)
+	}
+	const remove = "/account/second-factor/totp/remove"
+	hasApp := func() bool {
+		t.Helper()
+		sf, err := f.factors.SecondFactors(sys(), f.managerA.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sf.TOTP
+	}
+
+	// Required, and the last: refused, and said why.
+	resp, body := c.post(remove, nil, "")
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, `id="factor-refused"`) || !strings.Contains(body, "Your role requires a second factor") || !hasApp() {
+		t.Fatalf("the last required factor removed: %d, app kept %v\n%.1200s", resp.StatusCode, hasApp(), body)
+	}
+	if resp, _ := a.post("/second-factor", url.Values{}, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("requiring none: %d", resp.StatusCode)
+	}
+	// Without the CSRF token: refused.
+	if resp, _ := c.post(remove, nil, "-"); resp.StatusCode != http.StatusForbidden || !hasApp() {
+		t.Fatalf("without the token: %d, app kept %v", resp.StatusCode, hasApp())
+	}
+	// Sixteen minutes after the code: asked again, a wrong code refused.
+	*now = now.Add(16 * time.Minute)
+	resp, body = c.post(remove, nil, "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Removing your authenticator app needs your second factor") || !hasApp() {
+		t.Fatalf("16 minutes on: %d, app kept %v\n%.800s", resp.StatusCode, hasApp(), body)
+	}
+	if resp, _ := c.post(remove, url.Values{"_second_factor": {"000000"}}, ""); resp.StatusCode != http.StatusUnauthorized || !hasApp() {
+		t.Fatalf("a wrong code: %d, app kept %v", resp.StatusCode, hasApp())
+	}
+	resp, _ = c.post(remove, url.Values{"_second_factor": {totpCode(t, secret, *now)}}, "")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/account/second-factor" || hasApp() {
+		t.Fatalf("the right code: %d %q, app kept %v", resp.StatusCode, resp.Header.Get("Location"), hasApp())
+	}
+	if _, body := c.get("/account/second-factor"); !strings.Contains(body, "Authenticator app removed.") || !strings.Contains(body, `id="totp-start"`) {
+		t.Fatalf("the account page after the removal:\n%.1200s", body)
+	}
+	// Signing in again takes the password alone.
+	b := f.client()
+	b.login(f.managerA.Email)
+	entries, err := f.audit().FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var removed int
+	for _, e := range entries {
+		if e.Action == "user.2fa_removed" && e.ActorID == f.managerA.ID && strings.Contains(e.Detail, `"totp"`) {
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Fatalf("journal: %d removals of the app, want 1", removed)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/doorledger/doorledger/db/postgres"
 	"github.com/doorledger/doorledger/db/sqlite"
 	"github.com/doorledger/doorledger/devicectl"
+	"github.com/doorledger/doorledger/metrics"
 )
 
 // backend is the database under the services: SQLite in the data directory
@@ -33,9 +33,9 @@ type backend interface {
 	// OnMail sets what runs after a commit that queued mail; it must not block.
 	OnMail(fn func())
 	OnEvent(fn func())
-	// Pools are the database/sql pools, by name, for the metrics; none on
-	// PostgreSQL (pgx keeps its own).
-	Pools() map[string]*sql.DB
+	// Pools read the database's connection pools, by name, for the
+	// metrics: SQLite's writer and readers, PostgreSQL's one pgxpool.
+	Pools() map[string]func() metrics.PoolStats
 	// Space is the data disk's free-space guard; nil on PostgreSQL, whose
 	// disk is the database server's.
 	Space() diskSpace
@@ -186,8 +186,8 @@ func (b *liteBackend) Writable(ctx context.Context) error           { return b.d
 func (b *liteBackend) OnDesired(fn func([]doorledger.DesiredState)) { b.db.OnDesired = fn }
 func (b *liteBackend) OnMail(fn func())                             { b.db.OnMail = fn }
 func (b *liteBackend) OnEvent(fn func())                            { b.db.OnEvent = fn }
-func (b *liteBackend) Pools() map[string]*sql.DB {
-	return map[string]*sql.DB{"sqlite_write": b.db.Writer(), "sqlite_read": b.db.Reader()}
+func (b *liteBackend) Pools() map[string]func() metrics.PoolStats {
+	return map[string]func() metrics.PoolStats{"sqlite_write": metrics.SQLPool(b.db.Writer()), "sqlite_read": metrics.SQLPool(b.db.Reader())}
 }
 func (b *liteBackend) Space() diskSpace                          { return liteSpace{b.db.Space()} }
 func (b *liteBackend) Changes() changeRelay                      { return nil }
@@ -284,9 +284,11 @@ func (b *pgBackend) Writable(ctx context.Context) error           { return b.db.
 func (b *pgBackend) OnDesired(fn func([]doorledger.DesiredState)) { b.db.OnDesired = fn }
 func (b *pgBackend) OnMail(fn func())                             { b.db.OnMail = fn }
 func (b *pgBackend) OnEvent(fn func())                            { b.db.OnEvent = fn }
-func (b *pgBackend) Pools() map[string]*sql.DB                    { return nil }
-func (b *pgBackend) Space() diskSpace                             { return nil }
-func (b *pgBackend) Changes() changeRelay                         { return b.db }
+func (b *pgBackend) Pools() map[string]func() metrics.PoolStats {
+	return map[string]func() metrics.PoolStats{"postgres": metrics.PgxPool(b.db.Pool())}
+}
+func (b *pgBackend) Space() diskSpace     { return nil }
+func (b *pgBackend) Changes() changeRelay { return b.db }
 func (b *pgBackend) LockInstances(ctx context.Context, shared bool) error {
 	ok, err := b.db.LockInstances(ctx, shared)
 	switch {

@@ -19,7 +19,7 @@ import (
 // Passkeys in the real browser, with Chrome's virtual authenticator (the
 // DevTools WebAuthn domain): a manager registers one from their account
 // page, signs in with it alone, and it stands for the second factor after
-// the password and when an action asks again. The portal is reached at
+// the password and when an action asks again, its own removal included. The portal is reached at
 // http://localhost: browsers refuse WebAuthn on an IP address.
 func TestBrowserPasskeys(t *testing.T) {
 	browsertest.Require(t)
@@ -32,7 +32,7 @@ func TestBrowserPasskeys(t *testing.T) {
 	}, nil, "-addr", addr, "-public-url", base)
 	pass := regexp.MustCompile(`Password: (\S+)`).FindStringSubmatch(userCLI(t, p.DataDir, "add", "-email", "pk@example.com", "-name", "Pat Key", "-role", "manager"))[1]
 
-	ctx := browsertest.NewTab(t, browsertest.Options{})
+	ctx := browsertest.NewTab(t, browsertest.Options{Timeout: 3 * time.Minute}) // many steps: on a loaded machine more than the default minute
 	browsertest.Do(t, ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
 			return err
@@ -103,12 +103,28 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Fatalf("the signer was not added after the passkey")
 	}
 
-	// The journal has the enrolment and the uses, by passkey.
+	// Half an hour on, removing the passkey asks again; the passkey answers
+	// for its own removal, and the account page has none left.
+	offset.Store(int64(45 * time.Minute))
+	browsertest.Navigate(t, ctx, base+"/account/second-factor")
+	browsertest.AwaitNavigation(t, ctx, browsertest.Click(`button[data-passkey-remove="virtual laptop"]`))
+	if h1 := browsertest.Eval[string](t, ctx, `document.querySelector("h1").innerText`); h1 != "Confirm it is you" {
+		t.Fatalf("removing the passkey half an hour on: %q, want the second factor asked\n%s", h1, browsertest.Describe(ctx))
+	}
+	browsertest.AwaitNavigation(t, ctx, browsertest.Click("#passkey-use"))
+	browsertest.WaitFor[bool](t, ctx, "the account page", `location.pathname === "/account/second-factor"`)
+	if got := browsertest.Eval[string](t, ctx, `document.body.innerText`); !strings.Contains(got, "Passkey removed.") ||
+		browsertest.Eval[bool](t, ctx, `document.querySelector("#passkeys") !== null`) {
+		t.Fatalf("after the removal:\n%s", got)
+	}
+
+	// The journal has the enrolment, the uses and the removal, by passkey.
 	status, body := admin.Get("/audit")
 	if status != http.StatusOK {
 		t.Fatalf("audit: %d", status)
 	}
-	for _, want := range []string{`set up a second factor: passkey “virtual laptop”`, `proved their second factor: passkey “virtual laptop”`} {
+	for _, want := range []string{`set up a second factor: passkey “virtual laptop”`, `proved their second factor: passkey “virtual laptop”`,
+		`removed a second factor: passkey “virtual laptop”`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the journal lacks %q", want)
 		}

@@ -164,3 +164,15 @@ func As(u *doorledger.User) context.Context {
 var sys, as = System, As
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// must returns what a call returned once t checks it did not fail:
+// must(f())(t).
+func must[T any](v T, err error) func(t testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}

@@ -19,6 +19,7 @@ var secondFactorTests = []test{
 	{"SecondFactorReset", testSecondFactorReset},
 	{"SecondFactorPolicy", testSecondFactorPolicy},
 	{"Passkeys", testPasskeys},
+	{"RemoveOwnFactors", testRemoveOwnFactors},
 }
 
 // factorWorld is an admin, a manager and a board member.
@@ -349,6 +350,58 @@ func testPasskeys(t *testing.T, newServices NewServices) {
 	}
 	got := w.journal(t, w.manager)
 	want := []string{"user.2fa_enrolled", "user.2fa_used", "user.2fa_failed", "user.2fa_removed", "user.2fa_enrolled", "user.2fa_reset"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("journal %v, want %v", got, want)
+	}
+}
+
+// A user removes their own authenticator app and passkeys, journaled, and
+// the recovery codes go with the last; while their role requires a second
+// factor, the last one stays (ECONFLICT) until they add another.
+func testRemoveOwnFactors(t *testing.T, newServices NewServices) {
+	w := newFactorWorld(t, newServices)
+	sf := w.SecondFactors
+	factors := func() *doorledger.SecondFactors { return must(sf.SecondFactors(sys(), w.manager.ID))(t) }
+	wantCode(t, "an app removed before any", sf.RemoveTOTP(as(w.manager)), doorledger.ENOTFOUND)
+	if _, err := sf.StartTOTP(as(w.manager)); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "a pending app removed", sf.RemoveTOTP(as(w.manager)), doorledger.ENOTFOUND)
+	w.enrol(t, w.manager)
+	key := must(sf.AddPasskey(as(w.manager), "laptop", []byte("cred-rm"), []byte("{}")))(t)
+	wantCode(t, "the signed-out remove an app", sf.RemoveTOTP(context.Background()), doorledger.EUNAUTHORIZED)
+
+	// Managers must have one: the app goes (the passkey is left), the
+	// passkey then stays.
+	if err := sf.SetSecondFactorPolicy(as(w.admin), []doorledger.Role{doorledger.RoleManager}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.RemoveTOTP(as(w.manager)); err != nil {
+		t.Fatal(err)
+	}
+	if f := factors(); f.TOTP || f.Passkeys != 1 || f.RecoveryLeft != doorledger.RecoveryCodeCount {
+		t.Fatalf("after removing the app: %+v, want the passkey and the recovery codes left", f)
+	}
+	err := sf.RemovePasskey(as(w.manager), key.ID)
+	wantCode(t, "the last factor of a required role removed", err, doorledger.ECONFLICT)
+	if msg := doorledger.ErrorMessage(err); !strings.Contains(msg, "requires a second factor") {
+		t.Errorf("refused with %q", msg)
+	}
+	if f := factors(); f.Passkeys != 1 || f.RecoveryLeft != doorledger.RecoveryCodeCount {
+		t.Fatalf("after a refused removal: %+v", f)
+	}
+	// No longer required: the last goes, with the recovery codes.
+	if err := sf.SetSecondFactorPolicy(as(w.admin), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.RemovePasskey(as(w.manager), key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if f := factors(); f.Any() || f.RecoveryLeft != 0 {
+		t.Fatalf("after removing the last: %+v, want nothing left", f)
+	}
+	got := w.journal(t, w.manager)
+	want := []string{"user.2fa_enrolled", "user.2fa_enrolled", "user.2fa_removed", "user.2fa_removed"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("journal %v, want %v", got, want)
 	}

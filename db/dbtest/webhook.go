@@ -18,6 +18,7 @@ var webhookTests = []test{
 	{"WebhookSubscriptionsAdminsOnly", testWebhookSubscriptionsAdminsOnly},
 	{"WebhookBackoffWindowAndReplay", testWebhookBackoffWindowAndReplay},
 	{"WebhookDisableStopsDeliveries", testWebhookDisableStopsDeliveries},
+	{"WebhookStats", testWebhookStats},
 }
 
 var webhookEventTests = []test{
@@ -306,5 +307,70 @@ func testWebhookDisableStopsDeliveries(t *testing.T, newServices NewServices) {
 	subs, _ := w.Webhooks.FindWebhookSubscriptions(as(w.Admin))
 	if len(subs) != 1 || subs[0].Active() {
 		t.Fatalf("subscriptions: %+v", subs)
+	}
+}
+
+// The outbound events' figures follow the deliveries: the backlog and its
+// oldest's age, the failing ones by subscription and reason, those given up
+// on after the retry window (not those of a disabled subscription); a
+// replay takes one back to the backlog. Admins and the system only.
+func testWebhookStats(t *testing.T, newServices NewServices) {
+	cw := NewConsentWorld(t, newServices(t))
+	w := newHookWorld(t, cw.Services, nil)
+	pms, _ := w.subscribe(t, "pms", doorledger.EventConsentSigned)
+	siem, _ := w.subscribe(t, "siem", doorledger.EventConsentSigned)
+	_, err := w.Ops.WebhookStats(as(cw.Manager))
+	WantCode(t, "a manager reads the webhook figures", err, doorledger.EFORBIDDEN)
+	read := func() *doorledger.WebhookStats { return must(w.Ops.WebhookStats(sys()))(t) }
+	if st := read(); st.Pending != 0 || st.OldestPending != 0 || len(st.Failing) != 0 || len(st.GivenUp) != 0 {
+		t.Fatalf("figures with nothing queued: %+v", st)
+	}
+
+	start := *w.Now
+	cw.Signed(t, "SN-HOOK-STATS")
+	*w.Now = start.Add(10 * time.Minute)
+	if st := read(); st.Pending != 2 || st.OldestPending != 10*time.Minute {
+		t.Fatalf("two deliveries queued 10 minutes ago: %d pending, oldest %v", st.Pending, st.OldestPending)
+	}
+	byTo := map[int64]*doorledger.WebhookDelivery{}
+	for _, d := range w.pendingDeliveries(t) {
+		byTo[d.SubscriptionID] = d
+	}
+	attempt := func(sub int64, a doorledger.WebhookAttempt) {
+		t.Helper()
+		if _, err := w.Webhooks.RecordWebhookAttempt(context.Background(), byTo[sub].ID, a, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempt(pms.ID, doorledger.WebhookAttempt{Status: 503, Err: "HTTP 503"})
+	attempt(siem.ID, doorledger.WebhookAttempt{Err: "dial tcp: connection refused"})
+	st := read()
+	want := map[doorledger.WebhookFailures]bool{{SubscriptionID: pms.ID, Reason: "server_error", Deliveries: 1}: true,
+		{SubscriptionID: siem.ID, Reason: "no_answer", Deliveries: 1}: true}
+	if len(st.Failing) != len(want) || !want[st.Failing[0]] || !want[st.Failing[1]] || st.Pending != 2 {
+		t.Fatalf("after a 503 and no answer: %+v", st)
+	}
+
+	// The window ends: the receiver's last failure gives the delivery up.
+	*w.Now = start.Add(doorledger.WebhookRetryWindow)
+	attempt(pms.ID, doorledger.WebhookAttempt{Status: 404, Err: "HTTP 404"})
+	st = read()
+	if st.Pending != 1 || st.GivenUp[pms.ID] != 1 || len(st.GivenUp) != 1 || len(st.Failing) != 1 || st.Failing[0].SubscriptionID != siem.ID ||
+		st.OldestPending != doorledger.WebhookRetryWindow {
+		t.Fatalf("after the window: %+v", st)
+	}
+	// A disabled subscription's deliveries are given up on, and not counted.
+	if err := w.Webhooks.DisableWebhookSubscription(as(w.Admin), siem.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := read(); st.Pending != 0 || st.OldestPending != 0 || len(st.Failing) != 0 || len(st.GivenUp) != 1 || st.GivenUp[pms.ID] != 1 {
+		t.Fatalf("after disabling the other: %+v", st)
+	}
+	// Replayed, it waits again, from now.
+	if err := w.Webhooks.ReplayWebhookDelivery(as(w.Admin), byTo[pms.ID].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := read(); st.Pending != 1 || st.OldestPending != 0 || len(st.GivenUp) != 0 {
+		t.Fatalf("after the replay: %+v", st)
 	}
 }

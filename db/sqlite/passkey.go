@@ -110,23 +110,3 @@ func (s *SecondFactorService) PasskeyFailed(ctx context.Context, userID int64, i
 	}
 	return s.attempt(ctx, userID, email, ip, func(*Tx) (bool, error) { return false, nil })
 }
-
-func (s *SecondFactorService) RemovePasskey(ctx context.Context, passkeyID int64) error {
-	c := callerFrom(ctx)
-	if c.user == nil {
-		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "Please sign in.")
-	}
-	tx, err := s.db.BeginTx(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var name string
-	if err := tx.QueryRowContext(ctx, `DELETE FROM passkeys WHERE id = ? AND user_id = ? RETURNING name`, passkeyID, c.user.ID).Scan(&name); err != nil {
-		return notFound(err, "Passkey not found.")
-	}
-	if err := tx.audit(ctx, "user.2fa_removed", 0, "user", c.user.ID, map[string]any{"factor": doorledger.FactorPasskey, "name": name}); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
