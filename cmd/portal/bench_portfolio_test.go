@@ -58,7 +58,6 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/auditlog"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
@@ -313,7 +312,7 @@ func portfolioSeed(tb testing.TB, dir string, layout []int) *benchWorld {
 func sequenceLog(tb testing.TB, dir string) {
 	tb.Helper()
 	start := time.Now()
-	key, err := auditlog.LoadOrCreateKey(filepath.Join(dir, auditlog.KeyFile), "doorledger")
+	key, err := logKey(&config{DataDir: dir}) // the portal's: named after the log's origin
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -36,8 +36,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -136,6 +138,15 @@ func histSeeded(b *testing.B) *histWorld {
 	t0 := time.Now()
 	for _, name := range []string{"doorledger.db", auditlog.KeyFile} {
 		if err := copyFile(filepath.Join(dir, name), filepath.Join(run, name)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The seed signed its log's heads under the key's own name, "doorledger"
+	// (auditlog.LoadOrCreateKey): that is the log's origin, or the portal
+	// would choose another at its start and `portal migrate` would find the
+	// heads a checkpoint of another log.
+	if _, err := os.Stat(filepath.Join(dir, auditlog.OriginFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(filepath.Join(run, auditlog.OriginFile), []byte("doorledger\n"), 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}
