@@ -28,7 +28,7 @@ type fleet interface {
 // startFleet connects one simulator per device to the broker at brokerURL,
 // in this process or (DOORLEDGER_BENCH_SIMS=process) in a child process, and
 // returns once every one is connected and subscribed.
-func startFleet(b *testing.B, brokerURL string, devs []seededDevice) fleet {
+func startFleet(b testing.TB, brokerURL string, devs []seededDevice) fleet {
 	b.Helper()
 	var f fleet
 	if os.Getenv("DOORLEDGER_BENCH_SIMS") == "process" {
@@ -189,10 +189,10 @@ type childProcess struct {
 
 // startChild starts the test binary running only test, with env added to its
 // environment, and returns it with its stdout.
-func startChild(tb testing.TB, test, env string) (*childProcess, io.Reader) {
+func startChild(tb testing.TB, test string, env ...string) (*childProcess, io.Reader) {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
-	cmd.Env = append(os.Environ(), env)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

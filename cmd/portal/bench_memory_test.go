@@ -122,7 +122,14 @@ type portalChild struct {
 
 func startPortalChild(b testing.TB, dataDir string) *portalChild {
 	b.Helper()
-	child, stdout := startChild(b, "TestBenchPortalProcess", "DOORLEDGER_BENCH_PORTAL="+dataDir)
+	return startPortalChildOn(b, dataDir, "")
+}
+
+// startPortalChildOn is startPortalChild on the PostgreSQL database at
+// databaseURL ("": the data directory's SQLite file).
+func startPortalChildOn(b testing.TB, dataDir, databaseURL string) *portalChild {
+	b.Helper()
+	child, stdout := startChild(b, "TestBenchPortalProcess", "DOORLEDGER_BENCH_PORTAL="+dataDir, "DOORLEDGER_BENCH_PORTAL_DATABASE_URL="+databaseURL)
 	pc := &portalChild{childProcess: child, out: bufio.NewScanner(stdout)}
 	b.Cleanup(pc.Stop)
 	pc.url = pc.await(b, "portal http ")
@@ -181,7 +188,11 @@ func TestBenchPortalProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("the memory benchmark's portal process (DOORLEDGER_BENCH_PORTAL=dir)")
 	}
-	p := MustStartPortal(t, dir)
+	var env map[string]string
+	if url := os.Getenv("DOORLEDGER_BENCH_PORTAL_DATABASE_URL"); url != "" {
+		env = map[string]string{"DOORLEDGER_DATABASE_URL": url}
+	}
+	p := MustStartPortalEnv(t, dir, env)
 	fmt.Printf("portal http %s\n", p.URL)
 	fmt.Printf("portal mqtt %s\n", p.MQTT)
 	in := bufio.NewScanner(os.Stdin)

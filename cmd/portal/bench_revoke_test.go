@@ -284,6 +284,7 @@ func commitOne(ctx context.Context, db *sql.DB, stmt *sql.Stmt, args ...any) err
 // the durable round trip.
 type floorRig struct {
 	br       *devicectl.Broker
+	fleet    fleet
 	f        *floorReports
 	desired  *sql.Stmt // UPDATE floor SET desired = ? WHERE id = ?
 	ids      []int64
@@ -293,15 +294,21 @@ type floorRig struct {
 
 func startFloor(b *testing.B, backend benchBackend) *floorRig {
 	b.Helper()
+	return startFloorN(b, backend, benchDevices)
+}
+
+// startFloorN is startFloor with n simulators (and rows).
+func startFloorN(b testing.TB, backend benchBackend, n int) *floorRig {
+	b.Helper()
 	r := &floorRig{f: &floorReports{reports: map[int64]chan floorReport{}}, versions: map[int64]int64{}}
-	devs := make([]seededDevice, benchDevices)
+	devs := make([]seededDevice, n)
 	for i := range devs {
 		devs[i] = seededDevice{ID: int64(i + 1), Secret: "floor"}
 		r.ids = append(r.ids, devs[i].ID)
 		r.f.reports[devs[i].ID] = make(chan floorReport, 4)
 	}
 	pg := backend == onPostgres
-	fdb := openFloorDB(b, pg)
+	fdb := openFloorDB(b, pg, n)
 	var err error
 	r.f.db = fdb
 	if r.desired, err = fdb.Prepare(rebind(pg, `UPDATE floor SET desired = ? WHERE id = ?`)); err != nil {
@@ -314,15 +321,22 @@ func startFloor(b *testing.B, backend benchBackend) *floorRig {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.br.Close() })
-	startFleet(b, "mqtt://"+r.br.Addr(), devs) // stopped at cleanup, before the broker closes
+	r.fleet = startFleet(b, "mqtt://"+r.br.Addr(), devs) // stopped at cleanup, before the broker closes
 	return r
+}
+
+// Close stops the floor's simulators and its broker before the test ends
+// (they are stopped at cleanup otherwise).
+func (r *floorRig) Close() {
+	r.fleet.Stop()
+	r.br.Close()
 }
 
 // openFloorDB opens the durable floor's database with its table of
 // benchDevices rows. SQLite: a file beside the portal's with the portal's
 // pragmas (db.dsn); PostgreSQL: a database of the portal's cluster. Either
 // way a commit costs what the portal's do.
-func openFloorDB(b *testing.B, pg bool) *sql.DB {
+func openFloorDB(b testing.TB, pg bool, n int) *sql.DB {
 	b.Helper()
 	var fdb *sql.DB
 	stmts := []string{`CREATE TABLE floor (id INTEGER PRIMARY KEY, desired INTEGER NOT NULL DEFAULT 0, reported INTEGER NOT NULL DEFAULT 0)`,
@@ -343,7 +357,7 @@ func openFloorDB(b *testing.B, pg bool) *sql.DB {
 	if _, err := fdb.Exec(stmts[0]); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := fdb.Exec(stmts[1], benchDevices); err != nil {
+	if _, err := fdb.Exec(stmts[1], n); err != nil {
 		b.Fatal(err)
 	}
 	return fdb
@@ -353,7 +367,7 @@ func openFloorDB(b *testing.B, pg bool) *sql.DB {
 // that device's ReportState of it reaches the sink; durable: from before a
 // commit of the desired state until the report's commit returned. It also
 // returns the time the two commits took (0 when not durable).
-func (r *floorRig) roundTrip(b *testing.B, durable bool) (total, commits time.Duration) {
+func (r *floorRig) roundTrip(b testing.TB, durable bool) (total, commits time.Duration) {
 	b.Helper()
 	id := r.ids[r.n%len(r.ids)]
 	r.n++

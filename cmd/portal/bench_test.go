@@ -74,10 +74,12 @@ type benchWorld struct {
 	Password  string
 	Lockdown  int64 // the building with benchLockdownN devices
 	Devices   []seededDevice
+	Buildings int      // how many
+	Managers  []string // e-mails of the load rig's extra managers (seedManagers)
 	SeedTaken time.Duration
 }
 
-func benchDataDir(b *testing.B) string {
+func benchDataDir(b testing.TB) string {
 	b.Helper()
 	parent := os.Getenv("DOORLEDGER_BENCH_DATA")
 	if parent == "" {
@@ -132,13 +134,20 @@ func TestBenchSeed(t *testing.T) {
 	fmt.Printf("seeded %s\n", buf)
 }
 
-// seedDir fills a new data directory, before the portal starts, through the
-// db services as the people would: a manager and an installer granted six
-// buildings, one consent request per device, signed by the building's signer
+// seedDir fills a new data directory with the benchmarks' six buildings
+// (benchBuildings); see seedDirLayout.
+func seedDir(b testing.TB, dir string) *benchWorld {
+	b.Helper()
+	return seedDirLayout(b, dir, benchBuildings)
+}
+
+// seedDirLayout fills a new data directory, before the portal starts, through the
+// db services as the people would: a manager and an installer granted
+// len(layout) buildings of layout[i] devices each (the first is the lockdown building), one consent request per device, signed by the building's signer
 // through its mailed link (the trigger-guarded path that enables the device),
 // and a credential per device. The mail this queues is marked sent, so the
 // portal's dispatcher does not log 3,000 messages while the benchmark runs.
-func seedDir(b testing.TB, dir string) *benchWorld {
+func seedDirLayout(b testing.TB, dir string, layout []int) *benchWorld {
 	b.Helper()
 	start := time.Now()
 	ctx := context.Background()
@@ -165,7 +174,9 @@ func seedDir(b testing.TB, dir string) *benchWorld {
 	}
 	instCtx := doorledger.NewContextWithUser(ctx, inst)
 	sig := signaturePNG(b)
-	for i, n := range benchBuildings {
+	want := 0
+	for i, n := range layout {
+		want += n
 		bl, err := buildings.CreateBuilding(sys, doorledger.BuildingInput{Name: fmt.Sprintf("Bench Court %d", i+1),
 			Address: fmt.Sprintf("%d Bench St", i+1), Timezone: "America/Chicago"})
 		if err != nil {
@@ -232,9 +243,10 @@ func seedDir(b testing.TB, dir string) *benchWorld {
 	if err := d.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE desired_state = 'enabled'`).Scan(&enabled); err != nil {
 		b.Fatal(err)
 	}
-	if enabled != benchDevices {
-		b.Fatalf("seeded %d enabled devices, want %d", enabled, benchDevices)
+	if enabled != want {
+		b.Fatalf("seeded %d enabled devices, want %d", enabled, want)
 	}
+	w.Buildings = len(layout)
 	w.SeedTaken = time.Since(start)
 	return w
 }
@@ -294,7 +306,7 @@ func openPGReader(tb testing.TB, url string) *sql.DB {
 // migrateWorld copies the seeded data directory's database into a fresh
 // PostgreSQL database with `portal migrate` and returns its URL; the
 // directory keeps the keys the portals on PostgreSQL use.
-func migrateWorld(b *testing.B, w *benchWorld) string {
+func migrateWorld(b testing.TB, w *benchWorld) string {
 	b.Helper()
 	url := pgCluster.Database(b)
 	start := time.Now()
@@ -321,7 +333,13 @@ func openReader(tb testing.TB, dataDir string) *sql.DB {
 // awaitCount polls query (a COUNT) until it returns want.
 func awaitCount(tb testing.TB, r *sql.DB, want int, query string, args ...any) {
 	tb.Helper()
-	deadline := time.Now().Add(benchWait)
+	awaitCountWithin(tb, r, benchWait, want, query, args...)
+}
+
+// awaitCountWithin is awaitCount with a deadline of its own.
+func awaitCountWithin(tb testing.TB, r *sql.DB, wait time.Duration, want int, query string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(wait)
 	var n int
 	for {
 		if err := r.QueryRow(query, args...).Scan(&n); err != nil {

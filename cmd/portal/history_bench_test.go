@@ -10,14 +10,17 @@ package main
 // would (one keep-alive connection, cookies): the first page, a deep page
 // (the `after` cursor of the event 90% down the history), one device's
 // first and deep pages, all anomalies, open anomalies only, and the last
-// 30 days (the date filter). It logs SQLite's plan of each page's query. Each
+// 30 days (the date filter). It logs the backend's plan of each page's query. Each
 // sub-benchmark reports the client-observed time (request sent to body
 // read) and the server's own (its Server-Timing header: from the request
 // logger to the response's headers, which render() sends after the whole
 // page is rendered), p50 and p95 in µs, over b.N requests after a warm-up;
 // then the same page's query alone (UnlockService.History as the board, on
-// the same file in the same process) b.N times, so that the page's cost
-// beyond the query is read from one run.
+// the same database in the same process) b.N times, so that the page's cost
+// beyond the query is read from one run. It does so on SQLite, then on
+// PostgreSQL (sub-benchmarks sqlite/… and postgres/…) on the same events,
+// copied into the package's durable cluster with `portal migrate`
+// (docs/benchmarks.md, "PostgreSQL beside SQLite").
 //
 // Seeding 5M events takes minutes, so it is cached: with
 // DOORLEDGER_BENCH_CACHE set, the seeded data directory is kept there
@@ -33,8 +36,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -50,6 +55,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/db/postgres"
 	"github.com/doorledger/doorledger/db/sqlite"
 )
 
@@ -132,6 +138,15 @@ func histSeeded(b *testing.B) *histWorld {
 	t0 := time.Now()
 	for _, name := range []string{"doorledger.db", auditlog.KeyFile} {
 		if err := copyFile(filepath.Join(dir, name), filepath.Join(run, name)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The seed signed its log's heads under the key's own name, "doorledger"
+	// (auditlog.LoadOrCreateKey): that is the log's origin, or the portal
+	// would choose another at its start and `portal migrate` would find the
+	// heads a checkpoint of another log.
+	if _, err := os.Stat(filepath.Join(dir, auditlog.OriginFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(filepath.Join(run, auditlog.OriginFile), []byte("doorledger\n"), 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -446,10 +461,55 @@ func serverTiming(h string) (time.Duration, bool) {
 	return 0, false
 }
 
-// BenchmarkHistoryHTTP: see the top of the file.
+// historyService is what the benchmark asks of either backend's
+// UnlockService: the page's query alone and its plan.
+type historyService interface {
+	History(ctx context.Context, f doorledger.UnlockFilter) (*doorledger.UnlockPage, error)
+	ExplainHistory(ctx context.Context, f doorledger.UnlockFilter) ([]string, error)
+}
+
+// BenchmarkHistoryHTTP: see the top of the file. It runs on each backend
+// (benchBackends) on the same seeded events: on PostgreSQL the seeded file is
+// copied into a fresh database of the package's (durable) cluster with
+// `portal migrate` once the SQLite round is done, and the portal runs on it.
 func BenchmarkHistoryHTTP(b *testing.B) {
 	w := histSeeded(b)
-	p := MustStartPortal(b, w.DataDir)
+	for _, backend := range benchBackends {
+		b.Run(string(backend), func(b *testing.B) { benchmarkHistoryHTTP(b, w, backend) })
+	}
+}
+
+func benchmarkHistoryHTTP(b *testing.B, w *histWorld, backend benchBackend) {
+	var (
+		p        *Portal
+		svc      historyService
+		findUser func(ctx context.Context, email string) (*doorledger.User, error)
+	)
+	if backend == onPostgres {
+		url := pgCluster.Database(b)
+		start := time.Now()
+		var out, errb strings.Builder
+		if err := run(context.Background(), []string{"migrate", "-data", w.DataDir, "-to", url}, func(string) string { return "" }, &out, &errb); err != nil {
+			b.Fatalf("migrate: %v\n%s\n%s", err, out.String(), errb.String())
+		}
+		b.Logf("copied the %d events to PostgreSQL in %s", w.Events, time.Since(start).Round(time.Second))
+		p = MustStartPortalEnv(b, w.DataDir, map[string]string{"DOORLEDGER_DATABASE_URL": url})
+		d := postgres.NewDB(url)
+		if err := d.Open(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { d.Close() })
+		svc, findUser = postgres.NewUnlockService(d), postgres.NewUserService(d).FindUserByEmail
+	} else {
+		p = MustStartPortal(b, w.DataDir)
+		// The service alone, on the same file in the same process.
+		d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
+		if err := d.Open(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { d.Close() })
+		svc, findUser = sqlite.NewUnlockService(d), sqlite.NewUserService(d).FindUserByEmail
+	}
 	board := NewClient(b, p.URL)
 	board.MustLogin(w.Board, w.Password)
 	// One keep-alive connection, as a browser tab's: the board's cookies on a
@@ -461,16 +521,10 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 		b.Fatal("the board's client has no cookie jar")
 	}
 
-	// The service alone, on the same file in the same process, as a board
-	// member: what the page costs beyond the query (session, building,
-	// devices, rendering, HTTP).
-	d := sqlite.NewDB(filepath.Join(w.DataDir, "doorledger.db"))
-	if err := d.Open(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { d.Close() })
-	svc := sqlite.NewUnlockService(d)
-	boardUser, err := sqlite.NewUserService(d).FindUserByEmail(doorledger.NewSystemContext(context.Background(), "bench"), w.Board)
+	// The service alone, on the same database in the same process, as a
+	// board member: what the page costs beyond the query (session,
+	// building, devices, rendering, HTTP).
+	boardUser, err := findUser(doorledger.NewSystemContext(context.Background(), "bench"), w.Board)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -494,7 +548,7 @@ func BenchmarkHistoryHTTP(b *testing.B) {
 		// The date filter (of the events' effective time): the last 30 days.
 		{"last_30_days_first_page", url.Values{"from": {from30}, "to": {today}}, "", doorledger.UnlockFilter{From: from30, To: today}},
 	}
-	// SQLite's plan of each page's query on this file, for docs/benchmarks.md.
+	// The backend's plan of each page's query, for docs/benchmarks.md.
 	for _, c := range cases {
 		f := c.f
 		f.BuildingID = bl

@@ -1,9 +1,11 @@
-//go:build load || soak
+//go:build load || soak || bench
 
 package main
 
-// The rig of the load test (load_test.go) and the soak (soak_test.go):
-// the benchmarks' seeded world of 1,000 consented devices (bench_test.go),
+// The rig of the load test (load_test.go), the soak (soak_test.go) and the
+// portfolio benchmark (bench_portfolio_test.go): the benchmarks' seeded world
+// of 1,000 consented devices (bench_test.go), or as many buildings and devices
+// as a rigConfig asks,
 // the portal alone in a child process (TestBenchPortalProcess, so that its
 // resident set, goroutines and open files are its own), the 1,000 simulated
 // devices connected over TCP to its embedded broker from this process,
@@ -43,6 +45,7 @@ type loadRig struct {
 	fleet    *localFleet
 	sims     []*devicectl.SimDevice // world.Devices' order
 	managers []string               // e-mails of the extra managers, granted the lockdown building
+	dbURL    string                 // the portal's PostgreSQL database ("": the data directory's SQLite file)
 }
 
 // startLoadRig seeds the world with managers more managers, starts the portal
@@ -53,6 +56,25 @@ type loadRig struct {
 // test is about.
 func startLoadRig(tb testing.TB, managers int) *loadRig {
 	tb.Helper()
+	return startLoadRigWith(tb, rigConfig{Managers: managers})
+}
+
+// rigConfig sizes a load rig. The zero value is the benchmarks' world (six
+// buildings, 1,000 devices) on SQLite.
+type rigConfig struct {
+	Managers  int   // extra managers granted the lockdown building
+	Buildings []int // devices per building, the first locked down (nil: benchBuildings)
+	Backend   benchBackend
+	// Seed, when set, fills dir with the seeded world (e.g. a copy of a
+	// cached one) in place of seeding it here; it must hold the managers.
+	Seed func(tb testing.TB, dir string) *benchWorld
+}
+
+// startLoadRigWith is startLoadRig sized by cfg. On PostgreSQL the seeded
+// world is copied into a fresh database of the package's cluster (durable
+// when it was started by a benchmark) and the portal's child runs on it.
+func startLoadRigWith(tb testing.TB, cfg rigConfig) *loadRig {
+	tb.Helper()
 	began := time.Now()
 	dir := tb.TempDir()
 	if parent := os.Getenv("DOORLEDGER_BENCH_DATA"); parent != "" {
@@ -62,18 +84,44 @@ func startLoadRig(tb testing.TB, managers int) *loadRig {
 		}
 		tb.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	r := &loadRig{tb: tb, world: seedDir(tb, dir)}
-	r.seedManagers(managers)
-	r.pc = startPortalChild(tb, dir)
-	r.bp = &benchPortal{Portal: &Portal{URL: r.pc.url, DataDir: dir}, world: r.world, reader: openReader(tb, dir)}
+	r := &loadRig{tb: tb}
+	if cfg.Seed != nil {
+		r.world = cfg.Seed(tb, dir)
+		r.managers = r.world.Managers
+	} else {
+		layout := cfg.Buildings
+		if layout == nil {
+			layout = benchBuildings
+		}
+		r.world = seedDirLayout(tb, dir, layout)
+		r.seedManagers(cfg.Managers)
+	}
+	var dbURL string
+	if cfg.Backend == onPostgres {
+		dbURL = migrateWorld(tb, r.world)
+	}
+	r.dbURL = dbURL
+	r.pc = startPortalChildOn(tb, dir, dbURL)
+	r.bp = &benchPortal{Portal: &Portal{URL: r.pc.url, DataDir: dir}, world: r.world, pg: dbURL != ""}
+	if r.bp.pg {
+		r.bp.reader = openPGReader(tb, dbURL)
+	} else {
+		r.bp.reader = openReader(tb, dir)
+	}
 	connect := time.Now()
+	if path := os.Getenv("DOORLEDGER_LOAD_CONNECT_CPUPROFILE"); path != "" {
+		stop := r.cpuProfile(path) // the portal while the devices connect and confirm
+		defer stop()
+	}
 	r.fleet = startLocalFleet(tb, r.pc.mqtt, r.world.Devices)
 	tb.Cleanup(r.fleet.Stop) // before the portal stops (cleanups run last first)
 	r.sims = r.fleet.sims
-	awaitCount(tb, r.bp.reader, benchDevices, confirmedQuery)
+	tb.Logf("%d simulators connected in %s", len(r.sims), time.Since(connect).Round(time.Millisecond))
+	// benchWait for each 1,000 devices to confirm their desired state.
+	awaitCountWithin(tb, r.bp.reader, benchWait*time.Duration(max(1, len(r.world.Devices)/1000)), len(r.world.Devices), confirmedQuery)
 	r.bp.signIn(tb)
-	tb.Logf("seeded %d consented devices and %d managers in %s; simulators connected and confirmed in %s (rig ready after %s)",
-		len(r.world.Devices), managers+1, r.world.SeedTaken.Round(time.Millisecond), time.Since(connect).Round(time.Millisecond),
+	tb.Logf("seeded %d consented devices in %d buildings and %d managers in %s; simulators connected and confirmed in %s (rig ready after %s)",
+		len(r.world.Devices), r.world.Buildings, len(r.managers)+1, r.world.SeedTaken.Round(time.Millisecond), time.Since(connect).Round(time.Millisecond),
 		time.Since(began).Round(time.Millisecond))
 	return r
 }
@@ -102,6 +150,7 @@ func (r *loadRig) seedManagers(n int) {
 		}
 		r.managers = append(r.managers, email)
 	}
+	r.world.Managers = r.managers
 	seen := map[int64]bool{}
 	for _, dev := range r.world.Devices {
 		if seen[dev.Building] {
@@ -194,7 +243,12 @@ func (r *loadRig) stopPortal() {
 		tb.Errorf("the portal's process exited with %d", code)
 	}
 	var out, errb strings.Builder
-	getenv := func(string) string { return "" }
+	getenv := func(k string) string {
+		if k == "DOORLEDGER_DATABASE_URL" {
+			return r.dbURL
+		}
+		return ""
+	}
 	if err := run(context.Background(), []string{"audit", "verify", "-data", r.world.DataDir}, getenv, &out, &errb); err != nil {
 		tb.Errorf("portal audit verify: %v\n%s%s", err, out.String(), errb.String())
 	} else {
@@ -296,6 +350,13 @@ func (p *producer) Stop() float64 {
 // index cannot hide a duplicate). It returns the number of events.
 func (p *producer) checkStored(tb testing.TB, reader *sql.DB, wait time.Duration) int64 {
 	tb.Helper()
+	return p.checkStoredOn(tb, reader, false, wait)
+}
+
+// checkStoredOn is checkStored on either backend (pg: reader is PostgreSQL's,
+// which counts on the table itself with its index scans turned off).
+func (p *producer) checkStoredOn(tb testing.TB, reader *sql.DB, pg bool, wait time.Duration) int64 {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	for _, s := range p.sims {
@@ -307,7 +368,28 @@ func (p *producer) checkStored(tb testing.TB, reader *sql.DB, wait time.Duration
 	for i, s := range p.sims {
 		want[s.ID()] = p.made[i].Load()
 	}
-	rows, err := reader.Query(`SELECT device_id, COUNT(*), COUNT(DISTINCT event_id) FROM unlock_events NOT INDEXED WHERE event_id LIKE ?1 GROUP BY device_id`, loadEventPre+"%")
+	q := `SELECT device_id, COUNT(*), COUNT(DISTINCT event_id) FROM unlock_events NOT INDEXED WHERE event_id LIKE ?1 GROUP BY device_id`
+	var conn *sql.Conn
+	if pg {
+		var err error
+		if conn, err = reader.Conn(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+		defer conn.Close()
+		for _, set := range []string{"enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"} {
+			if _, err := conn.ExecContext(context.Background(), "SET "+set+" = off"); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		q = `SELECT device_id, COUNT(*), COUNT(DISTINCT event_id) FROM unlock_events WHERE event_id LIKE $1 GROUP BY device_id`
+	}
+	var rows *sql.Rows
+	var err error
+	if conn != nil {
+		rows, err = conn.QueryContext(context.Background(), q, loadEventPre+"%")
+	} else {
+		rows, err = reader.Query(q, loadEventPre+"%")
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
