@@ -138,13 +138,6 @@ func buildingLoc(ctx context.Context, q querier, buildingID int64) *time.Locatio
 	return b.Location()
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "no company given"
-	}
-	return s
-}
-
 func orDash(s string) string {
 	if s == "" {
 		return "(none given)"

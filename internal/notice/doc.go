@@ -21,7 +21,7 @@ type Alert struct {
 	Subject, Body string
 }
 
-// Mail is a message to one address of a building, of a kind (doorledger.Message.Kind).
+// mail is a message to one address of a building, of a kind (doorledger.Message.Kind).
 func mail(to, subject, body, kind string, buildingID int64) *doorledger.Message {
 	return &doorledger.Message{To: to, Subject: subject, Body: body, Kind: kind, BuildingID: buildingID}
 }
