@@ -229,6 +229,3 @@ func (s *DeviceService) RecordFoundDevice(ctx context.Context, buildingID int64,
 	}
 	return d, tx.Commit(ctx)
 }
-
-// orUnknown is a device's model as alerts name it (notice.DeviceModel).
-func orUnknown(s string) string { return notice.DeviceModel(s) }

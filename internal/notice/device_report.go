@@ -20,7 +20,7 @@ func DeviceRefusedMail(id int64, det doorledger.DeviceDetails, building string, 
 	return fmt.Sprintf("Device %d REFUSED to %s at %s", id, verb, building),
 		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s received command %d (version %d), which told it to be %s, and reported that it is still %s.\n"+
 			"%s Doorledger keeps sending the command. Check the device at the panel; if it does not obey, remove it or cut its power.\n",
-			id, det.Vendor, deviceReportModel(det.Model), det.Serial, det.Location, building, cmd, version, state,
+			id, det.Vendor, DeviceModel(det.Model), det.Serial, det.Location, building, cmd, version, state,
 			strings.ToUpper(string(reported)), risk)
 }
 
@@ -31,13 +31,5 @@ func DeviceUnconsentedMail(id int64, det doorledger.DeviceDetails, building stri
 	return fmt.Sprintf("UNCONSENTED device %d enabled at %s", id, building),
 		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s reported that it is ENABLED, but it has no active consent from an authorized signer.\n"+
 			"Doorledger flagged it unconsented and told it to disable itself (command %d). Until it confirms, couriers may still be able to open the door: check the panel.\n",
-			id, det.Vendor, deviceReportModel(det.Model), det.Serial, det.Location, building, cmd)
-}
-
-// deviceReportModel is a device's model, or says it is unknown.
-func deviceReportModel(model string) string {
-	if model == "" {
-		return "(model unknown)"
-	}
-	return model
+			id, det.Vendor, DeviceModel(det.Model), det.Serial, det.Location, building, cmd)
 }
