@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -75,17 +74,7 @@ func (s *Server) handleLogin(users doorledger.UserService, factors doorledger.Se
 			}
 			return render(c, formStatus(err), views.LoginPage(s.page(c, "Sign in", ""), f, next))
 		}
-		// A user with a second factor proves it before the session starts;
-		// one whose role requires it and who has none sets it up first.
-		if step, err := secondFactorStep(ctx, factors, u); err != nil {
-			return err
-		} else if step != "" {
-			return s.startPending(c, u, next, step)
-		}
-		if err := s.signIn(c, users, u, time.Time{}); err != nil {
-			return err
-		}
-		return c.Redirect(http.StatusSeeOther, next)
+		return s.afterFirstFactor(c, users, factors, u, next)
 	}
 }
 

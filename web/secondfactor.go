@@ -61,6 +61,22 @@ func secondFactorStep(ctx context.Context, factors doorledger.SecondFactorServic
 	return "", nil
 }
 
+// afterFirstFactor goes on from a proved password (or a single sign-on,
+// which stands for it): a user with a second factor proves it before the
+// session starts, one whose role requires it and who has none sets it up
+// first, anyone else is signed in and sent to next.
+func (s *Server) afterFirstFactor(c echo.Context, users doorledger.UserService, factors doorledger.SecondFactorService, u *doorledger.User, next string) error {
+	if step, err := secondFactorStep(c.Request().Context(), factors, u); err != nil {
+		return err
+	} else if step != "" {
+		return s.startPending(c, u, next, step)
+	}
+	if err := s.signIn(c, users, u, time.Time{}); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, next)
+}
+
 // startPending records in the cookie that u proved their password, and
 // sends the browser to the second factor's step.
 func (s *Server) startPending(c echo.Context, u *doorledger.User, next, step string) error {

@@ -192,15 +192,7 @@ func (s *Server) handleSSOCallback(accounts doorledger.SSOService, users doorled
 			return err
 		}
 		// SSO stands for the password: the second factor, then the session.
-		if step, err := secondFactorStep(ctx, factors, u); err != nil {
-			return err
-		} else if step != "" {
-			return s.startPending(c, u, next, step)
-		}
-		if err := s.signIn(c, users, u, time.Time{}); err != nil {
-			return err
-		}
-		return c.Redirect(http.StatusSeeOther, next)
+		return s.afterFirstFactor(c, users, factors, u, next)
 	}
 }
 
