@@ -188,3 +188,16 @@ type SecondFactorService interface {
 	// not have one).
 	SetSecondFactorPolicy(ctx context.Context, roles []Role) error
 }
+
+// CheckEnroller says whether u, the signed-in caller (nil when nobody is),
+// may enrol a second factor: EUNAUTHORIZED signed out, EFORBIDDEN for a role
+// that has none.
+func CheckEnroller(u *User) error {
+	if u == nil {
+		return Errorf(EUNAUTHORIZED, "Please sign in.")
+	}
+	if !u.Role.MayHaveSecondFactor() {
+		return Errorf(EFORBIDDEN, "Only managers and admins enrol a second factor.")
+	}
+	return nil
+}

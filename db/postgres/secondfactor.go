@@ -70,14 +70,11 @@ func secondFactors(ctx context.Context, q querier, userID int64) (*doorledger.Se
 
 // enroller is the signed-in caller when their role may have a second factor.
 func enroller(ctx context.Context) (*doorledger.User, error) {
-	c := callerFrom(ctx)
-	if c.user == nil {
-		return nil, doorledger.Errorf(doorledger.EUNAUTHORIZED, "Please sign in.")
+	u := callerFrom(ctx).user
+	if err := doorledger.CheckEnroller(u); err != nil {
+		return nil, err
 	}
-	if !c.user.Role.MayHaveSecondFactor() {
-		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only managers and admins enrol a second factor.")
-	}
-	return c.user, nil
+	return u, nil
 }
 
 func (s *SecondFactorService) StartTOTP(ctx context.Context) (*doorledger.TOTPSetup, error) {
