@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -24,6 +25,8 @@ var unlockTests = []test{
 	{"UnlockExportCSV", testUnlockExportCSV},
 	{"UnlockImportCSV", testUnlockImportCSV},
 	{"UnlockOfflineDevices", testUnlockOfflineDevices},
+	{"UnlockOfflineAlertText", testUnlockOfflineAlertText},
+	{"AnomalyAckRegisteredDevice", testAnomalyAckRegisteredDevice},
 	{"UnlockPurgeByEffectiveTime", testUnlockPurgeByEffectiveTime},
 }
 
@@ -514,6 +517,79 @@ func testUnlockOfflineDevices(t *testing.T, newServices NewServices) {
 	}
 	if c := len(w.Journal(t, 0, "device.offline")); c != 2 {
 		t.Fatalf("offline audited %d times", c)
+	}
+}
+
+// The offline alert and its journal entry, word for word: both backends
+// write them the same.
+func testUnlockOfflineAlertText(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "Europe/Zurich", time.Time{})
+	dev, _ := w.EnabledDevice(t, w.A)
+	now := *w.Now
+	st, _ := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+	st.HeartbeatSeconds = 5400
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+		t.Fatal(err)
+	}
+	w.Record(t, unlockEv(dev, "alive", now.Add(-time.Minute), doorledger.UnlockGranted))
+	list, err := w.Unlocks.OfflineDevices(sys(), now.Add(2*time.Hour))
+	if err != nil || len(list) != 1 || !list[0].Alerted {
+		t.Fatalf("offline: %+v %v", list, err)
+	}
+	d, err := w.Devices.FindDeviceByID(sys(), dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := d.Model
+	if model == "" {
+		model = "(model unknown)"
+	}
+	wantSubject := fmt.Sprintf("Device %d offline at %s", dev, d.BuildingName)
+	wantBody := fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s has not been heard from since %s, longer than its heartbeat of 1h30m0s.\n"+
+		"Commands cannot reach it while it is silent, and its unlock events arrive late if at all. Check its power and network, or the panel itself.\n",
+		dev, d.Vendor, model, d.Serial, d.Location, d.BuildingName, now.Format(time.RFC1123))
+	var alerts []*doorledger.Message
+	for _, m := range w.MailsTo(t, w.MgrAEmail) {
+		if m.Kind == "alert" {
+			alerts = append(alerts, m)
+		}
+	}
+	if len(alerts) != 1 || alerts[0].Subject != wantSubject || alerts[0].Body != wantBody {
+		t.Fatalf("alerts %+v, want one:\n%s\n\n%s", alerts, wantSubject, wantBody)
+	}
+	e := w.JournalEntry(t, w.A, "device.offline")
+	var detail struct {
+		Since     string `json:"since"`
+		Heartbeat int64  `json:"heartbeat_seconds"`
+	}
+	if err := json.Unmarshal([]byte(e.Detail), &detail); err != nil {
+		t.Fatal(err)
+	}
+	if e.ObjectType != "device" || e.ObjectID != dev || detail.Heartbeat != 5400 || detail.Since != now.UTC().Format("2006-01-02T15:04:05.000000Z") {
+		t.Errorf("journal entry %s %d %s", e.ObjectType, e.ObjectID, e.Detail)
+	}
+}
+
+// An anomaly of a registered device (an unlock after its consent was
+// withdrawn): its acknowledgement's journal entry names the device by id.
+func testAnomalyAckRegisteredDevice(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	dev, _ := w.EnabledDevice(t, w.A)
+	w.Revoke(t, dev, w.Now.Add(-time.Hour))
+	w.Record(t, unlockEv(dev, "late", w.Now.Add(-time.Minute), doorledger.UnlockGranted))
+	e := w.Event(t, w.A, "late")
+	if len(e.Anomalies) == 0 {
+		t.Fatalf("event after the withdrawal recorded as %+v, want an anomaly", e)
+	}
+	if _, err := w.Unlocks.AcknowledgeAnomaly(As(w.MgrA), e.ID, "device removed"); err != nil {
+		t.Fatal(err)
+	}
+	var detail map[string]any
+	if err := json.Unmarshal([]byte(w.JournalEntry(t, w.A, "anomaly.acknowledge").Detail), &detail); err != nil {
+		t.Fatal(err)
+	}
+	if len(detail) != 4 || detail["device_id"] != float64(dev) || detail["event_id"] != "late" || detail["note"] != "device removed" {
+		t.Errorf("journal detail %v, want the device by id", detail)
 	}
 }
 
