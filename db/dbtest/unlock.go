@@ -27,6 +27,7 @@ var unlockTests = []test{
 	{"UnlockOfflineDevices", testUnlockOfflineDevices},
 	{"UnlockOfflineAlertText", testUnlockOfflineAlertText},
 	{"AnomalyAckRegisteredDevice", testAnomalyAckRegisteredDevice},
+	{"UnlockSettingsJournal", testUnlockSettingsJournal},
 	{"UnlockPurgeByEffectiveTime", testUnlockPurgeByEffectiveTime},
 }
 
@@ -567,6 +568,52 @@ func testUnlockOfflineAlertText(t *testing.T, newServices NewServices) {
 	}
 	if e.ObjectType != "device" || e.ObjectID != dev || detail.Heartbeat != 5400 || detail.Since != now.UTC().Format("2006-01-02T15:04:05.000000Z") {
 		t.Errorf("journal entry %s %d %s", e.ObjectType, e.ObjectID, e.Detail)
+	}
+}
+
+// The journal details of a change of a building's unlock rules and of a
+// device's heartbeat, and the heartbeat's bound, as both backends write them.
+func testUnlockSettingsJournal(t *testing.T, newServices NewServices) {
+	w := NewUnlockWorld(t, newServices(t), "UTC", time.Time{})
+	dev, _ := w.EnabledDevice(t, w.A)
+	st, err := w.Unlocks.UnlockSettings(As(w.MgrA), w.A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := *st
+	st.RetentionDays, st.BurstCount, st.BurstMinutes, st.AlertBoard, st.HeartbeatSeconds = 400, 7, 15, true, 7200
+	st.DeliveryHours, _ = doorledger.ParseDeliverySchedule("mon-fri 08:00-18:00")
+	if _, err := w.Unlocks.UpdateUnlockSettings(As(w.MgrA), w.A, *st); err != nil {
+		t.Fatal(err)
+	}
+	describe := func(s *doorledger.UnlockSettings) string {
+		return fmt.Sprintf(`{"alert_board":%t,"burst_count":%d,"burst_minutes":%d,"delivery_hours":%q,"heartbeat_seconds":%d,"retention_days":%d}`,
+			s.AlertBoard, s.BurstCount, s.BurstMinutes, s.DeliveryHours.String(), s.HeartbeatSeconds, s.RetentionDays)
+	}
+	e := w.JournalEntry(t, w.A, "building.unlock_settings")
+	if want := `{"new":` + describe(st) + `,"old":` + describe(&old) + `}`; e.Detail != want || e.ObjectType != "building" || e.ObjectID != w.A {
+		t.Errorf("settings entry %s %d %s, want %s", e.ObjectType, e.ObjectID, e.Detail, want)
+	}
+
+	err = w.Unlocks.SetDeviceHeartbeat(As(w.MgrA), dev, 30*86400+1)
+	if doorledger.ErrorCode(err) != doorledger.EINVALID || doorledger.ErrorMessage(err) != "Use a heartbeat of at most 30 days." {
+		t.Errorf("heartbeat past 30 days: %v", err)
+	}
+	for _, seconds := range []int{30 * 86400, 0, -1} {
+		if err := w.Unlocks.SetDeviceHeartbeat(As(w.MgrA), dev, seconds); err != nil {
+			t.Fatalf("heartbeat %d: %v", seconds, err)
+		}
+	}
+	var got []string
+	for _, e := range w.Journal(t, w.A, "device.heartbeat") {
+		if e.ObjectType != "device" || e.ObjectID != dev {
+			t.Errorf("heartbeat entry about %s %d", e.ObjectType, e.ObjectID)
+		}
+		got = append(got, e.Detail)
+	}
+	slices.Sort(got)
+	if want := []string{`{"seconds":0}`, `{"seconds":2592000}`, `{"seconds":null}`}; !slices.Equal(got, want) {
+		t.Errorf("heartbeat entries %q, want %q", got, want)
 	}
 }
 
