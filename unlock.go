@@ -481,6 +481,26 @@ func (s *UnlockSettings) Validate() error {
 	return v.Err()
 }
 
+// ChangeDetail is the journal detail of a change of a building's unlock
+// rules from old to s (the "building.unlock_settings" entry).
+func (s *UnlockSettings) ChangeDetail(old *UnlockSettings) map[string]any {
+	describe := func(st *UnlockSettings) map[string]any {
+		return map[string]any{"retention_days": st.RetentionDays, "delivery_hours": st.DeliveryHours.String(),
+			"burst_count": st.BurstCount, "burst_minutes": st.BurstMinutes, "alert_board": st.AlertBoard,
+			"heartbeat_seconds": st.HeartbeatSeconds}
+	}
+	return map[string]any{"old": describe(old), "new": describe(s)}
+}
+
+// CheckDeviceHeartbeat checks a device's own heartbeat (seconds < 0: the
+// building's, 0: not watched): EINVALID past 30 days.
+func CheckDeviceHeartbeat(seconds int) error {
+	if seconds > 30*86400 {
+		return Errorf(EINVALID, "Use a heartbeat of at most 30 days.")
+	}
+	return nil
+}
+
 // UnlockCursor is where a page of history ends: the (effective time, id) of
 // its last event (UnlockEvent.EffectiveAt). The next page starts strictly
 // after it.
@@ -685,4 +705,73 @@ func NormalizeAckNote(note string) (string, error) {
 		ValidateLine(v, "note", note)
 	}
 	return note, v.Err()
+}
+
+// CheckAck checks an acknowledgement before its events are read: the role
+// (EFORBIDDEN but for managers and admins), the note (NormalizeAckNote) and
+// the ids (EINVALID when there are none or more than MaxAckEvents). It
+// returns the note trimmed and the ids sorted, each once.
+func CheckAck(role Role, note string, eventIDs []int64) (string, []int64, error) {
+	if role != RoleAdmin && role != RoleManager {
+		return "", nil, Errorf(EFORBIDDEN, "Only the building's managers may acknowledge anomalies.")
+	}
+	note, err := NormalizeAckNote(note)
+	if err != nil {
+		return "", nil, err
+	}
+	ids := slices.Clone(eventIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	switch {
+	case len(ids) == 0:
+		return "", nil, Errorf(EINVALID, "Choose the anomalies to acknowledge.")
+	case len(ids) > MaxAckEvents:
+		return "", nil, Errorf(EINVALID, "Acknowledge at most %d anomalies at once.", MaxAckEvents)
+	}
+	return note, ids, nil
+}
+
+// CheckAcknowledgeable checks the events read for an acknowledgement of
+// building buildingID, taking the ids in the order the caller gave them
+// (eventIDs), so the refusal names the first listed that cannot be
+// acknowledged: ENOTFOUND when it is not among events or of another
+// building, EINVALID when it is not anomalous, AlreadyAcknowledged when it
+// was. loc is the building's zone.
+func CheckAcknowledgeable(buildingID int64, eventIDs []int64, events []*UnlockEvent, loc *time.Location) error {
+	found := make(map[int64]*UnlockEvent, len(events))
+	for _, e := range events {
+		found[e.ID] = e
+	}
+	for _, id := range eventIDs {
+		e := found[id]
+		switch {
+		case e == nil || e.BuildingID != buildingID:
+			return Errorf(ENOTFOUND, "Event %d not found.", id)
+		case len(e.Anomalies) == 0:
+			return Errorf(EINVALID, "Event %d is not flagged as an anomaly: there is nothing to acknowledge.", id)
+		case e.Acknowledged():
+			return AlreadyAcknowledged(id, e.AcknowledgedBy, e.AcknowledgedAt, loc)
+		}
+	}
+	return nil
+}
+
+// AlreadyAcknowledged is the ECONFLICT of an event acknowledged before, by
+// whom and when (in the building's zone loc).
+func AlreadyAcknowledged(id int64, by string, when time.Time, loc *time.Location) error {
+	return Errorf(ECONFLICT, "Event %d was already acknowledged by %s on %s.",
+		id, by, when.In(loc).Format("2006-01-02 15:04 MST"))
+}
+
+// AckJournalDetail is the journal detail of event e's acknowledgement with
+// note (the "anomaly.acknowledge" entry): the note, the anomalies, the
+// event's id at its source and its device, registered or not.
+func AckJournalDetail(e *UnlockEvent, note string) map[string]any {
+	detail := map[string]any{"note": note, "anomalies": e.Anomalies, "event_id": e.EventID}
+	if e.DeviceID != 0 {
+		detail["device_id"] = e.DeviceID
+	} else {
+		detail["device_ref"] = e.DeviceRef
+	}
+	return detail
 }

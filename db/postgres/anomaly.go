@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/doorledger/doorledger"
@@ -61,45 +60,18 @@ func (s *UnlockService) acknowledge(ctx context.Context, buildingID int64, event
 	if err != nil {
 		return nil, err
 	}
-	if r := c.role(); r != doorledger.RoleAdmin && r != doorledger.RoleManager {
-		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only the building's managers may acknowledge anomalies.")
-	}
-	note, err = doorledger.NormalizeAckNote(note)
+	note, ids, err := doorledger.CheckAck(c.role(), note, eventIDs)
 	if err != nil {
 		return nil, err
 	}
-	ids := slices.Clone(eventIDs)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	switch {
-	case len(ids) == 0:
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose the anomalies to acknowledge.")
-	case len(ids) > doorledger.MaxAckEvents:
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Acknowledge at most %d anomalies at once.", doorledger.MaxAckEvents)
-	}
-
 	// At most MaxAckEvents ids: one query.
 	events, err := queryAll(ctx, tx, scanUnlock, `SELECT `+unlockColumns+` FROM `+unlockFrom+`
 		WHERE e.id = ANY ($1) ORDER BY e.id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read events to acknowledge: %w", err)
 	}
-	found := make(map[int64]*doorledger.UnlockEvent, len(ids))
-	for _, e := range events {
-		found[e.ID] = e
-	}
-	// Refusals in the order the ids were given, so the message names the
-	// first event the caller listed that cannot be acknowledged.
-	for _, id := range eventIDs {
-		e := found[id]
-		switch {
-		case e == nil || e.BuildingID != buildingID:
-			return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Event %d not found.", id)
-		case len(e.Anomalies) == 0:
-			return nil, doorledger.Errorf(doorledger.EINVALID, "Event %d is not flagged as an anomaly: there is nothing to acknowledge.", id)
-		case e.Acknowledged():
-			return nil, alreadyAcknowledged(id, e.AcknowledgedBy, e.AcknowledgedAt, loc)
-		}
+	if err := doorledger.CheckAcknowledgeable(buildingID, eventIDs, events, loc); err != nil {
+		return nil, err
 	}
 
 	for _, e := range events {
@@ -116,15 +88,9 @@ func (s *UnlockService) acknowledge(ctx context.Context, buildingID int64, event
 			if err := tx.QueryRow(ctx, `SELECT actor, acked_at FROM anomaly_acks WHERE event_id = $1`, e.ID).Scan(&who, at(&when)); err != nil {
 				return nil, fmt.Errorf("acknowledge event %d: %w", e.ID, err)
 			}
-			return nil, alreadyAcknowledged(e.ID, who, when, loc)
+			return nil, doorledger.AlreadyAcknowledged(e.ID, who, when, loc)
 		}
-		detail := map[string]any{"note": note, "anomalies": e.Anomalies, "event_id": e.EventID}
-		if e.DeviceID != 0 {
-			detail["device_id"] = e.DeviceID
-		} else {
-			detail["device_ref"] = e.DeviceRef
-		}
-		if err := tx.audit(ctx, "anomaly.acknowledge", buildingID, "unlock_event", e.ID, detail); err != nil {
+		if err := tx.audit(ctx, "anomaly.acknowledge", buildingID, "unlock_event", e.ID, doorledger.AckJournalDetail(e, note)); err != nil {
 			return nil, err
 		}
 		e.AcknowledgedAt, e.AcknowledgedBy, e.AckNote = tx.now, c.label(), note
@@ -133,12 +99,6 @@ func (s *UnlockService) acknowledge(ctx context.Context, buildingID int64, event
 		return nil, err
 	}
 	return events, nil
-}
-
-// alreadyAcknowledged is the ECONFLICT of an event acknowledged before.
-func alreadyAcknowledged(id int64, by string, when time.Time, loc *time.Location) error {
-	return doorledger.Errorf(doorledger.ECONFLICT, "Event %d was already acknowledged by %s on %s.",
-		id, by, when.In(loc).Format("2006-01-02 15:04 MST"))
 }
 
 // CountOpenAnomalies counts the building's anomalous events without an

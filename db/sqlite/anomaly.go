@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/doorledger/doorledger"
@@ -57,61 +56,22 @@ func (s *UnlockService) acknowledge(ctx context.Context, buildingID int64, event
 	if err != nil {
 		return nil, err
 	}
-	if r := c.role(); r != doorledger.RoleAdmin && r != doorledger.RoleManager {
-		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only the building's managers may acknowledge anomalies.")
-	}
-	note, err = doorledger.NormalizeAckNote(note)
+	note, ids, err := doorledger.CheckAck(c.role(), note, eventIDs)
 	if err != nil {
 		return nil, err
 	}
-	ids := slices.Clone(eventIDs)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	switch {
-	case len(ids) == 0:
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose the anomalies to acknowledge.")
-	case len(ids) > doorledger.MaxAckEvents:
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Acknowledge at most %d anomalies at once.", doorledger.MaxAckEvents)
-	}
-
 	// At most MaxAckEvents ids: one query.
 	args := make([]any, len(ids))
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+unlockColumns+` FROM `+unlockFrom+`
+	events, err := queryAll(ctx, tx, scanUnlock, `SELECT `+unlockColumns+` FROM `+unlockFrom+`
 		WHERE e.id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`) ORDER BY e.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events to acknowledge: %w", err)
 	}
-	found := make(map[int64]*doorledger.UnlockEvent, len(ids))
-	events := make([]*doorledger.UnlockEvent, 0, len(ids))
-	for rows.Next() {
-		e, err := scanUnlock(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		found[e.ID] = e
-		events = append(events, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := doorledger.CheckAcknowledgeable(buildingID, eventIDs, events, loc); err != nil {
 		return nil, err
-	}
-	// Refusals in the order the ids were given, so the message names the
-	// first event the caller listed that cannot be acknowledged.
-	for _, id := range eventIDs {
-		e := found[id]
-		switch {
-		case e == nil || e.BuildingID != buildingID:
-			return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Event %d not found.", id)
-		case len(e.Anomalies) == 0:
-			return nil, doorledger.Errorf(doorledger.EINVALID, "Event %d is not flagged as an anomaly: there is nothing to acknowledge.", id)
-		case e.Acknowledged():
-			return nil, doorledger.Errorf(doorledger.ECONFLICT, "Event %d was already acknowledged by %s on %s.",
-				id, e.AcknowledgedBy, e.AcknowledgedAt.In(loc).Format("2006-01-02 15:04 MST"))
-		}
 	}
 
 	now := formatTime(tx.now)
@@ -123,13 +83,7 @@ func (s *UnlockService) acknowledge(ctx context.Context, buildingID int64, event
 			}
 			return nil, fmt.Errorf("acknowledge event %d: %w", e.ID, err)
 		}
-		detail := map[string]any{"note": note, "anomalies": e.Anomalies, "event_id": e.EventID}
-		if e.DeviceID != 0 {
-			detail["device_id"] = e.DeviceID
-		} else {
-			detail["device_ref"] = e.DeviceRef
-		}
-		if err := tx.audit(ctx, "anomaly.acknowledge", buildingID, "unlock_event", e.ID, detail); err != nil {
+		if err := tx.audit(ctx, "anomaly.acknowledge", buildingID, "unlock_event", e.ID, doorledger.AckJournalDetail(e, note)); err != nil {
 			return nil, err
 		}
 		e.AcknowledgedAt, e.AcknowledgedBy, e.AckNote = parseTime(now), c.label(), note
