@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
+	"github.com/doorledger/doorledger/internal/notice"
 )
 
 // OfflineDevices finds the devices in service silent for longer than their
@@ -25,14 +26,15 @@ func (s *UnlockService) OfflineDevices(ctx context.Context, now time.Time) ([]*d
 	defer tx.Rollback()
 	type silent struct {
 		doorledger.OfflineDevice
-		building, vendor, model, serial, location string
-		board                                     bool
-		since                                     string // as package sqlite writes it, in the journal and the mail's key
+		building string
+		det      doorledger.DeviceDetails
+		board    bool
+		since    string // as package sqlite writes it, in the journal and the mail's key
 	}
 	list, err := queryAll(ctx, tx, func(r interface{ Scan(...any) error }) (*silent, error) {
 		var d silent
 		var hb int64
-		err := r.Scan(&d.DeviceID, &d.BuildingID, &d.building, &d.vendor, &d.model, &d.serial, &d.location, &d.board, at(&d.Since), &hb)
+		err := r.Scan(&d.DeviceID, &d.BuildingID, &d.building, &d.det.Vendor, &d.det.Model, &d.det.Serial, &d.det.Location, &d.board, at(&d.Since), &hb)
 		d.Heartbeat, d.since = time.Duration(hb)*time.Second, d.Since.Format(logTimeLayout)
 		return &d, err
 	}, `SELECT d.id, d.building_id, b.name, d.vendor, d.model, d.serial, d.location, b.alert_board,
@@ -59,14 +61,8 @@ func (s *UnlockService) OfflineDevices(ctx context.Context, now time.Time) ([]*d
 				"since": d.since, "heartbeat_seconds": int64(d.Heartbeat / time.Second)}); err != nil {
 				return nil, err
 			}
-			model := d.model
-			if model == "" {
-				model = "(model unknown)"
-			}
-			if err := tx.alertManagers(ctx, d.BuildingID, d.board, fmt.Sprintf("Device %d offline at %s", d.DeviceID, d.building),
-				fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s has not been heard from since %s, longer than its heartbeat of %s.\n"+
-					"Commands cannot reach it while it is silent, and its unlock events arrive late if at all. Check its power and network, or the panel itself.\n",
-					d.DeviceID, d.vendor, model, d.serial, d.location, d.building, d.Since.Format(time.RFC1123), d.Heartbeat),
+			subject, body := notice.DeviceOfflineAlert(d.DeviceID, d.det, d.building, d.Since, d.Heartbeat)
+			if err := tx.alertManagers(ctx, d.BuildingID, d.board, subject, body,
 				"device.offline:"+itoa(d.DeviceID)+":"+d.since); err != nil {
 				return nil, err
 			}

@@ -26,6 +26,16 @@ func DeviceFoundAlert(who, building string, det doorledger.DeviceDetails, id int
 			who, building, det.Vendor, DeviceModel(det.Model), det.Serial, det.Location, id)
 }
 
+// DeviceOfflineAlert is the alert a building's managers (and board, per
+// the building's setting) receive when device deviceID at building has not
+// been heard from since since, longer than its heartbeat.
+func DeviceOfflineAlert(deviceID int64, det doorledger.DeviceDetails, building string, since time.Time, heartbeat time.Duration) (subject, body string) {
+	return fmt.Sprintf("Device %d offline at %s", deviceID, building),
+		fmt.Sprintf("Device %d (%s %s, serial %s, at %s) at %s has not been heard from since %s, longer than its heartbeat of %s.\n"+
+			"Commands cannot reach it while it is silent, and its unlock events arrive late if at all. Check its power and network, or the panel itself.\n",
+			deviceID, det.Vendor, DeviceModel(det.Model), det.Serial, det.Location, building, since.Format(time.RFC1123), heartbeat)
+}
+
 // CommandNotConfirmedAlert is the alert a building's managers receive when
 // device deviceID at building has not confirmed command commandID (state,
 // version) within timeout.

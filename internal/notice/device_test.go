@@ -21,6 +21,18 @@ func TestDeviceFoundAlert(t *testing.T) {
 	}
 }
 
+func TestDeviceOfflineAlert(t *testing.T) {
+	since := time.Date(2026, 7, 1, 16, 30, 5, 0, time.UTC)
+	subject, body := DeviceOfflineAlert(12, doorledger.DeviceDetails{Vendor: "Acme", Serial: "SN-7", Location: "lobby"}, "Alder Court", since, 90*time.Minute)
+	if want := "Device 12 offline at Alder Court"; subject != want {
+		t.Errorf("subject = %q, want %q", subject, want)
+	}
+	if want := "Device 12 (Acme (model unknown), serial SN-7, at lobby) at Alder Court has not been heard from since Wed, 01 Jul 2026 16:30:05 UTC, longer than its heartbeat of 1h30m0s.\n" +
+		"Commands cannot reach it while it is silent, and its unlock events arrive late if at all. Check its power and network, or the panel itself.\n"; body != want {
+		t.Errorf("body =\n%q\nwant\n%q", body, want)
+	}
+}
+
 func TestCommandNotConfirmedAlert(t *testing.T) {
 	det := doorledger.DeviceDetails{Vendor: "Acme", Model: "K1", Serial: "SN-7", Location: "lobby"}
 	subject, body := CommandNotConfirmedAlert(12, det, "Alder Court", doorledger.StateDisabled, 40, 3, 90*time.Second)
