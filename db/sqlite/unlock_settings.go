@@ -50,13 +50,7 @@ func (s *UnlockService) UpdateUnlockSettings(ctx context.Context, buildingID int
 		formatTime(tx.now), buildingID); err != nil {
 		return nil, fmt.Errorf("update unlock settings of building %d: %w", buildingID, err)
 	}
-	describe := func(st *doorledger.UnlockSettings) map[string]any {
-		return map[string]any{"retention_days": st.RetentionDays, "delivery_hours": st.DeliveryHours.String(),
-			"burst_count": st.BurstCount, "burst_minutes": st.BurstMinutes, "alert_board": st.AlertBoard,
-			"heartbeat_seconds": st.HeartbeatSeconds}
-	}
-	if err := tx.audit(ctx, "building.unlock_settings", buildingID, "building", buildingID,
-		map[string]any{"old": describe(old), "new": describe(&in)}); err != nil {
+	if err := tx.audit(ctx, "building.unlock_settings", buildingID, "building", buildingID, in.ChangeDetail(old)); err != nil {
 		return nil, err
 	}
 	return &in, tx.Commit()
@@ -65,8 +59,8 @@ func (s *UnlockService) UpdateUnlockSettings(ctx context.Context, buildingID int
 // SetDeviceHeartbeat sets how long a device may stay silent (managers of its
 // building); seconds < 0 returns it to the building's setting, 0 does not watch it.
 func (s *UnlockService) SetDeviceHeartbeat(ctx context.Context, deviceID int64, seconds int) error {
-	if seconds > 30*86400 {
-		return doorledger.Errorf(doorledger.EINVALID, "Use a heartbeat of at most 30 days.")
+	if err := doorledger.CheckDeviceHeartbeat(seconds); err != nil {
+		return err
 	}
 	c := callerFrom(ctx)
 	tx, err := s.db.BeginTx(ctx)
