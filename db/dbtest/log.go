@@ -2,6 +2,7 @@ package dbtest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ var logTests = []test{
 	{"LogVerifyAccess", testLogVerifyAccess},
 	{"LogVerifiesAfterRetentionPurge", testLogVerifiesAfterRetentionPurge},
 	{"LogMultiProof", testLogMultiProof},
+	{"LogProofRefusals", testLogProofRefusals},
 }
 
 func testLogVerifyAccess(t *testing.T, newServices NewServices) {
@@ -102,5 +104,44 @@ func testLogMultiProof(t *testing.T, newServices NewServices) {
 	}
 	if _, err := w.Logs.ProveInclusions(sys(), idx, head.Size+100); doorledger.ErrorCode(err) != doorledger.EINVALID {
 		t.Errorf("a tree larger than the log: %v", err)
+	}
+}
+
+// TestLogProofRefusals: what a caller is told when a head, an entry or a
+// proof cannot be had, word for word.
+func testLogProofRefusals(t *testing.T, newServices NewServices) {
+	w := NewLogWorld(t, newServices(t))
+	w.Audits(t, 3)
+	head := w.Sequence(t)
+	n := head.Size
+	inst, _ := w.Users.CreateUser(sys(), doorledger.NewUser{Email: "i@example.com", Name: "I", Role: doorledger.RoleInstaller, Password: "correct horse battery"})
+	_, err := w.Logs.Head(doorledger.NewContextWithUser(context.Background(), inst), 0)
+	for _, c := range []struct {
+		what string
+		err  error
+		code string
+		msg  string
+	}{
+		{"installer", err, doorledger.EFORBIDDEN, "Installers do not see the audit log."},
+		{"head of no size", func() error { _, err := w.Logs.Head(sys(), n+5); return err }(), doorledger.ENOTFOUND,
+			"No signed head of the audit log of that size."},
+		{"entry not logged", func() error { _, err := w.Logs.EntryIndex(sys(), doorledger.LogKindAudit, 1<<40); return err }(), doorledger.ENOTFOUND,
+			fmt.Sprintf("audit #%d is not in the audit log (yet).", int64(1<<40))},
+		{"inclusion past the size", func() error { _, err := w.Logs.ProveInclusion(sys(), n, n); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Entry %d is not in a log of %d entries (the log has %d).", n, n, n)},
+		{"inclusion in a larger log", func() error { _, err := w.Logs.ProveInclusion(sys(), 0, n+1); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Entry 0 is not in a log of %d entries (the log has %d).", n+1, n)},
+		{"consistency from none", func() error { _, err := w.Logs.ProveConsistency(sys(), 0, n); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Cannot prove a log of %d entries extends one of 0 (the log has %d).", n, n)},
+		{"consistency backwards", func() error { _, err := w.Logs.ProveConsistency(sys(), n, 1); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Cannot prove a log of 1 entries extends one of %d (the log has %d).", n, n)},
+		{"inclusions in a larger log", func() error { _, err := w.Logs.ProveInclusions(sys(), []int64{0}, n+1); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Cannot prove entries in a log of %d entries (the log has %d).", n+1, n)},
+		{"inclusions descending", func() error { _, err := w.Logs.ProveInclusions(sys(), []int64{1, 0}, n); return err }(), doorledger.EINVALID,
+			fmt.Sprintf("Entry 0 is not in a log of %d entries, or the entries are not ascending.", n)},
+	} {
+		if doorledger.ErrorCode(c.err) != c.code || doorledger.ErrorMessage(c.err) != c.msg {
+			t.Errorf("%s: %v, want %s %q", c.what, c.err, c.code, c.msg)
+		}
 	}
 }
