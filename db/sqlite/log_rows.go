@@ -9,12 +9,13 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/auditlog"
-	"github.com/doorledger/doorledger/internal/anomalybits"
+	"github.com/doorledger/doorledger/internal/logrows"
 )
 
-// Rows are read column by column as SQLite holds them, strictly: a value of
-// the wrong type or a time not in the stored form makes the row unencodable,
-// which verify reports as changed rather than failing.
+// The log's rows are selected here, in the column order package logrows
+// reads, and read by it column by column as SQLite holds them, strictly: a
+// value of the wrong type makes the row unencodable, which verify reports
+// as changed rather than failing.
 
 const (
 	logAuditColumns  = `id, at, actor_id, actor, action, building_id, object_type, object_id, ip, detail`
@@ -24,75 +25,26 @@ const (
 
 func loadAuditRows(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error) {
 	return loadLogRows(ctx, q, `SELECT `+logAuditColumns+` FROM audit_entries WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3`,
-		after, upto, limit, func(c *logColumns) ([]byte, error) {
-			a := doorledger.AuditEntry{ID: c.int(0), At: c.time(1), ActorID: c.int(2), Actor: c.text(3), Action: c.text(4),
-				BuildingID: c.int(5), ObjectType: c.text(6), ObjectID: c.int(7), IP: c.text(8), Detail: c.text(9)}
-			if c.err != nil {
-				return nil, c.err
-			}
-			return auditlog.EncodeAudit(&a)
-		})
+		after, upto, limit, logrows.EncodeAudit)
 }
 
 func loadUnlockRows(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error) {
 	return loadLogRows(ctx, q, `SELECT `+logUnlockColumns+`, COALESCE(u.redaction_id, 0), r.leaf, r.redacted
 		FROM unlock_events u LEFT JOIN unlock_redactions r ON r.unlock_id = u.id WHERE u.id > ?1 AND u.id <= ?2 ORDER BY u.id LIMIT ?3`,
-		after, upto, limit, encodeUnlockColumns)
-}
-
-// unlockFromColumns reads an event from logUnlockColumns.
-func unlockFromColumns(c *logColumns) (*doorledger.UnlockEvent, error) {
-	u := doorledger.UnlockEvent{ID: c.int(0), BuildingID: c.int(1), DeviceID: c.int(2), DeviceRef: c.text(3), EventID: c.text(4),
-		OccurredAt: c.time(5), ReceivedAt: c.time(6), Method: c.text(7), ActorRef: c.text(8),
-		Result: doorledger.UnlockResult(c.text(9)), Source: c.text(11)}
-	bits := c.int(10)
-	if c.err != nil {
-		return nil, c.err
-	}
-	if bits < 0 || bits > 63 {
-		return nil, fmt.Errorf("anomalies: unknown flags %d", bits)
-	}
-	u.Anomalies = anomalybits.Kinds(bits)
-	return &u, nil
-}
-
-// encodeUnlockColumns encodes an event read as loadUnlockRows reads it,
-// with what a redaction recorded of it.
-func encodeUnlockColumns(c *logColumns) ([]byte, error) {
-	if by := c.int(12); by != 0 && c.err == nil {
-		x := &auditlog.LeafRedaction{By: by}
-		l, ok1 := c.vals[13].([]byte)
-		r, ok2 := c.vals[14].([]byte)
-		if x.Recorded = ok1 && ok2 && len(l) == 32 && len(r) == 32; x.Recorded {
-			copy(x.Logged[:], l)
-			copy(x.Redacted[:], r)
-		}
-		c.red = x
-	}
-	u, err := unlockFromColumns(c)
-	if err != nil {
-		return nil, err
-	}
-	return auditlog.EncodeUnlock(u)
+		after, upto, limit, logrows.EncodeUnlock)
 }
 
 func loadPurgeRows(ctx context.Context, q querier, after, upto int64, limit int) ([]logRow, error) {
 	return loadLogRows(ctx, q, `SELECT `+logPurgeColumns+` FROM log_purges WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3`,
-		after, upto, limit, func(c *logColumns) ([]byte, error) {
-			p, err := c.purge()
-			if err != nil {
-				return nil, err
-			}
-			return auditlog.EncodePurge(p)
-		})
+		after, upto, limit, logrows.EncodePurge)
 }
 
-func loadLogRows(ctx context.Context, q querier, query string, after, upto int64, limit int, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
+func loadLogRows(ctx context.Context, q querier, query string, after, upto int64, limit int, encode func(*logrows.Columns) ([]byte, error)) ([]logRow, error) {
 	return loadLogRowsArgs(ctx, q, query, []any{after, upto, limit}, encode)
 }
 
 // loadLogRowsArgs is loadLogRows for a query of any arguments.
-func loadLogRowsArgs(ctx context.Context, q querier, query string, args []any, encode func(*logColumns) ([]byte, error)) ([]logRow, error) {
+func loadLogRowsArgs(ctx context.Context, q querier, query string, args []any, encode func(*logrows.Columns) ([]byte, error)) ([]logRow, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -102,88 +54,41 @@ func loadLogRowsArgs(ctx context.Context, q querier, query string, args []any, e
 	if err != nil {
 		return nil, err
 	}
-	c := &logColumns{names: names, vals: make([]any, len(names))}
+	c := logrows.NewColumns(names, logTime)
 	ptrs := make([]any, len(names))
 	for i := range ptrs {
-		ptrs[i] = &c.vals[i]
+		ptrs[i] = &c.Vals[i]
 	}
 	var out []logRow
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		c.err = nil
-		id, ok := c.vals[0].(int64)
-		if !ok {
-			return nil, fmt.Errorf("row id %v is not an integer", c.vals[0])
+		id, err := c.Begin()
+		if err != nil {
+			return nil, err
 		}
-		c.red = nil
 		enc, err := encode(c)
-		out = append(out, logRow{id: id, enc: enc, err: err, red: c.red})
+		out = append(out, logRow{id: id, enc: enc, err: err, red: c.Redaction()})
 	}
 	return out, rows.Err()
 }
 
-type logColumns struct {
-	names []string
-	vals  []any
-	err   error
-	red   *auditlog.LeafRedaction // set by encodeUnlockColumns
-}
-
-func (c *logColumns) fail(i int, want string) {
-	if c.err == nil {
-		c.err = fmt.Errorf("%s: %T is not %s", c.names[i], c.vals[i], want)
-	}
-}
-
-func (c *logColumns) int(i int) int64 {
-	v, ok := c.vals[i].(int64)
+// logTime reads a time column as SQLite holds it, strictly: text in the
+// stored form (timeLayout), "" for none.
+func logTime(name string, v any) (time.Time, error) {
+	s, ok := v.(string)
 	if !ok {
-		c.fail(i, "an integer")
+		return time.Time{}, fmt.Errorf("%s: %T is not text", name, v)
 	}
-	return v
-}
-
-func (c *logColumns) text(i int) string {
-	v, ok := c.vals[i].(string)
-	if !ok {
-		c.fail(i, "text")
-	}
-	return v
-}
-
-func (c *logColumns) time(i int) time.Time {
-	s := c.text(i)
 	if s == "" {
-		return time.Time{}
+		return time.Time{}, nil
 	}
 	t, err := time.Parse(timeLayout, s)
 	if err != nil || t.Format(timeLayout) != s {
-		if c.err == nil {
-			c.err = fmt.Errorf("%s: %q is not a stored time", c.names[i], s)
-		}
-		return time.Time{}
+		return time.Time{}, fmt.Errorf("%s: %q is not a stored time", name, s)
 	}
-	return t
-}
-
-func (c *logColumns) purge() (*doorledger.LogPurge, error) {
-	p := &doorledger.LogPurge{ID: c.int(0), At: c.time(1), Actor: c.text(2), Of: c.text(3), BuildingID: c.int(4), Before: c.time(5)}
-	ids := c.text(6)
-	hash, ok := c.vals[7].([]byte)
-	if !ok || len(hash) != len(p.LeavesHash) {
-		c.fail(7, "a hash")
-	}
-	if c.err != nil {
-		return nil, c.err
-	}
-	copy(p.LeavesHash[:], hash)
-	var err error
-	if p.IDs, err = auditlog.ParseIDRanges(ids); err != nil {
-		return nil, fmt.Errorf("ids: %w", err)
-	}
-	return p, nil
+	return t, nil
 }
 
 // LogUnlockPurge records in the log that the retention purge deletes the

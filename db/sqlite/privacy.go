@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/doorledger/doorledger"
-	"github.com/doorledger/doorledger/auditlog"
+	"github.com/doorledger/doorledger/internal/logrows"
 )
 
 // PrivacyService implements doorledger.PrivacyService: the Tenant Data
@@ -336,64 +336,26 @@ func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cuto
 	rows, err := loadLogRowsArgs(ctx, tx, `SELECT `+logUnlockColumns+`, l.hash FROM unlock_events u
 		JOIN log_leaves l ON l.kind = 'unlock' AND l.ref_id = u.id
 		WHERE u.building_id = ?1 AND u.actor_ref <> '' AND u.redaction_id IS NULL AND u.effective_at < ?2
-		ORDER BY u.id LIMIT ?3`, []any{buildingID, cutoff, redactChunk}, func(c *logColumns) ([]byte, error) {
-		u, err := unlockFromColumns(c)
-		if err != nil {
-			return nil, err
-		}
-		logged, ok := c.vals[12].([]byte)
-		if !ok || len(logged) != 32 {
-			return nil, errors.New("no leaf")
-		}
-		enc, err := auditlog.EncodeUnlock(u)
-		if err != nil {
-			return nil, err
-		}
-		var leaf doorledger.LogHash
-		copy(leaf[:], logged)
-		if auditlog.LeafHash(enc) != leaf {
-			return nil, errors.New("the row does not match its leaf")
-		}
-		red := auditlog.RedactUnlock(*u)
-		renc, err := auditlog.EncodeUnlock(&red)
-		if err != nil {
-			return nil, err
-		}
-		r := auditlog.LeafHash(renc)
-		return append(leaf[:], r[:]...), nil
-	})
+		ORDER BY u.id LIMIT ?3`, []any{buildingID, cutoff, redactChunk}, logrows.RedactLeaves)
 	if err != nil {
 		return 0, false, err
 	}
 	more = len(rows) == redactChunk
-	var h auditlog.RedactionHasher
-	var ids []int64
-	var recs []doorledger.RedactedLeaf
+	var red logrows.Redactions
 	for _, r := range rows {
-		if r.err != nil {
-			continue // verify names it
+		if r.err == nil { // verify names the others
+			red.Add(r.id, r.enc)
 		}
-		x := doorledger.RedactedLeaf{UnlockID: r.id}
-		copy(x.Logged[:], r.enc[:32])
-		copy(x.Redacted[:], r.enc[32:])
-		h.Add(x.UnlockID, x.Logged, x.Redacted)
-		ids = append(ids, r.id)
-		recs = append(recs, x)
 	}
-	if len(ids) == 0 {
+	if len(red.Leaves) == 0 {
 		return 0, false, nil
 	}
-	digest, err := h.Sum()
-	if err != nil {
-		return 0, false, err
-	}
-	ranges, err := auditlog.FormatIDRanges(auditlog.IDRanges(ids))
+	detail, err := red.Detail(cutoff)
 	if err != nil {
 		return 0, false, err
 	}
 	sysctx := doorledger.NewSystemContext(ctx, "system")
-	if err := tx.audit(sysctx, "unlock.redact", buildingID, "building", buildingID, auditlog.MarshalRedactionDetail(auditlog.RedactionDetail{
-		Events: int64(len(ids)), IDs: ranges, Before: cutoff, Fields: strings.Join(doorledger.RedactedFields, ","), Digest: digest.String()})); err != nil {
+	if err := tx.audit(sysctx, "unlock.redact", buildingID, "building", buildingID, detail); err != nil {
 		return 0, false, err
 	}
 	var entry int64
@@ -401,7 +363,7 @@ func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cuto
 		return 0, false, err
 	}
 	at := formatTime(tx.now)
-	for _, x := range recs {
+	for _, x := range red.Leaves {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO unlock_redactions (unlock_id, redaction_id, leaf, redacted) VALUES (?, ?, ?, ?)`,
 			x.UnlockID, entry, x.Logged[:], x.Redacted[:]); err != nil {
 			return 0, false, err
@@ -411,7 +373,7 @@ func (s *PrivacyService) redactChunk(ctx context.Context, buildingID int64, cuto
 			return 0, false, fmt.Errorf("redact unlock #%d: %w", x.UnlockID, err)
 		}
 	}
-	return int64(len(ids)), more, tx.Commit()
+	return int64(len(red.Leaves)), more, tx.Commit()
 }
 
 // redactionsIn returns the redactions that name events of the building
