@@ -16,6 +16,7 @@ var logTests = []test{
 	{"LogVerifiesAfterRetentionPurge", testLogVerifiesAfterRetentionPurge},
 	{"LogMultiProof", testLogMultiProof},
 	{"LogProofRefusals", testLogProofRefusals},
+	{"AuditEntriesPage", testAuditEntriesPage},
 }
 
 func testLogVerifyAccess(t *testing.T, newServices NewServices) {
@@ -142,6 +143,23 @@ func testLogProofRefusals(t *testing.T, newServices NewServices) {
 	} {
 		if doorledger.ErrorCode(c.err) != c.code || doorledger.ErrorMessage(c.err) != c.msg {
 			t.Errorf("%s: %v, want %s %q", c.what, c.err, c.code, c.msg)
+		}
+	}
+}
+
+// TestAuditEntriesPage: the journal is read newest first, 200 entries
+// unless the caller asks for 1 to 500.
+func testAuditEntriesPage(t *testing.T, newServices NewServices) {
+	w := NewLogWorld(t, newServices(t))
+	w.Audits(t, 205)
+	all, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{Limit: 500})
+	if err != nil || len(all) < 206 {
+		t.Fatalf("500 asked: %d %v, want every entry", len(all), err)
+	}
+	for limit, want := range map[int]int{-1: 200, 0: 200, 3: 3, 200: 200, 501: 200} {
+		got, err := w.Audit.FindAuditEntries(sys(), doorledger.AuditFilter{Limit: limit})
+		if err != nil || len(got) != want || got[0].ID != all[0].ID || got[len(got)-1].ID != all[want-1].ID {
+			t.Errorf("limit %d: %d entries %v, want the newest %d", limit, len(got), err, want)
 		}
 	}
 }
