@@ -273,3 +273,45 @@ type LogService interface {
 	// which every checkpoint begins with ("" when not known).
 	Origin() string
 }
+
+// CheckLogReader refuses installers the log's heads and proofs (the role
+// of a signed-in caller): EFORBIDDEN.
+func CheckLogReader(role Role) error {
+	if role == RoleInstaller {
+		return Errorf(EFORBIDDEN, "Installers do not see the audit log.")
+	}
+	return nil
+}
+
+// CheckInclusion checks a proof that entry index is in the tree of size
+// entries, the log having n: EINVALID out of range.
+func CheckInclusion(index, size, n int64) error {
+	if index < 0 || index >= size || size > n {
+		return Errorf(EINVALID, "Entry %d is not in a log of %d entries (the log has %d).", index, size, n)
+	}
+	return nil
+}
+
+// CheckConsistency checks a proof that the tree of newSize entries extends
+// that of oldSize, the log having n: EINVALID out of range.
+func CheckConsistency(oldSize, newSize, n int64) error {
+	if oldSize < 1 || oldSize > newSize || newSize > n {
+		return Errorf(EINVALID, "Cannot prove a log of %d entries extends one of %d (the log has %d).", newSize, oldSize, n)
+	}
+	return nil
+}
+
+// CheckInclusions checks a proof that the entries at indexes (ascending,
+// distinct) are in the tree of size entries, the log having n: EINVALID
+// for the size, or the first index, out of range.
+func CheckInclusions(indexes []int64, size, n int64) error {
+	if size < 0 || size > n {
+		return Errorf(EINVALID, "Cannot prove entries in a log of %d entries (the log has %d).", size, n)
+	}
+	for i, x := range indexes {
+		if x < 0 || x >= size || (i > 0 && x <= indexes[i-1]) {
+			return Errorf(EINVALID, "Entry %d is not in a log of %d entries, or the entries are not ascending.", x, size)
+		}
+	}
+	return nil
+}

@@ -99,10 +99,7 @@ func requireLogReader(c caller) error {
 	if err := c.requireSignedIn(); err != nil {
 		return err
 	}
-	if c.role() == doorledger.RoleInstaller {
-		return doorledger.Errorf(doorledger.EFORBIDDEN, "Installers do not see the audit log.")
-	}
-	return nil
+	return doorledger.CheckLogReader(c.role())
 }
 
 // Sequence appends what was committed (up to the horizon) since the last

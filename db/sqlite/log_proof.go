@@ -62,8 +62,8 @@ func (s *LogService) ProveInclusion(ctx context.Context, index, size int64) (*do
 	if err != nil {
 		return nil, err
 	}
-	if index < 0 || index >= size || size > n {
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Entry %d is not in a log of %d entries (the log has %d).", index, size, n)
+	if err := doorledger.CheckInclusion(index, size, n); err != nil {
+		return nil, err
 	}
 	return auditlog.ProveInclusion(index, size, s.hashReader(ctx))
 }
@@ -77,8 +77,8 @@ func (s *LogService) ProveConsistency(ctx context.Context, oldSize, newSize int6
 	if err != nil {
 		return nil, err
 	}
-	if oldSize < 1 || oldSize > newSize || newSize > n {
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Cannot prove a log of %d entries extends one of %d (the log has %d).", newSize, oldSize, n)
+	if err := doorledger.CheckConsistency(oldSize, newSize, n); err != nil {
+		return nil, err
 	}
 	return auditlog.ProveConsistency(oldSize, newSize, s.hashReader(ctx))
 }
@@ -130,13 +130,8 @@ func (s *LogService) ProveInclusions(ctx context.Context, indexes []int64, size 
 	if err != nil {
 		return nil, err
 	}
-	if size < 0 || size > n {
-		return nil, doorledger.Errorf(doorledger.EINVALID, "Cannot prove entries in a log of %d entries (the log has %d).", size, n)
-	}
-	for i, x := range indexes {
-		if x < 0 || x >= size || (i > 0 && x <= indexes[i-1]) {
-			return nil, doorledger.Errorf(doorledger.EINVALID, "Entry %d is not in a log of %d entries, or the entries are not ascending.", x, size)
-		}
+	if err := doorledger.CheckInclusions(indexes, size, n); err != nil {
+		return nil, err
 	}
 	return auditlog.ProveInclusions(indexes, size, s.hashReader(ctx))
 }
