@@ -34,3 +34,28 @@ type AuditService interface {
 	// and boards: their building's).
 	FindAuditEntries(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
 }
+
+// Journal pages: entries read when the filter asks for none, and at most.
+const (
+	DefaultAuditPage = 200
+	MaxAuditPage     = 500
+)
+
+// PageSize is the entries a page f asks for: Limit, DefaultAuditPage when
+// it is not from 1 to MaxAuditPage.
+func (f AuditFilter) PageSize() int {
+	if f.Limit <= 0 || f.Limit > MaxAuditPage {
+		return DefaultAuditPage
+	}
+	return f.Limit
+}
+
+// CheckJournalReader refuses installers a building's journal, as a
+// building they cannot see (the role of a caller who may see the
+// building): ENOTFOUND.
+func CheckJournalReader(role Role) error {
+	if role == RoleInstaller {
+		return Errorf(ENOTFOUND, "Building not found.")
+	}
+	return nil
+}

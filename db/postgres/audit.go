@@ -22,12 +22,10 @@ func (s *AuditService) FindAuditEntries(ctx context.Context, f doorledger.AuditF
 		}
 	} else if err := checkBuilding(ctx, s.db.pool, c, f.BuildingID); err != nil {
 		return nil, err
-	} else if c.role() == doorledger.RoleInstaller {
-		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Building not found.")
+	} else if err := doorledger.CheckJournalReader(c.role()); err != nil {
+		return nil, err
 	}
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 200
-	}
+	f.Limit = f.PageSize()
 	if f.BuildingID != 0 {
 		return queryAll(ctx, s.db.pool, scanAuditEntry, `SELECT `+auditColumns+` FROM audit_entries
 			WHERE building_id = $1 ORDER BY id DESC LIMIT $2`, f.BuildingID, f.Limit)

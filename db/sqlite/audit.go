@@ -22,12 +22,10 @@ func (s *AuditService) FindAuditEntries(ctx context.Context, f doorledger.AuditF
 		}
 	} else if err := checkBuilding(ctx, s.db.read, c, f.BuildingID); err != nil {
 		return nil, err
-	} else if c.role() == doorledger.RoleInstaller {
-		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Building not found.")
+	} else if err := doorledger.CheckJournalReader(c.role()); err != nil {
+		return nil, err
 	}
-	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 200
-	}
+	f.Limit = f.PageSize()
 	query, args := `SELECT `+auditColumns+` FROM audit_entries`, []any{}
 	if f.BuildingID != 0 {
 		query += ` WHERE building_id = ?`
