@@ -24,6 +24,50 @@ var deviceTests = []test{
 	{"DeviceCredential", testDeviceCredential},
 	{"DeviceAccess", testDeviceAccess},
 	{"DevicePendingDesired", testDevicePendingDesired},
+	{"TenantNoticeDevices", testTenantNoticeDevices},
+}
+
+// TestTenantNoticeDevices: the tenant notice lists each device in service
+// under the disclosure record it names, as "#id vendor model (what it
+// opens)", and counts those naming none.
+func testTenantNoticeDevices(t *testing.T, newServices NewServices) {
+	w := NewDeviceWorld(t, newServices(t))
+	if err := w.Privacy.SetPrivacyProfile(as(w.MgrA), w.A, doorledger.PrivacyProfileTDPA); err != nil {
+		t.Fatal(err)
+	}
+	one, _, _ := w.signedDevice(t)
+	two, _, _ := w.signedDevice(t)
+	w.signedDevice(t) // names no record
+	d, err := w.Privacy.SaveVendorDisclosure(as(w.MgrA), w.A, 0, doorledger.VendorDisclosureInput{LegalName: "Acme Access Inc.",
+		DataCollected: "courier id, time", Purpose: "deliveries", Retention: "90 days", PolicyURL: "https://acme.example/privacy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{two, one} {
+		if err := w.Privacy.SetDeviceDisclosure(as(w.MgrA), w.A, id, d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settings, err := w.Residents.NoticeSettings(as(w.MgrA), w.A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.Privacy.TenantNotice(context.Background(), settings.Slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := func(id int64) string {
+		dev := w.MustDevice(t, id)
+		l := "#" + fmt.Sprint(id) + " " + strings.TrimSpace(dev.Vendor+" "+dev.Model)
+		if dev.Opens != "" {
+			l += " (" + dev.Opens + ")"
+		}
+		return l
+	}
+	if len(n.Vendors) != 1 || n.Vendors[0].Disclosure.ID != d.ID || n.Undisclosed != 1 ||
+		strings.Join(n.Vendors[0].Devices, "|") != label(one)+"|"+label(two) {
+		t.Errorf("tenant notice: %d vendors, %d undisclosed, %+v", len(n.Vendors), n.Undisclosed, n.Vendors)
+	}
 }
 
 // DeviceWorld is the unlock world (building A in UTC) that records the
