@@ -189,6 +189,37 @@ type TenantNoticeVendor struct {
 	Devices    []string // e.g. "#3 Acme Relay 2 (lobby door)"
 }
 
+// AddDevice adds a device in service to the notice: under the record of
+// records it names (disclosureID) when that record is complete, else to
+// the count of those undisclosed. Vendors keep the order first named.
+func (n *TenantPrivacyNotice) AddDevice(id int64, vendor, model, opens string, disclosureID int64, records []*VendorDisclosure) {
+	var d *VendorDisclosure
+	for _, x := range records {
+		if x.ID == disclosureID {
+			d = x
+		}
+	}
+	if !d.Complete() {
+		n.Undisclosed++
+		return
+	}
+	var v *TenantNoticeVendor
+	for _, x := range n.Vendors {
+		if x.Disclosure.ID == d.ID {
+			v = x
+		}
+	}
+	if v == nil {
+		v = &TenantNoticeVendor{Disclosure: *d}
+		n.Vendors = append(n.Vendors, v)
+	}
+	label := "#" + strconv.FormatInt(id, 10) + " " + strings.TrimSpace(vendor+" "+model)
+	if opens != "" {
+		label += " (" + opens + ")"
+	}
+	v.Devices = append(v.Devices, label)
+}
+
 // PrivacyService is the privacy profile of buildings.
 type PrivacyService interface {
 	// PrivacyStatus returns a building's profile, records and checks

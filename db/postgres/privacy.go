@@ -256,7 +256,6 @@ func (s *PrivacyService) TenantNotice(ctx context.Context, slug string) (*doorle
 	if err != nil {
 		return nil, err
 	}
-	byID := map[int64]*doorledger.TenantNoticeVendor{}
 	// Devices in service: no serial, location, installer or signer is selected.
 	rows, err := tx.Query(ctx, `SELECT id, vendor, model, opens, COALESCE(vendor_disclosure_id, 0) FROM devices
 		WHERE building_id = $1 AND NOT retired ORDER BY id`, b.id)
@@ -270,27 +269,7 @@ func (s *PrivacyService) TenantNotice(ctx context.Context, slug string) (*doorle
 		if err := rows.Scan(&id, &vendor, &model, &opens, &disclosure); err != nil {
 			return nil, err
 		}
-		var d *doorledger.VendorDisclosure
-		for _, x := range disclosures {
-			if x.ID == disclosure {
-				d = x
-			}
-		}
-		if !d.Complete() {
-			n.Undisclosed++
-			continue
-		}
-		v := byID[d.ID]
-		if v == nil {
-			v = &doorledger.TenantNoticeVendor{Disclosure: *d}
-			byID[d.ID] = v
-			n.Vendors = append(n.Vendors, v)
-		}
-		label := "#" + itoa(id) + " " + strings.TrimSpace(vendor+" "+model)
-		if opens != "" {
-			label += " (" + opens + ")"
-		}
-		v.Devices = append(v.Devices, label)
+		n.AddDevice(id, vendor, model, opens, disclosure, disclosures)
 	}
 	return n, rows.Err()
 }
