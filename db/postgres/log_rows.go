@@ -100,46 +100,32 @@ func (tx *Tx) LogUnlockPurge(ctx context.Context, buildingID int64, before time.
 		return nil, err
 	}
 
-	type leaf struct {
-		idx  int64
-		hash doorledger.LogHash
-	}
-	found := map[int64]leaf{}
+	logged := make(map[int64]doorledger.LogLeaf, len(unique))
 	rows, err := tx.Query(ctx, `SELECT idx, ref_id, hash FROM log_leaves WHERE kind = 'unlock' AND ref_id = ANY($1)`, unique)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var l leaf
-		var ref int64
+		var l doorledger.LogLeaf
 		var h []byte
-		if err := rows.Scan(&l.idx, &ref, &h); err != nil {
+		if err := rows.Scan(&l.Index, &l.RefID, &h); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		copy(l.hash[:], h)
-		found[ref] = l
+		copy(l.Hash[:], h)
+		logged[l.RefID] = l
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	leaves := make([]leaf, 0, len(unique))
-	for _, id := range unique {
-		l, ok := found[id]
-		if !ok {
-			return nil, fmt.Errorf("log purge: unlock event %d is not in the log; it cannot be purged", id)
-		}
-		leaves = append(leaves, l)
-	}
-	slices.SortFunc(leaves, func(a, b leaf) int { return int(a.idx - b.idx) })
-	var sum auditlog.PurgeHasher
-	for _, l := range leaves {
-		sum.Add(l.idx, l.hash)
+	hash, err := logrows.UnlockPurgeHash(unique, logged)
+	if err != nil {
+		return nil, err
 	}
 
 	p := &doorledger.LogPurge{At: tx.now, Actor: callerFrom(ctx).label(), Of: doorledger.LogKindUnlock, BuildingID: buildingID,
-		Before: before.UTC().Truncate(time.Microsecond), IDs: ranges, LeavesHash: sum.Sum()}
+		Before: before.UTC().Truncate(time.Microsecond), IDs: ranges, LeavesHash: hash}
 	text, err := auditlog.FormatIDRanges(ranges)
 	if err != nil {
 		return nil, fmt.Errorf("log purge: %w", err)

@@ -19,8 +19,10 @@
 package logrows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,4 +227,25 @@ func (rs *Redactions) Detail(before string) (map[string]any, error) {
 	}
 	return auditlog.MarshalRedactionDetail(auditlog.RedactionDetail{
 		Events: int64(len(ids)), IDs: ranges, Before: before, Fields: strings.Join(doorledger.RedactedFields, ","), Digest: digest.String()}), nil
+}
+
+// UnlockPurgeHash is the hash of the leaves of the unlock events a purge
+// deletes (ids, each once), taken in the log's order from where each is in
+// the log (logged, by event id): what the purge record holds. An event not
+// in the log cannot be purged.
+func UnlockPurgeHash(ids []int64, logged map[int64]doorledger.LogLeaf) (doorledger.LogHash, error) {
+	leaves := make([]doorledger.LogLeaf, 0, len(ids))
+	for _, id := range ids {
+		l, ok := logged[id]
+		if !ok {
+			return doorledger.LogHash{}, fmt.Errorf("log purge: unlock event %d is not in the log; it cannot be purged", id)
+		}
+		leaves = append(leaves, l)
+	}
+	slices.SortFunc(leaves, func(a, b doorledger.LogLeaf) int { return cmp.Compare(a.Index, b.Index) })
+	var sum auditlog.PurgeHasher
+	for _, l := range leaves {
+		sum.Add(l.Index, l.Hash)
+	}
+	return sum.Sum(), nil
 }

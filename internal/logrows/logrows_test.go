@@ -130,3 +130,25 @@ func TestRedactLeaves(t *testing.T) {
 		t.Errorf("redactions %+v, detail %v", rs.Leaves, d)
 	}
 }
+
+// A purge's hash takes the leaves in the log's order, whatever the ids'
+// order; an event not in the log is refused.
+func TestUnlockPurgeHash(t *testing.T) {
+	logged := map[int64]doorledger.LogLeaf{
+		5: {RefID: 5, Index: 30, Hash: doorledger.LogHash{5}},
+		6: {RefID: 6, Index: 12, Hash: doorledger.LogHash{6}},
+	}
+	got, err := UnlockPurgeHash([]int64{5, 6}, logged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want auditlog.PurgeHasher
+	want.Add(12, doorledger.LogHash{6})
+	want.Add(30, doorledger.LogHash{5})
+	if got != want.Sum() {
+		t.Errorf("hash %v, want the leaves by index", got)
+	}
+	if _, err := UnlockPurgeHash([]int64{5, 7}, logged); err == nil || err.Error() != "log purge: unlock event 7 is not in the log; it cannot be purged" {
+		t.Errorf("an event not logged: %v", err)
+	}
+}
