@@ -156,7 +156,8 @@ func testLeaseInvalid(t *testing.T, newServices NewServices) {
 		name, holder string
 		ttl          time.Duration
 	}{{"", "a", time.Second}, {"job", "", time.Second}, {"job", "a", 0}, {"job", "a", -time.Second}} {
-		if _, _, err := l.AcquireLease(context.Background(), c.name, c.holder, c.ttl); doorledger.ErrorCode(err) != doorledger.EINVALID {
+		if _, _, err := l.AcquireLease(context.Background(), c.name, c.holder, c.ttl); doorledger.ErrorCode(err) != doorledger.EINVALID ||
+			doorledger.ErrorMessage(err) != "A lease needs a name, a holder and a term above zero." {
 			t.Errorf("AcquireLease(%q, %q, %v): %v, want EINVALID", c.name, c.holder, c.ttl, err)
 		}
 	}
