@@ -26,3 +26,12 @@ type LeaseService interface {
 	// instance may take it at once; it does nothing otherwise.
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
+
+// CheckLeaseRequest checks a request for a lease: EINVALID without a name
+// or a holder, or for a term not above zero.
+func CheckLeaseRequest(name, holder string, ttl time.Duration) error {
+	if name == "" || holder == "" || ttl <= 0 {
+		return Errorf(EINVALID, "A lease needs a name, a holder and a term above zero.")
+	}
+	return nil
+}

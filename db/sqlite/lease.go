@@ -22,8 +22,8 @@ var _ doorledger.LeaseService = (*LeaseService)(nil)
 // or holder's own, so two instances racing for a free lease cannot both win.
 // When the upsert wrote nothing, the row as it stands says who holds it.
 func (s *LeaseService) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, time.Time, error) {
-	if name == "" || holder == "" || ttl <= 0 {
-		return false, time.Time{}, doorledger.Errorf(doorledger.EINVALID, "A lease needs a name, a holder and a term above zero.")
+	if err := doorledger.CheckLeaseRequest(name, holder, ttl); err != nil {
+		return false, time.Time{}, err
 	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
