@@ -2,6 +2,8 @@ package dbtest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 )
 
 var buildingTests = []test{
+	{"PolicySetJournal", testPolicySetJournal},
 	{"BuildingAccess", testBuildingAccess},
 	{"RosterAndGrants", testRosterAndGrants},
 	{"InvitationNewInstaller", testInvitationNewInstaller},
@@ -246,4 +249,26 @@ func testInvitationWithdrawnOrExpired(t *testing.T, newServices NewServices) {
 	*s.Now = s.Now.Add(doorledger.InvitationTTL + time.Second)
 	_, err = w.Invitations.AcceptInvitation(context.Background(), token, "correct horse battery")
 	wantCode(t, "accept expired", err, doorledger.ENOTFOUND)
+}
+
+// TestPolicySetJournal: the journal entry of a new consent policy, word for
+// word: its numbers, and the policy before and after in words.
+func testPolicySetJournal(t *testing.T, newServices NewServices) {
+	w := NewPolicyWorld(t, NewConsentWorld(t, newServices(t)))
+	before, err := w.Policies.FindConsentPolicy(as(w.Manager), w.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.SetPolicy(t, doorledger.PolicyInput{Required: 2, Ordered: true, ReminderDays: "5, 2", ExpiryDays: 9})
+	text := func(s string) string {
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	// No roles asked for: the entry records the policy as set, roles null.
+	want := fmt.Sprintf(`{"after":%s,"before":%s,"expiry_days":9,"ordered":true,"reminder_days":[2,5],"required":2,"roles":null}`,
+		text(p.Describe()+"; "+p.DescribeReminders()), text(before.Describe()+"; "+before.DescribeReminders()))
+	e := w.JournalEntry(t, w.A.ID, "consent_policy.set")
+	if e.Detail != want || e.ObjectType != "consent_policy" || e.ObjectID != p.ID {
+		t.Errorf("journal entry %s %d %s, want %s", e.ObjectType, e.ObjectID, e.Detail, want)
+	}
 }
