@@ -88,6 +88,15 @@ func (p *ConsentPolicy) DescribeReminders() string {
 	return fmt.Sprintf("%s after the request; it expires after %d days", r, p.ExpiryDays)
 }
 
+// SetDetail is the journal detail of p set as the building's policy in
+// place of before (the "consent_policy.set" entry): its numbers, and both
+// policies in words.
+func (p *ConsentPolicy) SetDetail(before *ConsentPolicy) map[string]any {
+	return map[string]any{
+		"required": p.Required, "roles": p.Roles, "ordered": p.Ordered, "reminder_days": p.ReminderDays, "expiry_days": p.ExpiryDays,
+		"before": before.Describe() + "; " + before.DescribeReminders(), "after": p.Describe() + "; " + p.DescribeReminders()}
+}
+
 // JoinAnd joins words as "a", "a and b", "a, b and c".
 func JoinAnd(words []string) string {
 	switch len(words) {

@@ -49,9 +49,7 @@ func (s *PolicyService) SetConsentPolicy(ctx context.Context, buildingID int64, 
 	if p.ID, err = tx.recordPolicy(ctx, p); err != nil {
 		return nil, err
 	}
-	if err := tx.audit(ctx, "consent_policy.set", buildingID, "consent_policy", p.ID, map[string]any{
-		"required": p.Required, "roles": p.Roles, "ordered": p.Ordered, "reminder_days": p.ReminderDays, "expiry_days": p.ExpiryDays,
-		"before": before.Describe() + "; " + before.DescribeReminders(), "after": p.Describe() + "; " + p.DescribeReminders()}); err != nil {
+	if err := tx.audit(ctx, "consent_policy.set", buildingID, "consent_policy", p.ID, p.SetDetail(before)); err != nil {
 		return nil, err
 	}
 	p, err = currentPolicy(ctx, tx, buildingID)
