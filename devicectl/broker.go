@@ -62,10 +62,11 @@ type BrokerConfig struct {
 
 // clientReadBufferSize is each connection's read buffer. mochi's default,
 // 2 KB, was the largest part of the broker's heap a device (10,000 devices:
-// 19 MB of 98 MB live). A device sends one message at a time and waits for its
-// acknowledgement, and a message is a few hundred bytes; a longer packet is
-// read past the buffer straight into the packet's own (mochi's ReadPacket
-// reads it with io.ReadFull), so a smaller buffer costs no extra reads.
+// 19–23 MB of 76–111 MB live; docs/benchmarks.md, "Portal RSS"). A device
+// sends one message at a time and waits for its acknowledgement, and a
+// message of one event is a few hundred bytes; the rest of a longer packet is
+// read past the buffer straight into the packet's own slice (mochi's
+// ReadPacket reads it with io.ReadFull), at the cost of one more read.
 const clientReadBufferSize = 512
 
 // Broker is the embedded MQTT broker (mochi-mqtt). Devices connect to it over

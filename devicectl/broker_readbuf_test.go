@@ -20,7 +20,7 @@ func TestBroker_MessageLongerThanReadBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []string
-	for i := range 60 { // about 9 KB as one message
+	for i := range 60 { // about 12 KB as one message (one event: about 200 bytes)
 		ev, err := d.Unlock(devicectl.EventMessage{ActorRef: fmt.Sprintf("parcel-%03d-courier-van-17", i)})
 		if err != nil {
 			t.Fatal(err)

@@ -46,9 +46,10 @@ const maxCollections = 8
 // goroutine stacks stop shrinking (at most maxCollections times), and reads
 // the Go runtime's figures and the resident set size from /proc. Go shrinks a
 // stack only at a collection, by half and only while less than a quarter of
-// it is in use, so one collection right after stacks grew (devices
-// connecting) measures a transient the process leaves behind by itself in a
-// few minutes (the runtime forces a collection every two minutes).
+// it is in use, so one or two collections right after stacks grew (devices
+// connecting, their first reports waiting for a commit) measure a transient
+// the portal leaves behind by itself within a minute at rest, through its own
+// collections (docs/benchmarks.md, "Portal RSS").
 func readMem() memFigures {
 	var m memFigures
 	var ms runtime.MemStats
