@@ -60,6 +60,15 @@ type BrokerConfig struct {
 	Logger *slog.Logger
 }
 
+// clientReadBufferSize is each connection's read buffer. mochi's default,
+// 2 KB, was the largest part of the broker's heap a device (10,000 devices:
+// 19–23 MB of 76–111 MB live; docs/benchmarks.md, "Portal RSS"). A device
+// sends one message at a time and waits for its acknowledgement, and a
+// message of one event is a few hundred bytes; the rest of a longer packet is
+// read past the buffer straight into the packet's own slice (mochi's
+// ReadPacket reads it with io.ReadFull), at the cost of one more read.
+const clientReadBufferSize = 512
+
 // Broker is the embedded MQTT broker (mochi-mqtt). Devices connect to it over
 // TCP with their own credential; the portal publishes desired state through
 // it in-process (Push) and receives reported state and unlock events through
@@ -131,10 +140,11 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	b.in = ingester{devices: cfg.Devices, events: cfg.Events, timeout: cfg.CallTimeout, stats: &b.stats}
 	b.server = mqtt.New(&mqtt.Options{
-		InlineClient:           true,
-		Capabilities:           caps,
-		Logger:                 slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "mqtt"),
-		SysTopicResendInterval: 60, // nobody may read $SYS; do not pay for it every second
+		InlineClient:            true,
+		Capabilities:            caps,
+		ClientNetReadBufferSize: clientReadBufferSize,
+		Logger:                  slog.New(quietHandler{cfg.Logger.Handler()}).With("component", "mqtt"),
+		SysTopicResendInterval:  60, // nobody may read $SYS; do not pay for it every second
 	})
 	hook := &brokerHook{b: b, conns: make(map[int64]*conns), cutAt: make(map[int64]uint64)}
 	b.hook = hook

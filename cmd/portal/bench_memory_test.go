@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -18,20 +19,91 @@ import (
 	"time"
 )
 
-// memFigures is a process's memory after a full collection.
+// memFigures is a process's memory at rest: after collections until the
+// goroutine stacks stop shrinking (readMem).
 type memFigures struct {
 	HeapInuse, StackInuse, Sys, RSS uint64 // bytes
 	Goroutines                      int
+	// StackScanned is the part of the goroutine stacks in use, as the last
+	// collection scanned it; StackStart the size a new goroutine's stack
+	// starts at (adaptive: the average scanned stack, rounded up to a power
+	// of 2, at the last collection).
+	StackScanned, StackStart uint64
+	// Steps are the stacks and the resident set after each collection: the
+	// first is what one collection leaves, the last the steady state.
+	Steps []memStep
 }
 
-// readMem collects garbage, returns freed memory to the OS, and reads the
-// Go runtime's figures and the resident set size from /proc.
+// memStep is a process's memory after one more collection.
+type memStep struct{ StackInuse, HeapInuse, RSS uint64 }
+
+// maxCollections bounds readMem's collections: Go halves a goroutine's
+// stack at most once a collection, so a stack grown to 64 KB and used a
+// little needs five to come back to 2 KB.
+const maxCollections = 8
+
+// readMem collects garbage and returns freed memory to the OS until the
+// goroutine stacks stop shrinking (at most maxCollections times), and reads
+// the Go runtime's figures and the resident set size from /proc. Go shrinks a
+// stack only at a collection, by half and only while less than a quarter of
+// it is in use, so one or two collections right after stacks grew (devices
+// connecting, their first reports waiting for a commit) measure a transient
+// the portal leaves behind by itself within a minute at rest, through its own
+// collections (docs/benchmarks.md, "Portal RSS").
 func readMem() memFigures {
-	runtime.GC()
-	debug.FreeOSMemory()
+	var m memFigures
 	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return memFigures{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine(), RSS: vmRSS()}
+	for i := range maxCollections {
+		debug.FreeOSMemory() // a collection, then freed memory back to the OS
+		runtime.ReadMemStats(&ms)
+		m.Steps = append(m.Steps, memStep{StackInuse: ms.StackInuse, HeapInuse: ms.HeapInuse, RSS: vmRSS()})
+		if i > 0 && ms.StackInuse > m.Steps[i-1].StackInuse/100*99 { // shrank by less than 1%
+			break
+		}
+	}
+	samples := []metrics.Sample{{Name: "/gc/scan/stack:bytes"}, {Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(samples)
+	last := m.Steps[len(m.Steps)-1]
+	m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines = last.HeapInuse, last.StackInuse, ms.Sys, last.RSS, runtime.NumGoroutine()
+	m.StackScanned, m.StackStart = samples[0].Value.Uint64(), samples[1].Value.Uint64()
+	return m
+}
+
+// String tells the figures, with the stacks and RSS after each collection.
+func (m memFigures) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB (%.1f KB a goroutine, %.1f KB of it in use; new ones start at %d B), Go sys %.1f MiB, %d goroutines; after collection",
+		mb(m.RSS), mb(m.HeapInuse), mb(m.StackInuse), float64(m.StackInuse)/float64(max(1, m.Goroutines))/1024,
+		float64(m.StackScanned)/float64(max(1, m.Goroutines))/1024, m.StackStart, mb(m.Sys), m.Goroutines)
+	for i, s := range m.Steps {
+		fmt.Fprintf(&b, " %d: stacks %.1f, heap %.1f, RSS %.1f MiB;", i+1, mb(s.StackInuse), mb(s.HeapInuse), mb(s.RSS))
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// marshal and parseMem carry memFigures over a child's stdout, one line.
+func (m memFigures) marshal() string {
+	s := fmt.Sprintf("%d %d %d %d %d %d %d %d", m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines, m.StackScanned, m.StackStart, len(m.Steps))
+	for _, st := range m.Steps {
+		s += fmt.Sprintf(" %d %d %d", st.StackInuse, st.HeapInuse, st.RSS)
+	}
+	return s
+}
+
+func parseMem(line string) (memFigures, error) {
+	var m memFigures
+	var n int
+	r := strings.NewReader(line)
+	if _, err := fmt.Fscan(r, &m.HeapInuse, &m.StackInuse, &m.Sys, &m.RSS, &m.Goroutines, &m.StackScanned, &m.StackStart, &n); err != nil {
+		return m, fmt.Errorf("memory figures %q: %w", line, err)
+	}
+	m.Steps = make([]memStep, n)
+	for i := range m.Steps {
+		if _, err := fmt.Fscan(r, &m.Steps[i].StackInuse, &m.Steps[i].HeapInuse, &m.Steps[i].RSS); err != nil {
+			return m, fmt.Errorf("memory figures %q: %w", line, err)
+		}
+	}
+	return m, nil
 }
 
 func mb(n uint64) float64 { return float64(n) / (1 << 20) }
@@ -40,11 +112,14 @@ func mb(n uint64) float64 { return float64(n) / (1 << 20) }
 type procStats struct {
 	RSS        uint64 // bytes
 	Goroutines int
-	FDs        int // open file descriptors (sockets, the database and its WAL, ...)
+	FDs        int    // open file descriptors (sockets, the database and its WAL, ...)
+	StackInuse uint64 // bytes of goroutine stacks
 }
 
 func readStats() procStats {
-	s := procStats{Goroutines: runtime.NumGoroutine(), RSS: vmRSS()}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s := procStats{Goroutines: runtime.NumGoroutine(), RSS: vmRSS(), StackInuse: ms.StackInuse}
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
 		s.FDs = len(fds)
 	}
@@ -169,8 +244,8 @@ func (pc *portalChild) mem(b testing.TB) memFigures {
 	if _, err := fmt.Fprintln(pc.stdin, "mem"); err != nil {
 		b.Fatal(err)
 	}
-	var m memFigures
-	if _, err := fmt.Sscan(pc.await(b, "portal mem "), &m.HeapInuse, &m.StackInuse, &m.Sys, &m.RSS, &m.Goroutines); err != nil {
+	m, err := parseMem(pc.await(b, "portal mem "))
+	if err != nil {
 		b.Fatal(err)
 	}
 	return m
@@ -206,11 +281,10 @@ func TestBenchPortalProcess(t *testing.T) {
 	for in.Scan() {
 		switch in.Text() {
 		case "mem":
-			m := readMem()
-			fmt.Printf("portal mem %d %d %d %d %d\n", m.HeapInuse, m.StackInuse, m.Sys, m.RSS, m.Goroutines)
+			fmt.Printf("portal mem %s\n", readMem().marshal())
 		case "stats":
 			s := readStats()
-			fmt.Printf("portal stats %d %d %d\n", s.RSS, s.Goroutines, s.FDs)
+			fmt.Printf("portal stats %d %d %d %d\n", s.RSS, s.Goroutines, s.FDs, s.StackInuse)
 		case "cpuprofile":
 			// The next line names the file; "stopprofile" ends it.
 			if !in.Scan() {

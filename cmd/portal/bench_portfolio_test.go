@@ -37,6 +37,7 @@ package main
 //	DOORLEDGER_PORTFOLIO_DURATION=10m     how long they arrive
 //	DOORLEDGER_PORTFOLIO_IDLE=200         idle revokes and floor round trips
 //	DOORLEDGER_PORTFOLIO_DRAIN=15m        how long the events still queued at the end may take
+//	DOORLEDGER_PORTFOLIO_REST=0           how long the portal rests once connected before its memory is read
 //	DOORLEDGER_PORTFOLIO_CPUPROFILE=file  CPU profile of the portal during the load
 //	DOORLEDGER_BENCH_CACHE=dir            keep the seeded world there (seeding
 //	                                      10,000 devices takes minutes)
@@ -80,6 +81,19 @@ func envInt(tb testing.TB, name string, def int) int {
 	return n
 }
 
+func benchDuration(tb testing.TB, name string, def time.Duration) time.Duration {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		tb.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
+}
+
 func TestBenchPortfolio(t *testing.T) {
 	backend := benchBackend(*backendFlag)
 	if backend == "" {
@@ -101,13 +115,7 @@ func TestBenchPortfolio(t *testing.T) {
 	}
 	rate := envInt(t, "DOORLEDGER_PORTFOLIO_RATE", 2000)
 	idleN := envInt(t, "DOORLEDGER_PORTFOLIO_IDLE", 200)
-	window := 10 * time.Minute
-	if v := os.Getenv("DOORLEDGER_PORTFOLIO_DURATION"); v != "" {
-		var err error
-		if window, err = time.ParseDuration(v); err != nil {
-			t.Fatalf("DOORLEDGER_PORTFOLIO_DURATION=%q: %v", v, err)
-		}
-	}
+	window := benchDuration(t, "DOORLEDGER_PORTFOLIO_DURATION", 10*time.Minute)
 	began := time.Now()
 	t.Logf("portfolio: %d buildings, %d devices, %d events/s for %s on %s; started %s UTC, loadavg %s",
 		nb, nd, rate, window, backend, began.UTC().Format("2006-01-02 15:04:05"), loadavg())
@@ -122,9 +130,20 @@ func TestBenchPortfolio(t *testing.T) {
 	}
 	cpu := newCPUSplit(r.pc.cmd.Process.Pid, pgPID)
 
+	if rest := benchDuration(t, "DOORLEDGER_PORTFOLIO_REST", 0); rest > 0 {
+		// What the runtime does by itself, with no collection forced.
+		for at := time.Now(); time.Since(at) < rest; {
+			time.Sleep(min(30*time.Second, rest-time.Since(at)))
+			st := r.stats()
+			t.Logf("at rest %s: RSS %.1f MiB, stacks %.1f MiB, %d goroutines (no collection forced)", time.Since(at).Round(time.Second), mb(st.RSS), mb(st.StackInuse), st.Goroutines)
+		}
+	}
+	asIs := r.stats()
 	connected := r.mem()
-	t.Logf("portal with %d devices connected (after a collection): RSS %.1f MiB (%.1f KB a device), heap in use %.1f MiB, stacks %.1f MiB, Go sys %.1f MiB, %d goroutines",
-		len(r.world.Devices), mb(connected.RSS), float64(connected.RSS)/float64(len(r.world.Devices))/1024, mb(connected.HeapInuse), mb(connected.StackInuse), mb(connected.Sys), connected.Goroutines)
+	t.Logf("portal with %d devices connected, as it is (no collection forced): RSS %.1f MiB, stacks %.1f MiB, %d goroutines",
+		len(r.world.Devices), mb(asIs.RSS), mb(asIs.StackInuse), asIs.Goroutines)
+	t.Logf("portal with %d devices connected, after collections until its stacks stop shrinking: %.1f KB RSS a device; %s",
+		len(r.world.Devices), float64(connected.RSS)/float64(len(r.world.Devices))/1024, connected)
 	t.Logf("this process (the %d simulators) %s", len(r.world.Devices), selfMem())
 
 	// Revokes go to every 20th device, spread over the buildings.
@@ -215,13 +234,7 @@ func TestBenchPortfolio(t *testing.T) {
 		endCPU.sub(loadCPU))
 
 	drain := time.Now()
-	drainWait := 15 * time.Minute
-	if v := os.Getenv("DOORLEDGER_PORTFOLIO_DRAIN"); v != "" {
-		var err error
-		if drainWait, err = time.ParseDuration(v); err != nil {
-			t.Fatalf("DOORLEDGER_PORTFOLIO_DRAIN=%q: %v", v, err)
-		}
-	}
+	drainWait := benchDuration(t, "DOORLEDGER_PORTFOLIO_DRAIN", 15*time.Minute)
 	n := prod.checkStoredOn(t, reader, r.bp.pg, drainWait)
 	t.Logf("every event made acknowledged %s after the window; %d stored exactly once (counted by id on the table)", time.Since(drain).Round(time.Second), n)
 
@@ -409,11 +422,8 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// selfMem describes this process's memory after a collection.
-func selfMem() string {
-	m := readMem()
-	return fmt.Sprintf("RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB, %d goroutines", mb(m.RSS), mb(m.HeapInuse), mb(m.StackInuse), m.Goroutines)
-}
+// selfMem describes this process's memory at rest.
+func selfMem() string { return readMem().String() }
 
 // procTicks is a process's CPU time (user + system) in clock ticks, from
 // /proc/<pid>/stat; with children, that of its children too (the processes

@@ -672,7 +672,7 @@ func (pc *portalChild) stats(b testing.TB) procStats {
 		b.Fatal(err)
 	}
 	var s procStats
-	if _, err := fmt.Sscan(pc.await(b, "portal stats "), &s.RSS, &s.Goroutines, &s.FDs); err != nil {
+	if _, err := fmt.Sscan(pc.await(b, "portal stats "), &s.RSS, &s.Goroutines, &s.FDs, &s.StackInuse); err != nil {
 		b.Fatal(err)
 	}
 	return s
