@@ -238,6 +238,12 @@ type EventSink interface {
 	RecordUnlocks(ctx context.Context, events []UnlockEvent) error
 }
 
+// ErrIngestBusy is what an EventSink answers when more events wait to be
+// committed than it takes (the storage's MaxQueued): nothing was recorded,
+// and the sender sends them again shortly (a negative PUBACK, HTTP 503).
+var ErrIngestBusy = &Error{Code: EUNAVAILABLE,
+	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
+
 // UnlockImport is a vendor's export, parsed, that a manager imports into a building.
 type UnlockImport struct {
 	BuildingID int64

@@ -16,3 +16,6 @@ func CountDaysStep(ctx context.Context, s *UnlockService, buildingID int64, zone
 	_, done, err = s.countDaysStep(ctx, buildingID, zone)
 	return done, err
 }
+
+// IngestQueued returns how many events wait for s's next ingest transaction.
+func IngestQueued(s *UnlockService) int { return s.group.Queued() }

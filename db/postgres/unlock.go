@@ -34,10 +34,31 @@ type UnlockService struct {
 	// MaxBatch bounds the events of one group-commit transaction (one caller's
 	// batch is never split).
 	MaxBatch int
+	// MaxQueued bounds the events of devices and vendors (RecordUnlocks)
+	// waiting for the next group-commit transaction; 0: no bound. Beyond it
+	// a batch is refused at once with doorledger.ErrIngestBusy, to be sent
+	// again, rather than held until its sender times out and sends it again
+	// meanwhile: without the bound, a cluster that fell behind (stopped for
+	// 40 s in the portfolio rig) had 158 MB of such copies queued in the
+	// portal (docs/benchmarks.md, "Portal RSS"). As in package sqlite,
+	// imports of a manager's file are not refused.
+	MaxQueued int
 
 	group *groupcommit.Committer[*ingestReq, doorledger.ImportResult]
 
 	cache ingestCache // used by the committer only
+}
+
+// DefaultMaxQueued is UnlockService.MaxQueued's default, package sqlite's:
+// under a second of ingest on this backend (docs/benchmarks.md: 1,246–3,166
+// events/s on a shared 2-core machine).
+const DefaultMaxQueued = 1000
+
+// IngestBusy reports whether events beyond MaxQueued wait for the next
+// ingest transaction: transports refuse device messages unread meanwhile
+// (devicectl).
+func (s *UnlockService) IngestBusy() bool {
+	return s.MaxQueued > 0 && s.group.Queued() >= s.MaxQueued
 }
 
 // Stats returns how many group-commit transactions were committed and how many
@@ -46,7 +67,7 @@ func (s *UnlockService) Stats() (groups, events int64) { return s.group.Stats() 
 
 // NewUnlockService returns the PostgreSQL unlock service.
 func NewUnlockService(db *DB) *UnlockService {
-	s := &UnlockService{db: db, MaxBatch: 10000}
+	s := &UnlockService{db: db, MaxBatch: 10000, MaxQueued: DefaultMaxQueued}
 	s.group = groupcommit.New("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
 	s.group.Failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
@@ -172,7 +193,11 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	// If ctx ends first, the committer may still commit the batch: the
 	// caller does not acknowledge, the source sends it again, and the repeat
 	// is a no-op.
-	res, err := s.group.Submit(ctx, r)
+	limit := s.MaxQueued
+	if imp != nil {
+		limit = 0
+	}
+	res, err := s.group.SubmitWithin(ctx, r, limit, doorledger.ErrIngestBusy)
 	if err != nil {
 		return nil, err
 	}
