@@ -134,8 +134,8 @@ func ParseReport(id int64, payload []byte) (doorledger.ReportedState, error) {
 func ParseEvents(id int64, payload []byte, receivedAt time.Time) ([]doorledger.UnlockEvent, error) {
 	payload = bytes.TrimSpace(payload)
 	var one [1]EventMessage
-	msgs := one[:]
-	if !scanEvent(payload, &one[0]) {
+	msgs, ok := scanEvents(payload, one[:0])
+	if !ok {
 		var err error
 		if msgs, err = decodeEventsJSON(payload); err != nil {
 			return nil, err
@@ -182,97 +182,97 @@ func decodeEventsJSON(payload []byte) ([]EventMessage, error) {
 	return []EventMessage{m}, nil
 }
 
-// scanEvent decodes p into m, as json.Unmarshal would, when p is the usual
-// one-event object: only EventMessage's fields, named in ASCII (in any case,
-// a repeat overriding), each a string without escapes; JSON whitespace
-// around the tokens and nothing after the object. It reports false for
-// anything else, for encoding/json to decode (and accept or refuse), so the
-// two never disagree; FuzzParseEvents compares them. It exists because
-// encoding/json's reflection was 18-26% of the portal's CPU per stored event
-// (docs/benchmarks.md, "Per-message cost (session 7)").
-func scanEvent(p []byte, m *EventMessage) bool {
-	const (
-		fEventID = iota
-		fMethod
-		fActorRef
-		fResult
-		nFields
-	)
-	var at [nFields][2]int // last value of each string field: p[at[f][0]:at[f][1]]
-	var seen [nFields]bool
+// scanEvents decodes p, as json.Unmarshal would, when p is what devices
+// usually send: one event object, or an array of 1 to MaxEventsPerMessage of
+// them (a device's backlog), each holding only EventMessage's fields, named
+// in ASCII (in any case, a repeat overriding), each a string without escapes;
+// JSON whitespace around the tokens and nothing after them. It appends the
+// events to msgs. It reports false for anything else, for encoding/json to
+// decode (and accept or refuse), so the two never disagree; FuzzParseEvents
+// compares them. It exists because encoding/json's reflection was 18-26% of
+// the portal's CPU per stored event (docs/benchmarks.md, "Per-message cost
+// (session 7)").
+func scanEvents(p []byte, msgs []EventMessage) ([]EventMessage, bool) {
+	s := string(p) // one allocation; the events' strings share it
 	i := skipSpace(p, 0)
+	if i == len(p) || p[i] != '[' {
+		var m EventMessage
+		i, ok := scanEvent(p, s, i, &m)
+		return append(msgs, m), ok && i == len(p)
+	}
+	for i = skipSpace(p, i+1); len(msgs) < MaxEventsPerMessage; i = skipSpace(p, i+1) {
+		var m EventMessage
+		var ok bool
+		if i, ok = scanEvent(p, s, i, &m); !ok {
+			return nil, false
+		}
+		msgs = append(msgs, m)
+		switch {
+		case i == len(p):
+			return nil, false
+		case p[i] == ']':
+			return msgs, skipSpace(p, i+1) == len(p)
+		case p[i] != ',':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// scanEvent decodes the event object at p[i:] into m (s is p as a string)
+// and returns the index of the first byte after it and any whitespace; ok
+// is false when the object is not one scanEvents takes.
+func scanEvent(p []byte, s string, i int, m *EventMessage) (next int, ok bool) {
 	if i == len(p) || p[i] != '{' {
-		return false
+		return 0, false
 	}
 	i = skipSpace(p, i+1)
 	if i < len(p) && p[i] == '}' {
-		i++
-	} else {
-		for {
-			k0, k1, ok := scanString(p, i, false)
-			if !ok {
-				return false
-			}
-			i = skipSpace(p, k1+1)
-			if i == len(p) || p[i] != ':' {
-				return false
-			}
-			i = skipSpace(p, i+1)
-			v0, v1, ok := scanString(p, i, true)
-			if !ok {
-				return false
-			}
-			f := -1
-			switch key := p[k0:k1]; {
-			case asciiFold(key, "event_id"):
-				f = fEventID
-			case asciiFold(key, "method"):
-				f = fMethod
-			case asciiFold(key, "actor_ref"):
-				f = fActorRef
-			case asciiFold(key, "result"):
-				f = fResult
-			case asciiFold(key, "occurred_at"):
-				// What encoding/json does: the literal, quotes and all.
-				if m.OccurredAt.UnmarshalJSON(p[i:v1+1]) != nil {
-					return false
-				}
-			default:
-				return false
-			}
-			if f >= 0 {
-				at[f], seen[f] = [2]int{v0, v1}, true
-			}
-			i = skipSpace(p, v1+1)
-			if i == len(p) {
-				return false
-			}
-			if p[i] == '}' {
-				i++
-				break
-			}
-			if p[i] != ',' {
-				return false
-			}
-			i = skipSpace(p, i+1)
+		return skipSpace(p, i+1), true
+	}
+	for {
+		k0, k1, ok := scanString(p, i, false)
+		if !ok {
+			return 0, false
 		}
-	}
-	if skipSpace(p, i) != len(p) {
-		return false
-	}
-	s := string(p) // one allocation; the fields share it
-	field := func(f int, dst *string) {
-		if seen[f] {
-			*dst = s[at[f][0]:at[f][1]]
+		i = skipSpace(p, k1+1)
+		if i == len(p) || p[i] != ':' {
+			return 0, false
 		}
+		i = skipSpace(p, i+1)
+		v0, v1, ok := scanString(p, i, true)
+		if !ok {
+			return 0, false
+		}
+		switch key := p[k0:k1]; {
+		case asciiFold(key, "event_id"):
+			m.EventID = s[v0:v1]
+		case asciiFold(key, "method"):
+			m.Method = s[v0:v1]
+		case asciiFold(key, "actor_ref"):
+			m.ActorRef = s[v0:v1]
+		case asciiFold(key, "result"):
+			m.Result = doorledger.UnlockResult(s[v0:v1])
+		case asciiFold(key, "occurred_at"):
+			// What encoding/json does: the literal, quotes and all.
+			if m.OccurredAt.UnmarshalJSON(p[i:v1+1]) != nil {
+				return 0, false
+			}
+		default:
+			return 0, false
+		}
+		i = skipSpace(p, v1+1)
+		if i == len(p) {
+			return 0, false
+		}
+		if p[i] == '}' {
+			return skipSpace(p, i+1), true
+		}
+		if p[i] != ',' {
+			return 0, false
+		}
+		i = skipSpace(p, i+1)
 	}
-	field(fEventID, &m.EventID)
-	field(fMethod, &m.Method)
-	field(fActorRef, &m.ActorRef)
-	var result string
-	field(fResult, &result)
-	m.Result = doorledger.UnlockResult(result)
-	return true
 }
 
 // skipSpace returns the index of the first byte of p from i on that is not

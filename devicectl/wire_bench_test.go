@@ -45,8 +45,7 @@ func BenchmarkParseEvents(b *testing.B) {
 	b.Run("object-scan", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var m EventMessage
-			if !scanEvent(one, &m) {
+			if _, ok := scanEvents(one, nil); !ok {
 				b.Fatal("not scanned")
 			}
 		}
@@ -55,6 +54,22 @@ func BenchmarkParseEvents(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := decodeEventsJSON(one); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("array10-scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := scanEvents(ten, nil); !ok {
+				b.Fatal("not scanned")
+			}
+		}
+	})
+	b.Run("array10-encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeEventsJSON(ten); err != nil {
 				b.Fatal(err)
 			}
 		}

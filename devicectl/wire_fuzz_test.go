@@ -2,11 +2,11 @@ package devicectl
 
 import (
 	"bytes"
-	"encoding/json"
+	"strings"
 	"testing"
 )
 
-// scanSeeds are payloads scanEvent must decode itself (true) or leave to
+// scanSeeds are payloads scanEvents must decode itself (true) or leave to
 // encoding/json (false).
 var scanSeeds = []struct {
 	payload string
@@ -57,27 +57,43 @@ var scanSeeds = []struct {
 	{`{,}`, false},
 	{`{"event_id":"a"}` + "\v", true}, // ParseEvents trims Unicode space first
 	{"{\"event_id\":\"a\"\f}", false},
-	{`[{"event_id":"a"}]`, false},
+	{`[{"event_id":"a"}]`, true},
+	{" [ {\"event_id\":\"a\"} ,\n{\"EVENT_ID\":\"b\",\"result\":\"denied\"} ] ", true},
+	{`[{"event_id":"a"},{}]`, true},
 	{`[]`, false},
+	{`[{"event_id":"a"},]`, false},
+	{`[{"event_id":"a"} {"event_id":"b"}]`, false},
+	{`[{"event_id":"a"},null]`, false},
+	{`[{"event_id":"a"}`, false},
+	{`[{"event_id":"a"}]]`, false},
+	{`[{"event_id":"a"}][]`, false},
+	{`[[{"event_id":"a"}]]`, false},
+	{`[{"event_id":"a"},{"x":1}]`, false},
 	{`null`, false},
 	{`"x"`, false},
 	{``, false},
 	{`{`, false},
 }
 
-// TestScanEventSeeds checks that scanEvent takes the payloads it should
+// TestScanEventSeeds checks that scanEvents takes the payloads it should
 // (FuzzParseEvents would pass trivially if it took none).
 func TestScanEventSeeds(t *testing.T) {
 	for _, s := range scanSeeds {
-		var m EventMessage
-		if got := scanEvent(bytes.TrimSpace([]byte(s.payload)), &m); got != s.fast {
-			t.Errorf("scanEvent(%q) = %v, want %v", s.payload, got, s.fast)
+		if _, got := scanEvents(bytes.TrimSpace([]byte(s.payload)), nil); got != s.fast {
+			t.Errorf("scanEvents(%q) = %v, want %v", s.payload, got, s.fast)
+		}
+	}
+	ev := `{"event_id":"a","occurred_at":"2026-11-22T08:59:00Z","method":"keypad","result":"granted"}`
+	for n, fast := range map[int]bool{1: true, 2: true, MaxEventsPerMessage: true, MaxEventsPerMessage + 1: false} {
+		payload := []byte("[" + strings.TrimSuffix(strings.Repeat(ev+",", n), ",") + "]")
+		if msgs, ok := scanEvents(payload, nil); ok != fast || ok && len(msgs) != n {
+			t.Errorf("an array of %d: scanEvents took %d, %v; want %v", n, len(msgs), ok, fast)
 		}
 	}
 }
 
-// FuzzParseEvents checks that scanEvent decodes only what encoding/json
-// accepts, and into the same message, so ParseEvents accepts and refuses
+// FuzzParseEvents checks that scanEvents decodes only what encoding/json
+// accepts, and into the same events, so ParseEvents accepts and refuses
 // exactly what it did with encoding/json alone.
 func FuzzParseEvents(f *testing.F) {
 	for _, s := range scanSeeds {
@@ -85,19 +101,25 @@ func FuzzParseEvents(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		payload = bytes.TrimSpace(payload) // as ParseEvents does
-		var got EventMessage
-		if !scanEvent(payload, &got) {
+		got, ok := scanEvents(payload, nil)
+		if !ok {
 			return // encoding/json decides
 		}
-		var want EventMessage
-		if err := json.Unmarshal(payload, &want); err != nil {
-			t.Fatalf("scanEvent took %q, which encoding/json refuses: %v", payload, err)
+		want, err := decodeEventsJSON(payload)
+		if err != nil {
+			t.Fatalf("scanEvents took %q, which encoding/json refuses: %v", payload, err)
 		}
-		gotName, gotOff := got.OccurredAt.Zone()
-		wantName, wantOff := want.OccurredAt.Zone()
-		if got.EventID != want.EventID || got.Method != want.Method || got.ActorRef != want.ActorRef || got.Result != want.Result ||
-			!got.OccurredAt.Equal(want.OccurredAt) || gotName != wantName || gotOff != wantOff {
-			t.Fatalf("%q: scanEvent decoded %+v, encoding/json %+v", payload, got, want)
+		if len(got) != len(want) {
+			t.Fatalf("%q: scanEvents decoded %d events, encoding/json %d", payload, len(got), len(want))
+		}
+		for i := range got {
+			g, w := got[i], want[i]
+			gotName, gotOff := g.OccurredAt.Zone()
+			wantName, wantOff := w.OccurredAt.Zone()
+			if g.EventID != w.EventID || g.Method != w.Method || g.ActorRef != w.ActorRef || g.Result != w.Result ||
+				!g.OccurredAt.Equal(w.OccurredAt) || gotName != wantName || gotOff != wantOff {
+				t.Fatalf("%q: event %d: scanEvents decoded %+v, encoding/json %+v", payload, i, g, w)
+			}
 		}
 	})
 }
