@@ -190,8 +190,8 @@ func decodeEventsJSON(payload []byte) ([]EventMessage, error) {
 // events to msgs. It reports false for anything else, for encoding/json to
 // decode (and accept or refuse), so the two never disagree; FuzzParseEvents
 // compares them. It exists because encoding/json's reflection was 18-26% of
-// the portal's CPU per stored event (docs/benchmarks.md, "Per-message cost
-// (session 7)").
+// the portal's CPU in the 10-minute portfolio runs (docs/benchmarks.md, "Why
+// the targets are missed"; "Per-message cost (session 7)" has the cut).
 func scanEvents(p []byte, msgs []EventMessage) ([]EventMessage, bool) {
 	s := string(p) // one allocation; the events' strings share it
 	i := skipSpace(p, 0)
