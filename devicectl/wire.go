@@ -133,17 +133,13 @@ func ParseReport(id int64, payload []byte) (doorledger.ReportedState, error) {
 // Errors are EINVALID and name the offending event.
 func ParseEvents(id int64, payload []byte, receivedAt time.Time) ([]doorledger.UnlockEvent, error) {
 	payload = bytes.TrimSpace(payload)
-	var msgs []EventMessage
-	if len(payload) > 0 && payload[0] == '[' {
-		if err := json.Unmarshal(payload, &msgs); err != nil {
-			return nil, doorledger.Errorf(doorledger.EINVALID, "Events are not valid JSON: %v.", err)
+	var one [1]EventMessage
+	msgs, ok := scanEvents(payload, one[:0])
+	if !ok {
+		var err error
+		if msgs, err = decodeEventsJSON(payload); err != nil {
+			return nil, err
 		}
-	} else {
-		var m EventMessage
-		if err := json.Unmarshal(payload, &m); err != nil {
-			return nil, doorledger.Errorf(doorledger.EINVALID, "Event is not valid JSON: %v.", err)
-		}
-		msgs = []EventMessage{m}
 	}
 	switch {
 	case len(msgs) == 0:
@@ -167,6 +163,169 @@ func ParseEvents(id int64, payload []byte, receivedAt time.Time) ([]doorledger.U
 		}
 	}
 	return events, nil
+}
+
+// decodeEventsJSON decodes an events payload with encoding/json: one object
+// or an array of them.
+func decodeEventsJSON(payload []byte) ([]EventMessage, error) {
+	if len(payload) > 0 && payload[0] == '[' {
+		var msgs []EventMessage
+		if err := json.Unmarshal(payload, &msgs); err != nil {
+			return nil, doorledger.Errorf(doorledger.EINVALID, "Events are not valid JSON: %v.", err)
+		}
+		return msgs, nil
+	}
+	var m EventMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Event is not valid JSON: %v.", err)
+	}
+	return []EventMessage{m}, nil
+}
+
+// scanEvents decodes p, as json.Unmarshal would, when p is what devices
+// usually send: one event object, or an array of 1 to MaxEventsPerMessage of
+// them (a device's backlog), each holding only EventMessage's fields, named
+// in ASCII (in any case, a repeat overriding), each a string without escapes;
+// JSON whitespace around the tokens and nothing after them. It appends the
+// events to msgs. It reports false for anything else, for encoding/json to
+// decode (and accept or refuse), so the two never disagree; FuzzParseEvents
+// compares them. It exists because encoding/json's reflection was 18-26% of
+// the portal's CPU in the 10-minute portfolio runs (docs/benchmarks.md, "Why
+// the targets are missed"; "Per-message cost (session 7)" has the cut).
+func scanEvents(p []byte, msgs []EventMessage) ([]EventMessage, bool) {
+	s := string(p) // one allocation; the events' strings share it
+	i := skipSpace(p, 0)
+	if i == len(p) || p[i] != '[' {
+		var m EventMessage
+		i, ok := scanEvent(p, s, i, &m)
+		return append(msgs, m), ok && i == len(p)
+	}
+	for i = skipSpace(p, i+1); len(msgs) < MaxEventsPerMessage; i = skipSpace(p, i+1) {
+		var m EventMessage
+		var ok bool
+		if i, ok = scanEvent(p, s, i, &m); !ok {
+			return nil, false
+		}
+		msgs = append(msgs, m)
+		switch {
+		case i == len(p):
+			return nil, false
+		case p[i] == ']':
+			return msgs, skipSpace(p, i+1) == len(p)
+		case p[i] != ',':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// scanEvent decodes the event object at p[i:] into m (s is p as a string)
+// and returns the index of the first byte after it and any whitespace; ok
+// is false when the object is not one scanEvents takes.
+func scanEvent(p []byte, s string, i int, m *EventMessage) (next int, ok bool) {
+	if i == len(p) || p[i] != '{' {
+		return 0, false
+	}
+	i = skipSpace(p, i+1)
+	if i < len(p) && p[i] == '}' {
+		return skipSpace(p, i+1), true
+	}
+	for {
+		k0, k1, ok := scanString(p, i, false)
+		if !ok {
+			return 0, false
+		}
+		i = skipSpace(p, k1+1)
+		if i == len(p) || p[i] != ':' {
+			return 0, false
+		}
+		i = skipSpace(p, i+1)
+		v0, v1, ok := scanString(p, i, true)
+		if !ok {
+			return 0, false
+		}
+		switch key := p[k0:k1]; {
+		case asciiFold(key, "event_id"):
+			m.EventID = s[v0:v1]
+		case asciiFold(key, "method"):
+			m.Method = s[v0:v1]
+		case asciiFold(key, "actor_ref"):
+			m.ActorRef = s[v0:v1]
+		case asciiFold(key, "result"):
+			m.Result = doorledger.UnlockResult(s[v0:v1])
+		case asciiFold(key, "occurred_at"):
+			// What encoding/json does: the literal, quotes and all.
+			if m.OccurredAt.UnmarshalJSON(p[i:v1+1]) != nil {
+				return 0, false
+			}
+		default:
+			return 0, false
+		}
+		i = skipSpace(p, v1+1)
+		if i == len(p) {
+			return 0, false
+		}
+		if p[i] == '}' {
+			return skipSpace(p, i+1), true
+		}
+		if p[i] != ',' {
+			return 0, false
+		}
+		i = skipSpace(p, i+1)
+	}
+}
+
+// skipSpace returns the index of the first byte of p from i on that is not
+// JSON whitespace.
+func skipSpace(p []byte, i int) int {
+	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString finds the JSON string starting at p[i] and returns where its
+// contents start and end (the closing quote). ok is false unless it is a
+// string scanEvent decodes as encoding/json does: closed, no escape, no
+// control character, and ASCII (a key) or valid UTF-8 (a value; encoding/json
+// would replace invalid bytes).
+func scanString(p []byte, i int, value bool) (start, end int, ok bool) {
+	if i == len(p) || p[i] != '"' {
+		return 0, 0, false
+	}
+	start = i + 1
+	ascii := true
+	for j := start; j < len(p); j++ {
+		switch c := p[j]; {
+		case c == '"':
+			if !ascii && (!value || !utf8.Valid(p[start:j])) {
+				return 0, 0, false
+			}
+			return start, j, true
+		case c == '\\' || c < ' ':
+			return 0, 0, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return 0, 0, false
+}
+
+// asciiFold reports whether key equals name (lower-case ASCII) but for the
+// case of ASCII letters: encoding/json's match of an ASCII key to a field.
+func asciiFold(key []byte, name string) bool {
+	if len(key) != len(name) {
+		return false
+	}
+	for i, c := range key {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *EventMessage) validate() error {

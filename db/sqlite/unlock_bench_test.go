@@ -600,6 +600,14 @@ func BenchmarkRawInsertLevers(b *testing.B) {
 		{"without_device_index", `DROP INDEX unlock_events_device`},
 		// The price of checking effective_at at insert (migrations/012).
 		{"without_effective_at_check", `DROP TRIGGER unlock_events_effective_at`},
+		// The price of the statement journal each insert opens, with the
+		// work of the triggers that make it open one (a statement that
+		// fires a trigger may write several rows, and these may abort).
+		{"without_insert_triggers", `DROP TRIGGER unlock_events_effective_at; DROP TRIGGER building_open_anomalies_event;
+			DROP TRIGGER unlock_daily_insert`},
+		// The statement journal in memory whatever its size (by default a
+		// temporary file past 64 KiB).
+		{"temp_store_memory", `PRAGMA temp_store = MEMORY`},
 	}
 	ws := make([]*unlockWorld, len(levers))
 	var devs []int64

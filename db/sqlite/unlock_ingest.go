@@ -116,14 +116,15 @@ func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answer
 		reqs[i] = c.Work
 	}
 	ctx := doorledger.NewSystemContext(context.Background(), "system")
-	tx, err := s.db.beginBulkTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL)
+	tx, err := s.db.beginBulkTx(ctx, insertUnlockSQL, countGrantedSQL, grantedTimesSQL, cacheEpochSQL,
+		loadDevicesSQL, loadBuildingsSQL, lookupRefSQL, devicesSeenSQL)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() // on failure, the committer also resets the cache (failed)
-	var epoch int64
-	if err := tx.QueryRowContext(ctx, `SELECT n FROM unlock_cache_epoch WHERE id = 1`).Scan(&epoch); err != nil {
-		return nil, fmt.Errorf("read cache epoch: %w", err)
+	epoch, err := readCacheEpoch(ctx, tx)
+	if err != nil {
+		return nil, err
 	}
 	if epoch != s.cache.epoch || s.cache.devices == nil || len(s.cache.devices) > maxCachedDevices {
 		s.cache.reset(epoch)
@@ -151,8 +152,8 @@ func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answer
 	// What this group changed (a device flagged unconsented) moved the epoch:
 	// take the new one, since the cache was kept up to date by hand.
 	if g.changed {
-		if err := tx.QueryRowContext(ctx, `SELECT n FROM unlock_cache_epoch WHERE id = 1`).Scan(&epoch); err != nil {
-			return nil, fmt.Errorf("read cache epoch: %w", err)
+		if epoch, err = readCacheEpoch(ctx, tx); err != nil {
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -163,8 +164,26 @@ func (s *UnlockService) writeGroup(calls []groupcommit.Item[*ingestReq]) (answer
 }
 
 // The statements of the hot path, prepared once on the writer connection
-// (named to BeginTx).
+// (named to BeginTx). A list of ids is one JSON array (json_each), so that
+// the statement does not change with their number: compiling the IN list of
+// loadDevices afresh for each group was 4-8% of the portal's CPU under the
+// portfolio rig, whose revokes empty the cache every second or so
+// (docs/benchmarks.md, "Per-message cost (session 7)"). The lookups join
+// json_each first (CROSS JOIN keeps that order), each id then found by
+// primary key: IN (SELECT value FROM json_each(?)) opened a temporary b-tree
+// of the ids at each run (0.33 s of loadDevices' 1.70 s in a 60 s window).
 const (
+	cacheEpochSQL  = `SELECT n FROM unlock_cache_epoch WHERE id = 1`
+	loadDevicesSQL = `SELECT d.id, d.building_id, d.vendor, d.model, d.serial, d.location, d.retired, d.unconsented,
+		d.desired_state, d.desired_version,
+		COALESCE((SELECT cm.requested_at FROM commands cm WHERE cm.device_id = d.id AND cm.version = d.desired_version), ''),
+		COALESCE(c.id, 0), COALESCE(c.status, ''), COALESCE(c.signed_at, ''), COALESCE(c.expires_at, ''), COALESCE(c.status_at, ''),
+		COALESCE(d.last_seen_at, '')
+		FROM json_each(?1) j CROSS JOIN devices d ON d.id = j.value
+		LEFT JOIN consents c ON c.id = d.consent_id AND c.building_id = d.building_id`
+	loadBuildingsSQL = `SELECT b.id, b.name, b.timezone, b.delivery_hours, b.burst_count, b.burst_minutes, b.alert_board
+		FROM json_each(?1) j CROSS JOIN buildings b ON b.id = j.value`
+	lookupRefSQL = `SELECT id FROM devices WHERE building_id = ? AND serial = ? COLLATE NOCASE AND retired = 0 ORDER BY id LIMIT 2`
 	// No LIMIT: a bound LIMIT makes SQLite re-prepare the statement at every
 	// run (docs/benchmarks.md); the window of a burst is small anyway.
 	countGrantedSQL = `SELECT COUNT(*) FROM unlock_events
@@ -172,6 +191,19 @@ const (
 	grantedTimesSQL = `SELECT effective_at FROM unlock_events
 		WHERE building_id = ?1 AND effective_at > ?2 AND effective_at <= ?3 AND result = 'granted' ORDER BY effective_at`
 )
+
+// readCacheEpoch reads the cache epoch in tx.
+func readCacheEpoch(ctx context.Context, tx *Tx) (int64, error) {
+	st, err := tx.stmt(ctx, cacheEpochSQL)
+	if err != nil {
+		return 0, err
+	}
+	var epoch int64
+	if err := st.QueryRowContext(ctx).Scan(&epoch); err != nil {
+		return 0, fmt.Errorf("read cache epoch: %w", err)
+	}
+	return epoch, nil
+}
 
 // stmt returns the group's transaction's handle on a prepared statement
 // (parsing SQL costs more than running these small statements).
@@ -278,7 +310,11 @@ func (g *ingestGroup) resolve(reqs []*ingestReq) ([]error, error) {
 
 // lookupRef finds the device a source named by its serial (any case) in a building.
 func (g *ingestGroup) lookupRef(k refKey) (int64, error) {
-	rows, err := g.tx.QueryContext(g.ctx, `SELECT id FROM devices WHERE building_id = ? AND serial = ? COLLATE NOCASE AND retired = 0 ORDER BY id LIMIT 2`, k.buildingID, k.ref)
+	st, err := g.stmt(lookupRefSQL)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := st.QueryContext(g.ctx, k.buildingID, k.ref)
 	if err != nil {
 		return 0, err
 	}
@@ -339,9 +375,14 @@ func (g *ingestGroup) grantedTimes(b *ingestBuilding, from, to time.Time, n int)
 	return times, rows.Err()
 }
 
-func chunks(ids []int64, size int) [][]int64 {
+// uniqueIDs sorts ids and drops repeats (a join would return a row per repeat).
+func uniqueIDs(ids []int64) []int64 {
 	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	return slices.Compact(ids)
+}
+
+func chunks(ids []int64, size int) [][]int64 {
+	ids = uniqueIDs(ids)
 	var out [][]int64
 	for len(ids) > 0 {
 		n := min(size, len(ids))
@@ -360,63 +401,56 @@ func inList(ids []int64) (string, []any) {
 }
 
 func (g *ingestGroup) loadDevices(ids []int64) error {
-	for _, part := range chunks(ids, 500) {
-		marks, args := inList(part)
-		rows, err := g.tx.QueryContext(g.ctx, `SELECT d.id, d.building_id, d.vendor, d.model, d.serial, d.location, d.retired, d.unconsented,
-			d.desired_state, d.desired_version,
-			COALESCE((SELECT cm.requested_at FROM commands cm WHERE cm.device_id = d.id AND cm.version = d.desired_version), ''),
-			COALESCE(c.id, 0), COALESCE(c.status, ''), COALESCE(c.signed_at, ''), COALESCE(c.expires_at, ''), COALESCE(c.status_at, ''),
-			COALESCE(d.last_seen_at, '')
-			FROM devices d LEFT JOIN consents c ON c.id = d.consent_id AND c.building_id = d.building_id
-			WHERE d.id IN (`+marks+`)`, args...)
-		if err != nil {
-			return fmt.Errorf("load devices: %w", err)
-		}
-		for rows.Next() {
-			var d ingestDevice
-			if err := rows.Scan(&d.id, &d.buildingID, &d.vendor, &d.model, &d.serial, &d.location, &d.retired, &d.unconsented,
-				&d.desired, &d.desiredVer, &d.desiredSince,
-				&d.consentID, &d.consentStatus, &d.signedAt, &d.expiresAt, &d.statusAt, &d.lastSeen); err != nil {
-				rows.Close()
-				return err
-			}
-			g.devices[d.id] = &d
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+	if len(ids) == 0 {
+		return nil
+	}
+	st, err := g.stmt(loadDevicesSQL)
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(g.ctx, idsJSON(uniqueIDs(ids)))
+	if err != nil {
+		return fmt.Errorf("load devices: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d ingestDevice
+		if err := rows.Scan(&d.id, &d.buildingID, &d.vendor, &d.model, &d.serial, &d.location, &d.retired, &d.unconsented,
+			&d.desired, &d.desiredVer, &d.desiredSince,
+			&d.consentID, &d.consentStatus, &d.signedAt, &d.expiresAt, &d.statusAt, &d.lastSeen); err != nil {
 			return err
 		}
+		g.devices[d.id] = &d
 	}
-	return nil
+	return rows.Err()
 }
 
 func (g *ingestGroup) loadBuildings(ids []int64) error {
-	for _, part := range chunks(ids, 500) {
-		marks, args := inList(part)
-		rows, err := g.tx.QueryContext(g.ctx, `SELECT id, name, timezone, delivery_hours, burst_count, burst_minutes, alert_board
-			FROM buildings WHERE id IN (`+marks+`)`, args...)
-		if err != nil {
-			return fmt.Errorf("load buildings: %w", err)
-		}
-		for rows.Next() {
-			var b ingestBuilding
-			var tz, hours string
-			var minutes int
-			if err := rows.Scan(&b.id, &b.name, &tz, &hours, &b.burstN, &minutes, &b.alertBoard); err != nil {
-				rows.Close()
-				return err
-			}
-			b.loc = location(tz)
-			b.hours, _ = doorledger.ParseDeliverySchedule(hours) // validated when saved
-			b.burstWindow = time.Duration(minutes) * time.Minute
-			g.buildings[b.id] = &b
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+	if len(ids) == 0 {
+		return nil
+	}
+	st, err := g.stmt(loadBuildingsSQL)
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(g.ctx, idsJSON(uniqueIDs(ids)))
+	if err != nil {
+		return fmt.Errorf("load buildings: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b ingestBuilding
+		var tz, hours string
+		var minutes int
+		if err := rows.Scan(&b.id, &b.name, &tz, &hours, &b.burstN, &minutes, &b.alertBoard); err != nil {
 			return err
 		}
+		b.loc = location(tz)
+		b.hours, _ = doorledger.ParseDeliverySchedule(hours) // validated when saved
+		b.burstWindow = time.Duration(minutes) * time.Minute
+		g.buildings[b.id] = &b
 	}
-	return nil
+	return rows.Err()
 }
 
 // location is the time zone of a name, loaded once (UTC when it does not load).

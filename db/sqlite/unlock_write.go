@@ -226,6 +226,10 @@ func (g *ingestGroup) alert(b *ingestBuilding, d *ingestDevice, ev *doorledger.U
 	g.alerts.Add(notice.UnlockAlertBuilding{ID: b.id, Name: b.name, Loc: b.loc}, dev, ev, flags, clockSkewed(ev), cmd)
 }
 
+// devicesSeenSQL marks devices (a JSON array of ids) seen at ?1.
+const devicesSeenSQL = `UPDATE devices SET last_seen_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))
+	AND (last_seen_at IS NULL OR last_seen_at < ?1)`
+
 // finish records that the group's devices were heard from (once per
 // seenEvery under load) and queues the alerts.
 func (g *ingestGroup) finish() error {
@@ -237,13 +241,15 @@ func (g *ingestGroup) finish() error {
 				ids = append(ids, id)
 			}
 		}
-		for _, part := range chunks(ids, 500) {
-			marks, args := inList(part)
-			if _, err := g.tx.ExecContext(g.ctx, `UPDATE devices SET last_seen_at = ?1 WHERE id IN (`+marks+`)
-				AND (last_seen_at IS NULL OR last_seen_at < ?1)`, append([]any{g.now}, args...)...); err != nil {
+		if len(ids) > 0 {
+			st, err := g.stmt(devicesSeenSQL)
+			if err != nil {
+				return err
+			}
+			if _, err := st.ExecContext(g.ctx, g.now, idsJSON(ids)); err != nil {
 				return fmt.Errorf("devices seen: %w", err)
 			}
-			for _, id := range part {
+			for _, id := range ids {
 				g.devices[id].lastSeen = g.now
 			}
 		}
