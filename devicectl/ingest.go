@@ -34,7 +34,6 @@ type counters struct {
 	connects, refusedUsername, refusedClientID, refusedCredential, authErrors atomic.Int64
 	deniedSubscribe, deniedPublish, willsDropped, credentialCuts              atomic.Int64
 	reports, events, invalid, commitErrors, busy                              atomic.Int64
-	eventsInFlight                                                            atomic.Int64 // in RecordUnlocks calls not yet answered
 }
 
 func (c *counters) snapshot() Stats {
@@ -96,7 +95,7 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 	case KindEvents:
 		// Refused before the payload is even parsed: a busy portal must not
 		// spend on messages it will not keep what it lacks for the others.
-		if in.busy() {
+		if b, ok := in.events.(busySink); ok && b.IngestBusy() {
 			in.stats.busy.Add(1)
 			return failed, errIngestBusy
 		}
@@ -107,10 +106,7 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 			in.stats.invalid.Add(1)
 			return rejected, err
 		}
-		in.stats.eventsInFlight.Add(int64(len(evs)))
-		err = in.events.RecordUnlocks(ctx, evs)
-		in.stats.eventsInFlight.Add(-int64(len(evs)))
-		if err == nil {
+		if err = in.events.RecordUnlocks(ctx, evs); err == nil {
 			in.stats.events.Add(int64(len(evs)))
 			return committed, nil
 		}
@@ -130,25 +126,6 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 // busySink is an EventSink that says when it has more events waiting to be
 // committed than it takes (sqlite.UnlockService.MaxQueued).
 type busySink interface{ IngestBusy() bool }
-
-// maxEventsInFlight bounds the events of device messages waiting for their
-// commit, when the EventSink does not say itself when it is busy
-// (postgres.UnlockService): past it, a device's events are refused unread,
-// as a busy sink's are. The broker handles one device's messages in order,
-// so a device's report waits behind its own events in flight, and those
-// behind everything queued before them: under the portfolio's load on
-// PostgreSQL, up to the 10 s call time-out (docs/benchmarks.md, "Portfolio
-// scale on one machine"). sqlite.DefaultMaxQueued's figure.
-const maxEventsInFlight = 1000
-
-// busy reports whether device events are refused unread now: the sink says
-// so, or (a sink that does not say) maxEventsInFlight wait for their commit.
-func (in *ingester) busy() bool {
-	if b, ok := in.events.(busySink); ok {
-		return b.IngestBusy()
-	}
-	return in.stats.eventsInFlight.Load() >= maxEventsInFlight
-}
 
 // errIngestBusy refuses a device's events while its EventSink is busy: not
 // committed, to be sent again shortly (a negative PUBACK). The device's
