@@ -33,8 +33,8 @@ type UnlockService struct {
 	// batch is refused at once with EUNAVAILABLE (a negative PUBACK, HTTP
 	// 503), to be sent again, rather than held until it times out: a device
 	// sends one message at a time, so its report confirming a revoke would
-	// wait behind its events (docs/reliability.md, Load). It also bounds an
-	// ingest transaction, which every other write waits for (writeGate).
+	// wait behind its events (docs/reliability.md, Load). (MaxBatch bounds
+	// an ingest transaction, which every other write waits for: writeGate.)
 	// Imports of a manager's file are not refused.
 	MaxQueued int
 
