@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/doorledger/doorledger"
 	"github.com/labstack/echo/v4"
 )
 
@@ -78,3 +79,26 @@ func TestStreamRegistryPerUser(t *testing.T) {
 		t.Fatalf("open after removing: user 1 %d, user 2 %d; want %d and 0", n, m, streamsPerUser-1)
 	}
 }
+
+// LiveUnlocks passes on its sink's IngestBusy: the transports refuse a
+// device's events unread (before parsing them) only when the sink they are
+// given says it is busy, and the portal gives them this wrapper. Without it
+// the refusal came only after parsing, inside the SQLite service.
+func TestLiveUnlocksPassesIngestBusy(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		live, ok := LiveUnlocks(busyEvents{busy}, NewHub()).(interface{ IngestBusy() bool })
+		if !ok {
+			t.Fatal("LiveUnlocks hides its sink's IngestBusy")
+		}
+		if got := live.IngestBusy(); got != busy {
+			t.Errorf("IngestBusy() = %v; want the sink's %v", got, busy)
+		}
+	}
+}
+
+// busyEvents is an event sink that only says whether it is busy (what
+// sqlite.UnlockService says past its MaxQueued).
+type busyEvents struct{ busy bool }
+
+func (s busyEvents) RecordUnlocks(context.Context, []doorledger.UnlockEvent) error { return nil }
+func (s busyEvents) IngestBusy() bool                                              { return s.busy }

@@ -50,6 +50,14 @@ type liveUnlocks struct {
 	hub  *Hub
 }
 
+// IngestBusy passes on the sink's (sqlite.UnlockService.MaxQueued): the
+// transports refuse device messages unread while it says so (devicectl),
+// which they cannot see through this wrapper otherwise.
+func (l liveUnlocks) IngestBusy() bool {
+	b, ok := l.sink.(interface{ IngestBusy() bool })
+	return ok && b.IngestBusy()
+}
+
 func (l liveUnlocks) RecordUnlocks(ctx context.Context, events []doorledger.UnlockEvent) error {
 	if err := l.sink.RecordUnlocks(ctx, events); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/internal/notice"
 	"github.com/doorledger/doorledger/internal/sentlog"
+	"github.com/jackc/pgx/v5"
 )
 
 // consentActive reports whether the device's consent permits enabling it now:
@@ -23,60 +24,83 @@ func (tx *Tx) consentActive(ctx context.Context, deviceID int64) (bool, error) {
 // setDesiredState writes a device's next desired state and the command that
 // carries it, in tx, with its audit entry. Older open commands of the device are
 // superseded. The new desired state is pushed to the device after commit.
-//
-// The device's row is taken FOR UPDATE before its desired_version is read:
-// a second writer of the same device waits for the first to commit, then
-// reads the version it wrote and writes the next one, rather than both
-// writing the same version and one failing on commands' unique constraint.
 func (tx *Tx) setDesiredState(ctx context.Context, deviceID int64, state doorledger.DeviceState, reason string) (*doorledger.Command, error) {
 	if !state.Valid() {
 		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose enabled or disabled.")
 	}
-	var buildingID, version int64
-	var retired bool
-	if err := tx.QueryRow(ctx, `SELECT building_id, desired_version, retired FROM devices WHERE id = $1 FOR UPDATE`, deviceID).Scan(&buildingID, &version, &retired); err != nil {
-		return nil, notFound(err, "Device not found.")
+	d, err := tx.lockDesired(ctx, deviceID, "true", sqlArgs{deviceID})
+	if err != nil {
+		return nil, err
+	}
+	return tx.writeDesired(ctx, d, state, reason)
+}
+
+// desiredDevice is what writing a device's desired state reads first.
+type desiredDevice struct {
+	id, buildingID, version int64
+	retired                 bool
+}
+
+// lockDesired reads the device whose desired state is about to change and
+// takes its row FOR UPDATE, where scope (a condition on devices d) holds;
+// ENOTFOUND otherwise. args are $1, the device id, then scope's. The row is
+// taken before desired_version is read: a second writer of the same device
+// waits for the first to commit, then reads the version it wrote and writes
+// the next one, rather than both writing the same version and one failing
+// on commands' unique constraint.
+func (tx *Tx) lockDesired(ctx context.Context, deviceID int64, scope string, args sqlArgs) (desiredDevice, error) {
+	d := desiredDevice{id: deviceID}
+	err := tx.QueryRow(ctx, `SELECT d.building_id, d.desired_version, d.retired FROM devices d WHERE d.id = $1 AND `+scope+` FOR UPDATE`,
+		args...).Scan(&d.buildingID, &d.version, &d.retired)
+	return d, notFound(err, "Device not found.")
+}
+
+// writeDesired is setDesiredState's work once the device is locked. Its
+// three writes go to the server in one round trip (a pipelined batch):
+// on PostgreSQL each statement waits for the server, and a revoke's
+// transaction is on the path from the click to the device.
+func (tx *Tx) writeDesired(ctx context.Context, d desiredDevice, state doorledger.DeviceState, reason string) (*doorledger.Command, error) {
+	if !state.Valid() {
+		return nil, doorledger.Errorf(doorledger.EINVALID, "Choose enabled or disabled.")
 	}
 	if state == doorledger.StateEnabled {
-		if retired {
+		if d.retired {
 			return nil, doorledger.Errorf(doorledger.ECONFLICT, "This device is retired and cannot be enabled.")
 		}
-		ok, err := tx.consentActive(ctx, deviceID)
+		ok, err := tx.consentActive(ctx, d.id)
 		if err != nil {
 			return nil, err
 		} else if !ok {
 			return nil, doorledger.Errorf(doorledger.ECONFLICT, "This device has no active consent from an authorized signer, so it cannot be enabled.")
 		}
-		if hold, err := tx.privacyHold(ctx, deviceID); err != nil {
+		if hold, err := tx.privacyHold(ctx, d.id); err != nil {
 			return nil, err
 		} else if hold != "" {
 			return nil, doorledger.Errorf(doorledger.ECONFLICT, "%s", hold)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE commands SET status = 'superseded' WHERE device_id = $1 AND status IN ('pending', 'sent', 'not_confirmed', 'refused')`, deviceID); err != nil {
-		return nil, err
-	}
-	version++
-	if _, err := tx.Exec(ctx, `UPDATE devices SET desired_state = $1, desired_version = $2 WHERE id = $3`, state, version, deviceID); err != nil {
-		return nil, fmt.Errorf("set desired state of device %d: %w", deviceID, err)
-	}
+	version := d.version + 1
 	c := callerFrom(ctx)
 	var id int64
-	if err := tx.QueryRow(ctx, `INSERT INTO commands (device_id, building_id, state, version, reason, requested_by_id, requested_by, requested_at)
+	var b pgx.Batch
+	b.Queue(`UPDATE commands SET status = 'superseded' WHERE device_id = $1 AND status IN ('pending', 'sent', 'not_confirmed', 'refused')`, d.id)
+	b.Queue(`UPDATE devices SET desired_state = $1, desired_version = $2 WHERE id = $3`, state, version, d.id)
+	b.Queue(`INSERT INTO commands (device_id, building_id, state, version, reason, requested_by_id, requested_by, requested_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-		deviceID, buildingID, state, version, reason, c.id(), c.label(), tx.now).Scan(&id); err != nil {
-		return nil, fmt.Errorf("insert command: %w", err)
+		d.id, d.buildingID, state, version, reason, c.id(), c.label(), tx.now).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("set desired state of device %d: %w", d.id, err)
 	}
 	action := "device.disable"
 	if state == doorledger.StateEnabled {
 		action = "device.enable"
 	}
-	if err := tx.audit(ctx, action, buildingID, "device", deviceID, map[string]any{"command": id, "version": version, "reason": reason}); err != nil {
+	if err := tx.audit(ctx, action, d.buildingID, "device", d.id, map[string]any{"command": id, "version": version, "reason": reason}); err != nil {
 		return nil, err
 	}
-	cmd := &doorledger.Command{ID: id, DeviceID: deviceID, BuildingID: buildingID, State: state, Version: version,
+	cmd := &doorledger.Command{ID: id, DeviceID: d.id, BuildingID: d.buildingID, State: state, Version: version,
 		Reason: reason, RequestedBy: c.label(), RequestedAt: tx.now, Status: doorledger.CommandPending}
-	tx.pushes = append(tx.pushes, doorledger.DesiredState{DeviceID: deviceID, CommandID: id, State: state, Version: version, IssuedAt: tx.now})
+	tx.pushes = append(tx.pushes, doorledger.DesiredState{DeviceID: d.id, CommandID: id, State: state, Version: version, IssuedAt: tx.now})
 	return cmd, nil
 }
 
@@ -248,15 +272,26 @@ func (s *DeviceService) SetDesiredState(ctx context.Context, deviceID int64, sta
 		return nil, err
 	}
 	c := callerFrom(ctx)
+	args := sqlArgs{deviceID}
+	scope, err := deviceScope(c, &args)
+	if err != nil {
+		return nil, err
+	}
 	tx, err := s.db.BeginTx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.manageDevice(ctx, c, deviceID); err != nil {
+	// Seen by the caller and locked in one statement: ENOTFOUND when the
+	// caller cannot see it, then EFORBIDDEN when it may only look.
+	d, err := tx.lockDesired(ctx, deviceID, scope, args)
+	if err != nil {
 		return nil, err
 	}
-	cmd, err := tx.setDesiredState(ctx, deviceID, state, reason)
+	if !canManageDevices(c) {
+		return nil, doorledger.Errorf(doorledger.EFORBIDDEN, "Only the building's managers may do that.")
+	}
+	cmd, err := tx.writeDesired(ctx, d, state, reason)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +380,9 @@ func scanCommand(row interface{ Scan(...any) error }) (*doorledger.Command, erro
 }
 
 // FindCommands lists the commands of devices the caller may see, newest first.
-// ENOTFOUND for a device or building the caller does not see.
+// ENOTFOUND for a device or building the caller does not see. The device's
+// check and the list go to the server together, in one round trip: a
+// device page's stream reads them after each report.
 func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFilter) ([]*doorledger.Command, error) {
 	c := callerFrom(ctx)
 	var args sqlArgs
@@ -353,10 +390,16 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 	if err != nil {
 		return nil, err
 	}
+	var b pgx.Batch
+	seen := true
 	if f.DeviceID != 0 {
-		if _, err := findDevice(ctx, s.db.pool, c, f.DeviceID, s.db.now()); err != nil {
+		seenArgs := sqlArgs{f.DeviceID}
+		seenScope, err := deviceScope(c, &seenArgs)
+		if err != nil {
 			return nil, err
 		}
+		b.Queue(`SELECT EXISTS (SELECT 1 FROM devices d WHERE d.id = $1 AND `+seenScope+`)`, seenArgs...).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&seen) })
 		scope += ` AND cm.device_id = ` + args.add(f.DeviceID)
 	}
 	if f.BuildingID != 0 {
@@ -371,10 +414,26 @@ func (s *DeviceService) FindCommands(ctx context.Context, f doorledger.CommandFi
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	cmds, err := queryAll(ctx, s.db.pool, scanCommand, `SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
-		WHERE `+scope+` ORDER BY cm.id DESC LIMIT `+args.add(f.Limit), args...)
+	var cmds []*doorledger.Command
+	b.Queue(`SELECT `+commandColumns+` FROM commands cm JOIN devices d ON d.id = cm.device_id
+		WHERE `+scope+` ORDER BY cm.id DESC LIMIT `+args.add(f.Limit), args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			cm, err := scanCommand(rows)
+			if err != nil {
+				return err
+			}
+			cmds = append(cmds, cm)
+		}
+		return rows.Err()
+	})
+	if err := s.db.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, err
+	}
+	if !seen {
+		return nil, doorledger.Errorf(doorledger.ENOTFOUND, "Device not found.")
+	}
 	s.db.measureCommands(cmds)
-	return cmds, err
+	return cmds, nil
 }
 
 // CommandProgress is what a lockdown page polls: of the given commands (those

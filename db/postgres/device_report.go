@@ -70,6 +70,14 @@ func (tx *Tx) disableIfConsentEnded(ctx context.Context, deviceID int64) (*doorl
 	return tx.setDesiredState(doorledger.NewSystemContext(ctx, "system"), deviceID, doorledger.StateDisabled, "its consent is no longer active")
 }
 
+// noRows is err, but nil for no row (the caller's variables keep their zero).
+func noRows(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
 func deviceLabel(id int64) string { return "device " + itoa(id) }
 
 // ReportState records what a device says it applied, and commits before it
@@ -88,8 +96,8 @@ func deviceLabel(id int64) string { return "device " + itoa(id) }
 // report is a transaction of its own (PostgreSQL has many writers, and
 // flushes the WAL of commits that arrive together at once), the device's
 // row held for its length. The delivery records MarkSentMany still holds for
-// the device are written in the same transaction, before the report. A
-// serialization failure or deadlock is retried.
+// the device are written in the same transaction, with the report's first
+// write. A serialization failure or deadlock is retried.
 func (s *DeviceService) ReportState(ctx context.Context, r doorledger.ReportedState) error {
 	if !r.State.Valid() || r.Version < 0 {
 		return doorledger.Errorf(doorledger.EINVALID, "A report names enabled or disabled and a version of 0 or more.")
@@ -117,10 +125,7 @@ func (s *DeviceService) reportOnce(ctx context.Context, r doorledger.ReportedSta
 			s.sent.restore(marks)
 		}
 	}()
-	if err := tx.writeSent(ctx, marks); err != nil {
-		return err
-	}
-	if err := tx.reportState(ctx, r); err != nil {
+	if err := tx.reportState(ctx, r, marks); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -130,12 +135,30 @@ func (s *DeviceService) reportOnce(ctx context.Context, r doorledger.ReportedSta
 	return nil
 }
 
-// reportState is ReportState's work in tx, without the commit.
-func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error {
+// reportState is ReportState's work in tx, without the commit, with the
+// device's delivery records (marks).
+//
+// Its writes go to the server in as few round trips as they can (pipelined
+// batches): on PostgreSQL each statement waits for the server, and the
+// report's transaction is on the path from a revoke's click to the page
+// showing it confirmed. The delivery records go with the first write: the
+// device's row, which writeSent would take first, is held already
+// (reportedDevice), and their statement is order-free.
+func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState, marks []sentMark) error {
 	label := deviceLabel(r.DeviceID)
 	d, err := tx.reportedDevice(ctx, r.DeviceID)
 	if err != nil {
 		return err
+	}
+	var b pgx.Batch
+	for _, m := range marks {
+		b.Queue(markSentSQL, m.At, m.Command)
+	}
+	send := func() error {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return fmt.Errorf("record report of device %d: %w", r.DeviceID, err)
+		}
+		return nil
 	}
 	if d.retired {
 		return doorledger.Errorf(doorledger.EUNAUTHORIZED, "This device is retired.")
@@ -148,8 +171,8 @@ func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error
 		}
 	}
 	seen := func() error {
-		_, err := tx.Exec(ctx, deviceSeenSQL, tx.now, r.DeviceID)
-		return err
+		b.Queue(deviceSeenSQL, tx.now, r.DeviceID)
+		return send()
 	}
 	if r.Version < d.reportedVer { // out of order: a newer report is recorded already
 		return seen()
@@ -194,17 +217,15 @@ func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error
 	if dup {
 		return seen()
 	}
-	if _, err := tx.Exec(ctx, `UPDATE devices SET reported_state = $1, reported_version = $2, reported_at = $3,
-		last_seen_at = GREATEST(last_seen_at, $3) WHERE id = $4`, r.State, r.Version, tx.now, r.DeviceID); err != nil {
-		return fmt.Errorf("record report of device %d: %w", r.DeviceID, err)
-	}
+	b.Queue(`UPDATE devices SET reported_state = $1, reported_version = $2, reported_at = $3,
+		last_seen_at = GREATEST(last_seen_at, $3) WHERE id = $4`, r.State, r.Version, tx.now, r.DeviceID)
 	if r.Version == d.desiredVer && r.Version > 0 {
 		if r.State != d.desired {
-			return tx.refuseCommand(ctx, r, d, label)
+			return tx.refuseCommand(ctx, &b, send, r, d, label)
 		}
-		return tx.confirmCommand(ctx, r, d.buildingID, label)
+		return tx.confirmCommand(ctx, &b, send, r, d.buildingID, label)
 	}
-	return nil
+	return send()
 }
 
 // refuseCommand records that the device reported the command's version in
@@ -213,16 +234,19 @@ func (tx *Tx) reportState(ctx context.Context, r doorledger.ReportedState) error
 // device, and the building's managers are alerted now, not after the
 // time-out. A repeat of the same report changes nothing (ReportState treats
 // it as a sign of life); a device that confirmed and then reports the other
-// state for the same version is refused again, and alerted again.
-func (tx *Tx) refuseCommand(ctx context.Context, r doorledger.ReportedState, d *reportedDevice, label string) error {
+// state for the same version is refused again, and alerted again. Its update
+// goes in b, which send sends.
+func (tx *Tx) refuseCommand(ctx context.Context, b *pgx.Batch, send func() error, r doorledger.ReportedState, d *reportedDevice, label string) error {
 	var id int64
 	var requested time.Time
 	var state doorledger.DeviceState
-	err := tx.QueryRow(ctx, refuseCommandSQL, tx.now, r.DeviceID, r.Version).Scan(&id, &state, at(&requested))
-	if errors.Is(err, pgx.ErrNoRows) {
+	b.Queue(refuseCommandSQL, tx.now, r.DeviceID, r.Version).QueryRow(func(row pgx.Row) error {
+		return noRows(row.Scan(&id, &state, at(&requested)))
+	})
+	if err := send(); err != nil {
+		return err
+	} else if id == 0 {
 		return nil // refused already
-	} else if err != nil {
-		return fmt.Errorf("refuse command of device %d version %d: %w", r.DeviceID, r.Version, err)
 	}
 	if err := tx.auditAs(ctx, 0, label, "command.refused", d.buildingID, "command", id, map[string]any{
 		"device": r.DeviceID, "version": r.Version, "desired_state": state, "reported_state": r.State,
@@ -235,18 +259,21 @@ func (tx *Tx) refuseCommand(ctx context.Context, r doorledger.ReportedState, d *
 }
 
 // confirmCommand marks the command of the reported version confirmed, once.
-func (tx *Tx) confirmCommand(ctx context.Context, r doorledger.ReportedState, buildingID int64, label string) error {
+// Its update goes in b, which send sends.
+func (tx *Tx) confirmCommand(ctx context.Context, b *pgx.Batch, send func() error, r doorledger.ReportedState, buildingID int64, label string) error {
 	var id, latency int64
 	var requested time.Time
 	var measured any // NULL: not recorded by this process
 	if m, ok := tx.db.opened.get(commandKey{r.DeviceID, r.Version}); ok {
 		measured = max(tx.mono-m, 0).Microseconds()
 	}
-	err := tx.QueryRow(ctx, confirmCommandSQL, tx.now, r.DeviceID, r.Version, measured).Scan(&id, at(&requested), &latency)
-	if errors.Is(err, pgx.ErrNoRows) {
+	b.Queue(confirmCommandSQL, tx.now, r.DeviceID, r.Version, measured).QueryRow(func(row pgx.Row) error {
+		return noRows(row.Scan(&id, at(&requested), &latency))
+	})
+	if err := send(); err != nil {
+		return err
+	} else if id == 0 {
 		return nil // confirmed already
-	} else if err != nil {
-		return fmt.Errorf("confirm command of device %d version %d: %w", r.DeviceID, r.Version, err)
 	}
 	return tx.auditAs(ctx, 0, label, "command.confirmed", buildingID, "command", id, map[string]any{
 		"device": r.DeviceID, "state": r.State, "version": r.Version, "latency_ms": latency / 1000})

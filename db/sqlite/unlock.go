@@ -26,15 +26,15 @@ import (
 type UnlockService struct {
 	db *DB
 	// MaxBatch bounds the events of one group-commit transaction (one caller's
-	// batch is never split).
+	// batch is never split): DefaultMaxBatch.
 	MaxBatch int
 	// MaxQueued bounds the events of devices and vendors (RecordUnlocks)
 	// waiting for the next group-commit transaction; 0: no bound. Beyond it a
 	// batch is refused at once with EUNAVAILABLE (a negative PUBACK, HTTP
 	// 503), to be sent again, rather than held until it times out: a device
 	// sends one message at a time, so its report confirming a revoke would
-	// wait behind its events (docs/reliability.md, Load). It also bounds an
-	// ingest transaction, which every other write waits for (writeGate).
+	// wait behind its events (docs/reliability.md, Load). (MaxBatch bounds
+	// an ingest transaction, which every other write waits for: writeGate.)
 	// Imports of a manager's file are not refused.
 	MaxQueued int
 
@@ -42,6 +42,14 @@ type UnlockService struct {
 
 	cache ingestCache // used by the committer only
 }
+
+// DefaultMaxBatch is UnlockService.MaxBatch's default. An urgent write (a
+// revoke's transaction, a device's report) waits for the event transaction
+// already holding the single writer (writeGate): of 100 events it lasts a
+// few milliseconds, about a commit, where one of the 1,000 that MaxQueued
+// lets queue lasted 250 ms under the portfolio's load (docs/benchmarks.md,
+// "Portfolio scale on one machine").
+const DefaultMaxBatch = 100
 
 // DefaultMaxQueued is UnlockService.MaxQueued's default: about a tenth of a
 // second of ingest on a quiet machine (docs/benchmarks.md: 12k events/s).
@@ -67,7 +75,7 @@ func (s *UnlockService) Stats() (groups, events int64) { return s.group.Stats() 
 
 // NewUnlockService returns the SQLite unlock service.
 func NewUnlockService(db *DB) *UnlockService {
-	s := &UnlockService{db: db, MaxBatch: 10000, MaxQueued: DefaultMaxQueued}
+	s := &UnlockService{db: db, MaxBatch: DefaultMaxBatch, MaxQueued: DefaultMaxQueued}
 	s.group = groupcommit.New("unlock ingest", func() int { return s.MaxBatch }, func(r *ingestReq) int { return len(r.events) }, s.writeGroup)
 	s.group.Failed = func() { s.cache.reset(-1) } // the group's changes to it were rolled back
 	return s
