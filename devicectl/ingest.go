@@ -95,9 +95,11 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 	case KindEvents:
 		// Refused before the payload is even parsed: a busy portal must not
 		// spend on messages it will not keep what it lacks for the others.
+		// The device's report, which it sends before its next events, then
+		// does not wait behind them.
 		if b, ok := in.events.(busySink); ok && b.IngestBusy() {
 			in.stats.busy.Add(1)
-			return failed, errIngestBusy
+			return failed, doorledger.ErrIngestBusy
 		}
 		var evs []doorledger.UnlockEvent
 		// Received at the database's clock, the portal's (zero: stamped
@@ -124,15 +126,8 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 }
 
 // busySink is an EventSink that says when it has more events waiting to be
-// committed than it takes (sqlite.UnlockService.MaxQueued).
+// committed than it takes (the storage's UnlockService.MaxQueued).
 type busySink interface{ IngestBusy() bool }
-
-// errIngestBusy refuses a device's events while its EventSink is busy: not
-// committed, to be sent again shortly (a negative PUBACK). The device's
-// report, which it sends before its next events, then does not wait behind
-// them.
-var errIngestBusy = &doorledger.Error{Code: doorledger.EUNAVAILABLE,
-	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
 
 // permanent reports whether a service error would come back unchanged on retry.
 func permanent(err error) bool {

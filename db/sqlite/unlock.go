@@ -30,8 +30,8 @@ type UnlockService struct {
 	MaxBatch int
 	// MaxQueued bounds the events of devices and vendors (RecordUnlocks)
 	// waiting for the next group-commit transaction; 0: no bound. Beyond it a
-	// batch is refused at once with EUNAVAILABLE (a negative PUBACK, HTTP
-	// 503), to be sent again, rather than held until it times out: a device
+	// batch is refused at once with doorledger.ErrIngestBusy (a negative
+	// PUBACK, HTTP 503), to be sent again, rather than held until it times out: a device
 	// sends one message at a time, so its report confirming a revoke would
 	// wait behind its events (docs/reliability.md, Load). (MaxBatch bounds
 	// an ingest transaction, which every other write waits for: writeGate.)
@@ -54,10 +54,6 @@ const DefaultMaxBatch = 100
 // DefaultMaxQueued is UnlockService.MaxQueued's default: about a tenth of a
 // second of ingest on a quiet machine (docs/benchmarks.md: 12k events/s).
 const DefaultMaxQueued = 1000
-
-// errIngestBusy refuses events beyond UnlockService.MaxQueued.
-var errIngestBusy = &doorledger.Error{Code: doorledger.EUNAVAILABLE,
-	Message: "The portal is busy recording other events, so these were not recorded. Please send them again shortly."}
 
 // IngestBusy reports whether events beyond MaxQueued wait for the next
 // ingest transaction: transports refuse device messages unread meanwhile
@@ -202,7 +198,7 @@ func (s *UnlockService) record(ctx context.Context, in []doorledger.UnlockEvent,
 	if imp != nil {
 		limit = 0
 	}
-	res, err := s.group.SubmitWithin(ctx, r, limit, errIngestBusy)
+	res, err := s.group.SubmitWithin(ctx, r, limit, doorledger.ErrIngestBusy)
 	if err != nil {
 		return nil, s.db.space.failed(err)
 	}
