@@ -7,6 +7,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/postgres"
+	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 // Events beyond UnlockService.MaxQueued are refused at once
@@ -48,7 +49,7 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	errs := make(chan error, 4)
 	go func() { errs <- unlocks.RecordUnlocks(ctx, ev("a")) }()
-	awaitCond(t, "the first batch's group waits for the table", func() bool {
+	testtool.Await(t, "the first batch's group waits for the table", func() bool {
 		var waiting int
 		err := d.Pool().QueryRow(ctx, `SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'unlock_events'::regclass`).Scan(&waiting)
 		return err == nil && waiting > 0
@@ -56,7 +57,7 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	for _, id := range []string{"b", "c", "d"} {
 		go func() { errs <- unlocks.RecordUnlocks(ctx, ev(id)) }()
 	}
-	awaitCond(t, "three batches queued behind it", func() bool { return postgres.IngestQueued(unlocks) == 3 })
+	testtool.Await(t, "three batches queued behind it", func() bool { return postgres.IngestQueued(unlocks) == 3 })
 	if !unlocks.IngestBusy() {
 		t.Error("IngestBusy is false with MaxQueued events queued")
 	}
@@ -93,18 +94,5 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	if n != 10 {
 		t.Errorf("%d events stored, want 10 (a–e and f1–f5, each once)", n)
-	}
-}
-
-// awaitCond polls cond until it holds; after 30 s the test fails (a guard
-// against a hang, not a measure).
-func awaitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/doorledger/doorledger"
 	"github.com/doorledger/doorledger/db/sqlite"
+	"github.com/doorledger/doorledger/internal/testtool"
 )
 
 // A device's confirming report and a manager's revoke take SQLite's single
@@ -51,7 +52,7 @@ func TestWriterServesCommandsBeforeEventBatches(t *testing.T) {
 	// waitingFor waits until n write transactions wait for the writer.
 	waitingFor := func(what string, n int) {
 		t.Helper()
-		awaitCond(t, what, func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b >= n })
+		testtool.Await(t, what, func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b >= n })
 	}
 
 	const batches = 5
@@ -145,11 +146,11 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	errs := make(chan error, 4)
 	go func() { errs <- unlocks.RecordUnlocks(ctx, ev("a")) }()
-	awaitCond(t, "the first batch waits for the writer", func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b == 1 })
+	testtool.Await(t, "the first batch waits for the writer", func() bool { u, b := sqlite.WritersWaiting(w.d); return u+b == 1 })
 	for _, id := range []string{"b", "c", "d"} {
 		go func() { errs <- unlocks.RecordUnlocks(ctx, ev(id)) }()
 	}
-	awaitCond(t, "three batches queued behind it", func() bool { return sqlite.IngestQueued(unlocks) == 3 })
+	testtool.Await(t, "three batches queued behind it", func() bool { return sqlite.IngestQueued(unlocks) == 3 })
 
 	refused := make(chan error, 1)
 	go func() { refused <- unlocks.RecordUnlocks(ctx, ev("e")) }()
@@ -181,18 +182,5 @@ func TestIngestRefusesBeyondMaxQueued(t *testing.T) {
 	}
 	if n != 10 {
 		t.Errorf("%d events stored, want 10 (a–e and f1–f5, each once)", n)
-	}
-}
-
-// awaitCond polls cond until it holds; after 30 s the test fails (a guard
-// against a hang, not a measure).
-func awaitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
