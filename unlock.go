@@ -238,6 +238,16 @@ type EventSink interface {
 	RecordUnlocks(ctx context.Context, events []UnlockEvent) error
 }
 
+// BusySink is an EventSink that says when it holds more events waiting to be
+// committed than it takes (the storage's UnlockService.MaxQueued): the
+// transports then refuse a device's events unread, with ErrIngestBusy, so
+// that its report does not wait behind them and the portal does not spend
+// on messages it will not keep. A sink that wraps another passes it on.
+type BusySink interface {
+	EventSink
+	IngestBusy() bool
+}
+
 // ErrIngestBusy is what an EventSink answers when more events wait to be
 // committed than it takes (the storage's MaxQueued): nothing was recorded,
 // and the sender sends them again shortly (a negative PUBACK, HTTP 503).

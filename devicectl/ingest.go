@@ -97,7 +97,7 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 		// spend on messages it will not keep what it lacks for the others.
 		// The device's report, which it sends before its next events, then
 		// does not wait behind them.
-		if b, ok := in.events.(busySink); ok && b.IngestBusy() {
+		if b, ok := in.events.(doorledger.BusySink); ok && b.IngestBusy() {
 			in.stats.busy.Add(1)
 			return failed, doorledger.ErrIngestBusy
 		}
@@ -124,10 +124,6 @@ func (in *ingester) ingest(ctx context.Context, id int64, kind string, payload [
 	in.stats.commitErrors.Add(1)
 	return failed, err
 }
-
-// busySink is an EventSink that says when it has more events waiting to be
-// committed than it takes (the storage's UnlockService.MaxQueued).
-type busySink interface{ IngestBusy() bool }
 
 // permanent reports whether a service error would come back unchanged on retry.
 func permanent(err error) bool {

@@ -86,7 +86,7 @@ func TestStreamRegistryPerUser(t *testing.T) {
 // the refusal came only after parsing, inside the SQLite service.
 func TestLiveUnlocksPassesIngestBusy(t *testing.T) {
 	for _, busy := range []bool{false, true} {
-		live, ok := LiveUnlocks(busyEvents{busy}, NewHub()).(interface{ IngestBusy() bool })
+		live, ok := LiveUnlocks(busyEvents{busy}, NewHub()).(doorledger.BusySink)
 		if !ok {
 			t.Fatal("LiveUnlocks hides its sink's IngestBusy")
 		}

@@ -50,11 +50,10 @@ type liveUnlocks struct {
 	hub  *Hub
 }
 
-// IngestBusy passes on the sink's (sqlite.UnlockService.MaxQueued): the
-// transports refuse device messages unread while it says so (devicectl),
-// which they cannot see through this wrapper otherwise.
+// IngestBusy passes on the sink's (doorledger.BusySink), which the
+// transports could not see through this wrapper otherwise.
 func (l liveUnlocks) IngestBusy() bool {
-	b, ok := l.sink.(interface{ IngestBusy() bool })
+	b, ok := l.sink.(doorledger.BusySink)
 	return ok && b.IngestBusy()
 }
 

@@ -83,6 +83,7 @@ func NewUnlockService(db *DB) *UnlockService {
 func (s *UnlockService) Wait() { s.group.Wait() }
 
 var _ doorledger.UnlockService = (*UnlockService)(nil)
+var _ doorledger.BusySink = (*UnlockService)(nil)
 
 // ingestReq is one caller's batch waiting for the committer.
 type ingestReq struct {
