@@ -256,31 +256,7 @@ func TestBroker_EventsReachSink(t *testing.T) {
 	}
 
 	// Offline, events queue up and then go as one array.
-	if err := d.Offline(waitCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for i := range 3 {
-		ev, err := d.Unlock(devicectl.EventMessage{ActorRef: fmt.Sprint("pkg-", i+2)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, ev.EventID)
-	}
-	if err := d.Online(); err != nil {
-		t.Fatal(err)
-	}
-	f.waitFor(t, "queued events", func() bool {
-		for _, id := range ids {
-			if !f.hasEvent(1, id) {
-				return false
-			}
-		}
-		return true
-	})
-	if err := d.AwaitDelivered(waitCtx(t)); err != nil {
-		t.Fatal(err)
-	}
+	mustDeliverQueued(t, f, d, []string{"pkg-2", "pkg-3", "pkg-4"})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	first := f.events[0]

@@ -395,3 +395,37 @@ func (c *v3Conn) read() (byte, []byte, error) {
 	}
 	return h >> 4, body, nil
 }
+
+// mustDeliverQueued takes d offline, has it queue one unlock per actor
+// (they go as one array once it is back), brings it online and waits until
+// the portal f has every one of them and d has them acknowledged. It returns
+// their event ids.
+func mustDeliverQueued(t testing.TB, f *fakePortal, d *devicectl.SimDevice, actors []string) []string {
+	t.Helper()
+	if err := d.Offline(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, actor := range actors {
+		ev, err := d.Unlock(devicectl.EventMessage{ActorRef: actor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.EventID)
+	}
+	if err := d.Online(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(t, "the queued events", func() bool {
+		for _, id := range ids {
+			if !f.hasEvent(d.ID(), id) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := d.AwaitDelivered(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
